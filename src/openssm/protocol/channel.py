@@ -1,0 +1,162 @@
+"""Sequencing, acknowledgement and retransmission of stream messages (sans-I/O).
+
+Both ends of a data channel (client and agent) run one :class:`StreamEndpoint`. The gateway
+never does: it relays frames verbatim and acks are end to end. Rules from
+``session-manager-protocol.md`` §2.3:
+
+* each direction numbers its stream messages from 0;
+* a receiver processes ``seq == expected`` (then drains buffered successors), acks and buffers
+  ``seq > expected``, and re-acks ``seq < expected`` (a duplicate whose ack was lost);
+* a sender keeps every unacked message and resends the oldest when it is older than the RTO,
+  which follows the TCP-style SRTT/RTTVAR estimate capped at one second.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Final
+
+from openssm.protocol.frames import (
+    FLAG_DATA,
+    FLAG_SYN,
+    Frame,
+    MessageType,
+    PayloadType,
+    ack_for,
+    acked_sequence,
+)
+
+INITIAL_RTO: Final = 0.2
+INITIAL_SRTT: Final = 0.1
+MAX_RTO: Final = 1.0
+MIN_RTO_MARGIN: Final = 0.01
+RESEND_INTERVAL: Final = 0.1  # how often callers should call ``due_resends``
+DEFAULT_SEND_WINDOW: Final = 10_000  # the plugin's outgoing buffer size
+DEFAULT_REORDER_LIMIT: Final = 10_000
+
+
+class WindowFull(RuntimeError):
+    """Too many unacked messages; the caller must wait for acks before sending more."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    frame: Frame
+    encoded: bytes
+    last_sent: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Received:
+    """What to do with one incoming stream frame."""
+
+    deliver: list[Frame]  # frames now in order, to hand to the application
+    ack: Frame | None  # the ack to send back (None when nothing should be acked)
+
+
+class StreamEndpoint:
+    """One side's sequence state for a data channel."""
+
+    def __init__(
+        self,
+        outgoing: MessageType,
+        *,
+        syn_on_first: bool,
+        send_window: int = DEFAULT_SEND_WINDOW,
+        reorder_limit: int = DEFAULT_REORDER_LIMIT,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if outgoing not in (MessageType.INPUT_STREAM_DATA, MessageType.OUTPUT_STREAM_DATA):
+            raise ValueError(f"not a stream message type: {outgoing}")
+        self.outgoing = outgoing
+        self.syn_on_first = syn_on_first
+        self.send_window = send_window
+        self.reorder_limit = reorder_limit
+        self._monotonic = monotonic
+        self.next_send_seq = 0
+        self.expected_seq = 0
+        self._unacked: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
+        self._reorder: dict[int, Frame] = {}
+        self.srtt = INITIAL_SRTT
+        self.rttvar = 0.0
+        self.rto = INITIAL_RTO
+
+    # -- sending -----------------------------------------------------------------------------
+
+    @property
+    def unacked_count(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def can_send(self) -> bool:
+        return len(self._unacked) < self.send_window
+
+    def send(self, payload_type: int, payload: bytes) -> bytes:
+        """Number a new stream message, remember it until acked, and return its wire bytes."""
+        if not self.can_send:
+            raise WindowFull(f"{len(self._unacked)} messages unacked")
+        seq = self.next_send_seq
+        flags = FLAG_SYN if (seq == 0 and self.syn_on_first) else FLAG_DATA
+        frame = Frame(self.outgoing, seq, flags, payload_type, payload)
+        encoded = frame.encode()
+        self.next_send_seq += 1
+        self._unacked[seq] = _Pending(frame, encoded, self._monotonic())
+        return encoded
+
+    def on_ack(self, ack: Frame) -> bool:
+        """Apply an ``acknowledge`` frame. Returns True if it acked a pending message."""
+        seq = acked_sequence(ack)
+        pending = self._unacked.pop(seq, None)
+        if pending is None:
+            return False
+        sample = max(0.0, self._monotonic() - pending.last_sent)
+        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+        self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self.rto = min(MAX_RTO, self.srtt + max(MIN_RTO_MARGIN, 4 * self.rttvar))
+        return True
+
+    def due_resends(self) -> list[bytes]:
+        """Messages to send again now: the oldest unacked one, if it is overdue."""
+        if not self._unacked:
+            return []
+        now = self._monotonic()
+        _seq, pending = next(iter(self._unacked.items()))
+        if now - pending.last_sent < self.rto:
+            return []
+        pending.last_sent = now
+        return [pending.encoded]
+
+    def all_unacked(self) -> list[bytes]:
+        """Every unacked message, oldest first (to replay after a reconnect)."""
+        now = self._monotonic()
+        out = []
+        for pending in self._unacked.values():
+            pending.last_sent = now
+            out.append(pending.encoded)
+        return out
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive(self, frame: Frame) -> Received:
+        """Sequence one incoming stream frame."""
+        seq = frame.sequence_number
+        if seq == self.expected_seq:
+            deliver = [frame]
+            self.expected_seq += 1
+            while self.expected_seq in self._reorder:
+                deliver.append(self._reorder.pop(self.expected_seq))
+                self.expected_seq += 1
+            return Received(deliver, ack_for(frame))
+        if seq > self.expected_seq:
+            if seq in self._reorder or len(self._reorder) < self.reorder_limit:
+                self._reorder[seq] = frame
+                return Received([], ack_for(frame))
+            return Received([], None)  # no room: let the sender retransmit
+        return Received([], ack_for(frame))  # duplicate of something already processed
+
+
+def is_payload(frame: Frame, payload_type: PayloadType) -> bool:
+    return frame.payload_type == payload_type

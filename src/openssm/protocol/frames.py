@@ -1,0 +1,214 @@
+"""Session Manager binary frame codec (sans-I/O).
+
+Every binary WebSocket message on the data and control channels is one frame: a 120-byte
+big-endian header followed by the payload. See ``session-manager-protocol.md`` §2.2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import struct
+import time
+import uuid
+from typing import Any, Final
+
+HEADER = struct.Struct(">I32sIQqQ16s32sII")
+HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself is not counted
+FRAME_OVERHEAD: Final = HEADER.size  # 120
+SCHEMA_VERSION: Final = 1
+# Bound on anything we decode from the network; real peers send <= ~120 kB (job replies).
+MAX_FRAME_SIZE: Final = 1 << 20
+
+
+class FrameError(ValueError):
+    """A frame that cannot be decoded or fails validation."""
+
+
+class MessageType(enum.StrEnum):
+    INPUT_STREAM_DATA = "input_stream_data"
+    OUTPUT_STREAM_DATA = "output_stream_data"
+    ACKNOWLEDGE = "acknowledge"
+    CHANNEL_CLOSED = "channel_closed"
+    START_PUBLICATION = "start_publication"
+    PAUSE_PUBLICATION = "pause_publication"
+    AGENT_SESSION_STATE = "agent_session_state"
+    INTERACTIVE_SHELL = "interactive_shell"
+    AGENT_JOB = "agent_job"
+    AGENT_TASK_ACKNOWLEDGE = "agent_task_acknowledge"
+    AGENT_JOB_REPLY_ACK = "agent_job_reply_ack"
+    AGENT_TASK_COMPLETE = "agent_task_complete"
+    AGENT_JOB_ACK = "agent_job_ack"
+    AGENT_JOB_REPLY = "agent_job_reply"
+    AGENT_TELEMETRY = "agent_telemetry"
+
+
+class PayloadType(enum.IntEnum):
+    NONE = 0
+    OUTPUT = 1
+    ERROR = 2
+    SIZE = 3
+    PARAMETER = 4
+    HANDSHAKE_REQUEST = 5
+    HANDSHAKE_RESPONSE = 6
+    HANDSHAKE_COMPLETE = 7
+    ENC_CHALLENGE_REQUEST = 8
+    ENC_CHALLENGE_RESPONSE = 9
+    FLAG = 10
+    STDERR = 11
+    EXIT_CODE = 12
+
+
+class PayloadFlag(enum.IntEnum):
+    """Values carried by a PayloadType.FLAG message (4-byte big-endian)."""
+
+    DISCONNECT_TO_PORT = 1
+    TERMINATE_SESSION = 2
+    CONNECT_TO_PORT_ERROR = 3
+
+
+# Header ``Flags`` values as the real programs use them.
+FLAG_DATA: Final = 0
+FLAG_SYN: Final = 1
+FLAG_ACK: Final = 3
+
+STREAM_TYPES: Final = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.OUTPUT_STREAM_DATA})
+
+
+def now_millis() -> int:
+    return int(time.time() * 1000)
+
+
+def uuid_to_wire(value: uuid.UUID) -> bytes:
+    """UUIDs travel with their 64-bit halves swapped (low half first)."""
+    raw = value.bytes
+    return raw[8:] + raw[:8]
+
+
+def uuid_from_wire(raw: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes=raw[8:16] + raw[0:8])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame:
+    """One Session Manager message (``ClientMessage``/``AgentMessage``)."""
+
+    message_type: str
+    sequence_number: int = 0
+    flags: int = 0
+    payload_type: int = 0
+    payload: bytes = b""
+    message_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    created_date: int = dataclasses.field(default_factory=now_millis)
+    schema_version: int = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        type_bytes = self.message_type.encode("ascii")
+        if len(type_bytes) > 32:
+            raise FrameError(f"message type too long: {self.message_type!r}")
+        header = HEADER.pack(
+            HEADER_LENGTH,
+            type_bytes.ljust(32, b" "),
+            self.schema_version,
+            self.created_date,
+            self.sequence_number,
+            self.flags,
+            uuid_to_wire(self.message_id),
+            hashlib.sha256(self.payload).digest(),
+            self.payload_type,
+            len(self.payload),
+        )
+        return header + self.payload
+
+    def json(self) -> Any:
+        """The payload parsed as JSON (acks, handshake, control messages)."""
+        try:
+            return json.loads(self.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FrameError(f"{self.message_type} payload is not JSON: {exc}") from exc
+
+    @property
+    def is_stream(self) -> bool:
+        return self.message_type in STREAM_TYPES
+
+
+def decode(data: bytes, *, verify_digest: bool = False) -> Frame:
+    """Decode one frame. The payload runs to the end of ``data`` (as both real peers read it)."""
+    if len(data) > MAX_FRAME_SIZE:
+        raise FrameError(f"frame of {len(data)} bytes exceeds limit {MAX_FRAME_SIZE}")
+    if len(data) < FRAME_OVERHEAD:
+        raise FrameError(f"frame of {len(data)} bytes is shorter than the 120-byte header")
+    (
+        header_length,
+        type_bytes,
+        schema_version,
+        created_date,
+        sequence_number,
+        flags,
+        message_id,
+        digest,
+        payload_type,
+        _payload_length,
+    ) = HEADER.unpack_from(data)
+    if header_length == 0:
+        raise FrameError("HeaderLength is 0")
+    if header_length + 4 > len(data):
+        raise FrameError(f"HeaderLength {header_length} runs past the frame")
+    message_type = type_bytes.replace(b"\x00", b"").strip().decode("ascii", "replace")
+    if not message_type:
+        raise FrameError("MessageType is empty")
+    payload = bytes(data[header_length + 4 :])
+    if verify_digest and payload and hashlib.sha256(payload).digest() != digest:
+        raise FrameError("payload digest mismatch")
+    return Frame(
+        message_type=message_type,
+        sequence_number=sequence_number,
+        flags=flags,
+        payload_type=payload_type,
+        payload=payload,
+        message_id=uuid_from_wire(message_id),
+        created_date=created_date,
+        schema_version=schema_version,
+    )
+
+
+def go_json(value: Any) -> bytes:
+    """Compact JSON as Go's encoding/json writes it (HTML characters escaped)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.encode("utf-8")
+
+
+def ack_for(frame: Frame) -> Frame:
+    """The acknowledge frame for a received stream frame (byte-identical payload to the real peers)."""
+    body = {
+        "AcknowledgedMessageType": frame.message_type,
+        "AcknowledgedMessageId": str(frame.message_id),
+        "AcknowledgedMessageSequenceNumber": frame.sequence_number,
+        "IsSequentialMessage": True,
+    }
+    return Frame(MessageType.ACKNOWLEDGE, 0, FLAG_ACK, PayloadType.NONE, go_json(body))
+
+
+def acked_sequence(frame: Frame) -> int:
+    """The sequence number an ``acknowledge`` frame refers to (acks match by number only)."""
+    body = frame.json()
+    if not isinstance(body, dict):
+        raise FrameError("acknowledge payload is not an object")
+    seq = body.get("AcknowledgedMessageSequenceNumber")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise FrameError("acknowledge lacks AcknowledgedMessageSequenceNumber")
+    return seq
+
+
+def flag_payload(flag: PayloadFlag) -> bytes:
+    return struct.pack(">I", int(flag))
+
+
+def parse_flag(payload: bytes) -> int:
+    if len(payload) < 4:
+        raise FrameError("flag payload shorter than 4 bytes")
+    value: int = struct.unpack_from(">I", payload)[0]
+    return value

@@ -1,0 +1,316 @@
+"""Database schema (SQLAlchemy Core). One metadata for SQLite (embedded) and PostgreSQL (scale-out).
+
+Conventions: times are timezone-aware UTC (``UtcDateTime``); ids follow AWS formats; JSON blobs are
+``JSON`` columns; secrets are never stored in plain text (``*_hash`` = SHA-256 hex of a random
+token, ``*_encrypted`` = AES-GCM under the server's master key, see ``openssm.store.secrets``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Stores aware UTC datetimes; SQLite hands back naive ones, which we re-tag as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# -- server-wide settings (account id, master-key check value, schema facts) ----------------------
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# -- IAM ------------------------------------------------------------------------------------------
+iam_users = Table(
+    "iam_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("user_id", String(32), nullable=False, unique=True),  # AIDA…
+    Column("arn", String(2048), nullable=False, unique=True),
+    Column("path", String(512), nullable=False, default="/"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("password_hash", String(256)),  # scrypt, for console sign-in
+    Column("mfa_secret_encrypted", LargeBinary),  # TOTP seed
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("is_admin_bootstrap", Boolean, nullable=False, default=False),
+)
+
+iam_groups = Table(
+    "iam_groups",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("group_id", String(32), nullable=False, unique=True),  # AGPA…
+    Column("arn", String(2048), nullable=False, unique=True),
+    Column("path", String(512), nullable=False, default="/"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+iam_group_members = Table(
+    "iam_group_members",
+    metadata,
+    Column("group_name", String(128), ForeignKey("iam_groups.name", ondelete="CASCADE"), primary_key=True),
+    Column("user_name", String(64), ForeignKey("iam_users.name", ondelete="CASCADE"), primary_key=True),
+)
+
+iam_roles = Table(
+    "iam_roles",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role_id", String(32), nullable=False, unique=True),  # AROA…
+    Column("arn", String(2048), nullable=False, unique=True),
+    Column("path", String(512), nullable=False, default="/"),
+    Column("assume_role_policy", Text, nullable=False),
+    Column("description", String(1000)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+)
+
+iam_policies = Table(
+    "iam_policies",
+    metadata,
+    Column("arn", String(2048), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("policy_id", String(32), nullable=False, unique=True),  # ANPA…
+    Column("path", String(512), nullable=False, default="/"),
+    Column("description", String(1000)),
+    Column("default_version_id", String(16), nullable=False, default="v1"),
+    Column("aws_managed", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+iam_policy_versions = Table(
+    "iam_policy_versions",
+    metadata,
+    Column("policy_arn", String(2048), ForeignKey("iam_policies.arn", ondelete="CASCADE"), primary_key=True),
+    Column("version_id", String(16), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# principal_type: "user" | "group" | "role"
+iam_attachments = Table(
+    "iam_attachments",
+    metadata,
+    Column("principal_type", String(8), primary_key=True),
+    Column("principal_name", String(128), primary_key=True),
+    Column("policy_arn", String(2048), ForeignKey("iam_policies.arn"), primary_key=True),
+)
+
+iam_inline_policies = Table(
+    "iam_inline_policies",
+    metadata,
+    Column("principal_type", String(8), primary_key=True),
+    Column("principal_name", String(128), primary_key=True),
+    Column("policy_name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
+)
+
+# Long-term (AKIA…, users) and temporary (ASIA…, managed instances / console) credentials.
+# The secret is needed in clear to verify SigV4, so it is encrypted, not hashed.
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(32), primary_key=True),
+    Column("secret_encrypted", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False, default="Active"),  # Active | Inactive
+    Column("principal_type", String(16), nullable=False),  # user | managed-instance | console
+    Column("principal_name", String(128), nullable=False),  # user name or mi-… id
+    Column("role_name", String(64)),  # the role temporary credentials act as
+    Column("session_token_hash", String(64)),  # temporary credentials only
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),  # temporary credentials only
+    Column("last_used_at", UtcDateTime),
+    Column("last_used_service", String(64)),
+    Index("ix_access_keys_principal", "principal_type", "principal_name"),
+)
+
+# -- managed nodes ------------------------------------------------------------------------------
+activations = Table(
+    "activations",
+    metadata,
+    Column("activation_id", String(36), primary_key=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("iam_role", String(64), nullable=False),
+    Column("description", String(256)),
+    Column("default_instance_name", String(256)),
+    Column("registration_limit", Integer, nullable=False, default=1),
+    Column("registrations_count", Integer, nullable=False, default=0),
+    Column("expiration_date", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance_id", String(20), primary_key=True),  # mi-<17 hex>
+    Column("activation_id", String(36)),
+    Column("iam_role", String(64)),
+    Column("name", String(256)),
+    Column("public_key", Text, nullable=False),  # base64 DER SubjectPublicKeyInfo
+    Column("public_key_type", String(16), nullable=False, default="Rsa"),
+    Column("fingerprint", String(128), nullable=False),
+    Column("registration_date", UtcDateTime, nullable=False),
+    Column("computer_name", String(256)),
+    Column("ip_address", String(64)),
+    Column("platform_type", String(16)),
+    Column("platform_name", String(128)),
+    Column("platform_version", String(64)),
+    Column("agent_name", String(64)),
+    Column("agent_version", String(32)),
+    Column("last_ping_at", UtcDateTime),
+    # which gateway node holds this node's control channel (NULL = none)
+    Column("control_node_id", String(64)),
+    Column("control_connected_at", UtcDateTime),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("deregistered", Boolean, nullable=False, default=False),
+)
+
+# -- sessions -----------------------------------------------------------------------------------
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(96), primary_key=True),
+    Column("target", String(400), nullable=False),
+    Column("document_name", String(128), nullable=False),
+    Column("session_type", String(32), nullable=False),
+    Column("owner_arn", String(2048), nullable=False),
+    Column("owner_name", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # Connecting | Connected | Disconnected | Terminating | Terminated | Failed
+    Column("reason", String(256)),
+    Column("details", String(1024)),
+    Column("parameters", JSON, nullable=False, default=dict),  # name -> list[str], as the API took them
+    Column("document_content", JSON, nullable=False),  # resolved document sent to the agent
+    Column("run_as_user", String(64)),
+    Column("node_id", String(64)),  # gateway node that carries the session
+    Column("start_date", UtcDateTime, nullable=False),
+    Column("end_date", UtcDateTime),
+    Column("termination_reason", String(256)),
+    Column("max_session_duration", Integer),  # minutes
+    Column("idle_session_timeout", Integer),  # minutes
+    Column("output_s3_url", String(2048)),
+    Column("output_cloudwatch_url", String(2048)),
+    Column("recording_path", String(2048)),
+    Column("bytes_in", BigInteger, nullable=False, default=0),
+    Column("bytes_out", BigInteger, nullable=False, default=0),
+    Index("ix_sessions_status", "status"),
+    Index("ix_sessions_target", "target"),
+)
+
+# Single-use channel tokens. kind: "client" (StreamUrl open frame), "agent-data", "agent-control".
+channel_tokens = Table(
+    "channel_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("channel_id", String(96), nullable=False),  # session id, or instance id for control
+    Column("principal_arn", String(2048), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+    Index("ix_channel_tokens_channel", "channel_id"),
+)
+
+# -- documents ----------------------------------------------------------------------------------
+documents = Table(
+    "documents",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("document_type", String(32), nullable=False),  # Session | Command
+    Column("owner", String(2048), nullable=False),
+    Column("default_version", String(16), nullable=False, default="1"),
+    Column("latest_version", String(16), nullable=False, default="1"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+)
+
+document_versions = Table(
+    "document_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("documents.name", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("content", Text, nullable=False),
+    Column("document_format", String(8), nullable=False, default="JSON"),  # JSON | YAML
+    Column("content_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("version_name", String(128)),
+)
+
+# -- audit --------------------------------------------------------------------------------------
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", UtcDateTime, nullable=False),
+    Column("principal_arn", String(2048), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(2048), nullable=False),
+    Column("decision", String(16), nullable=False),  # allowed | explicitDeny | implicitDeny
+    Column("matched_statement", Text),  # policy arn/name + statement index/Sid that decided
+    Column("source_ip", String(64)),
+    Index("ix_audit_log_time", "time"),
+)
+
+# -- scale-out ---------------------------------------------------------------------------------
+gateway_nodes = Table(
+    "gateway_nodes",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("public_url", String(2048), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+)
+
+__all__ = [name for name, value in globals().items() if isinstance(value, Table)] + [
+    "UniqueConstraint",
+    "metadata",
+    "UtcDateTime",
+]
