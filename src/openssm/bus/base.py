@@ -1,0 +1,27 @@
+"""Node-to-node signalling. Messages are small JSON objects published on named channels.
+
+Channels used: ``node.<node_id>`` (commands for the gateway node holding a session or control
+channel: terminate a session, start a command), ``sessions`` (session state changes, for live
+pages). Delivery is at-most-once and best effort: state of record lives in the store.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from typing import Any
+
+Message = dict[str, Any]
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Bus(abc.ABC):
+    @abc.abstractmethod
+    async def publish(self, channel: str, message: Message) -> None: ...
+
+    @abc.abstractmethod
+    def subscribe(self, channel: str) -> AsyncIterator[Message]:
+        """Messages published on ``channel`` after this call, until the iterator is closed."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        pass

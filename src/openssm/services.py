@@ -1,0 +1,47 @@
+"""Server configuration and the shared services handed to every server-side component."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from openssm.bus.base import Bus
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_dir: pathlib.Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"  # what StreamUrls and agent endpoints point at
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    node_id: str = "node-1"
+    database_url: str | None = None  # default: SQLite in data_dir
+    redis_url: str | None = None  # scale-out bus
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For / -Proto we believe
+    clock_skew_seconds: int = 300
+    token_ttl_seconds: int = 60
+    # Test/ops overrides of the preferences document (seconds); None = use preferences.
+    idle_timeout_override: float | None = None
+    max_duration_override: float | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclasses.dataclass(slots=True)
+class Services:
+    """Everything a request handler or channel handler needs; built once by ``openssm.server``."""
+
+    config: ServerConfig
+    engine: AsyncEngine
+    bus: Bus
+    cipher: Any  # openssm.store.secrets.SecretCipher (typed there; Any here to avoid an import cycle)
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
