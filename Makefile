@@ -1,0 +1,48 @@
+# OpenSSM developer entry points. The README's two commands are `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart server test check unit install system-deps console-assets bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+console-assets: $(STAMP)
+	@if [ -f package.json ]; then npm install --no-audit --no-fund --silent && $(BIN)/python scripts/build-console-assets; fi
+
+## Run an embedded server, register a local agent and open a shell into it.
+quickstart: install console-assets
+	$(BIN)/openssm quickstart
+
+## Run just the embedded server (SQLite + files under ./.data).
+server: install console-assets
+	$(BIN)/openssm server --data-dir .data
+
+system-deps:
+	bash scripts/install-system-deps
+	bash scripts/start-services
+
+## Lint, type-check, contracts, then the whole test suite (2 workers).
+check: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: system-deps install console-assets check
+	$(BIN)/pytest -n 2 -q -p no:cacheprovider
+
+unit: install
+	$(BIN)/pytest -q tests/unit tests/replay
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache node_modules

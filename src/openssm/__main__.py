@@ -1,0 +1,3 @@
+from openssm.cli import main
+
+main()
