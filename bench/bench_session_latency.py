@@ -27,10 +27,11 @@ import aiohttp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from openssm.protocol.channel import StreamEndpoint  # noqa: E402
-from openssm.protocol.frames import MessageType, PayloadType, decode  # noqa: E402
-from tests.e2e.harness import Agent, Server  # noqa: E402
-from tests.support.sshd import run_sshd, sshd_available  # noqa: E402
+from tests.e2e.harness import Agent, Server
+from tests.support.sshd import run_sshd, sshd_available
+
+from openssm.protocol.channel import StreamEndpoint
+from openssm.protocol.frames import MessageType, PayloadType, decode
 
 
 class BenchClient:
@@ -174,7 +175,7 @@ async def main_async(args: argparse.Namespace) -> None:
             agent.stop()
             server.stop()
 
-    print("StartSession → first prompt byte (median of %d)" % len(first_bytes))
+    print(f"StartSession → first prompt byte (median of {len(first_bytes)})")
     openssm_first = statistics.median(first_bytes)
     print(f"  openssm            {openssm_first * 1000:8.1f} ms")
     if ssh:
