@@ -1,0 +1,164 @@
+"""``openssm start-session``: StartSession through boto3, then the session in this process.
+
+Same options and error output as ``aws ssm start-session`` (exit code 255 on API errors), plus
+``--listen-address`` and repeated ``--forward`` port mappings, which AWS's plugin lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any, Final
+
+import botocore.exceptions
+import click
+
+from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
+from openssm.client.parameters import ParameterError, parse_parameters
+from openssm.client.session import ClientOptions, run_session
+
+AWS_CLI_ERROR_EXIT: Final = 255
+PORT_DOCUMENT: Final = "AWS-StartPortForwardingSession"
+REMOTE_PORT_DOCUMENT: Final = "AWS-StartPortForwardingSessionToRemoteHost"
+
+
+class Forward:
+    """One ``--forward [LOCAL_PORT:][HOST:]REMOTE_PORT`` mapping."""
+
+    def __init__(self, spec: str) -> None:
+        parts = spec.split(":")
+        if not 1 <= len(parts) <= 3 or not all(parts):
+            raise click.BadParameter(f"{spec!r}: expected [LOCAL_PORT:][HOST:]REMOTE_PORT")
+        self.host: str | None = None
+        self.local_port = "0"
+        if len(parts) == 3:
+            self.local_port, self.host, remote = parts
+        elif len(parts) == 2 and parts[0].isdigit():
+            self.local_port, remote = parts
+        elif len(parts) == 2:
+            self.host, remote = parts
+        else:
+            remote = parts[0]
+        if not (remote.isdigit() and self.local_port.isdigit()):
+            raise click.BadParameter(f"{spec!r}: ports must be numbers")
+        self.remote_port = remote
+
+    def request(self, target: str, reason: str | None) -> dict[str, Any]:
+        parameters = {"portNumber": [self.remote_port], "localPortNumber": [self.local_port]}
+        if self.host:
+            parameters["host"] = [self.host]
+        request: dict[str, Any] = {
+            "Target": target,
+            "DocumentName": REMOTE_PORT_DOCUMENT if self.host else PORT_DOCUMENT,
+            "Parameters": parameters,
+        }
+        if reason:
+            request["Reason"] = reason
+        return request
+
+
+def build_request(
+    target: str, document_name: str | None, parameters: str | None, reason: str | None
+) -> dict[str, Any]:
+    request: dict[str, Any] = {"Target": target}
+    if document_name:
+        request["DocumentName"] = document_name
+    if parameters:
+        try:
+            request["Parameters"] = parse_parameters(parameters)
+        except ParameterError as exc:
+            raise click.BadParameter(str(exc), param_hint="--parameters") from exc
+    if reason:
+        request["Reason"] = reason
+    return request
+
+
+def api_error_text(exc: Exception) -> str:
+    """The AWS CLI's wording for a failed call."""
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return 'You must specify a region. You can also configure your region by running "aws configure".'
+    return str(exc)
+
+
+def start(api: ApiTarget, request: dict[str, Any]) -> StartedSession:
+    response = api.client().start_session(**request)
+    return parse_start_session_response(response)
+
+
+@click.command("start-session", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--target", required=True, help="Managed node id (i-… or mi-…).")
+@click.option("--document-name", help="Session document, e.g. AWS-StartPortForwardingSession.")
+@click.option(
+    "--parameters", help='JSON ({"portNumber":["80"]}) or shorthand (portNumber=80,localPortNumber=8080).'
+)
+@click.option("--reason", help="Reason recorded with the session.")
+@click.option("--endpoint-url", help="OpenSSM (SSM API) endpoint, e.g. https://openssm.example.com.")
+@click.option("--profile", help="Named profile from your AWS config/credentials files.")
+@click.option("--region", help="Region to sign requests for.")
+@click.option(
+    "--listen-address",
+    default="localhost",
+    show_default=True,
+    help="Local address for port forwarding listeners (AWS's plugin always uses localhost).",
+)
+@click.option(
+    "--forward",
+    "forwards",
+    multiple=True,
+    metavar="[LOCAL:][HOST:]REMOTE",
+    help="Forward a port (repeatable; each mapping is its own port session). Replaces --document-name.",
+)
+def start_session_command(
+    target: str,
+    document_name: str | None,
+    parameters: str | None,
+    reason: str | None,
+    endpoint_url: str | None,
+    profile: str | None,
+    region: str | None,
+    listen_address: str,
+    forwards: tuple[str, ...],
+) -> None:
+    """Open a shell or port forwarding session to a managed node (like `aws ssm start-session`)."""
+    api = ApiTarget(region=region, profile=profile, endpoint_url=endpoint_url)
+    if forwards:
+        mappings = [Forward(spec) for spec in forwards]
+        requests = [mapping.request(target, reason) for mapping in mappings]
+    else:
+        requests = [build_request(target, document_name, parameters, reason)]
+    started: list[StartedSession] = []
+    for request in requests:
+        try:
+            started.append(start(api, request))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError) as exc:
+            click.echo(f"\n{api_error_text(exc)}\n", err=True)
+            _terminate_all(api, started)
+            sys.exit(AWS_CLI_ERROR_EXIT)
+    options = ClientOptions(api=api, listen_address=listen_address)
+    if len(started) == 1:
+        sys.exit(asyncio.run(run_session(started[0], options)))
+    sys.exit(asyncio.run(_run_many(started, options)))
+
+
+def _terminate_all(api: ApiTarget, sessions: list[StartedSession]) -> None:
+    for session in sessions:
+        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            api.client().terminate_session(SessionId=session.session_id)
+
+
+async def _run_many(sessions: list[StartedSession], options: ClientOptions) -> int:
+    """Several port sessions side by side; Ctrl-C ends all of them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    options.handle_signals = False
+    options.stop = stop
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        codes = await asyncio.gather(*(run_session(session, options) for session in sessions))
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return max(codes)

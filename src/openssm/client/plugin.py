@@ -1,0 +1,124 @@
+"""``session-manager-plugin`` drop-in: the argv/env contract the AWS CLI uses (§1.3).
+
+    session-manager-plugin <response-json | AWS_SSM_START_SESSION_RESPONSE> <region> StartSession
+                           <profile> <start-session-request-json> <ssm-endpoint-url>
+
+Installed as both ``openssm-session-manager-plugin`` and ``session-manager-plugin`` so that
+``aws ssm start-session`` finds it on PATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+from typing import Any, Final, NoReturn
+
+from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
+from openssm.client.session import ClientOptions, run_session
+from openssm.protocol.versions import CLIENT_VERSION
+
+RESPONSE_ENV_PREFIX: Final = "AWS_SSM_START_SESSION_RESPONSE"
+START_SESSION: Final = "StartSession"
+LEGACY_ARGC: Final = 4
+INSTALLED_BANNER: Final = (
+    "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n"
+)
+LOG_LEVEL_ENV: Final = "OPENSSM_PLUGIN_LOG"  # e.g. DEBUG; logs go to stderr
+
+
+class UsageError(Exception):
+    """Arguments the plugin cannot work with; the message is printed as is."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInvocation:
+    started: StartedSession
+    region: str
+    operation: str
+    profile: str
+    target: str
+    endpoint_url: str
+
+
+def unknown_operation(argv1: str) -> str:
+    return f"\nUnknown operation {argv1}. \nUse session-manager-plugin --version to check the version.\n\n"
+
+
+def parse_invocation(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> PluginInvocation:
+    """Read the CLI's arguments (and the response env var, which is removed from ``environ``)."""
+    response_text = argv[1]
+    if argv[1].startswith(RESPONSE_ENV_PREFIX):
+        response_text = environ.get(argv[1], "")
+        environ.pop(argv[1], None)  # the token must not leak into child processes
+    try:
+        started = parse_start_session_response(json.loads(response_text))
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise UsageError(f"Cannot perform start session: invalid StartSession response: {exc}") from exc
+    region, operation = argv[2], argv[3]
+    profile = target = endpoint_url = ""
+    if len(argv) > LEGACY_ARGC:
+        profile = argv[4]
+    if len(argv) > LEGACY_ARGC + 1:
+        target = request_target(argv[5])
+    if len(argv) > LEGACY_ARGC + 2:
+        endpoint_url = argv[6]
+    return PluginInvocation(started, region, operation, profile, target, endpoint_url)
+
+
+def request_target(request_json: str) -> str:
+    """``Target`` from the StartSession request parameters (the real plugin panics without it)."""
+    try:
+        request: Any = json.loads(request_json)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"Cannot perform start session: request parameters are not JSON: {exc}") from exc
+    target = request.get("Target") if isinstance(request, dict) else None
+    if not isinstance(target, str):
+        raise UsageError("Cannot perform start session: request parameters lack a string Target")
+    return target
+
+
+def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = None) -> int:
+    """Everything :func:`main` does, returning the exit code."""
+    environ = os.environ if environ is None else environ
+    argc = len(argv)
+    if argc <= 1:
+        sys.stdout.write(INSTALLED_BANNER)
+        return 0
+    if argc == 2 and argv[1] == "--version":
+        sys.stdout.write(f"{CLIENT_VERSION}\n")
+        return 0
+    if argc < LEGACY_ARGC:
+        sys.stdout.write(unknown_operation(argv[1]))
+        return 0
+    try:
+        invocation = parse_invocation(argv, environ)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if invocation.operation != START_SESSION:
+        print(f"Invalid operation {invocation.operation}: only {START_SESSION} is supported", file=sys.stderr)
+        return 1
+    api = ApiTarget(
+        region=invocation.region or None,
+        profile=invocation.profile or None,
+        endpoint_url=invocation.endpoint_url or None,
+    )
+    options = ClientOptions(api=api)
+    try:
+        return asyncio.run(run_session(invocation.started, options))
+    except KeyboardInterrupt:
+        return 130
+
+
+def main() -> NoReturn:
+    level = os.environ.get(LOG_LEVEL_ENV)
+    logging.basicConfig(level=level.upper() if level else logging.CRITICAL, stream=sys.stderr)
+    sys.exit(run(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Port sessions (``session-manager-protocol.md`` §3.4): basic, smux-multiplexed and stdio modes.
+
+The mode comes from the agent's HandshakeRequest, not from the command line:
+``type: LocalPortForwarding`` + AgentVersion > 3.0.196.0 → mux; older agents → basic (one TCP
+connection at a time, raw bytes); no ``type`` (AWS-StartSSHSession) → stdio for ssh ProxyCommand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Final
+
+from openssm.client.datachannel import DataChannel
+from openssm.client.output import Console
+from openssm.client.terminal import READ_CHUNK, read_chunks
+from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.versions import terminate_flag_supported, uses_mux
+
+log = logging.getLogger(__name__)
+
+LOCAL_PORT_FORWARDING: Final = "LocalPortForwarding"
+DEFAULT_LISTEN_ADDRESS: Final = "localhost"
+PORT_FAILED_MESSAGE: Final = "\nConnection to destination port failed, check SSM Agent logs.\n"
+TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
+MUX_READ_SIZE: Final = 32 * 1024
+TERMINATE_ACK_TIMEOUT: Final = 2.0
+
+
+class PortMode(enum.StrEnum):
+    BASIC = "basic"
+    MUX = "mux"
+    STDIO = "stdio"
+
+
+def choose_port_mode(properties: Mapping[str, Any] | None, agent_version: str) -> PortMode:
+    props = properties or {}
+    if "type" not in props or props.get("type") in (None, ""):
+        return PortMode.STDIO
+    if props.get("type") == LOCAL_PORT_FORWARDING and uses_mux(agent_version):
+        return PortMode.MUX
+    return PortMode.BASIC
+
+
+def local_port_of(properties: Mapping[str, Any] | None) -> int:
+    """``localPortNumber`` from the handshake Properties; missing/empty/invalid → 0 (ephemeral)."""
+    value = (properties or {}).get("localPortNumber")
+    try:
+        port = int(str(value).strip()) if value not in (None, "") else 0
+    except ValueError:
+        return 0
+    return port if 0 <= port <= 65535 else 0
+
+
+def bind_host(listen_address: str) -> str:
+    # Go's net.Listen("tcp", "localhost:p") binds the IPv4 loopback only; so do we, which also
+    # keeps an ephemeral port single-valued.
+    return "127.0.0.1" if listen_address == "localhost" else listen_address
+
+
+def exiting_message(session_id: str) -> str:
+    return f"\n\nExiting session with sessionId: {session_id}.\n\n"
+
+
+async def _maybe_await(value: object) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class PortSession:
+    """Runs after HandshakeComplete for a Port session."""
+
+    def __init__(
+        self,
+        channel: DataChannel,
+        console: Console,
+        *,
+        session_id: str,
+        properties: Mapping[str, Any] | None,
+        agent_version: str,
+        listen_address: str = DEFAULT_LISTEN_ADDRESS,
+        stdin_fd: int = 0,
+        terminate_api: Callable[[], Awaitable[None]] | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self._channel = channel
+        self._console = console
+        self.session_id = session_id
+        self.properties = dict(properties or {})
+        self.agent_version = agent_version
+        self.mode = choose_port_mode(self.properties, agent_version)
+        self._listen_address = listen_address
+        self._stdin_fd = stdin_fd
+        self._terminate_api = terminate_api
+        self._handle_signals = handle_signals
+        self._server: asyncio.Server | None = None
+        self._mux: Any = None
+        self._basic_lock = asyncio.Lock()
+        self._basic_writer: asyncio.StreamWriter | None = None
+        self._had_connection = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._signals: list[signal.Signals] = []
+        self._terminating = False
+        self.local_port: int | None = None
+        self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if self.mode is PortMode.MUX:
+            self._mux = self._new_mux()
+
+    def _new_mux(self) -> Any:
+        from openssm.mux import MuxSession  # type: ignore[import-not-found,unused-ignore]
+
+        return MuxSession(self._send_mux_bytes, is_client=True)
+
+    async def _send_mux_bytes(self, data: bytes) -> None:
+        for start in range(0, len(data), READ_CHUNK):
+            await self._channel.send(PayloadType.OUTPUT, data[start : start + READ_CHUNK])
+
+    # -- StreamHandler -----------------------------------------------------------------------------
+
+    def ready(self, frame: Frame) -> bool:
+        if self.mode is PortMode.BASIC:
+            # Like the plugin: agent data waits (unacked, resent) until a local client exists.
+            return self._had_connection
+        return True
+
+    async def handle(self, frame: Frame) -> None:
+        if frame.payload_type == PayloadType.FLAG:
+            self._on_flag(frame.payload)
+        elif frame.payload_type == PayloadType.OUTPUT:
+            await self._on_output(frame.payload)
+
+    async def after_ack(self) -> None:
+        return None
+
+    def _on_flag(self, payload: bytes) -> None:
+        try:
+            value = parse_flag(payload)
+        except FrameError:
+            return
+        if value == PayloadFlag.CONNECT_TO_PORT_ERROR:
+            self._console.print(PORT_FAILED_MESSAGE)
+
+    async def _on_output(self, data: bytes) -> None:
+        if self.mode is PortMode.MUX:
+            await _maybe_await(self._mux.feed(data))
+        elif self.mode is PortMode.STDIO:
+            self._console.write(data)
+        elif self._basic_writer is not None:
+            writer = self._basic_writer
+            try:
+                writer.write(data)
+                await writer.drain()
+            except (ConnectionError, OSError) as exc:
+                log.debug("local connection write failed: %s", exc)
+        # Between connections (after the first) the plugin writes to a closed socket: data is lost.
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM) if self._handle_signals else ():
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signum, self._on_terminate_signal)
+                self._signals.append(signum)
+        if self.mode is PortMode.STDIO:
+            self._spawn(self._pump_stdin())
+            return
+        await self._listen()
+
+    async def _listen(self) -> None:
+        handler = self._serve_mux if self.mode is PortMode.MUX else self._serve_basic
+        socket_path = self.properties.get("localUnixSocket")
+        if (
+            self.properties.get("localConnectionType") == "unix"
+            and isinstance(socket_path, str)
+            and socket_path
+        ):
+            self._server = await asyncio.start_unix_server(handler, path=socket_path)
+            opened = f"Unix socket {socket_path} opened for sessionId {self.session_id}.\n"
+        else:
+            requested = local_port_of(self.properties)
+            self._server = await asyncio.start_server(
+                handler, host=bind_host(self._listen_address), port=requested, reuse_address=True
+            )
+            self.local_port = int(self._server.sockets[0].getsockname()[1])
+            opened = f"Port {self.local_port} opened for sessionId {self.session_id}.\n"
+        if self.mode is PortMode.MUX:
+            opened += "Waiting for connections...\n"
+        self._console.print(opened)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump_stdin(self) -> None:
+        async for chunk in read_chunks(self._stdin_fd):
+            await self._channel.send(PayloadType.OUTPUT, chunk)
+        # stdin EOF (ssh has gone): end the agent side promptly instead of leaving it dangling.
+        await self._channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+        await self._channel.wait_all_acked(TERMINATE_ACK_TIMEOUT)
+        self._finish(0)
+
+    def _finish(self, code: int) -> None:
+        if not self.finished.done():
+            self.finished.set_result(code)
+
+    def _on_terminate_signal(self) -> None:
+        if not self._terminating:
+            self._terminating = True
+            self._spawn(self.terminate())
+
+    async def terminate(self) -> None:
+        """Ctrl-C: tell the agent to end the session (Flag 2), then leave without waiting for it."""
+        if self.finished.done():
+            return
+        self._console.print(TERMINATE_MESSAGE)
+        use_api = self.mode is PortMode.BASIC and not terminate_flag_supported(self.agent_version)
+        if use_api and self._terminate_api is not None:
+            with contextlib.suppress(Exception):
+                await self._terminate_api()
+        else:
+            await self._channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+            await self._channel.wait_all_acked(TERMINATE_ACK_TIMEOUT)
+        self._console.print(exiting_message(self.session_id))
+        self._finish(0)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
+        self._signals.clear()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._mux is not None and hasattr(self._mux, "close"):
+            with contextlib.suppress(Exception):
+                await _maybe_await(self._mux.close())
+
+    # -- local connections ---------------------------------------------------------------------------
+
+    async def _serve_basic(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with self._basic_lock:  # one local connection at a time, as the plugin does
+            self._basic_writer = writer
+            self._had_connection = True
+            self._console.print(f"Connection accepted for session {self.session_id}.\n")
+            try:
+                while data := await reader.read(READ_CHUNK):
+                    await self._channel.send(PayloadType.OUTPUT, data)
+            except (ConnectionError, OSError) as exc:
+                log.debug("local connection read failed: %s", exc)
+            finally:
+                self._basic_writer = None
+                writer.close()
+            await self._channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.DISCONNECT_TO_PORT))
+
+    async def _serve_mux(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._console.print(f"\nConnection accepted for session [{self.session_id}]\n")
+        stream = await self._mux.open_stream()
+
+        async def upstream() -> None:
+            try:
+                while data := await reader.read(READ_CHUNK):
+                    await _maybe_await(stream.write(data))
+            except (ConnectionError, OSError) as exc:
+                log.debug("local connection read failed: %s", exc)
+            await _maybe_await(stream.close())
+
+        async def downstream() -> None:
+            try:
+                while data := await _maybe_await(stream.read(MUX_READ_SIZE)):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError, EOFError) as exc:
+                log.debug("mux stream to local connection ended: %s", exc)
+
+        up = asyncio.create_task(upstream())
+        try:
+            await downstream()
+        finally:
+            writer.close()
+            if not up.done():
+                up.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await up
+            with contextlib.suppress(Exception):
+                await _maybe_await(stream.close())

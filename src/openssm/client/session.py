@@ -1,0 +1,246 @@
+"""One client session end to end: dial, pick the session kind (first Output or handshake), run it,
+and finish the way the plugin does (printed lines, tty restored, exit code)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from openssm.client.api import ApiTarget, SessionApi, StartedSession
+from openssm.client.datachannel import ChannelError, DataChannel, SessionTimedOut
+from openssm.client.output import Console
+from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
+from openssm.client.shell import ShellSession
+from openssm.protocol.frames import Frame, PayloadType
+from openssm.protocol.messages import (
+    ActionStatus,
+    ActionType,
+    HandshakeRequest,
+    ProcessedAction,
+    ProtocolError,
+    SessionType,
+    handshake_response,
+    parse_handshake_complete,
+    parse_handshake_request,
+)
+
+log = logging.getLogger(__name__)
+
+SHELL_SESSION_TYPES = frozenset(
+    {SessionType.STANDARD_STREAM, SessionType.INTERACTIVE_COMMANDS, SessionType.NON_INTERACTIVE_COMMANDS}
+)
+KMS_UNSUPPORTED = "KMS encryption is not supported by the OpenSSM client"
+
+SessionHandler = ShellSession | PortSession
+
+
+@dataclasses.dataclass
+class ClientOptions:
+    """How this process talks to its user."""
+
+    console: Console = dataclasses.field(default_factory=Console)
+    stdin_fd: int = 0
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    api: ApiTarget | None = None  # None: ResumeSession/TerminateSession are not available
+    handle_signals: bool = True  # False when several sessions share one process and its signals
+    stop: asyncio.Event | None = None  # set → end the session as Ctrl-C would
+
+
+def starting_message(session_id: str) -> str:
+    return f"\nStarting session with SessionId: {session_id}\n"
+
+
+def closed_message(session_id: str, output: str) -> str:
+    if output:
+        return f"\n\nSessionId: {session_id} : {output}\n\n"
+    return exiting_message(session_id)
+
+
+class SessionDispatcher:
+    """Receives every in-order agent message; decides the session kind and hands over to it."""
+
+    def __init__(self, channel: DataChannel, session_id: str, options: ClientOptions) -> None:
+        self._channel = channel
+        self.session_id = session_id
+        self._options = options
+        self._console = options.console
+        self._terminate_api: Callable[[], Awaitable[None]] | None = None
+        if options.api is not None:
+            self._terminate_api = SessionApi(options.api, session_id).terminate
+        self.prepared: SessionHandler | None = None  # chosen by the handshake, not yet running
+        self.active: SessionHandler | None = None
+        self._start_after_ack = False
+        loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[int] = loop.create_future()
+
+    # -- StreamHandler -------------------------------------------------------------------------------
+
+    def ready(self, frame: Frame) -> bool:
+        return self.active.ready(frame) if self.active is not None else True
+
+    async def handle(self, frame: Frame) -> None:
+        if self.active is not None:
+            await self.active.handle(frame)
+            return
+        if frame.payload_type == PayloadType.HANDSHAKE_REQUEST:
+            await self._on_handshake_request(frame)
+        elif frame.payload_type == PayloadType.HANDSHAKE_COMPLETE:
+            await self._on_handshake_complete(frame)
+        elif frame.payload_type == PayloadType.OUTPUT and self.prepared is None:
+            # No handshake and the agent talks: a shell session (the plugin's rule).
+            self.prepared = self._shell()
+            await self.prepared.handle(frame)
+            self._start_after_ack = True
+        elif frame.payload_type == PayloadType.ENC_CHALLENGE_REQUEST:
+            log.warning("ignoring an encryption challenge: %s", KMS_UNSUPPORTED)
+        else:
+            log.debug("ignoring payload type %d before the session started", frame.payload_type)
+
+    async def after_ack(self) -> None:
+        if self._start_after_ack:
+            self._start_after_ack = False
+            await self._activate()
+
+    # -- handshake -------------------------------------------------------------------------------------
+
+    async def _on_handshake_request(self, frame: Frame) -> None:
+        try:
+            request = parse_handshake_request(frame.payload)
+        except ProtocolError as exc:
+            log.warning("bad HandshakeRequest: %s", exc)
+            return
+        processed = tuple(self._process_action(request, action.action_type) for action in request.actions)
+        await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, handshake_response(processed).encode())
+
+    def _process_action(self, request: HandshakeRequest, action_type: str) -> ProcessedAction:
+        if action_type == ActionType.SESSION_TYPE:
+            session_type = request.session_type or ""
+            if session_type in SHELL_SESSION_TYPES:
+                self.prepared = self._shell()
+            elif session_type == SessionType.PORT:
+                self.prepared = PortSession(
+                    self._channel,
+                    self._console,
+                    session_id=self.session_id,
+                    properties=request.properties,
+                    agent_version=request.agent_version,
+                    listen_address=self._options.listen_address,
+                    stdin_fd=self._options.stdin_fd,
+                    terminate_api=self._terminate_api,
+                    handle_signals=self._options.handle_signals,
+                )
+            else:
+                return ProcessedAction(
+                    action_type, ActionStatus.FAILED, None, f"Unknown session type {session_type}"
+                )
+            return ProcessedAction(action_type, ActionStatus.SUCCESS)
+        if action_type == ActionType.KMS_ENCRYPTION:
+            return ProcessedAction(action_type, ActionStatus.FAILED, None, KMS_UNSUPPORTED)
+        return ProcessedAction(
+            action_type, ActionStatus.UNSUPPORTED, None, f"Unsupported action {action_type}"
+        )
+
+    async def _on_handshake_complete(self, frame: Frame) -> None:
+        try:
+            complete = parse_handshake_complete(frame.payload)
+        except ProtocolError as exc:
+            log.warning("bad HandshakeComplete: %s", exc)
+            return
+        if complete.customer_message:
+            self._console.print(complete.customer_message + "\n")
+        if self.prepared is not None:
+            await self._activate()
+
+    def _shell(self) -> ShellSession:
+        return ShellSession(
+            self._channel, self._console, stdin_fd=self._options.stdin_fd, stdout_fd=self._console.fd
+        )
+
+    async def _activate(self) -> None:
+        handler = self.prepared
+        if handler is None or self.active is not None:
+            return
+        self.active = handler
+        handler.finished.add_done_callback(self._handler_finished)
+        try:
+            await handler.start()
+        except OSError as exc:  # e.g. the local port is taken
+            print(f"Cannot start the session: {exc}", file=sys.stderr)
+            if not self.finished.done():
+                self.finished.set_result(1)
+
+    def _handler_finished(self, future: asyncio.Future[int]) -> None:
+        if not self.finished.done():
+            self.finished.set_result(0 if future.cancelled() else future.result())
+
+    async def stop(self) -> None:
+        """End the session on the user's behalf (Ctrl-C for port sessions)."""
+        if isinstance(self.active, PortSession):
+            await self.active.terminate()
+        elif not self.finished.done():
+            self.finished.set_result(0)
+
+    async def close(self) -> None:
+        if self.active is not None:
+            await self.active.close()
+
+
+async def run_session(started: StartedSession, options: ClientOptions) -> int:
+    """Run one session from a StartSession response; returns the process exit code."""
+    console = options.console
+    console.print(starting_message(started.session_id))
+    api = SessionApi(options.api, started.session_id) if options.api is not None else None
+    channel = DataChannel(started.stream_url, started.token_value, resume=api.resume if api else None)
+    dispatcher = SessionDispatcher(channel, started.session_id, options)
+    loop = asyncio.get_running_loop()
+    hangups: list[signal.Signals] = []
+    stopper = asyncio.create_task(_stop_when_set(options.stop, dispatcher))
+    for signum in (signal.SIGHUP, signal.SIGTERM) if options.handle_signals else ():
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(signum, _finish, dispatcher.finished, 0)
+            hangups.append(signum)
+    reader: asyncio.Task[str] | None = None
+    try:
+        await channel.connect()
+        reader = asyncio.create_task(channel.run(dispatcher))
+        waiters: list[asyncio.Future[Any]] = [reader, dispatcher.finished]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if dispatcher.finished.done():
+            return dispatcher.finished.result()
+        output = reader.result()
+        console.print(closed_message(started.session_id, output))
+        return 0
+    except SessionTimedOut:
+        console.print(f"Session: {started.session_id} timed out.\n")
+        return 0
+    except ChannelError as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 1
+    finally:
+        stopper.cancel()
+        for signum in hangups:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ChannelError):
+                await reader
+        await dispatcher.close()
+        await channel.close()
+
+
+def _finish(future: asyncio.Future[int], code: int) -> None:
+    if not future.done():
+        future.set_result(code)
+
+
+async def _stop_when_set(stop: asyncio.Event | None, dispatcher: SessionDispatcher) -> None:
+    if stop is not None:
+        await stop.wait()
+        await dispatcher.stop()

@@ -1,0 +1,96 @@
+"""Shell-type sessions (Standard_Stream, InteractiveCommands, NonInteractiveCommands) — §2.6.
+
+Keystrokes go to the agent as Output, the agent's stream goes to stdout untouched, the window
+size follows the local terminal, and job-control signals travel as the bytes the tty would send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from typing import Any, Final
+
+from openssm.client.datachannel import DataChannel
+from openssm.client.output import Console
+from openssm.client.terminal import ResizeWatcher, TerminalMode, read_chunks, terminal_size
+from openssm.protocol.frames import Frame, PayloadType
+from openssm.protocol.messages import TerminalSize
+
+# In cbreak mode the tty still turns these keys into signals; the remote shell wants the bytes.
+SIGNAL_BYTES: Final = {signal.SIGINT: b"\x03", signal.SIGQUIT: b"\x1c", signal.SIGTSTP: b"\x1a"}
+
+
+def size_payload(cols: int, rows: int) -> bytes:
+    return TerminalSize(cols, rows).encode()
+
+
+def input_payload(chunk: bytes) -> bytes:
+    """A lone newline is sent as carriage return, as a terminal's Enter key would."""
+    return b"\r" if chunk == b"\n" else chunk
+
+
+class ShellSession:
+    """Runs once the first Output (or a shell-type handshake) arrives."""
+
+    def __init__(self, channel: DataChannel, console: Console, *, stdin_fd: int, stdout_fd: int) -> None:
+        self._channel = channel
+        self._console = console
+        self._stdin_fd = stdin_fd
+        self._stdout_fd = stdout_fd
+        self._terminal = TerminalMode(stdin_fd)
+        self._resize: ResizeWatcher | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._signals: list[signal.Signals] = []
+        self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def ready(self, frame: Frame) -> bool:
+        return True
+
+    async def handle(self, frame: Frame) -> None:
+        # Every payload type is written as-is, StdErr and the EXIT_CODE text included.
+        if frame.payload_type != PayloadType.FLAG:
+            self._console.write(frame.payload)
+
+    async def start(self) -> None:
+        self._terminal.enter()
+        cols, rows = terminal_size(self._stdout_fd)
+        await self._channel.send(PayloadType.SIZE, size_payload(cols, rows))
+        self._resize = ResizeWatcher(self._stdout_fd, self._on_resize)
+        self._resize.start()
+        loop = asyncio.get_running_loop()
+        for signum, data in SIGNAL_BYTES.items():
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signum, self._send_key, data)
+                self._signals.append(signum)
+        self._spawn(self._pump_stdin())
+
+    def _send_key(self, data: bytes) -> None:
+        self._spawn(self._channel.send(PayloadType.OUTPUT, data))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_resize(self, cols: int, rows: int) -> None:
+        self._spawn(self._channel.send(PayloadType.SIZE, size_payload(cols, rows)))
+
+    async def _pump_stdin(self) -> None:
+        async for chunk in read_chunks(self._stdin_fd):
+            await self._channel.send(PayloadType.OUTPUT, input_payload(chunk))
+        if not self.finished.done():
+            self.finished.set_result(0)  # stdin EOF ends the session, as with the plugin
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
+        self._signals.clear()
+        if self._resize is not None:
+            self._resize.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        self._terminal.restore()
