@@ -1,0 +1,404 @@
+"""asyncio adapter over the sans-I/O smux core (:mod:`openssm.protocol.smux`).
+
+A :class:`MuxSession` sits on one data channel: bytes the peer sent (Output payloads, one
+continuous stream) go in through :meth:`MuxSession.feed`; bytes for the peer come out through the
+``send_bytes`` coroutine, called by one sender task so frames never interleave. :func:`pipe`
+bridges a :class:`MuxStream` and a TCP connection, half-closing each direction on its own.
+
+Back-pressure: ``send_bytes`` is awaited, and writers wait while much is queued for it. On the
+receiving side, callers should ``await wait_receive_capacity()`` before feeding the next message
+(holding the data channel's ack back), as xtaci/smux stops reading its transport when its receive
+buffer is full. A caller or peer ignoring that is cut off at ``SmuxConfig.receive_hard_limit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from openssm.protocol.smux import (
+    DataReceived,
+    Event,
+    SmuxConfig,
+    SmuxError,
+    SmuxProtocolError,
+    SmuxSession,
+    StreamEnded,
+    StreamOpened,
+    WindowUpdated,
+)
+
+__all__ = ["MuxClosedError", "MuxSession", "MuxStream", "pipe"]
+
+DEFAULT_READ_SIZE = 65536
+# Writers pause while more than this waits for send_bytes.
+SEND_QUEUE_HIGH_WATER = 256 * 1024
+# Bytes handed to the core per write step, so streams sharing the session interleave.
+WRITE_STEP = 64 * 1024
+
+
+class MuxClosedError(ConnectionResetError):
+    """The mux session ended (closed, protocol error, send failure) while the stream was in use."""
+
+
+class MuxStream:
+    """One multiplexed byte stream. ``close`` half-closes (FIN); ``read`` returns b"" at EOF."""
+
+    def __init__(self, session: MuxSession, stream_id: int) -> None:
+        self._session = session
+        self.stream_id = stream_id
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<MuxStream {self.stream_id}>"
+
+    @property
+    def _attached(self) -> bool:
+        return self._session._streams.get(self.stream_id) is self
+
+    def at_eof(self) -> bool:
+        return not self._attached or self._session._core.at_eof(self.stream_id)
+
+    async def read(self, n: int = DEFAULT_READ_SIZE) -> bytes:
+        """Up to ``n`` bytes, waiting for at least one; b"" once the peer's FIN is reached."""
+        if n <= 0:
+            return b""
+        session = self._session
+        core = session._core
+        while True:
+            session._raise_if_failed()
+            if not self._attached:
+                return b""
+            data = core.read(self.stream_id, n)
+            if data:
+                session._after_read(self)
+                return data
+            session._raise_if_closed()
+            if core.at_eof(self.stream_id):
+                session._forget_if_gone(self)
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data``, waiting for the peer's window (v2) and the send queue."""
+        session = self._session
+        core = session._core
+        view = memoryview(data).cast("B")
+        while view:
+            session._raise_if_failed()
+            session._raise_if_closed()
+            accepted = core.write(self.stream_id, view[:WRITE_STEP])
+            if accepted:
+                view = view[accepted:]
+                session._kick_sender()
+                await session._wait_send_queue()
+            else:
+                self._writable.clear()
+                await self._writable.wait()
+
+    async def close(self) -> None:
+        """Send FIN: no more writes. Reading continues until the peer's FIN."""
+        session = self._session
+        if session.closed or not self._attached:
+            return
+        session._core.close_stream(self.stream_id)
+        session._kick_sender()
+        session._forget_if_gone(self)
+        await session._wait_send_queue()
+
+    def abort(self) -> None:
+        """Drop the stream both ways: FIN if not sent yet, unread data discarded."""
+        session = self._session
+        if session.closed or not self._attached:
+            return
+        session._core.release_stream(self.stream_id)
+        session._kick_sender()
+        session._forget_if_gone(self)
+        session._capacity_changed()
+        self._readable.set()
+        self._writable.set()
+
+    async def __aenter__(self) -> MuxStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
+
+
+class MuxSession:
+    """smux over a message transport. ``feed`` what arrives; ``send_bytes`` carries what leaves."""
+
+    def __init__(
+        self,
+        send_bytes: Callable[[bytes], Awaitable[None]],
+        *,
+        is_client: bool,
+        version: int = 1,
+        config: SmuxConfig | None = None,
+        max_send_size: int = 65536,
+    ) -> None:
+        if config is None:
+            config = SmuxConfig(version=version)
+        elif config.version != version:
+            raise ValueError(f"config is for smux v{config.version}, session asked for v{version}")
+        if max_send_size <= 0:
+            raise ValueError("max_send_size must be positive")
+        self._send_bytes = send_bytes
+        self._max_send_size = max_send_size
+        self._core = SmuxSession(is_client=is_client, config=config)
+        self._streams: dict[int, MuxStream] = {}
+        self._accept_ready = asyncio.Event()
+        self._send_ready = asyncio.Event()
+        self._send_queue_low = asyncio.Event()
+        self._send_queue_low.set()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._sender: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    # --- public API -------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self._core.version
+
+    @property
+    def is_client(self) -> bool:
+        return self._core.is_client
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the session ended abnormally, if it did."""
+        return self._error
+
+    @property
+    def receive_buffered(self) -> int:
+        return self._core.receive_buffered
+
+    @property
+    def stream_count(self) -> int:
+        return self._core.stream_count
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Take bytes from the peer. Raises SmuxProtocolError (and closes the session) on bad input."""
+        if self._core.closed:
+            return
+        try:
+            events = self._core.receive(data)
+        except SmuxProtocolError as exc:
+            self._shutdown(exc)
+            raise
+        for event in events:
+            self._dispatch(event)
+        self._capacity_changed()
+        self._kick_sender()
+
+    async def wait_receive_capacity(self) -> None:
+        """Return once the receive buffer has room (or the session is closed)."""
+        while self._core.receive_capacity <= 0 and not self._core.closed:
+            self._capacity.clear()
+            await self._capacity.wait()
+
+    async def open_stream(self) -> MuxStream:
+        self._raise_if_failed()
+        self._raise_if_closed()
+        stream = MuxStream(self, self._core.open_stream())
+        self._streams[stream.stream_id] = stream
+        self._kick_sender()
+        await self._wait_send_queue()
+        return stream
+
+    async def accept_stream(self) -> MuxStream:
+        """The next stream the peer opens. Raises MuxClosedError once the session is closed."""
+        while True:
+            self._raise_if_failed()
+            self._raise_if_closed()
+            stream_id = self._core.accept()
+            if stream_id is not None:
+                return self._streams[stream_id]
+            self._accept_ready.clear()
+            await self._accept_ready.wait()
+
+    def close(self) -> None:
+        """End the session: FIN every stream still writable, then stop. Pending reads/writes fail."""
+        if self._core.closed:
+            return
+        self._core.close(finish_streams=True)
+        self._kick_sender()
+        self._wake_all()
+
+    async def wait_closed(self) -> None:
+        """Wait until what was queued before ``close`` has been handed to ``send_bytes``."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+        if self._sender is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    async def __aenter__(self) -> MuxSession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, StreamOpened):
+            self._streams[event.stream_id] = MuxStream(self, event.stream_id)
+            self._accept_ready.set()
+            return
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        if isinstance(event, DataReceived | StreamEnded):
+            stream._readable.set()
+            if isinstance(event, StreamEnded):
+                stream._writable.set()
+                self._forget_if_gone(stream)
+        elif isinstance(event, WindowUpdated):
+            stream._writable.set()
+
+    def _after_read(self, stream: MuxStream) -> None:
+        self._kick_sender()  # a v2 read may have queued an UPD
+        self._capacity_changed()
+        self._forget_if_gone(stream)
+
+    def _forget_if_gone(self, stream: MuxStream) -> None:
+        if not self._core.is_open(stream.stream_id) and self._streams.get(stream.stream_id) is stream:
+            del self._streams[stream.stream_id]
+
+    def _capacity_changed(self) -> None:
+        if self._core.receive_capacity > 0:
+            self._capacity.set()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise MuxClosedError(f"smux session failed: {self._error}") from self._error
+
+    def _raise_if_closed(self) -> None:
+        if self._core.closed:
+            raise MuxClosedError("smux session closed")
+
+    def _wake_all(self) -> None:
+        for stream in self._streams.values():
+            stream._readable.set()
+            stream._writable.set()
+        self._accept_ready.set()
+        self._capacity.set()
+        self._send_queue_low.set()
+
+    def _shutdown(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+        if not self._core.closed:
+            self._core.close()
+        self._wake_all()
+
+    def _kick_sender(self) -> None:
+        self._ensure_keepalive()
+        if not self._core.pending_send:
+            return
+        if self._core.pending_send > SEND_QUEUE_HIGH_WATER:
+            self._send_queue_low.clear()
+        self._send_ready.set()
+        if self._sender is None or self._sender.done():
+            if self._error is not None:
+                return
+            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
+    async def _wait_send_queue(self) -> None:
+        while self._core.pending_send > SEND_QUEUE_HIGH_WATER and self._error is None:
+            self._send_queue_low.clear()
+            await self._send_queue_low.wait()
+
+    async def _send_loop(self) -> None:
+        core = self._core
+        try:
+            while True:
+                while core.pending_send:
+                    await self._send_bytes(core.data_to_send(self._max_send_size))
+                    if core.pending_send <= SEND_QUEUE_HIGH_WATER:
+                        self._send_queue_low.set()
+                if core.closed:
+                    return
+                self._send_ready.clear()
+                await self._send_ready.wait()
+        except Exception as exc:  # the transport is gone: every stream on it is
+            self._shutdown(exc)
+
+    def _ensure_keepalive(self) -> None:
+        interval = self._core.config.keepalive_interval
+        if interval is None or self._keepalive is not None or self._core.closed:
+            return
+        self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop(interval))
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self._core.config.keepalive_timeout
+        next_check = loop.time() + timeout
+        while not self._core.closed:
+            await asyncio.sleep(interval)
+            if self._core.closed:
+                return
+            self._core.send_keepalive()
+            self._kick_sender()
+            if loop.time() >= next_check:
+                next_check = loop.time() + timeout
+                if not self._core.keepalive_check():
+                    self._shutdown(MuxClosedError(f"no smux frame from the peer for {timeout:g} s"))
+                    return
+
+
+async def pipe(
+    stream: MuxStream,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    chunk_size: int = 32768,
+) -> None:
+    """Bridge ``stream`` and a TCP connection both ways until both directions have ended.
+
+    Each direction ends on its own: local EOF sends FIN; the peer's FIN half-closes the socket
+    (``write_eof``). A reset or session failure ends both. The stream and socket are released last.
+    """
+
+    async def local_to_stream() -> None:
+        while data := await reader.read(chunk_size):
+            await stream.write(data)
+        await stream.close()
+
+    async def stream_to_local() -> None:
+        while data := await stream.read(chunk_size):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(local_to_stream())
+            group.create_task(stream_to_local())
+    except* (OSError, SmuxError):
+        pass  # the connection or the session broke: nothing to deliver any more
+    finally:
+        stream.abort()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
