@@ -1,0 +1,225 @@
+"""The API endpoint: ``POST /`` for every service, JSON 1.1 by ``X-Amz-Target``, Query by ``Action``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import urllib.parse
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from openssm.api import registry
+from openssm.api.errors import ApiError, validation_error
+from openssm.api.query_xml import render_error, render_response
+from openssm.api.request import ApiRequest
+from openssm.auth.sigv4 import HttpRequest
+from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
+from openssm.security.errors import AuthError, SecurityError
+from openssm.security.facts import peer_address
+from openssm.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+SERVICES_KEY = web.AppKey("openssm_api_services", Services)
+SHUTDOWN_EXTRA = "shutdown"  # services.extras key: asyncio.Event set when the server stops
+
+# Modules that register operations on import. Missing optional ones (not written yet) are skipped.
+HANDLER_MODULES = (
+    "openssm.api.ssm",
+    "openssm.api.ssm_agent",
+    "openssm.api.iam",
+    "openssm.api.sts",
+    "openssm.api.logs",
+    "openssm.api.documents",
+)
+
+
+def load_handler_modules() -> None:
+    for name in HANDLER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            log.debug("API module %s not present", name)
+
+
+def shutdown_event(services: Services) -> asyncio.Event:
+    event = services.extras.get(SHUTDOWN_EXTRA)
+    if not isinstance(event, asyncio.Event):
+        event = asyncio.Event()
+        services.extras[SHUTDOWN_EXTRA] = event
+    return event
+
+
+async def _read_bounded(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError("RequestEntityTooLargeException", f"Request body exceeds {MAX_BODY_BYTES} bytes", 413)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > MAX_BODY_BYTES:
+            raise ApiError(
+                "RequestEntityTooLargeException", f"Request body exceeds {MAX_BODY_BYTES} bytes", 413
+            )
+        chunks.append(chunk)
+
+
+def _http_request(request: web.Request, body: bytes) -> HttpRequest:
+    path, _, query = request.raw_path.partition("?")
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
+    return HttpRequest(method=request.method, path=path, query=query, headers=headers, body=body)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(child) for key, child in value.items() if child is not None}
+    if isinstance(value, list):
+        return [_without_nulls(child) for child in value]
+    return value
+
+
+def _json_response(payload: dict[str, Any], request_id: str, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(_without_nulls(payload), separators=(",", ":")).encode(),
+        headers={"Content-Type": JSON_CONTENT_TYPE, "x-amzn-RequestId": request_id},
+    )
+
+
+def _json_error(code: str, message: str, status: int, request_id: str) -> web.Response:
+    response = _json_response({"__type": code, "message": message}, request_id, status)
+    response.headers["x-amzn-ErrorType"] = code
+    return response
+
+
+def _parse_json_body(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise validation_error(f"Request body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise validation_error("Request body must be a JSON object")
+    return parsed
+
+
+def _check_signing_name(operation: registry.JsonOperation, identity: Identity) -> None:
+    expected = registry.SIGNING_NAMES.get(operation.target_prefix)
+    if expected is not None and identity.service != expected:
+        raise AuthError(
+            "InvalidSignatureException", f"Credential should be scoped to correct service: '{expected}'."
+        )
+
+
+class ApiDispatcher:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        is_json = "X-Amz-Target" in request.headers
+        try:
+            body = await _read_bounded(request)
+            http_request = _http_request(request, body)
+            if is_json:
+                return await self._json(request, http_request, body, request_id)
+            return await self._query(request, http_request, body, request_id)
+        except (ApiError, SecurityError) as exc:
+            if is_json:
+                return _json_error(exc.code, exc.message, exc.status, request_id)
+            return self._xml(
+                render_error(exc.code, exc.message, exc.status, request_id), exc.status, request_id
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("internal error in request %s", request_id)
+            if is_json:
+                return _json_error("InternalServerError", "An internal error occurred.", 500, request_id)
+            return self._xml(
+                render_error("InternalFailure", "An internal error occurred.", 500, request_id),
+                500,
+                request_id,
+            )
+
+    async def _identity(
+        self, request: web.Request, http_request: HttpRequest, auth: registry.AuthMode
+    ) -> Identity | None:
+        if auth == "anonymous":
+            return None
+        if auth == "rsa":
+            identity, _ = await authenticate_managed_instance(self.services, http_request)
+            return identity
+        return await authenticate(self.services, http_request, peer_ip=peer_address(request))
+
+    async def _json(
+        self, request: web.Request, http_request: HttpRequest, body: bytes, request_id: str
+    ) -> web.Response:
+        target = request.headers["X-Amz-Target"]
+        operation = registry.find_json(target)
+        if operation is None:
+            raise ApiError("UnknownOperationException", f"Unknown operation {target[:128]!r}")
+        identity = await self._identity(request, http_request, operation.auth)
+        if identity is not None:
+            _check_signing_name(operation, identity)
+        region = identity.region if identity is not None else self.services.config.region
+        arguments = _parse_json_body(body)
+        api_request = ApiRequest(
+            self.services, identity, client_facts(request, self.services.config, region), request_id
+        )
+        result = await operation.handler(api_request, arguments)
+        return _json_response(result, request_id)
+
+    async def _query(
+        self, request: web.Request, http_request: HttpRequest, body: bytes, request_id: str
+    ) -> web.Response:
+        try:
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError as exc:
+            raise ApiError("MalformedQueryString", "Request body is not UTF-8 form data") from exc
+        form.update(urllib.parse.parse_qsl(http_request.query, keep_blank_values=True))
+        action = form.get("Action")
+        if not action:
+            raise ApiError(
+                "MissingAction", "Request is missing an X-Amz-Target header or an Action parameter"
+            )
+        identity = await authenticate(self.services, http_request, peer_ip=peer_address(request))
+        operation = registry.find_query(identity.service, action)
+        if operation is None:
+            version = form.get("Version", "")
+            raise ApiError("InvalidAction", f"Could not find operation {action} for version {version}")
+        facts = client_facts(request, self.services.config, identity.region)
+        result = await operation.handler(ApiRequest(self.services, identity, facts, request_id), form)
+        return self._xml(render_response(action, operation.xmlns, result, request_id), 200, request_id)
+
+    @staticmethod
+    def _xml(text: str, status: int, request_id: str) -> web.Response:
+        return web.Response(
+            status=status, text=text, content_type="text/xml", headers={"x-amzn-RequestId": request_id}
+        )
+
+
+def install(app: web.Application, services: Services) -> None:
+    """Mount ``POST /`` and load every operation module."""
+    load_handler_modules()
+    dispatcher = ApiDispatcher(services)
+    app[SERVICES_KEY] = services
+    shutdown_event(services)
+
+    async def on_shutdown(_: web.Application) -> None:
+        shutdown_event(services).set()
+
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_post("/", dispatcher.handle)

@@ -1,0 +1,74 @@
+"""Operation registry: modules register their handlers on import, the dispatcher looks them up.
+
+``auth`` says how the dispatcher authenticates before calling the handler: "sigv4" (HMAC with a
+stored key; the default), "anonymous" (no signature: RegisterManagedInstance proves itself with an
+activation code) or "rsa" (a managed instance signing with its registration key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from openssm.api.request import ApiRequest
+
+JsonHandler = Callable[["ApiRequest", dict[str, Any]], Awaitable[dict[str, Any]]]
+QueryHandler = Callable[["ApiRequest", Mapping[str, str]], Awaitable[Any]]
+AuthMode = Literal["sigv4", "anonymous", "rsa"]
+
+# JSON 1.1 target prefix → SigV4 signing name, for the prefixes we know (others are not checked).
+SIGNING_NAMES = {
+    "AmazonSSM": "ssm",
+    "EC2WindowsMessageDeliveryService": "ec2messages",
+    "Logs_20140328": "logs",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JsonOperation:
+    target_prefix: str
+    name: str
+    handler: JsonHandler
+    auth: AuthMode
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueryOperation:
+    service: str
+    action: str
+    xmlns: str
+    handler: QueryHandler
+
+
+_json_operations: dict[str, JsonOperation] = {}
+_query_operations: dict[tuple[str, str], QueryOperation] = {}
+
+
+def json_action(
+    target_prefix: str, operation: str, *, auth: AuthMode = "sigv4"
+) -> Callable[[JsonHandler], JsonHandler]:
+    def register(handler: JsonHandler) -> JsonHandler:
+        _json_operations[f"{target_prefix}.{operation}"] = JsonOperation(
+            target_prefix, operation, handler, auth
+        )
+        return handler
+
+    return register
+
+
+def query_action(service: str, action: str, *, xmlns: str) -> Callable[[QueryHandler], QueryHandler]:
+    def register(handler: QueryHandler) -> QueryHandler:
+        _query_operations[(service, action)] = QueryOperation(service, action, xmlns, handler)
+        return handler
+
+    return register
+
+
+def find_json(target: str) -> JsonOperation | None:
+    return _json_operations.get(target)
+
+
+def find_query(service: str, action: str) -> QueryOperation | None:
+    return _query_operations.get((service, action))

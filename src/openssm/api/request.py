@@ -1,0 +1,37 @@
+"""What a handler gets besides its input: the services, who is calling, and how to authorise."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from openssm.security import Identity, RequestFacts, authorize
+from openssm.services import Services
+
+_NO_EXTRA: Mapping[str, Sequence[str]] = {}
+
+
+@dataclasses.dataclass(slots=True)
+class ApiRequest:
+    services: Services
+    identity: Identity | None  # None for anonymous operations (RegisterManagedInstance)
+    facts: RequestFacts
+    request_id: str
+
+    @property
+    def region(self) -> str:
+        return self.services.config.region
+
+    @property
+    def account(self) -> str:
+        return self.services.config.account_id
+
+    def require_identity(self) -> Identity:
+        if self.identity is None:  # the dispatcher authenticates every operation not marked anonymous
+            raise RuntimeError("handler needs an authenticated caller")
+        return self.identity
+
+    async def authorize(
+        self, action: str, resources: Sequence[str], extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA
+    ) -> None:
+        await authorize(self.services, self.require_identity(), action, resources, self.facts, extra_context)

@@ -1,0 +1,264 @@
+"""SSM operations for administrators: activations, managed-node inventory, connection status.
+
+Session operations live in ``openssm.api.ssm_sessions`` (imported here so they register too).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from openssm.api import ssm_sessions  # noqa: F401 - registers the session operations
+from openssm.api.errors import ApiError
+from openssm.api.pagination import page
+from openssm.api.registry import json_action
+from openssm.api.request import ApiRequest
+from openssm.api.targets import resource_tag_context, target_arn
+from openssm.api.validation import (
+    epoch,
+    integer,
+    object_list,
+    required_string,
+    string,
+    string_list,
+    tags,
+    timestamp,
+)
+from openssm.iam.arn import role_arn
+from openssm.store import activations, ids, nodes
+from openssm.store.secrets import hash_token
+from openssm.store.tables import iam_roles
+
+SSM = "AmazonSSM"
+DEFAULT_ACTIVATION_LIFETIME = dt.timedelta(hours=24)
+MAX_ACTIVATION_LIFETIME = dt.timedelta(days=30)
+ACTIVATION_FILTER_KEYS = {"ActivationIds", "DefaultInstanceName", "IamRole"}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def _role_trusts_ssm(request: ApiRequest, role_name: str) -> bool:
+    async with request.services.engine.connect() as conn:
+        trust = (
+            await conn.execute(sa.select(iam_roles.c.assume_role_policy).where(iam_roles.c.name == role_name))
+        ).scalar_one_or_none()
+    return trust is not None and "ssm.amazonaws.com" in trust
+
+
+# -- activations -----------------------------------------------------------------------------------
+
+
+@json_action(SSM, "CreateActivation")
+async def create_activation(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    role = required_string(body, "IamRole", min_len=1, max_len=64)
+    description = string(body, "Description", max_len=256)
+    default_name = string(body, "DefaultInstanceName", max_len=256)
+    limit = integer(body, "RegistrationLimit", minimum=1, maximum=1000) or 1
+    expiration = timestamp(body, "ExpirationDate")
+    activation_tags = tags(body)
+    object_list(body, "RegistrationMetadata", max_items=10)
+    await request.authorize(
+        "ssm:CreateActivation", [f"arn:aws:ssm:{request.region}:{request.account}:activation/*"]
+    )
+    await request.authorize("iam:PassRole", [role_arn(request.account, role)])
+    now = _now()
+    if expiration is None:
+        expiration = now + DEFAULT_ACTIVATION_LIFETIME
+    if expiration <= now:
+        raise ApiError("InvalidParameters", "ExpirationDate must be in the future.")
+    if expiration > now + MAX_ACTIVATION_LIFETIME:
+        raise ApiError("InvalidParameters", "ExpirationDate cannot be more than 30 days in the future.")
+    if not await _role_trusts_ssm(request, role):
+        raise ApiError(
+            "InvalidParameters", f"Nonexistent role or missing ssm service principal in trust policy: {role}"
+        )
+    activation_id, code = ids.activation_id(), ids.activation_code()
+    await activations.insert(
+        request.services.engine,
+        activation_id=activation_id,
+        code_hash=hash_token(code),
+        iam_role=role,
+        description=description,
+        default_instance_name=default_name,
+        registration_limit=limit,
+        registrations_count=0,
+        expiration_date=expiration,
+        created_at=now,
+        tags=activation_tags,
+    )
+    return {"ActivationId": activation_id, "ActivationCode": code}
+
+
+def _activation_filter(body: dict[str, Any]) -> dict[str, set[str]]:
+    wanted: dict[str, set[str]] = {}
+    for index, item in enumerate(object_list(body, "Filters")):
+        path = f"Filters.{index + 1}.member"
+        key = required_string(item, "FilterKey", path=f"{path}.FilterKey")
+        if key not in ACTIVATION_FILTER_KEYS:
+            raise ApiError(
+                "ValidationException",
+                f"1 validation error detected: Value '{key}' at '{path}.FilterKey' failed to satisfy "
+                f"constraint: Member must satisfy enum value set: [{', '.join(sorted(ACTIVATION_FILTER_KEYS))}]",
+            )
+        values = string_list(item.get("FilterValues", []), f"{path}.FilterValues")
+        wanted.setdefault(key, set()).update(values)
+    return wanted
+
+
+def _activation_shape(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    return {
+        "ActivationId": row["activation_id"],
+        "Description": row["description"],
+        "DefaultInstanceName": row["default_instance_name"],
+        "IamRole": row["iam_role"],
+        "RegistrationLimit": row["registration_limit"],
+        "RegistrationsCount": row["registrations_count"],
+        "ExpirationDate": epoch(row["expiration_date"]),
+        "Expired": row["expiration_date"] <= now,
+        "CreatedDate": epoch(row["created_at"]),
+        "Tags": [{"Key": key, "Value": value} for key, value in sorted((row["tags"] or {}).items())],
+    }
+
+
+@json_action(SSM, "DescribeActivations")
+async def describe_activations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    wanted = _activation_filter(body)
+    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
+    next_token = string(body, "NextToken", max_len=2048)
+    await request.authorize("ssm:DescribeActivations", ["*"])
+    columns = {
+        "ActivationIds": "activation_id",
+        "DefaultInstanceName": "default_instance_name",
+        "IamRole": "iam_role",
+    }
+    rows = [
+        row
+        for row in await activations.list_all(request.services.engine)
+        if all(row[columns[key]] in values for key, values in wanted.items())
+    ]
+    chunk, token = page(rows, next_token, max_results, "activations")
+    now = _now()
+    return {"ActivationList": [_activation_shape(row, now) for row in chunk], "NextToken": token}
+
+
+@json_action(SSM, "DeleteActivation")
+async def delete_activation(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    activation_id = required_string(body, "ActivationId", min_len=1, max_len=64)
+    await request.authorize(
+        "ssm:DeleteActivation", [f"arn:aws:ssm:{request.region}:{request.account}:activation/{activation_id}"]
+    )
+    if not await activations.delete(request.services.engine, activation_id):
+        raise ApiError("InvalidActivationId", "The activation ID is not valid.")
+    return {}
+
+
+# -- managed nodes ---------------------------------------------------------------------------------
+
+INSTANCE_FILTER_KEYS = (
+    "InstanceIds",
+    "AgentVersion",
+    "PingStatus",
+    "PlatformTypes",
+    "ActivationIds",
+    "IamRole",
+    "ResourceType",
+    "AssociationStatus",
+)
+
+
+def _instance_shape(row: dict[str, Any], ping: str) -> dict[str, Any]:
+    return {
+        "InstanceId": row["instance_id"],
+        "PingStatus": ping,
+        "LastPingDateTime": epoch(row["last_ping_at"]),
+        "AgentVersion": row["agent_version"],
+        "IsLatestVersion": False,
+        "PlatformType": row["platform_type"],
+        "PlatformName": row["platform_name"],
+        "PlatformVersion": row["platform_version"],
+        "ActivationId": row["activation_id"],
+        "IamRole": row["iam_role"],
+        "RegistrationDate": epoch(row["registration_date"]),
+        "ResourceType": "ManagedInstance" if row["instance_id"].startswith("mi-") else "EC2Instance",
+        "Name": row["name"],
+        "IPAddress": row["ip_address"],
+        "ComputerName": row["computer_name"],
+        "SourceId": row["instance_id"],
+        "SourceType": "AWS::SSM::ManagedInstance"
+        if row["instance_id"].startswith("mi-")
+        else "AWS::EC2::Instance",
+    }
+
+
+def _instance_filters(body: dict[str, Any]) -> list[tuple[str, set[str]]]:
+    filters: list[tuple[str, set[str]]] = []
+    for member, key_name, values_name in (
+        ("InstanceInformationFilterList", "key", "valueSet"),
+        ("Filters", "Key", "Values"),
+    ):
+        for index, item in enumerate(object_list(body, member)):
+            path = f"{member}.{index + 1}.member"
+            key = required_string(item, key_name, min_len=1, max_len=128, path=f"{path}.{key_name}")
+            values = string_list(item.get(values_name), f"{path}.{values_name}", min_items=1)
+            allowed_key = key in INSTANCE_FILTER_KEYS or (
+                member == "Filters" and (key.startswith("tag:") or key == "tag-key")
+            )
+            if not allowed_key:
+                raise ApiError("InvalidFilterKey", f"The filter key {key} is not valid.")
+            filters.append((key, set(values)))
+    return filters
+
+
+def _matches(shape: dict[str, Any], row: dict[str, Any], key: str, values: set[str]) -> bool:
+    tag_values: dict[str, Any] = row["tags"] or {}
+    if key.startswith("tag:"):
+        return str(tag_values.get(key[4:])) in values if key[4:] in tag_values else False
+    if key == "tag-key":
+        return bool(values & set(tag_values))
+    field = {
+        "InstanceIds": "InstanceId",
+        "AgentVersion": "AgentVersion",
+        "PingStatus": "PingStatus",
+        "PlatformTypes": "PlatformType",
+        "ActivationIds": "ActivationId",
+        "IamRole": "IamRole",
+        "ResourceType": "ResourceType",
+        "AssociationStatus": "AssociationStatus",
+    }[key]
+    return shape.get(field) in values
+
+
+@json_action(SSM, "DescribeInstanceInformation")
+async def describe_instance_information(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    filters = _instance_filters(body)
+    max_results = integer(body, "MaxResults", minimum=5, maximum=50) or 50
+    next_token = string(body, "NextToken", max_len=2048)
+    await request.authorize("ssm:DescribeInstanceInformation", ["*"])
+    engine = request.services.engine
+    alive = await nodes.alive_nodes(engine, _now())
+    listed = []
+    for row in await nodes.list_all(engine):
+        shape = _instance_shape(row, nodes.ping_status(row, alive))
+        if all(_matches(shape, row, key, values) for key, values in filters):
+            listed.append(shape)
+    chunk, token = page(listed, next_token, max_results, "instances")
+    return {"InstanceInformationList": chunk, "NextToken": token}
+
+
+@json_action(SSM, "GetConnectionStatus")
+async def get_connection_status(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    target = required_string(body, "Target", min_len=1, max_len=400)
+    engine = request.services.engine
+    instance = await nodes.get(engine, target)
+    context = resource_tag_context(instance["tags"] if instance else None)
+    await request.authorize(
+        "ssm:GetConnectionStatus", [target_arn(request.region, request.account, target)], context
+    )
+    connected = False
+    if instance is not None:
+        connected = nodes.ping_status(instance, await nodes.alive_nodes(engine, _now())) == "Online"
+    return {"Target": target, "Status": "connected" if connected else "notconnected"}

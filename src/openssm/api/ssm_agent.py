@@ -1,0 +1,175 @@
+"""Operations only the SSM agent calls: registration, role credentials, health pings, MDS long poll."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from openssm.api.app import shutdown_event
+from openssm.api.errors import ApiError
+from openssm.api.registry import json_action
+from openssm.api.request import ApiRequest
+from openssm.api.validation import epoch, integer, required_string, string
+from openssm.iam.arn import managed_instance_arn
+from openssm.store import access_keys, activations, ids, nodes
+from openssm.store.secrets import hash_token
+
+SSM = "AmazonSSM"
+MDS = "EC2WindowsMessageDeliveryService"
+ROLE_CREDENTIALS_LIFETIME = dt.timedelta(hours=1)
+MESSAGES_LONG_POLL_SECONDS = 20.0
+INSTANCE_ID_PATTERN = r"(^mi-[0-9a-f]{17}$)|(^i-(\w{8}|\w{17})$)"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+MIN_RSA_BITS = 2048
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _checked_public_key(body: dict[str, Any], member: str, type_member: str) -> str:
+    """The base64 DER SubjectPublicKeyInfo of an RSA key of at least 2048 bits."""
+    encoded = required_string(body, member, min_len=1, max_len=4096)
+    key_type = string(body, type_member, allowed=("Rsa",))
+    if key_type is None:
+        raise ApiError("ValidationException", f"{type_member} must be 'Rsa'")
+    try:
+        key = load_der_public_key(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError("InvalidParameters", f"{member} is not a base64 DER RSA public key") from exc
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+        raise ApiError("InvalidParameters", f"{member} must be an RSA key of at least {MIN_RSA_BITS} bits")
+    return encoded
+
+
+@json_action(SSM, "RegisterManagedInstance", auth="anonymous")
+async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    code = required_string(body, "ActivationCode", min_len=1, max_len=250)
+    activation_id = required_string(body, "ActivationId", pattern=UUID_PATTERN)
+    fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
+    public_key = _checked_public_key(body, "PublicKey", "PublicKeyType")
+    engine = request.services.engine
+    now = _now()
+    outcome = await activations.claim_registration(engine, activation_id, hash_token(code), now)
+    if outcome == "unknown":
+        raise ApiError("InvalidActivationId", "Activation ID is not valid.")
+    if outcome == "code":
+        raise ApiError("InvalidActivation", "Activation ID or activation code is not valid.")
+    if outcome == "expired":
+        raise ApiError("InvalidActivation", "Activation has expired.")
+    if outcome == "limit":
+        raise ApiError("InvalidActivation", "Activation has reached its registration limit.")
+    activation = await activations.get(engine, activation_id)
+    assert activation is not None
+    instance_id = ids.managed_instance_id()
+    await nodes.insert(
+        engine,
+        instance_id=instance_id,
+        activation_id=activation_id,
+        iam_role=activation["iam_role"],
+        name=activation["default_instance_name"],
+        public_key=public_key,
+        public_key_type="Rsa",
+        fingerprint=fingerprint,
+        registration_date=now,
+        tags=dict(activation["tags"] or {}),
+    )
+    return {"InstanceId": instance_id}
+
+
+@json_action(SSM, "RequestManagedInstanceRoleToken", auth="rsa")
+async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
+    identity = request.require_identity()
+    instance_id = identity.access_key_id
+    instance = await nodes.get(request.services.engine, instance_id)
+    if instance is None or instance["fingerprint"] != fingerprint:
+        raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
+    issued = await access_keys.create_temporary(
+        request.services.engine,
+        request.services.cipher,
+        principal_type="managed-instance",
+        principal_name=instance_id,
+        role_name=instance["iam_role"],
+        now=_now(),
+        lifetime=ROLE_CREDENTIALS_LIFETIME,
+    )
+    return {
+        "AccessKeyId": issued.access_key_id,
+        "SecretAccessKey": issued.secret_access_key,
+        "SessionToken": issued.session_token,
+        "TokenExpirationDate": epoch(issued.expires_at),
+        "UpdateKeyPair": False,
+    }
+
+
+@json_action(SSM, "UpdateManagedInstancePublicKey", auth="rsa")
+async def update_public_key(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    public_key = _checked_public_key(body, "NewPublicKey", "NewPublicKeyType")
+    identity = request.require_identity()
+    await nodes.update(
+        request.services.engine, identity.access_key_id, public_key=public_key, public_key_type="Rsa"
+    )
+    return {}
+
+
+async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> dict[str, Any]:
+    """An agent may act only for the instance its credentials were issued to."""
+    identity = request.require_identity()
+    await request.authorize(action, [managed_instance_arn(request.region, request.account, instance_id)])
+    principal = identity.principal
+    if principal.type == "AssumedRole" and principal.session_name != instance_id:
+        raise ApiError(
+            "AccessDeniedException",
+            f"User: {principal.arn} is not authorized to perform: {action} on instance {instance_id}",
+        )
+    instance = await nodes.get(request.services.engine, instance_id)
+    if instance is None or instance["deregistered"]:
+        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.")
+    return instance
+
+
+@json_action(SSM, "UpdateInstanceInformation")
+async def update_instance_information(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    instance_id = required_string(body, "InstanceId", pattern=INSTANCE_ID_PATTERN)
+    values: dict[str, Any] = {}
+    for member, column in nodes.INFO_MEMBERS.items():
+        value = string(body, member, max_len=256)
+        if value is not None:
+            values[column] = value
+    for member in ("AgentStatus", "AvailabilityZone", "AvailabilityZoneId", "SSMConnectionChannel"):
+        string(body, member, max_len=256)  # accepted and type-checked; nothing to keep
+    await _own_instance(request, instance_id, "ssm:UpdateInstanceInformation")
+    await nodes.update(request.services.engine, instance_id, last_ping_at=_now(), **values)
+    return {}
+
+
+@json_action(SSM, "ListInstanceAssociations")
+async def list_instance_associations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    instance_id = required_string(body, "InstanceId", pattern=INSTANCE_ID_PATTERN)
+    integer(body, "MaxResults", minimum=1, maximum=50)
+    string(body, "NextToken", max_len=1024)
+    await _own_instance(request, instance_id, "ssm:ListInstanceAssociations")
+    return {}
+
+
+@json_action(MDS, "GetMessages")
+async def get_messages(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    """The MDS long poll: OpenSSM delivers nothing here (commands use the control channel), so hold
+    the request like the real service does — the agent would otherwise poll every couple of seconds."""
+    destination = required_string(body, "Destination", pattern=INSTANCE_ID_PATTERN)
+    messages_request_id = required_string(body, "MessagesRequestId", min_len=1, max_len=64)
+    integer(body, "VisibilityTimeoutInSeconds", minimum=0, maximum=43200)
+    await _own_instance(request, destination, "ec2messages:GetMessages")
+    stopping = shutdown_event(request.services)
+    try:
+        await asyncio.wait_for(stopping.wait(), timeout=MESSAGES_LONG_POLL_SECONDS)
+    except TimeoutError:
+        pass
+    return {"Destination": destination, "Messages": [], "MessagesRequestId": messages_request_id}

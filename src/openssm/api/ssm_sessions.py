@@ -1,0 +1,254 @@
+"""Session Manager operations: StartSession, ResumeSession, TerminateSession, DescribeSessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+from typing import Any
+
+from openssm.api import session_documents
+from openssm.api.errors import ApiError
+from openssm.api.pagination import page
+from openssm.api.registry import json_action
+from openssm.api.request import ApiRequest
+from openssm.api.targets import resource_tag_context, target_arn
+from openssm.api.validation import epoch, integer, object_list, required_string, string, string_list_map
+from openssm.iam.arn import session_arn
+from openssm.protocol.documents import Preferences
+from openssm.store import ids, nodes, sessions
+
+SSM = "AmazonSSM"
+DOCUMENT_NAME_PATTERN = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
+SESSION_ID_PATTERN = r"^.{1,96}$"
+RUN_AS_TAG = "SSMSessionRunAs"
+SESSION_FILTER_KEYS = (
+    "InvokedAfter",
+    "InvokedBefore",
+    "Target",
+    "Owner",
+    "Status",
+    "SessionId",
+    "AccessType",
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def stream_url(public_url: str, session_id: str) -> str:
+    """The data-channel URL on the gateway node: its public URL with a WebSocket scheme."""
+    parts = urllib.parse.urlsplit(public_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    base = urllib.parse.urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    return f"{base}/v1/data-channel/{urllib.parse.quote(session_id, safe='')}?role=publish_subscribe"
+
+
+def _not_connected(target: str) -> ApiError:
+    return ApiError("TargetNotConnected", f"{target} is not connected.")
+
+
+async def _authorize_start(
+    request: ApiRequest,
+    target: str,
+    tags: dict[str, Any] | None,
+    document: session_documents.SessionDocument,
+    explicit_document: bool,
+) -> None:
+    """Two checks, as AWS does: the target, and (when a document was named) the document.
+
+    ``ssm:SessionDocumentAccessCheck`` is "false" on the target check when no document was named, so
+    policies conditioned on ``BoolIfExists … "true"`` demand an explicit, separately allowed document;
+    policies without the condition behave as the docs describe (default document, no document check).
+    """
+    context: dict[str, list[str]] = resource_tag_context(tags)
+    if not explicit_document:
+        context["ssm:SessionDocumentAccessCheck"] = ["false"]
+    await request.authorize(
+        "ssm:StartSession", [target_arn(request.region, request.account, target)], context
+    )
+    if explicit_document:
+        await request.authorize("ssm:StartSession", [document.arn(request.region)])
+
+
+def _run_as_user(prefs: Preferences, principal_tags: dict[str, str]) -> str | None:
+    """With Run As on, the caller's ``SSMSessionRunAs`` tag names the OS user, else the default."""
+    if not prefs.run_as_enabled:
+        return None
+    return principal_tags.get(RUN_AS_TAG) or prefs.run_as_default_user or None
+
+
+@json_action(SSM, "StartSession")
+async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    target = required_string(body, "Target", min_len=1, max_len=400)
+    document_name = string(body, "DocumentName", pattern=DOCUMENT_NAME_PATTERN)
+    reason = string(body, "Reason", min_len=1, max_len=256)
+    given_parameters = string_list_map(body, "Parameters")
+    identity = request.require_identity()
+    engine = request.services.engine
+    explicit = document_name is not None
+    name = document_name or session_documents.PREFERENCES_DOCUMENT
+    document = await session_documents.find_or_fail(engine, name, request.account)
+    instance = await nodes.get(engine, target)
+    await _authorize_start(request, target, instance["tags"] if instance else None, document, explicit)
+    parameters = session_documents.checked_parameters(document, given_parameters)
+    now = _now()
+    alive = await nodes.alive_nodes(engine, now)
+    if instance is None or nodes.ping_status(instance, alive) != "Online":
+        raise _not_connected(target)
+    node_id = instance["control_node_id"]
+    inputs, prefs = await session_documents.preferences(engine, request.account)
+    content = dict(document.content)
+    content["inputs"] = inputs
+    principal = identity.principal
+    session_id = f"{principal.friendly_name}-{ids.hex17()}"
+    token = ids.bearer_token()
+    await sessions.create(
+        engine,
+        {
+            "session_id": session_id,
+            "target": target,
+            "document_name": document.name,
+            "session_type": document.session_type,
+            "owner_arn": principal.arn,
+            "owner_name": principal.friendly_name,
+            "status": "Connecting",
+            "reason": reason,
+            "parameters": parameters,
+            "document_content": content,
+            "run_as_user": _run_as_user(prefs, dict(principal.tags)),
+            "node_id": node_id,
+            "start_date": now,
+            "max_session_duration": prefs.max_session_duration,
+            "idle_session_timeout": prefs.idle_session_timeout,
+        },
+        token=token,
+        now=now,
+        token_ttl=dt.timedelta(seconds=request.services.config.token_ttl_seconds),
+    )
+    return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(alive[node_id], session_id)}
+
+
+def _session_context(row: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        "ssm:resourceTag/aws:ssmmessages:session-id": [row["session_id"]],
+        "ssm:resourceTag/aws:ssmmessages:target-id": [row["target"]],
+    }
+
+
+async def _authorized_session(request: ApiRequest, session_id: str, action: str) -> dict[str, Any]:
+    row = await sessions.get(request.services.engine, session_id)
+    context = _session_context(row) if row else {}
+    await request.authorize(action, [session_arn(request.region, request.account, session_id)], context)
+    if row is None:
+        raise ApiError("DoesNotExistException", f"Session {session_id} does not exist.")
+    return row
+
+
+@json_action(SSM, "ResumeSession")
+async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
+    row = await _authorized_session(request, session_id, "ssm:ResumeSession")
+    if row["status"] in sessions.ENDED_STATUSES or row["status"] == "Terminating":
+        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active.")
+    now = _now()
+    alive = await nodes.alive_nodes(request.services.engine, now)
+    if row["node_id"] not in alive:
+        raise _not_connected(row["target"])
+    token = ids.bearer_token()
+    await sessions.add_client_token(
+        request.services.engine,
+        session_id,
+        token,
+        request.require_identity().principal.arn,
+        now,
+        dt.timedelta(seconds=request.services.config.token_ttl_seconds),
+    )
+    return {
+        "SessionId": session_id,
+        "TokenValue": token,
+        "StreamUrl": stream_url(alive[row["node_id"]], session_id),
+    }
+
+
+@json_action(SSM, "TerminateSession")
+async def terminate_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
+    row = await _authorized_session(request, session_id, "ssm:TerminateSession")
+    if row["status"] in sessions.ENDED_STATUSES:
+        return {"SessionId": session_id}
+    engine = request.services.engine
+    reason = f"Terminated by {request.require_identity().principal.arn}"
+    await sessions.mark_terminating(engine, session_id)
+    now = _now()
+    node_id = row["node_id"]
+    if node_id is not None and node_id in await nodes.alive_nodes(engine, now):
+        await request.services.bus.publish(
+            f"node.{node_id}", {"type": "terminate", "session_id": session_id, "reason": reason}
+        )
+    else:  # nobody carries it any more: end it here
+        await sessions.mark_terminated(engine, session_id, reason, now)
+    return {"SessionId": session_id}
+
+
+def _session_filters(body: dict[str, Any]) -> list[tuple[str, str]]:
+    filters = []
+    for index, item in enumerate(object_list(body, "Filters", max_items=6)):
+        path = f"Filters.{index + 1}.member"
+        key = required_string(item, "key", path=f"{path}.key")
+        value = required_string(item, "value", min_len=1, max_len=400, path=f"{path}.value")
+        if key not in SESSION_FILTER_KEYS:
+            raise ApiError("InvalidFilterKey", f"The filter key {key} is not valid.")
+        filters.append((key, value))
+    return filters
+
+
+def _parse_filter_date(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError("InvalidFilterValue", f"Filter value {value!r} is not an ISO-8601 date.") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _session_matches(row: dict[str, Any], key: str, value: str) -> bool:
+    if key == "InvokedAfter":
+        return bool(row["start_date"] >= _parse_filter_date(value))
+    if key == "InvokedBefore":
+        return bool(row["start_date"] <= _parse_filter_date(value))
+    if key == "AccessType":
+        return value == "Standard"
+    column = {"Target": "target", "Owner": "owner_arn", "Status": "status", "SessionId": "session_id"}[key]
+    return bool(row[column] == value)
+
+
+def _session_shape(row: dict[str, Any]) -> dict[str, Any]:
+    output = {"S3OutputUrl": row["output_s3_url"], "CloudWatchOutputUrl": row["output_cloudwatch_url"]}
+    duration = row["max_session_duration"]
+    return {
+        "SessionId": row["session_id"],
+        "Target": row["target"],
+        "Status": row["status"],
+        "StartDate": epoch(row["start_date"]),
+        "EndDate": epoch(row["end_date"]),
+        "DocumentName": row["document_name"],
+        "Owner": row["owner_arn"],
+        "Reason": row["reason"],
+        "Details": row["details"] or row["termination_reason"],
+        "OutputUrl": output if any(output.values()) else None,
+        "MaxSessionDuration": str(duration) if duration else None,
+        "AccessType": "Standard",
+    }
+
+
+@json_action(SSM, "DescribeSessions")
+async def describe_sessions(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    state = required_string(body, "State", allowed=("Active", "History"))
+    max_results = integer(body, "MaxResults", minimum=1, maximum=200) or 20
+    next_token = string(body, "NextToken", max_len=2048)
+    filters = _session_filters(body)
+    await request.authorize("ssm:DescribeSessions", ["*"])
+    rows = await sessions.list_by_state(request.services.engine, active=state == "Active")
+    matching = [row for row in rows if all(_session_matches(row, key, value) for key, value in filters)]
+    chunk, token = page(matching, next_token, max_results, f"sessions-{state}")
+    return {"Sessions": [_session_shape(row) for row in chunk], "NextToken": token}

@@ -1,0 +1,126 @@
+"""Input validation for JSON 1.1 members, with AWS-style ValidationException messages naming the member."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from openssm.api.errors import ApiError, validation_error
+
+
+def _fail(member: str, constraint: str, value: Any = None) -> ApiError:
+    shown = "null" if value is None else repr(value) if not isinstance(value, str) else f"'{value[:80]}'"
+    return validation_error(
+        f"1 validation error detected: Value {shown} at '{member}' failed to satisfy constraint: {constraint}"
+    )
+
+
+def _missing(member: str) -> ApiError:
+    return _fail(member, "Member must not be null")
+
+
+def string(
+    body: dict[str, Any],
+    member: str,
+    *,
+    required: bool = False,
+    min_len: int = 0,
+    max_len: int | None = None,
+    pattern: str | None = None,
+    allowed: tuple[str, ...] | None = None,
+    path: str | None = None,
+) -> str | None:
+    name = path or member
+    value = body.get(member)
+    if value is None:
+        if required:
+            raise _missing(name)
+        return None
+    if not isinstance(value, str):
+        raise _fail(name, "Member must be a string", value)
+    if len(value) < min_len:
+        raise _fail(name, f"Member must have length greater than or equal to {min_len}", value)
+    if max_len is not None and len(value) > max_len:
+        raise _fail(name, f"Member must have length less than or equal to {max_len}", value)
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise _fail(name, f"Member must satisfy regular expression pattern: {pattern}", value)
+    if allowed is not None and value not in allowed:
+        raise _fail(name, f"Member must satisfy enum value set: [{', '.join(allowed)}]", value)
+    return value
+
+
+def required_string(body: dict[str, Any], member: str, **kwargs: Any) -> str:
+    value = string(body, member, required=True, **kwargs)
+    assert value is not None
+    return value
+
+
+def integer(
+    body: dict[str, Any], member: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    value = body.get(member)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(member, "Member must be an integer", value)
+    if minimum is not None and value < minimum:
+        raise _fail(member, f"Member must have value greater than or equal to {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise _fail(member, f"Member must have value less than or equal to {maximum}", value)
+    return value
+
+
+def timestamp(body: dict[str, Any], member: str) -> dt.datetime | None:
+    """JSON 1.1 timestamps are epoch seconds (botocore sends a number)."""
+    value = body.get(member)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(member, "Member must be a timestamp in epoch seconds", value)
+    try:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise _fail(member, "Member must be a valid timestamp", value) from exc
+
+
+def object_list(body: dict[str, Any], member: str, *, max_items: int | None = None) -> list[dict[str, Any]]:
+    value = body.get(member)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise _fail(member, "Member must be a list of structures", value)
+    if max_items is not None and len(value) > max_items:
+        raise _fail(member, f"Member must have length less than or equal to {max_items}", value)
+    return value
+
+
+def string_list(value: Any, path: str, *, min_items: int = 0) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _fail(path, "Member must be a list of strings", value)
+    if len(value) < min_items:
+        raise _fail(path, f"Member must have length greater than or equal to {min_items}", value)
+    return value
+
+
+def string_list_map(body: dict[str, Any], member: str) -> dict[str, list[str]]:
+    value = body.get(member)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(member, "Member must be a map of string to list of strings", value)
+    return {str(key): string_list(items, f"{member}.{key}") for key, items in value.items()}
+
+
+def tags(body: dict[str, Any], member: str = "Tags") -> dict[str, str]:
+    result: dict[str, str] = {}
+    for index, item in enumerate(object_list(body, member, max_items=1000)):
+        path = f"{member}.{index + 1}"
+        key = required_string(item, "Key", min_len=1, max_len=128, path=f"{path}.member.Key")
+        result[key] = required_string(item, "Value", max_len=256, path=f"{path}.member.Value")
+    return result
+
+
+def epoch(value: dt.datetime | None) -> float | None:
+    """Timestamps in JSON 1.1 responses: epoch seconds as a number."""
+    return None if value is None else round(value.timestamp(), 3)

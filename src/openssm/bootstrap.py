@@ -1,0 +1,220 @@
+"""First start: the account's administrator, its CLI profile files, and the node role agents use.
+
+Idempotent: every start makes sure these exist; an administrator key is minted only when the
+credentials file is missing or names a key that no longer exists.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime as dt
+import json
+import os
+import pathlib
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openssm.iam.arn import aws_managed_policy_arn, role_arn, user_arn
+from openssm.services import Services
+from openssm.store import access_keys, ids
+from openssm.store.tables import (
+    iam_attachments,
+    iam_inline_policies,
+    iam_policies,
+    iam_policy_versions,
+    iam_roles,
+    iam_users,
+    settings,
+)
+
+ADMIN_USER = "admin"
+ADMIN_POLICY_NAME = "AdministratorAccess"
+PROFILE = "openssm"
+NODE_ROLE = "OpenSSMNodeRole"
+NODE_POLICY_NAME = "AmazonSSMManagedInstanceCore"
+NODE_POLICY_ARN = aws_managed_policy_arn(NODE_POLICY_NAME)
+
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+# Exactly the calls a registered agent makes with its role credentials (registration and the
+# RSA-signed token and key-rotation calls authenticate by the instance key, not by this policy).
+NODE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "ssm:UpdateInstanceInformation",
+                "ssm:ListInstanceAssociations",
+                "ssm:UpdateInstanceAssociationStatus",
+                "ssm:DescribeDocument",
+                "ssm:GetDocument",
+                "ssmmessages:CreateControlChannel",
+                "ssmmessages:CreateDataChannel",
+                "ssmmessages:OpenControlChannel",
+                "ssmmessages:OpenDataChannel",
+                "ec2messages:AcknowledgeMessage",
+                "ec2messages:DeleteMessage",
+                "ec2messages:FailMessage",
+                "ec2messages:GetEndpoint",
+                "ec2messages:GetMessages",
+                "ec2messages:SendReply",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
+
+NODE_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+
+def _dump(policy: Mapping[str, object]) -> str:
+    return json.dumps(policy, indent=2)
+
+
+async def _exists(conn: AsyncConnection, column: sa.Column[str], value: str) -> bool:
+    return (await conn.execute(sa.select(column).where(column == value))).first() is not None
+
+
+async def _ensure_account(conn: AsyncConnection, account: str) -> None:
+    stored = (await conn.execute(sa.select(settings.c.value).where(settings.c.key == "account_id"))).scalar()
+    if stored is None:
+        await conn.execute(sa.insert(settings).values(key="account_id", value=account))
+
+
+async def _ensure_admin_user(conn: AsyncConnection, account: str, now: dt.datetime) -> None:
+    if not await _exists(conn, iam_users.c.name, ADMIN_USER):
+        await conn.execute(
+            sa.insert(iam_users).values(
+                name=ADMIN_USER,
+                user_id=ids.unique_id("AIDA"),
+                arn=user_arn(account, ADMIN_USER),
+                path="/",
+                created_at=now,
+                tags={},
+                is_admin_bootstrap=True,
+            )
+        )
+    has_policy = (
+        await conn.execute(
+            sa.select(iam_inline_policies.c.policy_name).where(
+                iam_inline_policies.c.principal_type == "user",
+                iam_inline_policies.c.principal_name == ADMIN_USER,
+                iam_inline_policies.c.policy_name == ADMIN_POLICY_NAME,
+            )
+        )
+    ).first()
+    if has_policy is None:
+        await conn.execute(
+            sa.insert(iam_inline_policies).values(
+                principal_type="user",
+                principal_name=ADMIN_USER,
+                policy_name=ADMIN_POLICY_NAME,
+                document=_dump(ADMIN_POLICY),
+            )
+        )
+
+
+async def _ensure_node_role(conn: AsyncConnection, account: str, now: dt.datetime) -> None:
+    if not await _exists(conn, iam_policies.c.arn, NODE_POLICY_ARN):
+        await conn.execute(
+            sa.insert(iam_policies).values(
+                arn=NODE_POLICY_ARN,
+                name=NODE_POLICY_NAME,
+                policy_id=ids.unique_id("ANPA"),
+                path="/",
+                description="What an OpenSSM or SSM agent needs: health pings, control and data channels.",
+                default_version_id="v1",
+                aws_managed=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await conn.execute(
+            sa.insert(iam_policy_versions).values(
+                policy_arn=NODE_POLICY_ARN, version_id="v1", document=_dump(NODE_POLICY), created_at=now
+            )
+        )
+    if not await _exists(conn, iam_roles.c.name, NODE_ROLE):
+        await conn.execute(
+            sa.insert(iam_roles).values(
+                name=NODE_ROLE,
+                role_id=ids.unique_id("AROA"),
+                arn=role_arn(account, NODE_ROLE),
+                path="/",
+                assume_role_policy=_dump(NODE_TRUST_POLICY),
+                description="Role of managed nodes registered through activations.",
+                created_at=now,
+                tags={},
+            )
+        )
+        await conn.execute(
+            sa.insert(iam_attachments).values(
+                principal_type="role", principal_name=NODE_ROLE, policy_arn=NODE_POLICY_ARN
+            )
+        )
+
+
+def _write_private(path: pathlib.Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its old mode under O_CREAT
+
+
+def _profile_key_id(credentials_file: pathlib.Path) -> str | None:
+    if not credentials_file.exists():
+        return None
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(credentials_file)
+        return parser.get(PROFILE, "aws_access_key_id", fallback=None)
+    except configparser.Error:
+        return None
+
+
+def _config_text(region: str, public_url: str) -> str:
+    return f"[profile {PROFILE}]\nregion = {region}\noutput = json\nendpoint_url = {public_url}\n"
+
+
+def usage_text(data_dir: pathlib.Path, public_url: str) -> str:
+    return (
+        "OpenSSM administrator credentials are in the AWS CLI profile 'openssm':\n"
+        f"  export AWS_SHARED_CREDENTIALS_FILE={data_dir / 'credentials'}\n"
+        f"  export AWS_CONFIG_FILE={data_dir / 'config'}\n"
+        f"  aws --profile {PROFILE} --endpoint-url {public_url} ssm describe-instance-information\n"
+        "(newer AWS CLIs also read endpoint_url from the profile, so --endpoint-url may be left out)"
+    )
+
+
+async def bootstrap(services: Services) -> bool:
+    """Make sure the administrator, node role and profile files exist. True if a new key was written."""
+    config = services.config
+    now = dt.datetime.now(dt.UTC)
+    account = config.account_id
+    async with services.engine.begin() as conn:
+        await _ensure_account(conn, account)
+        await _ensure_admin_user(conn, account, now)
+        await _ensure_node_role(conn, account, now)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    credentials_file = config.data_dir / "credentials"
+    _write_private(config.data_dir / "config", _config_text(config.region, config.public_url))
+    key_id = _profile_key_id(credentials_file)
+    if key_id is not None and await access_keys.find(services.engine, key_id) is not None:
+        return False
+    issued = await access_keys.create_long_term(
+        services.engine, services.cipher, principal_type="user", principal_name=ADMIN_USER, now=now
+    )
+    _write_private(
+        credentials_file,
+        f"[{PROFILE}]\naws_access_key_id = {issued.access_key_id}\n"
+        f"aws_secret_access_key = {issued.secret_access_key}\n",
+    )
+    return True

@@ -1,0 +1,17 @@
+"""Server-side request security: who is calling (SigV4), may they (IAM policies), and the audit trail."""
+
+from openssm.security.authorization import authorize
+from openssm.security.errors import AccessDenied, AuthError
+from openssm.security.facts import RequestFacts, client_facts
+from openssm.security.identity import Identity, authenticate, authenticate_managed_instance
+
+__all__ = [
+    "AccessDenied",
+    "AuthError",
+    "Identity",
+    "RequestFacts",
+    "authenticate",
+    "authenticate_managed_instance",
+    "authorize",
+    "client_facts",
+]

@@ -1,0 +1,89 @@
+"""Authorisation: evaluate the caller's identity policies for an action on each resource, and audit it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from openssm.iam import AuthzRequest, evaluate
+from openssm.iam.principal import Principal
+from openssm.security import audit
+from openssm.security.errors import AccessDenied
+from openssm.security.facts import RequestFacts
+from openssm.security.identity import Identity
+from openssm.security.policies import policies_for
+from openssm.services import Services
+
+_NO_EXTRA: Mapping[str, Sequence[str]] = {}
+
+
+def principal_arn_for_conditions(principal: Principal) -> str:
+    """``aws:PrincipalArn``: for an assumed role AWS gives the role's ARN, not the session's."""
+    if principal.type == "AssumedRole" and principal.role_name:
+        return f"arn:aws:iam::{principal.account}:role/{principal.role_name}"
+    return principal.arn
+
+
+def request_context(
+    identity: Identity, facts: RequestFacts, now: dt.datetime, extra: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    principal = identity.principal
+    context: dict[str, list[str]] = {
+        "aws:sourceip": [facts.source_ip],
+        "aws:securetransport": ["true" if facts.secure_transport else "false"],
+        "aws:userid": [principal.user_id],
+        "aws:principalarn": [principal_arn_for_conditions(principal)],
+        "aws:principalaccount": [principal.account],
+        "aws:principaltype": [principal.type],
+        "aws:currenttime": [now.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        "aws:epochtime": [str(int(now.timestamp()))],
+        "aws:requestedregion": [facts.requested_region],
+        "aws:resourceaccount": [principal.account],
+        "aws:viaawsservice": ["false"],
+    }
+    if principal.username:
+        context["aws:username"] = [principal.username]
+    if facts.user_agent is not None:
+        context["aws:useragent"] = [facts.user_agent]
+    for tag_key, tag_value in principal.tags.items():
+        context[f"aws:principaltag/{tag_key.lower()}"] = [tag_value]
+    for key, values in extra.items():
+        context[key.lower()] = list(values)
+    return context
+
+
+def denial_message(principal_arn: str, action: str, resource: str, explicit: bool) -> str:
+    head = f"User: {principal_arn} is not authorized to perform: {action} on resource: {resource}"
+    if explicit:
+        return f"{head} with an explicit deny in an identity-based policy"
+    return f"{head} because no identity-based policy allows the {action} action"
+
+
+async def authorize(
+    services: Services,
+    identity: Identity,
+    action: str,
+    resources: Sequence[str],
+    facts: RequestFacts,
+    extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
+) -> None:
+    """Raise ``AccessDenied`` unless every resource is allowed; each decision is written to the audit log."""
+    now = dt.datetime.now(dt.UTC)
+    policies = await policies_for(services.engine, identity.principal)
+    context = request_context(identity, facts, now, extra_context)
+    for resource in resources:
+        result = evaluate(policies, AuthzRequest(identity.principal, action, resource, context))
+        await audit.record(
+            services.engine,
+            principal_arn=identity.principal.arn,
+            action=action,
+            resource=resource,
+            decision=result.decision,
+            matched=result.matched,
+            source_ip=facts.source_ip,
+            now=now,
+        )
+        if result.decision != "allowed":
+            raise AccessDenied(
+                denial_message(identity.principal.arn, action, resource, result.decision == "explicitDeny")
+            )

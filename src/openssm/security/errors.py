@@ -1,0 +1,22 @@
+"""Security failures, carrying the AWS error code, message and HTTP status a client expects."""
+
+from __future__ import annotations
+
+
+class SecurityError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class AuthError(SecurityError):
+    """Authentication failed (unknown key, bad signature, expired token …)."""
+
+
+class AccessDenied(SecurityError):
+    """An authenticated principal is not allowed the action."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("AccessDeniedException", message, 400)

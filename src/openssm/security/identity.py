@@ -1,0 +1,200 @@
+"""Authentication: SigV4 (HMAC with stored keys) and the RSA-signed variant managed instances use."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hmac
+import logging
+
+from openssm.auth.sigv4 import (
+    HttpRequest,
+    ParsedSignature,
+    SigV4Error,
+    parse_request,
+    verify_hmac,
+    verify_rsa,
+)
+from openssm.iam.principal import Principal
+from openssm.security.errors import AuthError
+from openssm.security.principals import assumed_role_principal, user_principal
+from openssm.services import Services
+from openssm.store import access_keys, nodes
+from openssm.store.secrets import SecretCipherError, hash_token
+
+log = logging.getLogger(__name__)
+
+# Services whose errors are rendered in the Query (XML) protocol use IAM's spellings of the codes.
+QUERY_SERVICES = frozenset({"iam", "sts"})
+# Global services are signed for us-east-1 whatever region the server serves.
+GLOBAL_SERVICES = frozenset({"iam", "sts"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    principal: Principal
+    access_key_id: str
+    temporary: bool
+    region: str
+    service: str
+
+
+def _invalid_token(service: str) -> AuthError:
+    if service in QUERY_SERVICES:
+        return AuthError(
+            "InvalidClientTokenId", "The security token included in the request is invalid.", 403
+        )
+    return AuthError("UnrecognizedClientException", "The security token included in the request is invalid.")
+
+
+def _expired_token(service: str) -> AuthError:
+    code = "ExpiredToken" if service in QUERY_SERVICES else "ExpiredTokenException"
+    return AuthError(
+        code,
+        "The security token included in the request is expired",
+        403 if service in QUERY_SERVICES else 400,
+    )
+
+
+def _max_skew(services: Services) -> dt.timedelta | None:
+    seconds = services.config.clock_skew_seconds
+    return dt.timedelta(seconds=seconds) if seconds > 0 else None
+
+
+def _service_of(req: HttpRequest) -> str:
+    """The signing name from the credential scope, read leniently (only to pick an error spelling)."""
+    for name, value in req.headers:
+        if name.lower() == "authorization" and "Credential=" in value:
+            scope = value.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+            return scope[3] if len(scope) > 3 else ""
+    return ""
+
+
+def _from_sigv4(exc: SigV4Error, service: str) -> AuthError:
+    if exc.diagnostics:
+        log.info("SigV4 verification failed: %s\n%s", exc.message, exc.diagnostics)
+    if service in QUERY_SERVICES:
+        return AuthError(exc.query_code, exc.message, exc.query_status)
+    return AuthError(exc.code, exc.message, exc.status)
+
+
+def _parse(req: HttpRequest) -> ParsedSignature:
+    try:
+        return parse_request(req)
+    except SigV4Error as exc:
+        raise _from_sigv4(exc, _service_of(req)) from exc
+
+
+def _check_region(services: Services, parsed: ParsedSignature) -> None:
+    if parsed.service in GLOBAL_SERVICES or parsed.region == services.config.region:
+        return
+    raise AuthError(
+        "InvalidSignatureException",
+        f"Credential should be scoped to a valid region, not '{parsed.region}'. "
+        f"This server serves '{services.config.region}'.",
+    )
+
+
+def _anonymous(services: Services) -> Identity:
+    account = services.config.account_id
+    principal = Principal(
+        arn="anonymous", account=account, type="Account", user_id="anonymous", username=None
+    )
+    return Identity(principal, "", False, services.config.region, "")
+
+
+def _has_signature(req: HttpRequest) -> bool:
+    names = {name.lower() for name, _ in req.headers}
+    return "authorization" in names or "X-Amz-Signature=" in req.query
+
+
+async def authenticate(
+    services: Services, req: HttpRequest, *, peer_ip: str, anonymous_ok: bool = False
+) -> Identity:
+    """Verify a SigV4 (HMAC) request against the stored key and return who sent it.
+
+    ``anonymous_ok``: an unsigned request yields an anonymous identity instead of an error.
+    """
+    if anonymous_ok and not _has_signature(req):
+        return _anonymous(services)
+    parsed = _parse(req)
+    _check_region(services, parsed)
+    key = await access_keys.find(services.engine, parsed.access_key_id)
+    now = dt.datetime.now(dt.UTC)
+    if key is None or key.status != "Active":
+        log.info("refused key %s from %s: unknown or inactive", parsed.access_key_id, peer_ip)
+        raise _invalid_token(parsed.service)
+    if key.temporary:
+        presented = parsed.security_token
+        if (
+            presented is None
+            or key.session_token_hash is None
+            or not hmac.compare_digest(hash_token(presented), key.session_token_hash)
+        ):
+            raise _invalid_token(parsed.service)
+        if key.expires_at is not None and key.expires_at <= now:
+            raise _expired_token(parsed.service)
+    elif parsed.security_token is not None:
+        raise _invalid_token(parsed.service)
+    try:
+        secret = services.cipher.decrypt(key.secret_encrypted).decode("utf-8")
+    except (SecretCipherError, UnicodeDecodeError) as exc:
+        log.error("access key %s does not decrypt under the master key", key.access_key_id)
+        raise _invalid_token(parsed.service) from exc
+    try:
+        verify_hmac(req, parsed, secret, max_skew=_max_skew(services))
+    except SigV4Error as exc:
+        raise _from_sigv4(exc, parsed.service) from exc
+    principal = await _principal_for_key(services, key)
+    if principal is None:
+        raise _invalid_token(parsed.service)
+    await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
+    return Identity(principal, key.access_key_id, key.temporary, parsed.region, parsed.service)
+
+
+async def _principal_for_key(services: Services, key: access_keys.AccessKeyRow) -> Principal | None:
+    account = services.config.account_id
+    if key.principal_type == "managed-instance":
+        if key.role_name is None:
+            return None
+        instance = await nodes.get(services.engine, key.principal_name)
+        if instance is None or instance["deregistered"]:
+            return None
+        return await assumed_role_principal(services.engine, account, key.role_name, key.principal_name)
+    return await user_principal(services.engine, account, key.principal_name)
+
+
+async def authenticate_managed_instance(
+    services: Services, req: HttpRequest
+) -> tuple[Identity, dict[str, object]]:
+    """Verify an RSA-signed request (credential = the ``mi-`` id) with the instance's registered key.
+
+    Returns the identity (the instance acting as its role) and the instance row.
+    """
+    parsed = _parse(req)
+    _check_region(services, parsed)
+    instance = await nodes.get(services.engine, parsed.access_key_id)
+    if instance is None or instance["deregistered"]:
+        raise _invalid_token(parsed.service)
+    try:
+        public_key_der = base64.b64decode(instance["public_key"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _invalid_token(parsed.service) from exc
+    try:
+        verify_rsa(req, parsed, public_key_der, max_skew=_max_skew(services))
+    except SigV4Error as exc:
+        raise _from_sigv4(exc, parsed.service) from exc
+    role = instance["iam_role"]
+    principal = (
+        await assumed_role_principal(
+            services.engine, services.config.account_id, role, instance["instance_id"]
+        )
+        if role
+        else None
+    )
+    if principal is None:
+        raise AuthError("AccessDeniedException", f"The role of {instance['instance_id']} no longer exists.")
+    identity = Identity(principal, instance["instance_id"], False, parsed.region, parsed.service)
+    return identity, instance

@@ -1,0 +1,107 @@
+"""The OpenSSM server: API + message gateway in one aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from openssm import api
+from openssm.api import app as api_app
+from openssm.bootstrap import bootstrap, usage_text
+from openssm.bus.base import Bus
+from openssm.bus.inprocess import InProcessBus
+from openssm.services import ServerConfig, Services
+from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.secrets import SecretCipher
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = api_app.MAX_BODY_BYTES
+
+
+def _make_bus(config: ServerConfig) -> Bus:
+    if not config.redis_url:
+        return InProcessBus()
+    # The Redis bus is optional (scale-out); its module defines ``RedisBus(url)``.
+    module = importlib.import_module("openssm.bus.redis")
+    bus = module.RedisBus(config.redis_url)
+    assert isinstance(bus, Bus)
+    return bus
+
+
+async def create_services(config: ServerConfig) -> Services:
+    """Open the database (migrating it), the master key and the bus; bootstrap the account."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    cipher = SecretCipher.for_data_dir(config.data_dir)
+    engine = make_engine(config.database_url or database_url_for(config.data_dir))
+    await migrate(engine)
+    services = Services(config=config, engine=engine, bus=_make_bus(config), cipher=cipher)
+    if await bootstrap(services):
+        print(usage_text(config.data_dir, config.public_url), flush=True)
+    return services
+
+
+async def close_services(services: Services) -> None:
+    await services.bus.close()
+    await services.engine.dispose()
+
+
+def build_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    api.app.install(app, services)
+    gateway_app = importlib.import_module("openssm.gateway.app")
+    gateway_app.install(app, services)
+    return app
+
+
+def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+    return context
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    services = await create_services(config)
+    runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner,
+            config.listen_host,
+            config.listen_port,
+            ssl_context=_ssl_context(config),
+            shutdown_timeout=5,
+        )
+        await site.start()
+        log.info(
+            "OpenSSM listening on %s:%s (public URL %s)",
+            config.listen_host,
+            config.listen_port,
+            config.public_url,
+        )
+        print(f"OpenSSM server listening on {config.listen_host}:{config.listen_port}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await close_services(services)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def run(config: ServerConfig) -> None:
+    asyncio.run(serve(config))

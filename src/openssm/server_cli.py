@@ -1,0 +1,135 @@
+"""``openssm server``: run the control plane (AWS SSM API) and the message gateway."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import pathlib
+
+import click
+
+from openssm.services import ServerConfig
+
+DEFAULT_PORT = 8080
+
+
+def default_data_dir() -> pathlib.Path:
+    configured = os.environ.get("OPENSSM_DATA_DIR")
+    if configured:
+        return pathlib.Path(configured)
+    return pathlib.Path.home() / ".local" / "share" / "openssm"
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = value, str(DEFAULT_PORT)
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT") from None
+    if not 0 <= number <= 65535:
+        raise click.BadParameter(f"port {number} is out of range")
+    return host, number
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address or CIDR") from None
+
+
+@click.command("server")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=pathlib.Path),
+    default=None,
+    help="State directory (database, master key, recordings). Default: $OPENSSM_DATA_DIR or ~/.local/share/openssm.",
+)
+@click.option(
+    "--listen", default=f"127.0.0.1:{DEFAULT_PORT}", show_default=True, help="HOST:PORT to listen on."
+)
+@click.option(
+    "--public-url",
+    default=None,
+    help="URL clients and agents reach this node at (StreamUrls point here). Default: from --listen.",
+)
+@click.option(
+    "--region", default="us-east-1", show_default=True, help="AWS region name this server answers as."
+)
+@click.option(
+    "--account-id", default="000000000000", show_default=True, help="12-digit account id used in ARNs."
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="PEM certificate chain: serve HTTPS/WSS.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="PEM private key for --tls-cert.",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy async URL (e.g. postgresql+asyncpg://…). Default: SQLite in the data dir.",
+)
+@click.option("--redis-url", default=None, help="Redis URL for node-to-node signalling (scale-out).")
+@click.option("--node-id", default=None, help="This node's id among several (default: node-1).")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="CIDR of a reverse proxy whose X-Forwarded-For/-Proto are believed (repeatable).",
+)
+@click.option(
+    "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
+)
+def server_command(
+    data_dir: pathlib.Path | None,
+    listen: str,
+    public_url: str | None,
+    region: str,
+    account_id: str,
+    tls_cert: pathlib.Path | None,
+    tls_key: pathlib.Path | None,
+    database_url: str | None,
+    redis_url: str | None,
+    node_id: str | None,
+    trusted_proxies: tuple[str, ...],
+    log_level: str,
+) -> None:
+    """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent) and the
+    session gateway, on one port. The first start creates an administrator and writes AWS CLI
+    credentials and config files (profile "openssm") into the data directory."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if not (len(account_id) == 12 and account_id.isdigit()):
+        raise click.BadParameter("must be 12 digits", param_hint="--account-id")
+    host, port = _listen(listen)
+    scheme = "https" if tls_cert else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    config = ServerConfig(
+        data_dir=(data_dir or default_data_dir()).expanduser().resolve(),
+        listen_host=host,
+        listen_port=port,
+        public_url=(public_url or f"{scheme}://{shown_host}:{port}").rstrip("/"),
+        region=region,
+        account_id=account_id,
+        node_id=node_id or "node-1",
+        database_url=database_url,
+        redis_url=redis_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
+    )
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from openssm.server import run  # server code is imported only when the command runs
+
+    run(config)
