@@ -1,0 +1,39 @@
+"""Wiring the message gateway into the server's aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from openssm.gateway.node import GATEWAY_KEY, GatewayNode
+from openssm.gateway.rest import make_handlers
+from openssm.gateway.sockets import SocketHandlers
+from openssm.services import Services
+
+CONTROL_PATH = "/v1/control-channel/{instance_id}"
+DATA_PATH = "/v1/data-channel/{session_id}"
+
+
+def install(app: web.Application, services: Services) -> None:
+    """Add the MGS REST calls and channel WebSockets, and run the node's background work with the app."""
+    node = GatewayNode(services)
+    services.extras[GATEWAY_KEY] = node
+    create_control_channel, create_data_channel = make_handlers(services)
+    sockets = SocketHandlers(node)
+    app.router.add_post(CONTROL_PATH, create_control_channel)
+    app.router.add_post(DATA_PATH, create_data_channel)
+    app.router.add_get(CONTROL_PATH, sockets.control, allow_head=False)
+    app.router.add_get(DATA_PATH, sockets.data, allow_head=False)
+
+    async def start(_: web.Application) -> None:
+        await node.start()
+
+    async def shutdown(_: web.Application) -> None:
+        # Before the server waits for open handlers: our WebSockets would otherwise hold it up.
+        await node.shutdown()
+
+    async def cleanup(_: web.Application) -> None:
+        await node.cleanup()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)

@@ -1,0 +1,225 @@
+"""This node's gateway: its control channels, its sessions, its heartbeat and its bus listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from openssm.gateway import messages
+from openssm.gateway.control import JOB_HANDLER_KEY, AgentJobHandler, ControlChannel
+from openssm.gateway.peer import Peer
+from openssm.gateway.session import SessionRelay, limit_seconds
+from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings, gateway_settings
+from openssm.gateway.tap import TapPump, tap_registry
+from openssm.services import Services
+from openssm.store import channels as store
+
+log = logging.getLogger(__name__)
+
+GATEWAY_KEY: Final = "gateway"
+SHUTDOWN_REASON: Final = "gateway shut down"
+RESTART_REASON: Final = "gateway restarted"
+
+
+class SessionRefused(Exception):
+    """A client or agent may not join a session; the message is safe to show the client."""
+
+
+class GatewayNode:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.engine: AsyncEngine = services.engine
+        self.node_id = services.config.node_id
+        self.settings: GatewaySettings = gateway_settings(services.extras)
+        self.controls: dict[str, ControlChannel] = {}
+        self.relays: dict[str, SessionRelay] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # Whatever this node id held before a crash is gone: its sockets died with the process.
+        await store.clear_node_control_channels(self.engine, self.node_id)
+        await store.finish_node_sessions(self.engine, self.node_id, reason=RESTART_REASON)
+        await store.upsert_gateway_node(self.engine, self.node_id, self.services.config.public_url)
+        self.background(self._heartbeat(), "gateway-heartbeat")
+        self.background(self._listen(), "gateway-bus")
+        # Let the listener run up to its first wait, so an in-process subscription exists before
+        # the first session can start here.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def shutdown(self) -> None:
+        """End this node's sessions and control channels (their peers will go elsewhere)."""
+        self._stopping = True
+        for relay in list(self.relays.values()):
+            await relay.end("Terminated", SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True)
+        for control in list(self.controls.values()):
+            with contextlib.suppress(Exception):
+                await control.peer.ws.close()
+        with contextlib.suppress(Exception):
+            await store.clear_node_control_channels(self.engine, self.node_id)
+            await store.finish_node_sessions(self.engine, self.node_id, reason=SHUTDOWN_REASON)
+
+    async def cleanup(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def background(self, awaitable: Awaitable[None], name: str) -> asyncio.Task[None]:
+        async def run() -> None:
+            await awaitable
+
+        task = asyncio.create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                await store.touch_gateway_node(self.engine, self.node_id)
+            except Exception:
+                log.exception("gateway heartbeat failed")
+
+    async def _listen(self) -> None:
+        channel = f"node.{self.node_id}"
+        while True:
+            try:
+                async for message in self.services.bus.subscribe(channel):
+                    await self._on_bus_message(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bus subscription %s failed; resubscribing", channel)
+            await asyncio.sleep(1)
+
+    async def _on_bus_message(self, message: Mapping[str, Any]) -> None:
+        if message.get("type") != "terminate":
+            return
+        session_id = message.get("session_id")
+        reason = message.get("reason")
+        if isinstance(session_id, str):
+            await self.terminate(session_id, reason if isinstance(reason, str) else "Terminated")
+
+    # -- control channels -------------------------------------------------------------------------
+
+    async def register_control(self, control: ControlChannel) -> None:
+        old = self.controls.get(control.instance_id)
+        self.controls[control.instance_id] = control
+        if old is not None and old is not control:
+            self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
+        await store.set_control_node(self.engine, control.instance_id, self.node_id)
+
+    async def unregister_control(self, control: ControlChannel) -> None:
+        if self.controls.get(control.instance_id) is control:
+            del self.controls[control.instance_id]
+            await store.clear_control_node(self.engine, control.instance_id, self.node_id)
+
+    async def send_control(self, instance_id: str, data: bytes) -> bool:
+        control = self.controls.get(instance_id)
+        return control is not None and await control.send(data)
+
+    def job_handler(self) -> AgentJobHandler | None:
+        handler = self.services.extras.get(JOB_HANDLER_KEY)
+        return handler if callable(handler) else None
+
+    async def task_completed(self, instance_id: str, task: messages.TaskComplete) -> None:
+        relay = self.relays.get(task.task_id)
+        if relay is not None:
+            if relay.target == instance_id:  # an instance can end only its own sessions
+                await relay.agent_completed(task)
+            return
+        session = await store.get_session(self.engine, task.task_id)
+        if session is not None and session["target"] == instance_id:
+            status = "Terminated" if task.succeeded else "Failed"
+            await store.finish_session(
+                self.engine, task.task_id, status=status, reason=task.output or "Session ended by the agent"
+            )
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    def forget(self, relay: SessionRelay) -> None:
+        if self.relays.get(relay.session_id) is relay:
+            del self.relays[relay.session_id]
+
+    async def _active_session(self, session_id: str) -> Mapping[str, Any]:
+        session = await store.get_session(self.engine, session_id)
+        if session is None:
+            raise SessionRefused(f"Session {session_id} does not exist")
+        if session["status"] in store.FINAL_STATUSES:
+            raise SessionRefused(f"Session {session_id} is already terminated")
+        if session["node_id"] != self.node_id:
+            raise SessionRefused(f"Session {session_id} is not served by this gateway node")
+        return session
+
+    def _new_relay(self, session: Mapping[str, Any]) -> SessionRelay:
+        config = self.services.config
+        taps = tap_registry(self.services.extras).taps_for(session)
+        relay = SessionRelay(
+            self,
+            session,
+            self.settings,
+            idle_limit=limit_seconds(
+                config.idle_timeout_override, session["idle_session_timeout"], DEFAULT_IDLE_MINUTES
+            ),
+            max_duration=limit_seconds(config.max_duration_override, session["max_session_duration"], None),
+            tap=TapPump(session, taps) if taps else None,
+        )
+        self.relays[relay.session_id] = relay
+        return relay
+
+    async def join_client(self, session_id: str, peer: Peer) -> SessionRelay:
+        """A client's token was accepted: pair it, starting the session on the agent if new."""
+        if self._stopping:
+            raise SessionRefused("The gateway is shutting down")
+        session = await self._active_session(session_id)
+        relay = self.relays.get(session_id)
+        if relay is None:
+            if session["status"] != "Connecting":
+                raise SessionRefused(f"Session {session_id} can no longer be resumed")
+            relay = self._new_relay(session)
+        await relay.attach_client(peer)
+        if not relay.shell_dispatched and relay.agent is None:
+            relay.shell_dispatched = True
+            if not await self.send_control(relay.target, messages.interactive_shell(session)):
+                reason = f"Target {relay.target} is not connected to this gateway"
+                await relay.end("Failed", reason, client_output=reason, notify_agent=False)
+        return relay
+
+    async def join_agent(self, session_id: str, instance_id: str, peer: Peer) -> SessionRelay:
+        if self._stopping:
+            raise SessionRefused("The gateway is shutting down")
+        session = await self._active_session(session_id)
+        if session["target"] != instance_id:
+            raise SessionRefused(f"Session {session_id} does not target {instance_id}")
+        relay = self.relays.get(session_id) or self._new_relay(session)
+        relay.shell_dispatched = True
+        await relay.attach_agent(peer)
+        return relay
+
+    async def terminate(self, session_id: str, reason: str) -> None:
+        """TerminateSession: end it here, or at least in the store and on the agent."""
+        relay = self.relays.get(session_id)
+        if relay is not None:
+            await relay.end("Terminated", reason, client_output=reason, notify_agent=True)
+            return
+        session = await store.get_session(self.engine, session_id)
+        if session is None or session["node_id"] != self.node_id:
+            return
+        if await store.finish_session(self.engine, session_id, status="Terminated", reason=reason):
+            closed = messages.channel_closed(session_id, session["target"], reason)
+            await self.send_control(session["target"], closed)

@@ -1,0 +1,61 @@
+"""One accepted WebSocket (client, agent data or agent control) as the gateway uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from openssm.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+# How long close() waits for a close frame the real peers never send (they drop TCP instead).
+CLOSE_TIMEOUT = 2.0
+# How long a peer gets to hang up by itself after channel_closed before we close the socket.
+LINGER = 2.0
+
+
+def make_websocket(settings: GatewaySettings) -> web.WebSocketResponse:
+    return web.WebSocketResponse(
+        timeout=CLOSE_TIMEOUT,
+        autoping=True,  # pongs for the plugin's 5-minute and the agent's 54-second pings
+        heartbeat=settings.ws_heartbeat,  # our pings find peers that vanished without FIN
+        compress=False,
+        max_msg_size=settings.max_message_bytes,
+    )
+
+
+class Peer:
+    """A WebSocket plus the event its reader sets when the connection ends."""
+
+    def __init__(self, ws: web.WebSocketResponse, label: str) -> None:
+        self.ws = ws
+        self.label = label
+        self.gone = asyncio.Event()  # set by the connection's handler when its read loop ends
+
+    @property
+    def open(self) -> bool:
+        return not self.gone.is_set() and not self.ws.closed
+
+    async def send(self, data: bytes) -> bool:
+        """Send one binary frame; False (never an exception) if the socket is gone."""
+        if not self.open:
+            return False
+        try:
+            await self.ws.send_bytes(data)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("send to %s failed: %s", self.label, exc)
+            return False
+        return True
+
+    async def close_after(self, linger: float) -> None:
+        """Give the peer ``linger`` seconds to hang up by itself (the plugin exits on
+        channel_closed and drops TCP), then close from our side."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.gone.wait(), linger)
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()

@@ -1,0 +1,133 @@
+"""MGS REST calls the agent makes before dialling a channel: ``CreateControlChannel`` and
+``CreateDataChannel``. Success is HTTP 201 with an XML body carrying a single-use token (§4.1)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Final
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from openssm import security
+from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
+from openssm.iam.arn import session_arn
+from openssm.services import Services
+from openssm.store import channels as store
+from openssm.store.secrets import hash_token
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 64 * 1024  # the real bodies are ~100 bytes
+KIND_CONTROL: Final = "agent-control"
+KIND_DATA: Final = "agent-data"
+
+
+def error_response(code: str, message: str, status: int) -> web.Response:
+    # The agent logs the body and recognises an "<AccessDeniedException>" substring.
+    body = f"<{code}><Message>{escape(message)}</Message></{code}>"
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+def token_response(root: str, token: str) -> web.Response:
+    body = (
+        f"<{root}><MessageSchemaVersion>1.0</MessageSchemaVersion>"
+        f"<TokenValue>{escape(token)}</TokenValue></{root}>"
+    )
+    return web.Response(status=201, text=body, content_type="application/xml")
+
+
+async def read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+    body = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(body))
+    if body:
+        try:
+            parsed = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest("request body is not JSON") from exc
+        if not isinstance(parsed, dict):
+            raise BadRequest("request body is not a JSON object")
+    return body
+
+
+class BadRequest(Exception):
+    pass
+
+
+async def issue_token(services: Services, kind: str, channel_id: str, principal_arn: str) -> str:
+    token = secrets.token_urlsafe(32)
+    await store.insert_token(
+        services.engine,
+        token_hash=hash_token(token),
+        kind=kind,
+        channel_id=channel_id,
+        principal_arn=principal_arn,
+        ttl_seconds=services.config.token_ttl_seconds,
+    )
+    return token
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_handlers(services: Services) -> tuple[Handler, Handler]:
+    config = services.config
+
+    async def create_control_channel(request: web.Request) -> web.StreamResponse:
+        instance_id = request.match_info["instance_id"]
+        try:
+            body = await read_body(request)
+            identity = await authenticate_agent(services, request, body)
+            instance = await store.get_instance(services.engine, instance_id)
+            if instance is None or instance["deregistered"]:
+                return error_response("InvalidInstanceId", f"Instance {instance_id} is not registered", 400)
+            await authorize_agent(
+                services,
+                request,
+                identity,
+                "ssmmessages:CreateControlChannel",
+                instance_id,
+                [instance_arn(config, instance_id)],
+            )
+            token = await issue_token(services, KIND_CONTROL, instance_id, identity.principal.arn)
+        except security.AuthError as exc:
+            return error_response(exc.code, exc.message, exc.status)
+        except security.AccessDenied as exc:
+            return error_response("AccessDeniedException", exc.message, 403)
+        except BadRequest as exc:
+            return error_response("ValidationException", str(exc), 400)
+        return token_response("CreateControlChannelOutput", token)
+
+    async def create_data_channel(request: web.Request) -> web.StreamResponse:
+        session_id = request.match_info["session_id"]
+        try:
+            body = await read_body(request)
+            identity = await authenticate_agent(services, request, body)
+            session = await store.get_session(services.engine, session_id)
+            if session is None or session["status"] in store.FINAL_STATUSES:
+                # The agent does not retry on exactly this text.
+                return error_response("ValidationException", "Session is already terminated", 400)
+            await authorize_agent(
+                services,
+                request,
+                identity,
+                "ssmmessages:CreateDataChannel",
+                session["target"],
+                [session_arn(config.region, config.account_id, session_id)],
+            )
+            token = await issue_token(services, KIND_DATA, session_id, identity.principal.arn)
+        except security.AuthError as exc:
+            return error_response(exc.code, exc.message, exc.status)
+        except security.AccessDenied as exc:
+            return error_response("AccessDeniedException", exc.message, 403)
+        except BadRequest as exc:
+            return error_response("ValidationException", str(exc), 400)
+        return token_response("CreateDataChannelOutput", token)
+
+    return create_control_channel, create_data_channel

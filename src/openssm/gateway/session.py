@@ -1,0 +1,279 @@
+"""One session on this node: pairs the client socket with the agent data socket and relays frames
+verbatim between them, and decides when and how the session ends.
+
+Acks stay end to end (we never ack for a peer). While one side is away, frames for it wait in a
+bounded queue; when it is full the oldest are dropped, which is safe because both ends retransmit
+every unacked stream message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from openssm.gateway import messages
+from openssm.gateway.peer import LINGER, Peer
+from openssm.gateway.settings import GatewaySettings
+from openssm.gateway.tap import TapPump
+from openssm.protocol.frames import FrameError, MessageType
+from openssm.store import channels as store
+
+log = logging.getLogger(__name__)
+
+IDLE_REASON = "Session idle timeout"
+MAX_DURATION_REASON = "Session reached maximum duration"
+RESUME_EXPIRED_REASON = "Session resume window expired"
+AGENT_GONE_REASON = "Agent closed the data channel"
+AGENT_ENDED_REASON = "Session ended by the agent"
+
+_CLIENT_TO_AGENT = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
+_AGENT_TO_CLIENT = frozenset({MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
+
+
+class NodeServices(Protocol):
+    """What a session needs from its gateway node."""
+
+    engine: AsyncEngine
+
+    async def send_control(self, instance_id: str, data: bytes) -> bool: ...
+
+    def forget(self, relay: SessionRelay) -> None: ...
+
+    def background(self, awaitable: Awaitable[None], name: str) -> asyncio.Task[None]: ...
+
+
+def limit_seconds(override: float | None, minutes: int | None, default_minutes: int | None) -> float | None:
+    """A time limit from the config override (seconds) or the session's preference (minutes)."""
+    if override is not None:
+        return override
+    if minutes:
+        return minutes * 60.0
+    return default_minutes * 60.0 if default_minutes else None
+
+
+class SessionRelay:
+    def __init__(
+        self,
+        node: NodeServices,
+        session: Mapping[str, Any],
+        settings: GatewaySettings,
+        *,
+        idle_limit: float | None,
+        max_duration: float | None,
+        tap: TapPump | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node = node
+        self.row = dict(session)
+        self.session_id: str = self.row["session_id"]
+        self.target: str = self.row["target"]
+        self.settings = settings
+        self.idle_limit = idle_limit
+        self.max_duration = max_duration
+        self.tap = tap
+        self._clock = clock
+        self.client: Peer | None = None
+        self.agent: Peer | None = None
+        self._to_client: collections.deque[bytes] = collections.deque(maxlen=settings.pending_frames)
+        self._to_agent: collections.deque[bytes] = collections.deque(maxlen=settings.pending_frames)
+        self.started = clock()
+        self.last_activity = self.started
+        self.bytes_in = 0  # client -> agent stream payload bytes
+        self.bytes_out = 0  # agent -> client stream payload bytes
+        self.shell_dispatched = False
+        self.agent_terminating = False
+        self.agent_paused = False
+        self.ended = False
+        self.done = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None  # resume window or agent grace
+        self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
+
+    # -- pairing ----------------------------------------------------------------------------------
+
+    async def attach_client(self, peer: Peer) -> None:
+        old, self.client = self.client, peer
+        if old is not None and old is not peer:
+            self.node.background(old.close_after(0), f"close-old-client-{self.session_id}")
+        self._cancel_timer()
+        await self._flush(self._to_client, peer)
+        if self.agent is not None and self.agent_paused:
+            await self.agent.send(messages.publication(MessageType.START_PUBLICATION, self.session_id))
+            self.agent_paused = False
+        if self.agent is not None:
+            await store.set_session_status(self.node.engine, self.session_id, "Connected")
+
+    async def attach_agent(self, peer: Peer) -> None:
+        old, self.agent = self.agent, peer
+        if old is not None and old is not peer:
+            self.node.background(old.close_after(0), f"close-old-agent-{self.session_id}")
+        self.agent_terminating = False
+        if self.client is None:
+            # The client is away (resume pending): keep the agent quiet until it is back.
+            self.agent_paused = await peer.send(
+                messages.publication(MessageType.PAUSE_PUBLICATION, self.session_id)
+            )
+        else:
+            self._cancel_timer()
+        await self._flush(self._to_agent, peer)
+        if self.client is not None:
+            await store.set_session_status(self.node.engine, self.session_id, "Connected")
+
+    async def _flush(self, queue: collections.deque[bytes], peer: Peer) -> None:
+        while queue and peer.open:
+            if not await peer.send(queue.popleft()):
+                return
+
+    # -- relay ------------------------------------------------------------------------------------
+
+    async def from_client(self, data: bytes) -> None:
+        try:
+            head = messages.peek(data)
+        except FrameError as exc:
+            log.info("session %s: dropping malformed client frame: %s", self.session_id, exc)
+            return
+        if head.message_type not in _CLIENT_TO_AGENT:
+            log.debug("session %s: ignoring %s from client", self.session_id, head.message_type)
+            return
+        if head.message_type == MessageType.INPUT_STREAM_DATA:
+            payload = data[head.payload_offset :]
+            self.bytes_in += len(payload)
+            self.last_activity = self._clock()
+            if self.tap is not None:
+                self.tap.input(payload, head.payload_type)
+        if self.agent is None or not await self.agent.send(data):
+            self._to_agent.append(data)
+
+    async def from_agent(self, data: bytes) -> None:
+        try:
+            head = messages.peek(data)
+        except FrameError as exc:
+            log.info("session %s: dropping malformed agent frame: %s", self.session_id, exc)
+            return
+        if head.message_type == MessageType.AGENT_SESSION_STATE:
+            state = messages.parse_session_state(data[head.payload_offset :])
+            log.debug("session %s: agent state %s", self.session_id, state)
+            if state == "Terminating":
+                self.agent_terminating = True
+            return
+        if head.message_type not in _AGENT_TO_CLIENT:
+            log.debug("session %s: ignoring %s from agent", self.session_id, head.message_type)
+            return
+        if head.message_type == MessageType.OUTPUT_STREAM_DATA:
+            payload = data[head.payload_offset :]
+            self.bytes_out += len(payload)
+            self.last_activity = self._clock()
+            if self.tap is not None:
+                self.tap.output(payload, head.payload_type)
+        if self.client is None or not await self.client.send(data):
+            self._to_client.append(data)
+
+    # -- one side goes away -----------------------------------------------------------------------
+
+    async def client_gone(self, peer: Peer) -> None:
+        if self.ended or peer is not self.client:
+            return
+        self.client = None
+        if self.agent is not None:
+            self.agent_paused = await self.agent.send(
+                messages.publication(MessageType.PAUSE_PUBLICATION, self.session_id)
+            )
+        await store.set_session_status(self.node.engine, self.session_id, "Disconnected")
+        self._start_timer(self.settings.resume_window, RESUME_EXPIRED_REASON, client_output="")
+
+    async def agent_gone(self, peer: Peer) -> None:
+        if self.ended or peer is not self.agent:
+            return
+        self.agent = None
+        # After Terminating, agent_task_complete follows at once; otherwise the agent may be
+        # reconnecting its data channel, or it died.
+        if self.agent_terminating:
+            self._start_timer(
+                self.settings.agent_end_grace, AGENT_ENDED_REASON, client_output="", notify_agent=False
+            )
+        else:
+            self._start_timer(
+                self.settings.agent_reconnect_grace, AGENT_GONE_REASON, client_output=AGENT_GONE_REASON
+            )
+
+    def _start_timer(
+        self, delay: float, reason: str, *, client_output: str, notify_agent: bool = True
+    ) -> None:
+        self._cancel_timer()
+
+        async def expire() -> None:
+            await asyncio.sleep(delay)
+            self._timer = None  # ending must not cancel the task that is ending it
+            await self.end("Terminated", reason, client_output=client_output, notify_agent=notify_agent)
+
+        self._timer = self.node.background(expire(), f"timer-{self.session_id}")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _watch(self) -> None:
+        while not self.ended:
+            await asyncio.sleep(self.settings.watchdog_interval)
+            now = self._clock()
+            if self.max_duration is not None and now - self.started >= self.max_duration:
+                reason = MAX_DURATION_REASON
+            elif self.idle_limit is not None and now - self.last_activity >= self.idle_limit:
+                reason = IDLE_REASON
+            else:
+                continue
+            await self.end("Terminated", reason, client_output=reason, notify_agent=True)
+            return
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    async def agent_completed(self, task: messages.TaskComplete) -> None:
+        """agent_task_complete arrived (before or after the data socket closed)."""
+        if task.succeeded:
+            await self.end("Terminated", AGENT_ENDED_REASON, client_output="", notify_agent=False)
+        else:
+            output = task.output or f"Session failed on the instance ({task.final_status or 'unknown'})"
+            await self.end("Failed", output, client_output=output, notify_agent=False)
+
+    async def end(self, status: str, reason: str, *, client_output: str, notify_agent: bool) -> None:
+        """End the session once: tell whoever is still there, record it, forget it."""
+        if self.ended:
+            return
+        self.ended = True
+        self._cancel_timer()
+        if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        closed = messages.channel_closed(self.session_id, self.target, client_output)
+        if self.client is not None and await self.client.send(closed):
+            self.node.background(self.client.close_after(LINGER), f"close-client-{self.session_id}")
+        if notify_agent:
+            agent_closed = messages.channel_closed(self.session_id, self.target, reason)
+            if self.agent is not None:
+                await self.agent.send(agent_closed)
+            await self.node.send_control(self.target, agent_closed)
+        if self.agent is not None:
+            self.node.background(self.agent.close_after(LINGER), f"close-agent-{self.session_id}")
+        self.node.forget(self)
+        try:
+            await store.finish_session(
+                self.node.engine,
+                self.session_id,
+                status=status,
+                reason=reason,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+            )
+        except Exception:
+            log.exception("session %s: could not record its end", self.session_id)
+        if self.tap is not None:
+            with contextlib.suppress(Exception):
+                await self.tap.close(status, reason)
+        log.info("session %s ended: %s (%s)", self.session_id, status, reason)
+        self.done.set()

@@ -1,0 +1,32 @@
+"""Gateway tuning knobs. Defaults suit production; tests put a modified copy in
+``services.extras["gateway_settings"]``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+from openssm.protocol.frames import MAX_FRAME_SIZE
+
+SETTINGS_KEY: Final = "gateway_settings"
+DEFAULT_IDLE_MINUTES: Final = 20  # the SSM-SessionManagerRunShell default
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    resume_window: float = 120.0  # how long a session waits for its client to come back
+    # An agent data socket that drops without Terminating may be reconnecting (5 tries, ≤ ~10 s).
+    agent_reconnect_grace: float = 15.0
+    # After Terminating + close, agent_task_complete normally follows within milliseconds.
+    agent_end_grace: float = 2.0
+    open_frame_timeout: float = 30.0  # wait for the first text frame after the upgrade
+    ws_heartbeat: float = 30.0  # ping interval; no pong within half of it = dead peer
+    max_message_bytes: int = MAX_FRAME_SIZE
+    pending_frames: int = 2_000  # per direction, while the other side is away (peers retransmit)
+    heartbeat_interval: float = 10.0  # gateway_nodes.last_seen_at refresh
+    watchdog_interval: float = 1.0  # idle/max-duration checks
+
+
+def gateway_settings(extras: dict[str, Any]) -> GatewaySettings:
+    value = extras.get(SETTINGS_KEY)
+    return value if isinstance(value, GatewaySettings) else GatewaySettings()

@@ -1,0 +1,183 @@
+"""The WebSocket endpoints: an agent's control channel, and the data channel shared by the client
+(authenticated by the TokenValue in its first frame) and the agent (SigV4-signed upgrade, then its
+token; told apart by ``ClientInstanceId`` in the first frame)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from openssm import security
+from openssm.gateway import messages
+from openssm.gateway.agent_auth import authenticate_agent, is_signed, own_instance
+from openssm.gateway.control import ControlChannel
+from openssm.gateway.node import GatewayNode, SessionRefused
+from openssm.gateway.peer import LINGER, Peer, make_websocket
+from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
+from openssm.store import channels as store
+from openssm.store.secrets import hash_token
+
+log = logging.getLogger(__name__)
+
+KIND_CLIENT: Final = "client"
+BAD_TOKEN: Final = "The session token is invalid, expired or already used"
+
+
+async def read_open_frame(ws: web.WebSocketResponse, timeout: float) -> messages.OpenFrame | None:
+    """The first frame must be a JSON text frame with a TokenValue; otherwise close and None."""
+    try:
+        msg = await ws.receive(timeout=timeout)
+    except TimeoutError:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no open frame")
+        return None
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return None
+    if msg.type is not WSMsgType.TEXT:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"first frame must be a text open frame")
+        return None
+    try:
+        return messages.parse_open_frame(msg.data)
+    except messages.OpenFrameError as exc:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
+        return None
+
+
+async def binary_frames(ws: web.WebSocketResponse) -> AsyncIterator[bytes]:
+    """Binary messages until the socket ends; EOF without a close frame is a normal end."""
+    async for msg in ws:
+        if msg.type is WSMsgType.BINARY:
+            yield msg.data
+        elif msg.type is WSMsgType.ERROR:
+            return
+
+
+async def refuse_agent(peer: Peer, session_id: str, reason: str) -> None:
+    log.info("refused agent data channel for %s: %s", session_id, reason)
+    await peer.send(messages.channel_closed(session_id, "", reason))
+    await peer.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
+
+
+async def refuse_client(peer: Peer, session_id: str, reason: str) -> None:
+    """Tell the plugin why (it prints Output and exits) rather than letting it retry blindly."""
+    log.info("refused client for %s: %s", session_id, reason)
+    await peer.send(messages.channel_closed(session_id, "", reason))
+    await peer.close_after(LINGER)
+
+
+class SocketHandlers:
+    def __init__(self, node: GatewayNode) -> None:
+        self.node = node
+        self.services = node.services
+        self.settings = node.settings
+
+    async def control(self, request: web.Request) -> web.StreamResponse:
+        instance_id = request.match_info["instance_id"]
+        if not is_signed(request):
+            return error_response("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
+        try:
+            identity = await authenticate_agent(self.services, request, b"")
+        except security.AuthError as exc:
+            return error_response(exc.code, exc.message, exc.status)
+        ws = make_websocket(self.settings)
+        await ws.prepare(request)
+        peer = Peer(ws, f"control {instance_id}")
+        try:
+            opened = await read_open_frame(ws, self.settings.open_frame_timeout)
+            if opened is None:
+                return ws
+            token = await store.consume_token(
+                self.services.engine,
+                token_hash=hash_token(opened.token),
+                kind=KIND_CONTROL,
+                channel_id=instance_id,
+            )
+            if token is None or token["principal_arn"] != identity.principal.arn:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
+                return ws
+            control = ControlChannel(instance_id, peer, opened)
+            await self.node.register_control(control)
+            log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
+            try:
+                await control.serve(self.node)
+            finally:
+                await self.node.unregister_control(control)
+                log.info("control channel closed: %s", instance_id)
+        finally:
+            peer.gone.set()
+        return ws
+
+    async def data(self, request: web.Request) -> web.StreamResponse:
+        session_id = request.match_info["session_id"]
+        identity: security.Identity | None = None
+        if is_signed(request):
+            try:
+                identity = await authenticate_agent(self.services, request, b"")
+            except security.AuthError as exc:
+                return error_response(exc.code, exc.message, exc.status)
+        ws = make_websocket(self.settings)
+        await ws.prepare(request)
+        peer = Peer(ws, f"data {session_id}")
+        try:
+            opened = await read_open_frame(ws, self.settings.open_frame_timeout)
+            if opened is None:
+                return ws
+            if opened.client_instance_id is not None:
+                await self._serve_agent(session_id, identity, opened, peer)
+            else:
+                await self._serve_client(session_id, opened, peer)
+        finally:
+            peer.gone.set()
+        return ws
+
+    async def _serve_client(self, session_id: str, opened: messages.OpenFrame, peer: Peer) -> None:
+        token = await store.consume_token(
+            self.services.engine, token_hash=hash_token(opened.token), kind=KIND_CLIENT, channel_id=session_id
+        )
+        if token is None:
+            await refuse_client(peer, session_id, BAD_TOKEN)
+            return
+        try:
+            relay = await self.node.join_client(session_id, peer)
+        except SessionRefused as exc:
+            await refuse_client(peer, session_id, str(exc))
+            return
+        try:
+            async for data in binary_frames(peer.ws):
+                await relay.from_client(data)
+        finally:
+            await relay.client_gone(peer)
+
+    async def _serve_agent(
+        self,
+        session_id: str,
+        identity: security.Identity | None,
+        opened: messages.OpenFrame,
+        peer: Peer,
+    ) -> None:
+        instance_id = opened.client_instance_id or ""
+        if identity is None:
+            await refuse_agent(peer, session_id, "An agent data channel must be signed")
+            return
+        own = own_instance(identity.principal)
+        if own is not None and own != instance_id:
+            await refuse_agent(peer, session_id, f"{identity.principal.arn} is not {instance_id}")
+            return
+        token = await store.consume_token(
+            self.services.engine, token_hash=hash_token(opened.token), kind=KIND_DATA, channel_id=session_id
+        )
+        if token is None or token["principal_arn"] != identity.principal.arn:
+            await refuse_agent(peer, session_id, BAD_TOKEN)
+            return
+        try:
+            relay = await self.node.join_agent(session_id, instance_id, peer)
+        except SessionRefused as exc:
+            await refuse_agent(peer, session_id, str(exc))
+            return
+        try:
+            async for data in binary_frames(peer.ws):
+                await relay.from_agent(data)
+        finally:
+            await relay.agent_gone(peer)

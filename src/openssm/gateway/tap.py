@@ -1,0 +1,133 @@
+"""Session taps: how recorders and loggers see a session's stream data without slowing the relay.
+
+A component registers a factory in ``services.extras["session_taps"]`` (a :class:`TapRegistry`,
+see :func:`tap_registry`). For each session the gateway calls every factory with the ``sessions``
+row; a factory returns a per-session :class:`SessionTap` or None (not interested). The gateway
+puts events on a bounded queue that one task drains into the taps, so a slow tap loses events
+(counted, logged once) instead of stalling the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
+
+log = logging.getLogger(__name__)
+
+TAPS_KEY: Final = "session_taps"
+QUEUE_LIMIT: Final = 10_000
+DRAIN_TIMEOUT: Final = 5.0
+
+
+class SessionTap(Protocol):
+    """One session's observer. ``t`` is seconds since the session started (monotonic)."""
+
+    async def on_start(self, session: Mapping[str, Any]) -> None: ...
+
+    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None: ...
+
+    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None: ...
+
+    async def on_end(self, status: str, reason: str, t: float) -> None: ...
+
+
+TapFactory = Callable[[Mapping[str, Any]], SessionTap | None]
+
+
+class TapRegistry:
+    def __init__(self) -> None:
+        self._factories: list[TapFactory] = []
+
+    def add(self, factory: TapFactory) -> None:
+        self._factories.append(factory)
+
+    def taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:
+        taps: list[SessionTap] = []
+        for factory in self._factories:
+            try:
+                tap = factory(session)
+            except Exception:
+                log.exception("session tap factory failed for %s", session.get("session_id"))
+                continue
+            if tap is not None:
+                taps.append(tap)
+        return taps
+
+
+def tap_registry(extras: dict[str, Any]) -> TapRegistry:
+    """The registry kept in ``services.extras`` (created on first use)."""
+    registry = extras.get(TAPS_KEY)
+    if not isinstance(registry, TapRegistry):
+        registry = TapRegistry()
+        extras[TAPS_KEY] = registry
+    return registry
+
+
+# (kind, payload, payload_type, t) with kind "output" | "input"; None ends the pump.
+_Event = tuple[str, bytes, int, float]
+
+
+class TapPump:
+    """Feeds one session's events to its taps from a bounded queue, in order."""
+
+    def __init__(self, session: Mapping[str, Any], taps: list[SessionTap]) -> None:
+        self._session = dict(session)
+        self._taps = taps
+        self._queue: asyncio.Queue[_Event | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._started = time.monotonic()
+        self.dropped = 0
+        self._task = asyncio.create_task(self._run(), name=f"tap-{self._session.get('session_id')}")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def output(self, payload: bytes, payload_type: int) -> None:
+        self._offer(("output", payload, payload_type, self.elapsed()))
+
+    def input(self, payload: bytes, payload_type: int) -> None:
+        self._offer(("input", payload, payload_type, self.elapsed()))
+
+    def _offer(self, event: _Event) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            if self.dropped == 0:
+                log.warning("session tap too slow for %s: dropping events", self._session.get("session_id"))
+            self.dropped += 1
+
+    async def close(self, status: str, reason: str) -> None:
+        """Deliver what is queued, then on_end; gives up after DRAIN_TIMEOUT."""
+        t = self.elapsed()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.warning("session tap for %s did not drain in time", self._session.get("session_id"))
+            self._task.cancel()
+        for tap in self._taps:
+            await self._call(tap.on_end(status, reason, t))
+
+    async def _run(self) -> None:
+        for tap in self._taps:
+            await self._call(tap.on_start(self._session))
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            kind, payload, payload_type, t = event
+            for tap in self._taps:
+                if kind == "output":
+                    await self._call(tap.on_output(payload, payload_type, t))
+                else:
+                    await self._call(tap.on_input(payload, payload_type, t))
+
+    async def _call(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("session tap failed for %s", self._session.get("session_id"))
