@@ -1,0 +1,134 @@
+"""Frame codec: round trips for arbitrary fields, the MessageId half swap, and bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openssm.protocol.frames import (
+    FLAG_ACK,
+    FRAME_OVERHEAD,
+    MAX_FRAME_SIZE,
+    Frame,
+    FrameError,
+    MessageType,
+    PayloadFlag,
+    ack_for,
+    acked_sequence,
+    decode,
+    flag_payload,
+    parse_flag,
+    uuid_from_wire,
+    uuid_to_wire,
+)
+
+message_types = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32
+)
+uuids = st.uuids(version=4) | st.builds(uuid.UUID, int=st.integers(0, (1 << 128) - 1))
+frames = st.builds(
+    Frame,
+    message_type=message_types,
+    sequence_number=st.integers(-(1 << 63), (1 << 63) - 1),
+    flags=st.integers(0, (1 << 64) - 1),
+    payload_type=st.integers(0, (1 << 32) - 1),
+    payload=st.binary(max_size=2048),
+    message_id=uuids,
+    created_date=st.integers(1, (1 << 64) - 1),
+    schema_version=st.integers(0, (1 << 32) - 1),
+)
+
+
+@given(frames)
+def test_encode_decode_round_trip(frame: Frame) -> None:
+    raw = frame.encode()
+    assert len(raw) == FRAME_OVERHEAD + len(frame.payload)
+    assert decode(raw, verify_digest=True) == frame
+    assert decode(raw).encode() == raw
+
+
+@given(frames)
+def test_header_layout(frame: Frame) -> None:
+    raw = frame.encode()
+    assert struct.unpack_from(">I", raw, 0)[0] == 116
+    assert raw[4:36] == frame.message_type.encode().ljust(32, b" ")
+    assert struct.unpack_from(">I", raw, 116)[0] == len(frame.payload)
+    assert raw[64:80] == uuid_to_wire(frame.message_id)
+
+
+@given(uuids)
+def test_uuid_halves_are_swapped_on_the_wire(value: uuid.UUID) -> None:
+    wire = uuid_to_wire(value)
+    assert wire == value.bytes[8:] + value.bytes[:8]
+    assert uuid_from_wire(wire) == value
+
+
+def test_uuid_swap_documented_example() -> None:
+    value = uuid.UUID("01234567-89ab-cdef-0011-223344556677")
+    assert uuid_to_wire(value).hex() == "001122334455667701234567" + "89abcdef"
+
+
+@given(st.binary(max_size=FRAME_OVERHEAD - 1))
+def test_short_frames_are_rejected(data: bytes) -> None:
+    with pytest.raises(FrameError):
+        decode(data)
+
+
+def test_oversized_frame_is_rejected_before_parsing() -> None:
+    with pytest.raises(FrameError, match="exceeds limit"):
+        decode(b"\x00" * (MAX_FRAME_SIZE + 1))
+
+
+def test_zero_header_length_and_empty_type_are_rejected() -> None:
+    raw = bytearray(Frame("x", payload=b"p").encode())
+    zero_header = bytes(b"\x00\x00\x00\x00" + raw[4:])
+    with pytest.raises(FrameError, match="HeaderLength"):
+        decode(zero_header)
+    blank_type = bytes(raw[:4] + b" " * 32 + raw[36:])
+    with pytest.raises(FrameError, match="MessageType"):
+        decode(blank_type)
+
+
+@given(frames, st.binary(min_size=1, max_size=64))
+def test_digest_is_checked_only_on_request(frame: Frame, extra: bytes) -> None:
+    tampered = frame.encode() + extra
+    with pytest.raises(FrameError, match="digest"):
+        decode(tampered, verify_digest=True)
+    assert decode(tampered).payload == frame.payload + extra
+
+
+@given(frames)
+def test_ack_for_names_the_acked_frame(frame: Frame) -> None:
+    ack = ack_for(frame)
+    assert (ack.message_type, ack.sequence_number, ack.flags, ack.payload_type) == (
+        MessageType.ACKNOWLEDGE,
+        0,
+        FLAG_ACK,
+        0,
+    )
+    assert list(json.loads(ack.payload)) == [
+        "AcknowledgedMessageType",
+        "AcknowledgedMessageId",
+        "AcknowledgedMessageSequenceNumber",
+        "IsSequentialMessage",
+    ]
+    assert acked_sequence(ack) == frame.sequence_number
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'{"AcknowledgedMessageSequenceNumber":"1"}', b"{}", b"nope"])
+def test_acked_sequence_rejects_bad_acks(payload: bytes) -> None:
+    with pytest.raises(FrameError):
+        acked_sequence(Frame(MessageType.ACKNOWLEDGE, payload=payload))
+
+
+@pytest.mark.parametrize("flag", list(PayloadFlag))
+def test_flag_payload_round_trip(flag: PayloadFlag) -> None:
+    assert parse_flag(flag_payload(flag)) == flag
+    assert flag_payload(flag) == bytes([0, 0, 0, flag.value])
+    with pytest.raises(FrameError):
+        parse_flag(b"\x00\x01")

@@ -1,0 +1,372 @@
+"""JSON message builders and parsers: round trips, Go-style leniency, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openssm.protocol import messages
+from openssm.protocol.frames import FLAG_ACK, Frame, MessageType, PayloadType
+from openssm.protocol.messages import ProtocolError
+
+texts = st.text(max_size=40)
+ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40)
+json_scalars = st.none() | st.booleans() | st.integers(-(2**31), 2**31) | texts
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(texts, children, max_size=3),
+    max_leaves=10,
+)
+
+
+def test_protocol_error_is_a_value_error() -> None:
+    assert issubclass(ProtocolError, ValueError)
+
+
+@given(ids, ids, texts)
+def test_open_frames_round_trip_and_are_told_apart(token: str, instance: str, version: str) -> None:
+    client = messages.ClientOpen(token_value=token, client_version=version)
+    agent = messages.AgentDataOpen(token_value=token, client_instance_id=instance)
+    control = messages.ControlOpen(token_value=token, agent_version=version or "3.3.0.0")
+    for frame in (client, agent, control):
+        assert messages.parse_open_frame(frame.to_text()) == frame
+
+
+def test_client_open_has_the_plugins_key_order() -> None:
+    text = messages.ClientOpen(token_value="t", client_id="c", request_id="r").to_text()
+    assert text == (
+        '{"MessageSchemaVersion":"1.0","RequestId":"r","TokenValue":"t","ClientId":"c","ClientVersion":"1.2.677.0"}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("not json", "not valid JSON"),
+        ("[]", "expected a JSON object"),
+        ('{"RequestId":"r"}', "TokenValue is missing"),
+        ('{"TokenValue":""}', "TokenValue is empty"),
+        ('{"TokenValue":5}', "TokenValue must be a string"),
+        ('{"TokenValue":"t","ClientInstanceId":7}', "ClientInstanceId must be a string"),
+        ('{"TokenValue":"t","Cookie":{}, "AgentVersion":"3"}', "Cookie must be a string"),
+        ("[" * 100_000 + "]" * 100_000, "exceeds limit"),
+    ],
+)
+def test_bad_open_frames_raise_protocol_error(text: str, error: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(error)):
+        messages.parse_open_frame(text)
+
+
+def test_deeply_nested_json_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError):
+        messages.parse_handshake_request(b"[" * 50_000 + b"]" * 50_000)
+
+
+def test_keys_match_case_insensitively_and_unknown_fields_are_ignored() -> None:
+    opened = messages.parse_open_frame('{"tokenvalue":"t","CLIENTVERSION":"1.2.707.0","Extra":{"x":1}}')
+    assert opened == messages.ClientOpen(
+        "t", client_id="", client_version="1.2.707.0", request_id="", message_schema_version=""
+    )
+    # An exact-case key wins over a case-insensitive one.
+    assert messages.parse_size(b'{"COLS":1,"cols":2,"rows":3}').cols == 2
+
+
+@given(st.sampled_from(list(messages.SessionType)), st.dictionaries(texts, json_values, max_size=4))
+def test_handshake_request_round_trip(session_type: str, properties: dict[str, Any]) -> None:
+    request = messages.handshake_request(session_type, properties)
+    parsed = messages.parse_handshake_request(request.encode())
+    assert parsed.session_type == session_type
+    assert parsed.properties == properties
+    assert parsed.encode() == request.encode()
+    assert parsed.agent_version == "3.3.987.0"
+
+
+def test_handshake_request_sorts_properties_like_go_maps() -> None:
+    request = messages.handshake_request(
+        "Port", {"type": "LocalPortForwarding", "portNumber": "22", "localPortNumber": "0"}
+    )
+    assert request.encode() == (
+        b'{"AgentVersion":"3.3.987.0","RequestedClientActions":[{"ActionType":"SessionType",'
+        b'"ActionParameters":{"SessionType":"Port","Properties":{"localPortNumber":"0",'
+        b'"portNumber":"22","type":"LocalPortForwarding"}}}]}'
+    )
+    shell = messages.handshake_request("Standard_Stream")
+    assert b'"Properties":null' in shell.encode()
+    assert shell.properties is None and shell.kms_key_id is None
+
+
+def test_handshake_request_with_kms() -> None:
+    request = messages.handshake_request("Standard_Stream", kms_key_id="key-1", challenge="Y2g=")
+    parsed = messages.parse_handshake_request(request.encode())
+    assert parsed.kms_key_id == "key-1"
+    assert [a.action_type for a in parsed.actions] == ["SessionType", "KMSEncryption"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"RequestedClientActions":{}}',
+        b'{"RequestedClientActions":[5]}',
+        b'{"RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":1}}]}',
+        b'{"RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":[]}]}',
+        b'{"AgentVersion":3}',
+    ],
+)
+def test_bad_handshake_requests(payload: bytes) -> None:
+    with pytest.raises(ProtocolError, match="HandshakeRequest"):
+        messages.parse_handshake_request(payload)
+
+
+def test_handshake_response_like_the_plugin() -> None:
+    response = messages.handshake_response(
+        (messages.ProcessedAction("SessionType", messages.ActionStatus.SUCCESS),)
+    )
+    assert response.encode() == (
+        b'{"ClientVersion":"1.2.677.0","ProcessedClientActions":[{"ActionType":"SessionType",'
+        b'"ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":null}'
+    )
+    parsed = messages.parse_handshake_response(response.encode())
+    assert parsed == response and parsed.succeeded
+    failed = messages.HandshakeResponse(
+        "1.2.677.0", (messages.ProcessedAction("SessionType", 2, None, "no"),)
+    )
+    assert not messages.parse_handshake_response(failed.encode()).succeeded
+    with pytest.raises(ProtocolError, match="ActionStatus"):
+        messages.parse_handshake_response(b'{"ProcessedClientActions":[{"ActionStatus":"1"}]}')
+    with pytest.raises(ProtocolError, match="Errors"):
+        messages.parse_handshake_response(b'{"Errors":[1]}')
+
+
+@given(st.integers(0, 2**63 - 1), texts)
+def test_handshake_complete_round_trip(nanos: int, message: str) -> None:
+    complete = messages.HandshakeComplete(nanos, message)
+    assert messages.parse_handshake_complete(complete.encode()) == complete
+
+
+@given(st.binary(min_size=1, max_size=100))
+def test_encryption_challenge_round_trip(challenge: bytes) -> None:
+    message = messages.EncryptionChallenge(challenge)
+    assert messages.parse_encryption_challenge(message.encode()) == message
+
+
+def test_encryption_challenge_rejects_bad_base64() -> None:
+    with pytest.raises(ProtocolError, match="base64"):
+        messages.parse_encryption_challenge(b'{"Challenge":"***"}')
+    with pytest.raises(ProtocolError, match="Challenge is empty"):
+        messages.parse_encryption_challenge(b'{"Challenge":""}')
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_size_round_trip(cols: int, rows: int) -> None:
+    size = messages.TerminalSize(cols, rows)
+    assert size.encode() == f'{{"cols":{cols},"rows":{rows}}}'.encode()
+    assert messages.parse_size(size.encode()) == size
+
+
+@pytest.mark.parametrize(
+    "payload", [b'{"cols":-1,"rows":2}', b'{"cols":4294967296,"rows":2}', b'{"cols":1.5}', b'{"cols":true}']
+)
+def test_size_rejects_out_of_range_or_wrong_types(payload: bytes) -> None:
+    with pytest.raises(ProtocolError, match="cols"):
+        messages.parse_size(payload)
+
+
+@given(ids, ids, texts)
+def test_channel_closed_round_trip(session_id: str, target: str, output: str) -> None:
+    closed = messages.ChannelClosed(session_id, target, output)
+    frame = closed.to_frame()
+    assert (frame.message_type, frame.sequence_number, frame.flags, frame.payload_type) == (
+        "channel_closed",
+        0,
+        0,
+        0,
+    )
+    assert messages.parse_service_message(frame) == closed
+    assert list(json.loads(frame.payload)) == [
+        "MessageId",
+        "CreatedDate",
+        "DestinationId",
+        "SessionId",
+        "MessageType",
+        "SchemaVersion",
+        "Output",
+    ]
+
+
+def test_iso_millis_format() -> None:
+    moment = datetime(2026, 11, 28, 16, 31, 10, 123456, tzinfo=UTC)
+    assert messages.iso_millis(moment) == "2026-11-28T16:31:10.123Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", messages.ChannelClosed("s").created_date)
+
+
+def test_agent_session_state_uses_flags_3() -> None:
+    state = messages.AgentSessionState("s-1", messages.SessionState.CONNECTED)
+    frame = state.to_frame()
+    assert frame.flags == FLAG_ACK
+    assert frame.payload == b'{"SchemaVersion":1,"SessionState":"Connected","SessionId":"s-1"}'
+    assert messages.parse_service_message(frame) == state
+
+
+def _document() -> dict[str, Any]:
+    return {
+        "schemaVersion": "1.0",
+        "sessionType": "Port",
+        "parameters": {"portNumber": {"type": "String", "default": "80"}},
+        "inputs": {},
+        "properties": {"portNumber": "{{ portNumber }}", "note": "<&>"},
+    }
+
+
+@given(ids, texts, st.dictionaries(texts, texts, max_size=4), texts, texts)
+def test_interactive_shell_round_trip(
+    session_id: str, name: str, parameters: dict[str, str], user: str, owner: str
+) -> None:
+    content = messages.StartSessionContent(session_id, name, _document(), parameters, user, owner)
+    shell = messages.InteractiveShell(content)
+    frame = shell.to_frame()
+    assert frame.message_type == "interactive_shell"
+    parsed = messages.parse_interactive_shell(frame.payload)
+    assert parsed.content == content
+    assert parsed.task_id == session_id
+    assert parsed.topic == "aws.ssm.startSession"
+    outer = json.loads(frame.payload)
+    assert list(outer) == ["Content", "TaskId", "Topic", "SchemaVersion"]
+    assert isinstance(outer["Content"], str)
+
+
+def test_interactive_shell_inner_keys_are_case_insensitive() -> None:
+    inner = {
+        "sessionid": "s-1",
+        "DOCUMENTNAME": "AWS-StartSSHSession",
+        "documentContent": _document(),
+        "parameters": {"portNumber": ["22"]},
+        "runAsUser": "alice",
+        "Unknown": True,
+    }
+    payload = json.dumps({"content": json.dumps(inner), "taskid": "s-1"}).encode()
+    parsed = messages.parse_interactive_shell(payload).content
+    assert (parsed.session_id, parsed.document_name, parsed.run_as_user) == (
+        "s-1",
+        "AWS-StartSSHSession",
+        "alice",
+    )
+    assert parsed.parameters == {"portNumber": "22"}  # one-element list unwrapped
+
+
+@pytest.mark.parametrize(
+    ("inner", "error"),
+    [
+        ({"DocumentContent": {}}, "SessionId is missing"),
+        ({"SessionId": "s"}, "DocumentContent is missing"),
+        ({"SessionId": "s", "DocumentContent": []}, "DocumentContent must be an object"),
+        ({"SessionId": "s", "DocumentContent": {"sessionType": 1}}, "sessionType must be a string"),
+        ({"SessionId": "s", "DocumentContent": {}, "Parameters": {"a": ["1", "2"]}}, "parameter 'a'"),
+        ({"SessionId": "s", "DocumentContent": {}, "Parameters": []}, "Parameters must be an object"),
+    ],
+)
+def test_bad_interactive_shell_content(inner: dict[str, Any], error: str) -> None:
+    payload = json.dumps({"Content": json.dumps(inner)}).encode()
+    with pytest.raises(ProtocolError, match=re.escape(error)):
+        messages.parse_interactive_shell(payload)
+
+
+def test_interactive_shell_content_must_be_a_string() -> None:
+    with pytest.raises(ProtocolError, match="Content must be a string"):
+        messages.parse_interactive_shell(b'{"Content":{"SessionId":"s"}}')
+
+
+@given(ids, texts, texts, st.booleans(), st.integers(0, 100))
+def test_task_complete_and_acknowledge(
+    task: str, status: str, output: str, routing: bool, retry: int
+) -> None:
+    complete = messages.AgentTaskComplete(
+        task, status, "i-0123456789abcdef0", output, is_routing_failure=routing, retry_number=retry
+    )
+    frame = complete.to_frame()
+    assert messages.parse_service_message(frame) == complete
+    ack = messages.task_acknowledge_for(frame)
+    assert ack.message_id == str(frame.message_id)
+    assert ack.task_id == task
+    assert messages.parse_service_message(ack.to_frame()) == ack
+
+
+def test_task_complete_type_errors() -> None:
+    with pytest.raises(ProtocolError, match="IsRoutingFailure must be a boolean"):
+        messages.parse_agent_task_complete(b'{"TaskId":"s","IsRoutingFailure":"false"}')
+    with pytest.raises(ProtocolError, match="TaskId is missing"):
+        messages.parse_agent_task_complete(b"{}")
+
+
+@given(ids, texts, texts)
+def test_job_messages_round_trip(job_id: str, content: str, message_id: str) -> None:
+    for message in (
+        messages.AgentJob(job_id, content, "aws.ssm.sendCommand.test"),
+        messages.AgentJobAck(job_id, message_id, "51401", "bad"),
+        messages.AgentJobReply(job_id, content),
+        messages.AgentJobReplyAck(job_id, message_id),
+    ):
+        assert messages.parse_service_message(message.to_frame()) == message
+
+
+def test_job_reply_content_is_bounded() -> None:
+    payload = messages.AgentJobReply("j", "x" * (messages.MAX_JOB_REPLY_CONTENT + 1)).encode()
+    with pytest.raises(ProtocolError, match="content exceeds"):
+        messages.parse_agent_job_reply(payload)
+
+
+def test_job_ack_uses_lower_camel_case_keys() -> None:
+    ack = messages.AgentJobAck("j", "m", created_date="2026-11-28T16:31:10.000Z")
+    assert ack.encode() == (
+        b'{"jobId":"j","acknowledgedMessageId":"m","createdDate":"2026-11-28T16:31:10.000Z",'
+        b'"statusCode":"200","errorMessage":""}'
+    )
+
+
+@pytest.mark.parametrize("factory", [messages.start_publication, messages.pause_publication])
+def test_publication_messages_are_non_empty_and_parse(factory: Any) -> None:
+    message = factory("s-1")
+    frame = message.to_frame()
+    assert frame.payload
+    assert messages.parse_service_message(frame) == message
+    # Receivers ignore the body, whatever it is.
+    junk = Frame(frame.message_type, payload=b"\x00garbage")
+    assert messages.parse_service_message(junk) == messages.Publication(frame.message_type, "")
+
+
+def test_stream_and_unknown_types_are_not_service_messages() -> None:
+    with pytest.raises(ProtocolError, match="no parser"):
+        messages.parse_service_message(Frame(MessageType.OUTPUT_STREAM_DATA, payload=b"x"))
+    with pytest.raises(ProtocolError, match="does not carry JSON"):
+        messages.parse_stream_json(Frame(MessageType.OUTPUT_STREAM_DATA, payload_type=PayloadType.OUTPUT))
+
+
+def test_parse_stream_json_dispatches_by_payload_type() -> None:
+    size = messages.TerminalSize(80, 24)
+    frame = Frame(MessageType.INPUT_STREAM_DATA, 1, 0, PayloadType.SIZE, size.encode())
+    assert messages.parse_stream_json(frame) == size
+
+
+@given(json_values)
+def test_parsers_never_raise_anything_but_protocol_error(value: Any) -> None:
+    payload = json.dumps(value).encode()
+    for parse in (
+        messages.parse_handshake_request,
+        messages.parse_handshake_response,
+        messages.parse_handshake_complete,
+        messages.parse_size,
+        messages.parse_channel_closed,
+        messages.parse_interactive_shell,
+        messages.parse_agent_task_complete,
+        messages.parse_agent_job_ack,
+        messages.parse_open_frame,
+    ):
+        try:
+            parse(payload)
+        except ProtocolError:
+            pass
