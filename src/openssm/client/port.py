@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -19,7 +18,9 @@ from typing import Any, Final
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.terminal import READ_CHUNK, read_chunks
+from openssm.mux import MuxClosedError, MuxSession, pipe
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.smux import SmuxConfig, SmuxError
 from openssm.protocol.versions import terminate_flag_supported, uses_mux
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ LOCAL_PORT_FORWARDING: Final = "LocalPortForwarding"
 DEFAULT_LISTEN_ADDRESS: Final = "localhost"
 PORT_FAILED_MESSAGE: Final = "\nConnection to destination port failed, check SSM Agent logs.\n"
 TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
-MUX_READ_SIZE: Final = 32 * 1024
+MUX_RECEIVE_BUFFER: Final = SmuxConfig().max_receive_buffer
 TERMINATE_ACK_TIMEOUT: Final = 2.0
 
 
@@ -67,12 +68,6 @@ def exiting_message(session_id: str) -> str:
     return f"\n\nExiting session with sessionId: {session_id}.\n\n"
 
 
-async def _maybe_await(value: object) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
 class PortSession:
     """Runs after HandshakeComplete for a Port session."""
 
@@ -100,7 +95,7 @@ class PortSession:
         self._terminate_api = terminate_api
         self._handle_signals = handle_signals
         self._server: asyncio.Server | None = None
-        self._mux: Any = None
+        self._mux: MuxSession | None = None
         self._basic_lock = asyncio.Lock()
         self._basic_writer: asyncio.StreamWriter | None = None
         self._had_connection = False
@@ -112,9 +107,7 @@ class PortSession:
         if self.mode is PortMode.MUX:
             self._mux = self._new_mux()
 
-    def _new_mux(self) -> Any:
-        from openssm.mux import MuxSession  # type: ignore[import-not-found,unused-ignore]
-
+    def _new_mux(self) -> MuxSession:
         return MuxSession(self._send_mux_bytes, is_client=True)
 
     async def _send_mux_bytes(self, data: bytes) -> None:
@@ -127,6 +120,9 @@ class PortSession:
         if self.mode is PortMode.BASIC:
             # Like the plugin: agent data waits (unacked, resent) until a local client exists.
             return self._had_connection
+        if self._mux is not None:
+            # smux stops reading when its buffer is full; unacked data is resent by the agent.
+            return self._mux.receive_buffered < MUX_RECEIVE_BUFFER
         return True
 
     async def handle(self, frame: Frame) -> None:
@@ -147,8 +143,12 @@ class PortSession:
             self._console.print(PORT_FAILED_MESSAGE)
 
     async def _on_output(self, data: bytes) -> None:
-        if self.mode is PortMode.MUX:
-            await _maybe_await(self._mux.feed(data))
+        if self._mux is not None:
+            try:
+                self._mux.feed(data)
+            except SmuxError as exc:
+                self._console.print(f"\nPort forwarding stopped: {exc}\n")
+                self._finish(1)
         elif self.mode is PortMode.STDIO:
             self._console.write(data)
         elif self._basic_writer is not None:
@@ -241,9 +241,8 @@ class PortSession:
             self._server.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._mux is not None and hasattr(self._mux, "close"):
-            with contextlib.suppress(Exception):
-                await _maybe_await(self._mux.close())
+        if self._mux is not None:
+            self._mux.close()
 
     # -- local connections ---------------------------------------------------------------------------
 
@@ -263,33 +262,14 @@ class PortSession:
             await self._channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.DISCONNECT_TO_PORT))
 
     async def _serve_mux(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._console.print(f"\nConnection accepted for session [{self.session_id}]\n")
-        stream = await self._mux.open_stream()
-
-        async def upstream() -> None:
-            try:
-                while data := await reader.read(READ_CHUNK):
-                    await _maybe_await(stream.write(data))
-            except (ConnectionError, OSError) as exc:
-                log.debug("local connection read failed: %s", exc)
-            await _maybe_await(stream.close())
-
-        async def downstream() -> None:
-            try:
-                while data := await _maybe_await(stream.read(MUX_READ_SIZE)):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError, EOFError) as exc:
-                log.debug("mux stream to local connection ended: %s", exc)
-
-        up = asyncio.create_task(upstream())
+        assert self._mux is not None
+        if not self._had_connection:  # the plugin announces only the first connection in mux mode
+            self._had_connection = True
+            self._console.print(f"\nConnection accepted for session [{self.session_id}]\n")
         try:
-            await downstream()
-        finally:
+            stream = await self._mux.open_stream()
+        except MuxClosedError as exc:
+            log.warning("cannot open a stream: %s", exc)
             writer.close()
-            if not up.done():
-                up.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await up
-            with contextlib.suppress(Exception):
-                await _maybe_await(stream.close())
+            return
+        await pipe(stream, reader, writer, chunk_size=READ_CHUNK)
