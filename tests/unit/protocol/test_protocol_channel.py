@@ -36,14 +36,17 @@ class FakeClock:
         self.now += seconds
 
 
-def agent(clock: FakeClock | None = None, **kwargs: int) -> StreamEndpoint:
+def agent(clock: FakeClock | None = None, *, send_window: int = 10_000) -> StreamEndpoint:
     return StreamEndpoint(
-        MessageType.OUTPUT_STREAM_DATA, syn_on_first=True, monotonic=clock or FakeClock(), **kwargs
+        MessageType.OUTPUT_STREAM_DATA,
+        syn_on_first=True,
+        monotonic=clock or FakeClock(),
+        send_window=send_window,
     )
 
 
-def client(**kwargs: int) -> StreamEndpoint:
-    return StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False, **kwargs)
+def client(*, reorder_limit: int = 10_000) -> StreamEndpoint:
+    return StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False, reorder_limit=reorder_limit)
 
 
 def sent_frames(count: int) -> list[Frame]:
