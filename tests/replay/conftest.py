@@ -28,6 +28,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 Event = dict[str, Any]
 
 
+def in_ci() -> bool:
+    # Same rule as the suite-wide tests/conftest.py.
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
 def captures_dir() -> Path:
     configured = os.environ.get("OPENSSM_CAPTURES")
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "reference" / "captures"
@@ -76,7 +81,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         reason = _missing_reason()
         if reason is not None:
-            if os.environ.get("CI", "").lower() == "true":
+            if in_ci():
                 raise pytest.UsageError(reason)
             metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
             continue
@@ -89,7 +94,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def load_capture() -> Callable[[str], list[Event]]:
     reason = _missing_reason()
     if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
     return read_capture
