@@ -38,6 +38,7 @@ def _make_bus(config: ServerConfig) -> Bus:
 async def create_services(config: ServerConfig) -> Services:
     """Open the database (migrating it), the master key and the bus; bootstrap the account."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.chmod(0o700)  # database, key and credentials: for the server's user only
     cipher = SecretCipher.for_data_dir(config.data_dir)
     engine = make_engine(config.database_url or database_url_for(config.data_dir))
     await migrate(engine)
@@ -73,10 +74,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
             loop.add_signal_handler(sig, stop.set)
     services = await create_services(config)
-    runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None)
+    runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     try:
         site = web.TCPSite(
@@ -84,7 +85,6 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             config.listen_host,
             config.listen_port,
             ssl_context=_ssl_context(config),
-            shutdown_timeout=5,
         )
         await site.start()
         log.info(
@@ -99,7 +99,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
         await runner.cleanup()
         await close_services(services)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
 
 

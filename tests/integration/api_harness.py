@@ -1,0 +1,303 @@
+"""A real OpenSSM server (API + gateway) on a free loopback port, run in a thread of the test process,
+plus helpers to sign raw requests and to put state in its database."""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import dataclasses
+import datetime as dt
+import json
+import pathlib
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+
+from openssm.auth.sigv4 import sign_hmac
+from openssm.server import serve
+from openssm.services import ServerConfig
+from openssm.store.db import database_url_for, make_engine
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclasses.dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ApiServer:
+    def __init__(self, data_dir: pathlib.Path, **overrides: Any) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.config = ServerConfig(
+            data_dir=data_dir,
+            listen_port=self.port,
+            public_url=self.endpoint,
+            region=REGION,
+            account_id=ACCOUNT,
+            **overrides,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> ApiServer:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._error is not None:
+                raise RuntimeError("server failed to start") from self._error
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    if (self.config.data_dir / "credentials").exists():
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("server did not start")
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await serve(self.config, self._stop)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # -- clients ----------------------------------------------------------------------------------
+    @property
+    def admin_credentials(self) -> tuple[str, str]:
+        parser = configparser.ConfigParser()
+        parser.read(self.config.data_dir / "credentials")
+        return parser["openssm"]["aws_access_key_id"], parser["openssm"]["aws_secret_access_key"]
+
+    def client(self, service: str = "ssm", credentials: tuple[str, ...] | None = None) -> Any:
+        key, secret, *token = credentials or self.admin_credentials
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token[0] if token else None,
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    def post(self, headers: dict[str, str], body: bytes) -> HttpResult:
+        request = urllib.request.Request(self.endpoint + "/", data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return HttpResult(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as error:
+            return HttpResult(error.code, dict(error.headers), error.read())
+
+    def call_json(
+        self,
+        target: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        credentials: tuple[str, ...] | None = None,
+        service: str = "ssm",
+        now: dt.datetime | None = None,
+        signed: bool = True,
+    ) -> HttpResult:
+        """A JSON 1.1 call signed with our own signer (for requests boto3 would refuse to send)."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": target,
+            "Host": f"127.0.0.1:{self.port}",
+        }
+        if signed:
+            key, secret, *token = credentials or self.admin_credentials
+            headers.update(
+                sign_hmac(
+                    "POST",
+                    self.endpoint + "/",
+                    headers,
+                    body,
+                    access_key_id=key,
+                    secret_key=secret,
+                    session_token=token[0] if token else None,
+                    region=REGION,
+                    service=service,
+                    now=now,
+                )
+            )
+        return self.post(headers, body)
+
+    # -- database -----------------------------------------------------------------------------------
+    def db(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work(engine)`` against the server's database (from the test thread, own loop)."""
+
+        async def run() -> T:
+            engine = make_engine(database_url_for(self.config.data_dir))
+            try:
+                return await work(engine)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+
+def make_user(
+    server: ApiServer, name: str, policy: dict[str, Any] | None, tags: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """An IAM user with an optional inline policy and a fresh access key, written straight to the store."""
+    import sqlalchemy as sa
+
+    from openssm.iam.arn import user_arn
+    from openssm.store import access_keys, ids
+    from openssm.store.secrets import SecretCipher
+    from openssm.store.tables import iam_inline_policies, iam_users
+
+    async def work(engine: Any) -> tuple[str, str]:
+        now = dt.datetime.now(dt.UTC)
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(iam_users).values(
+                    name=name,
+                    user_id=ids.unique_id("AIDA"),
+                    arn=user_arn(ACCOUNT, name),
+                    path="/",
+                    created_at=now,
+                    tags=tags or {},
+                    is_admin_bootstrap=False,
+                )
+            )
+            if policy is not None:
+                await conn.execute(
+                    sa.insert(iam_inline_policies).values(
+                        principal_type="user",
+                        principal_name=name,
+                        policy_name="test",
+                        document=json.dumps(policy),
+                    )
+                )
+        issued = await access_keys.create_long_term(
+            engine,
+            SecretCipher.for_data_dir(server.config.data_dir),
+            principal_type="user",
+            principal_name=name,
+            now=now,
+        )
+        return issued.access_key_id, issued.secret_access_key
+
+    return server.db(work)
+
+
+def connect_instance(server: ApiServer, instance_id: str, node_id: str | None = None) -> None:
+    """What the gateway records when an agent's control channel opens on a node."""
+    from openssm.store import nodes
+
+    async def work(engine: Any) -> None:
+        await nodes.update(
+            engine,
+            instance_id,
+            control_node_id=node_id or server.config.node_id,
+            control_connected_at=dt.datetime.now(dt.UTC),
+        )
+
+    server.db(work)
+
+
+@dataclasses.dataclass
+class RegisteredNode:
+    instance_id: str
+    private_key_der: bytes
+    fingerprint: str
+
+
+def register_node(
+    server: ApiServer, code: str, activation_id: str, fingerprint: str = "fp-1"
+) -> RegisteredNode:
+    """RegisterManagedInstance exactly as the agent sends it: unsigned, Go-compact JSON."""
+    import base64
+
+    from openssm.auth.rsa_identity import generate_key_pair
+
+    private_der, public_der = generate_key_pair()
+    body = json.dumps(
+        {
+            "ActivationCode": code,
+            "ActivationId": activation_id,
+            "Fingerprint": fingerprint,
+            "PublicKey": base64.b64encode(public_der).decode(),
+            "PublicKeyType": "Rsa",
+        },
+        separators=(",", ":"),
+    ).encode()
+    result = server.call_json("AmazonSSM.RegisterManagedInstance", body, signed=False)
+    assert result.status == 200, result.body
+    return RegisteredNode(result.json()["InstanceId"], private_der, fingerprint)
+
+
+def request_role_token(
+    server: ApiServer,
+    node: RegisteredNode,
+    *,
+    private_key_der: bytes | None = None,
+    fingerprint: str | None = None,
+) -> HttpResult:
+    """RequestManagedInstanceRoleToken, RSA-signed with the registration key (chunked-free here)."""
+    from openssm.auth.sigv4 import sign_rsa
+
+    body = json.dumps({"Fingerprint": fingerprint or node.fingerprint}, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AmazonSSM.RequestManagedInstanceRoleToken",
+        "Host": f"127.0.0.1:{server.port}",
+    }
+    headers.update(
+        sign_rsa(
+            "POST",
+            server.endpoint + "/",
+            headers,
+            body,
+            instance_id=node.instance_id,
+            private_key_der=private_key_der or node.private_key_der,
+            region=REGION,
+        )
+    )
+    return server.post(headers, body)
+
+
+def node_credentials(server: ApiServer, node: RegisteredNode) -> tuple[str, str, str]:
+    result = request_role_token(server, node)
+    assert result.status == 200, result.body
+    answer = result.json()
+    return answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"]

@@ -1,0 +1,190 @@
+"""Error behaviour of the API endpoint against a real server: shapes, codes, and messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+from collections.abc import Iterator
+
+import boto3
+import botocore.exceptions
+import pytest
+import sqlalchemy as sa
+from botocore.config import Config
+
+from openssm.auth.sigv4 import sign_hmac
+from openssm.store.tables import audit_log
+from tests.integration.api_harness import REGION, ApiServer, make_user
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    running = ApiServer(tmp_path_factory.mktemp("errors") / "data").start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_unknown_operation(server: ApiServer) -> None:
+    result = server.call_json("AmazonSSM.NoSuchOperation", {})
+    assert result.status == 400
+    assert result.json()["__type"] == "UnknownOperationException"
+    assert result.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+
+
+@pytest.mark.parametrize(
+    ("body", "member"),
+    [
+        (b"{not json", "JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"Target": 5}', "Target"),
+        (b"{}", "Target"),
+        (b'{"Target": "mi-0123456789abcdef0", "Parameters": {"command": "ls"}}', "Parameters.command"),
+        (b'{"Target": "mi-0123456789abcdef0", "DocumentName": "x"}', "DocumentName"),
+    ],
+)
+def test_validation_errors_name_the_member(server: ApiServer, body: bytes, member: str) -> None:
+    result = server.call_json("AmazonSSM.StartSession", body)
+    assert result.status == 400
+    answer = result.json()
+    assert answer["__type"] == "ValidationException"
+    assert member in answer["message"]
+
+
+def test_max_results_range(server: ApiServer) -> None:
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client().describe_instance_information(MaxResults=51)
+    assert excinfo.value.response["Error"]["Code"] == "ValidationException"
+    assert "MaxResults" in excinfo.value.response["Error"]["Message"]
+    bad = server.call_json("AmazonSSM.DescribeInstanceInformation", {"MaxResults": 3})
+    assert bad.json()["__type"] == "ValidationException"
+    token = server.call_json("AmazonSSM.DescribeInstanceInformation", {"NextToken": "garbage"})
+    assert token.json()["__type"] == "InvalidNextToken"
+
+
+def test_unsigned_request_is_refused(server: ApiServer) -> None:
+    result = server.call_json("AmazonSSM.DescribeSessions", {"State": "Active"}, signed=False)
+    assert result.status in (400, 403)
+    assert result.json()["__type"].startswith("MissingAuthenticationToken")
+
+
+def test_wrong_secret_and_unknown_key(server: ApiServer) -> None:
+    key, _ = server.admin_credentials
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client("ssm", (key, "not-the-secret")).describe_sessions(State="Active")
+    assert excinfo.value.response["Error"]["Code"] == "InvalidSignatureException"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client("ssm", ("AKIAUNKNOWNUNKNOWN00", "x")).describe_sessions(State="Active")
+    assert excinfo.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_clock_skew_is_refused(server: ApiServer) -> None:
+    late = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    result = server.call_json("AmazonSSM.DescribeSessions", {"State": "Active"}, now=late)
+    assert result.status in (400, 403)
+    assert result.json()["__type"] == "InvalidSignatureException"
+    assert "expired" in result.json()["message"].lower()
+
+
+def test_wrong_signing_service(server: ApiServer) -> None:
+    result = server.call_json("AmazonSSM.DescribeSessions", {"State": "Active"}, service="ec2messages")
+    assert result.json()["__type"] == "InvalidSignatureException"
+    assert "'ssm'" in result.json()["message"]
+
+
+def test_body_size_is_bounded(server: ApiServer) -> None:
+    result = server.call_json("AmazonSSM.DescribeSessions", b'{"State": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    assert result.status == 413
+
+
+def test_access_denied_in_aws_words_and_audited(server: ApiServer) -> None:
+    nobody = make_user(server, "nobody", None)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client("ssm", nobody).describe_sessions(State="Active")
+    error = excinfo.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert error["Message"] == (
+        "User: arn:aws:iam::123456789012:user/nobody is not authorized to perform: ssm:DescribeSessions "
+        "on resource: * because no identity-based policy allows the ssm:DescribeSessions action"
+    )
+    denied = make_user(
+        server,
+        "denied",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "ssm:*", "Resource": "*"},
+                {"Sid": "NoSessions", "Effect": "Deny", "Action": "ssm:DescribeSessions", "Resource": "*"},
+            ],
+        },
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client("ssm", denied).describe_sessions(State="Active")
+    assert excinfo.value.response["Error"]["Message"].endswith(
+        "ssm:DescribeSessions on resource: * with an explicit deny in an identity-based policy"
+    )
+    server.client("ssm", denied).describe_instance_information()
+
+    async def audit_rows(engine: sa.ext.asyncio.AsyncEngine) -> list[sa.Row[tuple[str, str, str | None]]]:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                sa.select(audit_log.c.decision, audit_log.c.action, audit_log.c.matched_statement)
+                .where(audit_log.c.principal_arn == "arn:aws:iam::123456789012:user/denied")
+                .order_by(audit_log.c.id)
+            )
+            return list(result.all())
+
+    rows = server.db(audit_rows)
+    assert [(row[0], row[1]) for row in rows] == [
+        ("explicitDeny", "ssm:DescribeSessions"),
+        ("allowed", "ssm:DescribeInstanceInformation"),
+    ]
+    assert rows[0][2] is not None and "NoSessions" in rows[0][2]
+
+
+def test_query_protocol_unknown_action(server: ApiServer) -> None:
+    key, secret = server.admin_credentials
+    body = b"Action=NoSuchAction&Version=2010-05-08"
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "Host": f"127.0.0.1:{server.port}",
+    }
+    headers.update(
+        sign_hmac(
+            "POST",
+            server.endpoint + "/",
+            headers,
+            body,
+            access_key_id=key,
+            secret_key=secret,
+            session_token=None,
+            region=REGION,
+            service="iam",
+        )
+    )
+    result = server.post(headers, body)
+    assert result.status == 400
+    text = result.body.decode()
+    assert "<Code>InvalidAction</Code>" in text and "<Type>Sender</Type>" in text and "<RequestId>" in text
+
+
+def test_region_outside_the_server_is_refused(server: ApiServer) -> None:
+    key, secret = server.admin_credentials
+    client = boto3.client(
+        "ssm",
+        endpoint_url=server.endpoint,
+        region_name="eu-west-3",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.describe_sessions(State="Active")
+    assert "eu-west-3" in excinfo.value.response["Error"]["Message"]
+
+
+def test_data_dir_files_are_private(server: ApiServer) -> None:
+    for name in ("credentials", "config", "master.key"):
+        assert (server.config.data_dir / name).stat().st_mode & 0o077 == 0, name
+    assert pathlib.Path(server.config.data_dir).stat().st_mode & 0o077 == 0
