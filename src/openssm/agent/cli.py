@@ -1,0 +1,156 @@
+"""``openssm agent register`` and ``openssm agent run``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pathlib
+import signal
+import sys
+
+import aiohttp
+import click
+
+from openssm.agent.config import AgentSettings, StateError, default_state_dir, load_registration
+from openssm.agent.credentials import CredentialsError, RoleCredentials
+from openssm.agent.registration import RegistrationError, register
+from openssm.agent.runner import Agent
+from openssm.agent.signing import Credentials, CredentialSource, StaticCredentials
+
+log = logging.getLogger("openssm.agent")
+
+_state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Where the agent keeps its registration and key "
+    "(default: $OPENSSM_AGENT_STATE, /var/lib/openssm-agent as root, else ~/.local/state/openssm-agent).",
+)
+
+
+@click.group("agent")
+def agent_group() -> None:
+    """Run the OpenSSM agent on a managed node: register it once, then keep it connected.
+
+    The agent dials out to the server (no inbound ports) and runs shell, command and port
+    forwarding sessions. It speaks the same protocol as amazon-ssm-agent.
+    """
+
+
+@agent_group.command("register")
+@click.option(
+    "--endpoint", required=True, help="The server's API endpoint URL, e.g. https://ssm.example.com."
+)
+@click.option("--code", "code", required=True, help="Activation code from CreateActivation.")
+@click.option("--id", "activation_id", required=True, help="Activation id from CreateActivation.")
+@click.option("--region", required=True, help="Region of the activation, e.g. us-east-1.")
+@click.option("--name", default=None, help="Optional name for this node.")
+@click.option("--mgs-endpoint", default=None, help="Message gateway URL, if not the API endpoint.")
+@_state_dir_option
+def register_command(
+    endpoint: str,
+    code: str,
+    activation_id: str,
+    region: str,
+    name: str | None,
+    mgs_endpoint: str | None,
+    state_dir: pathlib.Path | None,
+) -> None:
+    """Register this node with an activation code; prints the new managed instance id (mi-…)."""
+    directory = state_dir or default_state_dir()
+    try:
+        registration = asyncio.run(
+            register(
+                endpoint=endpoint,
+                code=code,
+                activation_id=activation_id,
+                region=region,
+                state_dir=directory,
+                name=name,
+                mgs_endpoint=mgs_endpoint,
+            )
+        )
+    except (RegistrationError, StateError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(registration.instance_id)
+
+
+@agent_group.command("run")
+@_state_dir_option
+@click.option(
+    "--instance-id",
+    default=None,
+    help="Run without registration as this instance id, with credentials from AWS_ACCESS_KEY_ID/"
+    "AWS_SECRET_ACCESS_KEY (/AWS_SESSION_TOKEN); needs --endpoint and --region.",
+)
+@click.option("--endpoint", default=None, help="API endpoint URL (with --instance-id).")
+@click.option("--mgs-endpoint", default=None, help="Message gateway URL (default: the API endpoint).")
+@click.option("--region", default=None, help="Region (with --instance-id).")
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+def run_command(
+    state_dir: pathlib.Path | None,
+    instance_id: str | None,
+    endpoint: str | None,
+    mgs_endpoint: str | None,
+    region: str | None,
+    log_level: str,
+) -> None:
+    """Connect to the server and serve sessions until stopped (SIGTERM/SIGINT)."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        directory = state_dir or default_state_dir()
+        settings = AgentSettings.load(directory if directory.is_dir() else None)
+        asyncio.run(_run(directory, settings, instance_id, endpoint, mgs_endpoint, region))
+    except (StateError, CredentialsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+async def _run(
+    state_dir: pathlib.Path,
+    settings: AgentSettings,
+    instance_id: str | None,
+    endpoint: str | None,
+    mgs_endpoint: str | None,
+    region: str | None,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    timeout = aiohttp.ClientTimeout(total=settings.http_timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        credentials: CredentialSource
+        if instance_id:
+            if not endpoint or not region:
+                raise StateError("--instance-id needs --endpoint and --region")
+            credentials = StaticCredentials(_environment_credentials())
+            api_endpoint, gateway = endpoint, mgs_endpoint or endpoint
+        else:
+            registration, key_pem = load_registration(state_dir)
+            credentials = RoleCredentials(http, registration, key_pem, settings)
+            instance_id, region = registration.instance_id, registration.region
+            api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
+        agent = Agent(
+            http=http,
+            instance_id=instance_id,
+            region=region,
+            endpoint=api_endpoint,
+            gateway_endpoint=gateway,
+            credentials=credentials,
+            settings=settings,
+        )
+        log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
+        await agent.run(stop)
+    log.info("agent stopped")
+
+
+def _environment_credentials() -> Credentials:
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        raise StateError("--instance-id needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
+    return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)

@@ -1,0 +1,189 @@
+"""The agent's control channel to the message gateway (§4): one WebSocket, kept open forever."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import aiohttp
+
+from openssm.agent.config import AGENT_VERSION, AgentSettings
+from openssm.agent.mgs import MgsClient, MgsError
+from openssm.protocol.frames import Frame, FrameError, MessageType, decode, go_json
+
+log = logging.getLogger(__name__)
+
+# A connection that stayed up this long was healthy: the next outage starts the backoff afresh.
+STABLE_CONNECTION_SECONDS: Final = 30.0
+
+MessageHandler = Callable[[Frame], Awaitable[None]]
+
+
+def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
+    """Exponential backoff with full jitter in the upper half (never two agents in lockstep)."""
+    current = initial
+
+    def next_delay() -> float:
+        nonlocal current
+        delay = current * (0.5 + random.random() / 2)
+        current = min(maximum, current * 2)
+        return delay
+
+    return next_delay
+
+
+class ControlChannel:
+    def __init__(
+        self, mgs: MgsClient, *, instance_id: str, settings: AgentSettings, on_message: MessageHandler
+    ) -> None:
+        self._mgs = mgs
+        self.instance_id = instance_id
+        self.settings = settings
+        self._on_message = on_message
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.connected = asyncio.Event()
+        self.connections = 0  # how many times it (re)connected; for logs and tests
+
+    async def run_forever(self) -> None:
+        next_delay = backoff_delays(
+            self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds
+        )
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await self._connect_and_serve()
+            except (MgsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("control channel: %s", exc)
+            finally:
+                self.connected.clear()
+                self._ws = None
+            if loop.time() - started > STABLE_CONNECTION_SECONDS:
+                next_delay = backoff_delays(
+                    self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds
+                )
+            delay = next_delay()
+            log.info("control channel: reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_and_serve(self) -> None:
+        token = await self._mgs.create_control_channel(self.instance_id)
+        ws = await self._mgs.connect_control(self.instance_id)
+        try:
+            opening = {
+                "Cookie": None,
+                "MessageSchemaVersion": "1.0",
+                "RequestId": str(uuid.uuid4()),
+                "TokenValue": token,
+                "AgentVersion": AGENT_VERSION,
+                "PlatformType": "linux",
+            }
+            await ws.send_str(go_json(opening).decode())
+            self._ws = ws
+            self.connections += 1
+            self.connected.set()
+            log.info("control channel open for %s", self.instance_id)
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    await self._dispatch(message.data)
+                elif message.type == aiohttp.WSMsgType.ERROR:
+                    break
+            log.warning("control channel closed by the service")
+        finally:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _dispatch(self, data: bytes) -> None:
+        try:
+            frame = decode(data)
+        except FrameError as exc:
+            log.warning("control channel: dropped undecodable frame: %s", exc)
+            return
+        try:
+            await self._on_message(frame)
+        except Exception:
+            log.exception("control channel: handling %s failed", frame.message_type)
+
+    async def send(self, frame: Frame, *, wait_connected: float) -> bool:
+        """Send one frame, waiting up to ``wait_connected`` seconds for a connection."""
+        try:
+            async with asyncio.timeout(wait_connected):
+                await self.connected.wait()
+        except TimeoutError:
+            return False
+        ws = self._ws
+        if ws is None or ws.closed:
+            return False
+        try:
+            await ws.send_bytes(frame.encode())
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            log.warning("control channel: send failed: %s", exc)
+            return False
+        return True
+
+    async def close(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+
+class TaskCompletions:
+    """``agent_task_complete`` with retries until ``agent_task_acknowledge`` names it."""
+
+    def __init__(self, control: ControlChannel, *, instance_id: str, settings: AgentSettings) -> None:
+        self._control = control
+        self.instance_id = instance_id
+        self.settings = settings
+        self._waiting: dict[uuid.UUID, asyncio.Future[None]] = {}
+
+    def build(self, task_id: str, status: str, output: str) -> Frame:
+        body = {
+            "SchemaVersion": 1,
+            "TaskId": task_id,
+            "Topic": "agent_task_complete",
+            "FinalTaskStatus": status,
+            "IsRoutingFailure": False,
+            "AwsAccountId": "",
+            "InstanceId": self.instance_id,
+            "Output": output,
+            "S3Bucket": "",
+            "S3UrlSuffix": "",
+            "CwlGroup": "",
+            "CwlStream": "",
+            "RetryNumber": 1,
+        }
+        return Frame(MessageType.AGENT_TASK_COMPLETE, payload=go_json(body))
+
+    async def send(self, task_id: str, status: str, output: str) -> bool:
+        """True once acknowledged; gives up after the configured attempts."""
+        frame = self.build(task_id, status, output)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[frame.message_id] = acked
+        try:
+            for _attempt in range(self.settings.task_complete_attempts):
+                if await self._control.send(frame, wait_connected=self.settings.reconnect_max_seconds):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.settings.task_complete_retry_seconds):
+                            await asyncio.shield(acked)
+                if acked.done():
+                    return True
+            log.warning("agent_task_complete for %s was not acknowledged", task_id)
+            return False
+        finally:
+            self._waiting.pop(frame.message_id, None)
+
+    def on_acknowledge(self, frame: Frame) -> None:
+        try:
+            body = frame.json()
+            message_id = uuid.UUID(str(body.get("MessageId"))) if isinstance(body, dict) else None
+        except (FrameError, ValueError):
+            message_id = None
+        waiter = self._waiting.get(message_id) if message_id else None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

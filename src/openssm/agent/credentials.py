@@ -1,0 +1,148 @@
+"""Temporary credentials for a registered node: RSA-signed RequestManagedInstanceRoleToken (§5.3)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any, Final
+
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+
+from openssm.agent.config import AgentSettings, Registration
+from openssm.agent.signing import Credentials, host_header
+from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
+from openssm.auth import sigv4
+from openssm.protocol.frames import go_json
+
+log = logging.getLogger(__name__)
+
+# Refresh no later than this before expiry, whatever the configured fraction says.
+MIN_MARGIN: Final = datetime.timedelta(seconds=30)
+RETRY_INITIAL_SECONDS: Final = 2.0
+RETRY_MAX_SECONDS: Final = 60.0
+
+
+class CredentialsError(RuntimeError):
+    pass
+
+
+def _private_key_der(pem: bytes) -> bytes:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CredentialsError("the registration private key cannot be read; register again") from exc
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _expiration(value: Any) -> datetime.datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+    raise CredentialsError(f"TokenExpirationDate is not a time: {value!r}")
+
+
+class RoleCredentials:
+    """Fetches, caches and refreshes the node's role credentials."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        registration: Registration,
+        private_key_pem: bytes,
+        settings: AgentSettings,
+    ) -> None:
+        self.http = http
+        self.registration = registration
+        self._key_der = _private_key_der(private_key_pem)
+        self.settings = settings
+        self._credentials: Credentials | None = None
+        self._issued_at: datetime.datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> Credentials:
+        credentials = self._credentials
+        if credentials is not None and not self._expiring(credentials, margin=MIN_MARGIN):
+            return credentials
+        async with self._lock:
+            credentials = self._credentials
+            if credentials is None or self._expiring(credentials, margin=MIN_MARGIN):
+                credentials = await self.refresh()
+            return credentials
+
+    @staticmethod
+    def _expiring(credentials: Credentials, *, margin: datetime.timedelta) -> bool:
+        if credentials.expiration is None:
+            return False
+        return datetime.datetime.now(datetime.UTC) + margin >= credentials.expiration
+
+    async def refresh(self) -> Credentials:
+        url = api_url(self.registration.endpoint)
+        body = go_json({"Fingerprint": self.registration.fingerprint})
+        headers = {"Host": host_header(url), **json_request_headers("RequestManagedInstanceRoleToken")}
+        headers.update(
+            sigv4.sign_rsa(
+                "POST",
+                url,
+                headers,
+                body,
+                instance_id=self.registration.instance_id,
+                private_key_der=self._key_der,
+                region=self.registration.region,
+                service="ssm",
+                signed_header_names=["content-type", "host", "x-amz-date", "x-amz-target"],
+            )
+        )
+        headers["User-Agent"] = USER_AGENT
+        async with self.http.post(url, data=body, headers=headers) as response:
+            answer = await read_json_response(response)
+        try:
+            credentials = Credentials(
+                access_key_id=str(answer["AccessKeyId"]),
+                secret_access_key=str(answer["SecretAccessKey"]),
+                session_token=str(answer["SessionToken"]),
+                expiration=_expiration(answer.get("TokenExpirationDate")),
+            )
+        except KeyError as exc:
+            raise CredentialsError(f"RequestManagedInstanceRoleToken answer lacks {exc.args[0]}") from exc
+        if answer.get("UpdateKeyPair") is True:
+            log.warning("the service asks for a key rotation; this agent does not rotate keys yet")
+        self._credentials = credentials
+        self._issued_at = datetime.datetime.now(datetime.UTC)
+        log.info("role credentials obtained (expire %s)", credentials.expiration)
+        return credentials
+
+    def seconds_until_refresh(self) -> float:
+        credentials, issued = self._credentials, self._issued_at
+        if credentials is None or credentials.expiration is None or issued is None:
+            return 0.0
+        lifetime = (credentials.expiration - issued).total_seconds()
+        refresh_at = issued + datetime.timedelta(
+            seconds=lifetime * self.settings.credentials_refresh_fraction
+        )
+        latest = credentials.expiration - MIN_MARGIN
+        when = min(refresh_at, latest)
+        return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+    async def run_refresh_loop(self) -> None:
+        """Refresh at the configured fraction of each credential lifetime; retry with backoff."""
+        delay = RETRY_INITIAL_SECONDS
+        while True:
+            await asyncio.sleep(self.seconds_until_refresh())
+            try:
+                async with self._lock:
+                    await self.refresh()
+                delay = RETRY_INITIAL_SECONDS
+            except (SsmApiError, CredentialsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("refreshing role credentials failed: %s (retry in %.0f s)", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_SECONDS, delay * 2)

@@ -1,0 +1,143 @@
+"""Message gateway ("ssmmessages") REST calls and WebSocket dials, signed as the real agent signs them."""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ElementTree
+from typing import Final
+
+import aiohttp
+
+from openssm.agent.signing import CredentialSource, sign
+from openssm.protocol.frames import go_json
+
+SERVICE: Final = "ssmmessages"
+MAX_XML_SIZE: Final = 1 << 16
+GO_USER_AGENT: Final = "Go-http-client/1.1"
+
+
+class MgsError(RuntimeError):
+    """The gateway refused or failed a channel request."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def session_gone(self) -> bool:
+        return "already terminated" in str(self).lower() or self.status in {404, 410}
+
+
+def token_from_xml(text: bytes) -> str:
+    """``TokenValue`` from a CreateControlChannel/CreateDataChannel answer, found by element name."""
+    if len(text) > MAX_XML_SIZE:
+        raise MgsError(f"gateway answer larger than {MAX_XML_SIZE} bytes")
+    try:
+        # Size-bounded, from our own gateway; expat >= 2.4 also caps entity expansion.
+        root = ElementTree.fromstring(text)  # noqa: S314
+    except ElementTree.ParseError as exc:
+        raise MgsError(f"gateway answer is not XML: {exc}") from exc
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == "TokenValue" and element.text:
+            return element.text.strip()
+    raise MgsError("gateway answer carries no TokenValue")
+
+
+def websocket_url(endpoint: str, path: str, query: str) -> str:
+    """``ws``/``wss`` following the endpoint's scheme (plain http is allowed for the dev server)."""
+    parts = urllib.parse.urlsplit(endpoint)
+    scheme = "wss" if parts.scheme in {"https", "wss"} else "ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def rest_url(endpoint: str, path: str) -> str:
+    parts = urllib.parse.urlsplit(endpoint)
+    scheme = "https" if parts.scheme in {"https", "wss"} else "http"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+class MgsClient:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        endpoint: str,
+        region: str,
+        credentials: CredentialSource,
+        *,
+        ping_seconds: float = 54.0,
+    ) -> None:
+        parts = urllib.parse.urlsplit(endpoint)
+        if not parts.scheme or not parts.netloc:
+            raise ValueError(f"gateway endpoint needs a scheme and host: {endpoint!r}")
+        self.http = http
+        self.endpoint = endpoint
+        self.region = region
+        self.credentials = credentials
+        self.ping_seconds = ping_seconds
+
+    async def _create_token(self, path: str, request: dict[str, str]) -> str:
+        url = rest_url(self.endpoint, path)
+        body = go_json(request)
+        headers = sign(
+            "POST",
+            url,
+            {"Content-Type": "application/json"},
+            body,
+            credentials=await self.credentials.current(),
+            region=self.region,
+            service=SERVICE,
+            signed=["content-type", "host"],
+        )
+        headers["User-Agent"] = GO_USER_AGENT
+        async with self.http.post(url, data=body, headers=headers) as response:
+            text = await response.content.read(MAX_XML_SIZE + 1)
+            if response.status != 201:
+                detail = text[:300].decode("utf-8", "replace")
+                raise MgsError(f"{path}: HTTP {response.status}: {detail}", response.status)
+        return token_from_xml(text)
+
+    async def create_control_channel(self, instance_id: str) -> str:
+        return await self._create_token(
+            f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}",
+            {"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4())},
+        )
+
+    async def create_data_channel(self, session_id: str) -> str:
+        return await self._create_token(
+            f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}",
+            {"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4()), "ClientId": ""},
+        )
+
+    async def _connect(self, path: str, query: str) -> aiohttp.ClientWebSocketResponse:
+        url = websocket_url(self.endpoint, path, query)
+        headers = sign(
+            "GET",
+            url,
+            {},
+            b"",
+            credentials=await self.credentials.current(),
+            region=self.region,
+            service=SERVICE,
+            signed=["host"],
+        )
+        headers["User-Agent"] = GO_USER_AGENT
+        return await self.http.ws_connect(
+            url,
+            headers=headers,
+            heartbeat=self.ping_seconds,
+            autoping=True,
+            max_msg_size=1 << 20,
+            # The real agent just drops the TCP connection; never wait long for a close reply.
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0),
+        )
+
+    async def connect_control(self, instance_id: str) -> aiohttp.ClientWebSocketResponse:
+        return await self._connect(
+            f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}", "role=subscribe&stream=input"
+        )
+
+    async def connect_data(self, session_id: str) -> aiohttp.ClientWebSocketResponse:
+        return await self._connect(
+            f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}", "role=publish_subscribe"
+        )

@@ -1,0 +1,168 @@
+"""A child process on a pseudo-terminal, driven from asyncio.
+
+The child becomes a session leader with the PTY as its controlling terminal, so the line
+discipline turns Ctrl-C (byte 0x03) into SIGINT and a window-size change into SIGWINCH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import struct
+import sys
+import termios
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+READ_SIZE: Final = 1024
+# Tiny exec shim run in the child: take the PTY on fd 0 as controlling terminal, then exec.
+# (subprocess cannot do TIOCSCTTY itself, and forking the agent's threaded process by hand is unsafe.)
+_CTTY_SHIM: Final = (
+    "import fcntl,os,sys,termios\n"
+    "fcntl.ioctl(0,termios.TIOCSCTTY,0)\n"
+    "os.execve(sys.argv[1],sys.argv[2:],os.environ)\n"
+)
+
+# The base interpreter, not a venv launcher: -I -S needs no site-packages.
+_INTERPRETER: Final = os.path.realpath(sys.executable)
+
+
+def set_window_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class PtyProcess:
+    def __init__(self, process: asyncio.subprocess.Process, master_fd: int) -> None:
+        self.process = process
+        self.master_fd = master_fd
+        self._closed = False
+
+    @classmethod
+    async def spawn(
+        cls,
+        executable: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str,
+        user: int | None = None,
+        group: int | None = None,
+        extra_groups: Sequence[int] | None = None,
+        cols: int = 80,
+        rows: int = 24,
+    ) -> PtyProcess:
+        master, slave = os.openpty()
+        try:
+            set_window_size(master, cols, rows)
+            os.set_blocking(master, False)
+            process = await asyncio.create_subprocess_exec(
+                _INTERPRETER,
+                "-I",
+                "-S",
+                "-c",
+                _CTTY_SHIM,
+                executable,
+                *argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+                user=user,
+                group=group,
+                extra_groups=list(extra_groups) if extra_groups is not None else None,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return cls(process, master)
+
+    async def read(self) -> bytes:
+        """Up to ``READ_SIZE`` bytes; ``b""`` once no process holds the terminal any more."""
+        while True:
+            if self._closed:
+                return b""
+            try:
+                return os.read(self.master_fd, READ_SIZE)
+            except BlockingIOError:
+                await self._wait_fd(readable=True)
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # Linux: slave side closed by every holder
+                    return b""
+                raise
+
+    def read_available(self, limit: int = READ_SIZE) -> bytes:
+        """Whatever is buffered right now, without waiting."""
+        if self._closed:
+            return b""
+        try:
+            return os.read(self.master_fd, limit)
+        except (BlockingIOError, OSError):
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self._closed:
+            try:
+                written = os.write(self.master_fd, view)
+            except BlockingIOError:
+                await self._wait_fd(readable=False)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EIO, errno.EBADF):
+                    return  # the terminal is gone; input has nowhere to go
+                raise
+            view = view[written:]
+
+    def resize(self, cols: int, rows: int) -> None:
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                set_window_size(self.master_fd, cols, rows)
+
+    async def _wait_fd(self, *, readable: bool) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        if readable:
+            loop.add_reader(self.master_fd, wake)
+        else:
+            loop.add_writer(self.master_fd, wake)
+        try:
+            await ready
+        finally:
+            if readable:
+                loop.remove_reader(self.master_fd)
+            else:
+                loop.remove_writer(self.master_fd)
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    async def terminate(self, grace: float = 1.0) -> None:
+        """Hang up the session (SIGHUP to its group), then SIGKILL if it lingers."""
+        if self.process.returncode is None:
+            self.signal_group(signal.SIGHUP)
+            self.signal_group(signal.SIGCONT)
+            try:
+                async with asyncio.timeout(grace):
+                    await self.process.wait()
+            except TimeoutError:
+                self.signal_group(signal.SIGKILL)
+                await self.process.wait()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.master_fd)

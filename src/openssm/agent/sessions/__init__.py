@@ -1,0 +1,1 @@
+"""Session workers: one handler per document ``sessionType``."""

@@ -1,0 +1,123 @@
+"""What every session handler shares: outcome, failure, handshake (§2.4)."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any, Final
+
+from openssm.agent.config import AGENT_VERSION, AgentSettings
+from openssm.agent.data_channel import DataChannel
+from openssm.agent.session_request import SessionRequest
+from openssm.protocol.frames import Frame, FrameError, PayloadType, go_json
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_MESSAGE: Final = (
+    "Handshake timed out. Please ensure that you have the latest version of the session manager plugin."
+)
+ACTION_SUCCESS: Final = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What ``agent_task_complete`` reports."""
+
+    status: str = "Success"  # FinalTaskStatus: Success | Failed | Cancelled
+    output: str = ""
+
+
+class SessionFailure(Exception):
+    """The session cannot start or continue; the text goes to the client via the service."""
+
+
+def error_output(message: str) -> str:
+    """The real agent's layout of a failure in ``agent_task_complete.Output``."""
+    return f"\n----------ERROR-------\n{message}\n"
+
+
+def go_sorted(value: Any) -> Any:
+    """Go marshals maps with sorted keys; document properties are maps."""
+    if isinstance(value, dict):
+        return {key: go_sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [go_sorted(item) for item in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class HandshakeResult:
+    client_version: str
+
+
+class SessionHandler(abc.ABC):
+    """One running session. ``run`` returns when the session's work is done."""
+
+    def __init__(self, request: SessionRequest, channel: DataChannel, settings: AgentSettings) -> None:
+        self.request = request
+        self.channel = channel
+        self.settings = settings
+        self._handshake_response: asyncio.Future[Frame] | None = None
+
+    @abc.abstractmethod
+    async def run(self) -> Outcome: ...
+
+    async def handle_input(self, frame: Frame) -> None:  # noqa: B027 (optional hook)
+        """A client stream message in sequence (handshake responses excluded)."""
+
+    async def _on_input(self, frame: Frame) -> None:
+        if frame.payload_type == PayloadType.HANDSHAKE_RESPONSE:
+            waiter = self._handshake_response
+            if waiter is not None and not waiter.done():
+                waiter.set_result(frame)
+            return
+        await self.handle_input(frame)
+
+    def accept_input(self) -> None:
+        self.channel.accept_input(self._on_input)
+
+    async def handshake(self, session_type: str, properties: Any) -> HandshakeResult:
+        """HandshakeRequest → HandshakeResponse (15 s) → HandshakeComplete."""
+        started = time.monotonic_ns()
+        self._handshake_response = asyncio.get_running_loop().create_future()
+        self.accept_input()
+        action = {
+            "ActionType": "SessionType",
+            "ActionParameters": {"SessionType": session_type, "Properties": go_sorted(properties)},
+        }
+        request = {"AgentVersion": AGENT_VERSION, "RequestedClientActions": [action]}
+        await self.channel.send(PayloadType.HANDSHAKE_REQUEST, go_json(request))
+        try:
+            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+                response = await self._handshake_response
+        except TimeoutError:
+            raise SessionFailure(HANDSHAKE_TIMEOUT_MESSAGE) from None
+        result = _check_handshake_response(response)
+        complete = {"HandshakeTimeToComplete": time.monotonic_ns() - started, "CustomerMessage": ""}
+        await self.channel.send(PayloadType.HANDSHAKE_COMPLETE, go_json(complete))
+        return result
+
+
+def _check_handshake_response(frame: Frame) -> HandshakeResult:
+    try:
+        body = frame.json()
+    except FrameError as exc:
+        raise SessionFailure(f"Handshake failed: {exc}") from exc
+    if not isinstance(body, dict):
+        raise SessionFailure("Handshake failed: response is not an object")
+    errors = body.get("Errors")
+    if isinstance(errors, list) and errors:
+        raise SessionFailure("Handshake failed: " + "; ".join(str(item) for item in errors))
+    actions = body.get("ProcessedClientActions")
+    if not isinstance(actions, list):
+        raise SessionFailure("Handshake failed: no ProcessedClientActions")
+    for action in actions:
+        if not isinstance(action, dict) or action.get("ActionStatus") != ACTION_SUCCESS:
+            detail = action.get("Error") if isinstance(action, dict) else None
+            name = action.get("ActionType") if isinstance(action, dict) else "?"
+            raise SessionFailure(f"Handshake failed: client could not process {name}: {detail or 'failed'}")
+    version = body.get("ClientVersion")
+    return HandshakeResult(client_version=version if isinstance(version, str) else "")

@@ -1,0 +1,234 @@
+"""Port sessions (§3.4): basic mode (one destination connection) and mux mode (smux server).
+
+Documents: ``AWS-StartPortForwardingSession`` (``type: LocalPortForwarding``),
+``…ToRemoteHost`` (adds ``host``) and ``AWS-StartSSHSession`` (no ``type``: the client is in
+stdio mode and the session ends when the destination closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from openssm.agent.data_channel import MAX_CHUNK
+from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
+from openssm.mux import MuxSession, MuxStream
+from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.versions import agent_uses_mux
+
+log = logging.getLogger(__name__)
+
+LOCAL_PORT_FORWARDING: Final = "LocalPortForwarding"
+READ_SIZE: Final = 1024
+MUX_READ_SIZE: Final = 32 * 1024
+DIAL_TIMEOUT_SECONDS: Final = 10.0
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_port(value: Any) -> int:
+    text = str(value).strip() if value is not None else ""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SessionFailure(f"invalid portNumber {value!r}")
+    return int(text)
+
+
+def denied_network(address: str, denied: Iterable[Network]) -> Network | None:
+    """The deny-list entry covering ``address`` (IPv4-mapped IPv6 checked as IPv4), if any."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        candidates.append(ip.ipv4_mapped)
+    for network in denied:
+        if any(candidate.version == network.version and candidate in network for candidate in candidates):
+            return network
+    return None
+
+
+async def resolve_destination(host: str, port: int, denied: Sequence[Network]) -> list[str]:
+    """Resolved addresses of an allowed destination; refuses any name reaching a denied network."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SessionFailure(f"Unable to resolve destination host {host!r}: {exc.strerror}") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        network = denied_network(address, denied)
+        if network is not None:
+            raise SessionFailure(
+                f"Port forwarding to {host}:{port} is not allowed: {address} is in the denied network {network}."
+            )
+    if not addresses:
+        raise SessionFailure(f"Unable to resolve destination host {host!r}")
+    return addresses
+
+
+class PortHandler(SessionHandler):
+    async def run(self) -> Outcome:
+        properties = self.request.properties
+        if not isinstance(properties, dict):
+            raise SessionFailure("Port session document has no properties")
+        self.port = parse_port(properties.get("portNumber"))
+        host = properties.get("host")
+        self.host = host.strip() if isinstance(host, str) and host.strip() else "localhost"
+        self.addresses = await resolve_destination(self.host, self.port, self.settings.denied_networks)
+        forwarding_type = properties.get("type")
+        result = await self.handshake("Port", properties)
+        if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
+            await self._run_mux()
+        else:
+            await self._run_basic(reconnectable=forwarding_type == LOCAL_PORT_FORWARDING)
+        return Outcome()
+
+    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        last_error: OSError | None = None
+        for address in self.addresses:
+            try:
+                async with asyncio.timeout(DIAL_TIMEOUT_SECONDS):
+                    return await asyncio.open_connection(address, self.port)
+            except (OSError, TimeoutError) as exc:
+                last_error = (
+                    exc if isinstance(exc, OSError) else OSError(f"timed out after {DIAL_TIMEOUT_SECONDS}s")
+                )
+        reason = last_error.strerror or str(last_error) if last_error else "no address"
+        raise OSError(f"Unable to connect to {self.host}:{self.port}: {reason}")
+
+    # -- basic mode ----------------------------------------------------------------------------
+
+    async def _run_basic(self, *, reconnectable: bool) -> None:
+        self._reconnectable = reconnectable
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._connected = asyncio.Event()
+        self._fatal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            await self._connect_basic()
+        except OSError as exc:
+            raise SessionFailure(str(exc)) from exc
+        self.accept_input()
+        pump = asyncio.create_task(self._pump_basic())
+        try:
+            done, _ = await asyncio.wait({pump, self._fatal}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a dial failure after DisconnectToPort ends the session
+        finally:
+            pump.cancel()
+            self._disconnect_basic()
+
+    async def _connect_basic(self) -> None:
+        self._reader, self._writer = await self._dial()
+        self._connected.set()
+
+    def _disconnect_basic(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+        self._connected.clear()
+
+    async def _pump_basic(self) -> None:
+        """Destination bytes → Output. EOF ends stdio/SSH sessions; forwarding waits for a re-dial."""
+        while True:
+            await self._connected.wait()
+            reader = self._reader
+            assert reader is not None
+            try:
+                data = await reader.read(READ_SIZE)
+            except OSError:
+                data = b""
+            if data:
+                await self.channel.send_output(data)
+                continue
+            if reader is self._reader:
+                self._disconnect_basic()
+                if not self._reconnectable:
+                    return
+
+    async def _handle_basic(self, frame: Frame) -> None:
+        if frame.payload_type == PayloadType.FLAG:
+            with contextlib.suppress(FrameError):
+                if parse_flag(frame.payload) == PayloadFlag.DISCONNECT_TO_PORT:
+                    log.debug("session %s: client disconnected; closing destination", self.request.session_id)
+                    self._disconnect_basic()
+            return
+        if frame.payload_type != PayloadType.OUTPUT:
+            return
+        if self._writer is None:
+            if not self._reconnectable:
+                return
+            try:
+                await self._connect_basic()
+            except OSError as exc:
+                if not self._fatal.done():
+                    self._fatal.set_exception(SessionFailure(str(exc)))
+                return
+        writer = self._writer
+        assert writer is not None
+        try:
+            writer.write(frame.payload)
+            await writer.drain()
+        except OSError:
+            self._disconnect_basic()
+
+    # -- mux mode ------------------------------------------------------------------------------
+
+    async def _run_mux(self) -> None:
+        self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
+        self._streams: set[asyncio.Task[None]] = set()
+        self.accept_input()
+        try:
+            while True:
+                stream = await self.mux.accept_stream()
+                task = asyncio.create_task(self._serve_stream(stream))
+                self._streams.add(task)
+                task.add_done_callback(self._streams.discard)
+        finally:
+            for task in list(self._streams):
+                task.cancel()
+            self.mux.close()
+
+    async def _serve_stream(self, stream: MuxStream) -> None:
+        """One client connection: dial at SYN time, copy both ways, FIN when either side ends."""
+        try:
+            reader, writer = await self._dial()
+        except OSError as exc:
+            log.warning("session %s: stream %s: %s", self.request.session_id, stream.stream_id, exc)
+            with contextlib.suppress(Exception):
+                await self.channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.CONNECT_TO_PORT_ERROR))
+            with contextlib.suppress(Exception):
+                await stream.close()
+            return
+
+        async def client_to_destination() -> None:
+            while data := await stream.read(MUX_READ_SIZE):
+                writer.write(data)
+                await writer.drain()
+
+        async def destination_to_client() -> None:
+            while data := await reader.read(MUX_READ_SIZE):
+                await stream.write(data)
+
+        pumps = [asyncio.create_task(client_to_destination()), asyncio.create_task(destination_to_client())]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            writer.close()
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await stream.close()
+
+    async def handle_input(self, frame: Frame) -> None:
+        if hasattr(self, "mux"):
+            if frame.payload_type == PayloadType.OUTPUT:
+                self.mux.feed(frame.payload)
+                # Full receive buffer: hold this ack back so the client slows down.
+                await self.mux.wait_receive_capacity()
+            return
+        await self._handle_basic(frame)
