@@ -32,7 +32,7 @@ class ControlHost(Protocol):
 
 
 class ControlChannel:
-    def __init__(self, instance_id: str, peer: Peer, open_frame: messages.OpenFrame) -> None:
+    def __init__(self, instance_id: str, peer: Peer, open_frame: messages.ControlOpen) -> None:
         self.instance_id = instance_id
         self.peer = peer
         self.agent_version = open_frame.agent_version
@@ -57,12 +57,12 @@ class ControlChannel:
         kind = frame.message_type
         if kind == MessageType.AGENT_TASK_COMPLETE:
             try:
-                task = messages.parse_task_complete(frame)
-            except FrameError as exc:
+                task = messages.task_complete(frame)
+            except messages.ProtocolError as exc:
                 log.info("control %s: unreadable agent_task_complete: %s", self.instance_id, exc)
                 return
             # Without the acknowledgement the agent resends three times, one second apart.
-            await self.send(messages.agent_task_acknowledge(frame, task.task_id))
+            await self.send(task.acknowledgement)
             await host.task_completed(self.instance_id, task)
         elif kind in JOB_MESSAGE_TYPES:
             handler = host.job_handler()

@@ -82,6 +82,11 @@ class GatewayNode:
         task.add_done_callback(self._task_done)
         return task
 
+    async def run_detached(self, awaitable: Awaitable[None], name: str) -> None:
+        """Run clean-up to its end even if the caller is cancelled: aiohttp cancels a WebSocket
+        handler whose connection is lost, which would otherwise cut store updates in half."""
+        await asyncio.shield(self.background(awaitable, name))
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -104,7 +104,7 @@ class SessionRelay:
         self._cancel_timer()
         await self._flush(self._to_client, peer)
         if self.agent is not None and self.agent_paused:
-            await self.agent.send(messages.publication(MessageType.START_PUBLICATION, self.session_id))
+            await self.agent.send(messages.start_publication(self.session_id))
             self.agent_paused = False
         if self.agent is not None:
             await store.set_session_status(self.node.engine, self.session_id, "Connected")
@@ -116,9 +116,7 @@ class SessionRelay:
         self.agent_terminating = False
         if self.client is None:
             # The client is away (resume pending): keep the agent quiet until it is back.
-            self.agent_paused = await peer.send(
-                messages.publication(MessageType.PAUSE_PUBLICATION, self.session_id)
-            )
+            self.agent_paused = await peer.send(messages.pause_publication(self.session_id))
         else:
             self._cancel_timer()
         await self._flush(self._to_agent, peer)
@@ -157,7 +155,7 @@ class SessionRelay:
             log.info("session %s: dropping malformed agent frame: %s", self.session_id, exc)
             return
         if head.message_type == MessageType.AGENT_SESSION_STATE:
-            state = messages.parse_session_state(data[head.payload_offset :])
+            state = messages.session_state(data[head.payload_offset :])
             log.debug("session %s: agent state %s", self.session_id, state)
             if state == "Terminating":
                 self.agent_terminating = True
@@ -181,9 +179,7 @@ class SessionRelay:
             return
         self.client = None
         if self.agent is not None:
-            self.agent_paused = await self.agent.send(
-                messages.publication(MessageType.PAUSE_PUBLICATION, self.session_id)
-            )
+            self.agent_paused = await self.agent.send(messages.pause_publication(self.session_id))
         await store.set_session_status(self.node.engine, self.session_id, "Disconnected")
         self._start_timer(self.settings.resume_window, RESUME_EXPIRED_REASON, client_output="")
 

@@ -40,7 +40,7 @@ async def read_open_frame(ws: web.WebSocketResponse, timeout: float) -> messages
         return None
     try:
         return messages.parse_open_frame(msg.data)
-    except messages.OpenFrameError as exc:
+    except messages.ProtocolError as exc:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
         return None
 
@@ -88,9 +88,12 @@ class SocketHandlers:
             opened = await read_open_frame(ws, self.settings.open_frame_timeout)
             if opened is None:
                 return ws
+            if not isinstance(opened, messages.ControlOpen):
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
+                return ws
             token = await store.consume_token(
                 self.services.engine,
-                token_hash=hash_token(opened.token),
+                token_hash=hash_token(opened.token_value),
                 kind=KIND_CONTROL,
                 channel_id=instance_id,
             )
@@ -103,7 +106,9 @@ class SocketHandlers:
             try:
                 await control.serve(self.node)
             finally:
-                await self.node.unregister_control(control)
+                await self.node.run_detached(
+                    self.node.unregister_control(control), f"unregister-{instance_id}"
+                )
                 log.info("control channel closed: %s", instance_id)
         finally:
             peer.gone.set()
@@ -124,17 +129,22 @@ class SocketHandlers:
             opened = await read_open_frame(ws, self.settings.open_frame_timeout)
             if opened is None:
                 return ws
-            if opened.client_instance_id is not None:
+            if isinstance(opened, messages.AgentDataOpen):
                 await self._serve_agent(session_id, identity, opened, peer)
-            else:
+            elif isinstance(opened, messages.ClientOpen):
                 await self._serve_client(session_id, opened, peer)
+            else:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame")
         finally:
             peer.gone.set()
         return ws
 
-    async def _serve_client(self, session_id: str, opened: messages.OpenFrame, peer: Peer) -> None:
+    async def _serve_client(self, session_id: str, opened: messages.ClientOpen, peer: Peer) -> None:
         token = await store.consume_token(
-            self.services.engine, token_hash=hash_token(opened.token), kind=KIND_CLIENT, channel_id=session_id
+            self.services.engine,
+            token_hash=hash_token(opened.token_value),
+            kind=KIND_CLIENT,
+            channel_id=session_id,
         )
         if token is None:
             await refuse_client(peer, session_id, BAD_TOKEN)
@@ -148,16 +158,16 @@ class SocketHandlers:
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
         finally:
-            await relay.client_gone(peer)
+            await self.node.run_detached(relay.client_gone(peer), f"client-gone-{session_id}")
 
     async def _serve_agent(
         self,
         session_id: str,
         identity: security.Identity | None,
-        opened: messages.OpenFrame,
+        opened: messages.AgentDataOpen,
         peer: Peer,
     ) -> None:
-        instance_id = opened.client_instance_id or ""
+        instance_id = opened.client_instance_id
         if identity is None:
             await refuse_agent(peer, session_id, "An agent data channel must be signed")
             return
@@ -166,7 +176,10 @@ class SocketHandlers:
             await refuse_agent(peer, session_id, f"{identity.principal.arn} is not {instance_id}")
             return
         token = await store.consume_token(
-            self.services.engine, token_hash=hash_token(opened.token), kind=KIND_DATA, channel_id=session_id
+            self.services.engine,
+            token_hash=hash_token(opened.token_value),
+            kind=KIND_DATA,
+            channel_id=session_id,
         )
         if token is None or token["principal_arn"] != identity.principal.arn:
             await refuse_agent(peer, session_id, BAD_TOKEN)
@@ -180,4 +193,4 @@ class SocketHandlers:
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
         finally:
-            await relay.agent_gone(peer)
+            await self.node.run_detached(relay.agent_gone(peer), f"agent-gone-{session_id}")

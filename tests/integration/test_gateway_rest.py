@@ -1,0 +1,170 @@
+"""MGS REST calls and channel sockets: authentication, authorisation and single-use tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from openssm.gateway.node import GATEWAY_KEY
+from openssm.protocol.messages import ControlOpen
+from openssm.store import channels as store
+from openssm.store.secrets import hash_token
+from openssm.store.tables import channel_tokens
+from tests.support.gateway import (
+    AGENT_KEY_ID,
+    NODE_ID,
+    Gateway,
+    assert_closed,
+    running_gateway,
+    wait_for,
+)
+
+IID = "i-0123456789abcdef0"
+MI = "mi-0123456789abcdef0"
+OTHER_MI = "mi-00000000000000001"
+
+
+@pytest.fixture
+async def gateway(tmp_path: pathlib.Path) -> Gateway:
+    async with running_gateway(tmp_path) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        yield gw  # type: ignore[misc]
+
+
+async def test_control_channel_answers_201_xml_and_stores_only_the_hash(gateway: Gateway) -> None:
+    path = f"/v1/control-channel/{IID}"
+    token = await gateway.channel_token(path)
+    async with gateway.engine.connect() as conn:
+        rows = (await conn.execute(select(channel_tokens))).mappings().all()
+    assert len(rows) == 1
+    assert rows[0]["token_hash"] == hash_token(token) != token
+    assert rows[0]["kind"] == "agent-control"
+    assert rows[0]["channel_id"] == IID
+    expires = rows[0]["expires_at"] - rows[0]["created_at"]
+    assert expires == dt.timedelta(seconds=gateway.services.config.token_ttl_seconds)
+
+
+async def test_response_body_has_the_real_shape(gateway: Gateway) -> None:
+    status, text = await gateway.post_channel(f"/v1/control-channel/{IID}")
+    assert status == 201
+    assert text.startswith(
+        "<CreateControlChannelOutput><MessageSchemaVersion>1.0</MessageSchemaVersion><TokenValue>"
+    )
+    assert text.endswith("</TokenValue></CreateControlChannelOutput>")
+
+
+async def test_unsigned_and_badly_signed_requests_are_refused(gateway: Gateway) -> None:
+    path = f"/v1/control-channel/{IID}"
+    async with gateway.http.post(gateway.url(path), data=b"{}") as response:
+        assert response.status in (400, 403)
+        assert "<" in await response.text()
+    status, text = await gateway.post_channel(path, secret="not-the-secret")
+    assert status in (400, 403)
+    assert "Signature" in text
+    status, text = await gateway.post_channel(path, key_id="AKIDUNKNOWN000000000")
+    assert status in (400, 403)
+    assert "security token" in text
+
+
+async def test_unknown_instance_is_refused(gateway: Gateway) -> None:
+    status, text = await gateway.post_channel("/v1/control-channel/i-0000000000000000f")
+    assert status == 400
+    assert "not registered" in text
+
+
+async def test_policy_without_mgs_actions_is_denied(tmp_path: pathlib.Path) -> None:
+    deny_all = (
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:Describe*","Resource":"*"}]}'
+    )
+    async with running_gateway(tmp_path) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user(policy=deny_all)
+        status, text = await gw.post_channel(f"/v1/control-channel/{IID}")
+        assert status == 403, text
+        assert "<AccessDeniedException>" in text
+
+
+async def test_an_instance_opens_only_its_own_channels(tmp_path: pathlib.Path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        await gw.add_instance_identity(MI, "ASIAINSTANCEKEY00001", "instance-secret")
+        await gw.add_instance(OTHER_MI)
+        sign = {"key_id": "ASIAINSTANCEKEY00001", "secret": "instance-secret"}
+        assert await gw.channel_token(f"/v1/control-channel/{MI}", **sign)
+        status, text = await gw.post_channel(f"/v1/control-channel/{OTHER_MI}", **sign)
+        assert status == 403, text
+        await gw.add_session("tester-00000000000000001", OTHER_MI)
+        status, text = await gw.post_channel("/v1/data-channel/tester-00000000000000001", **sign)
+        assert status == 403, text
+        await gw.add_session("tester-00000000000000002", MI)
+        assert await gw.channel_token("/v1/data-channel/tester-00000000000000002", **sign)
+
+
+async def test_data_channel_for_an_ended_session_is_refused(gateway: Gateway) -> None:
+    await gateway.add_session("tester-0000000000000000a", IID, status="Terminated")
+    status, text = await gateway.post_channel("/v1/data-channel/tester-0000000000000000a")
+    assert (status, "Session is already terminated" in text) == (400, True)
+    status, text = await gateway.post_channel("/v1/data-channel/tester-00000000000000404")
+    assert (status, "Session is already terminated" in text) == (400, True)
+
+
+async def open_control(gateway: Gateway, token: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await gateway.agent_socket(f"/v1/control-channel/{IID}?role=subscribe&stream=input")
+    await ws.send_str(ControlOpen(token_value=token).to_text())
+    return ws
+
+
+async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway: Gateway) -> None:
+    token = await gateway.channel_token(f"/v1/control-channel/{IID}")
+    ws = await open_control(gateway, token)
+
+    async def held() -> bool:
+        row = await store.get_instance(gateway.engine, IID)
+        return row is not None and row["control_node_id"] == NODE_ID
+
+    await wait_for(held, 5, "control_node_id was never set")
+    assert IID in gateway.services.extras[GATEWAY_KEY].controls
+    await ws.close()
+
+    async def released() -> bool:
+        row = await store.get_instance(gateway.engine, IID)
+        return row is not None and row["control_node_id"] is None
+
+    await wait_for(released, 5, "control_node_id was never cleared")
+
+
+async def test_control_token_is_single_use(gateway: Gateway) -> None:
+    token = await gateway.channel_token(f"/v1/control-channel/{IID}")
+    first = await open_control(gateway, token)
+    await wait_for(lambda: IID in gateway.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+    second = await open_control(gateway, token)
+    await assert_closed(second)
+    assert gateway.services.extras[GATEWAY_KEY].controls[IID].peer.open
+    await first.close()
+
+
+async def test_expired_control_token_is_refused(gateway: Gateway) -> None:
+    token = await gateway.add_token(
+        "agent-control", IID, ttl=-1, principal_arn=f"arn:aws:iam::123456789012:user/agent"
+    )
+    ws = await open_control(gateway, token)
+    await assert_closed(ws)
+
+
+async def test_control_token_of_another_principal_is_refused(gateway: Gateway) -> None:
+    token = await gateway.add_token(
+        "agent-control", IID, principal_arn="arn:aws:iam::123456789012:user/other"
+    )
+    ws = await open_control(gateway, token)
+    await assert_closed(ws)
+
+
+async def test_unsigned_control_upgrade_is_refused(gateway: Gateway) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await gateway.http.ws_connect(gateway.url(f"/v1/control-channel/{IID}?role=subscribe&stream=input"))
+    assert caught.value.status == 403
+    assert AGENT_KEY_ID  # the signed variant above is what succeeds
