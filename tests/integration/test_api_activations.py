@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import botocore.exceptions
 import pytest
-
 from tests.integration.api_harness import (
     ApiServer,
     connect_instance,
@@ -188,9 +187,9 @@ def test_registration_refusals(server: ApiServer) -> None:
     )
     assert bad.status == 400
     node = register_node(server, activation["ActivationCode"], activation["ActivationId"])
-    from openssm.auth.rsa_identity import generate_key_pair
-
     import base64
+
+    from openssm.auth.rsa_identity import generate_key_pair
 
     _, public_der = generate_key_pair()
     body = {

@@ -11,10 +11,10 @@ import botocore.exceptions
 import pytest
 import sqlalchemy as sa
 from botocore.config import Config
+from tests.integration.api_harness import REGION, ApiServer, make_user
 
 from openssm.auth.sigv4 import sign_hmac
 from openssm.store.tables import audit_log
-from tests.integration.api_harness import REGION, ApiServer, make_user
 
 
 @pytest.fixture(scope="module")
