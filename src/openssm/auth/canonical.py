@@ -128,7 +128,7 @@ def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
 
 
 def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, _utf8(message), hashlib.sha256).digest()
+    return hmac.digest(key, _utf8(message), "sha256")
 
 
 def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
@@ -139,4 +139,4 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
 
 
 def hmac_signature(key: bytes, string_to_sign_text: str) -> str:
-    return hmac.new(key, _utf8(string_to_sign_text), hashlib.sha256).hexdigest()
+    return _hmac(key, string_to_sign_text).hex()

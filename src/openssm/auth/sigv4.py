@@ -141,7 +141,8 @@ class ParsedSignature:
 
 
 def _format_amz_date(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    utc = when.astimezone(dt.UTC)
+    return f"{utc.year:04d}{utc.month:02d}{utc.day:02d}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
 
 
 def _parse_amz_date(text: str) -> dt.datetime:
