@@ -170,6 +170,7 @@ class Gateway:
         target: str,
         *,
         document: dict[str, Any] | None = None,
+        document_name: str = "AWS-StartInteractiveCommand",
         parameters: dict[str, list[str]] | None = None,
         idle_minutes: int | None = None,
         max_minutes: int | None = None,
@@ -182,8 +183,8 @@ class Gateway:
                 sessions.insert().values(
                     session_id=session_id,
                     target=target,
-                    document_name="AWS-StartInteractiveCommand",
-                    session_type="InteractiveCommands",
+                    document_name=document_name,
+                    session_type=(document or SHELL_DOCUMENT)["sessionType"],
                     owner_arn=f"arn:aws:iam::{ACCOUNT}:user/tester",
                     owner_name="tester",
                     status=status,
@@ -308,6 +309,13 @@ async def assert_closed(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING), (
         f"expected the socket to close, got {msg.type} {msg.data!r}"
     )
+
+
+def drop(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """End the TCP connection without a close frame, as the real plugin and agent do."""
+    connection = ws._response.connection  # aiohttp has no public abort for a client WebSocket
+    assert connection is not None and connection.transport is not None
+    connection.transport.abort()
 
 
 async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.3) -> None:
