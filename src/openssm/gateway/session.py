@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from openssm.gateway import messages
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
-from openssm.gateway.tap import TapPump
+from openssm.gateway.tap import TapPump, frame_sequence
 from openssm.protocol.frames import FrameError, MessageType
 from openssm.store import channels as store
 
@@ -144,7 +144,7 @@ class SessionRelay:
             self.bytes_in += len(payload)
             self.last_activity = self._clock()
             if self.tap is not None:
-                self.tap.input(payload, head.payload_type)
+                self.tap.input(payload, head.payload_type, frame_sequence(data))
         if self.agent is None or not await self.agent.send(data):
             self._to_agent.append(data)
 
@@ -168,7 +168,7 @@ class SessionRelay:
             self.bytes_out += len(payload)
             self.last_activity = self._clock()
             if self.tap is not None:
-                self.tap.output(payload, head.payload_type)
+                self.tap.output(payload, head.payload_type, frame_sequence(data))
         if self.client is None or not await self.client.send(data):
             self._to_client.append(data)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
@@ -21,6 +22,45 @@ log = logging.getLogger(__name__)
 TAPS_KEY: Final = "session_taps"
 QUEUE_LIMIT: Final = 10_000
 DRAIN_TIMEOUT: Final = 5.0
+REORDER_LIMIT: Final = 10_000  # out-of-order messages held per direction before skipping a gap
+_SEQUENCE = struct.Struct(">q")
+_SEQUENCE_AT: Final = 48
+
+
+def frame_sequence(frame: bytes) -> int:
+    """SequenceNumber of a binary frame (the caller has checked it holds a whole header)."""
+    return int(_SEQUENCE.unpack_from(frame, _SEQUENCE_AT)[0])
+
+
+class _InOrder:
+    """Each sequence number once, in order: the relay sees retransmissions and reordering, taps
+    must not. Same rule as a stream receiver: deliver ``expected``, hold later ones, drop older."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self._held: dict[int, tuple[bytes, int, float]] = {}
+
+    def accept(
+        self, sequence: int, payload: bytes, payload_type: int, t: float
+    ) -> list[tuple[bytes, int, float]]:
+        if sequence < self.expected or sequence in self._held:
+            return []
+        if sequence > self.expected:
+            self._held[sequence] = (payload, payload_type, t)
+            if len(self._held) <= REORDER_LIMIT:
+                return []
+            # The gap will never fill (a side dropped its buffer): move on rather than hold forever.
+            self.expected = min(self._held)
+            return self._drain()
+        self.expected += 1
+        return [(payload, payload_type, t), *self._drain()]
+
+    def _drain(self) -> list[tuple[bytes, int, float]]:
+        ready = []
+        while self.expected in self._held:
+            ready.append(self._held.pop(self.expected))
+            self.expected += 1
+        return ready
 
 
 class SessionTap(Protocol):
@@ -79,17 +119,25 @@ class TapPump:
         self._taps = taps
         self._queue: asyncio.Queue[_Event | None] = asyncio.Queue(QUEUE_LIMIT)
         self._started = time.monotonic()
+        self._in_order = {"output": _InOrder(), "input": _InOrder()}
         self.dropped = 0
         self._task = asyncio.create_task(self._run(), name=f"tap-{self._session.get('session_id')}")
 
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
-    def output(self, payload: bytes, payload_type: int) -> None:
-        self._offer(("output", payload, payload_type, self.elapsed()))
+    def output(self, payload: bytes, payload_type: int, sequence: int | None = None) -> None:
+        self._sequenced("output", payload, payload_type, sequence)
 
-    def input(self, payload: bytes, payload_type: int) -> None:
-        self._offer(("input", payload, payload_type, self.elapsed()))
+    def input(self, payload: bytes, payload_type: int, sequence: int | None = None) -> None:
+        self._sequenced("input", payload, payload_type, sequence)
+
+    def _sequenced(self, kind: str, payload: bytes, payload_type: int, sequence: int | None) -> None:
+        if sequence is None:
+            self._offer((kind, payload, payload_type, self.elapsed()))
+            return
+        for item in self._in_order[kind].accept(sequence, payload, payload_type, self.elapsed()):
+            self._offer((kind, *item))
 
     def _offer(self, event: _Event) -> None:
         try:
