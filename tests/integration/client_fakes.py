@@ -4,6 +4,7 @@ session calls and plays the agent on the data channel (its own sequence numbers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import socket
@@ -48,6 +49,7 @@ class FakeService:
         self.ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.clients: list[asyncio.Task[Any]] = []  # cancelled on stop, so a failed test cannot hang
 
     @property
     def endpoint(self) -> str:
@@ -68,6 +70,10 @@ class FakeService:
         return self
 
     async def stop(self) -> None:
+        for task in self.clients:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -150,8 +156,9 @@ class FakeService:
 
     async def expect(self, payload_type: int | None = None) -> Frame:
         """The client's next in-order stream message (acked already)."""
-        frame = await asyncio.wait_for(self.inbox.get(), TIMEOUT)
-        assert frame is not None, "the client's data channel ended"
+        frame = None
+        while frame is None:  # skip the ends of earlier sockets (reconnect tests)
+            frame = await asyncio.wait_for(self.inbox.get(), TIMEOUT)
         if payload_type is not None:
             assert frame.payload_type == payload_type, (frame.payload_type, frame.payload)
         return frame

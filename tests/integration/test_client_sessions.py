@@ -1,0 +1,230 @@
+"""OpenSSM's client session code, in process, against a fake service playing gateway and agent:
+reconnect via ResumeSession, time-out, handshake answers, stdio and basic port modes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from openssm.client.api import ApiTarget, StartedSession
+from openssm.client.output import Console
+from openssm.client.session import ClientOptions, run_session
+from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.messages import ActionStatus, parse_handshake_response
+from tests.integration.client_fakes import (
+    CREDENTIALS_ENV,
+    SESSION_ID,
+    TIMEOUT,
+    FakeService,
+    free_port,
+    handshake_complete_payload,
+    handshake_payload,
+)
+
+
+@pytest.fixture
+async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> AsyncIterator[FakeService]:
+    for key, value in CREDENTIALS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.path.join(tmp_path, "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.path.join(tmp_path, "credentials"))
+    fake = await FakeService().start()
+    yield fake
+    await fake.stop()
+
+
+class Client:
+    """run_session in a task, with a pipe for stdin and a buffer for stdout."""
+
+    def __init__(self, service: FakeService) -> None:
+        self.stdout = io.BytesIO()
+        self._stdin_read, self.stdin = os.pipe()
+        response = service.start_response()
+        started = StartedSession(response["SessionId"], response["TokenValue"], response["StreamUrl"])
+        options = ClientOptions(
+            console=Console(self.stdout),
+            stdin_fd=self._stdin_read,
+            api=ApiTarget(region="us-east-1", endpoint_url=service.endpoint),
+        )
+        self.task = asyncio.create_task(run_session(started, options))
+        service.clients.append(self.task)
+
+    def type(self, data: bytes) -> None:
+        os.write(self.stdin, data)
+
+    def end_input(self) -> None:
+        os.close(self.stdin)
+        self.stdin = -1
+
+    async def exit_code(self) -> int:
+        try:
+            return await asyncio.wait_for(self.task, TIMEOUT)
+        finally:
+            for fd in (self.stdin, self._stdin_read):
+                if fd >= 0:
+                    os.close(fd)
+            self.stdin = self._stdin_read = -1
+
+    @property
+    def printed(self) -> str:
+        return self.stdout.getvalue().decode()
+
+
+async def test_lost_socket_is_resumed_with_a_new_token_and_sequence_continues(service: FakeService) -> None:
+    client = Client(service)
+    await service.next_connection()
+    await service.send(PayloadType.OUTPUT, b"$ ")
+    await service.expect(PayloadType.SIZE)  # input seq 0
+
+    await service.drop()
+    client.type(b"ab")  # sent while the socket is down: replayed after the reconnect
+    await service.next_connection()
+    assert [call[0] for call in service.calls] == ["ResumeSession"]
+    first, second = service.open_frames
+    assert second.token_value == "resumed-token"
+    assert second.client_id == first.client_id
+    typed = await service.expect(PayloadType.OUTPUT)
+    assert (typed.sequence_number, typed.payload) == (1, b"ab")
+
+    await service.send(PayloadType.OUTPUT, b"ab\r\n$ ")  # agent seq 1
+    await asyncio.sleep(0.2)
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    assert client.printed == (
+        f"\nStarting session with SessionId: {SESSION_ID}\n$ ab\r\n$ "
+        f"\n\nExiting session with sessionId: {SESSION_ID}.\n\n"
+    )
+    assert service.agent.unacked_count == 0
+
+
+async def test_resume_without_token_means_the_session_timed_out(service: FakeService) -> None:
+    service.resume_token = None
+    client = Client(service)
+    await service.next_connection()
+    await service.send(PayloadType.OUTPUT, b"$ ")
+    await service.expect(PayloadType.SIZE)
+    await service.drop()
+    assert await client.exit_code() == 0
+    assert client.printed.endswith(f"Session: {SESSION_ID} timed out.\n")
+
+
+async def test_stdin_eof_ends_a_shell_session(service: FakeService) -> None:
+    client = Client(service)
+    await service.next_connection()
+    await service.send(PayloadType.OUTPUT, b"$ ")
+    await service.expect(PayloadType.SIZE)
+    client.type(b"\n")
+    assert (await service.expect(PayloadType.OUTPUT)).payload == b"\r"  # a lone newline is Enter
+    client.end_input()
+    assert await client.exit_code() == 0
+
+
+async def test_non_interactive_handshake_then_every_stream_type_is_printed(service: FakeService) -> None:
+    client = Client(service)
+    await service.next_connection()
+    await service.send(
+        PayloadType.HANDSHAKE_REQUEST, handshake_payload("NonInteractiveCommands", None, "3.3.987.0")
+    )
+    response = parse_handshake_response((await service.expect(PayloadType.HANDSHAKE_RESPONSE)).payload)
+    assert [a.action_status for a in response.actions] == [ActionStatus.SUCCESS]
+    await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload("Hello from the agent."))
+    await service.expect(PayloadType.SIZE)
+    await service.send(PayloadType.OUTPUT, b"out\n")
+    await service.send(PayloadType.STDERR, b"err\n")
+    await service.send(PayloadType.EXIT_CODE, b"EXIT_CODE: 3")
+    await asyncio.sleep(0.2)
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    assert "Hello from the agent.\nout\nerr\nEXIT_CODE: 3" in client.printed
+
+
+async def test_unknown_session_type_and_kms_are_refused_in_the_handshake(service: FakeService) -> None:
+    from openssm.protocol.messages import handshake_request
+
+    client = Client(service)
+    await service.next_connection()
+    request = handshake_request("Standard_Stream", None, kms_key_id="alias/key", challenge="AAAA")
+    await service.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
+    response = parse_handshake_response((await service.expect(PayloadType.HANDSHAKE_RESPONSE)).payload)
+    assert [(a.action_type, a.action_status) for a in response.actions] == [
+        ("SessionType", ActionStatus.SUCCESS),
+        ("KMSEncryption", ActionStatus.FAILED),
+    ]
+    assert "KMS" in response.actions[1].error
+    await service.close_channel("Handshake failed.")
+    assert await client.exit_code() == 0
+    assert client.printed.endswith(f"\n\nSessionId: {SESSION_ID} : Handshake failed.\n\n")
+
+
+async def test_stdio_port_session_for_ssh_proxy_command(service: FakeService) -> None:
+    client = Client(service)
+    await service.next_connection()
+    await service.send(
+        PayloadType.HANDSHAKE_REQUEST, handshake_payload("Port", {"portNumber": "22"}, "3.3.987.0")
+    )
+    await service.expect(PayloadType.HANDSHAKE_RESPONSE)
+    await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
+    client.type(b"SSH-2.0-client\r\n")
+    assert (await service.expect(PayloadType.OUTPUT)).payload == b"SSH-2.0-client\r\n"
+    await service.send(PayloadType.OUTPUT, b"SSH-2.0-server\r\n")
+    await asyncio.sleep(0.2)
+    client.end_input()
+    flag = await service.expect(PayloadType.FLAG)
+    assert parse_flag(flag.payload) == PayloadFlag.TERMINATE_SESSION
+    assert await client.exit_code() == 0
+    assert client.printed.endswith("SSH-2.0-server\r\n")
+
+
+async def test_basic_port_holds_agent_data_until_a_local_client_connects(service: FakeService) -> None:
+    port = free_port()
+    client = Client(service)
+    await service.next_connection()
+    properties = {"localPortNumber": str(port), "portNumber": "80", "type": "LocalPortForwarding"}
+    await service.send(PayloadType.HANDSHAKE_REQUEST, handshake_payload("Port", properties, "3.0.100.0"))
+    await service.expect(PayloadType.HANDSHAKE_RESPONSE)
+    await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
+    await service.send(PayloadType.OUTPUT, b"early")
+    await asyncio.sleep(0.3)
+    assert service.agent.unacked_count == 1  # not acked: no local connection yet
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.1)
+    await service.resend_unacked()  # what the agent's retransmission would do
+    assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"early"
+    await service.send(PayloadType.FLAG, flag_payload(PayloadFlag.CONNECT_TO_PORT_ERROR))
+    writer.close()
+    flag = await service.expect(PayloadType.FLAG)
+    assert parse_flag(flag.payload) == PayloadFlag.DISCONNECT_TO_PORT
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    assert f"Port {port} opened for sessionId {SESSION_ID}.\n" in client.printed
+    assert f"Connection accepted for session {SESSION_ID}.\n" in client.printed
+    assert "\nConnection to destination port failed, check SSM Agent logs.\n" in client.printed
+
+
+async def test_ephemeral_local_port_is_announced(service: FakeService) -> None:
+    client = Client(service)
+    await service.next_connection()
+    properties = {"localPortNumber": "0", "portNumber": "80", "type": "LocalPortForwarding"}
+    await service.send(PayloadType.HANDSHAKE_REQUEST, handshake_payload("Port", properties, "3.3.987.0"))
+    await service.expect(PayloadType.HANDSHAKE_RESPONSE)
+    await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
+    for _ in range(50):
+        if "Waiting for connections" in client.printed:
+            break
+        await asyncio.sleep(0.05)
+    line = client.printed.splitlines()[2]
+    port = int(line.split()[1])
+    assert port > 0 and line == f"Port {port} opened for sessionId {SESSION_ID}."
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    syn = await service.expect(PayloadType.OUTPUT)
+    assert syn.payload == bytes.fromhex("0100000003000000")  # smux v1 SYN, stream 3
+    writer.close()
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    assert json.dumps(properties)  # properties were plain strings, as the agent sends them
