@@ -259,6 +259,29 @@ channel_tokens = Table(
     Index("ix_channel_tokens_channel", "channel_id"),
 )
 
+# -- session log shipping -------------------------------------------------------------------------
+# One row per (session, sink): records are written locally first; this is the durable queue of what
+# still has to reach S3 / CloudWatch Logs. status: streaming (CloudWatch, session running) |
+# pending | done. ``shipped_bytes``: how much of the local file CloudWatch already has.
+log_uploads = Table(
+    "log_uploads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(96), nullable=False),
+    Column("node_id", String(64), nullable=False),  # the node holding the local files
+    Column("sink", String(16), nullable=False),  # s3 | cloudwatch
+    Column("destination", String(2048), nullable=False),  # s3://bucket/key or log group name
+    Column("local_path", String(2048), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("shipped_bytes", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", String(1024)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    Index("ix_log_uploads_status", "status", "node_id"),
+)
+
 # -- documents ----------------------------------------------------------------------------------
 documents = Table(
     "documents",

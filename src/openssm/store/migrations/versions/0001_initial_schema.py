@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 17:01:57.522254
+Create Date: 2026-11-28 17:17:27.627088
 """
 
 from __future__ import annotations
@@ -176,6 +176,25 @@ def upgrade() -> None:
     sa.Column('deregistered', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('instance_id', name=op.f('pk_instances'))
     )
+    op.create_table('log_uploads',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('session_id', sa.String(length=96), nullable=False),
+    sa.Column('node_id', sa.String(length=64), nullable=False),
+    sa.Column('sink', sa.String(length=16), nullable=False),
+    sa.Column('destination', sa.String(length=2048), nullable=False),
+    sa.Column('local_path', sa.String(length=2048), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('shipped_bytes', sa.BigInteger(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.String(length=1024), nullable=True),
+    sa.Column('created_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_log_uploads'))
+    )
+    with op.batch_alter_table('log_uploads', schema=None) as batch_op:
+        batch_op.create_index('ix_log_uploads_status', ['status', 'node_id'], unique=False)
+
     op.create_table('sessions',
     sa.Column('session_id', sa.String(length=96), nullable=False),
     sa.Column('target', sa.String(length=400), nullable=False),
@@ -259,6 +278,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_sessions_status')
 
     op.drop_table('sessions')
+    with op.batch_alter_table('log_uploads', schema=None) as batch_op:
+        batch_op.drop_index('ix_log_uploads_status')
+
+    op.drop_table('log_uploads')
     op.drop_table('instances')
     op.drop_table('iam_users')
     op.drop_table('iam_roles')
