@@ -30,6 +30,15 @@ class ServerConfig:
     # Test/ops overrides of the preferences document (seconds); None = use preferences.
     idle_timeout_override: float | None = None
     max_duration_override: float | None = None
+    # Session logging (openssm.logs). Sink credentials and region come from the normal AWS chain
+    # (env, shared config); the endpoints point at any S3-/CloudWatch-Logs-compatible service.
+    record_input: bool = False  # also record keystrokes in the asciicast ("i" events)
+    s3_endpoint_url: str | None = None
+    logs_endpoint_url: str | None = None
+    sink_region: str | None = None  # default: the server's region
+    log_upload_retry_seconds: float = 2.0  # first retry delay; doubles up to the maximum
+    log_upload_retry_max_seconds: float = 300.0
+    cloudwatch_stream_interval: float = 1.0  # how often a running session's lines are shipped
 
     @property
     def secure(self) -> bool:
