@@ -8,6 +8,7 @@ from openssm.iam.evaluate import (
     PolicySource,
     evaluate,
     principal_context,
+    request_context,
 )
 from openssm.iam.policy import (
     MANAGED_POLICY_MAX_CHARS,
@@ -16,6 +17,7 @@ from openssm.iam.policy import (
     Statement,
     parse_policy,
     policy_size,
+    statement_positions,
 )
 from openssm.iam.principal import Principal
 
@@ -34,4 +36,6 @@ __all__ = [
     "parse_policy",
     "policy_size",
     "principal_context",
+    "request_context",
+    "statement_positions",
 ]

@@ -50,12 +50,14 @@ class EvaluationResult:
 
 def principal_context(principal: Principal) -> dict[str, list[str]]:
     """Condition keys that come from the identity itself (lowercased names)."""
-    context: dict[str, list[str]] = {
-        "aws:userid": [principal.user_id],
-        "aws:principalarn": [principal.arn],
-        "aws:principalaccount": [principal.account],
-        "aws:principaltype": [principal.type],
+    facts = {
+        "aws:userid": principal.user_id,
+        "aws:principalarn": principal.arn,
+        "aws:principalaccount": principal.account,
+        "aws:principaltype": principal.type,
     }
+    # An empty fact is unknown (a simulated caller), not the empty string.
+    context: dict[str, list[str]] = {key: [value] for key, value in facts.items() if value}
     if principal.username is not None and principal.type == "User":
         context["aws:username"] = [principal.username]
     for tag_key, tag_value in principal.tags.items():

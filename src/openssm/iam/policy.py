@@ -420,3 +420,60 @@ def _placeholder(template: Template) -> tuple[tuple[str, bool], ...]:
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+Position = tuple[int, int]  # (line, column), both from 1
+
+
+def _position(text: str, offset: int) -> Position:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def statement_positions(text: str) -> list[tuple[Position, Position]]:
+    """Start and end (line, column) of each statement in a policy's text, in order.
+
+    For the policy simulator's MatchedStatements; ``[]`` if the text is not a JSON object.
+    """
+    decoder = json.JSONDecoder()
+    whitespace = re.compile(r"\s*")
+
+    def skip(index: int) -> int:
+        match = whitespace.match(text, index)
+        return match.end() if match else index
+
+    def value_span(index: int) -> tuple[int, int]:
+        _, end = decoder.raw_decode(text, index)
+        return index, end
+
+    try:
+        index = skip(0)
+        if text[index] != "{":
+            return []
+        index = skip(index + 1)
+        while text[index] != "}":
+            key, index = decoder.raw_decode(text, index)
+            index = skip(index)
+            if text[index] != ":":
+                return []
+            index = skip(index + 1)
+            if key == "Statement":
+                if text[index] != "[":
+                    spans = [value_span(index)]
+                else:
+                    spans = []
+                    index = skip(index + 1)
+                    while text[index] != "]":
+                        span = value_span(index)
+                        spans.append(span)
+                        index = skip(span[1])
+                        if text[index] == ",":
+                            index = skip(index + 1)
+                return [(_position(text, start), _position(text, end - 1)) for start, end in spans]
+            _, index = value_span(index)
+            index = skip(index)
+            if text[index] == ",":
+                index = skip(index + 1)
+    except (ValueError, IndexError):
+        return []
+    return []

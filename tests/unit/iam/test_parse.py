@@ -193,3 +193,13 @@ def test_deeply_nested_json_is_a_clear_error() -> None:
 def test_non_string_input_is_rejected() -> None:
     with pytest.raises(MalformedPolicyDocument):
         parse_policy(b"{}")  # type: ignore[arg-type]
+
+
+def test_statement_positions_point_at_each_statement() -> None:
+    from openssm.iam import statement_positions
+
+    text = '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {"Effect": "Allow", "Action": "*", "Resource": "*"},\n    {"Effect": "Deny",\n     "Action": "*", "Resource": "*"}\n  ]\n}'
+    assert statement_positions(text) == [((4, 5), (4, 55)), ((5, 5), (6, 36))]
+    single = '{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}, "Version": "2012-10-17"}'
+    assert statement_positions(single) == [((1, 15), (1, 65))]
+    assert statement_positions("[]") == []
