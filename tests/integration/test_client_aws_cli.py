@@ -10,10 +10,10 @@ import pathlib
 import sys
 
 import pytest
+from tests.integration.client_fakes import CREDENTIALS_ENV, SESSION_ID, TARGET, TIMEOUT, FakeService
 
 from openssm.protocol.frames import PayloadType
 from openssm.protocol.versions import CLIENT_VERSION
-from tests.integration.client_fakes import CREDENTIALS_ENV, SESSION_ID, TARGET, TIMEOUT, FakeService
 
 pytestmark = pytest.mark.slow
 AWS = pathlib.Path(sys.executable).parent / "aws"
@@ -112,7 +112,7 @@ async def test_aws_cli_reports_start_session_errors_without_running_the_plugin(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        stdout, stderr = await asyncio.wait_for(aws.communicate(), TIMEOUT)
+        _stdout, stderr = await asyncio.wait_for(aws.communicate(), TIMEOUT)
         assert aws.returncode == 255
         assert "TargetNotConnected" in stderr.decode()
         assert not service.open_frames

@@ -10,12 +10,6 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-
-from openssm.client.api import ApiTarget, StartedSession
-from openssm.client.output import Console
-from openssm.client.session import ClientOptions, run_session
-from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload, parse_flag
-from openssm.protocol.messages import ActionStatus, parse_handshake_response
 from tests.integration.client_fakes import (
     CREDENTIALS_ENV,
     SESSION_ID,
@@ -25,6 +19,12 @@ from tests.integration.client_fakes import (
     handshake_complete_payload,
     handshake_payload,
 )
+
+from openssm.client.api import ApiTarget, StartedSession
+from openssm.client.output import Console
+from openssm.client.session import ClientOptions, run_session
+from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.messages import ActionStatus, parse_handshake_response
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ async def test_ephemeral_local_port_is_announced(service: FakeService) -> None:
     line = client.printed.splitlines()[2]
     port = int(line.split()[1])
     assert port > 0 and line == f"Port {port} opened for sessionId {SESSION_ID}."
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     syn = await service.expect(PayloadType.OUTPUT)
     assert syn.payload == bytes.fromhex("0100000003000000")  # smux v1 SYN, stream 3
     writer.close()

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import pexpect
 import pytest
+from tests.integration.client_fakes import CREDENTIALS_ENV, SESSION_ID, TARGET, TIMEOUT, FakeService
 
 from openssm.protocol.frames import PayloadType
-from tests.integration.client_fakes import CREDENTIALS_ENV, SESSION_ID, TARGET, TIMEOUT, FakeService
 
 pytestmark = pytest.mark.slow
 

@@ -188,7 +188,9 @@ def printed(capture: list[Event], channel: str) -> str:
 # -- shell --------------------------------------------------------------------------------------------
 
 
-async def test_shell_session_matches_the_plugin(load_capture: Callable[[str], list[Event]], tmp_path: Any) -> None:
+async def test_shell_session_matches_the_plugin(
+    load_capture: Callable[[str], list[Event]], tmp_path: Any
+) -> None:
     capture = load_capture("plugin-shell")
     gateway = FakeGateway()
     await gateway.start()

@@ -1,0 +1,83 @@
+"""Pure decisions of the client: port mode from the handshake, stdin translation, start-session options."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from openssm.client.cli import Forward, build_request
+from openssm.client.port import PortMode, bind_host, choose_port_mode, local_port_of
+from openssm.client.session import closed_message
+from openssm.client.shell import input_payload, size_payload
+
+LPF = {"type": "LocalPortForwarding", "portNumber": "80", "localPortNumber": "0"}
+
+
+@pytest.mark.parametrize(
+    ("properties", "agent_version", "mode"),
+    [
+        (LPF, "3.3.987.0", PortMode.MUX),
+        (LPF, "3.0.196.1", PortMode.MUX),
+        (LPF, "3.0.196.0", PortMode.BASIC),
+        (LPF, "3.0.100.0", PortMode.BASIC),
+        (LPF, "3.3.987", PortMode.BASIC),  # different part counts are "not greater", as in the plugin
+        ({"portNumber": "22"}, "3.3.987.0", PortMode.STDIO),
+        (None, "3.3.987.0", PortMode.STDIO),
+        ({"type": "Other"}, "3.3.987.0", PortMode.BASIC),
+    ],
+)
+def test_port_mode(properties: dict[str, str] | None, agent_version: str, mode: PortMode) -> None:
+    assert choose_port_mode(properties, agent_version) is mode
+
+
+@pytest.mark.parametrize(
+    ("properties", "port"),
+    [({"localPortNumber": "8080"}, 8080), ({"localPortNumber": ""}, 0), ({}, 0), ({"localPortNumber": "x"}, 0),
+     ({"localPortNumber": "70000"}, 0), (None, 0)],
+)  # fmt: skip
+def test_local_port(properties: dict[str, str] | None, port: int) -> None:
+    assert local_port_of(properties) == port
+
+
+def test_localhost_binds_the_ipv4_loopback_like_go() -> None:
+    assert bind_host("localhost") == "127.0.0.1"
+    assert bind_host("0.0.0.0") == "0.0.0.0"
+
+
+def test_stdin_translation() -> None:
+    assert input_payload(b"\n") == b"\r"
+    assert input_payload(b"ls\n") == b"ls\n"
+    assert size_payload(80, 24) == b'{"cols":80,"rows":24}'
+
+
+def test_closed_messages() -> None:
+    assert closed_message("s-1", "") == "\n\nExiting session with sessionId: s-1.\n\n"
+    assert closed_message("s-1", "Idle timeout") == "\n\nSessionId: s-1 : Idle timeout\n\n"
+
+
+def test_forward_specs() -> None:
+    plain = Forward("8080:80").request("i-1", None)
+    assert plain["DocumentName"] == "AWS-StartPortForwardingSession"
+    assert plain["Parameters"] == {"portNumber": ["80"], "localPortNumber": ["8080"]}
+    remote = Forward("15432:db.internal:5432").request("i-1", "maintenance")
+    assert remote["DocumentName"] == "AWS-StartPortForwardingSessionToRemoteHost"
+    assert remote["Parameters"]["host"] == ["db.internal"]
+    assert remote["Reason"] == "maintenance"
+    assert Forward("80").request("i-1", None)["Parameters"]["localPortNumber"] == ["0"]
+    for bad in ("", "a:b:c:d", "x:y", "1::2"):
+        with pytest.raises(click.BadParameter):
+            Forward(bad)
+
+
+def test_start_session_request_from_shorthand() -> None:
+    request = build_request(
+        "i-1", "AWS-StartPortForwardingSession", "portNumber=3389, localPortNumber=13389", "r"
+    )
+    assert request == {
+        "Target": "i-1",
+        "DocumentName": "AWS-StartPortForwardingSession",
+        "Parameters": {"portNumber": ["3389"], "localPortNumber": ["13389"]},
+        "Reason": "r",
+    }
+    with pytest.raises(click.BadParameter):
+        build_request("i-1", None, "a=[", None)
