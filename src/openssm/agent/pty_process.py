@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import struct
 import sys
@@ -19,16 +20,26 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 READ_SIZE: Final = 1024
-# Tiny exec shim run in the child: take the PTY on fd 0 as controlling terminal, then exec.
-# (subprocess cannot do TIOCSCTTY itself, and forking the agent's threaded process by hand is unsafe.)
+# The child must become a session leader with the PTY as its controlling terminal, which
+# subprocess cannot arrange by itself (and forking the agent's threaded process by hand is
+# unsafe). util-linux/busybox ``setsid --ctty`` does exactly that, then execs the program; a
+# Python shim is the fallback where it is missing.
+_SETSID: Final = shutil.which("setsid")
 _CTTY_SHIM: Final = (
     "import fcntl,os,sys,termios\n"
+    "os.setsid()\n"
     "fcntl.ioctl(0,termios.TIOCSCTTY,0)\n"
     "os.execve(sys.argv[1],sys.argv[2:],os.environ)\n"
 )
-
-# The base interpreter, not a venv launcher: -I -S needs no site-packages.
 _INTERPRETER: Final = os.path.realpath(sys.executable)
+
+
+def _launcher(executable: str, argv: Sequence[str]) -> list[str]:
+    if _SETSID:
+        # Not a process-group leader when started, so setsid(1) runs setsid() in place (no fork):
+        # the pid we wait for is the program's own.
+        return [_SETSID, "--ctty", executable, *argv[1:]]
+    return [_INTERPRETER, "-I", "-S", "-c", _CTTY_SHIM, executable, *argv]
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -60,19 +71,12 @@ class PtyProcess:
             set_window_size(master, cols, rows)
             os.set_blocking(master, False)
             process = await asyncio.create_subprocess_exec(
-                _INTERPRETER,
-                "-I",
-                "-S",
-                "-c",
-                _CTTY_SHIM,
-                executable,
-                *argv,
+                *_launcher(executable, argv),
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 env=dict(env),
                 cwd=cwd,
-                start_new_session=True,
                 user=user,
                 group=group,
                 extra_groups=list(extra_groups) if extra_groups is not None else None,

@@ -320,3 +320,34 @@ async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0",
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
+
+
+def handshake_response(client_version: str = "1.2.677.0", status: int = 1) -> bytes:
+    return go_json(
+        {
+            "ClientVersion": client_version,
+            "ProcessedClientActions": [
+                {"ActionType": "SessionType", "ActionStatus": status, "ActionResult": None, "Error": ""}
+            ],
+            "Errors": None,
+        }
+    )
+
+
+async def client_handshake(client: FakeClient, client_version: str = "1.2.677.0") -> dict[str, Any]:
+    """Answer the agent's HandshakeRequest as the plugin does; returns the request body."""
+    await client.wait_for(lambda: bool(client.outputs_of(PayloadType.HANDSHAKE_REQUEST)), "HandshakeRequest")
+    request = client.outputs_of(PayloadType.HANDSHAKE_REQUEST)[0].json()
+    await client.send_input(PayloadType.HANDSHAKE_RESPONSE, handshake_response(client_version))
+    await client.wait_for(
+        lambda: bool(client.outputs_of(PayloadType.HANDSHAKE_COMPLETE)), "HandshakeComplete"
+    )
+    assert isinstance(request, dict)
+    return request
+
+
+async def task_result(fake: FakeMgs, timeout: float = 15.0) -> dict[str, Any]:
+    await asyncio.wait_for(fake.task_complete_received.wait(), timeout)
+    body = fake.task_completes[-1].json()
+    assert isinstance(body, dict)
+    return body

@@ -66,7 +66,7 @@ class PtySessionHandler(SessionHandler):
     def _command(self, account: RunAs) -> tuple[str, list[str]]:
         """Executable and argv (argv[0] included)."""
         shell = account.login_shell
-        return shell, ["-" + os.path.basename(shell)]  # leading dash: a login shell
+        return shell, [os.path.basename(shell), "-l"]
 
     def _elevated(self) -> bool:
         return False

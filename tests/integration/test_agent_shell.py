@@ -1,0 +1,264 @@
+"""Shell-type sessions through a real PTY: login shell, Size, profile, Ctrl-C, run-as, endings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import re
+
+import pytest
+from tests.unit.agent.fake_mgs import (
+    FakeMgs,
+    client_handshake,
+    interactive_shell,
+    running_agent,
+    session_content,
+    task_result,
+)
+
+from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType, flag_payload, go_json
+
+SID = "tester-0123456789abcdef0"
+
+
+def size(cols: int, rows: int) -> bytes:
+    return json.dumps({"cols": cols, "rows": rows}).encode()
+
+
+async def test_login_shell_runs_commands_and_honours_size() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.SIZE, size(100, 30))
+            await client.send_input(PayloadType.OUTPUT, b"echo $((6*7)); stty size\r")
+            await client.wait_for(lambda: re.search(rb"[\r\n]42\r\n", client.output_bytes) is not None, "42")
+            await client.wait_for(lambda: b"30 100" in client.output_bytes, "stty size 30 100")
+            await client.send_input(PayloadType.SIZE, size(132, 43))
+            await client.send_input(PayloadType.OUTPUT, b"stty size; tty\r")
+            await client.wait_for(lambda: b"43 132" in client.output_bytes, "resized to 43 132")
+            await client.wait_for(lambda: b"/dev/pts/" in client.output_bytes, "a terminal")
+            await client.send_input(PayloadType.OUTPUT, b"echo TERM=$TERM; exit\r")
+            result = await task_result(fake)
+            await asyncio.wait_for(client.closed.wait(), 5)
+    finally:
+        await fake.close()
+    assert b"TERM=xterm-256color" in client.output_bytes
+    assert result["FinalTaskStatus"] == "Success" and result["Output"] == ""
+    assert client.frames[-1].message_type == MessageType.AGENT_SESSION_STATE
+    assert b"Terminating" in client.frames[-1].payload
+    outputs = [f for f in client.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA]
+    assert outputs[0].flags == 1 and all(f.flags == 0 for f in outputs[1:])
+
+
+async def test_shell_profile_is_typed_first_and_ctrl_c_interrupts() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    inputs = {"shellProfile": {"linux": "export PROFILE_MARK=from-profile", "windows": ""}}
+    try:
+        async with running_agent(fake):
+            content = session_content(SID, "Standard_Stream", {}, inputs=inputs)
+            await fake.send_control(interactive_shell(SID, content))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.OUTPUT, b"echo mark=$PROFILE_MARK\r")
+            await client.wait_for(lambda: b"mark=from-profile" in client.output_bytes, "profile applied")
+            await client.send_input(PayloadType.OUTPUT, b"sleep 30 && echo not-$((6*7))x\r")
+            await asyncio.sleep(0.3)
+            await client.send_input(PayloadType.OUTPUT, b"\x03")
+            await client.send_input(PayloadType.OUTPUT, b"echo after-$((1+1))\r")
+            await client.wait_for(lambda: b"after-2" in client.output_bytes, "shell back after Ctrl-C", 5)
+            await client.send_input(PayloadType.OUTPUT, b"exit\r")
+            await task_result(fake)
+    finally:
+        await fake.close()
+    assert b"not-42x" not in client.output_bytes
+
+
+async def test_output_is_chunked_on_utf8_boundaries() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    command = "python3 -c \"import sys; sys.stdout.write('é' * 3000)\""
+    try:
+        async with running_agent(fake):
+            props = {"linux": {"commands": command, "runAsElevated": True}}
+            await fake.send_control(
+                interactive_shell(SID, session_content(SID, "InteractiveCommands", props))
+            )
+            client = await fake.next_client()
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Success"
+    outputs = client.outputs_of(PayloadType.OUTPUT)
+    assert all(len(f.payload) <= 1024 for f in outputs)
+    for frame in outputs:
+        frame.payload.decode("utf-8")  # every chunk is whole characters
+    assert client.output_bytes.decode() == "é" * 3000
+
+
+async def test_interactive_command_with_parameter_substitution() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    props = {"linux": {"commands": "{{ command }}", "runAsElevated": True}}
+    try:
+        async with running_agent(fake):
+            content = session_content(SID, "InteractiveCommands", props, {"command": "echo sub-$((40+2))"})
+            await fake.send_control(interactive_shell(SID, content))
+            client = await fake.next_client()
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Success"
+    assert client.output_bytes == b"sub-42\r\n"
+
+
+async def test_non_interactive_command_with_separate_streams() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    props = {
+        "linux": {
+            "commands": "sh -c 'echo out; echo err >&2; exit 3'",
+            "runAsElevated": True,
+            "separateOutputStream": "true",
+            "stdOutSeparatorPrefix": "STDOUT:",
+            "stdErrSeparatorPrefix": "STDERR:",
+        }
+    }
+    try:
+        async with running_agent(fake):
+            await fake.send_control(
+                interactive_shell(SID, session_content(SID, "NonInteractiveCommands", props))
+            )
+            client = await fake.next_client()
+            request = await client_handshake(client)
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    action = request["RequestedClientActions"][0]["ActionParameters"]
+    assert action == {"SessionType": "NonInteractiveCommands", "Properties": None}
+    assert result["FinalTaskStatus"] == "Success"
+    assert b"".join(f.payload for f in client.outputs_of(PayloadType.OUTPUT)) == b"STDOUT:out\n"
+    assert b"".join(f.payload for f in client.outputs_of(PayloadType.STDERR)) == b"STDERR:err\n"
+    (exit_code,) = client.outputs_of(PayloadType.EXIT_CODE)
+    assert exit_code.payload == b"EXIT_CODE: 3"
+    assert max(client.outputs) == exit_code.sequence_number  # the exit code comes last
+
+
+async def test_terminate_flag_ends_session_without_terminating_state() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.OUTPUT, b"echo ready\r")
+            await client.wait_for(lambda: b"ready\r\n" in client.output_bytes, "shell ready")
+            flag = await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+            result = await task_result(fake)
+            await asyncio.wait_for(client.closed.wait(), 5)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Success"
+    assert client.frames[-1].message_type == MessageType.ACKNOWLEDGE
+    assert client.frames[-1].json()["AcknowledgedMessageSequenceNumber"] == flag.sequence_number
+    assert not any(
+        b"Terminating" in f.payload
+        for f in client.frames
+        if f.message_type == MessageType.AGENT_SESSION_STATE
+    )
+
+
+async def test_control_channel_closed_cancels_session() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake) as agent:
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.OUTPUT, b"echo $$\r")
+            await client.wait_for(
+                lambda: re.search(rb"[\r\n](\d+)\r\n", client.output_bytes) is not None, "pid"
+            )
+            match = re.search(rb"[\r\n](\d+)\r\n", client.output_bytes)
+            assert match is not None
+            shell_pid = int(match.group(1))
+            closed = {
+                "MessageType": "channel_closed",
+                "MessageId": "x",
+                "SessionId": SID,
+                "SchemaVersion": 1,
+                "Output": "Terminated by admin",
+            }
+            await fake.send_control(Frame(MessageType.CHANNEL_CLOSED, payload=go_json(closed)).encode())
+            result = await task_result(fake)
+            await asyncio.wait_for(client.closed.wait(), 5)
+            assert not agent.sessions
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Cancelled"
+    assert result["Output"] == "Terminated by admin"
+    with pytest.raises(ProcessLookupError):
+        os.kill(shell_pid, 0)
+
+
+async def test_data_channel_closed_cancels_session() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            client = await fake.next_client()
+            await client.wait_for(lambda: bool(client.outputs), "first output")
+            closed = {"MessageType": "channel_closed", "SessionId": SID, "SchemaVersion": 1, "Output": "idle"}
+            await client.send_raw(Frame(MessageType.CHANNEL_CLOSED, payload=go_json(closed)).encode())
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Cancelled" and result["Output"] == "idle"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
+async def test_root_agent_runs_shell_as_run_as_user() -> None:
+    user = pwd.getpwnam("nobody")
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            content = session_content(SID, "Standard_Stream", {}, run_as_user="nobody")
+            await fake.send_control(interactive_shell(SID, content))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.OUTPUT, b"echo uid=$(id -u)\r")
+            await client.wait_for(
+                lambda: f"uid={user.pw_uid}".encode() in client.output_bytes, "uid of nobody"
+            )
+            await client.send_input(PayloadType.OUTPUT, b"exit\r")
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Success"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="run-as checks apply to a root agent")
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [("root", "has uid 0"), ("no-such-user-openssm", "does not exist")],
+)
+async def test_run_as_refuses_root_and_missing_users(user: str, message: str) -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            content = session_content(SID, "Standard_Stream", {}, run_as_user=user)
+            await fake.send_control(interactive_shell(SID, content))
+            client = await fake.next_client()
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Failed"
+    assert result["Output"].startswith("\n----------ERROR-------\n")
+    assert message in result["Output"] and user in result["Output"]
+    assert not client.outputs  # nothing ran

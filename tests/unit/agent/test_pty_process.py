@@ -1,0 +1,38 @@
+"""PtyProcess: controlling terminal, window size, EOF, with both launchers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from openssm.agent import pty_process
+from openssm.agent.pty_process import PtyProcess
+
+
+@pytest.mark.parametrize("use_setsid", [True, False], ids=["setsid", "python-shim"])
+async def test_child_gets_a_controlling_terminal_of_the_given_size(
+    use_setsid: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not use_setsid:
+        monkeypatch.setattr(pty_process, "_SETSID", None)
+    elif pty_process._SETSID is None:
+        pytest.skip("setsid(1) not installed")
+    pty = await PtyProcess.spawn(
+        "/bin/sh",
+        ["sh", "-c", "stty size; echo $((6*7)); ps -o tty= -p $$; kill -0 $$ && echo ok"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd="/",
+        cols=101,
+        rows=33,
+    )
+    output = b""
+    while data := await pty.read():
+        output += data
+    assert await pty.process.wait() == 0
+    pty.close()
+    lines = output.decode().split("\r\n")
+    assert lines[0] == "33 101"
+    assert lines[1] == "42"
+    assert lines[2].startswith("pts/")  # the PTY is the shell's controlling terminal
+    assert await pty.read() == b""
