@@ -58,6 +58,7 @@ def build_app(services: Services) -> web.Application:
     api.app.install(app, services)
     gateway_app = importlib.import_module("openssm.gateway.app")
     gateway_app.install(app, services)
+    importlib.import_module("openssm.logs.service").install(app, services)  # recorder + log shipper
     return app
 
 

@@ -32,6 +32,7 @@ class ServerConfig:
     max_duration_override: float | None = None
     # Session logging (openssm.logs). Sink credentials and region come from the normal AWS chain
     # (env, shared config); the endpoints point at any S3-/CloudWatch-Logs-compatible service.
+    record_sessions: bool = True  # server-side recording of every session (local files, then sinks)
     record_input: bool = False  # also record keystrokes in the asciicast ("i" events)
     s3_endpoint_url: str | None = None
     logs_endpoint_url: str | None = None

@@ -1,0 +1,267 @@
+"""The server-side session recorder: a gateway tap writing each session's record as it runs.
+
+Files under ``<data_dir>/sessions/`` (the local sink, always written first):
+- shell-type sessions: ``<SessionId>.cast`` (asciicast v2: output, resizes, input if enabled) and
+  ``<SessionId>.log`` (plain-text transcript);
+- port / SSH sessions: ``<SessionId>.log`` (one readable line per connection event) and
+  ``<SessionId>.jsonl`` connection records;
+- every session: ``<SessionId>.jsonl`` starts with who/what/where and ends with how it ended.
+Each event is flushed to the OS as it happens (a crash of the server loses nothing written) and
+the files are fsynced at the end. Then the uploads the preferences ask for are queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import pathlib
+import re
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+from openssm.logs import port_record
+from openssm.logs.asciicast import AsciicastWriter, parse_size
+from openssm.logs.shipper import LogShipper
+from openssm.logs.sinks import s3_url
+from openssm.logs.transcript import TranscriptBuilder
+from openssm.protocol.documents import DocumentError, Preferences, preferences_from_document
+from openssm.services import Services
+from openssm.store import log_uploads as store
+
+log = logging.getLogger(__name__)
+
+OUTPUT, STDERR, SIZE, EXIT_CODE = 1, 11, 3, 12
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=,\-]")
+
+
+def sessions_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    return data_dir / "sessions"
+
+
+def file_stem(session_id: str) -> str:
+    """Session ids hold IAM user names (letters, digits, ``+=,.@_-``); anything else is replaced."""
+    return _UNSAFE.sub("_", session_id)[:200] or "session"
+
+
+def session_preferences(session: Mapping[str, Any]) -> Preferences:
+    """The preferences StartSession put into the session's document ``inputs``."""
+    try:
+        return preferences_from_document(session.get("document_content") or {})
+    except DocumentError as exc:
+        log.warning(
+            "session %s: unusable preferences (%s); recording locally only", session.get("session_id"), exc
+        )
+        return Preferences()
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class SessionRecorder:
+    """One session's :class:`openssm.gateway.tap.SessionTap`."""
+
+    def __init__(self, services: Services, shipper: LogShipper | None, session: Mapping[str, Any]) -> None:
+        self.services = services
+        self.shipper = shipper
+        self.session_id: str = str(session["session_id"])
+        self.is_port = session.get("session_type") == "Port"
+        self.preferences = session_preferences(session)
+        self.directory = sessions_dir(services.config.data_dir)
+        stem = file_stem(self.session_id)
+        self.cast_path = self.directory / f"{stem}.cast"
+        self.log_path = self.directory / f"{stem}.log"
+        self.events_path = self.directory / f"{stem}.jsonl"
+        self._files: list[IO[str]] = []
+        self._cast: IO[str] | None = None
+        self._log: IO[str] | None = None
+        self._events: IO[str] | None = None
+        self._writer = AsciicastWriter(
+            timestamp=int(time.time()),
+            title=f"{self.session_id} on {session.get('target', '')}",
+            record_input=services.config.record_input,
+        )
+        self._transcript = TranscriptBuilder()
+        self._port = port_record.PortRecorder(
+            port_record.destination_of(session), mux_possible=port_record.is_local_port_forwarding(session)
+        )
+        self._broken = False
+
+    # -- SessionTap --------------------------------------------------------------------------------
+
+    async def on_start(self, session: Mapping[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._events = self._open(self.events_path)
+        self._log = self._open(self.log_path)
+        if not self.is_port:
+            self._cast = self._open(self.cast_path)
+        self._event(
+            {
+                "t": 0.0,
+                "event": "session_started",
+                "time": dt.datetime.now(dt.UTC).isoformat(),
+                "session_id": self.session_id,
+                "target": session.get("target"),
+                "owner": session.get("owner_arn"),
+                "document": session.get("document_name"),
+                "session_type": session.get("session_type"),
+                "run_as": session.get("run_as_user"),
+                "parameters": session.get("parameters") or {},
+            }
+        )
+        if self.is_port:
+            self._log_line(
+                f"Port session {self.session_id} on {session.get('target')} by {session.get('owner_arn')} "
+                f"to {self._port.destination}"
+            )
+        self._flush()
+        main = self.events_path if self.is_port else self.cast_path
+        await store.set_recording_path(self.services.engine, self.session_id, str(main))
+        prefs = self.preferences
+        if prefs.cloudwatch_log_group_name and prefs.cloudwatch_streaming_enabled:
+            await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path, store.STREAMING)
+
+    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
+        if self._broken:
+            return
+        if self.is_port:
+            self._port_events(self._port.output(payload_type, payload, t))
+        elif payload_type in (OUTPUT, STDERR):
+            self._write_cast(self._writer.output(payload, t))
+            for line in self._transcript.feed(payload):
+                self._log_line(line)
+        elif payload_type == EXIT_CODE:
+            self._event(
+                {"t": round(t, 6), "event": "exit_code", "text": payload[:64].decode("ascii", "replace")}
+            )
+        self._flush()
+
+    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
+        if self._broken:
+            return
+        if self.is_port:
+            self._port_events(self._port.input(payload_type, payload, t))
+        elif payload_type == SIZE:
+            size = parse_size(payload)
+            if size is not None:
+                self._write_cast(self._writer.resize(size[0], size[1], t))
+        elif payload_type == OUTPUT:
+            self._write_cast(self._writer.input(payload, t))
+        self._flush()
+
+    async def on_end(self, status: str, reason: str, t: float) -> None:
+        if self.is_port:
+            self._port_events(self._port.finish(t))
+        else:
+            self._write_cast(self._writer.finish(t))
+            for line in self._transcript.finish():
+                self._log_line(line)
+        self._event(
+            {
+                "t": round(t, 6),
+                "event": "session_ended",
+                "time": dt.datetime.now(dt.UTC).isoformat(),
+                "status": status,
+                "reason": reason,
+            }
+        )
+        await asyncio.to_thread(self._close_durably)
+        await self._queue_final_uploads()
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def _open(self, path: pathlib.Path) -> IO[str]:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        file = os.fdopen(descriptor, "a", encoding="utf-8", newline="\n")
+        self._files.append(file)
+        return file
+
+    def _write(self, file: IO[str] | None, text: str) -> None:
+        if file is None or not text or self._broken:
+            return
+        try:
+            file.write(text)
+        except OSError as exc:
+            self._broken = True
+            log.error("session %s: recording stopped, cannot write %s: %s", self.session_id, file.name, exc)
+
+    def _write_cast(self, text: str) -> None:
+        self._write(self._cast, text)
+
+    def _log_line(self, line: str) -> None:
+        self._write(self._log, line + "\n")
+
+    def _event(self, event: Mapping[str, Any]) -> None:
+        self._write(self._events, json.dumps(event, default=_json_default, ensure_ascii=False) + "\n")
+
+    def _port_events(self, events: list[port_record.Event]) -> None:
+        for event in events:
+            self._event(event)
+            self._log_line(port_record.describe(event))
+
+    def _flush(self) -> None:
+        try:
+            for file in self._files:
+                file.flush()
+        except OSError as exc:
+            self._broken = True
+            log.error("session %s: recording stopped: %s", self.session_id, exc)
+
+    def _close_durably(self) -> None:
+        for file in self._files:
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            except OSError as exc:
+                log.error("session %s: could not sync %s: %s", self.session_id, file.name, exc)
+            finally:
+                file.close()
+        self._files.clear()
+
+    # -- uploads -----------------------------------------------------------------------------------
+
+    async def _queue(
+        self, sink: str, destination: str, path: pathlib.Path, status: str = store.PENDING
+    ) -> None:
+        await store.add(
+            self.services.engine,
+            session_id=self.session_id,
+            node_id=self.services.config.node_id,
+            sink=sink,
+            destination=destination,
+            local_path=str(path),
+            status=status,
+        )
+
+    async def _queue_final_uploads(self) -> None:
+        prefs = self.preferences
+        engine = self.services.engine
+        if prefs.s3_bucket_name:
+            companion = self.events_path if self.is_port else self.cast_path
+            for path in (self.log_path, companion):
+                url = s3_url(prefs.s3_bucket_name, prefs.s3_key_prefix, path.name)
+                await self._queue("s3", url, path)
+        if prefs.cloudwatch_log_group_name:
+            if prefs.cloudwatch_streaming_enabled:
+                await store.finish_streaming(engine, self.session_id)
+            else:
+                await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path)
+        if self.shipper is not None:
+            self.shipper.wake()
+
+
+def recorder_factory(services: Services, shipper: LogShipper | None) -> Any:
+    """The tap factory registered with the gateway: every session is recorded."""
+
+    def factory(session: Mapping[str, Any]) -> SessionRecorder | None:
+        if not services.config.record_sessions:
+            return None
+        return SessionRecorder(services, shipper, session)
+
+    return factory

@@ -1,0 +1,212 @@
+"""Where finished and running session records go: S3-compatible storage and CloudWatch Logs.
+
+Blocking boto3 calls (the shipper runs them in a thread). Each call either succeeds or raises
+:class:`SinkError`; the shipper retries with backoff, and the local file stays the source of truth,
+so nothing is lost while a sink is down. botocore's own retries are kept short for that reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import threading
+import time
+import urllib.parse
+from typing import Any, Final
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from openssm.services import ServerConfig
+
+# CloudWatch Logs PutLogEvents limits.
+MAX_BATCH_EVENTS: Final = 10_000
+MAX_BATCH_BYTES: Final = 1_048_576
+EVENT_OVERHEAD: Final = 26
+MAX_EVENT_BYTES: Final = 256 * 1024 - EVENT_OVERHEAD
+READ_CHUNK: Final = 2 * 1024 * 1024  # how much of a log file one ship call looks at
+DEFAULT_MULTIPART_THRESHOLD: Final = 8 * 1024 * 1024
+
+
+class SinkError(Exception):
+    """An upload failed; the message says why (never with credentials)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SinkSettings:
+    region: str
+    s3_endpoint_url: str | None = None
+    logs_endpoint_url: str | None = None
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
+    multipart_chunk: int = DEFAULT_MULTIPART_THRESHOLD
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> SinkSettings:
+        return cls(
+            region=config.sink_region or config.region,
+            s3_endpoint_url=config.s3_endpoint_url,
+            logs_endpoint_url=config.logs_endpoint_url,
+        )
+
+
+_BOTO_CONFIG: Final = Config(
+    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=15
+)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}"[:1000]
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def s3_url(bucket: str, prefix: str, name: str) -> str:
+    key = "/".join(part.strip("/") for part in (prefix, name) if part.strip("/"))
+    return f"s3://{bucket}/{key}"
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
+        raise SinkError(f"not an s3://bucket/key URL: {url}")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def cloudwatch_url(region: str, account: str, group: str, stream: str) -> str:
+    return f"arn:aws:logs:{region}:{account}:log-group:{group}:log-stream:{stream}"
+
+
+class S3Sink:
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = boto3.client(
+                    "s3",
+                    region_name=self.settings.region,
+                    endpoint_url=self.settings.s3_endpoint_url,
+                    config=_BOTO_CONFIG,
+                )
+            return self._client
+
+    def upload(self, local_path: pathlib.Path, url: str, *, encrypt: bool = False) -> None:
+        """Upload one file (multipart above the threshold, by boto3's transfer manager)."""
+        bucket, key = parse_s3_url(url)
+        transfer = TransferConfig(
+            multipart_threshold=self.settings.multipart_threshold,
+            multipart_chunksize=self.settings.multipart_chunk,
+            use_threads=False,
+        )
+        extra = {"ContentType": _content_type(local_path)}
+        if encrypt:
+            extra["ServerSideEncryption"] = "AES256"
+        try:
+            self.client().upload_file(str(local_path), bucket, key, ExtraArgs=extra, Config=transfer)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise SinkError(f"S3 upload of {local_path.name} to {url} failed: {_describe(exc)}") from exc
+
+
+def _content_type(path: pathlib.Path) -> str:
+    if path.suffix == ".cast":
+        return "application/x-asciicast"
+    if path.suffix == ".jsonl":
+        return "application/x-ndjson"
+    return "text/plain; charset=utf-8"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    messages: list[str]
+    end_offset: int  # file offset just after the last line in this batch
+
+
+def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
+    """The lines of ``data`` (read from ``start_offset``) that fit one PutLogEvents call.
+
+    Only whole lines go unless ``final`` (the session is over: the last partial line goes too).
+    Empty lines are skipped (CloudWatch rejects empty messages) but their bytes are consumed.
+    """
+    messages: list[str] = []
+    size = 0
+    position = 0
+    while position < len(data) and len(messages) < MAX_BATCH_EVENTS:
+        newline = data.find(b"\n", position)
+        if newline < 0:
+            if not final:
+                break
+            newline = len(data)
+        raw = data[position:newline][:MAX_EVENT_BYTES]
+        cost = len(raw) + EVENT_OVERHEAD
+        if messages and size + cost > MAX_BATCH_BYTES:
+            break
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if text:
+            messages.append(text)
+            size += cost
+        position = min(newline + 1, len(data))
+    return Batch(messages, start_offset + position)
+
+
+class CloudWatchSink:
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._streams: set[tuple[str, str]] = set()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = boto3.client(
+                    "logs",
+                    region_name=self.settings.region,
+                    endpoint_url=self.settings.logs_endpoint_url,
+                    config=_BOTO_CONFIG,
+                )
+            return self._client
+
+    def _ensure_stream(self, group: str, stream: str) -> None:
+        if (group, stream) in self._streams:
+            return
+        client = self.client()
+        try:
+            client.create_log_stream(logGroupName=group, logStreamName=stream)
+        except client.exceptions.ResourceAlreadyExistsException:
+            pass
+        except client.exceptions.ResourceNotFoundException:
+            # The preferences name a group that does not exist yet: create it rather than drop logs.
+            try:
+                client.create_log_group(logGroupName=group)
+            except client.exceptions.ResourceAlreadyExistsException:
+                pass
+            client.create_log_stream(logGroupName=group, logStreamName=stream)
+        self._streams.add((group, stream))
+
+    def ship(self, local_path: pathlib.Path, group: str, stream: str, offset: int, *, final: bool) -> int:
+        """Send the next batch of lines after ``offset``; returns the new offset (== offset: nothing to send)."""
+        try:
+            with local_path.open("rb") as file:
+                file.seek(offset)
+                data = file.read(READ_CHUNK)
+        except OSError as exc:
+            raise SinkError(f"cannot read {local_path}: {exc}") from exc
+        # A partial last line is only the end of the file if the read reached the end.
+        batch = next_batch(data, offset, final=final and len(data) < READ_CHUNK)
+        if not batch.messages:
+            return batch.end_offset
+        now_ms = int(time.time() * 1000)
+        events = [{"timestamp": now_ms, "message": message} for message in batch.messages]
+        try:
+            self._ensure_stream(group, stream)
+            self.client().put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+        except (BotoCoreError, ClientError) as exc:
+            self._streams.discard((group, stream))
+            raise SinkError(f"CloudWatch Logs {group}/{stream}: {_describe(exc)}") from exc
+        return batch.end_offset
