@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from sqlalchemy import select
-
-from openssm.gateway.node import GATEWAY_KEY
-from openssm.protocol.messages import ControlOpen
-from openssm.store import channels as store
-from openssm.store.secrets import hash_token
-from openssm.store.tables import channel_tokens
 from tests.support.gateway import (
-    AGENT_KEY_ID,
     NODE_ID,
     Gateway,
     assert_closed,
@@ -23,17 +17,23 @@ from tests.support.gateway import (
     wait_for,
 )
 
+from openssm.gateway.node import GATEWAY_KEY
+from openssm.protocol.messages import ControlOpen
+from openssm.store import channels as store
+from openssm.store.secrets import hash_token
+from openssm.store.tables import channel_tokens
+
 IID = "i-0123456789abcdef0"
 MI = "mi-0123456789abcdef0"
 OTHER_MI = "mi-00000000000000001"
 
 
 @pytest.fixture
-async def gateway(tmp_path: pathlib.Path) -> Gateway:
+async def gateway(tmp_path: pathlib.Path) -> AsyncIterator[Gateway]:
     async with running_gateway(tmp_path) as gw:
         await gw.add_instance(IID)
         await gw.add_agent_user()
-        yield gw  # type: ignore[misc]
+        yield gw
 
 
 async def test_control_channel_answers_201_xml_and_stores_only_the_hash(gateway: Gateway) -> None:
@@ -149,7 +149,7 @@ async def test_control_token_is_single_use(gateway: Gateway) -> None:
 
 async def test_expired_control_token_is_refused(gateway: Gateway) -> None:
     token = await gateway.add_token(
-        "agent-control", IID, ttl=-1, principal_arn=f"arn:aws:iam::123456789012:user/agent"
+        "agent-control", IID, ttl=-1, principal_arn="arn:aws:iam::123456789012:user/agent"
     )
     ws = await open_control(gateway, token)
     await assert_closed(ws)
@@ -167,4 +167,3 @@ async def test_unsigned_control_upgrade_is_refused(gateway: Gateway) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await gateway.http.ws_connect(gateway.url(f"/v1/control-channel/{IID}?role=subscribe&stream=input"))
     assert caught.value.status == 403
-    assert AGENT_KEY_ID  # the signed variant above is what succeeds

@@ -20,8 +20,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from openssm.protocol.frames import MessageType, decode
 from tests.support.gateway import (
     ACCOUNT,
     AGENT_USER,
@@ -34,6 +32,8 @@ from tests.support.gateway import (
     running_gateway,
     wait_for,
 )
+
+from openssm.protocol.frames import MessageType, decode
 
 Event = dict[str, Any]
 SESSION = "tester-0a1b2c3d4e5f60718"
@@ -187,7 +187,9 @@ async def test_shell_session_relays_real_frames_verbatim(
 
     # Agent -> client: everything but agent_session_state arrives unchanged and in order.
     agent_frames = binary(agent_events, "agent")
-    terminating = next(e for e in agent_frames if "Terminating" in json.dumps(e["decoded"].get("PayloadJSON")))
+    terminating = next(
+        e for e in agent_frames if "Terminating" in json.dumps(e["decoded"].get("PayloadJSON"))
+    )
     for event in agent_frames:
         if message_type(event) == "agent_session_state":
             continue

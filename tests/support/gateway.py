@@ -225,7 +225,7 @@ class Gateway:
 
     async def wait_status(self, session_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
         async def reached() -> bool:
-            return (await self.session_row(session_id))["status"] == status
+            return bool((await self.session_row(session_id))["status"] == status)
 
         await wait_for(reached, timeout, f"session {session_id} never became {status}")
         return await self.session_row(session_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -73,19 +73,16 @@ class GatewayNode:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def background(self, awaitable: Awaitable[None], name: str) -> asyncio.Task[None]:
-        async def run() -> None:
-            await awaitable
-
-        task = asyncio.create_task(run(), name=name)
+    def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
-    async def run_detached(self, awaitable: Awaitable[None], name: str) -> None:
+    async def run_detached(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         """Run clean-up to its end even if the caller is cancelled: aiohttp cancels a WebSocket
         handler whose connection is lost, which would otherwise cut store updates in half."""
-        await asyncio.shield(self.background(awaitable, name))
+        await asyncio.shield(self.background(coroutine, name))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

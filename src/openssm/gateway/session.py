@@ -13,7 +13,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,7 +46,7 @@ class NodeServices(Protocol):
 
     def forget(self, relay: SessionRelay) -> None: ...
 
-    def background(self, awaitable: Awaitable[None], name: str) -> asyncio.Task[None]: ...
+    def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
 
 
 def limit_seconds(override: float | None, minutes: int | None, default_minutes: int | None) -> float | None:

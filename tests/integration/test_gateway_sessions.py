@@ -1,0 +1,361 @@
+"""Session life on the gateway: TerminateSession over the bus, idle timeout and maximum duration
+(second-level overrides), resume after the client reconnects, failures, tokens, taps and the
+node's own bookkeeping. Agents authenticate with SigV4 (sign_hmac) against keys in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pathlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from tests.support.gateway import (
+    NODE_ID,
+    Gateway,
+    assert_closed,
+    drop,
+    next_frame,
+    running_gateway,
+    wait_for,
+)
+
+from openssm.gateway.node import GATEWAY_KEY, GatewayNode
+from openssm.gateway.settings import GatewaySettings
+from openssm.gateway.tap import tap_registry
+from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for
+from openssm.protocol.messages import (
+    AgentDataOpen,
+    AgentSessionState,
+    AgentTaskComplete,
+    ClientOpen,
+    ControlOpen,
+    parse_interactive_shell,
+)
+from openssm.store import channels as store
+
+IID = "i-0123456789abcdef0"
+SID = "tester-00000000000000001"
+FAST = GatewaySettings(
+    resume_window=1.0, agent_reconnect_grace=1.0, agent_end_grace=0.5, watchdog_interval=0.1
+)
+
+
+@dataclasses.dataclass
+class Session:
+    control: aiohttp.ClientWebSocketResponse
+    agent: aiohttp.ClientWebSocketResponse
+    client: aiohttp.ClientWebSocketResponse
+
+
+async def open_control(gw: Gateway, instance_id: str = IID) -> aiohttp.ClientWebSocketResponse:
+    token = await gw.channel_token(f"/v1/control-channel/{instance_id}")
+    ws = await gw.agent_socket(f"/v1/control-channel/{instance_id}?role=subscribe&stream=input")
+    await ws.send_str(ControlOpen(token_value=token).to_text())
+    node: GatewayNode = gw.services.extras[GATEWAY_KEY]
+    await wait_for(lambda: instance_id in node.controls, 5, "control channel never registered")
+    return ws
+
+
+async def open_client(gw: Gateway, session_id: str = SID) -> aiohttp.ClientWebSocketResponse:
+    token = await gw.add_token("client", session_id)
+    ws = await gw.client_socket(session_id)
+    await ws.send_str(ClientOpen(token_value=token).to_text())
+    return ws
+
+
+async def open_agent_data(gw: Gateway, session_id: str = SID) -> aiohttp.ClientWebSocketResponse:
+    token = await gw.channel_token(f"/v1/data-channel/{session_id}")
+    ws = await gw.agent_socket(f"/v1/data-channel/{session_id}?role=publish_subscribe")
+    await ws.send_str(AgentDataOpen(token_value=token, client_instance_id=IID).to_text())
+    await ws.send_bytes(AgentSessionState(session_id, "Connected").to_frame().encode())
+    return ws
+
+
+async def start(gw: Gateway, session_id: str = SID, **session: Any) -> Session:
+    await gw.add_session(session_id, IID, **session)
+    control = await open_control(gw)
+    client = await open_client(gw, session_id)
+    shell = await next_frame(control)
+    assert shell.message_type == MessageType.INTERACTIVE_SHELL
+    assert parse_interactive_shell(shell.payload).content.session_id == session_id
+    agent = await open_agent_data(gw, session_id)
+    await gw.wait_status(session_id, "Connected")
+    return Session(control, agent, client)
+
+
+def output(seq: int, data: bytes) -> Frame:
+    return Frame(MessageType.OUTPUT_STREAM_DATA, seq, FLAG_SYN if seq == 0 else 0, PayloadType.OUTPUT, data)
+
+
+def keystroke(seq: int, data: bytes) -> Frame:
+    return Frame(MessageType.INPUT_STREAM_DATA, seq, 0, PayloadType.OUTPUT, data)
+
+
+async def expect_closed(
+    ws: aiohttp.ClientWebSocketResponse, output_text: str | None = None
+) -> Mapping[str, Any]:
+    frame = await next_frame(ws)
+    assert frame.message_type == MessageType.CHANNEL_CLOSED, frame
+    body: Mapping[str, Any] = frame.json()
+    if output_text is not None:
+        assert body["Output"] == output_text
+    return body
+
+
+@pytest.fixture
+async def gw(tmp_path: pathlib.Path) -> AsyncIterator[Gateway]:
+    async with running_gateway(tmp_path, settings=FAST) as gateway:
+        await gateway.add_instance(IID)
+        await gateway.add_agent_user()
+        yield gateway
+
+
+async def test_terminate_session_over_the_bus(gw: Gateway) -> None:
+    s = await start(gw)
+    reason = "Terminated by arn:aws:iam::123456789012:user/admin"
+    await gw.services.bus.publish(
+        f"node.{NODE_ID}", {"type": "terminate", "session_id": SID, "reason": reason}
+    )
+    await expect_closed(s.client, reason)
+    agent_closed = await expect_closed(s.agent)
+    assert agent_closed["SessionId"] == SID
+    control_closed = await expect_closed(s.control)
+    assert control_closed["SessionId"] == SID
+    row = await gw.wait_status(SID, "Terminated")
+    assert row["termination_reason"] == reason
+    assert row["end_date"] is not None
+    await assert_closed(s.client)
+    await assert_closed(s.agent)
+
+
+async def test_terminate_before_the_client_arrives(gw: Gateway) -> None:
+    await gw.add_session(SID, IID)
+    control = await open_control(gw)
+    await gw.services.bus.publish(
+        f"node.{NODE_ID}", {"type": "terminate", "session_id": SID, "reason": "bye"}
+    )
+    assert (await expect_closed(control))["SessionId"] == SID
+    await gw.wait_status(SID, "Terminated")
+
+
+async def test_idle_timeout_closes_both_sides(tmp_path: pathlib.Path) -> None:
+    async with running_gateway(tmp_path, settings=FAST, idle_timeout_override=0.6) as gateway:
+        await gateway.add_instance(IID)
+        await gateway.add_agent_user()
+        s = await start(gateway, idle_minutes=20)
+        # Activity keeps the session alive past the idle limit.
+        for seq in range(4):
+            await s.agent.send_bytes(output(seq, b"tick").encode())
+            assert (await next_frame(s.client)).sequence_number == seq
+            await asyncio.sleep(0.3)
+        assert (await gateway.session_row(SID))["status"] == "Connected"
+        await expect_closed(s.client, "Session idle timeout")
+        await expect_closed(s.agent)
+        await expect_closed(s.control)
+        row = await gateway.wait_status(SID, "Terminated")
+        assert row["termination_reason"] == "Session idle timeout"
+
+
+async def test_max_duration_closes_both_sides_despite_activity(tmp_path: pathlib.Path) -> None:
+    async with running_gateway(tmp_path, settings=FAST, max_duration_override=1.0) as gateway:
+        await gateway.add_instance(IID)
+        await gateway.add_agent_user()
+        s = await start(gateway)
+        seq = 0
+        while True:
+            await s.agent.send_bytes(output(seq, b"busy").encode())
+            frame = await next_frame(s.client)
+            if frame.message_type == MessageType.CHANNEL_CLOSED:
+                assert frame.json()["Output"] == "Session reached maximum duration"
+                break
+            seq += 1
+            await asyncio.sleep(0.1)
+        assert seq >= 5  # it ran about a second
+        row = await gateway.wait_status(SID, "Terminated")
+        assert row["termination_reason"] == "Session reached maximum duration"
+
+
+def test_limits_come_from_the_session_row_without_overrides() -> None:
+    from openssm.gateway.session import limit_seconds
+
+    assert limit_seconds(None, 20, 20) == 1200
+    assert limit_seconds(None, None, 20) == 1200
+    assert limit_seconds(None, None, None) is None
+    assert limit_seconds(2.5, 20, 20) == 2.5
+
+
+async def test_resume_after_client_reconnect(gw: Gateway) -> None:
+    s = await start(gw)
+    drop(s.client)
+    pause = await next_frame(s.agent)
+    assert pause.message_type == MessageType.PAUSE_PUBLICATION
+    await gw.wait_status(SID, "Disconnected")
+
+    # Output produced while the client is away waits for it (the agent would also resend it).
+    await s.agent.send_bytes(output(0, b"while you were away").encode())
+    client = await open_client(gw)  # ResumeSession gave a fresh token
+    assert (await next_frame(s.agent)).message_type == MessageType.START_PUBLICATION
+    held = await next_frame(client)
+    assert held.payload == b"while you were away"
+    await gw.wait_status(SID, "Connected")
+
+    await client.send_bytes(ack_for(held).encode())
+    assert (await next_frame(s.agent)).message_type == MessageType.ACKNOWLEDGE
+    await client.send_bytes(keystroke(0, b"x").encode())
+    assert (await next_frame(s.agent)).payload == b"x"
+
+
+async def test_session_ends_when_the_resume_window_passes(gw: Gateway) -> None:
+    s = await start(gw)
+    drop(s.client)
+    assert (await next_frame(s.agent)).message_type == MessageType.PAUSE_PUBLICATION
+    body = await expect_closed(s.agent)
+    assert body["SessionId"] == SID
+    row = await gw.wait_status(SID, "Terminated")
+    assert row["termination_reason"] == "Session resume window expired"
+
+
+async def test_client_token_reuse_is_refused(gw: Gateway) -> None:
+    s = await start(gw)
+    token = await gw.add_token("client", SID)
+    second = await gw.client_socket(SID)
+    await second.send_str(ClientOpen(token_value=token).to_text())
+    replay = await gw.client_socket(SID)
+    await replay.send_str(ClientOpen(token_value=token).to_text())
+    body = await expect_closed(replay)
+    assert "token" in body["Output"]
+    await assert_closed(replay)
+    # The legitimate reconnect took the session over; the old socket is hung up.
+    await s.agent.send_bytes(output(0, b"to the new client").encode())
+    assert (await next_frame(second)).payload == b"to the new client"
+
+
+async def test_expired_client_token_is_refused(gw: Gateway) -> None:
+    await gw.add_session(SID, IID)
+    await open_control(gw)
+    token = await gw.add_token("client", SID, ttl=-1)
+    ws = await gw.client_socket(SID)
+    await ws.send_str(ClientOpen(token_value=token).to_text())
+    assert "token" in (await expect_closed(ws))["Output"]
+    assert (await gw.session_row(SID))["status"] == "Connecting"
+
+
+async def test_token_of_another_session_is_refused(gw: Gateway) -> None:
+    await gw.add_session(SID, IID)
+    await gw.add_session("tester-00000000000000002", IID)
+    token = await gw.add_token("client", "tester-00000000000000002")
+    ws = await gw.client_socket(SID)
+    await ws.send_str(ClientOpen(token_value=token).to_text())
+    assert "token" in (await expect_closed(ws))["Output"]
+
+
+async def test_client_of_an_unconnected_target_is_told_so(gw: Gateway) -> None:
+    await gw.add_session(SID, IID)
+    client = await open_client(gw)
+    assert "not connected" in (await expect_closed(client))["Output"]
+    row = await gw.wait_status(SID, "Failed")
+    assert row["end_date"] is not None
+
+
+async def test_agent_failure_reaches_the_client(gw: Gateway) -> None:
+    s = await start(gw)
+    error = "\n----------ERROR-------\nUnable to start command: invalid uid and gid\n"
+    failed = AgentTaskComplete(task_id=SID, final_task_status="Failed", instance_id=IID, output=error)
+    sent = failed.to_frame()
+    await s.control.send_bytes(sent.encode())
+    ack = await next_frame(s.control)
+    assert ack.json()["MessageId"] == str(sent.message_id)
+    await expect_closed(s.client, error)
+    row = await gw.wait_status(SID, "Failed")
+    assert row["termination_reason"] == error
+
+
+async def test_an_instance_cannot_complete_another_instances_session(gw: Gateway) -> None:
+    s = await start(gw)
+    other = "i-0fedcba9876543210"
+    await gw.add_instance(other)
+    other_control = await open_control(gw, other)
+    await other_control.send_bytes(AgentTaskComplete(task_id=SID, instance_id=other).to_frame().encode())
+    assert (await next_frame(other_control)).message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
+    await s.agent.send_bytes(output(0, b"still here").encode())
+    assert (await next_frame(s.client)).payload == b"still here"
+
+
+async def test_agent_data_reconnect_keeps_the_session(gw: Gateway) -> None:
+    s = await start(gw)
+    drop(s.agent)
+    await asyncio.sleep(0.2)
+    await s.client.send_bytes(keystroke(0, b"q").encode())  # queued while the agent is away
+    agent = await open_agent_data(gw)
+    assert (await next_frame(agent)).payload == b"q"
+    await gw.wait_status(SID, "Connected")
+
+
+async def test_agent_gone_for_good_ends_the_session(gw: Gateway) -> None:
+    s = await start(gw)
+    drop(s.agent)
+    body = await expect_closed(s.client)
+    assert body["Output"] == "Agent closed the data channel"
+    await gw.wait_status(SID, "Terminated")
+
+
+class RecordingTap:
+    def __init__(self, events: list[tuple[str, Any]]) -> None:
+        self.events = events
+
+    async def on_start(self, session: Mapping[str, Any]) -> None:
+        self.events.append(("start", session["session_id"]))
+
+    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
+        self.events.append(("output", payload))
+
+    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
+        self.events.append(("input", payload))
+
+    async def on_end(self, status: str, reason: str, t: float) -> None:
+        self.events.append(("end", status))
+
+
+async def test_taps_see_stream_data_in_order(gw: Gateway) -> None:
+    events: list[tuple[str, Any]] = []
+    tap_registry(gw.services.extras).add(lambda session: RecordingTap(events))
+    s = await start(gw)
+    await s.agent.send_bytes(output(0, b"# ").encode())
+    await next_frame(s.client)
+    await s.client.send_bytes(keystroke(0, b"l").encode())
+    await next_frame(s.agent)
+    await s.agent.send_bytes(output(1, b"l").encode())
+    await next_frame(s.client)
+    await s.control.send_bytes(AgentTaskComplete(task_id=SID, instance_id=IID).to_frame().encode())
+    await gw.wait_status(SID, "Terminated")
+    await wait_for(lambda: events and events[-1][0] == "end", 5, "tap never saw the end")
+    assert events == [
+        ("start", SID),
+        ("output", b"# "),
+        ("input", b"l"),
+        ("output", b"l"),
+        ("end", "Terminated"),
+    ]
+
+
+@pytest.mark.slow
+async def test_node_heartbeat_and_shutdown_cleanup(tmp_path: pathlib.Path) -> None:
+    settings = dataclasses.replace(FAST, heartbeat_interval=0.2)
+    async with running_gateway(tmp_path, settings=settings) as gateway:
+        await gateway.add_instance(IID)
+        await gateway.add_agent_user()
+        first = await store.get_gateway_node(gateway.engine, NODE_ID)
+        assert first is not None
+        await asyncio.sleep(0.5)
+        later = await store.get_gateway_node(gateway.engine, NODE_ID)
+        assert later is not None and later["last_seen_at"] > first["last_seen_at"]
+        s = await start(gateway)
+        await gateway.server.close()  # runs the app's shutdown and cleanup
+        assert (await expect_closed(s.client))["Output"] == "gateway shut down"
+        row = await gateway.session_row(SID)
+        assert (row["status"], row["termination_reason"]) == ("Terminated", "gateway shut down")
+        instance = await store.get_instance(gateway.engine, IID)
+        assert instance is not None and instance["control_node_id"] is None
