@@ -2,8 +2,8 @@
 
 AWS spells the same failure differently per protocol: JSON 1.1 services (SSM, ssmmessages, Logs)
 answer ``InvalidSignatureException``, Query services (IAM, STS) ``SignatureDoesNotMatch``. Every
-error carries both spellings (``code``/``status`` for JSON, ``query_code``/``query_status`` for
-Query) so the caller picks the one of the protocol it answers in.
+error carries both spellings (``code``/``status``/``message`` for JSON, ``query_code``/
+``query_status``/``query_message`` for Query) so the caller picks those of the protocol it answers in.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class SigV4Error(Exception):
         *,
         query_code: str | None = None,
         query_status: int | None = None,
+        query_message: str | None = None,
         diagnostics: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -33,6 +34,7 @@ class SigV4Error(Exception):
         self.status = status
         self.query_code = query_code or code
         self.query_status = query_status or status
+        self.query_message = query_message or message
         # Canonical request and string-to-sign we computed (security tokens redacted): for server
         # logs when a real client's signature does not match; never sent back.
         self.diagnostics = diagnostics
@@ -47,6 +49,7 @@ def missing_authentication() -> SigV4Error:
         "Missing Authentication Token",
         403,
         query_code="MissingAuthenticationToken",
+        query_message="Request is missing Authentication Token",
     )
 
 

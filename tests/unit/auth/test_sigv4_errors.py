@@ -54,10 +54,15 @@ def _authorization(credential: str, signed_headers: str = "content-type;host;x-a
 
 def test_unsigned_request_is_missing_authentication_token() -> None:
     error = _parse_error(_request([("Host", HOST), *JSON_HEADERS.items()]))
-    assert (error.code, error.query_code, error.message) == (
+    assert (error.code, error.status, error.message) == (
         "MissingAuthenticationTokenException",
-        "MissingAuthenticationToken",
+        403,
         "Missing Authentication Token",
+    )
+    assert (error.query_code, error.query_status, error.query_message) == (
+        "MissingAuthenticationToken",
+        403,
+        "Request is missing Authentication Token",
     )
 
 
