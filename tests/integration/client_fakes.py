@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import socket
+import ssl
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -36,7 +37,10 @@ def free_port() -> int:
 class FakeService:
     """SSM JSON 1.1 (StartSession/ResumeSession/TerminateSession) and the data channel, as the agent."""
 
-    def __init__(self, *, start_error: tuple[int, str, str] | None = None) -> None:
+    def __init__(
+        self, *, start_error: tuple[int, str, str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.tls = tls
         self.start_error = start_error  # (status, code, message) to fail StartSession with
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.tokens: list[str] = []
@@ -56,7 +60,8 @@ class FakeService:
         return f"http://127.0.0.1:{self.port}"
 
     def stream_url(self, session_id: str = SESSION_ID) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/data-channel/{session_id}?role=publish_subscribe"
+        scheme = "wss" if self.tls else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/v1/data-channel/{session_id}?role=publish_subscribe"
 
     async def start(self) -> FakeService:
         app = web.Application()
@@ -64,7 +69,7 @@ class FakeService:
         app.router.add_get("/v1/data-channel/{session_id}", self._data_channel)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

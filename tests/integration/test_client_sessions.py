@@ -4,12 +4,21 @@ reconnect via ResumeSession, time-out, handshake answers, stdio and basic port m
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
+import ipaddress
 import json
 import os
+import pathlib
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from tests.integration.client_fakes import (
     CREDENTIALS_ENV,
     SESSION_ID,
@@ -228,3 +237,75 @@ async def test_ephemeral_local_port_is_announced(service: FakeService) -> None:
     await service.close_channel()
     assert await client.exit_code() == 0
     assert json.dumps(properties)  # properties were plain strings, as the agent sends them
+
+
+def write_test_ca(directory: pathlib.Path) -> tuple[pathlib.Path, ssl.SSLContext]:
+    """A throwaway CA (written as PEM) and a server context with a 127.0.0.1 certificate it signed."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(
+        subject: str, issuer: x509.Name | None, key: ec.EllipticCurvePrivateKey, signer: Any, ca: bool
+    ) -> Any:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("openssm test CA", None, ca_key, ca_key, True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = build("127.0.0.1", ca_cert.subject, server_key, ca_key, False)
+    ca_path = directory / "ca.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return ca_path, context
+
+
+async def test_wss_stream_url_trusts_the_ca_in_ssl_cert_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    ca_path, server_context = write_test_ca(tmp_path)
+    tls_service = await FakeService(tls=server_context).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+        client = Client(tls_service)
+        await tls_service.next_connection()
+        await tls_service.send(PayloadType.OUTPUT, b"$ ")
+        await tls_service.expect(PayloadType.SIZE)
+        await tls_service.close_channel()
+        assert await client.exit_code() == 0
+    finally:
+        await tls_service.stop()
+
+
+async def test_wss_without_the_ca_fails_cleanly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    _ca_path, server_context = write_test_ca(tmp_path)
+    tls_service = await FakeService(tls=server_context).start()
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        client = Client(tls_service)
+        assert await asyncio.wait_for(client.exit_code(), 30) == 1
+        assert not tls_service.open_frames
+    finally:
+        await tls_service.stop()

@@ -9,12 +9,14 @@ re-dial of the original StreamUrl (§2.9). What the stream bytes mean is the
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
 import ssl
+import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, Protocol
 
 import aiohttp
@@ -79,6 +81,35 @@ def ssl_context_from_env() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile, capath=capath)
 
 
+def proxy_for(stream_url: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy Go's dialer would use: HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured,
+    loopback never proxied."""
+    url = urllib.parse.urlsplit(stream_url)
+    scheme = {"wss": "https", "ws": "http"}.get(url.scheme)
+    host = url.hostname or ""
+    if scheme is None or host == "localhost" or _is_loopback(host):
+        return None
+    env = os.environ if environ is None else environ
+    proxy = env.get(f"{scheme}_proxy".upper()) or env.get(f"{scheme}_proxy")
+    if not proxy:
+        return None
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        # Go: "*" matches all; ".y.com" matches subdomains only; "y.com" matches it and subdomains.
+        if entry == "*" or (entry.startswith(".") and host.endswith(entry)):
+            return None
+        if entry and not entry.startswith(".") and (host == entry or host.endswith("." + entry)):
+            return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def backoff_delays(attempts: int) -> list[float]:
     """Exponential retry delays: initial 100-200 ms, doubling, capped at 5 s."""
     delay = random.uniform(0.1, 0.2)
@@ -116,8 +147,7 @@ class DataChannel:
     async def connect(self) -> None:
         """Dial (with retries, same token) and send the open frame."""
         if self._http is None:
-            # trust_env: HTTPS_PROXY/NO_PROXY like the plugin's dialer.
-            self._http = aiohttp.ClientSession(trust_env=True)
+            self._http = aiohttp.ClientSession()
         last_error: Exception | None = None
         for delay in [0.0, *backoff_delays(DIAL_ATTEMPTS - 1)]:
             await asyncio.sleep(delay)
@@ -137,6 +167,7 @@ class DataChannel:
         ws = await self._http.ws_connect(
             self.stream_url,
             ssl=ssl_option,
+            proxy=proxy_for(self.stream_url),
             autoping=True,
             max_msg_size=MAX_FRAME_SIZE,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),

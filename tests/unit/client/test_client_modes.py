@@ -6,6 +6,7 @@ import click
 import pytest
 
 from openssm.client.cli import Forward, build_request
+from openssm.client.datachannel import proxy_for
 from openssm.client.port import PortMode, bind_host, choose_port_mode, local_port_of
 from openssm.client.session import closed_message
 from openssm.client.shell import input_payload, size_payload
@@ -81,3 +82,24 @@ def test_start_session_request_from_shorthand() -> None:
     }
     with pytest.raises(click.BadParameter):
         build_request("i-1", None, "a=[", None)
+
+
+@pytest.mark.parametrize(
+    ("url", "environ", "proxy"),
+    [
+        ("wss://gw.example/x", {"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ("wss://gw.example/x", {"https_proxy": "proxy:3128"}, "http://proxy:3128"),
+        ("wss://gw.example/x", {"HTTP_PROXY": "http://proxy:3128"}, None),
+        ("ws://gw.example/x", {"HTTP_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ("wss://gw.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "example"}, None),
+        ("wss://gw.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "other.example"}, "http://p:1"),
+        ("wss://example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".example"}, "http://p:1"),
+        ("wss://gw.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".example"}, None),
+        ("wss://gw.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "gw.example"}, None),
+        ("wss://gw.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, None),
+        ("wss://127.0.0.1:8443/x", {"HTTPS_PROXY": "http://p:1"}, None),  # Go never proxies loopback
+        ("wss://localhost:8443/x", {"HTTPS_PROXY": "http://p:1"}, None),
+    ],
+)
+def test_proxy_selection_follows_go(url: str, environ: dict[str, str], proxy: str | None) -> None:
+    assert proxy_for(url, environ) == proxy
