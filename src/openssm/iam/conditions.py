@@ -18,6 +18,7 @@ import binascii
 import dataclasses
 import datetime as dt
 import decimal
+import functools
 import ipaddress
 import operator
 import re
@@ -101,6 +102,7 @@ _COMPARE: dict[str, Callable[[decimal.Decimal, decimal.Decimal], bool]] = {
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_number(text: str) -> decimal.Decimal | None:
     text = text.strip()
     if not _NUMBER.fullmatch(text):
@@ -108,6 +110,7 @@ def parse_number(text: str) -> decimal.Decimal | None:
     return decimal.Decimal(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_date(text: str) -> decimal.Decimal | None:
     """Epoch seconds (as a Decimal) of an ISO 8601 date/date-time or of an epoch-seconds number."""
     text = text.strip()
@@ -187,13 +190,22 @@ class IpMatcher(ValueMatcher):
         self._networks = tuple(networks)
 
     def matches(self, request_value: str, context: Context) -> bool:
-        try:
-            address = ipaddress.ip_address(request_value.strip())
-        except ValueError:
+        address = parse_address(request_value)
+        if address is None:
             return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         return any(address.version == net.version and address in net for net in self._networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A request's IP address; IPv4-mapped IPv6 (a dual-stack listener's view of IPv4) as IPv4."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 # -- operator table ---------------------------------------------------------------------------------
@@ -310,6 +322,15 @@ def build_matcher(op: ConditionOperator, key: str, values: Sequence[str], *, var
     raise ConditionSyntaxError(f"{op.name} has no value matcher")  # Null is handled by Condition
 
 
+def _absent_result(op: ConditionOperator) -> bool:
+    """What the operator says when the key is absent (or its value set is empty)."""
+    if op.if_exists or op.qualifier == "ForAllValues":
+        return True
+    if op.qualifier == "ForAnyValue":
+        return False
+    return op.spec.negated
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Condition:
     """One key under one operator, e.g. ``"BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"}``."""
@@ -318,35 +339,32 @@ class Condition:
     key: str  # lowercased
     values: tuple[str, ...]  # as written (bools/numbers turned into their JSON text)
     matcher: ValueMatcher | None  # None for Null
+    # Derived from the operator once, because holds() runs for every statement of every request.
+    absent: bool = False
+    negated: bool = False
 
     def holds(self, context: Context) -> bool:
         request_values = context.get(self.key)
-        present = bool(request_values)
-        op = self.operator
-        if self.matcher is None:  # Null: a non-boolean policy value never holds
+        matcher = self.matcher
+        if matcher is None:  # Null: a non-boolean policy value never holds
+            present = bool(request_values)
             return any(
                 (value.lower() == "true" and not present) or (value.lower() == "false" and present)
                 for value in self.values
             )
-        if not present:
-            if op.if_exists:
-                return True
-            if op.qualifier == "ForAllValues":
-                return True
-            if op.qualifier == "ForAnyValue":
-                return False
-            return op.spec.negated
-        assert request_values is not None
-        matcher = self.matcher
-        if op.qualifier is None:
-            any_match = any(matcher.matches(value, context) for value in request_values)
-            return not any_match if op.spec.negated else any_match
-        negated = op.spec.negated
+        if not request_values:
+            return self.absent
+        qualifier = self.operator.qualifier
+        negated = self.negated
+        if qualifier is None:
+            if len(request_values) == 1:
+                return matcher.matches(request_values[0], context) != negated
+            return any(matcher.matches(value, context) for value in request_values) != negated
         satisfied = (matcher.matches(value, context) != negated for value in request_values)
-        return any(satisfied) if op.qualifier == "ForAnyValue" else all(satisfied)
+        return any(satisfied) if qualifier == "ForAnyValue" else all(satisfied)
 
 
 def make_condition(operator_name: str, key: str, values: Sequence[str], *, variables: bool) -> Condition:
     op = parse_operator(operator_name)
     matcher = None if op.spec.family == "Null" else build_matcher(op, key, values, variables=variables)
-    return Condition(op, key.lower(), tuple(values), matcher)
+    return Condition(op, key.lower(), tuple(values), matcher, _absent_result(op), op.spec.negated)

@@ -18,19 +18,14 @@ Chunk = tuple[str, bool]
 
 def chunks_to_regex(chunks: Iterable[Chunk], *, star: str = ".*", qmark: str = ".") -> str:
     """Regex source (to be full-matched) for a sequence of chunks."""
-    out: list[str] = []
-    for text, wild in chunks:
-        if not wild:
-            out.append(re.escape(text))
-            continue
-        for char in text:
-            if char == "*":
-                out.append(star)
-            elif char == "?":
-                out.append(qmark)
-            else:
-                out.append(re.escape(char))
-    return "".join(out)
+    return "".join(_wild_regex(text, star, qmark) if wild else re.escape(text) for text, wild in chunks)
+
+
+@functools.lru_cache(maxsize=8192)
+def _wild_regex(text: str, star: str, qmark: str) -> str:
+    # re.escape turns every "*" into "\*" and "?" into "\?", and a backslash into "\\", so the
+    # two-character sequences below can only be escaped wildcards.
+    return re.escape(text).replace("\\*", star).replace("\\?", qmark)
 
 
 def glob_to_regex(pattern: str) -> str:

@@ -7,6 +7,7 @@ which statement; the result is ready for fast evaluation (globs compiled once).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -153,7 +154,10 @@ class Statement:
         return self.resources.matches(resource, context) != self.not_resource
 
     def conditions_hold(self, context: Context) -> bool:
-        return all(condition.holds(context) for condition in self.conditions)
+        for condition in self.conditions:
+            if not condition.holds(context):
+                return False
+        return True
 
     def applies(self, action: str, resource: str, context: Context) -> bool:
         return (
@@ -179,6 +183,22 @@ def parse_policy(text: str, *, kind: PolicyKind = "identity") -> Policy:
     """Parse and validate a policy document (identity policy, or a role's trust policy)."""
     if not isinstance(text, str):
         raise MalformedPolicyDocument("The policy document must be JSON text")
+    if len(text) <= _CACHEABLE_CHARS:
+        return _parse_cached(text, kind)
+    return _parse(text, kind)
+
+
+# Policies are immutable once parsed, and the server reads the same few texts from the store on
+# every request: remember them (bounded, and only texts of IAM-quota size).
+_CACHEABLE_CHARS = 16384
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str, kind: PolicyKind) -> Policy:
+    return _parse(text, kind)
+
+
+def _parse(text: str, kind: PolicyKind) -> Policy:
     try:
         document = json.loads(
             text,
