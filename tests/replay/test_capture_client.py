@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,9 @@ import pexpect
 import pytest
 from aiohttp import WSMsgType, web
 
+from openssm.client.plugin import parse_invocation
 from openssm.protocol.frames import Frame, MessageType, PayloadType, decode
+from openssm.protocol.versions import cli_uses_env_handoff
 
 Event = dict[str, Any]
 SESSION_ID = "tester-0a1b2c3d4e5f60718"
@@ -239,12 +242,12 @@ async def run_shell_event(event: Event, replay: Replay, child: pexpect.spawn) ->
 # -- port forwarding ----------------------------------------------------------------------------------
 
 
-def with_local_port(capture: list[Event], captured_port: str, port: int) -> Callable[[bytes], bytes]:
+def with_local_port(captured_port: str | None, port: int) -> Callable[[bytes], bytes]:
     """Rewrites the handshake's localPortNumber (a fixed port in the capture) to a free one."""
 
     def rewrite(data: bytes) -> bytes:
         frame = decode(data)
-        if frame.payload_type != PayloadType.HANDSHAKE_REQUEST:
+        if captured_port is None or frame.payload_type != PayloadType.HANDSHAKE_REQUEST:
             return data
         payload = frame.payload.replace(f'"{captured_port}"'.encode(), f'"{port}"'.encode())
         return dataclasses.replace(frame, payload=payload).encode()
@@ -276,15 +279,27 @@ class LocalClients:
             self.connections[name][1].close()
 
 
-async def replay_port_capture(capture: list[Event], captured_port: str, tmp_path: Any) -> None:
+async def replay_port_capture(
+    capture: list[Event],
+    captured_port: str | None,
+    tmp_path: Any,
+    *,
+    start: Event | None = None,
+    stdout_text: str | None = None,
+) -> None:
     gateway = FakeGateway()
     await gateway.start()
     port = free_port()
-    replay = Replay(gateway, with_local_port(capture, captured_port, port))
+    replay = Replay(gateway, with_local_port(captured_port, port))
+
+    def localised(text: str) -> str:
+        return text if captured_port is None else text.replace(captured_port, str(port))
+
     clients = LocalClients(port)
+    start = start or capture[0]
     process = await asyncio.create_subprocess_exec(
-        *plugin_argv(capture),
-        env=plugin_env(capture, gateway.stream_url(), tmp_path),
+        *plugin_argv([start]),
+        env=plugin_env([start], gateway.stream_url(), tmp_path),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -302,7 +317,7 @@ async def replay_port_capture(capture: list[Event], captured_port: str, tmp_path
             elif kind == "ws-close":
                 await replay.expect_close()
             elif kind == "stdout":
-                expected = event["text"].replace(captured_port, str(port)).encode()
+                expected = localised(event["text"]).encode()
                 while not stdout.endswith(expected):
                     chunk = await asyncio.wait_for(process.stdout.read(4096), FRAME_TIMEOUT)
                     assert chunk, f"#{event['n']}: stdout ended before {expected!r}; got {bytes(stdout)!r}"
@@ -315,7 +330,8 @@ async def replay_port_capture(capture: list[Event], captured_port: str, tmp_path
                 assert await asyncio.wait_for(process.wait(), FRAME_TIMEOUT) == event["exitCode"]
         replay.finish()
         stdout += await process.stdout.read()
-        assert bytes(stdout).decode() == printed(capture, "stdout").replace(captured_port, str(port))
+        expected_stdout = printed(capture, "stdout") if stdout_text is None else stdout_text
+        assert bytes(stdout).decode() == localised(expected_stdout)
     finally:
         if process.returncode is None:
             process.kill()
@@ -354,3 +370,42 @@ async def test_port_mux_session_matches_the_plugin(
     # client 1's PSH to compare messages one to one.
     move_before(capture, 21, 26)
     await replay_port_capture(capture, local_port_in(capture), tmp_path)
+
+
+# -- the AWS CLI hand-off -------------------------------------------------------------------------------
+
+
+def test_cli_hand_off_argv_and_env_are_understood(load_capture: Callable[[str], list[Event]]) -> None:
+    """#2/#3 are the CLI's StartSession call and answer; #5 is how it execs the plugin."""
+    capture = load_capture("cli-start-session")
+    request, response, launch = (next(e for e in capture if e["n"] == n) for n in (2, 3, 5))
+    environ = dict(launch["env"])
+    invocation = parse_invocation(launch["argv"], environ)
+    answer = json.loads(response["text"])
+    assert dataclasses.astuple(invocation.started) == (
+        answer["SessionId"],
+        answer["TokenValue"],
+        answer["StreamUrl"],
+    )
+    assert "AWS_SSM_START_SESSION_RESPONSE" not in environ  # removed, like the plugin's Unsetenv
+    assert invocation.target == json.loads(request["text"])["Target"]
+    assert (invocation.region, invocation.operation, invocation.profile) == ("us-east-1", "StartSession", "")
+    assert invocation.endpoint_url == launch["argv"][6]
+
+
+def test_cli_version_probe_gets_an_env_hand_off_version(load_capture: Callable[[str], list[Event]]) -> None:
+    capture = load_capture("cli-start-session")
+    probe = next(e for e in capture if e["n"] == 4)
+    assert probe["argv"] == ["session-manager-plugin", "--version"]
+    result = subprocess.run([*plugin_argv([probe])], capture_output=True, text=True, check=True, timeout=30)
+    assert cli_uses_env_handoff(result.stdout)
+
+
+async def test_cli_launched_session_matches_the_plugin(
+    load_capture: Callable[[str], list[Event]], tmp_path: Any
+) -> None:
+    """#6-#14: the plugin's session after the hand-off; #15 holds everything it printed."""
+    capture = load_capture("cli-start-session")
+    launch = next(e for e in capture if e["n"] == 5)
+    session = [e for e in capture if e["n"] >= 6 and e["channel"] != "http" and e["kind"] != "process-exit"]
+    await replay_port_capture(session, "\0", tmp_path, start=launch, stdout_text=capture[-1]["stdout"])
