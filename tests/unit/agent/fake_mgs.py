@@ -71,6 +71,9 @@ class FakeClient:
         self.acked_inputs: set[int] = set()
         self.next_seq = 0
         self.closed = asyncio.Event()
+        # Called with each agent stream message in sequence order (as a client processes them).
+        self.output_listener: Callable[[Frame], None] | None = None
+        self._delivered = 0
         self._changed = asyncio.Event()
 
     @property
@@ -90,6 +93,10 @@ class FakeClient:
                 self.outputs[frame.sequence_number] = frame
                 self.frames.append(frame)
             await self.ws.send_bytes(ack_for(frame).encode())
+            while self._delivered in self.outputs:
+                if self.output_listener is not None:
+                    self.output_listener(self.outputs[self._delivered])
+                self._delivered += 1
         else:
             if frame.message_type == MessageType.ACKNOWLEDGE:
                 self.acked_inputs.add(acked_sequence(frame))

@@ -79,11 +79,19 @@ class PortHandler(SessionHandler):
         self.host = host.strip() if isinstance(host, str) and host.strip() else "localhost"
         self.addresses = await resolve_destination(self.host, self.port, self.settings.denied_networks)
         forwarding_type = properties.get("type")
-        result = await self.handshake("Port", properties)
-        if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
-            await self._run_mux()
-        else:
-            await self._run_basic(reconnectable=forwarding_type == LOCAL_PORT_FORWARDING)
+        # Client data arriving before the destination (or the mux) is set up waits here, so it is
+        # neither lost nor dialled twice.
+        self._setup = asyncio.Lock()
+        await self._setup.acquire()
+        try:
+            result = await self.handshake("Port", properties)
+            if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
+                await self._run_mux()
+            else:
+                await self._run_basic(reconnectable=forwarding_type == LOCAL_PORT_FORWARDING)
+        finally:
+            if self._setup.locked():
+                self._setup.release()
         return Outcome()
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -111,7 +119,7 @@ class PortHandler(SessionHandler):
             await self._connect_basic()
         except OSError as exc:
             raise SessionFailure(str(exc)) from exc
-        self.accept_input()
+        self._setup.release()
         pump = asyncio.create_task(self._pump_basic())
         try:
             done, _ = await asyncio.wait({pump, self._fatal}, return_when=asyncio.FIRST_COMPLETED)
@@ -180,7 +188,7 @@ class PortHandler(SessionHandler):
     async def _run_mux(self) -> None:
         self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
         self._streams: set[asyncio.Task[None]] = set()
-        self.accept_input()
+        self._setup.release()
         try:
             while True:
                 stream = await self.mux.accept_stream()
@@ -225,6 +233,9 @@ class PortHandler(SessionHandler):
                 await stream.close()
 
     async def handle_input(self, frame: Frame) -> None:
+        if self._setup.locked():
+            async with self._setup:
+                pass
         if hasattr(self, "mux"):
             if frame.payload_type == PayloadType.OUTPUT:
                 self.mux.feed(frame.payload)
