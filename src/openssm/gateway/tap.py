@@ -10,7 +10,6 @@ puts events on a bounded queue that one task drains into the taps, so a slow tap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 import time
@@ -148,12 +147,12 @@ class TapPump:
             self.dropped += 1
 
     async def close(self, status: str, reason: str) -> None:
-        """Deliver what is queued, then on_end; gives up after DRAIN_TIMEOUT."""
+        """Deliver what is queued, then on_end; gives up on the queue after DRAIN_TIMEOUT."""
         t = self.elapsed()
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), DRAIN_TIMEOUT)
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await self._queue.put(None)
+                await self._task
         except TimeoutError:
             log.warning("session tap for %s did not drain in time", self._session.get("session_id"))
             self._task.cancel()

@@ -1,0 +1,148 @@
+"""Gateway-written frames and the relay's header peek."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openssm.gateway import messages
+from openssm.protocol.frames import Frame, FrameError, MessageType, decode
+from openssm.protocol.messages import parse_channel_closed, parse_interactive_shell
+
+ROW = {
+    "session_id": "alice-0123456789abcdef0",
+    "target": "mi-0123456789abcdef0",
+    "document_name": "AWS-StartPortForwardingSession",
+    "document_content": {
+        "schemaVersion": "1.0",
+        "sessionType": "Port",
+        "properties": {"portNumber": "{{ portNumber }}"},
+    },
+    "parameters": {"portNumber": ["22"], "hosts": ["a", "b"]},
+    "run_as_user": None,
+    "owner_arn": "arn:aws:iam::123456789012:user/alice",
+}
+
+
+@given(
+    message_type=st.sampled_from(list(MessageType)),
+    sequence=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    payload_type=st.integers(min_value=0, max_value=2**32 - 1),
+    payload=st.binary(max_size=300),
+)
+def test_peek_agrees_with_the_full_decoder(
+    message_type: str, sequence: int, payload_type: int, payload: bytes
+) -> None:
+    data = Frame(message_type, sequence, 0, payload_type, payload).encode()
+    head = messages.peek(data)
+    frame = decode(data)
+    assert head.message_type == frame.message_type
+    assert head.payload_type == frame.payload_type
+    assert data[head.payload_offset :] == frame.payload
+
+
+@given(st.binary(max_size=119))
+def test_peek_refuses_short_input(data: bytes) -> None:
+    try:
+        messages.peek(data)
+    except FrameError:
+        return
+    raise AssertionError("a frame shorter than its header was accepted")
+
+
+def test_peek_refuses_bad_header_length_and_empty_type() -> None:
+    data = bytearray(Frame("acknowledge", payload=b"{}").encode())
+    data[0:4] = (10_000).to_bytes(4, "big")
+    try:
+        messages.peek(bytes(data))
+        raise AssertionError("HeaderLength past the end was accepted")
+    except FrameError:
+        pass
+    blank = bytearray(Frame("acknowledge", payload=b"{}").encode())
+    blank[4:36] = b" " * 32
+    try:
+        messages.peek(bytes(blank))
+        raise AssertionError("an empty MessageType was accepted")
+    except FrameError:
+        pass
+
+
+def test_interactive_shell_from_a_sessions_row() -> None:
+    frame = decode(messages.interactive_shell(ROW))
+    assert (frame.message_type, frame.sequence_number, frame.flags, frame.payload_type) == (
+        MessageType.INTERACTIVE_SHELL,
+        0,
+        0,
+        0,
+    )
+    shell = parse_interactive_shell(frame.payload)
+    assert shell.task_id == ROW["session_id"]
+    assert shell.topic == "aws.ssm.startSession"
+    content = shell.content
+    assert content.document_content == ROW["document_content"]
+    assert content.parameters == {"portNumber": "22", "hosts": "a,b"}  # scalars for the agent
+    assert content.run_as_user == ""
+    assert content.session_owner == ROW["owner_arn"]
+
+
+def test_scalar_parameters() -> None:
+    assert messages.scalar_parameters({"a": ["x"], "b": [], "c": "y", "d": None, "e": 3}) == {
+        "a": "x",
+        "b": "",
+        "c": "y",
+        "d": "",
+        "e": "3",
+    }
+
+
+def test_channel_closed_has_the_captured_key_order() -> None:
+    frame = decode(messages.channel_closed("s-1", "i-0123456789abcdef0", "Session idle timeout"))
+    assert frame.message_type == MessageType.CHANNEL_CLOSED
+    assert list(frame.json()) == [
+        "MessageId",
+        "CreatedDate",
+        "DestinationId",
+        "SessionId",
+        "MessageType",
+        "SchemaVersion",
+        "Output",
+    ]
+    closed = parse_channel_closed(frame.payload)
+    assert (closed.session_id, closed.destination_id, closed.output) == (
+        "s-1",
+        "i-0123456789abcdef0",
+        "Session idle timeout",
+    )
+    uuid.UUID(closed.message_id)
+
+
+def test_publication_payloads_are_never_empty() -> None:
+    for data in (messages.pause_publication("s-1"), messages.start_publication("s-1")):
+        assert decode(data).payload  # the agent cannot read an empty payload
+
+
+def test_task_complete_acknowledgement_carries_the_message_id() -> None:
+    from openssm.protocol.messages import AgentTaskComplete
+
+    sent = AgentTaskComplete(task_id="s-1", final_task_status="Failed", output="boom").to_frame()
+    task = messages.task_complete(decode(sent.encode()))
+    assert (task.task_id, task.final_status, task.output, task.succeeded) == ("s-1", "Failed", "boom", False)
+    ack = decode(task.acknowledgement)
+    assert ack.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
+    assert ack.json() == {
+        "SchemaVersion": 1,
+        "MessageId": str(sent.message_id),
+        "TaskId": "s-1",
+        "Topic": "agent_task_complete",
+    }
+
+
+def test_session_state_tolerates_garbage() -> None:
+    assert (
+        messages.session_state(b'{"SchemaVersion":1,"SessionState":"Terminating","SessionId":"s"}')
+        == "Terminating"
+    )
+    assert messages.session_state(b"\xff") is None
+    assert messages.session_state(b"[]") is None

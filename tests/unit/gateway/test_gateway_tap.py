@@ -1,0 +1,86 @@
+"""Session taps: ordered delivery from a bounded queue, isolation from failing or slow taps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from openssm.gateway import tap as tap_module
+from openssm.gateway.tap import TapPump, TapRegistry, tap_registry
+
+SESSION = {"session_id": "s-1"}
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.delay = delay
+        self.fail = fail
+
+    async def on_start(self, session: Mapping[str, Any]) -> None:
+        self.events.append(("start", session["session_id"]))
+
+    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("tap broke")
+        self.events.append(("output", payload))
+
+    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
+        self.events.append(("input", payload))
+
+    async def on_end(self, status: str, reason: str, t: float) -> None:
+        self.events.append(("end", status))
+
+
+async def test_events_arrive_in_order_and_end_last() -> None:
+    recorder = Recorder()
+    pump = TapPump(SESSION, [recorder])
+    pump.output(b"a", 1)
+    pump.input(b"b", 1)
+    pump.output(b"c", 1)
+    await pump.close("Terminated", "done")
+    assert recorder.events == [
+        ("start", "s-1"),
+        ("output", b"a"),
+        ("input", b"b"),
+        ("output", b"c"),
+        ("end", "Terminated"),
+    ]
+
+
+async def test_a_failing_tap_does_not_stop_the_others() -> None:
+    broken, good = Recorder(fail=True), Recorder()
+    pump = TapPump(SESSION, [broken, good])
+    pump.output(b"x", 1)
+    await pump.close("Terminated", "done")
+    assert good.events == [("start", "s-1"), ("output", b"x"), ("end", "Terminated")]
+    assert broken.events[-1] == ("end", "Terminated")
+
+
+async def test_a_slow_tap_loses_events_instead_of_blocking(monkeypatch: Any) -> None:
+    monkeypatch.setattr(tap_module, "QUEUE_LIMIT", 3)
+    slow = Recorder(delay=0.01)
+    pump = TapPump(SESSION, [slow])
+    for i in range(10):
+        pump.output(bytes([i]), 1)  # never awaits: the relay is not held up
+    assert pump.dropped == 7
+    await pump.close("Terminated", "done")
+    assert [e for e in slow.events if e[0] == "output"] == [
+        ("output", b"\x00"),
+        ("output", b"\x01"),
+        ("output", b"\x02"),
+    ]
+
+
+def test_registry_lives_in_extras_and_skips_uninterested_factories() -> None:
+    extras: dict[str, Any] = {}
+    registry = tap_registry(extras)
+    assert tap_registry(extras) is registry
+    recorder = Recorder()
+    registry.add(lambda session: recorder if session["session_id"] == "s-1" else None)
+    registry.add(lambda session: 1 / 0)  # a broken factory is logged and skipped
+    assert registry.taps_for(SESSION) == [recorder]
+    assert registry.taps_for({"session_id": "s-2"}) == []
+    assert isinstance(registry, TapRegistry)
