@@ -133,7 +133,7 @@ def start_session_command(
         try:
             started.append(start(api, request))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError) as exc:
-            click.echo(f"\n{api_error_text(exc)}\n", err=True)
+            click.echo(f"\n{api_error_text(exc)}", err=True)  # the AWS CLI: "\n%s\n"
             _terminate_all(api, started)
             sys.exit(AWS_CLI_ERROR_EXIT)
     options = ClientOptions(api=api, listen_address=listen_address)
