@@ -174,6 +174,21 @@ async def _insert(conn: AsyncConnection, statement: Any, conflict: str) -> None:
         raise already_exists(conflict) from None
 
 
+async def _get_row(engine: AsyncEngine, table: sa.Table, name: str) -> RowMapping | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(table).where(table.c.name == name))).mappings().first()
+
+
+async def _list_rows(engine: AsyncEngine, table: sa.Table, path_prefix: str) -> list[RowMapping]:
+    async with engine.connect() as conn:
+        query = (
+            sa.select(table)
+            .where(table.c.path.startswith(path_prefix, autoescape=True))
+            .order_by(table.c.name)
+        )
+        return list((await conn.execute(query)).mappings())
+
+
 # -- users ------------------------------------------------------------------------------------------
 async def create_user(
     engine: AsyncEngine, account: str, name: str, path: str, tags: Mapping[str, str], now: dt.datetime
@@ -194,21 +209,12 @@ async def create_user(
 
 
 async def get_user(engine: AsyncEngine, name: str) -> UserRow | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(iam_users).where(iam_users.c.name == name))).mappings().first()
+    row = await _get_row(engine, iam_users, name)
     return None if row is None else _user(row)
 
 
 async def list_users(engine: AsyncEngine, path_prefix: str = "/") -> list[UserRow]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(iam_users)
-                .where(iam_users.c.path.startswith(path_prefix, autoescape=True))
-                .order_by(iam_users.c.name)
-            )
-        ).mappings()
-        return [_user(row) for row in rows]
+    return [_user(row) for row in await _list_rows(engine, iam_users, path_prefix)]
 
 
 async def _count(conn: AsyncConnection, query: Any) -> int:
@@ -291,21 +297,12 @@ async def create_group(engine: AsyncEngine, account: str, name: str, path: str, 
 
 
 async def get_group(engine: AsyncEngine, name: str) -> GroupRow | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(iam_groups).where(iam_groups.c.name == name))).mappings().first()
+    row = await _get_row(engine, iam_groups, name)
     return None if row is None else _group(row)
 
 
 async def list_groups(engine: AsyncEngine, path_prefix: str = "/") -> list[GroupRow]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(iam_groups)
-                .where(iam_groups.c.path.startswith(path_prefix, autoescape=True))
-                .order_by(iam_groups.c.name)
-            )
-        ).mappings()
-        return [_group(row) for row in rows]
+    return [_group(row) for row in await _list_rows(engine, iam_groups, path_prefix)]
 
 
 async def group_members(engine: AsyncEngine, group_name: str) -> list[UserRow]:
@@ -413,21 +410,12 @@ async def create_role(
 
 
 async def get_role(engine: AsyncEngine, name: str) -> RoleRow | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(iam_roles).where(iam_roles.c.name == name))).mappings().first()
+    row = await _get_row(engine, iam_roles, name)
     return None if row is None else _role(row)
 
 
 async def list_roles(engine: AsyncEngine, path_prefix: str = "/") -> list[RoleRow]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(iam_roles)
-                .where(iam_roles.c.path.startswith(path_prefix, autoescape=True))
-                .order_by(iam_roles.c.name)
-            )
-        ).mappings()
-        return [_role(row) for row in rows]
+    return [_role(row) for row in await _list_rows(engine, iam_roles, path_prefix)]
 
 
 # -- managed policies -------------------------------------------------------------------------------

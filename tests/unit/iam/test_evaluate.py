@@ -320,3 +320,90 @@ def test_operator_policy_2_denies_everything_from_other_addresses() -> None:
     result = decide([POLICY_1, POLICY_2], "iam:CreateUser", "*", outside)
     assert result.decision == "explicitDeny"
     assert [(m.source, m.index, m.effect) for m in result.matched] == [("policy1", 0, "Deny")]
+
+
+# -- AWS IAM User Guide examples (policy text as in the guide; outcomes from the documented rules) -----
+def test_s3_home_directory_example() -> None:
+    text = policy_text(
+        allow(
+            "s3:ListBucket",
+            "arn:aws:s3:::amzn-s3-demo-bucket",
+            Condition={"StringLike": {"s3:prefix": ["home/${aws:username}/*"]}},
+        ),
+        allow(["s3:GetObject", "s3:PutObject"], "arn:aws:s3:::amzn-s3-demo-bucket/home/${aws:username}/*"),
+    )
+    bucket = "arn:aws:s3:::amzn-s3-demo-bucket"
+    assert decide(text, "s3:PutObject", f"{bucket}/home/alice/notes.txt").allowed
+    assert not decide(text, "s3:PutObject", f"{bucket}/home/bob/notes.txt").allowed
+    assert decide(text, "s3:ListBucket", bucket, {"s3:prefix": ["home/alice/docs/"]}).allowed
+    assert not decide(text, "s3:ListBucket", bucket, {"s3:prefix": ["home/bob/"]}).allowed
+    assert not decide(text, "s3:ListBucket", bucket).allowed  # no prefix given
+
+
+def test_date_range_example() -> None:
+    text = policy_text(
+        allow(
+            "ssm:StartSession",
+            Condition={
+                "DateGreaterThan": {"aws:CurrentTime": "2020-04-01T00:00:00Z"},
+                "DateLessThan": {"aws:CurrentTime": "2020-06-30T23:59:59Z"},
+            },
+        )
+    )
+    assert decide(text, "ssm:StartSession", context={"aws:CurrentTime": ["2020-05-15T12:00:00Z"]}).allowed
+    assert not decide(text, "ssm:StartSession", context={"aws:CurrentTime": ["2020-07-01T00:00:00Z"]}).allowed
+    assert not decide(text, "ssm:StartSession").allowed
+
+
+def test_deny_without_mfa_example() -> None:
+    text = policy_text(
+        allow(),
+        {
+            "Sid": "DenyAllExceptListedIfNoMFA",
+            "Effect": "Deny",
+            "NotAction": ["iam:ChangePassword", "iam:GetUser", "sts:GetSessionToken"],
+            "Resource": "*",
+            "Condition": {"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}},
+        },
+    )
+    # Long-term keys carry no aws:MultiFactorAuthPresent: BoolIfExists holds, the Deny applies.
+    denied = decide(text, "ssm:StartSession")
+    assert denied.decision == "explicitDeny" and denied.matched[0].sid == "DenyAllExceptListedIfNoMFA"
+    assert decide(text, "iam:GetUser").allowed
+    assert decide(text, "ssm:StartSession", context={"aws:MultiFactorAuthPresent": ["true"]}).allowed
+    assert (
+        decide(text, "ssm:StartSession", context={"aws:MultiFactorAuthPresent": ["false"]}).decision
+        == "explicitDeny"
+    )
+
+
+def test_null_token_issue_time_example() -> None:
+    text = policy_text(allow("ssm:StartSession", Condition={"Null": {"aws:TokenIssueTime": "true"}}))
+    assert decide(text, "ssm:StartSession").allowed  # long-term credentials
+    assert not decide(
+        text, "ssm:StartSession", context={"aws:TokenIssueTime": ["2026-11-28T00:00:00Z"]}
+    ).allowed
+
+
+def test_tag_keys_set_operator_examples() -> None:
+    only_listed = policy_text(
+        allow(
+            "ssm:AddTagsToResource",
+            Condition={"ForAllValues:StringEquals": {"aws:TagKeys": ["environment", "cost-center"]}},
+        )
+    )
+    assert decide(only_listed, "ssm:AddTagsToResource", context={"aws:TagKeys": ["environment"]}).allowed
+    assert not decide(
+        only_listed, "ssm:AddTagsToResource", context={"aws:TagKeys": ["environment", "owner"]}
+    ).allowed
+    any_listed = policy_text(
+        allow(
+            "ssm:AddTagsToResource",
+            Condition={"ForAnyValue:StringEquals": {"aws:TagKeys": ["environment", "cost-center"]}},
+        )
+    )
+    assert decide(
+        any_listed, "ssm:AddTagsToResource", context={"aws:TagKeys": ["owner", "cost-center"]}
+    ).allowed
+    assert not decide(any_listed, "ssm:AddTagsToResource", context={"aws:TagKeys": ["owner"]}).allowed
+    assert not decide(any_listed, "ssm:AddTagsToResource").allowed
