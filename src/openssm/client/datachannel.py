@@ -42,6 +42,7 @@ ACK_BEFORE_HANDLING: Final = frozenset(
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
 DIAL_ATTEMPTS: Final = 5
+DIAL_TIMEOUT: Final = 30.0
 RETRY_MAX_DELAY: Final = 5.0
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
 PING_PAYLOAD: Final = b"keepalive"
@@ -147,7 +148,9 @@ class DataChannel:
     async def connect(self) -> None:
         """Dial (with retries, same token) and send the open frame."""
         if self._http is None:
-            self._http = aiohttp.ClientSession()
+            # Bound the dial only; an open data channel may stay quiet for as long as the user likes.
+            timeout = aiohttp.ClientTimeout(total=None, connect=DIAL_TIMEOUT, sock_connect=DIAL_TIMEOUT)
+            self._http = aiohttp.ClientSession(timeout=timeout)
         last_error: Exception | None = None
         for delay in [0.0, *backoff_delays(DIAL_ATTEMPTS - 1)]:
             await asyncio.sleep(delay)

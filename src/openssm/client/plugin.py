@@ -112,6 +112,10 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         return asyncio.run(run_session(invocation.started, options))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs
+        logging.getLogger(__name__).debug("session failed", exc_info=True)
+        print(f"\nCannot perform start session: {exc}", file=sys.stderr)
+        return 1
 
 
 def main() -> NoReturn:

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 SHELL_SESSION_TYPES = frozenset(
     {SessionType.STANDARD_STREAM, SessionType.INTERACTIVE_COMMANDS, SessionType.NON_INTERACTIVE_COMMANDS}
 )
+HANDSHAKE_TYPES = frozenset(
+    {PayloadType.HANDSHAKE_REQUEST, PayloadType.HANDSHAKE_COMPLETE, PayloadType.ENC_CHALLENGE_REQUEST}
+)
 KMS_UNSUPPORTED = "KMS encryption is not supported by the OpenSSM client"
 
 SessionHandler = ShellSession | PortSession
@@ -85,7 +88,7 @@ class SessionDispatcher:
         return self.active.ready(frame) if self.active is not None else True
 
     async def handle(self, frame: Frame) -> None:
-        if self.active is not None:
+        if self.active is not None and frame.payload_type not in HANDSHAKE_TYPES:
             await self.active.handle(frame)
             return
         if frame.payload_type == PayloadType.HANDSHAKE_REQUEST:
