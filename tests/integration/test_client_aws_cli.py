@@ -37,25 +37,20 @@ def plugin_on_path(tmp_path: pathlib.Path) -> dict[str, str]:
     return env
 
 
-async def test_aws_cli_execs_our_plugin_for_a_shell_session(tmp_path: pathlib.Path) -> None:
+async def aws_start_session(service: FakeService, tmp_path: pathlib.Path) -> asyncio.subprocess.Process:
     if not AWS.exists():
         pytest.skip("the aws CLI is not installed in this environment")
-    service = await FakeService().start()
-    aws = await asyncio.create_subprocess_exec(
-        str(AWS),
-        "ssm",
-        "start-session",
-        "--target",
-        TARGET,
-        "--endpoint-url",
-        service.endpoint,
-        "--region",
-        "us-east-1",
+    return await asyncio.create_subprocess_exec(
+        str(AWS), "ssm", "start-session", "--target", TARGET, "--endpoint-url", service.endpoint,
+        "--region", "us-east-1",
         env=plugin_on_path(tmp_path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_aws_cli_execs_our_plugin_for_a_shell_session(tmp_path: pathlib.Path) -> None:
+    service = await FakeService().start()
+    aws = await aws_start_session(service, tmp_path)
     assert aws.stdin is not None and aws.stdout is not None and aws.stderr is not None
     try:
         await service.next_connection()
@@ -93,25 +88,11 @@ async def test_aws_cli_execs_our_plugin_for_a_shell_session(tmp_path: pathlib.Pa
 async def test_aws_cli_reports_start_session_errors_without_running_the_plugin(
     tmp_path: pathlib.Path,
 ) -> None:
-    if not AWS.exists():
-        pytest.skip("the aws CLI is not installed in this environment")
     service = await FakeService(
         start_error=(400, "TargetNotConnected", f"{TARGET} is not connected.")
     ).start()
     try:
-        aws = await asyncio.create_subprocess_exec(
-            str(AWS),
-            "ssm",
-            "start-session",
-            "--target",
-            TARGET,
-            "--endpoint-url",
-            service.endpoint,
-            env=plugin_on_path(tmp_path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        aws = await aws_start_session(service, tmp_path)
         _stdout, stderr = await asyncio.wait_for(aws.communicate(), TIMEOUT)
         assert aws.returncode == 255
         assert "TargetNotConnected" in stderr.decode()

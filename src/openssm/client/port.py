@@ -12,11 +12,12 @@ import contextlib
 import enum
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
+from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
 from openssm.mux import MuxClosedError, MuxSession, pipe
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
@@ -99,8 +100,7 @@ class PortSession:
         self._basic_lock = asyncio.Lock()
         self._basic_writer: asyncio.StreamWriter | None = None
         self._had_connection = False
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._signals: list[signal.Signals] = []
+        self._scope = Scope()
         self._terminating = False
         self.local_port: int | None = None
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -163,13 +163,10 @@ class PortSession:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM) if self._handle_signals else ():
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(signum, self._on_terminate_signal)
-                self._signals.append(signum)
+            self._scope.on_signal(signum, self._on_terminate_signal)
         if self.mode is PortMode.STDIO:
-            self._spawn(self._pump_stdin())
+            self._scope.spawn(self._pump_stdin())
             return
         await self._listen()
 
@@ -194,11 +191,6 @@ class PortSession:
             opened += "Waiting for connections...\n"
         self._console.print(opened)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _pump_stdin(self) -> None:
         async for chunk in read_chunks(self._stdin_fd):
             await self._channel.send(PayloadType.OUTPUT, chunk)
@@ -214,7 +206,7 @@ class PortSession:
     def _on_terminate_signal(self) -> None:
         if not self._terminating:
             self._terminating = True
-            self._spawn(self.terminate())
+            self._scope.spawn(self.terminate())
 
     async def terminate(self) -> None:
         """Ctrl-C: tell the agent to end the session (Flag 2), then leave without waiting for it."""
@@ -232,15 +224,9 @@ class PortSession:
         self._finish(0)
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in self._signals:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(signum)
-        self._signals.clear()
+        self._scope.close()
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
         if self._mux is not None:
             self._mux.close()
 

@@ -16,6 +16,7 @@ from openssm.client.api import ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import ChannelError, DataChannel, SessionTimedOut
 from openssm.client.output import Console
 from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
+from openssm.client.scope import Scope
 from openssm.client.shell import ShellSession
 from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import (
@@ -201,13 +202,10 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     api = SessionApi(options.api, started.session_id) if options.api is not None else None
     channel = DataChannel(started.stream_url, started.token_value, resume=api.resume if api else None)
     dispatcher = SessionDispatcher(channel, started.session_id, options)
-    loop = asyncio.get_running_loop()
-    hangups: list[signal.Signals] = []
-    stopper = asyncio.create_task(_stop_when_set(options.stop, dispatcher))
+    scope = Scope()
+    scope.spawn(_stop_when_set(options.stop, dispatcher))
     for signum in (signal.SIGHUP, signal.SIGTERM) if options.handle_signals else ():
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(signum, _finish, dispatcher.finished, 0)
-            hangups.append(signum)
+        scope.on_signal(signum, _finish, dispatcher.finished, 0)
     reader: asyncio.Task[str] | None = None
     try:
         await channel.connect()
@@ -226,10 +224,7 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
         print(f"\n{exc}", file=sys.stderr)
         return 1
     finally:
-        stopper.cancel()
-        for signum in hangups:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(signum)
+        scope.close()
         if reader is not None and not reader.done():
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, ChannelError):

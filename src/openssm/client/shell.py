@@ -7,13 +7,12 @@ size follows the local terminal, and job-control signals travel as the bytes the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Final
 
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
+from openssm.client.scope import Scope
 from openssm.client.terminal import ResizeWatcher, TerminalMode, read_chunks, terminal_size
 from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import TerminalSize
@@ -41,8 +40,7 @@ class ShellSession:
         self._stdout_fd = stdout_fd
         self._terminal = TerminalMode(stdin_fd)
         self._resize: ResizeWatcher | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._signals: list[signal.Signals] = []
+        self._scope = Scope()
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def ready(self, frame: Frame) -> bool:
@@ -59,23 +57,15 @@ class ShellSession:
         await self._channel.send(PayloadType.SIZE, size_payload(cols, rows))
         self._resize = ResizeWatcher(self._stdout_fd, self._on_resize)
         self._resize.start()
-        loop = asyncio.get_running_loop()
         for signum, data in SIGNAL_BYTES.items():
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(signum, self._send_key, data)
-                self._signals.append(signum)
-        self._spawn(self._pump_stdin())
+            self._scope.on_signal(signum, self._send_key, data)
+        self._scope.spawn(self._pump_stdin())
 
     def _send_key(self, data: bytes) -> None:
-        self._spawn(self._channel.send(PayloadType.OUTPUT, data))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._scope.spawn(self._channel.send(PayloadType.OUTPUT, data))
 
     def _on_resize(self, cols: int, rows: int) -> None:
-        self._spawn(self._channel.send(PayloadType.SIZE, size_payload(cols, rows)))
+        self._scope.spawn(self._channel.send(PayloadType.SIZE, size_payload(cols, rows)))
 
     async def _pump_stdin(self) -> None:
         async for chunk in read_chunks(self._stdin_fd):
@@ -84,13 +74,7 @@ class ShellSession:
             self.finished.set_result(0)  # stdin EOF ends the session, as with the plugin
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in self._signals:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(signum)
-        self._signals.clear()
+        self._scope.close()
         if self._resize is not None:
             self._resize.stop()
-        for task in list(self._tasks):
-            task.cancel()
         self._terminal.restore()
