@@ -359,3 +359,24 @@ async def test_node_heartbeat_and_shutdown_cleanup(tmp_path: pathlib.Path) -> No
         assert (row["status"], row["termination_reason"]) == ("Terminated", "gateway shut down")
         instance = await store.get_instance(gateway.engine, IID)
         assert instance is not None and instance["control_node_id"] is None
+
+
+async def test_agent_job_messages_reach_the_run_command_hook(gw: Gateway) -> None:
+    from openssm.gateway.control import JOB_HANDLER_KEY
+    from openssm.protocol.frames import decode
+
+    received: list[tuple[str, Frame]] = []
+
+    async def handler(instance_id: str, frame: Frame) -> None:
+        received.append((instance_id, frame))
+
+    gw.services.extras[JOB_HANDLER_KEY] = handler
+    control = await open_control(gw)
+    job_ack = Frame(
+        MessageType.AGENT_JOB_ACK, payload=b'{"jobId":"j-1","acknowledgedMessageId":"m","statusCode":"200"}'
+    )
+    telemetry = Frame(MessageType.AGENT_TELEMETRY, payload=b"{}")
+    await control.send_bytes(telemetry.encode())
+    await control.send_bytes(job_ack.encode())
+    await wait_for(lambda: received, 5, "the job hook never ran")
+    assert received == [(IID, decode(job_ack.encode()))]

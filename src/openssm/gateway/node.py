@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Coroutine, Mapping
 from typing import Any, Final
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 GATEWAY_KEY: Final = "gateway"
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
+TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
 
 class SessionRefused(Exception):
@@ -94,6 +96,8 @@ class GatewayNode:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
                 await store.touch_gateway_node(self.engine, self.node_id)
+                # Used and expired tokens are only history; keep an hour of it for inspection.
+                await store.purge_expired_tokens(self.engine, older_than=store.utcnow() - TOKEN_HISTORY)
             except Exception:
                 log.exception("gateway heartbeat failed")
 
