@@ -322,6 +322,24 @@ audit_log = Table(
     Index("ix_audit_log_time", "time"),
 )
 
+# -- console ------------------------------------------------------------------------------------
+# Browser console sign-ins. The cookie carries a random token; only its SHA-256 is stored, and the
+# CSRF token (derived from the cookie token) likewise. Sign-out sets ``revoked_at``.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),  # the IAM user the console acts as
+    Column("access_key_id", String(32), nullable=False),  # the key used to sign in (must stay Active)
+    Column("csrf_hash", String(64), nullable=False),
+    Column("source_ip", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Index("ix_console_sessions_user", "user_name"),
+)
+
 # -- scale-out ---------------------------------------------------------------------------------
 gateway_nodes = Table(
     "gateway_nodes",

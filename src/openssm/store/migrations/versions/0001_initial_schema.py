@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 17:17:27.627088
+Create Date: 2026-11-28 17:21:30.383449
 """
 
 from __future__ import annotations
@@ -78,6 +78,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('channel_tokens', schema=None) as batch_op:
         batch_op.create_index('ix_channel_tokens_channel', ['channel_id'], unique=False)
+
+    op.create_table('console_sessions',
+    sa.Column('id_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_name', sa.String(length=64), nullable=False),
+    sa.Column('access_key_id', sa.String(length=32), nullable=False),
+    sa.Column('csrf_hash', sa.String(length=64), nullable=False),
+    sa.Column('source_ip', sa.String(length=64), nullable=True),
+    sa.Column('created_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', openssm.store.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id_hash', name=op.f('pk_console_sessions'))
+    )
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.create_index('ix_console_sessions_user', ['user_name'], unique=False)
 
     op.create_table('documents',
     sa.Column('name', sa.String(length=128), nullable=False),
@@ -290,6 +305,10 @@ def downgrade() -> None:
     op.drop_table('iam_groups')
     op.drop_table('gateway_nodes')
     op.drop_table('documents')
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.drop_index('ix_console_sessions_user')
+
+    op.drop_table('console_sessions')
     with op.batch_alter_table('channel_tokens', schema=None) as batch_op:
         batch_op.drop_index('ix_channel_tokens_channel')
 
