@@ -701,14 +701,9 @@ async def list_access_keys(request: ApiRequest, form: Mapping[str, str]) -> Any:
 
 
 async def _key_target(request: ApiRequest, form: Mapping[str, str], action: str) -> tuple[str, str]:
+    """Without UserName the key must belong to the calling user, as in AWS."""
     key_id = required(form, "AccessKeyId", min_len=16, max_len=128, pattern=ACCESS_KEY_PATTERN)
-    if form.get("UserName") is None and request.require_identity().principal.type == "User":
-        # Without UserName AWS acts on the key's owner when the caller is a user.
-        name = await store.access_key_owner(request.services.engine, key_id) or caller_user_name(
-            request, form
-        )
-    else:
-        name = caller_user_name(request, form)
+    name = caller_user_name(request, form)
     await authorize(request, action, (await user_resource(request, name))[0])
     return name, key_id
 

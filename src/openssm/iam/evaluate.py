@@ -50,9 +50,13 @@ class EvaluationResult:
 
 def principal_context(principal: Principal) -> dict[str, list[str]]:
     """Condition keys that come from the identity itself (lowercased names)."""
+    principal_arn = principal.arn
+    if principal.type == "AssumedRole" and principal.role_name:
+        # AWS gives the role's ARN here, not the session's (so policies can name the role).
+        principal_arn = f"arn:aws:iam::{principal.account}:role/{principal.role_name}"
     facts = {
         "aws:userid": principal.user_id,
-        "aws:principalarn": principal.arn,
+        "aws:principalarn": principal_arn,
         "aws:principalaccount": principal.account,
         "aws:principaltype": principal.type,
     }

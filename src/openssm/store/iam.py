@@ -865,16 +865,3 @@ async def delete_access_key(engine: AsyncEngine, user_name: str, key_id: str) ->
         result = await conn.execute(sa.delete(access_keys).where(_user_key(user_name, key_id)))
         if result.rowcount == 0:
             raise no_such_entity(f"The Access Key with id {key_id} cannot be found.")
-
-
-async def access_key_owner(engine: AsyncEngine, key_id: str) -> str | None:
-    """The user owning a long-term key (for UpdateAccessKey/DeleteAccessKey without UserName)."""
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(access_keys.c.principal_name).where(
-                    access_keys.c.access_key_id == key_id, access_keys.c.principal_type == "user"
-                )
-            )
-        ).first()
-    return None if row is None else str(row[0])

@@ -407,3 +407,83 @@ def test_tag_keys_set_operator_examples() -> None:
     ).allowed
     assert not decide(any_listed, "ssm:AddTagsToResource", context={"aws:TagKeys": ["owner"]}).allowed
     assert not decide(any_listed, "ssm:AddTagsToResource").allowed
+
+
+action_patterns = st.lists(
+    st.sampled_from(["ssm:*", "ssm:Start*", "ssm:?tartSession", "ec2:*", "*", "iam:Get*"]),
+    min_size=1,
+    max_size=3,
+)
+request_actions = st.sampled_from(
+    ["ssm:StartSession", "SSM:startsession", "ec2:DescribeInstances", "iam:GetUser", "sts:GetCallerIdentity"]
+)
+
+
+@given(patterns=action_patterns, action=request_actions)
+def test_not_action_is_the_complement_of_action(patterns: list[str], action: str) -> None:
+    with_action = decide(policy_text(allow(patterns)), action).allowed
+    with_not_action = decide(
+        policy_text({"Effect": "Allow", "NotAction": patterns, "Resource": "*"}), action
+    ).allowed
+    assert with_not_action == (not with_action)
+
+
+resource_patterns = st.lists(
+    st.sampled_from(
+        [
+            "arn:aws:ssm:*:*:session/${aws:username}-*",
+            "arn:aws:ec2:*:*:instance/i-1*",
+            "arn:aws:ssm:*::document/AWS-*",
+            f"arn:aws:ssm:{REGION}:{ACCOUNT}:document/*",
+            "*",
+        ]
+    ),
+    min_size=1,
+    max_size=3,
+)
+request_resources = st.sampled_from(
+    [
+        instance("i-1abc"),
+        instance("i-2abc"),
+        session("alice-1"),
+        session("bob-1"),
+        document("AWS-StartSSHSession"),
+        document("Mine", ACCOUNT),
+        "*",
+    ]
+)
+
+
+@given(patterns=resource_patterns, resource=request_resources)
+def test_not_resource_is_the_complement_of_resource(patterns: list[str], resource: str) -> None:
+    with_resource = decide(
+        policy_text(allow("ssm:StartSession", patterns)), "ssm:StartSession", resource
+    ).allowed
+    not_resource = {"Effect": "Allow", "Action": "ssm:StartSession", "NotResource": patterns}
+    assert decide(policy_text(not_resource), "ssm:StartSession", resource).allowed == (not with_resource)
+
+
+@given(
+    effect=st.sampled_from(["Allow", "Deny"]),
+    base=st.sampled_from(["StringEquals", "StringNotEquals", "StringLike", "IpAddress", "NotIpAddress"]),
+    qualifier=st.sampled_from(["", "ForAnyValue:", "ForAllValues:"]),
+    present=st.booleans(),
+)
+def test_ifexists_equals_base_operator_when_key_present_and_true_when_absent(
+    effect: str, base: str, qualifier: str, present: bool
+) -> None:
+    value = "10.0.0.0/8" if "Ip" in base else "x*"
+    request_value = "10.1.2.3" if "Ip" in base else "xy"
+
+    def statement(operator: str) -> dict[str, object]:
+        return {"Effect": effect, "Action": "*", "Resource": "*", "Condition": {operator: {"ex:Key": value}}}
+
+    context = {"ex:Key": [request_value]} if present else {}
+    with_if_exists = decide(
+        policy_text(statement(f"{qualifier}{base}IfExists")), "ssm:StartSession", context=context
+    )
+    plain = decide(policy_text(statement(f"{qualifier}{base}")), "ssm:StartSession", context=context)
+    if present:
+        assert with_if_exists.decision == plain.decision
+    else:
+        assert with_if_exists.decision == ("allowed" if effect == "Allow" else "explicitDeny")

@@ -167,3 +167,15 @@ def test_variables_in_condition_values() -> None:
 def test_context_cannot_spoof_identity_keys() -> None:
     spoofed = {"aws:username": ["bob"]}
     assert not decide(SESSION_POLICY, "ssm:TerminateSession", session("bob-1"), context=spoofed).allowed
+
+
+def test_principal_arn_of_a_role_session_is_the_role_arn() -> None:
+    text = policy_text(
+        allow(
+            "ssm:StartSession",
+            Condition={"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/ops"}},
+        )
+    )
+    assert decide(text, "ssm:StartSession", principal=role_session("ops", "carol")).allowed
+    assert not decide(text, "ssm:StartSession", principal=role_session("dev", "carol")).allowed
+    assert not decide(text, "ssm:StartSession").allowed
