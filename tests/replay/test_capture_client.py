@@ -157,6 +157,21 @@ class Replay:
                 return
             assert kind != "binary" or not self.unmatched, "unexpected frame before close"
 
+    async def ws_event(self, event: Event) -> bool:
+        """Play or check one data-channel event; False if the event is not about the data channel."""
+        kind, source = event["kind"], event["from"]
+        if kind == "ws-binary" and source == "gateway":
+            await self.gateway.send(self.rewrite(bytes.fromhex(event["hex"])))
+        elif kind == "ws-binary" and source == "plugin":
+            await self.expect_frame(event)
+        elif kind == "ws-text":
+            await self.expect_text(event)
+        elif kind == "ws-close":
+            await self.expect_close()
+        else:
+            return False
+        return True
+
     def finish(self) -> None:
         assert not self.unmatched, f"client sent frames the plugin did not: {sorted(self.unmatched)}"
 
@@ -224,16 +239,10 @@ async def test_shell_session_matches_the_plugin(
 
 
 async def run_shell_event(event: Event, replay: Replay, child: pexpect.spawn) -> None:
-    kind, source = event["kind"], event["from"]
-    if kind == "ws-binary" and source == "gateway":
-        await replay.gateway.send(bytes.fromhex(event["hex"]))
-    elif kind == "ws-binary" and source == "plugin":
-        await replay.expect_frame(event)
-    elif kind == "ws-text":
-        await replay.expect_text(event)
-    elif kind == "ws-close":
-        await replay.expect_close()
-    elif kind == "tty-input":
+    kind = event["kind"]
+    if await replay.ws_event(event):
+        return
+    if kind == "tty-input":
         child.send(event["text"])
     elif kind == "tty-resize":
         child.setwinsize(event["rows"], event["cols"])
@@ -307,16 +316,10 @@ async def replay_port_capture(
     stdout = bytearray()
     try:
         for event in capture:
-            kind, source = event["kind"], event["from"]
-            if kind == "ws-binary" and source == "gateway":
-                await gateway.send(replay.rewrite(bytes.fromhex(event["hex"])))
-            elif kind == "ws-binary" and source == "plugin":
-                await replay.expect_frame(event)
-            elif kind == "ws-text":
-                await replay.expect_text(event)
-            elif kind == "ws-close":
-                await replay.expect_close()
-            elif kind == "stdout":
+            kind = event["kind"]
+            if await replay.ws_event(event):
+                continue
+            if kind == "stdout":
                 expected = localised(event["text"]).encode()
                 while not stdout.endswith(expected):
                     chunk = await asyncio.wait_for(process.stdout.read(4096), FRAME_TIMEOUT)
