@@ -485,3 +485,46 @@ def test_simulate_custom_policy_with_context(server: Server) -> None:
     assert unknown_user["EvalDecision"] == "implicitDeny"
     missing = decide("ssm:DescribeSessions", "*", [])
     assert missing["EvalDecision"] == "explicitDeny" and "aws:sourceip" in missing["MissingContextValues"]
+
+
+def test_source_ip_deny_from_the_operator_policy(server: Server) -> None:
+    iam = server.client("iam")
+    iam.create_user(UserName="remote")
+    self_read = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iam:GetUser", "Resource": "arn:aws:iam::*:user/${aws:username}"}
+        ],
+    }
+    iam.put_user_policy(UserName="remote", PolicyName="self", PolicyDocument=json.dumps(self_read))
+    iam.put_user_policy(UserName="remote", PolicyName="ip", PolicyDocument=operator_policy(2))
+    key = iam.create_access_key(UserName="remote")["AccessKey"]
+    credentials = (key["AccessKeyId"], key["SecretAccessKey"])
+    with pytest.raises(ClientError) as info:
+        server.client("iam", credentials).get_user()  # we call from 127.0.0.1, not a listed address
+    code, status, message = error_code(info)
+    assert (code, status) == ("AccessDenied", 403) and "explicit deny" in message
+    # GetCallerIdentity needs no permission, as in AWS.
+    assert server.client("sts", credentials).get_caller_identity()["Arn"].endswith(":user/remote")
+    # Narrowing the deny to the addresses to allow: add loopback.
+    narrowed = json.loads(operator_policy(2))
+    narrowed["Statement"][0]["Condition"]["NotIpAddress"]["aws:SourceIp"].append("127.0.0.1/32")
+    iam.put_user_policy(UserName="remote", PolicyName="ip", PolicyDocument=json.dumps(narrowed))
+    assert server.client("iam", credentials).get_user()["User"]["UserName"] == "remote"
+
+
+def test_list_users_pages_with_marker(server: Server) -> None:
+    iam = server.client("iam")
+    for name in ("page-a", "page-b", "page-c"):
+        iam.create_user(UserName=name, Path="/paging/")
+    first = iam.list_users(PathPrefix="/paging/", MaxItems=2)
+    assert [u["UserName"] for u in first["Users"]] == ["page-a", "page-b"] and first["IsTruncated"]
+    rest = iam.list_users(PathPrefix="/paging/", MaxItems=2, Marker=first["Marker"])
+    assert [u["UserName"] for u in rest["Users"]] == ["page-c"] and not rest["IsTruncated"]
+    paginator = iam.get_paginator("list_users")
+    names = [
+        u["UserName"]
+        for p in paginator.paginate(PathPrefix="/paging/", PaginationConfig={"PageSize": 1})
+        for u in p["Users"]
+    ]
+    assert names == ["page-a", "page-b", "page-c"]
