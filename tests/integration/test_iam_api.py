@@ -445,6 +445,15 @@ def test_roles_and_role_policies(server: Server) -> None:
             ),
         )
     assert error_code(info)[0] == "MalformedPolicyDocument"
+    with pytest.raises(ClientError) as info:
+        iam.delete_role(RoleName="NodeRole2")
+    assert error_code(info)[:2] == ("DeleteConflict", 409)
+    iam.detach_role_policy(RoleName="NodeRole2", PolicyArn=core)
+    iam.delete_role_policy(RoleName="NodeRole2", PolicyName="ping")
+    iam.delete_role(RoleName="NodeRole2")
+    with pytest.raises(ClientError) as info:
+        iam.get_role(RoleName="NodeRole2")
+    assert error_code(info)[:2] == ("NoSuchEntity", 404)
 
 
 def test_simulate_custom_policy_with_context(server: Server) -> None:

@@ -474,6 +474,14 @@ async def list_roles(request: ApiRequest, form: Mapping[str, str]) -> Any:
     return paginate(form, [role_shape(r) for r in roles], f"ListRoles{prefix}", "Roles")
 
 
+@iam_action("DeleteRole")
+async def delete_role(request: ApiRequest, form: Mapping[str, str]) -> Any:
+    name = required_name(form, "RoleName", "role")
+    await authorize(request, "DeleteRole", (await role_resource(request, name))[0])
+    await store.delete_role(request.services.engine, name)
+    return None
+
+
 # -- managed policies -------------------------------------------------------------------------------
 def check_managed_size(text: str) -> None:
     if policy_size(text) > MANAGED_POLICY_MAX_CHARS:

@@ -418,6 +418,13 @@ async def list_roles(engine: AsyncEngine, path_prefix: str = "/") -> list[RoleRo
     return [_role(row) for row in await _list_rows(engine, iam_roles, path_prefix)]
 
 
+async def delete_role(engine: AsyncEngine, name: str) -> None:
+    async with engine.begin() as conn:
+        await _require_holder(conn, "role", name)
+        await _holder_policy_conflicts(conn, "role", name)
+        await conn.execute(sa.delete(iam_roles).where(iam_roles.c.name == name))
+
+
 # -- managed policies -------------------------------------------------------------------------------
 def _attachment_count() -> Any:
     return (
