@@ -4,6 +4,7 @@ session calls and plays the agent on the data channel (its own sequence numbers 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import secrets
@@ -44,6 +45,10 @@ class FakeService:
         self.start_error = start_error  # (status, code, message) to fail StartSession with
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.authorizations: list[str] = []
+        self.kms_requests: list[dict[str, Any]] = []
+        self.kms_error: tuple[str, str] | None = None
+        self.data_key = b""
+        self.data_key_blob = b""
         self.tokens: list[str] = []
         self.resume_token: str | None = "resumed-token"
         self.open_frames: list[Any] = []
@@ -111,6 +116,21 @@ class FakeService:
                     "SessionId": body["SessionId"],
                     "TokenValue": self.resume_token,
                     "StreamUrl": self.stream_url(),
+                }
+            )
+        if operation == "GenerateDataKey":  # KMS (AWS_ENDPOINT_URL_KMS pointed here)
+            self.kms_requests.append(body)
+            if self.kms_error is not None:
+                code, message = self.kms_error
+                return web.json_response({"__type": code, "message": message}, status=400)
+            self.data_key = secrets.token_bytes(body["NumberOfBytes"])
+            blob = b"ciphertext-of:" + secrets.token_bytes(16)
+            self.data_key_blob = blob
+            return self._json(
+                {
+                    "CiphertextBlob": base64.b64encode(blob).decode(),
+                    "Plaintext": base64.b64encode(self.data_key).decode(),
+                    "KeyId": body["KeyId"],
                 }
             )
         if operation == "TerminateSession":

@@ -4,6 +4,8 @@ reconnect via ResumeSession, time-out, handshake answers, stdio and basic port m
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import datetime
 import io
 import ipaddress
@@ -18,6 +20,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from tests.integration.client_fakes import (
     CREDENTIALS_ENV,
@@ -33,7 +36,14 @@ from openssm.client.api import ApiTarget, StartedSession
 from openssm.client.output import Console
 from openssm.client.session import ClientOptions, run_session
 from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload, parse_flag
-from openssm.protocol.messages import ActionStatus, parse_handshake_response
+from openssm.protocol.messages import (
+    ActionStatus,
+    EncryptionChallenge,
+    RequestedAction,
+    handshake_request,
+    parse_encryption_challenge,
+    parse_handshake_response,
+)
 
 
 @pytest.fixture
@@ -43,6 +53,7 @@ async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -
     monkeypatch.setenv("AWS_CONFIG_FILE", os.path.join(tmp_path, "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.path.join(tmp_path, "credentials"))
     fake = await FakeService().start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", fake.endpoint)
     yield fake
     await fake.stop()
 
@@ -50,7 +61,7 @@ async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -
 class Client:
     """run_session in a task, with a pipe for stdin and a buffer for stdout."""
 
-    def __init__(self, service: FakeService) -> None:
+    def __init__(self, service: FakeService, target: str = "") -> None:
         self.stdout = io.BytesIO()
         self._stdin_read, self.stdin = os.pipe()
         response = service.start_response()
@@ -59,6 +70,7 @@ class Client:
             console=Console(self.stdout),
             stdin_fd=self._stdin_read,
             api=ApiTarget(region="us-east-1", endpoint_url=service.endpoint),
+            target=target,
         )
         self.task = asyncio.create_task(run_session(started, options))
         service.clients.append(self.task)
@@ -152,22 +164,66 @@ async def test_non_interactive_handshake_then_every_stream_type_is_printed(servi
     assert "Hello from the agent.\nout\nerr\nEXIT_CODE: 3" in client.printed
 
 
-async def test_unknown_session_type_and_kms_are_refused_in_the_handshake(service: FakeService) -> None:
-    from openssm.protocol.messages import handshake_request
-
+async def test_unknown_session_type_and_failed_kms_are_refused_in_the_handshake(service: FakeService) -> None:
+    service.kms_error = ("AccessDeniedException", "not allowed to use the key")
     client = Client(service)
     await service.next_connection()
     request = handshake_request("Standard_Stream", None, kms_key_id="alias/key", challenge="AAAA")
+    request = dataclasses.replace(request, actions=(*request.actions, RequestedAction("Telepathy", {})))
     await service.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
     response = parse_handshake_response((await service.expect(PayloadType.HANDSHAKE_RESPONSE)).payload)
     assert [(a.action_type, a.action_status) for a in response.actions] == [
         ("SessionType", ActionStatus.SUCCESS),
         ("KMSEncryption", ActionStatus.FAILED),
+        ("Telepathy", ActionStatus.UNSUPPORTED),
     ]
-    assert "KMS" in response.actions[1].error
+    assert "not allowed to use the key" in response.actions[1].error
     await service.close_channel("Handshake failed.")
     assert await client.exit_code() == 0
     assert client.printed.endswith(f"\n\nSessionId: {SESSION_ID} : Handshake failed.\n\n")
+
+
+async def test_kms_encrypted_shell_session(service: FakeService) -> None:
+    client = Client(service, target="i-0123456789abcdef0")
+    await service.next_connection()
+    request = handshake_request("Standard_Stream", None, kms_key_id="alias/sessions", challenge="AAAA")
+    await service.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
+    response = parse_handshake_response((await service.expect(PayloadType.HANDSHAKE_RESPONSE)).payload)
+    assert service.kms_requests == [
+        {
+            "KeyId": "alias/sessions",
+            "NumberOfBytes": 64,
+            "EncryptionContext": {"aws:ssm:SessionId": SESSION_ID, "aws:ssm:TargetId": "i-0123456789abcdef0"},
+        }
+    ]
+    kms_action = response.actions[1]
+    assert kms_action.action_status == ActionStatus.SUCCESS
+    assert kms_action.action_result == {
+        "KMSCipherTextKey": base64.b64encode(service.data_key_blob).decode(),
+        "KMSCipherTextHash": None,
+    }
+    # The agent's side of the key: 0-31 agent→client, 32-63 client→agent.
+    to_client, to_agent = AESGCM(service.data_key[:32]), AESGCM(service.data_key[32:])
+    secret = os.urandom(64)
+    nonce = os.urandom(12)
+    challenge = EncryptionChallenge(nonce + to_client.encrypt(nonce, secret, None))
+    await service.send(PayloadType.ENC_CHALLENGE_REQUEST, challenge.encode())
+    answer = parse_encryption_challenge((await service.expect(PayloadType.ENC_CHALLENGE_RESPONSE)).payload)
+    assert to_agent.decrypt(answer.challenge[:12], answer.challenge[12:], None) == secret
+    await service.send(
+        PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload("This session is encrypted using AWS KMS.")
+    )
+    size = await service.expect(PayloadType.SIZE)
+    assert json.loads(size.payload) == {"cols": 300, "rows": 100}  # Size is never encrypted
+    nonce = os.urandom(12)
+    await service.send(PayloadType.OUTPUT, nonce + to_client.encrypt(nonce, b"$ ", None))
+    client.type(b"ls")
+    typed = (await service.expect(PayloadType.OUTPUT)).payload
+    assert typed != b"ls" and to_agent.decrypt(typed[:12], typed[12:], None) == b"ls"
+    await asyncio.sleep(0.1)
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    assert "This session is encrypted using AWS KMS.\n$ \n\nExiting session" in client.printed
 
 
 async def test_stdio_port_session_for_ssh_proxy_command(service: FakeService) -> None:

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions
 
 from openssm.client.datachannel import ChannelError, backoff_delays
@@ -16,6 +17,8 @@ from openssm.client.datachannel import ChannelError, backoff_delays
 log = logging.getLogger(__name__)
 
 RESUME_ATTEMPTS = 5
+# Fail within a minute rather than botocore's default of several, so a dead endpoint is reported.
+CLIENT_CONFIG = botocore.config.Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3})
 # Errors that retrying cannot fix.
 _FINAL_ERROR_CODES = frozenset(
     {"DoesNotExistException", "AccessDeniedException", "AccessDenied", "InvalidClientTokenId"}
@@ -34,9 +37,12 @@ class ApiTarget:
     profile: str | None = None
     endpoint_url: str | None = None
 
-    def client(self) -> Any:
+    def client(self, service: str = "ssm") -> Any:
+        """A boto3 client. The endpoint URL is for SSM only; KMS uses its default endpoint (or
+        ``AWS_ENDPOINT_URL_KMS``), as the plugin does."""
         session = boto3.session.Session(profile_name=self.profile or None, region_name=self.region or None)
-        return session.client("ssm", endpoint_url=self.endpoint_url or None)
+        endpoint = (self.endpoint_url or None) if service == "ssm" else None
+        return session.client(service, endpoint_url=endpoint, config=CLIENT_CONFIG)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,7 +136,7 @@ def start_session_command(
             click.echo(f"\n{api_error_text(exc)}", err=True)  # the AWS CLI: "\n%s\n"
             _terminate_all(api, started)
             sys.exit(AWS_CLI_ERROR_EXIT)
-    options = ClientOptions(api=api, listen_address=listen_address)
+    options = ClientOptions(api=api, listen_address=listen_address, target=target)
     if len(started) == 1:
         sys.exit(asyncio.run(run_session(started[0], options)))
     sys.exit(asyncio.run(_run_many(started, options)))

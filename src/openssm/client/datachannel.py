@@ -142,6 +142,8 @@ class DataChannel:
         self._send_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
         self._closing = False
+        # Set once KMS encryption is agreed: applied to outgoing Output payloads only.
+        self.encrypt: Callable[[bytes], bytes] | None = None
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -198,6 +200,8 @@ class DataChannel:
         """Send one input_stream_data message; it is kept until acked and resent as needed."""
         async with self._acked:
             await self._acked.wait_for(lambda: self.endpoint.can_send)
+        if self.encrypt is not None and payload_type == PayloadType.OUTPUT:
+            payload = self.encrypt(payload)
         encoded = self.endpoint.send(payload_type, payload)
         await self._write(encoded)
 

@@ -107,7 +107,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         profile=invocation.profile or None,
         endpoint_url=invocation.endpoint_url or None,
     )
-    options = ClientOptions(api=api)
+    options = ClientOptions(api=api, target=invocation.target)
     try:
         return asyncio.run(run_session(invocation.started, options))
     except KeyboardInterrupt:

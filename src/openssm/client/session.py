@@ -4,6 +4,7 @@ and finish the way the plugin does (printed lines, tty restored, exit code)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import logging
@@ -12,8 +13,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from openssm.client.api import ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import ChannelError, DataChannel, SessionTimedOut
+from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
 from openssm.client.output import Console
 from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
 from openssm.client.scope import Scope
@@ -22,11 +26,13 @@ from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import (
     ActionStatus,
     ActionType,
+    EncryptionChallenge,
     HandshakeRequest,
     ProcessedAction,
     ProtocolError,
     SessionType,
     handshake_response,
+    parse_encryption_challenge,
     parse_handshake_complete,
     parse_handshake_request,
 )
@@ -39,7 +45,7 @@ SHELL_SESSION_TYPES = frozenset(
 HANDSHAKE_TYPES = frozenset(
     {PayloadType.HANDSHAKE_REQUEST, PayloadType.HANDSHAKE_COMPLETE, PayloadType.ENC_CHALLENGE_REQUEST}
 )
-KMS_UNSUPPORTED = "KMS encryption is not supported by the OpenSSM client"
+KMS_NEEDS_API = "KMS encryption needs AWS credentials and a region"
 
 SessionHandler = ShellSession | PortSession
 
@@ -54,6 +60,7 @@ class ClientOptions:
     api: ApiTarget | None = None  # None: ResumeSession/TerminateSession are not available
     handle_signals: bool = True  # False when several sessions share one process and its signals
     stop: asyncio.Event | None = None  # set → end the session as Ctrl-C would
+    target: str = ""  # the StartSession Target (part of the KMS encryption context)
 
 
 def starting_message(session_id: str) -> str:
@@ -77,6 +84,7 @@ class SessionDispatcher:
         self._terminate_api: Callable[[], Awaitable[None]] | None = None
         if options.api is not None:
             self._terminate_api = SessionApi(options.api, session_id).terminate
+        self._cipher: SessionCipher | None = None
         self.prepared: SessionHandler | None = None  # chosen by the handshake, not yet running
         self.active: SessionHandler | None = None
         self._start_after_ack = False
@@ -90,7 +98,9 @@ class SessionDispatcher:
 
     async def handle(self, frame: Frame) -> None:
         if self.active is not None and frame.payload_type not in HANDSHAKE_TYPES:
-            await self.active.handle(frame)
+            plain = self._decrypted(frame)
+            if plain is not None:
+                await self.active.handle(plain)
             return
         if frame.payload_type == PayloadType.HANDSHAKE_REQUEST:
             await self._on_handshake_request(frame)
@@ -102,7 +112,7 @@ class SessionDispatcher:
             await self.prepared.handle(frame)
             self._start_after_ack = True
         elif frame.payload_type == PayloadType.ENC_CHALLENGE_REQUEST:
-            log.warning("ignoring an encryption challenge: %s", KMS_UNSUPPORTED)
+            await self._on_challenge(frame)
         else:
             log.debug("ignoring payload type %d before the session started", frame.payload_type)
 
@@ -119,10 +129,12 @@ class SessionDispatcher:
         except ProtocolError as exc:
             log.warning("bad HandshakeRequest: %s", exc)
             return
-        processed = tuple(self._process_action(request, action.action_type) for action in request.actions)
+        processed = tuple(
+            [await self._process_action(request, action.action_type) for action in request.actions]
+        )
         await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, handshake_response(processed).encode())
 
-    def _process_action(self, request: HandshakeRequest, action_type: str) -> ProcessedAction:
+    async def _process_action(self, request: HandshakeRequest, action_type: str) -> ProcessedAction:
         if action_type == ActionType.SESSION_TYPE:
             session_type = request.session_type or ""
             if session_type in SHELL_SESSION_TYPES:
@@ -145,10 +157,47 @@ class SessionDispatcher:
                 )
             return ProcessedAction(action_type, ActionStatus.SUCCESS)
         if action_type == ActionType.KMS_ENCRYPTION:
-            return ProcessedAction(action_type, ActionStatus.FAILED, None, KMS_UNSUPPORTED)
+            return await self._start_encryption(action_type, request.kms_key_id or "")
         return ProcessedAction(
             action_type, ActionStatus.UNSUPPORTED, None, f"Unsupported action {action_type}"
         )
+
+    async def _start_encryption(self, action_type: str, key_id: str) -> ProcessedAction:
+        if self._options.api is None:
+            return ProcessedAction(action_type, ActionStatus.FAILED, None, KMS_NEEDS_API)
+        try:
+            kms = self._options.api.client("kms")
+            blob, cipher = await generate_data_key(kms, key_id, self.session_id, self._options.target)
+        except (BotoCoreError, ClientError, EncryptionError, KeyError, TypeError) as exc:
+            log.warning("KMS GenerateDataKey failed: %s", exc)
+            return ProcessedAction(
+                action_type, ActionStatus.FAILED, None, f"KMS GenerateDataKey failed: {exc}"
+            )
+        self._cipher = cipher
+        self._channel.encrypt = cipher.encrypt
+        result = {"KMSCipherTextKey": base64.b64encode(blob).decode("ascii"), "KMSCipherTextHash": None}
+        return ProcessedAction(action_type, ActionStatus.SUCCESS, result)
+
+    async def _on_challenge(self, frame: Frame) -> None:
+        if self._cipher is None:
+            log.warning("encryption challenge without a session key")
+            return
+        try:
+            challenge = parse_encryption_challenge(frame.payload).challenge
+            answer = self._cipher.answer_challenge(challenge)
+        except (ProtocolError, EncryptionError) as exc:
+            log.warning("bad encryption challenge: %s", exc)
+            return
+        await self._channel.send(PayloadType.ENC_CHALLENGE_RESPONSE, EncryptionChallenge(answer).encode())
+
+    def _decrypted(self, frame: Frame) -> Frame | None:
+        if self._cipher is None or frame.payload_type not in ENCRYPTED_FROM_AGENT:
+            return frame
+        try:
+            return dataclasses.replace(frame, payload=self._cipher.decrypt(frame.payload))
+        except EncryptionError as exc:
+            log.warning("dropping undecryptable payload: %s", exc)
+            return None
 
     async def _on_handshake_complete(self, frame: Frame) -> None:
         try:
