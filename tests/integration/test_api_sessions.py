@@ -98,7 +98,11 @@ def test_start_describe_resume_terminate(system: tuple[ApiServer, str, str]) -> 
     deadline = time.monotonic() + 10
     while _session_row(server, session_id)["status"] not in ("Terminated",) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _session_row(server, session_id)["status"] in ("Terminating", "Terminated")
+    ended = _session_row(server, session_id)
+    assert ended["status"] == "Terminated"  # the gateway node ends it and records why
+    assert ended["termination_reason"] == f"Terminated by arn:aws:iam::{ACCOUNT}:user/admin"
+    history = ssm.describe_sessions(State="History", Filters=[{"key": "SessionId", "value": session_id}])
+    assert [s["Status"] for s in history["Sessions"]] == ["Terminated"] and "EndDate" in history["Sessions"][0]
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ssm.resume_session(SessionId=session_id)
     assert _code(excinfo) == "DoesNotExistException"

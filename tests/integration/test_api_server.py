@@ -1,0 +1,159 @@
+"""`openssm server` as a process: bootstrap, restart idempotency, graceful SIGTERM, TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from tests.integration.api_harness import ApiServer, free_port, make_user
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], marker: pathlib.Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited early"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                if marker.exists():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("server did not listen")
+
+
+def _start(data_dir: pathlib.Path, port: int, log: pathlib.Path) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        "-m",
+        "openssm",
+        "server",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--account-id",
+        "123456789012",
+    ]
+    proc = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    _wait_listening(port, proc, data_dir / "credentials")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=15)
+
+
+def test_process_bootstrap_restart_and_sigterm(tmp_path: pathlib.Path) -> None:
+    data, port, log = tmp_path / "data", free_port(), tmp_path / "server.log"
+    proc = _start(data, port, log)
+    credentials = (data / "credentials").read_text()
+    assert "[openssm]" in credentials and "aws_access_key_id = AKIA" in credentials
+    config = (data / "config").read_text()
+    assert "[profile openssm]" in config and f"endpoint_url = http://127.0.0.1:{port}" in config
+    assert _stop(proc) == 0
+    output = log.read_text()
+    assert "AWS_SHARED_CREDENTIALS_FILE" in output and "--profile openssm" in output
+
+    proc = _start(data, port, log)
+    try:
+        assert (data / "credentials").read_text() == credentials  # same administrator key after restart
+        key = credentials.split("aws_access_key_id = ")[1].split()[0]
+        secret = credentials.split("aws_secret_access_key = ")[1].split()[0]
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
+        created = ssm.create_activation(IamRole="OpenSSMNodeRole")
+        assert created["ActivationId"]  # the admin's key and policy survived the restart
+    finally:
+        assert _stop(proc) == 0
+
+
+def _self_signed(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_listener_and_secure_transport(tmp_path: pathlib.Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server = ApiServer(tmp_path / "data", tls_cert=cert, tls_key=key)
+    server.endpoint = server.endpoint.replace("http://", "https://")
+    server.start()
+    try:
+        access_key, secret = server.admin_credentials
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            verify=str(cert),
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": 1}),
+        )
+        assert ssm.describe_sessions(State="Active")["Sessions"] == []
+        tls_only = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "ssm:DescribeSessions",
+                    "Resource": "*",
+                    "Condition": {"Bool": {"aws:SecureTransport": "true"}},
+                }
+            ],
+        }
+        user_key, user_secret = make_user(server, "tlsuser", tls_only)
+        user = boto3.client(
+            "ssm",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            verify=str(cert),
+            aws_access_key_id=user_key,
+            aws_secret_access_key=user_secret,
+            config=Config(retries={"max_attempts": 1}),
+        )
+        assert user.describe_sessions(State="Active")["Sessions"] == []
+    finally:
+        server.stop()
