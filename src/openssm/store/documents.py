@@ -1,0 +1,237 @@
+"""Stored (account-owned) documents and their versions, and the look-ups StartSession needs.
+
+AWS's built-in session documents are not stored: they are served from
+``openssm.protocol.documents.builtin_documents()`` as read-only AWS-owned documents, so they are
+there from the first start and always match this release. ``SSM-SessionManagerRunShell`` is the
+account's own preferences document: its built-in content is the default until the account saves one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openssm.protocol.documents import (
+    DEFAULT_SESSION_DOCUMENT,
+    DocumentError,
+    Preferences,
+    builtin_documents,
+    parse_document,
+    preferences_from_document,
+)
+from openssm.store.tables import document_versions, documents
+
+log = logging.getLogger(__name__)
+
+PREFERENCES_DOCUMENT = DEFAULT_SESSION_DOCUMENT
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredVersion:
+    name: str
+    version: str
+    content: str
+    document_format: str
+    content_hash: str
+    created_at: dt.datetime
+    version_name: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredDocument:
+    name: str
+    document_type: str
+    owner: str
+    default_version: str
+    latest_version: str
+    created_at: dt.datetime
+    tags: dict[str, str]
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+async def get_document(conn: AsyncConnection, name: str) -> StoredDocument | None:
+    row = (await conn.execute(sa.select(documents).where(documents.c.name == name))).mappings().first()
+    if row is None:
+        return None
+    return StoredDocument(
+        name=row["name"],
+        document_type=row["document_type"],
+        owner=row["owner"],
+        default_version=row["default_version"],
+        latest_version=row["latest_version"],
+        created_at=row["created_at"],
+        tags=dict(row["tags"] or {}),
+    )
+
+
+def _version(row: Any) -> StoredVersion:
+    return StoredVersion(
+        name=row["name"],
+        version=row["version"],
+        content=row["content"],
+        document_format=row["document_format"],
+        content_hash=row["content_hash"],
+        created_at=row["created_at"],
+        version_name=row["version_name"],
+    )
+
+
+async def get_version(
+    conn: AsyncConnection, name: str, version: str | None = None, version_name: str | None = None
+) -> StoredVersion | None:
+    """One version: by number, by name, else the default version."""
+    query = sa.select(document_versions).where(document_versions.c.name == name)
+    if version is not None:
+        query = query.where(document_versions.c.version == version)
+    elif version_name is not None:
+        query = query.where(document_versions.c.version_name == version_name)
+    else:
+        default = sa.select(documents.c.default_version).where(documents.c.name == name).scalar_subquery()
+        query = query.where(document_versions.c.version == default)
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else _version(row)
+
+
+async def list_versions(conn: AsyncConnection, name: str) -> list[StoredVersion]:
+    rows = await conn.execute(sa.select(document_versions).where(document_versions.c.name == name))
+    return sorted((_version(row) for row in rows.mappings()), key=lambda v: int(v.version))
+
+
+async def list_documents(conn: AsyncConnection) -> list[StoredDocument]:
+    rows = await conn.execute(sa.select(documents).order_by(documents.c.name))
+    return [
+        StoredDocument(
+            name=row["name"],
+            document_type=row["document_type"],
+            owner=row["owner"],
+            default_version=row["default_version"],
+            latest_version=row["latest_version"],
+            created_at=row["created_at"],
+            tags=dict(row["tags"] or {}),
+        )
+        for row in rows.mappings()
+    ]
+
+
+async def insert_document(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    document_type: str,
+    owner: str,
+    content: str,
+    document_format: str,
+    version_name: str | None,
+    tags: dict[str, str],
+    now: dt.datetime,
+) -> None:
+    await conn.execute(
+        sa.insert(documents).values(
+            name=name,
+            document_type=document_type,
+            owner=owner,
+            default_version="1",
+            latest_version="1",
+            created_at=now,
+            tags=tags,
+        )
+    )
+    await _insert_version(conn, name, "1", content, document_format, version_name, now)
+
+
+async def _insert_version(
+    conn: AsyncConnection,
+    name: str,
+    version: str,
+    content: str,
+    document_format: str,
+    version_name: str | None,
+    now: dt.datetime,
+) -> None:
+    await conn.execute(
+        sa.insert(document_versions).values(
+            name=name,
+            version=version,
+            content=content,
+            document_format=document_format,
+            content_hash=content_hash(content),
+            created_at=now,
+            version_name=version_name,
+        )
+    )
+
+
+async def add_version(
+    conn: AsyncConnection,
+    document: StoredDocument,
+    *,
+    content: str,
+    document_format: str,
+    version_name: str | None,
+    make_default: bool,
+    now: dt.datetime,
+) -> str:
+    version = str(int(document.latest_version) + 1)
+    await _insert_version(conn, document.name, version, content, document_format, version_name, now)
+    values: dict[str, str] = {"latest_version": version}
+    if make_default:
+        values["default_version"] = version
+    await conn.execute(sa.update(documents).where(documents.c.name == document.name).values(**values))
+    return version
+
+
+async def set_default_version(conn: AsyncConnection, name: str, version: str) -> None:
+    await conn.execute(sa.update(documents).where(documents.c.name == name).values(default_version=version))
+
+
+async def delete_document(conn: AsyncConnection, name: str) -> None:
+    await conn.execute(sa.delete(document_versions).where(document_versions.c.name == name))
+    await conn.execute(sa.delete(documents).where(documents.c.name == name))
+
+
+async def delete_version(conn: AsyncConnection, name: str, version: str) -> None:
+    await conn.execute(
+        sa.delete(document_versions).where(
+            document_versions.c.name == name, document_versions.c.version == version
+        )
+    )
+
+
+# -- what StartSession needs ----------------------------------------------------------------------
+
+
+async def get_session_document(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    """The default version of the account's ``Session`` document ``name``, else the built-in one."""
+    document = await get_document(conn, name)
+    if document is not None:
+        if document.document_type != "Session":
+            return None
+        version = await get_version(conn, name)
+        if version is not None:
+            try:
+                return parse_document(version.content, version.document_format)
+            except DocumentError as exc:
+                log.error("stored document %s does not parse: %s", name, exc)
+                return None
+    return builtin_documents().get(name)
+
+
+async def get_preferences(conn: AsyncConnection) -> Preferences:
+    """The account's Session Manager preferences (defaults when unset or unreadable)."""
+    document = await get_session_document(conn, PREFERENCES_DOCUMENT)
+    if document is None:
+        return Preferences()
+    try:
+        return preferences_from_document(document)
+    except DocumentError as exc:
+        log.error("session preferences are invalid (%s); using defaults", exc)
+        return Preferences()
