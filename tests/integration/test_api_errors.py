@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 from botocore.config import Config
 from tests.integration.api_harness import REGION, ApiServer, make_user
 
+from openssm.api.registry import json_action
+from openssm.api.request import ApiRequest
 from openssm.auth.sigv4 import sign_hmac
 from openssm.store.tables import audit_log
 
@@ -188,3 +191,15 @@ def test_data_dir_files_are_private(server: ApiServer) -> None:
     for name in ("credentials", "config", "master.key"):
         assert (server.config.data_dir / name).stat().st_mode & 0o077 == 0, name
     assert pathlib.Path(server.config.data_dir).stat().st_mode & 0o077 == 0
+
+
+@json_action("OpenSSMTest", "Explode")
+async def _explode(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    raise RuntimeError("secret internal detail")
+
+
+def test_internal_errors_hide_details(server: ApiServer) -> None:
+    result = server.call_json("OpenSSMTest.Explode", {})
+    assert result.status == 500
+    assert result.json() == {"__type": "InternalServerError", "message": "An internal error occurred."}
+    assert b"secret internal detail" not in result.body

@@ -102,7 +102,8 @@ def test_start_describe_resume_terminate(system: tuple[ApiServer, str, str]) -> 
     assert ended["status"] == "Terminated"  # the gateway node ends it and records why
     assert ended["termination_reason"] == f"Terminated by arn:aws:iam::{ACCOUNT}:user/admin"
     history = ssm.describe_sessions(State="History", Filters=[{"key": "SessionId", "value": session_id}])
-    assert [s["Status"] for s in history["Sessions"]] == ["Terminated"] and "EndDate" in history["Sessions"][0]
+    (record,) = history["Sessions"]
+    assert record["Status"] == "Terminated" and "EndDate" in record
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ssm.resume_session(SessionId=session_id)
     assert _code(excinfo) == "DoesNotExistException"
