@@ -154,11 +154,15 @@ class BoolMatcher(ValueMatcher):
 
     def __init__(self, templates: Sequence[Template]) -> None:
         self._templates = tuple(templates)
+        static = all(len(t) == 1 and isinstance(t[0], PolicyText) for t in templates)
+        self._static = frozenset((render_text(t, {}) or "").lower() for t in templates) if static else None
 
     def matches(self, request_value: str, context: Context) -> bool:
         wanted = request_value.lower()
         if wanted not in ("true", "false"):
             return False
+        if self._static is not None:
+            return wanted in self._static
         for template in self._templates:
             value = render_text(template, context)
             if value is not None and value.lower() == wanted:

@@ -82,10 +82,7 @@ def evaluate(policies: Sequence[PolicySource], request: AuthzRequest) -> Evaluat
     allows: list[MatchedStatement] = []
     denies: list[MatchedStatement] = []
     for source in policies:
-        for statement in source.policy.statements:
-            # Cheap action test first: most statements are about other actions.
-            if not statement.action_matches(action):
-                continue
+        for statement in source.policy.statements_for(action):
             if statement.effect == "Allow" and denies:
                 continue  # the outcome is a Deny already; only further Denies are worth reporting
             if not statement.resource_matches(resource, context) or not statement.conditions_hold(context):

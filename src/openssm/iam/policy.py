@@ -173,10 +173,27 @@ class Policy:
     id: str | None
     statements: tuple[Statement, ...]
     warnings: tuple[str, ...] = ()
+    # Statements whose Action/NotAction covers an action, remembered per action: the same parsed
+    # policy (see parse_policy's cache) answers the same few actions request after request.
+    _by_action: dict[str, tuple[Statement, ...]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def variables_enabled(self) -> bool:
         return self.version == VERSION_2012
+
+    def statements_for(self, action: str) -> tuple[Statement, ...]:
+        found = self._by_action.get(action)
+        if found is None:
+            found = tuple(s for s in self.statements if s.action_matches(action))
+            if len(self._by_action) >= _ACTION_MEMORY:
+                self._by_action.clear()
+            self._by_action[action] = found
+        return found
+
+
+_ACTION_MEMORY = 256
 
 
 def parse_policy(text: str, *, kind: PolicyKind = "identity") -> Policy:
