@@ -266,20 +266,20 @@ def register_node(
     return RegisteredNode(result.json()["InstanceId"], private_der, fingerprint)
 
 
-def request_role_token(
+def rsa_signed_call(
     server: ApiServer,
     node: RegisteredNode,
-    *,
+    operation: str,
+    payload: dict[str, Any],
     private_key_der: bytes | None = None,
-    fingerprint: str | None = None,
 ) -> HttpResult:
-    """RequestManagedInstanceRoleToken, RSA-signed with the registration key (chunked-free here)."""
+    """An ``AmazonSSM.<operation>`` call signed as the agent signs with its registration key."""
     from openssm.auth.sigv4 import sign_rsa
 
-    body = json.dumps({"Fingerprint": fingerprint or node.fingerprint}, separators=(",", ":")).encode()
+    body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": "AmazonSSM.RequestManagedInstanceRoleToken",
+        "X-Amz-Target": f"AmazonSSM.{operation}",
         "Host": f"127.0.0.1:{server.port}",
     }
     headers.update(
@@ -294,6 +294,22 @@ def request_role_token(
         )
     )
     return server.post(headers, body)
+
+
+def request_role_token(
+    server: ApiServer,
+    node: RegisteredNode,
+    *,
+    private_key_der: bytes | None = None,
+    fingerprint: str | None = None,
+) -> HttpResult:
+    return rsa_signed_call(
+        server,
+        node,
+        "RequestManagedInstanceRoleToken",
+        {"Fingerprint": fingerprint or node.fingerprint},
+        private_key_der,
+    )
 
 
 def node_credentials(server: ApiServer, node: RegisteredNode) -> tuple[str, str, str]:

@@ -18,6 +18,7 @@ from tests.integration.api_harness import (
     node_credentials,
     register_node,
     request_role_token,
+    rsa_signed_call,
 )
 
 
@@ -284,35 +285,18 @@ def test_get_messages_long_poll_ends_at_shutdown(tmp_path: pathlib.Path) -> None
 def test_key_rotation_with_update_managed_instance_public_key(server: ApiServer) -> None:
     import base64
     import dataclasses
-    import json as json_module
 
     from openssm.auth.rsa_identity import generate_key_pair
-    from openssm.auth.sigv4 import sign_rsa
 
     activation = server.client().create_activation(IamRole="OpenSSMNodeRole")
     node = register_node(server, activation["ActivationCode"], activation["ActivationId"])
     new_private, new_public = generate_key_pair()
-    body = json_module.dumps(
+    answer = rsa_signed_call(
+        server,
+        node,
+        "UpdateManagedInstancePublicKey",
         {"NewPublicKey": base64.b64encode(new_public).decode(), "NewPublicKeyType": "Rsa"},
-        separators=(",", ":"),
-    ).encode()
-    headers = {
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": "AmazonSSM.UpdateManagedInstancePublicKey",
-        "Host": f"127.0.0.1:{server.port}",
-    }
-    headers.update(
-        sign_rsa(
-            "POST",
-            server.endpoint + "/",
-            headers,
-            body,
-            instance_id=node.instance_id,
-            private_key_der=node.private_key_der,
-            region="us-east-1",
-        )
     )
-    answer = server.post(headers, body)
     assert answer.status == 200 and answer.json() == {}
     assert request_role_token(server, node).status != 200  # the old key is retired
     rotated = dataclasses.replace(node, private_key_der=new_private)

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.api.errors import ApiError, validation_error
@@ -16,12 +15,10 @@ from openssm.protocol.documents import (
     DEFAULT_SESSION_DOCUMENT,
     DocumentError,
     Preferences,
-    builtin_documents,
-    parse_document,
     preferences_from_document,
     validate_parameters,
 )
-from openssm.store.tables import document_versions, documents
+from openssm.store import documents as stored_documents
 
 log = logging.getLogger(__name__)
 PREFERENCES_DOCUMENT = DEFAULT_SESSION_DOCUMENT
@@ -41,51 +38,14 @@ class SessionDocument:
         return str(self.content.get("sessionType", ""))
 
 
-def _parse_content(text: str, document_format: str) -> dict[str, Any] | None:
-    try:
-        return parse_document(text, document_format.upper())
-    except DocumentError as exc:
-        log.error("stored document does not parse: %s", exc)
-        return None
-
-
-async def _stored_document(engine: AsyncEngine, name: str) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(
-                    document_versions.c.content,
-                    document_versions.c.document_format,
-                    documents.c.document_type,
-                )
-                .select_from(
-                    documents.join(
-                        document_versions,
-                        sa.and_(
-                            document_versions.c.name == documents.c.name,
-                            document_versions.c.version == documents.c.default_version,
-                        ),
-                    )
-                )
-                .where(documents.c.name == name)
-            )
-        ).first()
-    if row is None or row.document_type != "Session":
-        return None
-    return _parse_content(row.content, row.document_format)
-
-
 async def find(engine: AsyncEngine, name: str, account: str) -> SessionDocument | None:
-    """The account's own document of that name, else the built-in one."""
-    stored = await _stored_document(engine, name)
-    if stored is not None:
-        return SessionDocument(name, stored, account)
-    builtin = builtin_documents().get(name)
-    if builtin is None:
+    """The account's own Session document of that name, else the built-in one."""
+    async with engine.connect() as conn:
+        content = await stored_documents.get_session_document(conn, name)
+    if content is None:
         return None
-    # The preferences document lives in each account; the other built-ins are AWS-owned.
-    owner = account if name == PREFERENCES_DOCUMENT else ""
-    return SessionDocument(name, builtin, owner)
+    # AWS reserves the "AWS-" prefix for its own documents, whose ARNs have an empty account.
+    return SessionDocument(name, content, "" if name.startswith("AWS-") else account)
 
 
 async def find_or_fail(engine: AsyncEngine, name: str, account: str) -> SessionDocument:
