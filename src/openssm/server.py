@@ -14,8 +14,7 @@ from aiohttp import web
 from openssm import api
 from openssm.api import app as api_app
 from openssm.bootstrap import bootstrap, usage_text
-from openssm.bus.base import Bus
-from openssm.bus.inprocess import InProcessBus
+from openssm.bus.factory import make_bus
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
@@ -25,16 +24,6 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = api_app.MAX_BODY_BYTES
 
 
-def _make_bus(config: ServerConfig) -> Bus:
-    if not config.redis_url:
-        return InProcessBus()
-    # The Redis bus is optional (scale-out); its module defines ``RedisBus(url)``.
-    module = importlib.import_module("openssm.bus.redis")
-    bus = module.RedisBus(config.redis_url)
-    assert isinstance(bus, Bus)
-    return bus
-
-
 async def create_services(config: ServerConfig) -> Services:
     """Open the database (migrating it), the master key and the bus; bootstrap the account."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -42,7 +31,7 @@ async def create_services(config: ServerConfig) -> Services:
     cipher = SecretCipher.for_data_dir(config.data_dir)
     engine = make_engine(config.database_url or database_url_for(config.data_dir))
     await migrate(engine)
-    services = Services(config=config, engine=engine, bus=_make_bus(config), cipher=cipher)
+    services = Services(config=config, engine=engine, bus=make_bus(config), cipher=cipher)
     if await bootstrap(services):
         print(usage_text(config.data_dir, config.public_url), flush=True)
     return services
