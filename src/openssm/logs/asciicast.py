@@ -135,7 +135,8 @@ def parse_size(payload: bytes) -> tuple[int, int] | None:
 
 def read_cast(text: str) -> tuple[dict[str, object], list[tuple[float, str, str]]]:
     """Parse a ``.cast`` file's text (header, events); bad lines raise ValueError."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    # Split on "\n" only: JSON strings may hold U+2028 or U+0085, which splitlines() would cut at.
+    lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
         raise ValueError("empty recording")
     header = json.loads(lines[0])

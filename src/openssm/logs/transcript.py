@@ -72,8 +72,10 @@ class TranscriptBuilder:
         else:  # overwrite from the cursor (past the end, the slice grows the line)
             self._line[cursor : cursor + len(run)] = run
         self._cursor = cursor + len(run)
-        if len(self._line) >= MAX_LINE_CHARS:
-            lines.append(self._take_line())
+        while len(self._line) >= MAX_LINE_CHARS:
+            lines.append("".join(self._line[:MAX_LINE_CHARS]).rstrip())
+            del self._line[:MAX_LINE_CHARS]
+            self._cursor = max(self._cursor - MAX_LINE_CHARS, 0)
 
     def _control(self, char: str, lines: list[str]) -> None:
         if char == "\n":
@@ -112,7 +114,7 @@ class TranscriptBuilder:
         if state == _ESCAPE:
             if char == "[":
                 self._start(_CSI)
-            elif char == "]":
+            elif char in "]PX^_":  # OSC, DCS, SOS, PM, APC: strings ended by BEL or ST
                 self._start(_OSC)
             elif char in "()*+-./#%":
                 self._state = _CHARSET  # one more character names the set
