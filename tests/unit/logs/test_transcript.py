@@ -61,7 +61,7 @@ def test_any_split_gives_the_same_transcript(parts: list[str], cuts: list[int]) 
     split = TranscriptBuilder()
     got: list[str] = []
     start = 0
-    for cut in sorted({min(c, len(data)) for c in cuts}) + [len(data)]:
+    for cut in [*sorted({min(c, len(data)) for c in cuts}), len(data)]:
         got += split.feed(data[start:cut])
         start = cut
     got += split.finish()
