@@ -303,6 +303,7 @@ class MuxSession:
         self._accept_ready.set()
         self._capacity.set()
         self._send_queue_low.set()
+        self._send_ready.set()  # lets an idle sender task see the close and finish
 
     def _shutdown(self, error: BaseException) -> None:
         if self._error is None:
