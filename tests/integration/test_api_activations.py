@@ -301,3 +301,21 @@ def test_key_rotation_with_update_managed_instance_public_key(server: ApiServer)
     assert request_role_token(server, node).status != 200  # the old key is retired
     rotated = dataclasses.replace(node, private_key_der=new_private)
     assert request_role_token(server, rotated).status == 200
+
+
+def test_deregistration_revokes_the_node(server: ApiServer) -> None:
+    ssm = server.client()
+    activation = ssm.create_activation(IamRole="OpenSSMNodeRole")
+    node = register_node(server, activation["ActivationCode"], activation["ActivationId"])
+    creds = node_credentials(server, node)
+    ssm.deregister_managed_instance(InstanceId=node.instance_id)
+    (info,) = ssm.describe_instance_information()["InstanceInformationList"]
+    assert info["PingStatus"] == "Inactive"
+    ping = server.call_json(
+        "AmazonSSM.UpdateInstanceInformation", {"InstanceId": node.instance_id}, credentials=creds
+    )
+    assert ping.json()["__type"] == "UnrecognizedClientException"
+    assert request_role_token(server, node).status != 200
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ssm.deregister_managed_instance(InstanceId=node.instance_id)
+    assert _error(excinfo.value)[0] == "InvalidInstanceId"

@@ -213,3 +213,47 @@ def test_describe_sessions_pages_and_filters(system: tuple[ApiServer, str, str])
         State="Active", Filters=[{"key": "InvokedAfter", "value": "2000-01-01T00:00:00Z"}]
     )
     assert ids <= {s["SessionId"] for s in after["Sessions"]}
+
+
+def test_tag_based_access(system: tuple[ApiServer, str, str]) -> None:
+    """AWS's "restrict access based on tags" example, with a Deny on production layered on top."""
+    server, online, _ = system
+    ssm = server.client()
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": "*",
+                "Condition": {"StringLike": {"ssm:resourceTag/Finance": ["Web*"]}},
+            },
+            {
+                "Effect": "Deny",
+                "Action": "ssm:StartSession",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"ssm:resourceTag/Environment": "Prod"}},
+            },
+        ],
+    }
+    dave = server.client("ssm", make_user(server, "dave", policy))
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        dave.start_session(Target=online)  # untagged
+    assert _code(excinfo) == "AccessDeniedException"
+    ssm.add_tags_to_resource(
+        ResourceType="ManagedInstance", ResourceId=online, Tags=[{"Key": "Finance", "Value": "WebServers"}]
+    )
+    assert ssm.list_tags_for_resource(ResourceType="ManagedInstance", ResourceId=online)["TagList"] == [
+        {"Key": "Finance", "Value": "WebServers"}
+    ]
+    assert dave.start_session(Target=online)["SessionId"].startswith("dave-")
+    ssm.add_tags_to_resource(
+        ResourceType="ManagedInstance", ResourceId=online, Tags=[{"Key": "Environment", "Value": "Prod"}]
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        dave.start_session(Target=online)
+    assert "explicit deny" in excinfo.value.response["Error"]["Message"]
+    ssm.remove_tags_from_resource(
+        ResourceType="ManagedInstance", ResourceId=online, TagKeys=["Environment", "Finance"]
+    )
+    assert ssm.list_tags_for_resource(ResourceType="ManagedInstance", ResourceId=online)["TagList"] == []

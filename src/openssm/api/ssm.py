@@ -1,6 +1,7 @@
 """SSM operations for administrators: activations, managed-node inventory, connection status.
 
-Session operations live in ``openssm.api.ssm_sessions`` (imported here so they register too).
+Session operations live in ``openssm.api.ssm_sessions``, node deregistration and tags in
+``openssm.api.ssm_node_admin`` (imported here so they register too).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from openssm.api import ssm_sessions  # noqa: F401 - registers the session operations
+from openssm.api import ssm_node_admin, ssm_sessions  # noqa: F401 - register their operations
 from openssm.api.errors import ApiError
 from openssm.api.pagination import page
 from openssm.api.registry import json_action
