@@ -1,0 +1,131 @@
+"""``openssm logs``: print or replay a session's server-side recording from the data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import IO
+
+import click
+
+from openssm.logs.asciicast import read_cast
+from openssm.logs.recorder import file_stem, sessions_dir
+
+MAX_RECORDING_BYTES = 1024 * 1024 * 1024  # refuse to load more than this into memory
+
+
+def _default_data_dir() -> pathlib.Path:
+    configured = os.environ.get("OPENSSM_DATA_DIR")
+    if configured:
+        return pathlib.Path(configured)
+    return pathlib.Path.home() / ".local" / "share" / "openssm"
+
+
+def _read(path: pathlib.Path) -> str:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise click.ClickException(f"no recording at {path}") from None
+    if size > MAX_RECORDING_BYTES:
+        raise click.ClickException(f"{path} is larger than {MAX_RECORDING_BYTES} bytes")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def replay(text: str, out: IO[str], *, speed: float, idle_limit: float | None) -> None:
+    """Write the output events with their timing (``speed`` times faster; pauses capped)."""
+    try:
+        _, events = read_cast(text)
+    except ValueError as exc:
+        raise click.ClickException(f"not a readable recording: {exc}") from None
+    previous = 0.0
+    for at, code, data in events:
+        pause = max(at - previous, 0.0)
+        previous = at
+        if idle_limit is not None:
+            pause = min(pause, idle_limit)
+        if pause > 0 and speed > 0:
+            time.sleep(pause / speed)
+        if code == "o":
+            out.write(data)
+            out.flush()
+
+
+def list_sessions(directory: pathlib.Path, out: IO[str]) -> None:
+    """One line per recorded session: id, start time, how it ended, which files exist."""
+    for events in sorted(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+        started, ended = {}, {}
+        for line in _read(events).splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if item.get("event") == "session_started":
+                started = item
+            elif item.get("event") == "session_ended":
+                ended = item
+        files = ", ".join(p.suffix[1:] for p in sorted(directory.glob(f"{events.stem}.*")))
+        status = ended.get("status", "running")
+        out.write(
+            f"{started.get('session_id', events.stem)}  {started.get('time', '?')}  "
+            f"{started.get('target', '?')}  {status}  [{files}]\n"
+        )
+
+
+@click.command("logs")
+@click.argument("session_id", required=False)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="The server's data directory (default: $OPENSSM_DATA_DIR or ~/.local/share/openssm).",
+)
+@click.option("--replay", "mode", flag_value="replay", help="Replay the terminal recording with its timing.")
+@click.option(
+    "--print", "mode", flag_value="print", default=True, help="Print the plain-text transcript (default)."
+)
+@click.option("--cast", "mode", flag_value="cast", help="Write the asciicast v2 file (for asciinema play).")
+@click.option(
+    "--events", "mode", flag_value="events", help="Write the JSON-lines record (connections, start, end)."
+)
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Replay this many times faster.")
+@click.option(
+    "--idle-limit",
+    type=float,
+    default=None,
+    help="Replay: cap every pause at this many seconds.",
+)
+def logs_command(
+    session_id: str | None,
+    data_dir: pathlib.Path | None,
+    mode: str,
+    speed: float,
+    idle_limit: float | None,
+) -> None:
+    """Print or replay a session's recording, made by the server from the relayed data.
+
+    Without SESSION_ID, lists the recorded sessions. Shell sessions have a transcript and a
+    terminal recording (asciicast v2); port and SSH sessions a record of connections and bytes.
+    """
+    if speed <= 0:
+        raise click.BadParameter("must be greater than 0", param_hint="--speed")
+    directory = sessions_dir((data_dir or _default_data_dir()).expanduser())
+    if session_id is None:
+        if not directory.is_dir():
+            raise click.ClickException(f"no recordings in {directory}")
+        list_sessions(directory, sys.stdout)
+        return
+    stem = file_stem(session_id)  # user names may hold dots: never Path.with_suffix
+    if mode == "replay":
+        cast = directory / f"{stem}.cast"
+        if not cast.exists():
+            raise click.ClickException(
+                f"{session_id} has no terminal recording (port sessions have --print/--events)"
+            )
+        replay(_read(cast), sys.stdout, speed=speed, idle_limit=idle_limit)
+        return
+    suffix = {"print": ".log", "cast": ".cast", "events": ".jsonl"}[mode]
+    sys.stdout.write(_read(directory / f"{stem}{suffix}"))
+    sys.stdout.flush()
