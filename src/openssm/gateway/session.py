@@ -131,6 +131,8 @@ class SessionRelay:
     # -- relay ------------------------------------------------------------------------------------
 
     async def from_client(self, data: bytes) -> None:
+        if self.ended:
+            return
         try:
             head = messages.peek(data)
         except FrameError as exc:
@@ -149,6 +151,8 @@ class SessionRelay:
             self._to_agent.append(data)
 
     async def from_agent(self, data: bytes) -> None:
+        if self.ended:
+            return
         try:
             head = messages.peek(data)
         except FrameError as exc:

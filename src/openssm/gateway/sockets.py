@@ -151,14 +151,12 @@ class SocketHandlers:
             return
         try:
             relay = await self.node.join_client(session_id, peer)
-        except SessionRefused as exc:
-            await refuse_client(peer, session_id, str(exc))
-            return
-        try:
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
+        except SessionRefused as exc:
+            await refuse_client(peer, session_id, str(exc))
         finally:
-            await self.node.run_detached(relay.client_gone(peer), f"client-gone-{session_id}")
+            await self._left(session_id, peer, client=True)
 
     async def _serve_agent(
         self,
@@ -186,11 +184,18 @@ class SocketHandlers:
             return
         try:
             relay = await self.node.join_agent(session_id, instance_id, peer)
-        except SessionRefused as exc:
-            await refuse_agent(peer, session_id, str(exc))
-            return
-        try:
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
+        except SessionRefused as exc:
+            await refuse_agent(peer, session_id, str(exc))
         finally:
-            await self.node.run_detached(relay.agent_gone(peer), f"agent-gone-{session_id}")
+            await self._left(session_id, peer, client=False)
+
+    async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:
+        """A socket ended, possibly with its handler cancelled half-way through joining: whatever
+        relay holds the peer now lets go of it (a relay that does not hold it ignores the call)."""
+        relay = self.node.relays.get(session_id)
+        if relay is None:
+            return
+        gone = relay.client_gone(peer) if client else relay.agent_gone(peer)
+        await self.node.run_detached(gone, f"{'client' if client else 'agent'}-gone-{session_id}")
