@@ -1,0 +1,126 @@
+"""smux frame codec: exact layout, round trips, arbitrary splits, and rejection of bad input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openssm.protocol.smux import (
+    Command,
+    FrameParser,
+    SmuxError,
+    SmuxFrame,
+    SmuxProtocolError,
+    decode_frames,
+    encode_frame,
+    encode_update,
+)
+
+
+@st.composite
+def frames(draw: st.DrawFn, version: int | None = None) -> SmuxFrame:
+    chosen = draw(st.sampled_from([1, 2])) if version is None else version
+    command = draw(st.sampled_from(list(Command)))
+    if command is Command.UPD:
+        data = encode_update(draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)))
+    elif command is Command.PSH:
+        data = draw(st.binary(max_size=3000))
+    else:
+        data = b""
+    return SmuxFrame(chosen, command, draw(st.integers(0, 2**32 - 1)), data)
+
+
+def test_header_is_little_endian_as_on_the_wire() -> None:
+    # plugin-port-mux.jsonl #22: PSH of 19 bytes on stream 3
+    assert encode_frame(1, Command.PSH, 3, b"hello from client 1").hex() == (
+        "0102130003000000" + b"hello from client 1".hex()
+    )
+    assert encode_frame(1, Command.SYN, 0x01020304).hex() == "0100000004030201"
+    assert encode_frame(2, Command.UPD, 5, encode_update(0x10, 0x10000)).hex() == (
+        "0204080005000000" + "10000000" + "00000100"
+    )
+
+
+@given(st.lists(frames(), max_size=20))
+def test_encode_decode_round_trip(original: list[SmuxFrame]) -> None:
+    assert decode_frames(b"".join(frame.encode() for frame in original)) == original
+
+
+@given(st.lists(frames(version=2), max_size=20), st.data())
+def test_any_split_of_the_stream_yields_the_same_frames(
+    original: list[SmuxFrame], data: st.DataObject
+) -> None:
+    wire = b"".join(frame.encode() for frame in original)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=30)))
+    parser = FrameParser(2)
+    decoded: list[SmuxFrame] = []
+    for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        decoded += parser.feed(wire[start:end])
+    assert decoded == original
+    assert parser.pending == 0
+
+
+@given(st.lists(frames(version=1), min_size=1, max_size=10), st.data())
+def test_pending_is_only_the_incomplete_frame(original: list[SmuxFrame], data: st.DataObject) -> None:
+    wire = b"".join(frame.encode() for frame in original)
+    cut = data.draw(st.integers(0, len(wire) - 1))
+    parser = FrameParser(1)
+    complete = parser.feed(wire[:cut])
+    consumed = sum(8 + len(frame.data) for frame in complete)
+    assert complete == original[: len(complete)]
+    assert parser.pending == cut - consumed < 8 + len(original[len(complete)].data)
+
+
+def test_update_fields() -> None:
+    frame = SmuxFrame(2, Command.UPD, 9, encode_update(2**32 + 7, 65536))
+    assert frame.update_fields() == (7, 65536)
+    with pytest.raises(SmuxProtocolError):
+        SmuxFrame(2, Command.PSH, 9, b"12345678").update_fields()
+
+
+@pytest.mark.parametrize(
+    ("expected_version", "wire", "message"),
+    [
+        (None, bytes.fromhex("0300000003000000"), "unsupported smux version 3"),
+        (None, bytes.fromhex("0105000003000000"), "unknown smux command 5"),
+        (None, bytes.fromhex("02040400030000000000000000"), "UPD frame with 4-byte payload"),
+        (1, bytes.fromhex("0200000003000000"), "version 2 on a version 1 session"),
+    ],
+)
+def test_bad_headers_are_clear_errors(expected_version: int | None, wire: bytes, message: str) -> None:
+    parser = FrameParser(expected_version)
+    with pytest.raises(SmuxProtocolError, match=message):
+        parser.feed(wire)
+    # The byte stream has no resync point: the parser stays failed.
+    with pytest.raises(SmuxProtocolError):
+        parser.feed(encode_frame(1, Command.NOP, 0))
+
+
+def test_header_is_checked_before_the_payload_arrives() -> None:
+    with pytest.raises(SmuxProtocolError):
+        FrameParser(1).feed(bytes.fromhex("0109ffff01000000"))
+
+
+def test_pending_never_exceeds_one_maximal_frame() -> None:
+    parser = FrameParser(1)
+    header = bytes.fromhex("0102ffff03000000")
+    assert parser.feed(header + b"x" * 65534) == []
+    assert parser.pending == 8 + 65534
+    (frame,) = parser.feed(b"y" + header[:3])
+    assert len(frame.data) == 65535
+    assert parser.pending == 3
+
+
+def test_trailing_partial_frame_is_an_error_for_whole_buffers() -> None:
+    with pytest.raises(SmuxProtocolError, match="trailing"):
+        decode_frames(bytes.fromhex("01000000030000"))
+
+
+@pytest.mark.parametrize(
+    ("version", "stream_id", "data"),
+    [(3, 1, b""), (1, -1, b""), (1, 2**32, b""), (1, 1, b"x" * 65536)],
+)
+def test_encode_rejects_what_the_header_cannot_carry(version: int, stream_id: int, data: bytes) -> None:
+    with pytest.raises(SmuxError):
+        encode_frame(version, Command.PSH, stream_id, data)
