@@ -18,6 +18,7 @@ from tests.support.gateway import (
 )
 
 from openssm.gateway.node import GATEWAY_KEY
+from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.messages import ControlOpen
 from openssm.store import channels as store
 from openssm.store.secrets import hash_token
@@ -167,3 +168,27 @@ async def test_unsigned_control_upgrade_is_refused(gateway: Gateway) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await gateway.http.ws_connect(gateway.url(f"/v1/control-channel/{IID}?role=subscribe&stream=input"))
     assert caught.value.status == 403
+
+
+async def test_open_frame_must_be_a_json_text_frame(gateway: Gateway) -> None:
+    await gateway.add_session("tester-00000000000000003", IID)
+    for first in (b"\x00" * 200, "not json", '{"RequestId":"no token"}'):
+        ws = await gateway.client_socket("tester-00000000000000003")
+        if isinstance(first, bytes):
+            await ws.send_bytes(first)
+        else:
+            await ws.send_str(first)
+        msg = await ws.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
+async def test_oversized_messages_are_refused_before_allocation(tmp_path: pathlib.Path) -> None:
+    settings = GatewaySettings(max_message_bytes=4096)
+    async with running_gateway(tmp_path, settings=settings) as gw:
+        await gw.add_session("tester-00000000000000004", IID)
+        ws = await gw.client_socket("tester-00000000000000004")
+        await ws.send_str("x" * 5000)
+        msg = await ws.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
