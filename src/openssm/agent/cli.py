@@ -87,7 +87,13 @@ def register_command(
 @click.option("--endpoint", default=None, help="API endpoint URL (with --instance-id).")
 @click.option("--mgs-endpoint", default=None, help="Message gateway URL (default: the API endpoint).")
 @click.option("--region", default=None, help="Region (with --instance-id).")
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="OPENSSM_AGENT_LOG_LEVEL",
+    help="DEBUG, INFO, WARNING or ERROR (env OPENSSM_AGENT_LOG_LEVEL).",
+)
 def run_command(
     state_dir: pathlib.Path | None,
     instance_id: str | None,

@@ -12,6 +12,7 @@ from typing import Final
 
 import aiohttp
 
+from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AGENT_VERSION, AgentSettings
 from openssm.agent.mgs import MgsClient, MgsError
 from openssm.protocol.frames import Frame, FrameError, MessageType, decode, go_json
@@ -59,6 +60,7 @@ class ControlChannel:
             try:
                 await self._connect_and_serve()
             except (MgsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                reraise_if_cancelled()
                 log.warning("control channel: %s", exc)
             finally:
                 self.connected.clear()

@@ -10,6 +10,7 @@ from typing import Any, Final
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 
+from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings, Registration
 from openssm.agent.signing import Credentials, host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
@@ -139,10 +140,12 @@ class RoleCredentials:
         while True:
             await asyncio.sleep(self.seconds_until_refresh())
             try:
-                async with self._lock:
-                    await self.refresh()
+                async with self._lock:  # current() may have refreshed meanwhile
+                    if self.seconds_until_refresh() <= 0:
+                        await self.refresh()
                 delay = RETRY_INITIAL_SECONDS
             except (SsmApiError, CredentialsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                reraise_if_cancelled()
                 log.warning("refreshing role credentials failed: %s (retry in %.0f s)", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)

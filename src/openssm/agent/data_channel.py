@@ -143,7 +143,11 @@ class DataChannel:
             await self._wait_change()
         if self.ended.is_set() or self._closing:
             raise ChannelEnded(self.end_reason.value if self.end_reason else "closed")
-        await self._send_raw(self.stream.send(payload_type, payload))
+        data = self.stream.send(payload_type, payload)
+        log.debug(
+            "session %s: sending seq %d type %d", self.session_id, self.stream.next_send_seq - 1, payload_type
+        )
+        await self._send_raw(data)
 
     async def send_output(self, data: bytes, payload_type: int = PayloadType.OUTPUT) -> None:
         for start in range(0, len(data), MAX_CHUNK):
@@ -199,6 +203,7 @@ class DataChannel:
             if self._paused:
                 continue
             for data in self.stream.due_resends():
+                log.debug("session %s: resending the oldest unacked message", self.session_id)
                 await self._send_raw(data)
 
     async def _read_loop(self) -> None:
@@ -243,6 +248,14 @@ class DataChannel:
             log.warning("session %s: dropped undecodable frame: %s", self.session_id, exc)
             return
         kind = frame.message_type
+        log.debug(
+            "session %s: received %s seq %d type %d (%d bytes)",
+            self.session_id,
+            kind,
+            frame.sequence_number,
+            frame.payload_type,
+            len(frame.payload),
+        )
         if kind == MessageType.ACKNOWLEDGE:
             self._paused = False
             try:

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
 from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
 from openssm.agent.data_channel import EndReason
@@ -56,7 +57,7 @@ class Agent:
         """Run until ``stop`` is set, then end sessions and disconnect."""
         background = [
             asyncio.create_task(self._health_loop(), name="health"),
-            asyncio.create_task(self.control.run_forever(), name="control-channel"),
+            asyncio.create_task(self._control_loop(), name="control-channel"),
         ]
         refresh = getattr(self.credentials, "run_refresh_loop", None)
         if refresh is not None:
@@ -81,6 +82,11 @@ class Agent:
             for task in pending:
                 task.cancel()
 
+    async def _control_loop(self) -> None:
+        # As the real agent: report the node (UpdateInstanceInformation) before going online.
+        await self.healthy.wait()
+        await self.control.run_forever()
+
     # -- health --------------------------------------------------------------------------------
 
     async def _health_loop(self) -> None:
@@ -92,6 +98,7 @@ class Agent:
                 await self._ping()
                 self.healthy.set()
             except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                reraise_if_cancelled()
                 delay = retry()
                 log.warning("UpdateInstanceInformation failed: %s (retry in %.1f s)", exc, delay)
                 await asyncio.sleep(delay)
@@ -100,6 +107,7 @@ class Agent:
             try:
                 await self._ping()
             except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                reraise_if_cancelled()
                 log.warning("UpdateInstanceInformation failed: %s", exc)
 
     async def _ping(self) -> None:

@@ -144,6 +144,8 @@ class FakeMgs:
         self.task_complete_received = asyncio.Event()
         self.acknowledge_tasks = True
         self.clients: asyncio.Queue[FakeClient] = asyncio.Queue()
+        # X-Amz-Target → answer builder for the JSON API (default: ``{}``).
+        self.api_answers: dict[str, Callable[[Recorded], dict[str, Any]]] = {}
         self._control_ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
         self.endpoint = ""
@@ -186,8 +188,17 @@ class FakeMgs:
         ]
 
     async def _api(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        return web.json_response({}, content_type="application/x-amz-json-1.1")
+        recorded = await self._record(request)
+        answer = self.api_answers.get(recorded.header("X-Amz-Target") or "")
+        try:
+            body = answer(recorded) if answer is not None else {}
+        except Exception as exc:  # the test's check failed: answer as the service would
+            return web.json_response(
+                {"__type": "InvalidSignatureException", "message": str(exc)},
+                status=400,
+                content_type="application/x-amz-json-1.1",
+            )
+        return web.json_response(body, content_type="application/x-amz-json-1.1")
 
     async def _rest(self, request: web.Request) -> web.Response:
         await self._record(request)

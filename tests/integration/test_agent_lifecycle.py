@@ -1,0 +1,227 @@
+"""The agent as a process: register, RSA-signed credentials, health pings, reconnects, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import pathlib
+import signal
+import stat
+import sys
+import time
+
+import pytest
+from tests.unit.agent.fake_mgs import (
+    CREDENTIALS,
+    FakeMgs,
+    Recorded,
+    interactive_shell,
+    running_agent,
+    session_content,
+)
+
+from openssm.auth import sigv4
+
+ACTIVATION_ID = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+ACTIVATION_CODE = "EXAMPLEactivationCODE0123"
+MANAGED_ID = "mi-0123456789abcdef0"
+TEMP_KEY, TEMP_SECRET, TEMP_TOKEN = "ASIAEXAMPLETEMP", "temporary/secret/EXAMPLE", "session-token-EXAMPLE"
+
+
+class RegistrationService:
+    """Answers RegisterManagedInstance and RequestManagedInstanceRoleToken, checking both."""
+
+    def __init__(self, fake: FakeMgs) -> None:
+        self.public_key_der: bytes | None = None
+        self.fingerprint: str | None = None
+        self.token_requests = 0
+        fake.api_answers["AmazonSSM.RegisterManagedInstance"] = self.register
+        fake.api_answers["AmazonSSM.RequestManagedInstanceRoleToken"] = self.role_token
+        fake.api_answers["AmazonSSM.UpdateInstanceInformation"] = self.instance_information
+
+    def register(self, request: Recorded) -> dict[str, object]:
+        assert request.header("Authorization") is None and request.header("X-Amz-Date") is None
+        body = request.json()
+        assert list(body) == ["ActivationCode", "ActivationId", "Fingerprint", "PublicKey", "PublicKeyType"]
+        assert body["ActivationCode"] == ACTIVATION_CODE and body["ActivationId"] == ACTIVATION_ID
+        assert body["PublicKeyType"] == "Rsa" and len(body["PublicKey"]) == 392
+        self.public_key_der = base64.b64decode(body["PublicKey"])
+        self.fingerprint = body["Fingerprint"]
+        return {"InstanceId": MANAGED_ID}
+
+    def role_token(self, request: Recorded) -> dict[str, object]:
+        assert self.public_key_der is not None
+        http_request = request.http_request()
+        parsed = sigv4.parse_request(http_request)
+        assert parsed.access_key_id == MANAGED_ID and parsed.service == "ssm"
+        assert parsed.signed_headers == ("content-type", "host", "x-amz-date", "x-amz-target")
+        sigv4.verify_rsa(http_request, parsed, self.public_key_der)
+        assert request.json() == {"Fingerprint": self.fingerprint}
+        self.token_requests += 1
+        return {
+            "AccessKeyId": TEMP_KEY,
+            "SecretAccessKey": TEMP_SECRET,
+            "SessionToken": TEMP_TOKEN,
+            "TokenExpirationDate": time.time() + 3600,
+            "UpdateKeyPair": False,
+        }
+
+    def instance_information(self, request: Recorded) -> dict[str, object]:
+        parsed = sigv4.parse_request(request.http_request())
+        assert parsed.access_key_id == TEMP_KEY and parsed.security_token == TEMP_TOKEN
+        sigv4.verify_hmac(request.http_request(), parsed, TEMP_SECRET)
+        return {}
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "openssm",
+        "agent",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_register_then_run_as_a_process(tmp_path: pathlib.Path) -> None:
+    fake = FakeMgs()
+    await fake.start()
+    service = RegistrationService(fake)
+    state = tmp_path / "state"
+    try:
+        code, out, err = await run_cli(
+            "register",
+            "--endpoint",
+            fake.endpoint,
+            "--code",
+            ACTIVATION_CODE,
+            "--id",
+            ACTIVATION_ID,
+            "--region",
+            "us-east-1",
+            "--state-dir",
+            str(state),
+        )
+        assert code == 0, err
+        assert out.strip() == MANAGED_ID
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        for name in ("registration.json", "private-key.pem"):
+            assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+        saved = json.loads((state / "registration.json").read_text())
+        assert saved["instance_id"] == MANAGED_ID and saved["fingerprint"] == service.fingerprint
+        assert ACTIVATION_CODE not in (state / "registration.json").read_text()
+
+        env = {**os.environ, "OPENSSM_AGENT_HEARTBEAT_SECONDS": "0.5"}
+        env.pop("AWS_ACCESS_KEY_ID", None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "openssm",
+            "agent",
+            "run",
+            "--state-dir",
+            str(state),
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            await asyncio.wait_for(fake.control_connected.wait(), 30)
+            await until(lambda: len(fake.requests_to("/", "AmazonSSM.UpdateInstanceInformation")) >= 3)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _out, log = await asyncio.wait_for(process.communicate(), 15)
+        assert process.returncode == 0, log.decode()
+    finally:
+        await fake.close()
+
+    assert service.token_requests >= 1
+    pings = fake.requests_to("/", "AmazonSSM.UpdateInstanceInformation")
+    assert list(pings[0].json()) == ["AgentName", "AgentVersion", "InstanceId", "PlatformType"]
+    full = pings[1].json()
+    assert full["AgentStatus"] == "Active" and full["InstanceId"] == MANAGED_ID
+    assert full["PlatformName"] and full["PlatformVersion"] is not None and full["ComputerName"]
+    assert (
+        pings[1].signed_headers()
+        == "content-length;content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+    )
+    for prefix, signed in (
+        (
+            "/v1/control-channel/",
+            {
+                "POST": "content-type;host;x-amz-date;x-amz-security-token",
+                "GET": "host;x-amz-date;x-amz-security-token",
+            },
+        ),
+    ):
+        for request in fake.requests_to(prefix):
+            assert request.signed_headers() == signed[request.method]
+            request.verify(TEMP_SECRET)
+    assert fake.control_open is not None and fake.control_open["TokenValue"]
+    assert TEMP_SECRET not in log.decode() and ACTIVATION_CODE not in log.decode()
+
+
+async def test_control_channel_reconnects_after_the_service_drops_it() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake) as agent:
+            await asyncio.wait_for(fake.control_connected.wait(), 10)
+            await fake.drop_control()
+            await until(lambda: agent.control.connections >= 2, 10)
+            assert len([r for r in fake.requests_to("/v1/control-channel/") if r.method == "POST"]) == 2
+            # The new channel serves sessions.
+            sid = "tester-0123456789abcdef2"
+            props = {"linux": {"commands": "echo again", "runAsElevated": True}}
+            await fake.send_control(
+                interactive_shell(sid, session_content(sid, "InteractiveCommands", props))
+            )
+            client = await fake.next_client()
+            await client.wait_for(lambda: client.output_bytes == b"again\r\n", "output after reconnect")
+    finally:
+        await fake.close()
+
+
+async def test_stop_is_prompt_while_the_service_is_unreachable() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    await fake.close()  # nothing listens there any more
+    started = time.monotonic()
+    async with running_agent(fake, reconnect_initial_seconds=0.2):
+        await asyncio.sleep(1.0)
+    assert time.monotonic() - started < 4.0
+
+
+async def test_task_complete_is_retried_until_acknowledged() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    fake.acknowledge_tasks = False
+    sid = "tester-0123456789abcdef3"
+    try:
+        async with running_agent(fake, task_complete_retry_seconds=0.2):
+            props = {"linux": {"commands": "true", "runAsElevated": True}}
+            await fake.send_control(
+                interactive_shell(sid, session_content(sid, "InteractiveCommands", props))
+            )
+            await until(lambda: len(fake.task_completes) >= 3, 10)
+            await asyncio.sleep(0.5)
+    finally:
+        await fake.close()
+    assert len(fake.task_completes) == 3
+    assert len({f.message_id for f in fake.task_completes}) == 1
+    assert all(f.json()["TaskId"] == sid for f in fake.task_completes)
+    _ = CREDENTIALS
