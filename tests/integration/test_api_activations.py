@@ -98,6 +98,26 @@ def test_aws_cli_activation_round_trip(server: ApiServer) -> None:
     assert [a["ActivationId"] for a in listed["ActivationList"]] == [created["ActivationId"]]  # type: ignore[index]
     cli("delete-activation", "--activation-id", str(created["ActivationId"]))
     assert cli("describe-activations")["ActivationList"] == []
+    # A node registered through an activation shows up in the CLI's inventory.
+    created = cli("create-activation", "--iam-role", "OpenSSMNodeRole", "--default-instance-name", "cli-node")
+    node = register_node(server, str(created["ActivationCode"]), str(created["ActivationId"]))
+    inventory = cli("describe-instance-information")["InstanceInformationList"]
+    assert [(i["InstanceId"], i["Name"]) for i in inventory] == [(node.instance_id, "cli-node")]  # type: ignore[index]
+    # Our error shape reaches the user as the CLI prints AWS's own errors.
+    failed = subprocess.run(
+        [str(aws), "--profile", "openssm", "ssm", "describe-sessions", "--state", "Sideways"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert failed.returncode != 0  # 254 or 255 by CLI version
+    assert (
+        "An error occurred (ValidationException) when calling the DescribeSessions operation" in failed.stderr
+    )
+    assert "State" in failed.stderr
+    cli("delete-activation", "--activation-id", str(created["ActivationId"]))
     # The profile alone (endpoint_url in the config file) also reaches the server.
     out = subprocess.run(
         [str(aws), "--profile", "openssm", "ssm", "describe-activations"],

@@ -203,3 +203,20 @@ def test_internal_errors_hide_details(server: ApiServer) -> None:
     assert result.status == 500
     assert result.json() == {"__type": "InternalServerError", "message": "An internal error occurred."}
     assert b"secret internal detail" not in result.body
+
+
+def test_last_used_is_recorded(server: ApiServer) -> None:
+    from openssm.store import access_keys
+
+    key, secret = make_user(
+        server,
+        "stamped",
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "ssm:DescribeSessions", "Resource": "*"}],
+        },
+    )
+    assert server.db(lambda engine: access_keys.find(engine, key)).last_used_at is None  # type: ignore[union-attr]
+    server.client("ssm", (key, secret)).describe_sessions(State="Active")
+    row = server.db(lambda engine: access_keys.find(engine, key))
+    assert row is not None and row.last_used_at is not None

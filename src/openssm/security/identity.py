@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 QUERY_SERVICES = frozenset({"iam", "sts"})
 # Global services are signed for us-east-1 whatever region the server serves.
 GLOBAL_SERVICES = frozenset({"iam", "sts"})
+# "Last used" is kept to the minute: agents call every few seconds, and each stamp is a database write.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,7 +152,8 @@ async def authenticate(
     principal = await _principal_for_key(services, key)
     if principal is None:
         raise _invalid_token(parsed.service)
-    await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
     return Identity(principal, key.access_key_id, key.temporary, parsed.region, parsed.service)
 
 

@@ -23,6 +23,7 @@ class AccessKeyRow:
     role_name: str | None
     session_token_hash: str | None
     expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
 
     @property
     def temporary(self) -> bool:
@@ -55,6 +56,7 @@ async def find(engine: AsyncEngine, access_key_id: str) -> AccessKeyRow | None:
         role_name=row["role_name"],
         session_token_hash=row["session_token_hash"],
         expires_at=row["expires_at"],
+        last_used_at=row["last_used_at"],
     )
 
 
