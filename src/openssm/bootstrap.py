@@ -6,6 +6,7 @@ credentials file is missing or names a key that no longer exists.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import datetime as dt
 import json
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openssm.iam.arn import aws_managed_policy_arn, role_arn, user_arn
 from openssm.services import Services
 from openssm.store import access_keys, ids
+from openssm.store.secrets import SecretCipher, SecretCipherError
 from openssm.store.tables import (
     iam_attachments,
     iam_inline_policies,
@@ -73,6 +75,34 @@ NODE_TRUST_POLICY = {
         {"Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ],
 }
+
+
+MASTER_KEY_CHECK = "master_key_check"
+_CHECK_PLAINTEXT = b"openssm master key check"
+
+
+class BootstrapError(Exception):
+    """The server cannot start on this data (message says what to do)."""
+
+
+async def _check_master_key(conn: AsyncConnection, cipher: SecretCipher) -> None:
+    """Refuse a master key other than the one the database's secrets were encrypted with.
+
+    Scale-out nodes share one database, so they must share one key (``OPENSSM_MASTER_KEY``).
+    """
+    stored = (await conn.execute(sa.select(settings.c.value).where(settings.c.key == MASTER_KEY_CHECK))).scalar()
+    if stored is None:
+        value = base64.b64encode(cipher.encrypt(_CHECK_PLAINTEXT)).decode("ascii")
+        await conn.execute(sa.insert(settings).values(key=MASTER_KEY_CHECK, value=value))
+        return
+    try:
+        cipher.decrypt(base64.b64decode(stored))
+    except (SecretCipherError, ValueError) as exc:
+        raise BootstrapError(
+            "this server's master key is not the one the database was created with; "
+            "give every node the same key (OPENSSM_MASTER_KEY, base64 of 32 bytes) or the original "
+            "<data-dir>/master.key"
+        ) from exc
 
 
 def _dump(policy: Mapping[str, object]) -> str:
@@ -199,10 +229,19 @@ async def bootstrap(services: Services) -> bool:
     config = services.config
     now = dt.datetime.now(dt.UTC)
     account = config.account_id
-    async with services.engine.begin() as conn:
-        await _ensure_account(conn, account)
-        await _ensure_admin_user(conn, account, now)
-        await _ensure_node_role(conn, account, now)
+    for attempt in range(2):
+        try:
+            async with services.engine.begin() as conn:
+                await _check_master_key(conn, services.cipher)
+                await _ensure_account(conn, account)
+                await _ensure_admin_user(conn, account, now)
+                await _ensure_node_role(conn, account, now)
+            break
+        except sa.exc.IntegrityError:
+            # Another node of a scale-out cluster bootstrapped the shared database at the same
+            # moment; a second pass finds its rows.
+            if attempt:
+                raise
     config.data_dir.mkdir(parents=True, exist_ok=True)
     credentials_file = config.data_dir / "credentials"
     _write_private(config.data_dir / "config", _config_text(config.region, config.public_url))

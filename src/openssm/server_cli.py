@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import os
 import pathlib
+import socket
 
 import click
 
@@ -114,7 +115,9 @@ def server_command(
         raise click.BadParameter("must be 12 digits", param_hint="--account-id")
     host, port = _listen(listen)
     scheme = "https" if tls_cert else "http"
-    shown_host = f"[{host}]" if ":" in host else host
+    # A wildcard listen address is not somewhere a client can connect to: advertise the host name.
+    advertised = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+    shown_host = f"[{advertised}]" if ":" in advertised else advertised
     config = ServerConfig(
         data_dir=(data_dir or default_data_dir()).expanduser().resolve(),
         listen_host=host,
@@ -130,6 +133,14 @@ def server_command(
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
     )
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from openssm.server import run  # server code is imported only when the command runs
+    # Server code is imported only when the command runs.
+    from openssm.bootstrap import BootstrapError
+    from openssm.server import run
+    from openssm.store.secrets import SecretCipherError
 
-    run(config)
+    try:
+        run(config)
+    except (BootstrapError, SecretCipherError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # e.g. the port is taken
+        raise click.ClickException(f"cannot serve on {listen}: {exc}") from exc

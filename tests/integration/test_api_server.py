@@ -157,3 +157,18 @@ def test_tls_listener_and_secure_transport(tmp_path: pathlib.Path) -> None:
         assert user.describe_sessions(State="Active")["Sessions"] == []
     finally:
         server.stop()
+
+
+def test_a_different_master_key_is_refused(tmp_path: pathlib.Path) -> None:
+    data, port, log = tmp_path / "data", free_port(), tmp_path / "server.log"
+    assert _stop(_start(data, port, log)) == 0
+    (data / "master.key").write_bytes(bytes(32))
+    out = subprocess.run(
+        [sys.executable, "-m", "openssm", "server", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "master key" in out.stderr and "Traceback" not in out.stderr
