@@ -262,3 +262,52 @@ async def test_run_as_refuses_root_and_missing_users(user: str, message: str) ->
     assert result["Output"].startswith("\n----------ERROR-------\n")
     assert message in result["Output"] and user in result["Output"]
     assert not client.outputs  # nothing ran
+
+
+async def test_pause_publication_holds_output_until_start_publication() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.OUTPUT, b"sleep 1; echo late-$((1+1))\r")
+            await client.wait_for(lambda: b"sleep 1; echo late" in client.output_bytes, "typed line echoed")
+            await asyncio.sleep(0.1)  # let the acks of that echo land before pausing
+            await client.send_raw(Frame(MessageType.PAUSE_PUBLICATION, payload=b"{}").encode())
+            await asyncio.sleep(1.5)
+            assert b"late-2\r\n" not in client.output_bytes
+            await client.send_raw(Frame(MessageType.START_PUBLICATION, payload=b"{}").encode())
+            await client.wait_for(
+                lambda: b"late-2\r\n" in client.output_bytes, "output after start_publication"
+            )
+            await client.send_input(PayloadType.OUTPUT, b"exit\r")
+            await task_result(fake)
+    finally:
+        await fake.close()
+
+
+async def test_data_channel_reconnects_and_replays_unacked_output() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            first = await fake.next_client()
+            await first.send_input(PayloadType.OUTPUT, b"echo one-$((0+1))\r")
+            await first.wait_for(lambda: b"one-1\r\n" in first.output_bytes, "first output")
+            await first.ws.close()  # the gateway goes away under the session
+            second = await fake.next_client()
+            second.next_seq = first.next_seq  # the client's numbering continues, as after a resume
+            second.outputs.update(first.outputs)
+            await second.send_input(PayloadType.OUTPUT, b"echo two-$((1+1)); exit\r")
+            result = await task_result(fake)
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Success"
+    assert b"two-2\r\n" in second.output_bytes
+    posts = [r for r in fake.requests_to("/v1/data-channel/") if r.method == "POST"]
+    assert len(posts) == 2  # a fresh token for the second connection
+    assert [
+        f.sequence_number for f in second.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA
+    ] == sorted(f.sequence_number for f in second.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA)

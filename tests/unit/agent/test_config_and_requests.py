@@ -1,0 +1,136 @@
+"""State files, settings and the interactive_shell parser."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import stat
+
+import pytest
+
+from openssm.agent.config import (
+    AgentSettings,
+    Registration,
+    StateError,
+    load_registration,
+    save_registration,
+)
+from openssm.agent.session_request import BadSessionRequest, parse_session_request
+from openssm.agent.sessions.identity import RunAs, requested_user, session_environment
+from openssm.protocol.frames import Frame, MessageType, go_json
+
+
+def test_registration_round_trip_with_private_permissions(tmp_path: pathlib.Path) -> None:
+    state = tmp_path / "state"
+    registration = Registration("mi-0123456789abcdef0", "us-east-1", "http://h:1", "fp-uuid")
+    save_registration(state, registration, b"-----PEM-----\n")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for path in state.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_registration(state) == (registration, b"-----PEM-----\n")
+    assert registration.gateway_endpoint == "http://h:1"
+
+
+def test_missing_or_broken_state_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(StateError, match="register first"):
+        load_registration(tmp_path)
+    (tmp_path / "registration.json").write_text("{")
+    with pytest.raises(StateError, match="not valid JSON"):
+        load_registration(tmp_path)
+    (tmp_path / "registration.json").write_text(json.dumps({"instance_id": "mi-x"}))
+    with pytest.raises(StateError, match="lacks 'region'"):
+        load_registration(tmp_path)
+
+
+def test_settings_from_file_and_environment(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "agent.json").write_text(
+        json.dumps({"heartbeat_seconds": 60, "denied_networks": ["10.0.0.0/8"]})
+    )
+    settings = AgentSettings.load(tmp_path, env={"OPENSSM_AGENT_HEARTBEAT_SECONDS": "5"})
+    assert settings.heartbeat_seconds == 5.0
+    assert [str(n) for n in settings.denied_networks] == ["10.0.0.0/8"]
+    assert str(AgentSettings().denied_networks[0]) == "169.254.0.0/16"
+    with pytest.raises(StateError, match="unknown agent setting"):
+        AgentSettings.from_mapping({"nope": 1})
+    with pytest.raises(StateError, match="must be positive"):
+        AgentSettings.from_mapping({"heartbeat_seconds": "-1"})
+    with pytest.raises(StateError, match="invalid value"):
+        AgentSettings.from_mapping({"denied_networks": "not-a-network"})
+
+
+def shell_frame(content: object, task_id: str = "s-1") -> Frame:
+    outer = {
+        "Content": json.dumps(content) if not isinstance(content, str) else content,
+        "TaskId": task_id,
+        "Topic": "aws.ssm.startSession",
+        "SchemaVersion": 1,
+    }
+    return Frame(MessageType.INTERACTIVE_SHELL, payload=go_json(outer))
+
+
+def document(**overrides: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "schemaVersion": "1.0",
+        "sessionType": "Port",
+        "parameters": {"portNumber": {"type": "String", "default": "80"}, "host": {"type": "String"}},
+        "inputs": {},
+        "properties": {"portNumber": "{{ portNumber }}", "host": "{{host}}", "type": "LocalPortForwarding"},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_parse_resolves_placeholders_with_case_insensitive_keys() -> None:
+    content = {
+        "sessionid": "s-1",
+        "documentname": "AWS-StartPortForwardingSessionToRemoteHost",
+        "documentcontent": document(),
+        "parameters": {"host": ["db.internal"]},
+        "runasuser": "alice",
+    }
+    request = parse_session_request(shell_frame(content))
+    assert request.session_id == "s-1" and request.session_type == "Port"
+    assert request.properties == {"portNumber": "80", "host": "db.internal", "type": "LocalPortForwarding"}
+    assert request.run_as_user == "alice"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "Content is not JSON"),
+        ({"SessionId": "s-1"}, "DocumentContent is missing"),
+        ({"SessionId": "s-1", "DocumentContent": document(schemaVersion="2.2")}, "schemaVersion"),
+        ({"SessionId": "bad id!", "DocumentContent": document()}, "invalid SessionId"),
+        ({"SessionId": "s-1", "DocumentContent": document(sessionType=None)}, "no sessionType"),
+        ({"SessionId": "s-1", "DocumentContent": document(), "Parameters": "x"}, "Parameters"),
+    ],
+)
+def test_parse_rejects_bad_requests(content: object, message: str) -> None:
+    with pytest.raises(BadSessionRequest, match=message):
+        parse_session_request(shell_frame(content))
+
+
+def test_run_as_user_choice() -> None:
+    def request(run_as: str, inputs: dict[str, object]) -> object:
+        content = {
+            "SessionId": "s-1",
+            "DocumentContent": document(sessionType="Standard_Stream", inputs=inputs),
+            "RunAsUser": run_as,
+        }
+        return parse_session_request(shell_frame(content))
+
+    assert requested_user(request("bob", {"runAsEnabled": True, "runAsDefaultUser": "x"})) == "bob"  # type: ignore[arg-type]
+    assert requested_user(request("", {"runAsEnabled": "true", "runAsDefaultUser": "carol"})) == "carol"  # type: ignore[arg-type]
+    assert requested_user(request("", {"runAsEnabled": False, "runAsDefaultUser": "carol"})) == ""  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="no RunAs user"):
+        requested_user(request("", {"runAsEnabled": True}))  # type: ignore[arg-type]
+
+
+def test_session_environment_hides_agent_secrets() -> None:
+    me = RunAs("me", 1000, 1000, "/home/me", "/bin/bash", switch=False)
+    env = session_environment(me, {"AWS_SECRET_ACCESS_KEY": "s", "FOO": "1", "LANG": "de_DE.UTF-8"})
+    assert "AWS_SECRET_ACCESS_KEY" not in env and env["FOO"] == "1" and env["LANG"] == "de_DE.UTF-8"
+    assert env["TERM"] == "xterm-256color" and env["USER"] == "me" and env["HOME"] == "/home/me"
+    other = RunAs("alice", 1001, 1001, "/home/alice", "/usr/sbin/nologin", switch=True)
+    env = session_environment(other, {"FOO": "1"})
+    assert "FOO" not in env and env["LANG"] == "C.UTF-8" and env["SHELL"] == "/bin/sh"
