@@ -220,3 +220,86 @@ def test_last_used_is_recorded(server: ApiServer) -> None:
     server.client("ssm", (key, secret)).describe_sessions(State="Active")
     row = server.db(lambda engine: access_keys.find(engine, key))
     assert row is not None and row.last_used_at is not None
+
+
+def test_group_inline_and_attached_policies_apply(server: ApiServer) -> None:
+    import datetime as dt
+    import json
+
+    from openssm.store.tables import (
+        iam_attachments,
+        iam_group_members,
+        iam_groups,
+        iam_inline_policies,
+        iam_policies,
+        iam_policy_versions,
+    )
+
+    member = make_user(server, "grouped", None)
+    client = server.client("ssm", member)
+    with pytest.raises(botocore.exceptions.ClientError):
+        client.describe_sessions(State="Active")
+
+    def allow(action: str) -> str:
+        return json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}
+        )
+
+    async def setup(engine: sa.ext.asyncio.AsyncEngine) -> None:
+        now = dt.datetime.now(dt.UTC)
+        arn = "arn:aws:iam::123456789012:policy/ListNodes"
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(iam_groups).values(
+                    name="ops",
+                    group_id="AGPAEXAMPLE0000000001",
+                    arn="arn:aws:iam::123456789012:group/ops",
+                    path="/",
+                    created_at=now,
+                )
+            )
+            await conn.execute(sa.insert(iam_group_members).values(group_name="ops", user_name="grouped"))
+            await conn.execute(
+                sa.insert(iam_inline_policies).values(
+                    principal_type="group",
+                    principal_name="ops",
+                    policy_name="sessions",
+                    document=allow("ssm:DescribeSessions"),
+                )
+            )
+            await conn.execute(
+                sa.insert(iam_policies).values(
+                    arn=arn,
+                    name="ListNodes",
+                    policy_id="ANPAEXAMPLE0000000001",
+                    path="/",
+                    default_version_id="v2",
+                    aws_managed=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await conn.execute(
+                sa.insert(iam_policy_versions).values(
+                    policy_arn=arn, version_id="v1", document=allow("ssm:DescribeActivations"), created_at=now
+                )
+            )
+            await conn.execute(
+                sa.insert(iam_policy_versions).values(
+                    policy_arn=arn,
+                    version_id="v2",
+                    document=allow("ssm:DescribeInstanceInformation"),
+                    created_at=now,
+                )
+            )
+            await conn.execute(
+                sa.insert(iam_attachments).values(
+                    principal_type="group", principal_name="ops", policy_arn=arn
+                )
+            )
+
+    server.db(setup)
+    client.describe_sessions(State="Active")  # group inline policy
+    client.describe_instance_information()  # attached policy, default version
+    with pytest.raises(botocore.exceptions.ClientError):
+        client.describe_activations()  # only in a non-default version
