@@ -308,6 +308,5 @@ async def test_data_channel_reconnects_and_replays_unacked_output() -> None:
     assert b"two-2\r\n" in second.output_bytes
     posts = [r for r in fake.requests_to("/v1/data-channel/") if r.method == "POST"]
     assert len(posts) == 2  # a fresh token for the second connection
-    assert [
-        f.sequence_number for f in second.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA
-    ] == sorted(f.sequence_number for f in second.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA)
+    continued = [f.sequence_number for f in second.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA]
+    assert continued and min(continued) > max(first.outputs)  # numbering continues, no restart at 0
