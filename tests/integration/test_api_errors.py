@@ -41,6 +41,7 @@ def test_unknown_operation(server: ApiServer) -> None:
     [
         (b"{not json", "JSON"),
         (b"[1, 2]", "JSON object"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested"),
         (b'{"Target": 5}', "Target"),
         (b"{}", "Target"),
         (b'{"Target": "mi-0123456789abcdef0", "Parameters": {"command": "ls"}}', "Parameters.command"),

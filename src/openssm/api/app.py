@@ -110,6 +110,8 @@ def _parse_json_body(body: bytes) -> dict[str, Any]:
         parsed = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise validation_error(f"Request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # a deeply nested body: refuse it, do not crash on it
+        raise validation_error("Request body is nested too deeply") from exc
     if not isinstance(parsed, dict):
         raise validation_error("Request body must be a JSON object")
     return parsed
