@@ -194,3 +194,68 @@ def test_agent_role_token_request_verifies_with_the_registered_key(
     assert status == 200, answer
     assert answer["AccessKeyId"].startswith("ASIA") and answer["UpdateKeyPair"] is False
     assert isinstance(answer["TokenExpirationDate"], float | int)
+
+
+def _seed_agent_credentials(server: ApiServer, events: dict[int, dict[str, Any]]) -> None:
+    """The registered node of agent-register.jsonl and the temporary credentials #8 handed it."""
+    from openssm.store.secrets import hash_token
+
+    registration = json.loads(events[2]["text"])
+    issued = json.loads(events[8]["text"])
+
+    async def work(engine: Any) -> None:
+        now = dt.datetime.now(dt.UTC)
+        cipher = SecretCipher.for_data_dir(server.config.data_dir)
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(instances).values(
+                    instance_id="mi-0123456789abcdef0",
+                    iam_role="OpenSSMNodeRole",
+                    public_key=registration["PublicKey"],
+                    public_key_type="Rsa",
+                    fingerprint=registration["Fingerprint"],
+                    registration_date=now,
+                    tags={},
+                    deregistered=False,
+                )
+            )
+            await conn.execute(
+                sa.insert(access_keys).values(
+                    access_key_id=issued["AccessKeyId"],
+                    secret_encrypted=cipher.encrypt(issued["SecretAccessKey"].encode()),
+                    status="Active",
+                    principal_type="managed-instance",
+                    principal_name="mi-0123456789abcdef0",
+                    role_name="OpenSSMNodeRole",
+                    session_token_hash=hash_token(issued["SessionToken"]),
+                    created_at=now,
+                    expires_at=now + dt.timedelta(hours=1),
+                )
+            )
+
+    server.db(work)
+
+
+def test_agent_health_pings_with_temporary_credentials(
+    replay_server: ApiServer, captures: pathlib.Path
+) -> None:
+    """UpdateInstanceInformation #9 (short) and #11 (full), signed with the role token and its session token."""
+    events = _events(captures / "agent-register.jsonl")
+    _seed_agent_credentials(replay_server, events)
+    for number in (9, 11):
+        status, answer = _send(replay_server, _raw_http(events[number]))
+        assert (status, answer) == (200, {}), number
+
+    async def platform(engine: Any) -> tuple[str | None, str | None]:
+        async with engine.connect() as conn:
+            row = (await conn.execute(sa.select(instances.c.agent_version, instances.c.platform_type))).one()
+            return row[0], row[1]
+
+    assert replay_server.db(platform) == ("3.3.0.0", "Linux")
+    tampered = dict(events[9])
+    tampered["headers"] = dict(tampered["headers"], **{"X-Amz-Security-Token": "forged"})
+    status, answer = _send(replay_server, _raw_http(tampered))
+    assert status in (400, 403) and answer["__type"] in (
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    )
