@@ -32,7 +32,7 @@ def sent(session: SmuxSession) -> list[SmuxFrame]:
 
 
 def pair(version: int = 1, **limits: int) -> tuple[SmuxSession, SmuxSession]:
-    config = SmuxConfig(version=version, **limits)  # type: ignore[arg-type]
+    config = SmuxConfig(version=version, **limits)
     return SmuxSession(is_client=True, config=config), SmuxSession(is_client=False, config=config)
 
 

@@ -1,0 +1,301 @@
+"""The asyncio MuxSession: two sessions back to back, and pipe() over real loopback TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+from tests.interop import smux_echo
+
+from openssm.mux import MuxClosedError, MuxSession, pipe
+from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxProtocolError, encode_frame
+
+
+class Wire:
+    """One direction between two sessions: random splits, receiver back-pressure, frame tap."""
+
+    def __init__(self, version: int, seed: int) -> None:
+        self.target: MuxSession | None = None
+        self.rng = random.Random(seed)
+        self.tap = FrameParser(version)
+        self.commands: set[Command] = set()
+        self.max_buffered = 0
+
+    async def send(self, data: bytes) -> None:
+        assert self.target is not None
+        self.commands.update(frame.command for frame in self.tap.feed(data))
+        while data:
+            cut = self.rng.choice([1, 5, 8, 100, 1024, 70000])
+            await self.target.wait_receive_capacity()
+            self.target.feed(data[:cut])
+            data = data[cut:]
+            self.max_buffered = max(self.max_buffered, self.target.receive_buffered)
+
+
+def back_to_back(version: int, config: SmuxConfig | None = None) -> tuple[MuxSession, MuxSession, Wire, Wire]:
+    to_server, to_client = Wire(version, 1), Wire(version, 2)
+    client = MuxSession(to_server.send, is_client=True, version=version, config=config, max_send_size=1500)
+    server = MuxSession(to_client.send, is_client=False, version=version, config=config, max_send_size=4096)
+    to_server.target, to_client.target = server, client
+    return client, server, to_server, to_client
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_many_concurrent_streams_both_ways(version: int) -> None:
+    client, server, to_server, to_client = back_to_back(version)
+    rng = random.Random(version)
+    served_by_server: list[int] = []
+    served_by_client: list[int] = []
+    async with asyncio.timeout(60):
+        serving = [
+            asyncio.create_task(smux_echo.serve_forever(server, served_by_server)),
+            asyncio.create_task(smux_echo.serve_forever(client, served_by_client)),
+        ]
+        exchanges = []
+        for i in range(40):
+            opener = client if i % 4 else server
+            mode = smux_echo.HALF_CLOSE if i % 3 == 0 else smux_echo.ECHO
+            size = rng.choice([0, 1, 7, 4096, 32768, 32769, 100_000, 300_000, 700_000])
+            exchanges.append(smux_echo.drive(opener, mode, smux_echo.payload(size, i)))
+        stream_ids = await asyncio.gather(*exchanges)
+        client.close()
+        server.close()
+        for task in serving:
+            await task
+    assert sorted(i for i in stream_ids if i % 2) == list(range(3, 3 + 2 * 30, 2))
+    assert sorted(i for i in stream_ids if not i % 2) == list(range(2, 2 + 2 * 10, 2))
+    assert len(served_by_server) == 30 and len(served_by_client) == 10
+    for wire in (to_server, to_client):
+        assert Command.NOP not in wire.commands
+        assert (Command.UPD in wire.commands) == (version == 2), "UPD exists only in v2"
+        assert wire.max_buffered <= SmuxConfig().max_receive_buffer + 70000
+
+
+async def _fill(write: Callable[[bytes], Awaitable[None]], total: int) -> None:
+    for _ in range(total // 65536):
+        await write(bytes(65536))
+
+
+async def test_v2_a_stalled_reader_does_not_stop_other_streams() -> None:
+    client, server, _, _ = back_to_back(2)
+    async with asyncio.timeout(30):
+        stalled = await client.open_stream()
+        stalled_peer = await server.accept_stream()
+        stalled_writer = asyncio.create_task(_fill(stalled.write, 2 << 20))
+
+        moving = [await client.open_stream() for _ in range(5)]
+        moving_peers = [await server.accept_stream() for _ in moving]
+
+        async def send(index: int) -> None:
+            await _fill(moving[index].write, 1 << 20)
+            await moving[index].close()
+
+        async def transfer(index: int) -> int:
+            sending = asyncio.create_task(send(index))
+            total = 0
+            while chunk := await moving_peers[index].read():
+                total += len(chunk)
+            await sending
+            return total
+
+        # 5 MiB move on other streams while nobody reads the stalled one.
+        assert await asyncio.gather(*(transfer(i) for i in range(5))) == [1 << 20] * 5
+        assert not stalled_writer.done(), "the stalled stream waits for its window"
+        assert 0 < server.receive_buffered <= 262144, "only the stalled stream's window is buffered"
+
+        received = 0
+        while received < 2 << 20:
+            received += len(await stalled_peer.read())
+        await stalled_writer
+
+
+async def test_v1_a_stalled_reader_blocks_the_session_but_memory_stays_bounded() -> None:
+    """v1 has no per-stream windows (the reason v2 exists): the session buffer fills, then waits."""
+    config = SmuxConfig(max_receive_buffer=256 * 1024, receive_hard_limit=512 * 1024)
+    client, server, to_server, _ = back_to_back(1, config)
+    async with asyncio.timeout(30):
+        stalled = await client.open_stream()
+        stalled_peer = await server.accept_stream()
+        stalled_writer = asyncio.create_task(_fill(stalled.write, 2 << 20))
+        other = await client.open_stream()
+        other_peer = await server.accept_stream()
+        await asyncio.sleep(0.2)
+        other_writer = asyncio.create_task(other.write(b"late"))
+        await asyncio.sleep(0.2)
+        assert other_peer._session._core.buffered(other_peer.stream_id) == 0, "queued behind the stall"
+        assert server.receive_buffered <= 256 * 1024 + 70000
+        received = 0
+        while received < 2 << 20:
+            received += len(await stalled_peer.read())
+        await stalled_writer
+        await other_writer
+        assert await other_peer.read() == b"late"
+    assert to_server.max_buffered <= 256 * 1024 + 70000
+
+
+async def test_a_peer_exceeding_the_receive_limit_gets_an_error() -> None:
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    config = SmuxConfig(max_receive_buffer=100_000, receive_hard_limit=200_000)
+    server = MuxSession(send, is_client=False, config=config)
+    server.feed(encode_frame(1, Command.SYN, 3))
+    stream = await server.accept_stream()
+    flood = encode_frame(1, Command.PSH, 3, bytes(60_000))
+    for _ in range(3):
+        server.feed(flood)  # a caller ignoring wait_receive_capacity, a peer ignoring everything
+    with pytest.raises(SmuxProtocolError, match="receive buffer limit"):
+        server.feed(flood)
+    assert server.closed and server.receive_buffered == 0
+    with pytest.raises(MuxClosedError):
+        await stream.read()
+    with pytest.raises(MuxClosedError):
+        await server.accept_stream()
+    server.feed(flood)  # ignored after the failure, nothing grows
+    assert server.receive_buffered == 0
+
+
+async def test_protocol_error_wakes_blocked_readers_and_acceptors() -> None:
+    async def send(data: bytes) -> None:
+        pass
+
+    server = MuxSession(send, is_client=False)
+    server.feed(encode_frame(1, Command.SYN, 3))
+    stream = await server.accept_stream()
+    reader = asyncio.create_task(stream.read())
+    acceptor = asyncio.create_task(server.accept_stream())
+    await asyncio.sleep(0)
+    with pytest.raises(SmuxProtocolError):
+        server.feed(b"\x09" + bytes(7))
+    for task in (reader, acceptor):
+        with pytest.raises(MuxClosedError):
+            await task
+
+
+async def test_send_failure_ends_the_session() -> None:
+    async def send(data: bytes) -> None:
+        raise ConnectionResetError("data channel gone")
+
+    client = MuxSession(send, is_client=True)
+    stream = await client.open_stream()
+    await asyncio.sleep(0)
+    with pytest.raises(MuxClosedError, match="data channel gone"):
+        await stream.write(b"x")
+    assert isinstance(client.error, ConnectionResetError)
+
+
+async def test_close_sends_fin_for_open_streams_and_fails_pending_reads() -> None:
+    client, server, _, _ = back_to_back(1)
+    stream = await client.open_stream()
+    peer = await server.accept_stream()
+    pending = asyncio.create_task(stream.read())
+    await asyncio.sleep(0)
+    client.close()
+    await client.wait_closed()
+    with pytest.raises(MuxClosedError):
+        await pending
+    assert await peer.read() == b"", "the peer sees EOF"
+    with pytest.raises(MuxClosedError):
+        await client.open_stream()
+
+
+async def test_aborted_stream_reads_as_ended_and_peer_sees_fin() -> None:
+    client, server, _, _ = back_to_back(2)
+    async with client, server:
+        stream = await client.open_stream()
+        peer = await server.accept_stream()
+        await peer.write(b"unread")
+        await asyncio.sleep(0.01)
+        stream.abort()
+        assert await stream.read() == b""
+        assert client.receive_buffered == 0
+        assert await peer.read() == b""
+
+
+async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> None:
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    config = SmuxConfig(keepalive_interval=0.02, keepalive_timeout=0.05)
+    client = MuxSession(send, is_client=True, config=config)
+    await client.open_stream()
+    await asyncio.sleep(0.3)
+    commands = [frame.command for frame in FrameParser(1).feed(b"".join(sent))]
+    assert commands.count(Command.NOP) >= 2
+    assert client.closed and "no smux frame" in str(client.error)
+
+    quiet: list[bytes] = []
+
+    async def send_quiet(data: bytes) -> None:
+        quiet.append(data)
+
+    default = MuxSession(send_quiet, is_client=True)
+    await default.open_stream()
+    await asyncio.sleep(0.1)
+    assert b"".join(quiet) == encode_frame(1, Command.SYN, 3)
+    assert not default.closed
+
+
+async def _answer_after_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Destination service: reads to EOF, then replies with the length and SHA-256 of all it got."""
+    digest = hashlib.sha256()
+    total = 0
+    while chunk := await reader.read(65536):
+        digest.update(chunk)
+        total += len(chunk)
+    writer.write(total.to_bytes(8, "big") + digest.digest())
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_pipe_bridges_tcp_with_half_close(version: int) -> None:
+    """client TCP -> listener -> mux -> destination TCP; the reply comes after the client's EOF."""
+    client_mux, agent_mux, _, _ = back_to_back(version)
+    destination = await asyncio.start_server(_answer_after_eof, "127.0.0.1", 0)
+    destination_port = destination.sockets[0].getsockname()[1]
+    bridges: set[asyncio.Task[None]] = set()
+
+    async def on_local_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await pipe(await client_mux.open_stream(), reader, writer)
+
+    async def agent() -> None:
+        async with asyncio.TaskGroup() as group:
+            while True:
+                try:
+                    stream = await agent_mux.accept_stream()
+                except MuxClosedError:
+                    return
+                reader, writer = await asyncio.open_connection("127.0.0.1", destination_port)
+                bridges.add(group.create_task(pipe(stream, reader, writer)))
+
+    listener = await asyncio.start_server(on_local_connection, "127.0.0.1", 0)
+    listen_port = listener.sockets[0].getsockname()[1]
+    agent_task = asyncio.create_task(agent())
+
+    async def connection(size: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listen_port)
+        data = smux_echo.payload(size, size)
+        writer.write(data)
+        writer.write_eof()
+        reply = await reader.read()
+        assert reply == size.to_bytes(8, "big") + hashlib.sha256(data).digest()
+        writer.close()
+        await writer.wait_closed()
+
+    async with asyncio.timeout(30), listener, destination:
+        await asyncio.gather(*(connection(size) for size in [0, 1, 5000, 100_000, 1 << 20] * 4))
+        await asyncio.sleep(0.05)
+        assert client_mux.stream_count == 0 and agent_mux.stream_count == 0, "every stream released"
+        client_mux.close()
+        agent_mux.close()
+        await agent_task
+    assert len(bridges) == 20
