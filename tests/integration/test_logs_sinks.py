@@ -1,0 +1,200 @@
+"""Server-side session logging end to end: real server, agent and client; real S3 and CloudWatch Logs
+protocol servers (moto, server mode) on loopback.
+
+The sinks get their endpoints and credentials the standard AWS way (``AWS_ENDPOINT_URL_S3``,
+``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS``, ``AWS_ACCESS_KEY_ID`` …) in the server's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import time
+from typing import Any
+
+import pexpect
+import pytest
+from tests.e2e.harness import Agent, Server, openssm_argv, running_system, wait_until
+from tests.integration.logs_support import SINK_CREDENTIALS, TcpRelay, log_messages, moto_server, s3_text
+
+from openssm.logs.asciicast import read_cast
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "audit"
+PREFIX = "sessions"
+GROUP = "/openssm/sessions"
+PROMPT = r"[#$] "
+
+
+def _sink_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", endpoint)
+    for name, value in SINK_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+def _set_preferences(server: Server, **inputs: Any) -> None:
+    content = {"schemaVersion": "1.0", "sessionType": "Standard_Stream", "inputs": inputs}
+    server.client("ssm").update_document(
+        Name="SSM-SessionManagerRunShell", Content=json.dumps(content), DocumentVersion="$LATEST"
+    )
+
+
+def _start_shell(server: Server, agent: Agent) -> tuple[pexpect.spawn, str]:
+    assert agent.instance_id
+    argv = openssm_argv("start-session", "--target", agent.instance_id, "--endpoint-url", server.endpoint)
+    child = pexpect.spawn(
+        argv[0], argv[1:], env=server.aws_env(), dimensions=(24, 80), timeout=30, encoding="utf-8"
+    )
+    child.expect(r"Starting session with SessionId: (\S+)")
+    session_id = child.match.group(1).strip().rstrip(".")
+    child.expect(PROMPT)
+    return child, session_id
+
+
+def _end_shell(child: pexpect.spawn) -> None:
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    child.close()
+
+
+def _output_url(server: Server, session_id: str) -> dict[str, str]:
+    history = server.client("ssm").describe_sessions(
+        State="History", Filters=[{"key": "SessionId", "value": session_id}]
+    )["Sessions"]
+    return dict(history[0].get("OutputUrl", {})) if history else {}
+
+
+def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_server(tmp_path) as moto:
+        s3, logs = moto.client("s3"), moto.client("logs")
+        s3.create_bucket(Bucket=BUCKET)
+        logs.create_log_group(logGroupName=GROUP)
+        _sink_environment(monkeypatch, moto.endpoint)
+        with running_system(tmp_path) as (server, agent):
+            _set_preferences(
+                server,
+                s3BucketName=BUCKET,
+                s3KeyPrefix=PREFIX,
+                cloudWatchLogGroupName=GROUP,
+                cloudWatchStreamingEnabled=True,
+            )
+            child, session_id = _start_shell(server, agent)
+            child.sendline("echo streamed-$((6*7))")
+            child.expect("streamed-42")
+
+            # In CloudWatch Logs while the session still runs; S3 gets its copy at the end.
+            wait_until(
+                lambda: "streamed-42" in log_messages(logs, GROUP, session_id),
+                "the output line in the log group while the session runs",
+                timeout=20,
+            )
+            active = server.client("ssm").describe_sessions(State="Active")["Sessions"]
+            assert session_id in {s["SessionId"] for s in active}
+            assert s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") is None
+
+            _end_shell(child)
+            wait_until(
+                lambda: "streamed-42" in (s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") or ""),
+                "the transcript in the bucket",
+                timeout=30,
+            )
+            cast_text = s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.cast")
+            assert cast_text is not None
+            header, events = read_cast(cast_text)
+            assert header["version"] == 2 and (header["width"], header["height"]) == (80, 24)
+            assert "streamed-42" in "".join(data for _, code, data in events if code == "o")
+
+            wait_until(lambda: len(_output_url(server, session_id)) == 2, "OutputUrl in describe-sessions")
+            urls = _output_url(server, session_id)
+            assert urls["S3OutputUrl"] == f"s3://{BUCKET}/{PREFIX}/{session_id}.log"
+            assert urls["CloudWatchOutputUrl"].endswith(f":log-group:{GROUP}:log-stream:{session_id}")
+
+            messages = log_messages(logs, GROUP, session_id)
+            assert messages.count("streamed-42") == 1  # streamed, then completed: never twice
+            assert any(m.endswith("exit") for m in messages)
+
+            # The local sink holds the same record, and `openssm logs` reads it.
+            local = server.data_dir / "sessions"
+            assert {p.suffix for p in local.glob(f"{session_id}.*")} == {".cast", ".log", ".jsonl"}
+            printed = subprocess.run(
+                openssm_argv("logs", session_id, "--data-dir", str(server.data_dir)),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            assert "streamed-42" in printed.splitlines()
+            replayed = subprocess.run(
+                openssm_argv(
+                    "logs", session_id, "--data-dir", str(server.data_dir), "--replay", "--speed", "50"
+                ),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            assert "\nstreamed-42\n" in replayed  # universal newlines turned \r\n into \n
+
+
+def test_a_sink_outage_during_a_session_loses_nothing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_server(tmp_path) as moto:
+        s3, logs = moto.client("s3"), moto.client("logs")
+        s3.create_bucket(Bucket=BUCKET)
+        logs.create_log_group(logGroupName=GROUP)
+        relay = TcpRelay(moto.port)
+        _sink_environment(monkeypatch, relay.endpoint)
+        with running_system(tmp_path) as (server, agent):
+            _set_preferences(
+                server,
+                s3BucketName=BUCKET,
+                s3KeyPrefix=PREFIX,
+                cloudWatchLogGroupName=GROUP,
+                cloudWatchStreamingEnabled="true",
+            )
+            child, session_id = _start_shell(server, agent)
+            child.sendline("echo before-$((1+1))")
+            child.expect("before-2")
+            wait_until(
+                lambda: "before-2" in log_messages(logs, GROUP, session_id), "first line streamed", timeout=20
+            )
+
+            relay.cut()  # S3 and CloudWatch Logs are unreachable from here on
+            child.sendline("echo during-$((2+2)); seq 1 1500")
+            child.expect("during-4")
+            child.expect(r"\n1500\r*\n")
+            child.expect(PROMPT)
+            _end_shell(child)
+            wait_until(
+                lambda: server.client("ssm").describe_sessions(
+                    State="History", Filters=[{"key": "SessionId", "value": session_id}]
+                )["Sessions"],
+                "session ended",
+            )
+            time.sleep(3)  # the shipper tries and fails meanwhile
+            assert "during-4" not in log_messages(logs, GROUP, session_id)
+            assert s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") is None
+            assert _output_url(server, session_id) == {}
+            server_log = (server.data_dir / "server.log").read_text()
+            assert "retrying in" in server_log
+
+            relay.restore()
+            wait_until(
+                lambda: "1500" in (s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") or ""),
+                "the transcript in the bucket after the outage",
+                timeout=90,
+            )
+            wait_until(lambda: len(_output_url(server, session_id)) == 2, "both uploads complete", timeout=90)
+            messages = log_messages(logs, GROUP, session_id)
+            assert messages.count("before-2") == 1 and messages.count("during-4") == 1
+            numbers = [m for m in messages if m.isdigit()]
+            assert numbers == [str(n) for n in range(1, 1501)]
+            transcript = s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") or ""
+            assert transcript.splitlines().count("during-4") == 1
+            assert [line for line in transcript.splitlines() if line.isdigit()] == numbers
