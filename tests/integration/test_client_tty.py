@@ -108,3 +108,22 @@ async def test_terminal_restored_when_killed_by_sigterm(service: FakeService, tm
         assert child.exitstatus == 0
     finally:
         child.close(force=True)
+
+
+async def test_keys_typed_before_the_shell_starts_are_kept(
+    service: FakeService, tmp_path: pathlib.Path
+) -> None:
+    child = spawn_plugin(service, tmp_path)
+    try:
+        await service.next_connection()
+        child.send("typed-ahead\n")  # before the first Output: still in the pty's queue
+        await asyncio.sleep(0.3)
+        await service.send(PayloadType.OUTPUT, b"$ ")
+        await service.expect(PayloadType.SIZE)
+        received = b""
+        while received != b"typed-ahead\n":
+            received += (await service.expect(PayloadType.OUTPUT)).payload
+        await service.close_channel()
+        await asyncio.to_thread(child.expect, pexpect.EOF)
+    finally:
+        child.close(force=True)

@@ -35,7 +35,8 @@ class TerminalMode:
         mode[3] &= ~(termios.ICANON | termios.ECHO)
         mode[6][termios.VMIN] = 1
         mode[6][termios.VTIME] = 0
-        termios.tcsetattr(self.fd, termios.TCSAFLUSH, mode)
+        # TCSADRAIN like stty: TCSAFLUSH would discard what the user typed ahead of the prompt.
+        termios.tcsetattr(self.fd, termios.TCSADRAIN, mode)
         self._saved = saved
 
     def restore(self) -> None:
