@@ -8,10 +8,8 @@ import socket
 import pytest
 from tests.unit.agent.fake_mgs import (
     FakeClient,
-    FakeMgs,
+    agent_session,
     client_handshake,
-    interactive_shell,
-    running_agent,
     session_content,
     task_result,
 )
@@ -67,9 +65,8 @@ def port_properties(port: int, *, forwarding: bool = True, host: str | None = No
     return properties
 
 
-async def start_port_session(fake: FakeMgs, properties: dict[str, str]) -> FakeClient:
-    await fake.send_control(interactive_shell(SID, session_content(SID, "Port", properties)))
-    return await fake.next_client()
+def port_content(properties: dict[str, str]) -> dict[str, object]:
+    return session_content(SID, "Port", properties)
 
 
 def outputs_after_handshake(client: FakeClient) -> bytes:
@@ -79,11 +76,8 @@ def outputs_after_handshake(client: FakeClient) -> bytes:
 async def test_basic_mode_redials_after_disconnect_to_port() -> None:
     server = TcpServer()
     port = await server.start()
-    fake = FakeMgs()
-    await fake.start()
     try:
-        async with running_agent(fake):
-            client = await start_port_session(fake, port_properties(port))
+        async with agent_session(port_content(port_properties(port))) as (fake, client):
             request = await client_handshake(client, client_version="1.1.69.0")  # too old for smux
             assert request["AgentVersion"] == "3.3.987.0"
             properties = request["RequestedClientActions"][0]["ActionParameters"]["Properties"]
@@ -98,7 +92,6 @@ async def test_basic_mode_redials_after_disconnect_to_port() -> None:
             await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
             result = await task_result(fake)
     finally:
-        await fake.close()
         await server.close()
     assert result["FinalTaskStatus"] == "Success"
     assert outputs_after_handshake(client) == b"echo:firstecho:second"
@@ -112,16 +105,12 @@ async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
 async def test_ssh_style_session_ends_when_destination_closes() -> None:
     server = TcpServer(banner=b"SSH-2.0-OpenSSM_test\r\n")
     port = await server.start()
-    fake = FakeMgs()
-    await fake.start()
     try:
-        async with running_agent(fake):
-            client = await start_port_session(fake, {"portNumber": str(port)})
+        async with agent_session(port_content({"portNumber": str(port)})) as (fake, client):
             request = await client_handshake(client)
             result = await task_result(fake)
             await asyncio.wait_for(client.closed.wait(), 5)
     finally:
-        await fake.close()
         await server.close()
     assert request["RequestedClientActions"][0]["ActionParameters"]["Properties"] == {"portNumber": str(port)}
     assert result["FinalTaskStatus"] == "Success"
@@ -133,11 +122,8 @@ async def test_ssh_style_session_ends_when_destination_closes() -> None:
 async def test_mux_mode_serves_concurrent_streams_to_a_remote_host() -> None:
     server = TcpServer()
     port = await server.start()
-    fake = FakeMgs()
-    await fake.start()
     try:
-        async with running_agent(fake):
-            client = await start_port_session(fake, port_properties(port, host="127.0.0.1"))
+        async with agent_session(port_content(port_properties(port, host="127.0.0.1"))) as (fake, client):
 
             async def send_to_agent(data: bytes) -> None:
                 await client.send_input(PayloadType.OUTPUT, data)
@@ -159,49 +145,36 @@ async def test_mux_mode_serves_concurrent_streams_to_a_remote_host() -> None:
             await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
             result = await task_result(fake)
     finally:
-        await fake.close()
         await server.close()
     assert result["FinalTaskStatus"] == "Success"
     assert server.accepted == 3
 
 
 async def test_mux_mode_reports_a_failed_dial_with_connect_to_port_error() -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            client = await start_port_session(fake, port_properties(free_closed_port()))
+    async with agent_session(port_content(port_properties(free_closed_port()))) as (fake, client):
 
-            async def send_to_agent(data: bytes) -> None:
-                await client.send_input(PayloadType.OUTPUT, data)
+        async def send_to_agent(data: bytes) -> None:
+            await client.send_input(PayloadType.OUTPUT, data)
 
-            mux = MuxSession(send_to_agent, is_client=True)
-            client.output_listener = lambda f: (
-                mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
-            )
-            await client_handshake(client)
-            stream = await mux.open_stream()
-            await client.wait_for(lambda: bool(client.outputs_of(PayloadType.FLAG)), "ConnectToPortError")
-            assert await asyncio.wait_for(stream.read(1024), 5) == b""
-            await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
-            await task_result(fake)
-    finally:
-        await fake.close()
+        mux = MuxSession(send_to_agent, is_client=True)
+        client.output_listener = lambda f: (
+            mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
+        )
+        await client_handshake(client)
+        stream = await mux.open_stream()
+        await client.wait_for(lambda: bool(client.outputs_of(PayloadType.FLAG)), "ConnectToPortError")
+        assert await asyncio.wait_for(stream.read(1024), 5) == b""
+        await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+        await task_result(fake)
     (flag,) = client.outputs_of(PayloadType.FLAG)
     assert flag.payload == b"\x00\x00\x00\x03"
 
 
 @pytest.mark.parametrize("host", ["169.254.169.254", "fd00:ec2::254"])
 async def test_denied_destination_fails_the_session_before_the_handshake(host: str) -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            client = await start_port_session(fake, port_properties(80, host=host))
-            result = await task_result(fake)
-            await asyncio.wait_for(client.closed.wait(), 5)
-    finally:
-        await fake.close()
+    async with agent_session(port_content(port_properties(80, host=host))) as (fake, client):
+        result = await task_result(fake)
+        await asyncio.wait_for(client.closed.wait(), 5)
     assert result["FinalTaskStatus"] == "Failed"
     assert "not allowed" in result["Output"] and host in result["Output"]
     assert not client.outputs_of(PayloadType.HANDSHAKE_REQUEST)

@@ -11,6 +11,7 @@ import re
 import pytest
 from tests.unit.agent.fake_mgs import (
     FakeMgs,
+    agent_session,
     client_handshake,
     interactive_shell,
     running_agent,
@@ -28,25 +29,18 @@ def size(cols: int, rows: int) -> bytes:
 
 
 async def test_login_shell_runs_commands_and_honours_size() -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
-            client = await fake.next_client()
-            await client.send_input(PayloadType.SIZE, size(100, 30))
-            await client.send_input(PayloadType.OUTPUT, b"echo $((6*7)); stty size\r")
-            await client.wait_for(lambda: re.search(rb"[\r\n]42\r\n", client.output_bytes) is not None, "42")
-            await client.wait_for(lambda: b"30 100" in client.output_bytes, "stty size 30 100")
-            await client.send_input(PayloadType.SIZE, size(132, 43))
-            await client.send_input(PayloadType.OUTPUT, b"stty size; tty\r")
-            await client.wait_for(lambda: b"43 132" in client.output_bytes, "resized to 43 132")
-            await client.wait_for(lambda: b"/dev/pts/" in client.output_bytes, "a terminal")
-            await client.send_input(PayloadType.OUTPUT, b"echo TERM=$TERM; exit\r")
-            result = await task_result(fake)
-            await asyncio.wait_for(client.closed.wait(), 5)
-    finally:
-        await fake.close()
+    async with agent_session(session_content(SID, "Standard_Stream", {})) as (fake, client):
+        await client.send_input(PayloadType.SIZE, size(100, 30))
+        await client.send_input(PayloadType.OUTPUT, b"echo $((6*7)); stty size\r")
+        await client.wait_for(lambda: re.search(rb"[\r\n]42\r\n", client.output_bytes) is not None, "42")
+        await client.wait_for(lambda: b"30 100" in client.output_bytes, "stty size 30 100")
+        await client.send_input(PayloadType.SIZE, size(132, 43))
+        await client.send_input(PayloadType.OUTPUT, b"stty size; tty\r")
+        await client.wait_for(lambda: b"43 132" in client.output_bytes, "resized to 43 132")
+        await client.wait_for(lambda: b"/dev/pts/" in client.output_bytes, "a terminal")
+        await client.send_input(PayloadType.OUTPUT, b"echo TERM=$TERM; exit\r")
+        result = await task_result(fake)
+        await asyncio.wait_for(client.closed.wait(), 5)
     assert b"TERM=xterm-256color" in client.output_bytes
     assert result["FinalTaskStatus"] == "Success" and result["Output"] == ""
     assert client.frames[-1].message_type == MessageType.AGENT_SESSION_STATE
@@ -56,42 +50,26 @@ async def test_login_shell_runs_commands_and_honours_size() -> None:
 
 
 async def test_shell_profile_is_typed_first_and_ctrl_c_interrupts() -> None:
-    fake = FakeMgs()
-    await fake.start()
     inputs = {"shellProfile": {"linux": "export PROFILE_MARK=from-profile", "windows": ""}}
-    try:
-        async with running_agent(fake):
-            content = session_content(SID, "Standard_Stream", {}, inputs=inputs)
-            await fake.send_control(interactive_shell(SID, content))
-            client = await fake.next_client()
-            await client.send_input(PayloadType.OUTPUT, b"echo mark=$PROFILE_MARK\r")
-            await client.wait_for(lambda: b"mark=from-profile" in client.output_bytes, "profile applied")
-            await client.send_input(PayloadType.OUTPUT, b"sleep 30 && echo not-$((6*7))x\r")
-            await asyncio.sleep(0.3)
-            await client.send_input(PayloadType.OUTPUT, b"\x03")
-            await client.send_input(PayloadType.OUTPUT, b"echo after-$((1+1))\r")
-            await client.wait_for(lambda: b"after-2" in client.output_bytes, "shell back after Ctrl-C", 5)
-            await client.send_input(PayloadType.OUTPUT, b"exit\r")
-            await task_result(fake)
-    finally:
-        await fake.close()
+    content = session_content(SID, "Standard_Stream", {}, inputs=inputs)
+    async with agent_session(content) as (fake, client):
+        await client.send_input(PayloadType.OUTPUT, b"echo mark=$PROFILE_MARK\r")
+        await client.wait_for(lambda: b"mark=from-profile" in client.output_bytes, "profile applied")
+        await client.send_input(PayloadType.OUTPUT, b"sleep 30 && echo not-$((6*7))x\r")
+        await asyncio.sleep(0.3)
+        await client.send_input(PayloadType.OUTPUT, b"\x03")
+        await client.send_input(PayloadType.OUTPUT, b"echo after-$((1+1))\r")
+        await client.wait_for(lambda: b"after-2" in client.output_bytes, "shell back after Ctrl-C", 5)
+        await client.send_input(PayloadType.OUTPUT, b"exit\r")
+        await task_result(fake)
     assert b"not-42x" not in client.output_bytes
 
 
 async def test_output_is_chunked_on_utf8_boundaries() -> None:
-    fake = FakeMgs()
-    await fake.start()
     command = "python3 -c \"import sys; sys.stdout.write('é' * 3000)\""
-    try:
-        async with running_agent(fake):
-            props = {"linux": {"commands": command, "runAsElevated": True}}
-            await fake.send_control(
-                interactive_shell(SID, session_content(SID, "InteractiveCommands", props))
-            )
-            client = await fake.next_client()
-            result = await task_result(fake)
-    finally:
-        await fake.close()
+    props = {"linux": {"commands": command, "runAsElevated": True}}
+    async with agent_session(session_content(SID, "InteractiveCommands", props)) as (fake, client):
+        result = await task_result(fake)
     assert result["FinalTaskStatus"] == "Success"
     outputs = client.outputs_of(PayloadType.OUTPUT)
     assert all(len(f.payload) <= 1024 for f in outputs)
@@ -101,24 +79,15 @@ async def test_output_is_chunked_on_utf8_boundaries() -> None:
 
 
 async def test_interactive_command_with_parameter_substitution() -> None:
-    fake = FakeMgs()
-    await fake.start()
     props = {"linux": {"commands": "{{ command }}", "runAsElevated": True}}
-    try:
-        async with running_agent(fake):
-            content = session_content(SID, "InteractiveCommands", props, {"command": "echo sub-$((40+2))"})
-            await fake.send_control(interactive_shell(SID, content))
-            client = await fake.next_client()
-            result = await task_result(fake)
-    finally:
-        await fake.close()
+    content = session_content(SID, "InteractiveCommands", props, {"command": "echo sub-$((40+2))"})
+    async with agent_session(content) as (fake, client):
+        result = await task_result(fake)
     assert result["FinalTaskStatus"] == "Success"
     assert client.output_bytes == b"sub-42\r\n"
 
 
 async def test_non_interactive_command_with_separate_streams() -> None:
-    fake = FakeMgs()
-    await fake.start()
     props = {
         "linux": {
             "commands": "sh -c 'echo out; echo err >&2; exit 3'",
@@ -128,16 +97,9 @@ async def test_non_interactive_command_with_separate_streams() -> None:
             "stdErrSeparatorPrefix": "STDERR:",
         }
     }
-    try:
-        async with running_agent(fake):
-            await fake.send_control(
-                interactive_shell(SID, session_content(SID, "NonInteractiveCommands", props))
-            )
-            client = await fake.next_client()
-            request = await client_handshake(client)
-            result = await task_result(fake)
-    finally:
-        await fake.close()
+    async with agent_session(session_content(SID, "NonInteractiveCommands", props)) as (fake, client):
+        request = await client_handshake(client)
+        result = await task_result(fake)
     action = request["RequestedClientActions"][0]["ActionParameters"]
     assert action == {"SessionType": "NonInteractiveCommands", "Properties": None}
     assert result["FinalTaskStatus"] == "Success"
@@ -149,19 +111,12 @@ async def test_non_interactive_command_with_separate_streams() -> None:
 
 
 async def test_terminate_flag_ends_session_without_terminating_state() -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
-            client = await fake.next_client()
-            await client.send_input(PayloadType.OUTPUT, b"echo ready\r")
-            await client.wait_for(lambda: b"ready\r\n" in client.output_bytes, "shell ready")
-            flag = await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
-            result = await task_result(fake)
-            await asyncio.wait_for(client.closed.wait(), 5)
-    finally:
-        await fake.close()
+    async with agent_session(session_content(SID, "Standard_Stream", {})) as (fake, client):
+        await client.send_input(PayloadType.OUTPUT, b"echo ready\r")
+        await client.wait_for(lambda: b"ready\r\n" in client.output_bytes, "shell ready")
+        flag = await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+        result = await task_result(fake)
+        await asyncio.wait_for(client.closed.wait(), 5)
     assert result["FinalTaskStatus"] == "Success"
     assert client.frames[-1].message_type == MessageType.ACKNOWLEDGE
     assert client.frames[-1].json()["AcknowledgedMessageSequenceNumber"] == flag.sequence_number
@@ -206,39 +161,23 @@ async def test_control_channel_closed_cancels_session() -> None:
 
 
 async def test_data_channel_closed_cancels_session() -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
-            client = await fake.next_client()
-            await client.wait_for(lambda: bool(client.outputs), "first output")
-            closed = {"MessageType": "channel_closed", "SessionId": SID, "SchemaVersion": 1, "Output": "idle"}
-            await client.send_raw(Frame(MessageType.CHANNEL_CLOSED, payload=go_json(closed)).encode())
-            result = await task_result(fake)
-    finally:
-        await fake.close()
+    async with agent_session(session_content(SID, "Standard_Stream", {})) as (fake, client):
+        await client.wait_for(lambda: bool(client.outputs), "first output")
+        closed = {"MessageType": "channel_closed", "SessionId": SID, "SchemaVersion": 1, "Output": "idle"}
+        await client.send_raw(Frame(MessageType.CHANNEL_CLOSED, payload=go_json(closed)).encode())
+        result = await task_result(fake)
     assert result["FinalTaskStatus"] == "Cancelled" and result["Output"] == "idle"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
 async def test_root_agent_runs_shell_as_run_as_user() -> None:
     user = pwd.getpwnam("nobody")
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            content = session_content(SID, "Standard_Stream", {}, run_as_user="nobody")
-            await fake.send_control(interactive_shell(SID, content))
-            client = await fake.next_client()
-            await client.send_input(PayloadType.OUTPUT, b"echo uid=$(id -u)\r")
-            await client.wait_for(
-                lambda: f"uid={user.pw_uid}".encode() in client.output_bytes, "uid of nobody"
-            )
-            await client.send_input(PayloadType.OUTPUT, b"exit\r")
-            result = await task_result(fake)
-    finally:
-        await fake.close()
+    content = session_content(SID, "Standard_Stream", {}, run_as_user="nobody")
+    async with agent_session(content) as (fake, client):
+        await client.send_input(PayloadType.OUTPUT, b"echo uid=$(id -u)\r")
+        await client.wait_for(lambda: f"uid={user.pw_uid}".encode() in client.output_bytes, "uid of nobody")
+        await client.send_input(PayloadType.OUTPUT, b"exit\r")
+        result = await task_result(fake)
     assert result["FinalTaskStatus"] == "Success"
 
 
@@ -248,16 +187,9 @@ async def test_root_agent_runs_shell_as_run_as_user() -> None:
     [("root", "has uid 0"), ("no-such-user-openssm", "does not exist")],
 )
 async def test_run_as_refuses_root_and_missing_users(user: str, message: str) -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            content = session_content(SID, "Standard_Stream", {}, run_as_user=user)
-            await fake.send_control(interactive_shell(SID, content))
-            client = await fake.next_client()
-            result = await task_result(fake)
-    finally:
-        await fake.close()
+    content = session_content(SID, "Standard_Stream", {}, run_as_user=user)
+    async with agent_session(content) as (fake, client):
+        result = await task_result(fake)
     assert result["FinalTaskStatus"] == "Failed"
     assert result["Output"].startswith("\n----------ERROR-------\n")
     assert message in result["Output"] and user in result["Output"]
@@ -265,26 +197,17 @@ async def test_run_as_refuses_root_and_missing_users(user: str, message: str) ->
 
 
 async def test_pause_publication_holds_output_until_start_publication() -> None:
-    fake = FakeMgs()
-    await fake.start()
-    try:
-        async with running_agent(fake):
-            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
-            client = await fake.next_client()
-            await client.send_input(PayloadType.OUTPUT, b"sleep 1; echo late-$((1+1))\r")
-            await client.wait_for(lambda: b"sleep 1; echo late" in client.output_bytes, "typed line echoed")
-            await asyncio.sleep(0.1)  # let the acks of that echo land before pausing
-            await client.send_raw(Frame(MessageType.PAUSE_PUBLICATION, payload=b"{}").encode())
-            await asyncio.sleep(1.5)
-            assert b"late-2\r\n" not in client.output_bytes
-            await client.send_raw(Frame(MessageType.START_PUBLICATION, payload=b"{}").encode())
-            await client.wait_for(
-                lambda: b"late-2\r\n" in client.output_bytes, "output after start_publication"
-            )
-            await client.send_input(PayloadType.OUTPUT, b"exit\r")
-            await task_result(fake)
-    finally:
-        await fake.close()
+    async with agent_session(session_content(SID, "Standard_Stream", {})) as (fake, client):
+        await client.send_input(PayloadType.OUTPUT, b"sleep 1; echo late-$((1+1))\r")
+        await client.wait_for(lambda: b"sleep 1; echo late" in client.output_bytes, "typed line echoed")
+        await asyncio.sleep(0.1)  # let the acks of that echo land before pausing
+        await client.send_raw(Frame(MessageType.PAUSE_PUBLICATION, payload=b"{}").encode())
+        await asyncio.sleep(1.5)
+        assert b"late-2\r\n" not in client.output_bytes
+        await client.send_raw(Frame(MessageType.START_PUBLICATION, payload=b"{}").encode())
+        await client.wait_for(lambda: b"late-2\r\n" in client.output_bytes, "output after start_publication")
+        await client.send_input(PayloadType.OUTPUT, b"exit\r")
+        await task_result(fake)
 
 
 async def test_data_channel_reconnects_and_replays_unacked_output() -> None:

@@ -311,6 +311,19 @@ def session_content(
 
 
 @contextlib.asynccontextmanager
+async def agent_session(content: dict[str, Any], **settings: Any):  # type: ignore[no-untyped-def]
+    """A fake service, an agent connected to it, and the client end of one started session."""
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake, **settings):
+            await fake.send_control(interactive_shell(content["SessionId"], content))
+            yield fake, await fake.next_client()
+    finally:
+        await fake.close()
+
+
+@contextlib.asynccontextmanager
 async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0", **settings: Any):  # type: ignore[no-untyped-def]
     """An ``Agent`` with static test credentials against ``fake``, stopped on exit."""
     import aiohttp

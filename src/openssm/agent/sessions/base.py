@@ -39,6 +39,15 @@ def error_output(message: str) -> str:
     return f"\n----------ERROR-------\n{message}\n"
 
 
+def linux_properties(request: SessionRequest) -> dict[str, Any]:
+    """``properties.linux`` of a command document (InteractiveCommands, NonInteractiveCommands)."""
+    properties = request.properties
+    linux = properties.get("linux") if isinstance(properties, dict) else None
+    if not isinstance(linux, dict):
+        raise SessionFailure("document has no properties.linux for this platform")
+    return linux
+
+
 def go_sorted(value: Any) -> Any:
     """Go marshals maps with sorted keys; document properties are maps."""
     if isinstance(value, dict):

@@ -11,7 +11,7 @@ import signal
 from typing import Final
 
 from openssm.agent.session_request import truthy
-from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
+from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
 from openssm.agent.sessions.identity import resolve_run_as, session_environment
 from openssm.agent.sessions.shell import InteractiveCommandsHandler
 from openssm.protocol.frames import Frame, PayloadType
@@ -26,15 +26,8 @@ CONTROL_SIGNALS: Final = {0x03: signal.SIGINT, 0x1C: signal.SIGQUIT, 0x1A: signa
 class NonInteractiveCommandsHandler(SessionHandler):
     """Runs the command without a terminal; stdout/stderr stream back, then the exit code."""
 
-    def _properties(self) -> dict[str, object]:
-        properties = self.request.properties
-        linux = properties.get("linux") if isinstance(properties, dict) else None
-        if not isinstance(linux, dict):
-            raise SessionFailure("document has no properties.linux for this platform")
-        return linux
-
     async def run(self) -> Outcome:
-        linux = self._properties()
+        linux = linux_properties(self.request)
         commands = linux.get("commands")
         if isinstance(commands, list):
             commands = " ".join(str(item) for item in commands)

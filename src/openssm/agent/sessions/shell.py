@@ -11,7 +11,7 @@ from typing import Final
 
 from openssm.agent.pty_process import PtyProcess
 from openssm.agent.session_request import truthy
-from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
+from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
 from openssm.agent.sessions.identity import RunAs, resolve_run_as, session_environment
 from openssm.protocol.frames import Frame, PayloadType
 
@@ -168,21 +168,14 @@ class StandardStreamHandler(PtySessionHandler):
 class InteractiveCommandsHandler(PtySessionHandler):
     """``InteractiveCommands``: ``properties.linux.commands`` via ``sh -c`` on a PTY."""
 
-    def _linux_properties(self) -> dict[str, object]:
-        properties = self.request.properties
-        linux = properties.get("linux") if isinstance(properties, dict) else None
-        if not isinstance(linux, dict):
-            raise SessionFailure("document has no properties.linux for this platform")
-        return linux
-
     def _elevated(self) -> bool:
-        return truthy(self._linux_properties().get("runAsElevated"))
+        return truthy(linux_properties(self.request).get("runAsElevated"))
 
     def _profile(self) -> str:
         return ""  # the real agent types the profile only into Standard_Stream shells
 
     def _command(self, account: RunAs) -> tuple[str, list[str]]:
-        commands = self._linux_properties().get("commands")
+        commands = linux_properties(self.request).get("commands")
         if isinstance(commands, list):
             commands = "\n".join(str(item) for item in commands)
         if not isinstance(commands, str) or not commands.strip():
