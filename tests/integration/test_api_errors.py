@@ -304,3 +304,47 @@ def test_group_inline_and_attached_policies_apply(server: ApiServer) -> None:
     client.describe_instance_information()  # attached policy, default version
     with pytest.raises(botocore.exceptions.ClientError):
         client.describe_activations()  # only in a non-default version
+
+
+def test_inactive_and_expired_keys_are_refused(server: ApiServer) -> None:
+    import datetime as dt
+
+    from openssm.store import access_keys as keys
+    from openssm.store.secrets import SecretCipher
+    from openssm.store.tables import access_keys as access_keys_table
+
+    allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}]}
+    key, secret = make_user(server, "paused", allow)
+    server.client("ssm", (key, secret)).describe_sessions(State="Active")
+
+    async def deactivate(engine: sa.ext.asyncio.AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(access_keys_table)
+                .where(access_keys_table.c.access_key_id == key)
+                .values(status="Inactive")
+            )
+
+    server.db(deactivate)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client("ssm", (key, secret)).describe_sessions(State="Active")
+    assert excinfo.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+    async def expired(engine: sa.ext.asyncio.AsyncEngine) -> keys.IssuedCredentials:
+        return await keys.create_temporary(
+            engine,
+            SecretCipher.for_data_dir(server.config.data_dir),
+            principal_type="user",
+            principal_name="paused",
+            role_name=None,
+            now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2),
+            lifetime=dt.timedelta(hours=1),
+        )
+
+    issued = server.db(expired)
+    assert issued.session_token is not None
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        server.client(
+            "ssm", (issued.access_key_id, issued.secret_access_key, issued.session_token)
+        ).describe_sessions(State="Active")
+    assert excinfo.value.response["Error"]["Code"] == "ExpiredTokenException"
