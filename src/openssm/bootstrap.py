@@ -90,7 +90,9 @@ async def _check_master_key(conn: AsyncConnection, cipher: SecretCipher) -> None
 
     Scale-out nodes share one database, so they must share one key (``OPENSSM_MASTER_KEY``).
     """
-    stored = (await conn.execute(sa.select(settings.c.value).where(settings.c.key == MASTER_KEY_CHECK))).scalar()
+    stored = (
+        await conn.execute(sa.select(settings.c.value).where(settings.c.key == MASTER_KEY_CHECK))
+    ).scalar()
     if stored is None:
         value = base64.b64encode(cipher.encrypt(_CHECK_PLAINTEXT)).decode("ascii")
         await conn.execute(sa.insert(settings).values(key=MASTER_KEY_CHECK, value=value))
