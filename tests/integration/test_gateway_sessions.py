@@ -380,3 +380,11 @@ async def test_agent_job_messages_reach_the_run_command_hook(gw: Gateway) -> Non
     await control.send_bytes(job_ack.encode())
     await wait_for(lambda: received, 5, "the job hook never ran")
     assert received == [(IID, decode(job_ack.encode()))]
+
+
+async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) -> None:
+    settings = dataclasses.replace(FAST, heartbeat_interval=0.1, resume_window=0.1)
+    async with running_gateway(tmp_path, settings=settings, token_ttl_seconds=0) as gateway:
+        await gateway.add_session(SID, IID)
+        row = await gateway.wait_status(SID, "Terminated")
+        assert row["termination_reason"] == "No client connected to the session"

@@ -8,6 +8,7 @@ import pathlib
 
 from openssm.store import channels as store
 from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.tables import gateway_nodes
 
 
 async def test_token_is_consumed_once_even_under_concurrency(tmp_path: pathlib.Path) -> None:
@@ -62,11 +63,17 @@ async def test_gateway_node_upsert_and_touch(tmp_path: pathlib.Path) -> None:
         start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         await store.upsert_gateway_node(engine, "n1", "http://a", now=start)
         await store.upsert_gateway_node(engine, "n1", "http://b", now=start + dt.timedelta(seconds=1))
-        await store.touch_gateway_node(engine, "n1", now=start + dt.timedelta(seconds=11))
+        await store.touch_gateway_node(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=11))
         row = await store.get_gateway_node(engine, "n1")
         assert row is not None
         assert row["public_url"] == "http://b"
         assert row["started_at"] == start + dt.timedelta(seconds=1)
         assert row["last_seen_at"] == start + dt.timedelta(seconds=11)
+        # A row removed behind the node's back comes back with the next heartbeat.
+        async with engine.begin() as conn:
+            await conn.execute(gateway_nodes.delete())
+        await store.touch_gateway_node(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=21))
+        row = await store.get_gateway_node(engine, "n1")
+        assert row is not None and row["last_seen_at"] == start + dt.timedelta(seconds=21)
     finally:
         await engine.dispose()

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 GATEWAY_KEY: Final = "gateway"
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
+UNCLAIMED_REASON: Final = "No client connected to the session"
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
 
@@ -42,6 +43,7 @@ class GatewayNode:
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._started_at = store.utcnow()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -49,7 +51,9 @@ class GatewayNode:
         # Whatever this node id held before a crash is gone: its sockets died with the process.
         await store.clear_node_control_channels(self.engine, self.node_id)
         await store.finish_node_sessions(self.engine, self.node_id, reason=RESTART_REASON)
-        await store.upsert_gateway_node(self.engine, self.node_id, self.services.config.public_url)
+        self._started_at = await store.upsert_gateway_node(
+            self.engine, self.node_id, self.services.config.public_url
+        )
         self.background(self._heartbeat(), "gateway-heartbeat")
         self.background(self._listen(), "gateway-bus")
         # Let the listener run up to its first wait, so an in-process subscription exists before
@@ -95,11 +99,26 @@ class GatewayNode:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                await store.touch_gateway_node(self.engine, self.node_id)
+                await store.touch_gateway_node(
+                    self.engine, self.node_id, self.services.config.public_url, self._started_at
+                )
                 # Used and expired tokens are only history; keep an hour of it for inspection.
                 await store.purge_expired_tokens(self.engine, older_than=store.utcnow() - TOKEN_HISTORY)
+                await self._end_unclaimed_sessions()
             except Exception:
                 log.exception("gateway heartbeat failed")
+
+    async def _end_unclaimed_sessions(self) -> None:
+        """StartSession made a session here, but no client ever opened it (nor will: its tokens
+        have expired and a resume would have found it by now)."""
+        patience = dt.timedelta(seconds=self.services.config.token_ttl_seconds + self.settings.resume_window)
+        for session_id in await store.unclaimed_sessions(
+            self.engine, self.node_id, started_before=store.utcnow() - patience
+        ):
+            if session_id not in self.relays:
+                await store.finish_session(
+                    self.engine, session_id, status="Terminated", reason=UNCLAIMED_REASON
+                )
 
     async def _listen(self) -> None:
         channel = f"node.{self.node_id}"

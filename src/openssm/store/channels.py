@@ -183,6 +183,19 @@ async def active_sessions_of_node(engine: AsyncEngine, node_id: str) -> list[str
         return [row.session_id for row in rows]
 
 
+async def unclaimed_sessions(engine: AsyncEngine, node_id: str, *, started_before: dt.datetime) -> list[str]:
+    """Sessions of a node still "Connecting" (no client ever joined) that started before a time."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(sessions.c.session_id).where(
+                sessions.c.node_id == node_id,
+                sessions.c.status == "Connecting",
+                sessions.c.start_date < started_before,
+            )
+        )
+        return [row.session_id for row in rows]
+
+
 async def finish_node_sessions(
     engine: AsyncEngine, node_id: str, *, reason: str, now: dt.datetime | None = None
 ) -> int:
@@ -201,8 +214,8 @@ async def finish_node_sessions(
 
 async def upsert_gateway_node(
     engine: AsyncEngine, node_id: str, public_url: str, *, now: dt.datetime | None = None
-) -> None:
-    """Announce a node that has just started (started_at and last_seen_at = now)."""
+) -> dt.datetime:
+    """Announce a node that has just started (started_at and last_seen_at = now); returns now."""
     moment = now or utcnow()
     async with engine.begin() as conn:
         result = await conn.execute(
@@ -216,15 +229,29 @@ async def upsert_gateway_node(
                     node_id=node_id, public_url=public_url, started_at=moment, last_seen_at=moment
                 )
             )
+    return moment
 
 
-async def touch_gateway_node(engine: AsyncEngine, node_id: str, *, now: dt.datetime | None = None) -> None:
+async def touch_gateway_node(
+    engine: AsyncEngine,
+    node_id: str,
+    public_url: str,
+    started_at: dt.datetime,
+    *,
+    now: dt.datetime | None = None,
+) -> None:
+    """Refresh last_seen_at; re-create the row if someone removed it meanwhile."""
+    moment = now or utcnow()
     async with engine.begin() as conn:
-        await conn.execute(
-            update(gateway_nodes)
-            .where(gateway_nodes.c.node_id == node_id)
-            .values(last_seen_at=now or utcnow())
+        result = await conn.execute(
+            update(gateway_nodes).where(gateway_nodes.c.node_id == node_id).values(last_seen_at=moment)
         )
+        if result.rowcount == 0:
+            await conn.execute(
+                insert(gateway_nodes).values(
+                    node_id=node_id, public_url=public_url, started_at=started_at, last_seen_at=moment
+                )
+            )
 
 
 async def get_gateway_node(engine: AsyncEngine, node_id: str) -> Row | None:
