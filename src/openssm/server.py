@@ -48,6 +48,7 @@ def build_app(services: Services) -> web.Application:
     gateway_app = importlib.import_module("openssm.gateway.app")
     gateway_app.install(app, services)
     importlib.import_module("openssm.logs.service").install(app, services)  # recorder + log shipper
+    importlib.import_module("openssm.console.app").install(app, services)  # browser console
     return app
 
 

@@ -1,0 +1,258 @@
+"""The browser console, served under ``/console/`` by the same aiohttp application as the API.
+
+Pages are static HTML + JS modules; the JSON endpoints under ``/console/api/`` act for the signed-in
+principal through the API's own handlers (see :mod:`openssm.console.actor`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from openssm.api import app as api_app
+from openssm.console import pages, web_security
+from openssm.console.actor import ActionFailed, ConsoleActor
+from openssm.console.jsonio import error as _error
+from openssm.console.jsonio import json_body as _json_body
+from openssm.console.jsonio import text as _text
+from openssm.console.sessions_store import ConsoleSession, find_valid, revoke
+from openssm.console.sessions_store import create as create_session
+from openssm.console.signin import MfaReplayGuard, SignInError, SignInForm, verify_sign_in
+from openssm.security import client_facts
+from openssm.security.facts import RequestFacts
+from openssm.security.principals import user_principal
+from openssm.services import Services
+from openssm.store import access_keys
+from openssm.store.tables import gateway_nodes
+
+log = logging.getLogger(__name__)
+
+PREFIX: Final = "/console"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Console:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.throttle = web_security.SignInThrottle()
+        self.mfa_guard = MfaReplayGuard()
+
+    # -- request context ---------------------------------------------------------------------------
+
+    def facts(self, request: web.Request) -> RequestFacts:
+        return client_facts(request, self.services.config, self.services.config.region)
+
+    def secure(self, request: web.Request) -> bool:
+        return self.facts(request).secure_transport
+
+    def cookie_name(self, request: web.Request) -> str:
+        return web_security.cookie_name(self.secure(request))
+
+    async def gateway_urls(self) -> list[str]:
+        async with self.services.engine.connect() as conn:
+            urls = [row[0] for row in await conn.execute(sa.select(gateway_nodes.c.public_url))]
+        return [self.services.config.public_url, *urls]
+
+    async def allowed_origins(self, request: web.Request) -> set[str]:
+        scheme = "https" if self.secure(request) else "http"
+        return web_security.allowed_origins(scheme, request.host, await self.gateway_urls())
+
+    async def session_of(self, request: web.Request) -> tuple[ConsoleSession, str] | None:
+        token = request.cookies.get(self.cookie_name(request))
+        if not token:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        session = await find_valid(self.services.engine, token, now)
+        if session is None:
+            return None
+        # The console stands for the key it was opened with: deactivating or deleting the key (or
+        # the user) ends its console sessions too.
+        key = await access_keys.find(self.services.engine, session.access_key_id)
+        if key is None or key.status != "Active" or key.principal_name != session.user_name:
+            return None
+        return session, token
+
+    async def actor_for(self, request: web.Request, session: ConsoleSession) -> ConsoleActor | None:
+        config = self.services.config
+        principal = await user_principal(self.services.engine, config.account_id, session.user_name)
+        if principal is None:
+            return None
+        return ConsoleActor.for_principal(
+            self.services, principal, session.access_key_id, self.facts(request)
+        )
+
+    # -- pages ---------------------------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("page", "")
+        if name not in pages.SIGNED_IN_PAGES:
+            raise web.HTTPNotFound()
+        if await self.session_of(request) is None:
+            target = urllib.parse.quote(request.path_qs, safe="")
+            raise web.HTTPFound(f"{PREFIX}/signin?next={target}")
+        return pages.html_response(name)
+
+    async def signin_page(self, request: web.Request) -> web.StreamResponse:
+        if await self.session_of(request) is not None:
+            raise web.HTTPFound(f"{PREFIX}/nodes")
+        return pages.html_response("signin")
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"{PREFIX}/nodes" if await self.session_of(request) else f"{PREFIX}/signin")
+
+    # -- sign-in / sign-out --------------------------------------------------------------------------
+
+    async def signin(self, request: web.Request) -> web.StreamResponse:
+        if not web_security.origin_allowed(
+            request.headers.get("Origin"), await self.allowed_origins(request)
+        ):
+            return _error(403, "BadOrigin", "Sign-in must come from the console page.")
+        body = await _json_body(request)
+        form = SignInForm(
+            access_key_id=_text(body, "access_key_id"),
+            secret_access_key=_text(body, "secret_access_key"),
+            password=_text(body, "password") or None,
+            mfa_code=_text(body, "mfa_code") or None,
+        )
+        facts = self.facts(request)
+        keys = [f"ip:{facts.source_ip}", f"key:{form.access_key_id.strip()[:64]}"]
+        decision = self.throttle.check(keys)
+        if not decision.allowed:
+            response = _error(
+                429,
+                "TooManyAttempts",
+                f"Too many failed sign-ins. Try again in {decision.retry_after} seconds.",
+            )
+            response.headers["Retry-After"] = str(decision.retry_after)
+            return response
+        try:
+            user_name = await verify_sign_in(self.services, form, self.mfa_guard)
+        except SignInError as exc:
+            if exc.counts_as_failure:
+                self.throttle.failed(keys)
+                log.info(
+                    "console sign-in refused for key %s from %s", form.access_key_id[:32], facts.source_ip
+                )
+            payload: dict[str, Any] = {"error": "SignInFailed", "message": exc.message}
+            if exc.needs:
+                payload["needs"] = exc.needs
+            return web.json_response(payload, status=401)
+        self.throttle.succeeded(keys)
+        token, _ = await create_session(
+            self.services.engine,
+            user_name=user_name,
+            access_key_id=form.access_key_id.strip(),
+            source_ip=facts.source_ip,
+            now=dt.datetime.now(dt.UTC),
+        )
+        log.info("console sign-in: %s from %s", user_name, facts.source_ip)
+        response = web.json_response({"user": user_name})
+        web_security.set_session_cookie(response, token, facts.secure_transport)
+        return response
+
+    async def signout(
+        self, request: web.Request, session: ConsoleSession, actor: ConsoleActor
+    ) -> web.StreamResponse:
+        await revoke(self.services.engine, session.id_hash, dt.datetime.now(dt.UTC))
+        response = web.json_response({"signed_out": True})
+        web_security.clear_session_cookie(response, self.secure(request))
+        return response
+
+    async def me(
+        self, request: web.Request, session: ConsoleSession, actor: ConsoleActor
+    ) -> web.StreamResponse:
+        token = request.cookies.get(self.cookie_name(request), "")
+        principal = actor.identity.principal
+        return web.json_response(
+            {
+                "user": session.user_name,
+                "arn": principal.arn,
+                "account": principal.account,
+                "region": self.services.config.region,
+                "csrf_token": web_security.csrf_token_for(token),
+                "expires_at": session.expires_at.isoformat(),
+            }
+        )
+
+    # -- wrappers ------------------------------------------------------------------------------------
+
+    def signed_in(
+        self,
+        handler: Callable[[web.Request, ConsoleSession, ConsoleActor], Awaitable[web.StreamResponse]],
+        *,
+        changes_state: bool,
+    ) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            found = await self.session_of(request)
+            if found is None:
+                return _error(401, "NotSignedIn", "Your console session has ended. Sign in again.")
+            session, _ = found
+            if changes_state:
+                origin_ok = web_security.origin_allowed(
+                    request.headers.get("Origin"), await self.allowed_origins(request)
+                )
+                csrf_ok = web_security.csrf_matches(
+                    request.headers.get(web_security.CSRF_HEADER), session.csrf_hash
+                )
+                if not (origin_ok and csrf_ok):
+                    return _error(403, "BadCsrfToken", "The request did not come from this console page.")
+            actor = await self.actor_for(request, session)
+            if actor is None:
+                return _error(401, "NotSignedIn", "The user of this console session no longer exists.")
+            try:
+                return await handler(request, session, actor)
+            except ActionFailed as exc:
+                return _error(exc.status, exc.code, exc.message)
+
+        return wrapped
+
+
+def _security_headers_middleware(console: Console) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if is_upgrade and "Origin" in request.headers:
+            # Browsers always send Origin on WebSocket upgrades (AWS's plugin and agent never do):
+            # a page from another site must not open data channels with a token it obtained.
+            if not web_security.origin_allowed(
+                request.headers["Origin"], await console.allowed_origins(request)
+            ):
+                log.info("refused WebSocket upgrade from origin %r", request.headers["Origin"][:200])
+                return web.Response(status=403, text="Origin not allowed")
+        response = await handler(request)
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            sources = web_security.websocket_sources(await console.gateway_urls())
+            response.headers["Content-Security-Policy"] = web_security.content_security_policy(sources)
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "same-origin"
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return middleware
+
+
+def install(app: web.Application, services: Services) -> None:
+    """Mount the console under ``/console/`` (and redirect ``GET /`` to it)."""
+    from openssm.console import routes  # the JSON endpoints for pages (nodes, sessions, activations)
+
+    api_app.load_handler_modules()
+    console = Console(services)
+    app.middlewares.append(_security_headers_middleware(console))
+    router = app.router
+    router.add_get("/", console.index)
+    router.add_get(PREFIX, console.index)
+    router.add_get(PREFIX + "/", console.index)
+    router.add_get(PREFIX + "/signin", console.signin_page)
+    router.add_get(PREFIX + "/static/{path:.+}", pages.static_file)
+    router.add_post(PREFIX + "/api/signin", console.signin)
+    router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))
+    router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
+    routes.add_routes(router, console)
+    router.add_get(PREFIX + "/{page}", console.page)

@@ -1,0 +1,90 @@
+// Sessions: the active ones (terminate where allowed) and the history (owner, target, document,
+// start/end, reason, where the log went) with a link to replay recorded shells.
+import { el, formatTime, getJson, postJson, showMessage, startPage } from "./common.js";
+
+const REFRESH_MS = 3000;
+const message = document.getElementById("sessions-message");
+
+function cell(label, ...content) {
+  return el("td", { "data-label": label }, ...content);
+}
+
+function owner(session) {
+  return el("span", { title: session.Owner, text: session.OwnerName || session.Owner });
+}
+
+function activeRow(session) {
+  const terminate = session.CanTerminate
+    ? el("button", {
+        type: "button",
+        class: "danger terminate",
+        "data-session-id": session.SessionId,
+        text: "Terminate",
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try {
+            await postJson(`/console/api/sessions/${encodeURIComponent(session.SessionId)}/terminate`);
+            showMessage(message, `Terminating ${session.SessionId}.`, "info");
+          } catch (err) {
+            showMessage(message, err.message);
+          }
+          refresh();
+        },
+      })
+    : null;
+  return el(
+    "tr",
+    { "data-session-id": session.SessionId },
+    cell("Session", el("code", { text: session.SessionId })),
+    cell("Owner", owner(session)),
+    cell("Target", session.Target),
+    cell("Document", session.DocumentName),
+    cell("Started", formatTime(session.StartDate)),
+    cell("Status", session.Status),
+    cell("", terminate),
+  );
+}
+
+function logCell(session) {
+  const places = [];
+  if (session.Recording) places.push(el("div", { text: `Server: ${session.Recording}` }));
+  const output = session.OutputUrl || {};
+  if (output.S3OutputUrl) places.push(el("div", { text: `S3: ${output.S3OutputUrl}` }));
+  if (output.CloudWatchOutputUrl) places.push(el("div", { text: `CloudWatch: ${output.CloudWatchOutputUrl}` }));
+  return places.length ? places : [el("span", { class: "muted", text: "not recorded" })];
+}
+
+function historyRow(session) {
+  const replay = session.Replayable
+    ? el("a", { class: "button secondary replay", href: `/console/replay?session=${encodeURIComponent(session.SessionId)}`, text: "Replay" })
+    : null;
+  return el(
+    "tr",
+    { "data-session-id": session.SessionId },
+    cell("Session", el("code", { text: session.SessionId })),
+    cell("Owner", owner(session)),
+    cell("Target", session.Target),
+    cell("Document", session.DocumentName),
+    cell("Start", formatTime(session.StartDate)),
+    cell("End", formatTime(session.EndDate)),
+    cell("Reason", session.TerminationReason || session.Details || session.Status),
+    cell("Log", logCell(session)),
+    cell("", replay),
+  );
+}
+
+async function refresh() {
+  try {
+    const [active, history] = await Promise.all([getJson("/console/api/sessions?state=Active"), getJson("/console/api/sessions?state=History")]);
+    document.getElementById("active-body").replaceChildren(...active.sessions.map(activeRow));
+    document.getElementById("history-body").replaceChildren(...history.sessions.map(historyRow));
+  } catch (err) {
+    document.getElementById("active-body").replaceChildren();
+    document.getElementById("history-body").replaceChildren();
+    showMessage(message, err.denied ? `You are not allowed to list sessions. ${err.message}` : err.message);
+  }
+}
+
+await startPage("sessions");
+await refresh();
+setInterval(refresh, REFRESH_MS);

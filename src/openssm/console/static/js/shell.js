@@ -1,0 +1,71 @@
+// A shell on a managed node: StartSession through the console backend, then the data channel
+// straight to the gateway (StreamUrl + TokenValue), rendered with xterm.js.
+import { Terminal } from "/console/static/vendor/xterm.mjs";
+import { FitAddon } from "/console/static/vendor/addon-fit.mjs";
+import { postJson, showMessage, startPage } from "./common.js";
+import { DataChannelClient } from "./datachannel.js";
+
+const target = new URLSearchParams(location.search).get("target") || "";
+const message = document.getElementById("shell-message");
+const encoder = new TextEncoder();
+
+function banner(title, detail) {
+  document.getElementById("banner-title").textContent = title;
+  document.getElementById("banner-detail").textContent = detail || "";
+  document.getElementById("shell-banner").classList.remove("hidden");
+}
+
+async function main() {
+  await startPage("nodes");
+  document.getElementById("shell-title").textContent = `Shell on ${target}`;
+  let started;
+  try {
+    started = await postJson("/console/api/sessions", { target });
+  } catch (err) {
+    const text = err.denied ? `You are not allowed to start a session on ${target}. ${err.message}` : `Could not start a session on ${target}: ${err.message}`;
+    showMessage(message, text);
+    document.getElementById("terminal").classList.add("hidden");
+    return;
+  }
+  document.getElementById("shell-session").textContent = started.SessionId;
+  document.body.dataset.sessionId = started.SessionId;
+
+  const term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14, convertEol: false });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  term.open(document.getElementById("terminal"));
+  fit.fit();
+
+  const channel = new DataChannelClient({
+    streamUrl: started.StreamUrl,
+    tokenValue: started.TokenValue,
+    sessionId: started.SessionId,
+    onOutput: (bytes) => term.write(bytes),
+    onNotice: (text) => term.write(`\r\n${text}\r\n`),
+    onClosed: (end) => {
+      banner(end.title, end.detail);
+      document.body.dataset.sessionEnded = end.kind;
+      term.options.disableStdin = true;
+      term.options.cursorBlink = false;
+    },
+  });
+  term.onData((data) => channel.sendInput(encoder.encode(data)));
+  term.onBinary((data) => channel.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
+  const holder = document.getElementById("terminal");
+  const showSize = () => {
+    holder.dataset.cols = String(term.cols);
+    holder.dataset.rows = String(term.rows);
+  };
+  term.onResize(({ cols, rows }) => {
+    showSize();
+    channel.sendSize(cols, rows);
+  });
+  showSize();
+  window.addEventListener("resize", () => fit.fit());
+  channel.sendSize(term.cols, term.rows);
+  channel.start();
+  term.focus();
+  window.addEventListener("beforeunload", () => channel.close());
+}
+
+main();
