@@ -39,6 +39,10 @@ MAX_CHUNK: Final = 1024  # the real agent's largest stream payload for PTY/port 
 RECONNECT_ATTEMPTS: Final = 5
 RECONNECT_INITIAL: Final = 0.1
 RECONNECT_MAX: Final = 5.0
+# Bounds on what a client can make the agent hold: real clients send <= 1024-byte chunks and
+# small JSON, and resend anything dropped, so larger or far-ahead messages are refused.
+MAX_INPUT_PAYLOAD: Final = 64 * 1024
+MAX_REORDER: Final = 1024
 
 InputHandler = Callable[[Frame], Awaitable[None]]
 
@@ -67,7 +71,9 @@ class DataChannel:
         self.session_id = session_id
         self.instance_id = instance_id
         self._reconnect_attempts = reconnect_attempts
-        self.stream = StreamEndpoint(MessageType.OUTPUT_STREAM_DATA, syn_on_first=True)
+        self.stream = StreamEndpoint(
+            MessageType.OUTPUT_STREAM_DATA, syn_on_first=True, reorder_limit=MAX_REORDER
+        )
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._input_handler: InputHandler | None = None
         self._paused = False
@@ -279,6 +285,14 @@ class DataChannel:
     async def _on_input(self, frame: Frame) -> None:
         if self._input_handler is None:
             return  # not ready: no ack, the client retransmits
+        if len(frame.payload) > MAX_INPUT_PAYLOAD:
+            log.warning(
+                "session %s: dropped a %d-byte input message (limit %d)",
+                self.session_id,
+                len(frame.payload),
+                MAX_INPUT_PAYLOAD,
+            )
+            return
         received = self.stream.receive(frame)
         terminate = False
         for item in received.deliver:

@@ -74,6 +74,8 @@ class FakeClient:
         # Called with each agent stream message in sequence order (as a client processes them).
         self.output_listener: Callable[[Frame], None] | None = None
         self._delivered = 0
+        self.ack_outputs = True  # False: behave like a client that is not ready yet
+        self.times_received: dict[int, int] = {}  # output seq → how often it arrived
         self._changed = asyncio.Event()
 
     @property
@@ -89,6 +91,11 @@ class FakeClient:
 
     async def on_agent_frame(self, frame: Frame) -> None:
         if frame.message_type == MessageType.OUTPUT_STREAM_DATA:
+            seq = frame.sequence_number
+            self.times_received[seq] = self.times_received.get(seq, 0) + 1
+            if not self.ack_outputs:
+                self._notify()
+                return
             if frame.sequence_number not in self.outputs:
                 self.outputs[frame.sequence_number] = frame
                 self.frames.append(frame)
