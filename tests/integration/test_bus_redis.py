@@ -129,3 +129,51 @@ async def test_factory_picks_redis_only_when_configured(tmp_path: pathlib.Path) 
         assert await bus.ping()
     finally:
         await bus.close()
+
+
+@pytest.mark.slow
+async def test_terminate_reaches_the_node_holding_the_session(tmp_path: pathlib.Path) -> None:
+    """Two gateway nodes on one database and Redis: TerminateSession published for node B by
+    anyone reaches B's session, and A ignores it."""
+    from tests.support.gateway import next_frame, running_gateway, wait_for
+
+    from openssm.gateway.node import GATEWAY_KEY
+    from openssm.protocol.frames import MessageType
+    from openssm.protocol.messages import ClientOpen, ControlOpen
+    from openssm.store.secrets import SecretCipher
+
+    problem = await redis_reachable()
+    require(problem is None, problem or "")
+    suffix = uuid.uuid4().hex[:8]
+    node_a, node_b = f"node-a-{suffix}", f"node-b-{suffix}"
+    cipher = SecretCipher.generate()
+    bus_a, bus_b = RedisBus(REDIS_URL), RedisBus(REDIS_URL)
+    iid, sid = "i-0123456789abcdef0", "tester-0000000000000000b"
+    try:
+        async with (
+            running_gateway(tmp_path, bus=bus_a, cipher=cipher, node_id=node_a) as a,
+            running_gateway(tmp_path, bus=bus_b, cipher=cipher, node_id=node_b) as b,
+        ):
+            await subscribed(f"node.{node_b}")
+            await b.add_instance(iid)
+            await b.add_agent_user()
+            await b.add_session(sid, iid, node_id=node_b)
+            token = await b.channel_token(f"/v1/control-channel/{iid}")
+            control = await b.agent_socket(f"/v1/control-channel/{iid}?role=subscribe&stream=input")
+            await control.send_str(ControlOpen(token_value=token).to_text())
+            await wait_for(lambda: iid in b.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+            client = await b.client_socket(sid)
+            await client.send_str(ClientOpen(token_value=await b.add_token("client", sid)).to_text())
+            assert (await next_frame(control)).message_type == MessageType.INTERACTIVE_SHELL
+
+            await a.services.bus.publish(
+                f"node.{node_b}", {"type": "terminate", "session_id": sid, "reason": "stop"}
+            )
+            closed = await next_frame(client)
+            assert closed.message_type == MessageType.CHANNEL_CLOSED
+            assert closed.json()["Output"] == "stop"
+            row = await a.wait_status(sid, "Terminated")
+            assert row["termination_reason"] == "stop"
+    finally:
+        await bus_a.close()
+        await bus_b.close()

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from openssm.auth.sigv4 import sign_hmac
+from openssm.bus.base import Bus
 from openssm.bus.inprocess import InProcessBus
 from openssm.gateway.app import install
 from openssm.gateway.settings import SETTINGS_KEY, GatewaySettings
@@ -329,15 +330,19 @@ async def running_gateway(
     tmp_path: pathlib.Path,
     *,
     settings: GatewaySettings | None = None,
+    bus: Bus | None = None,
+    cipher: SecretCipher | None = None,
+    node_id: str = NODE_ID,
     **config: Any,
 ) -> AsyncIterator[Gateway]:
+    """A gateway node; several may share one data directory (database), bus and cipher."""
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     services = Services(
-        config=ServerConfig(data_dir=tmp_path, region=REGION, account_id=ACCOUNT, node_id=NODE_ID, **config),
+        config=ServerConfig(data_dir=tmp_path, region=REGION, account_id=ACCOUNT, node_id=node_id, **config),
         engine=engine,
-        bus=InProcessBus(),
-        cipher=SecretCipher.generate(),
+        bus=bus or InProcessBus(),
+        cipher=cipher or SecretCipher.generate(),
     )
     if settings is not None:
         services.extras[SETTINGS_KEY] = settings
