@@ -131,7 +131,6 @@ async def test_factory_picks_redis_only_when_configured(tmp_path: pathlib.Path) 
         await bus.close()
 
 
-@pytest.mark.slow
 async def test_terminate_reaches_the_node_holding_the_session(tmp_path: pathlib.Path) -> None:
     """Two gateway nodes on one database and Redis: TerminateSession published for node B by
     anyone reaches B's session, and A ignores it."""
