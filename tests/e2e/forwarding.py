@@ -1,0 +1,277 @@
+"""Helpers for port-forwarding end-to-end tests and the throughput bench.
+
+* :class:`ChecksumServer` — a threaded TCP destination speaking a tiny checked-transfer protocol:
+  the client sends ``upload`` bytes and the server sends ``download`` bytes at the same time; at
+  the end the server reports the SHA-256 of what it received and of what it sent, so both
+  directions are verified end to end without relying on TCP half-close.
+* :func:`checked_transfer` — the client side of that protocol.
+* :class:`SessionProcess` — a running ``openssm start-session`` / ``aws ssm start-session`` whose
+  output is read in the background (``wait_for`` a line, ``local_ports``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# upload bytes, download bytes, seconds the server waits before reading, seconds the client
+# waits before reading (a "slow reader" on either end).
+HEADER = struct.Struct("!QQdd")
+DIGESTS = 64
+CHUNK = 256 * 1024
+PORT_OPENED = re.compile(r"Port (\d+) opened for sessionId (\S+)\.")
+
+
+class TransferError(AssertionError):
+    pass
+
+
+def _recv_exactly(sock: socket.socket, count: int) -> bytes:
+    parts = bytearray()
+    while len(parts) < count:
+        data = sock.recv(min(CHUNK, count - len(parts)))
+        if not data:
+            raise TransferError(f"connection closed after {len(parts)} of {count} bytes")
+        parts += data
+    return bytes(parts)
+
+
+def _random_block(size: int = 1 << 20) -> bytes:
+    return os.urandom(size)
+
+
+def _send_pattern(sock: socket.socket, total: int, block: bytes, digest: hashlib._Hash) -> None:
+    """Send ``total`` bytes cut from a random block at a moving offset (cheap, not repetitive)."""
+    sent = 0
+    offset = 0
+    view = memoryview(block)
+    while sent < total:
+        size = min(CHUNK, total - sent, len(block) - offset)
+        piece = view[offset : offset + size]
+        digest.update(piece)
+        sock.sendall(piece)
+        sent += size
+        offset = (offset + size + 7919) % (len(block) - 1)
+
+
+class ChecksumServer:
+    """Threaded destination server; ``connections`` counts accepted connections."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._listener = socket.create_server((host, 0), backlog=256)
+        self.host = host
+        self.port: int = self._listener.getsockname()[1]
+        self.connections = 0
+        self._block = _random_block()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError, TransferError):
+            upload, download, server_delay, _ = HEADER.unpack(_recv_exactly(conn, HEADER.size))
+            received = hashlib.sha256()
+
+            def read_upload() -> None:
+                time.sleep(server_delay)
+                remaining = upload
+                while remaining:
+                    data = conn.recv(min(CHUNK, remaining))
+                    if not data:
+                        return
+                    received.update(data)
+                    remaining -= len(data)
+
+            reader = threading.Thread(target=read_upload, daemon=True)
+            reader.start()
+            sent = hashlib.sha256()
+            _send_pattern(conn, download, self._block, sent)
+            reader.join()
+            conn.sendall(received.digest() + sent.digest())
+            # Wait for the client to close first, so no reset can eat the digests.
+            conn.settimeout(60)
+            while conn.recv(CHUNK):
+                pass
+
+    def close(self) -> None:
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+    def __enter__(self) -> ChecksumServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_client_block = _random_block()
+
+
+def checked_transfer(
+    port: int,
+    *,
+    upload: int,
+    download: int,
+    host: str = "127.0.0.1",
+    server_delay: float = 0.0,
+    client_delay: float = 0.0,
+    timeout: float = 60.0,
+) -> float:
+    """One connection through ``host:port`` moving ``upload``/``download`` bytes; returns seconds.
+
+    Raises :class:`TransferError` if either direction's checksum differs.
+    """
+    started = time.perf_counter()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(HEADER.pack(upload, download, server_delay, client_delay))
+        sent = hashlib.sha256()
+        send_error: list[BaseException] = []
+
+        def send_upload() -> None:
+            try:
+                _send_pattern(sock, upload, _client_block, sent)
+            except OSError as exc:
+                send_error.append(exc)
+
+        sender = threading.Thread(target=send_upload, daemon=True)
+        sender.start()
+        time.sleep(client_delay)
+        received = hashlib.sha256()
+        remaining = download
+        while remaining:
+            data = sock.recv(min(CHUNK, remaining))
+            if not data:
+                raise TransferError(f"connection closed with {remaining} of {download} bytes unread")
+            received.update(data)
+            remaining -= len(data)
+        digests = _recv_exactly(sock, DIGESTS)
+        sender.join(timeout)
+        if send_error:
+            raise TransferError(f"upload failed: {send_error[0]!r}")
+    if digests[:32] != sent.digest():
+        raise TransferError(f"upload of {upload} bytes arrived corrupted")
+    if digests[32:] != received.digest():
+        raise TransferError(f"download of {download} bytes arrived corrupted")
+    return time.perf_counter() - started
+
+
+@dataclass
+class OutputLine:
+    at: float
+    text: str
+
+
+class SessionProcess:
+    """A start-session command (own process group) whose combined output is collected."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._lines: list[OutputLine] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            with self._changed:
+                self._lines.append(OutputLine(time.monotonic(), raw.decode(errors="replace")))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(line.text for line in self._lines)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0, *, count: int = 1) -> list[re.Match[str]]:
+        """The first ``count`` matches of ``pattern`` in the output, waiting for them."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = list(regex.finditer("".join(line.text for line in self._lines)))
+                if len(matches) >= count:
+                    return matches[:count]
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(
+                        f"{self.argv[:4]} exited ({self.proc.returncode}) before {pattern!r}:\n{self.output_unlocked()}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {pattern!r} after {timeout}s:\n{self.output_unlocked()}")
+                self._changed.wait(min(left, 0.5))
+
+    def output_unlocked(self) -> str:
+        return "".join(line.text for line in self._lines)
+
+    def local_ports(self, count: int = 1, timeout: float = 60.0) -> list[int]:
+        return [int(match.group(1)) for match in self.wait_for(PORT_OPENED.pattern, timeout, count=count)]
+
+    def session_ids(self, count: int = 1, timeout: float = 60.0) -> list[str]:
+        return [match.group(2) for match in self.wait_for(PORT_OPENED.pattern, timeout, count=count)]
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """Ctrl-C to the whole group (as a terminal would), then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def session_process(argv: list[str], env: dict[str, str]) -> Iterator[SessionProcess]:
+    process = SessionProcess(argv, env)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
