@@ -1,5 +1,5 @@
 // Activations: create one and copy the agent's register command; list the existing ones.
-import { el, formatTime, getJson, postJson, showMessage, startPage } from "./common.js";
+import { el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const message = document.getElementById("activations-message");
 
@@ -11,7 +11,7 @@ async function refresh() {
   try {
     const { activations } = await getJson("/console/api/activations");
     document.getElementById("activations-body").replaceChildren(
-      ...activations.map((a) =>
+      ...rowsOrEmpty(activations.map((a) =>
         el(
           "tr",
           {},
@@ -21,7 +21,7 @@ async function refresh() {
           cell("Registrations", `${a.RegistrationsCount} of ${a.RegistrationLimit}`),
           cell("Expires", `${formatTime(a.ExpirationDate)}${a.Expired ? " (expired)" : ""}`),
         ),
-      ),
+      ), 5, "No activations."),
     );
   } catch (err) {
     showMessage(message, err.denied ? `You are not allowed to list activations. ${err.message}` : err.message);

@@ -55,6 +55,11 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+/** The rows of a list, or one row saying it is empty (so an empty list is visibly empty). */
+export function rowsOrEmpty(rows, columns, text) {
+  return rows.length ? rows : [el("tr", { class: "empty-row" }, el("td", { class: "empty", colspan: String(columns), text }))];
+}
+
 export function formatTime(epochSeconds) {
   if (epochSeconds === null || epochSeconds === undefined) return "—";
   const date = new Date(epochSeconds * 1000);

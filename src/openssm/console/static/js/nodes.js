@@ -1,5 +1,5 @@
 // Managed nodes: live ping status, platform, agent, IP, tags, last seen; filter, search, Start session.
-import { el, formatTime, getJson, showMessage, startPage } from "./common.js";
+import { el, formatTime, getJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const REFRESH_MS = 5000;
 const body = document.getElementById("nodes-body");
@@ -51,7 +51,7 @@ function row(node) {
 
 function render() {
   const shown = nodes.filter(matches);
-  body.replaceChildren(...shown.map(row));
+  body.replaceChildren(...rowsOrEmpty(shown.map(row), 8, nodes.length ? "No node matches." : "No managed nodes."));
   document.getElementById("node-count").textContent = `${shown.length} of ${nodes.length} nodes`;
 }
 

@@ -1,6 +1,6 @@
 // Sessions: the active ones (terminate where allowed) and the history (owner, target, document,
 // start/end, reason, where the log went) with a link to replay recorded shells.
-import { el, formatTime, getJson, postJson, showMessage, startPage } from "./common.js";
+import { el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const REFRESH_MS = 3000;
 const message = document.getElementById("sessions-message");
@@ -76,8 +76,8 @@ function historyRow(session) {
 async function refresh() {
   try {
     const [active, history] = await Promise.all([getJson("/console/api/sessions?state=Active"), getJson("/console/api/sessions?state=History")]);
-    document.getElementById("active-body").replaceChildren(...active.sessions.map(activeRow));
-    document.getElementById("history-body").replaceChildren(...history.sessions.map(historyRow));
+    document.getElementById("active-body").replaceChildren(...rowsOrEmpty(active.sessions.map(activeRow), 7, "No active sessions."));
+    document.getElementById("history-body").replaceChildren(...rowsOrEmpty(history.sessions.map(historyRow), 9, "No finished sessions yet."));
   } catch (err) {
     document.getElementById("active-body").replaceChildren();
     document.getElementById("history-body").replaceChildren();
