@@ -25,12 +25,12 @@ from openssm.protocol.smux import (
     SmuxError,
     SmuxProtocolError,
     SmuxSession,
-    StreamEnded,
     StreamOpened,
+    StreamReset,
     WindowUpdated,
 )
 
-__all__ = ["MuxClosedError", "MuxSession", "MuxStream", "pipe"]
+__all__ = ["MuxClosedError", "MuxSession", "MuxStream", "MuxStreamResetError", "pipe"]
 
 DEFAULT_READ_SIZE = 65536
 # Writers pause while more than this waits for send_bytes.
@@ -43,14 +43,24 @@ class MuxClosedError(ConnectionResetError):
     """The mux session ended (closed, protocol error, send failure) while the stream was in use."""
 
 
+class MuxStreamResetError(ConnectionResetError):
+    """The peer dropped the stream: nobody reads what would be written."""
+
+
 class MuxStream:
-    """One multiplexed byte stream. ``close`` half-closes (FIN); ``read`` returns b"" at EOF."""
+    """One multiplexed byte stream. ``close`` half-closes (FIN); ``read`` returns b"" at EOF.
+
+    ``abort`` drops the stream and resets the peer's side. Against xtaci/smux v2 peers (never
+    AWS's programs, which use v1) a write after the peer closed may wait for a window forever:
+    such peers close both ways at once and send no reset.
+    """
 
     def __init__(self, session: MuxSession, stream_id: int) -> None:
         self._session = session
         self.stream_id = stream_id
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
+        self._reset = False
 
     def __repr__(self) -> str:
         return f"<MuxStream {self.stream_id}>"
@@ -91,6 +101,8 @@ class MuxStream:
         while view:
             session._raise_if_failed()
             session._raise_if_closed()
+            if self._reset:
+                raise MuxStreamResetError(f"smux stream {self.stream_id} was reset by the peer")
             accepted = core.write(self.stream_id, view[:WRITE_STEP])
             if accepted:
                 view = view[accepted:]
@@ -199,8 +211,10 @@ class MuxSession:
         except SmuxProtocolError as exc:
             self._shutdown(exc)
             raise
-        for event in events:
-            self._dispatch(event)
+        ended = [stream for event in events if (stream := self._dispatch(event)) is not None]
+        # Only after every event: a FIN and a reset in one feed both reach the stream.
+        for stream in ended:
+            self._forget_if_gone(stream)
         self._capacity_changed()
         self._kick_sender()
 
@@ -259,21 +273,26 @@ class MuxSession:
 
     # --- internals ----------------------------------------------------------------------------------
 
-    def _dispatch(self, event: Event) -> None:
+    def _dispatch(self, event: Event) -> MuxStream | None:
+        """Wake whoever waits on the event; returns the stream if the peer ended or reset it."""
         if isinstance(event, StreamOpened):
             self._streams[event.stream_id] = MuxStream(self, event.stream_id)
             self._accept_ready.set()
-            return
+            return None
         stream = self._streams.get(event.stream_id)
         if stream is None:
-            return
-        if isinstance(event, DataReceived | StreamEnded):
+            return None
+        if isinstance(event, DataReceived):
             stream._readable.set()
-            if isinstance(event, StreamEnded):
-                stream._writable.set()
-                self._forget_if_gone(stream)
-        elif isinstance(event, WindowUpdated):
+            return None
+        if isinstance(event, WindowUpdated):
             stream._writable.set()
+            return None
+        # FIN or reset: waiting readers see EOF, waiting writers re-check
+        stream._reset = stream._reset or isinstance(event, StreamReset)
+        stream._readable.set()
+        stream._writable.set()
+        return stream
 
     def _after_read(self, stream: MuxStream) -> None:
         self._kick_sender()  # a v2 read may have queued an UPD

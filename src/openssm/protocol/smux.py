@@ -19,6 +19,11 @@ Behaviour follows xtaci/smux where peers can observe it:
   buffer in an UPD on the first read and whenever half of it has been consumed since the last one;
 * keepalive NOPs are never sent unless configured (AWS's programs disable them).
 
+One addition, invisible to xtaci/smux peers (they ignore a repeated FIN): FIN is a half-close
+here, so a side that drops a stream it still receives on sends a *second* FIN, meaning "reset:
+stop writing, nobody reads". Without it a v2 writer to a dropped stream would wait forever for a
+window update, and a v1 writer would send into the void until its source ends.
+
 Where xtaci/smux trusts its peer, we bound instead: a peer that overruns its v2 window or the
 session receive buffer gets :class:`SmuxProtocolError`, never unbounded memory.
 """
@@ -68,6 +73,10 @@ class SmuxProtocolError(SmuxError):
 
 class SmuxStreamError(SmuxError):
     """A local operation on a stream that cannot take it (unknown, closed for writing)."""
+
+
+class SmuxStreamResetError(SmuxStreamError):
+    """The peer dropped the stream (second FIN): writing is pointless."""
 
 
 class SmuxSessionClosedError(SmuxError):
@@ -205,7 +214,7 @@ class SmuxConfig:
     keepalive_interval: float | None = None
     keepalive_timeout: float = 30.0
     # Streams open at once (both directions) and peer-opened streams not yet accepted; a peer SYN
-    # beyond either is refused with an immediate FIN rather than buffered.
+    # beyond either is refused with an immediate reset rather than buffered.
     max_streams: int = 4096
     accept_backlog: int = 1024
     # Buffered received bytes beyond which the peer is cut off. Callers stop feeding at
@@ -253,13 +262,20 @@ class StreamEnded:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StreamReset:
+    """The peer dropped the stream: writes fail; what was received stays readable."""
+
+    stream_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class WindowUpdated:
     """v2: the peer consumed data; more may be written."""
 
     stream_id: int
 
 
-Event = StreamOpened | DataReceived | StreamEnded | WindowUpdated
+Event = StreamOpened | DataReceived | StreamEnded | StreamReset | WindowUpdated
 
 
 @dataclasses.dataclass(slots=True)
@@ -270,6 +286,7 @@ class _Stream:
     buffered: int = 0
     local_fin: bool = False
     remote_fin: bool = False
+    reset: bool = False
     # v2 counters, all modulo 2**32 like the wire fields.
     num_read: int = 0
     read_since_update: int = 0
@@ -500,6 +517,8 @@ class SmuxSession:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise SmuxStreamError(f"stream {stream_id} is closed")
+        if stream.reset:
+            raise SmuxStreamResetError(f"stream {stream_id} was reset by the peer")
         if stream.local_fin:
             raise SmuxStreamError(f"stream {stream_id} is closed for writing")
         return stream
@@ -528,13 +547,17 @@ class SmuxSession:
         self._forget_if_done(stream)
 
     def release_stream(self, stream_id: int) -> None:
-        """Drop a stream entirely (FIN if not yet sent, buffered data discarded)."""
+        """Drop a stream entirely: buffered data is discarded; a peer still sending is reset."""
         if self._closed:
             return
-        self.close_stream(stream_id)
         stream = self._streams.pop(stream_id, None)
-        if stream is not None:
-            self._receive_buffered -= stream.buffered
+        if stream is None:
+            return
+        self._receive_buffered -= stream.buffered
+        if not stream.local_fin:
+            self._queue(Command.FIN, stream_id)
+        if not stream.remote_fin:
+            self._queue(Command.FIN, stream_id)
 
     def _forget_if_done(self, stream: _Stream) -> None:
         if stream.local_fin and stream.remote_fin and not stream.buffered:
@@ -587,7 +610,8 @@ class SmuxSession:
             len(self._streams) >= self.config.max_streams
             or len(self._accept_queue) >= self.config.accept_backlog
         ):
-            # Refuse without keeping state: the peer sees an immediate EOF on that stream.
+            # Refuse without keeping state: FIN (EOF) and FIN again (reset).
+            self._queue(Command.FIN, stream_id)
             self._queue(Command.FIN, stream_id)
             return None
         self._streams[stream_id] = _Stream(stream_id)
@@ -617,8 +641,13 @@ class SmuxSession:
 
     def _on_fin(self, stream_id: int) -> Event | None:
         stream = self._streams.get(stream_id)
-        if stream is None or stream.remote_fin:
+        if stream is None or stream.reset:
             return None
+        if stream.remote_fin:
+            stream.reset = True
+            stream.local_fin = True  # nothing more may be written; the peer needs no FIN
+            self._forget_if_done(stream)
+            return StreamReset(stream_id)
         stream.remote_fin = True
         self._forget_if_done(stream)
         return StreamEnded(stream_id)

@@ -9,6 +9,8 @@
 //	mode 'H' (half-close, v1 only): the opener closes right after its data; the acceptor reads
 //	                  to EOF, then sends sha256(data) and closes (writing after the peer's FIN).
 //
+// A stream that ends before its first byte counts as aborted, not failed (the opener may reset it).
+//
 // -mode server: accept streams until stdin ends; exit 1 if any stream failed.
 // -mode client: open -streams streams at once (sizes cycle through -sizes), run mode 'E' on
 // each, exit 1 if any failed.
@@ -18,6 +20,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +37,8 @@ import (
 
 const maxTestSize = 64 << 20
 
+var errAborted = errors.New("aborted before the header")
+
 type stdio struct {
 	io.Reader
 	io.Writer
@@ -43,7 +48,10 @@ func (stdio) Close() error { return os.Stdout.Close() }
 
 func readHeader(stream io.Reader) (byte, int, error) {
 	var head [9]byte
-	if _, err := io.ReadFull(stream, head[:]); err != nil {
+	if n, err := io.ReadFull(stream, head[:]); err != nil {
+		if n == 0 && err == io.EOF {
+			return 0, 0, errAborted
+		}
 		return 0, 0, fmt.Errorf("reading header: %w", err)
 	}
 	size := binary.BigEndian.Uint64(head[1:])
@@ -168,7 +176,7 @@ func main() {
 		config.KeepAliveDisabled = true
 	}
 	conn := stdio{os.Stdin, os.Stdout}
-	var failures int32
+	var failures, aborted int32
 
 	switch *mode {
 	case "server":
@@ -188,14 +196,16 @@ func main() {
 			wait.Add(1)
 			go func() {
 				defer wait.Done()
-				if err := serve(stream); err != nil {
+				if err := serve(stream); errors.Is(err, errAborted) {
+					atomic.AddInt32(&aborted, 1)
+				} else if err != nil {
 					atomic.AddInt32(&failures, 1)
 					fmt.Fprintf(os.Stderr, "FAIL stream %d: %v\n", stream.ID(), err)
 				}
 			}()
 		}
 		wait.Wait()
-		fmt.Fprintf(os.Stderr, "served %d streams, %d failed\n", served, failures)
+		fmt.Fprintf(os.Stderr, "served %d streams, %d failed, %d aborted\n", served, failures, aborted)
 	case "client":
 		sizes, err := parseSizes(*sizesText)
 		if err != nil {

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from tests.interop import smux_echo
 
-from openssm.mux import MuxClosedError, MuxSession, pipe
+from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, pipe
 from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxProtocolError, encode_frame
 
 
@@ -217,6 +217,21 @@ async def test_aborted_stream_reads_as_ended_and_peer_sees_fin() -> None:
         assert await peer.read() == b""
 
 
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_writer_learns_that_the_peer_dropped_the_stream(version: int) -> None:
+    """Without the reset a v2 writer would wait forever for a window the dropped stream never opens."""
+    client, server, _, _ = back_to_back(version)
+    async with asyncio.timeout(10), client, server:
+        stream = await client.open_stream()
+        peer = await server.accept_stream()
+        writer = asyncio.create_task(_fill(peer.write, 64 << 20))
+        assert await stream.read()
+        stream.abort()
+        with pytest.raises(MuxStreamResetError):
+            await writer
+        assert server.stream_count == 0 and client.stream_count == 0
+
+
 async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> None:
     sent: list[bytes] = []
 
@@ -299,3 +314,44 @@ async def test_pipe_bridges_tcp_with_half_close(version: int) -> None:
         agent_mux.close()
         await agent_task
     assert len(bridges) == 20
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_pipe_releases_the_destination_when_the_local_client_leaves(version: int) -> None:
+    """A client that disconnects mid-download resets the stream; the far side stops and closes."""
+    client_mux, agent_mux, _, _ = back_to_back(version)
+    destination_closed = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                writer.write(bytes(65536))
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            destination_closed.set()
+            writer.close()
+
+    destination = await asyncio.start_server(endless, "127.0.0.1", 0)
+    destination_port = destination.sockets[0].getsockname()[1]
+
+    async def on_local_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await pipe(await client_mux.open_stream(), reader, writer)
+
+    async def agent() -> None:
+        stream = await agent_mux.accept_stream()
+        reader, writer = await asyncio.open_connection("127.0.0.1", destination_port)
+        await pipe(stream, reader, writer)
+
+    listener = await asyncio.start_server(on_local_connection, "127.0.0.1", 0)
+    async with asyncio.timeout(20), listener, destination:
+        agent_task = asyncio.create_task(agent())
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+        assert len(await reader.readexactly(200_000)) == 200_000
+        writer.transport.abort()  # gone without a goodbye
+        await destination_closed.wait()
+        await agent_task
+        assert client_mux.stream_count == 0 and agent_mux.stream_count == 0
+        client_mux.close()
+        agent_mux.close()

@@ -19,8 +19,10 @@ from openssm.protocol.smux import (
     SmuxSession,
     SmuxSessionClosedError,
     SmuxStreamError,
+    SmuxStreamResetError,
     StreamEnded,
     StreamOpened,
+    StreamReset,
     WindowUpdated,
     encode_frame,
     encode_update,
@@ -115,8 +117,33 @@ def test_release_drops_buffered_data_and_returns_capacity() -> None:
     assert server.receive_buffered == 1000
     server.release_stream(sid)
     assert server.receive_buffered == 0
-    assert sent(server) == [SmuxFrame(1, Command.FIN, sid)]
+    assert sent(server) == [SmuxFrame(1, Command.FIN, sid)] * 2, "FIN, then FIN again: reset"
     assert not server.is_open(sid)
+
+
+def test_a_second_fin_resets_the_stream() -> None:
+    client, server = pair()
+    sid = client.open_stream()
+    client.write(sid, b"sent before the reset")
+    deliver(client, server)
+    server.write(sid, b"will be dropped")
+    client.release_stream(sid)
+    assert deliver(client, server) == [StreamEnded(sid), StreamReset(sid)]
+    with pytest.raises(SmuxStreamResetError):
+        server.write(sid, b"more")
+    assert server.read(sid, 100) == b"sent before the reset", "received data stays readable"
+    assert server.stream_count == 0
+    assert server.pending_send == len(encode_frame(1, Command.PSH, sid, b"will be dropped")), "no FIN back"
+    assert client.receive(server.data_to_send()) == [], "discarded by the side that dropped it"
+
+
+def test_release_after_the_peers_fin_sends_a_single_fin() -> None:
+    client, server = pair()
+    sid = client.open_stream()
+    client.close_stream(sid)
+    deliver(client, server)
+    server.release_stream(sid)
+    assert sent(server) == [SmuxFrame(1, Command.FIN, sid)]
 
 
 def test_data_is_split_at_max_frame_size() -> None:
@@ -211,14 +238,14 @@ def test_session_receive_buffer_is_bounded() -> None:
     assert server.closed
 
 
-def test_streams_beyond_limits_are_refused_with_fin() -> None:
+def test_streams_beyond_limits_are_refused_with_a_reset() -> None:
     server = SmuxSession(is_client=False, config=SmuxConfig(max_streams=3, accept_backlog=2))
     events = server.receive(b"".join(encode_frame(1, Command.SYN, sid) for sid in (3, 5, 7)))
     assert events == [StreamOpened(3), StreamOpened(5)]
-    assert sent(server) == [SmuxFrame(1, Command.FIN, 7)], "backlog full"
+    assert sent(server) == [SmuxFrame(1, Command.FIN, 7)] * 2, "backlog full: reset"
     assert server.accept() == 3
     server.receive(encode_frame(1, Command.SYN, 9) + encode_frame(1, Command.SYN, 11))
-    assert sent(server) == [SmuxFrame(1, Command.FIN, 11)], "three streams open"
+    assert sent(server) == [SmuxFrame(1, Command.FIN, 11)] * 2, "three streams open: reset"
     with pytest.raises(SmuxStreamError, match="too many"):
         server.open_stream()
 
