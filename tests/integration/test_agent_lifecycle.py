@@ -33,7 +33,8 @@ TEMP_KEY, TEMP_SECRET, TEMP_TOKEN = "ASIAEXAMPLETEMP", "temporary/secret/EXAMPLE
 class RegistrationService:
     """Answers RegisterManagedInstance and RequestManagedInstanceRoleToken, checking both."""
 
-    def __init__(self, fake: FakeMgs) -> None:
+    def __init__(self, fake: FakeMgs, lifetime: float = 3600.0) -> None:
+        self.lifetime = lifetime
         self.public_key_der: bytes | None = None
         self.fingerprint: str | None = None
         self.token_requests = 0
@@ -64,7 +65,7 @@ class RegistrationService:
             "AccessKeyId": TEMP_KEY,
             "SecretAccessKey": TEMP_SECRET,
             "SessionToken": TEMP_TOKEN,
-            "TokenExpirationDate": time.time() + 3600,
+            "TokenExpirationDate": time.time() + self.lifetime,
             "UpdateKeyPair": False,
         }
 
@@ -225,3 +226,37 @@ async def test_task_complete_is_retried_until_acknowledged() -> None:
     assert len({f.message_id for f in fake.task_completes}) == 1
     assert all(f.json()["TaskId"] == sid for f in fake.task_completes)
     _ = CREDENTIALS
+
+
+async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_path: pathlib.Path) -> None:
+    import aiohttp
+
+    from openssm.agent.config import AgentSettings, load_registration
+    from openssm.agent.credentials import RoleCredentials
+    from openssm.agent.registration import register
+
+    fake = FakeMgs()
+    await fake.start()
+    service = RegistrationService(fake, lifetime=2.0)
+    try:
+        await register(
+            endpoint=fake.endpoint,
+            code=ACTIVATION_CODE,
+            activation_id=ACTIVATION_ID,
+            region="us-east-1",
+            state_dir=tmp_path,
+        )
+        registration, key_pem = load_registration(tmp_path)
+        settings = AgentSettings.from_mapping({"credentials_refresh_fraction": 0.5})
+        async with aiohttp.ClientSession() as http:
+            credentials = RoleCredentials(http, registration, key_pem, settings)
+            first = await credentials.current()
+            assert first.access_key_id == TEMP_KEY and first.session_token == TEMP_TOKEN
+            refresher = asyncio.create_task(credentials.run_refresh_loop())
+            await asyncio.sleep(2.3)  # refreshes at ~1.0 s and ~2.0 s
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+    finally:
+        await fake.close()
+    assert 2 <= service.token_requests <= 4  # on schedule, not hammering
+    assert credentials.fetches == service.token_requests

@@ -19,8 +19,9 @@ from openssm.protocol.frames import go_json
 
 log = logging.getLogger(__name__)
 
-# Refresh no later than this before expiry, whatever the configured fraction says.
-MIN_MARGIN: Final = datetime.timedelta(seconds=30)
+# current() fetches new credentials itself when these are this close to expiry (or expired):
+# the background refresh, at a fraction of the lifetime, normally comes first.
+EXPIRY_MARGIN_FRACTION: Final = 0.05
 RETRY_INITIAL_SECONDS: Final = 2.0
 RETRY_MAX_SECONDS: Final = 60.0
 
@@ -67,24 +68,23 @@ class RoleCredentials:
         self._key_der = _private_key_der(private_key_pem)
         self.settings = settings
         self._credentials: Credentials | None = None
-        self._issued_at: datetime.datetime | None = None
+        self._refresh_at: datetime.datetime | None = None
+        self._stale_at: datetime.datetime | None = None
         self._lock = asyncio.Lock()
+        self.fetches = 0
 
     async def current(self) -> Credentials:
         credentials = self._credentials
-        if credentials is not None and not self._expiring(credentials, margin=MIN_MARGIN):
+        if credentials is not None and not self._stale():
             return credentials
         async with self._lock:
             credentials = self._credentials
-            if credentials is None or self._expiring(credentials, margin=MIN_MARGIN):
+            if credentials is None or self._stale():
                 credentials = await self.refresh()
             return credentials
 
-    @staticmethod
-    def _expiring(credentials: Credentials, *, margin: datetime.timedelta) -> bool:
-        if credentials.expiration is None:
-            return False
-        return datetime.datetime.now(datetime.UTC) + margin >= credentials.expiration
+    def _stale(self) -> bool:
+        return self._stale_at is not None and datetime.datetime.now(datetime.UTC) >= self._stale_at
 
     async def refresh(self) -> Credentials:
         url = api_url(self.registration.endpoint)
@@ -117,22 +117,26 @@ class RoleCredentials:
             raise CredentialsError(f"RequestManagedInstanceRoleToken answer lacks {exc.args[0]}") from exc
         if answer.get("UpdateKeyPair") is True:
             log.warning("the service asks for a key rotation; this agent does not rotate keys yet")
+        issued = datetime.datetime.now(datetime.UTC)
         self._credentials = credentials
-        self._issued_at = datetime.datetime.now(datetime.UTC)
+        self.fetches += 1
+        if credentials.expiration is not None:
+            lifetime = max(0.0, (credentials.expiration - issued).total_seconds())
+            fraction = min(self.settings.credentials_refresh_fraction, 1 - EXPIRY_MARGIN_FRACTION)
+            self._refresh_at = issued + datetime.timedelta(seconds=lifetime * fraction)
+            self._stale_at = credentials.expiration - datetime.timedelta(
+                seconds=lifetime * EXPIRY_MARGIN_FRACTION
+            )
         log.info("role credentials obtained (expire %s)", credentials.expiration)
         return credentials
 
     def seconds_until_refresh(self) -> float:
-        credentials, issued = self._credentials, self._issued_at
-        if credentials is None or credentials.expiration is None or issued is None:
+        """0 when there are no credentials yet; forever-ish for credentials that never expire."""
+        if self._credentials is None:
             return 0.0
-        lifetime = (credentials.expiration - issued).total_seconds()
-        refresh_at = issued + datetime.timedelta(
-            seconds=lifetime * self.settings.credentials_refresh_fraction
-        )
-        latest = credentials.expiration - MIN_MARGIN
-        when = min(refresh_at, latest)
-        return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+        if self._refresh_at is None:
+            return float(RETRY_MAX_SECONDS)
+        return max(0.0, (self._refresh_at - datetime.datetime.now(datetime.UTC)).total_seconds())
 
     async def run_refresh_loop(self) -> None:
         """Refresh at the configured fraction of each credential lifetime; retry with backoff."""
