@@ -9,6 +9,16 @@ Back-pressure: ``send_bytes`` is awaited, and writers wait while much is queued 
 receiving side, callers should ``await wait_receive_capacity()`` before feeding the next message
 (holding the data channel's ack back), as xtaci/smux stops reading its transport when its receive
 buffer is full. A caller or peer ignoring that is cut off at ``SmuxConfig.receive_hard_limit``.
+
+Wiring to a data channel (plugin side shown; the agent side uses ``is_client=False`` and
+``accept_stream``)::
+
+    mux = MuxSession(send_output_payload, is_client=True, version=1)  # v1 with AWS's programs
+    # for each Output payload, in sequence order:
+    await mux.wait_receive_capacity()
+    mux.feed(payload)
+    # for each local TCP connection:
+    await pipe(await mux.open_stream(), reader, writer)
 """
 
 from __future__ import annotations
@@ -123,7 +133,7 @@ class MuxStream:
         await session._wait_send_queue()
 
     def abort(self) -> None:
-        """Drop the stream both ways: FIN if not sent yet, unread data discarded."""
+        """Drop the stream both ways: unread data is discarded, a peer still sending is reset."""
         session = self._session
         if session.closed or not self._attached:
             return

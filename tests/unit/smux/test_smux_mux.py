@@ -122,7 +122,8 @@ async def test_v1_a_stalled_reader_blocks_the_session_but_memory_stays_bounded()
         stalled_writer = asyncio.create_task(_fill(stalled.write, 2 << 20))
         other = await client.open_stream()
         other_peer = await server.accept_stream()
-        await asyncio.sleep(0.2)
+        while server.receive_buffered < 256 * 1024:  # the stalled stream has filled the session
+            await asyncio.sleep(0.01)
         other_writer = asyncio.create_task(other.write(b"late"))
         await asyncio.sleep(0.2)
         assert other_peer._session._core.buffered(other_peer.stream_id) == 0, "queued behind the stall"
@@ -241,7 +242,9 @@ async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> N
     config = SmuxConfig(keepalive_interval=0.02, keepalive_timeout=0.05)
     client = MuxSession(send, is_client=True, config=config)
     await client.open_stream()
-    await asyncio.sleep(0.3)
+    async with asyncio.timeout(10):
+        while not client.closed:
+            await asyncio.sleep(0.01)
     commands = [frame.command for frame in FrameParser(1).feed(b"".join(sent))]
     assert commands.count(Command.NOP) >= 2
     assert client.closed and "no smux frame" in str(client.error)
