@@ -8,6 +8,8 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.interop import smux_echo
 
 from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, pipe
@@ -72,6 +74,40 @@ async def test_many_concurrent_streams_both_ways(version: int) -> None:
         assert Command.NOP not in wire.commands
         assert (Command.UPD in wire.commands) == (version == 2), "UPD exists only in v2"
         assert wire.max_buffered <= SmuxConfig().max_receive_buffer + 70000
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.sampled_from([1, 2]),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 200_000)), min_size=1, max_size=12),
+    st.integers(0, 2**32),
+)
+def test_random_streams_arrive_intact(version: int, exchanges: list[tuple[bool, int]], seed: int) -> None:
+    async def run() -> None:
+        client, server, _, _ = back_to_back(version)
+        client_served: list[int] = []
+        server_served: list[int] = []
+        async with asyncio.timeout(30):
+            serving = [
+                asyncio.create_task(smux_echo.serve_forever(server, server_served)),
+                asyncio.create_task(smux_echo.serve_forever(client, client_served)),
+            ]
+            await asyncio.gather(
+                *(
+                    smux_echo.drive(
+                        client if from_client else server,
+                        smux_echo.HALF_CLOSE if size % 2 else smux_echo.ECHO,
+                        smux_echo.payload(size, seed + index),
+                    )
+                    for index, (from_client, size) in enumerate(exchanges)
+                )
+            )
+            client.close()
+            server.close()
+            await asyncio.gather(*serving)
+        assert sorted(server_served + client_served) == sorted(size for _, size in exchanges)
+
+    asyncio.run(run())
 
 
 async def _fill(write: Callable[[bytes], Awaitable[None]], total: int) -> None:
