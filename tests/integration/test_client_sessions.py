@@ -254,13 +254,14 @@ async def test_basic_port_holds_agent_data_until_a_local_client_connects(service
     await service.expect(PayloadType.HANDSHAKE_RESPONSE)
     await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
     await service.send(PayloadType.OUTPUT, b"early")
+    await service.send(PayloadType.OUTPUT, b"-later")
     await asyncio.sleep(0.3)
-    assert service.agent.unacked_count == 1  # not acked: no local connection yet
+    assert service.agent.unacked_count == 2  # neither acked (nor buffered): no local connection yet
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await asyncio.sleep(0.1)
     await service.resend_unacked()  # what the agent's retransmission would do
-    assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"early"
+    assert await asyncio.wait_for(reader.readexactly(11), TIMEOUT) == b"early-later"
     await service.send(PayloadType.FLAG, flag_payload(PayloadFlag.CONNECT_TO_PORT_ERROR))
     writer.close()
     flag = await service.expect(PayloadType.FLAG)

@@ -294,8 +294,10 @@ class DataChannel:
                 self._acked.notify_all()
 
     async def _on_stream(self, frame: Frame, handler: StreamHandler) -> None:
-        if frame.sequence_number == self.endpoint.expected_seq and not handler.ready(frame):
-            return  # not ready: no ack, the agent resends it
+        if frame.sequence_number >= self.endpoint.expected_seq and not handler.ready(frame):
+            # Not ready: no ack, the agent resends it. Later messages are refused too, or they
+            # would pile up in the reorder buffer and arrive all at once when we are ready again.
+            return
         received = self.endpoint.receive(frame)
         if received.ack is None:
             return

@@ -30,7 +30,11 @@ LOCAL_PORT_FORWARDING: Final = "LocalPortForwarding"
 DEFAULT_LISTEN_ADDRESS: Final = "localhost"
 PORT_FAILED_MESSAGE: Final = "\nConnection to destination port failed, check SSM Agent logs.\n"
 TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
-MUX_RECEIVE_BUFFER: Final = SmuxConfig().max_receive_buffer
+# smux v1 has no per-stream flow control: one local client that stops reading holds its data in
+# this shared buffer, and when it is full every stream waits. xtaci's 4 MiB stalls the others
+# early; 64 MiB (bounded, hard limit twice that) lets a slow reader lag far behind without that.
+MUX_CONFIG: Final = SmuxConfig(version=1, max_receive_buffer=64 << 20, receive_hard_limit=128 << 20)
+MUX_RECEIVE_BUFFER: Final = MUX_CONFIG.max_receive_buffer
 TERMINATE_ACK_TIMEOUT: Final = 2.0
 
 
@@ -108,7 +112,7 @@ class PortSession:
             self._mux = self._new_mux()
 
     def _new_mux(self) -> MuxSession:
-        return MuxSession(self._send_mux_bytes, is_client=True)
+        return MuxSession(self._send_mux_bytes, is_client=True, config=MUX_CONFIG)
 
     async def _send_mux_bytes(self, data: bytes) -> None:
         for start in range(0, len(data), READ_CHUNK):
