@@ -128,8 +128,14 @@ def test_run_as_user_choice() -> None:
 
 def test_session_environment_hides_agent_secrets() -> None:
     me = RunAs("me", 1000, 1000, "/home/me", "/bin/bash", switch=False)
-    env = session_environment(me, {"AWS_SECRET_ACCESS_KEY": "s", "FOO": "1", "LANG": "de_DE.UTF-8"})
-    assert "AWS_SECRET_ACCESS_KEY" not in env and env["FOO"] == "1" and env["LANG"] == "de_DE.UTF-8"
+    parent = {"AWS_SECRET_ACCESS_KEY": "s", "OPENSSM_MASTER_KEY": "k", "FOO": "1", "LANG": "de_DE.UTF-8"}
+    env = session_environment(me, parent)
+    assert (
+        "AWS_SECRET_ACCESS_KEY" not in env
+        and "OPENSSM_MASTER_KEY" not in env
+        and env["FOO"] == "1"
+        and env["LANG"] == "de_DE.UTF-8"
+    )
     assert env["TERM"] == "xterm-256color" and env["USER"] == "me" and env["HOME"] == "/home/me"
     other = RunAs("alice", 1001, 1001, "/home/alice", "/usr/sbin/nologin", switch=True)
     env = session_environment(other, {"FOO": "1"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pwd
 from collections.abc import Mapping
@@ -11,10 +12,14 @@ from typing import Final
 from openssm.agent.session_request import SessionRequest, truthy
 from openssm.agent.sessions.base import SessionFailure
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NO_LOGIN_SHELLS: Final = frozenset({"", "/bin/false", "/usr/bin/false", "/sbin/nologin", "/usr/sbin/nologin"})
-# Secrets the agent itself may have been started with; a session user must not inherit them.
+# Secrets the agent itself may have been started with; a session user must not inherit them
+# (OPENSSM_* covers the agent's own settings and, under quickstart, the server's master key).
 PRIVATE_ENV: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+PRIVATE_ENV_PREFIX: Final = "OPENSSM_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +71,10 @@ def resolve_run_as(request: SessionRequest, *, elevated: bool = False) -> RunAs:
     """Root agents switch to the requested user (never uid 0); others run as themselves."""
     current = _current_account()
     name = "" if elevated else requested_user(request)
-    if not name or current.uid != 0:
+    if not name:
+        return current
+    if current.uid != 0:
+        log.info("session %s: RunAs %r ignored: the agent is not root", request.session_id, name)
         return current
     try:
         entry = pwd.getpwnam(name)
@@ -87,7 +95,11 @@ def session_environment(account: RunAs, parent: Mapping[str, str] | None = None)
         if "LANG" in parent:
             env["LANG"] = parent["LANG"]
     else:
-        env = {key: value for key, value in parent.items() if key not in PRIVATE_ENV}
+        env = {
+            key: value
+            for key, value in parent.items()
+            if key not in PRIVATE_ENV and not key.startswith(PRIVATE_ENV_PREFIX)
+        }
         env.setdefault("PATH", DEFAULT_PATH)
     env.update(
         HOME=account.home,

@@ -80,6 +80,12 @@ class PtySessionHandler(SessionHandler):
         return ""
 
     async def run(self) -> Outcome:
+        if str(self.request.inputs.get("kmsKeyId") or "").strip():
+            log.warning(
+                "session %s: kmsKeyId is set but this agent does not do KMS encryption; the session "
+                "is protected by the channel's TLS only",
+                self.request.session_id,
+            )
         account = resolve_run_as(self.request, elevated=self._elevated())
         executable, argv = self._command(account)
         try:
