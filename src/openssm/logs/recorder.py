@@ -35,6 +35,9 @@ from openssm.store import log_uploads as store
 log = logging.getLogger(__name__)
 
 OUTPUT, STDERR, SIZE, EXIT_CODE = 1, 11, 3, 12
+# Written events reach the OS within this many seconds (one flush per burst, not per frame), so a
+# server crash loses at most this much and the CloudWatch streamer sees lines promptly.
+FLUSH_DELAY = 0.1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=,\-]")
 
 
@@ -79,6 +82,8 @@ class SessionRecorder:
         self.log_path = self.directory / f"{stem}.log"
         self.events_path = self.directory / f"{stem}.jsonl"
         self._files: list[IO[str]] = []
+        self._dirty: set[IO[str]] = set()  # written since the last flush
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._cast: IO[str] | None = None
         self._log: IO[str] | None = None
         self._events: IO[str] | None = None
@@ -134,13 +139,12 @@ class SessionRecorder:
             self._port_events(self._port.output(payload_type, payload, t))
         elif payload_type in (OUTPUT, STDERR):
             self._write_cast(self._writer.output(payload, t))
-            for line in self._transcript.feed(payload):
-                self._log_line(line)
+            self._log_lines(self._transcript.feed(payload))
         elif payload_type == EXIT_CODE:
             self._event(
                 {"t": round(t, 6), "event": "exit_code", "text": payload[:64].decode("ascii", "replace")}
             )
-        self._flush()
+        self._schedule_flush()
 
     async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
         if self._broken:
@@ -153,15 +157,14 @@ class SessionRecorder:
                 self._write_cast(self._writer.resize(size[0], size[1], t))
         elif payload_type == OUTPUT:
             self._write_cast(self._writer.input(payload, t))
-        self._flush()
+        self._schedule_flush()
 
     async def on_end(self, status: str, reason: str, t: float) -> None:
         if self.is_port:
             self._port_events(self._port.finish(t))
         else:
             self._write_cast(self._writer.finish(t))
-            for line in self._transcript.finish():
-                self._log_line(line)
+            self._log_lines(self._transcript.finish())
         self._event(
             {
                 "t": round(t, 6),
@@ -171,6 +174,9 @@ class SessionRecorder:
                 "reason": reason,
             }
         )
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         await asyncio.to_thread(self._close_durably)
         await self._queue_final_uploads()
 
@@ -187,6 +193,7 @@ class SessionRecorder:
             return
         try:
             file.write(text)
+            self._dirty.add(file)
         except OSError as exc:
             self._broken = True
             log.error("session %s: recording stopped, cannot write %s: %s", self.session_id, file.name, exc)
@@ -197,6 +204,10 @@ class SessionRecorder:
     def _log_line(self, line: str) -> None:
         self._write(self._log, line + "\n")
 
+    def _log_lines(self, lines: list[str]) -> None:
+        if lines:
+            self._write(self._log, "\n".join(lines) + "\n")
+
     def _event(self, event: Mapping[str, Any]) -> None:
         self._write(self._events, json.dumps(event, default=_json_default, ensure_ascii=False) + "\n")
 
@@ -205,15 +216,21 @@ class SessionRecorder:
             self._event(event)
             self._log_line(port_record.describe(event))
 
+    def _schedule_flush(self) -> None:
+        if self._dirty and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush)
+
     def _flush(self) -> None:
+        self._flush_timer = None
         try:
-            for file in self._files:
-                file.flush()
+            while self._dirty:
+                self._dirty.pop().flush()
         except OSError as exc:
             self._broken = True
             log.error("session %s: recording stopped: %s", self.session_id, exc)
 
     def _close_durably(self) -> None:
+        self._dirty.clear()
         for file in self._files:
             try:
                 file.flush()

@@ -17,6 +17,9 @@ MAX_LINE_CHARS: Final = 16 * 1024  # a line longer than this is cut (ends a runa
 MAX_SEQUENCE_CHARS: Final = 4096  # an unterminated escape sequence longer than this is dropped
 
 _TEXT_RUN: Final = re.compile(r"[^\x00-\x1f\x7f\x1b\x9b]+")
+# Text, tabs and line ends only: the bulk of shell output, handled without the per-character editor.
+_PLAIN_BLOCK: Final = re.compile(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x1b\x9b]+")
+_LONE_CR: Final = re.compile(r"\r(?!\n)")
 
 _GROUND, _ESCAPE, _CSI, _OSC, _OSC_ESCAPE, _CHARSET = range(6)
 
@@ -41,6 +44,18 @@ class TranscriptBuilder:
         position, end = 0, len(text)
         while position < end:
             if self._state == _GROUND:
+                if self._cursor == len(self._line):
+                    block = _PLAIN_BLOCK.match(text, position)
+                    if block is not None:
+                        plain = block.group()
+                        if "\r" in plain:  # only "\r\n" is a plain line end; a lone "\r" edits
+                            lone = _LONE_CR.search(plain)
+                            if lone is not None:
+                                plain = plain[: lone.start()]
+                        if plain:
+                            self._plain(plain, lines)
+                            position += len(plain)
+                            continue
                 match = _TEXT_RUN.match(text, position)
                 if match is not None:
                     self._write(match.group(), lines)
@@ -76,6 +91,21 @@ class TranscriptBuilder:
             lines.append("".join(self._line[:MAX_LINE_CHARS]).rstrip())
             del self._line[:MAX_LINE_CHARS]
             self._cursor = max(self._cursor - MAX_LINE_CHARS, 0)
+
+    def _plain(self, block: str, lines: list[str]) -> None:
+        """Append text and whole lines at the end of the current line (the cursor is there)."""
+        parts = block.replace("\r\n", "\n").split("\n")
+        self._write(parts[0], lines)
+        if len(parts) == 1:
+            return
+        lines.append(self._take_line())
+        for part in parts[1:-1]:
+            if len(part) < MAX_LINE_CHARS:
+                lines.append(part.rstrip())
+            else:
+                self._write(part, lines)
+                lines.append(self._take_line())
+        self._write(parts[-1], lines)
 
     def _control(self, char: str, lines: list[str]) -> None:
         if char == "\n":

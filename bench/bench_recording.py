@@ -1,0 +1,165 @@
+"""Cost of server-side session recording, measured side by side in one run.
+
+Two OpenSSM servers run at once, one recording sessions (asciicast + transcript + events, the
+default) and one with recording off, each with its own agent. The same client work alternates
+between them:
+1. keystroke echo round trip (p50/p99) through client → gateway → agent PTY and back;
+2. shell output throughput: `cat` of a large text file through the PTY, until an end marker.
+It also checks the recording is complete (every line of the file is in the transcript).
+
+Run: `.venv/bin/python bench/bench_recording.py [--keys N] [--megabytes M] [--rounds R]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from bench_session_latency import BenchClient, echo_rtts_openssm, openssm_session, pct
+from tests.e2e.harness import REGION, Agent, Process, Server, wait_until
+
+from openssm.protocol.frames import PayloadType
+
+
+class BenchServer(Server):
+    """An OpenSSM server process whose recording can be switched off (ServerConfig.record_sessions)."""
+
+    def __init__(self, data_dir: pathlib.Path, *, record: bool) -> None:
+        super().__init__(data_dir)
+        self.record = record
+
+    def start(self) -> BenchServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        code = (
+            "import logging, pathlib, sys\n"
+            "from openssm.server import run\n"
+            "from openssm.services import ServerConfig\n"
+            "logging.basicConfig(level='WARNING')\n"
+            "run(ServerConfig(data_dir=pathlib.Path(sys.argv[1]), listen_port=int(sys.argv[2]),\n"
+            "    public_url=sys.argv[3], region=sys.argv[4], record_sessions=sys.argv[5] == '1'))\n"
+        )
+        argv = [
+            sys.executable,
+            "-c",
+            code,
+            str(self.data_dir),
+            str(self.port),
+            self.endpoint,
+            REGION,
+            "1" if self.record else "0",
+        ]
+        self.process = Process(argv, self.data_dir / "server.log")
+        wait_until(self._ready, "server to listen", timeout=60)
+        return self
+
+
+async def cat_throughput(client: BenchClient, path: pathlib.Path, size: int) -> float:
+    """Seconds to stream the file's text through the remote shell's PTY."""
+    marker = f"END-{time.monotonic_ns()}"
+    command = f"stty -echo; cat {path}; echo {marker[:4]}''{marker[4:]}; stty echo\r"
+    start = time.perf_counter()
+    await client.send(PayloadType.OUTPUT, command.encode())
+    await client.wait_for(marker.encode(), timeout=300)
+    elapsed = time.perf_counter() - start
+    await asyncio.sleep(0.3)
+    while not client.output.empty():
+        client.output.get_nowait()
+    return elapsed
+
+
+def make_text_file(path: pathlib.Path, megabytes: int) -> tuple[int, int]:
+    """Printable lines (base64 of random bytes), numbered so completeness can be checked."""
+    lines = 0
+    with path.open("w") as file:
+        while file.tell() < megabytes * 1024 * 1024:
+            lines += 1
+            file.write(f"{lines:08d} {base64.b64encode(os.urandom(54)).decode()}\n")
+    return path.stat().st_size, lines
+
+
+def transcript_lines(server: Server) -> int:
+    total = 0
+    for log in (server.data_dir / "sessions").glob("*.log"):
+        with log.open(errors="replace") as file:
+            total += sum(1 for line in file if line[:8].isdigit() and line[8:9] == " ")
+    return total
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp)
+        big = root / "big.txt"
+        size, lines = make_text_file(big, args.megabytes)
+        systems: dict[str, tuple[Server, Agent]] = {}
+        try:
+            for name, record in (("recording", True), ("no recording", False)):
+                server = BenchServer(root / name.replace(" ", "-"), record=record).start()
+                agent = Agent(server, root / f"agent-{name.replace(' ', '-')}")
+                agent.register(name.replace(" ", "-"))
+                agent.start()
+                systems[name] = (server, agent)
+            rtts: dict[str, list[float]] = {name: [] for name in systems}
+            seconds: dict[str, list[float]] = {name: [] for name in systems}
+            for _ in range(args.rounds):
+                for name, (server, agent) in systems.items():
+                    assert agent.instance_id
+                    _, client, pump, http = await openssm_session(server, agent.instance_id)
+                    await asyncio.sleep(0.5)
+                    rtts[name] += await echo_rtts_openssm(client, args.keys)
+                    await asyncio.sleep(0.3)
+                    seconds[name].append(await cat_throughput(client, big, size))
+                    await client.send(PayloadType.OUTPUT, b"exit\r")
+                    await asyncio.wait_for(pump, 30)
+                    await http.close()
+            await asyncio.sleep(2)  # let the recorder finish its files
+            recorded = transcript_lines(systems["recording"][0])
+            tap_warnings = "dropping events" in (systems["recording"][0].data_dir / "server.log").read_text()
+        finally:
+            for server, agent in systems.values():
+                agent.stop()
+                server.stop()
+
+    mb = size / 1024 / 1024
+    print(f"Keystroke echo round trip ({args.keys} keys x {args.rounds} sessions each)")
+    for name in systems:
+        print(
+            f"  {name:13} p50 {pct(rtts[name], 0.5) * 1000:7.2f} ms   p99 {pct(rtts[name], 0.99) * 1000:7.2f} ms"
+        )
+    on, off = rtts["recording"], rtts["no recording"]
+    print(
+        f"  ratio         p50 {pct(on, 0.5) / pct(off, 0.5):7.2f}x   p99 {pct(on, 0.99) / pct(off, 0.99):7.2f}x"
+    )
+    print(f"Shell output throughput: cat of a {mb:.1f} MiB text file (median of {args.rounds})")
+    for name in systems:
+        median = statistics.median(seconds[name])
+        print(f"  {name:13} {median:7.2f} s   {mb / median:7.1f} MiB/s")
+    ratio = statistics.median(seconds["recording"]) / statistics.median(seconds["no recording"])
+    print(f"  ratio (time with / without recording) {ratio:5.2f}x")
+    print(
+        f"Recording complete: {recorded} of {lines * args.rounds} file lines in the transcripts"
+        + ("; WARNING: the tap dropped events" if tap_warnings else "")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--megabytes", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
