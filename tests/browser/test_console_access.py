@@ -97,7 +97,9 @@ def test_wrong_secret_is_refused_and_sign_out_revokes(browser: Any, system: tupl
 
     sign_in(page, server)
     cookies = context.cookies()
-    assert any(c["name"] == "openssm-console" and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies)
+    assert any(
+        c["name"] == "openssm-console" and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies
+    )
     page.click("#sign-out")
     page.wait_for_url("**/console/signin")
     # The old cookie no longer opens anything, even if replayed.

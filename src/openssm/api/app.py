@@ -34,6 +34,7 @@ HANDLER_MODULES = (
     "openssm.api.ssm",
     "openssm.api.ssm_agent",
     "openssm.api.iam",
+    "openssm.api.iam_login",
     "openssm.api.sts",
     "openssm.api.logs",
     "openssm.api.documents",

@@ -40,7 +40,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Console:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.throttle = web_security.SignInThrottle()
+        # Per access key: 5 free failures. Per client address: more, as many users may share a NAT.
+        self.key_throttle = web_security.SignInThrottle(free_failures=5)
+        self.ip_throttle = web_security.SignInThrottle(free_failures=20)
         self.mfa_guard = MfaReplayGuard()
 
     # -- request context ---------------------------------------------------------------------------
@@ -121,21 +123,22 @@ class Console:
             mfa_code=_text(body, "mfa_code") or None,
         )
         facts = self.facts(request)
-        keys = [f"ip:{facts.source_ip}", f"key:{form.access_key_id.strip()[:64]}"]
-        decision = self.throttle.check(keys)
-        if not decision.allowed:
+        ip_keys, key_keys = [facts.source_ip], [form.access_key_id.strip()[:64]]
+        waits = [d.retry_after for d in (self.ip_throttle.check(ip_keys), self.key_throttle.check(key_keys))]
+        if max(waits) > 0:
             response = _error(
                 429,
                 "TooManyAttempts",
-                f"Too many failed sign-ins. Try again in {decision.retry_after} seconds.",
+                f"Too many failed sign-ins. Try again in {max(waits)} seconds.",
             )
-            response.headers["Retry-After"] = str(decision.retry_after)
+            response.headers["Retry-After"] = str(max(waits))
             return response
         try:
             user_name = await verify_sign_in(self.services, form, self.mfa_guard)
         except SignInError as exc:
             if exc.counts_as_failure:
-                self.throttle.failed(keys)
+                self.ip_throttle.failed(ip_keys)
+                self.key_throttle.failed(key_keys)
                 log.info(
                     "console sign-in refused for key %s from %s", form.access_key_id[:32], facts.source_ip
                 )
@@ -143,7 +146,7 @@ class Console:
             if exc.needs:
                 payload["needs"] = exc.needs
             return web.json_response(payload, status=401)
-        self.throttle.succeeded(keys)
+        self.key_throttle.succeeded(key_keys)
         token, _ = await create_session(
             self.services.engine,
             user_name=user_name,
