@@ -91,7 +91,6 @@ class SessionRelay:
         self.agent_terminating = False
         self.agent_paused = False
         self.ended = False
-        self.done = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None  # resume window or agent grace
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
 
@@ -125,7 +124,9 @@ class SessionRelay:
 
     async def _flush(self, queue: collections.deque[bytes], peer: Peer) -> None:
         while queue and peer.open:
-            if not await peer.send(queue.popleft()):
+            data = queue.popleft()
+            if not await peer.send(data):
+                queue.appendleft(data)  # kept for the next socket of that side
                 return
 
     # -- relay ------------------------------------------------------------------------------------
@@ -276,4 +277,3 @@ class SessionRelay:
             with contextlib.suppress(Exception):
                 await self.tap.close(status, reason)
         log.info("session %s ended: %s (%s)", self.session_id, status, reason)
-        self.done.set()

@@ -22,6 +22,7 @@ TAPS_KEY: Final = "session_taps"
 QUEUE_LIMIT: Final = 10_000
 DRAIN_TIMEOUT: Final = 5.0
 REORDER_LIMIT: Final = 10_000  # out-of-order messages held per direction before skipping a gap
+REORDER_BYTES: Final = 8 * 1024 * 1024  # and their payload bytes: a peer chooses both
 _SEQUENCE = struct.Struct(">q")
 _SEQUENCE_AT: Final = 48
 
@@ -38,6 +39,7 @@ class _InOrder:
     def __init__(self) -> None:
         self.expected = 0
         self._held: dict[int, tuple[bytes, int, float]] = {}
+        self._held_bytes = 0
 
     def accept(
         self, sequence: int, payload: bytes, payload_type: int, t: float
@@ -46,7 +48,8 @@ class _InOrder:
             return []
         if sequence > self.expected:
             self._held[sequence] = (payload, payload_type, t)
-            if len(self._held) <= REORDER_LIMIT:
+            self._held_bytes += len(payload)
+            if len(self._held) <= REORDER_LIMIT and self._held_bytes <= REORDER_BYTES:
                 return []
             # The gap will never fill (a side dropped its buffer): move on rather than hold forever.
             self.expected = min(self._held)
@@ -57,7 +60,9 @@ class _InOrder:
     def _drain(self) -> list[tuple[bytes, int, float]]:
         ready = []
         while self.expected in self._held:
-            ready.append(self._held.pop(self.expected))
+            item = self._held.pop(self.expected)
+            self._held_bytes -= len(item[0])
+            ready.append(item)
             self.expected += 1
         return ready
 

@@ -84,3 +84,23 @@ def test_registry_lives_in_extras_and_skips_uninterested_factories() -> None:
     assert registry.taps_for(SESSION) == [recorder]
     assert registry.taps_for({"session_id": "s-2"}) == []
     assert isinstance(registry, TapRegistry)
+
+
+async def test_retransmissions_reach_taps_once_and_in_order() -> None:
+    recorder = Recorder()
+    pump = TapPump(SESSION, [recorder])
+    for sequence, data in ((0, b"a"), (2, b"c"), (0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")):
+        pump.output(data, 1, sequence)
+    await pump.close("Terminated", "done")
+    assert [e[1] for e in recorder.events if e[0] == "output"] == [b"a", b"b", b"c", b"d"]
+
+
+async def test_a_gap_that_never_fills_is_skipped_within_the_byte_bound(monkeypatch: Any) -> None:
+    monkeypatch.setattr(tap_module, "REORDER_BYTES", 10)
+    recorder = Recorder()
+    pump = TapPump(SESSION, [recorder])
+    pump.output(b"12345", 1, 1)
+    pump.output(b"67890", 1, 2)  # seq 0 never comes; 10 bytes held is the limit
+    pump.output(b"!", 1, 3)  # over the limit: give up on the gap
+    await pump.close("Terminated", "done")
+    assert [e[1] for e in recorder.events if e[0] == "output"] == [b"12345", b"67890", b"!"]
