@@ -1,0 +1,231 @@
+"""The browser's data channel code (static/js/frames.js, datachannel.js) run under Node and checked
+against OpenSSM's Python codec: byte layout, UUID half-swap, digests, acks, in-order delivery,
+retransmission, Size after start, 1 KiB input chunks and the channel_closed reason."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+from tests.conftest import REPO_ROOT, require
+
+from openssm.protocol.frames import Frame, MessageType, PayloadType, ack_for, decode, go_json
+
+JS_DIR = REPO_ROOT / "src" / "openssm" / "console" / "static" / "js"
+
+
+def run_node(tmp_path: pathlib.Path, body: str) -> Any:
+    node = shutil.which("node")
+    require(node is not None, "node is not installed (needed to run the console's JS)")
+    assert node is not None
+    script = tmp_path / "run.mjs"
+    script.write_text(
+        f'import * as frames from "{(JS_DIR / "frames.js").as_uri()}";\n'
+        f'import * as dc from "{(JS_DIR / "datachannel.js").as_uri()}";\n'
+        "const hex = (b) => Buffer.from(b).toString('hex');\n"
+        "const unhex = (h) => new Uint8Array(Buffer.from(h, 'hex'));\n"
+        "const out = {};\n" + body + "\nprocess.stdout.write(JSON.stringify(out));\n"
+    )
+    result = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_js_encoding_is_what_python_decodes(tmp_path: pathlib.Path) -> None:
+    out = run_node(
+        tmp_path,
+        """
+        out.frame = hex(await frames.encodeFrame({messageType: "input_stream_data", sequenceNumber: 7,
+            flags: 0, payloadType: 3, payload: new TextEncoder().encode('{"cols":80,"rows":24}'),
+            messageId: "01234567-89ab-cdef-0011-223344556677", createdDate: 1700000000123}));
+        out.empty = hex(await frames.encodeFrame({messageType: "acknowledge", flags: 3}));
+        out.wire = hex(frames.uuidToWire("01234567-89ab-cdef-0011-223344556677"));
+        """,
+    )
+    frame = decode(bytes.fromhex(out["frame"]), verify_digest=True)
+    assert frame == Frame(
+        "input_stream_data",
+        7,
+        0,
+        3,
+        b'{"cols":80,"rows":24}',
+        uuid.UUID("01234567-89ab-cdef-0011-223344556677"),
+        1700000000123,
+    )
+    assert bytes.fromhex(out["frame"]) == frame.encode()  # byte for byte, spaces padding included
+    assert out["wire"] == "00112233445566770123456789abcdef"
+    empty = bytes.fromhex(out["empty"])
+    assert len(empty) == 120 and decode(empty).message_type == "acknowledge"
+
+
+def test_js_decodes_python_frames_and_checks_digests(tmp_path: pathlib.Path) -> None:
+    frame = Frame(MessageType.OUTPUT_STREAM_DATA, 42, 1, PayloadType.OUTPUT, b"hello \xe2\x9c\x93")
+    good = frame.encode()
+    bad = good[:-1] + b"X"
+    out = run_node(
+        tmp_path,
+        f"""
+        const good = await frames.decodeFrame(unhex("{good.hex()}"));
+        const bad = await frames.decodeFrame(unhex("{bad.hex()}"));
+        out.good = {{...good, payload: hex(good.payload)}};
+        out.badDigest = bad.digestOk;
+        try {{ await frames.decodeFrame(new Uint8Array(50)); }} catch (e) {{ out.short = e.message; }}
+        out.ack = hex(await frames.ackFor(good));
+        """,
+    )
+    assert out["good"]["messageType"] == "output_stream_data"
+    assert out["good"]["sequenceNumber"] == 42 and out["good"]["flags"] == 1
+    assert out["good"]["messageId"] == str(frame.message_id)
+    assert bytes.fromhex(out["good"]["payload"]) == frame.payload and out["good"]["digestOk"] is True
+    assert out["badDigest"] is False
+    assert "shorter than the header" in out["short"]
+    ack = decode(bytes.fromhex(out["ack"]), verify_digest=True)
+    assert ack.payload == ack_for(frame).payload  # the same JSON bytes the real peers send
+    assert (ack.message_type, ack.flags, ack.sequence_number) == ("acknowledge", 3, 0)
+
+
+def output(seq: int, data: bytes, payload_type: int = PayloadType.OUTPUT) -> str:
+    return Frame(MessageType.OUTPUT_STREAM_DATA, seq, 1 if seq == 0 else 0, payload_type, data).encode().hex()
+
+
+def test_channel_orders_acks_retransmits_and_reports_the_end(tmp_path: pathlib.Path) -> None:
+    corrupt = bytearray(bytes.fromhex(output(2, b"C")))
+    corrupt[-1] ^= 0xFF
+    closed = Frame(
+        MessageType.CHANNEL_CLOSED,
+        0,
+        3,
+        0,
+        go_json({"SessionId": "s-1", "MessageType": "channel_closed", "Output": "Session idle timeout"}),
+    ).encode()
+    incoming = [output(1, b"B"), output(0, b"A"), output(0, b"A"), corrupt.hex(), output(2, b"C")]
+    out = run_node(
+        tmp_path,
+        f"""
+        class FakeSocket {{
+          constructor(url) {{ this.url = url; this.sent = []; this.readyState = 1; FakeSocket.last = this;
+            setTimeout(() => this.onopen(), 0); }}
+          send(data) {{ this.sent.push(typeof data === "string" ? data : hex(data)); }}
+          close() {{ this.readyState = 3; }}
+        }}
+        const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+        const outputs = [];
+        let closed = null;
+        const client = new dc.DataChannelClient({{streamUrl: "ws://gw/v1/data-channel/s-1", tokenValue: "TOKEN",
+          sessionId: "s-1", WebSocketImpl: FakeSocket, onOutput: (b) => outputs.push(new TextDecoder().decode(b)),
+          onClosed: (end) => {{ closed = end; }}}});
+        client.sendSize(80, 24);
+        client.start();
+        await sleep(10);
+        const ws = FakeSocket.last;
+        for (const h of {json.dumps(incoming)}) ws.onmessage({{data: unhex(h).buffer}});
+        await sleep(50);
+        client.sendInput(new Uint8Array(3000).fill(120));
+        await sleep(50);
+        // Ack the Size message (input seq 0) only: seq 1 must be sent again until acked.
+        const sizeFrame = await frames.decodeFrame(unhex(ws.sent.find((s, i) => i > 0 && s.length > 240 &&
+            s.slice(8, 72).startsWith(Buffer.from("input_stream_data").toString("hex")))));
+        ws.onmessage({{data: (await frames.ackFor(sizeFrame)).buffer}});
+        await sleep(900);
+        ws.onmessage({{data: unhex("{closed.hex()}").buffer}});
+        await sleep(20);
+        out.sent = ws.sent;
+        out.outputs = outputs;
+        out.closed = closed;
+        out.url = ws.url;
+        """,
+    )
+    assert out["url"] == "ws://gw/v1/data-channel/s-1"
+    opening = json.loads(out["sent"][0])
+    assert opening["TokenValue"] == "TOKEN" and opening["MessageSchemaVersion"] == "1.0"
+    assert set(opening) == {"MessageSchemaVersion", "RequestId", "TokenValue", "ClientId", "ClientVersion"}
+    assert out["outputs"] == ["A", "B", "C"]  # in order, each once, the corrupt copy dropped
+    sent = [decode(bytes.fromhex(h), verify_digest=True) for h in out["sent"][1:]]
+    acks = [
+        json.loads(f.payload)["AcknowledgedMessageSequenceNumber"]
+        for f in sent
+        if f.message_type == "acknowledge"
+    ]
+    assert acks[:4] == [1, 0, 0, 2]  # out-of-order acked at once, duplicate re-acked, corrupt not acked
+    inputs = [f for f in sent if f.message_type == "input_stream_data"]
+    first_send = {}
+    for f in inputs:
+        first_send.setdefault(f.sequence_number, f)
+    assert first_send[0].payload_type == PayloadType.SIZE and json.loads(first_send[0].payload) == {
+        "cols": 80,
+        "rows": 24,
+    }
+    assert [len(first_send[s].payload) for s in (1, 2, 3)] == [1024, 1024, 952]
+    assert all(first_send[s].payload_type == PayloadType.OUTPUT for s in (1, 2, 3))
+    assert all(f.flags == 0 for f in inputs)
+    resends = [f.sequence_number for f in inputs].count(1)
+    assert resends >= 2  # unacked head retransmitted on the RTO
+    assert [f.sequence_number for f in inputs].count(0) == 1  # acked: never resent
+    assert out["closed"]["kind"] == "idle" and "idle timeout" in out["closed"]["title"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("", "exited"),
+        ("Session idle timeout", "idle"),
+        ("Session reached maximum duration", "max-duration"),
+        ("Terminated by arn:aws:iam::000000000000:user/admin", "terminated"),
+        ("Agent closed the data channel", "agent-gone"),
+    ],
+)
+def test_end_reasons_from_the_gateway_are_classified(tmp_path: pathlib.Path, text: str, kind: str) -> None:
+    out = run_node(tmp_path, f"out.end = dc.classifyEnd({json.dumps(text)});")
+    assert out["end"]["kind"] == kind
+
+
+def test_handshake_is_answered_and_size_follows_completion(tmp_path: pathlib.Path) -> None:
+    request = {
+        "AgentVersion": "3.3.0.0",
+        "RequestedClientActions": [
+            {
+                "ActionType": "SessionType",
+                "ActionParameters": {"SessionType": "InteractiveCommands", "Properties": None},
+            }
+        ],
+    }
+    complete = {"HandshakeTimeToComplete": 1000, "CustomerMessage": "Welcome"}
+    incoming = [
+        output(0, go_json(request), PayloadType.HANDSHAKE_REQUEST),
+        output(1, go_json(complete), PayloadType.HANDSHAKE_COMPLETE),
+    ]
+    out = run_node(
+        tmp_path,
+        f"""
+        class FakeSocket {{
+          constructor() {{ this.sent = []; this.readyState = 1; FakeSocket.last = this; setTimeout(() => this.onopen(), 0); }}
+          send(data) {{ this.sent.push(typeof data === "string" ? data : hex(data)); }}
+          close() {{ this.readyState = 3; }}
+        }}
+        const notices = [];
+        const client = new dc.DataChannelClient({{streamUrl: "ws://gw/x", tokenValue: "T", sessionId: "s",
+          WebSocketImpl: FakeSocket, onNotice: (t) => notices.push(t)}});
+        client.sendSize(100, 30);
+        client.start();
+        await new Promise((r) => setTimeout(r, 10));
+        for (const h of {json.dumps(incoming)}) FakeSocket.last.onmessage({{data: unhex(h).buffer}});
+        await new Promise((r) => setTimeout(r, 50));
+        out.sent = FakeSocket.last.sent.slice(1);
+        out.notices = notices;
+        client.close();
+        """,
+    )
+    sent = [decode(bytes.fromhex(h), verify_digest=True) for h in out["sent"]]
+    inputs = [f for f in sent if f.message_type == "input_stream_data"]
+    assert [f.payload_type for f in inputs] == [PayloadType.HANDSHAKE_RESPONSE, PayloadType.SIZE]
+    response = json.loads(inputs[0].payload)
+    assert response["ProcessedClientActions"] == [
+        {"ActionType": "SessionType", "ActionStatus": 1, "ActionResult": None, "Error": ""}
+    ]
+    assert json.loads(inputs[1].payload) == {"cols": 100, "rows": 30}
+    assert out["notices"] == ["Welcome"]
