@@ -67,6 +67,16 @@ def _output_url(server: Server, session_id: str) -> dict[str, str]:
     return dict(history[0].get("OutputUrl", {})) if history else {}
 
 
+def _list_logs(server: Server) -> str:
+    return subprocess.run(
+        openssm_argv("logs", "--data-dir", str(server.data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+
+
 def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +193,9 @@ def test_a_sink_outage_during_a_session_loses_nothing(
             assert _output_url(server, session_id) == {}
             server_log = (server.data_dir / "server.log").read_text()
             assert "retrying in" in server_log
+            listing = _list_logs(server)  # the session list says where each record is going
+            assert f"s3://{BUCKET}/{PREFIX}/{session_id}.log (pending, " in listing
+            assert f"CloudWatch Logs {GROUP} (pending, " in listing and "failed attempts" in listing
 
             relay.restore()
             wait_until(
@@ -195,6 +208,9 @@ def test_a_sink_outage_during_a_session_loses_nothing(
             assert messages.count("before-2") == 1 and messages.count("during-4") == 1
             numbers = [m for m in messages if m.isdigit()]
             assert numbers == [str(n) for n in range(1, 1501)]
+            listing = _list_logs(server)
+            assert f"s3://{BUCKET}/{PREFIX}/{session_id}.cast (done)" in listing
+            assert f"CloudWatch Logs {GROUP} (done)" in listing
             transcript = s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") or ""
             assert transcript.splitlines().count("during-4") == 1
             assert [line for line in transcript.splitlines() if line.isdigit()] == numbers

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pathlib
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -53,8 +54,34 @@ def replay(text: str, out: IO[str], *, speed: float, idle_limit: float | None) -
             out.flush()
 
 
-def list_sessions(directory: pathlib.Path, out: IO[str]) -> None:
-    """One line per recorded session: id, start time, how it ended, which files exist."""
+async def _uploads(database_url: str) -> dict[str, list[dict[str, Any]]]:
+    from openssm.store import log_uploads
+    from openssm.store.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        rows = await log_uploads.all_uploads(engine)
+    finally:
+        await engine.dispose()
+    by_session: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_session.setdefault(row["session_id"], []).append(row)
+    return by_session
+
+
+def _describe_upload(row: dict[str, Any]) -> str:
+    where = row["destination"] if row["sink"] == "s3" else f"CloudWatch Logs {row['destination']}"
+    state = row["status"]
+    if row["status"] != "done" and row["attempts"]:
+        state += f", {row['attempts']} failed attempts, last: {row['last_error']}"
+    return f"    -> {where} ({state})"
+
+
+def list_sessions(
+    directory: pathlib.Path, out: IO[str], uploads: dict[str, list[dict[str, Any]]] | None = None
+) -> None:
+    """One line per recorded session (id, start, target, how it ended, local files), then where its
+    records were shipped and whether that is done."""
     for events in sorted(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
         started, ended = {}, {}
         for line in _read(events).splitlines():
@@ -68,10 +95,12 @@ def list_sessions(directory: pathlib.Path, out: IO[str]) -> None:
                 ended = item
         files = ", ".join(p.suffix[1:] for p in sorted(directory.glob(f"{events.stem}.*")))
         status = ended.get("status", "running")
+        session_id = str(started.get("session_id", events.stem))
         out.write(
-            f"{started.get('session_id', events.stem)}  {started.get('time', '?')}  "
-            f"{started.get('target', '?')}  {status}  [{files}]\n"
+            f"{session_id}  {started.get('time', '?')}  {started.get('target', '?')}  {status}  [{files}]\n"
         )
+        for row in (uploads or {}).get(session_id, []):
+            out.write(_describe_upload(row) + "\n")
 
 
 @click.command("logs")
@@ -90,6 +119,11 @@ def list_sessions(directory: pathlib.Path, out: IO[str]) -> None:
 @click.option(
     "--events", "mode", flag_value="events", help="Write the JSON-lines record (connections, start, end)."
 )
+@click.option(
+    "--database-url",
+    default=None,
+    help="The server's database, to show where records were shipped (default: SQLite in the data dir).",
+)
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Replay this many times faster.")
 @click.option(
     "--idle-limit",
@@ -101,6 +135,7 @@ def logs_command(
     session_id: str | None,
     data_dir: pathlib.Path | None,
     mode: str,
+    database_url: str | None,
     speed: float,
     idle_limit: float | None,
 ) -> None:
@@ -115,7 +150,11 @@ def logs_command(
     if session_id is None:
         if not directory.is_dir():
             raise click.ClickException(f"no recordings in {directory}")
-        list_sessions(directory, sys.stdout)
+        base = (data_dir or _default_data_dir()).expanduser()
+        url = database_url or (
+            f"sqlite+aiosqlite:///{base / 'openssm.db'}" if (base / "openssm.db").exists() else None
+        )
+        list_sessions(directory, sys.stdout, asyncio.run(_uploads(url)) if url else None)
         return
     stem = file_stem(session_id)  # user names may hold dots: never Path.with_suffix
     if mode == "replay":

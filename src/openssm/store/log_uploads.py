@@ -83,6 +83,12 @@ async def for_session(engine: AsyncEngine, session_id: str) -> list[dict[str, An
         return [dict(row) for row in rows.mappings()]
 
 
+async def all_uploads(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(log_uploads).order_by(log_uploads.c.id))
+        return [dict(row) for row in rows.mappings()]
+
+
 async def record_progress(engine: AsyncEngine, upload_id: int, shipped_bytes: int) -> None:
     async with engine.begin() as conn:
         await conn.execute(
