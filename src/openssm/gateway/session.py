@@ -58,6 +58,35 @@ def limit_seconds(override: float | None, minutes: int | None, default_minutes: 
     return default_minutes * 60.0 if default_minutes else None
 
 
+class Pending:
+    """Frames waiting for one side, bounded in count and bytes; the oldest go first when full
+    (safe: both ends resend whatever is unacknowledged)."""
+
+    def __init__(self, max_frames: int, max_bytes: int) -> None:
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
+        self._max_frames = max_frames
+        self._max_bytes = max_bytes
+
+    def __bool__(self) -> bool:
+        return bool(self._frames)
+
+    def append(self, data: bytes) -> None:
+        self._frames.append(data)
+        self._bytes += len(data)
+        while self._frames and (len(self._frames) > self._max_frames or self._bytes > self._max_bytes):
+            self._bytes -= len(self._frames.popleft())
+
+    def popleft(self) -> bytes:
+        data = self._frames.popleft()
+        self._bytes -= len(data)
+        return data
+
+    def appendleft(self, data: bytes) -> None:
+        self._frames.appendleft(data)
+        self._bytes += len(data)
+
+
 class SessionRelay:
     def __init__(
         self,
@@ -81,8 +110,8 @@ class SessionRelay:
         self._clock = clock
         self.client: Peer | None = None
         self.agent: Peer | None = None
-        self._to_client: collections.deque[bytes] = collections.deque(maxlen=settings.pending_frames)
-        self._to_agent: collections.deque[bytes] = collections.deque(maxlen=settings.pending_frames)
+        self._to_client = Pending(settings.pending_frames, settings.pending_bytes)
+        self._to_agent = Pending(settings.pending_frames, settings.pending_bytes)
         self.started = clock()
         self.last_activity = self.started
         self.bytes_in = 0  # client -> agent stream payload bytes
@@ -122,7 +151,7 @@ class SessionRelay:
         if self.client is not None:
             await store.set_session_status(self.node.engine, self.session_id, "Connected")
 
-    async def _flush(self, queue: collections.deque[bytes], peer: Peer) -> None:
+    async def _flush(self, queue: Pending, peer: Peer) -> None:
         while queue and peer.open:
             data = queue.popleft()
             if not await peer.send(data):

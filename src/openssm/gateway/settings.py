@@ -23,6 +23,7 @@ class GatewaySettings:
     ws_heartbeat: float = 30.0  # ping interval; no pong within half of it = dead peer
     max_message_bytes: int = MAX_FRAME_SIZE
     pending_frames: int = 2_000  # per direction, while the other side is away (peers retransmit)
+    pending_bytes: int = 16 * 1024 * 1024
     heartbeat_interval: float = 10.0  # gateway_nodes.last_seen_at refresh
     watchdog_interval: float = 1.0  # idle/max-duration checks
 

@@ -146,3 +146,17 @@ def test_session_state_tolerates_garbage() -> None:
     )
     assert messages.session_state(b"\xff") is None
     assert messages.session_state(b"[]") is None
+
+
+def test_pending_frames_are_bounded_in_count_and_bytes() -> None:
+    from openssm.gateway.session import Pending
+
+    pending = Pending(max_frames=3, max_bytes=10)
+    for data in (b"aaaa", b"bbbb", b"cc"):
+        pending.append(data)
+    pending.append(b"dddd")  # 14 bytes: the oldest goes
+    assert [pending.popleft() for _ in range(3)] == [b"bbbb", b"cc", b"dddd"]
+    assert not pending
+    for data in (b"1", b"2", b"3", b"4"):
+        pending.append(data)
+    assert [pending.popleft() for _ in range(3)] == [b"2", b"3", b"4"]
