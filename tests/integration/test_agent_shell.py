@@ -24,6 +24,15 @@ from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType
 SID = "tester-0123456789abcdef0"
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie left for a non-reaping init counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def size(cols: int, rows: int) -> bytes:
     return json.dumps({"cols": cols, "rows": rows}).encode()
 
@@ -156,8 +165,7 @@ async def test_control_channel_closed_cancels_session() -> None:
         await fake.close()
     assert result["FinalTaskStatus"] == "Cancelled"
     assert result["Output"] == "Terminated by admin"
-    with pytest.raises(ProcessLookupError):
-        os.kill(shell_pid, 0)
+    assert not alive(shell_pid)
 
 
 async def test_data_channel_closed_cancels_session() -> None:
@@ -233,3 +241,38 @@ async def test_data_channel_reconnects_and_replays_unacked_output() -> None:
     assert len(posts) == 2  # a fresh token for the second connection
     continued = [f.sequence_number for f in second.frames if f.message_type == MessageType.OUTPUT_STREAM_DATA]
     assert continued and min(continued) > max(first.outputs)  # numbering continues, no restart at 0
+
+
+async def test_session_ends_when_the_command_exits_even_if_a_child_keeps_the_terminal() -> None:
+    props = {"linux": {"commands": "sleep 30 & echo started $!", "runAsElevated": True}}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with agent_session(session_content(SID, "InteractiveCommands", props)) as (fake, client):
+        result = await task_result(fake, timeout=10)
+    assert loop.time() - started < 5
+    assert result["FinalTaskStatus"] == "Success"
+    match = re.fullmatch(rb"started (\d+)\r\n", client.output_bytes)
+    assert match is not None
+    await asyncio.sleep(0.2)
+    assert not alive(int(match.group(1)))  # the session's background child went with it
+
+
+async def test_stopping_the_agent_ends_running_sessions() -> None:
+    fake = FakeMgs()
+    await fake.start()
+    try:
+        async with running_agent(fake):
+            await fake.send_control(interactive_shell(SID, session_content(SID, "Standard_Stream", {})))
+            client = await fake.next_client()
+            await client.send_input(PayloadType.OUTPUT, b"echo $$\r")
+            await client.wait_for(
+                lambda: re.search(rb"[\r\n](\d+)\r\n", client.output_bytes) is not None, "pid"
+            )
+        match = re.search(rb"[\r\n](\d+)\r\n", client.output_bytes)
+        assert match is not None
+        result = fake.task_completes[-1].json()
+    finally:
+        await fake.close()
+    assert result["FinalTaskStatus"] == "Cancelled"
+    assert "stopping" in result["Output"]
+    assert not alive(int(match.group(1)))

@@ -155,10 +155,14 @@ class PtyProcess:
             os.killpg(self.process.pid, signum)
 
     async def terminate(self, grace: float = 1.0) -> None:
-        """Hang up the session (SIGHUP to its group), then SIGKILL if it lingers."""
+        """Hang up the session (SIGHUP to its group), then SIGKILL if it lingers.
+
+        The group is signalled even after its leader exited: background children of the session
+        must not outlive it. (Its id cannot be reused while any member is alive.)
+        """
+        self.signal_group(signal.SIGHUP)
+        self.signal_group(signal.SIGCONT)
         if self.process.returncode is None:
-            self.signal_group(signal.SIGHUP)
-            self.signal_group(signal.SIGCONT)
             try:
                 async with asyncio.timeout(grace):
                     await self.process.wait()
