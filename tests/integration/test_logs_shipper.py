@@ -104,7 +104,11 @@ async def test_large_records_go_multipart_and_long_transcripts_in_batches(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     row = _session(
-        "admin-0123456789abcdef0", s3BucketName=BUCKET, s3KeyPrefix="p", cloudWatchLogGroupName=GROUP
+        "admin-0123456789abcdef0",
+        s3BucketName=BUCKET,
+        s3KeyPrefix="p",
+        s3EncryptionEnabled=True,
+        cloudWatchLogGroupName=GROUP,
     )
     await _insert(services, row)
     s3_sink, logs_sink = _sinks(moto)
@@ -124,9 +128,9 @@ async def test_large_records_go_multipart_and_long_transcripts_in_batches(
 
     s3 = moto.client("s3")
     cast_head = s3.head_object(Bucket=BUCKET, Key=f"p/{row['session_id']}.cast")
-    assert (
-        cast_head["ContentLength"] > 5 * MiB and "-" in cast_head["ETag"]
-    )  # multipart ETag: "<md5>-<parts>"
+    assert cast_head["ContentLength"] > 5 * MiB
+    assert "-" in cast_head["ETag"]  # a multipart upload's ETag is "<md5>-<parts>"
+    assert cast_head["ServerSideEncryption"] == "AES256"  # s3EncryptionEnabled
     cast = s3.get_object(Bucket=BUCKET, Key=f"p/{row['session_id']}.cast")["Body"].read().decode()
     header, events = read_cast(cast)
     assert (header["width"], header["height"]) == (132, 43)

@@ -26,7 +26,7 @@ from typing import IO, Any
 from openssm.logs import port_record
 from openssm.logs.asciicast import AsciicastWriter, parse_size
 from openssm.logs.shipper import LogShipper
-from openssm.logs.sinks import s3_url
+from openssm.logs.sinks import s3_encryption, s3_url
 from openssm.logs.transcript import TranscriptBuilder
 from openssm.protocol.documents import DocumentError, Preferences, preferences_from_document
 from openssm.services import Services
@@ -244,7 +244,12 @@ class SessionRecorder:
     # -- uploads -----------------------------------------------------------------------------------
 
     async def _queue(
-        self, sink: str, destination: str, path: pathlib.Path, status: str = store.PENDING
+        self,
+        sink: str,
+        destination: str,
+        path: pathlib.Path,
+        status: str = store.PENDING,
+        encryption: str | None = None,
     ) -> None:
         await store.add(
             self.services.engine,
@@ -254,6 +259,7 @@ class SessionRecorder:
             destination=destination,
             local_path=str(path),
             status=status,
+            encryption=encryption,
         )
 
     async def _queue_final_uploads(self) -> None:
@@ -263,7 +269,8 @@ class SessionRecorder:
             companion = self.events_path if self.is_port else self.cast_path
             for path in (self.log_path, companion):
                 url = s3_url(prefs.s3_bucket_name, prefs.s3_key_prefix, path.name)
-                await self._queue("s3", url, path)
+                encryption = s3_encryption(prefs.s3_encryption_enabled, prefs.kms_key_id)
+                await self._queue("s3", url, path, encryption=encryption)
         if prefs.cloudwatch_log_group_name:
             if prefs.cloudwatch_streaming_enabled:
                 await store.finish_streaming(engine, self.session_id)

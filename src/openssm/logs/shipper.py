@@ -97,7 +97,9 @@ class LogShipper:
         path = pathlib.Path(row["local_path"])
         try:
             if row["sink"] == "s3":
-                await asyncio.to_thread(self.s3.upload, path, row["destination"])
+                await asyncio.to_thread(
+                    self.s3.upload, path, row["destination"], encryption=row["encryption"]
+                )
                 column = "output_s3_url" if path.suffix == ".log" else None
                 await store.complete(self.engine, row, output_url=row["destination"], column=column)
                 log.info("session %s: %s uploaded to %s", row["session_id"], path.name, row["destination"])

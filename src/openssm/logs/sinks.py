@@ -75,6 +75,13 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.lstrip("/")
 
 
+def s3_encryption(enabled: bool, kms_key_id: str) -> str | None:
+    """What ``s3EncryptionEnabled`` (+ ``kmsKeyId``) asks of an upload."""
+    if not enabled:
+        return None
+    return f"aws:kms:{kms_key_id}" if kms_key_id else "AES256"
+
+
 def cloudwatch_url(region: str, account: str, group: str, stream: str) -> str:
     return f"arn:aws:logs:{region}:{account}:log-group:{group}:log-stream:{stream}"
 
@@ -96,8 +103,10 @@ class S3Sink:
                 )
             return self._client
 
-    def upload(self, local_path: pathlib.Path, url: str, *, encrypt: bool = False) -> None:
-        """Upload one file (multipart above the threshold, by boto3's transfer manager)."""
+    def upload(self, local_path: pathlib.Path, url: str, *, encryption: str | None = None) -> None:
+        """Upload one file (multipart above the threshold, by boto3's transfer manager).
+
+        ``encryption``: None, "AES256" (SSE-S3), "aws:kms" or "aws:kms:<key id>" (SSE-KMS)."""
         bucket, key = parse_s3_url(url)
         transfer = TransferConfig(
             multipart_threshold=self.settings.multipart_threshold,
@@ -105,8 +114,11 @@ class S3Sink:
             use_threads=False,
         )
         extra = {"ContentType": _content_type(local_path)}
-        if encrypt:
-            extra["ServerSideEncryption"] = "AES256"
+        if encryption:
+            kind, _, key_id = encryption.partition(":kms:")
+            extra["ServerSideEncryption"] = "aws:kms" if encryption.startswith("aws:kms") else kind
+            if key_id:
+                extra["SSEKMSKeyId"] = key_id
         try:
             self.client().upload_file(str(local_path), bucket, key, ExtraArgs=extra, Config=transfer)
         except (BotoCoreError, ClientError, OSError) as exc:

@@ -28,6 +28,7 @@ async def add(
     destination: str,
     local_path: str,
     status: str = PENDING,
+    encryption: str | None = None,
 ) -> int:
     now = utcnow()
     async with engine.begin() as conn:
@@ -38,6 +39,7 @@ async def add(
                 sink=sink,
                 destination=destination,
                 local_path=local_path,
+                encryption=encryption,
                 status=status,
                 shipped_bytes=0,
                 attempts=0,

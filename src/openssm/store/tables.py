@@ -224,7 +224,9 @@ sessions = Table(
     Column("session_type", String(32), nullable=False),
     Column("owner_arn", String(2048), nullable=False),
     Column("owner_name", String(128), nullable=False),
-    Column("status", String(16), nullable=False),  # Connecting | Connected | Disconnected | Terminating | Terminated | Failed
+    Column(
+        "status", String(16), nullable=False
+    ),  # Connecting | Connected | Disconnected | Terminating | Terminated | Failed
     Column("reason", String(256)),
     Column("details", String(1024)),
     Column("parameters", JSON, nullable=False, default=dict),  # name -> list[str], as the API took them
@@ -272,6 +274,7 @@ log_uploads = Table(
     Column("sink", String(16), nullable=False),  # s3 | cloudwatch
     Column("destination", String(2048), nullable=False),  # s3://bucket/key or log group name
     Column("local_path", String(2048), nullable=False),
+    Column("encryption", String(2048)),  # S3: "AES256", or "aws:kms" / "aws:kms:<key id>"
     Column("status", String(16), nullable=False),
     Column("shipped_bytes", BigInteger, nullable=False, default=0),
     Column("attempts", Integer, nullable=False, default=0),
