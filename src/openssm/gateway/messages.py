@@ -46,12 +46,36 @@ def scalar_parameters(parameters: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
+# Session logging preferences: OpenSSM records on the server (openssm.logs). Sent to the agent, they
+# would make amazon-ssm-agent log on the node itself (to AWS), and with the *EncryptionEnabled flags
+# refuse to start sessions when it cannot check that encryption.
+SERVER_SIDE_INPUTS: Final = frozenset(
+    {
+        "s3BucketName",
+        "s3KeyPrefix",
+        "s3EncryptionEnabled",
+        "cloudWatchLogGroupName",
+        "cloudWatchEncryptionEnabled",
+        "cloudWatchStreamingEnabled",
+    }
+)
+
+
+def agent_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The session document as the agent gets it: without the server-side logging inputs."""
+    result = dict(document)
+    inputs = result.get("inputs")
+    if isinstance(inputs, dict):
+        result["inputs"] = {key: value for key, value in inputs.items() if key not in SERVER_SIDE_INPUTS}
+    return result
+
+
 def interactive_shell(session: Mapping[str, Any]) -> bytes:
     """The control-channel message that starts a session, built from its ``sessions`` row."""
     content = proto.StartSessionContent(
         session_id=session["session_id"],
         document_name=session["document_name"],
-        document_content=session["document_content"],
+        document_content=agent_document(session["document_content"]),
         parameters=scalar_parameters(session.get("parameters") or {}),
         run_as_user=session.get("run_as_user") or "",
         session_owner=session["owner_arn"],
