@@ -282,7 +282,7 @@ async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> N
         while not client.closed:
             await asyncio.sleep(0.01)
     commands = [frame.command for frame in FrameParser(1).feed(b"".join(sent))]
-    assert commands.count(Command.NOP) >= 2
+    assert Command.NOP in commands
     assert client.closed and "no smux frame" in str(client.error)
 
     quiet: list[bytes] = []
