@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -123,6 +124,19 @@ def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
             urls = _output_url(server, session_id)
             assert urls["S3OutputUrl"] == f"s3://{BUCKET}/{PREFIX}/{session_id}.log"
             assert urls["CloudWatchOutputUrl"].endswith(f":log-group:{GROUP}:log-stream:{session_id}")
+
+            # The real AWS CLI reads the same OutputUrl.
+            aws = str(pathlib.Path(sys.executable).parent / "aws")
+            described = subprocess.run(
+                [aws, "ssm", "describe-sessions", "--state", "History", "--endpoint-url", server.endpoint],
+                env=server.aws_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            [cli_session] = [s for s in json.loads(described)["Sessions"] if s["SessionId"] == session_id]
+            assert cli_session["OutputUrl"] == urls
 
             messages = log_messages(logs, GROUP, session_id)
             assert messages.count("streamed-42") == 1  # streamed, then completed: never twice
