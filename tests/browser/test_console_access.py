@@ -47,6 +47,16 @@ def test_view_only_user_sees_no_start_session_and_a_clear_denial(
     assert row.locator(".ping").inner_text() == "Online"
     assert row.locator("a.start-session").count() == 0
     assert "not permitted" in row.inner_text()  # tags need ssm:ListTagsForResource
+    # Search and filter narrow the list in place.
+    page.fill("#node-search", "no-such-node")
+    page.locator("td.empty").wait_for()
+    assert row.count() == 0 and "No node matches." in page.inner_text("#nodes-body")
+    page.fill("#node-search", agent.instance_id[-6:])
+    row.wait_for()
+    page.select_option("#node-status", "ConnectionLost")
+    page.locator("td.empty").wait_for()
+    page.select_option("#node-status", "Online")
+    row.wait_for()
     screenshot(page, "10-nodes-view-only")
 
     page.goto(f"{server.endpoint}/console/shell?target={agent.instance_id}")

@@ -95,6 +95,11 @@ class Console:
         name = request.match_info.get("page", "")
         if name not in pages.SIGNED_IN_PAGES:
             raise web.HTTPNotFound()
+        if name in pages.TERMINAL_PAGES and not pages.vendor_built():
+            raise web.HTTPServiceUnavailable(
+                text="The console's terminal assets are not built: run `make console-assets` "
+                "(npm install + scripts/build-console-assets) and restart the server."
+            )
         if await self.session_of(request) is None:
             target = urllib.parse.quote(request.path_qs, safe="")
             raise web.HTTPFound(f"{PREFIX}/signin?next={target}")
@@ -242,14 +247,13 @@ def _security_headers_middleware(console: Console) -> Any:
 
 
 def install(app: web.Application, services: Services) -> None:
-    """Mount the console under ``/console/`` (and redirect ``GET /`` to it)."""
+    """Mount the console under ``/console/`` (``/`` stays the API's: Query requests may be GETs)."""
     from openssm.console import routes  # the JSON endpoints for pages (nodes, sessions, activations)
 
     api_app.load_handler_modules()
     console = Console(services)
     app.middlewares.append(_security_headers_middleware(console))
     router = app.router
-    router.add_get("/", console.index)
     router.add_get(PREFIX, console.index)
     router.add_get(PREFIX + "/", console.index)
     router.add_get(PREFIX + "/signin", console.signin_page)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 STATIC_DIR: Final = pathlib.Path(__file__).resolve().parent / "static"
 SIGNED_IN_PAGES: Final = frozenset({"nodes", "shell", "sessions", "replay", "activations"})
+TERMINAL_PAGES: Final = frozenset({"shell", "replay"})  # these need xterm.js from vendor/
 CONTENT_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -18,6 +19,10 @@ CONTENT_TYPES: Final = {
     ".png": "image/png",
     ".map": "application/json",
 }
+
+
+def vendor_built() -> bool:
+    return (STATIC_DIR / "vendor" / "xterm.mjs").is_file()
 
 
 def html_response(name: str) -> web.Response:
@@ -33,6 +38,4 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     content_type = CONTENT_TYPES.get(path.suffix)
     if content_type is None:
         raise web.HTTPNotFound()
-    if relative.startswith("vendor/") and not (STATIC_DIR / "vendor").is_dir():
-        raise web.HTTPNotFound(text="console assets not built: run `make console-assets`")
     return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
