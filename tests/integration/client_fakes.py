@@ -46,6 +46,7 @@ class FakeService:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.authorizations: list[str] = []
         self.kms_requests: list[dict[str, Any]] = []
+        self.ack_input = True
         self.kms_error: tuple[str, str] | None = None
         self.data_key = b""
         self.data_key_blob = b""
@@ -162,6 +163,8 @@ class FakeService:
         if frame.message_type == MessageType.ACKNOWLEDGE:
             self.agent.on_ack(frame)
             return
+        if not self.ack_input:
+            return  # an agent that has stopped processing input
         received = self.agent.receive(frame)
         if received.ack is not None and self.ws is not None:
             await self.ws.send_bytes(received.ack.encode())

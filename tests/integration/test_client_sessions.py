@@ -32,6 +32,7 @@ from tests.integration.client_fakes import (
     handshake_payload,
 )
 
+from openssm.client import datachannel
 from openssm.client.api import ApiTarget, StartedSession
 from openssm.client.output import Console
 from openssm.client.session import ClientOptions, run_session
@@ -366,3 +367,47 @@ async def test_wss_without_the_ca_fails_cleanly(
         assert not tls_service.open_frames
     finally:
         await tls_service.stop()
+
+
+async def test_unacknowledged_input_ends_with_terminate_session(
+    service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datachannel, "STALL_LIMIT_SECONDS", 0.5)
+    client = Client(service)
+    await service.next_connection()
+    await service.send(PayloadType.OUTPUT, b"$ ")
+    await service.expect(PayloadType.SIZE)
+    service.ack_input = False
+    client.type(b"x")
+    assert await client.exit_code() == 1
+    assert [call[0] for call in service.calls] == ["TerminateSession"]
+
+
+async def test_unix_socket_listener(service: FakeService, tmp_path: pathlib.Path) -> None:
+    socket_path = str(tmp_path / "forward.sock")
+    client = Client(service)
+    await service.next_connection()
+    properties = {
+        "localConnectionType": "unix",
+        "localUnixSocket": socket_path,
+        "portNumber": "5432",
+        "type": "LocalPortForwarding",
+    }
+    await service.send(PayloadType.HANDSHAKE_REQUEST, handshake_payload("Port", properties, "3.0.100.0"))
+    await service.expect(PayloadType.HANDSHAKE_RESPONSE)
+    await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
+    for _ in range(50):
+        if os.path.exists(socket_path):
+            break
+        await asyncio.sleep(0.05)
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"ping")
+    assert (await service.expect(PayloadType.OUTPUT)).payload == b"ping"
+    await service.send(PayloadType.OUTPUT, b"pong")
+    assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"pong"
+    writer.close()
+    await service.expect(PayloadType.FLAG)
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    assert f"Unix socket {socket_path} opened for sessionId {SESSION_ID}.\n" in client.printed
+    assert not os.path.exists(socket_path)

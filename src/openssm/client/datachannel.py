@@ -54,6 +54,10 @@ class ChannelError(Exception):
     """The data channel cannot be used any more (dial failed, resume refused, stalled)."""
 
 
+class ChannelStalled(ChannelError):
+    """Our messages went unacknowledged for minutes: the session is given up (and terminated)."""
+
+
 class SessionTimedOut(ChannelError):
     """ResumeSession answered without a token: the service has already ended the session."""
 
@@ -142,6 +146,8 @@ class DataChannel:
         self._send_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
         self._closing = False
+        self.stalled = False
+        self.acks_received = 0
         # Set once KMS encryption is agreed: applied to outgoing Output payloads only.
         self.encrypt: Callable[[bytes], bytes] | None = None
 
@@ -239,6 +245,8 @@ class DataChannel:
                 closed_output = await self._read_until_closed(handler)
                 if closed_output is not None:
                     return closed_output
+                if self.stalled:
+                    raise ChannelStalled(f"the agent acknowledged nothing for {STALL_LIMIT_SECONDS:.0f} s")
                 if self._closing:
                     raise ChannelError("data channel closed")
                 await self._reconnect()
@@ -290,6 +298,7 @@ class DataChannel:
             log.warning("dropping bad acknowledge: %s", exc)
             return
         if acked:
+            self.acks_received += 1
             async with self._acked:
                 self._acked.notify_all()
 
@@ -313,23 +322,23 @@ class DataChannel:
     # -- background loops ------------------------------------------------------------------------
 
     async def _resend_loop(self) -> None:
-        stalled_since: float | None = None
         loop = asyncio.get_running_loop()
+        quiet_since: float | None = None  # waiting for acks, and none came, since then
+        acks_at_mark = 0
         while True:
             await asyncio.sleep(RESEND_INTERVAL)
             if self._ws is None or self._ws.closed:
                 continue
             for data in self.endpoint.due_resends():
                 await self._write(data)
-            if self.endpoint.unacked_count == 0:
-                stalled_since = None
-            elif stalled_since is None:
-                stalled_since = loop.time()
-            elif loop.time() - stalled_since > STALL_LIMIT_SECONDS and self.endpoint.unacked_count:
+            now = loop.time()
+            if self.endpoint.unacked_count == 0 or self.acks_received != acks_at_mark or quiet_since is None:
+                quiet_since, acks_at_mark = now, self.acks_received
+            elif now - quiet_since > STALL_LIMIT_SECONDS:
                 log.error("no acknowledgement for %.0f s; giving up", STALL_LIMIT_SECONDS)
-                if self._ws is not None:
-                    self._closing = True
-                    await self._ws.close()
+                self.stalled = True
+                self._closing = True
+                await self._ws.close()
                 return
 
     async def _ping_loop(self) -> None:

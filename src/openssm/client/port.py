@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -105,6 +106,7 @@ class PortSession:
         self._basic_writer: asyncio.StreamWriter | None = None
         self._had_connection = False
         self._scope = Scope()
+        self._unix_path: str | None = None
         self._terminating = False
         self.local_port: int | None = None
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -183,6 +185,7 @@ class PortSession:
             and socket_path
         ):
             self._server = await asyncio.start_unix_server(handler, path=socket_path)
+            self._unix_path = socket_path
             opened = f"Unix socket {socket_path} opened for sessionId {self.session_id}.\n"
         else:
             requested = local_port_of(self.properties)
@@ -231,6 +234,10 @@ class PortSession:
         self._scope.close()
         if self._server is not None:
             self._server.close()
+        if self._unix_path is not None:
+            # Python 3.11 servers leave the socket file behind.
+            with contextlib.suppress(OSError):
+                os.unlink(self._unix_path)
         if self._mux is not None:
             self._mux.close()
 

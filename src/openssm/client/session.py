@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from openssm.client.api import ApiTarget, SessionApi, StartedSession
-from openssm.client.datachannel import ChannelError, DataChannel, SessionTimedOut
+from openssm.client.datachannel import ChannelError, ChannelStalled, DataChannel, SessionTimedOut
 from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
 from openssm.client.output import Console
 from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
@@ -269,6 +269,12 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     except SessionTimedOut:
         console.print(f"Session: {started.session_id} timed out.\n")
         return 0
+    except ChannelStalled as exc:
+        print(f"\n{exc}; terminating the session.", file=sys.stderr)
+        if api is not None:
+            with contextlib.suppress(BotoCoreError, ClientError):
+                await api.terminate()  # as the plugin does, so the agent side ends too
+        return 1
     except ChannelError as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 1
