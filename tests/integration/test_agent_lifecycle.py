@@ -33,14 +33,17 @@ TEMP_KEY, TEMP_SECRET, TEMP_TOKEN = "ASIAEXAMPLETEMP", "temporary/secret/EXAMPLE
 class RegistrationService:
     """Answers RegisterManagedInstance and RequestManagedInstanceRoleToken, checking both."""
 
-    def __init__(self, fake: FakeMgs, lifetime: float = 3600.0) -> None:
+    def __init__(self, fake: FakeMgs, lifetime: float = 3600.0, rotate_once: bool = False) -> None:
         self.lifetime = lifetime
+        self.rotate_once = rotate_once
+        self.rotations = 0
         self.public_key_der: bytes | None = None
         self.fingerprint: str | None = None
         self.token_requests = 0
         fake.api_answers["AmazonSSM.RegisterManagedInstance"] = self.register
         fake.api_answers["AmazonSSM.RequestManagedInstanceRoleToken"] = self.role_token
         fake.api_answers["AmazonSSM.UpdateInstanceInformation"] = self.instance_information
+        fake.api_answers["AmazonSSM.UpdateManagedInstancePublicKey"] = self.new_public_key
 
     def register(self, request: Recorded) -> dict[str, object]:
         assert request.header("Authorization") is None and request.header("X-Amz-Date") is None
@@ -61,13 +64,26 @@ class RegistrationService:
         sigv4.verify_rsa(http_request, parsed, self.public_key_der)
         assert request.json() == {"Fingerprint": self.fingerprint}
         self.token_requests += 1
+        rotate, self.rotate_once = self.rotate_once, False
         return {
             "AccessKeyId": TEMP_KEY,
             "SecretAccessKey": TEMP_SECRET,
             "SessionToken": TEMP_TOKEN,
             "TokenExpirationDate": time.time() + self.lifetime,
-            "UpdateKeyPair": False,
+            "UpdateKeyPair": rotate,
         }
+
+    def new_public_key(self, request: Recorded) -> dict[str, object]:
+        assert self.public_key_der is not None
+        http_request = request.http_request()
+        parsed = sigv4.parse_request(http_request)
+        assert parsed.access_key_id == MANAGED_ID
+        sigv4.verify_rsa(http_request, parsed, self.public_key_der)  # signed with the old key
+        body = request.json()
+        assert body["NewPublicKeyType"] == "Rsa"
+        self.public_key_der = base64.b64decode(body["NewPublicKey"])
+        self.rotations += 1
+        return {}
 
     def instance_information(self, request: Recorded) -> dict[str, object]:
         parsed = sigv4.parse_request(request.http_request())
@@ -260,3 +276,34 @@ async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_pat
         await fake.close()
     assert 2 <= service.token_requests <= 4  # on schedule, not hammering
     assert credentials.fetches == service.token_requests
+
+
+async def test_key_pair_is_rotated_when_the_service_asks(tmp_path: pathlib.Path) -> None:
+    import aiohttp
+
+    from openssm.agent.config import AgentSettings, load_registration
+    from openssm.agent.credentials import RoleCredentials
+    from openssm.agent.registration import register
+
+    fake = FakeMgs()
+    await fake.start()
+    service = RegistrationService(fake, rotate_once=True)
+    try:
+        await register(
+            endpoint=fake.endpoint,
+            code=ACTIVATION_CODE,
+            activation_id=ACTIVATION_ID,
+            region="us-east-1",
+            state_dir=tmp_path,
+        )
+        registration, old_pem = load_registration(tmp_path)
+        async with aiohttp.ClientSession() as http:
+            credentials = RoleCredentials(http, registration, old_pem, AgentSettings(), state_dir=tmp_path)
+            await credentials.refresh()  # answers UpdateKeyPair: true → rotation
+            await credentials.refresh()  # must verify with the new key
+    finally:
+        await fake.close()
+    assert service.rotations == 1 and service.token_requests == 2
+    _registration, new_pem = load_registration(tmp_path)
+    assert new_pem != old_pem
+    assert stat.S_IMODE((tmp_path / "private-key.pem").stat().st_mode) == 0o600

@@ -138,7 +138,7 @@ async def _run(
             api_endpoint, gateway = endpoint, mgs_endpoint or endpoint
         else:
             registration, key_pem = load_registration(state_dir)
-            credentials = RoleCredentials(http, registration, key_pem, settings)
+            credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
             instance_id, region = registration.instance_id, registration.region
             api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
         agent = Agent(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import pathlib
 from typing import Any, Final
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 
 from openssm.agent.cancellation import reraise_if_cancelled
-from openssm.agent.config import AgentSettings, Registration
+from openssm.agent.config import AgentSettings, Registration, save_registration
+from openssm.agent.registration import generate_private_key, private_key_pem, public_key_base64
 from openssm.agent.signing import Credentials, host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
 from openssm.auth import sigv4
@@ -62,9 +64,12 @@ class RoleCredentials:
         registration: Registration,
         private_key_pem: bytes,
         settings: AgentSettings,
+        *,
+        state_dir: pathlib.Path | None = None,
     ) -> None:
         self.http = http
         self.registration = registration
+        self.state_dir = state_dir  # where a rotated key is saved; None: never rotate
         self._key_der = _private_key_der(private_key_pem)
         self.settings = settings
         self._credentials: Credentials | None = None
@@ -86,10 +91,11 @@ class RoleCredentials:
     def _stale(self) -> bool:
         return self._stale_at is not None and datetime.datetime.now(datetime.UTC) >= self._stale_at
 
-    async def refresh(self) -> Credentials:
+    async def _rsa_call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A call signed with the registration key, as the real agent signs its identity calls."""
         url = api_url(self.registration.endpoint)
-        body = go_json({"Fingerprint": self.registration.fingerprint})
-        headers = {"Host": host_header(url), **json_request_headers("RequestManagedInstanceRoleToken")}
+        body = go_json(request)
+        headers = {"Host": host_header(url), **json_request_headers(operation)}
         headers.update(
             sigv4.sign_rsa(
                 "POST",
@@ -105,7 +111,26 @@ class RoleCredentials:
         )
         headers["User-Agent"] = USER_AGENT
         async with self.http.post(url, data=body, headers=headers) as response:
-            answer = await read_json_response(response)
+            return await read_json_response(response)
+
+    async def rotate_key(self) -> None:
+        """UpdateManagedInstancePublicKey (signed with the old key), then keep the new key."""
+        if self.state_dir is None:
+            return
+        key = generate_private_key()
+        await self._rsa_call(
+            "UpdateManagedInstancePublicKey",
+            {"NewPublicKey": public_key_base64(key), "NewPublicKeyType": "Rsa"},
+        )
+        pem = private_key_pem(key)
+        save_registration(self.state_dir, self.registration, pem)
+        self._key_der = _private_key_der(pem)
+        log.info("registration key rotated")
+
+    async def refresh(self) -> Credentials:
+        answer = await self._rsa_call(
+            "RequestManagedInstanceRoleToken", {"Fingerprint": self.registration.fingerprint}
+        )
         try:
             credentials = Credentials(
                 access_key_id=str(answer["AccessKeyId"]),
@@ -116,7 +141,11 @@ class RoleCredentials:
         except KeyError as exc:
             raise CredentialsError(f"RequestManagedInstanceRoleToken answer lacks {exc.args[0]}") from exc
         if answer.get("UpdateKeyPair") is True:
-            log.warning("the service asks for a key rotation; this agent does not rotate keys yet")
+            try:
+                await self.rotate_key()
+            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                reraise_if_cancelled()
+                log.warning("the service asked for a new key pair; rotation failed: %s", exc)
         issued = datetime.datetime.now(datetime.UTC)
         self._credentials = credentials
         self.fetches += 1
