@@ -237,6 +237,12 @@ def test_custom_session_document_in_yaml(system: tuple[ApiServer, str]) -> None:
         ]["properties"]["linux"]["commands"]
     )
 
+    versions = ssm.list_document_versions(Name="Ops-TailLog")["DocumentVersions"]
+    assert [(v["DocumentVersion"], v["IsDefaultVersion"], v.get("VersionName")) for v in versions] == [
+        ("1", False, None),
+        ("2", True, "less"),
+    ]
+    assert [v["DocumentFormat"] for v in versions] == ["YAML", "JSON"]
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ssm.delete_document(Name="Ops-TailLog", DocumentVersion="2")
     assert _error(excinfo)[0] == "InvalidDocumentOperation"

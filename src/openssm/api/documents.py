@@ -492,3 +492,40 @@ async def update_default_version(request: ApiRequest, body: dict[str, Any]) -> d
             "DefaultVersionName": target.version_name,
         }
     }
+
+
+@json_action(SSM, "ListDocumentVersions")
+async def list_document_versions(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    name = required_string(body, "Name", pattern=READ_NAME_PATTERN).rsplit("/", 1)[-1]
+    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
+    next_token = string(body, "NextToken", max_len=2048)
+    await request.authorize("ssm:ListDocumentVersions", [_arn(request, name)])
+    current = await _view(request, name)
+    if current.stored:
+        async with request.services.engine.connect() as conn:
+            stored = await store.list_versions(conn, name)
+        versions = [
+            {
+                "Name": name,
+                "DocumentVersion": version.version,
+                "VersionName": version.version_name,
+                "CreatedDate": epoch(version.created_at),
+                "IsDefaultVersion": version.version == current.default_version,
+                "DocumentFormat": version.document_format,
+                "Status": "Active",
+            }
+            for version in stored
+        ]
+    else:
+        versions = [
+            {
+                "Name": name,
+                "DocumentVersion": "1",
+                "CreatedDate": epoch(current.created_at),
+                "IsDefaultVersion": True,
+                "DocumentFormat": current.document_format,
+                "Status": "Active",
+            }
+        ]
+    chunk, token = page(versions, next_token, max_results, f"document-versions-{name}")
+    return {"DocumentVersions": chunk, "NextToken": token}
