@@ -124,6 +124,10 @@ def start_session_command(
     """Open a shell or port forwarding session to a managed node (like `aws ssm start-session`)."""
     api = ApiTarget(region=region, profile=profile, endpoint_url=endpoint_url)
     if forwards:
+        if document_name or parameters:
+            raise click.UsageError(
+                "--forward chooses the port forwarding document itself; drop --document-name/--parameters"
+            )
         mappings = [Forward(spec) for spec in forwards]
         requests = [mapping.request(target, reason) for mapping in mappings]
     else:

@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
-from openssm.client.session import ClientOptions, run_session
 from openssm.protocol.versions import CLIENT_VERSION
+
+if TYPE_CHECKING:
+    from openssm.client.api import StartedSession
 
 RESPONSE_ENV_PREFIX: Final = "AWS_SSM_START_SESSION_RESPONSE"
 START_SESSION: Final = "StartSession"
@@ -50,6 +51,9 @@ def unknown_operation(argv1: str) -> str:
 
 def parse_invocation(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> PluginInvocation:
     """Read the CLI's arguments (and the response env var, which is removed from ``environ``)."""
+    # Imported here: the AWS CLI runs ``--version`` before every session, so that path stays light.
+    from openssm.client.api import parse_start_session_response
+
     response_text = argv[1]
     if argv[1].startswith(RESPONSE_ENV_PREFIX):
         response_text = environ.get(argv[1], "")
@@ -102,6 +106,9 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
     if invocation.operation != START_SESSION:
         print(f"Invalid operation {invocation.operation}: only {START_SESSION} is supported", file=sys.stderr)
         return 1
+    from openssm.client.api import ApiTarget
+    from openssm.client.session import ClientOptions, run_session
+
     api = ApiTarget(
         region=invocation.region or None,
         profile=invocation.profile or None,
