@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -34,6 +35,7 @@ from openssm.store.tables import gateway_nodes
 log = logging.getLogger(__name__)
 
 PREFIX: Final = "/console"
+GATEWAY_URLS_TTL: Final = 10.0  # seconds
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -44,6 +46,7 @@ class Console:
         self.key_throttle = web_security.SignInThrottle(free_failures=5)
         self.ip_throttle = web_security.SignInThrottle(free_failures=20)
         self.mfa_guard = MfaReplayGuard()
+        self._gateway_urls: tuple[float, list[str]] | None = None
 
     # -- request context ---------------------------------------------------------------------------
 
@@ -57,9 +60,13 @@ class Console:
         return web_security.cookie_name(self.secure(request))
 
     async def gateway_urls(self) -> list[str]:
-        async with self.services.engine.connect() as conn:
-            urls = [row[0] for row in await conn.execute(sa.select(gateway_nodes.c.public_url))]
-        return [self.services.config.public_url, *urls]
+        """This server's and every gateway node's public URL (cached briefly: asked on each response)."""
+        now = time.monotonic()
+        if self._gateway_urls is None or now - self._gateway_urls[0] > GATEWAY_URLS_TTL:
+            async with self.services.engine.connect() as conn:
+                urls = [row[0] for row in await conn.execute(sa.select(gateway_nodes.c.public_url))]
+            self._gateway_urls = (now, [self.services.config.public_url, *urls])
+        return self._gateway_urls[1]
 
     async def allowed_origins(self, request: web.Request) -> set[str]:
         scheme = "https" if self.secure(request) else "http"

@@ -191,7 +191,8 @@ class Routes:
             {
                 "ActivationId": created["ActivationId"],
                 "ActivationCode": created["ActivationCode"],
-                "InstallCommand": f"pip install openssm && sudo {register} && sudo openssm agent run",
+                # Run as root on the node (which has the openssm package): register once, then run.
+                "InstallCommand": f"sudo {register} && sudo openssm agent run",
                 "RegisterCommand": register,
             }
         )
