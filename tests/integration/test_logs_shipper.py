@@ -200,3 +200,24 @@ async def test_a_failed_upload_keeps_its_error_and_waits_for_its_retry(
         await conn.execute(sa.update(uploads_table).values(next_attempt_at=dt.datetime.now(dt.UTC)))
     assert await shipper.run_once() == 1
     assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["first line"]
+
+
+async def test_after_a_restart_streaming_uploads_are_finished(
+    services: Services, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions do not survive their node's restart: what was streaming ships the rest and completes."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    row = _session("admin-00000000000000002", cloudWatchLogGroupName=GROUP, cloudWatchStreamingEnabled=True)
+    await _insert(services, row)
+    recorder = SessionRecorder(services, None, row)
+    await recorder.on_start(row)
+    await recorder.on_output(b"before the crash\r\npartial", 1, 0.1)
+    recorder._close_durably()  # the process dies here: no on_end
+    shipper = LogShipper(services, s3=_sinks(moto)[0], cloudwatch=_sinks(moto)[1])
+    await shipper._finish_orphaned_streams()
+    [upload] = await log_uploads.for_session(services.engine, row["session_id"])
+    assert upload["status"] == "pending"
+    assert await shipper.run_once() == 1
+    # The unfinished line was still in the transcript builder when the process died.
+    assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["before the crash"]
