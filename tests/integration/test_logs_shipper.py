@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import pathlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -120,8 +121,9 @@ async def test_large_records_go_multipart_and_long_transcripts_in_batches(
         ("cloudwatch", "pending"),
         ("s3", "pending"),
         ("s3", "pending"),
+        ("s3", "pending"),
     ]
-    assert await shipper.run_once() == 3
+    assert await shipper.run_once() == 4
     assert all(
         u["status"] == "done" for u in await log_uploads.for_session(services.engine, row["session_id"])
     )
@@ -137,6 +139,11 @@ async def test_large_records_go_multipart_and_long_transcripts_in_batches(
     assert "".join(data for _, code, data in events if code == "o") == "".join(
         line + "\r\n" for line in written
     )
+    events_text = s3.get_object(Bucket=BUCKET, Key=f"p/{row['session_id']}.jsonl")["Body"].read().decode()
+    assert [json.loads(line)["event"] for line in events_text.splitlines()] == [
+        "session_started",
+        "session_ended",
+    ]
     transcript = s3.get_object(Bucket=BUCKET, Key=f"p/{row['session_id']}.log")["Body"].read().decode()
     assert transcript.splitlines() == written
 

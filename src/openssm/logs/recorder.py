@@ -266,8 +266,13 @@ class SessionRecorder:
         prefs = self.preferences
         engine = self.services.engine
         if prefs.s3_bucket_name:
-            companion = self.events_path if self.is_port else self.cast_path
-            for path in (self.log_path, companion):
+            # The transcript first (its URL is the session's S3OutputUrl), then the recording and events.
+            paths = (
+                (self.log_path, self.events_path)
+                if self.is_port
+                else (self.log_path, self.cast_path, self.events_path)
+            )
+            for path in paths:
                 url = s3_url(prefs.s3_bucket_name, prefs.s3_key_prefix, path.name)
                 encryption = s3_encryption(prefs.s3_encryption_enabled, prefs.kms_key_id)
                 await self._queue("s3", url, path, encryption=encryption)
