@@ -6,11 +6,13 @@ batches, in order and once each; a failed upload is kept with its error and retr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
 import pathlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -192,6 +194,7 @@ async def test_a_failed_upload_keeps_its_error_and_waits_for_its_retry(
     await recorder.on_start(row)
     [streaming] = await log_uploads.for_session(services.engine, row["session_id"])
     assert streaming["status"] == "streaming"
+    written_ms = time.time() * 1000
     await recorder.on_output(b"first line\r\n", 1, 0.1)
     await recorder.on_end("Terminated", "done", 1.0)
     assert await shipper.run_once() == 0
@@ -205,8 +208,13 @@ async def test_a_failed_upload_keeps_its_error_and_waits_for_its_retry(
     shipper.cloudwatch = _sinks(moto)[1]
     async with services.engine.begin() as conn:
         await conn.execute(sa.update(uploads_table).values(next_attempt_at=dt.datetime.now(dt.UTC)))
+    await asyncio.sleep(1.5)
     assert await shipper.run_once() == 1
     assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["first line"]
+    [event] = moto.client("logs").get_log_events(logGroupName=GROUP, logStreamName=row["session_id"])[
+        "events"
+    ]
+    assert abs(event["timestamp"] - written_ms) < 1000  # when it was written, not when it was shipped
 
 
 async def test_after_a_restart_streaming_uploads_are_finished(

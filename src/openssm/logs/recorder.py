@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from openssm.logs import port_record
+from openssm.logs import line_times, port_record
 from openssm.logs.asciicast import AsciicastWriter, parse_size
 from openssm.logs.shipper import LogShipper
 from openssm.logs.sinks import s3_encryption, s3_url
@@ -83,6 +83,9 @@ class SessionRecorder:
         self.events_path = self.directory / f"{stem}.jsonl"
         self._files: list[IO[str]] = []
         self._dirty: set[IO[str]] = set()  # written since the last flush
+        self._times: IO[str] | None = None
+        self._log_bytes = 0  # size of the transcript so far
+        self._timed_bytes = 0  # … of which line_times has a record
         self._flush_timer: asyncio.TimerHandle | None = None
         self._cast: IO[str] | None = None
         self._log: IO[str] | None = None
@@ -104,6 +107,7 @@ class SessionRecorder:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._events = self._open(self.events_path)
         self._log = self._open(self.log_path)
+        self._times = self._open(line_times.times_path(self.log_path))
         if not self.is_port:
             self._cast = self._open(self.cast_path)
         self._event(
@@ -201,12 +205,21 @@ class SessionRecorder:
     def _write_cast(self, text: str) -> None:
         self._write(self._cast, text)
 
+    def _log_text(self, text: str) -> None:
+        self._write(self._log, text)
+        self._log_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
+
     def _log_line(self, line: str) -> None:
-        self._write(self._log, line + "\n")
+        self._log_text(line + "\n")
 
     def _log_lines(self, lines: list[str]) -> None:
         if lines:
-            self._write(self._log, "\n".join(lines) + "\n")
+            self._log_text("\n".join(lines) + "\n")
+
+    def _note_line_times(self) -> None:
+        if self._log_bytes != self._timed_bytes:
+            self._timed_bytes = self._log_bytes
+            self._write(self._times, line_times.record(self._log_bytes, int(time.time() * 1000)))
 
     def _event(self, event: Mapping[str, Any]) -> None:
         self._write(self._events, json.dumps(event, default=_json_default, ensure_ascii=False) + "\n")
@@ -222,6 +235,7 @@ class SessionRecorder:
 
     def _flush(self) -> None:
         self._flush_timer = None
+        self._note_line_times()
         try:
             while self._dirty:
                 self._dirty.pop().flush()
@@ -230,6 +244,7 @@ class SessionRecorder:
             log.error("session %s: recording stopped: %s", self.session_id, exc)
 
     def _close_durably(self) -> None:
+        self._note_line_times()
         self._dirty.clear()
         for file in self._files:
             try:

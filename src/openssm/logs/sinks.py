@@ -19,6 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from openssm.logs import line_times
 from openssm.services import ServerConfig
 
 # CloudWatch Logs PutLogEvents limits.
@@ -137,6 +138,7 @@ def _content_type(path: pathlib.Path) -> str:
 class Batch:
     messages: list[str]
     end_offset: int  # file offset just after the last line in this batch
+    line_ends: list[int] = dataclasses.field(default_factory=list)  # file offset after each message's line
 
 
 def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
@@ -146,6 +148,7 @@ def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
     Empty lines are skipped (CloudWatch rejects empty messages) but their bytes are consumed.
     """
     messages: list[str] = []
+    line_ends: list[int] = []
     size = 0
     position = 0
     while position < len(data) and len(messages) < MAX_BATCH_EVENTS:
@@ -159,11 +162,12 @@ def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
         if messages and size + cost > MAX_BATCH_BYTES:
             break
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        position = min(newline + 1, len(data))
         if text:
             messages.append(text)
+            line_ends.append(start_offset + position)
             size += cost
-        position = min(newline + 1, len(data))
-    return Batch(messages, start_offset + position)
+    return Batch(messages, start_offset + position, line_ends)
 
 
 class CloudWatchSink:
@@ -213,8 +217,13 @@ class CloudWatchSink:
         batch = next_batch(data, offset, final=final and len(data) < READ_CHUNK)
         if not batch.messages:
             return batch.end_offset
-        now_ms = int(time.time() * 1000)
-        events = [{"timestamp": now_ms, "message": message} for message in batch.messages]
+        # The times the lines were written (kept beside the transcript), not the time of shipping.
+        stamps = line_times.timestamps(
+            line_times.times_path(local_path), batch.line_ends, int(time.time() * 1000)
+        )
+        events = [
+            {"timestamp": ms, "message": message} for ms, message in zip(stamps, batch.messages, strict=True)
+        ]
         try:
             self._ensure_stream(group, stream)
             self.client().put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
