@@ -39,7 +39,7 @@ from openssm.store import channels as store
 IID = "i-0123456789abcdef0"
 SID = "tester-00000000000000001"
 FAST = GatewaySettings(
-    resume_window=1.0, agent_reconnect_grace=1.0, agent_end_grace=0.5, watchdog_interval=0.1
+    resume_window=1.0, agent_reconnect_grace=1.0, agent_end_grace=0.5, watchdog_interval=0.1, control_wait=0.5
 )
 
 
@@ -258,6 +258,18 @@ async def test_client_of_an_unconnected_target_is_told_so(gw: Gateway) -> None:
     assert "not connected" in (await expect_closed(client))["Output"]
     row = await gw.wait_status(SID, "Failed")
     assert row["end_date"] is not None
+
+
+async def test_client_that_beats_the_control_channel_waits_for_it(gw: Gateway) -> None:
+    await gw.add_session(SID, IID)
+    client = await open_client(gw)
+    await asyncio.sleep(0.1)
+    control = await open_control(gw)
+    assert (await next_frame(control)).message_type == MessageType.INTERACTIVE_SHELL
+    agent = await open_agent_data(gw)
+    await gw.wait_status(SID, "Connected")
+    await agent.send_bytes(output(0, b"$ ").encode())
+    assert (await next_frame(client)).payload == b"$ "
 
 
 async def test_agent_failure_reaches_the_client(gw: Gateway) -> None:

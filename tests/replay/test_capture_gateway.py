@@ -13,6 +13,7 @@ with and the clock-skew limit is off (``clock_skew_seconds=0``): the captures ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import AsyncIterator, Callable
@@ -33,7 +34,9 @@ from tests.support.gateway import (
     wait_for,
 )
 
+from openssm.gateway.messages import agent_document
 from openssm.protocol.frames import MessageType, decode
+from openssm.protocol.messages import parse_interactive_shell
 
 Event = dict[str, Any]
 SESSION = "tester-0a1b2c3d4e5f60718"
@@ -135,11 +138,21 @@ async def start_session(
     client = await gateway.client_socket(SESSION)
     await client.send_str(client_open)
 
-    # interactive_shell is built from the sessions row: byte-identical to what the real agent accepted.
+    # interactive_shell is built from the sessions row: what the real agent accepted, except that the
+    # logging preferences stay on the server (recording is server-side).
     shell = await next_frame(control)
     assert shell.message_type == MessageType.INTERACTIVE_SHELL
     assert (shell.sequence_number, shell.flags, shell.payload_type) == (0, 0, 0)
-    assert shell.payload == decode(raw(shell_event)).payload
+    sent, captured = (
+        parse_interactive_shell(shell.payload),
+        parse_interactive_shell(decode(raw(shell_event)).payload),
+    )
+    assert sent.content.document_content == agent_document(captured.content.document_content)
+    assert dataclasses.replace(sent.content, document_content={}) == dataclasses.replace(
+        captured.content, document_content={}
+    )
+    assert (sent.task_id, sent.topic, sent.schema_version) == (captured.task_id, captured.topic, 1)
+    assert list(json.loads(shell.payload)) == list(json.loads(decode(raw(shell_event)).payload))
 
     agent = await replay_upgrade(gateway, request_of(agent_events, "/v1/data-channel/", "GET"))
     await agent.send_str(data_open)

@@ -26,6 +26,7 @@ GATEWAY_KEY: Final = "gateway"
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
 UNCLAIMED_REASON: Final = "No client connected to the session"
+CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
 
@@ -220,10 +221,19 @@ class GatewayNode:
         await relay.attach_client(peer)
         if not relay.shell_dispatched and relay.agent is None:
             relay.shell_dispatched = True
-            if not await self.send_control(relay.target, messages.interactive_shell(session)):
+            if not await self._start_on_agent(relay.target, messages.interactive_shell(session)):
                 reason = f"Target {relay.target} is not connected to this gateway"
                 await relay.end("Failed", reason, client_output=reason, notify_agent=False)
         return relay
+
+    async def _start_on_agent(self, instance_id: str, shell: bytes) -> bool:
+        """Send interactive_shell, giving an agent that is re-dialling its control channel a moment."""
+        deadline = asyncio.get_running_loop().time() + self.settings.control_wait
+        while not await self.send_control(instance_id, shell):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(CONTROL_POLL)
+        return True
 
     async def join_agent(self, session_id: str, instance_id: str, peer: Peer) -> SessionRelay:
         if self._stopping:

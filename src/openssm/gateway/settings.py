@@ -19,6 +19,7 @@ class GatewaySettings:
     agent_reconnect_grace: float = 15.0
     # After Terminating + close, agent_task_complete normally follows within milliseconds.
     agent_end_grace: float = 2.0
+    control_wait: float = 5.0  # a client may arrive while the agent re-dials its control channel
     open_frame_timeout: float = 30.0  # wait for the first text frame after the upgrade
     ws_heartbeat: float = 30.0  # ping interval; no pong within half of it = dead peer
     max_message_bytes: int = MAX_FRAME_SIZE
