@@ -173,16 +173,6 @@ async def finish_session(
         return result.rowcount == 1
 
 
-async def active_sessions_of_node(engine: AsyncEngine, node_id: str) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(sessions.c.session_id).where(
-                sessions.c.node_id == node_id, sessions.c.status.not_in(FINAL_STATUSES)
-            )
-        )
-        return [row.session_id for row in rows]
-
-
 async def unclaimed_sessions(engine: AsyncEngine, node_id: str, *, started_before: dt.datetime) -> list[str]:
     """Sessions of a node still "Connecting" (no client ever joined) that started before a time."""
     async with engine.connect() as conn:
