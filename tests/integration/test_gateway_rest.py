@@ -192,3 +192,21 @@ async def test_oversized_messages_are_refused_before_allocation(tmp_path: pathli
         msg = await ws.receive(timeout=5)
         assert msg.type is aiohttp.WSMsgType.CLOSE
         assert msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+async def test_agent_data_channel_must_be_signed_and_match_its_target(gateway: Gateway) -> None:
+    from tests.support.gateway import next_frame
+
+    from openssm.protocol.messages import AgentDataOpen
+
+    sid = "tester-00000000000000005"
+    await gateway.add_session(sid, IID)
+    token = await gateway.channel_token(f"/v1/data-channel/{sid}")
+    unsigned = await gateway.client_socket(sid)  # no SigV4 on the upgrade
+    await unsigned.send_str(AgentDataOpen(token_value=token, client_instance_id=IID).to_text())
+    assert "must be signed" in (await next_frame(unsigned)).json()["Output"]
+
+    token = await gateway.channel_token(f"/v1/data-channel/{sid}")
+    wrong = await gateway.agent_socket(f"/v1/data-channel/{sid}?role=publish_subscribe")
+    await wrong.send_str(AgentDataOpen(token_value=token, client_instance_id="i-0fedcba9876543210").to_text())
+    assert "does not target" in (await next_frame(wrong)).json()["Output"]
