@@ -6,10 +6,13 @@ import pathlib
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
+# Scale-out nodes starting together would otherwise race to create the same tables; any constant
+# unique to OpenSSM will do ("OpenSSM" in ASCII).
+MIGRATION_LOCK_KEY = 0x4F70656E53534D
 
 
 def database_url_for(data_dir: pathlib.Path) -> str:
@@ -37,4 +40,7 @@ def _upgrade(connection: Connection) -> None:
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Held until this transaction commits: a second node waits, then finds the schema current.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         await conn.run_sync(_upgrade)
