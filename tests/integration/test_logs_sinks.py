@@ -144,7 +144,12 @@ def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
 
             # The local sink holds the same record, and `openssm logs` reads it.
             local = server.data_dir / "sessions"
-            assert {p.suffix for p in local.glob(f"{session_id}.*")} == {".cast", ".log", ".jsonl"}
+            assert {p.name.removeprefix(session_id) for p in local.glob(f"{session_id}.*")} == {
+                ".cast",
+                ".log",
+                ".log.times",
+                ".jsonl",
+            }
             printed = subprocess.run(
                 openssm_argv("logs", session_id, "--data-dir", str(server.data_dir)),
                 capture_output=True,

@@ -93,7 +93,9 @@ def list_sessions(
                 started = item
             elif item.get("event") == "session_ended":
                 ended = item
-        files = ", ".join(p.suffix[1:] for p in sorted(directory.glob(f"{events.stem}.*")))
+        files = ", ".join(
+            p.suffix[1:] for p in sorted(directory.glob(f"{events.stem}.*")) if p.suffix != ".times"
+        )
         status = ended.get("status", "running")
         session_id = str(started.get("session_id", events.stem))
         out.write(
