@@ -90,12 +90,17 @@ class Process:
 
 class Server:
     def __init__(
-        self, data_dir: pathlib.Path, port: int | None = None, extra_args: tuple[str, ...] = ()
+        self,
+        data_dir: pathlib.Path,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.extra_args = extra_args
+        self.env = env  # None: inherit this process's environment
         self.process: Process | None = None
 
     def start(self) -> Server:
@@ -112,7 +117,7 @@ class Server:
             REGION,
             *self.extra_args,
         )
-        self.process = Process(argv, self.data_dir / "server.log")
+        self.process = Process(argv, self.data_dir / "server.log", env=self.env)
         wait_until(self._ready, "server to listen", timeout=60)
         return self
 
@@ -158,9 +163,12 @@ class Server:
 
 
 class Agent:
-    def __init__(self, server: Server, state_dir: pathlib.Path) -> None:
+    def __init__(
+        self, server: Server, state_dir: pathlib.Path, failover_endpoints: tuple[str, ...] = ()
+    ) -> None:
         self.server = server
         self.state_dir = state_dir
+        self.failover_endpoints = failover_endpoints  # more server nodes, tried in order after `server`
         self.process: Process | None = None
         self.instance_id: str | None = None
 
@@ -175,6 +183,7 @@ class Agent:
                 "register",
                 "--endpoint",
                 self.server.endpoint,
+                *(arg for endpoint in self.failover_endpoints for arg in ("--endpoint", endpoint)),
                 "--code",
                 activation["ActivationCode"],
                 "--id",

@@ -1,0 +1,137 @@
+"""Scale-out end to end: two server nodes on one PostgreSQL and one Redis, a real agent and client.
+
+Any node answers the API; a session's StreamUrl points at the node holding the agent's control
+channel; TerminateSession reaches that node over Redis; a crashed node's agent reconnects to the
+other node and its sessions are closed by the survivor's sweeper.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import urllib.parse
+
+import pexpect
+import pytest
+
+from tests.e2e.cluster import Node, running_cluster
+from tests.e2e.harness import Agent, openssm_argv, wait_until
+from tests.e2e.test_spine import spawn
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+# gateway_nodes liveness window (30 s) + one sweep interval (10 s) + slack.
+SWEEP_TIMEOUT = 75.0
+
+
+def start_session(via: Node, agent: Agent) -> pexpect.spawn:
+    assert agent.instance_id
+    argv = openssm_argv("start-session", "--target", agent.instance_id, "--endpoint-url", via.endpoint)
+    return spawn(argv, via.aws_env())
+
+
+def session_id_of(child: pexpect.spawn) -> str:
+    child.expect(r"Starting session with SessionId: (\S+)")
+    return str(child.match.group(1)).strip().rstrip(".")
+
+
+def expect_answer(child: pexpect.spawn) -> None:
+    child.sendline("echo $((6*7))")
+    child.expect("42")
+
+
+def session_record(via: Node, session_id: str) -> dict[str, object] | None:
+    ssm = via.client("ssm")
+    for state in ("Active", "History"):
+        for session in ssm.describe_sessions(State=state)["Sessions"]:
+            if session["SessionId"] == session_id:
+                return dict(session)
+    return None
+
+
+def ping_status(via: Node, instance_id: str) -> str:
+    nodes = via.client("ssm").describe_instance_information()["InstanceInformationList"]
+    return str(next(node["PingStatus"] for node in nodes if node["InstanceId"] == instance_id))
+
+
+def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pathlib.Path) -> None:
+    with running_cluster(tmp_path) as (node_a, node_b):
+        agent = Agent(node_a, tmp_path / "agent")
+        agent.register()
+        agent.start()
+        try:
+            assert agent.instance_id
+            assert ping_status(node_b, agent.instance_id) == "Online"
+
+            # StartSession answered by B points the client at A, where the control channel is.
+            started = node_b.client("ssm").start_session(Target=agent.instance_id)
+            stream = urllib.parse.urlsplit(started["StreamUrl"])
+            assert (stream.scheme, stream.port) == ("ws", node_a.port)
+            assert stream.path == f"/v1/data-channel/{started['SessionId']}"
+            node_b.client("ssm").terminate_session(SessionId=started["SessionId"])
+            wait_until(
+                lambda: (session_record(node_b, started["SessionId"]) or {}).get("Status") == "Terminated",
+                "an unopened session terminated through node B",
+            )
+
+            # A live shell, begun through B's API, carried by A; B's TerminateSession ends it on A.
+            child = start_session(node_b, agent)
+            session_id = session_id_of(child)
+            expect_answer(child)
+            record = session_record(node_a, session_id)
+            assert record is not None and record["Status"] == "Connected"
+            node_b.client("ssm").terminate_session(SessionId=session_id)
+            child.expect(re.escape(session_id))
+            child.expect(pexpect.EOF)
+            child.close()
+            assert child.exitstatus == 0
+            wait_until(
+                lambda: (session_record(node_a, session_id) or {}).get("Status") == "Terminated",
+                "the live session terminated on node A",
+            )
+        finally:
+            agent.stop()
+
+
+def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
+    with running_cluster(tmp_path) as (node_a, node_b):
+        agent = Agent(node_a, tmp_path / "agent", failover_endpoints=(node_b.endpoint,))
+        agent.register()
+        agent.start()
+        try:
+            assert agent.instance_id
+            orphan = start_session(node_b, agent)
+            orphan_id = session_id_of(orphan)
+            expect_answer(orphan)
+            record = session_record(node_b, orphan_id)
+            assert record is not None and record["Status"] == "Connected"
+
+            node_a.kill()
+
+            def online_via_b() -> bool:
+                assert agent.instance_id
+                return ping_status(node_b, agent.instance_id) == "Online"
+
+            wait_until(online_via_b, "the agent online again through node B", timeout=60)
+            assert (
+                node_b.client("ssm").get_connection_status(Target=agent.instance_id)["Status"] == "connected"
+            )
+
+            # New sessions run on B now.
+            child = start_session(node_b, agent)
+            session_id = session_id_of(child)
+            expect_answer(child)
+            child.sendline("exit")
+            child.expect(pexpect.EOF)
+            child.close()
+            assert child.exitstatus == 0
+
+            # The session A carried is closed by B's sweeper once A has been silent long enough.
+            def orphan_closed() -> bool:
+                return (session_record(node_b, orphan_id) or {}).get("Status") == "Terminated"
+
+            wait_until(orphan_closed, "node A's session terminated by node B", timeout=SWEEP_TIMEOUT)
+            assert (session_record(node_b, session_id) or {}).get("Status") == "Terminated"
+            orphan.close(force=True)
+        finally:
+            agent.stop()
