@@ -17,7 +17,7 @@ import click
 
 from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
 from openssm.client.parameters import ParameterError, parse_parameters
-from openssm.client.session import ClientOptions, run_session
+from openssm.client.session import FAST_CHUNK, ClientOptions, chunk_size_from_env, run_session
 
 AWS_CLI_ERROR_EXIT: Final = 255
 PORT_DOCUMENT: Final = "AWS-StartPortForwardingSession"
@@ -140,7 +140,9 @@ def start_session_command(
             click.echo(f"\n{api_error_text(exc)}", err=True)  # the AWS CLI: "\n%s\n"
             _terminate_all(api, started)
             sys.exit(AWS_CLI_ERROR_EXIT)
-    options = ClientOptions(api=api, listen_address=listen_address, target=target)
+    options = ClientOptions(
+        api=api, listen_address=listen_address, target=target, max_chunk=chunk_size_from_env(FAST_CHUNK)
+    )
     if len(started) == 1:
         sys.exit(asyncio.run(run_session(started[0], options)))
     sys.exit(asyncio.run(_run_many(started, options)))

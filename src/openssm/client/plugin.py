@@ -107,14 +107,16 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         print(f"Invalid operation {invocation.operation}: only {START_SESSION} is supported", file=sys.stderr)
         return 1
     from openssm.client.api import ApiTarget
-    from openssm.client.session import ClientOptions, run_session
+    from openssm.client.session import ClientOptions, chunk_size_from_env, run_session
+    from openssm.client.terminal import READ_CHUNK
 
     api = ApiTarget(
         region=invocation.region or None,
         profile=invocation.profile or None,
         endpoint_url=invocation.endpoint_url or None,
     )
-    options = ClientOptions(api=api, target=invocation.target)
+    # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
+    options = ClientOptions(api=api, target=invocation.target, max_chunk=chunk_size_from_env(READ_CHUNK))
     try:
         return asyncio.run(run_session(invocation.started, options))
     except KeyboardInterrupt:

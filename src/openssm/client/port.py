@@ -89,6 +89,7 @@ class PortSession:
         stdin_fd: int = 0,
         terminate_api: Callable[[], Awaitable[None]] | None = None,
         handle_signals: bool = True,
+        max_chunk: int = READ_CHUNK,
     ) -> None:
         self._channel = channel
         self._console = console
@@ -100,6 +101,7 @@ class PortSession:
         self._stdin_fd = stdin_fd
         self._terminate_api = terminate_api
         self._handle_signals = handle_signals
+        self._chunk = max_chunk  # largest Output payload we send
         self._server: asyncio.Server | None = None
         self._mux: MuxSession | None = None
         self._basic_lock = asyncio.Lock()
@@ -117,8 +119,8 @@ class PortSession:
         return MuxSession(self._send_mux_bytes, is_client=True, config=MUX_CONFIG)
 
     async def _send_mux_bytes(self, data: bytes) -> None:
-        for start in range(0, len(data), READ_CHUNK):
-            await self._channel.send(PayloadType.OUTPUT, data[start : start + READ_CHUNK])
+        for start in range(0, len(data), self._chunk):
+            await self._channel.send(PayloadType.OUTPUT, data[start : start + self._chunk])
 
     # -- StreamHandler -----------------------------------------------------------------------------
 
@@ -199,7 +201,7 @@ class PortSession:
         self._console.print(opened)
 
     async def _pump_stdin(self) -> None:
-        async for chunk in read_chunks(self._stdin_fd):
+        async for chunk in read_chunks(self._stdin_fd, self._chunk):
             await self._channel.send(PayloadType.OUTPUT, chunk)
         # stdin EOF (ssh has gone): end the agent side promptly instead of leaving it dangling.
         await self._channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
@@ -249,7 +251,7 @@ class PortSession:
             self._had_connection = True
             self._console.print(f"Connection accepted for session {self.session_id}.\n")
             try:
-                while data := await reader.read(READ_CHUNK):
+                while data := await reader.read(self._chunk):
                     await self._channel.send(PayloadType.OUTPUT, data)
             except (ConnectionError, OSError) as exc:
                 log.debug("local connection read failed: %s", exc)
@@ -269,4 +271,4 @@ class PortSession:
             log.warning("cannot open a stream: %s", exc)
             writer.close()
             return
-        await pipe(stream, reader, writer, chunk_size=READ_CHUNK)
+        await pipe(stream, reader, writer, chunk_size=self._chunk)

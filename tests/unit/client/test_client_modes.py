@@ -8,7 +8,7 @@ import pytest
 from openssm.client.cli import Forward, build_request
 from openssm.client.datachannel import proxy_for
 from openssm.client.port import PortMode, bind_host, choose_port_mode, local_port_of
-from openssm.client.session import closed_message
+from openssm.client.session import CHUNK_ENV, chunk_size_from_env, closed_message
 from openssm.client.shell import input_payload, size_payload
 
 LPF = {"type": "LocalPortForwarding", "portNumber": "80", "localPortNumber": "0"}
@@ -103,3 +103,23 @@ def test_start_session_request_from_shorthand() -> None:
 )
 def test_proxy_selection_follows_go(url: str, environ: dict[str, str], proxy: str | None) -> None:
     assert proxy_for(url, environ) == proxy
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, 4096),
+        ("", 4096),
+        ("abc", 4096),
+        ("-5", 4096),
+        ("10", 1024),
+        ("32768", 32768),
+        ("999999", 65536),
+    ],
+)
+def test_chunk_size_from_env(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int) -> None:
+    if value is None:
+        monkeypatch.delenv(CHUNK_ENV, raising=False)
+    else:
+        monkeypatch.setenv(CHUNK_ENV, value)
+    assert chunk_size_from_env(4096) == expected
