@@ -5,7 +5,8 @@ default) and one with recording off, each with its own agent. The same client wo
 between them:
 1. keystroke echo round trip (p50/p99) through client → gateway → agent PTY and back;
 2. shell output throughput: `cat` of a large text file through the PTY, until an end marker.
-It also checks the recording is complete (every line of the file is in the transcript).
+It also checks the recording is complete (every line of the file is in the transcript), and
+measures the recorder's own CPU cost in-process, which does not depend on the machine's load.
 
 Run: `.venv/bin/python bench/bench_recording.py [--keys N] [--megabytes M] [--rounds R]`
 """
@@ -28,7 +29,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_session_latency import BenchClient, echo_rtts_openssm, openssm_session, pct
 from tests.e2e.harness import REGION, Agent, Process, Server, wait_until
 
+from openssm.bus.inprocess import InProcessBus
+from openssm.logs.recorder import SessionRecorder
 from openssm.protocol.frames import PayloadType
+from openssm.services import ServerConfig, Services
+from openssm.store.db import database_url_for, make_engine, migrate
 
 
 class BenchServer(Server):
@@ -95,11 +100,48 @@ def transcript_lines(server: Server) -> int:
     return total
 
 
+async def recorder_cpu_cost(root: pathlib.Path, text: bytes) -> tuple[float, float]:
+    """The recorder alone, in this process (no network, no other load): microseconds per echoed
+    keystroke (one input and one output message) and MiB/s of shell output in 1 KiB messages."""
+    services = Services(
+        config=ServerConfig(data_dir=root),
+        engine=make_engine(database_url_for(root)),
+        bus=InProcessBus(),
+        cipher=None,
+    )
+    await migrate(services.engine)
+    session = {
+        "session_id": "bench-0",
+        "session_type": "Standard_Stream",
+        "document_content": {},
+        "target": "mi-0",
+    }
+    recorder = SessionRecorder(services, None, session)
+    await recorder.on_start(session)
+    keys = 20_000
+    start = time.perf_counter()
+    for i in range(keys):
+        await recorder.on_input(b"k", 1, i * 1e-3)
+        await recorder.on_output(b"k", 1, i * 1e-3)
+    per_key = (time.perf_counter() - start) / keys * 1e6
+    start = time.perf_counter()
+    for i in range(0, len(text), 1024):
+        await recorder.on_output(text[i : i + 1024], 1, 30 + i * 1e-7)
+    mib_per_second = len(text) / 1024 / 1024 / (time.perf_counter() - start)
+    await recorder.on_end("Terminated", "bench", 60)
+    await services.engine.dispose()
+    return per_key, mib_per_second
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
         big = root / "big.txt"
         size, lines = make_text_file(big, args.megabytes)
+        (root / "cpu").mkdir()
+        per_key, recorder_rate = await recorder_cpu_cost(
+            root / "cpu", big.read_bytes().replace(b"\n", b"\r\n")
+        )
         systems: dict[str, tuple[Server, Agent]] = {}
         try:
             for name, record in (("recording", True), ("no recording", False)):
@@ -145,6 +187,10 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"  {name:13} {median:7.2f} s   {mb / median:7.1f} MiB/s")
     ratio = statistics.median(seconds["recording"]) / statistics.median(seconds["no recording"])
     print(f"  ratio (time with / without recording) {ratio:5.2f}x")
+    print(
+        f"Recorder CPU alone (in-process): {per_key:.1f} us per echoed keystroke, "
+        f"{recorder_rate:.0f} MiB/s of shell output"
+    )
     print(
         f"Recording complete: {recorded} of {lines * args.rounds} file lines in the transcripts"
         + ("; WARNING: the tap dropped events" if tap_warnings else "")
