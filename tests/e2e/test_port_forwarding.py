@@ -92,12 +92,15 @@ def wait_session_history(server: Server, session_id: str, timeout: float = 30) -
 # -- the operator's RDP-style command, through the AWS CLI and through openssm ---------------------
 
 
-def test_aws_cli_shorthand_parameters_fixed_local_port(
-    system: tuple[Server, Agent], destination: ChecksumServer
+@pytest.mark.parametrize("command", ["aws", "openssm"])
+def test_shorthand_parameters_fixed_local_port(
+    system: tuple[Server, Agent], destination: ChecksumServer, command: str
 ) -> None:
+    """The operator's `--parameters "portNumber=3389, localPortNumber=13389"` (comma and space)."""
     server, agent = system
     local = free_port()
-    argv = aws_start_session(server, agent, *port_document(destination.port, str(local)))
+    start = aws_start_session if command == "aws" else openssm_start_session
+    argv = start(server, agent, *port_document(destination.port, str(local)))
     with session_process(argv, server.aws_env()) as session:
         assert session.local_ports() == [local]
         session.wait_for(r"Waiting for connections\.\.\.")
