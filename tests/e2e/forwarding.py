@@ -125,6 +125,52 @@ class ChecksumServer:
         self.close()
 
 
+class DigestOnEofServer:
+    """Reads until the client half-closes, then answers with the SHA-256 of what it read and closes."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            digest = hashlib.sha256()
+            while data := conn.recv(CHUNK):
+                digest.update(data)
+            conn.sendall(digest.digest())
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def __enter__(self) -> DigestOnEofServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def half_close_exchange(port: int, size: int, timeout: float = 60.0) -> None:
+    """Send ``size`` bytes, shut down writing, and expect their digest back before EOF."""
+    payload = os.urandom(size)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        answer = bytearray()
+        while data := sock.recv(CHUNK):
+            answer += data
+    if bytes(answer) != hashlib.sha256(payload).digest():
+        raise TransferError(f"after half-close got {len(answer)} bytes instead of the 32-byte digest")
+
+
 _client_block = _random_block()
 
 

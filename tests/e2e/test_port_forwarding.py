@@ -18,7 +18,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import require
-from tests.e2e.forwarding import ChecksumServer, checked_transfer, free_port, session_process
+from tests.e2e.forwarding import (
+    ChecksumServer,
+    DigestOnEofServer,
+    checked_transfer,
+    free_port,
+    half_close_exchange,
+    session_process,
+)
 from tests.e2e.harness import Agent, Server, openssm_argv, running_system
 
 pytestmark = pytest.mark.slow
@@ -211,6 +218,17 @@ def test_fifty_concurrent_connections_one_session(
         assert session.output.count("Connection accepted for session") == 1  # the plugin's banner: once
         assert len(session.session_ids()) == 1
     assert destination.connections - before == 50
+
+
+def test_reply_after_half_close_arrives(system: tuple[Server, Agent]) -> None:
+    """A client that shuts down writing (nc -N, HTTP/1.0-style) still gets the destination's answer."""
+    server, agent = system
+    with DigestOnEofServer() as eof_server:
+        argv = openssm_start_session(server, agent, *port_document(eof_server.port))
+        with session_process(argv, server.aws_env()) as session:
+            (local,) = session.local_ports()
+            half_close_exchange(local, 10)
+            half_close_exchange(local, 2 << 20)
 
 
 STALL_SECONDS = 12.0
