@@ -128,6 +128,14 @@ class Routes:
         result = await actor.ssm("TerminateSession", {"SessionId": session_id})
         return web.json_response(result)
 
+    async def resume_session(
+        self, request: web.Request, _: ConsoleSession, actor: ConsoleActor
+    ) -> web.StreamResponse:
+        """A new token for a shell whose socket dropped (the page re-dials the same StreamUrl)."""
+        session_id = request.match_info["session_id"]
+        resumed = await actor.ssm("ResumeSession", {"SessionId": session_id})
+        return web.json_response({"SessionId": resumed["SessionId"], "TokenValue": resumed["TokenValue"]})
+
     async def recording(
         self, request: web.Request, _: ConsoleSession, actor: ConsoleActor
     ) -> web.StreamResponse:
@@ -223,6 +231,10 @@ def add_routes(router: web.UrlDispatcher, console: Console) -> None:
     router.add_post(
         f"{base}/sessions/{{session_id}}/terminate",
         console.signed_in(routes.terminate_session, changes_state=True),
+    )
+    router.add_post(
+        f"{base}/sessions/{{session_id}}/resume",
+        console.signed_in(routes.resume_session, changes_state=True),
     )
     router.add_get(
         f"{base}/sessions/{{session_id}}/recording", console.signed_in(routes.recording, changes_state=False)

@@ -229,3 +229,65 @@ def test_handshake_is_answered_and_size_follows_completion(tmp_path: pathlib.Pat
     ]
     assert json.loads(inputs[1].payload) == {"cols": 100, "rows": 30}
     assert out["notices"] == ["Welcome"]
+
+
+def test_dropped_socket_resumes_with_a_new_token_and_resends_unacked(tmp_path: pathlib.Path) -> None:
+    out = run_node(
+        tmp_path,
+        f"""
+        class FakeSocket {{
+          constructor(url) {{ this.url = url; this.sent = []; this.readyState = 1; FakeSocket.all.push(this);
+            setTimeout(() => this.onopen(), 0); }}
+          send(data) {{ this.sent.push(typeof data === "string" ? data : hex(data)); }}
+          close() {{ this.readyState = 3; }}
+        }}
+        FakeSocket.all = [];
+        const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+        let resumes = 0;
+        let closed = null;
+        const client = new dc.DataChannelClient({{streamUrl: "ws://gw/x", tokenValue: "T1", sessionId: "s",
+          WebSocketImpl: FakeSocket, resume: async () => {{ resumes++; return "T2"; }},
+          onClosed: (end) => {{ closed = end; }}}});
+        client.start();
+        await sleep(10);
+        FakeSocket.all[0].onmessage({{data: unhex("{output(0, b"prompt")}").buffer}});
+        client.sendInput(new TextEncoder().encode("ls\\r"));
+        await sleep(20);
+        FakeSocket.all[0].readyState = 3;
+        FakeSocket.all[0].onclose();  // the network dropped, no channel_closed
+        await sleep(400);
+        out.sockets = FakeSocket.all.map((s) => s.sent);
+        out.resumes = resumes;
+        out.closed = closed;
+        client.close();
+        """,
+    )
+    assert out["resumes"] == 1 and out["closed"] is None
+    first, second = out["sockets"]
+    open1, open2 = json.loads(first[0]), json.loads(second[0])
+    assert (open1["TokenValue"], open2["TokenValue"]) == ("T1", "T2")
+    assert open1["ClientId"] == open2["ClientId"]
+    resent = [decode(bytes.fromhex(h)) for h in second[1:]]
+    assert [f.payload for f in resent if f.message_type == "input_stream_data"][:1] == [b"ls\r"]
+
+
+def test_socket_drop_without_resume_token_ends_the_session(tmp_path: pathlib.Path) -> None:
+    out = run_node(
+        tmp_path,
+        """
+        class FakeSocket {
+          constructor() { this.sent = []; this.readyState = 1; FakeSocket.last = this; setTimeout(() => this.onopen(), 0); }
+          send(data) { this.sent.push(data); }
+          close() { this.readyState = 3; }
+        }
+        let closed = null;
+        const client = new dc.DataChannelClient({streamUrl: "ws://gw/x", tokenValue: "T1", sessionId: "s",
+          WebSocketImpl: FakeSocket, resume: async () => null, onClosed: (end) => { closed = end; }});
+        client.start();
+        await new Promise((r) => setTimeout(r, 10));
+        FakeSocket.last.onclose();
+        await new Promise((r) => setTimeout(r, 400));
+        out.closed = closed;
+        """,
+    )
+    assert out["closed"]["kind"] == "lost"

@@ -25,6 +25,9 @@ const INITIAL_RTO_MS = 200;
 const INITIAL_SRTT_MS = 100;
 const MAX_RTO_MS = 1000;
 const MIN_RTO_MARGIN_MS = 10;
+const RESUME_ATTEMPTS = 5;
+const RESUME_FIRST_DELAY_MS = 150;
+const RESUME_MAX_DELAY_MS = 5000;
 const SHELL_SESSION_TYPES = new Set(["Standard_Stream", "InteractiveCommands", "NonInteractiveCommands"]);
 
 /** Why a session ended, from the channel_closed Output text the gateway writes. */
@@ -43,6 +46,7 @@ export class DataChannelClient {
    * @param {object} options
    *   streamUrl, tokenValue, sessionId: from StartSession;
    *   onOutput(Uint8Array), onClosed({kind, title, detail}), onNotice(text): callbacks;
+   *   resume(): async, a new TokenValue from ResumeSession (or null) after the socket dropped;
    *   WebSocketImpl (default globalThis.WebSocket), now (ms clock, default performance.now).
    */
   constructor(options) {
@@ -52,6 +56,8 @@ export class DataChannelClient {
     this.onOutput = options.onOutput || (() => {});
     this.onClosed = options.onClosed || (() => {});
     this.onNotice = options.onNotice || (() => {});
+    this.resume = options.resume || null; // async () => new TokenValue, or null when not resumable
+    this.resuming = false;
     this.WebSocketImpl = options.WebSocketImpl || globalThis.WebSocket;
     this.now = options.now || (() => globalThis.performance.now());
     this.clientId = randomUuid();
@@ -73,6 +79,12 @@ export class DataChannelClient {
   }
 
   start() {
+    this.connect(this.tokenValue);
+    this.timer = setInterval(() => this.resendDue(), RESEND_INTERVAL_MS);
+  }
+
+  /** Dial the StreamUrl and authenticate with `token` in the open frame (same ClientId on resume). */
+  connect(token) {
     const ws = new this.WebSocketImpl(this.streamUrl);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
@@ -81,22 +93,76 @@ export class DataChannelClient {
         JSON.stringify({
           MessageSchemaVersion: "1.0",
           RequestId: randomUuid(),
-          TokenValue: this.tokenValue,
+          TokenValue: token,
           ClientId: this.clientId,
           ClientVersion: CLIENT_VERSION,
         }),
       );
+      // After a reconnect, everything still unacked goes again, oldest first.
+      for (const entry of this.unacked.values()) {
+        if (entry.bytes) {
+          entry.lastSent = this.now();
+          this.rawSend(entry.bytes);
+        }
+      }
     };
     ws.onmessage = (event) => {
-      if (typeof event.data === "string") return; // the gateway sends only binary frames
+      if (ws !== this.ws || typeof event.data === "string") return; // the gateway sends only binary frames
       const data = event.data;
       this.incoming = this.incoming.then(() => this.handle(data)).catch((err) => this.onNotice(`dropped a bad frame: ${err.message}`));
     };
     ws.onclose = () => {
-      this.incoming.then(() => this.finish(null));
+      if (ws !== this.ws) return;
+      this.incoming.then(() => this.connectionLost());
     };
     ws.onerror = () => {};
-    this.timer = setInterval(() => this.resendDue(), RESEND_INTERVAL_MS);
+  }
+
+  /**
+   * The socket closed without channel_closed: like the plugin, ask for a new token
+   * (ResumeSession, through `options.resume`) and dial the same StreamUrl again; sequence numbers
+   * and buffers carry on. Gives up after RESUME_ATTEMPTS or when no token comes back.
+   */
+  async connectionLost() {
+    if (this.ended) return;
+    if (!this.resume || this.resuming) {
+      if (!this.resuming) this.finish(null);
+      return;
+    }
+    this.resuming = true;
+    let delay = RESUME_FIRST_DELAY_MS;
+    for (let attempt = 0; attempt < RESUME_ATTEMPTS && !this.ended; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(RESUME_MAX_DELAY_MS, delay * 2);
+      let token = null;
+      try {
+        token = await this.resume();
+      } catch (err) {
+        continue; // the API was unreachable: try again
+      }
+      if (!token) break; // the session is over (or no longer ours)
+      this.onNotice("Reconnecting…");
+      const opened = await new Promise((resolve) => {
+        this.connect(token);
+        const ws = this.ws;
+        const previousOpen = ws.onopen;
+        ws.onopen = (event) => {
+          previousOpen(event);
+          resolve(true);
+        };
+        const previousClose = ws.onclose;
+        ws.onclose = (event) => {
+          resolve(false);
+          previousClose(event);
+        };
+      });
+      if (opened) {
+        this.resuming = false;
+        return;
+      }
+    }
+    this.resuming = false;
+    this.finish(null);
   }
 
   // -- sending --------------------------------------------------------------------------------

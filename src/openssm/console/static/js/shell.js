@@ -2,7 +2,7 @@
 // straight to the gateway (StreamUrl + TokenValue), rendered with xterm.js.
 import { Terminal } from "/console/static/vendor/xterm.mjs";
 import { FitAddon } from "/console/static/vendor/addon-fit.mjs";
-import { postJson, showMessage, startPage } from "./common.js";
+import { ApiFailure, postJson, showMessage, startPage } from "./common.js";
 import { DataChannelClient } from "./datachannel.js";
 
 const target = new URLSearchParams(location.search).get("target") || "";
@@ -41,6 +41,15 @@ async function main() {
     tokenValue: started.TokenValue,
     sessionId: started.SessionId,
     onOutput: (bytes) => term.write(bytes),
+    // The socket dropped: ResumeSession for a new token (null = not resumable: the session is over).
+    resume: async () => {
+      try {
+        return (await postJson(`/console/api/sessions/${encodeURIComponent(started.SessionId)}/resume`)).TokenValue;
+      } catch (err) {
+        if (err instanceof ApiFailure && err.status < 500) return null;
+        throw err; // server unreachable: the channel tries again
+      }
+    },
     onNotice: (text) => term.write(`\r\n${text}\r\n`),
     onClosed: (end) => {
       banner(end.title, end.detail);
