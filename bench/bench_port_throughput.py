@@ -206,19 +206,61 @@ class Profiler:
         self.running = []
 
 
-def top_functions(raw: pathlib.Path, limit: int = 12) -> list[tuple[float, str]]:
-    """Self-time share per function from py-spy's collapsed stacks."""
-    totals: dict[str, int] = {}
-    all_samples = 0
+IDLE_MARKERS = (
+    "select (selectors.py",
+    "(concurrent/futures/thread.py",
+    "aiosqlite/core.py",
+    "wait (threading.py",
+)
+PLUMBING = (
+    "_run_once",
+    "_run (",
+    "run_forever",
+    "run_until_complete",
+    "<module>",
+    "_run_module",
+    "__call__",
+    "invoke",
+)
+
+
+@dataclass
+class ProfileSummary:
+    busy_share: float  # of all samples: not waiting in select/queues
+    self_time: list[tuple[float, str]]  # share of busy samples, leaf functions
+    inclusive: list[tuple[float, str]]  # share of busy samples, any frame on the stack
+
+
+def summarise(raw: pathlib.Path, limit: int = 10) -> ProfileSummary:
+    """py-spy collapsed stacks → where the busy time went, leaf and inclusive."""
+    leaf_counts: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    busy = idle = 0
     for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
             continue
-        leaf = stack.split(";")[-1]
-        totals[leaf] = totals.get(leaf, 0) + int(count)
-        all_samples += int(count)
-    ranked = sorted(totals.items(), key=lambda item: -item[1])[:limit]
-    return [(count / max(all_samples, 1), name) for name, count in ranked]
+        count = int(count_text)
+        frames = stack.split(";")
+        if any(marker in frames[-1] for marker in IDLE_MARKERS):
+            idle += count
+            continue
+        busy += count
+        leaf_counts[frames[-1]] = leaf_counts.get(frames[-1], 0) + count
+        for name in {frame.split(" (")[0] for frame in frames}:
+            inclusive[name] = inclusive.get(name, 0) + count
+    total = max(busy, 1)
+    ranked_self = sorted(leaf_counts.items(), key=lambda item: -item[1])[:limit]
+    ranked_inclusive = [
+        (name, count)
+        for name, count in sorted(inclusive.items(), key=lambda item: -item[1])
+        if count < 0.8 * busy and not any(word in name for word in PLUMBING)  # skip the roots
+    ][: limit * 2]
+    return ProfileSummary(
+        busy_share=busy / max(busy + idle, 1),
+        self_time=[(count / total, name) for name, count in ranked_self],
+        inclusive=[(count / total, name) for name, count in ranked_inclusive],
+    )
 
 
 def main() -> None:
@@ -263,9 +305,15 @@ def main() -> None:
         print(f"{r.path:<12} {r.case:<20} {r.mib_per_s:>10.1f} {ratio:>9.1%}")
     if args.profile:
         for raw in sorted(args.profile.glob("run*-*.txt")):
-            print(f"\n{raw.stem}: top self time")
-            for share, name in top_functions(raw):
-                print(f"  {share:6.1%}  {name}")
+            summary = summarise(raw)
+            run = "upload" if raw.stem.startswith("run1") else "download"
+            print(f"\n{raw.stem.split('-', 1)[1]} ({run}): busy {summary.busy_share:.0%} of samples")
+            print("  self time (share of busy):")
+            for share, name in summary.self_time:
+                print(f"    {share:6.1%}  {name}")
+            print("  inclusive:")
+            for share, name in summary.inclusive:
+                print(f"    {share:6.1%}  {name}")
 
 
 if __name__ == "__main__":
