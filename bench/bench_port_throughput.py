@@ -254,7 +254,7 @@ def summarise(raw: pathlib.Path, limit: int = 10) -> ProfileSummary:
     ranked_inclusive = [
         (name, count)
         for name, count in sorted(inclusive.items(), key=lambda item: -item[1])
-        if count < 0.8 * busy and not any(word in name for word in PLUMBING)  # skip the roots
+        if count < 0.7 * busy and not any(word in name for word in PLUMBING)  # skip the roots
     ][: limit * 2]
     return ProfileSummary(
         busy_share=busy / max(busy + idle, 1),
