@@ -1,5 +1,9 @@
 """A real OpenSSM server (API + gateway) on a free loopback port, run in a thread of the test process,
-plus helpers to sign raw requests and to put state in its database."""
+plus helpers to sign raw requests and to put state in its database.
+
+With ``OPENSSM_TEST_DATABASE=postgresql`` each server gets a fresh PostgreSQL database (on
+``OPENSSM_TEST_POSTGRES_URL``, dropped when the server stops) instead of SQLite: the scale-out store.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import configparser
 import dataclasses
 import datetime as dt
 import json
+import os
 import pathlib
 import socket
 import threading
@@ -19,6 +24,7 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from tests.support import postgres
 
 from openssm.auth.sigv4 import sign_hmac
 from openssm.server import serve
@@ -49,6 +55,10 @@ class HttpResult:
 
 class ApiServer:
     def __init__(self, data_dir: pathlib.Path, **overrides: Any) -> None:
+        self._postgres_database: str | None = None
+        if os.environ.get("OPENSSM_TEST_DATABASE") == "postgresql" and "database_url" not in overrides:
+            postgres.require_postgres()
+            self._postgres_database, overrides["database_url"] = postgres.create_database()
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.config = ServerConfig(
@@ -97,6 +107,9 @@ class ApiServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._postgres_database is not None:
+            postgres.drop_database(self._postgres_database)
+            self._postgres_database = None
 
     # -- clients ----------------------------------------------------------------------------------
     @property
@@ -165,7 +178,7 @@ class ApiServer:
         """Run ``work(engine)`` against the server's database (from the test thread, own loop)."""
 
         async def run() -> T:
-            engine = make_engine(database_url_for(self.config.data_dir))
+            engine = make_engine(self.config.database_url or database_url_for(self.config.data_dir))
             try:
                 return await work(engine)
             finally:
