@@ -1,0 +1,67 @@
+"""``openssm server`` options for session logging, kept here so the server command only applies them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# click parameter name -> ServerConfig field
+_FIELDS = {
+    "s3_endpoint_url": "s3_endpoint_url",
+    "logs_endpoint_url": "logs_endpoint_url",
+    "sink_region": "sink_region",
+    "record_input": "record_input",
+    "session_recording": "record_sessions",
+    "log_upload_retry": "log_upload_retry_seconds",
+}
+
+
+def logging_options(command: F) -> F:
+    """Adds the session logging options to a click command (they arrive as keyword arguments)."""
+    options = [
+        click.option(
+            "--session-recording/--no-session-recording",
+            default=True,
+            show_default=True,
+            help="Record every session on the server (terminal recording and transcript, or the "
+            "connections of port sessions) in DATA_DIR/sessions, then ship it where the preferences say.",
+        ),
+        click.option(
+            "--record-input/--no-record-input",
+            default=False,
+            show_default=True,
+            help="Also record what users type (passwords typed at prompts included).",
+        ),
+        click.option(
+            "--s3-endpoint-url",
+            default=None,
+            help="S3-compatible storage for session logs (MinIO, Ceph …). Default: AWS, or "
+            "AWS_ENDPOINT_URL_S3. Credentials come from the normal AWS chain.",
+        ),
+        click.option(
+            "--logs-endpoint-url",
+            default=None,
+            help="CloudWatch Logs-compatible endpoint for session logs. Default: AWS, or "
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS.",
+        ),
+        click.option("--sink-region", default=None, help="Region of the log sinks (default: --region)."),
+        click.option(
+            "--log-upload-retry",
+            type=click.FloatRange(min=0.1),
+            default=2.0,
+            show_default=True,
+            help="Seconds before the first retry of a failed log upload (doubles up to 5 minutes).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def logging_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ServerConfig fields for the options :func:`logging_options` added."""
+    return {field: values[name] for name, field in _FIELDS.items() if name in values}
