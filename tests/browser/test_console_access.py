@@ -3,11 +3,14 @@ activations; sign-out."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from typing import Any
 
 import pytest
 
+from openssm.security.login_secrets import totp
 from tests.browser.conftest import has_horizontal_scroll, screenshot, sign_in
 from tests.e2e.harness import Agent, Server
 
@@ -162,4 +165,40 @@ def test_create_activation_shows_the_register_command(browser: Any, system: tupl
     assert any(a["ActivationId"] == activation_id and a["DefaultInstanceName"] == "web-01" for a in listed)
     page.locator(f"text={activation_id}").nth(1).wait_for()  # also in the list below
     screenshot(page, "30-activations")
+    context.close()
+
+
+def test_password_and_mfa_fields_appear_when_the_user_has_them(
+    browser: Any, system: tuple[Server, Agent]
+) -> None:
+    server, _ = system
+    key, secret = make_user(server, "mfa-operator", VIEW_ONLY_POLICY)
+    iam = server.client("iam")
+    iam.create_login_profile(UserName="mfa-operator", Password="long enough password")
+    device = iam.create_virtual_mfa_device(VirtualMFADeviceName="mfa-operator")["VirtualMFADevice"]
+    seed_text = device["Base32StringSeed"].decode()
+    seed = base64.b32decode(seed_text + "=" * (-len(seed_text) % 8))
+    step_start = time.time() // 30 * 30
+    iam.enable_mfa_device(
+        UserName="mfa-operator",
+        SerialNumber=device["SerialNumber"],
+        AuthenticationCode1=totp(seed, step_start - 30),
+        AuthenticationCode2=totp(seed, step_start),
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.endpoint}/console/signin")
+    assert page.locator("#password").is_hidden() and page.locator("#mfa-code").is_hidden()
+    page.fill("#access-key-id", key)
+    page.fill("#secret-access-key", secret)
+    page.click("#signin-button")
+    page.locator("#password").wait_for()
+    page.fill("#password", "long enough password")
+    page.click("#signin-button")
+    page.locator("#mfa-code").wait_for()
+    screenshot(page, "14-signin-mfa")
+    page.fill("#mfa-code", totp(seed, time.time() + 30))  # the next step: never used by enable above
+    page.click("#signin-button")
+    page.wait_for_url("**/console/nodes")
+    assert page.inner_text(".who .user") == "mfa-operator"
     context.close()
