@@ -400,3 +400,20 @@ async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) 
         await gateway.add_session(SID, IID)
         row = await gateway.wait_status(SID, "Terminated")
         assert row["termination_reason"] == "No client connected to the session"
+
+
+async def test_a_client_that_stops_answering_pings_is_taken_for_gone(tmp_path: pathlib.Path) -> None:
+    settings = dataclasses.replace(FAST, ws_heartbeat=0.4, resume_window=30)
+    async with running_gateway(tmp_path, settings=settings) as gateway:
+        await gateway.add_instance(IID)
+        await gateway.add_agent_user()
+        await gateway.add_session(SID, IID)
+        control = await open_control(gateway)
+        token = await gateway.add_token("client", SID)
+        # A peer that vanished without FIN: it never answers our pings.
+        silent = await gateway.http.ws_connect(
+            gateway.url(f"/v1/data-channel/{SID}?role=publish_subscribe"), autoping=False
+        )
+        await silent.send_str(ClientOpen(token_value=token).to_text())
+        assert (await next_frame(control)).message_type == MessageType.INTERACTIVE_SHELL
+        await gateway.wait_status(SID, "Disconnected", timeout=5)
