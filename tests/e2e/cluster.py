@@ -30,6 +30,7 @@ class Node(Server):
         args = ("--database-url", database_url, "--redis-url", redis_url, "--node-id", node_id)
         super().__init__(data_dir, extra_args=args, env=env)
         self.node_id = node_id
+        self.database_url = database_url
 
     def kill(self) -> None:
         """Crash the node: no shutdown, no clean-up of its sessions or heartbeat row."""

@@ -14,9 +14,11 @@ import urllib.parse
 import pexpect
 import pytest
 
+from openssm.gateway.sweeper import dead_node_reason
 from tests.e2e.cluster import Node, running_cluster
 from tests.e2e.harness import Agent, openssm_argv, wait_until
 from tests.e2e.test_spine import spawn
+from tests.support.postgres import fetch_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -52,6 +54,10 @@ def session_record(via: Node, session_id: str) -> dict[str, object] | None:
 def ping_status(via: Node, instance_id: str) -> str:
     nodes = via.client("ssm").describe_instance_information()["InstanceInformationList"]
     return str(next(node["PingStatus"] for node in nodes if node["InstanceId"] == instance_id))
+
+
+def stored(node: Node, query: str, key: str) -> object:
+    return fetch_value(node.database_url, query, key)
 
 
 def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pathlib.Path) -> None:
@@ -100,6 +106,8 @@ def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
         agent.start()
         try:
             assert agent.instance_id
+            # Two sessions carried by A: one never opened (only a crash sweep can end it), one live.
+            unopened = node_b.client("ssm").start_session(Target=agent.instance_id)["SessionId"]
             orphan = start_session(node_b, agent)
             orphan_id = session_id_of(orphan)
             expect_answer(orphan)
@@ -108,11 +116,14 @@ def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
 
             node_a.kill()
 
-            def online_via_b() -> bool:
-                assert agent.instance_id
-                return ping_status(node_b, agent.instance_id) == "Online"
+            # Until A misses its heartbeats, PingStatus cannot tell a dead node's agents from live
+            # ones: wait for the agent's own move to B, then B must report it Online.
+            def control_channel_on_b() -> bool:
+                query = "SELECT control_node_id FROM instances WHERE instance_id = $1"
+                return stored(node_b, query, agent.instance_id or "") == node_b.node_id
 
-            wait_until(online_via_b, "the agent online again through node B", timeout=60)
+            wait_until(control_channel_on_b, "the agent's control channel on node B", timeout=60)
+            assert ping_status(node_b, agent.instance_id) == "Online"
             assert (
                 node_b.client("ssm").get_connection_status(Target=agent.instance_id)["Status"] == "connected"
             )
@@ -125,13 +136,24 @@ def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
             child.expect(pexpect.EOF)
             child.close()
             assert child.exitstatus == 0
+            query = "SELECT node_id FROM sessions WHERE session_id = $1"
+            assert stored(node_b, query, session_id) == node_b.node_id
 
-            # The session A carried is closed by B's sweeper once A has been silent long enough.
-            def orphan_closed() -> bool:
-                return (session_record(node_b, orphan_id) or {}).get("Status") == "Terminated"
+            # The live session died with A: the agent reports it ended, through B.
+            def orphan_ended() -> bool:
+                return (session_record(node_b, orphan_id) or {}).get("Status") in {"Terminated", "Failed"}
 
-            wait_until(orphan_closed, "node A's session terminated by node B", timeout=SWEEP_TIMEOUT)
-            assert (session_record(node_b, session_id) or {}).get("Status") == "Terminated"
+            wait_until(orphan_ended, "node A's live session ended")
+
+            # Nobody but a sweeper can end the unopened one, once A has been silent long enough.
+            def unopened_terminated() -> bool:
+                return (session_record(node_b, unopened) or {}).get("Status") == "Terminated"
+
+            wait_until(
+                unopened_terminated, "node A's unopened session swept by node B", timeout=SWEEP_TIMEOUT
+            )
+            query = "SELECT termination_reason FROM sessions WHERE session_id = $1"
+            assert stored(node_b, query, unopened) == dead_node_reason(node_a.node_id)
             orphan.close(force=True)
         finally:
             agent.stop()

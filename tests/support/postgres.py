@@ -88,3 +88,17 @@ def fresh_postgres_database() -> Iterator[str]:
         yield url
     finally:
         drop_database(name)
+
+
+def fetch_value(database_url: str, query: str, *args: object) -> object:
+    """One value from a test database (``database_url`` as given to the server)."""
+
+    async def fetch() -> object:
+        dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(dsn, timeout=10)
+        try:
+            return await connection.fetchval(query, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
