@@ -202,3 +202,23 @@ def test_password_and_mfa_fields_appear_when_the_user_has_them(
     page.wait_for_url("**/console/nodes")
     assert page.inner_text(".who .user") == "mfa-operator"
     context.close()
+
+
+def test_foreign_origin_cannot_open_a_data_channel(browser: Any, system: tuple[Server, Agent]) -> None:
+    """The page served from another origin (http://localhost:… while the server's public URL is
+    http://127.0.0.1:…) gets its WebSocket upgrade refused, and says so."""
+    server, agent = system
+    other_origin = server.endpoint.replace("127.0.0.1", "localhost")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"{other_origin}/console/signin")
+    key, secret = server.admin_credentials
+    page.fill("#access-key-id", key)
+    page.fill("#secret-access-key", secret)
+    page.click("#signin-button")
+    page.wait_for_url("**/console/nodes")
+    page.goto(f"{other_origin}/console/shell?target={agent.instance_id}")
+    page.wait_for_selector("#shell-banner:not(.hidden)", timeout=30_000)
+    assert page.get_attribute("body", "data-session-ended") == "unreachable"
+    assert "public URL" in page.inner_text("#banner-detail")
+    context.close()

@@ -58,6 +58,7 @@ export class DataChannelClient {
     this.onNotice = options.onNotice || (() => {});
     this.resume = options.resume || null; // async () => new TokenValue, or null when not resumable
     this.resuming = false;
+    this.everOpened = false;
     this.WebSocketImpl = options.WebSocketImpl || globalThis.WebSocket;
     this.now = options.now || (() => globalThis.performance.now());
     this.clientId = randomUuid();
@@ -89,6 +90,7 @@ export class DataChannelClient {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
+      this.everOpened = true;
       ws.send(
         JSON.stringify({
           MessageSchemaVersion: "1.0",
@@ -357,7 +359,16 @@ export class DataChannelClient {
     clearInterval(this.timer);
     this.queue = [];
     if (this.ws && this.ws.readyState <= 1) this.ws.close();
-    if (output === null) {
+    if (output === null && !this.everOpened) {
+      // Typically the page was opened at another address than the server's public URL, and the
+      // gateway refuses WebSocket upgrades from origins it does not know.
+      const origin = new URL(this.streamUrl).host;
+      this.onClosed({
+        kind: "unreachable",
+        title: "Could not open the session's data channel",
+        detail: `The gateway at ${origin} did not accept the connection. Open the console at the server's public URL.`,
+      });
+    } else if (output === null) {
       this.onClosed({ kind: "lost", title: "Connection lost", detail: "The connection to the server closed." });
     } else {
       this.onClosed(classifyEnd(output));
