@@ -307,6 +307,19 @@ def test_denied_destination_is_refused_with_a_clear_error(system: tuple[Server, 
     assert "opened for sessionId" not in session.output, session.output
 
 
+def test_ssh_document_defaults_to_port_22(system: tuple[Server, Agent]) -> None:
+    """AWS-StartSSHSession without parameters dials port 22 on the node (stdio mode: stdin ends it)."""
+    server, agent = system
+    argv = openssm_start_session(server, agent, "--document-name", "AWS-StartSSHSession")
+    out = subprocess.run(
+        argv, env=server.aws_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    if reachable(("127.0.0.1", 22)):
+        assert "Unable to connect" not in out.stdout, out.stdout
+    else:
+        assert "Unable to connect to localhost:22" in out.stdout, out.stdout + out.stderr
+
+
 @pytest.mark.parametrize(
     ("parameters", "named"),
     [
