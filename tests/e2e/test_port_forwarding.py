@@ -7,6 +7,7 @@ PostgreSQL service through psql and Redis through redis-cli.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import pathlib
 import shutil
 import socket
@@ -305,6 +306,37 @@ def test_denied_destination_is_refused_with_a_clear_error(system: tuple[Server, 
         session.wait_for(r"not allowed|denied", timeout=30)
         session.wait_exit(30)
     assert "opened for sessionId" not in session.output, session.output
+
+
+def test_configured_deny_list(tmp_path: pathlib.Path, destination: ChecksumServer) -> None:
+    """The agent's deny-list comes from its configuration (<state>/agent.json)."""
+    server = Server(tmp_path / "server").start()
+    agent = Agent(server, tmp_path / "agent")
+    try:
+        agent.register("deny-node")
+        (agent.state_dir / "agent.json").write_text(
+            json.dumps({"denied_networks": ["127.0.0.2/32", "169.254.0.0/16"]})
+        )
+        agent.start()
+
+        def remote_forward(host: str, port: int) -> list[str]:
+            return openssm_start_session(
+                server,
+                agent,
+                "--document-name",
+                "AWS-StartPortForwardingSessionToRemoteHost",
+                "--parameters",
+                f"host={host},portNumber={port}",
+            )
+
+        with session_process(remote_forward("127.0.0.2", destination.port), server.aws_env()) as refused:
+            refused.wait_for(r"127\.0\.0\.2 is in the denied network 127\.0\.0\.2/32")
+        with session_process(remote_forward("127.0.0.1", destination.port), server.aws_env()) as allowed:
+            (local,) = allowed.local_ports()
+            checked_transfer(local, upload=1000, download=1000)
+    finally:
+        agent.stop()
+        server.stop()
 
 
 def test_ssh_document_defaults_to_port_22(system: tuple[Server, Agent]) -> None:
