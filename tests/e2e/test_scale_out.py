@@ -7,18 +7,20 @@ other node and its sessions are closed by the survivor's sweeper.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import subprocess
 import urllib.parse
 
 import pexpect
 import pytest
 
 from openssm.gateway.sweeper import dead_node_reason
-from tests.e2e.cluster import Node, running_cluster
-from tests.e2e.harness import Agent, openssm_argv, wait_until
+from tests.e2e.cluster import Node, new_master_key, running_cluster
+from tests.e2e.harness import Agent, free_port, openssm_argv, wait_until
 from tests.e2e.test_spine import spawn
-from tests.support.postgres import fetch_value
+from tests.support.postgres import REDIS_URL, fetch_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -58,6 +60,32 @@ def ping_status(via: Node, instance_id: str) -> str:
 
 def stored(node: Node, query: str, key: str) -> object:
     return fetch_value(node.database_url, query, key)
+
+
+def test_nodes_share_one_database_and_one_master_key(tmp_path: pathlib.Path) -> None:
+    with running_cluster(tmp_path) as (node_a, node_b):  # started together: no migration race
+        query = "SELECT count(*) FROM gateway_nodes WHERE node_id = $1"
+        assert stored(node_a, query, node_a.node_id) == stored(node_a, query, node_b.node_id) == 1
+        # An administrator key minted by one node signs requests to the other.
+        assert node_b.client("iam", node_a.admin_credentials).get_user()["User"]["UserName"] == "admin"
+        # A node with another master key could not read the secrets: it refuses to start.
+        argv = openssm_argv(
+            "server",
+            "--data-dir",
+            str(tmp_path / "stranger"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--database-url",
+            node_a.database_url,
+            "--redis-url",
+            REDIS_URL,
+            "--node-id",
+            "node-x",
+        )
+        env = {**os.environ, "OPENSSM_MASTER_KEY": new_master_key()}
+        refused = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode != 0
+        assert "master key is not the one the database was created with" in refused.stderr
 
 
 def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pathlib.Path) -> None:

@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import redis
 from sqlalchemy.engine import make_url
 
