@@ -13,6 +13,7 @@ from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
 from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
 from openssm.agent.data_channel import EndReason
+from openssm.agent.jobs import JobRunner
 from openssm.agent.mgs import MgsClient
 from openssm.agent.platform_info import full_instance_information, short_instance_information
 from openssm.agent.session import Session
@@ -49,6 +50,7 @@ class Agent:
             self.mgs, instance_id=instance_id, settings=settings, on_message=self._on_control_message
         )
         self.completions = TaskCompletions(self.control, instance_id=instance_id, settings=settings)
+        self.jobs = JobRunner(self.control, instance_id=instance_id, settings=settings)
         self.sessions: dict[str, Session] = {}
         self._session_tasks: set[asyncio.Task[Any]] = set()
         self.healthy = asyncio.Event()  # set after the first successful health ping
@@ -67,6 +69,7 @@ class Agent:
         finally:
             log.info("agent stopping")
             await self._stop_sessions()
+            await self.jobs.stop()
             for task in background:
                 task.cancel()
             for task in background:
@@ -124,6 +127,10 @@ class Agent:
             self._close_session(frame)
         elif kind == MessageType.AGENT_TASK_ACKNOWLEDGE:
             self.completions.on_acknowledge(frame)
+        elif kind == MessageType.AGENT_JOB:
+            await self.jobs.on_job(frame)
+        elif kind == MessageType.AGENT_JOB_REPLY_ACK:
+            self.jobs.on_reply_ack(frame)
         else:
             log.info("control channel: ignoring %s", kind)
 

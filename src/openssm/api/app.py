@@ -38,6 +38,7 @@ HANDLER_MODULES = (
     "openssm.api.sts",
     "openssm.api.logs",
     "openssm.api.documents",
+    "openssm.api.commands",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from openssm.gateway import jobs
 from openssm.gateway.node import GATEWAY_KEY, GatewayNode
 from openssm.gateway.rest import make_handlers
 from openssm.gateway.sockets import SocketHandlers
@@ -17,6 +18,7 @@ def install(app: web.Application, services: Services) -> None:
     """Add the MGS REST calls and channel WebSockets, and run the node's background work with the app."""
     node = GatewayNode(services)
     services.extras[GATEWAY_KEY] = node
+    jobs.install(node)
     create_control_channel, create_data_channel = make_handlers(services)
     sockets = SocketHandlers(node)
     app.router.add_post(CONTROL_PATH, create_control_channel)

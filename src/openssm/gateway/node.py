@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +45,9 @@ class GatewayNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._started_at = store.utcnow()
+        # Extensions (Run Command): bus message type -> handler; hooks run when a control channel opens.
+        self.bus_handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[None]]] = {}
+        self.control_opened_hooks: list[Callable[[str], Coroutine[Any, Any, None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -134,6 +137,13 @@ class GatewayNode:
             await asyncio.sleep(1)
 
     async def _on_bus_message(self, message: Mapping[str, Any]) -> None:
+        handler = self.bus_handlers.get(str(message.get("type")))
+        if handler is not None:
+            try:
+                await handler(message)
+            except Exception:  # one bad message must not cost the subscription
+                log.exception("bus message %s failed", message.get("type"))
+            return
         if message.get("type") != "terminate":
             return
         session_id = message.get("session_id")
@@ -149,6 +159,8 @@ class GatewayNode:
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
         await store.set_control_node(self.engine, control.instance_id, self.node_id)
+        for hook in self.control_opened_hooks:
+            self.background(hook(control.instance_id), f"control-opened-{control.instance_id}")
 
     async def unregister_control(self, control: ControlChannel) -> None:
         if self.controls.get(control.instance_id) is control:

@@ -353,6 +353,52 @@ gateway_nodes = Table(
     Column("last_seen_at", UtcDateTime, nullable=False),
 )
 
+# -- Run Command ---------------------------------------------------------------------------------
+# One row per SendCommand; its status is derived from its invocations when read.
+commands = Table(
+    "commands",
+    metadata,
+    Column("command_id", String(36), primary_key=True),
+    Column("document_name", String(128), nullable=False),
+    Column("document_version", String(16)),
+    Column("document_content", JSON, nullable=False),  # sent to the agent with {{ }} still in place
+    Column("parameters", JSON, nullable=False, default=dict),  # name -> list[str], defaults filled in
+    Column("comment", String(100)),
+    Column("instance_ids", JSON, nullable=False, default=list),  # as requested (empty with Targets)
+    Column("targets", JSON, nullable=False, default=list),  # [{Key, Values}] as requested
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("delivery_deadline", UtcDateTime, nullable=False),  # requested_at + TimeoutSeconds
+    Column("expires_after", UtcDateTime, nullable=False),
+    Column("timeout_seconds", Integer, nullable=False),
+    Column("max_concurrency", String(7)),
+    Column("max_errors", String(7)),
+    Column("output_s3_region", String(20)),
+    Column("output_s3_bucket_name", String(63)),
+    Column("output_s3_key_prefix", String(500)),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("owner_arn", String(2048), nullable=False),
+    Index("ix_commands_requested_at", "requested_at"),
+)
+
+# status: Pending | InProgress | Success | Failed | TimedOut | Cancelling | Cancelled
+command_invocations = Table(
+    "command_invocations",
+    metadata,
+    Column("command_id", String(36), ForeignKey("commands.command_id"), primary_key=True),
+    Column("instance_id", String(64), primary_key=True),
+    Column("instance_name", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("status_details", String(32), nullable=False),
+    Column("delivered_at", UtcDateTime),  # agent_job_ack received
+    Column("started_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    Column("response_code", Integer, nullable=False, default=-1),
+    Column("plugins", JSON, nullable=False, default=list),  # per step: name, status, code, output, …
+    Column("standard_output", Text, nullable=False, default=""),
+    Column("standard_error", Text, nullable=False, default=""),
+    Index("ix_command_invocations_instance", "instance_id", "status"),
+)
+
 __all__ = [name for name, value in globals().items() if isinstance(value, Table)] + [
     "UniqueConstraint",
     "metadata",

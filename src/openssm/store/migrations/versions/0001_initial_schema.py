@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 17:37:52.370792
+Create Date: 2026-11-28 17:58:11.285666
 """
 
 from __future__ import annotations
@@ -82,6 +82,32 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("channel_tokens", schema=None) as batch_op:
         batch_op.create_index("ix_channel_tokens_channel", ["channel_id"], unique=False)
+
+    op.create_table(
+        "commands",
+        sa.Column("command_id", sa.String(length=36), nullable=False),
+        sa.Column("document_name", sa.String(length=128), nullable=False),
+        sa.Column("document_version", sa.String(length=16), nullable=True),
+        sa.Column("document_content", sa.JSON(), nullable=False),
+        sa.Column("parameters", sa.JSON(), nullable=False),
+        sa.Column("comment", sa.String(length=100), nullable=True),
+        sa.Column("instance_ids", sa.JSON(), nullable=False),
+        sa.Column("targets", sa.JSON(), nullable=False),
+        sa.Column("requested_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("delivery_deadline", openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_after", openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("timeout_seconds", sa.Integer(), nullable=False),
+        sa.Column("max_concurrency", sa.String(length=7), nullable=True),
+        sa.Column("max_errors", sa.String(length=7), nullable=True),
+        sa.Column("output_s3_region", sa.String(length=20), nullable=True),
+        sa.Column("output_s3_bucket_name", sa.String(length=63), nullable=True),
+        sa.Column("output_s3_key_prefix", sa.String(length=500), nullable=True),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+        sa.Column("owner_arn", sa.String(length=2048), nullable=False),
+        sa.PrimaryKeyConstraint("command_id", name=op.f("pk_commands")),
+    )
+    with op.batch_alter_table("commands", schema=None) as batch_op:
+        batch_op.create_index("ix_commands_requested_at", ["requested_at"], unique=False)
 
     op.create_table(
         "console_sessions",
@@ -265,6 +291,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_settings")),
     )
     op.create_table(
+        "command_invocations",
+        sa.Column("command_id", sa.String(length=36), nullable=False),
+        sa.Column("instance_id", sa.String(length=64), nullable=False),
+        sa.Column("instance_name", sa.String(length=255), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status_details", sa.String(length=32), nullable=False),
+        sa.Column("delivered_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("response_code", sa.Integer(), nullable=False),
+        sa.Column("plugins", sa.JSON(), nullable=False),
+        sa.Column("standard_output", sa.Text(), nullable=False),
+        sa.Column("standard_error", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["command_id"], ["commands.command_id"], name=op.f("fk_command_invocations_command_id_commands")
+        ),
+        sa.PrimaryKeyConstraint("command_id", "instance_id", name=op.f("pk_command_invocations")),
+    )
+    with op.batch_alter_table("command_invocations", schema=None) as batch_op:
+        batch_op.create_index("ix_command_invocations_instance", ["instance_id", "status"], unique=False)
+
+    op.create_table(
         "document_versions",
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("version", sa.String(length=16), nullable=False),
@@ -331,6 +379,10 @@ def downgrade() -> None:
     op.drop_table("iam_group_members")
     op.drop_table("iam_attachments")
     op.drop_table("document_versions")
+    with op.batch_alter_table("command_invocations", schema=None) as batch_op:
+        batch_op.drop_index("ix_command_invocations_instance")
+
+    op.drop_table("command_invocations")
     op.drop_table("settings")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_sessions_target")
@@ -353,6 +405,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_console_sessions_user")
 
     op.drop_table("console_sessions")
+    with op.batch_alter_table("commands", schema=None) as batch_op:
+        batch_op.drop_index("ix_commands_requested_at")
+
+    op.drop_table("commands")
     with op.batch_alter_table("channel_tokens", schema=None) as batch_op:
         batch_op.drop_index("ix_channel_tokens_channel")
 

@@ -1,0 +1,501 @@
+"""Run Command: SendCommand, ListCommands, ListCommandInvocations, GetCommandInvocation, CancelCommand.
+
+Commands are stored per target (``command_invocations``) and delivered by the gateway node holding
+each target's control channel (bus ``node.<id>``: ``agent_job`` / ``cancel_command``); a target
+that is offline gets its job when its control channel next opens, or times out undelivered
+(``TimedOut`` / ``DeliveryTimedOut``) once the command's ``TimeoutSeconds`` have passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Final
+
+from openssm.api.errors import ApiError
+from openssm.api.pagination import page
+from openssm.api.registry import json_action
+from openssm.api.request import ApiRequest
+from openssm.api.targets import resource_tag_context, target_arn
+from openssm.api.validation import (
+    epoch,
+    integer,
+    object_list,
+    required_string,
+    string,
+    string_list,
+    string_list_map,
+)
+from openssm.iam.arn import document_arn
+from openssm.protocol import run_command as rc
+from openssm.protocol.documents import DocumentError, validate_parameters
+from openssm.store import commands as store
+from openssm.store import nodes
+
+SSM: Final = "AmazonSSM"
+DOCUMENT_NAME_PATTERN: Final = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
+COMMAND_ID_PATTERN: Final = r"^.{36}$"
+INSTANCE_ID_PATTERN: Final = r"(^i-(\w{8}|\w{17})$)|(^mi-\w{17}$)"
+RATE_PATTERN: Final = r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$"
+ERRORS_PATTERN: Final = r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$"
+DEFAULT_TIMEOUT_SECONDS: Final = 3600
+MAX_TARGETS: Final = 50  # Values per target and InstanceIds, as AWS limits them
+COMMAND_FILTER_KEYS: Final = ("InvokedAfter", "InvokedBefore", "Status", "ExecutionStage", "DocumentName")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(value: dt.datetime | None) -> str:
+    """GetCommandInvocation's times are strings (ISO-8601 with milliseconds), "" when unset."""
+    if value is None:
+        return ""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _elapsed(start: dt.datetime | None, end: dt.datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    return f"PT{max(0.0, (end - start).total_seconds()):.3f}S"
+
+
+# -- SendCommand ------------------------------------------------------------------------------------
+
+
+def _invalid_instances(ids: list[str], account: str) -> ApiError:
+    shown = ", ".join(f"[{item}]" for item in ids)
+    return ApiError("InvalidInstanceId", f"Instances [{shown}] not in a valid state for account {account}")
+
+
+def _targets(body: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = []
+    for index, item in enumerate(object_list(body, "Targets", max_items=5)):
+        path = f"Targets.{index + 1}.member"
+        key = required_string(item, "Key", min_len=1, max_len=163, path=f"{path}.Key")
+        values = string_list(item.get("Values", []), f"{path}.Values")
+        if len(values) > MAX_TARGETS:
+            raise ApiError("ValidationException", f"At most {MAX_TARGETS} values per target.")
+        lowered = key.lower()
+        if lowered != "instanceids" and not key.startswith("tag:"):
+            raise ApiError(
+                "InvalidTarget", f"Target key {key} is not supported (use InstanceIds or tag:<key>)."
+            )
+        targets.append({"Key": key, "Values": values})
+    return targets
+
+
+async def _resolve_targets(
+    request: ApiRequest, instance_ids: list[str], targets: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The instances a command runs on. Named instances must exist and be registered; tag targets
+    pick whatever registered instances match (possibly none), as AWS does."""
+    engine = request.services.engine
+    wanted = list(dict.fromkeys(instance_ids))
+    tag_filters: list[tuple[str, list[str]]] = []
+    for target in targets:
+        if target["Key"].lower() == "instanceids":
+            wanted.extend(value for value in target["Values"] if value not in wanted)
+        else:
+            tag_filters.append((target["Key"].removeprefix("tag:"), target["Values"]))
+    found: dict[str, dict[str, Any]] = {}
+    missing = []
+    for instance_id in wanted:
+        row = await nodes.get(engine, instance_id)
+        if row is None or row["deregistered"]:
+            missing.append(instance_id)
+        else:
+            found[instance_id] = row
+    if missing:
+        raise _invalid_instances(missing, request.account)
+    if tag_filters:
+        for row in await nodes.list_all(engine):
+            tags = row["tags"] or {}
+            if not row["deregistered"] and all(tags.get(key) in values for key, values in tag_filters):
+                found.setdefault(row["instance_id"], row)
+    return list(found.values())
+
+
+def _command_document(name: str) -> dict[str, Any]:
+    document = rc.builtin_command_documents().get(name.rsplit("/", 1)[-1])
+    if document is None:
+        raise ApiError("InvalidDocument", f"Document with name {name} does not exist.")
+    return document
+
+
+def _checked_parameters(
+    name: str, document: dict[str, Any], given: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    try:
+        return validate_parameters(document, given)
+    except DocumentError as exc:
+        raise ApiError(
+            "InvalidParameters", f"Parameter '{exc.field}' of document {name}: {exc.message}"
+        ) from exc
+
+
+@json_action(SSM, "SendCommand")
+async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    document_name = required_string(body, "DocumentName", pattern=DOCUMENT_NAME_PATTERN)
+    document_version = string(body, "DocumentVersion", pattern=r"^([$]LATEST|[$]DEFAULT|^[1-9][0-9]*$)$")
+    instance_ids = string_list(body.get("InstanceIds", []), "InstanceIds")
+    for instance_id in instance_ids:
+        string({"v": instance_id}, "v", pattern=INSTANCE_ID_PATTERN, path="InstanceIds")
+    targets = _targets(body)
+    if not instance_ids and not targets:
+        raise ApiError("ValidationException", "Either InstanceIds or Targets must be specified.")
+    if instance_ids and targets:
+        raise ApiError("ValidationException", "InstanceIds and Targets cannot both be specified.")
+    if len(instance_ids) > MAX_TARGETS:
+        raise ApiError("ValidationException", f"At most {MAX_TARGETS} InstanceIds.")
+    timeout = integer(body, "TimeoutSeconds", minimum=30, maximum=2_592_000) or DEFAULT_TIMEOUT_SECONDS
+    comment = string(body, "Comment", max_len=100)
+    max_concurrency = string(body, "MaxConcurrency", min_len=1, max_len=7, pattern=RATE_PATTERN)
+    max_errors = string(body, "MaxErrors", min_len=1, max_len=7, pattern=ERRORS_PATTERN)
+    given = string_list_map(body, "Parameters")
+    output_region = string(body, "OutputS3Region", min_len=3, max_len=20)
+    output_bucket = string(body, "OutputS3BucketName", min_len=3, max_len=63)
+    output_prefix = string(body, "OutputS3KeyPrefix", max_len=500)
+    if document_version not in (None, "1", "$LATEST", "$DEFAULT"):
+        raise ApiError(
+            "InvalidDocumentVersion", f"Document {document_name} has no version {document_version}."
+        )
+
+    document = _command_document(document_name)
+    short_name = document_name.rsplit("/", 1)[-1]
+    instances = await _resolve_targets(request, instance_ids, targets)
+    for instance in instances:
+        await request.authorize(
+            "ssm:SendCommand",
+            [target_arn(request.region, request.account, instance["instance_id"])],
+            resource_tag_context(instance["tags"]),
+        )
+    await request.authorize("ssm:SendCommand", [document_arn(request.region, "", short_name)])
+    parameters = _checked_parameters(short_name, document, given)
+
+    now = _now()
+    execution_timeout = int((parameters.get("executionTimeout") or [str(rc.DEFAULT_EXECUTION_TIMEOUT)])[0])
+    command_id = str(uuid.uuid4())
+    command = {
+        "command_id": command_id,
+        "document_name": short_name,
+        "document_version": "$DEFAULT",
+        "document_content": document,
+        "parameters": parameters,
+        "comment": comment,
+        "instance_ids": instance_ids,
+        "targets": targets,
+        "requested_at": now,
+        "delivery_deadline": now + dt.timedelta(seconds=timeout),
+        "expires_after": now + dt.timedelta(seconds=timeout + execution_timeout),
+        "timeout_seconds": timeout,
+        "max_concurrency": max_concurrency or "50",
+        "max_errors": max_errors or "0",
+        "output_s3_region": output_region or request.region,
+        "output_s3_bucket_name": output_bucket or "",
+        "output_s3_key_prefix": output_prefix or "",
+        "cancel_requested": False,
+        "owner_arn": request.require_identity().principal.arn,
+    }
+    invocations = [
+        {
+            "command_id": command_id,
+            "instance_id": instance["instance_id"],
+            "instance_name": instance["computer_name"] or instance["name"] or "",
+            "status": rc.PENDING,
+            "status_details": rc.DETAILS[rc.PENDING],
+            "response_code": -1,
+            "plugins": [],
+            "standard_output": "",
+            "standard_error": "",
+        }
+        for instance in instances
+    ]
+    engine = request.services.engine
+    # Stored before looking for the control channel: one that opens meanwhile finds the job pending.
+    await store.create(engine, command, invocations)
+    alive = await nodes.alive_nodes(engine, now)
+    for instance in instances:
+        current = await nodes.get(engine, instance["instance_id"])
+        node_id = current["control_node_id"] if current else None
+        if node_id is not None and node_id in alive:
+            await request.services.bus.publish(
+                f"node.{node_id}",
+                {"type": "agent_job", "command_id": command_id, "instance_id": instance["instance_id"]},
+            )
+    return {"Command": _command_shape(command, invocations)}
+
+
+# -- shapes -----------------------------------------------------------------------------------------
+
+
+def _command_shape(command: dict[str, Any], invocations: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = rc.summarise(
+        ((row["status"], row["status_details"]) for row in invocations),
+        cancel_requested=bool(command["cancel_requested"]),
+    )
+    return {
+        "CommandId": command["command_id"],
+        "DocumentName": command["document_name"],
+        "DocumentVersion": command["document_version"] or "$DEFAULT",
+        "Comment": command["comment"] or "",
+        "ExpiresAfter": epoch(command["expires_after"]),
+        "Parameters": command["parameters"],
+        "InstanceIds": command["instance_ids"],
+        "Targets": command["targets"],
+        "RequestedDateTime": epoch(command["requested_at"]),
+        "Status": summary.status,
+        "StatusDetails": summary.status_details,
+        "OutputS3Region": command["output_s3_region"] or "",
+        "OutputS3BucketName": command["output_s3_bucket_name"] or "",
+        "OutputS3KeyPrefix": command["output_s3_key_prefix"] or "",
+        "MaxConcurrency": command["max_concurrency"] or "50",
+        "MaxErrors": command["max_errors"] or "0",
+        "TargetCount": summary.target_count,
+        "CompletedCount": summary.completed_count,
+        "ErrorCount": summary.error_count,
+        "DeliveryTimedOutCount": summary.delivery_timed_out_count,
+        "ServiceRole": "",
+        "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "TimeoutSeconds": command["timeout_seconds"],
+        "AlarmConfiguration": {"IgnorePollAlarmFailure": False, "Alarms": []},
+        "TriggeredAlarms": [],
+    }
+
+
+def _parse_iso(value: str) -> float | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return epoch(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
+
+
+def _plugin_shape(command: dict[str, Any], plugin: dict[str, Any]) -> dict[str, Any]:
+    status = plugin.get("status") or rc.PENDING
+    return {
+        "Name": plugin.get("name"),
+        "Status": status,
+        "StatusDetails": rc.DETAILS.get(status, status),
+        "ResponseCode": plugin.get("code", -1),
+        "ResponseStartDateTime": _parse_iso(plugin.get("start") or ""),
+        "ResponseFinishDateTime": _parse_iso(plugin.get("end") or ""),
+        "Output": plugin.get("output") or "",
+        "StandardOutputUrl": "",
+        "StandardErrorUrl": "",
+        "OutputS3Region": command["output_s3_region"] or "",
+        "OutputS3BucketName": command["output_s3_bucket_name"] or "",
+        "OutputS3KeyPrefix": command["output_s3_key_prefix"] or "",
+    }
+
+
+def _invocation_shape(command: dict[str, Any], row: dict[str, Any], details: bool) -> dict[str, Any]:
+    shape: dict[str, Any] = {
+        "CommandId": row["command_id"],
+        "InstanceId": row["instance_id"],
+        "InstanceName": row["instance_name"] or "",
+        "Comment": command["comment"] or "",
+        "DocumentName": command["document_name"],
+        "DocumentVersion": command["document_version"] or "$DEFAULT",
+        "RequestedDateTime": epoch(command["requested_at"]),
+        "Status": row["status"],
+        "StatusDetails": row["status_details"],
+        "StandardOutputUrl": "",
+        "StandardErrorUrl": "",
+        "CommandPlugins": [_plugin_shape(command, plugin) for plugin in row["plugins"] or []]
+        if details
+        else [],
+        "ServiceRole": "",
+        "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+    }
+    if details:
+        shape["TraceOutput"] = ""
+    return shape
+
+
+# -- reads ------------------------------------------------------------------------------------------
+
+
+async def _expire(request: ApiRequest) -> None:
+    await store.expire_undelivered(request.services.engine, _now())
+
+
+def _filters(body: dict[str, Any]) -> list[tuple[str, str]]:
+    result = []
+    for index, item in enumerate(object_list(body, "Filters", max_items=5)):
+        path = f"Filters.{index + 1}.member"
+        key = required_string(item, "key", path=f"{path}.key")
+        value = required_string(item, "value", min_len=1, max_len=128, path=f"{path}.value")
+        if key not in COMMAND_FILTER_KEYS:
+            raise ApiError("InvalidFilterKey", f"The filter key {key} is not valid.")
+        result.append((key, value))
+    return result
+
+
+def _date(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError("InvalidFilter", f"Filter value {value!r} is not an ISO-8601 date.") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _matches(command: dict[str, Any], status: str, key: str, value: str) -> bool:
+    if key == "InvokedAfter":
+        return bool(command["requested_at"] >= _date(value))
+    if key == "InvokedBefore":
+        return bool(command["requested_at"] <= _date(value))
+    if key == "DocumentName":
+        return bool(command["document_name"] == value)
+    if key == "ExecutionStage":
+        return (status in rc.FINAL_STATUSES) == (value == "Complete")
+    return status == value
+
+
+def _command_id(body: dict[str, Any], *, required: bool = False) -> str | None:
+    return string(body, "CommandId", required=required, min_len=36, max_len=36)
+
+
+def _instance_id(body: dict[str, Any], *, required: bool = False) -> str | None:
+    return string(body, "InstanceId", required=required, pattern=INSTANCE_ID_PATTERN)
+
+
+@json_action(SSM, "ListCommands")
+async def list_commands(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    command_id = _command_id(body)
+    instance_id = _instance_id(body)
+    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
+    next_token = string(body, "NextToken")
+    filters = _filters(body)
+    await request.authorize("ssm:ListCommands", ["*"])
+    await _expire(request)
+    engine = request.services.engine
+    if command_id is not None:
+        found = await store.get_command(engine, command_id)
+        if found is None:
+            raise ApiError("InvalidCommandId", "")
+        rows = [found]
+    else:
+        rows = await store.list_commands(engine, instance_id=instance_id)
+    by_command: dict[str, list[dict[str, Any]]] = {row["command_id"]: [] for row in rows}
+    for invocation in await store.list_invocations(engine, command_ids=list(by_command)):
+        by_command[invocation["command_id"]].append(invocation)
+    shapes = [_command_shape(row, by_command[row["command_id"]]) for row in rows]
+    matching = [
+        shape
+        for row, shape in zip(rows, shapes, strict=True)
+        if all(_matches(row, shape["Status"], key, value) for key, value in filters)
+    ]
+    chunk, token = page(matching, next_token, max_results, "commands")
+    return {"Commands": chunk, "NextToken": token}
+
+
+@json_action(SSM, "ListCommandInvocations")
+async def list_command_invocations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    command_id = _command_id(body)
+    instance_id = _instance_id(body)
+    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
+    next_token = string(body, "NextToken")
+    filters = _filters(body)
+    details = body.get("Details") is True
+    await request.authorize("ssm:ListCommandInvocations", ["*"])
+    await _expire(request)
+    engine = request.services.engine
+    if command_id is not None:
+        found = await store.get_command(engine, command_id)
+        if found is None:
+            raise ApiError("InvalidCommandId", "")
+        commands = {command_id: found}
+    else:
+        commands = {
+            row["command_id"]: row for row in await store.list_commands(engine, instance_id=instance_id)
+        }
+    rows = await store.list_invocations(engine, command_ids=list(commands), instance_id=instance_id)
+    rows.sort(key=lambda row: (commands[row["command_id"]]["requested_at"], row["instance_id"]), reverse=True)
+    matching = [
+        row
+        for row in rows
+        if all(_matches(commands[row["command_id"]], row["status"], key, value) for key, value in filters)
+    ]
+    chunk, token = page(matching, next_token, max_results, "command-invocations")
+    return {
+        "CommandInvocations": [_invocation_shape(commands[row["command_id"]], row, details) for row in chunk],
+        "NextToken": token,
+    }
+
+
+@json_action(SSM, "GetCommandInvocation")
+async def get_command_invocation(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    command_id = _command_id(body, required=True)
+    instance_id = _instance_id(body, required=True)
+    plugin_name = string(body, "PluginName", min_len=4)
+    assert command_id is not None and instance_id is not None
+    await request.authorize("ssm:GetCommandInvocation", ["*"])
+    await _expire(request)
+    engine = request.services.engine
+    command = await store.get_command(engine, command_id)
+    row = await store.get_invocation(engine, command_id, instance_id) if command else None
+    if command is None or row is None:
+        raise ApiError("InvocationDoesNotExist", "")
+    plugins = row["plugins"] or []
+    plugin: dict[str, Any] | None = plugins[0] if plugins else None
+    if plugin_name is not None:
+        plugin = next((p for p in plugins if plugin_name in (p.get("name"), p.get("step_name"))), None)
+        if plugin is None and not (not plugins and plugin_name == rc.RUN_SHELL_SCRIPT_ACTION):
+            raise ApiError("InvalidPluginName", "")
+    start, end = row["started_at"], row["ended_at"] if row["started_at"] else None
+    return {
+        "CommandId": command_id,
+        "InstanceId": instance_id,
+        "Comment": command["comment"] or "",
+        "DocumentName": command["document_name"],
+        "DocumentVersion": command["document_version"] or "$DEFAULT",
+        "PluginName": (plugin or {}).get("name") or plugin_name or rc.RUN_SHELL_SCRIPT_ACTION,
+        "ResponseCode": row["response_code"],
+        "ExecutionStartDateTime": _iso(start),
+        "ExecutionElapsedTime": _elapsed(start, end),
+        "ExecutionEndDateTime": _iso(end),
+        "Status": row["status"],
+        "StatusDetails": row["status_details"],
+        "StandardOutputContent": row["standard_output"] or "",
+        "StandardOutputUrl": "",
+        "StandardErrorContent": row["standard_error"] or "",
+        "StandardErrorUrl": "",
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+    }
+
+
+@json_action(SSM, "CancelCommand")
+async def cancel_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    command_id = _command_id(body, required=True)
+    assert command_id is not None
+    given = body.get("InstanceIds")
+    instance_ids = string_list(given, "InstanceIds") if given is not None else None
+    if instance_ids is not None and len(set(instance_ids)) != len(instance_ids):
+        raise ApiError("DuplicateInstanceId", "")
+    await request.authorize("ssm:CancelCommand", ["*"])
+    engine = request.services.engine
+    command = await store.get_command(engine, command_id)
+    if command is None:
+        raise ApiError("InvalidCommandId", "")
+    if instance_ids:
+        known = {row["instance_id"] for row in await store.list_invocations(engine, command_ids=[command_id])}
+        unknown = [item for item in instance_ids if item not in known]
+        if unknown:
+            raise ApiError(
+                "InvalidInstanceId", f"Instances {unknown} are not targets of command {command_id}."
+            )
+    now = _now()
+    running = await store.request_cancel(engine, command_id, instance_ids or None, now)
+    alive = await nodes.alive_nodes(engine, now)
+    for row in running:
+        instance = await nodes.get(engine, row["instance_id"])
+        node_id = instance["control_node_id"] if instance else None
+        if node_id is not None and node_id in alive:
+            await request.services.bus.publish(
+                f"node.{node_id}",
+                {"type": "cancel_command", "command_id": command_id, "instance_id": row["instance_id"]},
+            )
+    return {}
