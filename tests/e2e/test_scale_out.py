@@ -19,6 +19,7 @@ import pytest
 from openssm.gateway.sweeper import dead_node_reason
 from tests.e2e.cluster import Node, new_master_key, running_cluster
 from tests.e2e.harness import Agent, free_port, openssm_argv, wait_until
+from tests.e2e.test_run_command import final_invocation, send
 from tests.e2e.test_spine import spawn
 from tests.support.postgres import REDIS_URL, fetch_value
 
@@ -123,6 +124,12 @@ def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pa
                 lambda: (session_record(node_a, session_id) or {}).get("Status") == "Terminated",
                 "the live session terminated on node A",
             )
+
+            # Run Command sent through B reaches the agent through A's control channel.
+            command_id = send(node_b.client("ssm"), agent.instance_id, "echo run-$((6*7))")
+            invocation = final_invocation(node_a.client("ssm"), command_id, agent.instance_id)
+            assert invocation["Status"] == "Success"
+            assert "run-42" in invocation["StandardOutputContent"]
         finally:
             agent.stop()
 
