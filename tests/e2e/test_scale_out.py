@@ -173,6 +173,9 @@ def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
             assert child.exitstatus == 0
             query = "SELECT node_id FROM sessions WHERE session_id = $1"
             assert stored(node_b, query, session_id) == node_b.node_id
+            command_id = send(node_b.client("ssm"), agent.instance_id, "echo after-$((6*7))")
+            invocation = final_invocation(node_b.client("ssm"), command_id, agent.instance_id)
+            assert invocation["Status"] == "Success" and "after-42" in invocation["StandardOutputContent"]
 
             # The live session died with A: the agent reports it ended, through B.
             def orphan_ended() -> bool:
