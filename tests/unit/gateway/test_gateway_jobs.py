@@ -1,0 +1,68 @@
+"""What the gateway sends for a command (agent_job) and records from a SendReply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from openssm.gateway.jobs import agent_job_frame, cancel_job_frame, reply_values
+from openssm.protocol import run_command as rc
+from openssm.protocol.frames import MessageType, decode
+
+COMMAND_ID = "0b8a5a2e-6a0e-4a4e-9d7f-0123456789ab"
+INSTANCE_ID = "mi-0123456789abcdef0"
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def command_row() -> dict[str, object]:
+    return {
+        "command_id": COMMAND_ID,
+        "document_name": rc.RUN_SHELL_SCRIPT,
+        "document_content": rc.builtin_command_documents()[rc.RUN_SHELL_SCRIPT],
+        "parameters": {"commands": ["echo hi"], "workingDirectory": [""], "executionTimeout": ["60"]},
+        "output_s3_bucket_name": "",
+        "output_s3_key_prefix": "",
+    }
+
+
+def test_agent_job_frame_carries_the_send_command_payload() -> None:
+    frame = decode(agent_job_frame(command_row(), INSTANCE_ID))
+    assert frame.message_type == MessageType.AGENT_JOB
+    body = json.loads(frame.payload)
+    assert body["JobId"] == f"aws.ssm.{COMMAND_ID}.{INSTANCE_ID}"
+    assert body["Topic"] == "aws.ssm.sendCommand"
+    assert body["SchemaVersion"] == 1
+    parsed = rc.parse_send_command(body["Content"])
+    assert parsed.steps[0].script == "echo hi"
+    assert parsed.steps[0].timeout_seconds == 60
+    assert json.loads(body["Content"])["Parameters"]["executionTimeout"] == "60"
+
+
+def test_cancel_job_names_the_job_to_stop() -> None:
+    body = json.loads(decode(cancel_job_frame(COMMAND_ID, INSTANCE_ID)).payload)
+    assert body["Topic"] == "aws.ssm.cancelCommand"
+    assert rc.parse_cancel_command(body["Content"]) == f"aws.ssm.{COMMAND_ID}.{INSTANCE_ID}"
+
+
+def test_reply_values_for_in_progress_and_final_replies() -> None:
+    progress = reply_values(rc.SendReply("InProgress", ()), NOW)
+    assert progress == {"status": "InProgress", "status_details": "InProgress", "started_at": NOW}
+    step = rc.StepResult(
+        "runShellScript",
+        "aws:runShellScript",
+        "Failed",
+        3,
+        "out\n",
+        "err\n",
+        "2026-01-02T03:04:04.000Z",
+        "2026-01-02T03:04:05.000Z",
+    )
+    final = reply_values(rc.SendReply("Failed", (step,)), NOW)
+    assert final["status"] == "Failed" and final["response_code"] == 3
+    assert (final["standard_output"], final["standard_error"]) == ("out\n", "err\n")
+    assert final["ended_at"] == NOW
+    assert final["started_at"] == dt.datetime(2026, 1, 2, 3, 4, 4, tzinfo=dt.UTC)
+    assert final["plugins"][0]["name"] == "aws:runShellScript"
+    assert final["plugins"][0]["output"] == "out\n\n----------ERROR-------\nerr\n"
+    timed_out = reply_values(rc.SendReply("TimedOut", ()), NOW)
+    assert timed_out["status_details"] == "ExecutionTimedOut" and timed_out["response_code"] == -1
