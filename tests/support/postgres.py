@@ -7,10 +7,12 @@ afterwards), so tests running in parallel never see each other's rows.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import redis
@@ -22,6 +24,18 @@ from tests.conftest import require
 POSTGRES_URL = os.environ.get("OPENSSM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OPENSSM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run to completion, also when called from async code (then on a worker thread's loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
 
 def postgres_problem() -> str | None:
     async def probe() -> None:
@@ -29,7 +43,7 @@ def postgres_problem() -> str | None:
         await connection.close()
 
     try:
-        asyncio.run(probe())
+        _run(probe())
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return f"PostgreSQL not reachable at {POSTGRES_URL} (set OPENSSM_TEST_POSTGRES_URL): {exc}"
     return None
@@ -70,14 +84,14 @@ async def _admin(statement: str) -> None:
 def create_database() -> tuple[str, str]:
     """A new empty database: (its name, its SQLAlchemy async URL)."""
     name = f"openssm_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    _run(_admin(f'CREATE DATABASE "{name}"'))
     url = make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
     return name, url.render_as_string(hide_password=False)
 
 
 def drop_database(name: str) -> None:
     # FORCE: a server killed mid-test may leave connections PostgreSQL has not noticed yet.
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextlib.contextmanager
@@ -101,4 +115,4 @@ def fetch_value(database_url: str, query: str, *args: object) -> object:
         finally:
             await connection.close()
 
-    return asyncio.run(fetch())
+    return _run(fetch())
