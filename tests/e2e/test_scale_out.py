@@ -134,6 +134,7 @@ def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pa
             agent.stop()
 
 
+@pytest.mark.timeout(240)  # waits out the 30 s liveness window of the crashed node
 def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
     with running_cluster(tmp_path) as (node_a, node_b):
         agent = Agent(node_a, tmp_path / "agent", failover_endpoints=(node_b.endpoint,))
