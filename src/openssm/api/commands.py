@@ -319,7 +319,10 @@ def _invocation_shape(command: dict[str, Any], row: dict[str, Any], details: boo
 
 
 async def _expire(request: ApiRequest) -> None:
-    await store.expire_undelivered(request.services.engine, _now())
+    """Time-outs are applied when read: nothing has to run on a schedule for them."""
+    now = _now()
+    await store.expire_undelivered(request.services.engine, now)
+    await store.expire_unfinished(request.services.engine, now)
 
 
 def _filters(body: dict[str, Any]) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ from openssm.protocol.documents import (
     parse_document,
     preferences_from_document,
 )
+from openssm.protocol.run_command import builtin_command_documents
 from openssm.store import documents as store
 
 SSM: Final = "AmazonSSM"
@@ -67,13 +68,18 @@ class DocumentView:
     def aws_owned(self) -> bool:
         return self.owner == AMAZON
 
+    @property
+    def document_type(self) -> str:
+        # The built-in Run Command documents are the only ones that are not Session documents.
+        return "Command" if not self.stored and self.name in builtin_command_documents() else "Session"
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 def _builtin_view(name: str, account: str) -> DocumentView | None:
-    document = builtin_documents().get(name)
+    document = builtin_documents().get(name) or builtin_command_documents().get(name)
     if document is None:
         return None
     content = json.dumps(document, indent=2)
@@ -179,7 +185,7 @@ def _description(view: DocumentView) -> dict[str, Any]:
         "Description": view.parsed.get("description") or None,
         "Parameters": _parameters(view.parsed),
         "PlatformTypes": PLATFORM_TYPES,
-        "DocumentType": "Session",
+        "DocumentType": view.document_type,
         "SchemaVersion": view.parsed.get("schemaVersion", "1.0"),
         "LatestVersion": view.latest_version,
         "DefaultVersion": view.default_version,
@@ -196,7 +202,7 @@ def _identifier(view: DocumentView) -> dict[str, Any]:
         "VersionName": view.version_name,
         "PlatformTypes": PLATFORM_TYPES,
         "DocumentVersion": view.version,
-        "DocumentType": "Session",
+        "DocumentType": view.document_type,
         "SchemaVersion": view.parsed.get("schemaVersion", "1.0"),
         "DocumentFormat": view.document_format,
         "Tags": _tag_list(view.tags),
@@ -372,7 +378,7 @@ async def get_document(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
         "DocumentVersion": view.version,
         "Status": "Active",
         "Content": content,
-        "DocumentType": "Session",
+        "DocumentType": view.document_type,
         "DocumentFormat": document_format,
     }
 
@@ -418,7 +424,7 @@ def _matches(view: DocumentView, key: str, values: list[str]) -> bool:
             for value in values
         )
     if key == "DocumentType":
-        return "Session" in values
+        return view.document_type in values
     if key == "PlatformTypes":
         return any(value in PLATFORM_TYPES for value in values)
     if key == "SearchKeyword":
@@ -439,7 +445,7 @@ async def list_documents(request: ApiRequest, body: dict[str, Any]) -> dict[str,
         await _view(request, document.name) for document in stored if document.document_type == "Session"
     ]
     stored_names = {view.name for view in views}
-    for name in builtin_documents():
+    for name in [*builtin_documents(), *builtin_command_documents()]:
         builtin = _builtin_view(name, request.account)
         if builtin is not None and name not in stored_names:
             views.append(builtin)

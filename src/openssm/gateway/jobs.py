@@ -113,9 +113,18 @@ class RunCommandRelay:
             await self.node.send_control(instance_id, cancel_job_frame(command_id, instance_id))
 
     async def deliver_pending(self, instance_id: str) -> None:
-        """A control channel opened: send it every job still waiting for that instance."""
-        for row in await store.pending_for_instance(self.engine, instance_id, _now()):
-            if not await self.node.send_control(instance_id, agent_job_frame(row, instance_id)):
+        """A control channel opened: send it every job still waiting for that instance, and the
+        cancels it missed while away."""
+        frames = [
+            agent_job_frame(row, instance_id)
+            for row in await store.pending_for_instance(self.engine, instance_id, _now())
+        ]
+        frames += [
+            cancel_job_frame(command_id, instance_id)
+            for command_id in await store.cancelling_for_instance(self.engine, instance_id)
+        ]
+        for frame in frames:
+            if not await self.node.send_control(instance_id, frame):
                 return  # gone again; the next connection retries
 
     # -- agent → store ---------------------------------------------------------------------------

@@ -116,6 +116,31 @@ async def expire_undelivered(engine: AsyncEngine, now: dt.datetime) -> int:
     return int(result.rowcount or 0)
 
 
+async def expire_unfinished(engine: AsyncEngine, now: dt.datetime) -> int:
+    """Invocations still active after their command expired (delivery plus execution timeout: the
+    agent went away mid-run, or its reply was lost) become TimedOut/ExecutionTimedOut."""
+    expired = sa.select(commands.c.command_id).where(commands.c.expires_after <= now)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(command_invocations)
+            .where(
+                command_invocations.c.status.in_(ACTIVE_STATUSES),
+                command_invocations.c.command_id.in_(expired),
+            )
+            .values(status="TimedOut", status_details="ExecutionTimedOut", ended_at=now)
+        )
+    return int(result.rowcount or 0)
+
+
+async def cancelling_for_instance(engine: AsyncEngine, instance_id: str) -> list[str]:
+    """Command ids whose cancel has not reached ``instance_id`` yet (it was away)."""
+    query = sa.select(command_invocations.c.command_id).where(
+        command_invocations.c.instance_id == instance_id, command_invocations.c.status == "Cancelling"
+    )
+    async with engine.connect() as conn:
+        return [row[0] for row in (await conn.execute(query)).all()]
+
+
 async def mark_delivered(engine: AsyncEngine, command_id: str, instance_id: str, now: dt.datetime) -> None:
     async with engine.begin() as conn:
         await conn.execute(
