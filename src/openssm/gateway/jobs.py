@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -46,8 +47,11 @@ def agent_job_frame(command: Mapping[str, Any], instance_id: str) -> bytes:
 
 
 def cancel_job_frame(command_id: str, instance_id: str) -> bytes:
+    """A cancel is a message of its own, with its own id in the same ``aws.ssm.<id>.<instance>`` form
+    (the agent reads a command id from every job id)."""
     target = rc.job_id(command_id, instance_id)
-    job = proto.AgentJob(f"{target}.cancel", rc.cancel_command_payload(target), rc.CANCEL_COMMAND_TOPIC)
+    own_id = rc.job_id(str(uuid.uuid4()), instance_id)
+    job = proto.AgentJob(own_id, rc.cancel_command_payload(target), rc.CANCEL_COMMAND_TOPIC)
     return job.to_frame().encode()
 
 
@@ -150,8 +154,6 @@ class RunCommandRelay:
         return command_id
 
     async def _acked(self, instance_id: str, ack: proto.AgentJobAck) -> None:
-        if ack.job_id.endswith(".cancel"):
-            return
         command_id = self._own_job(instance_id, ack.job_id)
         now = _now()
         if ack.status_code == "200":

@@ -125,7 +125,11 @@ async def test_cancel_of_a_job_never_started_reports_it_cancelled() -> None:
     runner = JobRunner(channel, instance_id=INSTANCE_ID, settings=AgentSettings())  # type: ignore[arg-type]
     target = rc.job_id(COMMAND_ID, INSTANCE_ID)
     await runner.on_job(
-        job_frame(rc.CANCEL_COMMAND_TOPIC, rc.cancel_command_payload(target), target + ".cancel")
+        job_frame(
+            rc.CANCEL_COMMAND_TOPIC,
+            rc.cancel_command_payload(target),
+            rc.job_id("11111111-2222-4333-8444-555555555555", INSTANCE_ID),
+        )
     )
     await channel.wait_for(lambda: channel.of(MessageType.AGENT_JOB_REPLY))
     reply = channel.of(MessageType.AGENT_JOB_REPLY)[0]

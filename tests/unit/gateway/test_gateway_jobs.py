@@ -41,6 +41,8 @@ def test_agent_job_frame_carries_the_send_command_payload() -> None:
 def test_cancel_job_names_the_job_to_stop() -> None:
     body = json.loads(decode(cancel_job_frame(COMMAND_ID, INSTANCE_ID)).payload)
     assert body["Topic"] == "aws.ssm.cancelCommand"
+    own_command, own_instance = rc.parse_job_id(body["JobId"])
+    assert own_instance == INSTANCE_ID and own_command != COMMAND_ID
     assert rc.parse_cancel_command(body["Content"]) == f"aws.ssm.{COMMAND_ID}.{INSTANCE_ID}"
 
 
