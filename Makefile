@@ -32,6 +32,7 @@ system-deps:
 ## Lint, type-check, contracts, then the whole test suite (2 workers).
 check: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
