@@ -68,4 +68,15 @@ def sign_in(page: Any, server: Server, credentials: tuple[str, str] | None = Non
 
 
 def has_horizontal_scroll(page: Any) -> bool:
-    return bool(page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth"))
+    """True if the page scrolls sideways or any element sticks out past the viewport (and is clipped)."""
+    return bool(
+        page.evaluate(
+            """() => {
+                const width = document.documentElement.clientWidth;
+                if (document.documentElement.scrollWidth > width) return true;
+                return [...document.querySelectorAll("body *")].some(
+                    (e) => e.getClientRects().length && e.getBoundingClientRect().right > width + 1
+                );
+            }"""
+        )
+    )

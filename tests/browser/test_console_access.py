@@ -133,8 +133,12 @@ def test_narrow_viewport_lists_do_not_scroll_sideways(browser: Any, system: tupl
     page.locator(f'tr[data-instance-id="{agent.instance_id}"]').wait_for()
     assert not has_horizontal_scroll(page)
     screenshot(page, "20-mobile-nodes")
+    # A finished session so the history list has a real row (long ARNs included) to lay out.
+    ssm = server.client("ssm")
+    finished = ssm.start_session(Target=agent.instance_id)["SessionId"]
+    ssm.terminate_session(SessionId=finished)
     page.goto(f"{server.endpoint}/console/sessions")
-    page.wait_for_selector("#history-body tr")
+    page.wait_for_selector(f'#history-body tr[data-session-id="{finished}"]', timeout=30_000)
     assert not has_horizontal_scroll(page)
     screenshot(page, "21-mobile-sessions")
     page.goto(f"{server.endpoint}/console/activations")

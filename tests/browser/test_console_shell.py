@@ -138,6 +138,7 @@ def test_sign_in_shell_resize_paste_terminate_and_replay(browser: Any, system: t
     history = sessions.locator(f'#history-body tr[data-session-id="{session_id}"]')
     history.wait_for(timeout=WAIT_MS)
     assert "Terminated by" in history.inner_text()
+    assert not has_horizontal_scroll(sessions)  # 1280 wide, long ARNs in the reason column
     screenshot(sessions, "06-sessions-history")
     history.locator("a.replay").click()
     sessions.wait_for_url("**/console/replay?session=*")

@@ -24,7 +24,7 @@ function activeRow(session) {
           event.target.disabled = true;
           try {
             await postJson(`/console/api/sessions/${encodeURIComponent(session.SessionId)}/terminate`);
-            showMessage(message, `Terminating ${session.SessionId}.`, "info");
+            showMessage(message, `Asked to terminate ${session.SessionId}.`, "info");
           } catch (err) {
             showMessage(message, err.message);
           }
