@@ -195,10 +195,10 @@ async def _ensure_node_role(conn: AsyncConnection, account: str, now: dt.datetim
 
 
 def _write_private(path: pathlib.Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode under O_CREAT: narrow it before writing
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    os.chmod(path, 0o600)  # an existing file keeps its old mode under O_CREAT
 
 
 def _profile_key_id(credentials_file: pathlib.Path) -> str | None:

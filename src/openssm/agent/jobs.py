@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import re
 import shutil
 import signal
 import tempfile
@@ -68,7 +69,8 @@ def _kill_group(process: asyncio.subprocess.Process, sig: int) -> None:
 async def run_shell_step(step: rc.ShellStep, scratch: pathlib.Path, stop: asyncio.Event) -> rc.StepResult:
     """Run one step; ``stop`` set means cancelled."""
     start = proto.iso_millis()
-    script = scratch / f"{step.name or 'step'}.sh"
+    # The step name comes off the wire: keep it to one harmless path component.
+    script = scratch / f"{re.sub(r'[^A-Za-z0-9_-]', '_', step.name) or 'step'}.sh"
     script.write_text(step.script + "\n")
     workdir = pathlib.Path(step.working_directory) if step.working_directory else scratch
     if not workdir.is_dir():

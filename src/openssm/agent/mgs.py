@@ -10,6 +10,7 @@ from typing import Final
 import aiohttp
 
 from openssm.agent.signing import CredentialSource, sign
+from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.protocol.frames import go_json
 
 SERVICE: Final = "ssmmessages"
@@ -91,7 +92,10 @@ class MgsClient:
         )
         headers["User-Agent"] = GO_USER_AGENT
         async with self.http.post(url, data=body, headers=headers) as response:
-            text = await response.content.read(MAX_XML_SIZE + 1)
+            try:
+                text = await read_bounded(response.content, MAX_XML_SIZE)
+            except BodyTooLarge as exc:
+                raise MgsError(f"gateway answer larger than {MAX_XML_SIZE} bytes", response.status) from exc
             if response.status != 201:
                 detail = text[:300].decode("utf-8", "replace")
                 raise MgsError(f"{path}: HTTP {response.status}: {detail}", response.status)

@@ -9,6 +9,7 @@ import aiohttp
 
 from openssm.agent.config import AGENT_NAME, AGENT_VERSION
 from openssm.agent.signing import CredentialSource, sign
+from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.protocol.frames import go_json
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
@@ -33,9 +34,12 @@ def api_url(endpoint: str) -> str:
 
 async def read_json_response(response: aiohttp.ClientResponse) -> dict[str, Any]:
     """The JSON object of a 2xx answer; raises ``SsmApiError`` for AWS-shaped errors."""
-    raw = await response.content.read(MAX_RESPONSE_SIZE + 1)
-    if len(raw) > MAX_RESPONSE_SIZE:
-        raise SsmApiError("ResponseTooLarge", f"more than {MAX_RESPONSE_SIZE} bytes", response.status)
+    try:
+        raw = await read_bounded(response.content, MAX_RESPONSE_SIZE)
+    except BodyTooLarge as exc:
+        raise SsmApiError(
+            "ResponseTooLarge", f"more than {MAX_RESPONSE_SIZE} bytes", response.status
+        ) from exc
     try:
         body = json.loads(raw) if raw.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -17,6 +17,7 @@ from openssm.api.errors import ApiError, validation_error
 from openssm.api.query_xml import render_error, render_response
 from openssm.api.request import ApiRequest
 from openssm.auth.sigv4 import HttpRequest
+from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
 from openssm.security.errors import AuthError, SecurityError
 from openssm.security.facts import peer_address
@@ -63,18 +64,12 @@ def shutdown_event(services: Services) -> asyncio.Event:
 async def _read_bounded(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError("RequestEntityTooLargeException", f"Request body exceeds {MAX_BODY_BYTES} bytes", 413)
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = await request.content.read(64 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise ApiError(
-                "RequestEntityTooLargeException", f"Request body exceeds {MAX_BODY_BYTES} bytes", 413
-            )
-        chunks.append(chunk)
+    try:
+        return await read_bounded(request.content, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        raise ApiError(
+            "RequestEntityTooLargeException", f"Request body exceeds {MAX_BODY_BYTES} bytes", 413
+        ) from exc
 
 
 def _http_request(request: web.Request, body: bytes) -> HttpRequest:

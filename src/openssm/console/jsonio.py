@@ -7,6 +7,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from openssm.bounded_read import BodyTooLarge, read_bounded
+
 MAX_JSON_BYTES: Final = 64 * 1024
 
 
@@ -19,13 +21,16 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise web.HTTPUnsupportedMediaType(text="expected application/json")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
+    try:
+        raw = await read_bounded(request.content, MAX_JSON_BYTES)
+    except BodyTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=exc.seen) from exc
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text="request body is not JSON") from exc
+    except RecursionError as exc:  # deeply nested: refuse, do not crash
+        raise web.HTTPBadRequest(text="request body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="request body must be a JSON object")
     return body

@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from openssm import security
+from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
 from openssm.iam.arn import session_arn
 from openssm.services import Services
@@ -43,13 +44,14 @@ def token_response(root: str, token: str) -> web.Response:
 async def read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
-    body = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(body))
+    try:
+        body = await read_bounded(request.content, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=exc.seen) from exc
     if body:
         try:
             parsed = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise BadRequest("request body is not JSON") from exc
         if not isinstance(parsed, dict):
             raise BadRequest("request body is not a JSON object")

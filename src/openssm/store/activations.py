@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,7 +64,7 @@ async def claim_registration(
         )
         if row is None:
             return "unknown"
-        if row["code_hash"] != code_hash:
+        if not hmac.compare_digest(row["code_hash"], code_hash):
             return "code"
         if row["expiration_date"] <= now:
             return "expired"

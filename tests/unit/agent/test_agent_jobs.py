@@ -37,6 +37,16 @@ async def test_step_runs_in_its_working_directory(tmp_path: pathlib.Path) -> Non
     assert missing.status == "Failed" and "does not exist" in missing.standard_error
 
 
+async def test_step_name_cannot_place_its_script_outside_the_scratch_dir(tmp_path: pathlib.Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    hostile = rc.ShellStep("../../escaped", "echo ran", "", 30)
+    result = await run_shell_step(hostile, scratch, asyncio.Event())
+    assert (result.status, result.standard_output) == ("Success", "ran\n")
+    assert not (tmp_path / "escaped.sh").exists() and not (tmp_path.parent / "escaped.sh").exists()
+    assert [path.name for path in scratch.iterdir()] == ["______escaped.sh"]
+
+
 async def test_step_is_killed_at_its_timeout(tmp_path: pathlib.Path) -> None:
     result = await run_shell_step(step("echo begun; sleep 30", timeout=1), tmp_path, asyncio.Event())
     assert result.status == "TimedOut"
