@@ -71,7 +71,7 @@ def parse_session_request(frame: Frame) -> SessionRequest:
     if isinstance(content, str):
         try:
             content = json.loads(content)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise BadSessionRequest(f"Content is not JSON: {exc}") from exc
     if not isinstance(content, dict):
         raise BadSessionRequest("Content is not a JSON object")
@@ -82,7 +82,7 @@ def parse_session_request(frame: Frame) -> SessionRequest:
     if isinstance(document, str):
         try:
             document = json.loads(document)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise BadSessionRequest(f"DocumentContent is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise BadSessionRequest("DocumentContent is missing")

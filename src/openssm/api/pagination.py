@@ -29,7 +29,7 @@ def page(
             offset = decoded["o"]
             if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
                 raise ValueError("bad offset")
-        except (ValueError, KeyError, UnicodeEncodeError, binascii.Error) as exc:
+        except (ValueError, KeyError, UnicodeEncodeError, binascii.Error, RecursionError) as exc:
             raise ApiError("InvalidNextToken", "The specified token is not valid.") from exc
     chunk = list(items[offset : offset + max_results])
     end = offset + len(chunk)

@@ -31,7 +31,7 @@ def decode_message(data: bytes | str) -> Message | None:
         return None
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

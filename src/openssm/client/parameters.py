@@ -28,7 +28,7 @@ def parse_parameters(text: str) -> dict[str, list[str]]:
 def _from_json(text: str) -> dict[str, list[str]]:
     try:
         value: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ParameterError(f"parameters are not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ParameterError("parameters must be a JSON object")

@@ -128,6 +128,8 @@ class Frame:
             return json.loads(self.payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FrameError(f"{self.message_type} payload is not JSON: {exc}") from exc
+        except RecursionError as exc:  # a deeply nested payload: refuse it, do not crash on it
+            raise FrameError(f"{self.message_type} payload is nested too deeply") from exc
 
     @property
     def is_stream(self) -> bool:

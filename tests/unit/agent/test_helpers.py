@@ -47,6 +47,7 @@ def test_parse_size() -> None:
         b'{"cols":true,"rows":1}',
         b'{"cols":99999999,"rows":1}',
         b"\xff",
+        b"[" * 100_000,
     ):
         assert parse_size(bad) is None
 

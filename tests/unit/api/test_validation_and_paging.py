@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any
 
@@ -68,7 +69,8 @@ def test_paging_visits_every_item_once(count: int, size: int) -> None:
 def test_foreign_or_garbage_tokens_are_refused() -> None:
     _, token = page(list(range(10)), None, 2, "a")
     assert token is not None
-    for bad in (token, "garbage", "e30=", "!!"):
+    deeply_nested = base64.urlsafe_b64encode(b"[" * 100_000).decode()
+    for bad in (token, "garbage", "e30=", "!!", deeply_nested):
         with pytest.raises(ApiError) as excinfo:
             page(list(range(10)), bad, 2, "b")
         assert excinfo.value.code == "InvalidNextToken"

@@ -79,6 +79,14 @@ def test_short_frames_are_rejected(data: bytes) -> None:
         decode(data)
 
 
+def test_deeply_nested_json_payload_is_a_frame_error() -> None:
+    frame = Frame(
+        message_type="acknowledge", sequence_number=0, flags=0, payload_type=0, payload=b"[" * 100_000
+    )
+    with pytest.raises(FrameError, match="nested too deeply"):
+        frame.json()
+
+
 def test_oversized_frame_is_rejected_before_parsing() -> None:
     with pytest.raises(FrameError, match="exceeds limit"):
         decode(b"\x00" * (MAX_FRAME_SIZE + 1))

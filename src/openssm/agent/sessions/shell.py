@@ -47,7 +47,7 @@ def parse_size(payload: bytes) -> tuple[int, int] | None:
     """``{"cols":N,"rows":M}`` → (cols, rows), or None when unusable."""
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(body, dict):
         return None
