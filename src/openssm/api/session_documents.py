@@ -4,7 +4,6 @@ and the account's Session Manager preferences (``SSM-SessionManagerRunShell`` in
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,16 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from openssm.api.errors import ApiError, validation_error
 from openssm.iam.arn import document_arn
 from openssm.protocol.documents import (
-    DEFAULT_SESSION_DOCUMENT,
     DocumentError,
     Preferences,
-    preferences_from_document,
     validate_parameters,
 )
 from openssm.store import documents as stored_documents
 
-log = logging.getLogger(__name__)
-PREFERENCES_DOCUMENT = DEFAULT_SESSION_DOCUMENT
+PREFERENCES_DOCUMENT = stored_documents.PREFERENCES_DOCUMENT
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,15 +59,7 @@ def checked_parameters(document: SessionDocument, given: dict[str, list[str]]) -
         raise validation_error(f"Parameter '{exc.field}' of document {document.name}: {exc.message}") from exc
 
 
-async def preferences(engine: AsyncEngine, account: str) -> tuple[dict[str, Any], Preferences]:
+async def preferences(engine: AsyncEngine) -> tuple[dict[str, Any], Preferences]:
     """The account's Session Manager preferences: the inputs of ``SSM-SessionManagerRunShell``."""
-    document = await find(engine, PREFERENCES_DOCUMENT, account)
-    if document is None:
-        return {}, Preferences()
-    inputs = document.content.get("inputs")
-    try:
-        return (dict(inputs) if isinstance(inputs, dict) else {}), preferences_from_document(document.content)
-    except DocumentError as exc:
-        # Preferences are validated when saved; a bad stored copy must not block every session.
-        log.error("session preferences are invalid (%s); using defaults", exc)
-        return {}, Preferences()
+    async with engine.connect() as conn:
+        return await stored_documents.get_preferences(conn)

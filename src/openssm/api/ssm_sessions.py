@@ -97,7 +97,7 @@ async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
     if instance is None or nodes.ping_status(instance, alive) != "Online":
         raise _not_connected(target)
     node_id = instance["control_node_id"]
-    inputs, prefs = await session_documents.preferences(engine, request.account)
+    inputs, prefs = await session_documents.preferences(engine)
     content = dict(document.content)
     content["inputs"] = inputs
     principal = identity.principal

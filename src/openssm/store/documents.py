@@ -225,13 +225,16 @@ async def get_session_document(conn: AsyncConnection, name: str) -> dict[str, An
     return builtin_documents().get(name)
 
 
-async def get_preferences(conn: AsyncConnection) -> Preferences:
-    """The account's Session Manager preferences (defaults when unset or unreadable)."""
+async def get_preferences(conn: AsyncConnection) -> tuple[dict[str, Any], Preferences]:
+    """The account's Session Manager preferences: the ``inputs`` of ``SSM-SessionManagerRunShell``
+    and their parsed form (nothing and the defaults when unset or unreadable)."""
     document = await get_session_document(conn, PREFERENCES_DOCUMENT)
     if document is None:
-        return Preferences()
+        return {}, Preferences()
+    inputs = document.get("inputs")
     try:
-        return preferences_from_document(document)
+        return (dict(inputs) if isinstance(inputs, dict) else {}), preferences_from_document(document)
     except DocumentError as exc:
+        # Preferences are validated when saved; a bad stored copy must not block every session.
         log.error("session preferences are invalid (%s); using defaults", exc)
-        return Preferences()
+        return {}, Preferences()
