@@ -19,7 +19,9 @@ from openssm.api.request import ApiRequest
 from openssm.api.targets import resource_tag_context, target_arn
 from openssm.api.validation import (
     epoch,
+    filter_date,
     integer,
+    key_value_filters,
     object_list,
     required_string,
     string,
@@ -326,23 +328,11 @@ async def _expire(request: ApiRequest) -> None:
 
 
 def _filters(body: dict[str, Any]) -> list[tuple[str, str]]:
-    result = []
-    for index, item in enumerate(object_list(body, "Filters", max_items=5)):
-        path = f"Filters.{index + 1}.member"
-        key = required_string(item, "key", path=f"{path}.key")
-        value = required_string(item, "value", min_len=1, max_len=128, path=f"{path}.value")
-        if key not in COMMAND_FILTER_KEYS:
-            raise ApiError("InvalidFilterKey", f"The filter key {key} is not valid.")
-        result.append((key, value))
-    return result
+    return key_value_filters(body, allowed_keys=COMMAND_FILTER_KEYS, max_items=5, max_value_len=128)
 
 
 def _date(value: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError("InvalidFilter", f"Filter value {value!r} is not an ISO-8601 date.") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return filter_date(value, error_code="InvalidFilter")
 
 
 def _matches(command: dict[str, Any], status: str, key: str, value: str) -> bool:

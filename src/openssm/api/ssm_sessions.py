@@ -12,7 +12,15 @@ from openssm.api.pagination import page
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
 from openssm.api.targets import resource_tag_context, target_arn
-from openssm.api.validation import epoch, integer, object_list, required_string, string, string_list_map
+from openssm.api.validation import (
+    epoch,
+    filter_date,
+    integer,
+    key_value_filters,
+    required_string,
+    string,
+    string_list_map,
+)
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
 from openssm.store import ids, nodes, sessions
@@ -192,23 +200,11 @@ async def terminate_session(request: ApiRequest, body: dict[str, Any]) -> dict[s
 
 
 def _session_filters(body: dict[str, Any]) -> list[tuple[str, str]]:
-    filters = []
-    for index, item in enumerate(object_list(body, "Filters", max_items=6)):
-        path = f"Filters.{index + 1}.member"
-        key = required_string(item, "key", path=f"{path}.key")
-        value = required_string(item, "value", min_len=1, max_len=400, path=f"{path}.value")
-        if key not in SESSION_FILTER_KEYS:
-            raise ApiError("InvalidFilterKey", f"The filter key {key} is not valid.")
-        filters.append((key, value))
-    return filters
+    return key_value_filters(body, allowed_keys=SESSION_FILTER_KEYS, max_items=6, max_value_len=400)
 
 
 def _parse_filter_date(value: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError("InvalidFilterValue", f"Filter value {value!r} is not an ISO-8601 date.") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return filter_date(value, error_code="InvalidFilterValue")
 
 
 def _session_matches(row: dict[str, Any], key: str, value: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Collection
 from typing import Any
 
 from openssm.api.errors import ApiError, validation_error
@@ -124,3 +125,27 @@ def tags(body: dict[str, Any], member: str = "Tags") -> dict[str, str]:
 def epoch(value: dt.datetime | None) -> float | None:
     """Timestamps in JSON 1.1 responses: epoch seconds as a number."""
     return None if value is None else round(value.timestamp(), 3)
+
+
+def key_value_filters(
+    body: dict[str, Any], *, allowed_keys: Collection[str], max_items: int, max_value_len: int
+) -> list[tuple[str, str]]:
+    """``Filters`` of ``{"key", "value"}`` objects (DescribeSessions, ListCommands…) as (key, value)."""
+    result = []
+    for index, item in enumerate(object_list(body, "Filters", max_items=max_items)):
+        path = f"Filters.{index + 1}.member"
+        key = required_string(item, "key", path=f"{path}.key")
+        value = required_string(item, "value", min_len=1, max_len=max_value_len, path=f"{path}.value")
+        if key not in allowed_keys:
+            raise ApiError("InvalidFilterKey", f"The filter key {key} is not valid.")
+        result.append((key, value))
+    return result
+
+
+def filter_date(value: str, *, error_code: str) -> dt.datetime:
+    """An ISO-8601 filter value (``Z`` or an offset; none means UTC); ``error_code`` if it is not one."""
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(error_code, f"Filter value {value!r} is not an ISO-8601 date.") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
