@@ -777,51 +777,61 @@ async def inline_policy_names(engine: AsyncEngine, holder_type: HolderType, hold
         return list(rows.scalars().all())
 
 
+async def holders_with_groups(
+    conn: AsyncConnection, holder_type: str, holder_name: str
+) -> list[tuple[str, str]]:
+    """The holder, then (for a user) each of its groups by name: whose policies apply to it."""
+    holders: list[tuple[str, str]] = [(holder_type, holder_name)]
+    if holder_type == "user":
+        groups = await conn.execute(
+            sa.select(iam_group_members.c.group_name)
+            .where(iam_group_members.c.user_name == holder_name)
+            .order_by(iam_group_members.c.group_name)
+        )
+        holders += [("group", group) for group in groups.scalars().all()]
+    return holders
+
+
+async def documents_of_holders(
+    conn: AsyncConnection, holders: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``(label, document)`` of each holder's inline policies (by name), then its attached managed
+    policies' default versions (by ARN). Labels: inline ``<type>/<name>/inline/<policy>``, managed:
+    the policy ARN (as the authoriser reports them)."""
+    documents: list[tuple[str, str]] = []
+    for kind, name in holders:
+        inline = await conn.execute(
+            sa.select(iam_inline_policies.c.policy_name, iam_inline_policies.c.document)
+            .where(iam_inline_policies.c.principal_type == kind, iam_inline_policies.c.principal_name == name)
+            .order_by(iam_inline_policies.c.policy_name)
+        )
+        documents += [(f"{kind}/{name}/inline/{policy}", doc) for policy, doc in inline.all()]
+        managed = await conn.execute(
+            sa.select(iam_policies.c.arn, iam_policy_versions.c.document)
+            .select_from(
+                iam_attachments.join(iam_policies, iam_policies.c.arn == iam_attachments.c.policy_arn).join(
+                    iam_policy_versions,
+                    sa.and_(
+                        iam_policy_versions.c.policy_arn == iam_policies.c.arn,
+                        iam_policy_versions.c.version_id == iam_policies.c.default_version_id,
+                    ),
+                )
+            )
+            .where(iam_attachments.c.principal_type == kind, iam_attachments.c.principal_name == name)
+            .order_by(iam_policies.c.arn)
+        )
+        documents += [(arn, doc) for arn, doc in managed.all()]
+    return documents
+
+
 async def policy_documents(
     engine: AsyncEngine, holder_type: HolderType, holder_name: str
 ) -> list[tuple[str, str]]:
     """``(label, document)`` of every policy that applies to the holder (a user's includes its groups').
-
-    Labels follow the authoriser's: inline ``<type>/<name>/inline/<policy>``, managed: the policy ARN.
-    """
+    NoSuchEntity if the holder does not exist."""
     async with engine.connect() as conn:
         await _require_holder(conn, holder_type, holder_name)
-        holders: list[tuple[str, str]] = [(holder_type, holder_name)]
-        if holder_type == "user":
-            groups = await conn.execute(
-                sa.select(iam_group_members.c.group_name)
-                .where(iam_group_members.c.user_name == holder_name)
-                .order_by(iam_group_members.c.group_name)
-            )
-            holders += [("group", group) for group in groups.scalars().all()]
-        documents: list[tuple[str, str]] = []
-        for kind, name in holders:
-            inline = await conn.execute(
-                sa.select(iam_inline_policies.c.policy_name, iam_inline_policies.c.document)
-                .where(
-                    iam_inline_policies.c.principal_type == kind, iam_inline_policies.c.principal_name == name
-                )
-                .order_by(iam_inline_policies.c.policy_name)
-            )
-            documents += [(f"{kind}/{name}/inline/{policy}", doc) for policy, doc in inline.all()]
-            managed = await conn.execute(
-                sa.select(iam_policies.c.arn, iam_policy_versions.c.document)
-                .select_from(
-                    iam_attachments.join(
-                        iam_policies, iam_policies.c.arn == iam_attachments.c.policy_arn
-                    ).join(
-                        iam_policy_versions,
-                        sa.and_(
-                            iam_policy_versions.c.policy_arn == iam_policies.c.arn,
-                            iam_policy_versions.c.version_id == iam_policies.c.default_version_id,
-                        ),
-                    )
-                )
-                .where(iam_attachments.c.principal_type == kind, iam_attachments.c.principal_name == name)
-                .order_by(iam_policies.c.arn)
-            )
-            documents += [(arn, doc) for arn, doc in managed.all()]
-        return documents
+        return await documents_of_holders(conn, await holders_with_groups(conn, holder_type, holder_name))
 
 
 # -- access keys of users ---------------------------------------------------------------------------
