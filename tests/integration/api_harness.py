@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.config import Config
 from tests.support import postgres
+from tests.support.net import free_port
 
 from openssm.auth.sigv4 import sign_hmac
 from openssm.server import serve
@@ -34,13 +35,6 @@ from openssm.store.db import database_url_for, make_engine
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclasses.dataclass

@@ -8,7 +8,6 @@ import base64
 import contextlib
 import json
 import secrets
-import socket
 import ssl
 from typing import Any
 
@@ -26,13 +25,6 @@ CREDENTIALS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FakeService:

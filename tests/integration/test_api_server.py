@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.integration.api_harness import ApiServer, free_port, make_user
+from tests.integration.api_harness import ApiServer, make_user
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -27,10 +27,10 @@ from tests.integration.client_fakes import (
     SESSION_ID,
     TIMEOUT,
     FakeService,
-    free_port,
     handshake_complete_payload,
     handshake_payload,
 )
+from tests.support.net import free_port
 
 from openssm.client import datachannel
 from openssm.client.api import ApiTarget, StartedSession

@@ -15,10 +15,10 @@ from tests.integration.client_fakes import (
     TARGET,
     TIMEOUT,
     FakeService,
-    free_port,
     handshake_complete_payload,
     handshake_payload,
 )
+from tests.support.net import free_port
 
 from openssm.protocol.frames import PayloadType
 

@@ -23,6 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +36,6 @@ OPERATOR_POLICIES = pathlib.Path(__file__).parents[1] / "unit" / "iam" / "operat
 def operator_policy(number: int) -> str:
     blocks = re.findall(r"```json\n(.*?)```", OPERATOR_POLICIES.read_text(), re.S)
     return str(blocks[number - 1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 import pexpect
 import pytest
 from aiohttp import WSMsgType, web
+from tests.support.net import free_port
 
 from openssm.client.plugin import parse_invocation
 from openssm.protocol.frames import Frame, MessageType, PayloadType, decode
@@ -33,13 +33,6 @@ SESSION_ID = "tester-0a1b2c3d4e5f60718"
 FRAME_TIMEOUT = 10.0
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FakeGateway:

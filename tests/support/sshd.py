@@ -13,6 +13,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+from tests.support.net import free_port
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -45,13 +47,6 @@ class SshServer:
         ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def run_sshd(workdir: pathlib.Path) -> Iterator[SshServer]:
     """Start sshd with a fresh host key and one authorised test key for the current user."""
@@ -64,7 +59,7 @@ def run_sshd(workdir: pathlib.Path) -> Iterator[SshServer]:
     authorized = workdir / "authorized_keys"
     authorized.write_text((workdir / "client_ed25519.pub").read_text())
     os.chmod(authorized, 0o600)
-    port = _free_port()
+    port = free_port()
     config = workdir / "sshd_config"
     config.write_text(
         "\n".join(
