@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
-from tests.e2e.harness import free_port, wait_until
+from tests.e2e.harness import wait_until
+from tests.support.net import free_port
 
 REGION = "us-east-1"
 SINK_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sink-test", "AWS_SECRET_ACCESS_KEY": "sink-test-secret"}

@@ -12,7 +12,8 @@ from typing import Any
 
 import pexpect
 import pytest
-from tests.e2e.harness import Server, free_port, openssm_argv, running_system, wait_until
+from tests.e2e.harness import Server, openssm_argv, running_system, wait_until
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 
