@@ -86,7 +86,7 @@ def _ssm_client(data_dir: pathlib.Path, endpoint: str, region: str) -> Any:
     )
 
 
-@click.command("quickstart")
+@click.command("quickstart", short_help="Server + local agent + a shell on it, in one go.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=pathlib.Path),
@@ -95,7 +95,7 @@ def _ssm_client(data_dir: pathlib.Path, endpoint: str, region: str) -> Any:
     help="Where the server keeps its database, keys and recordings, and the agent its state.",
 )
 @click.option("--port", type=int, default=0, help="Server port on 127.0.0.1 (default: a free one).")
-@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--region", default="us-east-1", show_default=True, help="Region the server answers as.")
 @click.option("--keep-running", is_flag=True, help="Leave server and agent running after the shell exits.")
 def quickstart_command(data_dir: pathlib.Path, port: int, region: str, keep_running: bool) -> None:
     """Start an embedded server and a local agent, then open a shell on that node.

@@ -43,7 +43,7 @@ def _cidr(value: str) -> str:
         raise click.BadParameter(f"{value!r} is not an IP address or CIDR") from None
 
 
-@click.command("server")
+@click.command("server", short_help="Run the API and session gateway (one node).")
 @click.option(
     "--data-dir",
     type=click.Path(path_type=pathlib.Path),
@@ -81,8 +81,14 @@ def _cidr(value: str) -> str:
     default=None,
     help="SQLAlchemy async URL (e.g. postgresql+asyncpg://…). Default: SQLite in the data dir.",
 )
-@click.option("--redis-url", default=None, help="Redis URL for node-to-node signalling (scale-out).")
-@click.option("--node-id", default=None, help="This node's id among several (default: node-1).")
+@click.option(
+    "--redis-url",
+    default=None,
+    help="Redis URL for node-to-node signalling (scale-out; default: in-process, one node).",
+)
+@click.option(
+    "--node-id", default=None, help="This node's unique id in a scale-out cluster (default: node-1)."
+)
 @click.option(
     "--trusted-proxy",
     "trusted_proxies",
@@ -90,7 +96,11 @@ def _cidr(value: str) -> str:
     help="CIDR of a reverse proxy whose X-Forwarded-For/-Proto are believed (repeatable).",
 )
 @click.option(
-    "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Least severe log messages written to stderr.",
 )
 def server_command(
     data_dir: pathlib.Path | None,

@@ -29,7 +29,7 @@ _state_dir_option = click.option(
 )
 
 
-@click.group("agent")
+@click.group("agent", short_help="Register this node, then serve its sessions.")
 def agent_group() -> None:
     """Run the OpenSSM agent on a managed node: register it once, then keep it connected.
 
@@ -102,7 +102,12 @@ def run_command(
     region: str | None,
     log_level: str,
 ) -> None:
-    """Connect to the server and serve sessions until stopped (SIGTERM/SIGINT)."""
+    """Connect to the server and serve sessions until stopped (SIGTERM/SIGINT).
+
+    Uses the registration `openssm agent register` left in the state directory (or --instance-id
+    with credentials from the environment), keeps the control channel to the gateway open and runs
+    the shell, command and port forwarding sessions the server sends.
+    """
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -87,16 +87,29 @@ def start(api: ApiTarget, request: dict[str, Any]) -> StartedSession:
     return parse_start_session_response(response)
 
 
-@click.command("start-session", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(
+    "start-session",
+    short_help="Open a shell or port forwarding to a managed node.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("--target", required=True, help="Managed node id (i-… or mi-…).")
-@click.option("--document-name", help="Session document, e.g. AWS-StartPortForwardingSession.")
+@click.option(
+    "--document-name",
+    help="Session document, e.g. AWS-StartPortForwardingSession (default: an interactive shell).",
+)
 @click.option(
     "--parameters", help='JSON ({"portNumber":["80"]}) or shorthand (portNumber=80,localPortNumber=8080).'
 )
 @click.option("--reason", help="Reason recorded with the session.")
-@click.option("--endpoint-url", help="OpenSSM (SSM API) endpoint, e.g. https://openssm.example.com.")
-@click.option("--profile", help="Named profile from your AWS config/credentials files.")
-@click.option("--region", help="Region to sign requests for.")
+@click.option(
+    "--endpoint-url",
+    help="OpenSSM (SSM API) endpoint, e.g. https://openssm.example.com "
+    "(default: $AWS_ENDPOINT_URL_SSM, $AWS_ENDPOINT_URL or the profile's endpoint_url).",
+)
+@click.option(
+    "--profile", help="Named profile from your AWS config/credentials files (default: $AWS_PROFILE)."
+)
+@click.option("--region", help="Region to sign requests for (default: $AWS_REGION or the profile's region).")
 @click.option(
     "--listen-address",
     default="localhost",

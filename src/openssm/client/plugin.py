@@ -29,6 +29,22 @@ INSTALLED_BANNER: Final = (
     "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n"
 )
 LOG_LEVEL_ENV: Final = "OPENSSM_PLUGIN_LOG"  # e.g. DEBUG; logs go to stderr
+USAGE: Final = f"""\
+session-manager-plugin: OpenSSM's drop-in for AWS's Session Manager plugin.
+
+The AWS CLI runs it for `aws ssm start-session`; it opens the session's data channel and connects
+it to this terminal (shell) or to local ports (port forwarding, SSH ProxyCommand).
+
+Usage:
+  session-manager-plugin --version     print the plugin version the AWS CLI checks
+  session-manager-plugin <StartSession response JSON | name of an env var holding it>
+      <region> StartSession [<profile> <StartSession request JSON> <SSM endpoint URL>]
+                                       (as the AWS CLI calls it)
+
+Environment:
+  {LOG_LEVEL_ENV}=DEBUG             log to stderr
+  OPENSSM_CLIENT_CHUNK_BYTES=N         bytes per data message (default 1024, as AWS's plugin)
+"""
 
 
 class UsageError(Exception):
@@ -94,6 +110,9 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         return 0
     if argc == 2 and argv[1] == "--version":
         sys.stdout.write(f"{CLIENT_VERSION}\n")
+        return 0
+    if argc == 2 and argv[1] in ("--help", "-h"):
+        sys.stdout.write(USAGE)
         return 0
     if argc < LEGACY_ARGC:
         sys.stdout.write(unknown_operation(argv[1]))

@@ -30,6 +30,15 @@ def test_no_arguments_prints_the_install_banner(capsys: pytest.CaptureFixture[st
     assert "installed successfully" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_says_what_the_plugin_is_and_how_it_is_called(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert plugin.run(["session-manager-plugin", flag]) == 0
+    printed = capsys.readouterr().out
+    assert "aws ssm start-session" in printed and "--version" in printed and plugin.LOG_LEVEL_ENV in printed
+
+
 @pytest.mark.parametrize("argv", [["p", "StartSession"], ["p", "a", "b"]])
 def test_two_or_three_arguments_are_an_unknown_operation(
     argv: list[str], capsys: pytest.CaptureFixture[str]
