@@ -58,10 +58,7 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
-async def get_document(conn: AsyncConnection, name: str) -> StoredDocument | None:
-    row = (await conn.execute(sa.select(documents).where(documents.c.name == name))).mappings().first()
-    if row is None:
-        return None
+def _document(row: Any) -> StoredDocument:
     return StoredDocument(
         name=row["name"],
         document_type=row["document_type"],
@@ -71,6 +68,11 @@ async def get_document(conn: AsyncConnection, name: str) -> StoredDocument | Non
         created_at=row["created_at"],
         tags=dict(row["tags"] or {}),
     )
+
+
+async def get_document(conn: AsyncConnection, name: str) -> StoredDocument | None:
+    row = (await conn.execute(sa.select(documents).where(documents.c.name == name))).mappings().first()
+    return None if row is None else _document(row)
 
 
 def _version(row: Any) -> StoredVersion:
@@ -108,18 +110,7 @@ async def list_versions(conn: AsyncConnection, name: str) -> list[StoredVersion]
 
 async def list_documents(conn: AsyncConnection) -> list[StoredDocument]:
     rows = await conn.execute(sa.select(documents).order_by(documents.c.name))
-    return [
-        StoredDocument(
-            name=row["name"],
-            document_type=row["document_type"],
-            owner=row["owner"],
-            default_version=row["default_version"],
-            latest_version=row["latest_version"],
-            created_at=row["created_at"],
-            tags=dict(row["tags"] or {}),
-        )
-        for row in rows.mappings()
-    ]
+    return [_document(row) for row in rows.mappings()]
 
 
 async def insert_document(
