@@ -216,16 +216,26 @@ async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
     engine = request.services.engine
     # Stored before looking for the control channel: one that opens meanwhile finds the job pending.
     await store.create(engine, command, invocations)
+    await _tell_control_nodes(
+        request, "agent_job", command_id, [instance["instance_id"] for instance in instances], now
+    )
+    return {"Command": _command_shape(command, invocations)}
+
+
+async def _tell_control_nodes(
+    request: ApiRequest, kind: str, command_id: str, instance_ids: list[str], now: dt.datetime
+) -> None:
+    """Publish ``kind`` to each live node holding one of the instances' control channels; an agent
+    that is not connected anywhere gets it when it reconnects (the job stays pending in the store)."""
+    engine = request.services.engine
     alive = await nodes.alive_nodes(engine, now)
-    for instance in instances:
-        current = await nodes.get(engine, instance["instance_id"])
-        node_id = current["control_node_id"] if current else None
+    for instance_id in instance_ids:
+        instance = await nodes.get(engine, instance_id)
+        node_id = instance["control_node_id"] if instance else None
         if node_id is not None and node_id in alive:
             await request.services.bus.publish(
-                f"node.{node_id}",
-                {"type": "agent_job", "command_id": command_id, "instance_id": instance["instance_id"]},
+                f"node.{node_id}", {"type": kind, "command_id": command_id, "instance_id": instance_id}
             )
-    return {"Command": _command_shape(command, invocations)}
 
 
 # -- shapes -----------------------------------------------------------------------------------------
@@ -482,13 +492,7 @@ async def cancel_command(request: ApiRequest, body: dict[str, Any]) -> dict[str,
             )
     now = _now()
     running = await store.request_cancel(engine, command_id, instance_ids or None, now)
-    alive = await nodes.alive_nodes(engine, now)
-    for row in running:
-        instance = await nodes.get(engine, row["instance_id"])
-        node_id = instance["control_node_id"] if instance else None
-        if node_id is not None and node_id in alive:
-            await request.services.bus.publish(
-                f"node.{node_id}",
-                {"type": "cancel_command", "command_id": command_id, "instance_id": row["instance_id"]},
-            )
+    await _tell_control_nodes(
+        request, "cancel_command", command_id, [row["instance_id"] for row in running], now
+    )
     return {}
