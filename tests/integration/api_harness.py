@@ -185,36 +185,15 @@ def make_user(
     server: ApiServer, name: str, policy: dict[str, Any] | None, tags: dict[str, str] | None = None
 ) -> tuple[str, str]:
     """An IAM user with an optional inline policy and a fresh access key, written straight to the store."""
-    import sqlalchemy as sa
-
-    from openssm.iam.arn import user_arn
-    from openssm.store import access_keys, ids
+    from openssm.store import access_keys
+    from openssm.store import iam as iam_store
     from openssm.store.secrets import SecretCipher
-    from openssm.store.tables import iam_inline_policies, iam_users
 
     async def work(engine: Any) -> tuple[str, str]:
         now = dt.datetime.now(dt.UTC)
-        async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(iam_users).values(
-                    name=name,
-                    user_id=ids.unique_id("AIDA"),
-                    arn=user_arn(ACCOUNT, name),
-                    path="/",
-                    created_at=now,
-                    tags=tags or {},
-                    is_admin_bootstrap=False,
-                )
-            )
-            if policy is not None:
-                await conn.execute(
-                    sa.insert(iam_inline_policies).values(
-                        principal_type="user",
-                        principal_name=name,
-                        policy_name="test",
-                        document=json.dumps(policy),
-                    )
-                )
+        await iam_store.create_user(engine, ACCOUNT, name, "/", tags or {}, now)
+        if policy is not None:
+            await iam_store.put_inline_policy(engine, "user", name, "test", json.dumps(policy))
         issued = await access_keys.create_long_term(
             engine,
             SecretCipher.for_data_dir(server.config.data_dir),
