@@ -7,9 +7,11 @@ import logging
 import os
 import pathlib
 import socket
+from typing import Any
 
 import click
 
+from openssm.logs.options import logging_config, logging_options
 from openssm.services import ServerConfig
 
 DEFAULT_PORT = 8080
@@ -102,6 +104,7 @@ def _cidr(value: str) -> str:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     help="Least severe log messages written to stderr.",
 )
+@logging_options  # session recording and log sinks (openssm.logs)
 def server_command(
     data_dir: pathlib.Path | None,
     listen: str,
@@ -115,6 +118,7 @@ def server_command(
     node_id: str | None,
     trusted_proxies: tuple[str, ...],
     log_level: str,
+    **logging_settings: Any,
 ) -> None:
     """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent) and the
     session gateway, on one port. The first start creates an administrator and writes AWS CLI
@@ -141,6 +145,7 @@ def server_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
+        **logging_config(logging_settings),
     )
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Server code is imported only when the command runs.
