@@ -85,8 +85,11 @@ def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
         s3, logs = moto.client("s3"), moto.client("logs")
         s3.create_bucket(Bucket=BUCKET)
         logs.create_log_group(logGroupName=GROUP)
-        _sink_environment(monkeypatch, moto.endpoint)
-        with running_system(tmp_path) as (server, agent):
+        for name, value in SINK_CREDENTIALS.items():  # credentials: the normal AWS chain
+            monkeypatch.setenv(name, value)
+        # Endpoints: the server's options (the outage test below uses AWS_ENDPOINT_URL_* instead).
+        sink_options = ("--s3-endpoint-url", moto.endpoint, "--logs-endpoint-url", moto.endpoint)
+        with running_system(tmp_path, server_args=sink_options) as (server, agent):
             _set_preferences(
                 server,
                 s3BucketName=BUCKET,
@@ -179,7 +182,7 @@ def test_a_sink_outage_during_a_session_loses_nothing(
         logs.create_log_group(logGroupName=GROUP)
         relay = TcpRelay(moto.port)
         _sink_environment(monkeypatch, relay.endpoint)
-        with running_system(tmp_path) as (server, agent):
+        with running_system(tmp_path, server_args=("--log-upload-retry", "1")) as (server, agent):
             _set_preferences(
                 server,
                 s3BucketName=BUCKET,
