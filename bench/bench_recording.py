@@ -27,45 +27,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from bench_session_latency import BenchClient, echo_rtts_openssm, openssm_session, pct
-from tests.e2e.harness import REGION, Agent, Process, Server, wait_until
+from tests.e2e.harness import Agent, Server
 
 from openssm.bus.inprocess import InProcessBus
 from openssm.logs.recorder import SessionRecorder
 from openssm.protocol.frames import PayloadType
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
-
-
-class BenchServer(Server):
-    """An OpenSSM server process whose recording can be switched off (ServerConfig.record_sessions)."""
-
-    def __init__(self, data_dir: pathlib.Path, *, record: bool) -> None:
-        super().__init__(data_dir)
-        self.record = record
-
-    def start(self) -> BenchServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        code = (
-            "import logging, pathlib, sys\n"
-            "from openssm.server import run\n"
-            "from openssm.services import ServerConfig\n"
-            "logging.basicConfig(level='WARNING')\n"
-            "run(ServerConfig(data_dir=pathlib.Path(sys.argv[1]), listen_port=int(sys.argv[2]),\n"
-            "    public_url=sys.argv[3], region=sys.argv[4], record_sessions=sys.argv[5] == '1'))\n"
-        )
-        argv = [
-            sys.executable,
-            "-c",
-            code,
-            str(self.data_dir),
-            str(self.port),
-            self.endpoint,
-            REGION,
-            "1" if self.record else "0",
-        ]
-        self.process = Process(argv, self.data_dir / "server.log")
-        wait_until(self._ready, "server to listen", timeout=60)
-        return self
 
 
 async def cat_throughput(client: BenchClient, path: pathlib.Path, size: int) -> float:
@@ -145,7 +113,8 @@ async def main_async(args: argparse.Namespace) -> None:
         systems: dict[str, tuple[Server, Agent]] = {}
         try:
             for name, record in (("recording", True), ("no recording", False)):
-                server = BenchServer(root / name.replace(" ", "-"), record=record).start()
+                options = () if record else ("--no-session-recording",)
+                server = Server(root / name.replace(" ", "-"), extra_args=options).start()
                 agent = Agent(server, root / f"agent-{name.replace(' ', '-')}")
                 agent.register(name.replace(" ", "-"))
                 agent.start()
