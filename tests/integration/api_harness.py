@@ -18,8 +18,9 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import boto3
@@ -144,11 +145,27 @@ class ApiServer:
     ) -> HttpResult:
         """A JSON 1.1 call signed with our own signer (for requests boto3 would refuse to send)."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = {
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": target,
-            "Host": f"127.0.0.1:{self.port}",
-        }
+        headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
+        return self._signed_post(headers, body, credentials, service, now, signed)
+
+    def call_query(
+        self, service: str, form: Mapping[str, str] | bytes, *, credentials: tuple[str, ...] | None = None
+    ) -> HttpResult:
+        """A Query (IAM/STS) call with a form body, signed with our own signer."""
+        body = form if isinstance(form, bytes) else urllib.parse.urlencode(form).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        return self._signed_post(headers, body, credentials, service, None, True)
+
+    def _signed_post(
+        self,
+        headers: dict[str, str],
+        body: bytes,
+        credentials: tuple[str, ...] | None,
+        service: str,
+        now: dt.datetime | None,
+        signed: bool,
+    ) -> HttpResult:
+        headers = {**headers, "Host": f"127.0.0.1:{self.port}"}
         if signed:
             key, secret, *token = credentials or self.admin_credentials
             headers.update(

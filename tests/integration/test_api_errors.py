@@ -12,11 +12,10 @@ import botocore.exceptions
 import pytest
 import sqlalchemy as sa
 from botocore.config import Config
-from tests.integration.api_harness import REGION, ApiServer, make_user
+from tests.integration.api_harness import ApiServer, make_user
 
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
-from openssm.auth.sigv4 import sign_hmac
 from openssm.store.tables import audit_log
 
 
@@ -148,26 +147,7 @@ def test_access_denied_in_aws_words_and_audited(server: ApiServer) -> None:
 
 
 def test_query_protocol_unknown_action(server: ApiServer) -> None:
-    key, secret = server.admin_credentials
-    body = b"Action=NoSuchAction&Version=2010-05-08"
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
-        "Host": f"127.0.0.1:{server.port}",
-    }
-    headers.update(
-        sign_hmac(
-            "POST",
-            server.endpoint + "/",
-            headers,
-            body,
-            access_key_id=key,
-            secret_key=secret,
-            session_token=None,
-            region=REGION,
-            service="iam",
-        )
-    )
-    result = server.post(headers, body)
+    result = server.call_query("iam", b"Action=NoSuchAction&Version=2010-05-08")
     assert result.status == 400
     text = result.body.decode()
     assert "<Code>InvalidAction</Code>" in text and "<Type>Sender</Type>" in text and "<RequestId>" in text
