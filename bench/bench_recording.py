@@ -121,8 +121,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 systems[name] = (server, agent)
             rtts: dict[str, list[float]] = {name: [] for name in systems}
             seconds: dict[str, list[float]] = {name: [] for name in systems}
-            for _ in range(args.rounds):
-                for name, (server, agent) in systems.items():
+            for round_number in range(args.rounds):
+                order = list(systems.items())
+                if round_number % 2:  # alternate which goes first: no order effect in the ratio
+                    order.reverse()
+                for name, (server, agent) in order:
                     assert agent.instance_id
                     _, client, pump, http = await openssm_session(server, agent.instance_id)
                     await asyncio.sleep(0.5)
