@@ -78,12 +78,27 @@ async def issue_token(services: Services, kind: str, channel_id: str, principal_
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def _answer(root: str, issue: Callable[[], Awaitable[str | web.Response]]) -> web.StreamResponse:
+    """``issue()`` returns the new token (answered as ``<root>``) or its own error response; the
+    refusals it raises become the XML errors the agent understands."""
+    try:
+        issued = await issue()
+    except security.AuthError as exc:
+        return error_response(exc.code, exc.message, exc.status)
+    except security.AccessDenied as exc:
+        return error_response("AccessDeniedException", exc.message, 403)
+    except BadRequest as exc:
+        return error_response("ValidationException", str(exc), 400)
+    return issued if isinstance(issued, web.Response) else token_response(root, issued)
+
+
 def make_handlers(services: Services) -> tuple[Handler, Handler]:
     config = services.config
 
     async def create_control_channel(request: web.Request) -> web.StreamResponse:
         instance_id = request.match_info["instance_id"]
-        try:
+
+        async def issue() -> str | web.Response:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
             instance = await store.get_instance(services.engine, instance_id)
@@ -97,18 +112,14 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
                 instance_id,
                 [instance_arn(config, instance_id)],
             )
-            token = await issue_token(services, KIND_CONTROL, instance_id, identity.principal.arn)
-        except security.AuthError as exc:
-            return error_response(exc.code, exc.message, exc.status)
-        except security.AccessDenied as exc:
-            return error_response("AccessDeniedException", exc.message, 403)
-        except BadRequest as exc:
-            return error_response("ValidationException", str(exc), 400)
-        return token_response("CreateControlChannelOutput", token)
+            return await issue_token(services, KIND_CONTROL, instance_id, identity.principal.arn)
+
+        return await _answer("CreateControlChannelOutput", issue)
 
     async def create_data_channel(request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
-        try:
+
+        async def issue() -> str | web.Response:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
             session = await store.get_session(services.engine, session_id)
@@ -123,13 +134,8 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
                 session["target"],
                 [session_arn(config.region, config.account_id, session_id)],
             )
-            token = await issue_token(services, KIND_DATA, session_id, identity.principal.arn)
-        except security.AuthError as exc:
-            return error_response(exc.code, exc.message, exc.status)
-        except security.AccessDenied as exc:
-            return error_response("AccessDeniedException", exc.message, 403)
-        except BadRequest as exc:
-            return error_response("ValidationException", str(exc), 400)
-        return token_response("CreateDataChannelOutput", token)
+            return await issue_token(services, KIND_DATA, session_id, identity.principal.arn)
+
+        return await _answer("CreateDataChannelOutput", issue)
 
     return create_control_channel, create_data_channel
