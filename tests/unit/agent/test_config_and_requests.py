@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import stat
 
@@ -16,7 +17,8 @@ from openssm.agent.config import (
     save_registration,
 )
 from openssm.agent.session_request import BadSessionRequest, parse_session_request
-from openssm.agent.sessions.identity import RunAs, requested_user, session_environment
+from openssm.agent.sessions.base import SessionFailure
+from openssm.agent.sessions.identity import RunAs, requested_user, resolve_run_as, session_environment
 from openssm.protocol.frames import Frame, MessageType, go_json
 
 
@@ -124,6 +126,17 @@ def test_run_as_user_choice() -> None:
     assert requested_user(request("", {"runAsEnabled": False, "runAsDefaultUser": "carol"})) == ""  # type: ignore[arg-type]
     with pytest.raises(Exception, match="no RunAs user"):
         requested_user(request("", {"runAsEnabled": True}))  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="RunAs is looked up only by a root agent")
+def test_run_as_user_with_a_nul_byte_is_a_session_failure() -> None:
+    content = {
+        "SessionId": "s-1",
+        "DocumentContent": document(sessionType="Standard_Stream"),
+        "RunAsUser": "a\x00b",
+    }
+    with pytest.raises(SessionFailure, match="does not exist"):
+        resolve_run_as(parse_session_request(shell_frame(content)))
 
 
 def test_session_environment_hides_agent_secrets() -> None:

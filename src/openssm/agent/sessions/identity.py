@@ -78,7 +78,7 @@ def resolve_run_as(request: SessionRequest, *, elevated: bool = False) -> RunAs:
         return current
     try:
         entry = pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL byte in the name sent to us
         raise SessionFailure(f"Unable to start command: RunAs user {name!r} does not exist.") from None
     if entry.pw_uid == 0:
         raise SessionFailure(
