@@ -38,7 +38,7 @@ def agent_group() -> None:
     """
 
 
-@agent_group.command("register")
+@agent_group.command("register", short_help="Register this node with an activation (once).")
 @click.option(
     "--endpoint", required=True, help="The server's API endpoint URL, e.g. https://ssm.example.com."
 )
@@ -57,7 +57,11 @@ def register_command(
     mgs_endpoint: str | None,
     state_dir: pathlib.Path | None,
 ) -> None:
-    """Register this node with an activation code; prints the new managed instance id (mi-…)."""
+    """Register this node with an activation code; prints the new managed instance id (mi-…).
+
+    Generates the node's RSA key pair, calls RegisterManagedInstance and saves the instance id and
+    private key (0600) in the state directory, where `openssm agent run` finds them.
+    """
     directory = state_dir or default_state_dir()
     try:
         registration = asyncio.run(
@@ -76,7 +80,7 @@ def register_command(
     click.echo(registration.instance_id)
 
 
-@agent_group.command("run")
+@agent_group.command("run", short_help="Stay connected and serve sessions until stopped.")
 @_state_dir_option
 @click.option(
     "--instance-id",
