@@ -10,6 +10,7 @@ import signal
 import ssl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from openssm import api
 from openssm.api import app as api_app
@@ -22,6 +23,24 @@ from openssm.store.secrets import SecretCipher
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = api_app.MAX_BODY_BYTES
+
+
+class _MalformedHttpWithoutTraceback(logging.Filter):
+    """aiohttp logs every unparseable request (oversized headers, bad Content-Length, garbage) at
+    ERROR with a traceback; the client already got its 400, so one line without the traceback is
+    enough, and garbage from the network cannot fill the log with stack traces."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.msg}: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), exc)
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_HTTP_LOG_FILTER = _MalformedHttpWithoutTraceback()
 
 
 async def create_services(config: ServerConfig) -> Services:
@@ -67,6 +86,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
             loop.add_signal_handler(sig, stop.set)
+    logging.getLogger("aiohttp.server").addFilter(_HTTP_LOG_FILTER)  # once: filters are a set
     services = await create_services(config)
     runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()

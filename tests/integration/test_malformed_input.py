@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import pathlib
 import re
 import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -191,6 +193,18 @@ def test_broken_http_framing_is_a_4xx(server: ApiServer, data: bytes) -> None:
     assert 400 <= _raw_status(server, data) < 500
     still_serving = server.call_json("AmazonSSM.DescribeSessions", {"State": "Active"})
     assert still_serving.status == 200
+
+
+def test_broken_http_is_logged_in_one_line_without_a_traceback(
+    server: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+        assert _raw_status(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n") == 400
+        time.sleep(0.2)  # the server thread logs after answering
+    records = [record for record in caplog.records if record.name == "aiohttp.server"]
+    assert records, "aiohttp no longer logs malformed requests: drop the filter in openssm.server"
+    assert all(record.exc_info is None and record.levelno == logging.INFO for record in records)
+    assert "Content-Length" in records[-1].getMessage()
 
 
 # -- WebSockets -----------------------------------------------------------------------------------
