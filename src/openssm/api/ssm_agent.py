@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import hmac
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -89,7 +90,9 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
     identity = request.require_identity()
     instance_id = identity.access_key_id
     instance = await nodes.get(request.services.engine, instance_id)
-    if instance is None or instance["fingerprint"] != fingerprint:
+    if instance is None or not hmac.compare_digest(
+        str(instance["fingerprint"]).encode(), fingerprint.encode()
+    ):
         raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
     issued = await access_keys.create_temporary(
         request.services.engine,
