@@ -267,3 +267,44 @@ async def test_unknown_token_in_a_well_formed_open_frame_is_told_then_closed(ser
         assert closed.message_type == "channel_closed"
         assert "token is invalid" in closed.json()["Output"]
         assert (await ws.receive(timeout=10)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+# -- console (signed in) --------------------------------------------------------------------------
+
+
+def _console(
+    server: ApiServer, method: str, path: str, body: bytes | None, headers: dict[str, str]
+) -> HttpResult:
+    sent = {"Origin": server.endpoint, "Content-Type": "application/json", **headers}
+    request = urllib.request.Request(server.endpoint + path, data=body, headers=sent, method=method)
+    return _open(request)
+
+
+def test_signed_in_console_routes_refuse_garbage(server: ApiServer) -> None:
+    key, secret = server.admin_credentials
+    signed_in = _console(
+        server,
+        "POST",
+        "/console/api/signin",
+        json.dumps({"access_key_id": key, "secret_access_key": secret}).encode(),
+        {},
+    )
+    assert signed_in.status == 200
+    cookie = {"Cookie": signed_in.headers["Set-Cookie"].split(";", 1)[0]}
+    csrf = json.loads(_console(server, "GET", "/console/api/me", None, cookie).body)["csrf_token"]
+    headers = {**cookie, "X-CSRF-Token": csrf}
+    fields = ["target", "document_name", "parameters", "reason", "iam_role", "description"]
+    fields += ["default_instance_name", "registration_limit"]
+    bodies = [b"{", DEEP[:60_000], b"\xff", b"[]", b"null"]
+    bodies += [json.dumps({field: value for field in fields}).encode() for value in GARBAGE_VALUES]
+    for path in ("/console/api/sessions", "/console/api/activations", "/console/api/sessions/x%00/terminate"):
+        for body in bodies:
+            result = _console(server, "POST", path, body, headers)
+            assert result.status < 500 and b"Traceback" not in result.body, (
+                path,
+                body[:30],
+                result.body[:300],
+            )
+    for path in ("/console/api/sessions?state=%ff", "/console/api/sessions/..%2f..%2fetc/recording"):
+        result = _console(server, "GET", path, None, headers)
+        assert_client_error(result, path)
