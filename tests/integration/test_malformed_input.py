@@ -16,8 +16,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -29,6 +29,8 @@ from openssm.protocol.frames import decode
 
 pytestmark = pytest.mark.slow
 
+K = TypeVar("K")
+Op = TypeVar("Op", registry.JsonOperation, registry.QueryOperation)
 DEEP = b"[" * 100_000
 GARBAGE_VALUES: list[Any] = [None, -1, 2**70, 1.5, True, "", "x" * 3000, [], [1], {}, {"a": [1]}, [{}]]
 BAD_AUTHORIZATION = [
@@ -62,6 +64,16 @@ def _operation_members(handler_module: str) -> list[str]:
     return sorted(set(re.findall(r'"([A-Z][A-Za-z0-9]+)"', source)))
 
 
+def _own_operations(registered: Mapping[K, Op]) -> dict[K, Op]:
+    """The server's own operations (other test modules in this process may register test-only ones)."""
+    load_handler_modules()
+    return {
+        key: operation
+        for key, operation in registered.items()
+        if operation.handler.__module__.startswith("openssm.")
+    }
+
+
 # -- JSON 1.1 -------------------------------------------------------------------------------------
 
 
@@ -75,13 +87,7 @@ def test_unparseable_json_bodies_are_validation_errors(server: ApiServer, body: 
 
 
 def test_every_json_operation_refuses_wrong_types(server: ApiServer) -> None:
-    load_handler_modules()
-    # The server's own operations (other test modules in this process may register test-only ones).
-    operations = {
-        target: operation
-        for target, operation in registry._json_operations.items()
-        if operation.handler.__module__.startswith("openssm.")
-    }
+    operations = _own_operations(registry._json_operations)
     assert len(operations) > 20
     for target, operation in sorted(operations.items()):
         members = _operation_members(operation.handler.__module__)
@@ -102,12 +108,7 @@ def test_nested_next_token_is_an_invalid_token(server: ApiServer) -> None:
 
 
 def test_every_query_operation_refuses_garbage(server: ApiServer) -> None:
-    load_handler_modules()
-    operations = {
-        key: operation
-        for key, operation in registry._query_operations.items()
-        if operation.handler.__module__.startswith("openssm.")
-    }
+    operations = _own_operations(registry._query_operations)
     assert operations
     for (service, action), operation in sorted(operations.items()):
         members = _operation_members(operation.handler.__module__)
