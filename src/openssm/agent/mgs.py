@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ElementTree
 from typing import Final
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from openssm.agent.signing import CredentialSource, sign
 from openssm.bounded_read import BodyTooLarge, read_bounded
@@ -43,6 +44,18 @@ def token_from_xml(text: bytes) -> str:
         if element.tag.rsplit("}", 1)[-1] == "TokenValue" and element.text:
             return element.text.strip()
     raise MgsError("gateway answer carries no TokenValue")
+
+
+def without_request_headers(exc: aiohttp.ClientResponseError) -> aiohttp.ClientResponseError:
+    """The same refusal (type, status, message) minus the request headers its repr() prints: they
+    hold our SigV4 signature and session token, which must never reach a log line."""
+    request_info = aiohttp.RequestInfo(
+        exc.request_info.url,
+        exc.request_info.method,
+        CIMultiDictProxy(CIMultiDict()),
+        exc.request_info.real_url,
+    )
+    return type(exc)(request_info, exc.history, status=exc.status, message=exc.message, headers=exc.headers)
 
 
 def websocket_url(endpoint: str, path: str, query: str) -> str:
@@ -126,15 +139,18 @@ class MgsClient:
             signed=["host"],
         )
         headers["User-Agent"] = GO_USER_AGENT
-        return await self.http.ws_connect(
-            url,
-            headers=headers,
-            heartbeat=self.ping_seconds,
-            autoping=True,
-            max_msg_size=1 << 20,
-            # The real agent just drops the TCP connection; never wait long for a close reply.
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0),
-        )
+        try:
+            return await self.http.ws_connect(
+                url,
+                headers=headers,
+                heartbeat=self.ping_seconds,
+                autoping=True,
+                max_msg_size=1 << 20,
+                # The real agent just drops the TCP connection; never wait long for a close reply.
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0),
+            )
+        except aiohttp.ClientResponseError as exc:
+            raise without_request_headers(exc) from None
 
     async def connect_control(self, instance_id: str) -> aiohttp.ClientWebSocketResponse:
         return await self._connect(
