@@ -43,7 +43,9 @@ def source_ip_and_scheme(
         return peer_ip, tls
     secure = tls
     if forwarded_proto:
-        secure = forwarded_proto.split(",")[0].strip().lower() == "https"
+        # The right-most value is the one our trusted proxy wrote; values to its left came from
+        # the client (a proxy that appends would otherwise let a client claim https).
+        secure = forwarded_proto.split(",")[-1].strip().lower() == "https"
     client = peer_ip
     if forwarded_for:
         for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):

@@ -34,6 +34,11 @@ def test_forwarded_headers_only_from_trusted_proxies() -> None:
         False,
     )
     assert source_ip_and_scheme("10.1.1.1", "not-an-ip", None, tls=True, config=PROXIED) == ("10.1.1.1", True)
+    # A proxy that appends to X-Forwarded-Proto: the client's own "https" claim on the left is ignored.
+    assert source_ip_and_scheme("10.1.1.1", "198.51.100.7", "https, http", tls=False, config=PROXIED) == (
+        "198.51.100.7",
+        False,
+    )
 
 
 def _identity(principal: Principal) -> Identity:
