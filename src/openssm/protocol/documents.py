@@ -180,12 +180,12 @@ def builtin_documents() -> dict[str, Document]:
 # -- parsing and validating documents ---------------------------------------------------------------
 
 
-class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]  # untyped without stubs
+class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses aliases: they let a small document expand exponentially."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
             raise DocumentError("content", f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
 
