@@ -20,7 +20,15 @@ from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
-from openssm.mux import MuxClosedError, MuxSession, pipe
+from openssm.mux import (
+    FAST_MUX_PAYLOAD,
+    FAST_MUX_PROPERTY,
+    FAST_MUX_VERSION,
+    MuxClosedError,
+    MuxSession,
+    fast_mux_config,
+    pipe,
+)
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
 from openssm.protocol.smux import SmuxConfig, SmuxError
 from openssm.protocol.versions import terminate_flag_supported, uses_mux
@@ -112,11 +120,28 @@ class PortSession:
         self._terminating = False
         self.local_port: int | None = None
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._mux_receive_buffer = MUX_RECEIVE_BUFFER
         if self.mode is PortMode.MUX:
             self._mux = self._new_mux()
 
+    @property
+    def fast_mux(self) -> bool:
+        """The agent is OpenSSM's and offers smux v2 with large payloads (see ``openssm.mux``)."""
+        return str(self.properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
+
     def _new_mux(self) -> MuxSession:
-        return MuxSession(self._send_mux_bytes, is_client=True, config=MUX_CONFIG)
+        if not self.fast_mux:
+            return MuxSession(self._send_mux_bytes, is_client=True, config=MUX_CONFIG)
+        config = fast_mux_config()
+        self._chunk = FAST_MUX_PAYLOAD
+        self._mux_receive_buffer = config.max_receive_buffer
+        return MuxSession(
+            self._send_mux_bytes,
+            is_client=True,
+            version=FAST_MUX_VERSION,
+            config=config,
+            max_send_size=FAST_MUX_PAYLOAD,
+        )
 
     async def _send_mux_bytes(self, data: bytes) -> None:
         for start in range(0, len(data), self._chunk):
@@ -130,7 +155,7 @@ class PortSession:
             return self._had_connection
         if self._mux is not None:
             # smux stops reading when its buffer is full; unacked data is resent by the agent.
-            return self._mux.receive_buffered < MUX_RECEIVE_BUFFER
+            return self._mux.receive_buffered < self._mux_receive_buffer
         return True
 
     async def handle(self, frame: Frame) -> None:

@@ -17,7 +17,15 @@ from typing import Any, Final
 
 from openssm.agent.data_channel import MAX_CHUNK
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
-from openssm.mux import MuxSession, MuxStream
+from openssm.mux import (
+    FAST_MUX_PAYLOAD,
+    FAST_MUX_PROPERTY,
+    FAST_MUX_VERSION,
+    MuxSession,
+    MuxStream,
+    fast_mux_config,
+    pipe,
+)
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
 from openssm.protocol.versions import agent_uses_mux
 
@@ -83,8 +91,13 @@ class PortHandler(SessionHandler):
         # neither lost nor dialled twice.
         self._setup = asyncio.Lock()
         await self._setup.acquire()
+        self._mux_mode = False
+        self.mux: MuxSession | None = None
+        offered = dict(properties)
+        if forwarding_type == LOCAL_PORT_FORWARDING:
+            offered[FAST_MUX_PROPERTY] = str(FAST_MUX_VERSION)  # see openssm.mux
         try:
-            result = await self.handshake("Port", properties)
+            result = await self.handshake("Port", offered)
             if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
                 await self._run_mux()
             else:
@@ -186,9 +199,12 @@ class PortHandler(SessionHandler):
     # -- mux mode ------------------------------------------------------------------------------
 
     async def _run_mux(self) -> None:
-        self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
+        self._mux_mode = True
+        self._mux_started = asyncio.Event()
         self._streams: set[asyncio.Task[None]] = set()
         self._setup.release()
+        await self._mux_started.wait()
+        assert self.mux is not None
         try:
             while True:
                 stream = await self.mux.accept_stream()
@@ -199,6 +215,25 @@ class PortHandler(SessionHandler):
             for task in list(self._streams):
                 task.cancel()
             self.mux.close()
+
+    def _start_mux(self, first: bytes) -> MuxSession:
+        """The smux version is the one the client's first frame speaks (see ``openssm.mux``)."""
+        if first[:1] == bytes([FAST_MUX_VERSION]):
+            self.mux = MuxSession(
+                self._send_payload,
+                is_client=False,
+                version=FAST_MUX_VERSION,
+                config=fast_mux_config(),
+                max_send_size=FAST_MUX_PAYLOAD,
+            )
+        else:
+            self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
+        log.debug("session %s: smux v%d", self.request.session_id, self.mux.version)
+        self._mux_started.set()
+        return self.mux
+
+    async def _send_payload(self, data: bytes) -> None:
+        await self.channel.send(PayloadType.OUTPUT, data)
 
     async def _serve_stream(self, stream: MuxStream) -> None:
         """One client connection: dial at SYN time, copy both ways, FIN when either side ends."""
@@ -211,7 +246,12 @@ class PortHandler(SessionHandler):
             with contextlib.suppress(Exception):
                 await stream.close()
             return
+        if self.mux is not None and self.mux.version == FAST_MUX_VERSION:
+            # OpenSSM client: true half-close both ways, so a reply after the client's FIN arrives.
+            await pipe(stream, reader, writer, chunk_size=FAST_MUX_PAYLOAD)
+            return
 
+        # AWS plugin: as the AWS agent does, the client's FIN closes the destination connection.
         async def client_to_destination() -> None:
             while data := await stream.read(MUX_READ_SIZE):
                 writer.write(data)
@@ -236,10 +276,11 @@ class PortHandler(SessionHandler):
         if self._setup.locked():
             async with self._setup:
                 pass
-        if hasattr(self, "mux"):
-            if frame.payload_type == PayloadType.OUTPUT:
-                self.mux.feed(frame.payload)
+        if self._mux_mode:
+            if frame.payload_type == PayloadType.OUTPUT and frame.payload:
+                mux = self.mux or self._start_mux(frame.payload)
+                mux.feed(frame.payload)
                 # Full receive buffer: hold this ack back so the client slows down.
-                await self.mux.wait_receive_capacity()
+                await mux.wait_receive_capacity()
             return
         await self._handle_basic(frame)

@@ -1,0 +1,168 @@
+"""smux version choice on Port sessions: v2 + large payloads between OpenSSM ends, v1 + 1024-byte
+messages with AWS's programs.
+
+The agent offers v2 in the handshake Properties (``openssm.mux.FAST_MUX_PROPERTY``) and then speaks
+whatever version the client's first smux frame uses; our client opens with v2 only when offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+from tests.unit.agent.fake_mgs import (
+    FakeClient,
+    agent_session,
+    client_handshake,
+    session_content,
+    task_result,
+)
+
+from openssm.client.datachannel import DataChannel
+from openssm.client.output import Console
+from openssm.client.port import PortSession
+from openssm.mux import FAST_MUX_PROPERTY, FAST_MUX_VERSION, MuxSession, fast_mux_config
+from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload
+from openssm.protocol.smux import HEADER
+
+SID = "tester-0123456789abcdef2"
+AWS_OUTPUT_LIMIT = 1024
+
+
+class EchoServer:
+    """Plain echo; after the client's EOF it answers with the SHA-256 of everything it read."""
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        digest = hashlib.sha256()
+        while data := await reader.read(65536):
+            digest.update(data)
+            writer.write(data)
+            await writer.drain()
+        writer.write(b"sha256:" + digest.digest())
+        await writer.drain()
+        writer.close()
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def forwarding_content(port: int) -> dict[str, object]:
+    properties = {"portNumber": str(port), "localPortNumber": "0", "type": "LocalPortForwarding"}
+    return session_content(SID, "Port", properties)
+
+
+def attach_mux(client: FakeClient, version: int) -> MuxSession:
+    async def send_to_agent(data: bytes) -> None:
+        await client.send_input(PayloadType.OUTPUT, data)
+
+    config = fast_mux_config() if version == FAST_MUX_VERSION else None
+    mux = MuxSession(send_to_agent, is_client=True, version=version, config=config)
+    client.output_listener = lambda f: mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
+    return mux
+
+
+async def read_all(stream, limit: float = 10.0) -> bytes:  # type: ignore[no-untyped-def]
+    parts = []
+    async with asyncio.timeout(limit):
+        while data := await stream.read(65536):
+            parts.append(data)
+    return b"".join(parts)
+
+
+async def exchange(client: FakeClient, version: int, port: int, size: int) -> tuple[bytes, bytes]:
+    """One stream: write ``size`` bytes, half-close, read everything back."""
+    mux = attach_mux(client, version)
+    payload = os.urandom(size)
+    stream = await mux.open_stream()
+    await stream.write(payload)
+    await stream.close()
+    return payload, await read_all(stream)
+
+
+def agent_outputs(client: FakeClient) -> list[bytes]:
+    return [frame.payload for frame in client.outputs_of(PayloadType.OUTPUT)]
+
+
+async def test_agent_offers_v2_and_an_openssm_client_gets_it_with_large_payloads() -> None:
+    server = EchoServer()
+    port = await server.start()
+    try:
+        async with agent_session(forwarding_content(port)) as (fake, client):
+            request = await client_handshake(client)
+            properties = request["RequestedClientActions"][0]["ActionParameters"]["Properties"]
+            assert properties[FAST_MUX_PROPERTY] == str(FAST_MUX_VERSION)
+            payload, echoed = await exchange(client, FAST_MUX_VERSION, port, 512 * 1024)
+            await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+            await task_result(fake)
+    finally:
+        await server.close()
+    # Half-close: the destination saw EOF and still answered (v2 only; AWS closes instead).
+    assert echoed == payload + b"sha256:" + hashlib.sha256(payload).digest()
+    outputs = agent_outputs(client)
+    assert outputs[0][0] == FAST_MUX_VERSION
+    assert max(len(o) for o in outputs) > AWS_OUTPUT_LIMIT
+
+
+async def test_a_v1_client_like_the_aws_plugin_gets_v1_and_1024_byte_messages() -> None:
+    server = EchoServer()
+    port = await server.start()
+    try:
+        async with agent_session(forwarding_content(port)) as (fake, client):
+            await client_handshake(client)
+            mux = attach_mux(client, 1)
+            stream = await mux.open_stream()
+            payload = os.urandom(64 * 1024)
+            await stream.write(payload)
+            async with asyncio.timeout(10):
+                echoed = b""
+                while len(echoed) < len(payload):
+                    echoed += await stream.read(65536)
+            await stream.close()
+            assert await read_all(stream) == b""  # as the AWS agent: our FIN closes the destination
+            await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+            await task_result(fake)
+    finally:
+        await server.close()
+    assert echoed == payload
+    outputs = agent_outputs(client)
+    assert all(len(o) <= AWS_OUTPUT_LIMIT for o in outputs)
+    first_header = HEADER.unpack_from(b"".join(outputs), 0)
+    assert first_header[0] == 1
+
+
+async def test_ssh_sessions_offer_nothing() -> None:
+    async with agent_session(session_content(SID, "Port", {"portNumber": "22"})) as (fake, client):
+        request = await client_handshake(client)
+        await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+        await task_result(fake)
+    properties = request["RequestedClientActions"][0]["ActionParameters"]["Properties"]
+    assert FAST_MUX_PROPERTY not in properties
+
+
+async def test_client_speaks_v2_only_when_offered() -> None:
+    base = {"portNumber": "80", "localPortNumber": "0", "type": "LocalPortForwarding"}
+    sessions = []
+    for properties in (
+        base,
+        {**base, FAST_MUX_PROPERTY: str(FAST_MUX_VERSION)},
+        {**base, FAST_MUX_PROPERTY: "9"},
+    ):
+        channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
+        session = PortSession(
+            channel,
+            Console(),
+            session_id=SID,
+            properties=properties,
+            agent_version="3.3.987.0",
+            handle_signals=False,
+        )
+        sessions.append(session)
+    assert [session.fast_mux for session in sessions] == [False, True, False]
+    for session in sessions:
+        await session.close()
