@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from tests.support.gateway import (
     NODE_ID,
     Gateway,
@@ -35,6 +36,8 @@ from openssm.protocol.messages import (
     parse_interactive_shell,
 )
 from openssm.store import channels as store
+from openssm.store import tables
+from openssm.store.secrets import hash_token
 
 IID = "i-0123456789abcdef0"
 SID = "tester-00000000000000001"
@@ -223,6 +226,18 @@ async def test_client_token_reuse_is_refused(gw: Gateway) -> None:
     token = await gw.add_token("client", SID)
     second = await gw.client_socket(SID)
     await second.send_str(ClientOpen(token_value=token).to_text())
+
+    # The two sockets would otherwise race for the token: let the legitimate one spend it first.
+    async def spent() -> bool:
+        async with gw.engine.connect() as conn:
+            used = await conn.scalar(
+                sa.select(tables.channel_tokens.c.used_at).where(
+                    tables.channel_tokens.c.token_hash == hash_token(token)
+                )
+            )
+        return used is not None
+
+    await wait_for(spent, 5, "the reconnect never spent its token")
     replay = await gw.client_socket(SID)
     await replay.send_str(ClientOpen(token_value=token).to_text())
     body = await expect_closed(replay)
