@@ -40,7 +40,12 @@ def agent_group() -> None:
 
 @agent_group.command("register", short_help="Register this node with an activation (once).")
 @click.option(
-    "--endpoint", required=True, help="The server's API endpoint URL, e.g. https://ssm.example.com."
+    "--endpoint",
+    "endpoints",
+    required=True,
+    multiple=True,
+    help="The server's API endpoint URL, e.g. https://ssm.example.com. Repeat it to name every node "
+    "of a scale-out server: the agent registers with the first and fails over in order.",
 )
 @click.option("--code", "code", required=True, help="Activation code from CreateActivation.")
 @click.option("--id", "activation_id", required=True, help="Activation id from CreateActivation.")
@@ -49,7 +54,7 @@ def agent_group() -> None:
 @click.option("--mgs-endpoint", default=None, help="Message gateway URL, if not the API endpoint.")
 @_state_dir_option
 def register_command(
-    endpoint: str,
+    endpoints: tuple[str, ...],
     code: str,
     activation_id: str,
     region: str,
@@ -66,13 +71,14 @@ def register_command(
     try:
         registration = asyncio.run(
             register(
-                endpoint=endpoint,
+                endpoint=endpoints[0],
                 code=code,
                 activation_id=activation_id,
                 region=region,
                 state_dir=directory,
                 name=name,
                 mgs_endpoint=mgs_endpoint,
+                failover_endpoints=endpoints[1:],
             )
         )
     except (RegistrationError, StateError, OSError) as exc:
@@ -140,6 +146,7 @@ async def _run(
     timeout = aiohttp.ClientTimeout(total=settings.http_timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         credentials: CredentialSource
+        failover_endpoints: tuple[str, ...] = ()
         if instance_id:
             if not endpoint or not region:
                 raise StateError("--instance-id needs --endpoint and --region")
@@ -150,6 +157,7 @@ async def _run(
             credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
             instance_id, region = registration.instance_id, registration.region
             api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
+            failover_endpoints = registration.failover_endpoints
         agent = Agent(
             http=http,
             instance_id=instance_id,
@@ -158,6 +166,7 @@ async def _run(
             gateway_endpoint=gateway,
             credentials=credentials,
             settings=settings,
+            failover_endpoints=failover_endpoints,
         )
         log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
         await agent.run(stop)

@@ -58,6 +58,8 @@ class Registration:
     fingerprint: str
     mgs_endpoint: str | None = None  # message gateway; defaults to ``endpoint``
     registered_at: str = ""
+    # Scale-out: more server nodes, tried in order when the current one is unreachable.
+    failover_endpoints: tuple[str, ...] = ()
 
     @property
     def gateway_endpoint(self) -> str:
@@ -119,6 +121,7 @@ def load_registration(state_dir: pathlib.Path) -> tuple[Registration, bytes]:
             fingerprint=_required_str(raw, "fingerprint"),
             mgs_endpoint=raw.get("mgs_endpoint") or None,
             registered_at=str(raw.get("registered_at", "")),
+            failover_endpoints=_str_tuple(raw, "failover_endpoints"),
         )
     except KeyError as exc:
         raise StateError(f"{path} lacks {exc.args[0]!r}") from exc
@@ -132,6 +135,13 @@ def load_fingerprint(state_dir: pathlib.Path) -> str | None:
     except StateError:
         return None
     return registration.fingerprint
+
+
+def _str_tuple(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise KeyError(key)
+    return tuple(value)
 
 
 def _required_str(raw: Mapping[str, Any], key: str) -> str:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 STABLE_CONNECTION_SECONDS: Final = 30.0
 
 MessageHandler = Callable[[Frame], Awaitable[None]]
+UnreachableHandler = Callable[[str], None]
 
 
 def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
@@ -40,12 +41,19 @@ def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
 
 class ControlChannel:
     def __init__(
-        self, mgs: MgsClient, *, instance_id: str, settings: AgentSettings, on_message: MessageHandler
+        self,
+        mgs: MgsClient,
+        *,
+        instance_id: str,
+        settings: AgentSettings,
+        on_message: MessageHandler,
+        on_unreachable: UnreachableHandler | None = None,
     ) -> None:
         self._mgs = mgs
         self.instance_id = instance_id
         self.settings = settings
         self._on_message = on_message
+        self._on_unreachable = on_unreachable  # told the gateway URL a connection attempt failed on
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.connected = asyncio.Event()
         self.connections = 0  # how many times it (re)connected; for logs and tests
@@ -57,11 +65,14 @@ class ControlChannel:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            endpoint, connections = self._mgs.endpoint, self.connections
             try:
                 await self._connect_and_serve()
             except (MgsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("control channel: %s", exc)
+                if self.connections == connections and self._on_unreachable is not None:
+                    self._on_unreachable(endpoint)  # never opened: maybe another node will do
             finally:
                 self.connected.clear()
                 self._ws = None

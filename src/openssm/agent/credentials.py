@@ -70,6 +70,7 @@ class RoleCredentials:
         self.http = http
         self.registration = registration
         self.state_dir = state_dir  # where a rotated key is saved; None: never rotate
+        self.endpoint = registration.endpoint  # the agent points this elsewhere when it fails over
         self._key_der = _private_key_der(private_key_pem)
         self.settings = settings
         self._credentials: Credentials | None = None
@@ -93,7 +94,7 @@ class RoleCredentials:
 
     async def _rsa_call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         """A call signed with the registration key, as the real agent signs its identity calls."""
-        url = api_url(self.registration.endpoint)
+        url = api_url(self.endpoint)
         body = go_json(request)
         headers = {"Host": host_header(url), **json_request_headers(operation)}
         headers.update(

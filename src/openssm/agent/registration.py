@@ -7,6 +7,7 @@ import datetime
 import pathlib
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Final
 
 import aiohttp
@@ -68,6 +69,7 @@ async def register(
     state_dir: pathlib.Path,
     name: str | None = None,
     mgs_endpoint: str | None = None,
+    failover_endpoints: Sequence[str] = (),
     timeout: float = 30.0,
 ) -> Registration:
     """Register this node and save its state; returns the registration (with the ``mi-`` id)."""
@@ -100,6 +102,7 @@ async def register(
         fingerprint=fingerprint,
         mgs_endpoint=mgs_endpoint,
         registered_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        failover_endpoints=tuple(failover_endpoints),
     )
     save_registration(state_dir, registration, private_key_pem(key))
     return registration

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -12,7 +13,9 @@ import aiohttp
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
 from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
+from openssm.agent.credentials import RoleCredentials
 from openssm.agent.data_channel import EndReason
+from openssm.agent.endpoints import Endpoints
 from openssm.agent.jobs import JobRunner
 from openssm.agent.mgs import MgsClient
 from openssm.agent.platform_info import full_instance_information, short_instance_information
@@ -20,7 +23,7 @@ from openssm.agent.session import Session
 from openssm.agent.session_request import BadSessionRequest, SessionRequest, parse_session_request
 from openssm.agent.sessions.base import Outcome, error_output
 from openssm.agent.signing import CredentialSource
-from openssm.agent.ssm_api import SsmApi, SsmApiError
+from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, FrameError, MessageType
 
 log = logging.getLogger(__name__)
@@ -39,15 +42,23 @@ class Agent:
         gateway_endpoint: str,
         credentials: CredentialSource,
         settings: AgentSettings,
+        failover_endpoints: Sequence[str] = (),
     ) -> None:
         self.instance_id = instance_id
         self.endpoint = endpoint
+        self.endpoints = Endpoints((endpoint, *failover_endpoints))
+        # A gateway named apart from the API stays put; otherwise it moves with the API endpoint.
+        self._gateway_follows_endpoint = gateway_endpoint == endpoint
         self.settings = settings
         self.credentials = credentials
         self.ssm = SsmApi(http, endpoint, region, credentials)
         self.mgs = MgsClient(http, gateway_endpoint, region, credentials, ping_seconds=settings.ping_seconds)
         self.control = ControlChannel(
-            self.mgs, instance_id=instance_id, settings=settings, on_message=self._on_control_message
+            self.mgs,
+            instance_id=instance_id,
+            settings=settings,
+            on_message=self._on_control_message,
+            on_unreachable=self._unreachable,
         )
         self.completions = TaskCompletions(self.control, instance_id=instance_id, settings=settings)
         self.jobs = JobRunner(self.control, instance_id=instance_id, settings=settings)
@@ -77,6 +88,18 @@ class Agent:
                     await task
             await self.control.close()
 
+    def _unreachable(self, failed: str) -> None:
+        """A server node did not answer: move every call to the next configured node."""
+        endpoint = self.endpoints.fail_over(failed)
+        if endpoint == self.endpoint:
+            return
+        self.endpoint = endpoint
+        self.ssm.url = api_url(endpoint)
+        if self._gateway_follows_endpoint:
+            self.mgs.endpoint = endpoint
+        if isinstance(self.credentials, RoleCredentials):
+            self.credentials.endpoint = endpoint
+
     async def _stop_sessions(self) -> None:
         for session in list(self.sessions.values()):
             session.cancel(EndReason.AGENT_STOPPING, "The agent on the managed node is stopping.")
@@ -96,12 +119,15 @@ class Agent:
         """Short then full UpdateInstanceInformation at start, then the full one every heartbeat."""
         retry = backoff_delays(self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds)
         while not self.healthy.is_set():
+            endpoint = self.endpoint
             try:
                 await self.ssm.call("UpdateInstanceInformation", short_instance_information(self.instance_id))
                 await self._ping()
                 self.healthy.set()
             except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
+                if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
+                    self._unreachable(endpoint)
                 delay = retry()
                 log.warning("UpdateInstanceInformation failed: %s (retry in %.1f s)", exc, delay)
                 await asyncio.sleep(delay)

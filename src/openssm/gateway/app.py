@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from openssm.gateway import jobs
+from openssm.gateway import jobs, sweeper
 from openssm.gateway.node import GATEWAY_KEY, GatewayNode
 from openssm.gateway.rest import make_handlers
 from openssm.gateway.sockets import SocketHandlers
@@ -39,3 +39,4 @@ def install(app: web.Application, services: Services) -> None:
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
+    sweeper.install(app, services)  # scale-out: end the sessions of nodes that died
