@@ -38,6 +38,9 @@ check: install
 
 test: system-deps install console-assets check
 	$(BIN)/pytest -n 2 -q -p no:cacheprovider
+	@echo "== API integration tests again, on PostgreSQL (scale-out store)"
+	OPENSSM_TEST_DATABASE=postgresql $(BIN)/pytest -n 2 -q -p no:cacheprovider -m "not slow" \
+	    $$(grep -l api_harness tests/integration/test_*.py)
 
 unit: install
 	$(BIN)/pytest -q tests/unit tests/replay
