@@ -40,6 +40,7 @@ HANDLER_MODULES = (
     "openssm.api.logs",
     "openssm.api.documents",
     "openssm.api.commands",
+    "openssm.api.audit",
 )
 
 

@@ -23,6 +23,7 @@ SIGNING_NAMES = {
     "AmazonSSM": "ssm",
     "EC2WindowsMessageDeliveryService": "ec2messages",
     "Logs_20140328": "logs",
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101": "cloudtrail",
 }
 
 
