@@ -17,7 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from openssm.protocol.versions import CLIENT_VERSION
+from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
 
 if TYPE_CHECKING:
     from openssm.client.api import StartedSession
@@ -109,7 +109,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         sys.stdout.write(INSTALLED_BANNER)
         return 0
     if argc == 2 and argv[1] == "--version":
-        sys.stdout.write(f"{CLIENT_VERSION}\n")
+        sys.stdout.write(f"{PLUGIN_REPORTED_VERSION}\n")
         return 0
     if argc == 2 and argv[1] in ("--help", "-h"):
         sys.stdout.write(USAGE)

@@ -16,6 +16,11 @@ from typing import Final
 # What our client advertises in its open frame and HandshakeResponse: the plugin release whose
 # behaviour we reproduce, so real agents pick the same code paths (mux, keepalive off).
 CLIENT_VERSION: Final = "1.2.677.0"
+# What ``session-manager-plugin --version`` prints. The AWS CLI only compares it with its own
+# thresholds (> 1.2.497.0: hand the response over in an env var; < its recommended minimum,
+# 1.2.764.0 in awscli 1.46: print an "outdated SessionManagerPlugin" warning before every session),
+# so it may run ahead of the wire version above, which stays the one verified against real agents.
+PLUGIN_REPORTED_VERSION: Final = "1.2.764.0"
 # What our agent advertises in HandshakeRequest: four parts, above every plugin gate.
 AGENT_VERSION: Final = "3.3.987.0"
 

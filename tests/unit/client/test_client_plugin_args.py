@@ -8,7 +8,7 @@ import pytest
 
 from openssm.client import plugin
 from openssm.client.plugin import UsageError, parse_invocation
-from openssm.protocol.versions import CLIENT_VERSION, cli_uses_env_handoff
+from openssm.protocol.versions import PLUGIN_REPORTED_VERSION, cli_uses_env_handoff
 
 RESPONSE = {
     "SessionId": "s-1",
@@ -20,9 +20,16 @@ RESPONSE = {
 def test_version_is_four_parts_and_makes_the_cli_use_the_env_var(capsys: pytest.CaptureFixture[str]) -> None:
     assert plugin.run(["session-manager-plugin", "--version"]) == 0
     printed = capsys.readouterr().out
-    assert printed == f"{CLIENT_VERSION}\n"
+    assert printed == f"{PLUGIN_REPORTED_VERSION}\n"
     assert len(printed.strip().split(".")) == 4
     assert cli_uses_env_handoff(printed)
+
+
+def test_the_aws_cli_does_not_call_our_plugin_outdated() -> None:
+    from awscli.customizations.sessionmanager import StartSessionCaller, VersionRequirement
+
+    requirement = VersionRequirement(min_version=StartSessionCaller.RECOMMENDED_MINIMUM_PLUGIN_VERSION)
+    assert requirement.meets_requirement(PLUGIN_REPORTED_VERSION, inclusive=True)
 
 
 def test_no_arguments_prints_the_install_banner(capsys: pytest.CaptureFixture[str]) -> None:
