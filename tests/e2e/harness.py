@@ -95,7 +95,9 @@ class Server:
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        region: str = REGION,
     ) -> None:
+        self.region = region
         self.data_dir = data_dir
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -114,7 +116,7 @@ class Server:
             "--public-url",
             self.endpoint,
             "--region",
-            REGION,
+            self.region,
             *self.extra_args,
         )
         self.process = Process(argv, self.data_dir / "server.log", env=self.env)
@@ -146,7 +148,7 @@ class Server:
             AWS_SHARED_CREDENTIALS_FILE=str(self.data_dir / "credentials"),
             AWS_CONFIG_FILE=str(self.data_dir / "config"),
             AWS_PROFILE="openssm",
-            AWS_DEFAULT_REGION=REGION,
+            AWS_DEFAULT_REGION=self.region,
             PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         )
         return env
@@ -156,7 +158,7 @@ class Server:
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
-            region_name=REGION,
+            region_name=self.region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
         )
@@ -189,7 +191,7 @@ class Agent:
                 "--id",
                 activation["ActivationId"],
                 "--region",
-                REGION,
+                self.server.region,
                 "--state-dir",
                 str(self.state_dir),
             ),
