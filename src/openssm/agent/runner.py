@@ -196,8 +196,10 @@ class Agent:
             self._session_tasks.discard(done)
             if self.sessions.get(request.session_id) is session:
                 del self.sessions[request.session_id]
-            if not done.cancelled() and done.exception() is not None:
-                log.error("session %s crashed: %r", request.session_id, done.exception())
+            error = None if done.cancelled() else done.exception()
+            if error is not None:
+                # The type and message only: an exception's repr can carry request headers (signatures).
+                log.error("session %s crashed: %s: %s", request.session_id, type(error).__name__, error)
 
         task.add_done_callback(forget)
 
