@@ -64,6 +64,7 @@ class ApiServer:
             account_id=ACCOUNT,
             **overrides,
         )
+        self.region = self.config.region  # what tests/e2e/harness.Agent registers with
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
