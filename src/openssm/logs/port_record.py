@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from openssm.protocol.documents import resolve
-from openssm.protocol.smux import HEADER, Command, FrameParser, SmuxError
+from openssm.protocol.smux import HEADER, Command, SmuxError
+from openssm.protocol.smux_scan import SmuxScanner
 
 OUTPUT: Final = 1  # PayloadType Output
 FLAG: Final = 10  # PayloadType Flag
@@ -48,11 +49,11 @@ def is_local_port_forwarding(session: Mapping[str, Any]) -> bool:
     return isinstance(properties, dict) and properties.get("type") == "LocalPortForwarding"
 
 
-def _flag_value(payload: bytes) -> int | None:
+def _flag_value(payload: bytes | memoryview) -> int | None:
     return struct.unpack(">I", payload)[0] if len(payload) == 4 else None
 
 
-def _looks_like_smux_syn(payload: bytes) -> bool:
+def _looks_like_smux_syn(payload: bytes | memoryview) -> bool:
     if len(payload) < HEADER.size:
         return False
     version, command, length, stream_id = HEADER.unpack_from(payload, 0)
@@ -90,13 +91,14 @@ class PortRecorder:
         self.failed = 0
         self.bytes_to_destination = 0
         self.bytes_from_destination = 0
-        self._client_parser: FrameParser | None = None
-        self._agent_parser: FrameParser | None = None
+        # Headers only: the record needs commands, stream ids and lengths, never the data.
+        self._client_parser: SmuxScanner | None = None
+        self._agent_parser: SmuxScanner | None = None
         self._basic_number = 0
 
     # -- directions ------------------------------------------------------------------------------
 
-    def input(self, payload_type: int, payload: bytes, t: float) -> list[Event]:
+    def input(self, payload_type: int, payload: bytes | memoryview, t: float) -> list[Event]:
         """A stream message from the client (towards the destination)."""
         if payload_type == FLAG:
             return self._client_flag(_flag_value(payload), t)
@@ -109,7 +111,7 @@ class PortRecorder:
             return self._mux(payload, t, from_client=True)
         return self._basic(t, to_destination=len(payload))
 
-    def output(self, payload_type: int, payload: bytes, t: float) -> list[Event]:
+    def output(self, payload_type: int, payload: bytes | memoryview, t: float) -> list[Event]:
         """A stream message from the agent (from the destination)."""
         if payload_type == FLAG:
             if _flag_value(payload) == CONNECT_TO_PORT_ERROR:
@@ -144,12 +146,12 @@ class PortRecorder:
 
     # -- modes -----------------------------------------------------------------------------------
 
-    def _choose_mode(self, client_first: bytes | None) -> None:
+    def _choose_mode(self, client_first: bytes | memoryview | None) -> None:
         if self.mux_possible and client_first is not None and _looks_like_smux_syn(client_first):
             self.mode = "mux"
             version = client_first[0]
-            self._client_parser = FrameParser(version)
-            self._agent_parser = FrameParser(version)
+            self._client_parser = SmuxScanner(version)
+            self._agent_parser = SmuxScanner(version)
         else:
             self.mode = "basic"
 
@@ -183,7 +185,7 @@ class PortRecorder:
             return [{"t": round(t, 6), "event": "client_terminated_session"}]
         return []
 
-    def _mux(self, payload: bytes, t: float, *, from_client: bool) -> list[Event]:
+    def _mux(self, payload: bytes | memoryview, t: float, *, from_client: bool) -> list[Event]:
         parser = self._client_parser if from_client else self._agent_parser
         assert parser is not None
         try:
@@ -199,9 +201,9 @@ class PortRecorder:
                 events.append(self._opened(frame.stream_id, t))
             elif frame.command == Command.PSH and conn is not None:
                 if from_client:
-                    conn.to_destination += len(frame.data)
+                    conn.to_destination += frame.length
                 else:
-                    conn.from_destination += len(frame.data)
+                    conn.from_destination += frame.length
             elif frame.command == Command.FIN and conn is not None:
                 if from_client:
                     conn.client_closed = True

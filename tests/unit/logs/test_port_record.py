@@ -88,3 +88,22 @@ def test_a_broken_smux_stream_is_reported_and_counted_from_there() -> None:
     events = recorder.input(OUTPUT, b"\x09\x09garbage!", 0.2)
     assert _kinds(events) == ["unreadable_mux_stream"]
     assert recorder.finish(1.0)[-1]["bytes_to_destination"] == 8 + 10
+
+
+def test_a_bad_header_split_across_payloads_is_reported_too() -> None:
+    recorder = PortRecorder("localhost:80", mux_possible=True)
+    recorder.input(OUTPUT, encode_frame(1, Command.SYN, 3), 0.1)
+    assert recorder.input(OUTPUT, b"\x01\x09", 0.2) == []
+    assert _kinds(recorder.input(OUTPUT, b"garbage", 0.3)) == ["unreadable_mux_stream"]
+    assert recorder.mode == "basic"
+
+
+def test_payloads_may_be_memoryviews_of_the_relayed_frames() -> None:
+    recorder = PortRecorder("localhost:80", mux_possible=True)
+    frame = b"header" + encode_frame(1, Command.SYN, 3) + encode_frame(1, Command.PSH, 3, b"x" * 5000)
+    assert _kinds(recorder.input(OUTPUT, memoryview(frame)[6:], 0.1)) == ["connection_opened"]
+    recorder.output(OUTPUT, memoryview(encode_frame(1, Command.PSH, 3, b"y" * 7)), 0.2)
+    recorder.input(OUTPUT, memoryview(encode_frame(1, Command.FIN, 3)), 0.3)
+    closed = recorder.output(OUTPUT, memoryview(encode_frame(1, Command.FIN, 3)), 0.4)
+    assert closed[0]["bytes_to_destination"] == 5000 and closed[0]["bytes_from_destination"] == 7
+    assert recorder.input(FLAG, memoryview(_flag(2)), 0.5)[0]["event"] == "client_terminated_session"
