@@ -25,7 +25,7 @@ from tests.support.gateway import (
 
 from openssm.gateway.node import GATEWAY_KEY, GatewayNode
 from openssm.gateway.settings import GatewaySettings
-from openssm.gateway.tap import tap_registry
+from openssm.gateway.tap import Payload, tap_registry
 from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for
 from openssm.protocol.messages import (
     AgentDataOpen,
@@ -336,10 +336,10 @@ class RecordingTap:
     async def on_start(self, session: Mapping[str, Any]) -> None:
         self.events.append(("start", session["session_id"]))
 
-    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
+    async def on_output(self, payload: Payload, payload_type: int, t: float) -> None:
         self.events.append(("output", payload))
 
-    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
+    async def on_input(self, payload: Payload, payload_type: int, t: float) -> None:
         self.events.append(("input", payload))
 
     async def on_end(self, status: str, reason: str, t: float) -> None:
@@ -366,6 +366,8 @@ async def test_taps_see_stream_data_in_order(gw: Gateway) -> None:
         ("output", b"l"),
         ("end", "Terminated"),
     ]
+    # Views into the relayed frames: the relay copies no payload for its taps.
+    assert all(isinstance(payload, memoryview) for kind, payload in events if kind in ("output", "input"))
 
 
 @pytest.mark.slow

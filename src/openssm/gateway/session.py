@@ -58,6 +58,11 @@ def limit_seconds(override: float | None, minutes: int | None, default_minutes: 
     return default_minutes * 60.0 if default_minutes else None
 
 
+def _payload(frame: bytes, head: messages.Peek) -> memoryview:
+    """The frame's payload for the taps, without copying it (the frame is immutable bytes)."""
+    return memoryview(frame)[head.payload_offset :]
+
+
 class Pending:
     """Frames waiting for one side, bounded in count and bytes; the oldest go first when full
     (safe: both ends resend whatever is unacknowledged)."""
@@ -172,11 +177,10 @@ class SessionRelay:
             log.debug("session %s: ignoring %s from client", self.session_id, head.message_type)
             return
         if head.message_type == MessageType.INPUT_STREAM_DATA:
-            payload = data[head.payload_offset :]
-            self.bytes_in += len(payload)
+            self.bytes_in += len(data) - head.payload_offset
             self.last_activity = self._clock()
             if self.tap is not None:
-                self.tap.input(payload, head.payload_type, frame_sequence(data))
+                self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
         if self.agent is None or not await self.agent.send(data):
             self._to_agent.append(data)
 
@@ -198,11 +202,10 @@ class SessionRelay:
             log.debug("session %s: ignoring %s from agent", self.session_id, head.message_type)
             return
         if head.message_type == MessageType.OUTPUT_STREAM_DATA:
-            payload = data[head.payload_offset :]
-            self.bytes_out += len(payload)
+            self.bytes_out += len(data) - head.payload_offset
             self.last_activity = self._clock()
             if self.tap is not None:
-                self.tap.output(payload, head.payload_type, frame_sequence(data))
+                self.tap.output(_payload(data, head), head.payload_type, frame_sequence(data))
         if self.client is None or not await self.client.send(data):
             self._to_client.append(data)
 

@@ -5,6 +5,9 @@ see :func:`tap_registry`). For each session the gateway calls every factory with
 row; a factory returns a per-session :class:`SessionTap` or None (not interested). The gateway
 puts events on a bounded queue that one task drains into the taps, so a slow tap loses events
 (counted, logged once) instead of stalling the session.
+
+Payloads reach the taps as read-only :data:`Payload` views into the relayed frames (no copy per
+relayed byte); a tap that needs ``bytes`` (to decode text, say) converts what it uses.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ REORDER_BYTES: Final = 8 * 1024 * 1024  # and their payload bytes: a peer choose
 _SEQUENCE = struct.Struct(">q")
 _SEQUENCE_AT: Final = 48
 
+# A stream message's payload: a memoryview into the relayed (immutable) frame, or bytes.
+Payload = bytes | memoryview
+
 
 def frame_sequence(frame: bytes) -> int:
     """SequenceNumber of a binary frame (the caller has checked it holds a whole header)."""
@@ -38,12 +44,12 @@ class _InOrder:
 
     def __init__(self) -> None:
         self.expected = 0
-        self._held: dict[int, tuple[bytes, int, float]] = {}
+        self._held: dict[int, tuple[Payload, int, float]] = {}
         self._held_bytes = 0
 
     def accept(
-        self, sequence: int, payload: bytes, payload_type: int, t: float
-    ) -> list[tuple[bytes, int, float]]:
+        self, sequence: int, payload: Payload, payload_type: int, t: float
+    ) -> list[tuple[Payload, int, float]]:
         if sequence < self.expected or sequence in self._held:
             return []
         if sequence > self.expected:
@@ -57,7 +63,7 @@ class _InOrder:
         self.expected += 1
         return [(payload, payload_type, t), *self._drain()]
 
-    def _drain(self) -> list[tuple[bytes, int, float]]:
+    def _drain(self) -> list[tuple[Payload, int, float]]:
         ready = []
         while self.expected in self._held:
             item = self._held.pop(self.expected)
@@ -72,9 +78,9 @@ class SessionTap(Protocol):
 
     async def on_start(self, session: Mapping[str, Any]) -> None: ...
 
-    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None: ...
+    async def on_output(self, payload: Payload, payload_type: int, t: float) -> None: ...
 
-    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None: ...
+    async def on_input(self, payload: Payload, payload_type: int, t: float) -> None: ...
 
     async def on_end(self, status: str, reason: str, t: float) -> None: ...
 
@@ -112,7 +118,7 @@ def tap_registry(extras: dict[str, Any]) -> TapRegistry:
 
 
 # (kind, payload, payload_type, t) with kind "output" | "input"; None ends the pump.
-_Event = tuple[str, bytes, int, float]
+_Event = tuple[str, Payload, int, float]
 
 
 class TapPump:
@@ -130,13 +136,13 @@ class TapPump:
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
-    def output(self, payload: bytes, payload_type: int, sequence: int | None = None) -> None:
+    def output(self, payload: Payload, payload_type: int, sequence: int | None = None) -> None:
         self._sequenced("output", payload, payload_type, sequence)
 
-    def input(self, payload: bytes, payload_type: int, sequence: int | None = None) -> None:
+    def input(self, payload: Payload, payload_type: int, sequence: int | None = None) -> None:
         self._sequenced("input", payload, payload_type, sequence)
 
-    def _sequenced(self, kind: str, payload: bytes, payload_type: int, sequence: int | None) -> None:
+    def _sequenced(self, kind: str, payload: Payload, payload_type: int, sequence: int | None) -> None:
         if sequence is None:
             self._offer((kind, payload, payload_type, self.elapsed()))
             return

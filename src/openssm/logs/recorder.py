@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
+from openssm.gateway.tap import Payload
 from openssm.logs import line_times, port_record
 from openssm.logs.asciicast import AsciicastWriter, parse_size
 from openssm.logs.shipper import LogShipper
@@ -136,31 +137,34 @@ class SessionRecorder:
         if prefs.cloudwatch_log_group_name and prefs.cloudwatch_streaming_enabled:
             await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path, store.STREAMING)
 
-    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
+    # Payloads are views into the relayed frames: port records read them as they are, the shell
+    # recordings decode text and take bytes.
+
+    async def on_output(self, payload: Payload, payload_type: int, t: float) -> None:
         if self._broken:
             return
         if self.is_port:
             self._port_events(self._port.output(payload_type, payload, t))
         elif payload_type in (OUTPUT, STDERR):
-            self._write_cast(self._writer.output(payload, t))
-            self._log_lines(self._transcript.feed(payload))
+            data = bytes(payload)
+            self._write_cast(self._writer.output(data, t))
+            self._log_lines(self._transcript.feed(data))
         elif payload_type == EXIT_CODE:
-            self._event(
-                {"t": round(t, 6), "event": "exit_code", "text": payload[:64].decode("ascii", "replace")}
-            )
+            text = bytes(payload[:64]).decode("ascii", "replace")
+            self._event({"t": round(t, 6), "event": "exit_code", "text": text})
         self._schedule_flush()
 
-    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
+    async def on_input(self, payload: Payload, payload_type: int, t: float) -> None:
         if self._broken:
             return
         if self.is_port:
             self._port_events(self._port.input(payload_type, payload, t))
         elif payload_type == SIZE:
-            size = parse_size(payload)
+            size = parse_size(bytes(payload))
             if size is not None:
                 self._write_cast(self._writer.resize(size[0], size[1], t))
         elif payload_type == OUTPUT:
-            self._write_cast(self._writer.input(payload, t))
+            self._write_cast(self._writer.input(bytes(payload), t))
         self._schedule_flush()
 
     async def on_end(self, status: str, reason: str, t: float) -> None:
