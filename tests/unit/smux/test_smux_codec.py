@@ -79,15 +79,16 @@ def test_update_fields() -> None:
         SmuxFrame(2, Command.PSH, 9, b"12345678").update_fields()
 
 
-@pytest.mark.parametrize(
-    ("expected_version", "wire", "message"),
-    [
-        (None, bytes.fromhex("0300000003000000"), "unsupported smux version 3"),
-        (None, bytes.fromhex("0105000003000000"), "unknown smux command 5"),
-        (None, bytes.fromhex("02040400030000000000000000"), "UPD frame with 4-byte payload"),
-        (1, bytes.fromhex("0200000003000000"), "version 2 on a version 1 session"),
-    ],
-)
+# (version the session expects, bytes, error message)
+BAD_HEADERS = [
+    (None, bytes.fromhex("0300000003000000"), "unsupported smux version 3"),
+    (None, bytes.fromhex("0105000003000000"), "unknown smux command 5"),
+    (None, bytes.fromhex("02040400030000000000000000"), "UPD frame with 4-byte payload"),
+    (1, bytes.fromhex("0200000003000000"), "version 2 on a version 1 session"),
+]
+
+
+@pytest.mark.parametrize(("expected_version", "wire", "message"), BAD_HEADERS)
 def test_bad_headers_are_clear_errors(expected_version: int | None, wire: bytes, message: str) -> None:
     parser = FrameParser(expected_version)
     with pytest.raises(SmuxProtocolError, match=message):

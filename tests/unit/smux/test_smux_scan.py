@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.unit.smux.test_smux_codec import frames
+from tests.unit.smux.test_smux_codec import BAD_HEADERS, frames
 
 from openssm.protocol.smux import (
     Command,
@@ -80,13 +80,7 @@ def test_garbage_fails_as_in_the_parser(original: list[SmuxFrame], tail: bytes, 
 
 @pytest.mark.parametrize(
     ("expected_version", "wire", "message"),
-    [
-        (None, bytes.fromhex("0300000003000000"), "unsupported smux version 3"),
-        (None, bytes.fromhex("0105000003000000"), "unknown smux command 5"),
-        (None, bytes.fromhex("02040400030000000000000000"), "UPD frame with 4-byte payload"),
-        (1, bytes.fromhex("0200000003000000"), "version 2 on a version 1 session"),
-        (1, bytes.fromhex("0109ffff01000000"), "unknown smux command 9"),  # before its payload
-    ],
+    [*BAD_HEADERS, (1, bytes.fromhex("0109ffff01000000"), "unknown smux command 9")],  # before the payload
 )
 def test_bad_headers_are_clear_errors(expected_version: int | None, wire: bytes, message: str) -> None:
     scanner = SmuxScanner(expected_version)
