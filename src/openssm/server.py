@@ -12,7 +12,7 @@ import ssl
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from openssm import api
+from openssm import api, runtime
 from openssm.api import app as api_app
 from openssm.bootstrap import bootstrap, usage_text
 from openssm.bus.factory import make_bus
@@ -115,4 +115,4 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
 
 
 def run(config: ServerConfig) -> None:
-    asyncio.run(serve(config))
+    runtime.run(serve(config))

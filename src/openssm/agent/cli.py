@@ -12,6 +12,7 @@ import sys
 import aiohttp
 import click
 
+from openssm import runtime
 from openssm.agent.config import AgentSettings, StateError, default_state_dir, load_registration
 from openssm.agent.credentials import CredentialsError, RoleCredentials
 from openssm.agent.registration import RegistrationError, register
@@ -126,7 +127,7 @@ def run_command(
     try:
         directory = state_dir or default_state_dir()
         settings = AgentSettings.load(directory if directory.is_dir() else None)
-        asyncio.run(_run(directory, settings, instance_id, endpoint, mgs_endpoint, region))
+        runtime.run(_run(directory, settings, instance_id, endpoint, mgs_endpoint, region))
     except (StateError, CredentialsError) as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 import botocore.exceptions
 import click
 
+from openssm import runtime
 from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
 from openssm.client.parameters import ParameterError, parse_parameters
 from openssm.client.session import FAST_CHUNK, ClientOptions, chunk_size_from_env, run_session
@@ -157,8 +158,8 @@ def start_session_command(
         api=api, listen_address=listen_address, target=target, max_chunk=chunk_size_from_env(FAST_CHUNK)
     )
     if len(started) == 1:
-        sys.exit(asyncio.run(run_session(started[0], options)))
-    sys.exit(asyncio.run(_run_many(started, options)))
+        sys.exit(runtime.run(run_session(started[0], options)))
+    sys.exit(runtime.run(_run_many(started, options)))
 
 
 def _terminate_all(api: ApiTarget, sessions: list[StartedSession]) -> None:

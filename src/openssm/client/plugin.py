@@ -9,7 +9,6 @@ Installed as both ``openssm-session-manager-plugin`` and ``session-manager-plugi
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -17,6 +16,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from openssm import runtime
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
     # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
     options = ClientOptions(api=api, target=invocation.target, max_chunk=chunk_size_from_env(READ_CHUNK))
     try:
-        return asyncio.run(run_session(invocation.started, options))
+        return runtime.run(run_session(invocation.started, options))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs

@@ -1,0 +1,44 @@
+"""openssm.runtime: which event loop a process gets, and the allocator tuning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from openssm import runtime
+
+
+def test_uvloop_by_default_and_asyncio_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(runtime.EVENT_LOOP_ENV, raising=False)
+    assert runtime.event_loop_name() == "uvloop"  # a dependency on Linux
+    monkeypatch.setenv(runtime.EVENT_LOOP_ENV, "asyncio")
+    assert runtime.event_loop_name() == "asyncio"
+
+
+def test_run_uses_the_chosen_loop() -> None:
+    """In a fresh interpreter: pytest's own loop must not leak into what ``run`` creates."""
+    probe = (
+        "import asyncio\n"
+        "from openssm import runtime\n"
+        "async def main():\n"
+        "    return type(asyncio.get_running_loop()).__module__\n"
+        "print(runtime.run(main()))\n"
+    )
+    for choice, module in (("uvloop", "uvloop"), ("asyncio", "asyncio")):
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={runtime.EVENT_LOOP_ENV: choice, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.strip().startswith(module), out
+
+
+def test_allocator_tuned_on_glibc() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's")
+    assert runtime.tune_allocator() is True
+    assert runtime.tune_allocator() is True  # idempotent
