@@ -44,6 +44,11 @@ __all__ = [
     "FAST_MUX_PAYLOAD",
     "FAST_MUX_PROPERTY",
     "FAST_MUX_VERSION",
+    "FAST_PATH_ACCEPTED",
+    "FAST_PATH_PAYLOAD",
+    "FAST_PATH_PROPERTY",
+    "FAST_PATH_REORDER_LIMIT",
+    "FAST_PATH_VERSION",
     "MuxClosedError",
     "MuxSession",
     "MuxStream",
@@ -54,7 +59,7 @@ __all__ = [
 
 DEFAULT_READ_SIZE = 65536
 # Writers pause while more than this waits for send_bytes.
-SEND_QUEUE_HIGH_WATER = 256 * 1024
+SEND_QUEUE_HIGH_WATER = 1024 * 1024
 # Bytes handed to the core per write step, so streams sharing the session interleave.
 WRITE_STEP = 64 * 1024
 
@@ -66,9 +71,20 @@ WRITE_STEP = 64 * 1024
 # version from the first smux frame it receives (AWS's plugin always speaks v1).
 FAST_MUX_PROPERTY = "openssmMuxVersion"
 FAST_MUX_VERSION = 2
-# Output payload size between OpenSSM ends, under the agent's 64 KiB input limit. Larger payloads
-# measured no faster: past this size the cost is per byte (SHA-256 digest, copies), not per message.
+# Output payload size with a client that takes v2 but not the fast path below (OpenSSM before it).
 FAST_MUX_PAYLOAD = 60 * 1024
+
+# The fast path, on top of v2: Output payloads of up to FAST_PATH_PAYLOAD bytes, sent with a zero
+# PayloadDigest and not checked. Per byte, SHA-256 and the copies around small messages were most of
+# an endpoint's CPU; the digest guards nothing TCP (and TLS) do not already. The agent offers it in the
+# Properties; the client accepts in its HandshakeResponse (an extra top-level key, never sent to an
+# agent that did not offer it), and only then does either side send without digests.
+FAST_PATH_PROPERTY = "openssmFastPath"
+FAST_PATH_VERSION = "1"
+FAST_PATH_ACCEPTED = "OpenSSMFastPath"
+FAST_PATH_PAYLOAD = 256 * 1024
+# Out-of-order messages a fast-path receiver holds (they only occur around a reconnect).
+FAST_PATH_REORDER_LIMIT = 64
 
 
 def fast_mux_config() -> SmuxConfig:

@@ -1,8 +1,10 @@
 """smux version choice on Port sessions: v2 + large payloads between OpenSSM ends, v1 + 1024-byte
-messages with AWS's programs.
+messages with AWS's programs; and the fast path (256 KiB payloads without digests) on top of v2.
 
 The agent offers v2 in the handshake Properties (``openssm.mux.FAST_MUX_PROPERTY``) and then speaks
 whatever version the client's first smux frame uses; our client opens with v2 only when offered.
+The fast path is offered the same way (``FAST_PATH_PROPERTY``) and taken only when the client's
+HandshakeResponse accepts it (``FAST_PATH_ACCEPTED``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import hashlib
 import os
 
+import pytest
 from tests.unit.agent.fake_mgs import (
     FakeClient,
     agent_session,
@@ -22,8 +25,26 @@ from tests.unit.agent.fake_mgs import (
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.port import PortSession
-from openssm.mux import FAST_MUX_PROPERTY, FAST_MUX_VERSION, MuxSession, fast_mux_config
-from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload
+from openssm.mux import (
+    FAST_MUX_PAYLOAD,
+    FAST_MUX_PROPERTY,
+    FAST_MUX_VERSION,
+    FAST_PATH_ACCEPTED,
+    FAST_PATH_PAYLOAD,
+    FAST_PATH_PROPERTY,
+    FAST_PATH_VERSION,
+    MuxSession,
+    fast_mux_config,
+)
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    MessageType,
+    PayloadFlag,
+    PayloadType,
+    decode,
+    flag_payload,
+)
 from openssm.protocol.smux import HEADER
 
 SID = "tester-0123456789abcdef2"
@@ -57,12 +78,14 @@ def forwarding_content(port: int) -> dict[str, object]:
     return session_content(SID, "Port", properties)
 
 
-def attach_mux(client: FakeClient, version: int) -> MuxSession:
+def attach_mux(client: FakeClient, version: int, max_send_size: int = 65536) -> MuxSession:
     async def send_to_agent(data: bytes) -> None:
         await client.send_input(PayloadType.OUTPUT, data)
 
     config = fast_mux_config() if version == FAST_MUX_VERSION else None
-    mux = MuxSession(send_to_agent, is_client=True, version=version, config=config)
+    mux = MuxSession(
+        send_to_agent, is_client=True, version=version, config=config, max_send_size=max_send_size
+    )
     client.output_listener = lambda f: mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
     return mux
 
@@ -75,9 +98,11 @@ async def read_all(stream, limit: float = 10.0) -> bytes:  # type: ignore[no-unt
     return b"".join(parts)
 
 
-async def exchange(client: FakeClient, version: int, port: int, size: int) -> tuple[bytes, bytes]:
+async def exchange(
+    client: FakeClient, version: int, port: int, size: int, max_send_size: int = 65536
+) -> tuple[bytes, bytes]:
     """One stream: write ``size`` bytes, half-close, read everything back."""
-    mux = attach_mux(client, version)
+    mux = attach_mux(client, version, max_send_size)
     payload = os.urandom(size)
     stream = await mux.open_stream()
     await stream.write(payload)
@@ -106,7 +131,66 @@ async def test_agent_offers_v2_and_an_openssm_client_gets_it_with_large_payloads
     assert echoed == payload + b"sha256:" + hashlib.sha256(payload).digest()
     outputs = agent_outputs(client)
     assert outputs[0][0] == FAST_MUX_VERSION
-    assert max(len(o) for o in outputs) > AWS_OUTPUT_LIMIT
+    assert AWS_OUTPUT_LIMIT < max(len(o) for o in outputs) <= FAST_MUX_PAYLOAD
+    # The fast path was offered but not accepted: every message keeps its digest.
+    assert properties[FAST_PATH_PROPERTY] == FAST_PATH_VERSION
+    assert not client.digestless_outputs
+
+
+async def test_fast_path_once_accepted_large_payloads_without_digests_both_ways() -> None:
+    server = EchoServer()
+    port = await server.start()
+    accept = {FAST_PATH_ACCEPTED: FAST_PATH_VERSION}
+    try:
+        async with agent_session(forwarding_content(port)) as (fake, client):
+            await client_handshake(client, extensions=accept)
+            handshake_seqs = set(client.outputs)
+            # Our sends: FakeClient keeps digests, the agent takes 256 KiB payloads either way.
+            payload, echoed = await exchange(client, FAST_MUX_VERSION, port, 2 << 20, FAST_PATH_PAYLOAD)
+            await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+            await task_result(fake)
+    finally:
+        await server.close()
+    assert echoed == payload + b"sha256:" + hashlib.sha256(payload).digest()
+    data_seqs = {
+        seq for seq, f in client.outputs.items() if f.payload_type == PayloadType.OUTPUT and f.payload
+    }
+    assert data_seqs and data_seqs <= client.digestless_outputs
+    assert not handshake_seqs & client.digestless_outputs  # the request went before the answer
+    assert FAST_MUX_PAYLOAD < max(len(o) for o in agent_outputs(client)) <= FAST_PATH_PAYLOAD
+
+
+async def test_agent_refuses_input_beyond_the_fast_path_limit() -> None:
+    async with agent_session(forwarding_content(9)) as (fake, client):
+        await client_handshake(client, extensions={FAST_PATH_ACCEPTED: FAST_PATH_VERSION})
+        too_big = await client.send_input(PayloadType.OUTPUT, b"\x02" * (FAST_PATH_PAYLOAD + 1))
+        fits = await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+        await asyncio.sleep(0.3)
+        # Dropped unacked (a client resends; ours never sends more than the limit), so the
+        # Terminate behind it is held (acked, out of order) and not acted on.
+        assert too_big.sequence_number not in client.acked_inputs
+        assert fits.sequence_number in client.acked_inputs
+        assert not fake.task_complete_received.is_set()
+
+
+def test_client_checks_digests_until_it_accepted_the_fast_path() -> None:
+    channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
+    unsigned = Frame(MessageType.OUTPUT_STREAM_DATA, 0, 0, PayloadType.OUTPUT, b"x" * 100).encode(
+        digest=False
+    )
+    tampered = bytearray(Frame(MessageType.OUTPUT_STREAM_DATA, 0, 0, PayloadType.OUTPUT, b"y" * 100).encode())
+    tampered[-1] ^= 1
+    with pytest.raises(FrameError):
+        decode(unsigned, verify_digest=True, allow_no_digest=channel._allow_no_digest)
+    channel.use_fast_path()
+    assert (
+        decode(unsigned, verify_digest=True, allow_no_digest=channel._allow_no_digest).payload == b"x" * 100
+    )
+    # A real digest is still checked after the switch.
+    with pytest.raises(FrameError):
+        decode(bytes(tampered), verify_digest=True, allow_no_digest=channel._allow_no_digest)
+    assert channel.endpoint.send(PayloadType.OUTPUT, b"z")[80:112] == bytes(32)
+    assert channel.endpoint.send(PayloadType.FLAG, b"\x00\x00\x00\x01")[80:112] != bytes(32)
 
 
 async def test_a_v1_client_like_the_aws_plugin_gets_v1_and_1024_byte_messages() -> None:
@@ -165,4 +249,30 @@ async def test_client_speaks_v2_only_when_offered() -> None:
         sessions.append(session)
     assert [session.fast_mux for session in sessions] == [False, True, False]
     for session in sessions:
+        await session.close()
+
+
+async def test_client_accepts_the_fast_path_only_with_v2_in_mux_mode() -> None:
+    base = {"portNumber": "80", "localPortNumber": "0", "type": "LocalPortForwarding"}
+    fast = {FAST_MUX_PROPERTY: str(FAST_MUX_VERSION), FAST_PATH_PROPERTY: FAST_PATH_VERSION}
+    cases = [
+        (base, "3.3.987.0", ()),
+        ({**base, FAST_PATH_PROPERTY: FAST_PATH_VERSION}, "3.3.987.0", ()),  # no v2: no fast path
+        ({**base, **fast}, "3.3.987.0", ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)),
+        ({**base, **fast, FAST_PATH_PROPERTY: "7"}, "3.3.987.0", ()),
+        ({**base, **fast}, "3.0.100.0", ()),  # an agent too old for mux: basic mode
+        ({"portNumber": "22", **fast}, "3.3.987.0", ()),  # SSH (stdio)
+    ]
+    for properties, agent_version, expected in cases:
+        channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
+        session = PortSession(
+            channel,
+            Console(),
+            session_id=SID,
+            properties=properties,
+            agent_version=agent_version,
+            handle_signals=False,
+        )
+        assert session.handshake_extensions() == expected, properties
+        assert channel.endpoint.digest_output is (not expected)
         await session.close()

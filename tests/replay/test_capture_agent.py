@@ -286,13 +286,17 @@ async def test_port_forwarding_over_smux(load_capture: Callable[[str], list[Even
     ]
 
     # Handshake: the request is the real agent's, byte for byte, but for version, port and the
-    # smux v2 offer to OpenSSM clients (an extra Properties key AWS's plugin ignores; openssm.mux).
+    # offers to OpenSSM clients (smux v2 and the fast path: extra Properties keys AWS's plugin
+    # ignores; openssm.mux).
     request, complete = outputs[0], outputs[1]
     assert request.payload_type == PayloadType.HANDSHAKE_REQUEST
     expected = captured_outputs[0].payload.replace(CAPTURED_AGENT_VERSION.encode(), AGENT_VERSION.encode())
-    offer = b'"openssmMuxVersion":"2",'
-    assert offer in request.payload
-    assert request.payload.replace(offer, b"") == expected.replace(captured_port.encode(), str(port).encode())
+    offers = (b'"openssmFastPath":"1",', b'"openssmMuxVersion":"2",')
+    stripped = request.payload
+    for offer in offers:
+        assert offer in stripped
+        stripped = stripped.replace(offer, b"")
+    assert stripped == expected.replace(captured_port.encode(), str(port).encode())
     assert complete.payload_type == PayloadType.HANDSHAKE_COMPLETE
     body = complete.json()
     assert list(body) == list(captured_outputs[1].json())

@@ -74,6 +74,7 @@ class DataChannel:
         self.stream = StreamEndpoint(
             MessageType.OUTPUT_STREAM_DATA, syn_on_first=True, reorder_limit=MAX_REORDER
         )
+        self.max_input_payload = MAX_INPUT_PAYLOAD
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._input_handler: InputHandler | None = None
         self._paused = False
@@ -140,6 +141,16 @@ class DataChannel:
         """From now on client stream messages are acked and delivered. Before this call they are
         dropped unacked ("not ready"), so the client keeps resending them."""
         self._input_handler = handler
+
+    def allow_large_input(self, limit: int, reorder_limit: int) -> None:
+        """Take client messages of up to ``limit`` bytes (a handler offered the fast path), holding
+        fewer out of order so the reorder buffer stays as small in bytes."""
+        self.max_input_payload = max(self.max_input_payload, limit)
+        self.stream.reorder_limit = min(self.stream.reorder_limit, reorder_limit)
+
+    def send_without_digests(self) -> None:
+        """The client agreed to the fast path: Output payloads go with a zero PayloadDigest."""
+        self.stream.digest_output = False
 
     async def send(self, payload_type: int, payload: bytes) -> None:
         """Send one stream message, waiting while publication is paused or the window is full."""
@@ -285,12 +296,12 @@ class DataChannel:
     async def _on_input(self, frame: Frame) -> None:
         if self._input_handler is None:
             return  # not ready: no ack, the client retransmits
-        if len(frame.payload) > MAX_INPUT_PAYLOAD:
+        if len(frame.payload) > self.max_input_payload:
             log.warning(
                 "session %s: dropped a %d-byte input message (limit %d)",
                 self.session_id,
                 len(frame.payload),
-                MAX_INPUT_PAYLOAD,
+                self.max_input_payload,
             )
             return
         received = self.stream.receive(frame)

@@ -148,6 +148,7 @@ class DataChannel:
         self._closing = False
         self.stalled = False
         self.acks_received = 0
+        self._allow_no_digest = False
         # Set once KMS encryption is agreed: applied to outgoing Output payloads only.
         self.encrypt: Callable[[bytes], bytes] | None = None
 
@@ -199,6 +200,11 @@ class DataChannel:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+    def use_fast_path(self) -> None:
+        """Both ends agreed to the fast path: Output goes, and may come, without digests."""
+        self.endpoint.digest_output = False
+        self._allow_no_digest = True
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -274,7 +280,7 @@ class DataChannel:
 
     async def _on_binary(self, data: bytes, handler: StreamHandler) -> str | None:
         try:
-            frame = decode(data, verify_digest=True)
+            frame = decode(data, verify_digest=True, allow_no_digest=self._allow_no_digest)
         except FrameError as exc:
             log.warning("dropping invalid message from the service: %s", exc)
             return None

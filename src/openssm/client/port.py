@@ -24,6 +24,10 @@ from openssm.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
+    FAST_PATH_ACCEPTED,
+    FAST_PATH_PAYLOAD,
+    FAST_PATH_PROPERTY,
+    FAST_PATH_VERSION,
     MuxClosedError,
     MuxSession,
     fast_mux_config,
@@ -129,18 +133,30 @@ class PortSession:
         """The agent is OpenSSM's and offers smux v2 with large payloads (see ``openssm.mux``)."""
         return str(self.properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
 
+    @property
+    def fast_path(self) -> bool:
+        """On top of v2: large Output payloads without digests (see ``openssm.mux``)."""
+        return self.fast_mux and str(self.properties.get(FAST_PATH_PROPERTY, "")) == FAST_PATH_VERSION
+
+    def handshake_extensions(self) -> tuple[tuple[str, str], ...]:
+        """What the HandshakeResponse answers to the agent's offers; switches the channel over."""
+        if self.mode is not PortMode.MUX or not self.fast_path:
+            return ()
+        self._channel.use_fast_path()
+        return ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)
+
     def _new_mux(self) -> MuxSession:
         if not self.fast_mux:
             return MuxSession(self._send_mux_bytes, is_client=True, config=MUX_CONFIG)
         config = fast_mux_config()
-        self._chunk = FAST_MUX_PAYLOAD
+        self._chunk = FAST_PATH_PAYLOAD if self.fast_path else FAST_MUX_PAYLOAD
         self._mux_receive_buffer = config.max_receive_buffer
         return MuxSession(
             self._send_mux_bytes,
             is_client=True,
             version=FAST_MUX_VERSION,
             config=config,
-            max_send_size=FAST_MUX_PAYLOAD,
+            max_send_size=self._chunk,
         )
 
     async def _send_mux_bytes(self, data: bytes) -> None:

@@ -148,7 +148,9 @@ class SessionDispatcher:
         processed = tuple(
             [await self._process_action(request, action.action_type) for action in request.actions]
         )
-        await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, handshake_response(processed).encode())
+        extensions = self.prepared.handshake_extensions() if isinstance(self.prepared, PortSession) else ()
+        response = handshake_response(processed, extensions=extensions)
+        await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, response.encode())
 
     async def _process_action(self, request: HandshakeRequest, action_type: str) -> ProcessedAction:
         if action_type == ActionType.SESSION_TYPE:

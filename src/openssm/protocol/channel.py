@@ -80,6 +80,8 @@ class StreamEndpoint:
         self.expected_seq = 0
         self._unacked: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
         self._reorder: dict[int, Frame] = {}
+        # False once both ends agreed to the fast path: Output payloads then go without a digest.
+        self.digest_output = True
         self.srtt = INITIAL_SRTT
         self.rttvar = 0.0
         self.rto = INITIAL_RTO
@@ -101,7 +103,7 @@ class StreamEndpoint:
         seq = self.next_send_seq
         flags = FLAG_SYN if (seq == 0 and self.syn_on_first) else FLAG_DATA
         frame = Frame(self.outgoing, seq, flags, payload_type, payload)
-        encoded = frame.encode()
+        encoded = frame.encode(digest=self.digest_output or payload_type != PayloadType.OUTPUT)
         self.next_send_seq += 1
         self._unacked[seq] = _Pending(frame, encoded, self._monotonic())
         return encoded

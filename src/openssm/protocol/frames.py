@@ -18,9 +18,13 @@ from typing import Any, Final
 HEADER = struct.Struct(">I32sIQqQ16s32sII")
 HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself is not counted
 FRAME_OVERHEAD: Final = HEADER.size  # 120
+DIGEST_OFFSET: Final = 80  # where PayloadDigest (32 bytes) sits in the header
 SCHEMA_VERSION: Final = 1
 # Bound on anything we decode from the network; real peers send <= ~120 kB (job replies).
 MAX_FRAME_SIZE: Final = 1 << 20
+# PayloadDigest of a stream message sent without one: only between OpenSSM ends that agreed to it
+# (the fast path, see ``openssm.mux``). AWS's programs always get, and send, real digests.
+NO_DIGEST: Final = bytes(32)
 
 
 class FrameError(ValueError):
@@ -104,7 +108,8 @@ class Frame:
     created_date: int = dataclasses.field(default_factory=now_millis)
     schema_version: int = SCHEMA_VERSION
 
-    def encode(self) -> bytes:
+    def encode(self, *, digest: bool = True) -> bytes:
+        """Wire bytes. ``digest=False`` leaves PayloadDigest zero (fast path only)."""
         type_bytes = self.message_type.encode("ascii")
         if len(type_bytes) > 32:
             raise FrameError(f"message type too long: {self.message_type!r}")
@@ -116,7 +121,7 @@ class Frame:
             self.sequence_number,
             self.flags,
             uuid_to_wire(self.message_id),
-            hashlib.sha256(self.payload).digest(),
+            hashlib.sha256(self.payload).digest() if digest else NO_DIGEST,
             self.payload_type,
             len(self.payload),
         )
@@ -136,8 +141,12 @@ class Frame:
         return self.message_type in STREAM_TYPES
 
 
-def decode(data: bytes, *, verify_digest: bool = False) -> Frame:
-    """Decode one frame. The payload runs to the end of ``data`` (as both real peers read it)."""
+def decode(data: bytes, *, verify_digest: bool = False, allow_no_digest: bool = False) -> Frame:
+    """Decode one frame. The payload runs to the end of ``data`` (as both real peers read it).
+
+    ``verify_digest`` checks PayloadDigest (as AWS's plugin does); ``allow_no_digest`` then lets a
+    zero digest through unchecked, for a peer that agreed to send none (the fast path).
+    """
     if len(data) > MAX_FRAME_SIZE:
         raise FrameError(f"frame of {len(data)} bytes exceeds limit {MAX_FRAME_SIZE}")
     if len(data) < FRAME_OVERHEAD:
@@ -162,7 +171,12 @@ def decode(data: bytes, *, verify_digest: bool = False) -> Frame:
     if not message_type:
         raise FrameError("MessageType is empty")
     payload = bytes(data[header_length + 4 :])
-    if verify_digest and payload and hashlib.sha256(payload).digest() != digest:
+    if (
+        verify_digest
+        and payload
+        and not (allow_no_digest and digest == NO_DIGEST)
+        and hashlib.sha256(payload).digest() != digest
+    ):
         raise FrameError("payload digest mismatch")
     return Frame(
         message_type=message_type,

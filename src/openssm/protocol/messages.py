@@ -444,6 +444,8 @@ class HandshakeResponse:
     client_version: str
     actions: tuple[ProcessedAction, ...]
     errors: tuple[str, ...] | None = None
+    # Extra top-level keys (OpenSSM extensions an OpenSSM agent offered; AWS's agent ignores them).
+    extensions: tuple[tuple[str, str], ...] = ()
 
     def encode(self) -> bytes:
         return go_json(
@@ -451,6 +453,7 @@ class HandshakeResponse:
                 "ClientVersion": self.client_version,
                 "ProcessedClientActions": [action.to_json() for action in self.actions],
                 "Errors": None if self.errors is None else list(self.errors),
+                **dict(self.extensions),
             }
         )
 
@@ -461,9 +464,12 @@ class HandshakeResponse:
 
 
 def handshake_response(
-    actions: tuple[ProcessedAction, ...], *, client_version: str = CLIENT_VERSION
+    actions: tuple[ProcessedAction, ...],
+    *,
+    client_version: str = CLIENT_VERSION,
+    extensions: tuple[tuple[str, str], ...] = (),
 ) -> HandshakeResponse:
-    return HandshakeResponse(client_version, actions)
+    return HandshakeResponse(client_version, actions, extensions=extensions)
 
 
 def parse_handshake_response(payload: bytes) -> HandshakeResponse:

@@ -20,6 +20,8 @@ from aiohttp import WSMsgType, web
 from openssm.agent.signing import Credentials
 from openssm.auth import sigv4
 from openssm.protocol.frames import (
+    DIGEST_OFFSET,
+    NO_DIGEST,
     Frame,
     MessageType,
     PayloadType,
@@ -76,6 +78,7 @@ class FakeClient:
         self._delivered = 0
         self.ack_outputs = True  # False: behave like a client that is not ready yet
         self.times_received: dict[int, int] = {}  # output seq → how often it arrived
+        self.digestless_outputs: set[int] = set()  # output seqs sent with a zero PayloadDigest
         self._changed = asyncio.Event()
 
     @property
@@ -89,9 +92,11 @@ class FakeClient:
     def outputs_of(self, payload_type: int) -> list[Frame]:
         return [f for _s, f in sorted(self.outputs.items()) if f.payload_type == payload_type]
 
-    async def on_agent_frame(self, frame: Frame) -> None:
+    async def on_agent_frame(self, frame: Frame, digest: bytes | None = None) -> None:
         if frame.message_type == MessageType.OUTPUT_STREAM_DATA:
             seq = frame.sequence_number
+            if digest == NO_DIGEST:
+                self.digestless_outputs.add(seq)
             self.times_received[seq] = self.times_received.get(seq, 0) + 1
             if not self.ack_outputs:
                 self._notify()
@@ -259,7 +264,8 @@ class FakeMgs:
         try:
             async for message in ws:
                 if message.type == WSMsgType.BINARY:
-                    await client.on_agent_frame(decode(message.data))
+                    digest = message.data[DIGEST_OFFSET : DIGEST_OFFSET + len(NO_DIGEST)]
+                    await client.on_agent_frame(decode(message.data), digest)
         finally:
             client.closed.set()
             client._notify()
@@ -360,7 +366,9 @@ async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0",
             await asyncio.wait_for(task, 15)
 
 
-def handshake_response(client_version: str = "1.2.677.0", status: int = 1) -> bytes:
+def handshake_response(
+    client_version: str = "1.2.677.0", status: int = 1, extensions: dict[str, str] | None = None
+) -> bytes:
     return go_json(
         {
             "ClientVersion": client_version,
@@ -368,15 +376,21 @@ def handshake_response(client_version: str = "1.2.677.0", status: int = 1) -> by
                 {"ActionType": "SessionType", "ActionStatus": status, "ActionResult": None, "Error": ""}
             ],
             "Errors": None,
+            **(extensions or {}),
         }
     )
 
 
-async def client_handshake(client: FakeClient, client_version: str = "1.2.677.0") -> dict[str, Any]:
-    """Answer the agent's HandshakeRequest as the plugin does; returns the request body."""
+async def client_handshake(
+    client: FakeClient, client_version: str = "1.2.677.0", extensions: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Answer the agent's HandshakeRequest as the plugin does (plus any extension answers);
+    returns the request body."""
     await client.wait_for(lambda: bool(client.outputs_of(PayloadType.HANDSHAKE_REQUEST)), "HandshakeRequest")
     request = client.outputs_of(PayloadType.HANDSHAKE_REQUEST)[0].json()
-    await client.send_input(PayloadType.HANDSHAKE_RESPONSE, handshake_response(client_version))
+    await client.send_input(
+        PayloadType.HANDSHAKE_RESPONSE, handshake_response(client_version, extensions=extensions)
+    )
     await client.wait_for(
         lambda: bool(client.outputs_of(PayloadType.HANDSHAKE_COMPLETE)), "HandshakeComplete"
     )

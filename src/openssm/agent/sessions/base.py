@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from openssm.agent.config import AGENT_VERSION, AgentSettings
@@ -60,6 +61,8 @@ def go_sorted(value: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class HandshakeResult:
     client_version: str
+    # Top-level keys of the response beyond AWS's three (OpenSSM clients' extension answers).
+    extensions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class SessionHandler(abc.ABC):
@@ -129,4 +132,6 @@ def _check_handshake_response(frame: Frame) -> HandshakeResult:
             name = action.get("ActionType") if isinstance(action, dict) else "?"
             raise SessionFailure(f"Handshake failed: client could not process {name}: {detail or 'failed'}")
     version = body.get("ClientVersion")
-    return HandshakeResult(client_version=version if isinstance(version, str) else "")
+    standard = {"ClientVersion", "ProcessedClientActions", "Errors"}
+    extensions = {key: value for key, value in body.items() if key not in standard}
+    return HandshakeResult(client_version=version if isinstance(version, str) else "", extensions=extensions)

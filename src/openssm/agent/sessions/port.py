@@ -21,6 +21,11 @@ from openssm.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
+    FAST_PATH_ACCEPTED,
+    FAST_PATH_PAYLOAD,
+    FAST_PATH_PROPERTY,
+    FAST_PATH_REORDER_LIMIT,
+    FAST_PATH_VERSION,
     MuxSession,
     MuxStream,
     fast_mux_config,
@@ -94,10 +99,20 @@ class PortHandler(SessionHandler):
         self._mux_mode = False
         self.mux: MuxSession | None = None
         offered = dict(properties)
+        self._fast_path = False
         if forwarding_type == LOCAL_PORT_FORWARDING:
             offered[FAST_MUX_PROPERTY] = str(FAST_MUX_VERSION)  # see openssm.mux
+            offered[FAST_PATH_PROPERTY] = FAST_PATH_VERSION
+            # Before the request goes out: large messages may follow the response without a pause.
+            self.channel.allow_large_input(FAST_PATH_PAYLOAD, FAST_PATH_REORDER_LIMIT)
         try:
             result = await self.handshake("Port", offered)
+            if (
+                forwarding_type == LOCAL_PORT_FORWARDING
+                and result.extensions.get(FAST_PATH_ACCEPTED) == FAST_PATH_VERSION
+            ):
+                self._fast_path = True
+                self.channel.send_without_digests()
             if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
                 await self._run_mux()
             else:
@@ -224,7 +239,7 @@ class PortHandler(SessionHandler):
                 is_client=False,
                 version=FAST_MUX_VERSION,
                 config=fast_mux_config(),
-                max_send_size=FAST_MUX_PAYLOAD,
+                max_send_size=FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD,
             )
         else:
             self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
@@ -248,7 +263,9 @@ class PortHandler(SessionHandler):
             return
         if self.mux is not None and self.mux.version == FAST_MUX_VERSION:
             # OpenSSM client: true half-close both ways, so a reply after the client's FIN arrives.
-            await pipe(stream, reader, writer, chunk_size=FAST_MUX_PAYLOAD)
+            await pipe(
+                stream, reader, writer, chunk_size=FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD
+            )
             return
 
         # AWS plugin: as the AWS agent does, the client's FIN closes the destination connection.
