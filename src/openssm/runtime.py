@@ -2,9 +2,11 @@
 
 Two process-wide settings, both measured on the port-forwarding path (``bench/bench_port_throughput.py``):
 
-* **uvloop** when it is installed: libuv's loop cuts the per-event cost of the socket callbacks
-  that relaying bytes consists of. ``OPENSSM_EVENT_LOOP=asyncio`` selects the standard loop
-  (for debugging, or a platform without uvloop).
+* **uvloop** when it is installed, for the server and the client: libuv's loop cuts the per-event
+  cost of the socket callbacks that relaying bytes consists of. ``OPENSSM_EVENT_LOOP=asyncio``
+  selects the standard loop (for debugging, or a platform without uvloop). The agent stays on
+  the standard loop: it starts shells and commands as other users (``user=``, ``group=``,
+  ``extra_groups=``), which uvloop's subprocess support refuses.
 * **glibc allocator thresholds**: a relay allocates and frees buffers of a few hundred KiB at a
   high rate. With glibc's defaults those are mmap'd (or the heap top is trimmed) and freed back to
   the kernel each time, so every new buffer page-faults in again: measured at up to 1.7 faults
@@ -58,10 +60,10 @@ def tune_allocator() -> bool:
     return _allocator_tuned
 
 
-def event_loop_name() -> str:
+def event_loop_name(*, uvloop_allowed: bool = True) -> str:
     """``uvloop`` or ``asyncio``: what :func:`run` will use."""
     wanted = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
-    if wanted == "asyncio":
+    if wanted == "asyncio" or not uvloop_allowed:
         return "asyncio"
     try:
         import uvloop  # noqa: F401
@@ -72,10 +74,10 @@ def event_loop_name() -> str:
     return "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run(main: Coroutine[Any, Any, T], *, uvloop_allowed: bool = True) -> T:
     """``asyncio.run`` for a whole process: tuned allocator, uvloop unless told otherwise."""
     tune_allocator()
-    if event_loop_name() == "uvloop":
+    if event_loop_name(uvloop_allowed=uvloop_allowed) == "uvloop":
         import uvloop
 
         return uvloop.run(main)
