@@ -83,6 +83,7 @@ FAST_PATH_PROPERTY = "openssmFastPath"
 FAST_PATH_VERSION = "1"
 FAST_PATH_ACCEPTED = "OpenSSMFastPath"
 FAST_PATH_PAYLOAD = 256 * 1024
+FAST_PATH_FRAME = FAST_PATH_PAYLOAD // 4 - 8  # smux frame data: four frames with headers per payload
 # Out-of-order messages a fast-path receiver holds (they only occur around a reconnect).
 FAST_PATH_REORDER_LIMIT = 64
 
@@ -90,9 +91,11 @@ FAST_PATH_REORDER_LIMIT = 64
 def fast_mux_config() -> SmuxConfig:
     """v2 limits between OpenSSM ends. One stream needs a window of several MiB to stay busy across
     the gateway hop (measured: 2 MiB ~85 MiB/s, 8 MiB ~150 MiB/s); the session buffer holds eight
-    full windows before every stream has to wait."""
+    full windows before every stream has to wait. Frames of FAST_PATH_FRAME bytes fill a
+    fast-path payload exactly, so a receiver rarely holds a frame split across two messages."""
     return SmuxConfig(
         version=FAST_MUX_VERSION,
+        max_frame_size=FAST_PATH_FRAME,
         max_stream_buffer=8 * 1024 * 1024,
         max_receive_buffer=64 * 1024 * 1024,
         receive_hard_limit=96 * 1024 * 1024,

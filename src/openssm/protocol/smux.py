@@ -94,7 +94,7 @@ class SmuxFrame:
     version: int
     command: Command
     stream_id: int
-    data: bytes = b""
+    data: bytes | memoryview = b""
 
     def encode(self) -> bytes:
         return encode_frame(self.version, self.command, self.stream_id, self.data)
@@ -111,7 +111,7 @@ def encode_header(version: int, command: int, length: int, stream_id: int) -> by
     return HEADER.pack(version, command, length, stream_id)
 
 
-def encode_frame(version: int, command: int, stream_id: int, data: bytes = b"") -> bytes:
+def encode_frame(version: int, command: int, stream_id: int, data: bytes | memoryview = b"") -> bytes:
     if version not in SUPPORTED_VERSIONS:
         raise SmuxError(f"unsupported smux version {version}")
     if not 0 <= stream_id <= MAX_STREAM_ID:
@@ -129,13 +129,15 @@ class FrameParser:
     """Incremental frame decoder: feed any split of the byte stream, get whole frames back.
 
     At most one partial frame (< 8 + 65535 bytes) is held between calls. After an error the parser
-    stays failed: the byte stream has no resynchronisation point.
+    stays failed: the byte stream has no resynchronisation point. With ``views`` each frame's
+    data is a memoryview of the (immutable) bytes fed, not a copy: the relay path's choice.
     """
 
-    def __init__(self, version: int | None = None) -> None:
+    def __init__(self, version: int | None = None, *, views: bool = False) -> None:
         if version is not None and version not in SUPPORTED_VERSIONS:
             raise SmuxError(f"unsupported smux version {version}")
         self._version = version
+        self._views = views
         self._pending = bytearray()
         self._error: SmuxProtocolError | None = None
 
@@ -147,24 +149,20 @@ class FrameParser:
     def feed(self, data: bytes | bytearray | memoryview) -> list[SmuxFrame]:
         if self._error is not None:
             raise self._error
+        # Parse from one immutable buffer: with ``views`` the frames' data are slices of it.
         if self._pending:
-            self._pending += data
-            view = memoryview(self._pending)
+            buffer = b"".join((self._pending, data))
+            self._pending.clear()
         else:
-            view = memoryview(data)
+            buffer = data if isinstance(data, bytes) else bytes(data)
         frames: list[SmuxFrame] = []
         try:
-            consumed = self._parse(view, frames)
+            consumed = self._parse(memoryview(buffer), frames)
         except SmuxProtocolError as exc:
             self._error = exc
-            self._pending.clear()
             raise
-        finally:
-            view.release()
-        if self._pending:
-            del self._pending[:consumed]
-        else:
-            self._pending += memoryview(data)[consumed:]
+        if consumed < len(buffer):
+            self._pending += memoryview(buffer)[consumed:]
         return frames
 
     def _parse(self, view: memoryview, frames: list[SmuxFrame]) -> int:
@@ -176,8 +174,9 @@ class FrameParser:
             start = position + HEADER_SIZE
             if end - start < length:
                 break
+            data = view[start : start + length]
             frames.append(
-                SmuxFrame(version, Command(command), stream_id, bytes(view[start : start + length]))
+                SmuxFrame(version, Command(command), stream_id, data if self._views else bytes(data))
             )
             position = start + length
         return position
@@ -281,7 +280,7 @@ Event = StreamOpened | DataReceived | StreamEnded | StreamReset | WindowUpdated
 @dataclasses.dataclass(slots=True)
 class _Stream:
     stream_id: int
-    chunks: deque[bytes] = dataclasses.field(default_factory=deque)
+    chunks: deque[bytes | memoryview] = dataclasses.field(default_factory=deque)
     head_offset: int = 0
     buffered: int = 0
     local_fin: bool = False
@@ -301,11 +300,11 @@ class SmuxSession:
     def __init__(self, *, is_client: bool, config: SmuxConfig | None = None) -> None:
         self.config = config or SmuxConfig()
         self.is_client = is_client
-        self._parser = FrameParser(self.config.version)
+        self._parser = FrameParser(self.config.version, views=True)
         self._streams: dict[int, _Stream] = {}
         self._accept_queue: deque[int] = deque()
         self._next_stream_id = 1 if is_client else 0
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes | memoryview] = deque()
         self._outbox_size = 0
         self._receive_buffered = 0
         self._frames_since_keepalive_check = False
@@ -371,7 +370,7 @@ class SmuxSession:
     def data_to_send(self, max_bytes: int | None = None) -> bytes:
         """Take queued outgoing bytes (at most ``max_bytes``; frames may be split across calls)."""
         limit = self._outbox_size if max_bytes is None else min(max_bytes, self._outbox_size)
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         taken = 0
         while taken < limit:
             head = self._outbox[0]
@@ -384,9 +383,9 @@ class SmuxSession:
                 self._outbox[0] = head[room:]
                 taken = limit
         self._outbox_size -= taken
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join(parts)
 
-    def _queue(self, command: Command, stream_id: int, data: bytes = b"") -> None:
+    def _queue(self, command: Command, stream_id: int, data: bytes | memoryview = b"") -> None:
         self._outbox.append(HEADER.pack(self.config.version, command, len(data), stream_id))
         self._outbox_size += HEADER_SIZE
         if data:
@@ -467,7 +466,7 @@ class SmuxSession:
 
     @staticmethod
     def _take(stream: _Stream, max_bytes: int) -> bytes:
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         need = max_bytes
         while need and stream.chunks:
             head = stream.chunks[0]
@@ -483,7 +482,7 @@ class SmuxSession:
                 need = 0
         taken = max_bytes - need
         stream.buffered -= taken
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join(parts)
 
     def _note_consumed(self, stream: _Stream, count: int) -> None:
         first_read = stream.num_read == 0
@@ -531,8 +530,11 @@ class SmuxSession:
             allowed = min(allowed, self._window(stream))
         frame_size = self.config.max_frame_size
         view = memoryview(data)
+        # Slices of immutable bytes are queued as they are; a mutable buffer is copied.
+        keep = isinstance(data, bytes)
         for start in range(0, allowed, frame_size):
-            self._queue(Command.PSH, stream_id, bytes(view[start : min(start + frame_size, allowed)]))
+            piece = view[start : min(start + frame_size, allowed)]
+            self._queue(Command.PSH, stream_id, piece if keep else bytes(piece))
         stream.num_written = (stream.num_written + allowed) % UINT32
         return allowed
 
@@ -618,7 +620,7 @@ class SmuxSession:
         self._accept_queue.append(stream_id)
         return StreamOpened(stream_id)
 
-    def _on_data(self, stream_id: int, data: bytes) -> Event | None:
+    def _on_data(self, stream_id: int, data: bytes | memoryview) -> Event | None:
         stream = self._streams.get(stream_id)
         # Data for a stream we dropped (or never had) is discarded, as xtaci/smux does.
         if stream is None or not data or stream.remote_fin:
