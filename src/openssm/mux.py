@@ -17,8 +17,8 @@ Wiring to a data channel (plugin side shown; the agent side uses ``is_client=Fal
     # for each Output payload, in sequence order:
     await mux.wait_receive_capacity()
     mux.feed(payload)
-    # for each local TCP connection:
-    await pipe(await mux.open_stream(), reader, writer)
+    # for each local connection (openssm.tcp_connection):
+    await pipe(await mux.open_stream(), connection)
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from openssm.protocol.smux import (
     StreamReset,
     WindowUpdated,
 )
+from openssm.tcp_connection import TcpConnection, close_quietly
 
 __all__ = [
     "FAST_MUX_PAYLOAD",
@@ -449,30 +450,24 @@ class MuxSession:
                     return
 
 
-async def pipe(
-    stream: MuxStream,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    *,
-    chunk_size: int = 32768,
-) -> None:
-    """Bridge ``stream`` and a TCP connection both ways until both directions have ended.
+async def pipe(stream: MuxStream, connection: TcpConnection, *, chunk_size: int = 32768) -> None:
+    """Bridge ``stream`` and a local connection both ways until both directions have ended.
 
     Each direction ends on its own: local EOF sends FIN; the peer's FIN half-closes the socket
     (``write_eof``). A reset or session failure ends both. The stream and socket are released last.
     """
 
     async def local_to_stream() -> None:
-        while data := await reader.read(chunk_size):
+        while data := await connection.read(chunk_size):
             await stream.write(data)
         await stream.close()
 
     async def stream_to_local() -> None:
         while data := await stream.read(chunk_size):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
+            connection.write(data)
+            await connection.drain()
+        if connection.can_write_eof():
+            connection.write_eof()
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -482,6 +477,4 @@ async def pipe(
         pass  # the connection or the session broke: nothing to deliver any more
     finally:
         stream.abort()
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await close_quietly(connection)

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+from openssm import tcp_connection
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.scope import Scope
@@ -36,6 +37,7 @@ from openssm.mux import (
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
 from openssm.protocol.smux import SmuxConfig, SmuxError
 from openssm.protocol.versions import terminate_flag_supported, uses_mux
+from openssm.tcp_connection import TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -220,21 +222,36 @@ class PortSession:
         await self._listen()
 
     async def _listen(self) -> None:
-        handler = self._serve_mux if self.mode is PortMode.MUX else self._serve_basic
         socket_path = self.properties.get("localUnixSocket")
-        if (
+        unix = (
             self.properties.get("localConnectionType") == "unix"
             and isinstance(socket_path, str)
             and socket_path
-        ):
-            self._server = await asyncio.start_unix_server(handler, path=socket_path)
-            self._unix_path = socket_path
+        )
+        if self.mode is PortMode.MUX:
+            # Mux connections are relayed in received chunks (openssm.tcp_connection).
+            def accepted(connection: TcpConnection) -> None:
+                self._scope.spawn(self._serve_mux(connection))
+
+            if unix:
+                self._server = await tcp_connection.start_unix_server(accepted, str(socket_path))
+            else:
+                self._server = await tcp_connection.start_server(
+                    accepted, bind_host(self._listen_address), local_port_of(self.properties)
+                )
+        elif unix:
+            self._server = await asyncio.start_unix_server(self._serve_basic, path=str(socket_path))
+        else:
+            self._server = await asyncio.start_server(
+                self._serve_basic,
+                host=bind_host(self._listen_address),
+                port=local_port_of(self.properties),
+                reuse_address=True,
+            )
+        if unix:
+            self._unix_path = str(socket_path)
             opened = f"Unix socket {socket_path} opened for sessionId {self.session_id}.\n"
         else:
-            requested = local_port_of(self.properties)
-            self._server = await asyncio.start_server(
-                handler, host=bind_host(self._listen_address), port=requested, reuse_address=True
-            )
             self.local_port = int(self._server.sockets[0].getsockname()[1])
             opened = f"Port {self.local_port} opened for sessionId {self.session_id}.\n"
         if self.mode is PortMode.MUX:
@@ -301,7 +318,7 @@ class PortSession:
                 writer.close()
             await self._channel.send(PayloadType.FLAG, flag_payload(PayloadFlag.DISCONNECT_TO_PORT))
 
-    async def _serve_mux(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_mux(self, connection: TcpConnection) -> None:
         assert self._mux is not None
         if not self._had_connection:  # the plugin announces only the first connection in mux mode
             self._had_connection = True
@@ -310,6 +327,6 @@ class PortSession:
             stream = await self._mux.open_stream()
         except MuxClosedError as exc:
             log.warning("cannot open a stream: %s", exc)
-            writer.close()
+            connection.close()
             return
-        await pipe(stream, reader, writer, chunk_size=self._chunk)
+        await pipe(stream, connection, chunk_size=self._chunk)

@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.interop import smux_echo
 
+from openssm import tcp_connection
 from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, pipe
 from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxProtocolError, encode_frame
+from openssm.tcp_connection import TcpConnection
 
 
 class Wire:
@@ -317,9 +319,15 @@ async def test_pipe_bridges_tcp_with_half_close(version: int) -> None:
     destination = await asyncio.start_server(_answer_after_eof, "127.0.0.1", 0)
     destination_port = destination.sockets[0].getsockname()[1]
     bridges: set[asyncio.Task[None]] = set()
+    local_bridges: set[asyncio.Task[None]] = set()
 
-    async def on_local_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await pipe(await client_mux.open_stream(), reader, writer)
+    async def on_local_connection(connection: TcpConnection) -> None:
+        await pipe(await client_mux.open_stream(), connection)
+
+    def accepted(connection: TcpConnection) -> None:
+        task = asyncio.create_task(on_local_connection(connection))
+        local_bridges.add(task)
+        task.add_done_callback(local_bridges.discard)
 
     async def agent() -> None:
         async with asyncio.TaskGroup() as group:
@@ -328,10 +336,10 @@ async def test_pipe_bridges_tcp_with_half_close(version: int) -> None:
                     stream = await agent_mux.accept_stream()
                 except MuxClosedError:
                     return
-                reader, writer = await asyncio.open_connection("127.0.0.1", destination_port)
-                bridges.add(group.create_task(pipe(stream, reader, writer)))
+                connection = await tcp_connection.open_connection("127.0.0.1", destination_port)
+                bridges.add(group.create_task(pipe(stream, connection)))
 
-    listener = await asyncio.start_server(on_local_connection, "127.0.0.1", 0)
+    listener = await tcp_connection.start_server(accepted, "127.0.0.1", 0)
     listen_port = listener.sockets[0].getsockname()[1]
     agent_task = asyncio.create_task(agent())
 
@@ -374,16 +382,19 @@ async def test_pipe_releases_the_destination_when_the_local_client_leaves(versio
 
     destination = await asyncio.start_server(endless, "127.0.0.1", 0)
     destination_port = destination.sockets[0].getsockname()[1]
+    local_bridges: set[asyncio.Task[None]] = set()
 
-    async def on_local_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await pipe(await client_mux.open_stream(), reader, writer)
+    async def on_local_connection(connection: TcpConnection) -> None:
+        await pipe(await client_mux.open_stream(), connection)
+
+    def accepted(connection: TcpConnection) -> None:
+        local_bridges.add(asyncio.create_task(on_local_connection(connection)))
 
     async def agent() -> None:
         stream = await agent_mux.accept_stream()
-        reader, writer = await asyncio.open_connection("127.0.0.1", destination_port)
-        await pipe(stream, reader, writer)
+        await pipe(stream, await tcp_connection.open_connection("127.0.0.1", destination_port))
 
-    listener = await asyncio.start_server(on_local_connection, "127.0.0.1", 0)
+    listener = await tcp_connection.start_server(accepted, "127.0.0.1", 0)
     async with asyncio.timeout(20), listener, destination:
         agent_task = asyncio.create_task(agent())
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])

@@ -12,9 +12,10 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
 
+from openssm import tcp_connection
 from openssm.agent.data_channel import MAX_CHUNK
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
 from openssm.mux import (
@@ -33,6 +34,7 @@ from openssm.mux import (
 )
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
 from openssm.protocol.versions import agent_uses_mux
+from openssm.tcp_connection import TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ MUX_READ_SIZE: Final = 32 * 1024
 DIAL_TIMEOUT_SECONDS: Final = 10.0
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
 
 
 def parse_port(value: Any) -> int:
@@ -123,11 +126,19 @@ class PortHandler(SessionHandler):
         return Outcome()
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream pair to the destination (basic mode)."""
+        return await self._first_address(asyncio.open_connection)
+
+    async def _connect(self) -> TcpConnection:
+        """A chunk-relaying connection to the destination (mux mode; openssm.tcp_connection)."""
+        return await self._first_address(tcp_connection.open_connection)
+
+    async def _first_address(self, connect: Callable[[str, int], Awaitable[T]]) -> T:
         last_error: OSError | None = None
         for address in self.addresses:
             try:
                 async with asyncio.timeout(DIAL_TIMEOUT_SECONDS):
-                    return await asyncio.open_connection(address, self.port)
+                    return await connect(address, self.port)
             except (OSError, TimeoutError) as exc:
                 last_error = (
                     exc if isinstance(exc, OSError) else OSError(f"timed out after {DIAL_TIMEOUT_SECONDS}s")
@@ -253,7 +264,7 @@ class PortHandler(SessionHandler):
     async def _serve_stream(self, stream: MuxStream) -> None:
         """One client connection: dial at SYN time, copy both ways, FIN when either side ends."""
         try:
-            reader, writer = await self._dial()
+            connection = await self._connect()
         except OSError as exc:
             log.warning("session %s: stream %s: %s", self.request.session_id, stream.stream_id, exc)
             with contextlib.suppress(Exception):
@@ -263,26 +274,25 @@ class PortHandler(SessionHandler):
             return
         if self.mux is not None and self.mux.version == FAST_MUX_VERSION:
             # OpenSSM client: true half-close both ways, so a reply after the client's FIN arrives.
-            await pipe(
-                stream, reader, writer, chunk_size=FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD
-            )
+            chunk = FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD
+            await pipe(stream, connection, chunk_size=chunk)
             return
 
         # AWS plugin: as the AWS agent does, the client's FIN closes the destination connection.
         async def client_to_destination() -> None:
             while data := await stream.read(MUX_READ_SIZE):
-                writer.write(data)
-                await writer.drain()
+                connection.write(data)
+                await connection.drain()
 
         async def destination_to_client() -> None:
-            while data := await reader.read(MUX_READ_SIZE):
+            while data := await connection.read(MUX_READ_SIZE):
                 await stream.write(data)
 
         pumps = [asyncio.create_task(client_to_destination()), asyncio.create_task(destination_to_client())]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            writer.close()
+            connection.close()
             for pump in pumps:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
