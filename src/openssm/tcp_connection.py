@@ -124,6 +124,12 @@ class TcpConnection(asyncio.Protocol):
             raise ConnectionResetError("connection closed")
         self._transport.write(data)
 
+    def writelines(self, parts: list[bytes | memoryview]) -> None:
+        """Several buffers in one go (a vectored write where the loop has one)."""
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        self._transport.writelines(parts)
+
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
         while self._write_paused:

@@ -27,6 +27,7 @@ from openssm.protocol.frames import (
     FrameError,
     MessageType,
     PayloadFlag,
+    PayloadParts,
     PayloadType,
     decode,
     go_json,
@@ -152,7 +153,7 @@ class DataChannel:
         """The client agreed to the fast path: Output payloads go with a zero PayloadDigest."""
         self.stream.digest_output = False
 
-    async def send(self, payload_type: int, payload: bytes) -> None:
+    async def send(self, payload_type: int, payload: bytes | PayloadParts) -> None:
         """Send one stream message, waiting while publication is paused or the window is full."""
         while self._paused or not self.stream.can_send:
             if self.ended.is_set() or self._closing:

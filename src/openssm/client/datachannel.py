@@ -27,6 +27,7 @@ from openssm.protocol.frames import (
     Frame,
     FrameError,
     MessageType,
+    PayloadParts,
     PayloadType,
     decode,
 )
@@ -208,12 +209,12 @@ class DataChannel:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def send(self, payload_type: int, payload: bytes) -> None:
+    async def send(self, payload_type: int, payload: bytes | PayloadParts) -> None:
         """Send one input_stream_data message; it is kept until acked and resent as needed."""
         async with self._acked:
             await self._acked.wait_for(lambda: self.endpoint.can_send)
         if self.encrypt is not None and payload_type == PayloadType.OUTPUT:
-            payload = self.encrypt(payload)
+            payload = self.encrypt(payload if isinstance(payload, bytes) else b"".join(payload))
         encoded = self.endpoint.send(payload_type, payload)
         await self._write(encoded)
 

@@ -159,7 +159,11 @@ class PortSession:
             version=FAST_MUX_VERSION,
             config=config,
             max_send_size=self._chunk,
+            send_parts=self._send_mux_parts if self.fast_path else None,
         )
+
+    async def _send_mux_parts(self, parts: list[bytes | memoryview]) -> None:
+        await self._channel.send(PayloadType.OUTPUT, parts)  # at most one payload's worth
 
     async def _send_mux_bytes(self, data: bytes) -> None:
         for start in range(0, len(data), self._chunk):

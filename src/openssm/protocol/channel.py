@@ -24,9 +24,11 @@ from openssm.protocol.frames import (
     FLAG_SYN,
     Frame,
     MessageType,
+    PayloadParts,
     PayloadType,
     ack_for,
     acked_sequence,
+    encode_parts,
 )
 
 INITIAL_RTO: Final = 0.2
@@ -44,7 +46,6 @@ class WindowFull(RuntimeError):
 
 @dataclasses.dataclass(slots=True)
 class _Pending:
-    frame: Frame
     encoded: bytes
     last_sent: float
 
@@ -96,16 +97,23 @@ class StreamEndpoint:
     def can_send(self) -> bool:
         return len(self._unacked) < self.send_window
 
-    def send(self, payload_type: int, payload: bytes) -> bytes:
-        """Number a new stream message, remember it until acked, and return its wire bytes."""
+    def send(self, payload_type: int, payload: bytes | PayloadParts) -> bytes:
+        """Number a new stream message, remember it until acked, and return its wire bytes.
+        ``payload`` may come in parts (joined once, into the wire bytes)."""
         if not self.can_send:
             raise WindowFull(f"{len(self._unacked)} messages unacked")
         seq = self.next_send_seq
         flags = FLAG_SYN if (seq == 0 and self.syn_on_first) else FLAG_DATA
-        frame = Frame(self.outgoing, seq, flags, payload_type, payload)
-        encoded = frame.encode(digest=self.digest_output or payload_type != PayloadType.OUTPUT)
+        encoded = encode_parts(
+            self.outgoing,
+            seq,
+            flags,
+            payload_type,
+            (payload,) if isinstance(payload, bytes) else payload,
+            digest=self.digest_output or payload_type != PayloadType.OUTPUT,
+        )
         self.next_send_seq += 1
-        self._unacked[seq] = _Pending(frame, encoded, self._monotonic())
+        self._unacked[seq] = _Pending(encoded, self._monotonic())
         return encoded
 
     def on_ack(self, ack: Frame) -> bool:

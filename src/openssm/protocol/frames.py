@@ -13,6 +13,7 @@ import json
 import struct
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Final
 
 HEADER = struct.Struct(">I32sIQqQ16s32sII")
@@ -110,22 +111,17 @@ class Frame:
 
     def encode(self, *, digest: bool = True) -> bytes:
         """Wire bytes. ``digest=False`` leaves PayloadDigest zero (fast path only)."""
-        type_bytes = self.message_type.encode("ascii")
-        if len(type_bytes) > 32:
-            raise FrameError(f"message type too long: {self.message_type!r}")
-        header = HEADER.pack(
-            HEADER_LENGTH,
-            type_bytes.ljust(32, b" "),
-            self.schema_version,
-            self.created_date,
+        return encode_parts(
+            self.message_type,
             self.sequence_number,
             self.flags,
-            uuid_to_wire(self.message_id),
-            hashlib.sha256(self.payload).digest() if digest else NO_DIGEST,
             self.payload_type,
-            len(self.payload),
+            (self.payload,),
+            message_id=self.message_id,
+            created_date=self.created_date,
+            schema_version=self.schema_version,
+            digest=digest,
         )
-        return header + self.payload
 
     def json(self) -> Any:
         """The payload parsed as JSON (acks, handshake, control messages)."""
@@ -139,6 +135,47 @@ class Frame:
     @property
     def is_stream(self) -> bool:
         return self.message_type in STREAM_TYPES
+
+
+PayloadParts = Sequence[bytes | memoryview]
+
+
+def encode_parts(
+    message_type: str,
+    sequence_number: int,
+    flags: int,
+    payload_type: int,
+    parts: PayloadParts,
+    *,
+    message_id: uuid.UUID | None = None,
+    created_date: int | None = None,
+    schema_version: int = SCHEMA_VERSION,
+    digest: bool = True,
+) -> bytes:
+    """Wire bytes of a frame whose payload is ``parts`` joined: one copy of the payload, made
+    while the header is prepended (the relay's buffers arrive in pieces)."""
+    type_bytes = message_type.encode("ascii")
+    if len(type_bytes) > 32:
+        raise FrameError(f"message type too long: {message_type!r}")
+    length = 0
+    hasher = hashlib.sha256() if digest else None
+    for part in parts:
+        length += len(part)
+        if hasher is not None:
+            hasher.update(part)
+    header = HEADER.pack(
+        HEADER_LENGTH,
+        type_bytes.ljust(32, b" "),
+        schema_version,
+        now_millis() if created_date is None else created_date,
+        sequence_number,
+        flags,
+        uuid_to_wire(uuid.uuid4() if message_id is None else message_id),
+        NO_DIGEST if hasher is None else hasher.digest(),
+        payload_type,
+        length,
+    )
+    return b"".join((header, *parts))
 
 
 def decode(data: bytes, *, verify_digest: bool = False, allow_no_digest: bool = False) -> Frame:

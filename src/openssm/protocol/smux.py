@@ -369,6 +369,10 @@ class SmuxSession:
 
     def data_to_send(self, max_bytes: int | None = None) -> bytes:
         """Take queued outgoing bytes (at most ``max_bytes``; frames may be split across calls)."""
+        return b"".join(self.parts_to_send(max_bytes))
+
+    def parts_to_send(self, max_bytes: int | None = None) -> list[bytes | memoryview]:
+        """As :meth:`data_to_send`, but the pieces as queued (headers and data), not joined."""
         limit = self._outbox_size if max_bytes is None else min(max_bytes, self._outbox_size)
         parts: list[bytes | memoryview] = []
         taken = 0
@@ -383,7 +387,7 @@ class SmuxSession:
                 self._outbox[0] = head[room:]
                 taken = limit
         self._outbox_size -= taken
-        return b"".join(parts)
+        return parts
 
     def _queue(self, command: Command, stream_id: int, data: bytes | memoryview = b"") -> None:
         self._outbox.append(HEADER.pack(self.config.version, command, len(data), stream_id))
@@ -452,20 +456,26 @@ class SmuxSession:
 
     def read(self, stream_id: int, max_bytes: int) -> bytes:
         """Take up to ``max_bytes`` buffered bytes (b"" if none); in v2 may queue an UPD."""
+        return b"".join(self.read_parts(stream_id, max_bytes))
+
+    def read_parts(self, stream_id: int, max_bytes: int) -> list[bytes | memoryview]:
+        """As :meth:`read`, but the buffered pieces themselves (empty if none), for a writer that
+        takes several buffers at once."""
         if max_bytes <= 0:
             raise SmuxStreamError("read size must be positive")
         stream = self._streams.get(stream_id)
         if stream is None or not stream.buffered:
-            return b""
-        data = self._take(stream, max_bytes)
-        self._receive_buffered -= len(data)
+            return []
+        parts = self._take(stream, max_bytes)
+        taken = sum(len(part) for part in parts)
+        self._receive_buffered -= taken
         if self.config.version == 2:
-            self._note_consumed(stream, len(data))
+            self._note_consumed(stream, taken)
         self._forget_if_done(stream)
-        return data
+        return parts
 
     @staticmethod
-    def _take(stream: _Stream, max_bytes: int) -> bytes:
+    def _take(stream: _Stream, max_bytes: int) -> list[bytes | memoryview]:
         parts: list[bytes | memoryview] = []
         need = max_bytes
         while need and stream.chunks:
@@ -480,9 +490,8 @@ class SmuxSession:
                 parts.append(head[stream.head_offset : stream.head_offset + need])
                 stream.head_offset += need
                 need = 0
-        taken = max_bytes - need
-        stream.buffered -= taken
-        return b"".join(parts)
+        stream.buffered -= max_bytes - need
+        return parts
 
     def _note_consumed(self, stream: _Stream, count: int) -> None:
         first_read = stream.num_read == 0

@@ -251,6 +251,7 @@ class PortHandler(SessionHandler):
                 version=FAST_MUX_VERSION,
                 config=fast_mux_config(),
                 max_send_size=FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD,
+                send_parts=self._send_parts,
             )
         else:
             self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
@@ -260,6 +261,9 @@ class PortHandler(SessionHandler):
 
     async def _send_payload(self, data: bytes) -> None:
         await self.channel.send(PayloadType.OUTPUT, data)
+
+    async def _send_parts(self, parts: list[bytes | memoryview]) -> None:
+        await self.channel.send(PayloadType.OUTPUT, parts)
 
     async def _serve_stream(self, stream: MuxStream) -> None:
         """One client connection: dial at SYN time, copy both ways, FIN when either side ends."""
