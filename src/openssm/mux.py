@@ -84,9 +84,9 @@ FAST_PATH_PROPERTY = "openssmFastPath"
 FAST_PATH_VERSION = "1"
 FAST_PATH_ACCEPTED = "OpenSSMFastPath"
 FAST_PATH_PAYLOAD = 15 * 65536
-FAST_PATH_FRAME = 65536 - 8  # smux frame data: four frames with headers per payload
+FAST_PATH_FRAME = 65536 - 8  # smux frame data: 15 whole frames with their headers fill a payload
 # Out-of-order messages a fast-path receiver holds (they only occur around a reconnect).
-FAST_PATH_REORDER_LIMIT = 64
+FAST_PATH_REORDER_LIMIT = 16
 
 
 def fast_mux_config() -> SmuxConfig:

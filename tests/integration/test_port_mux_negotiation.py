@@ -1,5 +1,5 @@
 """smux version choice on Port sessions: v2 + large payloads between OpenSSM ends, v1 + 1024-byte
-messages with AWS's programs; and the fast path (256 KiB payloads without digests) on top of v2.
+messages with AWS's programs; and the fast path (payloads near 1 MiB without digests) on top of v2.
 
 The agent offers v2 in the handshake Properties (``openssm.mux.FAST_MUX_PROPERTY``) and then speaks
 whatever version the client's first smux frame uses; our client opens with v2 only when offered.
@@ -145,7 +145,7 @@ async def test_fast_path_once_accepted_large_payloads_without_digests_both_ways(
         async with agent_session(forwarding_content(port)) as (fake, client):
             await client_handshake(client, extensions=accept)
             handshake_seqs = set(client.outputs)
-            # Our sends: FakeClient keeps digests, the agent takes 256 KiB payloads either way.
+            # Our sends: FakeClient keeps digests; the agent takes fast-path-sized payloads either way.
             payload, echoed = await exchange(client, FAST_MUX_VERSION, port, 2 << 20, FAST_PATH_PAYLOAD)
             await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
             await task_result(fake)
