@@ -98,6 +98,28 @@ def test_bad_headers_are_clear_errors(expected_version: int | None, wire: bytes,
         parser.feed(encode_frame(1, Command.NOP, 0))
 
 
+@pytest.mark.parametrize("views", [False, True])
+@pytest.mark.parametrize(("expected_version", "wire", "message"), BAD_HEADERS)
+def test_a_bad_header_split_across_feeds_is_the_same_clear_error(
+    expected_version: int | None, wire: bytes, message: str, views: bool
+) -> None:
+    parser = FrameParser(expected_version, views=views)
+    assert parser.feed(wire[:3]) == []
+    with pytest.raises(SmuxProtocolError, match=message):
+        parser.feed(wire[3:])
+
+
+def test_frame_data_are_views_only_when_asked() -> None:
+    wire = encode_frame(2, Command.PSH, 3, b"abc")
+    assert isinstance(FrameParser(2).feed(wire)[0].data, bytes)
+    view = FrameParser(2, views=True).feed(wire)[0].data
+    assert isinstance(view, memoryview) and view == b"abc"
+    # Bytes held back from an earlier feed are copied once; the frame is still whole and right.
+    split = FrameParser(2, views=True)
+    assert split.feed(wire[:9]) == []
+    assert bytes(split.feed(bytearray(wire[9:]))[0].data) == b"abc"
+
+
 def test_header_is_checked_before_the_payload_arrives() -> None:
     with pytest.raises(SmuxProtocolError):
         FrameParser(1).feed(bytes.fromhex("0109ffff01000000"))
