@@ -134,6 +134,31 @@ async def test_terminate_session_over_the_bus(gw: Gateway) -> None:
     await assert_closed(s.agent)
 
 
+async def test_terminate_wins_over_the_agents_answer_to_it(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent answers channel_closed with a task completion (Failed: its shell was killed) at
+    once; the session still ends as the terminate said, even when recording that end is slow."""
+    s = await start(gw)
+    reason = "Terminated by arn:aws:iam::123456789012:user/admin"
+    record_end = store.finish_session
+
+    async def slow_for_the_terminate(*args: Any, **kwargs: Any) -> bool:
+        if kwargs.get("reason") == reason:
+            await asyncio.sleep(0.5)  # a loaded database
+        return await record_end(*args, **kwargs)
+
+    monkeypatch.setattr(store, "finish_session", slow_for_the_terminate)
+    await gw.services.bus.publish(
+        f"node.{NODE_ID}", {"type": "terminate", "session_id": SID, "reason": reason}
+    )
+    assert (await expect_closed(s.control))["SessionId"] == SID
+    killed = AgentTaskComplete(task_id=SID, final_task_status="Failed", instance_id=IID, output="killed")
+    await s.control.send_bytes(killed.to_frame().encode())
+    row = await gw.wait_status(SID, "Terminated")
+    assert row["termination_reason"] == reason
+
+
 async def test_terminate_before_the_client_arrives(gw: Gateway) -> None:
     await gw.add_session(SID, IID)
     control = await open_control(gw)

@@ -293,7 +293,6 @@ class SessionRelay:
             await self.node.send_control(self.target, agent_closed)
         if self.agent is not None:
             self.node.background(self.agent.close_after(LINGER), f"close-agent-{self.session_id}")
-        self.node.forget(self)
         try:
             await store.finish_session(
                 self.node.engine,
@@ -305,6 +304,9 @@ class SessionRelay:
             )
         except Exception:
             log.exception("session %s: could not record its end", self.session_id)
+        # Only now: until the end is recorded, the agent's task completion (its answer to our
+        # channel_closed) must reach this ended relay, not record its own status first.
+        self.node.forget(self)
         if self.tap is not None:
             with contextlib.suppress(Exception):
                 await self.tap.close(status, reason)
