@@ -220,13 +220,37 @@ async def test_a_v1_client_like_the_aws_plugin_gets_v1_and_1024_byte_messages() 
     assert first_header[0] == 1
 
 
-async def test_ssh_sessions_offer_nothing() -> None:
+async def test_ssh_sessions_offer_the_fast_path_but_no_mux() -> None:
     async with agent_session(session_content(SID, "Port", {"portNumber": "22"})) as (fake, client):
         request = await client_handshake(client)
         await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
         await task_result(fake)
     properties = request["RequestedClientActions"][0]["ActionParameters"]["Properties"]
     assert FAST_MUX_PROPERTY not in properties
+    assert properties[FAST_PATH_PROPERTY] == FAST_PATH_VERSION
+
+
+async def test_ssh_stream_in_large_digestless_messages_once_accepted() -> None:
+    """AWS-StartSSHSession (stdio): with the fast path the destination's bytes come back in
+    messages far above AWS's 1 KiB, without digests."""
+    server = EchoServer()
+    port = await server.start()
+    payload = os.urandom(2 << 20)
+    content = session_content(SID, "Port", {"portNumber": str(port)})
+    try:
+        async with agent_session(content) as (fake, client):
+            await client_handshake(client, extensions={FAST_PATH_ACCEPTED: FAST_PATH_VERSION})
+            for start in range(0, len(payload), FAST_PATH_PAYLOAD):
+                await client.send_input(PayloadType.OUTPUT, payload[start : start + FAST_PATH_PAYLOAD])
+            await client.wait_for(lambda: len(client.output_bytes) >= len(payload), "the echo")
+            await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
+            await task_result(fake)
+    finally:
+        await server.close()
+    assert client.output_bytes[: len(payload)] == payload
+    data_seqs = {s for s, f in client.outputs.items() if f.payload_type == PayloadType.OUTPUT and f.payload}
+    assert data_seqs and data_seqs <= client.digestless_outputs
+    assert max(len(o) for o in agent_outputs(client)) > 64 * 1024
 
 
 async def test_client_speaks_v2_only_when_offered() -> None:
@@ -252,16 +276,18 @@ async def test_client_speaks_v2_only_when_offered() -> None:
         await session.close()
 
 
-async def test_client_accepts_the_fast_path_only_with_v2_in_mux_mode() -> None:
+async def test_client_accepts_the_fast_path_in_stdio_mode_and_with_v2_in_mux_mode() -> None:
     base = {"portNumber": "80", "localPortNumber": "0", "type": "LocalPortForwarding"}
     fast = {FAST_MUX_PROPERTY: str(FAST_MUX_VERSION), FAST_PATH_PROPERTY: FAST_PATH_VERSION}
+    accepted = ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)
     cases = [
         (base, "3.3.987.0", ()),
         ({**base, FAST_PATH_PROPERTY: FAST_PATH_VERSION}, "3.3.987.0", ()),  # no v2: no fast path
-        ({**base, **fast}, "3.3.987.0", ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)),
+        ({**base, **fast}, "3.3.987.0", accepted),
         ({**base, **fast, FAST_PATH_PROPERTY: "7"}, "3.3.987.0", ()),
         ({**base, **fast}, "3.0.100.0", ()),  # an agent too old for mux: basic mode
-        ({"portNumber": "22", **fast}, "3.3.987.0", ()),  # SSH (stdio)
+        ({"portNumber": "22", FAST_PATH_PROPERTY: FAST_PATH_VERSION}, "3.3.987.0", accepted),  # SSH
+        ({"portNumber": "22"}, "3.3.987.0", ()),  # SSH with an agent that offers nothing
     ]
     for properties, agent_version, expected in cases:
         channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import logging
 import os
 import signal
+import stat
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -51,6 +53,23 @@ TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
 MUX_CONFIG: Final = SmuxConfig(version=1, max_receive_buffer=64 << 20, receive_hard_limit=128 << 20)
 MUX_RECEIVE_BUFFER: Final = MUX_CONFIG.max_receive_buffer
 TERMINATE_ACK_TIMEOUT: Final = 2.0
+
+
+PIPE_SIZE: Final = 1024 * 1024  # Linux's default ceiling for unprivileged processes
+
+
+def grow_pipe(fd: int, size: int) -> bool:
+    """Enlarge a pipe's buffer (Linux); anything else, or a refusal, leaves it as it is."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None or fd < 0:
+        return False
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        fcntl.fcntl(fd, set_size, size)
+    except OSError:
+        return False
+    return True
 
 
 class PortMode(enum.StrEnum):
@@ -137,14 +156,19 @@ class PortSession:
 
     @property
     def fast_path(self) -> bool:
-        """On top of v2: large Output payloads without digests (see ``openssm.mux``)."""
-        return self.fast_mux and str(self.properties.get(FAST_PATH_PROPERTY, "")) == FAST_PATH_VERSION
+        """Large Output payloads without digests (see ``openssm.mux``): taken in stdio (SSH) mode,
+        and in mux mode together with smux v2."""
+        if str(self.properties.get(FAST_PATH_PROPERTY, "")) != FAST_PATH_VERSION:
+            return False
+        return self.mode is PortMode.STDIO or (self.mode is PortMode.MUX and self.fast_mux)
 
     def handshake_extensions(self) -> tuple[tuple[str, str], ...]:
         """What the HandshakeResponse answers to the agent's offers; switches the channel over."""
-        if self.mode is not PortMode.MUX or not self.fast_path:
+        if not self.fast_path:
             return ()
         self._channel.use_fast_path()
+        if self.mode is PortMode.STDIO:
+            self._chunk = FAST_PATH_PAYLOAD
         return ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)
 
     def _new_mux(self) -> MuxSession:
@@ -221,6 +245,10 @@ class PortSession:
         for signum in (signal.SIGINT, signal.SIGTERM) if self._handle_signals else ():
             self._scope.on_signal(signum, self._on_terminate_signal)
         if self.mode is PortMode.STDIO:
+            if self.fast_path:
+                # ssh's pipes hold 64 KiB by default, which caps every message at that size.
+                for fd in (self._stdin_fd, self._console.fd):
+                    grow_pipe(fd, PIPE_SIZE)
             self._scope.spawn(self._pump_stdin())
             return
         await self._listen()

@@ -101,19 +101,18 @@ class PortHandler(SessionHandler):
         await self._setup.acquire()
         self._mux_mode = False
         self.mux: MuxSession | None = None
+        # Offers to OpenSSM clients (see openssm.mux): smux v2 for forwarding, the fast path for
+        # every Port session (SSH's stdio stream too). AWS's plugin ignores both keys.
         offered = dict(properties)
         self._fast_path = False
         if forwarding_type == LOCAL_PORT_FORWARDING:
-            offered[FAST_MUX_PROPERTY] = str(FAST_MUX_VERSION)  # see openssm.mux
-            offered[FAST_PATH_PROPERTY] = FAST_PATH_VERSION
-            # Before the request goes out: large messages may follow the response without a pause.
-            self.channel.allow_large_input(FAST_PATH_PAYLOAD, FAST_PATH_REORDER_LIMIT)
+            offered[FAST_MUX_PROPERTY] = str(FAST_MUX_VERSION)
+        offered[FAST_PATH_PROPERTY] = FAST_PATH_VERSION
+        # Before the request goes out: large messages may follow the response without a pause.
+        self.channel.allow_large_input(FAST_PATH_PAYLOAD, FAST_PATH_REORDER_LIMIT)
         try:
             result = await self.handshake("Port", offered)
-            if (
-                forwarding_type == LOCAL_PORT_FORWARDING
-                and result.extensions.get(FAST_PATH_ACCEPTED) == FAST_PATH_VERSION
-            ):
+            if result.extensions.get(FAST_PATH_ACCEPTED) == FAST_PATH_VERSION:
                 self._fast_path = True
                 self.channel.send_without_digests()
             if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
@@ -185,11 +184,14 @@ class PortHandler(SessionHandler):
             reader = self._reader
             assert reader is not None
             try:
-                data = await reader.read(READ_SIZE)
+                data = await reader.read(FAST_PATH_PAYLOAD if self._fast_path else READ_SIZE)
             except OSError:
                 data = b""
             if data:
-                await self.channel.send_output(data)
+                if self._fast_path:
+                    await self.channel.send(PayloadType.OUTPUT, data)
+                else:
+                    await self.channel.send_output(data)  # AWS's 1 KiB messages
                 continue
             if reader is self._reader:
                 self._disconnect_basic()
