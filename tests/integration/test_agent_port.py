@@ -14,7 +14,7 @@ from tests.unit.agent.fake_mgs import (
     task_result,
 )
 
-from openssm.mux import MuxSession
+from openssm.mux import FAST_PATH_PROPERTY, FAST_PATH_VERSION, MuxSession
 from openssm.protocol.frames import MessageType, PayloadFlag, PayloadType, flag_payload
 
 SID = "tester-0123456789abcdef1"
@@ -112,7 +112,11 @@ async def test_ssh_style_session_ends_when_destination_closes() -> None:
             await asyncio.wait_for(client.closed.wait(), 5)
     finally:
         await server.close()
-    assert request["RequestedClientActions"][0]["ActionParameters"]["Properties"] == {"portNumber": str(port)}
+    # The document's properties, plus the fast-path offer AWS's plugin ignores (openssm.mux).
+    assert request["RequestedClientActions"][0]["ActionParameters"]["Properties"] == {
+        "portNumber": str(port),
+        FAST_PATH_PROPERTY: FAST_PATH_VERSION,
+    }
     assert result["FinalTaskStatus"] == "Success"
     assert outputs_after_handshake(client) == b"SSH-2.0-OpenSSM_test\r\n"
     last = client.frames[-1]
