@@ -182,14 +182,19 @@ class FrameParser:
         return position
 
     def _check_header(self, version: int, command: int, length: int) -> None:
-        if self._version is not None and version != self._version:
-            raise SmuxProtocolError(f"smux version {version} on a version {self._version} session")
-        if version not in SUPPORTED_VERSIONS:
-            raise SmuxProtocolError(f"unsupported smux version {version}")
-        if command > Command.UPD:
-            raise SmuxProtocolError(f"unknown smux command {command}")
-        if command == Command.UPD and length != UPDATE_SIZE:
-            raise SmuxProtocolError(f"UPD frame with {length}-byte payload (expected {UPDATE_SIZE})")
+        check_header(self._version, version, command, length)
+
+
+def check_header(expected_version: int | None, version: int, command: int, length: int) -> None:
+    """The checks every reader of an smux stream makes on a frame header, before its payload."""
+    if expected_version is not None and version != expected_version:
+        raise SmuxProtocolError(f"smux version {version} on a version {expected_version} session")
+    if version not in SUPPORTED_VERSIONS:
+        raise SmuxProtocolError(f"unsupported smux version {version}")
+    if command > Command.UPD:
+        raise SmuxProtocolError(f"unknown smux command {command}")
+    if command == Command.UPD and length != UPDATE_SIZE:
+        raise SmuxProtocolError(f"UPD frame with {length}-byte payload (expected {UPDATE_SIZE})")
 
 
 def decode_frames(data: bytes, version: int | None = None) -> list[SmuxFrame]:

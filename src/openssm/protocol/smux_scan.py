@@ -16,10 +16,10 @@ from openssm.protocol.smux import (
     HEADER,
     HEADER_SIZE,
     SUPPORTED_VERSIONS,
-    UPDATE_SIZE,
     Command,
     SmuxError,
     SmuxProtocolError,
+    check_header,
 )
 
 _COMMANDS: Final = tuple(Command)  # by value: cheaper than Command(value) once it is checked
@@ -102,12 +102,4 @@ class SmuxScanner:
                 return
 
     def _check_header(self, version: int, command: int, length: int) -> None:
-        # FrameParser._check_header's rules and messages, restated: that one is private to smux.
-        if self._version is not None and version != self._version:
-            raise SmuxProtocolError(f"smux version {version} on a version {self._version} session")
-        if version not in SUPPORTED_VERSIONS:
-            raise SmuxProtocolError(f"unsupported smux version {version}")
-        if command > Command.UPD:
-            raise SmuxProtocolError(f"unknown smux command {command}")
-        if command == Command.UPD and length != UPDATE_SIZE:
-            raise SmuxProtocolError(f"UPD frame with {length}-byte payload (expected {UPDATE_SIZE})")
+        check_header(self._version, version, command, length)
