@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from openssm.mux import MuxSession
+from openssm.mux import MuxSession, joined
 from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxSession, encode_frame
 
 CHUNK = 65536
@@ -104,8 +104,8 @@ async def pump(reader: asyncio.StreamReader, session: MuxSession) -> None:
 
 async def bench_mux(total: int, version: int, streams: int) -> float:
     client_reader, client_writer, server_reader, server_writer = await socket_pair()
-    client = MuxSession(sender(client_writer), is_client=True, version=version, max_send_size=CHUNK)
-    server = MuxSession(sender(server_writer), is_client=False, version=version, max_send_size=CHUNK)
+    client = MuxSession(joined(sender(client_writer)), is_client=True, version=version, max_send_size=CHUNK)
+    server = MuxSession(joined(sender(server_writer)), is_client=False, version=version, max_send_size=CHUNK)
     pumps = [
         asyncio.create_task(pump(client_reader, client)),
         asyncio.create_task(pump(server_reader, server)),

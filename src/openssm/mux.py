@@ -2,10 +2,13 @@
 
 A :class:`MuxSession` sits on one data channel: bytes the peer sent (Output payloads, one
 continuous stream) go in through :meth:`MuxSession.feed`; bytes for the peer come out through the
-``send_bytes`` coroutine, called by one sender task so frames never interleave. :func:`pipe`
-bridges a :class:`MuxStream` and a TCP connection, half-closing each direction on its own.
+``send`` coroutine, one message at a time, as the pieces they were queued in (smux headers and
+views of the written data: a transport that builds a frame around them copies them once; one that
+needs contiguous bytes wraps its sender in :func:`joined`). One sender task calls it, so frames
+never interleave. :func:`pipe` bridges a :class:`MuxStream` and a local connection, half-closing
+each direction on its own.
 
-Back-pressure: ``send_bytes`` is awaited, and writers wait while much is queued for it. On the
+Back-pressure: ``send`` is awaited, and writers wait while much is queued for it. On the
 receiving side, callers should ``await wait_receive_capacity()`` before feeding the next message
 (holding the data channel's ack back), as xtaci/smux stops reading its transport when its receive
 buffer is full. A caller or peer ignoring that is cut off at ``SmuxConfig.receive_hard_limit``.
@@ -13,7 +16,7 @@ buffer is full. A caller or peer ignoring that is cut off at ``SmuxConfig.receiv
 Wiring to a data channel (plugin side shown; the agent side uses ``is_client=False`` and
 ``accept_stream``)::
 
-    mux = MuxSession(send_output_payload, is_client=True, version=1)  # v1 with AWS's programs
+    mux = MuxSession(joined(send_output_payload), is_client=True, version=1)  # v1 with AWS's programs
     # for each Output payload, in sequence order:
     await mux.wait_receive_capacity()
     mux.feed(payload)
@@ -54,12 +57,14 @@ __all__ = [
     "MuxSession",
     "MuxStream",
     "MuxStreamResetError",
+    "SendParts",
     "fast_mux_config",
+    "joined",
     "pipe",
 ]
 
 DEFAULT_READ_SIZE = 65536
-# Writers pause while more than this waits for send_bytes.
+# Writers pause while more than this waits for send.
 SEND_QUEUE_HIGH_WATER = 1024 * 1024
 # Bytes handed to the core per write step, so streams sharing the session interleave.
 WRITE_STEP = 64 * 1024
@@ -101,6 +106,19 @@ def fast_mux_config() -> SmuxConfig:
         max_receive_buffer=64 * 1024 * 1024,
         receive_hard_limit=96 * 1024 * 1024,
     )
+
+
+# One message's bytes, as queued: smux headers and views of the streams' data.
+SendParts = Callable[[list[bytes | memoryview]], Awaitable[None]]
+
+
+def joined(send_bytes: Callable[[bytes], Awaitable[None]]) -> SendParts:
+    """A ``send`` for a transport that takes contiguous bytes."""
+
+    async def send(parts: list[bytes | memoryview]) -> None:
+        await send_bytes(b"".join(parts))
+
+    return send
 
 
 class MuxClosedError(ConnectionResetError):
@@ -212,28 +230,24 @@ class MuxStream:
 
 
 class MuxSession:
-    """smux over a message transport. ``feed`` what arrives; ``send_bytes`` carries what leaves."""
+    """smux over a message transport. ``feed`` what arrives; ``send`` carries what leaves."""
 
     def __init__(
         self,
-        send_bytes: Callable[[bytes], Awaitable[None]],
+        send: SendParts,
         *,
         is_client: bool,
         version: int = 1,
         config: SmuxConfig | None = None,
         max_send_size: int = 65536,
-        send_parts: Callable[[list[bytes | memoryview]], Awaitable[None]] | None = None,
     ) -> None:
-        """``send_parts``, when given, replaces ``send_bytes``: it gets each message's bytes as the
-        pieces they were queued in, for a transport that joins them anyway (one copy less)."""
         if config is None:
             config = SmuxConfig(version=version)
         elif config.version != version:
             raise ValueError(f"config is for smux v{config.version}, session asked for v{version}")
         if max_send_size <= 0:
             raise ValueError("max_send_size must be positive")
-        self._send_bytes = send_bytes
-        self._send_parts = send_parts
+        self._send = send
         self._max_send_size = max_send_size
         self._core = SmuxSession(is_client=is_client, config=config)
         self._streams: dict[int, MuxStream] = {}
@@ -325,7 +339,7 @@ class MuxSession:
         self._wake_all()
 
     async def wait_closed(self) -> None:
-        """Wait until what was queued before ``close`` has been handed to ``send_bytes``."""
+        """Wait until what was queued before ``close`` has been handed to ``send``."""
         if self._keepalive is not None:
             self._keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -425,10 +439,7 @@ class MuxSession:
         try:
             while True:
                 while core.pending_send:
-                    if self._send_parts is not None:
-                        await self._send_parts(core.parts_to_send(self._max_send_size))
-                    else:
-                        await self._send_bytes(core.data_to_send(self._max_send_size))
+                    await self._send(core.parts_to_send(self._max_send_size))
                     if core.pending_send <= SEND_QUEUE_HIGH_WATER:
                         self._send_queue_low.set()
                 if core.closed:

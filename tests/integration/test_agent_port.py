@@ -14,7 +14,7 @@ from tests.unit.agent.fake_mgs import (
     task_result,
 )
 
-from openssm.mux import FAST_PATH_PROPERTY, FAST_PATH_VERSION, MuxSession
+from openssm.mux import FAST_PATH_PROPERTY, FAST_PATH_VERSION, MuxSession, joined
 from openssm.protocol.frames import MessageType, PayloadFlag, PayloadType, flag_payload
 
 SID = "tester-0123456789abcdef1"
@@ -132,7 +132,7 @@ async def test_mux_mode_serves_concurrent_streams_to_a_remote_host() -> None:
             async def send_to_agent(data: bytes) -> None:
                 await client.send_input(PayloadType.OUTPUT, data)
 
-            mux = MuxSession(send_to_agent, is_client=True)
+            mux = MuxSession(joined(send_to_agent), is_client=True)
             client.output_listener = lambda f: (
                 mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
             )
@@ -160,7 +160,7 @@ async def test_mux_mode_reports_a_failed_dial_with_connect_to_port_error() -> No
         async def send_to_agent(data: bytes) -> None:
             await client.send_input(PayloadType.OUTPUT, data)
 
-        mux = MuxSession(send_to_agent, is_client=True)
+        mux = MuxSession(joined(send_to_agent), is_client=True)
         client.output_listener = lambda f: (
             mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
         )

@@ -35,6 +35,7 @@ from openssm.mux import (
     FAST_PATH_VERSION,
     MuxSession,
     fast_mux_config,
+    joined,
 )
 from openssm.protocol.frames import (
     Frame,
@@ -84,7 +85,7 @@ def attach_mux(client: FakeClient, version: int, max_send_size: int = 65536) -> 
 
     config = fast_mux_config() if version == FAST_MUX_VERSION else None
     mux = MuxSession(
-        send_to_agent, is_client=True, version=version, config=config, max_send_size=max_send_size
+        joined(send_to_agent), is_client=True, version=version, config=config, max_send_size=max_send_size
     )
     client.output_listener = lambda f: mux.feed(f.payload) if f.payload_type == PayloadType.OUTPUT else None
     return mux

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import require
 from tests.interop import smux_echo
 
-from openssm.mux import MuxSession
+from openssm.mux import MuxSession, joined
 from openssm.protocol.smux import Command, FrameParser
 
 pytestmark = pytest.mark.slow
@@ -122,7 +122,7 @@ async def go_session(
 
     # Small, uneven message sizes, like data-channel Output payloads.
     session = MuxSession(
-        send, is_client=is_client, version=version, max_send_size=rng.choice([1000, 1024, 4099])
+        joined(send), is_client=is_client, version=version, max_send_size=rng.choice([1000, 1024, 4099])
     )
     peer = GoPeer(process, session, rng)
     pump = asyncio.create_task(peer.pump())

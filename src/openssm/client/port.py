@@ -34,6 +34,7 @@ from openssm.mux import (
     MuxClosedError,
     MuxSession,
     fast_mux_config,
+    joined,
     pipe,
 )
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
@@ -173,21 +174,20 @@ class PortSession:
 
     def _new_mux(self) -> MuxSession:
         if not self.fast_mux:
-            return MuxSession(self._send_mux_bytes, is_client=True, config=MUX_CONFIG)
+            return MuxSession(joined(self._send_mux_bytes), is_client=True, config=MUX_CONFIG)
         config = fast_mux_config()
         self._chunk = FAST_PATH_PAYLOAD if self.fast_path else FAST_MUX_PAYLOAD
         self._mux_receive_buffer = config.max_receive_buffer
         return MuxSession(
-            self._send_mux_bytes,
+            self._send_mux_parts,
             is_client=True,
             version=FAST_MUX_VERSION,
             config=config,
             max_send_size=self._chunk,
-            send_parts=self._send_mux_parts if self.fast_path else None,
         )
 
     async def _send_mux_parts(self, parts: list[bytes | memoryview]) -> None:
-        await self._channel.send(PayloadType.OUTPUT, parts)  # at most one payload's worth
+        await self._channel.send(PayloadType.OUTPUT, parts)  # max_send_size: one payload's worth
 
     async def _send_mux_bytes(self, data: bytes) -> None:
         for start in range(0, len(data), self._chunk):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.interop import smux_echo
 
 from openssm import tcp_connection
-from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, pipe
+from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, joined, pipe
 from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxProtocolError, encode_frame
 from openssm.tcp_connection import TcpConnection
 
@@ -41,8 +41,12 @@ class Wire:
 
 def back_to_back(version: int, config: SmuxConfig | None = None) -> tuple[MuxSession, MuxSession, Wire, Wire]:
     to_server, to_client = Wire(version, 1), Wire(version, 2)
-    client = MuxSession(to_server.send, is_client=True, version=version, config=config, max_send_size=1500)
-    server = MuxSession(to_client.send, is_client=False, version=version, config=config, max_send_size=4096)
+    client = MuxSession(
+        joined(to_server.send), is_client=True, version=version, config=config, max_send_size=1500
+    )
+    server = MuxSession(
+        joined(to_client.send), is_client=False, version=version, config=config, max_send_size=4096
+    )
     to_server.target, to_client.target = server, client
     return client, server, to_server, to_client
 
@@ -182,7 +186,7 @@ async def test_a_peer_exceeding_the_receive_limit_gets_an_error() -> None:
         sent.append(data)
 
     config = SmuxConfig(max_receive_buffer=100_000, receive_hard_limit=200_000)
-    server = MuxSession(send, is_client=False, config=config)
+    server = MuxSession(joined(send), is_client=False, config=config)
     server.feed(encode_frame(1, Command.SYN, 3))
     stream = await server.accept_stream()
     flood = encode_frame(1, Command.PSH, 3, bytes(60_000))
@@ -203,7 +207,7 @@ async def test_protocol_error_wakes_blocked_readers_and_acceptors() -> None:
     async def send(data: bytes) -> None:
         pass
 
-    server = MuxSession(send, is_client=False)
+    server = MuxSession(joined(send), is_client=False)
     server.feed(encode_frame(1, Command.SYN, 3))
     stream = await server.accept_stream()
     reader = asyncio.create_task(stream.read())
@@ -220,7 +224,7 @@ async def test_send_failure_ends_the_session() -> None:
     async def send(data: bytes) -> None:
         raise ConnectionResetError("data channel gone")
 
-    client = MuxSession(send, is_client=True)
+    client = MuxSession(joined(send), is_client=True)
     stream = await client.open_stream()
     await asyncio.sleep(0)
     with pytest.raises(MuxClosedError, match="data channel gone"):
@@ -278,7 +282,7 @@ async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> N
         sent.append(data)
 
     config = SmuxConfig(keepalive_interval=0.02, keepalive_timeout=0.05)
-    client = MuxSession(send, is_client=True, config=config)
+    client = MuxSession(joined(send), is_client=True, config=config)
     await client.open_stream()
     async with asyncio.timeout(10):
         while not client.closed:
@@ -292,7 +296,7 @@ async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> N
     async def send_quiet(data: bytes) -> None:
         quiet.append(data)
 
-    default = MuxSession(send_quiet, is_client=True)
+    default = MuxSession(joined(send_quiet), is_client=True)
     await default.open_stream()
     await asyncio.sleep(0.1)
     assert b"".join(quiet) == encode_frame(1, Command.SYN, 3)

@@ -30,6 +30,7 @@ from openssm.mux import (
     MuxSession,
     MuxStream,
     fast_mux_config,
+    joined,
     pipe,
 )
 from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
@@ -248,21 +249,17 @@ class PortHandler(SessionHandler):
         """The smux version is the one the client's first frame speaks (see ``openssm.mux``)."""
         if first[:1] == bytes([FAST_MUX_VERSION]):
             self.mux = MuxSession(
-                self._send_payload,
+                self._send_parts,
                 is_client=False,
                 version=FAST_MUX_VERSION,
                 config=fast_mux_config(),
                 max_send_size=FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD,
-                send_parts=self._send_parts,
             )
         else:
-            self.mux = MuxSession(self.channel.send_output, is_client=False, max_send_size=MAX_CHUNK)
+            self.mux = MuxSession(joined(self.channel.send_output), is_client=False, max_send_size=MAX_CHUNK)
         log.debug("session %s: smux v%d", self.request.session_id, self.mux.version)
         self._mux_started.set()
         return self.mux
-
-    async def _send_payload(self, data: bytes) -> None:
-        await self.channel.send(PayloadType.OUTPUT, data)
 
     async def _send_parts(self, parts: list[bytes | memoryview]) -> None:
         await self.channel.send(PayloadType.OUTPUT, parts)
