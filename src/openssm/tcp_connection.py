@@ -119,29 +119,28 @@ class TcpConnection(asyncio.Protocol):
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def _writable(self) -> asyncio.Transport:
         if self._transport is None or self._transport.is_closing():
             raise ConnectionResetError("connection closed")
-        self._transport.write(data)
+        return self._transport
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writable().write(data)
 
     def writelines(self, parts: list[bytes | memoryview]) -> None:
         """Several buffers in one go (a vectored write where the loop has one)."""
-        if self._transport is None or self._transport.is_closing():
-            raise ConnectionResetError("connection closed")
-        self._transport.writelines(parts)
+        self._writable().writelines(parts)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
         while self._write_paused:
-            if self._transport is None or self._transport.is_closing():
-                raise ConnectionResetError("connection closed")
+            self._writable()
             self._drain_waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._drain_waiter
             finally:
                 self._drain_waiter = None
-        if self._transport is None or self._transport.is_closing():
-            raise ConnectionResetError("connection closed")
+        self._writable()
 
     def can_write_eof(self) -> bool:
         return self._transport is not None and self._transport.can_write_eof()
@@ -163,10 +162,6 @@ class TcpConnection(asyncio.Protocol):
         if self._transport is None:
             return
         await self._closed
-
-    @property
-    def peer(self) -> object:
-        return self._transport.get_extra_info("peername") if self._transport is not None else None
 
     @staticmethod
     def _wake(waiter: asyncio.Future[None] | None) -> None:
