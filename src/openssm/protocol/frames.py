@@ -19,7 +19,8 @@ from typing import Any, Final
 HEADER = struct.Struct(">I32sIQqQ16s32sII")
 HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself is not counted
 FRAME_OVERHEAD: Final = HEADER.size  # 120
-DIGEST_OFFSET: Final = 80  # where PayloadDigest (32 bytes) sits in the header
+# Where PayloadDigest (32 bytes) sits: after HeaderLength … MessageId.
+DIGEST_OFFSET: Final = struct.calcsize(">I32sIQqQ16s")
 SCHEMA_VERSION: Final = 1
 # Bound on anything we decode from the network; real peers send <= ~120 kB (job replies).
 MAX_FRAME_SIZE: Final = 1 << 20
