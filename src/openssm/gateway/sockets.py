@@ -91,12 +91,7 @@ class SocketHandlers:
             if not isinstance(opened, messages.ControlOpen):
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
                 return ws
-            token = await store.consume_token(
-                self.services.engine,
-                token_hash=hash_token(opened.token_value),
-                kind=KIND_CONTROL,
-                channel_id=instance_id,
-            )
+            token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
             if token is None or token["principal_arn"] != identity.principal.arn:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
                 return ws
@@ -140,12 +135,7 @@ class SocketHandlers:
         return ws
 
     async def _serve_client(self, session_id: str, opened: messages.ClientOpen, peer: Peer) -> None:
-        token = await store.consume_token(
-            self.services.engine,
-            token_hash=hash_token(opened.token_value),
-            kind=KIND_CLIENT,
-            channel_id=session_id,
-        )
+        token = await self._consume_token(opened.token_value, KIND_CLIENT, session_id)
         if token is None:
             await refuse_client(peer, session_id, BAD_TOKEN)
             return
@@ -173,12 +163,7 @@ class SocketHandlers:
         if own is not None and own != instance_id:
             await refuse_agent(peer, session_id, f"{identity.principal.arn} is not {instance_id}")
             return
-        token = await store.consume_token(
-            self.services.engine,
-            token_hash=hash_token(opened.token_value),
-            kind=KIND_DATA,
-            channel_id=session_id,
-        )
+        token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         if token is None or token["principal_arn"] != identity.principal.arn:
             await refuse_agent(peer, session_id, BAD_TOKEN)
             return
@@ -190,6 +175,12 @@ class SocketHandlers:
             await refuse_agent(peer, session_id, str(exc))
         finally:
             await self._left(session_id, peer, client=False)
+
+    async def _consume_token(self, token_value: str, kind: str, channel_id: str) -> store.Row | None:
+        """The single-use token's row, if it is valid for this channel (it is used up either way)."""
+        return await store.consume_token(
+            self.services.engine, token_hash=hash_token(token_value), kind=kind, channel_id=channel_id
+        )
 
     async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:
         """A socket ended, possibly with its handler cancelled half-way through joining: whatever
