@@ -4,21 +4,27 @@ Paths, all ending at the same checksum server (tests/e2e/forwarding.py) with the
 
 1. direct loopback TCP (the baseline);
 2. OpenSSM: `openssm start-session` port forward → gateway (server process) → OpenSSM agent → destination;
-3. `ssh -L` through a throw-away local sshd (when OpenSSH is installed).
+3. `ssh -L` through a throw-away local sshd (when OpenSSH is installed);
+4. three bare Python relays in a row (`bench/bare_relay.py`): the yardstick. They copy bytes and
+   nothing else, on the same event loops, so they show what any three-process Python design
+   (client → gateway → agent) could reach here at best.
 
 For each: one stream of SIZE bytes uploaded (client → destination) and one downloaded
 (destination → client), then SIZE bytes split over N parallel connections (both directions).
 Every transfer is verified by SHA-256 at both ends. Ratios are against the direct transfer.
 
-For the OpenSSM single-stream runs it also prints each process's CPU time per GiB moved (user and
-system, from /proc), which shows where the time goes without a profiler: on a 2-core machine the
-four busy processes (the checksum ends, client, gateway, agent) share the cores, so throughput is
-about 2 cores divided by their summed CPU time per GiB.
+The machine is noisy, so the paths take turns: each round runs every case on every path, one
+after the other, and the best of `--repeat` rounds counts for each path and case.
+
+For the OpenSSM and bare-relay single-stream runs it also prints each process's CPU time per GiB
+moved (user and system, from /proc), which shows where the time goes without a profiler: on a
+2-core machine the busy processes (the checksum ends and the three in between) share the cores,
+so throughput is about 2 cores divided by their summed CPU time per GiB.
 
 `--profile DIR` samples the client, server and agent processes with py-spy (pip install py-spy;
-it is in the test extras) during the OpenSSM single-stream runs: collapsed stacks per process and
-run in DIR, and the top functions by self time printed at the end (idle waits included, labelled
-by where they wait: select, queue get).
+it is in the test extras) during the first round's OpenSSM single-stream runs: collapsed stacks
+per process and direction in DIR, and the top functions by self time printed at the end (idle
+waits included, labelled by where they wait: select, queue get).
 
 Run: `.venv/bin/python bench/bench_port_throughput.py [--size-mib 256] [--parallel 20] [--profile DIR]`
 """
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -88,41 +94,63 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
-def measure(
-    path: str,
-    port: int,
-    size: int,
-    connections: int,
-    repeat: int,
-    on_single: Callable[[], None] | None = None,
-    pids: dict[str, int] | None = None,
-) -> list[Result]:
-    """Best of ``repeat`` runs per case: the machine is shared, so the fastest run is the cleanest."""
-    single(port, 4 * MIB, "upload")  # warm up: first connection, buffers, caches
-    watched = {**(pids or {}), "checksum ends": os.getpid()} if pids else {}
-    results = []
-    for direction in ("upload", "download"):
-        if on_single is not None:
-            on_single()
-        runs = []
-        for _ in range(repeat):
-            before = {name: cpu_times(pid) for name, pid in watched.items()}
-            seconds = single(port, size, direction)
-            gib = size / (1024 * MIB)
-            cpu = {
-                name: (
-                    (cpu_times(pid)[0] - before[name][0]) / gib,
-                    (cpu_times(pid)[1] - before[name][1]) / gib,
-                )
-                for name, pid in watched.items()
-            }
-            runs.append((seconds, cpu))
-        best, cpu = min(runs, key=lambda run: run[0])
-        results.append(Result(path, f"1 stream {direction}", size, best, cpu or None))
+@dataclass
+class Path:
+    name: str
+    port: int
+    pids: dict[str, int]  # processes whose CPU time is reported (empty: none)
+
+
+def run_single(path: Path, size: int, direction: str) -> Result:
+    watched = {**path.pids, "checksum ends": os.getpid()} if path.pids else {}
+    before = {name: cpu_times(pid) for name, pid in watched.items()}
+    seconds = single(path.port, size, direction)
+    gib = size / (1024 * MIB)
+    cpu = {
+        name: ((cpu_times(pid)[0] - before[name][0]) / gib, (cpu_times(pid)[1] - before[name][1]) / gib)
+        for name, pid in watched.items()
+    }
+    return Result(path.name, f"1 stream {direction}", size, seconds, cpu or None)
+
+
+def run_parallel(path: Path, size: int, connections: int) -> Result:
     share = size // connections // 2 * 2 * connections
-    best = min(parallel(port, size, connections) for _ in range(repeat))
-    results.append(Result(path, f"{connections} streams", share, best))
-    return results
+    return Result(path.name, f"{connections} streams", share, parallel(path.port, size, connections))
+
+
+def measure(
+    paths: list[Path], size: int, connections: int, repeat: int, profiler: Profiler | None
+) -> list[Result]:
+    """Rounds in which every path runs every case in turn; the fastest run per path and case counts
+    (the machine is shared, so the fastest run is the cleanest, and taking turns keeps a slow
+    spell from landing on one path only)."""
+    for path in paths:
+        single(path.port, 4 * MIB, "upload")  # warm up: first connection, buffers, caches
+    best: dict[tuple[str, str], Result] = {}
+
+    def keep(result: Result) -> None:
+        key = (result.path, result.case)
+        if key not in best or result.seconds < best[key].seconds:
+            best[key] = result
+
+    for round_number in range(repeat):
+        for direction in ("upload", "download"):
+            for path in paths:
+                profiling = profiler is not None and round_number == 0 and path.name == "OpenSSM"
+                if profiling:
+                    assert profiler is not None
+                    profiler.start(direction)
+                keep(run_single(path, size, direction))
+                if profiling:
+                    assert profiler is not None
+                    profiler.stop()
+        for path in paths:
+            keep(run_parallel(path, size, connections))
+    return [best[(path.name, case)] for path in paths for case in cases(connections)]
+
+
+def cases(connections: int) -> list[str]:
+    return ["1 stream upload", "1 stream download", f"{connections} streams"]
 
 
 @contextlib.contextmanager
@@ -164,6 +192,31 @@ def openssm_forward(workdir: pathlib.Path, destination_port: int) -> Iterator[tu
 
 
 @contextlib.contextmanager
+def bare_relays(destination_port: int, count: int) -> Iterator[tuple[int, dict[str, int]]]:
+    """``count`` bare relays in a row in front of the destination; yields the first one's port."""
+    script = pathlib.Path(__file__).resolve().parent / "bare_relay.py"
+    procs: list[subprocess.Popen[str]] = []
+    target = destination_port
+    try:
+        for _ in range(count):
+            port = free_port()
+            proc = subprocess.Popen(
+                [sys.executable, str(script), str(port), str(target)], stdout=subprocess.PIPE, text=True
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("bare relay did not start")
+            target = port
+        # Named in the order the bytes pass them on upload, like client, server, agent.
+        yield target, {f"relay {n + 1}": proc.pid for n, proc in enumerate(reversed(procs))}
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
 def ssh_forward(workdir: pathlib.Path, destination_port: int) -> Iterator[int]:
     with run_sshd(workdir / "sshd") as sshd:
         local = free_port()
@@ -200,11 +253,9 @@ class Profiler:
         self.out_dir = out_dir
         self.pids = pids
         self.running: list[subprocess.Popen[bytes]] = []
-        self.runs = 0
 
-    def start(self) -> None:
+    def start(self, label: str) -> None:
         self.stop()
-        self.runs += 1
         for name, pid in self.pids.items():
             self.running.append(
                 subprocess.Popen(
@@ -220,7 +271,7 @@ class Profiler:
                         "--format",
                         "raw",  # collapsed stacks: feed to any flame-graph tool
                         "--output",
-                        str(self.out_dir / f"run{self.runs}-{name}.txt"),
+                        str(self.out_dir / f"{label}-{name}.txt"),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -303,41 +354,38 @@ def main() -> None:
     parser.add_argument("--no-ssh", action="store_true")
     args = parser.parse_args()
     size = args.size_mib * MIB
-    results: list[Result] = []
-    with tempfile.TemporaryDirectory() as tmp, ChecksumServer() as destination:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ChecksumServer() as destination,
+        contextlib.ExitStack() as stack,
+    ):
         work = pathlib.Path(tmp)
-        results += measure("direct TCP", destination.port, size, args.parallel, args.repeat)
-        with openssm_forward(work / "openssm", destination.port) as (local, pids):
-            profiler = None
-            if args.profile:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                profiler = Profiler(args.profile, pids)
-            results += measure(
-                "OpenSSM",
-                local,
-                size,
-                args.parallel,
-                args.repeat,
-                profiler.start if profiler else None,
-                pids=pids,
-            )
-            if profiler:
-                profiler.stop()
+        paths = [Path("direct TCP", destination.port, {})]
+        local, pids = stack.enter_context(openssm_forward(work / "openssm", destination.port))
+        paths.append(Path("OpenSSM", local, pids))
         if not args.no_ssh and sshd_available() and shutil.which("ssh"):
-            with ssh_forward(work, destination.port) as local:
-                results += measure("ssh -L", local, size, args.parallel, args.repeat)
+            paths.append(Path("ssh -L", stack.enter_context(ssh_forward(work, destination.port)), {}))
         else:
             print("ssh -L: skipped (--no-ssh, or OpenSSH not installed)")
+        local, pids = stack.enter_context(bare_relays(destination.port, 3))
+        paths.append(Path("3 bare relays", local, pids))
+        profiler = None
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profiler = Profiler(args.profile, paths[1].pids)
+        results = measure(paths, size, args.parallel, args.repeat, profiler)
+        if profiler:
+            profiler.stop()
 
     direct = {r.case: r for r in results if r.path == "direct TCP"}
     print(
         f"\nport forwarding throughput, {args.size_mib} MiB per case, best of {args.repeat},"
         " SHA-256 verified both ways\n"
     )
-    print(f"{'path':<12} {'case':<20} {'MiB/s':>10} {'vs direct':>10}")
+    print(f"{'path':<14} {'case':<20} {'MiB/s':>10} {'vs direct':>10}")
     for r in results:
         ratio = r.mib_per_s / direct[r.case].mib_per_s
-        print(f"{r.path:<12} {r.case:<20} {r.mib_per_s:>10.1f} {ratio:>9.1%}")
+        print(f"{r.path:<14} {r.case:<20} {r.mib_per_s:>10.1f} {ratio:>9.1%}")
     for r in results:
         if r.cpu:
             total = sum(user + system for user, system in r.cpu.values())
@@ -345,10 +393,10 @@ def main() -> None:
             for name, (user, system) in r.cpu.items():
                 print(f"  {name:<14} {user:5.2f} + {system:4.2f}")
     if args.profile:
-        for raw in sorted(args.profile.glob("run*-*.txt")):
+        for raw in sorted(args.profile.glob("*-*.txt")):
             summary = summarise(raw)
-            run = "upload" if raw.stem.startswith("run1") else "download"
-            print(f"\n{raw.stem.split('-', 1)[1]} ({run}): busy {summary.busy_share:.0%} of samples")
+            direction, process = raw.stem.split("-", 1)
+            print(f"\n{process} ({direction}): busy {summary.busy_share:.0%} of samples")
             print("  self time (share of busy):")
             for share, name in summary.self_time:
                 print(f"    {share:6.1%}  {name}")
