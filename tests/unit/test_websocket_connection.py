@@ -1,0 +1,207 @@
+"""WebSocketConnection against aiohttp's own WebSocket client and server, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+from openssm import websocket_connection
+from openssm.protocol import websocket as codec
+from openssm.websocket_connection import ConnectionClosed, WebSocketConnection
+
+Handler = Callable[[WebSocketConnection], Awaitable[None]]
+
+
+async def serve_ours(handler: Handler, **accept: object) -> tuple[web.AppRunner, str]:
+    """A server whose /ws is upgraded by websocket_connection.accept and served by ``handler``."""
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        accepted = await websocket_connection.accept(
+            request,
+            max_message=int(accept.get("max_message", 1 << 21)),  # type: ignore[call-overload]
+            heartbeat=accept.get("heartbeat"),  # type: ignore[arg-type]
+        )
+        if not isinstance(accepted, WebSocketConnection):
+            return accepted
+        try:
+            await handler(accepted)
+        finally:
+            await accepted.close()
+        assert accepted.response is not None
+        return accepted.response
+
+    return await start_app(endpoint)
+
+
+async def start_app(
+    endpoint: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> tuple[web.AppRunner, str]:
+    """A loopback server with ``endpoint`` at /ws: its runner and the URL."""
+    app = web.Application()
+    app.router.add_get("/ws", endpoint)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
+
+
+async def echo(connection: WebSocketConnection) -> None:
+    async for message in connection:
+        if message.type is WSMsgType.BINARY:
+            await connection.send_bytes(message.data)
+        elif message.type is WSMsgType.TEXT:
+            await connection.send_str(message.data.upper())
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def test_the_compiled_mask_is_in_use() -> None:
+    # Falling back to the pure-Python XOR would quietly cost the data channels most of their speed.
+    assert websocket_connection.MASK is not codec.mask_python
+
+
+async def test_our_server_talks_to_aiohttps_client(http: aiohttp.ClientSession) -> None:
+    runner, url = await serve_ours(echo)
+    try:
+        async with http.ws_connect(url, max_msg_size=1 << 21) as client:
+            await client.send_str("hello")
+            assert (await client.receive(timeout=5)).data == "HELLO"
+            big = os.urandom(1 << 20)
+            await client.send_bytes(big)
+            assert (await client.receive(timeout=5)).data == big
+            await client.ping(b"are you there")  # answered by our pong (aiohttp checks nothing)
+            await client.send_bytes(b"after the ping")
+            assert (await client.receive(timeout=5)).data == b"after the ping"
+            await client.close()
+            assert client.close_code == 1000
+    finally:
+        await runner.cleanup()
+
+
+async def test_our_server_refuses_a_plain_request_and_oversized_messages(http: aiohttp.ClientSession) -> None:
+    runner, url = await serve_ours(echo, max_message=1000)
+    try:
+        async with http.get(url) as response:
+            assert response.status == 400
+        async with http.ws_connect(url) as client:
+            await client.send_bytes(b"x" * 1001)
+            message = await client.receive(timeout=5)
+            assert message.type is WSMsgType.CLOSE
+            assert message.data == codec.CLOSE_MESSAGE_TOO_BIG
+    finally:
+        await runner.cleanup()
+
+
+async def serve_aiohttp(
+    handler: Callable[[web.WebSocketResponse], Awaitable[None]], **ws: object
+) -> tuple[web.AppRunner, str]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        response = web.WebSocketResponse(max_msg_size=1 << 21, **ws)  # type: ignore[arg-type]
+        await response.prepare(request)
+        await handler(response)
+        return response
+
+    return await start_app(endpoint)
+
+
+async def test_our_client_talks_to_aiohttps_server(http: aiohttp.ClientSession) -> None:
+    seen: list[object] = []
+
+    async def server(ws: web.WebSocketResponse) -> None:
+        first = await ws.receive()
+        seen.append(first.data)
+        await ws.ping(b"ping from the server")  # our client answers it
+        big = os.urandom(1 << 20)
+        await ws.send_bytes(big)
+        seen.append(big)
+        echoed = await ws.receive()
+        seen.append(echoed.data)
+        await ws.close(code=4001, message=b"done")
+
+    runner, url = await serve_aiohttp(server)
+    try:
+        connection = await websocket_connection.connect(http, url, max_message=1 << 21)
+        await connection.send_str("open")
+        message = await connection.receive(timeout=5)
+        assert message.type is WSMsgType.BINARY
+        await connection.send_parts([message.data[:10], memoryview(message.data)[10:]])
+        closing = await connection.receive(timeout=5)
+        assert closing.type is WSMsgType.CLOSE and closing.data == 4001 and closing.extra == "done"
+        assert (await connection.receive(timeout=5)).type is WSMsgType.CLOSED
+        assert seen[0] == "open" and seen[2] == seen[1]
+        with pytest.raises(ConnectionClosed):
+            await connection.send_bytes(b"too late")
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_peer_that_answers_no_ping_is_dropped(http: aiohttp.ClientSession) -> None:
+    async def mute(ws: web.WebSocketResponse) -> None:
+        await asyncio.sleep(2)  # autoping is off and nothing is read: our pings go unanswered
+
+    runner, url = await serve_aiohttp(mute, autoping=False)
+    try:
+        connection = await websocket_connection.connect(http, url, max_message=1000, heartbeat=0.2)
+        message = await connection.receive(timeout=5)
+        assert message.type is WSMsgType.CLOSED
+        assert isinstance(connection.exception(), TimeoutError)
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_idle_but_answering_peer_is_kept(http: aiohttp.ClientSession) -> None:
+    runner, url = await serve_ours(echo, heartbeat=0.2)
+    try:
+        async with http.ws_connect(url, autoping=True) as client:
+            with pytest.raises(TimeoutError):  # aiohttp answers pings while it reads
+                await asyncio.wait_for(client.receive(), 1.0)  # five heartbeats: our pings, its pongs
+            await client.send_str("still here")
+            assert (await client.receive(timeout=5)).data == "STILL HERE"
+    finally:
+        await runner.cleanup()
+
+
+async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSession) -> None:
+    got: list[int] = []
+    release = asyncio.Event()
+    paused: list[bool] = []
+
+    async def slow(connection: WebSocketConnection) -> None:
+        await release.wait()
+        paused.append(connection._read_paused)
+        async for message in connection:
+            got.append(len(message.data))
+            if len(got) == 20:
+                return
+
+    runner, url = await serve_ours(slow)
+    try:
+        async with http.ws_connect(url) as client:
+
+            async def send() -> None:
+                for _ in range(20):
+                    await client.send_bytes(b"z" * 1_000_000)
+
+            sending = asyncio.create_task(send())
+            await asyncio.sleep(0.5)
+            assert not sending.done()  # held back: the server stopped reading at its high-water mark
+            release.set()
+            await asyncio.wait_for(sending, 10)
+            for _ in range(50):
+                if len(got) == 20:
+                    break
+                await asyncio.sleep(0.1)
+            assert paused == [True]
+            assert got == [1_000_000] * 20  # all of them, in order, after the pause
+    finally:
+        await runner.cleanup()
