@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
 
-from aiohttp import web
+from aiohttp import WSMessage, web
 
 from openssm.gateway.settings import GatewaySettings
 
@@ -28,10 +30,26 @@ def make_websocket(settings: GatewaySettings) -> web.WebSocketResponse:
     )
 
 
+class Socket(Protocol):
+    """What the gateway uses of a WebSocket: aiohttp's (control channels) or
+    :class:`openssm.websocket_connection.WebSocketConnection` (data channels)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+
+    async def receive(self, timeout: float | None = None) -> WSMessage: ...
+
+    def __aiter__(self) -> AsyncIterator[WSMessage]: ...
+
+
 class Peer:
     """A WebSocket plus the event its reader sets when the connection ends."""
 
-    def __init__(self, ws: web.WebSocketResponse, label: str) -> None:
+    def __init__(self, ws: Socket, label: str) -> None:
         self.ws = ws
         self.label = label
         self.gone = asyncio.Event()  # set by the connection's handler when its read loop ends

@@ -10,12 +10,12 @@ from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from openssm import security
+from openssm import security, websocket_connection
 from openssm.gateway import messages
 from openssm.gateway.agent_auth import authenticate_agent, is_signed, own_instance
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.node import GatewayNode, SessionRefused
-from openssm.gateway.peer import LINGER, Peer, make_websocket
+from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.store import channels as store
 from openssm.store.secrets import hash_token
@@ -26,7 +26,7 @@ KIND_CLIENT: Final = "client"
 BAD_TOKEN: Final = "The session token is invalid, expired or already used"
 
 
-async def read_open_frame(ws: web.WebSocketResponse, timeout: float) -> messages.OpenFrame | None:
+async def read_open_frame(ws: Socket, timeout: float) -> messages.OpenFrame | None:
     """The first frame must be a JSON text frame with a TokenValue; otherwise close and None."""
     try:
         msg = await ws.receive(timeout=timeout)
@@ -45,12 +45,13 @@ async def read_open_frame(ws: web.WebSocketResponse, timeout: float) -> messages
         return None
 
 
-async def binary_frames(ws: web.WebSocketResponse) -> AsyncIterator[bytes]:
+async def binary_frames(ws: Socket) -> AsyncIterator[bytes]:
     """Binary messages until the socket ends; EOF without a close frame is a normal end."""
-    async for msg in ws:
+    while True:
+        msg = await ws.receive()
         if msg.type is WSMsgType.BINARY:
             yield msg.data
-        elif msg.type is WSMsgType.ERROR:
+        elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             return
 
 
@@ -117,14 +118,21 @@ class SocketHandlers:
                 identity = await authenticate_agent(self.services, request, b"")
             except security.AuthError as exc:
                 return error_response(exc.code, exc.message, exc.status)
-        ws = make_websocket(self.settings)
-        await ws.prepare(request)
+        # Data channels carry the bulk bytes: framed by websocket_connection, not aiohttp (DESIGN.md).
+        ws = await websocket_connection.accept(
+            request,
+            max_message=self.settings.max_message_bytes,
+            heartbeat=self.settings.ws_heartbeat,
+            close_timeout=CLOSE_TIMEOUT,
+        )
+        if not isinstance(ws, websocket_connection.WebSocketConnection):
+            return ws  # not a valid upgrade: aiohttp's error response
         peer = Peer(ws, f"data {session_id}")
         try:
             opened = await read_open_frame(ws, self.settings.open_frame_timeout)
             if opened is None:
-                return ws
-            if isinstance(opened, messages.AgentDataOpen):
+                pass
+            elif isinstance(opened, messages.AgentDataOpen):
                 await self._serve_agent(session_id, identity, opened, peer)
             elif isinstance(opened, messages.ClientOpen):
                 await self._serve_client(session_id, opened, peer)
@@ -132,7 +140,9 @@ class SocketHandlers:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame")
         finally:
             peer.gone.set()
-        return ws
+            await ws.close()
+        assert ws.response is not None
+        return ws.response
 
     async def _serve_client(self, session_id: str, opened: messages.ClientOpen, peer: Peer) -> None:
         token = await self._consume_token(opened.token_value, KIND_CLIENT, session_id)
