@@ -33,6 +33,7 @@ from openssm.protocol.frames import (
     go_json,
     parse_flag,
 )
+from openssm.websocket_connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class DataChannel:
             MessageType.OUTPUT_STREAM_DATA, syn_on_first=True, reorder_limit=MAX_REORDER
         )
         self.max_input_payload = MAX_INPUT_PAYLOAD
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: WebSocketConnection | None = None
         self._input_handler: InputHandler | None = None
         self._paused = False
         self._changed = asyncio.Event()

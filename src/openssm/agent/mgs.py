@@ -10,13 +10,17 @@ from typing import Final
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from openssm import websocket_connection
 from openssm.agent.signing import CredentialSource, sign
 from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.protocol.frames import go_json
+from openssm.websocket_connection import WebSocketConnection
 
 SERVICE: Final = "ssmmessages"
 MAX_XML_SIZE: Final = 1 << 16
 GO_USER_AGENT: Final = "Go-http-client/1.1"
+MAX_CHANNEL_MESSAGE: Final = 1 << 20
+CLOSE_TIMEOUT: Final = 1.0  # the real agent just drops the TCP connection; never wait long
 
 
 class MgsError(RuntimeError):
@@ -126,8 +130,7 @@ class MgsClient:
             {"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4()), "ClientId": ""},
         )
 
-    async def _connect(self, path: str, query: str) -> aiohttp.ClientWebSocketResponse:
-        url = websocket_url(self.endpoint, path, query)
+    async def _signed_headers(self, url: str) -> dict[str, str]:
         headers = sign(
             "GET",
             url,
@@ -139,25 +142,43 @@ class MgsClient:
             signed=["host"],
         )
         headers["User-Agent"] = GO_USER_AGENT
+        return headers
+
+    async def connect_control(self, instance_id: str) -> aiohttp.ClientWebSocketResponse:
+        url = websocket_url(
+            self.endpoint,
+            f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}",
+            "role=subscribe&stream=input",
+        )
         try:
             return await self.http.ws_connect(
                 url,
-                headers=headers,
+                headers=await self._signed_headers(url),
                 heartbeat=self.ping_seconds,
                 autoping=True,
-                max_msg_size=1 << 20,
+                max_msg_size=MAX_CHANNEL_MESSAGE,
                 # The real agent just drops the TCP connection; never wait long for a close reply.
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
             )
         except aiohttp.ClientResponseError as exc:
             raise without_request_headers(exc) from None
 
-    async def connect_control(self, instance_id: str) -> aiohttp.ClientWebSocketResponse:
-        return await self._connect(
-            f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}", "role=subscribe&stream=input"
+    async def connect_data(self, session_id: str) -> WebSocketConnection:
+        """A data channel: framed by ``websocket_connection`` (the bulk bytes go through it)."""
+        url = websocket_url(
+            self.endpoint,
+            f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}",
+            "role=publish_subscribe",
         )
-
-    async def connect_data(self, session_id: str) -> aiohttp.ClientWebSocketResponse:
-        return await self._connect(
-            f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}", "role=publish_subscribe"
-        )
+        try:
+            return await websocket_connection.connect(
+                self.http,
+                url,
+                max_message=MAX_CHANNEL_MESSAGE,
+                heartbeat=self.ping_seconds,
+                close_timeout=CLOSE_TIMEOUT,
+                headers=await self._signed_headers(url),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+            )
+        except aiohttp.ClientResponseError as exc:
+            raise without_request_headers(exc) from None

@@ -21,6 +21,7 @@ from typing import Final, Protocol
 
 import aiohttp
 
+from openssm import websocket_connection
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
     MAX_FRAME_SIZE,
@@ -33,6 +34,7 @@ from openssm.protocol.frames import (
 )
 from openssm.protocol.messages import ClientOpen, ProtocolError, parse_channel_closed
 from openssm.protocol.versions import CLIENT_VERSION
+from openssm.websocket_connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ class DataChannel:
         self.client_id = client_id or str(uuid.uuid4())
         self.endpoint = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
         self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: WebSocketConnection | None = None
         self._send_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
         self._closing = False
@@ -177,12 +179,13 @@ class DataChannel:
         ssl_option: ssl.SSLContext | bool = (
             ssl_context_from_env() if self.stream_url.startswith("wss:") else False
         )
-        ws = await self._http.ws_connect(
+        ws = await websocket_connection.connect(
+            self._http,
             self.stream_url,
+            max_message=MAX_FRAME_SIZE,
+            close_timeout=2.0,
             ssl=ssl_option,
             proxy=proxy_for(self.stream_url),
-            autoping=True,
-            max_msg_size=MAX_FRAME_SIZE,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
             headers={"User-Agent": f"openssm-session-manager-plugin/{CLIENT_VERSION}"},
         )
