@@ -128,8 +128,14 @@ class TcpConnection(asyncio.Protocol):
         self._writable().write(data)
 
     def writelines(self, parts: list[bytes | memoryview]) -> None:
-        """Several buffers in one go (a vectored write where the loop has one)."""
-        self._writable().writelines(parts)
+        """Several buffers in one go: a vectored write where the loop has one (uvloop, Python
+        3.12+), else one write each, since the fallback joins them (a copy of every byte)."""
+        transport = self._writable()
+        if type(transport).writelines is asyncio.WriteTransport.writelines:
+            for part in parts:
+                transport.write(part)
+        else:
+            transport.writelines(parts)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
