@@ -162,11 +162,11 @@ class DataChannel:
             await self._wait_change()
         if self.ended.is_set() or self._closing:
             raise ChannelEnded(self.end_reason.value if self.end_reason else "closed")
-        data = self.stream.send(payload_type, payload)
+        pieces = self.stream.send_pieces(payload_type, payload)
         log.debug(
             "session %s: sending seq %d type %d", self.session_id, self.stream.next_send_seq - 1, payload_type
         )
-        await self._send_raw(data)
+        await self._send_raw(pieces)
 
     async def send_output(self, data: bytes, payload_type: int = PayloadType.OUTPUT) -> None:
         for start in range(0, len(data), MAX_CHUNK):
@@ -206,13 +206,14 @@ class DataChannel:
         frame = Frame(MessageType.AGENT_SESSION_STATE, 0, FLAG_ACK, PayloadType.NONE, go_json(body))
         await self._send_raw(frame.encode())
 
-    async def _send_raw(self, data: bytes) -> None:
-        """Best effort: a message lost with a dying socket is replayed after the reconnect."""
+    async def _send_raw(self, data: bytes | PayloadParts) -> None:
+        """Best effort: a message lost with a dying socket is replayed after the reconnect.
+        ``data`` may come as pieces, joined once into the WebSocket frame."""
         ws = self._ws
         if ws is None or ws.closed:
             return
         try:
-            await ws.send_bytes(data)
+            await ws.send_parts((data,) if isinstance(data, bytes) else data)
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             log.debug("session %s: send failed: %s", self.session_id, exc)
 

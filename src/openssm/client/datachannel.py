@@ -218,16 +218,16 @@ class DataChannel:
             await self._acked.wait_for(lambda: self.endpoint.can_send)
         if self.encrypt is not None and payload_type == PayloadType.OUTPUT:
             payload = self.encrypt(payload if isinstance(payload, bytes) else b"".join(payload))
-        encoded = self.endpoint.send(payload_type, payload)
-        await self._write(encoded)
+        await self._write(self.endpoint.send_pieces(payload_type, payload))
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes | PayloadParts) -> None:
+        """One message, whole or as pieces (joined once, into the WebSocket frame)."""
         ws = self._ws
         if ws is None or ws.closed:
             return  # reconnect replays every unacked message
         async with self._send_lock:
             try:
-                await ws.send_bytes(data)
+                await ws.send_parts((data,) if isinstance(data, bytes) else data)
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
                 log.debug("data channel write failed: %s", exc)
 

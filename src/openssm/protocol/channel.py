@@ -28,7 +28,7 @@ from openssm.protocol.frames import (
     PayloadType,
     ack_for,
     acked_sequence,
-    encode_parts,
+    encode_pieces,
 )
 
 INITIAL_RTO: Final = 0.2
@@ -46,7 +46,7 @@ class WindowFull(RuntimeError):
 
 @dataclasses.dataclass(slots=True)
 class _Pending:
-    encoded: bytes
+    encoded: PayloadParts  # the frame's pieces: header, then the payload as it was given
     last_sent: float
 
 
@@ -100,11 +100,16 @@ class StreamEndpoint:
     def send(self, payload_type: int, payload: bytes | PayloadParts) -> bytes:
         """Number a new stream message, remember it until acked, and return its wire bytes.
         ``payload`` may come in parts (joined once, into the wire bytes)."""
+        return b"".join(self.send_pieces(payload_type, payload))
+
+    def send_pieces(self, payload_type: int, payload: bytes | PayloadParts) -> PayloadParts:
+        """:meth:`send`, returning the message as pieces (header, then ``payload``'s parts),
+        uncopied. The parts are kept for resending, so they must not change until acked."""
         if not self.can_send:
             raise WindowFull(f"{len(self._unacked)} messages unacked")
         seq = self.next_send_seq
         flags = FLAG_SYN if (seq == 0 and self.syn_on_first) else FLAG_DATA
-        encoded = encode_parts(
+        encoded = encode_pieces(
             self.outgoing,
             seq,
             flags,
@@ -137,7 +142,7 @@ class StreamEndpoint:
         if now - pending.last_sent < self.rto:
             return []
         pending.last_sent = now
-        return [pending.encoded]
+        return [b"".join(pending.encoded)]
 
     def all_unacked(self) -> list[bytes]:
         """Every unacked message, oldest first (to replay after a reconnect)."""
@@ -145,7 +150,7 @@ class StreamEndpoint:
         out = []
         for pending in self._unacked.values():
             pending.last_sent = now
-            out.append(pending.encoded)
+            out.append(b"".join(pending.encoded))
         return out
 
     # -- receiving ---------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class Frame:
 
     def encode(self, *, digest: bool = True) -> bytes:
         """Wire bytes. ``digest=False`` leaves PayloadDigest zero (fast path only)."""
-        return encode_parts(
+        pieces = encode_pieces(
             self.message_type,
             self.sequence_number,
             self.flags,
@@ -123,6 +123,7 @@ class Frame:
             schema_version=self.schema_version,
             digest=digest,
         )
+        return b"".join(pieces)
 
     def json(self) -> Any:
         """The payload parsed as JSON (acks, handshake, control messages)."""
@@ -141,7 +142,7 @@ class Frame:
 PayloadParts = Sequence[bytes | memoryview]
 
 
-def encode_parts(
+def encode_pieces(
     message_type: str,
     sequence_number: int,
     flags: int,
@@ -152,9 +153,9 @@ def encode_parts(
     created_date: int | None = None,
     schema_version: int = SCHEMA_VERSION,
     digest: bool = True,
-) -> bytes:
-    """Wire bytes of a frame whose payload is ``parts`` joined: one copy of the payload, made
-    while the header is prepended (the relay's buffers arrive in pieces)."""
+) -> list[bytes | memoryview]:
+    """A frame as pieces to send in order, its header then ``parts`` themselves, uncopied: the
+    data channel joins them once, into the WebSocket frame it masks."""
     type_bytes = message_type.encode("ascii")
     if len(type_bytes) > 32:
         raise FrameError(f"message type too long: {message_type!r}")
@@ -176,7 +177,7 @@ def encode_parts(
         payload_type,
         length,
     )
-    return b"".join((header, *parts))
+    return [header, *parts]
 
 
 def decode(data: bytes, *, verify_digest: bool = False, allow_no_digest: bool = False) -> Frame:
@@ -208,7 +209,7 @@ def decode(data: bytes, *, verify_digest: bool = False, allow_no_digest: bool = 
     message_type = type_bytes.replace(b"\x00", b"").strip().decode("ascii", "replace")
     if not message_type:
         raise FrameError("MessageType is empty")
-    payload = bytes(data[header_length + 4 :])
+    payload = bytes(memoryview(data)[header_length + 4 :])  # one copy, whatever ``data`` is
     if (
         verify_digest
         and payload
