@@ -175,6 +175,8 @@ class WebSocketConnection(asyncio.BufferedProtocol):
     async def receive(self, timeout: float | None = None) -> WSMessage:
         """The next message; CLOSE once if the peer closed, then CLOSED for ever; ERROR once on a
         protocol violation (see :meth:`exception`)."""
+        if self._waiter is not None:
+            raise RuntimeError("receive() is already being awaited")  # as aiohttp: one reader
         while not self._messages:
             if self._lost:
                 return _CLOSED_MESSAGE

@@ -145,6 +145,23 @@ async def test_our_client_talks_to_aiohttps_server(http: aiohttp.ClientSession) 
         await runner.cleanup()
 
 
+async def test_only_one_task_may_wait_to_receive(http: aiohttp.ClientSession) -> None:
+    async def quiet(ws: web.WebSocketResponse) -> None:
+        await ws.receive()
+
+    runner, url = await serve_aiohttp(quiet)
+    try:
+        connection = await websocket_connection.connect(http, url, max_message=1000)
+        waiting = asyncio.create_task(connection.receive())
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError, match="already"):
+            await connection.receive()
+        await connection.close()
+        assert (await asyncio.wait_for(waiting, 5)).type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_peer_that_answers_no_ping_is_dropped(http: aiohttp.ClientSession) -> None:
     async def mute(ws: web.WebSocketResponse) -> None:
         await asyncio.sleep(2)  # autoping is off and nothing is read: our pings go unanswered
