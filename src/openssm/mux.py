@@ -480,8 +480,10 @@ async def pipe(stream: MuxStream, connection: TcpConnection, *, chunk_size: int 
     """
 
     async def local_to_stream() -> None:
-        while data := await connection.read(chunk_size):
-            await stream.write(data)
+        # Chunks as received, unjoined: smux frames are views of them all the way to the wire.
+        while parts := await connection.read_parts(chunk_size):
+            for part in parts:
+                await stream.write(part)
         await stream.close()
 
     async def stream_to_local() -> None:

@@ -31,7 +31,7 @@ class TcpConnection(asyncio.Protocol):
         self._high_water = high_water
         self._on_open = on_open
         self._transport: asyncio.Transport | None = None
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[bytes | memoryview] = collections.deque()
         self._buffered = 0
         self._eof = False
         self._error: BaseException | None = None
@@ -84,38 +84,47 @@ class TcpConnection(asyncio.Protocol):
     async def read(self, max_bytes: int) -> bytes:
         """At least one byte and at most ``max_bytes``, waiting for them; b"" at EOF.
         Raises the connection's error if it broke with data unread."""
+        parts = await self.read_parts(max_bytes)
+        if len(parts) == 1 and isinstance(parts[0], bytes):
+            return parts[0]
+        return b"".join(parts)
+
+    async def read_parts(self, max_bytes: int) -> list[bytes | memoryview]:
+        """As :meth:`read`, but the chunks as received, not joined (views where one was split);
+        [] at EOF. They are views of immutable ``bytes``: safe to keep."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self._eof:
-                return b""
+                return []
             self._read_waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._read_waiter
             finally:
                 self._read_waiter = None
-        data = self._take(max_bytes)
-        self._buffered -= len(data)
+        parts = self._take(max_bytes)
+        self._buffered -= sum(len(part) for part in parts)
         if self._reading_paused and self._buffered <= self._high_water // 2 and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
-        return data
+        return parts
 
-    def _take(self, max_bytes: int) -> bytes:
-        head = self._chunks[0]
-        if len(head) >= max_bytes:
-            if len(head) == max_bytes:
-                return self._chunks.popleft()
-            self._chunks[0] = head[max_bytes:]
-            return head[:max_bytes]
-        parts = [self._chunks.popleft()]
-        size = len(head)
-        while self._chunks and size + len(self._chunks[0]) <= max_bytes:
-            size += len(self._chunks[0])
-            parts.append(self._chunks.popleft())
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def _take(self, max_bytes: int) -> list[bytes | memoryview]:
+        parts: list[bytes | memoryview] = []
+        room = max_bytes
+        while self._chunks and room:
+            head = self._chunks[0]
+            if len(head) <= room:
+                parts.append(self._chunks.popleft())
+                room -= len(head)
+            else:
+                view = memoryview(head)
+                parts.append(view[:room])
+                self._chunks[0] = view[room:]
+                room = 0
+        return parts
 
     # -- writing ---------------------------------------------------------------------------------------
 

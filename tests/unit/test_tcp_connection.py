@@ -4,9 +4,10 @@ on both event loops the processes run (the standard one and uvloop, see openssm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -46,17 +47,44 @@ def test_bytes_arrive_in_order_within_the_read_size_and_eof_is_empty(run: Run) -
     run(_bytes_arrive_in_order_within_the_read_size_and_eof_is_empty())
 
 
-async def _bytes_arrive_in_order_within_the_read_size_and_eof_is_empty() -> None:
+@contextlib.asynccontextmanager
+async def received(payload: bytes) -> AsyncIterator[TcpConnection]:
+    """A connection whose peer has sent ``payload`` and then EOF."""
     client, served, server = await pair()
-    payload = os.urandom(3 << 20)
     async with server:
         client.write(payload)
         await client.drain()
         client.write_eof()
+        try:
+            yield served
+        finally:
+            await tcp_connection.close_quietly(client)
+            await tcp_connection.close_quietly(served)
+
+
+async def _bytes_arrive_in_order_within_the_read_size_and_eof_is_empty() -> None:
+    payload = os.urandom(3 << 20)
+    async with received(payload) as served:
         assert await read_all(served, chunk=100_003) == payload
         assert await served.read(10) == b""  # EOF stays EOF
-        await tcp_connection.close_quietly(client)
-        await tcp_connection.close_quietly(served)
+
+
+def test_read_parts_hands_over_received_chunks_unjoined(run: Run) -> None:
+    run(_read_parts_hands_over_received_chunks_unjoined())
+
+
+async def _read_parts_hands_over_received_chunks_unjoined() -> None:
+    payload = os.urandom(3 << 20)
+    async with received(payload) as served:
+        pieces = []
+        while parts := await served.read_parts(100_003):
+            assert 0 < sum(len(part) for part in parts) <= 100_003
+            for part in parts:
+                # Never a copy: the received bytes themselves, or views of them.
+                assert isinstance(part, bytes) or isinstance(part.obj, bytes)
+                pieces.append(bytes(part))
+        assert b"".join(pieces) == payload
+        assert await served.read_parts(10) == []
 
 
 def test_half_close_keeps_the_other_direction_open(run: Run) -> None:

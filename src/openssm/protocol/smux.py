@@ -544,8 +544,9 @@ class SmuxSession:
             allowed = min(allowed, self._window(stream))
         frame_size = self.config.max_frame_size
         view = memoryview(data)
-        # Slices of immutable bytes are queued as they are; a mutable buffer is copied.
-        keep = isinstance(data, bytes)
+        # Slices of immutable bytes (given as bytes or a view of bytes) are queued as they are; a
+        # mutable buffer is copied.
+        keep = isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes))
         for start in range(0, allowed, frame_size):
             piece = view[start : min(start + frame_size, allowed)]
             self._queue(Command.PSH, stream_id, piece if keep else bytes(piece))

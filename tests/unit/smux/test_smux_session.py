@@ -154,6 +154,20 @@ def test_data_is_split_at_max_frame_size() -> None:
     assert [len(frame.data) for frame in sent(client)] == [32768, 32768, 4464]
 
 
+def test_immutable_data_is_queued_as_views_and_mutable_data_is_copied() -> None:
+    client, _ = pair()
+    sid = client.open_stream()
+    client.data_to_send()
+    data = bytes(range(256)) * 4
+    client.write(sid, memoryview(data)[100:])  # a view of bytes: never copied
+    queued = [part for part in client.parts_to_send() if len(part) > 8]
+    assert all(isinstance(part, memoryview) and part.obj is data for part in queued)
+    mutable = bytearray(b"before")
+    client.write(sid, memoryview(mutable))
+    mutable[:] = b"after!"  # the caller may reuse its buffer at once
+    assert client.data_to_send().endswith(b"before")
+
+
 def test_v1_has_no_window_and_never_sends_upd() -> None:
     client, server = pair(version=1)
     sid = client.open_stream()
