@@ -172,3 +172,10 @@ def test_nothing_may_follow_a_close_frame() -> None:
 def test_control_frames_cannot_carry_more_than_125_bytes() -> None:
     with pytest.raises(ValueError, match="125"):
         ws.encode(ws.OP_PING, [b"x" * 126])
+
+
+def test_a_long_close_reason_is_cut_between_characters() -> None:
+    payload = ws.close_payload(1008, "é" * 100)  # 200 bytes of UTF-8: cut to at most 123
+    assert len(payload) <= 125
+    ws.check_close_payload(payload)  # still valid UTF-8
+    assert payload[2:].decode() == "é" * 61

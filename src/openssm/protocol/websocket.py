@@ -301,8 +301,10 @@ class FrameReader:
 
 
 def close_payload(code: int, reason: str = "") -> bytes:
-    """A close frame's payload: the code, then at most 123 bytes of UTF-8 reason."""
-    return struct.pack("!H", code) + reason.encode()[:123]
+    """A close frame's payload: the code, then at most 123 bytes of UTF-8 reason (cut between
+    characters: a peer must refuse a reason that is not valid UTF-8)."""
+    encoded = reason.encode()[:123].decode(errors="ignore").encode()
+    return struct.pack("!H", code) + encoded
 
 
 def check_close_payload(payload: Buffer) -> None:
