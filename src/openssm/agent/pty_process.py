@@ -19,6 +19,9 @@ import termios
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from openssm.agent.privileges import as_account
+from openssm.agent.sessions.identity import RunAs
+
 READ_SIZE: Final = 1024
 # The child must become a session leader with the PTY as its controlling terminal, which
 # subprocess cannot arrange by itself (and forking the agent's threaded process by hand is
@@ -60,26 +63,20 @@ class PtyProcess:
         *,
         env: Mapping[str, str],
         cwd: str,
-        user: int | None = None,
-        group: int | None = None,
-        extra_groups: Sequence[int] | None = None,
+        account: RunAs | None = None,
         cols: int = 80,
         rows: int = 24,
     ) -> PtyProcess:
+        """Start ``argv`` (``executable`` first) on a new PTY, as ``account`` when given."""
+        launch = _launcher(executable, argv)
+        if account is not None:
+            launch = as_account(launch, account)
         master, slave = os.openpty()
         try:
             set_window_size(master, cols, rows)
             os.set_blocking(master, False)
             process = await asyncio.create_subprocess_exec(
-                *_launcher(executable, argv),
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                env=dict(env),
-                cwd=cwd,
-                user=user,
-                group=group,
-                extra_groups=list(extra_groups) if extra_groups is not None else None,
+                *launch, stdin=slave, stdout=slave, stderr=slave, env=dict(env), cwd=cwd
             )
         except BaseException:
             os.close(master)

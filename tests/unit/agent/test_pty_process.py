@@ -10,6 +10,16 @@ from openssm.agent import pty_process
 from openssm.agent.pty_process import PtyProcess
 
 
+async def lines_until_exit(pty: PtyProcess) -> list[str]:
+    """Everything the child wrote, as terminal lines, once it has exited successfully."""
+    output = b""
+    while data := await pty.read():
+        output += data
+    assert await pty.process.wait() == 0
+    pty.close()
+    return output.decode().split("\r\n")
+
+
 @pytest.mark.parametrize("use_setsid", [True, False], ids=["setsid", "python-shim"])
 async def test_child_gets_a_controlling_terminal_of_the_given_size(
     use_setsid: bool, monkeypatch: pytest.MonkeyPatch
@@ -26,12 +36,7 @@ async def test_child_gets_a_controlling_terminal_of_the_given_size(
         cols=101,
         rows=33,
     )
-    output = b""
-    while data := await pty.read():
-        output += data
-    assert await pty.process.wait() == 0
-    pty.close()
-    lines = output.decode().split("\r\n")
+    lines = await lines_until_exit(pty)
     assert lines[0] == "33 101"
     assert lines[1] == "42"
     assert lines[2].startswith("pts/")  # the PTY is the shell's controlling terminal

@@ -10,6 +10,7 @@ import shlex
 import signal
 from typing import Final
 
+from openssm.agent.privileges import as_account
 from openssm.agent.session_request import truthy
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
 from openssm.agent.sessions.identity import resolve_run_as, session_environment
@@ -45,16 +46,13 @@ class NonInteractiveCommandsHandler(SessionHandler):
         await self.handshake("NonInteractiveCommands", None)
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *argv,
+                *as_account(argv, account),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE if separate else asyncio.subprocess.STDOUT,
                 env=session_environment(account),
                 cwd=account.cwd(),
                 start_new_session=True,
-                user=account.uid if account.switch else None,
-                group=account.gid if account.switch else None,
-                extra_groups=account.groups() if account.switch else None,
             )
         except OSError as exc:
             raise SessionFailure(f"Unable to start command: {exc.strerror or exc}") from exc

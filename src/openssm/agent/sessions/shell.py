@@ -94,9 +94,7 @@ class PtySessionHandler(SessionHandler):
                 argv,
                 env=session_environment(account),
                 cwd=account.cwd(),
-                user=account.uid if account.switch else None,
-                group=account.gid if account.switch else None,
-                extra_groups=account.groups() if account.switch else None,
+                account=account,
             )
         except OSError as exc:
             raise SessionFailure(f"Unable to start command: {exc.strerror or exc}") from exc
