@@ -2,11 +2,11 @@
 
 Two process-wide settings, both measured on the port-forwarding path (``bench/bench_port_throughput.py``):
 
-* **uvloop** when it is installed, for the server and the client: libuv's loop cuts the per-event
-  cost of the socket callbacks that relaying bytes consists of. ``OPENSSM_EVENT_LOOP=asyncio``
-  selects the standard loop (for debugging, or a platform without uvloop). The agent stays on
-  the standard loop: it starts shells and commands as other users (``user=``, ``group=``,
-  ``extra_groups=``), which uvloop's subprocess support refuses.
+* **uvloop** when it is installed, for the server, the agent and the client: libuv's loop cuts the
+  per-event cost of the socket callbacks that relaying bytes consists of, and its transports
+  write vectors without joining them. ``OPENSSM_EVENT_LOOP=asyncio`` selects the standard loop
+  (for debugging, or a platform without uvloop). uvloop cannot start a process as another user
+  itself, so the agent switches accounts in the child (``openssm.agent.privileges``).
 * **glibc allocator thresholds**: a relay allocates and frees buffers of a few hundred KiB at a
   high rate. With glibc's defaults those are mmap'd (or the heap top is trimmed) and freed back to
   the kernel each time, so every new buffer page-faults in again: measured at up to 1.7 faults
@@ -60,10 +60,10 @@ def tune_allocator() -> bool:
     return _allocator_tuned
 
 
-def event_loop_name(*, uvloop_allowed: bool = True) -> str:
+def event_loop_name() -> str:
     """``uvloop`` or ``asyncio``: what :func:`run` will use."""
     wanted = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
-    if wanted == "asyncio" or not uvloop_allowed:
+    if wanted == "asyncio":
         return "asyncio"
     try:
         import uvloop  # noqa: F401
@@ -74,10 +74,10 @@ def event_loop_name(*, uvloop_allowed: bool = True) -> str:
     return "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T], *, uvloop_allowed: bool = True) -> T:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` for a whole process: tuned allocator, uvloop unless told otherwise."""
     tune_allocator()
-    if event_loop_name(uvloop_allowed=uvloop_allowed) == "uvloop":
+    if event_loop_name() == "uvloop":
         import uvloop
 
         return uvloop.run(main)

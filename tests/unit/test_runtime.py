@@ -13,7 +13,6 @@ from openssm import runtime
 def test_uvloop_by_default_and_asyncio_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(runtime.EVENT_LOOP_ENV, raising=False)
     assert runtime.event_loop_name() == "uvloop"  # a dependency on Linux
-    assert runtime.event_loop_name(uvloop_allowed=False) == "asyncio"  # the agent's choice
     monkeypatch.setenv(runtime.EVENT_LOOP_ENV, "asyncio")
     assert runtime.event_loop_name() == "asyncio"
 

@@ -127,10 +127,7 @@ def run_command(
     try:
         directory = state_dir or default_state_dir()
         settings = AgentSettings.load(directory if directory.is_dir() else None)
-        # The standard loop: uvloop cannot start processes as another user (openssm.runtime).
-        runtime.run(
-            _run(directory, settings, instance_id, endpoint, mgs_endpoint, region), uvloop_allowed=False
-        )
+        runtime.run(_run(directory, settings, instance_id, endpoint, mgs_endpoint, region))
     except (StateError, CredentialsError) as exc:
         raise click.ClickException(str(exc)) from exc
 
