@@ -28,28 +28,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.e2e.harness import running_system
 from tests.e2e.test_ssh_proxycommand import AWS_PROXY_COMMAND, OPENSSM_PROXY_COMMAND, ssh_config
-from tests.support.sshd import SshServer, run_sshd, sshd_available
+from tests.support.sshd import run_sshd, sshd_available
 
 MIB = 1024 * 1024
-
-
-def direct_options(sshd: SshServer) -> list[str]:
-    return [
-        "-P",
-        str(sshd.port),
-        "-i",
-        str(sshd.client_key),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "BatchMode=yes",
-    ]
 
 
 def timed_scp(argv: list[str], env: dict[str, str], source: pathlib.Path, copy: pathlib.Path) -> float:
@@ -80,7 +61,7 @@ def main() -> None:
         with run_sshd(tmp / "sshd") as sshd, running_system(tmp / "system") as (server, agent):
             env = {**server.aws_env(), "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
             remote = f"{sshd.user}@127.0.0.1"
-            paths = {"direct": (direct_options(sshd), remote)}
+            paths = {"direct": (sshd.client_options("-P"), remote)}
             for name, proxy in (("OpenSSM", OPENSSM_PROXY_COMMAND), ("AWS CLI", AWS_PROXY_COMMAND)):
                 config = ssh_config(tmp / f"config-{name.replace(' ', '')}", proxy, server, sshd)
                 paths[name] = (["-F", str(config)], str(agent.instance_id))

@@ -29,12 +29,17 @@ class SshServer:
     client_key: pathlib.Path
 
     def ssh_argv(self, *extra: str) -> list[str]:
+        return ["ssh", *self.client_options("-p"), *extra]
+
+    def client_options(self, port_flag: str) -> list[str]:
+        """Options for ssh (``-p``) or scp (``-P``) to log in here with the test key, unprompted."""
         return [
-            "ssh",
             "-i",
             str(self.client_key),
-            "-p",
+            port_flag,
             str(self.port),
+            "-o",
+            "IdentitiesOnly=yes",
             "-o",
             "StrictHostKeyChecking=no",
             "-o",
@@ -43,7 +48,6 @@ class SshServer:
             "LogLevel=ERROR",
             "-o",
             "BatchMode=yes",
-            *extra,
         ]
 
 
