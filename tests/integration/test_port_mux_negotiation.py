@@ -254,6 +254,21 @@ async def test_ssh_stream_in_large_digestless_messages_once_accepted() -> None:
     assert max(len(o) for o in agent_outputs(client)) > 64 * 1024
 
 
+def unconnected_session(
+    properties: dict[str, str], agent_version: str = "3.3.987.0"
+) -> tuple[PortSession, DataChannel]:
+    """A client PortSession as the handshake leaves it, on a channel that is never dialled."""
+    channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
+    return PortSession(
+        channel,
+        Console(),
+        session_id=SID,
+        properties=properties,
+        agent_version=agent_version,
+        handle_signals=False,
+    ), channel
+
+
 async def test_client_speaks_v2_only_when_offered() -> None:
     base = {"portNumber": "80", "localPortNumber": "0", "type": "LocalPortForwarding"}
     sessions = []
@@ -262,16 +277,7 @@ async def test_client_speaks_v2_only_when_offered() -> None:
         {**base, FAST_MUX_PROPERTY: str(FAST_MUX_VERSION)},
         {**base, FAST_MUX_PROPERTY: "9"},
     ):
-        channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
-        session = PortSession(
-            channel,
-            Console(),
-            session_id=SID,
-            properties=properties,
-            agent_version="3.3.987.0",
-            handle_signals=False,
-        )
-        sessions.append(session)
+        sessions.append(unconnected_session(properties)[0])
     assert [session.fast_mux for session in sessions] == [False, True, False]
     for session in sessions:
         await session.close()
@@ -291,15 +297,7 @@ async def test_client_accepts_the_fast_path_in_stdio_mode_and_with_v2_in_mux_mod
         ({"portNumber": "22"}, "3.3.987.0", ()),  # SSH with an agent that offers nothing
     ]
     for properties, agent_version, expected in cases:
-        channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
-        session = PortSession(
-            channel,
-            Console(),
-            session_id=SID,
-            properties=properties,
-            agent_version=agent_version,
-            handle_signals=False,
-        )
+        session, channel = unconnected_session(properties, agent_version)
         assert session.handshake_extensions() == expected, properties
         assert channel.endpoint.digest_output is (not expected)
         await session.close()
