@@ -148,7 +148,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
                 return
             self._queue(WSMessage(WSMsgType.TEXT, text, None), len(message.data))
         elif opcode == codec.OP_PING:
-            self._write_control(codec.OP_PING + 1, bytes(message.data))  # the pong
+            self._write_control(codec.OP_PONG, bytes(message.data))
         elif opcode == codec.OP_CLOSE:
             self._close_received = True
             code = codec.close_code(message.data)

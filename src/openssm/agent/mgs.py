@@ -13,13 +13,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from openssm import websocket_connection
 from openssm.agent.signing import CredentialSource, sign
 from openssm.bounded_read import BodyTooLarge, read_bounded
-from openssm.protocol.frames import go_json
+from openssm.protocol.frames import MAX_FRAME_SIZE, go_json
 from openssm.websocket_connection import WebSocketConnection
 
 SERVICE: Final = "ssmmessages"
 MAX_XML_SIZE: Final = 1 << 16
 GO_USER_AGENT: Final = "Go-http-client/1.1"
-MAX_CHANNEL_MESSAGE: Final = 1 << 20
 CLOSE_TIMEOUT: Final = 1.0  # the real agent just drops the TCP connection; never wait long
 
 
@@ -156,7 +155,7 @@ class MgsClient:
                 headers=await self._signed_headers(url),
                 heartbeat=self.ping_seconds,
                 autoping=True,
-                max_msg_size=MAX_CHANNEL_MESSAGE,
+                max_msg_size=MAX_FRAME_SIZE,
                 # The real agent just drops the TCP connection; never wait long for a close reply.
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
             )
@@ -174,7 +173,7 @@ class MgsClient:
             return await websocket_connection.connect(
                 self.http,
                 url,
-                max_message=MAX_CHANNEL_MESSAGE,
+                max_message=MAX_FRAME_SIZE,
                 heartbeat=self.ping_seconds,
                 close_timeout=CLOSE_TIMEOUT,
                 headers=await self._signed_headers(url),

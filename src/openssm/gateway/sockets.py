@@ -130,13 +130,11 @@ class SocketHandlers:
         peer = Peer(ws, f"data {session_id}")
         try:
             opened = await read_open_frame(ws, self.settings.open_frame_timeout)
-            if opened is None:
-                pass
-            elif isinstance(opened, messages.AgentDataOpen):
+            if isinstance(opened, messages.AgentDataOpen):
                 await self._serve_agent(session_id, identity, opened, peer)
             elif isinstance(opened, messages.ClientOpen):
                 await self._serve_client(session_id, opened, peer)
-            else:
+            elif opened is not None:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame")
         finally:
             peer.gone.set()
