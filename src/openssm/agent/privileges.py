@@ -48,4 +48,10 @@ def as_account(argv: Sequence[str], account: RunAs, *, setpriv: str | None = _SE
         group_option = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
         return [setpriv, f"--reuid={account.uid}", f"--regid={account.gid}", group_option, "--", *argv]
     group_list = ",".join(map(str, groups))
-    return [_INTERPRETER, "-I", "-S", "-c", _SHIM, str(account.uid), str(account.gid), group_list, *argv]
+    return python_shim(_SHIM, str(account.uid), str(account.gid), group_list, *argv)
+
+
+def python_shim(code: str, *args: str) -> list[str]:
+    """argv running ``code`` in an isolated interpreter (no site, no user paths): a launcher's
+    fallback where the util-linux tool is missing."""
+    return [_INTERPRETER, "-I", "-S", "-c", code, *args]

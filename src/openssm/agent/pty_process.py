@@ -14,12 +14,11 @@ import os
 import shutil
 import signal
 import struct
-import sys
 import termios
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from openssm.agent.privileges import as_account
+from openssm.agent.privileges import as_account, python_shim
 from openssm.agent.sessions.identity import RunAs
 
 READ_SIZE: Final = 1024
@@ -34,7 +33,6 @@ _CTTY_SHIM: Final = (
     "fcntl.ioctl(0,termios.TIOCSCTTY,0)\n"
     "os.execve(sys.argv[1],sys.argv[2:],os.environ)\n"
 )
-_INTERPRETER: Final = os.path.realpath(sys.executable)
 
 
 def _launcher(executable: str, argv: Sequence[str]) -> list[str]:
@@ -42,7 +40,7 @@ def _launcher(executable: str, argv: Sequence[str]) -> list[str]:
         # Not a process-group leader when started, so setsid(1) runs setsid() in place (no fork):
         # the pid we wait for is the program's own.
         return [_SETSID, "--ctty", executable, *argv[1:]]
-    return [_INTERPRETER, "-I", "-S", "-c", _CTTY_SHIM, executable, *argv]
+    return python_shim(_CTTY_SHIM, executable, *argv)
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
