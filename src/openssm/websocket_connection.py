@@ -78,8 +78,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._write_ready.set()
         self._close_sent = False
         self._close_received = False
-        self._lost = False
-        self._lost_event = asyncio.Event()
+        self._lost = asyncio.Event()  # the connection has ended
         self._exception: BaseException | None = None
         self._last_received = time.monotonic()
         self._heartbeat_handle: asyncio.TimerHandle | None = None
@@ -118,8 +117,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         return False  # close the transport; receive() then reports CLOSED
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._lost_event.set()
+        self._lost.set()
         self._write_ready.set()
         if self._heartbeat_handle is not None:
             self._heartbeat_handle.cancel()
@@ -178,7 +176,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         if self._waiter is not None:
             raise RuntimeError("receive() is already being awaited")  # as aiohttp: one reader
         while not self._messages:
-            if self._lost:
+            if self._lost.is_set():
                 return _CLOSED_MESSAGE
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -207,7 +205,9 @@ class WebSocketConnection(asyncio.BufferedProtocol):
 
     @property
     def closed(self) -> bool:
-        return self._close_sent or self._lost or self._transport is None or self._transport.is_closing()
+        return (
+            self._close_sent or self._lost.is_set() or self._transport is None or self._transport.is_closing()
+        )
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -234,14 +234,13 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             transport.writelines(pieces)
         if not self._write_ready.is_set():
             await self._write_ready.wait()
-            if self._lost:
+            if self._lost.is_set():
                 raise ConnectionClosed("connection lost")
 
     def _check_open(self) -> asyncio.Transport:
-        transport = self._transport
-        if transport is None or self._close_sent or self._lost or transport.is_closing():
+        if self.closed or self._transport is None:
             raise ConnectionClosed("the WebSocket is closed")
-        return transport
+        return self._transport
 
     def _key(self) -> bytes | None:
         return codec.new_mask_key() if self._client else None
@@ -258,7 +257,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
     async def close(self, *, code: int = codec.CLOSE_NORMAL, message: bytes = b"") -> bool:
         """Send a close frame, give the peer ``close_timeout`` to answer or hang up, then drop the
         connection. False if it was already closing."""
-        if self._close_sent or self._lost:
+        if self._close_sent or self._lost.is_set():
             self._close_transport()
             return False
         self._write_control(codec.OP_CLOSE, codec.close_payload(code, message.decode(errors="replace")))
@@ -266,7 +265,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self.close_code = code
         if not self._close_received:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost_event.wait(), self._close_timeout)
+                await asyncio.wait_for(self._lost.wait(), self._close_timeout)
         self._close_transport()
         return True
 

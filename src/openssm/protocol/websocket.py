@@ -38,10 +38,8 @@ DATA_OPCODES: Final = frozenset({OP_TEXT, OP_BINARY})
 CONTROL_OPCODES: Final = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 
 CLOSE_NORMAL: Final = 1000
-CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_INVALID_DATA: Final = 1007
-CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 # Codes a peer may send (RFC 6455 §7.4.1 and the registry); 1005, 1006 and 1015 never go on the wire.
 _SENDABLE_CLOSE_CODES: Final = frozenset(
