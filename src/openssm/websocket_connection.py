@@ -180,8 +180,11 @@ class WebSocketConnection(asyncio.BufferedProtocol):
                 return _CLOSED_MESSAGE
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(timeout):
+                if timeout is None:  # the relay's case: no timer per message
                     await self._waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._waiter
             finally:
                 self._waiter = None
         message, size = self._messages.popleft()
