@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from openssm.protocol.buffers import receive_buffer
+
 Buffer = bytes | bytearray | memoryview
 
 OP_CONTINUATION: Final = 0x0
@@ -207,7 +209,7 @@ class FrameReader:
                 break  # a small frame: wait for the rest in the scratch area
             # A large frame: the part read so far moves to its own buffer, the rest is read there.
             begin = self._start + header_size
-            self._direct = bytearray(length)
+            self._direct = receive_buffer(length)  # every byte is read into it before use
             self._direct[:available] = memoryview(self._scratch)[begin : self._end]
             self._direct_filled = available
             self._direct_frame = (fin, opcode, key)
