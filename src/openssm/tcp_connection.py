@@ -2,10 +2,12 @@
 
 ``asyncio.StreamReader`` appends every received chunk to one bytearray and copies it out again on
 ``read``: two passes over each forwarded byte, about a sixth of an endpoint's CPU at a few hundred
-MiB/s. :class:`TcpConnection` hands the received ``bytes`` objects on as they are (joined only when
-several small ones are read at once) and applies the same back-pressure both ways: it stops reading
-the socket while more than ``high_water`` bytes wait unread, and ``drain`` waits while the
-transport's write buffer is full.
+MiB/s. :class:`TcpConnection` reads the socket straight into buffers of its own
+(``asyncio.BufferedProtocol``; a plain protocol would get each read as a copy in new ``bytes``)
+and hands the filled regions on as read-only views, which it never writes again: smux queues them
+uncopied. A small read is copied out instead, so that its buffer is reused and an idle connection
+holds none. Back-pressure applies both ways: it stops reading the socket while more than
+``high_water`` bytes wait unread, and ``drain`` waits while the transport's write buffer is full.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ import collections
 from collections.abc import Callable
 from typing import Final, cast
 
+from openssm.protocol.buffers import receive_buffer
+
 DEFAULT_HIGH_WATER: Final = 1024 * 1024
+# Reads go into buffers of this size; one is replaced once less than MIN_READ_ROOM is left in it.
+READ_BUFFER_SIZE: Final = 256 * 1024
+MIN_READ_ROOM: Final = 64 * 1024
+# Reads below this are copied out (their buffer is then reused): a view would keep a whole read
+# buffer alive for a few bytes.
+SMALL_READ: Final = 4096
 
 ConnectionHandler = Callable[["TcpConnection"], None]
 
 
-class TcpConnection(asyncio.Protocol):
+class TcpConnection(asyncio.BufferedProtocol):
     """One connection (TCP or Unix socket). Create through :func:`open_connection` or a server."""
 
     def __init__(
@@ -32,6 +42,9 @@ class TcpConnection(asyncio.Protocol):
         self._on_open = on_open
         self._transport: asyncio.Transport | None = None
         self._chunks: collections.deque[bytes | memoryview] = collections.deque()
+        # The current read buffer; regions before _read_offset were handed out and stay as read.
+        self._read_buffer: bytearray | None = None
+        self._read_offset = 0
         self._buffered = 0
         self._eof = False
         self._error: BaseException | None = None
@@ -49,7 +62,26 @@ class TcpConnection(asyncio.Protocol):
         if self._on_open is not None:
             self._on_open(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._read_buffer is None or len(self._read_buffer) - self._read_offset < MIN_READ_ROOM:
+            self._read_buffer = receive_buffer(READ_BUFFER_SIZE)
+            self._read_offset = 0
+        return memoryview(self._read_buffer)[self._read_offset :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self._read_buffer is not None
+        start = self._read_offset
+        region = memoryview(self._read_buffer)[start : start + nbytes]
+        if nbytes < SMALL_READ:
+            data: bytes | memoryview = bytes(region)
+            if start == 0:
+                self._read_buffer = None  # nothing refers to it: an idle connection keeps no buffer
+        else:
+            data = region.toreadonly()
+            self._read_offset = start + nbytes
+        self._received(data)
+
+    def _received(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > self._high_water and not self._reading_paused and self._transport is not None:
@@ -90,8 +122,8 @@ class TcpConnection(asyncio.Protocol):
         return b"".join(parts)
 
     async def read_parts(self, max_bytes: int) -> list[bytes | memoryview]:
-        """As :meth:`read`, but the chunks as received, not joined (views where one was split);
-        [] at EOF. They are views of immutable ``bytes``: safe to keep."""
+        """As :meth:`read`, but the chunks as received, not joined; [] at EOF. They are ``bytes`` or
+        read-only views of buffers that are never written again: safe to keep."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         while not self._chunks:

@@ -537,16 +537,20 @@ class SmuxSession:
         return stream
 
     def write(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
-        """Queue PSH frames for as much of ``data`` as the window allows; return that count."""
+        """Queue PSH frames for as much of ``data`` as the window allows; return that count.
+
+        ``bytes`` and read-only memoryviews are queued uncopied: the caller must not change a
+        read-only view's buffer afterwards. Anything writable is copied."""
         stream = self._writable(stream_id)
         allowed = len(data)
         if self.config.version == 2:
             allowed = min(allowed, self._window(stream))
         frame_size = self.config.max_frame_size
         view = memoryview(data)
-        # Slices of immutable bytes (given as bytes or a view of bytes) are queued as they are; a
-        # mutable buffer is copied.
-        keep = isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes))
+        # bytes and read-only views are queued as they are: a read-only view's owner promises not to
+        # change it (views of bytes cannot change; openssm.tcp_connection's are never rewritten). A
+        # writable buffer is copied.
+        keep = isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)
         for start in range(0, allowed, frame_size):
             piece = view[start : min(start + frame_size, allowed)]
             self._queue(Command.PSH, stream_id, piece if keep else bytes(piece))

@@ -154,7 +154,7 @@ def test_data_is_split_at_max_frame_size() -> None:
     assert [len(frame.data) for frame in sent(client)] == [32768, 32768, 4464]
 
 
-def test_immutable_data_is_queued_as_views_and_mutable_data_is_copied() -> None:
+def test_read_only_data_is_queued_as_views_and_writable_data_is_copied() -> None:
     client, _ = pair()
     sid = client.open_stream()
     client.data_to_send()
@@ -162,6 +162,10 @@ def test_immutable_data_is_queued_as_views_and_mutable_data_is_copied() -> None:
     client.write(sid, memoryview(data)[100:])  # a view of bytes: never copied
     queued = [part for part in client.parts_to_send() if len(part) > 8]
     assert all(isinstance(part, memoryview) and part.obj is data for part in queued)
+    owned = bytearray(b"handed over")
+    client.write(sid, memoryview(owned).toreadonly())  # read-only: its owner leaves it alone
+    (queued_view,) = [part for part in client.parts_to_send() if len(part) > 8]
+    assert isinstance(queued_view, memoryview) and queued_view.obj is owned
     mutable = bytearray(b"before")
     client.write(sid, memoryview(mutable))
     mutable[:] = b"after!"  # the caller may reuse its buffer at once
