@@ -261,9 +261,10 @@ class DataChannel:
             delay = min(RECONNECT_MAX, delay * 2)
         return False
 
-    async def _on_frame(self, data: bytes) -> None:
+    async def _on_frame(self, data: bytes | bytearray) -> None:
         try:
-            frame = decode(data)
+            # Each received message is a buffer of its own that nothing writes again.
+            frame = decode(data, owned=True)
         except FrameError as exc:
             log.warning("session %s: dropped undecodable frame: %s", self.session_id, exc)
             return

@@ -106,7 +106,7 @@ class PtyProcess:
         except (BlockingIOError, OSError):
             return b""
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view and not self._closed:
             try:

@@ -282,9 +282,10 @@ class DataChannel:
             log.debug("data channel read failed: %s", exc)
         return None
 
-    async def _on_binary(self, data: bytes, handler: StreamHandler) -> str | None:
+    async def _on_binary(self, data: bytes | bytearray, handler: StreamHandler) -> str | None:
         try:
-            frame = decode(data, verify_digest=True, allow_no_digest=self._allow_no_digest)
+            # Each received message is a buffer of its own that nothing writes again.
+            frame = decode(data, verify_digest=True, allow_no_digest=self._allow_no_digest, owned=True)
         except FrameError as exc:
             log.warning("dropping invalid message from the service: %s", exc)
             return None

@@ -44,7 +44,7 @@ class SessionCipher:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + AESGCM(self.client_key).encrypt(nonce, data, None)
 
-    def decrypt(self, data: bytes) -> bytes:
+    def decrypt(self, data: bytes | memoryview) -> bytes:
         if len(data) < NONCE_BYTES + TAG_BYTES:
             raise EncryptionError("encrypted payload is too short")
         try:

@@ -22,7 +22,7 @@ class Console:
         except (OSError, ValueError, AttributeError):
             return -1
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):
             self._stream.write(data)
             self._stream.flush()

@@ -37,7 +37,15 @@ from openssm.mux import (
     joined,
     pipe,
 )
-from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    Payload,
+    PayloadFlag,
+    PayloadType,
+    flag_payload,
+    parse_flag,
+)
 from openssm.protocol.smux import SmuxConfig, SmuxError
 from openssm.protocol.versions import terminate_flag_supported, uses_mux
 from openssm.tcp_connection import TcpConnection
@@ -213,7 +221,7 @@ class PortSession:
     async def after_ack(self) -> None:
         return None
 
-    def _on_flag(self, payload: bytes) -> None:
+    def _on_flag(self, payload: Payload) -> None:
         try:
             value = parse_flag(payload)
         except FrameError:
@@ -221,7 +229,7 @@ class PortSession:
         if value == PayloadFlag.CONNECT_TO_PORT_ERROR:
             self._console.print(PORT_FAILED_MESSAGE)
 
-    async def _on_output(self, data: bytes) -> None:
+    async def _on_output(self, data: Payload) -> None:
         if self._mux is not None:
             try:
                 self._mux.feed(data)

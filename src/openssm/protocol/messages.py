@@ -28,6 +28,7 @@ from openssm.protocol.frames import (
     MAX_FRAME_SIZE,
     Frame,
     MessageType,
+    Payload,
     PayloadType,
     go_json,
 )
@@ -172,19 +173,19 @@ class _Fields:
         return value
 
 
-def _load(data: bytes | str, what: str, limit: int = MAX_PAYLOAD_BYTES) -> JsonValue:
+def _load(data: Payload | str, what: str, limit: int = MAX_PAYLOAD_BYTES) -> JsonValue:
     size = len(data.encode("utf-8") if isinstance(data, str) else data)
     if size > limit:
         raise ProtocolError(f"{what}: {size} bytes exceeds limit {limit}")
     try:
-        return json.loads(data)
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"{what}: not valid JSON ({exc})") from exc
     except RecursionError as exc:
         raise ProtocolError(f"{what}: JSON nested too deeply") from exc
 
 
-def _load_object(data: bytes | str, what: str, limit: int = MAX_PAYLOAD_BYTES) -> _Fields:
+def _load_object(data: Payload | str, what: str, limit: int = MAX_PAYLOAD_BYTES) -> _Fields:
     value = _load(data, what, limit)
     if not isinstance(value, dict):
         raise ProtocolError(f"{what}: expected a JSON object, got {type(value).__name__}")
@@ -405,7 +406,7 @@ def handshake_request(
     return HandshakeRequest(agent_version, tuple(actions))
 
 
-def parse_handshake_request(payload: bytes) -> HandshakeRequest:
+def parse_handshake_request(payload: Payload) -> HandshakeRequest:
     fields = _load_object(payload, "HandshakeRequest")
     actions = []
     for index, item in enumerate(fields.array("RequestedClientActions") or []):
@@ -472,7 +473,7 @@ def handshake_response(
     return HandshakeResponse(client_version, actions, extensions=extensions)
 
 
-def parse_handshake_response(payload: bytes) -> HandshakeResponse:
+def parse_handshake_response(payload: Payload) -> HandshakeResponse:
     fields = _load_object(payload, "HandshakeResponse")
     actions = []
     for index, item in enumerate(fields.array("ProcessedClientActions") or []):
@@ -510,7 +511,7 @@ class HandshakeComplete:
         )
 
 
-def parse_handshake_complete(payload: bytes) -> HandshakeComplete:
+def parse_handshake_complete(payload: Payload) -> HandshakeComplete:
     fields = _load_object(payload, "HandshakeComplete")
     return HandshakeComplete(
         fields.integer("HandshakeTimeToComplete", minimum=-INT64_MAX - 1),
@@ -528,7 +529,7 @@ class EncryptionChallenge:
         return go_json({"Challenge": base64.b64encode(self.challenge).decode("ascii")})
 
 
-def parse_encryption_challenge(payload: bytes) -> EncryptionChallenge:
+def parse_encryption_challenge(payload: Payload) -> EncryptionChallenge:
     fields = _load_object(payload, "EncChallenge")
     try:
         raw = base64.b64decode(fields.string("Challenge", required=True), validate=True)
@@ -551,7 +552,7 @@ class TerminalSize:
         return go_json({"cols": self.cols, "rows": self.rows})
 
 
-def parse_size(payload: bytes) -> TerminalSize:
+def parse_size(payload: Payload) -> TerminalSize:
     fields = _load_object(payload, "Size", 4096)
     return TerminalSize(
         fields.integer("cols", maximum=UINT32_MAX), fields.integer("rows", maximum=UINT32_MAX)
@@ -589,7 +590,7 @@ class ChannelClosed:
         return message_frame(MessageType.CHANNEL_CLOSED, self.encode())
 
 
-def parse_channel_closed(payload: bytes) -> ChannelClosed:
+def parse_channel_closed(payload: Payload) -> ChannelClosed:
     fields = _load_object(payload, "channel_closed")
     return ChannelClosed(
         session_id=fields.string("SessionId", required=True),
@@ -618,7 +619,7 @@ class AgentSessionState:
         return message_frame(MessageType.AGENT_SESSION_STATE, self.encode(), flags=FLAG_ACK)
 
 
-def parse_agent_session_state(payload: bytes) -> AgentSessionState:
+def parse_agent_session_state(payload: Payload) -> AgentSessionState:
     fields = _load_object(payload, "agent_session_state")
     return AgentSessionState(
         session_id=fields.string("SessionId"),
@@ -738,7 +739,7 @@ def parse_start_session_content(data: str | bytes) -> StartSessionContent:
     )
 
 
-def parse_interactive_shell(payload: bytes) -> InteractiveShell:
+def parse_interactive_shell(payload: Payload) -> InteractiveShell:
     fields = _load_object(payload, "interactive_shell")
     content = fields.string("Content", required=True)
     return InteractiveShell(
@@ -793,7 +794,7 @@ class AgentTaskComplete:
         return message_frame(MessageType.AGENT_TASK_COMPLETE, self.encode())
 
 
-def parse_agent_task_complete(payload: bytes) -> AgentTaskComplete:
+def parse_agent_task_complete(payload: Payload) -> AgentTaskComplete:
     fields = _load_object(payload, "agent_task_complete")
     return AgentTaskComplete(
         task_id=fields.string("TaskId", required=True),
@@ -843,7 +844,7 @@ def task_acknowledge_for(frame: Frame) -> AgentTaskAcknowledge:
     )
 
 
-def parse_agent_task_acknowledge(payload: bytes) -> AgentTaskAcknowledge:
+def parse_agent_task_acknowledge(payload: Payload) -> AgentTaskAcknowledge:
     fields = _load_object(payload, "agent_task_acknowledge")
     return AgentTaskAcknowledge(
         message_id=fields.string("MessageId", required=True),
@@ -879,7 +880,7 @@ class AgentJob:
         return message_frame(MessageType.AGENT_JOB, self.encode())
 
 
-def parse_agent_job(payload: bytes) -> AgentJob:
+def parse_agent_job(payload: Payload) -> AgentJob:
     fields = _load_object(payload, "agent_job")
     return AgentJob(
         job_id=fields.string("JobId", required=True),
@@ -914,7 +915,7 @@ class AgentJobAck:
         return message_frame(MessageType.AGENT_JOB_ACK, self.encode())
 
 
-def parse_agent_job_ack(payload: bytes) -> AgentJobAck:
+def parse_agent_job_ack(payload: Payload) -> AgentJobAck:
     fields = _load_object(payload, "agent_job_ack")
     return AgentJobAck(
         job_id=fields.string("jobId", required=True),
@@ -951,7 +952,7 @@ class AgentJobReply:
         return message_frame(MessageType.AGENT_JOB_REPLY, self.encode())
 
 
-def parse_agent_job_reply(payload: bytes) -> AgentJobReply:
+def parse_agent_job_reply(payload: Payload) -> AgentJobReply:
     fields = _load_object(payload, "agent_job_reply")
     content = fields.string("content")
     if len(content) > MAX_JOB_REPLY_CONTENT:
@@ -978,7 +979,7 @@ class AgentJobReplyAck:
         return message_frame(MessageType.AGENT_JOB_REPLY_ACK, self.encode())
 
 
-def parse_agent_job_reply_ack(payload: bytes) -> AgentJobReplyAck:
+def parse_agent_job_reply_ack(payload: Payload) -> AgentJobReplyAck:
     fields = _load_object(payload, "agent_job_reply_ack")
     return AgentJobReplyAck(
         job_id=fields.string("jobId", required=True),
@@ -1002,12 +1003,12 @@ ServiceMessage: TypeAlias = (
 )
 
 
-def _parse_publication(message_type: str) -> Callable[[bytes], Publication]:
-    def parse(payload: bytes) -> Publication:
+def _parse_publication(message_type: str) -> Callable[[Payload], Publication]:
+    def parse(payload: Payload) -> Publication:
         # Receivers ignore the body (it may be anything); only the type carries meaning.
         session_id = ""
         try:
-            body = json.loads(payload) if len(payload) <= MAX_OPEN_FRAME_BYTES else None
+            body = json.loads(bytes(payload)) if len(payload) <= MAX_OPEN_FRAME_BYTES else None
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             body = None
         if isinstance(body, dict):
@@ -1017,7 +1018,7 @@ def _parse_publication(message_type: str) -> Callable[[bytes], Publication]:
     return parse
 
 
-_PARSERS: Final[dict[str, Callable[[bytes], ServiceMessage]]] = {
+_PARSERS: Final[dict[str, Callable[[Payload], ServiceMessage]]] = {
     MessageType.CHANNEL_CLOSED: parse_channel_closed,
     MessageType.AGENT_SESSION_STATE: parse_agent_session_state,
     MessageType.START_PUBLICATION: _parse_publication(MessageType.START_PUBLICATION),

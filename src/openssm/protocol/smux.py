@@ -149,12 +149,16 @@ class FrameParser:
     def feed(self, data: bytes | bytearray | memoryview) -> list[SmuxFrame]:
         if self._error is not None:
             raise self._error
-        # Parse from one immutable buffer: with ``views`` the frames' data are slices of it.
+        # Parse from one immutable buffer: with ``views`` the frames' data are slices of it. As in
+        # SmuxSession.write, a read-only view counts as immutable (its owner's promise).
+        buffer: bytes | memoryview
         if self._pending:
             buffer = b"".join((self._pending, data))
             self._pending.clear()
+        elif isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly):
+            buffer = data
         else:
-            buffer = data if isinstance(data, bytes) else bytes(data)
+            buffer = bytes(data)
         frames: list[SmuxFrame] = []
         try:
             consumed = self._parse(memoryview(buffer), frames)

@@ -53,6 +53,17 @@ def test_encode_decode_round_trip(frame: Frame) -> None:
 
 
 @given(frames)
+def test_an_owned_buffer_is_decoded_without_copying_the_payload(frame: Frame) -> None:
+    received = bytearray(frame.encode())
+    decoded = decode(received, verify_digest=True, owned=True)
+    assert decoded == frame
+    payload = decoded.payload
+    # A read-only view of the handed-over buffer, not a copy of it.
+    assert isinstance(payload, memoryview) and payload.readonly and payload.obj is received
+    assert isinstance(decode(received).payload, bytes), "a buffer not handed over is copied"
+
+
+@given(frames)
 def test_header_layout(frame: Frame) -> None:
     raw = frame.encode()
     assert struct.unpack_from(">I", raw, 0)[0] == 116

@@ -61,6 +61,16 @@ def test_any_split_of_the_stream_yields_the_same_frames(
     assert parser.pending == 0
 
 
+def test_a_read_only_view_is_parsed_in_place_and_a_writable_buffer_is_copied() -> None:
+    wire = bytearray(b"".join(frame.encode() for frame in [SmuxFrame(2, Command.PSH, 3, b"x" * 100)] * 3))
+    (first, *_) = FrameParser(2, views=True).feed(memoryview(wire).toreadonly())
+    assert isinstance(first.data, memoryview) and first.data.obj is wire
+    (copied, *_) = FrameParser(2, views=True).feed(wire)
+    assert not (isinstance(copied.data, memoryview) and copied.data.obj is wire)
+    wire[8:108] = b"y" * 100  # the writable buffer's owner may reuse it: the copy is unaffected
+    assert bytes(copied.data) == b"x" * 100
+
+
 @given(st.lists(frames(version=1), min_size=1, max_size=10), st.data())
 def test_pending_is_only_the_incomplete_frame(original: list[SmuxFrame], data: st.DataObject) -> None:
     wire = b"".join(frame.encode() for frame in original)

@@ -33,7 +33,15 @@ from openssm.mux import (
     joined,
     pipe,
 )
-from openssm.protocol.frames import Frame, FrameError, PayloadFlag, PayloadType, flag_payload, parse_flag
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    Payload,
+    PayloadFlag,
+    PayloadType,
+    flag_payload,
+    parse_flag,
+)
 from openssm.protocol.versions import agent_uses_mux
 from openssm.tcp_connection import TcpConnection
 
@@ -245,7 +253,7 @@ class PortHandler(SessionHandler):
                 task.cancel()
             self.mux.close()
 
-    def _start_mux(self, first: bytes) -> MuxSession:
+    def _start_mux(self, first: Payload) -> MuxSession:
         """The smux version is the one the client's first frame speaks (see ``openssm.mux``)."""
         if first[:1] == bytes([FAST_MUX_VERSION]):
             self.mux = MuxSession(

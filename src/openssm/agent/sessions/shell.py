@@ -13,7 +13,7 @@ from openssm.agent.pty_process import PtyProcess
 from openssm.agent.session_request import truthy
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
 from openssm.agent.sessions.identity import RunAs, resolve_run_as, session_environment
-from openssm.protocol.frames import Frame, PayloadType
+from openssm.protocol.frames import Frame, Payload, PayloadType
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def utf8_complete_length(data: bytes) -> int:
     return size
 
 
-def parse_size(payload: bytes) -> tuple[int, int] | None:
+def parse_size(payload: Payload) -> tuple[int, int] | None:
     """``{"cols":N,"rows":M}`` → (cols, rows), or None when unusable."""
     try:
-        body = json.loads(payload)
+        body = json.loads(bytes(payload))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(body, dict):
