@@ -133,12 +133,8 @@ class PortHandler(SessionHandler):
                 self._setup.release()
         return Outcome()
 
-    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A stream pair to the destination (basic mode)."""
-        return await self._first_address(asyncio.open_connection)
-
     async def _connect(self) -> TcpConnection:
-        """A chunk-relaying connection to the destination (mux mode; openssm.tcp_connection)."""
+        """A chunk-relaying connection to the destination (openssm.tcp_connection)."""
         return await self._first_address(tcp_connection.open_connection)
 
     async def _first_address(self, connect: Callable[[str, int], Awaitable[T]]) -> T:
@@ -158,8 +154,7 @@ class PortHandler(SessionHandler):
 
     async def _run_basic(self, *, reconnectable: bool) -> None:
         self._reconnectable = reconnectable
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader: asyncio.StreamReader | None = None
+        self._destination: TcpConnection | None = None
         self._connected = asyncio.Event()
         self._fatal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
@@ -177,32 +172,33 @@ class PortHandler(SessionHandler):
             self._disconnect_basic()
 
     async def _connect_basic(self) -> None:
-        self._reader, self._writer = await self._dial()
+        self._destination = await self._connect()
         self._connected.set()
 
     def _disconnect_basic(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
+        if self._destination is not None:
+            self._destination.close()
+        self._destination = None
         self._connected.clear()
 
     async def _pump_basic(self) -> None:
         """Destination bytes → Output. EOF ends stdio/SSH sessions; forwarding waits for a re-dial."""
         while True:
             await self._connected.wait()
-            reader = self._reader
-            assert reader is not None
+            destination = self._destination
+            assert destination is not None
             try:
-                data = await reader.read(FAST_PATH_PAYLOAD if self._fast_path else READ_SIZE)
+                # Chunks as received (views, uncopied) make up the message on the fast path.
+                parts = await destination.read_parts(FAST_PATH_PAYLOAD if self._fast_path else READ_SIZE)
             except OSError:
-                data = b""
-            if data:
+                parts = []
+            if parts:
                 if self._fast_path:
-                    await self.channel.send(PayloadType.OUTPUT, data)
+                    await self.channel.send(PayloadType.OUTPUT, parts)
                 else:
-                    await self.channel.send_output(data)  # AWS's 1 KiB messages
+                    await self.channel.send_output(b"".join(parts))  # AWS's 1 KiB messages
                 continue
-            if reader is self._reader:
+            if destination is self._destination:
                 self._disconnect_basic()
                 if not self._reconnectable:
                     return
@@ -216,7 +212,7 @@ class PortHandler(SessionHandler):
             return
         if frame.payload_type != PayloadType.OUTPUT:
             return
-        if self._writer is None:
+        if self._destination is None:
             if not self._reconnectable:
                 return
             try:
@@ -225,11 +221,11 @@ class PortHandler(SessionHandler):
                 if not self._fatal.done():
                     self._fatal.set_exception(SessionFailure(str(exc)))
                 return
-        writer = self._writer
-        assert writer is not None
+        destination = self._destination
+        assert destination is not None
         try:
-            writer.write(frame.payload)
-            await writer.drain()
+            destination.write(frame.payload)
+            await destination.drain()
         except OSError:
             self._disconnect_basic()
 
