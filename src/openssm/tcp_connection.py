@@ -22,8 +22,8 @@ from openssm.protocol.buffers import receive_buffer
 DEFAULT_HIGH_WATER: Final = 1024 * 1024
 # Reads go into buffers of this size; one is replaced once less than MIN_READ_ROOM is left in it.
 # Large, because every read costs a round of Python work (a wake-up, smux frames, a send step):
-# 1 MiB buffers cut the forwarding endpoints' CPU per GiB by about a tenth against 256 KiB (measured
-# side by side with bench/bench_port_throughput.py).
+# under load reads filled 256 KiB buffers every time, and 1 MiB ones cut the forwarding processes'
+# median CPU per GiB by 2-5 % (interleaved runs of bench/bench_port_throughput.py).
 READ_BUFFER_SIZE: Final = 1024 * 1024
 MIN_READ_ROOM: Final = 64 * 1024
 # Reads below this are copied out, so that their buffer is reused: a view would pin a whole read

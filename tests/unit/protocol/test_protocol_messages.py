@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openssm.protocol import messages
-from openssm.protocol.frames import FLAG_ACK, Frame, MessageType, PayloadType
+from openssm.protocol.frames import FLAG_ACK, Frame, MessageType, PayloadType, decode
 from openssm.protocol.messages import ProtocolError
 
 texts = st.text(max_size=40)
@@ -350,6 +350,18 @@ def test_parse_stream_json_dispatches_by_payload_type() -> None:
     size = messages.TerminalSize(80, 24)
     frame = Frame(MessageType.INPUT_STREAM_DATA, 1, 0, PayloadType.SIZE, size.encode())
     assert messages.parse_stream_json(frame) == size
+
+
+def test_payloads_decoded_as_views_parse_like_bytes() -> None:
+    # Data channels decode received messages with owned=True: payloads are read-only views.
+    size = messages.TerminalSize(80, 24)
+    wire = bytearray(Frame(MessageType.INPUT_STREAM_DATA, 1, 0, PayloadType.SIZE, size.encode()).encode())
+    frame = decode(wire, owned=True)
+    assert isinstance(frame.payload, memoryview)
+    assert messages.parse_stream_json(frame) == size
+    closed = messages.ChannelClosed(session_id="s", output="bye")
+    wire = bytearray(Frame(MessageType.CHANNEL_CLOSED, payload=closed.encode()).encode())
+    assert messages.parse_service_message(decode(wire, owned=True)) == closed
 
 
 @given(json_values)
