@@ -26,6 +26,9 @@ it is in the test extras) during the first round's OpenSSM single-stream runs: c
 per process and direction in DIR, and the top functions by self time printed at the end (idle
 waits included, labelled by where they wait: select, queue get).
 
+`--json FILE` also writes the results (and the CPU figures) as JSON, for
+`bench/compare_port_throughput.py`, which runs this bench against another git revision.
+
 Run: `.venv/bin/python bench/bench_port_throughput.py [--size-mib 256] [--parallel 20] [--profile DIR]`
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -343,6 +347,16 @@ def summarise(raw: pathlib.Path, limit: int = 10) -> ProfileSummary:
     )
 
 
+def results_json(result: Result, direct: Result) -> dict[str, object]:
+    return {
+        "path": result.path,
+        "case": result.case,
+        "mib_per_s": result.mib_per_s,
+        "vs_direct": result.mib_per_s / direct.mib_per_s,
+        "cpu_per_gib": {name: user + system for name, (user, system) in (result.cpu or {}).items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,6 +366,7 @@ def main() -> None:
     parser.add_argument("--profile", type=pathlib.Path, help="directory for py-spy output")
     parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best one counts")
     parser.add_argument("--no-ssh", action="store_true")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the results to this file")
     args = parser.parse_args()
     size = args.size_mib * MIB
     with (
@@ -392,6 +407,8 @@ def main() -> None:
             print(f"\nCPU seconds per GiB, {r.path} {r.case} (user + system; {total:.2f} in all):")
             for name, (user, system) in r.cpu.items():
                 print(f"  {name:<14} {user:5.2f} + {system:4.2f}")
+    if args.json:
+        args.json.write_text(json.dumps([results_json(r, direct[r.case]) for r in results], indent=1))
     if args.profile:
         for raw in sorted(args.profile.glob("*-*.txt")):
             summary = summarise(raw)
