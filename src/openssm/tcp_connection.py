@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Final, cast
 
 from openssm.protocol.buffers import receive_buffer
+from openssm.read_throttle import ReadThrottle
 
 DEFAULT_HIGH_WATER: Final = 1024 * 1024
 # Reads go into buffers of this size; one is replaced once less than MIN_READ_ROOM is left in it.
@@ -40,19 +41,15 @@ class TcpConnection(asyncio.BufferedProtocol):
     def __init__(
         self, *, high_water: int = DEFAULT_HIGH_WATER, on_open: ConnectionHandler | None = None
     ) -> None:
-        if high_water <= 0:
-            raise ValueError("high_water must be positive")
-        self._high_water = high_water
+        self._throttle = ReadThrottle(high_water)
         self._on_open = on_open
         self._transport: asyncio.Transport | None = None
         self._chunks: collections.deque[bytes | memoryview] = collections.deque()
         # The current read buffer; regions before _read_offset were handed out and stay as read.
         self._read_buffer: bytearray | None = None
         self._read_offset = 0
-        self._buffered = 0
         self._eof = False
         self._error: BaseException | None = None
-        self._reading_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -62,7 +59,7 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not subclass asyncio.Transport, so no isinstance check).
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = self._throttle.transport = cast(asyncio.Transport, transport)
         if self._on_open is not None:
             self._on_open(self)
 
@@ -87,10 +84,7 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def _received(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > self._high_water and not self._reading_paused and self._transport is not None:
-            self._reading_paused = True
-            self._transport.pause_reading()
+        self._throttle.added(len(data))
         self._wake(self._read_waiter)
 
     def eof_received(self) -> bool:
@@ -143,10 +137,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             finally:
                 self._read_waiter = None
         parts = self._take(max_bytes)
-        self._buffered -= sum(len(part) for part in parts)
-        if self._reading_paused and self._buffered <= self._high_water // 2 and self._transport is not None:
-            self._reading_paused = False
-            self._transport.resume_reading()
+        self._throttle.taken(sum(len(part) for part in parts))
         return parts
 
     def _take(self, max_bytes: int) -> list[bytes | memoryview]:

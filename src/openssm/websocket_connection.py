@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import WSMessage, WSMsgType, web
 
 from openssm.protocol import websocket as codec
+from openssm.read_throttle import ReadThrottle
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._reader = codec.FrameReader(masked=not client, max_message=max_message, mask=MASK)
         self._heartbeat = heartbeat
         self._close_timeout = close_timeout
-        self._high_water = high_water
+        self._throttle = ReadThrottle(high_water)
         self._transport: asyncio.Transport | None = None
         self._original: asyncio.BaseProtocol | None = None  # aiohttp's protocol, told when we end
         self._messages: collections.deque[tuple[WSMessage, int]] = collections.deque()  # with sizes
-        self._queued = 0
-        self._read_paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._write_ready = asyncio.Event()
         self._write_ready.set()
@@ -92,7 +91,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
     def take_over(self, transport: asyncio.BaseTransport) -> None:
         """Become ``transport``'s protocol (it keeps its aiohttp protocol to hand back the end)."""
         self._original = transport.get_protocol()
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = self._throttle.transport = cast(asyncio.Transport, transport)
         transport.set_protocol(self)
         if not self._transport.is_reading():  # aiohttp may have paused it for its own buffers
             self._transport.resume_reading()
@@ -160,10 +159,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
 
     def _queue(self, message: WSMessage, size: int) -> None:
         self._messages.append((message, size))
-        self._queued += size
-        if self._queued > self._high_water and not self._read_paused and self._transport is not None:
-            self._read_paused = True
-            self._transport.pause_reading()
+        self._throttle.added(size)
         self._wake()
 
     def _wake(self) -> None:
@@ -188,10 +184,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             finally:
                 self._waiter = None
         message, size = self._messages.popleft()
-        self._queued -= size
-        if self._read_paused and self._queued <= self._high_water // 2 and self._transport is not None:
-            self._read_paused = False
-            self._transport.resume_reading()
+        self._throttle.taken(size)
         return message
 
     def __aiter__(self) -> WebSocketConnection:

@@ -195,7 +195,7 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
 
     async def slow(connection: WebSocketConnection) -> None:
         await release.wait()
-        paused.append(connection._read_paused)
+        paused.append(connection._throttle.paused)
         async for message in connection:
             got.append(len(message.data))
             if len(got) == 20:
