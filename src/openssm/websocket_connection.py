@@ -45,6 +45,10 @@ except ImportError:  # pragma: no cover
     MASK = codec.mask_python
 
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # unread bytes before the socket stops being read
+# While its reads are paused, a connection pings its peer this often: a peer judging liveness by
+# what it receives (the gateway's heartbeat: 30 s, then 15 s for an answer) must not take a
+# connection that is only waiting for its consumer for a dead one.
+PAUSED_PING_INTERVAL: Final = 10.0
 _CLOSED_MESSAGE: Final = WSMessage(WSMsgType.CLOSED, None, None)
 
 
@@ -63,8 +67,13 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         heartbeat: float | None = None,
         close_timeout: float = 2.0,
         high_water: int = DEFAULT_HIGH_WATER,
+        paused_ping_interval: float | None = None,
     ) -> None:
         self._client = client
+        self._paused_ping_interval = (
+            PAUSED_PING_INTERVAL if paused_ping_interval is None else paused_ping_interval
+        )
+        self._paused_ping_handle: asyncio.TimerHandle | None = None
         self._reader = codec.FrameReader(masked=not client, max_message=max_message, mask=MASK)
         self._heartbeat = heartbeat
         self._close_timeout = close_timeout
@@ -118,8 +127,9 @@ class WebSocketConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost.set()
         self._write_ready.set()
-        if self._heartbeat_handle is not None:
-            self._heartbeat_handle.cancel()
+        for handle in (self._heartbeat_handle, self._paused_ping_handle):
+            if handle is not None:
+                handle.cancel()
         self._wake()
         if self._original is not None:
             original, self._original = self._original, None
@@ -160,7 +170,22 @@ class WebSocketConnection(asyncio.BufferedProtocol):
     def _queue(self, message: WSMessage, size: int) -> None:
         self._messages.append((message, size))
         self._throttle.added(size)
+        if self._throttle.paused and self._paused_ping_handle is None:
+            self._paused_ping_handle = asyncio.get_running_loop().call_later(
+                self._paused_ping_interval, self._ping_while_paused
+            )
         self._wake()
+
+    def _ping_while_paused(self) -> None:
+        """Reads are paused (the consumer is behind), so nothing the peer sends, pongs included, is
+        seen: tell the peer we are alive instead, for as long as the pause lasts."""
+        self._paused_ping_handle = None
+        if self.closed or not self._throttle.paused:
+            return
+        self._write_control(codec.OP_PING, b"")
+        self._paused_ping_handle = asyncio.get_running_loop().call_later(
+            self._paused_ping_interval, self._ping_while_paused
+        )
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -288,11 +313,15 @@ class WebSocketConnection(asyncio.BufferedProtocol):
 
     def _beat(self) -> None:
         """Every ``heartbeat`` seconds without a byte from the peer, ping it; a peer that sends
-        nothing (no pong either) within half an interval is gone, as aiohttp's heartbeat judges."""
+        nothing (no pong either) within half an interval is gone, as aiohttp's heartbeat judges.
+        Not while reads are paused: the peer's bytes then wait unread, and silence means nothing."""
         assert self._heartbeat is not None
         if self.closed:
             return
         loop = asyncio.get_running_loop()
+        if self._throttle.paused:
+            self._heartbeat_handle = loop.call_later(self._heartbeat, self._beat)
+            return
         quiet = time.monotonic() - self._last_received
         if quiet < self._heartbeat:
             self._heartbeat_handle = loop.call_later(self._heartbeat - quiet, self._beat)
@@ -305,7 +334,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         assert self._heartbeat is not None
         if self.closed:
             return
-        if self._last_received < self._ping_sent_at:
+        if self._last_received < self._ping_sent_at and not self._throttle.paused:
             log.debug("WebSocket peer answered no ping within %.1f s: dropping it", self._heartbeat / 2)
             self._exception = TimeoutError("the peer answered no ping")
             if self._transport is not None:
@@ -357,6 +386,7 @@ async def connect(
     max_message: int,
     heartbeat: float | None = None,
     close_timeout: float = 2.0,
+    paused_ping_interval: float | None = None,
     **ws_connect: Any,
 ) -> WebSocketConnection:
     """Dial and upgrade with aiohttp (headers, ssl, proxy... in ``ws_connect``), then take over.
@@ -375,7 +405,11 @@ async def connect(
         response = await dialer.ws_connect(url, autoping=False, heartbeat=None, compress=0, **ws_connect)
     assert isinstance(response, _TransportKeeper)
     connection = WebSocketConnection(
-        client=True, max_message=max_message, heartbeat=heartbeat, close_timeout=close_timeout
+        client=True,
+        max_message=max_message,
+        heartbeat=heartbeat,
+        close_timeout=close_timeout,
+        paused_ping_interval=paused_ping_interval,
     )
     connection.response_keeper = response  # aiohttp closes the socket when its response is collected
     connection.take_over(response.taken_transport)

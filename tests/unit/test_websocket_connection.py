@@ -222,3 +222,44 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
             assert got == [1_000_000] * 20  # all of them, in order, after the pause
     finally:
         await runner.cleanup()
+
+
+async def test_a_paused_reader_pings_its_peer_and_does_not_judge_it(http: aiohttp.ClientSession) -> None:
+    """While our reads are paused (the consumer is behind), the peer's bytes, pongs included, wait
+    unread: we ping it so that its heartbeat keeps us, and our own heartbeat holds its judgement."""
+    pings: list[float] = []
+    done = asyncio.Event()
+
+    async def sender(ws: web.WebSocketResponse) -> None:
+        async def push() -> None:
+            for _ in range(20):
+                await ws.send_bytes(b"y" * 1_000_000)
+
+        await ws.receive()  # the client speaks first, as on data channels: it has taken the socket over
+        pushing = asyncio.create_task(push())
+        async for message in ws:
+            if message.type is WSMsgType.PING:
+                pings.append(asyncio.get_running_loop().time())
+                await ws.pong(message.data)
+            elif message.type is WSMsgType.TEXT:
+                break
+        await pushing
+        done.set()
+
+    runner, url = await serve_aiohttp(sender, autoping=False)
+    try:
+        connection = await websocket_connection.connect(
+            http, url, max_message=1 << 21, heartbeat=0.3, paused_ping_interval=0.1
+        )
+        await connection.send_str("start")
+        await asyncio.sleep(1.5)  # five heartbeats without reading a byte
+        assert connection._throttle.paused and not connection.closed
+        assert len(pings) >= 5
+        sizes = [len((await connection.receive(timeout=5)).data) for _ in range(20)]
+        assert sizes == [1_000_000] * 20
+        await connection.send_str("done")
+        await asyncio.wait_for(done.wait(), 5)
+        assert connection.exception() is None
+        await connection.close()
+    finally:
+        await runner.cleanup()
