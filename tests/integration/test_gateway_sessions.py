@@ -5,6 +5,7 @@ node's own bookkeeping. Agents authenticate with SigV4 (sign_hmac) against keys 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
 from collections.abc import AsyncIterator, Mapping
@@ -444,14 +445,23 @@ async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) 
         assert row["termination_reason"] == "No client connected to the session"
 
 
-async def test_a_client_that_stops_answering_pings_is_taken_for_gone(tmp_path: pathlib.Path) -> None:
-    settings = dataclasses.replace(FAST, ws_heartbeat=0.4, resume_window=30)
+@contextlib.asynccontextmanager
+async def session_with_heartbeat(
+    tmp_path: pathlib.Path, ws_heartbeat: float
+) -> AsyncIterator[tuple[Gateway, aiohttp.ClientWebSocketResponse, str]]:
+    """A gateway pinging its peers every ``ws_heartbeat`` s, one session waiting for its client,
+    the agent's control channel, and the client's token."""
+    settings = dataclasses.replace(FAST, ws_heartbeat=ws_heartbeat, resume_window=30)
     async with running_gateway(tmp_path, settings=settings) as gateway:
         await gateway.add_instance(IID)
         await gateway.add_agent_user()
         await gateway.add_session(SID, IID)
         control = await open_control(gateway)
-        token = await gateway.add_token("client", SID)
+        yield gateway, control, await gateway.add_token("client", SID)
+
+
+async def test_a_client_that_stops_answering_pings_is_taken_for_gone(tmp_path: pathlib.Path) -> None:
+    async with session_with_heartbeat(tmp_path, 0.4) as (gateway, control, token):
         # A peer that vanished without FIN: it never answers our pings.
         silent = await gateway.http.ws_connect(
             gateway.url(f"/v1/data-channel/{SID}?role=publish_subscribe"), autoping=False

@@ -1,19 +1,61 @@
 """Everything the client prints goes through one byte sink, so agent output and our own lines keep
-their order."""
+their order.
+
+The sink writes from a thread of its own. A consumer that stops reading (ssh paused, output piped
+into ``less``) then blocks that thread only: the event loop keeps acknowledging, answering and
+sending keepalives, so the session outlives the pause. Callers take back-pressure from
+:meth:`Console.wait_writable`, which holds the data channel's reader while too much is queued.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
+import fcntl
 import os
+import select
+import stat
+import struct
 import sys
-from typing import BinaryIO
+import termios
+import threading
+from collections.abc import Callable, Sequence
+from typing import BinaryIO, Final
+
+DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes queued before wait_writable() waits
+IDLE_SECONDS: Final = 5.0  # an idle writer thread ends; the next write starts another
+# A pipe's pages can be partly read at the head and partly filled at the tail.
+PIPE_SLACK: Final = 2 * 4096
+
+
+def pipe_capacity(fd: int) -> int:
+    """The buffer size of the pipe ``fd`` is (Linux), or 0 when it is not one or cannot be told."""
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if get_size is None or fd < 0:
+        return 0
+    try:
+        return int(fcntl.fcntl(fd, get_size)) if stat.S_ISFIFO(os.fstat(fd).st_mode) else 0
+    except OSError:
+        return 0
 
 
 class Console:
-    """Writes bytes or text to stdout (unbuffered from the caller's point of view)."""
+    """Writes bytes or text to stdout (or ``stream``) in order, without blocking the caller."""
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
+    def __init__(self, stream: BinaryIO | None = None, *, high_water: int = DEFAULT_HIGH_WATER) -> None:
+        if high_water <= 0:
+            raise ValueError("high_water must be positive")
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self.high_water = high_water
+        self._queue: collections.deque[bytes | memoryview] = collections.deque()
+        self._pending = 0  # bytes queued or being written
+        self._changed = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._broken = False  # the reader went away: what follows is dropped, as a closed pipe would
+        # Event-loop tasks waiting for the queue to shrink, woken after each write.
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._on_pipe = pipe_capacity(self.fd) > 0  # its size may change (grow_pipe), so asked anew
 
     @property
     def fd(self) -> int:
@@ -22,13 +64,113 @@ class Console:
         except (OSError, ValueError, AttributeError):
             return -1
 
-    def write(self, data: bytes | memoryview) -> None:
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            self._stream.write(data)
-            self._stream.flush()
+    @property
+    def pending(self) -> int:
+        """Bytes accepted by :meth:`write` and not yet written out."""
+        return self._pending
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` for writing; returns at once. Read-only views are kept as they are (their
+        owner never writes them again); anything writable is copied, as its owner may reuse it."""
+        if not len(data) or self._broken:
+            return
+        if not self._pending and len(data) <= self._pipe_room():
+            # Nothing queued, and the pipe can take it all: the write cannot block, so it is made
+            # here, sparing a hand-over to the thread (ssh's stream runs this way while ssh keeps up).
+            if not self._write_out([data]):
+                self._broken = True
+            return
+        if isinstance(data, bytearray) or (isinstance(data, memoryview) and not data.readonly):
+            data = bytes(data)
+        with self._changed:
+            self._queue.append(data)
+            self._pending += len(data)
+            self._changed.notify()
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_queued, name="console-writer", daemon=True)
+                self._writer.start()
+
+    def _pipe_room(self) -> int:
+        """Bytes the pipe on stdout takes now without blocking; 0 if not a pipe or unknown."""
+        if not self._on_pipe:
+            return 0
+        try:
+            (unread,) = struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, bytes(4)))
+        except OSError:
+            return 0
+        return pipe_capacity(self.fd) - int(unread) - PIPE_SLACK
 
     def print(self, text: str) -> None:
         self.write(text.encode("utf-8", "replace"))
+
+    async def wait_writable(self) -> None:
+        """Return once fewer than ``high_water`` bytes wait to be written (or the reader has gone)."""
+        await self._wait_until(lambda: self._pending < self.high_water)
+
+    async def drain(self) -> None:
+        """Return once everything written so far is out (or the reader has gone)."""
+        await self._wait_until(lambda: not self._pending)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """:meth:`drain` for code outside the event loop; False if ``timeout`` ran out first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._pending or self._broken, timeout)
+
+    async def _wait_until(self, done: Callable[[], bool]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._changed:  # checked and registered under the lock: no wake-up is missed
+                if done() or self._broken:
+                    return
+                future = loop.create_future()
+                self._waiters.append((loop, future))
+            await future
+
+    # -- the writer thread -------------------------------------------------------------------------
+
+    def _write_queued(self) -> None:
+        while True:
+            with self._changed:
+                if not self._queue and not self._changed.wait_for(lambda: bool(self._queue), IDLE_SECONDS):
+                    self._writer = None
+                    return
+                batch = list(self._queue)  # everything queued so far, written with one flush
+                self._queue.clear()
+            written = self._write_out(batch)
+            with self._changed:
+                self._pending -= sum(len(data) for data in batch)
+                if not written:
+                    self._broken = True
+                    self._pending -= sum(len(data) for data in self._queue)
+                    self._queue.clear()
+                self._changed.notify_all()
+                waiters, self._waiters = self._waiters, []
+            for loop, future in waiters:
+                with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+                    loop.call_soon_threadsafe(_resolve, future)
+
+    def _write_out(self, batch: Sequence[bytes | bytearray | memoryview]) -> bool:
+        """Write all of ``batch``; False once the reader has gone (or the stream was closed)."""
+        try:
+            for data in batch:
+                view = memoryview(data)
+                while view:
+                    try:
+                        written = self._stream.write(view)
+                    except BlockingIOError as exc:  # someone made the descriptor non-blocking
+                        written = exc.characters_written
+                    if not written:
+                        select.select([], [self.fd], [])
+                    view = view[written or 0 :]  # unbuffered streams may write only part
+            self._stream.flush()
+        except (OSError, ValueError):  # EPIPE and its like; ValueError: the stream was closed
+            return False
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def stdout_is_tty() -> bool:

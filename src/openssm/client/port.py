@@ -238,6 +238,8 @@ class PortSession:
                 self._finish(1)
         elif self.mode is PortMode.STDIO:
             self._console.write(data)
+            # ssh stopped reading: hold the channel's reader (TCP back-pressure reaches the agent).
+            await self._console.wait_writable()
         elif self._basic_writer is not None:
             writer = self._basic_writer
             try:

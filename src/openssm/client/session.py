@@ -275,6 +275,7 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     for signum in (signal.SIGHUP, signal.SIGTERM) if options.handle_signals else ():
         scope.on_signal(signum, _finish, dispatcher.finished, 0)
     reader: asyncio.Task[str] | None = None
+    cancelled = False
     try:
         await channel.connect()
         reader = asyncio.create_task(channel.run(dispatcher))
@@ -297,6 +298,9 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     except ChannelError as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 1
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
     finally:
         scope.close()
         if reader is not None and not reader.done():
@@ -305,6 +309,8 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
                 await reader
         await dispatcher.close()
         await channel.close()
+        if not cancelled:  # a cancelled caller must not wait for a reader that may never read
+            await console.drain()  # the last output and our closing lines, before the process exits
 
 
 def _finish(future: asyncio.Future[int], code: int) -> None:

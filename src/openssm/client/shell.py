@@ -50,6 +50,7 @@ class ShellSession:
         # Every payload type is written as-is, StdErr and the EXIT_CODE text included.
         if frame.payload_type != PayloadType.FLAG:
             self._console.write(frame.payload)
+            await self._console.wait_writable()  # the terminal is paused (Ctrl-S) or piped and behind
 
     async def start(self) -> None:
         self._terminal.enter()
