@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import logging
 import os
 import select
 import stat
@@ -22,6 +23,8 @@ import termios
 import threading
 from collections.abc import Callable, Sequence
 from typing import BinaryIO, Final
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes queued before wait_writable() waits
 IDLE_SECONDS: Final = 5.0  # an idle writer thread ends; the next write starts another
@@ -164,6 +167,9 @@ class Console:
                     view = view[written or 0 :]  # unbuffered streams may write only part
             self._stream.flush()
         except (OSError, ValueError):  # EPIPE and its like; ValueError: the stream was closed
+            return False
+        except Exception:  # whatever else a stream raises must not leave the queue stuck
+            log.warning("writing the session's output failed; the rest of it is dropped", exc_info=True)
             return False
         return True
 

@@ -120,3 +120,14 @@ def test_a_pipe_with_room_is_written_at_once_without_the_thread(pipe: tuple[int,
     console.write(b"now")  # the pipe is empty: this cannot block
     assert os.read(read_end, 10) == b"now"
     assert console.pending == 0 and console._writer is None
+
+
+async def test_a_stream_that_fails_oddly_ends_the_output_without_hanging() -> None:
+    class Failing(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise RuntimeError("unexpected")
+
+    console = Console(Failing())
+    console.write(b"lost")
+    await asyncio.wait_for(console.drain(), 5)
+    assert console.pending == 0
