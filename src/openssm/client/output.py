@@ -58,7 +58,7 @@ class Console:
         self._broken = False  # the reader went away: what follows is dropped, as a closed pipe would
         # Event-loop tasks waiting for the queue to shrink, woken after each write.
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._on_pipe = pipe_capacity(self.fd) > 0  # its size may change (grow_pipe), so asked anew
+        self._on_pipe = pipe_capacity(self.fd) > 0
 
     @property
     def fd(self) -> int:
@@ -97,11 +97,13 @@ class Console:
         """Bytes the pipe on stdout takes now without blocking; 0 if not a pipe or unknown."""
         if not self._on_pipe:
             return 0
+        fd = self.fd
         try:
-            (unread,) = struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, bytes(4)))
-        except OSError:
+            capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # asked anew: grow_pipe may have changed it
+            (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))
+        except (OSError, AttributeError):
             return 0
-        return pipe_capacity(self.fd) - int(unread) - PIPE_SLACK
+        return int(capacity) - int(unread) - PIPE_SLACK
 
     def print(self, text: str) -> None:
         self.write(text.encode("utf-8", "replace"))
