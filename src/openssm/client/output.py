@@ -16,7 +16,6 @@ import fcntl
 import logging
 import os
 import select
-import stat
 import struct
 import sys
 import termios
@@ -24,23 +23,14 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import BinaryIO, Final
 
+from openssm.client.pipes import pipe_capacity
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes queued before wait_writable() waits
 IDLE_SECONDS: Final = 5.0  # an idle writer thread ends; the next write starts another
 # A pipe's pages can be partly read at the head and partly filled at the tail.
 PIPE_SLACK: Final = 2 * 4096
-
-
-def pipe_capacity(fd: int) -> int:
-    """The buffer size of the pipe ``fd`` is (Linux), or 0 when it is not one or cannot be told."""
-    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
-    if get_size is None or fd < 0:
-        return 0
-    try:
-        return int(fcntl.fcntl(fd, get_size)) if stat.S_ISFIFO(os.fstat(fd).st_mode) else 0
-    except OSError:
-        return 0
 
 
 class Console:

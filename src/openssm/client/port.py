@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import fcntl
 import logging
 import os
 import signal
-import stat
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from openssm import tcp_connection
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
+from openssm.client.pipes import PIPE_SIZE, grow_pipe
 from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
 from openssm.mux import (
@@ -62,23 +61,6 @@ TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
 MUX_CONFIG: Final = SmuxConfig(version=1, max_receive_buffer=64 << 20, receive_hard_limit=128 << 20)
 MUX_RECEIVE_BUFFER: Final = MUX_CONFIG.max_receive_buffer
 TERMINATE_ACK_TIMEOUT: Final = 2.0
-
-
-PIPE_SIZE: Final = 1024 * 1024  # Linux's default ceiling for unprivileged processes
-
-
-def grow_pipe(fd: int, size: int) -> bool:
-    """Enlarge a pipe's buffer (Linux); anything else, or a refusal, leaves it as it is."""
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if set_size is None or fd < 0:
-        return False
-    try:
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            return False
-        fcntl.fcntl(fd, set_size, size)
-    except OSError:
-        return False
-    return True
 
 
 class PortMode(enum.StrEnum):

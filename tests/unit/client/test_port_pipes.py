@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from openssm.client.port import PIPE_SIZE, grow_pipe
+from openssm.client.pipes import PIPE_SIZE, grow_pipe
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
