@@ -80,9 +80,6 @@ class TcpConnection(asyncio.BufferedProtocol):
         else:
             data = region.toreadonly()
             self._read_offset = start + nbytes
-        self._received(data)
-
-    def _received(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
         self._throttle.added(len(data))
         self._wake(self._read_waiter)

@@ -171,10 +171,13 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._messages.append((message, size))
         self._throttle.added(size)
         if self._throttle.paused and self._paused_ping_handle is None:
-            self._paused_ping_handle = asyncio.get_running_loop().call_later(
-                self._paused_ping_interval, self._ping_while_paused
-            )
+            self._schedule_paused_ping()
         self._wake()
+
+    def _schedule_paused_ping(self) -> None:
+        self._paused_ping_handle = asyncio.get_running_loop().call_later(
+            self._paused_ping_interval, self._ping_while_paused
+        )
 
     def _ping_while_paused(self) -> None:
         """Reads are paused (the consumer is behind), so nothing the peer sends, pongs included, is
@@ -183,9 +186,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         if self.closed or not self._throttle.paused:
             return
         self._write_control(codec.OP_PING, b"")
-        self._paused_ping_handle = asyncio.get_running_loop().call_later(
-            self._paused_ping_interval, self._ping_while_paused
-        )
+        self._schedule_paused_ping()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
