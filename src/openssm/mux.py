@@ -66,7 +66,9 @@ __all__ = [
 DEFAULT_READ_SIZE = 65536
 # Writers pause while more than this waits for send.
 SEND_QUEUE_HIGH_WATER = 1024 * 1024
-# Bytes handed to the core per write step, so streams sharing the session interleave.
+# About this many bytes are handed to the core per write step, so streams sharing the session
+# interleave. Each step is a whole number of frames (see MuxSession._write_step): a step one frame
+# and a few bytes long would follow every full frame with a runt, doubling the per-frame work.
 WRITE_STEP = 64 * 1024
 
 
@@ -189,7 +191,7 @@ class MuxStream:
             session._raise_if_closed()
             if self._reset:
                 raise MuxStreamResetError(f"smux stream {self.stream_id} was reset by the peer")
-            accepted = core.write(self.stream_id, view[:WRITE_STEP])
+            accepted = core.write(self.stream_id, view[: session._write_step])
             if accepted:
                 view = view[accepted:]
                 session._kick_sender()
@@ -250,6 +252,7 @@ class MuxSession:
         self._send = send
         self._max_send_size = max_send_size
         self._core = SmuxSession(is_client=is_client, config=config)
+        self._write_step = max(1, WRITE_STEP // config.max_frame_size) * config.max_frame_size
         self._streams: dict[int, MuxStream] = {}
         self._accept_ready = asyncio.Event()
         self._send_ready = asyncio.Event()

@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 from tests.interop import smux_echo
 
 from openssm import tcp_connection
-from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, joined, pipe
-from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxProtocolError, encode_frame
+from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, fast_mux_config, joined, pipe
+from openssm.protocol.smux import (
+    Command,
+    FrameParser,
+    SmuxConfig,
+    SmuxFrame,
+    SmuxProtocolError,
+    encode_frame,
+)
 from openssm.tcp_connection import TcpConnection
 
 
@@ -119,6 +126,28 @@ def test_random_streams_arrive_intact(version: int, exchanges: list[tuple[bool, 
 async def _fill(write: Callable[[bytes], Awaitable[None]], total: int) -> None:
     for _ in range(total // 65536):
         await write(bytes(65536))
+
+
+async def test_writes_fill_whole_frames() -> None:
+    """A large write goes out in full frames: no runt after each one (a write step that was one
+    frame and 8 bytes long on the fast path once doubled the frames, and every per-frame cost)."""
+    config = fast_mux_config()
+    size = 200 * 1024
+    frames: list[SmuxFrame] = []
+    parser = FrameParser(config.version)
+
+    async def send(data: bytes) -> None:
+        frames.extend(parser.feed(data))
+
+    session = MuxSession(joined(send), is_client=True, version=config.version, config=config)
+    async with asyncio.timeout(10):
+        stream = await session.open_stream()
+        await stream.write(bytes(size))  # within the peer's initial window
+        session.close()
+        await session.wait_closed()
+    sizes = [len(frame.data) for frame in frames if frame.command == Command.PSH]
+    assert sum(sizes) == size
+    assert sizes[:-1] == [config.max_frame_size] * (len(sizes) - 1)
 
 
 async def test_v2_a_stalled_reader_does_not_stop_other_streams() -> None:
