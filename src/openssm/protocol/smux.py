@@ -63,6 +63,10 @@ class Command(enum.IntEnum):
     UPD = 4
 
 
+# Commands by value: cheaper per frame than Command(value), once check_header has vetted the value.
+COMMANDS: Final = tuple(Command)
+
+
 class SmuxError(ValueError):
     """Base class of every smux error."""
 
@@ -174,19 +178,16 @@ class FrameParser:
         end = len(view)
         while end - position >= HEADER_SIZE:
             version, command, length, stream_id = HEADER.unpack_from(view, position)
-            self._check_header(version, command, length)
+            check_header(self._version, version, command, length)
             start = position + HEADER_SIZE
             if end - start < length:
                 break
             data = view[start : start + length]
             frames.append(
-                SmuxFrame(version, Command(command), stream_id, data if self._views else bytes(data))
+                SmuxFrame(version, COMMANDS[command], stream_id, data if self._views else bytes(data))
             )
             position = start + length
         return position
-
-    def _check_header(self, version: int, command: int, length: int) -> None:
-        check_header(self._version, version, command, length)
 
 
 def check_header(expected_version: int | None, version: int, command: int, length: int) -> None:

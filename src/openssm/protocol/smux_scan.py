@@ -10,9 +10,10 @@ exactly the frames, and raises exactly the errors, that the parser would for the
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
 from openssm.protocol.smux import (
+    COMMANDS,
     HEADER,
     HEADER_SIZE,
     SUPPORTED_VERSIONS,
@@ -21,8 +22,6 @@ from openssm.protocol.smux import (
     SmuxProtocolError,
     check_header,
 )
-
-_COMMANDS: Final = tuple(Command)  # by value: cheaper than Command(value) once it is checked
 
 
 class FrameHeader(NamedTuple):
@@ -91,8 +90,8 @@ class SmuxScanner:
             else:
                 version, command, length, stream_id = HEADER.unpack_from(data, position)
                 position += HEADER_SIZE
-            self._check_header(version, command, length)
-            header = FrameHeader(version, _COMMANDS[command], stream_id, length)
+            check_header(self._version, version, command, length)
+            header = FrameHeader(version, COMMANDS[command], stream_id, length)
             if end - position >= length:
                 headers.append(header)
                 position += length
@@ -100,6 +99,3 @@ class SmuxScanner:
                 self._current = header
                 self._remaining = length - (end - position)
                 return
-
-    def _check_header(self, version: int, command: int, length: int) -> None:
-        check_header(self._version, version, command, length)
