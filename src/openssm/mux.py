@@ -67,9 +67,12 @@ DEFAULT_READ_SIZE = 65536
 # Writers pause while more than this waits for send.
 SEND_QUEUE_HIGH_WATER = 1024 * 1024
 # About this many bytes are handed to the core per write step, so streams sharing the session
-# interleave. Each step is a whole number of frames (see MuxSession._write_step): a step one frame
-# and a few bytes long would follow every full frame with a runt, doubling the per-frame work.
-WRITE_STEP = 64 * 1024
+# interleave: a writer waits between steps while the send queue is over its high-water mark, so
+# another stream's bytes queue behind at most this much more. Four 64 KiB frames: each step costs
+# a few dozen Python calls, which at one frame a step were a measurable share of a bulk sender's
+# CPU. Each step is a whole number of frames (see MuxSession._write_step): a step one frame and a
+# few bytes long would follow every full frame with a runt, doubling the per-frame work.
+WRITE_STEP = 256 * 1024
 
 
 # When both ends are OpenSSM they use smux v2 (per-stream windows: one slow connection cannot stall
