@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
+import sys
 from collections import deque
 from collections.abc import Iterable
 from typing import Final
@@ -259,6 +260,8 @@ class StreamOpened:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DataReceived:
+    """``length`` bytes arrived for a stream, in one run of consecutive data frames."""
+
     stream_id: int
     length: int
 
@@ -311,6 +314,12 @@ class SmuxSession:
         self.config = config or SmuxConfig()
         self.is_client = is_client
         self._parser = FrameParser(self.config.version, views=True)
+        # The most a stream may hold unread: v2's window (the peer's first window is fixed), v1's none.
+        self._stream_buffer_limit = (
+            max(INITIAL_PEER_WINDOW, self.config.max_stream_buffer)
+            if self.config.version == 2
+            else sys.maxsize
+        )
         self._streams: dict[int, _Stream] = {}
         self._accept_queue: deque[int] = deque()
         self._next_stream_id = 1 if is_client else 0
@@ -383,8 +392,13 @@ class SmuxSession:
 
     def parts_to_send(self, max_bytes: int | None = None) -> list[bytes | memoryview]:
         """As :meth:`data_to_send`, but the pieces as queued (headers and data), not joined."""
-        limit = self._outbox_size if max_bytes is None else min(max_bytes, self._outbox_size)
-        parts: list[bytes | memoryview] = []
+        if max_bytes is None or max_bytes >= self._outbox_size:
+            parts = list(self._outbox)  # all of it: no per-piece bookkeeping
+            self._outbox.clear()
+            self._outbox_size = 0
+            return parts
+        limit = max_bytes
+        parts = []
         taken = 0
         while taken < limit:
             head = self._outbox[0]
@@ -477,7 +491,7 @@ class SmuxSession:
         if stream is None or not stream.buffered:
             return []
         parts = self._take(stream, max_bytes)
-        taken = sum(len(part) for part in parts)
+        taken = sum(map(len, parts))
         self._receive_buffered -= taken
         if self.config.version == 2:
             self._note_consumed(stream, taken)
@@ -604,10 +618,27 @@ class SmuxSession:
         if frames:
             self._frames_since_keepalive_check = True
         events: list[Event] = []
+        # Consecutive data frames of one stream make one DataReceived: a bulk transfer's dozen
+        # frames per message then cost the caller one wake-up, not a dozen.
+        data_stream, data_length = -1, 0
         for frame in frames:
+            if frame.command is Command.PSH:
+                length = self._on_data(frame.stream_id, frame.data)
+                if length:
+                    if frame.stream_id != data_stream:
+                        if data_length:
+                            events.append(DataReceived(data_stream, data_length))
+                        data_stream, data_length = frame.stream_id, 0
+                    data_length += length
+                continue
+            if data_length:
+                events.append(DataReceived(data_stream, data_length))
+                data_stream, data_length = -1, 0
             event = self._handle(frame)
             if event is not None:
                 events.append(event)
+        if data_length:
+            events.append(DataReceived(data_stream, data_length))
         return events
 
     def receive_frames(self, frames: Iterable[SmuxFrame]) -> list[Event]:
@@ -615,9 +646,8 @@ class SmuxSession:
         return self.receive(b"".join(frame.encode() for frame in frames))
 
     def _handle(self, frame: SmuxFrame) -> Event | None:
+        """A frame other than PSH (data frames are handled in :meth:`receive`)."""
         command = frame.command
-        if command is Command.PSH:
-            return self._on_data(frame.stream_id, frame.data)
         if command is Command.SYN:
             return self._on_open(frame.stream_id)
         if command is Command.FIN:
@@ -644,17 +674,17 @@ class SmuxSession:
         self._accept_queue.append(stream_id)
         return StreamOpened(stream_id)
 
-    def _on_data(self, stream_id: int, data: bytes | memoryview) -> Event | None:
+    def _on_data(self, stream_id: int, data: bytes | memoryview) -> int:
+        """Buffer a data frame; returns how many bytes it added (0: discarded)."""
         stream = self._streams.get(stream_id)
         # Data for a stream we dropped (or never had) is discarded, as xtaci/smux does.
         if stream is None or not data or stream.remote_fin:
-            return None
+            return 0
+        length = len(data)
         stream.chunks.append(data)
-        stream.buffered += len(data)
-        self._receive_buffered += len(data)
-        if self.config.version == 2 and stream.buffered > max(
-            INITIAL_PEER_WINDOW, self.config.max_stream_buffer
-        ):
+        stream.buffered += length
+        self._receive_buffered += length
+        if stream.buffered > self._stream_buffer_limit:
             raise self._fail(SmuxProtocolError(f"peer overran the flow-control window of stream {stream_id}"))
         if self._receive_buffered > self.config.receive_hard_limit:
             raise self._fail(
@@ -663,7 +693,7 @@ class SmuxSession:
                     f"{self.config.receive_hard_limit} bytes)"
                 )
             )
-        return DataReceived(stream_id, len(data))
+        return length
 
     def _on_fin(self, stream_id: int) -> Event | None:
         stream = self._streams.get(stream_id)

@@ -49,6 +49,28 @@ def test_client_ids_are_odd_from_3_and_server_ids_even_from_2() -> None:
     assert sent(client) == [SmuxFrame(1, Command.SYN, sid) for sid in (3, 5, 7)]
 
 
+def test_a_run_of_data_frames_on_one_stream_is_one_event_in_order() -> None:
+    client, server = pair()
+    first, second = client.open_stream(), client.open_stream()
+    for chunk in (b"ab", b"cde", b"f"):
+        client.write(first, chunk)
+    client.write(second, b"xy")
+    client.write(first, b"gh")
+    client.close_stream(first)
+    client.write(second, b"z")
+    assert deliver(client, server) == [
+        StreamOpened(first),
+        StreamOpened(second),
+        DataReceived(first, 6),
+        DataReceived(second, 2),
+        DataReceived(first, 2),
+        StreamEnded(first),
+        DataReceived(second, 1),
+    ]
+    assert server.read(first, 100) == b"abcdefgh"
+    assert server.read(second, 100) == b"xyz"
+
+
 def test_stream_ids_run_out_with_go_away() -> None:
     client = SmuxSession(is_client=True)
     client._next_stream_id = 2**32 - 3
