@@ -134,7 +134,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             finally:
                 self._read_waiter = None
         parts = self._take(max_bytes)
-        self._throttle.taken(sum(len(part) for part in parts))
+        self._throttle.taken(sum(map(len, parts)))
         return parts
 
     def _take(self, max_bytes: int) -> list[bytes | memoryview]:

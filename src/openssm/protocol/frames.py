@@ -163,11 +163,11 @@ def encode_pieces(
     type_bytes = message_type.encode("ascii")
     if len(type_bytes) > 32:
         raise FrameError(f"message type too long: {message_type!r}")
-    length = 0
-    hasher = hashlib.sha256() if digest else None
-    for part in parts:
-        length += len(part)
-        if hasher is not None:
+    length = sum(map(len, parts))
+    hasher = None
+    if digest:
+        hasher = hashlib.sha256()
+        for part in parts:
             hasher.update(part)
     header = HEADER.pack(
         HEADER_LENGTH,

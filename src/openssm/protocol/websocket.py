@@ -112,7 +112,7 @@ def encode(
     in one pass: the header bytes are pre-XORed with the same (rotated) key so that the pass
     restores them. One copy and one XOR pass, however many pieces.
     """
-    length = sum(len(piece) for piece in payload)
+    length = sum(map(len, payload))
     if opcode in CONTROL_OPCODES and length > MAX_CONTROL_PAYLOAD:
         raise ValueError(f"a control frame carries at most {MAX_CONTROL_PAYLOAD} bytes")
     if mask_key is None:
@@ -123,7 +123,8 @@ def encode(
     shift = len(head) % 4
     # The payload starts at len(head): byte i of the buffer must be XORed with key[(i - len(head)) % 4].
     whole_key = mask_key[-shift:] + mask_key[:-shift] if shift else mask_key
-    premasked_head = bytes(b ^ whole_key[i % 4] for i, b in enumerate(head))
+    premasked_head = bytearray(head)
+    mask_python(whole_key, premasked_head)
     frame = bytearray().join([premasked_head, *payload])
     mask(whole_key, frame)
     return [frame]
