@@ -68,11 +68,15 @@ DEFAULT_READ_SIZE = 65536
 SEND_QUEUE_HIGH_WATER = 1024 * 1024
 # About this many bytes are handed to the core per write step, so streams sharing the session
 # interleave: a writer waits between steps while the send queue is over its high-water mark, so
-# another stream's bytes queue behind at most this much more. Four 64 KiB frames: each step costs
-# a few dozen Python calls, which at one frame a step were a measurable share of a bulk sender's
-# CPU. Each step is a whole number of frames (see MuxSession._write_step): a step one frame and a
-# few bytes long would follow every full frame with a runt, doubling the per-frame work.
-WRITE_STEP = 256 * 1024
+# another stream's bytes queue behind at most one step more. Each step is a whole number of frames
+# (see MuxSession._write_step): a step one frame and a few bytes long would follow every full
+# frame with a runt, doubling the per-frame work.
+WRITE_STEP = 64 * 1024
+# Where messages carry this much (the fast path), steps are this large: each step costs a few
+# dozen Python calls, a measurable share of a bulk sender's CPU at one 64 KiB frame a step, and a
+# link that fast drains the larger step in no time. With AWS's programs (1 KiB messages, a few
+# MiB/s) steps stay small, so an interactive stream beside a bulk one does not wait longer.
+LARGE_WRITE_STEP = 256 * 1024
 
 
 # When both ends are OpenSSM they use smux v2 (per-stream windows: one slow connection cannot stall
@@ -255,7 +259,8 @@ class MuxSession:
         self._send = send
         self._max_send_size = max_send_size
         self._core = SmuxSession(is_client=is_client, config=config)
-        self._write_step = max(1, WRITE_STEP // config.max_frame_size) * config.max_frame_size
+        step = LARGE_WRITE_STEP if max_send_size >= LARGE_WRITE_STEP else WRITE_STEP
+        self._write_step = max(1, step // config.max_frame_size) * config.max_frame_size
         self._streams: dict[int, MuxStream] = {}
         self._accept_ready = asyncio.Event()
         self._send_ready = asyncio.Event()
