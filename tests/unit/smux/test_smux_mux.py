@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from tests.interop import smux_echo
 
 from openssm import tcp_connection
-from openssm.mux import MuxClosedError, MuxSession, MuxStreamResetError, fast_mux_config, joined, pipe
+from openssm.mux import (
+    FAST_PATH_PAYLOAD,
+    MuxClosedError,
+    MuxSession,
+    MuxStreamResetError,
+    fast_mux_config,
+    joined,
+    pipe,
+)
 from openssm.protocol.smux import (
     Command,
     FrameParser,
@@ -128,7 +136,8 @@ async def _fill(write: Callable[[bytes], Awaitable[None]], total: int) -> None:
         await write(bytes(65536))
 
 
-async def test_writes_fill_whole_frames() -> None:
+@pytest.mark.parametrize("max_send_size", [65536, FAST_PATH_PAYLOAD])  # small and large write steps
+async def test_writes_fill_whole_frames(max_send_size: int) -> None:
     """A large write goes out in full frames: no runt after each one (a write step that was one
     frame and 8 bytes long on the fast path once doubled the frames, and every per-frame cost)."""
     config = fast_mux_config()
@@ -139,7 +148,9 @@ async def test_writes_fill_whole_frames() -> None:
     async def send(data: bytes) -> None:
         frames.extend(parser.feed(data))
 
-    session = MuxSession(joined(send), is_client=True, version=config.version, config=config)
+    session = MuxSession(
+        joined(send), is_client=True, version=config.version, config=config, max_send_size=max_send_size
+    )
     async with asyncio.timeout(10):
         stream = await session.open_stream()
         await stream.write(bytes(size))  # within the peer's initial window
