@@ -214,8 +214,9 @@ class DataChannel:
 
     async def send(self, payload_type: int, payload: bytes | PayloadParts) -> None:
         """Send one input_stream_data message; it is kept until acked and resent as needed."""
-        async with self._acked:
-            await self._acked.wait_for(lambda: self.endpoint.can_send)
+        if not self.endpoint.can_send:  # the common case skips the condition's lock
+            async with self._acked:
+                await self._acked.wait_for(lambda: self.endpoint.can_send)
         if self.encrypt is not None and payload_type == PayloadType.OUTPUT:
             payload = self.encrypt(payload if isinstance(payload, bytes) else b"".join(payload))
         await self._write(self.endpoint.send_pieces(payload_type, payload))
