@@ -154,25 +154,49 @@ class FrameParser:
     def feed(self, data: bytes | bytearray | memoryview) -> list[SmuxFrame]:
         if self._error is not None:
             raise self._error
-        # Parse from one immutable buffer: with ``views`` the frames' data are slices of it. As in
+        # Parse from immutable buffers: with ``views`` the frames' data are slices of them. As in
         # SmuxSession.write, a read-only view counts as immutable (its owner's promise).
         buffer: bytes | memoryview
-        if self._pending:
-            buffer = b"".join((self._pending, data))
-            self._pending.clear()
-        elif isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly):
+        if isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly):
             buffer = data
         else:
             buffer = bytes(data)
+        view = memoryview(buffer)
         frames: list[SmuxFrame] = []
         try:
-            consumed = self._parse(memoryview(buffer), frames)
+            if self._pending:
+                # Complete the held-back frame with just the bytes it lacks: joining all of ``data``
+                # to it would copy every message that a frame straddles into.
+                taken, complete = self._fill_pending(view)
+                if not complete:
+                    return frames
+                view = view[taken:]
+                whole = bytes(self._pending)
+                self._pending.clear()
+                self._parse(memoryview(whole), frames)
+            consumed = self._parse(view, frames)
         except SmuxProtocolError as exc:
             self._error = exc
             raise
-        if consumed < len(buffer):
-            self._pending += memoryview(buffer)[consumed:]
+        if consumed < len(view):
+            self._pending += view[consumed:]
         return frames
+
+    def _fill_pending(self, view: memoryview) -> tuple[int, bool]:
+        """Move the bytes the held-back frame lacks (its header first) from ``view`` into it:
+        how many were taken, and whether the frame is now whole."""
+        pending = self._pending
+        taken = 0
+        if len(pending) < HEADER_SIZE:
+            taken = min(HEADER_SIZE - len(pending), len(view))
+            pending += view[:taken]
+            if len(pending) < HEADER_SIZE:
+                return taken, False
+        version, command, length, _ = HEADER.unpack_from(pending)
+        check_header(self._version, version, command, length)
+        more = min(HEADER_SIZE + length - len(pending), len(view) - taken)
+        pending += view[taken : taken + more]
+        return taken + more, len(pending) == HEADER_SIZE + length
 
     def _parse(self, view: memoryview, frames: list[SmuxFrame]) -> int:
         position = 0

@@ -130,6 +130,22 @@ def test_frame_data_are_views_only_when_asked() -> None:
     assert bytes(split.feed(bytearray(wire[9:]))[0].data) == b"abc"
 
 
+def test_only_a_straddling_frame_is_copied() -> None:
+    """A frame split across two feeds is completed from the head of the second; the frames after
+    it stay views of the second buffer (joining the whole second buffer to the held-back bytes
+    copied every message a frame straddled into)."""
+    wire = b"".join(encode_frame(2, Command.PSH, 3, bytes([n]) * 1000) for n in range(4))
+    parser = FrameParser(2, views=True)
+    (first,) = parser.feed(wire[:1500])
+    second_message = wire[1500:]
+    straddling, *rest = parser.feed(second_message)
+    assert [bytes(frame.data) for frame in (first, straddling, *rest)] == [
+        bytes([n]) * 1000 for n in range(4)
+    ]
+    assert all(isinstance(frame.data, memoryview) and frame.data.obj is second_message for frame in rest)
+    assert parser.pending == 0
+
+
 def test_header_is_checked_before_the_payload_arrives() -> None:
     with pytest.raises(SmuxProtocolError):
         FrameParser(1).feed(bytes.fromhex("0109ffff01000000"))
