@@ -14,6 +14,8 @@ from tests.interop import smux_echo
 
 from openssm import tcp_connection
 from openssm.mux import (
+    BULK_MESSAGE,
+    COALESCE_TURNS,
     FAST_PATH_PAYLOAD,
     MuxClosedError,
     MuxSession,
@@ -159,6 +161,44 @@ async def test_writes_fill_whole_frames(max_send_size: int) -> None:
     sizes = [len(frame.data) for frame in frames if frame.command == Command.PSH]
     assert sum(sizes) == size
     assert sizes[:-1] == [config.max_frame_size] * (len(sizes) - 1)
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def _recording_session(sizes: list[int]) -> MuxSession:
+    async def send(parts: list[bytes | memoryview]) -> None:
+        sizes.append(sum(map(len, parts)))
+
+    return MuxSession(send, is_client=True, version=1, max_send_size=FAST_PATH_PAYLOAD)
+
+
+async def test_after_a_bulk_message_the_next_write_joins_a_short_one() -> None:
+    sizes: list[int] = []
+    session = _recording_session(sizes)
+    stream = await session.open_stream()
+    await stream.write(bytes(BULK_MESSAGE))
+    await _turns(3)
+    assert len(sizes) == 1 and sizes[0] >= BULK_MESSAGE
+    await stream.write(bytes(1000))
+    await _turns(1)  # the sender is awake and lets the loop turn before sending
+    await stream.write(bytes(1000))
+    await _turns(COALESCE_TURNS + 2)
+    assert sizes[1:] == [2 * (8 + 1000)], "both writes went out in one message"
+
+
+async def test_short_messages_are_not_held_back() -> None:
+    sizes: list[int] = []
+    session = _recording_session(sizes)
+    stream = await session.open_stream()
+    await stream.write(bytes(1000))
+    await _turns(1)
+    assert sizes == [8 + 8 + 1000], "SYN and data went out at once"
+    await stream.write(bytes(1000))
+    await _turns(1)
+    assert sizes[1:] == [8 + 1000]
 
 
 async def test_v2_a_stalled_reader_does_not_stop_other_streams() -> None:
