@@ -144,13 +144,25 @@ def measure(
                 if profiling:
                     assert profiler is not None
                     profiler.start(direction)
-                keep(run_single(path, size, direction))
+                with naming_failures(path.name, f"1 stream {direction}"):
+                    keep(run_single(path, size, direction))
                 if profiling:
                     assert profiler is not None
                     profiler.stop()
         for path in paths:
-            keep(run_parallel(path, size, connections))
+            with naming_failures(path.name, f"{connections} streams"):
+                keep(run_parallel(path, size, connections))
     return [best[(path.name, case)] for path in paths for case in cases(connections)]
+
+
+@contextlib.contextmanager
+def naming_failures(path: str, case: str) -> Iterator[None]:
+    """A failed transfer says which path and case it was, and when (to match with logs)."""
+    started = time.strftime("%H:%M:%S")
+    try:
+        yield
+    except Exception as exc:
+        raise RuntimeError(f"{path}, {case} (started {started}): {exc}") from exc
 
 
 def cases(connections: int) -> list[str]:
@@ -188,6 +200,16 @@ def openssm_forward(workdir: pathlib.Path, destination_port: int) -> Iterator[tu
             "agent": agent.process.proc.pid,
         }
         yield local, pids
+    except BaseException:
+        # The processes' own words are the first thing to read about a failed transfer.
+        for name, text in (
+            ("client", session.output if session is not None else ""),
+            ("agent", agent.process.log() if agent.process else ""),
+            ("server", server.process.log() if server.process else ""),
+        ):
+            tail = "\n".join(text.splitlines()[-40:])
+            print(f"--- last lines of the {name}'s output ---\n{tail}", file=sys.stderr)
+        raise
     finally:
         if session is not None:
             session.stop()
