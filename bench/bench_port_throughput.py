@@ -26,6 +26,9 @@ it is in the test extras) during the first round's OpenSSM single-stream runs: c
 per process and direction in DIR, and the top functions by self time printed at the end (idle
 waits included, labelled by where they wait: select, queue get).
 
+A failed transfer (a checksum mismatch, a connection closed early) stops the bench with the path,
+the case and the time it started, after the last lines of the OpenSSM processes' output.
+
 `--json FILE` also writes the results (and the CPU figures) as JSON, for
 `bench/compare_port_throughput.py`, which runs this bench against another git revision.
 
