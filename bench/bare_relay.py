@@ -8,6 +8,10 @@ checksum ends shows what any three-process Python design (client → gateway →
 this machine at best, so the gap between it and OpenSSM is what OpenSSM's own work costs.
 
 Run: `python bench/bare_relay.py LISTEN_PORT TARGET_PORT` (prints "ready" once listening).
+
+Known: on uvloop 0.23.0 this relay now and then aborts under the bench's 20 parallel streams (glibc:
+"double free or corruption"), which the bench reports as a "3 bare relays, 20 streams" transfer
+closed early. The standard loop (`OPENSSM_EVENT_LOOP=asyncio`) does not; see DESIGN.md.
 """
 
 from __future__ import annotations
