@@ -463,9 +463,8 @@ class MuxSession:
                     if bulk and core.pending_send < self._max_send_size and not core.closed:
                         for _ in range(COALESCE_TURNS):
                             await asyncio.sleep(0)
-                    parts = core.parts_to_send(self._max_send_size)
-                    bulk = sum(map(len, parts)) >= BULK_MESSAGE
-                    await self._send(parts)
+                    bulk = min(core.pending_send, self._max_send_size) >= BULK_MESSAGE  # what is taken
+                    await self._send(core.parts_to_send(self._max_send_size))
                     if core.pending_send <= SEND_QUEUE_HIGH_WATER:
                         self._send_queue_low.set()
                 if core.closed:
