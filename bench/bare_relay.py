@@ -3,7 +3,7 @@
 It accepts TCP connections and copies bytes both ways to a target: it reads straight into a
 buffer (BufferedProtocol: no copy in user space) and hands that buffer to the other socket, with
 back-pressure, and no framing, no parsing, no recording. It runs on the same event loop and
-allocator settings as OpenSSM's processes (`openssm.runtime.run`). Chaining three of these between the
+allocator settings as OpenSSM's processes (`openssm.transport.runtime.run`). Chaining three of these between the
 checksum ends shows what any three-process Python design (client → gateway → agent) could reach on
 this machine at best, so the gap between it and OpenSSM is what OpenSSM's own work costs.
 
@@ -20,7 +20,7 @@ import asyncio
 import sys
 from typing import cast
 
-from openssm.runtime import run
+from openssm.transport.runtime import run
 
 READ_SIZE = 256 * 1024
 

@@ -16,8 +16,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from openssm.mux import MuxSession, joined
 from openssm.protocol.smux import Command, FrameParser, SmuxConfig, SmuxSession, encode_frame
+from openssm.transport.mux import MuxSession, joined
 
 CHUNK = 65536
 

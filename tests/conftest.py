@@ -31,7 +31,7 @@ def captures_dir() -> pathlib.Path:
     configured = os.environ.get("OPENSSM_CAPTURES")
     if configured:
         return pathlib.Path(configured)
-    return REPO_ROOT.parent / "shared" / "reference" / "captures"
+    return REPO_ROOT / "tests" / "captures"
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,14 @@ import ssl
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from openssm import api, runtime
+from openssm import api
 from openssm.api import app as api_app
 from openssm.bootstrap import bootstrap, usage_text
 from openssm.bus.factory import make_bus
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
+from openssm.transport import runtime
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from tests.unit.agent.fake_mgs import (
     task_result,
 )
 
-from openssm.mux import FAST_PATH_PROPERTY, FAST_PATH_VERSION, MuxSession, joined
 from openssm.protocol.frames import MessageType, PayloadFlag, PayloadType, flag_payload
+from openssm.transport.mux import FAST_PATH_PROPERTY, FAST_PATH_VERSION, MuxSession, joined
 
 SID = "tester-0123456789abcdef1"
 
@@ -112,7 +112,7 @@ async def test_ssh_style_session_ends_when_destination_closes() -> None:
             await asyncio.wait_for(client.closed.wait(), 5)
     finally:
         await server.close()
-    # The document's properties, plus the fast-path offer AWS's plugin ignores (openssm.mux).
+    # The document's properties, plus the fast-path offer AWS's plugin ignores (openssm.transport.mux).
     assert request["RequestedClientActions"][0]["ActionParameters"]["Properties"] == {
         "portNumber": str(port),
         FAST_PATH_PROPERTY: FAST_PATH_VERSION,

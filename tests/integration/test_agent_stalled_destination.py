@@ -14,9 +14,9 @@ import os
 import pytest
 from tests.unit.agent.fake_mgs import agent_session, client_handshake, session_content, task_result
 
-from openssm import websocket_connection
-from openssm.mux import FAST_PATH_ACCEPTED, FAST_PATH_PAYLOAD, FAST_PATH_VERSION
 from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload
+from openssm.transport import websocket_connection
+from openssm.transport.mux import FAST_PATH_ACCEPTED, FAST_PATH_PAYLOAD, FAST_PATH_VERSION
 
 SID = "tester-0123456789abcdef3"
 TOTAL = 64 * 1024 * 1024  # far more than the sockets and the agent's queue hold between them

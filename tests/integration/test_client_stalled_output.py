@@ -18,11 +18,11 @@ import pytest
 from tests.integration.test_gateway_sessions import SID, open_agent_data, output, session_with_heartbeat
 from tests.support.gateway import next_frame
 
-from openssm import websocket_connection
 from openssm.client.api import StartedSession
 from openssm.client.output import Console
 from openssm.client.session import ClientOptions, run_session, starting_message
 from openssm.protocol.frames import MessageType
+from openssm.transport import websocket_connection
 
 CHUNK = 64 * 1024
 TOTAL = 48 * 1024 * 1024  # far more than the client, the gateway and the kernel hold between them

@@ -1,7 +1,7 @@
 """smux version choice on Port sessions: v2 + large payloads between OpenSSM ends, v1 + 1024-byte
 messages with AWS's programs; and the fast path (payloads near 1 MiB without digests) on top of v2.
 
-The agent offers v2 in the handshake Properties (``openssm.mux.FAST_MUX_PROPERTY``) and then speaks
+The agent offers v2 in the handshake Properties (``openssm.transport.mux.FAST_MUX_PROPERTY``) and then speaks
 whatever version the client's first smux frame uses; our client opens with v2 only when offered.
 The fast path is offered the same way (``FAST_PATH_PROPERTY``) and taken only when the client's
 HandshakeResponse accepts it (``FAST_PATH_ACCEPTED``).
@@ -25,7 +25,17 @@ from tests.unit.agent.fake_mgs import (
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.port import PortSession
-from openssm.mux import (
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    MessageType,
+    PayloadFlag,
+    PayloadType,
+    decode,
+    flag_payload,
+)
+from openssm.protocol.smux import HEADER
+from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
@@ -37,16 +47,6 @@ from openssm.mux import (
     fast_mux_config,
     joined,
 )
-from openssm.protocol.frames import (
-    Frame,
-    FrameError,
-    MessageType,
-    PayloadFlag,
-    PayloadType,
-    decode,
-    flag_payload,
-)
-from openssm.protocol.smux import HEADER
 
 SID = "tester-0123456789abcdef2"
 AWS_OUTPUT_LIMIT = 1024

@@ -21,8 +21,8 @@ import pytest
 from tests.conftest import require
 from tests.interop import smux_echo
 
-from openssm.mux import MuxSession, joined
 from openssm.protocol.smux import Command, FrameParser
+from openssm.transport.mux import MuxSession, joined
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import random
 
-from openssm.mux import MuxSession, MuxStream
+from openssm.transport.mux import MuxSession, MuxStream
 
 ECHO = ord("E")
 HALF_CLOSE = ord("H")

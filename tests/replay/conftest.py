@@ -1,8 +1,8 @@
 """Loader for the golden wire captures (``reference/captures/*.jsonl``).
 
-The captures live outside the repository: ``$OPENSSM_CAPTURES`` or ``../shared/reference/captures``
-next to the repository root. When they are missing, capture tests are skipped with the reason —
-except in CI (``CI=true``), where a missing capture directory is an error.
+The captures are recorded data kept in the repository (``tests/captures``, copied from the
+workspace's ``reference/captures``); ``$OPENSSM_CAPTURES`` points elsewhere. When they are missing,
+capture tests are skipped with the reason — except in CI (``CI=true``), where that is an error.
 
 Tests get events by asking for these parameters (each is one event dict, with ``capture`` = file
 stem added; ids look like ``plugin-shell#6``):
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import captures_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Event = dict[str, Any]
@@ -31,11 +32,6 @@ Event = dict[str, Any]
 def in_ci() -> bool:
     # Same rule as the suite-wide tests/conftest.py.
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def captures_dir() -> Path:
-    configured = os.environ.get("OPENSSM_CAPTURES")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "reference" / "captures"
 
 
 def _missing_reason() -> str | None:

@@ -287,7 +287,7 @@ async def test_port_forwarding_over_smux(load_capture: Callable[[str], list[Even
 
     # Handshake: the request is the real agent's, byte for byte, but for version, port and the
     # offers to OpenSSM clients (smux v2 and the fast path: extra Properties keys AWS's plugin
-    # ignores; openssm.mux).
+    # ignores; openssm.transport.mux).
     request, complete = outputs[0], outputs[1]
     assert request.payload_type == PayloadType.HANDSHAKE_REQUEST
     expected = captured_outputs[0].payload.replace(CAPTURED_AGENT_VERSION.encode(), AGENT_VERSION.encode())

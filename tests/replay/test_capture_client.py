@@ -357,7 +357,7 @@ async def test_port_basic_session_matches_the_plugin(
 async def test_port_mux_session_matches_the_plugin(
     load_capture: Callable[[str], list[Event]], tmp_path: Any
 ) -> None:
-    pytest.importorskip("openssm.mux")
+    pytest.importorskip("openssm.transport.mux")
     capture = load_capture("plugin-port-mux")
     # The capture logged client 2's connect (#19) after the SYN it caused (#17): re-enact it first.
     move_before(capture, 19, 17)

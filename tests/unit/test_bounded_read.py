@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp.base_protocol import BaseProtocol
 
-from openssm.bounded_read import BodyTooLarge, read_bounded
+from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 
 def _stream(pieces: list[bytes]) -> aiohttp.StreamReader:

@@ -7,7 +7,7 @@ from typing import cast
 
 import pytest
 
-from openssm.read_throttle import ReadThrottle
+from openssm.transport.read_throttle import ReadThrottle
 
 
 class Transport:

@@ -1,4 +1,4 @@
-"""openssm.runtime: which event loop a process gets, and the allocator tuning."""
+"""openssm.transport.runtime: which event loop a process gets, and the allocator tuning."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from openssm import runtime
+from openssm.transport import runtime
 
 
 def test_uvloop_by_default_and_asyncio_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,7 +21,7 @@ def test_run_uses_the_chosen_loop() -> None:
     """In a fresh interpreter: pytest's own loop must not leak into what ``run`` creates."""
     probe = (
         "import asyncio\n"
-        "from openssm import runtime\n"
+        "from openssm.transport import runtime\n"
         "async def main():\n"
         "    return type(asyncio.get_running_loop()).__module__\n"
         "print(runtime.run(main()))\n"

@@ -1,5 +1,5 @@
-"""openssm.tcp_connection over real loopback sockets: chunks, half-close, back-pressure, errors,
-on both event loops the processes run (the standard one and uvloop, see openssm.runtime)."""
+"""openssm.transport.tcp_connection over real loopback sockets: chunks, half-close, back-pressure, errors,
+on both event loops the processes run (the standard one and uvloop, see openssm.transport.runtime)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from openssm import tcp_connection
-from openssm.tcp_connection import TcpConnection
+from openssm.transport import tcp_connection
+from openssm.transport.tcp_connection import TcpConnection
 
 Run = Callable[[Coroutine[Any, Any, None]], None]
 

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
-from openssm import websocket_connection
 from openssm.protocol import websocket as codec
-from openssm.websocket_connection import ConnectionClosed, WebSocketConnection
+from openssm.transport import websocket_connection
+from openssm.transport.websocket_connection import ConnectionClosed, WebSocketConnection
 
 Handler = Callable[[WebSocketConnection], Awaitable[None]]
 

@@ -14,5 +14,5 @@ Modules:
 * ``sessions`` — handlers per ``sessionType``: shell (PTY), commands, port (basic + smux).
 
 The agent never imports server-side packages; it uses ``openssm.protocol``, ``openssm.auth`` and
-``openssm.mux`` only.
+``openssm.transport.mux`` only.
 """

@@ -12,12 +12,12 @@ import sys
 import aiohttp
 import click
 
-from openssm import runtime
 from openssm.agent.config import AgentSettings, StateError, default_state_dir, load_registration
 from openssm.agent.credentials import CredentialsError, RoleCredentials
 from openssm.agent.registration import RegistrationError, register
 from openssm.agent.runner import Agent
 from openssm.agent.signing import Credentials, CredentialSource, StaticCredentials
+from openssm.transport import runtime
 
 log = logging.getLogger("openssm.agent")
 

@@ -33,7 +33,7 @@ from openssm.protocol.frames import (
     go_json,
     parse_flag,
 )
-from openssm.websocket_connection import WebSocketConnection
+from openssm.transport.websocket_connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
 

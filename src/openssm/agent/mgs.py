@@ -10,11 +10,11 @@ from typing import Final
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from openssm import websocket_connection
 from openssm.agent.signing import CredentialSource, sign
-from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.protocol.frames import MAX_FRAME_SIZE, go_json
-from openssm.websocket_connection import WebSocketConnection
+from openssm.transport import websocket_connection
+from openssm.transport.bounded_read import BodyTooLarge, read_bounded
+from openssm.transport.websocket_connection import WebSocketConnection
 
 SERVICE: Final = "ssmmessages"
 MAX_XML_SIZE: Final = 1 << 16

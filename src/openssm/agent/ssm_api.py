@@ -9,8 +9,8 @@ import aiohttp
 
 from openssm.agent.config import AGENT_NAME, AGENT_VERSION
 from openssm.agent.signing import CredentialSource, sign
-from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.protocol.frames import go_json
+from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 TARGET_PREFIX: Final = "AmazonSSM."

@@ -17,11 +17,11 @@ from openssm.api.errors import ApiError, validation_error
 from openssm.api.query_xml import render_error, render_response
 from openssm.api.request import ApiRequest
 from openssm.auth.sigv4 import HttpRequest
-from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
 from openssm.security.errors import AuthError, SecurityError
 from openssm.security.facts import peer_address
 from openssm.services import Services
+from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any, Final
 import botocore.exceptions
 import click
 
-from openssm import runtime
 from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
 from openssm.client.parameters import ParameterError, parse_parameters
 from openssm.client.session import FAST_CHUNK, ClientOptions, chunk_size_from_env, run_session
+from openssm.transport import runtime
 
 AWS_CLI_ERROR_EXIT: Final = 255
 PORT_DOCUMENT: Final = "AWS-StartPortForwardingSession"

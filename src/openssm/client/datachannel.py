@@ -21,7 +21,6 @@ from typing import Final, Protocol
 
 import aiohttp
 
-from openssm import websocket_connection
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
     MAX_FRAME_SIZE,
@@ -34,7 +33,8 @@ from openssm.protocol.frames import (
 )
 from openssm.protocol.messages import ClientOpen, ProtocolError, parse_channel_closed
 from openssm.protocol.versions import CLIENT_VERSION
-from openssm.websocket_connection import WebSocketConnection
+from openssm.transport import websocket_connection
+from openssm.transport.websocket_connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
 

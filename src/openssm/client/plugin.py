@@ -16,8 +16,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from openssm import runtime
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
+from openssm.transport import runtime
 
 if TYPE_CHECKING:
     from openssm.client.api import StartedSession

@@ -16,13 +16,24 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from openssm import tcp_connection
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.pipes import PIPE_SIZE, grow_pipe
 from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
-from openssm.mux import (
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    Payload,
+    PayloadFlag,
+    PayloadType,
+    flag_payload,
+    parse_flag,
+)
+from openssm.protocol.smux import SmuxConfig, SmuxError
+from openssm.protocol.versions import terminate_flag_supported, uses_mux
+from openssm.transport import tcp_connection
+from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
@@ -36,18 +47,7 @@ from openssm.mux import (
     joined,
     pipe,
 )
-from openssm.protocol.frames import (
-    Frame,
-    FrameError,
-    Payload,
-    PayloadFlag,
-    PayloadType,
-    flag_payload,
-    parse_flag,
-)
-from openssm.protocol.smux import SmuxConfig, SmuxError
-from openssm.protocol.versions import terminate_flag_supported, uses_mux
-from openssm.tcp_connection import TcpConnection
+from openssm.transport.tcp_connection import TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +142,12 @@ class PortSession:
 
     @property
     def fast_mux(self) -> bool:
-        """The agent is OpenSSM's and offers smux v2 with large payloads (see ``openssm.mux``)."""
+        """The agent is OpenSSM's and offers smux v2 with large payloads (see ``openssm.transport.mux``)."""
         return str(self.properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
 
     @property
     def fast_path(self) -> bool:
-        """Large Output payloads without digests (see ``openssm.mux``): taken in stdio (SSH) mode,
+        """Large Output payloads without digests (see ``openssm.transport.mux``): taken in stdio (SSH) mode,
         and in mux mode together with smux v2."""
         if str(self.properties.get(FAST_PATH_PROPERTY, "")) != FAST_PATH_VERSION:
             return False
@@ -253,7 +253,7 @@ class PortSession:
             and socket_path
         )
         if self.mode is PortMode.MUX:
-            # Mux connections are relayed in received chunks (openssm.tcp_connection).
+            # Mux connections are relayed in received chunks (openssm.transport.tcp_connection).
             def accepted(connection: TcpConnection) -> None:
                 self._scope.spawn(self._serve_mux(connection))
 

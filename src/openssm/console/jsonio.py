@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from openssm.bounded_read import BodyTooLarge, read_bounded
+from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 MAX_JSON_BYTES: Final = 64 * 1024
 

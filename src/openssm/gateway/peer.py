@@ -32,7 +32,7 @@ def make_websocket(settings: GatewaySettings) -> web.WebSocketResponse:
 
 class Socket(Protocol):
     """What the gateway uses of a WebSocket: aiohttp's (control channels) or
-    :class:`openssm.websocket_connection.WebSocketConnection` (data channels)."""
+    :class:`openssm.transport.websocket_connection.WebSocketConnection` (data channels)."""
 
     @property
     def closed(self) -> bool: ...

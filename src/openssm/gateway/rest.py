@@ -13,12 +13,12 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from openssm import security
-from openssm.bounded_read import BodyTooLarge, read_bounded
 from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
 from openssm.iam.arn import session_arn
 from openssm.services import Services
 from openssm.store import channels as store
 from openssm.store.secrets import hash_token
+from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
 

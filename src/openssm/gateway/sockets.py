@@ -10,7 +10,7 @@ from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from openssm import security, websocket_connection
+from openssm import security
 from openssm.gateway import messages
 from openssm.gateway.agent_auth import authenticate_agent, is_signed, own_instance
 from openssm.gateway.control import ControlChannel
@@ -19,6 +19,7 @@ from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_webso
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.store import channels as store
 from openssm.store.secrets import hash_token
+from openssm.transport import websocket_connection
 
 log = logging.getLogger(__name__)
 

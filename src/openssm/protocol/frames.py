@@ -25,7 +25,7 @@ SCHEMA_VERSION: Final = 1
 # Bound on anything we decode from the network; real peers send <= ~120 kB (job replies).
 MAX_FRAME_SIZE: Final = 1 << 20
 # PayloadDigest of a stream message sent without one: only between OpenSSM ends that agreed to it
-# (the fast path, see ``openssm.mux``). AWS's programs always get, and send, real digests.
+# (the fast path, see ``openssm.transport.mux``). AWS's programs always get, and send, real digests.
 NO_DIGEST: Final = bytes(32)
 
 

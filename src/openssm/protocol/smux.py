@@ -9,7 +9,7 @@ Commands: SYN (open), FIN (this side will send no more), PSH (data), NOP (keepal
 only, UPD (8-byte payload ``consumed u32 LE, window u32 LE``: per-stream flow control).
 
 This module holds no I/O: :class:`SmuxSession` consumes received bytes, returns events, and queues
-outgoing bytes for the caller to send (``data_to_send``). ``openssm.mux`` is the asyncio adapter.
+outgoing bytes for the caller to send (``data_to_send``). ``openssm.transport.mux`` is the asyncio adapter.
 
 Behaviour follows xtaci/smux where peers can observe it:
 
@@ -591,7 +591,7 @@ class SmuxSession:
         frame_size = self.config.max_frame_size
         view = memoryview(data)
         # bytes and read-only views are queued as they are: a read-only view's owner promises not to
-        # change it (views of bytes cannot change; openssm.tcp_connection's are never rewritten). A
+        # change it (views of bytes cannot change; openssm.transport.tcp_connection's are never rewritten). A
         # writable buffer is copied.
         keep = isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)
         for start in range(0, allowed, frame_size):

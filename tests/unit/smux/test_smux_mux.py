@@ -12,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.interop import smux_echo
 
-from openssm import tcp_connection
-from openssm.mux import (
+from openssm.protocol.smux import (
+    Command,
+    FrameParser,
+    SmuxConfig,
+    SmuxFrame,
+    SmuxProtocolError,
+    encode_frame,
+)
+from openssm.transport import tcp_connection
+from openssm.transport.mux import (
     BULK_MESSAGE,
     COALESCE_TURNS,
     FAST_PATH_PAYLOAD,
@@ -24,15 +32,7 @@ from openssm.mux import (
     joined,
     pipe,
 )
-from openssm.protocol.smux import (
-    Command,
-    FrameParser,
-    SmuxConfig,
-    SmuxFrame,
-    SmuxProtocolError,
-    encode_frame,
-)
-from openssm.tcp_connection import TcpConnection
+from openssm.transport.tcp_connection import TcpConnection
 
 
 class Wire:

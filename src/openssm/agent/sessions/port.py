@@ -15,10 +15,20 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
-from openssm import tcp_connection
 from openssm.agent.data_channel import MAX_CHUNK
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
-from openssm.mux import (
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    Payload,
+    PayloadFlag,
+    PayloadType,
+    flag_payload,
+    parse_flag,
+)
+from openssm.protocol.versions import agent_uses_mux
+from openssm.transport import tcp_connection
+from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
@@ -33,17 +43,7 @@ from openssm.mux import (
     joined,
     pipe,
 )
-from openssm.protocol.frames import (
-    Frame,
-    FrameError,
-    Payload,
-    PayloadFlag,
-    PayloadType,
-    flag_payload,
-    parse_flag,
-)
-from openssm.protocol.versions import agent_uses_mux
-from openssm.tcp_connection import TcpConnection
+from openssm.transport.tcp_connection import TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class PortHandler(SessionHandler):
         await self._setup.acquire()
         self._mux_mode = False
         self.mux: MuxSession | None = None
-        # Offers to OpenSSM clients (see openssm.mux): smux v2 for forwarding, the fast path for
+        # Offers to OpenSSM clients (see openssm.transport.mux): smux v2 for forwarding, the fast path for
         # every Port session (SSH's stdio stream too). AWS's plugin ignores both keys.
         offered = dict(properties)
         self._fast_path = False
@@ -134,7 +134,7 @@ class PortHandler(SessionHandler):
         return Outcome()
 
     async def _connect(self) -> TcpConnection:
-        """A chunk-relaying connection to the destination (openssm.tcp_connection)."""
+        """A chunk-relaying connection to the destination (openssm.transport.tcp_connection)."""
         return await self._first_address(tcp_connection.open_connection)
 
     async def _first_address(self, connect: Callable[[str, int], Awaitable[T]]) -> T:
@@ -250,7 +250,7 @@ class PortHandler(SessionHandler):
             self.mux.close()
 
     def _start_mux(self, first: Payload) -> MuxSession:
-        """The smux version is the one the client's first frame speaks (see ``openssm.mux``)."""
+        """The smux version is the one the client's first frame speaks (see ``openssm.transport.mux``)."""
         if first[:1] == bytes([FAST_MUX_VERSION]):
             self.mux = MuxSession(
                 self._send_parts,

@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import WSMessage, WSMsgType, web
 
 from openssm.protocol import websocket as codec
-from openssm.read_throttle import ReadThrottle
+from openssm.transport.read_throttle import ReadThrottle
 
 log = logging.getLogger(__name__)
 

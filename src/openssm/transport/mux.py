@@ -20,7 +20,7 @@ Wiring to a data channel (plugin side shown; the agent side uses ``is_client=Fal
     # for each Output payload, in sequence order:
     await mux.wait_receive_capacity()
     mux.feed(payload)
-    # for each local connection (openssm.tcp_connection):
+    # for each local connection (openssm.transport.tcp_connection):
     await pipe(await mux.open_stream(), connection)
 """
 
@@ -42,7 +42,7 @@ from openssm.protocol.smux import (
     StreamReset,
     WindowUpdated,
 )
-from openssm.tcp_connection import TcpConnection, close_quietly
+from openssm.transport.tcp_connection import TcpConnection, close_quietly
 
 __all__ = [
     "FAST_MUX_PAYLOAD",

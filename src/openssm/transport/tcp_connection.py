@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Final, cast
 
 from openssm.protocol.buffers import receive_buffer
-from openssm.read_throttle import ReadThrottle
+from openssm.transport.read_throttle import ReadThrottle
 
 DEFAULT_HIGH_WATER: Final = 1024 * 1024
 # Reads go into buffers of this size; one is replaced once less than MIN_READ_ROOM is left in it.
