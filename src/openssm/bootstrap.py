@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openssm.errors import OpenSSMError
 from openssm.iam.arn import aws_managed_policy_arn, role_arn, user_arn
 from openssm.services import Services
 from openssm.store import access_keys, ids
@@ -81,7 +82,7 @@ MASTER_KEY_CHECK = "master_key_check"
 _CHECK_PLAINTEXT = b"openssm master key check"
 
 
-class BootstrapError(Exception):
+class BootstrapError(OpenSSMError):
     """The server cannot start on this data (message says what to do)."""
 
 

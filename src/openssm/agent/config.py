@@ -15,6 +15,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+from openssm.errors import OpenSSMError
 from openssm.protocol.versions import AGENT_VERSION as PROTOCOL_AGENT_VERSION
 
 AGENT_NAME: Final = "openssm-agent"
@@ -36,7 +37,7 @@ DEFAULT_DENIED_NETWORKS: Final = (
 )
 
 
-class StateError(RuntimeError):
+class StateError(OpenSSMError, RuntimeError):
     """The state directory is missing, unreadable or malformed."""
 
 

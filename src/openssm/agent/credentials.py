@@ -17,6 +17,7 @@ from openssm.agent.registration import generate_private_key, private_key_pem, pu
 from openssm.agent.signing import Credentials, host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
 from openssm.auth import sigv4
+from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ RETRY_INITIAL_SECONDS: Final = 2.0
 RETRY_MAX_SECONDS: Final = 60.0
 
 
-class CredentialsError(RuntimeError):
+class CredentialsError(OpenSSMError, RuntimeError):
     pass
 
 

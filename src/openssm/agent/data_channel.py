@@ -20,6 +20,7 @@ from typing import Final
 import aiohttp
 
 from openssm.agent.mgs import MgsClient, MgsError
+from openssm.errors import OpenSSMError
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
     FLAG_ACK,
@@ -56,7 +57,7 @@ class EndReason(enum.Enum):
     AGENT_STOPPING = "agent is stopping"
 
 
-class ChannelEnded(Exception):
+class ChannelEnded(OpenSSMError):
     """The data channel was ended from outside; the session must stop."""
 
 

@@ -169,7 +169,7 @@ class JobRunner:
     async def on_job(self, frame: Frame) -> None:
         try:
             job = proto.parse_agent_job(frame.payload)
-        except proto.ProtocolError as exc:
+        except proto.MessageError as exc:
             log.warning("unreadable agent_job: %s", exc)
             await self._ack(str(frame.message_id), frame, ACK_UNREADABLE, str(exc))
             return
@@ -185,7 +185,7 @@ class JobRunner:
     def on_reply_ack(self, frame: Frame) -> None:
         try:
             ack = proto.parse_agent_job_reply_ack(frame.payload)
-        except proto.ProtocolError as exc:
+        except proto.MessageError as exc:
             log.info("unreadable agent_job_reply_ack: %s", exc)
             return
         waiter = self._acks.get(ack.acknowledged_message_id)

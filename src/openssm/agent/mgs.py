@@ -11,6 +11,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from openssm.agent.signing import CredentialSource, sign
+from openssm.errors import OpenSSMError
 from openssm.protocol.frames import MAX_FRAME_SIZE, go_json
 from openssm.transport import websocket_connection
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
@@ -22,7 +23,7 @@ GO_USER_AGENT: Final = "Go-http-client/1.1"
 CLOSE_TIMEOUT: Final = 1.0  # the real agent just drops the TCP connection; never wait long
 
 
-class MgsError(RuntimeError):
+class MgsError(OpenSSMError, RuntimeError):
     """The gateway refused or failed a channel request."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

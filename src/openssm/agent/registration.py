@@ -17,13 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from openssm.agent.config import Registration, load_fingerprint, save_registration
 from openssm.agent.signing import host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
+from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
 
 KEY_BITS: Final = 2048
 INSTANCE_ID_PATTERN: Final = re.compile(r"^mi-[0-9a-f]{17}$")
 
 
-class RegistrationError(RuntimeError):
+class RegistrationError(OpenSSMError, RuntimeError):
     """Registration failed; the text says why, in the service's words where there are some."""
 
 

@@ -8,11 +8,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from openssm.errors import OpenSSMError
 from openssm.protocol import documents
 from openssm.protocol.frames import Frame, FrameError
 
 
-class BadSessionRequest(ValueError):
+class BadSessionRequest(OpenSSMError, ValueError):
     """An ``interactive_shell`` message the agent cannot act on (the text says why)."""
 
 

@@ -9,6 +9,7 @@ import aiohttp
 
 from openssm.agent.config import AGENT_NAME, AGENT_VERSION
 from openssm.agent.signing import CredentialSource, sign
+from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
@@ -18,7 +19,7 @@ MAX_RESPONSE_SIZE: Final = 1 << 20
 USER_AGENT: Final = f"{AGENT_NAME}/{AGENT_VERSION} (python; linux)"
 
 
-class SsmApiError(RuntimeError):
+class SsmApiError(OpenSSMError, RuntimeError):
     """An error answer from the service, in AWS terms."""
 
     def __init__(self, code: str, message: str, status: int) -> None:

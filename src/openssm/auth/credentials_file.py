@@ -18,10 +18,12 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
+from openssm.errors import OpenSSMError
+
 _KEY_LINE = re.compile(r"(?P<key>[^=:\s][^=:]*?)\s*[=:]")
 
 
-class CredentialsFileError(ValueError):
+class CredentialsFileError(OpenSSMError, ValueError):
     """Text that is not a valid AWS shared credentials/config file, or a value that cannot go in one."""
 
 

@@ -8,13 +8,15 @@ error carries both spellings (``code``/``status``/``message`` for JSON, ``query_
 
 from __future__ import annotations
 
+from openssm.errors import OpenSSMError
+
 SIGNATURE_MISMATCH_MESSAGE = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method."
 )
 
 
-class SigV4Error(Exception):
+class SigV4Error(OpenSSMError):
     """A request failed SigV4 authentication; ``message`` is safe to return to the client."""
 
     def __init__(

@@ -12,12 +12,14 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from openssm.errors import OpenSSMError
+
 MIN_KEY_BITS = 2048
 MAX_KEY_BITS = 8192  # bounds verification cost for keys a client supplied
 PSS_SALT_LENGTH = 32
 
 
-class RsaKeyError(ValueError):
+class RsaKeyError(OpenSSMError, ValueError):
     """Key bytes are not an acceptable RSA key."""
 
 

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from openssm.bus.base import MAX_MESSAGE_BYTES, Bus, Message
+from openssm.errors import OpenSSMError
 
 log = logging.getLogger(__name__)
 
 
-class BusMessageTooLarge(ValueError):
+class BusMessageTooLarge(OpenSSMError, ValueError):
     pass
 
 

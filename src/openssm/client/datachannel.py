@@ -21,6 +21,7 @@ from typing import Final, Protocol
 
 import aiohttp
 
+from openssm.errors import OpenSSMError
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
     MAX_FRAME_SIZE,
@@ -31,7 +32,7 @@ from openssm.protocol.frames import (
     PayloadType,
     decode,
 )
-from openssm.protocol.messages import ClientOpen, ProtocolError, parse_channel_closed
+from openssm.protocol.messages import ClientOpen, MessageError, parse_channel_closed
 from openssm.protocol.versions import CLIENT_VERSION
 from openssm.transport import websocket_connection
 from openssm.transport.websocket_connection import WebSocketConnection
@@ -53,7 +54,7 @@ PING_PAYLOAD: Final = b"keepalive"
 STALL_LIMIT_SECONDS: Final = 300.0
 
 
-class ChannelError(Exception):
+class ChannelError(OpenSSMError):
     """The data channel cannot be used any more (dial failed, resume refused, stalled)."""
 
 
@@ -385,6 +386,6 @@ def channel_closed_output(frame: Frame) -> str:
     """The reason text of a ``channel_closed`` message (empty if none or unreadable)."""
     try:
         return parse_channel_closed(frame.payload).output
-    except ProtocolError as exc:
+    except MessageError as exc:
         log.warning("unreadable channel_closed: %s", exc)
         return ""

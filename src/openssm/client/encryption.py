@@ -15,6 +15,7 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from openssm.errors import OpenSSMError
 from openssm.protocol.frames import PayloadType
 
 DATA_KEY_BYTES: Final = 64
@@ -25,7 +26,7 @@ ENCRYPTED_FROM_AGENT: Final = frozenset({PayloadType.OUTPUT, PayloadType.STDERR,
 ENCRYPTED_TO_AGENT: Final = frozenset({PayloadType.OUTPUT})
 
 
-class EncryptionError(ValueError):
+class EncryptionError(OpenSSMError, ValueError):
     """A payload that does not decrypt with the session key."""
 
 

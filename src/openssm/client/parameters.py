@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from openssm.errors import OpenSSMError
+
 MAX_PARAMETERS_TEXT: Final = 64 * 1024
 
 
-class ParameterError(ValueError):
+class ParameterError(OpenSSMError, ValueError):
     """The text is neither a JSON object nor valid shorthand; the message says where."""
 
 

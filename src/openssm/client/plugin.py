@@ -16,6 +16,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from openssm.errors import OpenSSMError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
 from openssm.transport import runtime
 
@@ -47,7 +48,7 @@ Environment:
 """
 
 
-class UsageError(Exception):
+class UsageError(OpenSSMError):
     """Arguments the plugin cannot work with; the message is printed as is."""
 
 

@@ -30,8 +30,8 @@ from openssm.protocol.messages import (
     ActionType,
     EncryptionChallenge,
     HandshakeRequest,
+    MessageError,
     ProcessedAction,
-    ProtocolError,
     SessionType,
     handshake_response,
     parse_encryption_challenge,
@@ -142,7 +142,7 @@ class SessionDispatcher:
     async def _on_handshake_request(self, frame: Frame) -> None:
         try:
             request = parse_handshake_request(frame.payload)
-        except ProtocolError as exc:
+        except MessageError as exc:
             log.warning("bad HandshakeRequest: %s", exc)
             return
         processed = tuple(
@@ -204,7 +204,7 @@ class SessionDispatcher:
         try:
             challenge = parse_encryption_challenge(frame.payload).challenge
             answer = self._cipher.answer_challenge(challenge)
-        except (ProtocolError, EncryptionError) as exc:
+        except (MessageError, EncryptionError) as exc:
             log.warning("bad encryption challenge: %s", exc)
             return
         await self._channel.send(PayloadType.ENC_CHALLENGE_RESPONSE, EncryptionChallenge(answer).encode())
@@ -221,7 +221,7 @@ class SessionDispatcher:
     async def _on_handshake_complete(self, frame: Frame) -> None:
         try:
             complete = parse_handshake_complete(frame.payload)
-        except ProtocolError as exc:
+        except MessageError as exc:
             log.warning("bad HandshakeComplete: %s", exc)
             return
         if complete.customer_message:

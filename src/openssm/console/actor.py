@@ -12,6 +12,7 @@ from typing import Any
 from openssm.api import registry
 from openssm.api.errors import ApiError
 from openssm.api.request import ApiRequest
+from openssm.errors import OpenSSMError
 from openssm.iam import AuthzRequest, PolicySource, evaluate
 from openssm.iam.principal import Principal
 from openssm.security import Identity, RequestFacts
@@ -23,7 +24,7 @@ from openssm.services import Services
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
 
 
-class ActionFailed(Exception):
+class ActionFailed(OpenSSMError):
     """An API operation refused or failed; carries the AWS code and message to show the user."""
 
     def __init__(self, code: str, message: str, status: int) -> None:

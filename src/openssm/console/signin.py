@@ -10,6 +10,7 @@ import time
 
 import sqlalchemy as sa
 
+from openssm.errors import OpenSSMError
 from openssm.security.login_secrets import totp_step, verify_password
 from openssm.services import Services
 from openssm.store import access_keys
@@ -20,7 +21,7 @@ MAX_FIELD_CHARS = 256
 BAD_CREDENTIALS = "The access key ID, secret access key, password or MFA code is not correct."
 
 
-class SignInError(Exception):
+class SignInError(OpenSSMError):
     """A refused sign-in. ``needs`` names the factor the form must ask for next (password, mfa)."""
 
     def __init__(self, message: str, *, needs: str | None = None, counts_as_failure: bool = True) -> None:

@@ -58,7 +58,7 @@ class ControlChannel:
         if kind == MessageType.AGENT_TASK_COMPLETE:
             try:
                 task = messages.task_complete(frame)
-            except messages.ProtocolError as exc:
+            except messages.MessageError as exc:
                 log.info("control %s: unreadable agent_task_complete: %s", self.instance_id, exc)
                 return
             # Without the acknowledgement the agent resends three times, one second apart.

@@ -144,7 +144,7 @@ class RunCommandRelay:
                 ack = proto.AgentJobReplyAck(reply.job_id, str(frame.message_id))
                 await self.node.send_control(instance_id, ack.to_frame().encode())
                 await self._replied(instance_id, reply)
-        except (proto.ProtocolError, rc.RunCommandError) as exc:
+        except (proto.MessageError, rc.RunCommandError) as exc:
             log.info("control %s: unusable %s: %s", instance_id, frame.message_type, exc)
 
     def _own_job(self, instance_id: str, job_id: str) -> str:

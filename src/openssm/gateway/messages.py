@@ -18,7 +18,7 @@ OpenFrame = proto.OpenFrame
 ClientOpen = proto.ClientOpen
 AgentDataOpen = proto.AgentDataOpen
 ControlOpen = proto.ControlOpen
-ProtocolError = proto.ProtocolError
+MessageError = proto.MessageError
 parse_open_frame = proto.parse_open_frame
 
 
@@ -98,7 +98,7 @@ class TaskComplete:
 
 
 def task_complete(frame: Frame) -> TaskComplete:
-    """Raises ProtocolError when the payload is not an agent_task_complete."""
+    """Raises MessageError when the payload is not an agent_task_complete."""
     complete = proto.parse_agent_task_complete(frame.payload)
     ack = proto.task_acknowledge_for(frame).to_frame().encode()
     return TaskComplete(complete.task_id, complete.final_task_status, complete.output, ack)
@@ -108,7 +108,7 @@ def session_state(payload: bytes) -> str | None:
     """``Connected`` / ``Terminating`` from an agent_session_state payload (None if unreadable)."""
     try:
         return proto.parse_agent_session_state(payload).state
-    except proto.ProtocolError:
+    except proto.MessageError:
         return None
 
 

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.errors import OpenSSMError
 from openssm.gateway import messages
 from openssm.gateway.control import JOB_HANDLER_KEY, AgentJobHandler, ControlChannel
 from openssm.gateway.peer import Peer
@@ -30,7 +31,7 @@ CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
 
-class SessionRefused(Exception):
+class SessionRefused(OpenSSMError):
     """A client or agent may not join a session; the message is safe to show the client."""
 
 

@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from openssm import security
+from openssm.errors import OpenSSMError
 from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
 from openssm.iam.arn import session_arn
 from openssm.services import Services
@@ -58,7 +59,7 @@ async def read_body(request: web.Request) -> bytes:
     return body
 
 
-class BadRequest(Exception):
+class BadRequest(OpenSSMError):
     pass
 
 

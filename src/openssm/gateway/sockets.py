@@ -41,7 +41,7 @@ async def read_open_frame(ws: Socket, timeout: float) -> messages.OpenFrame | No
         return None
     try:
         return messages.parse_open_frame(msg.data)
-    except messages.ProtocolError as exc:
+    except messages.MessageError as exc:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
         return None
 

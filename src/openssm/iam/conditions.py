@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from openssm.errors import OpenSSMError
 from openssm.iam.arn import arn_pattern_regex
 from openssm.iam.glob import chunks_to_regex, compile_regex
 from openssm.iam.variables import (
@@ -39,7 +40,7 @@ from openssm.iam.variables import (
 SetQualifier = Literal["ForAnyValue", "ForAllValues"] | None
 
 
-class ConditionSyntaxError(ValueError):
+class ConditionSyntaxError(OpenSSMError, ValueError):
     """An unknown operator or a policy value the operator cannot use."""
 
 

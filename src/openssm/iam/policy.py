@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from openssm.errors import OpenSSMError
 from openssm.iam.arn import arn_pattern_component_count, arn_pattern_regex
 from openssm.iam.conditions import Condition, ConditionSyntaxError, make_condition
 from openssm.iam.glob import compile_regex, glob_to_regex
@@ -76,7 +77,7 @@ SINGLE_VALUED_KEYS = frozenset(
 )
 
 
-class MalformedPolicyDocument(ValueError):
+class MalformedPolicyDocument(OpenSSMError, ValueError):
     """The policy text is not a valid policy; the message says what is wrong."""
 
 

@@ -11,12 +11,13 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
+from openssm.errors import OpenSSMError
 from openssm.iam.glob import Chunk
 
 Context = Mapping[str, Sequence[str]]  # condition keys lowercased
 
 
-class VariableSyntaxError(ValueError):
+class VariableSyntaxError(OpenSSMError, ValueError):
     """A ``${`` that does not form a valid policy variable."""
 
 

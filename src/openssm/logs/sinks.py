@@ -19,6 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from openssm.errors import OpenSSMError
 from openssm.logs import line_times
 from openssm.services import ServerConfig
 
@@ -31,7 +32,7 @@ READ_CHUNK: Final = 2 * 1024 * 1024  # how much of a log file one ship call look
 DEFAULT_MULTIPART_THRESHOLD: Final = 8 * 1024 * 1024
 
 
-class SinkError(Exception):
+class SinkError(OpenSSMError):
     """An upload failed; the message says why (never with credentials)."""
 
 

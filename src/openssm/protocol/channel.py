@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from openssm.errors import LocalProtocolError
 from openssm.protocol.frames import (
     FLAG_DATA,
     FLAG_SYN,
@@ -40,7 +41,7 @@ DEFAULT_SEND_WINDOW: Final = 10_000  # the plugin's outgoing buffer size
 DEFAULT_REORDER_LIMIT: Final = 10_000
 
 
-class WindowFull(RuntimeError):
+class WindowFull(LocalProtocolError, RuntimeError):
     """Too many unacked messages; the caller must wait for acks before sending more."""
 
 

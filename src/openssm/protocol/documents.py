@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import yaml
 
+from openssm.errors import OpenSSMError
 from openssm.protocol.messages import SessionType
 
 Document = dict[str, Any]
@@ -55,7 +56,7 @@ HOST_PATTERN: Final = (
 _PLACEHOLDER: Final = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 
 
-class DocumentError(ValueError):
+class DocumentError(OpenSSMError, ValueError):
     """An invalid document or parameter; ``field`` names what is wrong."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
+from openssm.errors import RemoteProtocolError
+
 HEADER = struct.Struct(">I32sIQqQ16s32sII")
 HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself is not counted
 FRAME_OVERHEAD: Final = HEADER.size  # 120
@@ -29,7 +31,7 @@ MAX_FRAME_SIZE: Final = 1 << 20
 NO_DIGEST: Final = bytes(32)
 
 
-class FrameError(ValueError):
+class FrameError(RemoteProtocolError, ValueError):
     """A frame that cannot be decoded or fails validation."""
 
 

@@ -4,7 +4,7 @@ Covers ``session-manager-protocol.md`` §2 (data channel: open frames, handshake
 channel_closed, agent_session_state) and §4 (control channel: interactive_shell, task and job
 messages, publication control). Every message is a frozen dataclass with ``encode()`` producing
 the payload bytes as the real Go programs write them (compact JSON, struct field order), and a
-``parse_*`` function that validates types and raises :class:`ProtocolError`.
+``parse_*`` function that validates types and raises :class:`MessageError`.
 
 Parsing follows Go's ``encoding/json`` as both real peers use it: a key matches exactly or, failing
 that, case-insensitively; unknown keys are ignored; a missing or ``null`` field takes its zero value
@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeAlias
 
+from openssm.errors import RemoteProtocolError
 from openssm.protocol.frames import (
     FLAG_ACK,
     MAX_FRAME_SIZE,
@@ -45,7 +46,7 @@ START_SESSION_TOPIC: Final = "aws.ssm.startSession"
 TASK_COMPLETE_TOPIC: Final = "agent_task_complete"
 
 
-class ProtocolError(ValueError):
+class MessageError(RemoteProtocolError, ValueError):
     """A protocol message that is malformed, of the wrong type, or too large."""
 
 
@@ -113,19 +114,19 @@ class _Fields:
     def has(self, key: str) -> bool:
         return key in self._obj or key.casefold() in self._folded
 
-    def _fail(self, key: str, expected: str, value: JsonValue) -> ProtocolError:
-        return ProtocolError(f"{self.what}: {key} must be {expected}, got {type(value).__name__}")
+    def _fail(self, key: str, expected: str, value: JsonValue) -> MessageError:
+        return MessageError(f"{self.what}: {key} must be {expected}, got {type(value).__name__}")
 
     def string(self, key: str, *, required: bool = False) -> str:
         value = self.raw(key)
         if value is None:
             if required:
-                raise ProtocolError(f"{self.what}: {key} is missing")
+                raise MessageError(f"{self.what}: {key} is missing")
             return ""
         if not isinstance(value, str):
             raise self._fail(key, "a string", value)
         if required and not value:
-            raise ProtocolError(f"{self.what}: {key} is empty")
+            raise MessageError(f"{self.what}: {key} is empty")
         return value
 
     def optional_string(self, key: str) -> str | None:
@@ -143,7 +144,7 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._fail(key, "an integer", value)
         if not minimum <= value <= maximum:
-            raise ProtocolError(f"{self.what}: {key}={value} is outside {minimum}..{maximum}")
+            raise MessageError(f"{self.what}: {key}={value} is outside {minimum}..{maximum}")
         return value
 
     def boolean(self, key: str) -> bool:
@@ -158,7 +159,7 @@ class _Fields:
         value = self.raw(key)
         if value is None:
             if required:
-                raise ProtocolError(f"{self.what}: {key} is missing")
+                raise MessageError(f"{self.what}: {key} is missing")
             return None
         if not isinstance(value, dict):
             raise self._fail(key, "an object", value)
@@ -176,25 +177,25 @@ class _Fields:
 def _load(data: Payload | str, what: str, limit: int = MAX_PAYLOAD_BYTES) -> JsonValue:
     size = len(data.encode("utf-8") if isinstance(data, str) else data)
     if size > limit:
-        raise ProtocolError(f"{what}: {size} bytes exceeds limit {limit}")
+        raise MessageError(f"{what}: {size} bytes exceeds limit {limit}")
     try:
         return json.loads(bytes(data) if isinstance(data, memoryview) else data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"{what}: not valid JSON ({exc})") from exc
+        raise MessageError(f"{what}: not valid JSON ({exc})") from exc
     except RecursionError as exc:
-        raise ProtocolError(f"{what}: JSON nested too deeply") from exc
+        raise MessageError(f"{what}: JSON nested too deeply") from exc
 
 
 def _load_object(data: Payload | str, what: str, limit: int = MAX_PAYLOAD_BYTES) -> _Fields:
     value = _load(data, what, limit)
     if not isinstance(value, dict):
-        raise ProtocolError(f"{what}: expected a JSON object, got {type(value).__name__}")
+        raise MessageError(f"{what}: expected a JSON object, got {type(value).__name__}")
     return _Fields(value, what)
 
 
 def _fields_of(value: JsonValue, what: str) -> _Fields:
     if not isinstance(value, dict):
-        raise ProtocolError(f"{what}: expected an object, got {type(value).__name__}")
+        raise MessageError(f"{what}: expected an object, got {type(value).__name__}")
     return _Fields(value, what)
 
 
@@ -490,7 +491,7 @@ def parse_handshake_response(payload: Payload) -> HandshakeResponse:
     errors: tuple[str, ...] | None = None
     if errors_raw is not None:
         if not all(isinstance(item, str) for item in errors_raw):
-            raise ProtocolError("HandshakeResponse: Errors must be strings")
+            raise MessageError("HandshakeResponse: Errors must be strings")
         errors = tuple(errors_raw)
     return HandshakeResponse(fields.string("ClientVersion"), tuple(actions), errors)
 
@@ -534,7 +535,7 @@ def parse_encryption_challenge(payload: Payload) -> EncryptionChallenge:
     try:
         raw = base64.b64decode(fields.string("Challenge", required=True), validate=True)
     except binascii.Error as exc:
-        raise ProtocolError(f"EncChallenge: Challenge is not base64 ({exc})") from exc
+        raise MessageError(f"EncChallenge: Challenge is not base64 ({exc})") from exc
     return EncryptionChallenge(raw)
 
 
@@ -713,13 +714,13 @@ def _scalar_parameters(value: JsonValue, what: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ProtocolError(f"{what}: Parameters must be an object")
+        raise MessageError(f"{what}: Parameters must be an object")
     out: dict[str, str] = {}
     for name, item in value.items():
         if isinstance(item, list) and len(item) == 1:
             item = item[0]
         if not isinstance(item, str):
-            raise ProtocolError(f"{what}: parameter {name!r} must be a string")
+            raise MessageError(f"{what}: parameter {name!r} must be a string")
         out[name] = item
     return out
 
@@ -728,7 +729,7 @@ def parse_start_session_content(data: str | bytes) -> StartSessionContent:
     fields = _load_object(data, "interactive_shell Content")
     document = fields.object("DocumentContent", required=True) or {}
     if not isinstance(document.get("sessionType", ""), str):
-        raise ProtocolError("interactive_shell Content: DocumentContent.sessionType must be a string")
+        raise MessageError("interactive_shell Content: DocumentContent.sessionType must be a string")
     return StartSessionContent(
         session_id=fields.string("SessionId", required=True),
         document_name=fields.string("DocumentName"),
@@ -956,7 +957,7 @@ def parse_agent_job_reply(payload: Payload) -> AgentJobReply:
     fields = _load_object(payload, "agent_job_reply")
     content = fields.string("content")
     if len(content) > MAX_JOB_REPLY_CONTENT:
-        raise ProtocolError(f"agent_job_reply: content exceeds {MAX_JOB_REPLY_CONTENT} characters")
+        raise MessageError(f"agent_job_reply: content exceeds {MAX_JOB_REPLY_CONTENT} characters")
     return AgentJobReply(
         job_id=fields.string("jobId", required=True),
         content=content,
@@ -1037,7 +1038,7 @@ def parse_service_message(frame: Frame) -> ServiceMessage:
     """Parse a non-stream frame by its MessageType (stream data and acks are not handled here)."""
     parser = _PARSERS.get(frame.message_type)
     if parser is None:
-        raise ProtocolError(f"no parser for message type {frame.message_type!r}")
+        raise MessageError(f"no parser for message type {frame.message_type!r}")
     return parser(frame.payload)
 
 
@@ -1057,4 +1058,4 @@ def parse_stream_json(frame: Frame) -> HandshakeMessage | TerminalSize:
         return parse_encryption_challenge(frame.payload)
     if payload_type == PayloadType.SIZE:
         return parse_size(frame.payload)
-    raise ProtocolError(f"payload type {payload_type} does not carry JSON")
+    raise MessageError(f"payload type {payload_type} does not carry JSON")

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from openssm.errors import OpenSSMError
+
 SEND_COMMAND_TOPIC: Final = "aws.ssm.sendCommand"
 CANCEL_COMMAND_TOPIC: Final = "aws.ssm.cancelCommand"
 JOB_ID_PREFIX: Final = "aws.ssm."
@@ -100,7 +102,7 @@ def builtin_command_documents() -> dict[str, dict[str, Any]]:
     return {RUN_SHELL_SCRIPT: copy.deepcopy(_RUN_SHELL_SCRIPT_DOCUMENT)}
 
 
-class RunCommandError(ValueError):
+class RunCommandError(OpenSSMError, ValueError):
     """A Run Command payload that is malformed or names something we cannot run."""
 
 

@@ -38,6 +38,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
+from openssm.errors import ProtocolError, RemoteProtocolError
+
 HEADER: Final = struct.Struct("<BBHI")
 HEADER_SIZE: Final = HEADER.size  # 8
 UPDATE: Final = struct.Struct("<II")
@@ -68,11 +70,11 @@ class Command(enum.IntEnum):
 COMMANDS: Final = tuple(Command)
 
 
-class SmuxError(ValueError):
+class SmuxError(ProtocolError, ValueError):
     """Base class of every smux error."""
 
 
-class SmuxProtocolError(SmuxError):
+class SmuxProtocolError(SmuxError, RemoteProtocolError):
     """The peer sent something that breaks the protocol or our limits; the session is unusable."""
 
 

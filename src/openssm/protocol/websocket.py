@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from openssm.errors import RemoteProtocolError
 from openssm.protocol.buffers import receive_buffer
 
 Buffer = bytes | bytearray | memoryview
@@ -55,7 +56,7 @@ SCRATCH_SIZE: Final = 64 * 1024
 MaskFunction = Callable[[bytes, bytearray], None]  # XORs the bytearray in place, key repeating
 
 
-class WebSocketProtocolError(Exception):
+class WebSocketProtocolError(RemoteProtocolError):
     """The peer broke RFC 6455 (or our limits); ``code`` is the close code to answer with."""
 
     def __init__(self, code: int, reason: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from openssm.errors import OpenSSMError
 
-class SecurityError(Exception):
+
+class SecurityError(OpenSSMError):
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code

@@ -17,6 +17,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from openssm.errors import OpenSSMError
 from openssm.iam.arn import group_arn, policy_arn, role_arn, user_arn
 from openssm.store import ids
 from openssm.store.tables import (
@@ -39,7 +40,7 @@ MAX_ACCESS_KEYS_PER_USER = 2
 MAX_TAGS = 50
 
 
-class IamError(Exception):
+class IamError(OpenSSMError):
     def __init__(self, code: str, message: str, status: int) -> None:
         super().__init__(message)
         self.code = code

@@ -16,6 +16,8 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from openssm.errors import OpenSSMError
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 MASTER_KEY_FILE = "master.key"
@@ -24,7 +26,7 @@ MASTER_KEY_ENV = "OPENSSM_MASTER_KEY"
 _FORMAT_V1 = b"\x01"
 
 
-class SecretCipherError(Exception):
+class SecretCipherError(OpenSSMError):
     """The master key is unusable, or a ciphertext does not decrypt under it."""
 
 

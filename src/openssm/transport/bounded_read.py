@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import aiohttp
 
+from openssm.errors import OpenSSMError
+
 CHUNK_BYTES = 64 * 1024
 
 
-class BodyTooLarge(ValueError):
+class BodyTooLarge(OpenSSMError, ValueError):
     """More than ``limit`` bytes arrived."""
 
     def __init__(self, limit: int, seen: int) -> None:

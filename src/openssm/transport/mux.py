@@ -31,6 +31,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from openssm.errors import OpenSSMError
 from openssm.protocol.smux import (
     DataReceived,
     Event,
@@ -139,11 +140,11 @@ def joined(send_bytes: Callable[[bytes], Awaitable[None]]) -> SendParts:
     return send
 
 
-class MuxClosedError(ConnectionResetError):
+class MuxClosedError(OpenSSMError, ConnectionResetError):
     """The mux session ended (closed, protocol error, send failure) while the stream was in use."""
 
 
-class MuxStreamResetError(ConnectionResetError):
+class MuxStreamResetError(OpenSSMError, ConnectionResetError):
     """The peer dropped the stream: nobody reads what would be written."""
 
 

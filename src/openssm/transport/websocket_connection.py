@@ -30,6 +30,7 @@ from typing import Any, Final, cast
 import aiohttp
 from aiohttp import WSMessage, WSMsgType, web
 
+from openssm.errors import OpenSSMError
 from openssm.protocol import websocket as codec
 from openssm.transport.read_throttle import ReadThrottle
 
@@ -52,7 +53,7 @@ PAUSED_PING_INTERVAL: Final = 10.0
 _CLOSED_MESSAGE: Final = WSMessage(WSMsgType.CLOSED, None, None)
 
 
-class ConnectionClosed(ConnectionError):
+class ConnectionClosed(OpenSSMError, ConnectionError):
     """A send on a connection that is closing or gone."""
 
 

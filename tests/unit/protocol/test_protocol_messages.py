@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from openssm.protocol import messages
 from openssm.protocol.frames import FLAG_ACK, Frame, MessageType, PayloadType, decode
-from openssm.protocol.messages import ProtocolError
+from openssm.protocol.messages import MessageError
 
 texts = st.text(max_size=40)
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40)
@@ -26,7 +26,7 @@ json_values = st.recursive(
 
 
 def test_protocol_error_is_a_value_error() -> None:
-    assert issubclass(ProtocolError, ValueError)
+    assert issubclass(MessageError, ValueError)
 
 
 @given(ids, ids, texts)
@@ -59,12 +59,12 @@ def test_client_open_has_the_plugins_key_order() -> None:
     ],
 )
 def test_bad_open_frames_raise_protocol_error(text: str, error: str) -> None:
-    with pytest.raises(ProtocolError, match=re.escape(error)):
+    with pytest.raises(MessageError, match=re.escape(error)):
         messages.parse_open_frame(text)
 
 
 def test_deeply_nested_json_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(MessageError):
         messages.parse_handshake_request(b"[" * 50_000 + b"]" * 50_000)
 
 
@@ -119,7 +119,7 @@ def test_handshake_request_with_kms() -> None:
     ],
 )
 def test_bad_handshake_requests(payload: bytes) -> None:
-    with pytest.raises(ProtocolError, match="HandshakeRequest"):
+    with pytest.raises(MessageError, match="HandshakeRequest"):
         messages.parse_handshake_request(payload)
 
 
@@ -137,9 +137,9 @@ def test_handshake_response_like_the_plugin() -> None:
         "1.2.677.0", (messages.ProcessedAction("SessionType", 2, None, "no"),)
     )
     assert not messages.parse_handshake_response(failed.encode()).succeeded
-    with pytest.raises(ProtocolError, match="ActionStatus"):
+    with pytest.raises(MessageError, match="ActionStatus"):
         messages.parse_handshake_response(b'{"ProcessedClientActions":[{"ActionStatus":"1"}]}')
-    with pytest.raises(ProtocolError, match="Errors"):
+    with pytest.raises(MessageError, match="Errors"):
         messages.parse_handshake_response(b'{"Errors":[1]}')
 
 
@@ -156,9 +156,9 @@ def test_encryption_challenge_round_trip(challenge: bytes) -> None:
 
 
 def test_encryption_challenge_rejects_bad_base64() -> None:
-    with pytest.raises(ProtocolError, match="base64"):
+    with pytest.raises(MessageError, match="base64"):
         messages.parse_encryption_challenge(b'{"Challenge":"***"}')
-    with pytest.raises(ProtocolError, match="Challenge is empty"):
+    with pytest.raises(MessageError, match="Challenge is empty"):
         messages.parse_encryption_challenge(b'{"Challenge":""}')
 
 
@@ -173,7 +173,7 @@ def test_size_round_trip(cols: int, rows: int) -> None:
     "payload", [b'{"cols":-1,"rows":2}', b'{"cols":4294967296,"rows":2}', b'{"cols":1.5}', b'{"cols":true}']
 )
 def test_size_rejects_out_of_range_or_wrong_types(payload: bytes) -> None:
-    with pytest.raises(ProtocolError, match="cols"):
+    with pytest.raises(MessageError, match="cols"):
         messages.parse_size(payload)
 
 
@@ -272,12 +272,12 @@ def test_interactive_shell_inner_keys_are_case_insensitive() -> None:
 )
 def test_bad_interactive_shell_content(inner: dict[str, Any], error: str) -> None:
     payload = json.dumps({"Content": json.dumps(inner)}).encode()
-    with pytest.raises(ProtocolError, match=re.escape(error)):
+    with pytest.raises(MessageError, match=re.escape(error)):
         messages.parse_interactive_shell(payload)
 
 
 def test_interactive_shell_content_must_be_a_string() -> None:
-    with pytest.raises(ProtocolError, match="Content must be a string"):
+    with pytest.raises(MessageError, match="Content must be a string"):
         messages.parse_interactive_shell(b'{"Content":{"SessionId":"s"}}')
 
 
@@ -297,9 +297,9 @@ def test_task_complete_and_acknowledge(
 
 
 def test_task_complete_type_errors() -> None:
-    with pytest.raises(ProtocolError, match="IsRoutingFailure must be a boolean"):
+    with pytest.raises(MessageError, match="IsRoutingFailure must be a boolean"):
         messages.parse_agent_task_complete(b'{"TaskId":"s","IsRoutingFailure":"false"}')
-    with pytest.raises(ProtocolError, match="TaskId is missing"):
+    with pytest.raises(MessageError, match="TaskId is missing"):
         messages.parse_agent_task_complete(b"{}")
 
 
@@ -316,7 +316,7 @@ def test_job_messages_round_trip(job_id: str, content: str, message_id: str) -> 
 
 def test_job_reply_content_is_bounded() -> None:
     payload = messages.AgentJobReply("j", "x" * (messages.MAX_JOB_REPLY_CONTENT + 1)).encode()
-    with pytest.raises(ProtocolError, match="content exceeds"):
+    with pytest.raises(MessageError, match="content exceeds"):
         messages.parse_agent_job_reply(payload)
 
 
@@ -340,9 +340,9 @@ def test_publication_messages_are_non_empty_and_parse(factory: Any) -> None:
 
 
 def test_stream_and_unknown_types_are_not_service_messages() -> None:
-    with pytest.raises(ProtocolError, match="no parser"):
+    with pytest.raises(MessageError, match="no parser"):
         messages.parse_service_message(Frame(MessageType.OUTPUT_STREAM_DATA, payload=b"x"))
-    with pytest.raises(ProtocolError, match="does not carry JSON"):
+    with pytest.raises(MessageError, match="does not carry JSON"):
         messages.parse_stream_json(Frame(MessageType.OUTPUT_STREAM_DATA, payload_type=PayloadType.OUTPUT))
 
 
@@ -380,5 +380,5 @@ def test_parsers_never_raise_anything_but_protocol_error(value: Any) -> None:
     ):
         try:
             parse(payload)
-        except ProtocolError:
+        except MessageError:
             pass

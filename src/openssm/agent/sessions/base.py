@@ -13,6 +13,7 @@ from typing import Any, Final
 from openssm.agent.config import AGENT_VERSION, AgentSettings
 from openssm.agent.data_channel import DataChannel
 from openssm.agent.session_request import SessionRequest
+from openssm.errors import OpenSSMError
 from openssm.protocol.frames import Frame, FrameError, PayloadType, go_json
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Outcome:
     output: str = ""
 
 
-class SessionFailure(Exception):
+class SessionFailure(OpenSSMError):
     """The session cannot start or continue; the text goes to the client via the service."""
 
 
