@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.bus.base import Bus
+from openssm.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,3 +56,4 @@ class Services:
     bus: Bus
     cipher: Any  # openssm.store.secrets.SecretCipher (typed there; Any here to avoid an import cycle)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    clock: Clock = SYSTEM_CLOCK  # the one clock of the server's components (tests inject a ManualClock)
