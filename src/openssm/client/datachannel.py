@@ -19,8 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, Protocol
 
-import aiohttp
-
+from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
@@ -35,7 +34,7 @@ from openssm.protocol.frames import (
 from openssm.protocol.messages import ClientOpen, MessageError, parse_channel_closed
 from openssm.protocol.versions import CLIENT_VERSION
 from openssm.transport import websocket_connection
-from openssm.transport.websocket_connection import WebSocketConnection
+from openssm.transport.websocket_connection import ClientWebSocket, WsMessageType
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +144,7 @@ class DataChannel:
         self._resume = resume
         self.client_id = client_id or str(uuid.uuid4())
         self.endpoint = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
-        self._http: aiohttp.ClientSession | None = None
-        self._ws: WebSocketConnection | None = None
+        self._ws: ClientWebSocket | None = None
         self._send_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
         self._closing = False
@@ -160,36 +158,31 @@ class DataChannel:
 
     async def connect(self) -> None:
         """Dial (with retries, same token) and send the open frame."""
-        if self._http is None:
-            # Bound the dial only; an open data channel may stay quiet for as long as the user likes.
-            timeout = aiohttp.ClientTimeout(total=None, connect=DIAL_TIMEOUT, sock_connect=DIAL_TIMEOUT)
-            self._http = aiohttp.ClientSession(timeout=timeout)
         last_error: Exception | None = None
         for delay in [0.0, *backoff_delays(DIAL_ATTEMPTS - 1)]:
             await asyncio.sleep(delay)
             try:
                 await self._dial()
                 return
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (TimeoutError, OSError) as exc:
                 last_error = exc
                 log.debug("data channel dial failed: %s", exc)
         raise ChannelError(f"cannot open the data channel {self.stream_url}: {last_error}")
 
     async def _dial(self) -> None:
-        assert self._http is not None
-        ssl_option: ssl.SSLContext | bool = (
-            ssl_context_from_env() if self.stream_url.startswith("wss:") else False
+        # Bound the dial only; an open data channel may stay quiet for as long as the user likes.
+        ws = await asyncio.wait_for(
+            websocket_connection.dial(
+                self.stream_url,
+                max_message=MAX_FRAME_SIZE,
+                close_timeout=2.0,
+                tls=ssl_context_from_env() if self.stream_url.startswith("wss:") else None,
+                proxy=proxy_for(self.stream_url),
+                headers=[("User-Agent", f"openssm-session-manager-plugin/{CLIENT_VERSION}")],
+            ),
+            DIAL_TIMEOUT,
         )
-        ws = await websocket_connection.connect(
-            self._http,
-            self.stream_url,
-            max_message=MAX_FRAME_SIZE,
-            close_timeout=2.0,
-            ssl=ssl_option,
-            proxy=proxy_for(self.stream_url),
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-            headers={"User-Agent": f"openssm-session-manager-plugin/{CLIENT_VERSION}"},
-        )
+        mark("dial")
         await ws.send_str(ClientOpen(self._token, client_id=self.client_id).to_text())
         self._ws = ws
 
@@ -200,11 +193,8 @@ class DataChannel:
         if ws is not None and not ws.closed:
             try:
                 await asyncio.wait_for(ws.close(), 2.0)
-            except (TimeoutError, aiohttp.ClientError, OSError):
+            except (TimeoutError, OSError):
                 pass
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def use_fast_path(self) -> None:
         """Both ends agreed to the fast path: Output goes, and may come, without digests."""
@@ -230,7 +220,7 @@ class DataChannel:
         async with self._send_lock:
             try:
                 await ws.send_parts((data,) if isinstance(data, bytes) else data)
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            except (ConnectionError, RuntimeError) as exc:
                 log.debug("data channel write failed: %s", exc)
 
     async def wait_all_acked(self, timeout: float) -> bool:
@@ -272,15 +262,15 @@ class DataChannel:
             return None
         try:
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.BINARY:
+                if message.type == WsMessageType.BINARY:
                     output = await self._on_binary(message.data, handler)
                     if output is not None:
                         return output
-                elif message.type == aiohttp.WSMsgType.ERROR:
+                elif message.type == WsMessageType.ERROR:
                     log.debug("data channel read error: %s", ws.exception())
                     break
                 # Text frames from the service carry nothing the client needs.
-        except (aiohttp.ClientError, ConnectionError) as exc:
+        except ConnectionError as exc:
             log.debug("data channel read failed: %s", exc)
         return None
 
@@ -361,7 +351,7 @@ class DataChannel:
             if ws is not None and not ws.closed:
                 try:
                     await ws.ping(PING_PAYLOAD)
-                except (aiohttp.ClientError, ConnectionError, RuntimeError):
+                except (ConnectionError, RuntimeError):
                     pass
 
     async def _reconnect(self) -> None:

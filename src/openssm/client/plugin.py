@@ -4,24 +4,26 @@
                            <profile> <start-session-request-json> <ssm-endpoint-url>
 
 Installed as both ``openssm-session-manager-plugin`` and ``session-manager-plugin`` so that
-``aws ssm start-session`` finds it on PATH.
+``aws ssm start-session`` finds it on PATH. The AWS CLI runs ``--version`` before every session,
+so that path imports next to nothing; a session imports its machinery only once it is sure to run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
-from openssm.transport import runtime
 
 if TYPE_CHECKING:
     from openssm.client.api import StartedSession
+
+mark("start")
 
 RESPONSE_ENV_PREFIX: Final = "AWS_SSM_START_SESSION_RESPONSE"
 START_SESSION: Final = "StartSession"
@@ -111,6 +113,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         return 0
     if argc == 2 and argv[1] == "--version":
         sys.stdout.write(f"{PLUGIN_REPORTED_VERSION}\n")
+        mark("version")
         return 0
     if argc == 2 and argv[1] in ("--help", "-h"):
         sys.stdout.write(USAGE)
@@ -129,6 +132,9 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
     from openssm.client.api import ApiTarget
     from openssm.client.session import ClientOptions, chunk_size_from_env, run_session
     from openssm.client.terminal import READ_CHUNK
+    from openssm.transport import runtime
+
+    mark("ready")
 
     api = ApiTarget(
         region=invocation.region or None,
@@ -142,14 +148,19 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs
+        import logging
+
         logging.getLogger(__name__).debug("session failed", exc_info=True)
         print(f"\nCannot perform start session: {exc}", file=sys.stderr)
         return 1
 
 
 def main() -> NoReturn:
-    level = os.environ.get(LOG_LEVEL_ENV)
-    logging.basicConfig(level=level.upper() if level else logging.CRITICAL, stream=sys.stderr)
+    if sys.argv[1:] != ["--version"]:  # the AWS CLI's check before each session stays light
+        import logging
+
+        level = os.environ.get(LOG_LEVEL_ENV)
+        logging.basicConfig(level=level.upper() if level else logging.CRITICAL, stream=sys.stderr)
     sys.exit(run(sys.argv))
 
 
