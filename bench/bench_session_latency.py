@@ -23,7 +23,11 @@ root's ``.bashrc`` would dominate every figure alike.
 Keystroke echo round trip (p50/p99) through client → gateway → agent PTY and back, beside the
 same keystrokes through ``ssh`` and a direct local PTY.
 
-Run: `.venv/bin/python bench/bench_session_latency.py [--sessions N] [--keys N] [--no-browser]`
+`--client-rev REV` adds the client from another revision (e.g. the commit before a change) to the
+same run, in turn with the working tree's: the before and after under the same conditions.
+
+Run: `.venv/bin/python bench/bench_session_latency.py [--sessions N] [--keys N] [--no-browser]
+[--client-rev REV]`
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import pathlib
@@ -44,6 +49,7 @@ import select
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +69,7 @@ from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import MessageType, PayloadType, decode
 
 BIN = pathlib.Path(sys.executable).parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 STARTING = re.compile(rb"Starting session with SessionId: (\S+)\r?\n")
 TIMEOUT = 20.0
@@ -199,11 +206,14 @@ def login_env(account: pwd.struct_passwd) -> dict[str, str]:
     }
 
 
-def client_env(server: Server, trace: pathlib.Path) -> dict[str, str]:
+def client_env(server: Server, trace: pathlib.Path, source: pathlib.Path | None = None) -> dict[str, str]:
+    """The client's environment; ``source``: another revision's ``src`` to run the client from."""
     env = server.aws_env()
     env.update(PATH=f"{BIN}:{env['PATH']}", TERM="xterm-256color", LANG="C.UTF-8")
     env[TRACE_ENV] = str(trace)
     env.pop("OPENSSM_PLUGIN_LOG", None)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return env
 
 
@@ -273,10 +283,12 @@ class Context:
 
 
 CLIENT_STEPS = {
-    "ready": "imports done",
-    "credentials": "credentials",
+    "start": "interpreter up, plugin module loaded",
+    "ready": "arguments parsed (click and the CLI imported)",
+    "credentials": "credentials and settings resolved",
     "start_session": "StartSession answered",
-    "dial": "data channel open",
+    "imports": "session machinery imported",
+    "dial": "data channel open (upgraded)",
 }
 
 
@@ -326,14 +338,14 @@ def start_session_argv(ctx: Context, *program: str) -> list[str]:
     return [*program, "start-session", "--target", ctx.instance_id, "--endpoint-url", ctx.server.endpoint]
 
 
-def openssm_shell(ctx: Context, trace: pathlib.Path) -> PtyChild:
-    return PtyChild(start_session_argv(ctx, str(BIN / "openssm")), client_env(ctx.server, trace))
+def openssm_shell(ctx: Context, trace: pathlib.Path, source: pathlib.Path | None = None) -> PtyChild:
+    return PtyChild(start_session_argv(ctx, str(BIN / "openssm")), client_env(ctx.server, trace, source))
 
 
-def run_openssm(ctx: Context) -> Run:
+def run_openssm(ctx: Context, source: pathlib.Path | None = None) -> Run:
     read_trace(ctx.trace)
     ctx.agent_log.new_events()
-    child = openssm_shell(ctx, ctx.trace)
+    child = openssm_shell(ctx, ctx.trace, source)
     first = child.first_byte_after(STARTING)
     child.finish()
     return Run(first - child.started, client_steps(ctx, child.started))
@@ -346,7 +358,7 @@ def proxy_command(ctx: Context) -> str:
     )
 
 
-def run_ssh_proxycommand(ctx: Context) -> Run:
+def run_ssh_proxycommand(ctx: Context, source: pathlib.Path | None = None) -> Run:
     assert ctx.sshd is not None
     read_trace(ctx.trace)
     ctx.agent_log.new_events()
@@ -354,17 +366,17 @@ def run_ssh_proxycommand(ctx: Context) -> Run:
         shutil.which("ssh") or "ssh", "-tt", *ctx.sshd.client_options("-p"),
         "-o", f"ProxyCommand={proxy_command(ctx)}", f"{ctx.account.pw_name}@{ctx.instance_id}",
     ]  # fmt: skip
-    child = PtyChild(argv, client_env(ctx.server, ctx.trace))
+    child = PtyChild(argv, client_env(ctx.server, ctx.trace, source))
     first = child.first_byte_after(None)
     child.finish()
     return Run(first - child.started, client_steps(ctx, child.started))
 
 
-def run_aws_cli(ctx: Context) -> Run:
+def run_aws_cli(ctx: Context, source: pathlib.Path | None = None) -> Run:
     read_trace(ctx.trace)
     ctx.agent_log.new_events()
     argv = start_session_argv(ctx, str(BIN / "aws"), "ssm")
-    child = PtyChild(argv, client_env(ctx.server, ctx.trace))
+    child = PtyChild(argv, client_env(ctx.server, ctx.trace, source))
     first = child.first_byte_after(STARTING)
     child.finish()
     marks = read_trace(ctx.trace)
@@ -508,7 +520,7 @@ class BenchClient:
                     await self.ws.send_bytes(received.ack.encode())
                 for item in received.deliver:
                     if item.payload_type == PayloadType.OUTPUT:
-                        self.output.put_nowait(item.payload)
+                        self.output.put_nowait(bytes(item.payload))
             elif frame.message_type == MessageType.CHANNEL_CLOSED:
                 break
 
@@ -657,6 +669,27 @@ def measure_echo(ctx: Context, ssm: Any, keys: int) -> dict[str, list[float]]:
 # -- the run ---------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def client_revision(rev: str | None) -> Iterator[dict[str, pathlib.Path | None]]:
+    """Variant label suffix → the client's source: the working tree's, and REV's if asked for
+    (checked out in a temporary git worktree, put first on the client processes' PYTHONPATH)."""
+    if rev is None:
+        yield {"": None}
+        return
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = pathlib.Path(tmp) / "rev"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), commit],
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            yield {"": None, f" [{commit}]": worktree / "src"}
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False
+            )
+
+
 def set_run_as(server: Server, account: pwd.struct_passwd) -> None:
     if os.geteuid() != 0 or account.pw_uid == 0:
         return
@@ -688,10 +721,16 @@ def main() -> None:
     parser.add_argument("--run-as", help="account the sessions run as (default: see above)")
     parser.add_argument("--no-browser", action="store_true", help="skip the browser console")
     parser.add_argument("--no-aws", action="store_true", help="skip `aws ssm start-session`")
+    parser.add_argument(
+        "--client-rev",
+        metavar="REV",
+        help="also run the client (openssm start-session, the plugin) from git revision REV, in turn "
+        "with the working tree's, against the same server and agent",
+    )
     args = parser.parse_args()
     account = pick_account(args.run_as)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, client_revision(args.client_rev) as sources:
         root = pathlib.Path(tmp)
         server = Server(root / "server").start()
         agent = Agent(server, root / "agent")
@@ -717,11 +756,16 @@ def main() -> None:
                 }
                 if sshd is not None:
                     variants["ssh localhost"] = lambda: run_ssh_localhost(ctx)
-                variants["openssm start-session"] = lambda: run_openssm(ctx)
-                if sshd is not None:
-                    variants["ssh via ProxyCommand (openssm)"] = lambda: run_ssh_proxycommand(ctx)
-                if not args.no_aws and (BIN / "aws").exists():
-                    variants["aws ssm start-session + plugin"] = lambda: run_aws_cli(ctx)
+                for label, source in sources.items():
+                    variants[f"openssm start-session{label}"] = functools.partial(run_openssm, ctx, source)
+                    if sshd is not None:
+                        variants[f"ssh via ProxyCommand{label}"] = functools.partial(
+                            run_ssh_proxycommand, ctx, source
+                        )
+                    if not args.no_aws and (BIN / "aws").exists():
+                        variants[f"aws ssm start-session + plugin{label}"] = functools.partial(
+                            run_aws_cli, ctx, source
+                        )
                 if not args.no_browser and CHROMIUM.exists():
                     browser = Browser(ctx)
                     variants["browser: click → prompt"] = browser.run

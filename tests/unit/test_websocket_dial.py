@@ -18,8 +18,8 @@ from tests.integration.test_api_server import _self_signed
 from tests.support.proxy import HttpProxy, run_tinyproxy, tinyproxy_available
 from tests.unit.test_websocket_connection import echo, serve_ours
 
+from openssm.protocol import http1 as handshake
 from openssm.protocol import websocket as codec
-from openssm.protocol import websocket_handshake as handshake
 from openssm.transport import websocket_connection
 from openssm.transport.websocket_connection import ClientWebSocket, DialError, WsMessageType
 

@@ -15,7 +15,6 @@ import datetime as dt
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
 from openssm.auth import canonical
@@ -158,6 +157,8 @@ def _parse_amz_date(text: str) -> dt.datetime:
 
 
 def _parse_http_date(text: str) -> dt.datetime:
+    from email.utils import parsedate_to_datetime  # the email package: for verifying only, not signing
+
     try:
         parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError) as exc:

@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
-import logging
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from openssm.auth.credentials import NotServed
 from openssm.client.aws_http import ApiError, JsonApiClient, ServiceError
 from openssm.client.aws_settings import client_settings
 
+if TYPE_CHECKING:
+    from openssm.transport.websocket_connection import ClientWebSocket
+
 __all__ = ["ApiError", "ApiTarget", "ServiceError", "StartedSession", "parse_start_session_response"]
 
-log = logging.getLogger(__name__)
 
 NO_REGION: Final = "NoRegionError"  # ApiError.code when no region is configured anywhere
+
+
+def _log() -> Any:
+    """This module's logger (logging is imported when something is logged, not on the way to StartSession)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 class Caller(Protocol):
@@ -37,8 +44,7 @@ class Caller(Protocol):
     def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class ApiTarget:
+class ApiTarget(NamedTuple):
     """Where and as whom to call SSM: region/profile/endpoint as the plugin receives them."""
 
     region: str | None = None
@@ -55,7 +61,7 @@ class ApiTarget:
             )
             return JsonApiClient(settings)
         except NotServed as exc:
-            log.debug("%s calls go through botocore: %s", service, exc)
+            _log().debug("%s calls go through botocore: %s", service, exc)
             return BotoCaller(self, service)
 
     def kms(self) -> KmsClient:
@@ -135,11 +141,13 @@ class KmsClient:
 # -- StartSession ---------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class StartedSession:
+class StartedSession(NamedTuple):
     session_id: str
     token_value: str
     stream_url: str
+    # Set when the data channel was opened at start-up (client.startup), with this client id.
+    client_id: str | None = None
+    opened: ClientWebSocket | None = None
 
 
 def parse_start_session_response(data: Any) -> StartedSession:
@@ -217,7 +225,7 @@ class SessionApi:
                 response = await asyncio.to_thread(self._call, "ResumeSession")
             except ApiError as exc:
                 last_error = exc
-                log.debug("ResumeSession failed: %s", exc)
+                _log().debug("ResumeSession failed: %s", exc)
                 if exc.code in _FINAL_ERROR_CODES:
                     break
                 continue

@@ -1,4 +1,4 @@
-"""AWS JSON 1.1 calls (SSM, KMS) signed by :mod:`openssm.auth.sigv4` and sent with ``http.client``.
+"""AWS JSON 1.1 calls (SSM, KMS) signed by :mod:`openssm.auth.sigv4`, over a socket of their own.
 
 What a botocore client does for the same call, for the client's few operations (StartSession,
 ResumeSession, TerminateSession, kms:GenerateDataKey), without importing botocore: the same
@@ -8,15 +8,20 @@ uses too; CONNECT tunnels for https endpoints), timeouts (connect 10 s, read 30 
 retries (throttling and transient errors, up to 3 retries with botocore's jittered backoff), and
 errors worded as botocore words them, so ``openssm start-session`` prints what it printed when
 boto3 made the call.
+
+One call per connection (``Connection: close``), its request and answer framed by
+:mod:`openssm.protocol.http1` (which the data channel's upgrade and proxy tunnel use too) rather
+than by ``http.client``: that module imports the ``email`` package, about 12 ms on the way to
+StartSession, for the one POST this client sends per operation.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from openssm.auth import sigv4
 from openssm.auth.credentials import ClientSettings, NotServed
 from openssm.errors import OpenSSMError
+from openssm.protocol import http1
 from openssm.protocol.versions import CLIENT_VERSION
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
@@ -91,7 +97,7 @@ def error_from_response(status: int, body: bytes, operation: str, retries: int |
     5xx case) for one error answer."""
     stripped = body.strip()
     if status >= 500 and (not stripped or stripped.startswith(b"<html>")):
-        return ServiceError(str(status), http.client.responses.get(status, ""), operation, retries=retries)
+        return ServiceError(str(status), _reason(status), operation, retries=retries)
     parsed: Any = {}
     if body:
         text = body.decode("utf-8", "replace")
@@ -105,6 +111,16 @@ def error_from_response(status: int, body: bytes, operation: str, retries: int |
     code = str(parsed.get("__type", str(status)))
     code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     return ServiceError(code, str(message), operation, retries=retries)
+
+
+def _reason(status: int) -> str:
+    """The status's reason phrase, as ``http.client.responses`` has it."""
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _retryable(error: ApiError, status: int | None) -> float | None:
@@ -141,7 +157,7 @@ def ca_file(ca_bundle: str | None) -> str | None:
     return None  # the system's roots
 
 
-def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
+def botocore_proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The proxy botocore would use for ``url`` (``urllib.request``'s reading of the environment)."""
     env = os.environ if environ is None else environ
     if not any(value and name.lower().endswith("_proxy") for name, value in env.items()):
@@ -195,7 +211,7 @@ class JsonApiClient:
         host = parts.netloc.rpartition("@")[2]
         default_port = ":443" if self._secure else ":80"
         self._host_header = host[: -len(default_port)] if host.endswith(default_port) else host
-        self.proxy = proxy_for(self.url, environ)
+        self.proxy = botocore_proxy_for(self.url, environ)
         if self.proxy is not None and not self.proxy.lower().startswith("http:"):
             raise NotServed(f"a proxy that is not http:// ({self.proxy})")
         self._ssl: ssl.SSLContext | None = None
@@ -266,49 +282,85 @@ class JsonApiClient:
             )
         )
         headers["User-Agent"] = USER_AGENT
-        connection, target = self._connection(headers)
+        headers["Connection"] = "close"  # one call per connection: the client makes a handful
+        target = self._path
+        if self.proxy is not None and not self._secure:  # plain http: the proxy forwards the request
+            target = self.url
+            headers.update(_proxy_authorization(self.proxy))
+        sock: socket.socket | None = None
         try:
-            connection.request("POST", target, body=body, headers=headers)
-            assert connection.sock is not None
-            connection.sock.settimeout(READ_TIMEOUT)
-            response = connection.getresponse()
-            answer = response.read(MAX_RESPONSE_BYTES + 1)
-            if len(answer) > MAX_RESPONSE_BYTES:
-                raise ApiError(f"the {operation} answer is larger than {MAX_RESPONSE_BYTES} bytes")
-            return response.status, answer
+            sock = self._open()
+            sock.settimeout(READ_TIMEOUT)
+            sock.sendall(http1.request("POST", target, headers.items(), body))
+            return _read_response(sock)
         except ssl.SSLError as exc:
             raise ConnectionFailed(f"SSL validation failed for {self.url} {exc}") from exc
         except TimeoutError as exc:
-            phase = "Read" if connection.sock is not None else "Connect"
+            phase = "Read" if sock is not None else "Connect"
             raise ConnectionFailed(f'{phase} timeout on endpoint URL: "{self.url}"') from exc
-        except (http.client.RemoteDisconnected, http.client.IncompleteRead, ConnectionResetError) as exc:
+        except (ConnectionResetError, BrokenPipeError, http1.HandshakeError) as exc:
             raise ConnectionFailed(
                 f'Connection was closed before we received a valid response from endpoint URL: "{self.url}".'
             ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            if self.proxy is not None and connection.sock is None:
-                raise ConnectionFailed(f'Failed to connect to proxy URL: "{self.proxy}"') from exc
+        except OSError as exc:
             raise ConnectionFailed(f'Could not connect to the endpoint URL: "{self.url}"') from exc
         finally:
-            connection.close()
+            if sock is not None:
+                sock.close()
 
-    def _connection(self, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, str]:
-        """A connection (not yet open) and the request target to send on it."""
+    def _open(self) -> socket.socket:
+        """A connection to the endpoint: straight, through a CONNECT tunnel, or to a forwarding proxy."""
         if self.proxy is None:
-            if self._secure:
-                secure = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=CONNECT_TIMEOUT, context=self._context()
+            sock = socket.create_connection((self._host, self._port), timeout=CONNECT_TIMEOUT)
+        else:
+            proxy = urlsplit(self.proxy)
+            try:
+                sock = socket.create_connection(
+                    (proxy.hostname or "", proxy.port or 80), timeout=CONNECT_TIMEOUT
                 )
-                return secure, self._path
-            return http.client.HTTPConnection(self._host, self._port, timeout=CONNECT_TIMEOUT), self._path
-        proxy = urlsplit(self.proxy)
-        proxy_port = proxy.port or 80
-        if self._secure:  # a CONNECT tunnel, then TLS with the endpoint inside it
-            tunnel = http.client.HTTPSConnection(
-                proxy.hostname or "", proxy_port, timeout=CONNECT_TIMEOUT, context=self._context()
-            )
-            tunnel.set_tunnel(self._host, self._port, headers=_proxy_authorization(self.proxy))
-            return tunnel, self._path
-        headers.update(_proxy_authorization(self.proxy))  # plain http: the proxy forwards the request
-        forward = http.client.HTTPConnection(proxy.hostname or "", proxy_port, timeout=CONNECT_TIMEOUT)
-        return forward, self.url
+                if self._secure:
+                    _tunnel(sock, http1.authority(self._host, self._port), _proxy_authorization(self.proxy))
+            except (OSError, http1.HandshakeError) as exc:
+                raise ConnectionFailed(f'Failed to connect to proxy URL: "{self.proxy}"') from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._secure:
+            return self._context().wrap_socket(sock, server_hostname=self._host)
+        return sock
+
+
+def _tunnel(sock: socket.socket, target: str, headers: Mapping[str, str]) -> None:
+    """CONNECT ``target`` through the proxy at the other end of ``sock``."""
+    sock.sendall(http1.connect_request(target, headers.items()))
+    received = bytearray()
+    while (parsed := http1.parse_response_head(received)) is None:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionResetError("the proxy closed the connection")
+        received += chunk
+    http1.check_connect(parsed[0])
+    if len(received) > parsed[1]:
+        raise http1.HandshakeError("the proxy sent data before the tunnel was used")
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and body of the answer on ``sock`` (informational answers skipped)."""
+    received = bytearray()
+    while True:
+        while (parsed := http1.parse_response_head(received)) is None:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("closed before the response head")
+            received += chunk
+        head, size = parsed
+        del received[:size]
+        if not 100 <= head.status < 200:
+            break
+    reader = http1.BodyReader(head, MAX_RESPONSE_BYTES)
+    reader.feed(bytes(received))
+    while not reader.done:
+        chunk = sock.recv(65536)
+        if not chunk:
+            reader.eof()
+        else:
+            reader.feed(chunk)
+    return head.status, reader.body

@@ -23,6 +23,8 @@ from openssm.client.parameters import ParameterError, parse_parameters
 from openssm.client.trace import mark
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from openssm.client.session import ClientOptions
 
 AWS_CLI_ERROR_EXIT: Final = 255
@@ -182,23 +184,37 @@ def start_session_command(
     mark("credentials")
     starting = Starting(caller, requests)
     starting.start()
-    # Meanwhile, what the session needs: most of the client's imports.
-    from openssm.client.session import FAST_CHUNK, ClientOptions, chunk_size_from_env, run_session
+    # Meanwhile the event loop and the framing; the rest is imported while the channel opens.
     from openssm.transport import runtime
 
+    sys.exit(runtime.run(_run(starting, caller, api, listen_address, target)))
+
+
+async def _run(starting: Starting, caller: Caller, api: ApiTarget, listen_address: str, target: str) -> int:
+    import asyncio
+
+    from openssm.client import startup
+
+    with startup.QuickSwitches():
+        machinery = startup.import_in_background()
+        await asyncio.to_thread(starting.join)
+        if starting.error is not None:
+            click.echo(f"\n{api_error_text(starting.error)}", err=True)  # the AWS CLI: "\n%s\n"
+            await asyncio.to_thread(_terminate_all, caller, starting.started)
+            return AWS_CLI_ERROR_EXIT
+        sessions = await startup.opened(starting.started)
+        session = await machinery
     mark("imports")
-    starting.join()
-    if starting.error is not None:
-        click.echo(f"\n{api_error_text(starting.error)}", err=True)  # the AWS CLI: "\n%s\n"
-        _terminate_all(caller, starting.started)
-        sys.exit(AWS_CLI_ERROR_EXIT)
-    started = starting.started
-    options = ClientOptions(
-        api=api, listen_address=listen_address, target=target, max_chunk=chunk_size_from_env(FAST_CHUNK)
+    options = session.ClientOptions(
+        api=api,
+        listen_address=listen_address,
+        target=target,
+        max_chunk=session.chunk_size_from_env(session.FAST_CHUNK),
     )
-    if len(started) == 1:
-        sys.exit(runtime.run(run_session(started[0], options)))
-    sys.exit(runtime.run(_run_many(started, options)))
+    if len(sessions) == 1:
+        code: int = await session.run_session(sessions[0], options)
+        return code
+    return await _run_many(sessions, options)
 
 
 def _terminate_all(caller: Caller, sessions: list[StartedSession]) -> None:
@@ -209,7 +225,7 @@ def _terminate_all(caller: Caller, sessions: list[StartedSession]) -> None:
             pass
 
 
-async def _run_many(sessions: list[StartedSession], options: ClientOptions) -> int:
+async def _run_many(sessions: Sequence[StartedSession], options: ClientOptions) -> int:
     """Several port sessions side by side; Ctrl-C ends all of them."""
     import asyncio
     import signal

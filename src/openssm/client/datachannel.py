@@ -9,21 +9,17 @@ re-dial of the original StreamUrl (§2.9). What the stream bytes mean is the
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
 import random
-import ssl
-import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
+from openssm.client.dial import open_channel
 from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
-    MAX_FRAME_SIZE,
     Frame,
     FrameError,
     MessageType,
@@ -31,9 +27,7 @@ from openssm.protocol.frames import (
     PayloadType,
     decode,
 )
-from openssm.protocol.messages import ClientOpen, MessageError, parse_channel_closed
-from openssm.protocol.versions import CLIENT_VERSION
-from openssm.transport import websocket_connection
+from openssm.protocol.messages import MessageError, parse_channel_closed
 from openssm.transport.websocket_connection import ClientWebSocket, WsMessageType
 
 log = logging.getLogger(__name__)
@@ -45,7 +39,6 @@ ACK_BEFORE_HANDLING: Final = frozenset(
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
 DIAL_ATTEMPTS: Final = 5
-DIAL_TIMEOUT: Final = 30.0
 RETRY_MAX_DELAY: Final = 5.0
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
 PING_PAYLOAD: Final = b"keepalive"
@@ -82,42 +75,6 @@ class StreamHandler(Protocol):
 ResumeCallback = Callable[[], Awaitable[str | None]]
 
 
-def ssl_context_from_env() -> ssl.SSLContext:
-    """System roots, or the bundle named by SSL_CERT_FILE (as Go's default dialer honours it)."""
-    cafile = os.environ.get("SSL_CERT_FILE") or None
-    capath = os.environ.get("SSL_CERT_DIR") or None
-    return ssl.create_default_context(cafile=cafile, capath=capath)
-
-
-def proxy_for(stream_url: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy Go's dialer would use: HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured,
-    loopback never proxied."""
-    url = urllib.parse.urlsplit(stream_url)
-    scheme = {"wss": "https", "ws": "http"}.get(url.scheme)
-    host = url.hostname or ""
-    if scheme is None or host == "localhost" or _is_loopback(host):
-        return None
-    env = os.environ if environ is None else environ
-    proxy = env.get(f"{scheme}_proxy".upper()) or env.get(f"{scheme}_proxy")
-    if not proxy:
-        return None
-    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
-    for entry in (item.strip().lower() for item in no_proxy.split(",")):
-        # Go: "*" matches all; ".y.com" matches subdomains only; "y.com" matches it and subdomains.
-        if entry == "*" or (entry.startswith(".") and host.endswith(entry)):
-            return None
-        if entry and not entry.startswith(".") and (host == entry or host.endswith("." + entry)):
-            return None
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def backoff_delays(attempts: int) -> list[float]:
     """Exponential retry delays: initial 100-200 ms, doubling, capped at 5 s."""
     delay = random.uniform(0.1, 0.2)
@@ -138,8 +95,10 @@ class DataChannel:
         *,
         resume: ResumeCallback | None = None,
         client_id: str | None = None,
+        opened: ClientWebSocket | None = None,
     ) -> None:
         self.stream_url = stream_url
+        self._opened = opened  # already dialled, its open frame sent (with ``client_id``)
         self._token = token
         self._resume = resume
         self.client_id = client_id or str(uuid.uuid4())
@@ -170,21 +129,11 @@ class DataChannel:
         raise ChannelError(f"cannot open the data channel {self.stream_url}: {last_error}")
 
     async def _dial(self) -> None:
-        # Bound the dial only; an open data channel may stay quiet for as long as the user likes.
-        ws = await asyncio.wait_for(
-            websocket_connection.dial(
-                self.stream_url,
-                max_message=MAX_FRAME_SIZE,
-                close_timeout=2.0,
-                tls=ssl_context_from_env() if self.stream_url.startswith("wss:") else None,
-                proxy=proxy_for(self.stream_url),
-                headers=[("User-Agent", f"openssm-session-manager-plugin/{CLIENT_VERSION}")],
-            ),
-            DIAL_TIMEOUT,
-        )
+        if self._opened is not None:  # opened at start-up, while the client was being imported
+            self._ws, self._opened = self._opened, None
+            return
+        self._ws = await open_channel(self.stream_url, self._token, self.client_id)
         mark("dial")
-        await ws.send_str(ClientOpen(self._token, client_id=self.client_id).to_text())
-        self._ws = ws
 
     async def close(self) -> None:
         """Drop the connection (the real plugin never sends a close frame either) and free it."""

@@ -21,7 +21,7 @@ from openssm.errors import OpenSSMError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
 
 if TYPE_CHECKING:
-    from openssm.client.api import StartedSession
+    from openssm.client.api import ApiTarget, StartedSession
 
 mark("start")
 
@@ -130,21 +130,15 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         print(f"Invalid operation {invocation.operation}: only {START_SESSION} is supported", file=sys.stderr)
         return 1
     from openssm.client.api import ApiTarget
-    from openssm.client.session import ClientOptions, chunk_size_from_env, run_session
-    from openssm.client.terminal import READ_CHUNK
     from openssm.transport import runtime
-
-    mark("ready")
 
     api = ApiTarget(
         region=invocation.region or None,
         profile=invocation.profile or None,
         endpoint_url=invocation.endpoint_url or None,
     )
-    # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
-    options = ClientOptions(api=api, target=invocation.target, max_chunk=chunk_size_from_env(READ_CHUNK))
     try:
-        return runtime.run(run_session(invocation.started, options))
+        return runtime.run(_session(invocation, api))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs
@@ -153,6 +147,24 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         logging.getLogger(__name__).debug("session failed", exc_info=True)
         print(f"\nCannot perform start session: {exc}", file=sys.stderr)
         return 1
+
+
+async def _session(invocation: PluginInvocation, api: ApiTarget) -> int:
+    """The session, its data channel opened while the session machinery is imported (client.startup)."""
+    from openssm.client import startup
+    from openssm.client.terminal import READ_CHUNK
+
+    with startup.QuickSwitches():
+        machinery = startup.import_in_background()
+        (started,) = await startup.opened([invocation.started])
+        session = await machinery
+    mark("imports")
+    # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
+    options = session.ClientOptions(
+        api=api, target=invocation.target, max_chunk=session.chunk_size_from_env(READ_CHUNK)
+    )
+    code: int = await session.run_session(started, options)
+    return code
 
 
 def main() -> NoReturn:

@@ -266,7 +266,13 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     console = options.console
     console.print(starting_message(started.session_id))
     api = SessionApi(options.api, started.session_id) if options.api is not None else None
-    channel = DataChannel(started.stream_url, started.token_value, resume=api.resume if api else None)
+    channel = DataChannel(
+        started.stream_url,
+        started.token_value,
+        resume=api.resume if api else None,
+        client_id=started.client_id,
+        opened=started.opened,
+    )
     dispatcher = SessionDispatcher(channel, started.session_id, options)
     scope = Scope()
     scope.spawn(_stop_when_set(options.stop, dispatcher))

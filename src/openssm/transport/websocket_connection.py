@@ -9,7 +9,7 @@ for the measurements behind this and for what aiohttp's framing costs per byte.
 
 The client (``openssm start-session``, the plugin) dials with :func:`dial` instead: TCP, an HTTP
 CONNECT tunnel through a proxy when one is configured, TLS, and the upgrade of
-:mod:`openssm.protocol.websocket_handshake`, all on asyncio, so that it never imports aiohttp
+:mod:`openssm.protocol.http1`, all on asyncio, so that it never imports aiohttp
 (whose import alone took about a sixth of the client's time to a prompt). It gets a
 :class:`ClientWebSocket`: the same framing, with messages of this module's own
 :class:`WsMessage`/:class:`WsMessageType`, whose values are aiohttp's, so ``==`` compares them alike.
@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 from openssm.errors import OpenSSMError
+from openssm.protocol import http1 as handshake
 from openssm.protocol import websocket as codec
-from openssm.protocol import websocket_handshake as handshake
 from openssm.transport.read_throttle import ReadThrottle
 
 if TYPE_CHECKING:
@@ -87,7 +87,6 @@ DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # unread bytes before the socket st
 # what it receives (the gateway's heartbeat: 30 s, then 15 s for an answer) must not take a
 # connection that is only waiting for its consumer for a dead one.
 PAUSED_PING_INTERVAL: Final = 10.0
-DIAL_TIMEOUT: Final = 30.0
 
 
 class WsMessageType(enum.IntEnum):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openssm.errors import LocalProtocolError
-from openssm.protocol import websocket_handshake as handshake
+from openssm.protocol import http1 as handshake
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example
 
@@ -111,3 +111,66 @@ def test_connect_answers() -> None:
     assert denied is not None
     with pytest.raises(handshake.HandshakeError, match="407"):
         handshake.check_connect(denied[0])
+
+
+def head_of(text: bytes) -> handshake.ResponseHead:
+    parsed = handshake.parse_response_head(text)
+    assert parsed is not None
+    return parsed[0]
+
+
+BODY = b'{"SessionId":"s","TokenValue":"t","StreamUrl":"wss://x/y"}'
+FRAMINGS = {
+    "content-length": (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY), BODY, False),
+    "chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"10;ext=1\r\n"
+        + BODY[:16]
+        + b"\r\n"
+        + b"%x\r\n" % (len(BODY) - 16)
+        + BODY[16:]
+        + b"\r\n0\r\nX-Trailer: y\r\n\r\n",
+        False,
+    ),
+    "until-close": (b"HTTP/1.0 200 OK\r\n\r\n", BODY, True),
+}
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@given(cuts=st.lists(st.integers(0, 200), max_size=6))
+def test_a_body_fed_in_any_pieces_is_read_whole(framing: str, cuts: list[int]) -> None:
+    head, wire, until_close = FRAMINGS[framing]
+    reader = handshake.BodyReader(head_of(head), limit=1 << 20)
+    start = 0
+    for cut in sorted(min(cut, len(wire)) for cut in cuts):
+        reader.feed(wire[start:cut])
+        start = cut
+    reader.feed(wire[start:] + b"trailing bytes are not read" * (not until_close))
+    if until_close:
+        assert not reader.done
+        reader.eof()
+    assert reader.done and reader.body == BODY
+
+
+def test_bodies_are_bounded_and_must_be_whole() -> None:
+    with pytest.raises(handshake.HandshakeError, match="longer than"):
+        handshake.BodyReader(head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n"), limit=1000)
+    chunked = handshake.BodyReader(
+        head_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), limit=1000
+    )
+    with pytest.raises(handshake.HandshakeError, match="longer than"):
+        chunked.feed(b"fffff\r\n")
+    short = handshake.BodyReader(head_of(b"HTTP/1.1 500 x\r\nContent-Length: 10\r\n\r\n"), limit=1000)
+    short.feed(b"12345")
+    with pytest.raises(handshake.HandshakeError, match="closed before"):
+        short.eof()
+    for bad in (b"Content-Length: -1", b"Content-Length: 1, 1", b"Content-Length: x"):
+        with pytest.raises(handshake.HandshakeError, match="Content-Length"):
+            handshake.BodyReader(head_of(b"HTTP/1.1 200 OK\r\n" + bad + b"\r\n\r\n"), limit=1000)
+    assert handshake.BodyReader(head_of(b"HTTP/1.1 204 No Content\r\n\r\n"), limit=10).done
+
+
+def test_a_post_request() -> None:
+    assert handshake.request("POST", "/", [("Host", "h"), ("Content-Length", "2")], b"{}") == (
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+    )

@@ -1,20 +1,20 @@
-"""The client's side of the WebSocket opening handshake (RFC 6455 §4.1) and of an HTTP CONNECT
-tunnel (RFC 9110 §9.3.6), without I/O: requests as bytes, answers parsed and checked.
+"""HTTP/1.1 as OpenSSM's client speaks it, without I/O: requests as bytes, answers parsed and checked.
 
-Only what a data-channel client needs: ``GET`` with ``Upgrade: websocket``, no extensions, no
-subprotocols, and ``CONNECT host:port`` through a proxy. A response head is bounded (64 KiB, 100
-header lines); anything else, or a ``101`` that does not prove the server read our key, is a
+Three exchanges: the WebSocket opening handshake of a data channel (RFC 6455 §4.1: ``GET`` with
+``Upgrade: websocket``, no extensions, no subprotocols), a ``CONNECT host:port`` tunnel through a
+proxy (RFC 9110 §9.3.6), and the ``POST`` of an API call with its answer's body (Content-Length,
+chunked, or until the connection closes). A response head is bounded (64 KiB, 100 header lines), a
+body by the caller; anything else, or a ``101`` that does not prove the server read our key, is a
 :class:`HandshakeError`.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import os
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 from openssm.errors import LocalProtocolError, RemoteProtocolError
 
@@ -32,8 +32,7 @@ class HandshakeError(RemoteProtocolError):
         self.status = status
 
 
-@dataclasses.dataclass(frozen=True)
-class ResponseHead:
+class ResponseHead(NamedTuple):
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...]  # names lower-cased, in order
@@ -138,3 +137,93 @@ def check_connect(head: ResponseHead) -> None:
     """Raise unless the proxy opened the tunnel (any 2xx)."""
     if not 200 <= head.status < 300:
         raise HandshakeError(f"the proxy refused to connect: {head.status} {head.reason}", head.status)
+
+
+def request(method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b"") -> bytes:
+    """A whole request: request line, headers as given (Content-Length among them), body."""
+    return _request([f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]) + body
+
+
+class BodyReader:
+    """A response body from the bytes that follow its head, fed as they arrive.
+
+    Framed as RFC 9112 §6.3 says for a response to a request that is not HEAD: chunked transfer
+    coding, else Content-Length, else until the connection closes (:meth:`eof`). At most ``limit``
+    bytes of body; chunk extensions and trailers are read and ignored.
+    """
+
+    def __init__(self, head: ResponseHead, limit: int) -> None:
+        self._limit = limit
+        self._pending = bytearray()
+        self._body = bytearray()
+        self.done = head.status in (204, 304) or 100 <= head.status < 200
+        encoding = head.get("transfer-encoding")
+        length = head.get("content-length")
+        self._chunked = encoding is not None and encoding.lower().rsplit(",", 1)[-1].strip() == "chunked"
+        self._length: int | None = None
+        self._chunk_left: int | None = None  # chunked: bytes of the current chunk still to come
+        self._trailers = False
+        if not self._chunked and length is not None:
+            if not length.isdigit() or "," in length:
+                raise HandshakeError(f"invalid Content-Length {length[:40]!r}")
+            self._length = int(length)
+            if self._length > limit:
+                raise HandshakeError(f"the response body is longer than {limit} bytes")
+            self.done = self.done or self._length == 0
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        self._pending += data
+        if self._chunked:
+            self._read_chunks()
+        else:
+            self._body += self._pending
+            self._pending.clear()
+            if self._length is not None and len(self._body) >= self._length:
+                del self._body[self._length :]
+                self.done = True
+        if len(self._body) > self._limit:
+            raise HandshakeError(f"the response body is longer than {self._limit} bytes")
+
+    def eof(self) -> None:
+        """The connection closed: that ends a body without framing; any other is cut short."""
+        if not self.done and (self._chunked or self._length is not None):
+            raise HandshakeError("the connection closed before the whole response body arrived")
+        self.done = True
+
+    def _read_chunks(self) -> None:
+        while not self.done:
+            if self._chunk_left is None:
+                line_end = self._pending.find(b"\r\n")
+                if line_end < 0:
+                    if len(self._pending) > MAX_HEAD_BYTES:
+                        raise HandshakeError("a chunk size line is too long")
+                    return
+                line = bytes(self._pending[:line_end]).decode("latin-1")
+                del self._pending[: line_end + 2]
+                if self._trailers:
+                    self.done = not line  # trailer fields end with an empty line
+                    continue
+                size_text = line.split(";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise HandshakeError(f"invalid chunk size {size_text[:40]!r}") from None
+                if size < 0 or len(self._body) + size > self._limit:
+                    raise HandshakeError(f"the response body is longer than {self._limit} bytes")
+                if size == 0:
+                    self._trailers = True
+                    continue
+                self._chunk_left = size
+            if len(self._pending) < self._chunk_left + 2:
+                return
+            self._body += self._pending[: self._chunk_left]
+            if self._pending[self._chunk_left : self._chunk_left + 2] != b"\r\n":
+                raise HandshakeError("a chunk does not end with CRLF")
+            del self._pending[: self._chunk_left + 2]
+            self._chunk_left = None

@@ -1,0 +1,74 @@
+"""A client process's first tenth of a second: what runs while what is imported.
+
+Most of the client's start-up is importing (asyncio, the event loop, the protocol, the session
+kinds) and most of the rest is waiting: for StartSession, then for the gateway to pair the data
+channel with the agent and the agent to start the shell. So the event loop starts as soon as
+asyncio and the framing are imported, and while one thread imports the session machinery, the
+loop opens each session's data channel (dial, upgrade, open frame): the gateway and the agent do
+their part meanwhile, and the prompt is often waiting in the socket when the session starts.
+``bench/bench_session_latency.py`` shows the steps.
+
+A channel that cannot be opened here is left to the session, which dials again with its retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Final
+
+from openssm.client.api import StartedSession
+from openssm.client.dial import open_channel
+from openssm.client.trace import mark
+
+log = logging.getLogger(__name__)
+
+# The open frame's module first: the loop sends it as soon as StartSession has answered.
+MACHINERY: Final = ("openssm.protocol.messages", "openssm.client.session")
+# While the import thread runs, the loop gets the interpreter back this often (default: 5 ms):
+# each step of a dial waits for it, and a TLS dial has several.
+SWITCH_INTERVAL: Final = 0.0005
+
+
+def import_in_background(names: Sequence[str] = MACHINERY) -> asyncio.Future[ModuleType]:
+    """Import ``names`` in order on a thread (the last one is the result); the loop stays free
+    meanwhile (mostly: see SWITCH_INTERVAL)."""
+
+    def load() -> ModuleType:
+        modules = [importlib.import_module(name) for name in names]
+        return modules[-1]
+
+    return asyncio.get_running_loop().run_in_executor(None, load)
+
+
+async def opened(sessions: Sequence[StartedSession]) -> list[StartedSession]:
+    """The sessions with their data channels open (each one that could be)."""
+    result = []
+    for session in sessions:
+        client_id = str(uuid.uuid4())
+        try:
+            connection = await open_channel(session.stream_url, session.token_value, client_id)
+        except (OSError, TimeoutError) as exc:
+            log.debug("opening the data channel at start-up failed (the session retries): %s", exc)
+            result.append(session)
+            continue
+        result.append(session._replace(client_id=client_id, opened=connection))
+    mark("dial")
+    return result
+
+
+class QuickSwitches:
+    """The interpreter's switch interval lowered while the import thread runs."""
+
+    def __enter__(self) -> QuickSwitches:
+        self._saved = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setswitchinterval(self._saved)
