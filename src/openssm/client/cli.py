@@ -196,14 +196,18 @@ async def _run(starting: Starting, caller: Caller, api: ApiTarget, listen_addres
     from openssm.client import startup
 
     with startup.QuickSwitches():
-        machinery = startup.import_in_background()
-        await asyncio.to_thread(starting.join)
-        if starting.error is not None:
-            click.echo(f"\n{api_error_text(starting.error)}", err=True)  # the AWS CLI: "\n%s\n"
-            await asyncio.to_thread(_terminate_all, caller, starting.started)
-            return AWS_CLI_ERROR_EXIT
-        sessions = await startup.opened(starting.started)
-        session = await machinery
+        imports = startup.Imports()
+        try:
+            await asyncio.to_thread(starting.join)
+            if starting.error is not None:
+                imports.skip()
+                click.echo(f"\n{api_error_text(starting.error)}", err=True)  # the AWS CLI: "\n%s\n"
+                await asyncio.to_thread(_terminate_all, caller, starting.started)
+                return AWS_CLI_ERROR_EXIT
+            sessions = await startup.opened(starting.started)
+        finally:
+            imports.go_on()
+        session = await imports.session_module()
     mark("imports")
     options = session.ClientOptions(
         api=api,

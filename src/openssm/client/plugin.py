@@ -155,9 +155,12 @@ async def _session(invocation: PluginInvocation, api: ApiTarget) -> int:
     from openssm.client.terminal import READ_CHUNK
 
     with startup.QuickSwitches():
-        machinery = startup.import_in_background()
-        (started,) = await startup.opened([invocation.started])
-        session = await machinery
+        imports = startup.Imports()
+        try:
+            (started,) = await startup.opened([invocation.started])
+        finally:
+            imports.go_on()
+        session = await imports.session_module()
     mark("imports")
     # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
     options = session.ClientOptions(

@@ -17,6 +17,7 @@ import asyncio
 import importlib
 import logging
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from types import ModuleType
@@ -28,22 +29,48 @@ from openssm.client.trace import mark
 
 log = logging.getLogger(__name__)
 
-# The open frame's module first: the loop sends it as soon as StartSession has answered.
-MACHINERY: Final = ("openssm.protocol.messages", "openssm.client.session")
 # While the import thread runs, the loop gets the interpreter back this often (default: 5 ms):
 # each step of a dial waits for it, and a TLS dial has several.
 SWITCH_INTERVAL: Final = 0.0005
 
 
-def import_in_background(names: Sequence[str] = MACHINERY) -> asyncio.Future[ModuleType]:
-    """Import ``names`` in order on a thread (the last one is the result); the loop stays free
-    meanwhile (mostly: see SWITCH_INTERVAL)."""
+class Imports:
+    """The session machinery, imported on a thread in two parts: the open frame's module at once
+    (while StartSession is answered), the rest once the data channels are open (while the gateway
+    pairs them and the agent starts the shell), so that the dial does not wait for the interpreter.
+    """
 
-    def load() -> ModuleType:
-        modules = [importlib.import_module(name) for name in names]
+    FIRST: Final = ("openssm.protocol.messages",)
+    REST: Final = ("openssm.client.session",)
+
+    def __init__(self) -> None:
+        self._opened = threading.Event()
+        self._wanted = True
+        self._result = asyncio.get_running_loop().run_in_executor(None, self._load)
+
+    def _load(self) -> ModuleType | None:
+        for name in self.FIRST:
+            importlib.import_module(name)
+        self._opened.wait()
+        if not self._wanted:
+            return None
+        modules = [importlib.import_module(name) for name in self.REST]
         return modules[-1]
 
-    return asyncio.get_running_loop().run_in_executor(None, load)
+    def go_on(self) -> None:
+        """The channels are open (or will not be): import the rest."""
+        self._opened.set()
+
+    def skip(self) -> None:
+        """No session will run (StartSession failed): the thread ends without importing the rest."""
+        self._wanted = False
+        self._opened.set()
+
+    async def session_module(self) -> ModuleType:
+        self.go_on()
+        module = await self._result
+        assert module is not None, "skip() was called"
+        return module
 
 
 async def opened(sessions: Sequence[StartedSession]) -> list[StartedSession]:
