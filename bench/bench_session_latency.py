@@ -648,7 +648,9 @@ def report_echo(echo: dict[str, list[float]]) -> None:
         print(line)
 
 
-def measure_echo(ctx: Context, ssm: Any, keys: int) -> dict[str, list[float]]:
+def measure_echo(
+    ctx: Context, ssm: Any, keys: int, sources: dict[str, pathlib.Path | None]
+) -> dict[str, list[float]]:
     echo: dict[str, list[float]] = {}
     local = PtyChild(["/bin/sh"], login_env(ctx.account), ctx.account, ctx.account.pw_dir)
     echo["local pty"] = echo_rtts(local, keys)
@@ -657,10 +659,11 @@ def measure_echo(ctx: Context, ssm: Any, keys: int) -> dict[str, list[float]]:
         ssh = ssh_localhost(ctx)
         echo["ssh localhost"] = echo_rtts(ssh, keys)
         ssh.finish(b"\x03")
-    client = openssm_shell(ctx, ctx.workdir / "trace-echo")
-    client.first_byte_after(STARTING)
-    echo["openssm start-session"] = echo_rtts(client, keys)
-    client.finish(b"\x03")
+    for label, source in sources.items():
+        client = openssm_shell(ctx, ctx.workdir / "trace-echo", source)
+        client.first_byte_after(STARTING)
+        echo[f"openssm start-session{label}"] = echo_rtts(client, keys)
+        client.finish(b"\x03")
     in_process = in_thread(in_process_session(ssm, ctx.instance_id, keys, ctx.agent_log))
     echo["in-process client (gateway + agent)"] = in_process[1]
     return echo
@@ -778,7 +781,7 @@ def main() -> None:
                     for name, variant in variants.items():
                         results[name].append(variant())
 
-                echo = measure_echo(ctx, ssm, args.keys)
+                echo = measure_echo(ctx, ssm, args.keys, sources)
         finally:
             if browser is not None:
                 browser.close()
