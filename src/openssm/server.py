@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import ssl
@@ -12,10 +11,13 @@ import ssl
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from openssm import api
 from openssm.api import app as api_app
 from openssm.bootstrap import bootstrap, usage_text
 from openssm.bus.factory import make_bus
+from openssm.console import app as console_app
+from openssm.gateway import app as gateway_app
+from openssm.gateway.jobs import RunCommandJobs
+from openssm.logs.service import SessionLogging
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
@@ -51,7 +53,7 @@ async def create_services(config: ServerConfig) -> Services:
     cipher = SecretCipher.for_data_dir(config.data_dir)
     engine = make_engine(config.database_url or database_url_for(config.data_dir))
     await migrate(engine)
-    services = Services(config=config, engine=engine, bus=make_bus(config), cipher=cipher)
+    services = Services(config=config, engine=engine, bus=make_bus(config.redis_url), cipher=cipher)
     if await bootstrap(services):
         print(usage_text(config.data_dir, config.public_url), flush=True)
     return services
@@ -64,11 +66,14 @@ async def close_services(services: Services) -> None:
 
 def build_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    api.app.install(app, services)
-    gateway_app = importlib.import_module("openssm.gateway.app")
-    gateway_app.install(app, services)
-    importlib.import_module("openssm.logs.service").install(app, services)  # recorder + log shipper
-    importlib.import_module("openssm.console.app").install(app, services)  # browser console
+
+    async def stopping(_: web.Application) -> None:
+        services.stopping.set()
+
+    app.on_shutdown.append(stopping)  # first: long polls answer before the gateway closes its sockets
+    api_app.install(app, services)
+    gateway_app.install(app, services, extensions=(RunCommandJobs(services), SessionLogging(services)))
+    console_app.install(app, services)  # browser console
     return app
 
 

@@ -17,7 +17,6 @@ from tests.support.gateway import (
     wait_for,
 )
 
-from openssm.gateway.node import GATEWAY_KEY
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.messages import ControlOpen
 from openssm.store import channels as store
@@ -128,7 +127,7 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
         return row is not None and row["control_node_id"] == NODE_ID
 
     await wait_for(held, 5, "control_node_id was never set")
-    assert IID in gateway.services.extras[GATEWAY_KEY].controls
+    assert IID in gateway.node.controls
     await ws.close()
 
     async def released() -> bool:
@@ -141,10 +140,10 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
 async def test_control_token_is_single_use(gateway: Gateway) -> None:
     token = await gateway.channel_token(f"/v1/control-channel/{IID}")
     first = await open_control(gateway, token)
-    await wait_for(lambda: IID in gateway.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+    await wait_for(lambda: IID in gateway.node.controls, 5, "no control channel")
     second = await open_control(gateway, token)
     await assert_closed(second)
-    assert gateway.services.extras[GATEWAY_KEY].controls[IID].peer.open
+    assert gateway.node.controls[IID].peer.open
     await first.close()
 
 

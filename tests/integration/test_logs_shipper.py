@@ -28,6 +28,7 @@ from openssm.logs.sinks import CloudWatchSink, S3Sink, SinkSettings
 from openssm.services import ServerConfig, Services
 from openssm.store import log_uploads
 from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.secrets import SecretCipher
 from openssm.store.tables import log_uploads as uploads_table
 from openssm.store.tables import sessions
 
@@ -51,7 +52,7 @@ async def services(tmp_path: pathlib.Path) -> AsyncIterator[Services]:
     config = ServerConfig(data_dir=tmp_path, log_upload_retry_seconds=60.0)
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
-    yield Services(config=config, engine=engine, bus=InProcessBus(), cipher=None)
+    yield Services(config=config, engine=engine, bus=InProcessBus(), cipher=SecretCipher.generate())
     await engine.dispose()
 
 

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
-SERVICES_KEY = web.AppKey("openssm_api_services", Services)
-SHUTDOWN_EXTRA = "shutdown"  # services.extras key: asyncio.Event set when the server stops
 
 # Modules that register operations on import. Missing optional ones (not written yet) are skipped.
 HANDLER_MODULES = (
@@ -52,14 +50,6 @@ def load_handler_modules() -> None:
             if exc.name != name:
                 raise
             log.debug("API module %s not present", name)
-
-
-def shutdown_event(services: Services) -> asyncio.Event:
-    event = services.extras.get(SHUTDOWN_EXTRA)
-    if not isinstance(event, asyncio.Event):
-        event = asyncio.Event()
-        services.extras[SHUTDOWN_EXTRA] = event
-    return event
 
 
 async def _read_bounded(request: web.Request) -> bytes:
@@ -215,11 +205,4 @@ def install(app: web.Application, services: Services) -> None:
     """Mount ``POST /`` and load every operation module."""
     load_handler_modules()
     dispatcher = ApiDispatcher(services)
-    app[SERVICES_KEY] = services
-    shutdown_event(services)
-
-    async def on_shutdown(_: web.Application) -> None:
-        shutdown_event(services).set()
-
-    app.on_shutdown.append(on_shutdown)
     app.router.add_post("/", dispatcher.handle)

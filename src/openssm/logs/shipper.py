@@ -22,8 +22,6 @@ from openssm.store import log_uploads as store
 
 log = logging.getLogger(__name__)
 
-SHIPPER_KEY = "log_shipper"  # services.extras key
-
 
 def retry_delay(attempts: int, base: float, maximum: float) -> float:
     """Exponential backoff: base, 2·base, 4·base … capped at ``maximum``."""
@@ -136,8 +134,3 @@ class LogShipper:
         await store.complete(self.engine, row, output_url=url, column="output_cloudwatch_url")
         log.info("session %s: transcript complete in CloudWatch Logs %s", row["session_id"], group)
         return True
-
-
-def log_shipper(services: Services) -> LogShipper | None:
-    shipper = services.extras.get(SHIPPER_KEY)
-    return shipper if isinstance(shipper, LogShipper) else None
