@@ -23,8 +23,7 @@ import aiohttp
 import pytest
 from tests.integration.api_harness import ApiServer, HttpResult
 
-from openssm.api import registry
-from openssm.api.app import load_handler_modules
+from openssm.api import handlers, registry  # noqa: F401 - registers every operation
 from openssm.protocol.frames import decode
 
 pytestmark = pytest.mark.slow
@@ -66,7 +65,6 @@ def _operation_members(handler_module: str) -> list[str]:
 
 def _own_operations(registered: Mapping[K, Op]) -> dict[K, Op]:
     """The server's own operations (other test modules in this process may register test-only ones)."""
-    load_handler_modules()
     return {
         key: operation
         for key, operation in registered.items()

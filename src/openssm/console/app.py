@@ -16,7 +16,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from aiohttp import web
 
-from openssm.api import app as api_app
+from openssm.api import handlers  # noqa: F401 - the actor runs the API's registered operations
 from openssm.console import pages, web_security
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
@@ -257,7 +257,6 @@ def install(app: web.Application, services: Services) -> None:
     """Mount the console under ``/console/`` (``/`` stays the API's: Query requests may be GETs)."""
     from openssm.console import routes  # the JSON endpoints for pages (nodes, sessions, activations)
 
-    api_app.load_handler_modules()
     console = Console(services)
     app.middlewares.append(_security_headers_middleware(console))
     router = app.router
