@@ -50,9 +50,8 @@ class ServerConfig:
 
 @dataclasses.dataclass(slots=True)
 class Services:
-    """What every server-side component shares; built once by the server's composition
-    (``openssm.server``). Components that need one another (the gateway node and its extensions,
-    say) are wired there, by constructor arguments, not through this record."""
+    """What every server-side component shares; opened once by ``openssm.server.process``. Components that need one another (the gateway node and its extensions,
+    say) are wired by ``openssm.server.composition``, by constructor arguments, not through this record."""
 
     config: ServerConfig
     engine: AsyncEngine

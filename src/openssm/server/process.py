@@ -1,4 +1,4 @@
-"""The OpenSSM server: API + message gateway in one aiohttp application."""
+"""The server process: open the shared services, serve the composed application, close them again."""
 
 from __future__ import annotations
 
@@ -11,21 +11,15 @@ import ssl
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from openssm.api import app as api_app
-from openssm.bootstrap import bootstrap, usage_text
 from openssm.bus.factory import make_bus
-from openssm.console import app as console_app
-from openssm.gateway import app as gateway_app
-from openssm.gateway.jobs import RunCommandJobs
-from openssm.logs.service import SessionLogging
+from openssm.server.bootstrap import bootstrap, usage_text
+from openssm.server.composition import compose
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
 from openssm.transport import runtime
 
 log = logging.getLogger(__name__)
-
-MAX_REQUEST_BYTES = api_app.MAX_BODY_BYTES
 
 
 class _MalformedHttpWithoutTraceback(logging.Filter):
@@ -64,19 +58,6 @@ async def close_services(services: Services) -> None:
     await services.engine.dispose()
 
 
-def build_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-
-    async def stopping(_: web.Application) -> None:
-        services.stopping.set()
-
-    app.on_shutdown.append(stopping)  # first: long polls answer before the gateway closes its sockets
-    api_app.install(app, services)
-    gateway_app.install(app, services, extensions=(RunCommandJobs(services), SessionLogging(services)))
-    console_app.install(app, services)  # browser console
-    return app
-
-
 def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None:
         return None
@@ -94,7 +75,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             loop.add_signal_handler(sig, stop.set)
     logging.getLogger("aiohttp.server").addFilter(_HTTP_LOG_FILTER)  # once: filters are a set
     services = await create_services(config)
-    runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None, shutdown_timeout=5)
+    runner = web.AppRunner(compose(services).app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     try:
         site = web.TCPSite(
