@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from openssm.api.request import ApiRequest
 from openssm.errors import OpenSSMError
 
-if TYPE_CHECKING:
-    from openssm.api.request import ApiRequest
-
-JsonHandler = Callable[["ApiRequest", dict[str, Any]], Awaitable[dict[str, Any]]]
-QueryHandler = Callable[["ApiRequest", Mapping[str, str]], Awaitable[Any]]
+JsonHandler = Callable[[ApiRequest, dict[str, Any]], Awaitable[dict[str, Any]]]
+QueryHandler = Callable[[ApiRequest, Mapping[str, str]], Awaitable[Any]]
 AuthMode = Literal["sigv4", "anonymous", "rsa"]
 
 # JSON 1.1 target prefix → SigV4 signing name, for the prefixes we know (others are not checked).
