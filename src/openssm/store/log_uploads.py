@@ -133,3 +133,14 @@ async def set_recording_path(engine: AsyncEngine, session_id: str, path: str) ->
         await conn.execute(
             sa.update(sessions).where(sessions.c.session_id == session_id).values(recording_path=path)
         )
+
+
+async def backlog(engine: AsyncEngine, node_id: str) -> int:
+    """Uploads ``node_id`` has still to ship (streaming or pending, due or waiting for a retry)."""
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(log_uploads)
+            .where(log_uploads.c.node_id == node_id, log_uploads.c.status.in_((STREAMING, PENDING)))
+        )
+        return int(count or 0)
