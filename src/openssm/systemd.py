@@ -308,3 +308,23 @@ def uninstall_command(name: str) -> click.Command:
         short_help=f"Stop, disable and remove the {name} systemd service.",
         help=f"Stop and disable {name}.service and remove its unit file (its state is kept).",
     )(run)
+
+
+def add_service_commands(
+    group: click.Group, make: Callable[[pathlib.Path | None], Service], path_option: str, path_help: str
+) -> None:
+    """Add ``install`` and ``uninstall`` to ``group``; ``make(path)`` describes the unit, given the
+    path option the service runs with (``--config FILE`` of the server, ``--state-dir`` of the agent)."""
+    name = make(None).name
+    option = click.Option(
+        [path_option, "path"],
+        type=click.Path(path_type=pathlib.Path),
+        default=None,
+        help=path_help,
+    )
+
+    def service(path: pathlib.Path | None) -> Service:
+        return make(path)
+
+    group.add_command(install_command(service, name, [option]))
+    group.add_command(uninstall_command(name))

@@ -190,12 +190,7 @@ def _mgs_post(server: ApiServer, path: str, credentials: tuple[str, str] | None 
             service="ssmmessages",
         )
     )
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return HttpResult(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return HttpResult(error.code, dict(error.headers), error.read())
+    return server.post(headers, body, path)
 
 
 def test_agent_rest_and_channel_refusals_are_logged(

@@ -206,19 +206,9 @@ def server_command(
         raise click.ClickException(f"cannot serve on {listen}: {exc}") from exc
 
 
-server_command.add_command(
-    systemd.install_command(
-        systemd.server_service,
-        "openssm-server",
-        [
-            click.Option(
-                ["--config", "config"],
-                type=click.Path(dir_okay=False, path_type=pathlib.Path),
-                default=None,
-                help="The TOML file the service runs with (openssm server --config FILE); "
-                "e.g. /etc/openssm/server.toml.",
-            )
-        ],
-    )
+systemd.add_service_commands(
+    server_command,
+    systemd.server_service,
+    "--config",
+    "The TOML file the service runs with (openssm server --config FILE), e.g. /etc/openssm/server.toml.",
 )
-server_command.add_command(systemd.uninstall_command("openssm-server"))
