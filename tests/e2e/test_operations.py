@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.harness import Agent, Server, free_port, openssm_argv, wait_until
+from tests.e2e.harness import Agent, Server, free_port, openssm_argv, start_tls_server, wait_until
 from tests.e2e.test_spine import spawn, start_session_argv
 
 pytestmark = pytest.mark.slow
@@ -232,16 +232,11 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(
     authority = Authority()
     ca = tmp_path / "ca.pem"
     ca.write_bytes(_pem(authority.cert))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the agent and the client trust the test CA
-    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca))
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     first_cert, first_key, first_serial = authority.issue("first")
     cert.write_bytes(first_cert)
     key.write_bytes(first_key)
-
-    server = Server(tmp_path / "server", extra_args=("--tls-cert", str(cert), "--tls-key", str(key)))
-    server.endpoint = server.endpoint.replace("http://", "https://")
-    server.start()
+    server = start_tls_server(tmp_path / "server", cert, key, ca, monkeypatch)  # all trust the test CA
     agent = Agent(server, tmp_path / "agent")
     try:
         agent.register()
