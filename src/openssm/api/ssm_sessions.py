@@ -23,6 +23,7 @@ from openssm.api.validation import (
 )
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
+from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
 from openssm.store import ids, nodes, sessions
 
 SSM = "AmazonSSM"
@@ -120,7 +121,7 @@ async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
             "session_type": document.session_type,
             "owner_arn": principal.arn,
             "owner_name": principal.friendly_name,
-            "status": "Connecting",
+            "status": SessionStatus.CONNECTING,
             "reason": reason,
             "parameters": parameters,
             "document_content": content,
@@ -157,7 +158,7 @@ async def _authorized_session(request: ApiRequest, session_id: str, action: str)
 async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
     row = await _authorized_session(request, session_id, "ssm:ResumeSession")
-    if row["status"] in sessions.ENDED_STATUSES or row["status"] == "Terminating":
+    if row["status"] not in TERMINABLE_STATUSES:
         raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active.")
     now = _now()
     alive = await nodes.alive_nodes(request.services.engine, now)
@@ -183,7 +184,7 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
 async def terminate_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
     row = await _authorized_session(request, session_id, "ssm:TerminateSession")
-    if row["status"] in sessions.ENDED_STATUSES:
+    if row["status"] in FINAL_STATUSES:
         return {"SessionId": session_id}
     engine = request.services.engine
     reason = f"Terminated by {request.require_identity().principal.arn}"

@@ -18,6 +18,7 @@ from openssm.gateway.peer import Peer
 from openssm.gateway.session import SessionRelay, limit_seconds
 from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings, gateway_settings
 from openssm.gateway.tap import TapPump, tap_registry
+from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
 from openssm.store import channels as store
 
@@ -27,6 +28,7 @@ GATEWAY_KEY: Final = "gateway"
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
 UNCLAIMED_REASON: Final = "No client connected to the session"
+TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
@@ -70,7 +72,9 @@ class GatewayNode:
         """End this node's sessions and control channels (their peers will go elsewhere)."""
         self._stopping = True
         for relay in list(self.relays.values()):
-            await relay.end("Terminated", SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True)
+            await relay.end(
+                SessionStatus.TERMINATED, SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True
+            )
         for control in list(self.controls.values()):
             with contextlib.suppress(Exception):
                 await control.peer.ws.close()
@@ -122,7 +126,7 @@ class GatewayNode:
         ):
             if session_id not in self.relays:
                 await store.finish_session(
-                    self.engine, session_id, status="Terminated", reason=UNCLAIMED_REASON
+                    self.engine, session_id, status=SessionStatus.TERMINATED, reason=UNCLAIMED_REASON
                 )
 
     async def _listen(self) -> None:
@@ -150,7 +154,7 @@ class GatewayNode:
         session_id = message.get("session_id")
         reason = message.get("reason")
         if isinstance(session_id, str):
-            await self.terminate(session_id, reason if isinstance(reason, str) else "Terminated")
+            await self.terminate(session_id, reason if isinstance(reason, str) else TERMINATED_REASON)
 
     # -- control channels -------------------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class GatewayNode:
             return
         session = await store.get_session(self.engine, task.task_id)
         if session is not None and session["target"] == instance_id:
-            status = "Terminated" if task.succeeded else "Failed"
+            status = SessionStatus.TERMINATED if task.succeeded else SessionStatus.FAILED
             await store.finish_session(
                 self.engine, task.task_id, status=status, reason=task.output or "Session ended by the agent"
             )
@@ -199,7 +203,7 @@ class GatewayNode:
         session = await store.get_session(self.engine, session_id)
         if session is None:
             raise SessionRefused(f"Session {session_id} does not exist")
-        if session["status"] in store.FINAL_STATUSES:
+        if session["status"] in FINAL_STATUSES:
             raise SessionRefused(f"Session {session_id} is already terminated")
         if session["node_id"] != self.node_id:
             raise SessionRefused(f"Session {session_id} is not served by this gateway node")
@@ -228,7 +232,7 @@ class GatewayNode:
         session = await self._active_session(session_id)
         relay = self.relays.get(session_id)
         if relay is None:
-            if session["status"] != "Connecting":
+            if session["status"] != SessionStatus.CONNECTING:
                 raise SessionRefused(f"Session {session_id} can no longer be resumed")
             relay = self._new_relay(session)
         await relay.attach_client(peer)
@@ -236,7 +240,7 @@ class GatewayNode:
             relay.shell_dispatched = True
             if not await self._start_on_agent(relay.target, messages.interactive_shell(session)):
                 reason = f"Target {relay.target} is not connected to this gateway"
-                await relay.end("Failed", reason, client_output=reason, notify_agent=False)
+                await relay.end(SessionStatus.FAILED, reason, client_output=reason, notify_agent=False)
         return relay
 
     async def _start_on_agent(self, instance_id: str, shell: bytes) -> bool:
@@ -263,11 +267,13 @@ class GatewayNode:
         """TerminateSession: end it here, or at least in the store and on the agent."""
         relay = self.relays.get(session_id)
         if relay is not None:
-            await relay.end("Terminated", reason, client_output=reason, notify_agent=True)
+            await relay.end(SessionStatus.TERMINATED, reason, client_output=reason, notify_agent=True)
             return
         session = await store.get_session(self.engine, session_id)
         if session is None or session["node_id"] != self.node_id:
             return
-        if await store.finish_session(self.engine, session_id, status="Terminated", reason=reason):
+        if await store.finish_session(
+            self.engine, session_id, status=SessionStatus.TERMINATED, reason=reason
+        ):
             closed = messages.channel_closed(session_id, session["target"], reason)
             await self.send_control(session["target"], closed)

@@ -16,6 +16,7 @@ from openssm import security
 from openssm.errors import OpenSSMError
 from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
 from openssm.iam.arn import session_arn
+from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
 from openssm.store import channels as store
 from openssm.store.secrets import hash_token
@@ -124,7 +125,7 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
             session = await store.get_session(services.engine, session_id)
-            if session is None or session["status"] in store.FINAL_STATUSES:
+            if session is None or session["status"] in FINAL_STATUSES:
                 # The agent does not retry on exactly this text.
                 return error_response("ValidationException", "Session is already terminated", 400)
             await authorize_agent(

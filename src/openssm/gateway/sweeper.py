@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.gateway.settings import gateway_settings
+from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
 from openssm.store import channels as store
 from openssm.store.nodes import NODE_ALIVE_WINDOW
@@ -44,7 +45,7 @@ async def dead_nodes_with_sessions(engine: AsyncEngine, *, now: dt.datetime) -> 
         sa.select(sessions.c.node_id)
         .where(
             sessions.c.node_id.is_not(None),
-            sessions.c.status.not_in(store.FINAL_STATUSES),
+            sessions.c.status.not_in(FINAL_STATUSES),
             sessions.c.node_id.not_in(alive),
         )
         .distinct()

@@ -13,12 +13,10 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.store.tables import channel_tokens, gateway_nodes, instances, sessions
 
 Row = dict[str, Any]
-
-# Statuses after which a session never changes again.
-FINAL_STATUSES = ("Terminated", "Failed")
 
 
 def utcnow() -> dt.datetime:
@@ -133,7 +131,7 @@ async def get_session(engine: AsyncEngine, session_id: str) -> Row | None:
         return dict(row._mapping) if row is not None else None
 
 
-async def set_session_status(engine: AsyncEngine, session_id: str, status: str) -> bool:
+async def set_session_status(engine: AsyncEngine, session_id: str, status: SessionStatus) -> bool:
     """Change the status of an active session; False if it had already ended."""
     async with engine.begin() as conn:
         result = await conn.execute(
@@ -148,7 +146,7 @@ async def finish_session(
     engine: AsyncEngine,
     session_id: str,
     *,
-    status: str,
+    status: SessionStatus,
     reason: str,
     bytes_in: int | None = None,
     bytes_out: int | None = None,
@@ -179,7 +177,7 @@ async def unclaimed_sessions(engine: AsyncEngine, node_id: str, *, started_befor
         rows = await conn.execute(
             select(sessions.c.session_id).where(
                 sessions.c.node_id == node_id,
-                sessions.c.status == "Connecting",
+                sessions.c.status == SessionStatus.CONNECTING,
                 sessions.c.start_date < started_before,
             )
         )
@@ -194,7 +192,9 @@ async def finish_node_sessions(
         result = await conn.execute(
             update(sessions)
             .where(sessions.c.node_id == node_id, sessions.c.status.not_in(FINAL_STATUSES))
-            .values(status="Terminated", end_date=now or utcnow(), termination_reason=reason[:256])
+            .values(
+                status=SessionStatus.TERMINATED, end_date=now or utcnow(), termination_reason=reason[:256]
+            )
         )
         return int(result.rowcount)
 

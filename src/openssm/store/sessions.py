@@ -8,11 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from openssm.protocol.session_status import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    TERMINABLE_STATUSES,
+    SessionStatus,
+)
 from openssm.store.secrets import hash_token
 from openssm.store.tables import channel_tokens, sessions
-
-ACTIVE_STATUSES = ("Connecting", "Connected", "Disconnected", "Terminating")
-ENDED_STATUSES = ("Terminated", "Failed")
 
 
 async def _insert_client_token(
@@ -62,7 +65,7 @@ async def get(engine: AsyncEngine, session_id: str) -> dict[str, Any] | None:
 
 
 async def list_by_state(engine: AsyncEngine, active: bool) -> list[dict[str, Any]]:
-    statuses = ACTIVE_STATUSES if active else ENDED_STATUSES
+    statuses = ACTIVE_STATUSES if active else FINAL_STATUSES
     async with engine.connect() as conn:
         rows = (
             (
@@ -83,8 +86,8 @@ async def mark_terminating(engine: AsyncEngine, session_id: str) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(
             sa.update(sessions)
-            .where(sessions.c.session_id == session_id, sessions.c.status.in_(ACTIVE_STATUSES[:3]))
-            .values(status="Terminating")
+            .where(sessions.c.session_id == session_id, sessions.c.status.in_(TERMINABLE_STATUSES))
+            .values(status=SessionStatus.TERMINATING)
         )
     return bool(result.rowcount)
 
@@ -93,6 +96,6 @@ async def mark_terminated(engine: AsyncEngine, session_id: str, reason: str, now
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(sessions)
-            .where(sessions.c.session_id == session_id, sessions.c.status.not_in(ENDED_STATUSES))
-            .values(status="Terminated", end_date=now, termination_reason=reason)
+            .where(sessions.c.session_id == session_id, sessions.c.status.not_in(FINAL_STATUSES))
+            .values(status=SessionStatus.TERMINATED, end_date=now, termination_reason=reason)
         )
