@@ -226,14 +226,11 @@ def make_user(
 
 def connect_instance(server: ApiServer, instance_id: str, node_id: str | None = None) -> None:
     """What the gateway records when an agent's control channel opens on a node."""
-    from openssm.store import nodes
+    from openssm.store import instances
 
     async def work(engine: Any) -> None:
-        await nodes.update(
-            engine,
-            instance_id,
-            control_node_id=node_id or server.config.node_id,
-            control_connected_at=dt.datetime.now(dt.UTC),
+        await instances.set_control_node(
+            engine, instance_id, node_id or server.config.node_id, now=dt.datetime.now(dt.UTC)
         )
 
     server.db(work)

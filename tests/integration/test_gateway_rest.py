@@ -20,7 +20,7 @@ from tests.support.gateway import (
 from openssm.gateway.node import GATEWAY_KEY
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.messages import ControlOpen
-from openssm.store import channels as store
+from openssm.store import instances
 from openssm.store.secrets import hash_token
 from openssm.store.tables import channel_tokens
 
@@ -124,16 +124,16 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
     ws = await open_control(gateway, token)
 
     async def held() -> bool:
-        row = await store.get_instance(gateway.engine, IID)
-        return row is not None and row["control_node_id"] == NODE_ID
+        row = await instances.get(gateway.engine, IID)
+        return row is not None and row.control_node_id == NODE_ID
 
     await wait_for(held, 5, "control_node_id was never set")
     assert IID in gateway.services.extras[GATEWAY_KEY].controls
     await ws.close()
 
     async def released() -> bool:
-        row = await store.get_instance(gateway.engine, IID)
-        return row is not None and row["control_node_id"] is None
+        row = await instances.get(gateway.engine, IID)
+        return row is not None and row.control_node_id is None
 
     await wait_for(released, 5, "control_node_id was never cleared")
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import sqlalchemy as sa
 from tests.support.gateway import (
     NODE_ID,
     Gateway,
@@ -36,8 +35,8 @@ from openssm.protocol.messages import (
     ControlOpen,
     parse_interactive_shell,
 )
-from openssm.store import channels as store
-from openssm.store import tables
+from openssm.store import channel_tokens, gateway_nodes, instances
+from openssm.store import sessions as session_store
 from openssm.store.secrets import hash_token
 
 IID = "i-0123456789abcdef0"
@@ -129,8 +128,8 @@ async def test_terminate_session_over_the_bus(gw: Gateway) -> None:
     control_closed = await expect_closed(s.control)
     assert control_closed["SessionId"] == SID
     row = await gw.wait_status(SID, "Terminated")
-    assert row["termination_reason"] == reason
-    assert row["end_date"] is not None
+    assert row.termination_reason == reason
+    assert row.end_date is not None
     await assert_closed(s.client)
     await assert_closed(s.agent)
 
@@ -142,14 +141,14 @@ async def test_terminate_wins_over_the_agents_answer_to_it(
     once; the session still ends as the terminate said, even when recording that end is slow."""
     s = await start(gw)
     reason = "Terminated by arn:aws:iam::123456789012:user/admin"
-    record_end = store.finish_session
+    record_end = session_store.finish
 
     async def slow_for_the_terminate(*args: Any, **kwargs: Any) -> bool:
         if kwargs.get("reason") == reason:
             await asyncio.sleep(0.5)  # a loaded database
         return await record_end(*args, **kwargs)
 
-    monkeypatch.setattr(store, "finish_session", slow_for_the_terminate)
+    monkeypatch.setattr(session_store, "finish", slow_for_the_terminate)
     await gw.services.bus.publish(
         f"node.{NODE_ID}", {"type": "terminate", "session_id": SID, "reason": reason}
     )
@@ -157,7 +156,7 @@ async def test_terminate_wins_over_the_agents_answer_to_it(
     killed = AgentTaskComplete(task_id=SID, final_task_status="Failed", instance_id=IID, output="killed")
     await s.control.send_bytes(killed.to_frame().encode())
     row = await gw.wait_status(SID, "Terminated")
-    assert row["termination_reason"] == reason
+    assert row.termination_reason == reason
 
 
 async def test_terminate_before_the_client_arrives(gw: Gateway) -> None:
@@ -180,12 +179,12 @@ async def test_idle_timeout_closes_both_sides(tmp_path: pathlib.Path) -> None:
             await s.agent.send_bytes(output(seq, b"tick").encode())
             assert (await next_frame(s.client)).sequence_number == seq
             await asyncio.sleep(0.3)
-        assert (await gateway.session_row(SID))["status"] == "Connected"
+        assert (await gateway.session_row(SID)).status == "Connected"
         await expect_closed(s.client, "Session idle timeout")
         await expect_closed(s.agent)
         await expect_closed(s.control)
         row = await gateway.wait_status(SID, "Terminated")
-        assert row["termination_reason"] == "Session idle timeout"
+        assert row.termination_reason == "Session idle timeout"
 
 
 async def test_max_duration_closes_both_sides_despite_activity(tmp_path: pathlib.Path) -> None:
@@ -204,7 +203,7 @@ async def test_max_duration_closes_both_sides_despite_activity(tmp_path: pathlib
             await asyncio.sleep(0.1)
         assert seq >= 5  # it ran about a second
         row = await gateway.wait_status(SID, "Terminated")
-        assert row["termination_reason"] == "Session reached maximum duration"
+        assert row.termination_reason == "Session reached maximum duration"
 
 
 def test_limits_come_from_the_session_row_without_overrides() -> None:
@@ -244,7 +243,7 @@ async def test_session_ends_when_the_resume_window_passes(gw: Gateway) -> None:
     body = await expect_closed(s.agent)
     assert body["SessionId"] == SID
     row = await gw.wait_status(SID, "Terminated")
-    assert row["termination_reason"] == "Session resume window expired"
+    assert row.termination_reason == "Session resume window expired"
 
 
 async def test_client_token_reuse_is_refused(gw: Gateway) -> None:
@@ -255,13 +254,8 @@ async def test_client_token_reuse_is_refused(gw: Gateway) -> None:
 
     # The two sockets would otherwise race for the token: let the legitimate one spend it first.
     async def spent() -> bool:
-        async with gw.engine.connect() as conn:
-            used = await conn.scalar(
-                sa.select(tables.channel_tokens.c.used_at).where(
-                    tables.channel_tokens.c.token_hash == hash_token(token)
-                )
-            )
-        return used is not None
+        tokens = await channel_tokens.for_channel(gw.engine, SID)
+        return any(t.token_hash == hash_token(token) and t.used_at is not None for t in tokens)
 
     await wait_for(spent, 5, "the reconnect never spent its token")
     replay = await gw.client_socket(SID)
@@ -281,7 +275,7 @@ async def test_expired_client_token_is_refused(gw: Gateway) -> None:
     ws = await gw.client_socket(SID)
     await ws.send_str(ClientOpen(token_value=token).to_text())
     assert "token" in (await expect_closed(ws))["Output"]
-    assert (await gw.session_row(SID))["status"] == "Connecting"
+    assert (await gw.session_row(SID)).status == "Connecting"
 
 
 async def test_token_of_another_session_is_refused(gw: Gateway) -> None:
@@ -298,7 +292,7 @@ async def test_client_of_an_unconnected_target_is_told_so(gw: Gateway) -> None:
     client = await open_client(gw)
     assert "not connected" in (await expect_closed(client))["Output"]
     row = await gw.wait_status(SID, "Failed")
-    assert row["end_date"] is not None
+    assert row.end_date is not None
 
 
 async def test_client_that_beats_the_control_channel_waits_for_it(gw: Gateway) -> None:
@@ -323,7 +317,7 @@ async def test_agent_failure_reaches_the_client(gw: Gateway) -> None:
     assert ack.json()["MessageId"] == str(sent.message_id)
     await expect_closed(s.client, error)
     row = await gw.wait_status(SID, "Failed")
-    assert row["termination_reason"] == error
+    assert row.termination_reason == error
 
 
 async def test_an_instance_cannot_complete_another_instances_session(gw: Gateway) -> None:
@@ -402,18 +396,21 @@ async def test_node_heartbeat_and_shutdown_cleanup(tmp_path: pathlib.Path) -> No
     async with running_gateway(tmp_path, settings=settings) as gateway:
         await gateway.add_instance(IID)
         await gateway.add_agent_user()
-        first = await store.get_gateway_node(gateway.engine, NODE_ID)
+        first = await gateway_nodes.get(gateway.engine, NODE_ID)
         assert first is not None
-        await asyncio.sleep(0.5)
-        later = await store.get_gateway_node(gateway.engine, NODE_ID)
-        assert later is not None and later["last_seen_at"] > first["last_seen_at"]
+
+        async def heard_again() -> bool:
+            later = await gateway_nodes.get(gateway.engine, NODE_ID)
+            return later is not None and later.last_seen_at > first.last_seen_at
+
+        await wait_for(heard_again, 5, "the node's heartbeat never refreshed last_seen_at")
         s = await start(gateway)
         await gateway.server.close()  # runs the app's shutdown and cleanup
         assert (await expect_closed(s.client))["Output"] == "gateway shut down"
         row = await gateway.session_row(SID)
-        assert (row["status"], row["termination_reason"]) == ("Terminated", "gateway shut down")
-        instance = await store.get_instance(gateway.engine, IID)
-        assert instance is not None and instance["control_node_id"] is None
+        assert (row.status, row.termination_reason) == ("Terminated", "gateway shut down")
+        instance = await instances.get(gateway.engine, IID)
+        assert instance is not None and instance.control_node_id is None
 
 
 async def test_agent_job_messages_reach_the_run_command_hook(gw: Gateway) -> None:
@@ -442,7 +439,7 @@ async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) 
     async with running_gateway(tmp_path, settings=settings, token_ttl_seconds=0) as gateway:
         await gateway.add_session(SID, IID)
         row = await gateway.wait_status(SID, "Terminated")
-        assert row["termination_reason"] == "No client connected to the session"
+        assert row.termination_reason == "No client connected to the session"
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,9 @@ import pathlib
 import sqlalchemy as sa
 
 from openssm.gateway.sweeper import dead_node_reason, dead_nodes_with_sessions, sweep_dead_nodes
-from openssm.store import channels as store
+from openssm.protocol.session_status import SessionStatus
+from openssm.store import gateway_nodes
+from openssm.store import sessions as session_store
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.tables import sessions
 
@@ -35,8 +37,8 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     try:
-        await store.upsert_gateway_node(engine, "alive", "http://a", now=NOW - dt.timedelta(seconds=5))
-        await store.upsert_gateway_node(engine, "dead", "http://d", now=NOW - dt.timedelta(seconds=31))
+        await gateway_nodes.announce(engine, "alive", "http://a", now=NOW - dt.timedelta(seconds=5))
+        await gateway_nodes.announce(engine, "dead", "http://d", now=NOW - dt.timedelta(seconds=31))
         async with engine.begin() as conn:
             await conn.execute(
                 sa.insert(sessions),
@@ -54,15 +56,15 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
         assert await sweep_dead_nodes(engine, now=NOW) == 0  # a second sweeper finds nothing left
 
         rows = {
-            row["session_id"]: row
-            for row in [await store.get_session(engine, f"admin-{n}") for n in range(1, 6)]
+            row.session_id: row
+            for row in [await session_store.get(engine, f"admin-{n}") for n in range(1, 6)]
             if row
         }
-        assert rows["admin-1"]["status"] == "Connected"
+        assert rows["admin-1"].status == SessionStatus.CONNECTED
         for sid, node in (("admin-2", "dead"), ("admin-3", "dead"), ("admin-5", "vanished")):
-            assert rows[sid]["status"] == "Terminated"
-            assert rows[sid]["termination_reason"] == dead_node_reason(node)
-            assert rows[sid]["end_date"] is not None
-        assert rows["admin-4"]["status"] == "Failed" and rows["admin-4"]["termination_reason"] is None
+            assert rows[sid].status == SessionStatus.TERMINATED
+            assert rows[sid].termination_reason == dead_node_reason(node)
+            assert rows[sid].end_date == NOW
+        assert rows["admin-4"].status == SessionStatus.FAILED and rows["admin-4"].termination_reason is None
     finally:
         await engine.dispose()

@@ -31,9 +31,12 @@ from openssm.gateway.app import install
 from openssm.gateway.settings import SETTINGS_KEY, GatewaySettings
 from openssm.protocol.frames import Frame, decode
 from openssm.services import ServerConfig, Services
-from openssm.store import channels as store
+from openssm.store import channel_tokens
+from openssm.store import sessions as session_store
+from openssm.store.channel_tokens import TokenKind
 from openssm.store.db import database_url_for, make_engine, migrate
-from openssm.store.secrets import SecretCipher, hash_token
+from openssm.store.secrets import SecretCipher
+from openssm.store.sessions import SessionRow
 from openssm.store.tables import (
     access_keys,
     iam_inline_policies,
@@ -201,7 +204,7 @@ class Gateway:
 
     async def add_token(
         self,
-        kind: str,
+        kind: TokenKind | str,
         channel_id: str,
         *,
         token: str | None = None,
@@ -209,24 +212,25 @@ class Gateway:
         ttl: float = 60,
     ) -> str:
         value = token or secrets.token_urlsafe(32)
-        await store.insert_token(
+        await channel_tokens.issue(
             self.engine,
-            token_hash=hash_token(value),
-            kind=kind,
+            value,
+            kind=TokenKind(kind),
             channel_id=channel_id,
             principal_arn=principal_arn,
-            ttl_seconds=ttl,
+            now=self.services.clock.now(),
+            ttl=dt.timedelta(seconds=ttl),
         )
         return value
 
-    async def session_row(self, session_id: str) -> dict[str, Any]:
-        row = await store.get_session(self.engine, session_id)
+    async def session_row(self, session_id: str) -> SessionRow:
+        row = await session_store.get(self.engine, session_id)
         assert row is not None
         return row
 
-    async def wait_status(self, session_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
+    async def wait_status(self, session_id: str, status: str, timeout: float = 10) -> SessionRow:
         async def reached() -> bool:
-            return bool((await self.session_row(session_id))["status"] == status)
+            return (await self.session_row(session_id)).status == status
 
         await wait_for(reached, timeout, f"session {session_id} never became {status}")
         return await self.session_row(session_id)

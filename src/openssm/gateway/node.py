@@ -20,7 +20,8 @@ from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings, gate
 from openssm.gateway.tap import TapPump, tap_registry
 from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
-from openssm.store import channels as store
+from openssm.store import channel_tokens, gateway_nodes, instances, sessions
+from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class GatewayNode:
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._started_at = store.utcnow()
+        self.clock = services.clock
+        self._started_at = self.clock.now()
         # Extensions (Run Command): bus message type -> handler; hooks run when a control channel opens.
         self.bus_handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[None]]] = {}
         self.control_opened_hooks: list[Callable[[str], Coroutine[Any, Any, None]]] = []
@@ -56,10 +58,13 @@ class GatewayNode:
 
     async def start(self) -> None:
         # Whatever this node id held before a crash is gone: its sockets died with the process.
-        await store.clear_node_control_channels(self.engine, self.node_id)
-        await store.finish_node_sessions(self.engine, self.node_id, reason=RESTART_REASON)
-        self._started_at = await store.upsert_gateway_node(
-            self.engine, self.node_id, self.services.config.public_url
+        await instances.clear_node_control_channels(self.engine, self.node_id)
+        self._started_at = self.clock.now()
+        await sessions.finish_node_sessions(
+            self.engine, self.node_id, reason=RESTART_REASON, now=self._started_at
+        )
+        await gateway_nodes.announce(
+            self.engine, self.node_id, self.services.config.public_url, now=self._started_at
         )
         self.background(self._heartbeat(), "gateway-heartbeat")
         self.background(self._listen(), "gateway-bus")
@@ -79,8 +84,10 @@ class GatewayNode:
             with contextlib.suppress(Exception):
                 await control.peer.ws.close()
         with contextlib.suppress(Exception):
-            await store.clear_node_control_channels(self.engine, self.node_id)
-            await store.finish_node_sessions(self.engine, self.node_id, reason=SHUTDOWN_REASON)
+            await instances.clear_node_control_channels(self.engine, self.node_id)
+            await sessions.finish_node_sessions(
+                self.engine, self.node_id, reason=SHUTDOWN_REASON, now=self.clock.now()
+            )
 
     async def cleanup(self) -> None:
         tasks = list(self._tasks)
@@ -108,11 +115,12 @@ class GatewayNode:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                await store.touch_gateway_node(
-                    self.engine, self.node_id, self.services.config.public_url, self._started_at
+                now = self.clock.now()
+                await gateway_nodes.heartbeat(
+                    self.engine, self.node_id, self.services.config.public_url, self._started_at, now=now
                 )
                 # Used and expired tokens are only history; keep an hour of it for inspection.
-                await store.purge_expired_tokens(self.engine, older_than=store.utcnow() - TOKEN_HISTORY)
+                await channel_tokens.purge_expired(self.engine, older_than=now - TOKEN_HISTORY)
                 await self._end_unclaimed_sessions()
             except Exception:
                 log.exception("gateway heartbeat failed")
@@ -121,12 +129,11 @@ class GatewayNode:
         """StartSession made a session here, but no client ever opened it (nor will: its tokens
         have expired and a resume would have found it by now)."""
         patience = dt.timedelta(seconds=self.services.config.token_ttl_seconds + self.settings.resume_window)
-        for session_id in await store.unclaimed_sessions(
-            self.engine, self.node_id, started_before=store.utcnow() - patience
-        ):
+        now = self.clock.now()
+        for session_id in await sessions.unclaimed(self.engine, self.node_id, started_before=now - patience):
             if session_id not in self.relays:
-                await store.finish_session(
-                    self.engine, session_id, status=SessionStatus.TERMINATED, reason=UNCLAIMED_REASON
+                await sessions.finish(
+                    self.engine, session_id, status=SessionStatus.TERMINATED, reason=UNCLAIMED_REASON, now=now
                 )
 
     async def _listen(self) -> None:
@@ -163,14 +170,14 @@ class GatewayNode:
         self.controls[control.instance_id] = control
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
-        await store.set_control_node(self.engine, control.instance_id, self.node_id)
+        await instances.set_control_node(self.engine, control.instance_id, self.node_id, now=self.clock.now())
         for hook in self.control_opened_hooks:
             self.background(hook(control.instance_id), f"control-opened-{control.instance_id}")
 
     async def unregister_control(self, control: ControlChannel) -> None:
         if self.controls.get(control.instance_id) is control:
             del self.controls[control.instance_id]
-            await store.clear_control_node(self.engine, control.instance_id, self.node_id)
+            await instances.clear_control_node(self.engine, control.instance_id, self.node_id)
 
     async def send_control(self, instance_id: str, data: bytes) -> bool:
         control = self.controls.get(instance_id)
@@ -186,11 +193,12 @@ class GatewayNode:
             if relay.target == instance_id:  # an instance can end only its own sessions
                 await relay.agent_completed(task)
             return
-        session = await store.get_session(self.engine, task.task_id)
-        if session is not None and session["target"] == instance_id:
+        session = await sessions.get(self.engine, task.task_id)
+        if session is not None and session.target == instance_id:
             status = SessionStatus.TERMINATED if task.succeeded else SessionStatus.FAILED
-            await store.finish_session(
-                self.engine, task.task_id, status=status, reason=task.output or "Session ended by the agent"
+            reason = task.output or "Session ended by the agent"
+            await sessions.finish(
+                self.engine, task.task_id, status=status, reason=reason, now=self.clock.now()
             )
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -199,28 +207,30 @@ class GatewayNode:
         if self.relays.get(relay.session_id) is relay:
             del self.relays[relay.session_id]
 
-    async def _active_session(self, session_id: str) -> Mapping[str, Any]:
-        session = await store.get_session(self.engine, session_id)
+    async def _active_session(self, session_id: str) -> SessionRow:
+        session = await sessions.get(self.engine, session_id)
         if session is None:
             raise SessionRefused(f"Session {session_id} does not exist")
-        if session["status"] in FINAL_STATUSES:
+        if session.status in FINAL_STATUSES:
             raise SessionRefused(f"Session {session_id} is already terminated")
-        if session["node_id"] != self.node_id:
+        if session.node_id != self.node_id:
             raise SessionRefused(f"Session {session_id} is not served by this gateway node")
         return session
 
-    def _new_relay(self, session: Mapping[str, Any]) -> SessionRelay:
+    def _new_relay(self, session: SessionRow) -> SessionRelay:
         config = self.services.config
-        taps = tap_registry(self.services.extras).taps_for(session)
+        row = session.as_mapping()  # what relays, taps and agent messages are built from
+        taps = tap_registry(self.services.extras).taps_for(row)
         relay = SessionRelay(
             self,
-            session,
+            row,
             self.settings,
             idle_limit=limit_seconds(
-                config.idle_timeout_override, session["idle_session_timeout"], DEFAULT_IDLE_MINUTES
+                config.idle_timeout_override, session.idle_session_timeout, DEFAULT_IDLE_MINUTES
             ),
-            max_duration=limit_seconds(config.max_duration_override, session["max_session_duration"], None),
-            tap=TapPump(session, taps) if taps else None,
+            max_duration=limit_seconds(config.max_duration_override, session.max_session_duration, None),
+            tap=TapPump(row, taps) if taps else None,
+            clock=self.clock.monotonic,
         )
         self.relays[relay.session_id] = relay
         return relay
@@ -232,13 +242,13 @@ class GatewayNode:
         session = await self._active_session(session_id)
         relay = self.relays.get(session_id)
         if relay is None:
-            if session["status"] != SessionStatus.CONNECTING:
+            if session.status != SessionStatus.CONNECTING:
                 raise SessionRefused(f"Session {session_id} can no longer be resumed")
             relay = self._new_relay(session)
         await relay.attach_client(peer)
         if not relay.shell_dispatched and relay.agent is None:
             relay.shell_dispatched = True
-            if not await self._start_on_agent(relay.target, messages.interactive_shell(session)):
+            if not await self._start_on_agent(relay.target, messages.interactive_shell(session.as_mapping())):
                 reason = f"Target {relay.target} is not connected to this gateway"
                 await relay.end(SessionStatus.FAILED, reason, client_output=reason, notify_agent=False)
         return relay
@@ -256,7 +266,7 @@ class GatewayNode:
         if self._stopping:
             raise SessionRefused("The gateway is shutting down")
         session = await self._active_session(session_id)
-        if session["target"] != instance_id:
+        if session.target != instance_id:
             raise SessionRefused(f"Session {session_id} does not target {instance_id}")
         relay = self.relays.get(session_id) or self._new_relay(session)
         relay.shell_dispatched = True
@@ -269,11 +279,13 @@ class GatewayNode:
         if relay is not None:
             await relay.end(SessionStatus.TERMINATED, reason, client_output=reason, notify_agent=True)
             return
-        session = await store.get_session(self.engine, session_id)
-        if session is None or session["node_id"] != self.node_id:
+        session = await sessions.get(self.engine, session_id)
+        if session is None or session.node_id != self.node_id:
             return
-        if await store.finish_session(
-            self.engine, session_id, status=SessionStatus.TERMINATED, reason=reason
-        ):
-            closed = messages.channel_closed(session_id, session["target"], reason)
-            await self.send_control(session["target"], closed)
+        ended = await sessions.finish(
+            self.engine, session_id, status=SessionStatus.TERMINATED, reason=reason, now=self.clock.now()
+        )
+        if ended:
+            await self.send_control(
+                session.target, messages.channel_closed(session_id, session.target, reason)
+            )

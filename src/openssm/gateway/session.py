@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.clock import Clock
 from openssm.gateway import messages
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.tap import TapPump, frame_sequence
 from openssm.protocol.frames import FrameError, MessageType
 from openssm.protocol.session_status import SessionStatus
-from openssm.store import channels as store
+from openssm.store import sessions as store
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class NodeServices(Protocol):
     """What a session needs from its gateway node."""
 
     engine: AsyncEngine
+    clock: Clock
 
     async def send_control(self, instance_id: str, data: bytes) -> bool: ...
 
@@ -141,7 +143,7 @@ class SessionRelay:
             await self.agent.send(messages.start_publication(self.session_id))
             self.agent_paused = False
         if self.agent is not None:
-            await store.set_session_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
+            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
 
     async def attach_agent(self, peer: Peer) -> None:
         old, self.agent = self.agent, peer
@@ -155,7 +157,7 @@ class SessionRelay:
             self._cancel_timer()
         await self._flush(self._to_agent, peer)
         if self.client is not None:
-            await store.set_session_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
+            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
 
     async def _flush(self, queue: Pending, peer: Peer) -> None:
         while queue and peer.open:
@@ -218,7 +220,7 @@ class SessionRelay:
         self.client = None
         if self.agent is not None:
             self.agent_paused = await self.agent.send(messages.pause_publication(self.session_id))
-        await store.set_session_status(self.node.engine, self.session_id, SessionStatus.DISCONNECTED)
+        await store.set_status(self.node.engine, self.session_id, SessionStatus.DISCONNECTED)
         self._start_timer(self.settings.resume_window, RESUME_EXPIRED_REASON, client_output="")
 
     async def agent_gone(self, peer: Peer) -> None:
@@ -299,11 +301,12 @@ class SessionRelay:
         if self.agent is not None:
             self.node.background(self.agent.close_after(LINGER), f"close-agent-{self.session_id}")
         try:
-            await store.finish_session(
+            await store.finish(
                 self.node.engine,
                 self.session_id,
                 status=status,
                 reason=reason,
+                now=self.node.clock.now(),
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
             )

@@ -68,7 +68,7 @@ async def authorize(
     extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
 ) -> None:
     """Raise ``AccessDenied`` unless every resource is allowed; each decision is written to the audit log."""
-    now = dt.datetime.now(dt.UTC)
+    now = services.clock.now()
     policies = await policies_for(services.engine, identity.principal)
     context = request_context(identity, facts, now, extra_context)
     for resource in resources:
