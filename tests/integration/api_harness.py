@@ -204,14 +204,14 @@ def make_user(
 ) -> tuple[str, str]:
     """An IAM user with an optional inline policy and a fresh access key, written straight to the store."""
     from openssm.store import access_keys
-    from openssm.store import iam as iam_store
+    from openssm.store.iam import holder_policies, users
     from openssm.store.secrets import SecretCipher
 
     async def work(engine: Any) -> tuple[str, str]:
         now = dt.datetime.now(dt.UTC)
-        await iam_store.create_user(engine, ACCOUNT, name, "/", tags or {}, now)
+        await users.create(engine, ACCOUNT, name, "/", tags or {}, now)
         if policy is not None:
-            await iam_store.put_inline_policy(engine, "user", name, "test", json.dumps(policy))
+            await holder_policies.put_inline(engine, "user", name, "test", json.dumps(policy))
         issued = await access_keys.create_long_term(
             engine,
             SecretCipher.for_data_dir(server.config.data_dir),

@@ -27,8 +27,8 @@ from openssm.api.validation import (
 )
 from openssm.iam.arn import role_arn
 from openssm.store import activations, gateway_nodes, ids, instances
-from openssm.store import iam as iam_store
 from openssm.store.activations import ActivationRow
+from openssm.store.iam import roles
 from openssm.store.instances import InstanceRow
 
 SSM = "AmazonSSM"
@@ -38,8 +38,8 @@ ACTIVATION_FILTER_KEYS = {"ActivationIds", "DefaultInstanceName", "IamRole"}
 
 
 async def _role_trusts_ssm(request: ApiRequest, role_name: str) -> bool:
-    role = await iam_store.get_role(request.services.engine, role_name)
-    return role is not None and "ssm.amazonaws.com" in role.assume_role_policy
+    role = await roles.get(request.services.engine, role_name)
+    return role is not None and role.trusts_ssm
 
 
 # -- activations -----------------------------------------------------------------------------------
