@@ -74,10 +74,6 @@ class DocumentView:
         return "Command" if not self.stored and self.name in builtin_command_documents() else "Session"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _builtin_view(name: str, account: str) -> DocumentView | None:
     document = builtin_documents().get(name) or builtin_command_documents().get(name)
     if document is None:
@@ -282,7 +278,7 @@ async def create_document(request: ApiRequest, body: dict[str, Any]) -> dict[str
             document_format=document_format,
             version_name=version_name,
             tags=document_tags,
-            now=_now(),
+            now=request.now(),
         )
     return {"DocumentDescription": _description(await _view(request, name))}
 
@@ -303,7 +299,7 @@ async def update_document(request: ApiRequest, body: dict[str, Any]) -> dict[str
             f"Only the latest version ({current.latest_version}) of {name} can be updated.",
         )
     _checked_content(name, content, document_format)
-    now = _now()
+    now = request.now()
     async with request.services.engine.begin() as conn:
         document = await store.get_document(conn, name)
         if document is None:  # the built-in preferences, saved for the first time
