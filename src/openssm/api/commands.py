@@ -8,6 +8,7 @@ that is offline gets its job when its control channel next opens, or times out u
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Any, Final
@@ -23,6 +24,7 @@ from openssm.api.validation import (
     integer,
     key_value_filters,
     object_list,
+    paging,
     required_string,
     string,
     string_list,
@@ -355,62 +357,64 @@ def _instance_id(body: dict[str, Any], *, required: bool = False) -> str | None:
     return string(body, "InstanceId", required=required, pattern=INSTANCE_ID_PATTERN)
 
 
-@json_action(SSM, "ListCommands")
-async def list_commands(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
-    command_id = _command_id(body)
-    instance_id = _instance_id(body)
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken")
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Listing:
+    """What ListCommands and ListCommandInvocations were asked for, and the commands it covers."""
+
+    instance_id: str | None
+    max_results: int
+    next_token: str | None
+    filters: list[tuple[str, str]]
+    commands: dict[str, CommandRow]  # by id, newest first
+
+
+async def _listing(request: ApiRequest, body: dict[str, Any], action: str) -> _Listing:
+    command_id, instance_id = _command_id(body), _instance_id(body)
+    max_results, next_token = paging(body, token_chars=None)
     filters = _filters(body)
-    await request.authorize("ssm:ListCommands", ["*"])
+    await request.authorize(f"ssm:{action}", ["*"])
     await _expire(request)
     engine = request.services.engine
-    if command_id is not None:
+    if command_id is None:
+        rows = await store.list_commands(engine, instance_id=instance_id)
+    else:
         found = await store.get_command(engine, command_id)
         if found is None:
             raise ApiError("InvalidCommandId", "")
         rows = [found]
-    else:
-        rows = await store.list_commands(engine, instance_id=instance_id)
-    by_command: dict[str, list[InvocationRow]] = {row.command_id: [] for row in rows}
-    for invocation in await store.list_invocations(engine, command_ids=list(by_command)):
+    return _Listing(instance_id, max_results, next_token, filters, {row.command_id: row for row in rows})
+
+
+@json_action(SSM, "ListCommands")
+async def list_commands(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    listing = await _listing(request, body, "ListCommands")
+    by_command: dict[str, list[InvocationRow]] = {command_id: [] for command_id in listing.commands}
+    for invocation in await store.list_invocations(request.services.engine, command_ids=list(by_command)):
         by_command[invocation.command_id].append(invocation)
-    shapes = [_command_shape(row, by_command[row.command_id]) for row in rows]
-    matching = [
-        shape
-        for row, shape in zip(rows, shapes, strict=True)
-        if all(_matches(row, shape["Status"], key, value) for key, value in filters)
-    ]
-    chunk, token = page(matching, next_token, max_results, "commands")
+    matching = []
+    for command_id, command in listing.commands.items():
+        shape = _command_shape(command, by_command[command_id])
+        if all(_matches(command, shape["Status"], key, value) for key, value in listing.filters):
+            matching.append(shape)
+    chunk, token = page(matching, listing.next_token, listing.max_results, "commands")
     return {"Commands": chunk, "NextToken": token}
 
 
 @json_action(SSM, "ListCommandInvocations")
 async def list_command_invocations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
-    command_id = _command_id(body)
-    instance_id = _instance_id(body)
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken")
-    filters = _filters(body)
     details = body.get("Details") is True
-    await request.authorize("ssm:ListCommandInvocations", ["*"])
-    await _expire(request)
-    engine = request.services.engine
-    if command_id is not None:
-        found = await store.get_command(engine, command_id)
-        if found is None:
-            raise ApiError("InvalidCommandId", "")
-        commands = {command_id: found}
-    else:
-        commands = {row.command_id: row for row in await store.list_commands(engine, instance_id=instance_id)}
-    rows = await store.list_invocations(engine, command_ids=list(commands), instance_id=instance_id)
+    listing = await _listing(request, body, "ListCommandInvocations")
+    commands = listing.commands
+    rows = await store.list_invocations(
+        request.services.engine, command_ids=list(commands), instance_id=listing.instance_id
+    )
     rows.sort(key=lambda row: (commands[row.command_id].requested_at, row.instance_id), reverse=True)
     matching = [
         row
         for row in rows
-        if all(_matches(commands[row.command_id], row.status, key, value) for key, value in filters)
+        if all(_matches(commands[row.command_id], row.status, key, value) for key, value in listing.filters)
     ]
-    chunk, token = page(matching, next_token, max_results, "command-invocations")
+    chunk, token = page(matching, listing.next_token, listing.max_results, "command-invocations")
     return {
         "CommandInvocations": [_invocation_shape(commands[row.command_id], row, details) for row in chunk],
         "NextToken": token,

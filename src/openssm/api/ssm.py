@@ -19,6 +19,7 @@ from openssm.api.validation import (
     epoch,
     integer,
     object_list,
+    paging,
     required_string,
     string,
     string_list,
@@ -127,8 +128,7 @@ def _activation_field(row: ActivationRow, key: str) -> str | None:
 @json_action(SSM, "DescribeActivations")
 async def describe_activations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     wanted = _activation_filter(body)
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body)
     await request.authorize("ssm:DescribeActivations", ["*"])
     rows = [
         row
@@ -229,8 +229,7 @@ def _matches(shape: dict[str, Any], row: InstanceRow, key: str, values: set[str]
 @json_action(SSM, "DescribeInstanceInformation")
 async def describe_instance_information(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     filters = _instance_filters(body)
-    max_results = integer(body, "MaxResults", minimum=5, maximum=50) or 50
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body, minimum=5)
     await request.authorize("ssm:DescribeInstanceInformation", ["*"])
     engine = request.services.engine
     alive = await gateway_nodes.alive(engine, now=request.now())

@@ -15,8 +15,8 @@ from openssm.api.targets import resource_tag_context, target_arn
 from openssm.api.validation import (
     epoch,
     filter_date,
-    integer,
     key_value_filters,
+    paging,
     required_string,
     string,
     string_list_map,
@@ -237,8 +237,7 @@ def _session_shape(row: SessionRow) -> dict[str, Any]:
 @json_action(SSM, "DescribeSessions")
 async def describe_sessions(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     state = required_string(body, "State", allowed=("Active", "History"))
-    max_results = integer(body, "MaxResults", minimum=1, maximum=200) or 20
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body, maximum=200, default=20)
     filters = _session_filters(body)
     await request.authorize("ssm:DescribeSessions", ["*"])
     rows = await sessions.list_by_state(request.services.engine, active=state == "Active")

@@ -81,6 +81,19 @@ def string(
     )
 
 
+def paging(
+    body: dict[str, Any],
+    *,
+    minimum: int = 1,
+    maximum: int = 50,
+    default: int | None = None,
+    token_chars: int | None = 2048,
+) -> tuple[int, str | None]:
+    """``MaxResults`` (``default``, else ``maximum``, when absent) and ``NextToken``."""
+    max_results = integer(body, "MaxResults", minimum=minimum, maximum=maximum) or default or maximum
+    return max_results, string(body, "NextToken", max_len=token_chars)
+
+
 def required_string(body: dict[str, Any], member: str, **kwargs: Any) -> str:
     value = string(body, member, required=True, **kwargs)
     assert value is not None

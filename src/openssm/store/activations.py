@@ -8,7 +8,7 @@ import datetime as dt
 import enum
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -41,30 +41,21 @@ class Claim(enum.Enum):
     LIMIT = "limit"  # its registration limit is reached
 
 
+class NewActivation(TypedDict):
+    activation_id: str
+    iam_role: str
+    description: str | None
+    default_instance_name: str | None
+    registration_limit: int
+    expiration_date: dt.datetime
+
+
 async def create(
-    db: Db,
-    *,
-    activation_id: str,
-    code: str,
-    iam_role: str,
-    description: str | None,
-    default_instance_name: str | None,
-    registration_limit: int,
-    expiration_date: dt.datetime,
-    tags: Mapping[str, str],
-    now: dt.datetime,
+    db: Db, *, code: str, tags: Mapping[str, str], now: dt.datetime, **activation: Unpack[NewActivation]
 ) -> None:
+    """A new activation; only the code's hash is kept."""
     statement = sa.insert(activations).values(
-        activation_id=activation_id,
-        code_hash=hash_token(code),
-        iam_role=iam_role,
-        description=description,
-        default_instance_name=default_instance_name,
-        registration_limit=registration_limit,
-        registrations_count=0,
-        expiration_date=expiration_date,
-        created_at=now,
-        tags=dict(tags),
+        **activation, code_hash=hash_token(code), registrations_count=0, created_at=now, tags=dict(tags)
     )
     await execute(db, statement)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -26,27 +26,17 @@ class AuditRow:
     source_ip: str | None
 
 
-async def record(
-    db: Db,
-    *,
-    principal_arn: str,
-    action: str,
-    resource: str,
-    decision: str,
-    matched_statement: str | None,
-    source_ip: str,
-    now: dt.datetime,
-) -> None:
-    statement = sa.insert(audit_log).values(
-        time=now,
-        principal_arn=principal_arn,
-        action=action,
-        resource=resource,
-        decision=decision,
-        matched_statement=matched_statement,
-        source_ip=source_ip,
-    )
-    await execute(db, statement)
+class AuditEntry(TypedDict):
+    principal_arn: str
+    action: str
+    resource: str
+    decision: str
+    matched_statement: str | None
+    source_ip: str
+
+
+async def record(db: Db, *, now: dt.datetime, **entry: Unpack[AuditEntry]) -> None:
+    await execute(db, sa.insert(audit_log).values(time=now, **entry))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

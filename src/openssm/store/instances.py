@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -58,28 +58,22 @@ class InstanceInfo:
     platform_version: str | None = None
 
 
+class Registration(TypedDict):
+    """A node registering through an activation (``RegisterManagedInstance``)."""
+
+    instance_id: str
+    activation_id: str
+    iam_role: str
+    name: str | None
+    public_key: str  # base64 DER, RSA
+    fingerprint: str
+
+
 async def register(
-    db: Db,
-    *,
-    instance_id: str,
-    activation_id: str,
-    iam_role: str,
-    name: str | None,
-    public_key: str,
-    fingerprint: str,
-    tags: Mapping[str, str],
-    now: dt.datetime,
+    db: Db, *, tags: Mapping[str, str], now: dt.datetime, **registration: Unpack[Registration]
 ) -> None:
     statement = sa.insert(instances).values(
-        instance_id=instance_id,
-        activation_id=activation_id,
-        iam_role=iam_role,
-        name=name,
-        public_key=public_key,
-        public_key_type="Rsa",
-        fingerprint=fingerprint,
-        registration_date=now,
-        tags=dict(tags),
+        **registration, public_key_type="Rsa", registration_date=now, tags=dict(tags)
     )
     await execute(db, statement)
 

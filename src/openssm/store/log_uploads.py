@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -38,24 +38,25 @@ class LogUploadRow:
     completed_at: dt.datetime | None
 
 
+class NewUpload(TypedDict):
+    session_id: str
+    node_id: str
+    sink: Sink
+    destination: str
+    local_path: str
+
+
 async def add(
     db: Db,
     *,
-    session_id: str,
-    node_id: str,
-    sink: Sink,
-    destination: str,
-    local_path: str,
     now: dt.datetime,
     status: str = PENDING,
     encryption: str | None = None,
+    **upload: Unpack[NewUpload],
 ) -> None:
+    """Queue one upload, due at once."""
     statement = sa.insert(log_uploads).values(
-        session_id=session_id,
-        node_id=node_id,
-        sink=sink,
-        destination=destination,
-        local_path=local_path,
+        **upload,
         encryption=encryption,
         status=status,
         shipped_bytes=0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from openssm.api.iam.common import USERS, caller_user_name, iam_action
+from openssm.api.iam.common import USERS, authorized_user, caller_user_name, iam_action
 from openssm.api.iam.params import paginate, required
 from openssm.api.request import ApiRequest
 from openssm.store import access_keys
@@ -36,8 +36,7 @@ async def create_access_key(request: ApiRequest, form: Mapping[str, str]) -> Any
 
 @iam_action("ListAccessKeys")
 async def list_access_keys(request: ApiRequest, form: Mapping[str, str]) -> Any:
-    name = caller_user_name(request, form)
-    await USERS.authorize(request, "ListAccessKeys", name)
+    name = await authorized_user(request, form, "ListAccessKeys")
     keys = await access_keys.list_for_user(request.services.engine, name)
     shapes = [
         {"UserName": name, "AccessKeyId": k.access_key_id, "Status": k.status, "CreateDate": k.created_at}
@@ -49,9 +48,7 @@ async def list_access_keys(request: ApiRequest, form: Mapping[str, str]) -> Any:
 async def _key_target(request: ApiRequest, form: Mapping[str, str], action: str) -> tuple[str, str]:
     """The user and ``AccessKeyId``; without UserName the key must belong to the calling user."""
     key_id = required(form, "AccessKeyId", min_len=16, max_len=128, pattern=ACCESS_KEY_PATTERN)
-    name = caller_user_name(request, form)
-    await USERS.authorize(request, action, name)
-    return name, key_id
+    return await authorized_user(request, form, action), key_id
 
 
 @iam_action("UpdateAccessKey")

@@ -132,6 +132,13 @@ ROLES: Final = Holder("role", roles.get, roles.list_by_path, roles.delete, role_
 HOLDERS: Final[dict[HolderType, Holder[Any]]] = {"user": USERS, "group": GROUPS, "role": ROLES}
 
 
+async def authorized_user(request: ApiRequest, form: Mapping[str, str], action: str) -> str:
+    """``UserName`` (the caller without it), authorised for ``action``."""
+    name = caller_user_name(request, form)
+    await USERS.authorize(request, action, name)
+    return name
+
+
 def caller_user_name(request: ApiRequest, form: Mapping[str, str]) -> str:
     """``UserName`` if given, else the calling user (AWS: implied by the signing key)."""
     name = entity_name(form, "UserName", "user", optional=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from openssm.api.errors import ApiError
-from openssm.api.iam.common import USERS, authorize, caller_user_name, iam_action
+from openssm.api.iam.common import USERS, authorize, authorized_user, iam_action
 from openssm.api.iam.params import holder_name, required
 from openssm.api.request import ApiRequest
 from openssm.security.login_secrets import base32_seed, new_totp_seed, totp_step
@@ -94,8 +94,7 @@ async def deactivate_mfa_device(request: ApiRequest, form: Mapping[str, str]) ->
 
 @iam_action("ListMFADevices")
 async def list_mfa_devices(request: ApiRequest, form: Mapping[str, str]) -> Any:
-    name = caller_user_name(request, form)
-    await USERS.authorize(request, "ListMFADevices", name)
+    name = await authorized_user(request, form, "ListMFADevices")
     devices = await mfa_devices.of_user(request.services.engine, name)
     shapes = [
         {"UserName": name, "SerialNumber": _serial(request, device.name), "EnableDate": device.enabled_at}
