@@ -17,6 +17,7 @@ from tests.support.gateway import (
     wait_for,
 )
 
+from openssm.clock import ManualClock
 from openssm.gateway.node import GATEWAY_KEY
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.messages import ControlOpen
@@ -154,6 +155,22 @@ async def test_expired_control_token_is_refused(gateway: Gateway) -> None:
     )
     ws = await open_control(gateway, token)
     await assert_closed(ws)
+
+
+async def test_an_issued_token_expires_by_the_gateways_clock(tmp_path: pathlib.Path) -> None:
+    """CreateControlChannel's token opens the socket within its 60 s, and not a moment after."""
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    async with running_gateway(tmp_path, clock=clock) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        stale = await gw.channel_token(f"/v1/control-channel/{IID}")
+        fresh = await gw.channel_token(f"/v1/control-channel/{IID}")
+        clock.advance(59)
+        ws = await open_control(gw, fresh)
+        await wait_for(lambda: IID in gw.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+        await ws.close()
+        clock.advance(1)
+        await assert_closed(await open_control(gw, stale))
 
 
 async def test_control_token_of_another_principal_is_refused(gateway: Gateway) -> None:

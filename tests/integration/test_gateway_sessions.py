@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import pathlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from tests.support.gateway import (
     wait_for,
 )
 
+from openssm.clock import ManualClock
 from openssm.gateway.node import GATEWAY_KEY, GatewayNode
 from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.tap import Payload, tap_registry
@@ -435,11 +437,29 @@ async def test_agent_job_messages_reach_the_run_command_hook(gw: Gateway) -> Non
 
 
 async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) -> None:
-    settings = dataclasses.replace(FAST, heartbeat_interval=0.1, resume_window=0.1)
-    async with running_gateway(tmp_path, settings=settings, token_ttl_seconds=0) as gateway:
+    """Once its tokens have expired and the resume window has passed (by the node's clock), a
+    session no client ever opened is ended by the node's heartbeat, and not before."""
+    settings = dataclasses.replace(FAST, heartbeat_interval=0.05, resume_window=30)
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    async with running_gateway(tmp_path, settings=settings, clock=clock, token_ttl_seconds=60) as gateway:
         await gateway.add_session(SID, IID)
+
+        async def heartbeat_after(moment: dt.datetime) -> None:
+            async def seen() -> bool:
+                node = await gateway_nodes.get(gateway.engine, NODE_ID)
+                return node is not None and node.last_seen_at == moment
+
+            await wait_for(seen, 5, "the node's heartbeat never ran")
+
+        clock.advance(89)  # 60 s token + 30 s resume window, less one second
+        await heartbeat_after(clock.now())
+        clock.advance(0.5)
+        await heartbeat_after(clock.now())  # so the previous round's check (at 89 s) has finished
+        assert (await gateway.session_row(SID)).status == "Connecting"
+        clock.advance(1)
         row = await gateway.wait_status(SID, "Terminated")
         assert row.termination_reason == "No client connected to the session"
+        assert row.end_date == clock.now()
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from openssm.auth.sigv4 import sign_hmac
 from openssm.bus.base import Bus
 from openssm.bus.inprocess import InProcessBus
+from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.gateway.app import install
 from openssm.gateway.settings import SETTINGS_KEY, GatewaySettings
 from openssm.protocol.frames import Frame, decode
@@ -196,7 +197,7 @@ class Gateway:
                     document_content=document or SHELL_DOCUMENT,
                     run_as_user="",
                     node_id=node_id,
-                    start_date=now(),
+                    start_date=self.services.clock.now(),
                     idle_session_timeout=idle_minutes,
                     max_session_duration=max_minutes,
                 )
@@ -337,9 +338,11 @@ async def running_gateway(
     bus: Bus | None = None,
     cipher: SecretCipher | None = None,
     node_id: str = NODE_ID,
+    clock: Clock = SYSTEM_CLOCK,
     **config: Any,
 ) -> AsyncIterator[Gateway]:
-    """A gateway node; several may share one data directory (database), bus and cipher."""
+    """A gateway node; several may share one data directory (database), bus and cipher. With a
+    :class:`ManualClock` its time (tokens, heartbeat, sweeper, session ends) moves only when told."""
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     services = Services(
@@ -347,6 +350,7 @@ async def running_gateway(
         engine=engine,
         bus=bus or InProcessBus(),
         cipher=cipher or SecretCipher.generate(),
+        clock=clock,
     )
     if settings is not None:
         services.extras[SETTINGS_KEY] = settings
