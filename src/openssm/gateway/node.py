@@ -229,7 +229,7 @@ class GatewayNode:
                 config.idle_timeout_override, session.idle_session_timeout, DEFAULT_IDLE_MINUTES
             ),
             max_duration=limit_seconds(config.max_duration_override, session.max_session_duration, None),
-            tap=TapPump(row, taps) if taps else None,
+            tap=TapPump(row, taps, self.clock.monotonic) if taps else None,
             clock=self.clock.monotonic,
         )
         self.relays[relay.session_id] = relay
