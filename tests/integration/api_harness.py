@@ -29,7 +29,7 @@ from tests.support import postgres
 from tests.support.net import free_port
 
 from openssm.auth.sigv4 import sign_hmac
-from openssm.server import serve
+from openssm.server.process import serve
 from openssm.services import ServerConfig
 from openssm.store.db import database_url_for, make_engine
 

@@ -18,7 +18,6 @@ from tests.support.gateway import (
 )
 
 from openssm.clock import ManualClock
-from openssm.gateway.node import GATEWAY_KEY
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.messages import ControlOpen
 from openssm.store import instances
@@ -129,7 +128,7 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
         return row is not None and row.control_node_id == NODE_ID
 
     await wait_for(held, 5, "control_node_id was never set")
-    assert IID in gateway.services.extras[GATEWAY_KEY].controls
+    assert IID in gateway.node.controls
     await ws.close()
 
     async def released() -> bool:
@@ -142,10 +141,10 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
 async def test_control_token_is_single_use(gateway: Gateway) -> None:
     token = await gateway.channel_token(f"/v1/control-channel/{IID}")
     first = await open_control(gateway, token)
-    await wait_for(lambda: IID in gateway.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+    await wait_for(lambda: IID in gateway.node.controls, 5, "no control channel")
     second = await open_control(gateway, token)
     await assert_closed(second)
-    assert gateway.services.extras[GATEWAY_KEY].controls[IID].peer.open
+    assert gateway.node.controls[IID].peer.open
     await first.close()
 
 
@@ -167,7 +166,7 @@ async def test_an_issued_token_expires_by_the_gateways_clock(tmp_path: pathlib.P
         fresh = await gw.channel_token(f"/v1/control-channel/{IID}")
         clock.advance(59)
         ws = await open_control(gw, fresh)
-        await wait_for(lambda: IID in gw.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+        await wait_for(lambda: IID in gw.node.controls, 5, "no control channel")
         await ws.close()
         clock.advance(1)
         await assert_closed(await open_control(gw, stale))

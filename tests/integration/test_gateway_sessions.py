@@ -25,9 +25,9 @@ from tests.support.gateway import (
 )
 
 from openssm.clock import ManualClock
-from openssm.gateway.node import GATEWAY_KEY, GatewayNode
+from openssm.gateway.extension import NodeExtension
 from openssm.gateway.settings import GatewaySettings
-from openssm.gateway.tap import Payload, tap_registry
+from openssm.gateway.tap import Payload
 from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for
 from openssm.protocol.messages import (
     AgentDataOpen,
@@ -59,8 +59,7 @@ async def open_control(gw: Gateway, instance_id: str = IID) -> aiohttp.ClientWeb
     token = await gw.channel_token(f"/v1/control-channel/{instance_id}")
     ws = await gw.agent_socket(f"/v1/control-channel/{instance_id}?role=subscribe&stream=input")
     await ws.send_str(ControlOpen(token_value=token).to_text())
-    node: GatewayNode = gw.services.extras[GATEWAY_KEY]
-    await wait_for(lambda: instance_id in node.controls, 5, "control channel never registered")
+    await wait_for(lambda: instance_id in gw.node.controls, 5, "control channel never registered")
     return ws
 
 
@@ -368,28 +367,38 @@ class RecordingTap:
         self.events.append(("end", status))
 
 
-async def test_taps_see_stream_data_in_order(gw: Gateway) -> None:
+class Taps(NodeExtension):
+    def __init__(self, events: list[tuple[str, Any]]) -> None:
+        self.events = events
+
+    def session_tap(self, session: Mapping[str, Any]) -> RecordingTap:
+        return RecordingTap(self.events)
+
+
+async def test_taps_see_stream_data_in_order(tmp_path: pathlib.Path) -> None:
     events: list[tuple[str, Any]] = []
-    tap_registry(gw.services.extras).add(lambda session: RecordingTap(events))
-    s = await start(gw)
-    await s.agent.send_bytes(output(0, b"# ").encode())
-    await next_frame(s.client)
-    await s.client.send_bytes(keystroke(0, b"l").encode())
-    await next_frame(s.agent)
-    await s.agent.send_bytes(output(1, b"l").encode())
-    await next_frame(s.client)
-    await s.control.send_bytes(AgentTaskComplete(task_id=SID, instance_id=IID).to_frame().encode())
-    await gw.wait_status(SID, "Terminated")
-    await wait_for(lambda: events and events[-1][0] == "end", 5, "tap never saw the end")
-    assert events == [
-        ("start", SID),
-        ("output", b"# "),
-        ("input", b"l"),
-        ("output", b"l"),
-        ("end", "Terminated"),
-    ]
-    # Views into the relayed frames: the relay copies no payload for its taps.
-    assert all(isinstance(payload, memoryview) for kind, payload in events if kind in ("output", "input"))
+    async with running_gateway(tmp_path, settings=FAST, extensions=lambda services: [Taps(events)]) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        s = await start(gw)
+        await s.agent.send_bytes(output(0, b"# ").encode())
+        await next_frame(s.client)
+        await s.client.send_bytes(keystroke(0, b"l").encode())
+        await next_frame(s.agent)
+        await s.agent.send_bytes(output(1, b"l").encode())
+        await next_frame(s.client)
+        await s.control.send_bytes(AgentTaskComplete(task_id=SID, instance_id=IID).to_frame().encode())
+        await gw.wait_status(SID, "Terminated")
+        await wait_for(lambda: events and events[-1][0] == "end", 5, "tap never saw the end")
+        assert events == [
+            ("start", SID),
+            ("output", b"# "),
+            ("input", b"l"),
+            ("output", b"l"),
+            ("end", "Terminated"),
+        ]
+        # Views into the relayed frames: the relay copies no payload for its taps.
+        assert all(isinstance(payload, memoryview) for kind, payload in events if kind in ("output", "input"))
 
 
 @pytest.mark.slow
@@ -415,25 +424,41 @@ async def test_node_heartbeat_and_shutdown_cleanup(tmp_path: pathlib.Path) -> No
         assert instance is not None and instance.control_node_id is None
 
 
-async def test_agent_job_messages_reach_the_run_command_hook(gw: Gateway) -> None:
-    from openssm.gateway.control import JOB_HANDLER_KEY
+class ControlListener(NodeExtension):
+    """Takes agent_job_ack, as Run Command does, and notes control channels opening."""
+
+    control_messages = frozenset({MessageType.AGENT_JOB_ACK})
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, Frame]] = []
+        self.opened: list[str] = []
+
+    async def on_control_opened(self, instance_id: str) -> None:
+        self.opened.append(instance_id)
+
+    async def on_control_message(self, instance_id: str, frame: Frame) -> None:
+        self.received.append((instance_id, frame))
+
+
+async def test_control_messages_reach_the_extension_that_takes_them(tmp_path: pathlib.Path) -> None:
     from openssm.protocol.frames import decode
 
-    received: list[tuple[str, Frame]] = []
-
-    async def handler(instance_id: str, frame: Frame) -> None:
-        received.append((instance_id, frame))
-
-    gw.services.extras[JOB_HANDLER_KEY] = handler
-    control = await open_control(gw)
-    job_ack = Frame(
-        MessageType.AGENT_JOB_ACK, payload=b'{"jobId":"j-1","acknowledgedMessageId":"m","statusCode":"200"}'
-    )
-    telemetry = Frame(MessageType.AGENT_TELEMETRY, payload=b"{}")
-    await control.send_bytes(telemetry.encode())
-    await control.send_bytes(job_ack.encode())
-    await wait_for(lambda: received, 5, "the job hook never ran")
-    assert received == [(IID, decode(job_ack.encode()))]
+    listener = ControlListener()
+    async with running_gateway(tmp_path, settings=FAST, extensions=lambda services: [listener]) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        control = await open_control(gw)
+        await wait_for(lambda: listener.opened, 5, "the extension never heard of the control channel")
+        assert listener.opened == [IID]
+        job_ack = Frame(
+            MessageType.AGENT_JOB_ACK,
+            payload=b'{"jobId":"j-1","acknowledgedMessageId":"m","statusCode":"200"}',
+        )
+        telemetry = Frame(MessageType.AGENT_TELEMETRY, payload=b"{}")  # nobody takes it: ignored
+        await control.send_bytes(telemetry.encode())
+        await control.send_bytes(job_ack.encode())
+        await wait_for(lambda: listener.received, 5, "the extension never got agent_job_ack")
+        assert listener.received == [(IID, decode(job_ack.encode()))]
 
 
 async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) -> None:
@@ -451,8 +476,11 @@ async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) 
 
             await wait_for(seen, 5, "the node's heartbeat never ran")
 
-        clock.advance(89)  # 60 s token + 30 s resume window, less one second
-        await heartbeat_after(clock.now())
+        # 60 s token + 30 s resume window, less one second; in steps the node's heartbeat follows, so
+        # that its own sweeper never finds it silent for the 30 s liveness window.
+        for step in (20, 20, 20, 20, 9):
+            clock.advance(step)
+            await heartbeat_after(clock.now())
         clock.advance(0.5)
         await heartbeat_after(clock.now())  # so the previous round's check (at 89 s) has finished
         assert (await gateway.session_row(SID)).status == "Connecting"

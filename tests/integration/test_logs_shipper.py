@@ -27,6 +27,7 @@ from openssm.logs.sinks import CloudWatchSink, S3Sink, SinkSettings
 from openssm.services import ServerConfig, Services
 from openssm.store import log_uploads
 from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.secrets import SecretCipher
 from openssm.store.tables import sessions
 
 BUCKET = "records"
@@ -52,7 +53,9 @@ async def services(tmp_path: pathlib.Path) -> AsyncIterator[Services]:
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     clock = ManualClock(dt.datetime.now(dt.UTC))
-    yield Services(config=config, engine=engine, bus=InProcessBus(), cipher=None, clock=clock)
+    yield Services(
+        config=config, engine=engine, bus=InProcessBus(), cipher=SecretCipher.generate(), clock=clock
+    )
     await engine.dispose()
 
 

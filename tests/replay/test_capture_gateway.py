@@ -132,7 +132,7 @@ async def start_session(
 
     async def control_registered() -> bool:
         row = await gateway.session_row(SESSION)
-        return bool(row) and INSTANCE in gateway.services.extras["gateway"].controls
+        return bool(row) and INSTANCE in gateway.node.controls
 
     await wait_for(control_registered, 5, "control channel never registered")
     client = await gateway.client_socket(SESSION)

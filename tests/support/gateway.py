@@ -17,7 +17,7 @@ import pathlib
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -29,7 +29,10 @@ from openssm.bus.base import Bus
 from openssm.bus.inprocess import InProcessBus
 from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.gateway.app import install
-from openssm.gateway.settings import SETTINGS_KEY, GatewaySettings
+from openssm.gateway.extension import NodeExtension
+from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.node import GatewayNode
+from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.frames import Frame, decode
 from openssm.services import ServerConfig, Services
 from openssm.store import channel_tokens
@@ -77,6 +80,7 @@ def now() -> dt.datetime:
 @dataclasses.dataclass
 class Gateway:
     services: Services
+    node: GatewayNode
     server: TestServer
     http: aiohttp.ClientSession
 
@@ -330,19 +334,26 @@ async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.
         raise AssertionError(f"expected nothing, got {msg.type} {msg.data!r}")
 
 
+def run_command_only(services: Services) -> Sequence[NodeExtension]:
+    return (RunCommandJobs(services),)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     tmp_path: pathlib.Path,
     *,
     settings: GatewaySettings | None = None,
+    extensions: Callable[[Services], Sequence[NodeExtension]] = run_command_only,
     bus: Bus | None = None,
     cipher: SecretCipher | None = None,
     node_id: str = NODE_ID,
     clock: Clock = SYSTEM_CLOCK,
     **config: Any,
 ) -> AsyncIterator[Gateway]:
-    """A gateway node; several may share one data directory (database), bus and cipher. With a
-    :class:`ManualClock` its time (tokens, heartbeat, sweeper, session ends) moves only when told."""
+    """A gateway node with the extensions ``extensions(services)`` gives (by default Run Command's,
+    as the server has; not the recorder); several may share one data directory (database), bus and
+    cipher. With a :class:`ManualClock` its time (tokens, heartbeat, sweeper, session ends) moves
+    only when told."""
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     services = Services(
@@ -352,15 +363,13 @@ async def running_gateway(
         cipher=cipher or SecretCipher.generate(),
         clock=clock,
     )
-    if settings is not None:
-        services.extras[SETTINGS_KEY] = settings
     app = web.Application()
-    install(app, services)
+    node = install(app, services, settings=settings, extensions=extensions(services))
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as http:
-            yield Gateway(services, server, http)
+            yield Gateway(services, node, server, http)
     finally:
         await server.close()
         await engine.dispose()

@@ -30,6 +30,7 @@ from openssm.api.validation import (
     string_list,
     string_list_map,
 )
+from openssm.bus import node_channel
 from openssm.iam.arn import document_arn
 from openssm.protocol import run_command as rc
 from openssm.protocol.documents import DocumentError, validate_parameters
@@ -208,7 +209,7 @@ async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
     # Stored before looking for the control channel: one that opens meanwhile finds the job pending.
     await store.create(engine, command, invocations)
     await _tell_control_nodes(
-        request, "agent_job", command_id, [instance.instance_id for instance in chosen], now
+        request, node_channel.AGENT_JOB, command_id, [instance.instance_id for instance in chosen], now
     )
     return {"Command": _command_shape(command, invocations)}
 
@@ -225,7 +226,7 @@ async def _tell_control_nodes(
         node_id = instance.control_node_id if instance else None
         if node_id is not None and node_id in alive:
             await request.services.bus.publish(
-                f"node.{node_id}", {"type": kind, "command_id": command_id, "instance_id": instance_id}
+                node_channel.node_channel(node_id), node_channel.command(kind, command_id, instance_id)
             )
 
 
@@ -485,6 +486,6 @@ async def cancel_command(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     now = request.now()
     running = await store.request_cancel(engine, command_id, instance_ids or None, now=now)
     await _tell_control_nodes(
-        request, "cancel_command", command_id, [row.instance_id for row in running], now
+        request, node_channel.CANCEL_COMMAND, command_id, [row.instance_id for row in running], now
     )
     return {}

@@ -12,7 +12,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from openssm.api.app import shutdown_event
 from openssm.api.errors import ApiError
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
@@ -174,7 +173,7 @@ async def get_messages(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
     messages_request_id = required_string(body, "MessagesRequestId", min_len=1, max_len=64)
     integer(body, "VisibilityTimeoutInSeconds", minimum=0, maximum=43200)
     await _own_instance(request, destination, "ec2messages:GetMessages")
-    stopping = shutdown_event(request.services)
+    stopping = request.services.stopping
     try:
         await asyncio.wait_for(stopping.wait(), timeout=MESSAGES_LONG_POLL_SECONDS)
     except TimeoutError:

@@ -21,6 +21,7 @@ from openssm.api.validation import (
     string,
     string_list_map,
 )
+from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
 from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
@@ -189,7 +190,7 @@ async def terminate_session(request: ApiRequest, body: dict[str, Any]) -> dict[s
     node_id = row.node_id
     if node_id is not None and node_id in await gateway_nodes.alive(engine, now=now):
         await request.services.bus.publish(
-            f"node.{node_id}", {"type": "terminate", "session_id": session_id, "reason": reason}
+            node_channel.node_channel(node_id), node_channel.terminate(session_id, reason)
         )
     else:  # nobody carries it any more: end it here
         await sessions.finish(engine, session_id, status=SessionStatus.TERMINATED, reason=reason, now=now)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from openssm.api import app as api_app
-from openssm.console import pages, web_security
+from openssm.api import handlers  # noqa: F401 - the actor runs the API's registered operations
+from openssm.console import pages, routes, web_security
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
 from openssm.console.jsonio import json_body as _json_body
 from openssm.console.jsonio import text as _text
+from openssm.console.routes import Handler, SignedInHandler
 from openssm.console.sessions_store import ConsoleSession, find_valid, revoke
 from openssm.console.sessions_store import create as create_session
 from openssm.console.signin import MfaReplayGuard, SignInError, SignInForm, verify_sign_in
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 PREFIX: Final = "/console"
 GATEWAY_URLS_TTL: Final = 10.0  # seconds
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Console:
@@ -191,12 +191,7 @@ class Console:
 
     # -- wrappers ------------------------------------------------------------------------------------
 
-    def signed_in(
-        self,
-        handler: Callable[[web.Request, ConsoleSession, ConsoleActor], Awaitable[web.StreamResponse]],
-        *,
-        changes_state: bool,
-    ) -> Handler:
+    def signed_in(self, handler: SignedInHandler, *, changes_state: bool) -> Handler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             found = await self.session_of(request)
             if found is None:
@@ -222,7 +217,7 @@ class Console:
         return wrapped
 
 
-def _security_headers_middleware(console: Console) -> Any:
+def _security_headers_middleware(console: Console) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -249,9 +244,6 @@ def _security_headers_middleware(console: Console) -> Any:
 
 def install(app: web.Application, services: Services) -> None:
     """Mount the console under ``/console/`` (``/`` stays the API's: Query requests may be GETs)."""
-    from openssm.console import routes  # the JSON endpoints for pages (nodes, sessions, activations)
-
-    api_app.load_handler_modules()
     console = Console(services)
     app.middlewares.append(_security_headers_middleware(console))
     router = app.router
@@ -262,5 +254,5 @@ def install(app: web.Application, services: Services) -> None:
     router.add_post(PREFIX + "/api/signin", console.signin)
     router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))
     router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
-    routes.add_routes(router, console)
+    routes.add_routes(router, services, console.signed_in)  # JSON for the pages: nodes, sessions, activations
     router.add_get(PREFIX + "/{page}", console.page)

@@ -1,11 +1,15 @@
-"""JSON endpoints behind the console pages. Each one runs API operations as the signed-in principal."""
+"""JSON endpoints behind the console pages. Each one runs API operations as the signed-in principal.
+
+Each is wrapped by the console's :class:`SignedIn` guard (``Console.signed_in`` in
+:mod:`openssm.console.app`, which mounts these routes), which finds the console session and its actor."""
 
 from __future__ import annotations
 
 import pathlib
 import re
 import shlex
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
@@ -14,16 +18,23 @@ from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import json_body
 from openssm.console.sessions_store import ConsoleSession
 from openssm.iam.arn import session_arn
+from openssm.services import Services
 from openssm.store import instances, sessions
 from openssm.store.sessions import SessionRow
-
-if TYPE_CHECKING:
-    from openssm.console.app import Console
 
 MAX_RECORDING_BYTES: Final = 64 * 1024 * 1024
 HISTORY_LIMIT: Final = 200
 SESSION_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9@._+=,-]{1,96}$")
 TARGET_PATTERN: Final = re.compile(r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SignedInHandler = Callable[[web.Request, ConsoleSession, ConsoleActor], Awaitable[web.StreamResponse]]
+
+
+class SignedIn(Protocol):
+    """Wraps a handler for signed-in users; ``changes_state`` adds the Origin and CSRF checks."""
+
+    def __call__(self, handler: SignedInHandler, *, changes_state: bool) -> Handler: ...
 
 
 def _session_resource_context(row: dict[str, Any]) -> dict[str, list[str]]:
@@ -34,9 +45,8 @@ def _session_resource_context(row: dict[str, Any]) -> dict[str, list[str]]:
 
 
 class Routes:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.services = console.services
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     # -- nodes ---------------------------------------------------------------------------------------
 
@@ -223,22 +233,22 @@ def _recording_file(data_dir: pathlib.Path, row: SessionRow | None) -> pathlib.P
     return path
 
 
-def add_routes(router: web.UrlDispatcher, console: Console) -> None:
-    routes = Routes(console)
+def add_routes(router: web.UrlDispatcher, services: Services, signed_in: SignedIn) -> None:
+    routes = Routes(services)
     base = "/console/api"
-    router.add_get(f"{base}/nodes", console.signed_in(routes.list_nodes, changes_state=False))
-    router.add_get(f"{base}/sessions", console.signed_in(routes.list_sessions, changes_state=False))
-    router.add_post(f"{base}/sessions", console.signed_in(routes.start_session, changes_state=True))
+    router.add_get(f"{base}/nodes", signed_in(routes.list_nodes, changes_state=False))
+    router.add_get(f"{base}/sessions", signed_in(routes.list_sessions, changes_state=False))
+    router.add_post(f"{base}/sessions", signed_in(routes.start_session, changes_state=True))
     router.add_post(
         f"{base}/sessions/{{session_id}}/terminate",
-        console.signed_in(routes.terminate_session, changes_state=True),
+        signed_in(routes.terminate_session, changes_state=True),
     )
     router.add_post(
         f"{base}/sessions/{{session_id}}/resume",
-        console.signed_in(routes.resume_session, changes_state=True),
+        signed_in(routes.resume_session, changes_state=True),
     )
     router.add_get(
-        f"{base}/sessions/{{session_id}}/recording", console.signed_in(routes.recording, changes_state=False)
+        f"{base}/sessions/{{session_id}}/recording", signed_in(routes.recording, changes_state=False)
     )
-    router.add_get(f"{base}/activations", console.signed_in(routes.list_activations, changes_state=False))
-    router.add_post(f"{base}/activations", console.signed_in(routes.create_activation, changes_state=True))
+    router.add_get(f"{base}/activations", signed_in(routes.list_activations, changes_state=False))
+    router.add_post(f"{base}/activations", signed_in(routes.create_activation, changes_state=True))

@@ -1,9 +1,10 @@
 """Run Command on this gateway node: ``agent_job`` to the agents whose control channels it holds, and
 their ``agent_job_ack`` / ``agent_job_reply`` recorded in the store (each reply acknowledged).
 
-The API publishes ``{"type": "agent_job", "command_id", "instance_id"}`` (and ``"cancel_command"``)
-on ``node.<node_id>``; jobs still pending for an instance are also sent when its control channel
-opens, so a command sent while the agent was away runs when it comes back.
+A node extension (``openssm.gateway.extension``): the API publishes ``agent_job`` and
+``cancel_command`` for an invocation on ``node.<node_id>`` (``openssm.bus.node_channel``); jobs
+still pending for an instance are also sent when its control channel opens, so a command sent while
+the agent was away runs when it comes back.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-from openssm.gateway.control import JOB_HANDLER_KEY
-from openssm.gateway.node import GatewayNode
+from openssm.bus.node_channel import AGENT_JOB, CANCEL_COMMAND
+from openssm.errors import OpenSSMError
+from openssm.gateway.extension import ExtensionHost, NodeExtension
 from openssm.protocol import messages as proto
 from openssm.protocol import run_command as rc
 from openssm.protocol.frames import Frame, MessageType
+from openssm.services import Services
 from openssm.store import commands as store
 from openssm.store.commands import CommandRow
 
 log = logging.getLogger(__name__)
-
-AGENT_JOB: Final = "agent_job"
-CANCEL_COMMAND: Final = "cancel_command"
 
 
 def agent_job_frame(command: CommandRow, instance_id: str) -> bytes:
@@ -94,11 +94,29 @@ def reply_values(reply: rc.SendReply, now: dt.datetime) -> dict[str, Any]:
     return values
 
 
-class RunCommandRelay:
-    def __init__(self, node: GatewayNode) -> None:
-        self.node = node
-        self.engine = node.engine
-        self.clock = node.services.clock
+class NotStarted(OpenSSMError):
+    """Run Command was used before its node started it."""
+
+
+class RunCommandJobs(NodeExtension):
+    """Run Command's part of a gateway node."""
+
+    bus_messages = frozenset({AGENT_JOB, CANCEL_COMMAND})
+    control_messages: frozenset[str] = frozenset({MessageType.AGENT_JOB_ACK, MessageType.AGENT_JOB_REPLY})
+
+    def __init__(self, services: Services) -> None:
+        self.engine = services.engine
+        self.clock = services.clock
+        self._node: ExtensionHost | None = None
+
+    async def start(self, node: ExtensionHost) -> None:
+        self._node = node
+
+    @property
+    def node(self) -> ExtensionHost:
+        if self._node is None:
+            raise NotStarted("Run Command's gateway extension has not been started by its node")
+        return self._node
 
     # -- API → agent ---------------------------------------------------------------------------
 
@@ -114,7 +132,7 @@ class RunCommandRelay:
         elif message.get("type") == CANCEL_COMMAND:
             await self.node.send_control(instance_id, cancel_job_frame(command_id, instance_id))
 
-    async def deliver_pending(self, instance_id: str) -> None:
+    async def on_control_opened(self, instance_id: str) -> None:
         """A control channel opened: send it every job still waiting for that instance, and the
         cancels it missed while away."""
         frames = [
@@ -131,7 +149,7 @@ class RunCommandRelay:
 
     # -- agent → store ---------------------------------------------------------------------------
 
-    async def on_agent_message(self, instance_id: str, frame: Frame) -> None:
+    async def on_control_message(self, instance_id: str, frame: Frame) -> None:
         """agent_job_ack / agent_job_reply from ``instance_id``'s control channel."""
         try:
             if frame.message_type == MessageType.AGENT_JOB_ACK:
@@ -181,13 +199,3 @@ class RunCommandRelay:
             del values["status"], values["status_details"]  # still running, but a cancel is on its way
         await store.mark_delivered(self.engine, command_id, instance_id, now=now)
         await store.update_active(self.engine, command_id, instance_id, values)
-
-
-def install(node: GatewayNode) -> RunCommandRelay:
-    """Hook Run Command into the node: its bus messages, control-channel opens and agent replies."""
-    relay = RunCommandRelay(node)
-    node.bus_handlers[AGENT_JOB] = relay.on_bus_message
-    node.bus_handlers[CANCEL_COMMAND] = relay.on_bus_message
-    node.control_opened_hooks.append(relay.deliver_pending)
-    node.services.extras[JOB_HANDLER_KEY] = relay.on_agent_message
-    return relay

@@ -1,4 +1,7 @@
-"""This node's gateway: its control channels, its sessions, its heartbeat and its bus listener."""
+"""This node's gateway: its control channels, its sessions, its heartbeat and its bus listener.
+
+Features beyond the relay (Run Command, recording) plug in as :class:`NodeExtension` objects given
+to the constructor (``openssm.gateway.extension``)."""
 
 from __future__ import annotations
 
@@ -6,18 +9,21 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.bus import node_channel
 from openssm.errors import OpenSSMError
 from openssm.gateway import messages
-from openssm.gateway.control import JOB_HANDLER_KEY, AgentJobHandler, ControlChannel
+from openssm.gateway.control import ControlChannel
+from openssm.gateway.extension import NODE_BUS_MESSAGES, NODE_CONTROL_MESSAGES, NodeExtension, routes
 from openssm.gateway.peer import Peer
 from openssm.gateway.session import SessionRelay, limit_seconds
-from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings, gateway_settings
-from openssm.gateway.tap import TapPump, tap_registry
+from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
+from openssm.gateway.tap import SessionTap, TapPump
+from openssm.protocol.frames import Frame
 from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, instances, sessions
@@ -25,7 +31,6 @@ from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
-GATEWAY_KEY: Final = "gateway"
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
 UNCLAIMED_REASON: Final = "No client connected to the session"
@@ -39,20 +44,25 @@ class SessionRefused(OpenSSMError):
 
 
 class GatewayNode:
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        services: Services,
+        settings: GatewaySettings | None = None,
+        extensions: Sequence[NodeExtension] = (),
+    ) -> None:
         self.services = services
         self.engine: AsyncEngine = services.engine
         self.node_id = services.config.node_id
-        self.settings: GatewaySettings = gateway_settings(services.extras)
+        self.settings = settings or GatewaySettings()
+        self.extensions = tuple(extensions)
+        self._bus_routes = routes(self.extensions, lambda e: e.bus_messages, NODE_BUS_MESSAGES)
+        self._control_routes = routes(self.extensions, lambda e: e.control_messages, NODE_CONTROL_MESSAGES)
         self.controls: dict[str, ControlChannel] = {}
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.clock = services.clock
         self._started_at = self.clock.now()
-        # Extensions (Run Command): bus message type -> handler; hooks run when a control channel opens.
-        self.bus_handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[None]]] = {}
-        self.control_opened_hooks: list[Callable[[str], Coroutine[Any, Any, None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -66,6 +76,8 @@ class GatewayNode:
         await gateway_nodes.announce(
             self.engine, self.node_id, self.services.config.public_url, now=self._started_at
         )
+        for extension in self.extensions:
+            await extension.start(self)
         self.background(self._heartbeat(), "gateway-heartbeat")
         self.background(self._listen(), "gateway-bus")
         # Let the listener run up to its first wait, so an in-process subscription exists before
@@ -94,6 +106,11 @@ class GatewayNode:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for extension in reversed(self.extensions):
+            try:
+                await extension.stop()
+            except Exception:
+                log.exception("gateway extension %s failed to stop", type(extension).__name__)
 
     def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine, name=name)
@@ -137,7 +154,7 @@ class GatewayNode:
                 )
 
     async def _listen(self) -> None:
-        channel = f"node.{self.node_id}"
+        channel = node_channel.node_channel(self.node_id)
         while True:
             try:
                 async for message in self.services.bus.subscribe(channel):
@@ -149,14 +166,14 @@ class GatewayNode:
             await asyncio.sleep(1)
 
     async def _on_bus_message(self, message: Mapping[str, Any]) -> None:
-        handler = self.bus_handlers.get(str(message.get("type")))
-        if handler is not None:
+        extension = self._bus_routes.get(str(message.get("type")))
+        if extension is not None:
             try:
-                await handler(message)
+                await extension.on_bus_message(message)
             except Exception:  # one bad message must not cost the subscription
                 log.exception("bus message %s failed", message.get("type"))
             return
-        if message.get("type") != "terminate":
+        if message.get("type") != node_channel.TERMINATE:
             return
         session_id = message.get("session_id")
         reason = message.get("reason")
@@ -171,8 +188,10 @@ class GatewayNode:
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
         await instances.set_control_node(self.engine, control.instance_id, self.node_id, now=self.clock.now())
-        for hook in self.control_opened_hooks:
-            self.background(hook(control.instance_id), f"control-opened-{control.instance_id}")
+        for extension in self.extensions:
+            self.background(
+                extension.on_control_opened(control.instance_id), f"control-opened-{control.instance_id}"
+            )
 
     async def unregister_control(self, control: ControlChannel) -> None:
         if self.controls.get(control.instance_id) is control:
@@ -183,9 +202,18 @@ class GatewayNode:
         control = self.controls.get(instance_id)
         return control is not None and await control.send(data)
 
-    def job_handler(self) -> AgentJobHandler | None:
-        handler = self.services.extras.get(JOB_HANDLER_KEY)
-        return handler if callable(handler) else None
+    async def control_message(self, instance_id: str, frame: Frame) -> None:
+        """A control-channel message the node does not handle itself: to the extension that takes it."""
+        extension = self._control_routes.get(frame.message_type)
+        if extension is None:
+            log.debug("control %s: ignoring %s", instance_id, frame.message_type)
+            return
+        try:
+            await extension.on_control_message(instance_id, frame)
+        except Exception:
+            log.exception(
+                "control %s: %s failed in %s", instance_id, frame.message_type, type(extension).__name__
+            )
 
     async def task_completed(self, instance_id: str, task: messages.TaskComplete) -> None:
         relay = self.relays.get(task.task_id)
@@ -220,7 +248,7 @@ class GatewayNode:
     def _new_relay(self, session: SessionRow) -> SessionRelay:
         config = self.services.config
         row = session.as_mapping()  # what relays, taps and agent messages are built from
-        taps = tap_registry(self.services.extras).taps_for(row)
+        taps = self._taps_for(row)
         relay = SessionRelay(
             self,
             row,
@@ -234,6 +262,20 @@ class GatewayNode:
         )
         self.relays[relay.session_id] = relay
         return relay
+
+    def _taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:
+        taps: list[SessionTap] = []
+        for extension in self.extensions:
+            try:
+                tap = extension.session_tap(session)
+            except Exception:
+                log.exception(
+                    "%s: no session tap for %s", type(extension).__name__, session.get("session_id")
+                )
+                continue
+            if tap is not None:
+                taps.append(tap)
+        return taps
 
     async def join_client(self, session_id: str, peer: Peer) -> SessionRelay:
         """A client's token was accepted: pair it, starting the session on the agent if new."""

@@ -22,7 +22,6 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.clock import Clock
-from openssm.gateway.settings import gateway_settings
 from openssm.services import Services
 from openssm.store import gateway_nodes, sessions
 
@@ -62,9 +61,8 @@ async def run_sweeper(engine: AsyncEngine, interval: float, clock: Clock) -> Non
             log.exception("sweeping dead gateway nodes failed")
 
 
-def install(app: web.Application, services: Services) -> None:
-    """Sweep every gateway heartbeat interval while the application runs."""
-    interval = gateway_settings(services.extras).heartbeat_interval
+def install(app: web.Application, services: Services, interval: float) -> None:
+    """Sweep every ``interval`` seconds (the gateway's heartbeat interval) while the application runs."""
 
     async def start(app: web.Application) -> None:
         app[SWEEPER_KEY] = asyncio.create_task(

@@ -307,14 +307,3 @@ class SessionRecorder:
                 await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path)
         if self.shipper is not None:
             self.shipper.wake()
-
-
-def recorder_factory(services: Services, shipper: LogShipper | None) -> Any:
-    """The tap factory registered with the gateway: every session is recorded."""
-
-    def factory(session: Mapping[str, Any]) -> SessionRecorder | None:
-        if not services.config.record_sessions:
-            return None
-        return SessionRecorder(services, shipper, session)
-
-    return factory

@@ -23,8 +23,6 @@ from openssm.store.log_uploads import LogUploadRow
 
 log = logging.getLogger(__name__)
 
-SHIPPER_KEY = "log_shipper"  # services.extras key
-
 
 def retry_delay(attempts: int, base: float, maximum: float) -> float:
     """Exponential backoff: base, 2·base, 4·base … capped at ``maximum``."""
@@ -138,8 +136,3 @@ class LogShipper:
         await store.complete(self.engine, row, output_url=url, now=self.clock.now())
         log.info("session %s: transcript complete in CloudWatch Logs %s", row.session_id, group)
         return True
-
-
-def log_shipper(services: Services) -> LogShipper | None:
-    shipper = services.extras.get(SHIPPER_KEY)
-    return shipper if isinstance(shipper, LogShipper) else None
