@@ -170,7 +170,7 @@ async def test_terminate_reaches_the_node_holding_the_session(tmp_path: pathlib.
             assert closed.message_type == MessageType.CHANNEL_CLOSED
             assert closed.json()["Output"] == "stop"
             row = await a.wait_status(sid, "Terminated")
-            assert row["termination_reason"] == "stop"
+            assert row.termination_reason == "stop"
     finally:
         await bus_a.close()
         await bus_b.close()

@@ -9,7 +9,6 @@ from openssm.api import (  # noqa: F401 - imported for their registrations
     commands,
     documents,
     iam,
-    iam_login,
     ssm,
     ssm_agent,
     ssm_node_admin,

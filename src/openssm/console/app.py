@@ -6,13 +6,10 @@ principal through the API's own handlers (see :mod:`openssm.console.actor`).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import time
 import urllib.parse
 from typing import Any, Final
 
-import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -30,8 +27,7 @@ from openssm.security import client_facts
 from openssm.security.facts import RequestFacts
 from openssm.security.principals import user_principal
 from openssm.services import Services
-from openssm.store import access_keys
-from openssm.store.tables import gateway_nodes
+from openssm.store import access_keys, gateway_nodes
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +57,9 @@ class Console:
 
     async def gateway_urls(self) -> list[str]:
         """This server's and every gateway node's public URL (cached briefly: asked on each response)."""
-        now = time.monotonic()
+        now = self.services.clock.monotonic()
         if self._gateway_urls is None or now - self._gateway_urls[0] > GATEWAY_URLS_TTL:
-            async with self.services.engine.connect() as conn:
-                urls = [row[0] for row in await conn.execute(sa.select(gateway_nodes.c.public_url))]
+            urls = await gateway_nodes.public_urls(self.services.engine)
             self._gateway_urls = (now, [self.services.config.public_url, *urls])
         return self._gateway_urls[1]
 
@@ -76,8 +71,7 @@ class Console:
         token = request.cookies.get(self.cookie_name(request))
         if not token:
             return None
-        now = dt.datetime.now(dt.UTC)
-        session = await find_valid(self.services.engine, token, now)
+        session = await find_valid(self.services.engine, token, self.services.clock.now())
         if session is None:
             return None
         # The console stands for the key it was opened with: deactivating or deleting the key (or
@@ -164,7 +158,7 @@ class Console:
             user_name=user_name,
             access_key_id=form.access_key_id.strip(),
             source_ip=facts.source_ip,
-            now=dt.datetime.now(dt.UTC),
+            now=self.services.clock.now(),
         )
         log.info("console sign-in: %s from %s", user_name, facts.source_ip)
         response = web.json_response({"user": user_name})
@@ -174,7 +168,7 @@ class Console:
     async def signout(
         self, request: web.Request, session: ConsoleSession, actor: ConsoleActor
     ) -> web.StreamResponse:
-        await revoke(self.services.engine, session.id_hash, dt.datetime.now(dt.UTC))
+        await revoke(self.services.engine, session.id_hash, self.services.clock.now())
         response = web.json_response({"signed_out": True})
         web_security.clear_session_cookie(response, self.secure(request))
         return response

@@ -19,7 +19,8 @@ from openssm.console.jsonio import json_body
 from openssm.console.sessions_store import ConsoleSession
 from openssm.iam.arn import session_arn
 from openssm.services import Services
-from openssm.store import nodes, sessions
+from openssm.store import instances, sessions
+from openssm.store.sessions import SessionRow
 
 MAX_RECORDING_BYTES: Final = 64 * 1024 * 1024
 HISTORY_LIMIT: Final = 200
@@ -59,8 +60,8 @@ class Routes:
         region, account = self.services.config.region, self.services.config.account_id
         out = []
         for info in listed:
-            row = await nodes.get(self.services.engine, info["InstanceId"]) or {}
-            tags = dict(row.get("tags") or {})
+            instance = await instances.get(self.services.engine, info["InstanceId"])
+            tags = instance.tags if instance is not None else {}
             arn = target_arn(region, account, info["InstanceId"])
             context = resource_tag_context(tags)
             item = {
@@ -97,13 +98,13 @@ class Routes:
         region, account = self.services.config.region, self.services.config.account_id
         out = []
         for item in found.get("Sessions") or []:
-            row = await sessions.get(self.services.engine, item["SessionId"]) or {}
-            recording = row.get("recording_path")
+            row = await sessions.get(self.services.engine, item["SessionId"])
+            recording = row.recording_path if row is not None else None
             entry = dict(item)
-            entry["TerminationReason"] = row.get("termination_reason")
-            entry["OwnerName"] = row.get("owner_name")
+            entry["TerminationReason"] = row.termination_reason if row is not None else None
+            entry["OwnerName"] = row.owner_name if row is not None else None
             entry["Recording"] = _recording_name(recording)
-            entry["Replayable"] = bool(recording and str(recording).endswith(".cast"))
+            entry["Replayable"] = bool(recording and recording.endswith(".cast"))
             entry["CanTerminate"] = state == "Active" and permissions.may(
                 "ssm:TerminateSession",
                 session_arn(region, account, item["SessionId"]),
@@ -216,15 +217,15 @@ class Routes:
         )
 
 
-def _recording_name(path: Any) -> str | None:
-    return pathlib.PurePath(str(path)).name if path else None
+def _recording_name(path: str | None) -> str | None:
+    return pathlib.PurePath(path).name if path else None
 
 
-def _recording_file(data_dir: pathlib.Path, row: dict[str, Any] | None) -> pathlib.Path | None:
+def _recording_file(data_dir: pathlib.Path, row: SessionRow | None) -> pathlib.Path | None:
     """The recording named by the session row, if it is a .cast file inside the server's data dir."""
-    if row is None or not row.get("recording_path"):
+    if row is None or not row.recording_path:
         return None
-    path = pathlib.Path(str(row["recording_path"])).resolve()
+    path = pathlib.Path(row.recording_path).resolve()
     if path.suffix != ".cast" or not path.is_relative_to(data_dir.resolve()) or not path.is_file():
         return None
     if path.stat().st_size > MAX_RECORDING_BYTES:

@@ -23,26 +23,23 @@ from openssm.protocol import run_command as rc
 from openssm.protocol.frames import Frame, MessageType
 from openssm.services import Services
 from openssm.store import commands as store
+from openssm.store.commands import CommandRow
 
 log = logging.getLogger(__name__)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def agent_job_frame(command: Mapping[str, Any], instance_id: str) -> bytes:
+def agent_job_frame(command: CommandRow, instance_id: str) -> bytes:
     """``agent_job`` for one invocation, built from its ``commands`` row."""
-    document = command["document_content"]
+    document = command.document_content
     content = rc.send_command_payload(
-        command_id=command["command_id"],
-        document_name=command["document_name"],
+        command_id=command.command_id,
+        document_name=command.document_name,
         document_content=document,
-        parameters=rc.agent_parameter_values(document, command["parameters"] or {}),
-        output_s3_bucket_name=command.get("output_s3_bucket_name") or "",
-        output_s3_key_prefix=command.get("output_s3_key_prefix") or "",
+        parameters=rc.agent_parameter_values(document, command.parameters),
+        output_s3_bucket_name=command.output_s3_bucket_name or "",
+        output_s3_key_prefix=command.output_s3_key_prefix or "",
     )
-    job = proto.AgentJob(rc.job_id(command["command_id"], instance_id), content, rc.SEND_COMMAND_TOPIC)
+    job = proto.AgentJob(rc.job_id(command.command_id, instance_id), content, rc.SEND_COMMAND_TOPIC)
     return job.to_frame().encode()
 
 
@@ -109,6 +106,7 @@ class RunCommandJobs(NodeExtension):
 
     def __init__(self, services: Services) -> None:
         self.engine = services.engine
+        self.clock = services.clock
         self._node: ExtensionHost | None = None
 
     async def start(self, node: ExtensionHost) -> None:
@@ -129,7 +127,7 @@ class RunCommandJobs(NodeExtension):
         if message.get("type") == AGENT_JOB:
             command = await store.get_command(self.engine, command_id)
             invocation = await store.get_invocation(self.engine, command_id, instance_id)
-            if command is not None and invocation is not None and invocation["status"] == rc.PENDING:
+            if command is not None and invocation is not None and invocation.status == rc.PENDING:
                 await self.node.send_control(instance_id, agent_job_frame(command, instance_id))
         elif message.get("type") == CANCEL_COMMAND:
             await self.node.send_control(instance_id, cancel_job_frame(command_id, instance_id))
@@ -139,7 +137,7 @@ class RunCommandJobs(NodeExtension):
         cancels it missed while away."""
         frames = [
             agent_job_frame(row, instance_id)
-            for row in await store.pending_for_instance(self.engine, instance_id, _now())
+            for row in await store.pending_for_instance(self.engine, instance_id, now=self.clock.now())
         ]
         frames += [
             cancel_job_frame(command_id, instance_id)
@@ -173,33 +171,31 @@ class RunCommandJobs(NodeExtension):
 
     async def _acked(self, instance_id: str, ack: proto.AgentJobAck) -> None:
         command_id = self._own_job(instance_id, ack.job_id)
-        now = _now()
+        now = self.clock.now()
         if ack.status_code == "200":
-            await store.mark_delivered(self.engine, command_id, instance_id, now)
+            await store.mark_delivered(self.engine, command_id, instance_id, now=now)
         else:
             log.info(
                 "agent %s refused job %s: %s %s", instance_id, ack.job_id, ack.status_code, ack.error_message
             )
-            await store.update_active(
-                self.engine,
-                command_id,
-                instance_id,
-                status=rc.FAILED,
-                status_details=rc.UNDELIVERABLE,
-                ended_at=now,
-                standard_error=ack.error_message[: rc.MAX_STDERR_CHARS],
-            )
+            refused = {
+                "status": rc.FAILED,
+                "status_details": rc.UNDELIVERABLE,
+                "ended_at": now,
+                "standard_error": ack.error_message[: rc.MAX_STDERR_CHARS],
+            }
+            await store.update_active(self.engine, command_id, instance_id, refused)
 
     async def _replied(self, instance_id: str, reply: proto.AgentJobReply) -> None:
         command_id = self._own_job(instance_id, reply.job_id)
-        now = _now()
+        now = self.clock.now()
         values = reply_values(rc.parse_send_reply(reply.content), now)
         current = await store.get_invocation(self.engine, command_id, instance_id)
         if (
             current is not None
-            and current["status"] == rc.CANCELLING
+            and current.status == rc.CANCELLING
             and values["status"] not in rc.FINAL_STATUSES
         ):
             del values["status"], values["status_details"]  # still running, but a cancel is on its way
-        await store.mark_delivered(self.engine, command_id, instance_id, now)
-        await store.update_active(self.engine, command_id, instance_id, **values)
+        await store.mark_delivered(self.engine, command_id, instance_id, now=now)
+        await store.update_active(self.engine, command_id, instance_id, values)

@@ -24,14 +24,17 @@ from openssm.gateway.session import SessionRelay, limit_seconds
 from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
 from openssm.gateway.tap import SessionTap, TapPump
 from openssm.protocol.frames import Frame
+from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
-from openssm.store import channels as store
+from openssm.store import channel_tokens, gateway_nodes, instances, sessions
+from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
 UNCLAIMED_REASON: Final = "No client connected to the session"
+TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
@@ -58,16 +61,20 @@ class GatewayNode:
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._started_at = store.utcnow()
+        self.clock = services.clock
+        self._started_at = self.clock.now()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         # Whatever this node id held before a crash is gone: its sockets died with the process.
-        await store.clear_node_control_channels(self.engine, self.node_id)
-        await store.finish_node_sessions(self.engine, self.node_id, reason=RESTART_REASON)
-        self._started_at = await store.upsert_gateway_node(
-            self.engine, self.node_id, self.services.config.public_url
+        await instances.clear_node_control_channels(self.engine, self.node_id)
+        self._started_at = self.clock.now()
+        await sessions.finish_node_sessions(
+            self.engine, self.node_id, reason=RESTART_REASON, now=self._started_at
+        )
+        await gateway_nodes.announce(
+            self.engine, self.node_id, self.services.config.public_url, now=self._started_at
         )
         for extension in self.extensions:
             await extension.start(self)
@@ -82,13 +89,17 @@ class GatewayNode:
         """End this node's sessions and control channels (their peers will go elsewhere)."""
         self._stopping = True
         for relay in list(self.relays.values()):
-            await relay.end("Terminated", SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True)
+            await relay.end(
+                SessionStatus.TERMINATED, SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True
+            )
         for control in list(self.controls.values()):
             with contextlib.suppress(Exception):
                 await control.peer.ws.close()
         with contextlib.suppress(Exception):
-            await store.clear_node_control_channels(self.engine, self.node_id)
-            await store.finish_node_sessions(self.engine, self.node_id, reason=SHUTDOWN_REASON)
+            await instances.clear_node_control_channels(self.engine, self.node_id)
+            await sessions.finish_node_sessions(
+                self.engine, self.node_id, reason=SHUTDOWN_REASON, now=self.clock.now()
+            )
 
     async def cleanup(self) -> None:
         tasks = list(self._tasks)
@@ -121,11 +132,12 @@ class GatewayNode:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                await store.touch_gateway_node(
-                    self.engine, self.node_id, self.services.config.public_url, self._started_at
+                now = self.clock.now()
+                await gateway_nodes.heartbeat(
+                    self.engine, self.node_id, self.services.config.public_url, self._started_at, now=now
                 )
                 # Used and expired tokens are only history; keep an hour of it for inspection.
-                await store.purge_expired_tokens(self.engine, older_than=store.utcnow() - TOKEN_HISTORY)
+                await channel_tokens.purge_expired(self.engine, older_than=now - TOKEN_HISTORY)
                 await self._end_unclaimed_sessions()
             except Exception:
                 log.exception("gateway heartbeat failed")
@@ -134,12 +146,11 @@ class GatewayNode:
         """StartSession made a session here, but no client ever opened it (nor will: its tokens
         have expired and a resume would have found it by now)."""
         patience = dt.timedelta(seconds=self.services.config.token_ttl_seconds + self.settings.resume_window)
-        for session_id in await store.unclaimed_sessions(
-            self.engine, self.node_id, started_before=store.utcnow() - patience
-        ):
+        now = self.clock.now()
+        for session_id in await sessions.unclaimed(self.engine, self.node_id, started_before=now - patience):
             if session_id not in self.relays:
-                await store.finish_session(
-                    self.engine, session_id, status="Terminated", reason=UNCLAIMED_REASON
+                await sessions.finish(
+                    self.engine, session_id, status=SessionStatus.TERMINATED, reason=UNCLAIMED_REASON, now=now
                 )
 
     async def _listen(self) -> None:
@@ -167,7 +178,7 @@ class GatewayNode:
         session_id = message.get("session_id")
         reason = message.get("reason")
         if isinstance(session_id, str):
-            await self.terminate(session_id, reason if isinstance(reason, str) else "Terminated")
+            await self.terminate(session_id, reason if isinstance(reason, str) else TERMINATED_REASON)
 
     # -- control channels -------------------------------------------------------------------------
 
@@ -176,7 +187,7 @@ class GatewayNode:
         self.controls[control.instance_id] = control
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
-        await store.set_control_node(self.engine, control.instance_id, self.node_id)
+        await instances.set_control_node(self.engine, control.instance_id, self.node_id, now=self.clock.now())
         for extension in self.extensions:
             self.background(
                 extension.on_control_opened(control.instance_id), f"control-opened-{control.instance_id}"
@@ -189,7 +200,7 @@ class GatewayNode:
                 self.background(
                     extension.on_control_closed(control.instance_id), f"control-closed-{control.instance_id}"
                 )
-            await store.clear_control_node(self.engine, control.instance_id, self.node_id)
+            await instances.clear_control_node(self.engine, control.instance_id, self.node_id)
 
     async def send_control(self, instance_id: str, data: bytes) -> bool:
         control = self.controls.get(instance_id)
@@ -214,11 +225,12 @@ class GatewayNode:
             if relay.target == instance_id:  # an instance can end only its own sessions
                 await relay.agent_completed(task)
             return
-        session = await store.get_session(self.engine, task.task_id)
-        if session is not None and session["target"] == instance_id:
-            status = "Terminated" if task.succeeded else "Failed"
-            await store.finish_session(
-                self.engine, task.task_id, status=status, reason=task.output or "Session ended by the agent"
+        session = await sessions.get(self.engine, task.task_id)
+        if session is not None and session.target == instance_id:
+            status = SessionStatus.TERMINATED if task.succeeded else SessionStatus.FAILED
+            reason = task.output or "Session ended by the agent"
+            await sessions.finish(
+                self.engine, task.task_id, status=status, reason=reason, now=self.clock.now()
             )
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -238,28 +250,30 @@ class GatewayNode:
             except Exception:
                 log.exception("%s failed on session %s", type(extension).__name__, relay.session_id)
 
-    async def _active_session(self, session_id: str) -> Mapping[str, Any]:
-        session = await store.get_session(self.engine, session_id)
+    async def _active_session(self, session_id: str) -> SessionRow:
+        session = await sessions.get(self.engine, session_id)
         if session is None:
             raise SessionRefused(f"Session {session_id} does not exist")
-        if session["status"] in store.FINAL_STATUSES:
+        if session.status in FINAL_STATUSES:
             raise SessionRefused(f"Session {session_id} is already terminated")
-        if session["node_id"] != self.node_id:
+        if session.node_id != self.node_id:
             raise SessionRefused(f"Session {session_id} is not served by this gateway node")
         return session
 
-    def _new_relay(self, session: Mapping[str, Any]) -> SessionRelay:
+    def _new_relay(self, session: SessionRow) -> SessionRelay:
         config = self.services.config
-        taps = self._taps_for(session)
+        row = session.as_mapping()  # what relays, taps and agent messages are built from
+        taps = self._taps_for(row)
         relay = SessionRelay(
             self,
-            session,
+            row,
             self.settings,
             idle_limit=limit_seconds(
-                config.idle_timeout_override, session["idle_session_timeout"], DEFAULT_IDLE_MINUTES
+                config.idle_timeout_override, session.idle_session_timeout, DEFAULT_IDLE_MINUTES
             ),
-            max_duration=limit_seconds(config.max_duration_override, session["max_session_duration"], None),
-            tap=TapPump(session, taps) if taps else None,
+            max_duration=limit_seconds(config.max_duration_override, session.max_session_duration, None),
+            tap=TapPump(row, taps, self.clock.monotonic) if taps else None,
+            clock=self.clock.monotonic,
         )
         self.relays[relay.session_id] = relay
         self._session_event(relay, opened=True)
@@ -286,15 +300,15 @@ class GatewayNode:
         session = await self._active_session(session_id)
         relay = self.relays.get(session_id)
         if relay is None:
-            if session["status"] != "Connecting":
+            if session.status != SessionStatus.CONNECTING:
                 raise SessionRefused(f"Session {session_id} can no longer be resumed")
             relay = self._new_relay(session)
         await relay.attach_client(peer)
         if not relay.shell_dispatched and relay.agent is None:
             relay.shell_dispatched = True
-            if not await self._start_on_agent(relay.target, messages.interactive_shell(session)):
+            if not await self._start_on_agent(relay.target, messages.interactive_shell(session.as_mapping())):
                 reason = f"Target {relay.target} is not connected to this gateway"
-                await relay.end("Failed", reason, client_output=reason, notify_agent=False)
+                await relay.end(SessionStatus.FAILED, reason, client_output=reason, notify_agent=False)
         return relay
 
     async def _start_on_agent(self, instance_id: str, shell: bytes) -> bool:
@@ -310,7 +324,7 @@ class GatewayNode:
         if self._stopping:
             raise SessionRefused("The gateway is shutting down")
         session = await self._active_session(session_id)
-        if session["target"] != instance_id:
+        if session.target != instance_id:
             raise SessionRefused(f"Session {session_id} does not target {instance_id}")
         relay = self.relays.get(session_id) or self._new_relay(session)
         relay.shell_dispatched = True
@@ -321,11 +335,15 @@ class GatewayNode:
         """TerminateSession: end it here, or at least in the store and on the agent."""
         relay = self.relays.get(session_id)
         if relay is not None:
-            await relay.end("Terminated", reason, client_output=reason, notify_agent=True)
+            await relay.end(SessionStatus.TERMINATED, reason, client_output=reason, notify_agent=True)
             return
-        session = await store.get_session(self.engine, session_id)
-        if session is None or session["node_id"] != self.node_id:
+        session = await sessions.get(self.engine, session_id)
+        if session is None or session.node_id != self.node_id:
             return
-        if await store.finish_session(self.engine, session_id, status="Terminated", reason=reason):
-            closed = messages.channel_closed(session_id, session["target"], reason)
-            await self.send_control(session["target"], closed)
+        ended = await sessions.finish(
+            self.engine, session_id, status=SessionStatus.TERMINATED, reason=reason, now=self.clock.now()
+        )
+        if ended:
+            await self.send_control(
+                session.target, messages.channel_closed(session_id, session.target, reason)
+            )

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 log = logging.getLogger(__name__)
@@ -91,17 +91,20 @@ _Event = tuple[str, Payload, int, float]
 class TapPump:
     """Feeds one session's events to its taps from a bounded queue, in order."""
 
-    def __init__(self, session: Mapping[str, Any], taps: list[SessionTap]) -> None:
+    def __init__(
+        self, session: Mapping[str, Any], taps: list[SessionTap], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._session = dict(session)
         self._taps = taps
         self._queue: asyncio.Queue[_Event | None] = asyncio.Queue(QUEUE_LIMIT)
-        self._started = time.monotonic()
+        self._clock = clock  # monotonic seconds (the node's Services.clock)
+        self._started = clock()
         self._in_order = {"output": _InOrder(), "input": _InOrder()}
         self.dropped = 0
         self._task = asyncio.create_task(self._run(), name=f"tap-{self._session.get('session_id')}")
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._started
+        return self._clock() - self._started
 
     def output(self, payload: Payload, payload_type: int, sequence: int | None = None) -> None:
         self._sequenced("output", payload, payload_type, sequence)

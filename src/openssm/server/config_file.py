@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import click
 
+from openssm.errors import OpenSSMError
+
 CONFIG_OPTION: Final = "config"
 
 
@@ -34,8 +36,8 @@ def keys(command: click.Command) -> dict[str, click.Option]:
     }
 
 
-class ConfigFileError(click.BadParameter):
-    pass
+class ConfigFileError(click.BadParameter, OpenSSMError):
+    """The file cannot be read, or says something the server does not take (click shows the message)."""
 
 
 def read(path: pathlib.Path) -> dict[str, Any]:

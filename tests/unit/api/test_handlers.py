@@ -44,7 +44,7 @@ def test_every_operation_module_is_imported_by_the_api() -> None:
         "AmazonSSM.SendCommand",  # commands
         "AmazonSSM.CreateDocument",  # documents
         "iam:CreateUser",  # iam
-        "iam:CreateLoginProfile",  # iam_login
+        "iam:CreateLoginProfile",  # iam.login_profiles
         "sts:GetCallerIdentity",  # sts
         "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents",  # audit
     } <= set(found["mounted"])
