@@ -14,6 +14,13 @@ from click.testing import CliRunner
 from tests.integration.api_harness import ApiServer
 
 from openssm.cli import main
+from openssm.store.db import database_url_for
+
+
+def embedded(data_dir: pathlib.Path) -> ApiServer:
+    """A server on the embedded SQLite database (what backup and restore are for), also when the
+    suite runs its API tests again on PostgreSQL."""
+    return ApiServer(data_dir, database_url=database_url_for(data_dir))
 
 
 def admin(*args: str) -> tuple[int, str]:
@@ -28,7 +35,7 @@ def user_names(server: ApiServer) -> set[str]:
 
 def test_backup_while_running_then_restore(tmp_path: pathlib.Path) -> None:
     data_dir = tmp_path / "data"
-    server = ApiServer(data_dir).start()
+    server = embedded(data_dir).start()
     stop_writing = threading.Event()
     written: list[str] = []
 
@@ -73,7 +80,7 @@ def test_backup_while_running_then_restore(tmp_path: pathlib.Path) -> None:
     assert "kept the previous database as" in output
     assert len(list(data_dir.glob("openssm.db.before-restore-*"))) == 1
 
-    restarted = ApiServer(data_dir).start()
+    restarted = embedded(data_dir).start()
     try:
         names = user_names(restarted)
         assert "before-backup" in names and "after-backup" not in names
@@ -83,11 +90,11 @@ def test_backup_while_running_then_restore(tmp_path: pathlib.Path) -> None:
 
 
 def test_restore_refuses_a_backup_made_with_another_master_key(tmp_path: pathlib.Path) -> None:
-    server = ApiServer(tmp_path / "one").start()
+    server = embedded(tmp_path / "one").start()
     server.stop()
     code, output = admin("backup", str(tmp_path / "one.db"), "--data-dir", str(tmp_path / "one"))
     assert code == 0, output
-    other = ApiServer(tmp_path / "two").start()  # a data directory with a master key of its own
+    other = embedded(tmp_path / "two").start()  # a data directory with a master key of its own
     other.stop()
     code, output = admin("restore", str(tmp_path / "one.db"), "--data-dir", str(tmp_path / "two"))
     assert code == 1 and "is not the one" in output and "master key" in output
