@@ -9,6 +9,8 @@ import hashlib
 import pathlib
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -170,3 +172,26 @@ async def test_an_endless_head_is_cut_off() -> None:
     async with server:
         with pytest.raises(handshake.HandshakeError, match="longer than"):
             await websocket_connection.dial(url, max_message=1024)
+
+
+def test_the_clients_xor_loads_the_compiled_one_for_the_first_large_frame() -> None:
+    """In a process without aiohttp (the client), small frames are masked in Python and the first
+    large one loads aiohttp's compiled XOR; both give RFC 6455's masking."""
+    probe = """
+import os, sys
+from openssm.protocol import websocket as codec
+from openssm.transport import websocket_connection as wc
+assert wc.MASK is wc._lazy_mask and "aiohttp" not in sys.modules
+key = os.urandom(4)
+for size in (0, 1, 5, wc.LAZY_MASK_LIMIT - 1):
+    data = os.urandom(size); masked = bytearray(data); wc.MASK(key, masked)
+    expected = bytearray(data); codec.mask_python(key, expected)
+    assert masked == expected
+assert "aiohttp" not in sys.modules and wc._compiled is None
+data = os.urandom(1 << 20); masked = bytearray(data); wc.MASK(key, masked)
+expected = bytearray(data); codec.mask_python(key, expected)
+assert masked == expected and wc._compiled is not None and wc._compiled is not codec.mask_python
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

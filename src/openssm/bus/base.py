@@ -1,8 +1,8 @@
 """Node-to-node signalling. Messages are small JSON objects published on named channels.
 
 Channels used: ``node.<node_id>`` (commands for the gateway node holding a session or control
-channel: terminate a session, start a command), ``sessions`` (session state changes, for live
-pages). Delivery is at-most-once and best effort: state of record lives in the store.
+channel: terminate a session, start or cancel a command; the vocabulary is ``node_channel``).
+Delivery is at-most-once and best effort: state of record lives in the store.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     def subscribe(self, channel: str) -> AsyncIterator[Message]:
         """Messages published on ``channel`` after this call, until the iterator is closed."""
+
+    async def ping(self) -> bool:
+        """The bus is reachable (readiness). An in-process bus always is."""
+        return True
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

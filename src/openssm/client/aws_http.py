@@ -23,6 +23,7 @@ import os
 import random
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -147,11 +148,8 @@ def ca_file(ca_bundle: str | None) -> str | None:
         pass
     else:
         return str(certifi.where())
-    import importlib.util
-
-    spec = importlib.util.find_spec("botocore")  # finds the package without importing it
-    if spec is not None and spec.origin:
-        bundled = os.path.join(os.path.dirname(spec.origin), "cacert.pem")
+    for entry in sys.path:  # botocore's own bundle, found where importing botocore would find it
+        bundled = os.path.join(entry or ".", "botocore", "cacert.pem")
         if os.path.isfile(bundled):
             return bundled
     return None  # the system's roots

@@ -14,7 +14,6 @@ A channel that cannot be opened here is left to the session, which dials again w
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import sys
 import threading
@@ -40,22 +39,20 @@ class Imports:
     pairs them and the agent starts the shell), so that the dial does not wait for the interpreter.
     """
 
-    FIRST: Final = ("openssm.protocol.messages",)
-    REST: Final = ("openssm.client.session",)
-
     def __init__(self) -> None:
         self._opened = threading.Event()
         self._wanted = True
         self._result = asyncio.get_running_loop().run_in_executor(None, self._load)
 
     def _load(self) -> ModuleType | None:
-        for name in self.FIRST:
-            importlib.import_module(name)
+        import openssm.protocol.messages  # noqa: F401  (the open frame's)
+
         self._opened.wait()
         if not self._wanted:
             return None
-        modules = [importlib.import_module(name) for name in self.REST]
-        return modules[-1]
+        from openssm.client import session
+
+        return session
 
     def go_on(self) -> None:
         """The channels are open (or will not be): import the rest."""

@@ -10,7 +10,8 @@ for the measurements behind this and for what aiohttp's framing costs per byte.
 The client (``openssm start-session``, the plugin) dials with :func:`dial` instead: TCP, an HTTP
 CONNECT tunnel through a proxy when one is configured, TLS, and the upgrade of
 :mod:`openssm.protocol.http1`, all on asyncio, so that it never imports aiohttp
-(whose import alone took about a sixth of the client's time to a prompt). It gets a
+(whose import alone took about a sixth of the client's time to a prompt; its compiled XOR is
+loaded with the first large frame: see ``MASK``). It gets a
 :class:`ClientWebSocket`: the same framing, with messages of this module's own
 :class:`WsMessage`/:class:`WsMessageType`, whose values are aiohttp's, so ``==`` compares them alike.
 
@@ -32,10 +33,7 @@ import base64
 import collections
 import contextlib
 import enum
-import importlib.machinery
-import importlib.util
 import logging
-import os
 import socket
 import ssl
 import sys
@@ -56,31 +54,34 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Frames below this many bytes are masked in Python until aiohttp is loaded (see _lazy_mask).
+LAZY_MASK_LIMIT: Final = 4096
+_compiled: codec.MaskFunction | None = None
+
+
 def _compiled_mask() -> codec.MaskFunction:
-    """aiohttp's compiled XOR (from its wheels), loaded from its file so that aiohttp itself is not
-    imported. Not public API: tests/unit/test_websocket_connection.py fails if an aiohttp upgrade
-    moves it, rather than letting data channels fall back to the slow Python XOR silently."""
-    spec = importlib.util.find_spec("aiohttp")  # finds the package without importing it
-    if spec is None or spec.origin is None:
-        return codec.mask_python
-    name = "aiohttp._websocket.mask"  # the name it was compiled as: the same module aiohttp loads
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return cast(codec.MaskFunction, loaded._websocket_mask_cython)
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = os.path.join(os.path.dirname(spec.origin), "_websocket", "mask" + suffix)
-        if os.path.isfile(path):
-            loader = importlib.machinery.ExtensionFileLoader(name, path)
-            module_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-            if module_spec is None:
-                break
-            module = importlib.util.module_from_spec(module_spec)
-            loader.exec_module(module)
-            return cast(codec.MaskFunction, module._websocket_mask_cython)
-    return codec.mask_python  # pragma: no cover
+    """aiohttp's compiled XOR, from its wheels. Not public API: tests/unit/test_websocket_connection.py
+    fails if an aiohttp upgrade moves it, rather than letting data channels fall back silently."""
+    global _compiled
+    if _compiled is None:
+        from aiohttp._websocket.helpers import websocket_mask
+
+        _compiled = websocket_mask
+    return _compiled
 
 
-MASK: codec.MaskFunction = _compiled_mask()
+def _lazy_mask(key: bytes, data: bytearray) -> None:
+    """The client's XOR: it never imports aiohttp otherwise (see "Client start-up" in DESIGN.md), and
+    its interactive frames (keystrokes, acks, the open frame) are small; the first large frame (bulk
+    port data) loads aiohttp's compiled XOR, once."""
+    if _compiled is None and len(data) < LAZY_MASK_LIMIT:
+        codec.mask_python(key, data)
+    else:
+        _compiled_mask()(key, data)
+
+
+# The server and the agent have imported aiohttp by now; the client has not, and should not have to.
+MASK: codec.MaskFunction = _compiled_mask() if "aiohttp" in sys.modules else _lazy_mask
 
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # unread bytes before the socket stops being read
 # While its reads are paused, a connection pings its peer this often: a peer judging liveness by

@@ -13,9 +13,7 @@ HEAVY = ("boto3", "botocore", "aiohttp")
 
 
 def loaded_after(code: str) -> set[str]:
-    """Modules in sys.modules after running ``code`` in a fresh interpreter. (aiohttp's compiled
-    XOR, ``aiohttp._websocket.mask``, is loaded from its file without the package: see
-    ``websocket_connection._compiled_mask``.)"""
+    """Modules in sys.modules after running ``code`` in a fresh interpreter."""
     probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60

@@ -1,0 +1,144 @@
+"""The server process: open the shared services, serve the composed application, close them again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from openssm.bus.factory import make_bus
+from openssm.server.bootstrap import bootstrap, console_text, usage_text
+from openssm.server.composition import compose
+from openssm.server.datadir import DataDirLock
+from openssm.server.metrics import start_metrics_listener
+from openssm.services import ServerConfig, Services
+from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.secrets import SecretCipher
+from openssm.transport import runtime
+
+log = logging.getLogger(__name__)
+
+
+class _MalformedHttpWithoutTraceback(logging.Filter):
+    """aiohttp logs every unparseable request (oversized headers, bad Content-Length, garbage) at
+    ERROR with a traceback; the client already got its 400, so one line without the traceback is
+    enough, and garbage from the network cannot fill the log with stack traces."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.msg}: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), exc)
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_HTTP_LOG_FILTER = _MalformedHttpWithoutTraceback()
+
+
+def uses_embedded_database(config: ServerConfig) -> bool:
+    return config.database_url is None or config.database_url.startswith("sqlite")
+
+
+async def create_services(config: ServerConfig) -> Services:
+    """Open the database (migrating it), the master key and the bus; bootstrap the account."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.chmod(0o700)  # database, key and credentials: for the server's user only
+    cipher = SecretCipher.for_data_dir(config.data_dir)
+    engine = make_engine(config.database_url or database_url_for(config.data_dir))
+    await migrate(engine)
+    services = Services(config=config, engine=engine, bus=make_bus(config.redis_url), cipher=cipher)
+    if await bootstrap(services):
+        print(usage_text(config.data_dir, config.public_url), flush=True)
+    return services
+
+
+async def close_services(services: Services) -> None:
+    await services.bus.close()
+    await services.engine.dispose()
+
+
+def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    _load_certificate(context, config)
+    return context
+
+
+def _load_certificate(context: ssl.SSLContext, config: ServerConfig) -> None:
+    assert config.tls_cert is not None
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+
+
+def reload_certificate(context: ssl.SSLContext | None, config: ServerConfig) -> bool:
+    """SIGHUP: load the certificate and key files again into the listening context. Connections
+    already open keep the certificate they were made with (sessions are not dropped); new ones get
+    the new certificate. Files that do not load (a half-written renewal) leave the old one in use."""
+    if context is None:
+        log.info("SIGHUP: no TLS certificate to reload (serving plain HTTP)")
+        return False
+    try:
+        _load_certificate(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), config)  # check first
+        _load_certificate(context, config)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("SIGHUP: kept the TLS certificate in use: cannot load %s: %s", config.tls_cert, exc)
+        return False
+    log.info("SIGHUP: reloaded the TLS certificate %s and its key", config.tls_cert)
+    return True
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+            loop.add_signal_handler(sig, stop.set)
+    logging.getLogger("aiohttp.server").addFilter(_HTTP_LOG_FILTER)  # once: filters are a set
+    async with contextlib.AsyncExitStack() as stack:
+        if uses_embedded_database(config):
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(DataDirLock(config.data_dir))  # one server per embedded database
+        services = await create_services(config)
+        stack.push_async_callback(close_services, services)
+        runner = web.AppRunner(
+            compose(services).app, handle_signals=False, access_log=None, shutdown_timeout=5
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        ssl_context = _ssl_context(config)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+            loop.add_signal_handler(signal.SIGHUP, reload_certificate, ssl_context, config)
+            stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+        site = web.TCPSite(runner, config.listen_host, config.listen_port, ssl_context=ssl_context)
+        await site.start()
+        if config.metrics_listen is not None:
+            host, port = config.metrics_listen
+            metrics_runner = await start_metrics_listener(services.metrics, host, port)
+            stack.push_async_callback(metrics_runner.cleanup)
+            log.info("Prometheus metrics at http://%s:%s/metrics", host, port)
+        log.info(
+            "OpenSSM listening on %s:%s (public URL %s)",
+            config.listen_host,
+            config.listen_port,
+            config.public_url,
+        )
+        print(f"OpenSSM server listening on {config.listen_host}:{config.listen_port}", flush=True)
+        print(console_text(config.data_dir, config.public_url), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+
+
+def run(config: ServerConfig) -> None:
+    runtime.run(serve(config))
