@@ -372,6 +372,9 @@ def run_ssh_proxycommand(ctx: Context, source: pathlib.Path | None = None) -> Ru
     return Run(first - child.started, client_steps(ctx, child.started))
 
 
+PLUGIN_START = f"plugin: {CLIENT_STEPS['start']}"
+
+
 def run_aws_cli(ctx: Context, source: pathlib.Path | None = None) -> Run:
     read_trace(ctx.trace)
     ctx.agent_log.new_events()
@@ -617,6 +620,11 @@ def report(results: dict[str, list[Run]], floor: str) -> None:
             else ""
         )
         print(f"  {name:<{width}} {ms(median)}  [{ms(min(totals))} - {ms(max(totals))}]{extra}")
+        plugin = [run.total - run.steps[PLUGIN_START] for run in runs if PLUGIN_START in run.steps]
+        if plugin:  # the target for the AWS CLI: its own start-up plus at most so much
+            print(
+                f"  {'  of which the plugin (first mark → prompt)':<{width}} {ms(statistics.median(plugin))}"
+            )
     for name, runs in results.items():
         step_names: list[str] = []
         for run in runs:
