@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 # upload bytes, download bytes, seconds the server waits before reading, seconds the client
 # waits before reading (a "slow reader" on either end).
@@ -174,20 +175,50 @@ def half_close_exchange(port: int, size: int, timeout: float = 60.0) -> None:
 _client_block = _random_block()
 
 
-def checked_transfer(
-    port: int,
-    *,
-    upload: int,
-    download: int,
-    host: str = "127.0.0.1",
-    server_delay: float = 0.0,
-    client_delay: float = 0.0,
-    timeout: float = 60.0,
-) -> float:
+@dataclass(frozen=True)
+class TransferReport:
+    """One checked transfer as both ends saw it: byte counts and SHA-256 digests."""
+
+    seconds: float
+    uploaded: int  # bytes the client sent (and the destination received)
+    downloaded: int  # bytes the destination sent (and the client received)
+    client_sent: str  # hex SHA-256 of the upload, as the client sent it ...
+    server_received: str  # ... and as the destination received it
+    server_sent: str  # the download as the destination sent it ...
+    client_received: str  # ... and as the client received it
+
+    def describe(self, label: str = "transfer") -> str:
+        return (
+            f"{label}: upload {self.uploaded} bytes sha256 client-sent {self.client_sent[:16]}… "
+            f"server-received {self.server_received[:16]}…; download {self.downloaded} bytes sha256 "
+            f"server-sent {self.server_sent[:16]}… client-received {self.client_received[:16]}…; "
+            f"{self.seconds:.1f} s"
+        )
+
+
+class TransferOptions(TypedDict, total=False):
+    host: str
+    server_delay: float  # seconds the destination waits before reading
+    client_delay: float  # seconds the client waits before reading
+    timeout: float
+
+
+def checked_transfer(port: int, *, upload: int, download: int, **options: Unpack[TransferOptions]) -> float:
     """One connection through ``host:port`` moving ``upload``/``download`` bytes; returns seconds.
 
     Raises :class:`TransferError` if either direction's checksum differs.
     """
+    return reported_transfer(port, upload=upload, download=download, **options).seconds
+
+
+def reported_transfer(
+    port: int, *, upload: int, download: int, **options: Unpack[TransferOptions]
+) -> TransferReport:
+    """:func:`checked_transfer`, returning what both ends counted and hashed."""
+    host = options.get("host", "127.0.0.1")
+    server_delay = options.get("server_delay", 0.0)
+    client_delay = options.get("client_delay", 0.0)
+    timeout = options.get("timeout", 60.0)
     started = time.perf_counter()
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(HEADER.pack(upload, download, server_delay, client_delay))
@@ -219,7 +250,15 @@ def checked_transfer(
         raise TransferError(f"upload of {upload} bytes arrived corrupted")
     if digests[32:] != received.digest():
         raise TransferError(f"download of {download} bytes arrived corrupted")
-    return time.perf_counter() - started
+    return TransferReport(
+        seconds=time.perf_counter() - started,
+        uploaded=upload,
+        downloaded=download,
+        client_sent=sent.hexdigest(),
+        server_received=digests[:32].hex(),
+        server_sent=digests[32:].hex(),
+        client_received=received.hexdigest(),
+    )
 
 
 @dataclass
