@@ -95,12 +95,13 @@ class ChecksumServer:
             def read_upload() -> None:
                 time.sleep(server_delay)
                 remaining = upload
-                while remaining:
-                    data = conn.recv(min(CHUNK, remaining))
-                    if not data:
-                        return
-                    received.update(data)
-                    remaining -= len(data)
+                with contextlib.suppress(OSError):  # a reset connection: the sender's side reports it
+                    while remaining:
+                        data = conn.recv(min(CHUNK, remaining))
+                        if not data:
+                            return
+                        received.update(data)
+                        remaining -= len(data)
 
             reader = threading.Thread(target=read_upload, daemon=True)
             reader.start()
