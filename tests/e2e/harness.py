@@ -169,6 +169,31 @@ class Server:
             aws_secret_access_key=secret,
         )
 
+    def session_record(self, session_id: str) -> dict[str, Any] | None:
+        """The session as describe-sessions shows it (Active or History), or None if not listed."""
+        ssm = self.client("ssm")
+        for state in ("Active", "History"):
+            for session in ssm.describe_sessions(State=state)["Sessions"]:
+                if session["SessionId"] == session_id:
+                    return dict(session)
+        return None
+
+
+def port_forwarding_argv(server: Server, target: str, port: int, *extra: str) -> list[str]:
+    """`openssm start-session` forwarding an ephemeral local port to ``port`` on the target."""
+    return openssm_argv(
+        "start-session",
+        "--target",
+        target,
+        "--endpoint-url",
+        server.endpoint,
+        "--document-name",
+        "AWS-StartPortForwardingSession",
+        "--parameters",
+        f"portNumber={port}",
+        *extra,
+    )
+
 
 class Agent:
     def __init__(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.forwarding import ChecksumServer, TransferError, reported_transfer, session_process
-from tests.e2e.harness import Server, openssm_argv, running_system, wait_until
+from tests.e2e.harness import Server, openssm_argv, port_forwarding_argv, running_system, wait_until
 from tests.e2e.test_faults_shell import Terminal
 
 pytestmark = pytest.mark.slow
@@ -24,20 +24,11 @@ MIB = 1 << 20
 RESUME_WINDOW = 120.0  # GatewaySettings.resume_window: how long a session waits for its client
 
 
-def session_row(server: Server, session_id: str) -> dict[str, Any] | None:
-    ssm = server.client("ssm")
-    for state in ("Active", "History"):
-        for session in ssm.describe_sessions(State=state)["Sessions"]:
-            if session["SessionId"] == session_id:
-                return dict(session)
-    return None
-
-
 def wait_status(server: Server, session_id: str, status: str, timeout: float) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     def reached() -> bool:
-        row = session_row(server, session_id)
+        row = server.session_record(session_id)
         if row is not None and row["Status"] == status:
             found.update(row)
             return True
@@ -52,17 +43,7 @@ def test_agent_killed_mid_transfer(tmp_path: pathlib.Path) -> None:
     """The client says why and exits; the server records the session Terminated."""
     with running_system(tmp_path) as (server, agent), ChecksumServer() as destination:
         assert agent.instance_id and agent.process
-        argv = openssm_argv(
-            "start-session",
-            "--target",
-            agent.instance_id,
-            "--endpoint-url",
-            server.endpoint,
-            "--document-name",
-            "AWS-StartPortForwardingSession",
-            "--parameters",
-            f"portNumber={destination.port}",
-        )
+        argv = port_forwarding_argv(server, agent.instance_id, destination.port)
         with (
             session_process(argv, server.aws_env()) as session,
             concurrent.futures.ThreadPoolExecutor(1) as pool,

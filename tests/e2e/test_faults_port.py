@@ -23,7 +23,7 @@ from tests.e2e.forwarding import (
     reported_transfer,
     session_process,
 )
-from tests.e2e.harness import ProxiedSystem, openssm_argv, proxied_system
+from tests.e2e.harness import ProxiedSystem, port_forwarding_argv, proxied_system
 from tests.support.faultproxy import ProxyThread
 
 pytestmark = pytest.mark.slow
@@ -67,17 +67,7 @@ def path_proxy(system: ProxiedSystem, path: Path) -> ProxyThread:
 @contextlib.contextmanager
 def port_session(system: ProxiedSystem, destination: ChecksumServer) -> Iterator[tuple[SessionProcess, int]]:
     assert system.agent.instance_id
-    argv = openssm_argv(
-        "start-session",
-        "--target",
-        system.agent.instance_id,
-        "--endpoint-url",
-        system.server.endpoint,
-        "--document-name",
-        "AWS-StartPortForwardingSession",
-        "--parameters",
-        f"portNumber={destination.port}",
-    )
+    argv = port_forwarding_argv(system.server, system.agent.instance_id, destination.port)
     with session_process(argv, system.server.aws_env()) as session:
         (local,) = session.local_ports()
         session.wait_for(r"Waiting for connections\.\.\.")
