@@ -5,12 +5,15 @@
   the end the server reports the SHA-256 of what it received and of what it sent, so both
   directions are verified end to end without relying on TCP half-close.
 * :func:`checked_transfer` — the client side of that protocol.
+* :class:`PacedEnd` / :class:`PacedDestination` — a 16-byte record each way every millisecond,
+  stamped with its send time: when the first byte gets through after a fault.
 * :class:`SessionProcess` — a running ``openssm start-session`` / ``aws ssm start-session`` whose
   output is read in the background (``wait_for`` a line, ``local_ports``).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
@@ -260,6 +263,94 @@ def reported_transfer(
         server_sent=digests[32:].hex(),
         client_received=received.hexdigest(),
     )
+
+
+# -- paced streams: when does a byte get through? ---------------------------------------------------
+
+RECORD = struct.Struct("!Qd")  # sequence number, send time (time.monotonic: one clock, one machine)
+PACE = 0.001  # seconds between records, each way
+HEALTHY_WITHIN = 0.05  # a path is healthy when records arrive this fresh
+
+
+class PacedEnd:
+    """One end of a paced stream on a socket: a thread sends a record every PACE seconds, another
+    notes when each record from the other end arrives."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.arrivals: list[float] = []  # when each record from the other end arrived
+        self.sent: list[float] = []  # and when that end sent it (one clock: same machine)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._send, daemon=True),
+            threading.Thread(target=self._receive, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _send(self) -> None:
+        sequence = 0
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                self.sock.sendall(RECORD.pack(sequence, time.monotonic()))
+                sequence += 1
+                time.sleep(PACE)
+
+    def _receive(self) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := self.sock.recv(65536):
+                now = time.monotonic()
+                pending += data
+                whole = len(pending) // RECORD.size
+                for index in range(whole):
+                    self.sent.append(RECORD.unpack_from(pending, index * RECORD.size)[1])
+                    self.arrivals.append(now)
+                pending = pending[whole * RECORD.size :]
+
+    def first_after(self, back: float, fault: float, timeout: float = 60.0) -> float:
+        """Seconds from ``back`` (the network is back) to the arrival of the first record sent
+        after ``fault`` began: one that had to cross the path after the fault (waits for one)."""
+        deadline = time.monotonic() + timeout
+        index = bisect.bisect_right(self.arrivals, fault)
+        while time.monotonic() < deadline:
+            while index < len(self.arrivals):
+                if self.sent[index] >= fault:
+                    return max(0.0, self.arrivals[index] - back)
+                index += 1
+            time.sleep(0.001)
+        raise TimeoutError(f"no byte arrived within {timeout} s of the network coming back")
+
+    def fresh(self) -> bool:
+        return bool(self.arrivals) and time.monotonic() - self.arrivals[-1] < HEALTHY_WITHIN
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class PacedDestination:
+    """The port session's destination: each accepted connection becomes a PacedEnd."""
+
+    def __init__(self, host: str) -> None:
+        self._listener = socket.create_server((host, 0))
+        self.host = host
+        self.port: int = self._listener.getsockname()[1]
+        self.ends: list[PacedEnd] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                self.ends.append(PacedEnd(conn))
+
+    def close(self) -> None:
+        for end in self.ends:
+            end.close()
+        self._listener.close()
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Literal
@@ -18,12 +19,14 @@ import pytest
 
 from tests.e2e.forwarding import (
     ChecksumServer,
+    PacedDestination,
+    PacedEnd,
     SessionProcess,
     TransferReport,
     reported_transfer,
     session_process,
 )
-from tests.e2e.harness import ProxiedSystem, port_forwarding_argv, proxied_system
+from tests.e2e.harness import ProxiedSystem, port_forwarding_argv, proxied_system, wait_until
 from tests.support.faultproxy import ProxyThread
 
 pytestmark = pytest.mark.slow
@@ -238,3 +241,50 @@ def test_proxies_carry_what_they_should(system: ProxiedSystem, destination: Chec
         agent_links = {link.path.split("/")[2] for link in system.agent_path.links()}
     assert client_links and all(link.path.startswith(DATA) for link in client_links)
     assert agent_links == {"control-channel", "data-channel"}
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason=(
+        "After an RST of the agent's data channel, the client->agent messages lost in flight are"
+        " resent by the client one at a time (protocol.channel.StreamEndpoint.due_resends: the oldest"
+        " unacked, once per RTO), while the agent holds at most 16 out of order on the fast path"
+        " (transport.mux.FAST_PATH_REORDER_LIMIT) and drops the rest unacked. A stream of ~1,000 small"
+        " messages a second (one 16-byte record per ms) then gains ~17 messages per RTO and never"
+        " catches up: after a few resets (the 3rd to the 8th seen) no byte sent after the fault reaches the destination"
+        " within 10 s. The client is never told that the agent re-dialled, so it does not replay"
+        " everything unacked as it does after a reconnect of its own."
+    ),
+)
+def test_small_messages_recover_after_agent_channel_resets(system: ProxiedSystem) -> None:
+    """Up to 30 RSTs of the agent's data channel under a paced stream of small messages each way:
+    after each, a byte sent after the fault must get through within 10 s, both ways."""
+    assert system.agent.instance_id
+    destination = PacedDestination("127.0.0.1")
+    argv = port_forwarding_argv(system.server, system.agent.instance_id, destination.port)
+    try:
+        with session_process(argv, system.server.aws_env()) as session:
+            (local,) = session.local_ports()
+            client_end = PacedEnd(socket.create_connection(("127.0.0.1", local)))
+            wait_until(lambda: len(destination.ends) == 1, "the paced stream to reach the destination")
+            agent_end = destination.ends[0]
+            try:
+                for index in range(1, 31):
+                    wait_until(
+                        lambda: client_end.fresh() and agent_end.fresh(), "both ways to flow", timeout=30
+                    )
+                    fault = time.monotonic()
+                    assert system.agent_path.reset(DATA) >= 1
+                    back = time.monotonic()
+                    down = client_end.first_after(back, fault, timeout=10)
+                    up = agent_end.first_after(back, fault, timeout=10)
+                    print(
+                        f"RST {index} of the agent's data channel: a byte got through in {down:.3f} s"
+                        f" agent->client, {up:.3f} s client->agent"
+                    )
+            finally:
+                client_end.close()
+    finally:
+        destination.close()

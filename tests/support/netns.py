@@ -86,11 +86,15 @@ class Namespace:
         """Drop each packet crossing the veth with ``probability``, both ways (0: no loss)."""
         self._replace_rules("OPENSSM-LOSS", probability)
 
-    def set_blackhole(self, on: bool) -> None:
-        """Drop every packet crossing the veth (a dead link) or none."""
-        self._replace_rules("OPENSSM-BLACKHOLE", 1.0 if on else 0.0)
+    def set_blackhole(self, on: bool, port: int | None = None) -> None:
+        """Drop every packet crossing the veth (a dead link), or only TCP to and from ``port`` on
+        the host's side; or, with ``on`` False, none."""
+        match = ("-p", "tcp", "--sport", str(port)) if port else ()
+        self._replace_rules("OPENSSM-BLACKHOLE", 1.0 if on else 0.0, match)
+        if on and port:
+            self.run("iptables", "-A", "OPENSSM-BLACKHOLE", "-p", "tcp", "--dport", str(port), "-j", "DROP")
 
-    def _replace_rules(self, chain: str, probability: float) -> None:
+    def _replace_rules(self, chain: str, probability: float, match: Sequence[str] = ()) -> None:
         """Our rules live in a chain of their own, jumped to for traffic on the veth only."""
         if self.run("iptables", "-n", "-L", chain, check=False).returncode != 0:
             self.run("iptables", "-N", chain)
@@ -98,10 +102,10 @@ class Namespace:
             self.run("iptables", "-I", "OUTPUT", "-o", self.ns_if, "-j", chain)
         self.run("iptables", "-F", chain)
         if probability >= 1.0:
-            self.run("iptables", "-A", chain, "-j", "DROP")
+            self.run("iptables", "-A", chain, *match, "-j", "DROP")
         elif probability > 0:
             self.run(
-                "iptables", "-A", chain, "-m", "statistic", "--mode", "random",
+                "iptables", "-A", chain, *match, "-m", "statistic", "--mode", "random",
                 "--probability", f"{probability:.4f}", "-j", "DROP",
             )  # fmt: skip
 
