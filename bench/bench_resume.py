@@ -125,6 +125,7 @@ class FaultKind:
 def proxy_reset(path: str) -> Callable[[Rig, float], float]:
     def inject(rig: Rig, _: float) -> float:
         proxy = rig.client_path if path == "client" else rig.agent_path
+        proxy.wait_link(DATA, timeout=30)  # (a data channel may be between two connections)
         if proxy.reset(DATA) < 1:
             raise RuntimeError(f"no {path} data channel to reset")
         return time.monotonic()

@@ -14,10 +14,11 @@ on command, it:
   server that is down) and accepts again on the same port;
 * counts the bytes forwarded each way, per connection and in all, and when the last byte went.
 
-Each accepted connection is a :class:`Link` named by the path of the first HTTP request line the
-dialling end sent (``/v1/data-channel/…``, ``/v1/control-channel/…``), so a fault can hit only a
-data channel while the control channel on the same proxy lives on (``match``: a substring of the
-path; ``None`` is every link).
+Each accepted connection is a :class:`Link` named by the path of the latest HTTP request line the
+dialling end sent before the connection was upgraded (``/v1/data-channel/…``,
+``/v1/control-channel/…``; a kept-alive connection may carry a REST call first), so a fault can
+hit only a data channel while the control channel on the same proxy lives on (``match``: a
+substring of the path; ``None`` is every link).
 
 :class:`FaultProxy` is the asyncio core; :class:`ProxyThread` runs one on an event loop thread of
 its own with a blocking API, for tests and benches that drive real processes synchronously.
@@ -134,8 +135,8 @@ class _Pipe:
                 if self.stopped:
                     return
             data = await self.reader.read(READ_SIZE)
-            if self.direction == "up" and self.link.path is None:
-                self.link.name_from(data)
+            if self.link.http:
+                self.link.saw(self.direction, data)
             shaping = proxy.shaping
             now = loop.time()
             due = now
@@ -213,6 +214,7 @@ class Link:
         self.proxy = proxy
         self.id = link_id
         self.path: str | None = None  # None until the dialling end's first bytes are seen
+        self.http = True  # until a 101 answer: HTTP/1.1 requests, which may follow one another
         self.counts = Counts()
         self.blackholed = False
         self.closed = asyncio.Event()
@@ -220,10 +222,16 @@ class Link:
         self.writers: dict[Side, asyncio.StreamWriter] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
-    def name_from(self, first: bytes) -> None:
-        match = REQUEST_LINE.match(first)
-        self.path = match.group(1).decode("latin-1") if match else ""
-        self.proxy.link_named()
+    def saw(self, direction: Direction, chunk: bytes) -> None:
+        """Name the link by its latest request line (a kept-alive connection can carry several
+        requests, the last of them an upgrade), until the target answers 101."""
+        if direction == "down":
+            self.http = not chunk.startswith(b"HTTP/1.1 101")
+            return
+        match = REQUEST_LINE.match(chunk)
+        if match or self.path is None:
+            self.path = match.group(1).decode("latin-1") if match else ""
+            self.proxy.link_named()
 
     def matches(self, pattern: str | None) -> bool:
         return pattern is None or (self.path is not None and pattern in self.path)

@@ -301,3 +301,28 @@ def test_thread_api_from_blocking_code() -> None:
             with pytest.raises(ConnectionResetError):
                 client.recv(1)
             assert proxy.links() == []
+
+
+async def test_a_kept_alive_connection_is_named_by_its_upgrade() -> None:
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        await writer.drain()
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    async with proxied(http) as (proxy, _):
+        reader, writer = await asyncio.open_connection(*proxy.address)
+        writer.write(b"POST /v1/control-channel/mi-1 HTTP/1.1\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        assert [link.path for link in proxy.open_links()] == ["/v1/control-channel/mi-1"]
+        writer.write(b"GET /v1/data-channel/s-1 HTTP/1.1\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        not_a_request = b"GET /not-a-request HTTP/1.1\r\n"  # upgraded: bytes, not a request
+        writer.write(not_a_request)
+        assert await read_exactly(reader, len(not_a_request)) == not_a_request
+        assert [link.path for link in proxy.open_links()] == ["/v1/data-channel/s-1"]
+        writer.close()
