@@ -101,7 +101,7 @@ def test_shell_output_survives_resets_and_a_blackhole(
         terminal.child.sendline("stty -echo; echo READY-$((6*7))")
         terminal.wait_for("READY-42")
         terminal.child.sendline(
-            f"(for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.003; done) | tee {printed};"
+            f"(for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.002; done) | tee {printed};"
             f" echo NODE-SHA256 $(sha256sum < {printed}) NODE-BYTES $(wc -c < {printed})"
         )
         for at, fault in ((500, "RST 1"), (1000, "RST 2"), (1500, "a 10 s black-hole")):
