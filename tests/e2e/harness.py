@@ -105,11 +105,20 @@ class Server:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        # What StreamUrls point at: a fault proxy in front of this server carries clients' data channels.
-        self.public_url = public_url or self.endpoint
+        self._public_url = public_url
         self.extra_args = extra_args
         self.env = env  # None: inherit this process's environment
         self.process: Process | None = None
+
+    @property
+    def public_url(self) -> str:
+        """What StreamUrls point at (a fault proxy in front of this server carries clients' data
+        channels); by default the endpoint, as it is when the server starts."""
+        return self._public_url or self.endpoint
+
+    @public_url.setter
+    def public_url(self, url: str) -> None:
+        self._public_url = url
 
     def start(self) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
