@@ -105,6 +105,8 @@ async def relay(listen_port: int, target_port: int, write_eof: bool) -> None:
 
 
 def run_relay(args: argparse.Namespace) -> None:
+    # The driver holds our stdin open: when it goes (even killed), we go too.
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
     if args.loop == "uvloop":
         import uvloop
 
@@ -183,7 +185,9 @@ def start_relay(args: argparse.Namespace, listen: int, target: int) -> subproces
         str(target),
     ]
     argv += ["--no-write-eof"] if args.no_write_eof else []
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise RuntimeError(f"relay did not start: {proc.stderr.read() if proc.stderr else ''}")
