@@ -1,12 +1,15 @@
 """Who an agent is (SigV4 for service ``ssmmessages``) and what it may open.
 
 An instance identity (a managed instance's role session named after its ``mi-``/``i-`` id) may
-open only its own control channel and data channels of sessions that target it. Other callers
-(an agent run with plain user credentials) get what their IAM policies allow.
+open only its own control channel and data channels of sessions that target it. Other callers (a
+node that joined with the IAM credentials of a user or role) get what their IAM policies allow, by
+AWS's action names: ``ssmmessages:CreateControlChannel`` / ``CreateDataChannel`` for the REST calls,
+``ssmmessages:OpenControlChannel`` / ``OpenDataChannel`` for the WebSockets. Every refusal is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -19,6 +22,8 @@ from openssm.iam.arn import ec2_instance_arn, managed_instance_arn
 from openssm.iam.principal import Principal
 from openssm.security.facts import peer_address
 from openssm.services import ServerConfig, Services
+
+log = logging.getLogger(__name__)
 
 SERVICE: Final = "ssmmessages"
 INSTANCE_ID: Final = re.compile(r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
@@ -70,11 +75,15 @@ async def authorize_agent(
     resources: Sequence[str],
 ) -> None:
     own = own_instance(identity.principal)
-    if own is not None and own != instance_id:
-        raise security.AccessDenied(
-            f"User: {identity.principal.arn} is not authorized to perform: {action} for {instance_id}"
-        )
-    facts = security.client_facts(request, services.config, identity.region)
-    source = instance_arn(services.config, instance_id)
-    context_key = "ssm:SourceInstanceARN" if instance_id.startswith("mi-") else "ec2:SourceInstanceARN"
-    await security.authorize(services, identity, action, resources, facts, {context_key: [source]})
+    try:
+        if own is not None and own != instance_id:
+            raise security.AccessDenied(
+                f"User: {identity.principal.arn} is not authorized to perform: {action} for {instance_id}"
+            )
+        facts = security.client_facts(request, services.config, identity.region)
+        source = instance_arn(services.config, instance_id)
+        context_key = "ssm:SourceInstanceARN" if instance_id.startswith("mi-") else "ec2:SourceInstanceARN"
+        await security.authorize(services, identity, action, resources, facts, {context_key: [source]})
+    except security.AccessDenied as exc:
+        log.warning("refused %s for %s by %s: %s", action, instance_id, identity.principal.arn, exc.message)
+        raise

@@ -12,11 +12,18 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from openssm import security
 from openssm.gateway import messages
-from openssm.gateway.agent_auth import authenticate_agent, is_signed, own_instance
+from openssm.gateway.agent_auth import (
+    authenticate_agent,
+    authorize_agent,
+    instance_arn,
+    is_signed,
+    own_instance,
+)
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.node import GatewayNode, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
+from openssm.iam.arn import session_arn
 from openssm.store import channel_tokens
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.transport import websocket_connection
@@ -81,8 +88,13 @@ class SocketHandlers:
             return error_response("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
         try:
             identity = await authenticate_agent(self.services, request, b"")
+            resource = instance_arn(self.services.config, instance_id)
+            action = "ssmmessages:OpenControlChannel"
+            await authorize_agent(self.services, request, identity, action, instance_id, [resource])
         except security.AuthError as exc:
             return error_response(exc.code, exc.message, exc.status)
+        except security.AccessDenied as exc:
+            return error_response("AccessDeniedException", exc.message, 403)
         ws = make_websocket(self.settings)
         await ws.prepare(request)
         peer = Peer(ws, f"control {instance_id}")
@@ -132,7 +144,7 @@ class SocketHandlers:
         try:
             opened = await read_open_frame(ws, self.settings.open_frame_timeout)
             if isinstance(opened, messages.AgentDataOpen):
-                await self._serve_agent(session_id, identity, opened, peer)
+                await self._serve_agent(request, session_id, identity, opened, peer)
             elif isinstance(opened, messages.ClientOpen):
                 await self._serve_client(session_id, opened, peer)
             elif opened is not None:
@@ -159,6 +171,7 @@ class SocketHandlers:
 
     async def _serve_agent(
         self,
+        request: web.Request,
         session_id: str,
         identity: security.Identity | None,
         opened: messages.AgentDataOpen,
@@ -171,6 +184,14 @@ class SocketHandlers:
         own = own_instance(identity.principal)
         if own is not None and own != instance_id:
             await refuse_agent(peer, session_id, f"{identity.principal.arn} is not {instance_id}")
+            return
+        config = self.services.config
+        resource = session_arn(config.region, config.account_id, session_id)
+        try:
+            action = "ssmmessages:OpenDataChannel"
+            await authorize_agent(self.services, request, identity, action, instance_id, [resource])
+        except security.AccessDenied as exc:
+            await refuse_agent(peer, session_id, exc.message)
             return
         token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         if token is None or token.principal_arn != identity.principal.arn:
