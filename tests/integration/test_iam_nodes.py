@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pathlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,26 +31,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         running.stop()
 
 
-def aws(server: ApiServer, *args: str) -> dict[str, Any]:
-    """The real AWS CLI as the server's administrator."""
-    key, secret = server.admin_credentials
-    env = {
-        "AWS_ACCESS_KEY_ID": key,
-        "AWS_SECRET_ACCESS_KEY": secret,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
-    argv = [str(pathlib.Path(sys.executable).parent / "aws"), *args, "--endpoint-url", server.endpoint]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if done.stdout.strip() else {}
-
-
 def iam_user(server: ApiServer, name: str, policy: dict[str, Any]) -> tuple[str, str]:
-    aws(server, "iam", "create-user", "--user-name", name)
-    aws(
-        server,
+    server.aws("iam", "create-user", "--user-name", name)
+    server.aws(
         "iam",
         "put-user-policy",
         "--user-name",
@@ -63,7 +43,7 @@ def iam_user(server: ApiServer, name: str, policy: dict[str, Any]) -> tuple[str,
         "--policy-document",
         json.dumps(policy),
     )
-    key = aws(server, "iam", "create-access-key", "--user-name", name)["AccessKey"]
+    key = server.aws("iam", "create-access-key", "--user-name", name)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
@@ -82,7 +62,7 @@ def report(server: ApiServer, instance_id: str, credentials: tuple[str, ...]) ->
 
 
 def listed(server: ApiServer) -> dict[str, dict[str, Any]]:
-    nodes = aws(server, "ssm", "describe-instance-information")["InstanceInformationList"]
+    nodes = server.aws("ssm", "describe-instance-information")["InstanceInformationList"]
     return {node["InstanceId"]: node for node in nodes}
 
 
@@ -96,8 +76,7 @@ def test_a_node_allowed_on_its_instance_arn_appears_as_the_id_it_reports(server:
     # Reporting again is a ping, not a second registration.
     assert report(server, NODE, credentials) == (200, {})
     # Tags for Run Command's tag targets, the way AWS tags managed nodes.
-    aws(
-        server,
+    server.aws(
         "ssm",
         "add-tags-to-resource",
         "--resource-type",
@@ -107,8 +86,8 @@ def test_a_node_allowed_on_its_instance_arn_appears_as_the_id_it_reports(server:
         "--tags",
         "Key=Role,Value=web",
     )
-    tags = aws(
-        server, "ssm", "list-tags-for-resource", "--resource-type", "ManagedInstance", "--resource-id", NODE
+    tags = server.aws(
+        "ssm", "list-tags-for-resource", "--resource-type", "ManagedInstance", "--resource-id", NODE
     )
     assert tags["TagList"] == [{"Key": "Role", "Value": "web"}]
 
