@@ -13,7 +13,11 @@ def iam_node_policy(region: str, account: str, *instance_ids: str) -> dict[str, 
         "Statement": [
             {
                 "Effect": "Allow",
-                "Action": ["ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations"],
+                "Action": [
+                    "ssm:UpdateInstanceInformation",
+                    "ssm:ListInstanceAssociations",
+                    "ec2messages:GetMessages",  # AWS's agent polls it; OpenSSM's does not
+                ],
                 "Resource": arns,
             },
             {
