@@ -172,4 +172,8 @@ def test_a_node_not_allowed_for_the_id_it_reports_is_refused_and_the_server_says
     assert STRANGER not in {node["InstanceId"] for node in nodes}
     assert server.process is not None
     log = server.process.log()
-    assert f"refused ssm:UpdateInstanceInformation for {STRANGER} by arn:aws:iam::{ACCOUNT}:user/web-1" in log
+    resource = f"arn:aws:ec2:{server.region}:{ACCOUNT}:instance/{STRANGER}"
+    assert (
+        f"refused ssm:UpdateInstanceInformation on {resource} by arn:aws:iam::{ACCOUNT}:user/web-1 (api)"
+        in log
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -103,7 +104,10 @@ async def test_opening_a_control_socket_needs_ssmmessages_open_control_channel(
         await gw.add_instance(IID)
         await gw.add_agent_user(policy=create_only)
         assert await gw.channel_token(f"/v1/control-channel/{IID}")
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        with (
+            caplog.at_level(logging.INFO, logger="openssm.refused"),
+            pytest.raises(aiohttp.WSServerHandshakeError) as refused,
+        ):
             await gw.agent_socket(f"/v1/control-channel/{IID}?role=subscribe&stream=input")
         assert refused.value.status == 403
         assert IID not in gw.node.controls

@@ -96,14 +96,16 @@ def test_a_node_not_allowed_is_refused_in_aws_words_and_logged(
     server: ApiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     credentials = iam_user(server, "node-b", iam_node_policy(REGION, ACCOUNT, NODE))
-    with caplog.at_level(logging.WARNING, logger="openssm.api.ssm_agent"):
+    with caplog.at_level(logging.INFO, logger="openssm.refused"):
         status, body = report(server, OTHER, credentials)
     assert status == 400 and body["__type"] == "AccessDeniedException"
     resource = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{OTHER}"
     assert "ssm:UpdateInstanceInformation" in body["message"] and resource in body["message"]
     assert OTHER not in listed(server)
     [line] = [r.getMessage() for r in caplog.records if OTHER in r.getMessage()]
-    assert "refused ssm:UpdateInstanceInformation" in line and "user/node-b" in line
+    assert (
+        line.startswith(f"refused ssm:UpdateInstanceInformation on {resource} by ") and "user/node-b" in line
+    )
 
 
 def test_only_ec2_style_ids_can_be_joined(server: ApiServer) -> None:

@@ -1,4 +1,4 @@
-"""``openssm agent register`` and ``openssm agent run``."""
+"""``openssm agent register``, ``openssm agent run`` and ``openssm agent install|uninstall`` (systemd)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import click
 
+from openssm import systemd
 from openssm.agent.chain_credentials import ChainCredentials
 from openssm.agent.config import (
     IAM,
@@ -210,3 +211,12 @@ async def _run(
         log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
         await agent.run(stop)
     log.info("agent stopped")
+
+
+systemd.add_service_commands(
+    agent_group,
+    systemd.agent_service,
+    "--state-dir",
+    "The state directory the service runs with (default: /var/lib/openssm-agent, where "
+    "`openssm agent register` run as root keeps the registration).",
+)

@@ -140,39 +140,37 @@ def _instance_session(request: ApiRequest) -> str | None:
     return None
 
 
-async def _authorized_for_instance(request: ApiRequest, instance_id: str, action: str) -> None:
+async def _authorized_for_instance(request: ApiRequest, instance_id: str, action: str) -> str:
     """An instance's own credentials act only for it; any other caller (an IAM user or role: a node
-    that joined with IAM credentials, or an operator) needs ``action`` on the instance's ARN. A
-    refusal is logged, so that "my node does not show up" is answered by the server's log."""
-    principal = request.require_identity().principal
+    that joined with IAM credentials, or an operator) needs ``action`` on the instance's ARN, which
+    is returned. (The dispatcher logs every refusal, with that ARN.)"""
     resource = target_arn(request.region, request.account, instance_id)
     own = _instance_session(request)
-    try:
-        if own is not None and own != instance_id:
-            raise AccessDenied(
-                f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} "
-                f"because its credentials belong to instance {own}"
-            )
-        await request.authorize(action, [resource])
-    except AccessDenied as exc:
-        log.warning("refused %s for %s by %s: %s", action, instance_id, principal.arn, exc.message)
-        raise
+    if own is not None and own != instance_id:
+        principal = request.require_identity().principal
+        raise AccessDenied(
+            f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} "
+            f"because its credentials belong to instance {own}",
+            action=action,
+            resource=resource,
+        )
+    await request.authorize(action, [resource])
+    return resource
 
 
 async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> InstanceRow:
     """An agent may act only for an instance it is allowed to act for, and that exists."""
-    await _authorized_for_instance(request, instance_id, action)
+    arn = await _authorized_for_instance(request, instance_id, action)
     instance = await instances.get(request.services.engine, instance_id)
     if instance is None or instance.deregistered:
-        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.")
+        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
     return instance
 
 
 async def _reporting_instance(request: ApiRequest, instance_id: str) -> None:
     """UpdateInstanceInformation's instance: registered already, or an EC2-style id a node with IAM
     credentials of its own joins with (on the first report it is allowed to make)."""
-    action = "ssm:UpdateInstanceInformation"
-    await _authorized_for_instance(request, instance_id, action)
+    arn = await _authorized_for_instance(request, instance_id, "ssm:UpdateInstanceInformation")
     engine = request.services.engine
     instance = await instances.get(engine, instance_id)
     if instance is None and _instance_session(request) is None and JOINABLE_INSTANCE_ID.match(instance_id):
@@ -182,8 +180,7 @@ async def _reporting_instance(request: ApiRequest, instance_id: str) -> None:
             log.info("node %s joined with the IAM credentials of %s", instance_id, principal.arn)
         instance = await instances.get(engine, instance_id)
     if instance is None or instance.deregistered:
-        log.warning("refused %s for %s: not a registered node", action, instance_id)
-        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.")
+        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
 
 
 # What UpdateInstanceInformation reports, by API member.

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from openssm.client.api import ApiTarget
 from openssm.client.parameters import ParameterError, parse_parameters
+from openssm.errors import OpenSSMError
 
 AWS_CLI_ERROR_EXIT: Final = 255
 FAILED_EXIT: Final = 1
@@ -46,8 +47,8 @@ STATUS_STYLES: Final = {
 }
 
 
-class RunError(click.ClickException):
-    """Bad input; click prints it and exits 1 (2 for usage)."""
+class RunError(OpenSSMError, click.ClickException):
+    """Bad input; click prints it and exits 1."""
 
 
 # -- the request (pure) -------------------------------------------------------------------------------

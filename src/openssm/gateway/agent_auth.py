@@ -4,12 +4,11 @@ An instance identity (a managed instance's role session named after its ``mi-``/
 open only its own control channel and data channels of sessions that target it. Other callers (a
 node that joined with the IAM credentials of a user or role) get what their IAM policies allow, by
 AWS's action names: ``ssmmessages:CreateControlChannel`` / ``CreateDataChannel`` for the REST calls,
-``ssmmessages:OpenControlChannel`` / ``OpenDataChannel`` for the WebSockets. Every refusal is logged.
+``ssmmessages:OpenControlChannel`` / ``OpenDataChannel`` for the WebSockets.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -17,13 +16,11 @@ from typing import Final
 from aiohttp import web
 
 from openssm import security
-from openssm.auth.sigv4 import HttpRequest
+from openssm.auth.sigv4 import HttpRequest, SigV4Error, parse_request
 from openssm.iam.arn import ec2_instance_arn, managed_instance_arn
 from openssm.iam.principal import Principal
 from openssm.security.facts import peer_address
 from openssm.services import ServerConfig, Services
-
-log = logging.getLogger(__name__)
 
 SERVICE: Final = "ssmmessages"
 INSTANCE_ID: Final = re.compile(r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
@@ -34,6 +31,14 @@ def http_request(request: web.Request, body: bytes) -> HttpRequest:
     path, _, query = request.raw_path.partition("?")
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
     return HttpRequest(method=request.method, path=path, query=query, headers=headers, body=body)
+
+
+def claimed_key(request: web.Request) -> str | None:
+    """The access key id a request is signed with (not a secret), for the log of a refusal."""
+    try:
+        return parse_request(http_request(request, b"")).access_key_id
+    except SigV4Error:
+        return None
 
 
 def is_signed(request: web.Request) -> bool:
@@ -75,15 +80,14 @@ async def authorize_agent(
     resources: Sequence[str],
 ) -> None:
     own = own_instance(identity.principal)
-    try:
-        if own is not None and own != instance_id:
-            raise security.AccessDenied(
-                f"User: {identity.principal.arn} is not authorized to perform: {action} for {instance_id}"
-            )
-        facts = security.client_facts(request, services.config, identity.region)
-        source = instance_arn(services.config, instance_id)
-        context_key = "ssm:SourceInstanceARN" if instance_id.startswith("mi-") else "ec2:SourceInstanceARN"
-        await security.authorize(services, identity, action, resources, facts, {context_key: [source]})
-    except security.AccessDenied as exc:
-        log.warning("refused %s for %s by %s: %s", action, instance_id, identity.principal.arn, exc.message)
-        raise
+    if own is not None and own != instance_id:
+        services.metrics.authorization_denied.labels(action).inc()
+        raise security.AccessDenied(
+            f"User: {identity.principal.arn} is not authorized to perform: {action} for {instance_id}",
+            action=action,
+            resource=resources[0] if resources else None,
+        )
+    facts = security.client_facts(request, services.config, identity.region)
+    source = instance_arn(services.config, instance_id)
+    context_key = "ssm:SourceInstanceARN" if instance_id.startswith("mi-") else "ec2:SourceInstanceARN"
+    await security.authorize(services, identity, action, resources, facts, {context_key: [source]})
