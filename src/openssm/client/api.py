@@ -67,6 +67,17 @@ class ApiTarget(NamedTuple):
     def kms(self) -> KmsClient:
         return KmsClient(self.caller("kms"))
 
+    def boto3_client(self, service: str = "ssm") -> Any:
+        """A boto3 client for ``service`` (imported on first use: not on the start-up path), for
+        commands that want boto3's full surface (paginators, every operation) rather than a caller."""
+        import boto3
+        import botocore.config
+
+        config = botocore.config.Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3})
+        session = boto3.session.Session(profile_name=self.profile or None, region_name=self.region or None)
+        endpoint = (self.endpoint_url or None) if service == "ssm" else None
+        return session.client(service, endpoint_url=endpoint, config=config)
+
 
 class BotoCaller:
     """The same calls through boto3, for configurations only botocore resolves."""
@@ -76,24 +87,13 @@ class BotoCaller:
         self._service = service
         self._client: Any = None
 
-    def _boto_client(self) -> Any:
-        import boto3
-        import botocore.config
-
-        config = botocore.config.Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3})
-        session = boto3.session.Session(
-            profile_name=self._target.profile or None, region_name=self._target.region or None
-        )
-        endpoint = (self._target.endpoint_url or None) if self._service == "ssm" else None
-        return session.client(self._service, endpoint_url=endpoint, config=config)
-
     def prepare(self) -> None:
         """Import boto3 and make the client now (on the calling thread)."""
         import botocore.exceptions
 
         if self._client is None:
             try:
-                self._client = self._boto_client()
+                self._client = self._target.boto3_client(self._service)
             except botocore.exceptions.BotoCoreError as exc:
                 raise _api_error(exc, "") from exc
 
