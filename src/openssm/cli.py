@@ -35,6 +35,12 @@ def _start_session() -> click.Command:
     return start_session_command
 
 
+def _login() -> click.Command:
+    from openssm.login.cli import login_command
+
+    return login_command
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -47,6 +53,7 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "agent": _agent,
     "start-session": _start_session,
     "logs": _logs,
+    "login": _login,
 }
 
 

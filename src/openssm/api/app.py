@@ -19,6 +19,7 @@ from openssm.auth.sigv4 import HttpRequest
 from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
 from openssm.security.errors import AuthError, SecurityError
 from openssm.security.facts import peer_address
+from openssm.security.identity import has_signature
 from openssm.services import Services
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
@@ -161,6 +162,11 @@ class ApiDispatcher:
             raise ApiError(
                 "MissingAction", "Request is missing an X-Amz-Target header or an Action parameter"
             )
+        anonymous = registry.find_anonymous_query(action)
+        if anonymous is not None and not has_signature(http_request):  # AssumeRoleWithWebIdentity: unsigned
+            facts = client_facts(request, self.services.config, self.services.config.region)
+            result = await anonymous.handler(ApiRequest(self.services, None, facts, request_id), form)
+            return self._xml(render_response(action, anonymous.xmlns, result, request_id), 200, request_id)
         identity = await authenticate(self.services, http_request, peer_ip=peer_address(request))
         operation = registry.find_query(identity.service, action)
         if operation is None:

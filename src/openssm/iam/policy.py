@@ -71,6 +71,10 @@ SINGLE_VALUED_KEYS = frozenset(
         "aws:useragent",
         "aws:referer",
         "aws:multifactorauthpresent",
+        "aws:multifactorauthage",
+        "aws:tokenissuetime",
+        "aws:federatedprovider",
+        "sts:rolesessionname",
         "aws:resourceaccount",
         "ssm:sessiondocumentaccesscheck",
     }

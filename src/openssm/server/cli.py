@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from openssm.logs.options import logging_config, logging_options
+from openssm.server.oidc_options import oidc_config, oidc_options
 from openssm.services import ServerConfig
 
 DEFAULT_PORT = 8080
@@ -105,6 +106,7 @@ def _cidr(value: str) -> str:
     help="Least severe log messages written to stderr.",
 )
 @logging_options  # session recording and log sinks (openssm.logs)
+@oidc_options  # identity providers: CA bundle, the console's "Sign in with …" (--oidc-…)
 def server_command(
     data_dir: pathlib.Path | None,
     listen: str,
@@ -146,6 +148,7 @@ def server_command(
         tls_key=tls_key,
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
         **logging_config(logging_settings),
+        **oidc_config(logging_settings),
     )
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Server code is imported only when the command runs.
