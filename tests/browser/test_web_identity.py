@@ -190,7 +190,6 @@ def test_aws_cli_manages_oidc_providers_and_assumes_a_role_with_a_web_identity(
             ok=False,
         )
         assert "EntityAlreadyExists" in duplicate.stderr
-        # fmt: skip
 
         token = id_token_via_browser(browser, provider, CLI_CLIENT, "alice")
         anonymous = aws_env(tmp_path)  # assume-role-with-web-identity needs no AWS credentials
