@@ -386,3 +386,63 @@ def test_console_sign_in_with_the_provider_lands_in_the_role_session(
         finally:
             agent.stop()
             server.stop()
+
+
+async def _judged_by_the_clock(tmp_path: pathlib.Path, provider: OidcProvider, token: str) -> None:
+    import datetime as dt
+
+    import jwt
+
+    from openssm.store.iam import oidc_providers, roles
+    from tests.support.inprocess_api import ACCOUNT as API_ACCOUNT
+    from tests.support.inprocess_api import running_api
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    issued, expires = (dt.datetime.fromtimestamp(claims[name], dt.UTC) for name in ("iat", "exp"))
+    async with running_api(tmp_path) as api:
+        engine, now = api.services.engine, api.clock.now()
+        await oidc_providers.create(
+            engine, API_ACCOUNT, url=provider.host_port, scheme="http", client_ids=[CLI_CLIENT],
+            thumbprints=[], tags={}, now=now,
+        )  # fmt: skip
+        trust = json.dumps(trust_policy(provider, CLI_CLIENT, ["alice"])).replace(ACCOUNT, API_ACCOUNT)
+        await roles.create(engine, API_ACCOUNT, ROLE, "/", trust, None, {}, now)
+        role_arn = f"arn:aws:iam::{API_ACCOUNT}:role/{ROLE}"
+        form = {
+            "Action": "AssumeRoleWithWebIdentity",
+            "RoleArn": role_arn,
+            "RoleSessionName": "alice",
+            "WebIdentityToken": token,
+        }
+
+        api.clock.set(issued)
+        reply = await api.query("sts", {**form, "DurationSeconds": "900"}, None)
+        assert reply.status == 200, reply.text
+        session = (reply.xml("AccessKeyId"), reply.xml("SecretAccessKey"), reply.xml("SessionToken"))
+        assert (await api.query("sts", {"Action": "GetCallerIdentity"}, session)).status == 200
+        api.clock.advance(900)  # the role session's credentials end by the same clock
+        assert (await api.query("sts", {"Action": "GetCallerIdentity"}, session)).code == "ExpiredToken"
+        too_long = await api.query("sts", {**form, "DurationSeconds": "7200"}, None)
+        assert too_long.code == "ValidationError" and "MaxSessionDuration" in too_long.text
+
+        api.clock.set(expires + dt.timedelta(seconds=61))  # past exp and the minute of skew allowed
+        reply = await api.query("sts", form, None)
+        assert (reply.status, reply.code) == (400, "ExpiredTokenException")
+        assert "Token expired: current date/time" in reply.text
+
+        api.clock.set(
+            issued - dt.timedelta(seconds=61)
+        )  # a token from the future: the provider's clock is off
+        assert (await api.query("sts", form, None)).code == "IDPRejectedClaim"
+
+
+def test_token_times_are_judged_by_the_servers_clock(
+    browser: Any, provider: OidcProvider, tmp_path: pathlib.Path
+) -> None:
+    import asyncio
+    import concurrent.futures
+
+    token = id_token_via_browser(browser, provider, CLI_CLIENT, "alice")
+    # Playwright's sync API holds this thread's event loop: the in-process server runs in another.
+    with concurrent.futures.ThreadPoolExecutor(1) as other_thread:
+        other_thread.submit(asyncio.run, _judged_by_the_clock(tmp_path, provider, token)).result()
