@@ -164,6 +164,23 @@ class Server:
         )
 
 
+def start_tls_server(
+    data_dir: pathlib.Path,
+    cert: pathlib.Path,
+    key: pathlib.Path,
+    trusted: pathlib.Path,
+    monkeypatch: Any,
+    extra_args: tuple[str, ...] = (),
+) -> Server:
+    """A server on HTTPS with ``cert``/``key``; the agents and clients this test starts (they inherit
+    its environment, set through pytest's ``monkeypatch``) trust ``trusted``: a CA or the cert itself."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))  # Python's ssl: the agent, the client
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(trusted))  # botocore
+    server = Server(data_dir, extra_args=("--tls-cert", str(cert), "--tls-key", str(key), *extra_args))
+    server.endpoint = server.endpoint.replace("http://", "https://")
+    return server.start()
+
+
 class Agent:
     def __init__(
         self, server: Server, state_dir: pathlib.Path, failover_endpoints: tuple[str, ...] = ()
