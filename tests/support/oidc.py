@@ -12,9 +12,12 @@ import contextlib
 import hashlib
 import json
 import os
+import pathlib
 import secrets
+import selectors
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -27,6 +30,7 @@ from tests.conftest import REPO_ROOT, require
 SCRIPT = REPO_ROOT / "tests" / "support" / "oidc_provider.mjs"
 PACKAGE = REPO_ROOT / "node_modules" / "oidc-provider"
 PASSWORD = "correct horse battery staple"
+STARTUP_SECONDS = 45.0
 USERS: dict[str, dict[str, str]] = {
     "alice": {
         "password": PASSWORD,
@@ -62,26 +66,41 @@ def web_client(client_id: str, secret: str, redirect_uri: str, algorithm: str = 
 class OidcProvider:
     def __init__(self, clients: list[dict[str, Any]], *, id_token_ttl: int = 3600) -> None:
         self.config = {"clients": clients, "users": USERS, "idTokenTtl": id_token_ttl}
-        self.process: subprocess.Popen[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.issuer = ""
 
-    def start(self) -> OidcProvider:
+    def start(self, log_path: pathlib.Path | None = None) -> OidcProvider:
         node = shutil.which("node")
         require(node is not None, "Node.js is not installed (scripts/install-system-deps installs it)")
         require(PACKAGE.is_dir(), "npm package oidc-provider is missing: run `npm install` (make test does)")
         assert node is not None
-        self.process = subprocess.Popen(
-            [node, str(SCRIPT), json.dumps(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=REPO_ROOT,
-        )
+        log = log_path or pathlib.Path(tempfile.mkdtemp(prefix="oidc-provider-")) / "provider.log"
+        with log.open("wb") as errors:
+            self.process = subprocess.Popen(
+                [node, str(SCRIPT), json.dumps(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                cwd=REPO_ROOT,
+            )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # the provider prints its issuer once it listens
-        if not line:
-            raise RuntimeError(f"oidc-provider exited with {self.process.wait()}")
-        self.issuer = json.loads(line)["issuer"]
+        # The provider prints its issuer once it listens; wait for that line with a deadline.
+        line = b""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while not line.endswith(b"\n") and time.monotonic() < deadline and self.process.poll() is None:
+                if selector.select(timeout=0.5):
+                    chunk = os.read(self.process.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    line += chunk
+        if not line.endswith(b"\n"):
+            self.stop()
+            raise RuntimeError(
+                f"oidc-provider did not start (exit {self.process.poll()}):\n{log.read_text()}"
+            )
+        self.issuer = json.loads(line.splitlines()[0])["issuer"]
         return self
 
     def stop(self) -> None:
