@@ -129,4 +129,5 @@ server.listen(0, "127.0.0.1", async () => {
   });
   process.stdout.write(JSON.stringify({ issuer }) + "\n");
 });
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
+// Stop at once: keep-alive connections from the browser would hold server.close() open.
+process.on("SIGTERM", () => process.exit(0));
