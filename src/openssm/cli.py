@@ -47,6 +47,12 @@ def _run() -> click.Command:
     return run_command
 
 
+def _login() -> click.Command:
+    from openssm.login.cli import login_command
+
+    return login_command
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -61,6 +67,7 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "start-session": _start_session,
     "logs": _logs,
     "run": _run,
+    "login": _login,
 }
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.bus.base import Bus
 from openssm.clock import SYSTEM_CLOCK, Clock
+from openssm.oidc.settings import WebIdentitySettings
 from openssm.ops.metrics import Metrics
 from openssm.store.secrets import SecretCipher
 
@@ -44,6 +45,8 @@ class ServerConfig:
     log_upload_retry_seconds: float = 2.0  # first retry delay; doubles up to the maximum
     log_upload_retry_max_seconds: float = 300.0
     cloudwatch_stream_interval: float = 1.0  # how often a running session's lines are shipped
+    # OpenID Connect: the CA bundle for identity providers, the console's "Sign in with …" (--oidc-…).
+    web_identity: WebIdentitySettings = dataclasses.field(default_factory=WebIdentitySettings)
 
     @property
     def secure(self) -> bool:

@@ -23,6 +23,7 @@ from openssm.ops.refusals import refused, unauthenticated
 from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
 from openssm.security.errors import AccessDenied, AuthError, SecurityError
 from openssm.security.facts import peer_address
+from openssm.security.identity import has_signature
 from openssm.services import Services
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
@@ -222,6 +223,12 @@ class ApiDispatcher:
                 "MissingAction", "Request is missing an X-Amz-Target header or an Action parameter"
             )
         exchange.requested = action[:128]
+        anonymous = registry.find_anonymous_query(action)
+        if anonymous is not None and not has_signature(http_request):  # AssumeRoleWithWebIdentity: unsigned
+            exchange.action = exchange.requested = f"{anonymous.service}:{anonymous.action}"
+            facts = client_facts(request, self.services.config, self.services.config.region)
+            result = await anonymous.handler(ApiRequest(self.services, None, facts, request_id), form)
+            return self._xml(render_response(action, anonymous.xmlns, result, request_id), 200, request_id)
         identity = await authenticate(self.services, http_request, peer_ip=peer_address(request))
         exchange.principal = identity.principal.arn
         operation = registry.find_query(identity.service, action)

@@ -44,10 +44,12 @@ class QueryOperation:
     action: str
     xmlns: str
     handler: QueryHandler
+    auth: AuthMode = "sigv4"
 
 
 _json_operations: dict[str, JsonOperation] = {}
 _query_operations: dict[tuple[str, str], QueryOperation] = {}
+_anonymous_queries: dict[str, QueryOperation] = {}
 
 
 class DuplicateOperation(OpenSSMError):
@@ -67,14 +69,27 @@ def json_action(
     return register
 
 
-def query_action(service: str, action: str, *, xmlns: str) -> Callable[[QueryHandler], QueryHandler]:
+def query_action(
+    service: str, action: str, *, xmlns: str, auth: AuthMode = "sigv4"
+) -> Callable[[QueryHandler], QueryHandler]:
+    """``auth="anonymous"``: AWS calls it unsigned (STS AssumeRoleWithWebIdentity: the token is the
+    proof); an unsigned request names no service, so such an action must be unique across services."""
+
     def register(handler: QueryHandler) -> QueryHandler:
-        if (service, action) in _query_operations:
+        if (service, action) in _query_operations or (auth == "anonymous" and action in _anonymous_queries):
             raise DuplicateOperation(f"{service} {action} is registered twice")
-        _query_operations[(service, action)] = QueryOperation(service, action, xmlns, handler)
+        operation = QueryOperation(service, action, xmlns, handler, auth)
+        _query_operations[(service, action)] = operation
+        if auth == "anonymous":
+            _anonymous_queries[action] = operation
         return handler
 
     return register
+
+
+def find_anonymous_query(action: str) -> QueryOperation | None:
+    """The Query operation AWS lets clients call unsigned, by its action name."""
+    return _anonymous_queries.get(action)
 
 
 def find_json(target: str) -> JsonOperation | None:

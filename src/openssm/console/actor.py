@@ -13,7 +13,6 @@ from openssm.api.errors import ApiError
 from openssm.api.request import ApiRequest
 from openssm.errors import OpenSSMError
 from openssm.iam import AuthzRequest, PolicySource, evaluate
-from openssm.iam.principal import Principal
 from openssm.security import Identity, RequestFacts
 from openssm.security.authorization import request_context
 from openssm.security.errors import SecurityError
@@ -42,19 +41,6 @@ class ConsoleActor:
     services: Services
     identity: Identity
     facts: RequestFacts
-
-    @classmethod
-    def for_principal(
-        cls, services: Services, principal: Principal, access_key_id: str, facts: RequestFacts
-    ) -> ConsoleActor:
-        identity = Identity(
-            principal=principal,
-            access_key_id=access_key_id,
-            temporary=False,
-            region=services.config.region,
-            service="ssm",
-        )
-        return cls(services, identity, facts)
 
     def _request(self) -> ApiRequest:
         return ApiRequest(self.services, self.identity, self.facts, str(uuid.uuid4()))

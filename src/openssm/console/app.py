@@ -6,6 +6,7 @@ principal through the API's own handlers (see :mod:`openssm.console.actor`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import urllib.parse
 from typing import Any, Final
@@ -19,13 +20,14 @@ from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
 from openssm.console.jsonio import json_body as _json_body
 from openssm.console.jsonio import text as _text
+from openssm.console.oidc_signin import CALLBACK_PATH, START_PATH, OidcSignIn
 from openssm.console.routes import Handler, SignedInHandler
 from openssm.console.sessions_store import ConsoleSession, find_valid, revoke
 from openssm.console.sessions_store import create as create_session
-from openssm.console.signin import MfaReplayGuard, SignInError, SignInForm, verify_sign_in
+from openssm.console.signin import SignInError, SignInForm, verify_sign_in
 from openssm.security import client_facts
 from openssm.security.facts import RequestFacts
-from openssm.security.principals import user_principal
+from openssm.security.identity import identity_for_key, principal_for_key
 from openssm.services import Services
 from openssm.store import access_keys, gateway_nodes
 
@@ -41,7 +43,6 @@ class Console:
         # Per access key: 5 free failures. Per client address: more, as many users may share a NAT.
         self.key_throttle = web_security.SignInThrottle(free_failures=5)
         self.ip_throttle = web_security.SignInThrottle(free_failures=20)
-        self.mfa_guard = MfaReplayGuard()
         self._gateway_urls: tuple[float, list[str]] | None = None
 
     # -- request context ---------------------------------------------------------------------------
@@ -75,20 +76,28 @@ class Console:
         if session is None:
             return None
         # The console stands for the key it was opened with: deactivating or deleting the key (or
-        # the user) ends its console sessions too.
+        # the user), or the end of the role session's credentials, ends its console sessions too.
         key = await access_keys.find(self.services.engine, session.access_key_id)
         if key is None or key.status != "Active" or key.principal_name != session.user_name:
+            return None
+        if key.expires_at is not None and key.expires_at <= self.services.clock.now():
             return None
         return session, token
 
     async def actor_for(self, request: web.Request, session: ConsoleSession) -> ConsoleActor | None:
-        config = self.services.config
-        principal = await user_principal(self.services.engine, config.account_id, session.user_name)
-        if principal is None:
+        key = await access_keys.find(self.services.engine, session.access_key_id)
+        principal = None if key is None else await principal_for_key(self.services, key)
+        if key is None or principal is None:
             return None
-        return ConsoleActor.for_principal(
-            self.services, principal, session.access_key_id, self.facts(request)
+        # A console session is a temporary credential, as AWS's console sessions are: its requests
+        # carry aws:MultiFactorAuthPresent (true after a TOTP code) and aws:TokenIssueTime.
+        identity = dataclasses.replace(
+            identity_for_key(key, principal, self.services.config.region, "ssm"),
+            temporary=True,
+            token_issued_at=key.created_at if key.temporary else session.created_at,
+            mfa_authenticated_at=session.mfa_authenticated_at,
         )
+        return ConsoleActor(self.services, identity, self.facts(request))
 
     # -- pages ---------------------------------------------------------------------------------------
 
@@ -140,7 +149,7 @@ class Console:
             response.headers["Retry-After"] = str(max(waits))
             return response
         try:
-            user_name = await verify_sign_in(self.services, form, self.mfa_guard)
+            signed_in = await verify_sign_in(self.services, form)
         except SignInError as exc:
             if exc.counts_as_failure:
                 self.ip_throttle.failed(ip_keys)
@@ -153,12 +162,14 @@ class Console:
                 payload["needs"] = exc.needs
             return web.json_response(payload, status=401)
         self.key_throttle.succeeded(key_keys)
+        user_name = signed_in.user_name
         token, _ = await create_session(
             self.services.engine,
             user_name=user_name,
             access_key_id=form.access_key_id.strip(),
             source_ip=facts.source_ip,
             now=self.services.clock.now(),
+            mfa_authenticated_at=signed_in.mfa_authenticated_at,
         )
         log.info("console sign-in: %s from %s", user_name, facts.source_ip)
         response = web.json_response({"user": user_name})
@@ -242,6 +253,30 @@ def _security_headers_middleware(console: Console) -> Middleware:
     return middleware
 
 
+def _add_oidc_routes(router: web.UrlDispatcher, console: Console) -> None:
+    """``/console/api/signin-options`` (what the sign-in page offers), and "Sign in with <provider>"
+    when the server is given ``--oidc-…`` options."""
+    settings = console.services.config.web_identity.console
+
+    async def no_options(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"oidc": None})
+
+    if settings is None:
+        router.add_get(PREFIX + "/api/signin-options", no_options)
+        return
+    oidc = OidcSignIn(console.services, settings)
+
+    async def start(request: web.Request) -> web.StreamResponse:
+        return await oidc.start(request, console.facts(request))
+
+    async def callback(request: web.Request) -> web.StreamResponse:
+        return await oidc.callback(request, console.facts(request))
+
+    router.add_get(PREFIX + "/api/signin-options", oidc.options)
+    router.add_get(START_PATH, start)
+    router.add_get(CALLBACK_PATH, callback)
+
+
 def install(app: web.Application, services: Services) -> None:
     """Mount the console under ``/console/`` (``/`` stays the API's: Query requests may be GETs)."""
     console = Console(services)
@@ -252,6 +287,7 @@ def install(app: web.Application, services: Services) -> None:
     router.add_get(PREFIX + "/signin", console.signin_page)
     router.add_get(PREFIX + "/static/{path:.+}", pages.static_file)
     router.add_post(PREFIX + "/api/signin", console.signin)
+    _add_oidc_routes(router, console)
     router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))
     router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
     routes.add_routes(router, services, console.signed_in)  # JSON for the pages: nodes, sessions, activations

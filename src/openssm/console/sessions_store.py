@@ -19,10 +19,21 @@ ConsoleSession = ConsoleSessionRow
 
 
 async def create(
-    db: Db, *, user_name: str, access_key_id: str, source_ip: str, now: dt.datetime
+    db: Db,
+    *,
+    user_name: str,
+    access_key_id: str,
+    source_ip: str,
+    now: dt.datetime,
+    mfa_authenticated_at: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> tuple[str, ConsoleSession]:
-    """A new session; returns the cookie token (shown to the browser once, never stored)."""
+    """A new session; returns the cookie token (shown to the browser once, never stored).
+
+    It lasts ``SESSION_LIFETIME``, or until ``not_after`` (the expiry of the role session's
+    credentials, for a sign-in through an identity provider) if that is sooner."""
     token = secrets.token_urlsafe(32)
+    lifetime = SESSION_LIFETIME if not_after is None else min(SESSION_LIFETIME, not_after - now)
     row = await console_sessions.create(
         db,
         token=token,
@@ -31,7 +42,8 @@ async def create(
         access_key_id=access_key_id,
         source_ip=source_ip,
         now=now,
-        lifetime=SESSION_LIFETIME,
+        lifetime=lifetime,
+        mfa_authenticated_at=mfa_authenticated_at,
     )
     return token, row
 

@@ -1,14 +1,16 @@
 """Checking a console sign-in: access key id + secret, then the user's password and TOTP code when
-the user has them."""
+the user has them. (Sign-in through an identity provider is :mod:`openssm.console.oidc_signin`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import hmac
 
 from openssm.errors import OpenSSMError
-from openssm.security.login_secrets import totp_step, verify_password
+from openssm.security.login_secrets import verify_password
+from openssm.security.mfa import accept_code
 from openssm.services import Services
 from openssm.store import access_keys
 from openssm.store.iam import users
@@ -36,21 +38,15 @@ class SignInForm:
     mfa_code: str | None = None
 
 
-class MfaReplayGuard:
-    """Remembers the last accepted TOTP step per user so a code cannot be used twice (per node)."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def accept(self, user_name: str, step: int) -> bool:
-        if self._last.get(user_name, -1) >= step:
-            return False
-        self._last[user_name] = step
-        return True
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignedIn:
+    user_name: str
+    mfa_authenticated_at: dt.datetime | None  # when the TOTP code was checked, if one was asked for
 
 
-async def verify_sign_in(services: Services, form: SignInForm, guard: MfaReplayGuard) -> str:
-    """Return the IAM user name signing in, or raise :class:`SignInError`."""
+async def verify_sign_in(services: Services, form: SignInForm) -> SignedIn:
+    """Who is signing in (and whether with MFA), or :class:`SignInError`. A TOTP code is good once
+    (the replay guard is in the store, shared by every server node)."""
     for value in (form.access_key_id, form.secret_access_key, form.password or "", form.mfa_code or ""):
         if len(value) > MAX_FIELD_CHARS:
             raise SignInError(BAD_CREDENTIALS)
@@ -74,14 +70,13 @@ async def verify_sign_in(services: Services, form: SignInForm, guard: MfaReplayG
         # scrypt is deliberately slow: keep it off the event loop.
         if not await asyncio.to_thread(verify_password, form.password, user.password_hash):
             raise SignInError(BAD_CREDENTIALS)
-    if user.mfa_secret_encrypted:
-        if not form.mfa_code:
-            raise SignInError("Enter the code from your MFA device.", needs="mfa", counts_as_failure=False)
-        try:
-            seed = services.cipher.decrypt(user.mfa_secret_encrypted)
-        except SecretCipherError as exc:
-            raise SignInError(BAD_CREDENTIALS) from exc
-        step = totp_step(seed, form.mfa_code, services.clock.now().timestamp())
-        if step is None or not guard.accept(user.name, step):
-            raise SignInError(BAD_CREDENTIALS, needs="mfa")
-    return user.name
+    if not user.mfa_secret_encrypted:
+        return SignedIn(user.name, None)
+    if not form.mfa_code:
+        raise SignInError("Enter the code from your MFA device.", needs="mfa", counts_as_failure=False)
+    now = services.clock.now()
+    if not await accept_code(
+        services.engine, services.cipher, user.name, user.mfa_secret_encrypted, form.mfa_code, now
+    ):
+        raise SignInError(BAD_CREDENTIALS, needs="mfa")
+    return SignedIn(user.name, now)

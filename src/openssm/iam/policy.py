@@ -50,7 +50,9 @@ _STATEMENT_KEYS = frozenset(
 )
 _SID = re.compile(r"[A-Za-z0-9]*")
 _ACTION = re.compile(r"[A-Za-z0-9_\-]+:[A-Za-z0-9_\-*?]+")
-_CONDITION_KEY = re.compile(r"[A-Za-z0-9_\-]+:\S+")
+# "<vendor>:<key>"; a web identity provider's keys are prefixed with its URL, which may hold dots,
+# a port and a path: "idp.example.internal:8443/realms/ops:aud".
+_CONDITION_KEY = re.compile(r"[A-Za-z0-9_.\-/]+(?::[A-Za-z0-9_.\-/]+)*:\S+")
 
 # Keys AWS documents as multivalued / single-valued, for validator warnings.
 MULTIVALUED_KEYS = frozenset(
@@ -71,6 +73,10 @@ SINGLE_VALUED_KEYS = frozenset(
         "aws:useragent",
         "aws:referer",
         "aws:multifactorauthpresent",
+        "aws:multifactorauthage",
+        "aws:tokenissuetime",
+        "aws:federatedprovider",
+        "sts:rolesessionname",
         "aws:resourceaccount",
         "ssm:sessiondocumentaccesscheck",
     }

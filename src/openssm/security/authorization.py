@@ -47,8 +47,27 @@ def request_context(
         context["aws:useragent"] = [facts.user_agent]
     for tag_key, tag_value in principal.tags.items():
         context[f"aws:principaltag/{tag_key.lower()}"] = [tag_value]
+    context.update(session_context(identity, now))
     for key, values in extra.items():
         context[key.lower()] = list(values)
+    return context
+
+
+def session_context(identity: Identity, now: dt.datetime) -> dict[str, list[str]]:
+    """The keys AWS puts in the context of requests signed with temporary credentials only:
+    ``aws:MultiFactorAuthPresent`` (true or false), ``aws:MultiFactorAuthAge`` (seconds since the
+    MFA code was checked; only with MFA), ``aws:TokenIssueTime`` and, for a web identity session,
+    ``aws:FederatedProvider``. Long-term keys carry none of them, so ``BoolIfExists`` matters."""
+    if not identity.temporary:
+        return {}
+    mfa = identity.mfa_authenticated_at
+    context = {"aws:multifactorauthpresent": ["true" if mfa is not None else "false"]}
+    if mfa is not None:
+        context["aws:multifactorauthage"] = [str(max(0, int((now - mfa).total_seconds())))]
+    if identity.token_issued_at is not None:
+        context["aws:tokenissuetime"] = [identity.token_issued_at.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    if identity.federated_provider is not None:
+        context["aws:federatedprovider"] = [identity.federated_provider]
     return context
 
 

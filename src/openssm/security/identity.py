@@ -42,6 +42,12 @@ class Identity:
     temporary: bool
     region: str
     service: str
+    # Temporary credentials: when they were issued (aws:TokenIssueTime), when an MFA code was checked
+    # for them (aws:MultiFactorAuthPresent / aws:MultiFactorAuthAge), and the OIDC provider of a web
+    # identity session (aws:FederatedProvider).
+    token_issued_at: dt.datetime | None = None
+    mfa_authenticated_at: dt.datetime | None = None
+    federated_provider: str | None = None
 
 
 def _invalid_token(service: str) -> AuthError:
@@ -108,7 +114,8 @@ def _anonymous(services: Services) -> Identity:
     return Identity(principal, "", False, services.config.region, "")
 
 
-def _has_signature(req: HttpRequest) -> bool:
+def has_signature(req: HttpRequest) -> bool:
+    """Whether the request carries a SigV4 signature (header or presigned query)."""
     names = {name.lower() for name, _ in req.headers}
     return "authorization" in names or "X-Amz-Signature=" in req.query
 
@@ -120,7 +127,7 @@ async def authenticate(
 
     ``anonymous_ok``: an unsigned request yields an anonymous identity instead of an error.
     """
-    if anonymous_ok and not _has_signature(req):
+    if anonymous_ok and not has_signature(req):
         return _anonymous(services)
     parsed = _parse(req)
     _check_region(services, parsed)
@@ -139,6 +146,10 @@ async def authenticate(
             raise _invalid_token(parsed.service)
         if key.expires_at is not None and key.expires_at <= now:
             raise _expired_token(parsed.service)
+        if parsed.service == "iam" and key.principal_type == "user" and key.mfa_authenticated_at is None:
+            # AWS: GetSessionToken credentials call no IAM API unless they were issued with MFA.
+            log.info("refused IAM call with session credentials %s issued without MFA", key.access_key_id)
+            raise _invalid_token(parsed.service)
     elif parsed.security_token is not None:
         raise _invalid_token(parsed.service)
     try:
@@ -150,21 +161,41 @@ async def authenticate(
         verify_hmac(req, parsed, secret, max_skew=_max_skew(services), now=now)
     except SigV4Error as exc:
         raise _from_sigv4(exc, parsed.service) from exc
-    principal = await _principal_for_key(services, key)
+    principal = await principal_for_key(services, key)
     if principal is None:
         raise _invalid_token(parsed.service)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
-    return Identity(principal, key.access_key_id, key.temporary, parsed.region, parsed.service)
+    return identity_for_key(key, principal, parsed.region, parsed.service)
 
 
-async def _principal_for_key(services: Services, key: access_keys.AccessKeyRow) -> Principal | None:
+def identity_for_key(
+    key: access_keys.AccessKeyRow, principal: Principal, region: str, service: str
+) -> Identity:
+    return Identity(
+        principal,
+        key.access_key_id,
+        key.temporary,
+        region,
+        service,
+        token_issued_at=key.created_at if key.temporary else None,
+        mfa_authenticated_at=key.mfa_authenticated_at,
+        federated_provider=key.federated_provider,
+    )
+
+
+async def principal_for_key(services: Services, key: access_keys.AccessKeyRow) -> Principal | None:
+    """Who the key belongs to now: None if that user, role or managed node is gone."""
     account = services.config.account_id
     if key.principal_type == "managed-instance":
         if key.role_name is None:
             return None
         instance = await instances.get(services.engine, key.principal_name)
         if instance is None or instance.deregistered:
+            return None
+        return await assumed_role_principal(services.engine, account, key.role_name, key.principal_name)
+    if key.principal_type == "assumed-role":
+        if key.role_name is None:
             return None
         return await assumed_role_principal(services.engine, account, key.role_name, key.principal_name)
     return await user_principal(services.engine, account, key.principal_name)

@@ -1,6 +1,7 @@
-"""Access keys (``access_keys``): users' long-term keys (AKIA…), and the temporary credentials
-(ASIA…) managed instances get for their role. Looked up to verify SigV4, so the secret is stored
-encrypted under the master key, not hashed; a session token is stored only as its hash."""
+"""Access keys (``access_keys``): users' long-term keys (AKIA…), and temporary credentials (ASIA…):
+managed instances' for their role, users' from GetSessionToken, and role sessions from
+AssumeRoleWithWebIdentity. Looked up to verify SigV4, so the secret is stored encrypted under the
+master key, not hashed; a session token is stored only as its hash."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ class AccessKeyRow:
     access_key_id: str
     secret_encrypted: bytes
     status: str  # Active | Inactive
-    principal_type: str  # user | managed-instance | console
-    principal_name: str  # user name, or mi-… id
+    principal_type: str  # user | managed-instance | assumed-role
+    principal_name: str  # user name, mi-… id, or role session name
     role_name: str | None  # the role temporary credentials act as
     session_token_hash: str | None  # temporary credentials only
     created_at: dt.datetime
     expires_at: dt.datetime | None  # temporary credentials only
     last_used_at: dt.datetime | None
+    mfa_authenticated_at: dt.datetime | None  # GetSessionToken with an MFA code
+    federated_provider: str | None  # AssumeRoleWithWebIdentity: the OIDC provider's ARN
 
     @property
     def temporary(self) -> bool:
@@ -92,8 +95,11 @@ async def create_temporary(
     role_name: str | None,
     now: dt.datetime,
     lifetime: dt.timedelta,
+    mfa_authenticated_at: dt.datetime | None = None,
+    federated_provider: str | None = None,
 ) -> IssuedCredentials:
-    """ASIA… credentials acting as ``role_name``; the session token is stored only as its hash."""
+    """ASIA… credentials of ``principal_name`` (acting as ``role_name`` if given); the session token
+    is stored only as its hash."""
     key_id, secret, token = ids.access_key_id(temporary=True), ids.secret_access_key(), ids.session_token()
     expires = now + lifetime
     async with writing(db) as conn:
@@ -107,7 +113,13 @@ async def create_temporary(
         )
         insert = _insert(cipher, key_id, secret, principal_type, principal_name, now)
         await conn.execute(
-            insert.values(role_name=role_name, session_token_hash=hash_token(token), expires_at=expires)
+            insert.values(
+                role_name=role_name,
+                session_token_hash=hash_token(token),
+                expires_at=expires,
+                mfa_authenticated_at=mfa_authenticated_at,
+                federated_provider=federated_provider,
+            )
         )
     return IssuedCredentials(key_id, secret, token, expires)
 
@@ -120,6 +132,17 @@ def _of(principal_type: str, principal_name: str) -> sa.ColumnElement[bool]:
 
 async def count_for_principal(db: Db, principal_type: str, principal_name: str) -> int:
     return await count(db, sa.select(access_keys).where(_of(principal_type, principal_name)))
+
+
+async def count_long_term_for_user(db: Db, user_name: str) -> int:
+    """The user's own keys (what DeleteUser refuses over; session credentials are not counted)."""
+    return await count(db, sa.select(access_keys).where(_users_long_term(user_name)))
+
+
+async def delete_temporary_for_user(db: Db, user_name: str) -> None:
+    """The user's session credentials (GetSessionToken) stop working: the user is being deleted."""
+    where = sa.and_(_of("user", user_name), access_keys.c.session_token_hash.is_not(None))
+    await execute(db, sa.delete(access_keys).where(where))
 
 
 async def delete_for_principal(db: Db, principal_type: str, principal_name: str) -> None:

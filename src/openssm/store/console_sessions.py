@@ -16,11 +16,13 @@ from openssm.store.tables import console_sessions
 @dataclasses.dataclass(frozen=True, slots=True)
 class ConsoleSessionRow:
     id_hash: str
-    user_name: str  # the IAM user the console acts as
-    access_key_id: str  # the key used to sign in (must stay Active)
+    user_name: str  # the key's principal: the IAM user, or the role session name (OIDC sign-in)
+    access_key_id: str  # the key used to sign in, or the role session's credentials (must stay Active)
     csrf_hash: str
     expires_at: dt.datetime
     last_seen_at: dt.datetime
+    created_at: dt.datetime
+    mfa_authenticated_at: dt.datetime | None  # signed in with a TOTP code
 
 
 async def create(
@@ -33,15 +35,21 @@ async def create(
     source_ip: str,
     now: dt.datetime,
     lifetime: dt.timedelta,
+    mfa_authenticated_at: dt.datetime | None = None,
 ) -> ConsoleSessionRow:
     row = ConsoleSessionRow(
-        hash_token(token), user_name, access_key_id, hash_token(csrf_token), now + lifetime, now
+        hash_token(token),
+        user_name,
+        access_key_id,
+        hash_token(csrf_token),
+        now + lifetime,
+        now,
+        now,
+        mfa_authenticated_at,
     )
     async with writing(db) as conn:
         await conn.execute(
-            sa.insert(console_sessions).values(
-                **dataclasses.asdict(row), source_ip=source_ip[:64], created_at=now
-            )
+            sa.insert(console_sessions).values(**dataclasses.asdict(row), source_ip=source_ip[:64])
         )
         # Expired and revoked rows are of no further use; sweep them on each sign-in.
         await conn.execute(

@@ -170,7 +170,36 @@ access_keys = Table(
     Column("expires_at", UtcDateTime),  # temporary credentials only
     Column("last_used_at", UtcDateTime),
     Column("last_used_service", String(64)),
+    # GetSessionToken with an MFA code: when the code was checked (aws:MultiFactorAuthAge).
+    Column("mfa_authenticated_at", UtcDateTime),
+    # AssumeRoleWithWebIdentity: the IAM OIDC provider's ARN (aws:FederatedProvider).
+    Column("federated_provider", String(2048)),
     Index("ix_access_keys_principal", "principal_type", "principal_name"),
+)
+
+# IAM OpenID Connect providers (CreateOpenIDConnectProvider): whose ID tokens
+# AssumeRoleWithWebIdentity accepts. ``url`` is the issuer without "https://" (IAM's form, also the
+# prefix of the provider's condition keys: ``<url>:aud``); ``scheme`` is "https", or "http" for a
+# loopback issuer.
+iam_oidc_providers = Table(
+    "iam_oidc_providers",
+    metadata,
+    Column("arn", String(2048), primary_key=True),
+    Column("url", String(255), nullable=False, unique=True),
+    Column("scheme", String(8), nullable=False, default="https"),
+    Column("client_ids", JSON, nullable=False, default=list),
+    Column("thumbprints", JSON, nullable=False, default=list),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The last TOTP time step accepted for a user's MFA device: a code is good once (console sign-in,
+# GetSessionToken, EnableMFADevice), on every server node.
+mfa_used_steps = Table(
+    "mfa_used_steps",
+    metadata,
+    Column("user_name", String(64), primary_key=True),
+    Column("last_step", BigInteger, nullable=False),
 )
 
 # -- managed nodes ------------------------------------------------------------------------------
@@ -337,7 +366,7 @@ console_sessions = Table(
     "console_sessions",
     metadata,
     Column("id_hash", String(64), primary_key=True),
-    Column("user_name", String(64), nullable=False),  # the IAM user the console acts as
+    Column("user_name", String(64), nullable=False),  # the key's principal: IAM user, or role session name
     Column("access_key_id", String(32), nullable=False),  # the key used to sign in (must stay Active)
     Column("csrf_hash", String(64), nullable=False),
     Column("source_ip", String(64)),
@@ -345,6 +374,7 @@ console_sessions = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    Column("mfa_authenticated_at", UtcDateTime),  # sign-in with a TOTP code (aws:MultiFactorAuthAge)
     Index("ix_console_sessions_user", "user_name"),
 )
 

@@ -70,6 +70,8 @@ def test_columns_the_row_does_not_name_are_left_out_and_missing_ones_are_an_erro
         "created_at": NOW,
         "expires_at": None,
         "last_used_at": None,
+        "mfa_authenticated_at": None,
+        "federated_provider": None,
         "last_used_service": "ssm",  # a column the row type does not carry
     }
     row = row_of(AccessKeyRow, key)

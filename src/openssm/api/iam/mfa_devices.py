@@ -79,7 +79,7 @@ async def enable_mfa_device(request: ApiRequest, form: Mapping[str, str]) -> Any
     second = totp_step(seed, code2, now.timestamp(), window=10)
     if first is None or second != first + 1:
         raise ApiError("InvalidAuthenticationCode", "Authentication code for device is not valid.", 403)
-    await mfa_devices.enable(request.services.engine, device, name, now)
+    await mfa_devices.enable(request.services.engine, device, name, now, second)
 
 
 @iam_action("DeactivateMFADevice")

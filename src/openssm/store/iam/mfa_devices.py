@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from openssm.store import settings
 from openssm.store.errors import EntityAlreadyExists
-from openssm.store.iam import users
+from openssm.store.iam import mfa_steps, users
 from openssm.store.rows import Db, writing
 
 PREFIX: Final = "virtual-mfa/"
@@ -66,12 +66,14 @@ async def of_user(db: Db, user_name: str) -> list[MfaDeviceRow]:
     return [device for device in devices if device.user_name == user_name]
 
 
-async def enable(db: Db, device: MfaDeviceRow, user_name: str, now: dt.datetime) -> None:
-    """The device is now the user's: the console asks for its codes."""
+async def enable(db: Db, device: MfaDeviceRow, user_name: str, now: dt.datetime, last_step: int) -> None:
+    """The device is now the user's: the console and GetSessionToken ask for its codes. The codes
+    that enabled it (up to ``last_step``) are spent."""
     async with writing(db) as conn:
         enabled = dataclasses.replace(device, user_name=user_name, enabled_at=now)
         await settings.update(conn, PREFIX + device.name, _value(enabled))
         await users.set_mfa_secret(conn, user_name, device.seed_encrypted)
+        await mfa_steps.accept(conn, user_name, last_step)
 
 
 async def deactivate(db: Db, device: MfaDeviceRow) -> None:

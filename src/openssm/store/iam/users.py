@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from openssm.iam.arn import user_arn
 from openssm.store import access_keys, ids
 from openssm.store.errors import DeleteConflict, EntityAlreadyExists, NoSuchEntity
-from openssm.store.iam import groups, holder_policies, holders
+from openssm.store.iam import groups, holder_policies, holders, mfa_steps
 from openssm.store.rows import Db, Tags, execute, first, reading, writing
 from openssm.store.tables import iam_users
 
@@ -60,11 +60,13 @@ async def delete(db: Db, name: str) -> None:
     """As AWS: refuse while the user still has access keys, policies or group memberships."""
     async with writing(db) as conn:
         await holders.require(conn, "user", name)
-        if await access_keys.count_for_principal(conn, "user", name):
+        if await access_keys.count_long_term_for_user(conn, name):
             raise DeleteConflict("Cannot delete entity, must delete access keys first.")
         await holder_policies.refuse_while_any(conn, "user", name)
         if await groups.of_user(conn, name):
             raise DeleteConflict("Cannot delete entity, must remove user from all groups first.")
+        await access_keys.delete_temporary_for_user(conn, name)
+        await mfa_steps.forget(conn, name)
         await conn.execute(sa.delete(iam_users).where(iam_users.c.name == name))
 
 

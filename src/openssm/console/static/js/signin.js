@@ -1,4 +1,5 @@
-// Sign-in: access key id + secret, then a password and an MFA code when the user has them.
+// Sign-in: access key id + secret, then a password and an MFA code when the user has them; or
+// "Sign in with <provider>" when the server is configured for it (--oidc-…).
 import { showMessage } from "./common.js";
 
 const form = document.getElementById("signin-form");
@@ -52,3 +53,22 @@ form.addEventListener("submit", async (event) => {
   }
   button.disabled = false;
 });
+
+// What the server offers besides access keys, and why a sign-in through the provider came back.
+async function offerIdentityProvider() {
+  const failed = new URLSearchParams(location.search).get("error");
+  if (failed) showMessage(message, failed);
+  try {
+    const response = await fetch("/console/api/signin-options", { credentials: "same-origin" });
+    const options = response.ok ? await response.json() : {};
+    if (!options.oidc) return;
+    const link = document.getElementById("oidc-signin");
+    link.textContent = `Sign in with ${options.oidc.name}`;
+    link.href = `${options.oidc.start}?${new URLSearchParams({ next: nextPage() })}`;
+    reveal("oidc-row");
+  } catch (err) {
+    // Access keys still work; say nothing.
+  }
+}
+
+offerIdentityProvider();

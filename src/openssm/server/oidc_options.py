@@ -1,0 +1,99 @@
+"""``openssm server`` options for OpenID Connect (``--oidc-…``), kept here so the server command only
+applies them: the CA bundle trusted for identity providers (AssumeRoleWithWebIdentity and the
+console), and the console's "Sign in with <provider>"."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import click
+
+from openssm.oidc.issuer import IssuerError, parse_issuer
+from openssm.oidc.settings import ConsoleSignIn, WebIdentitySettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+SECRET_ENV: Final = "OPENSSM_OIDC_CLIENT_SECRET"
+MAX_SECRET_BYTES: Final = 4096
+
+
+def oidc_options(command: F) -> F:
+    """Adds the ``--oidc-…`` options to a click command (they arrive as keyword arguments)."""
+    options = [
+        click.option(
+            "--oidc-issuer",
+            default=None,
+            metavar="URL",
+            help="Console sign-in: the identity provider's issuer (https://, a port and path allowed; "
+            "http:// only on loopback). Register it with `aws iam create-open-id-connect-provider` too.",
+        ),
+        click.option(
+            "--oidc-client-id", default=None, help="Console sign-in: the console's client id there."
+        ),
+        click.option(
+            "--oidc-client-secret-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+            default=None,
+            help=f"Console sign-in: a file holding the client secret (or set ${SECRET_ENV}; "
+            "none: a public client, PKCE only). Never pass the secret itself on the command line.",
+        ),
+        click.option(
+            "--oidc-role-arn",
+            default=None,
+            metavar="ARN",
+            help="Console sign-in: the role users get (its trust policy must allow "
+            "sts:AssumeRoleWithWebIdentity for the provider).",
+        ),
+        click.option(
+            "--oidc-name",
+            default=None,
+            help="Console sign-in: the provider's name on the button (default: its host).",
+        ),
+        click.option(
+            "--oidc-ca-bundle",
+            type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+            default=None,
+            help="PEM CA certificates to trust for identity providers' TLS (default: the system's).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _secret(path: pathlib.Path | None) -> str | None:
+    if path is not None:
+        data = path.read_bytes()
+        if len(data) > MAX_SECRET_BYTES:
+            raise click.BadParameter(
+                "the file is too large for a client secret", param_hint="--oidc-client-secret-file"
+            )
+        return data.decode("utf-8").strip() or None
+    return os.environ.get(SECRET_ENV) or None
+
+
+def oidc_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ServerConfig field for the options :func:`oidc_options` added."""
+    issuer, client_id, role_arn = (
+        values.get("oidc_issuer"),
+        values.get("oidc_client_id"),
+        values.get("oidc_role_arn"),
+    )
+    console = None
+    if issuer or client_id or role_arn:
+        if not (issuer and client_id and role_arn):
+            raise click.UsageError("--oidc-issuer, --oidc-client-id and --oidc-role-arn go together")
+        try:
+            parsed = parse_issuer(issuer)
+        except IssuerError as exc:
+            raise click.BadParameter(str(exc), param_hint="--oidc-issuer") from None
+        console = ConsoleSignIn(
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=_secret(values.get("oidc_client_secret_file")),
+            role_arn=role_arn,
+            display_name=values.get("oidc_name") or parsed.host,
+        )
+    return {"web_identity": WebIdentitySettings(ca_bundle=values.get("oidc_ca_bundle"), console=console)}

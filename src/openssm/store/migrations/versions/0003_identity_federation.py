@@ -1,0 +1,60 @@
+"""identity federation: MFA on temporary credentials, IAM OIDC providers, the TOTP replay guard
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import openssm.store.tables
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("access_keys", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("mfa_authenticated_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(sa.Column("federated_provider", sa.String(length=2048), nullable=True))
+    with op.batch_alter_table("console_sessions", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("mfa_authenticated_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=True)
+        )
+    op.create_table(
+        "iam_oidc_providers",
+        sa.Column("arn", sa.String(length=2048), nullable=False),
+        sa.Column("url", sa.String(length=255), nullable=False),
+        sa.Column("scheme", sa.String(length=8), nullable=False),
+        sa.Column("client_ids", sa.JSON(), nullable=False),
+        sa.Column("thumbprints", sa.JSON(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("created_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("arn", name=op.f("pk_iam_oidc_providers")),
+        sa.UniqueConstraint("url", name=op.f("uq_iam_oidc_providers_url")),
+    )
+    op.create_table(
+        "mfa_used_steps",
+        sa.Column("user_name", sa.String(length=64), nullable=False),
+        sa.Column("last_step", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("user_name", name=op.f("pk_mfa_used_steps")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("mfa_used_steps")
+    op.drop_table("iam_oidc_providers")
+    with op.batch_alter_table("console_sessions", schema=None) as batch_op:
+        batch_op.drop_column("mfa_authenticated_at")
+    with op.batch_alter_table("access_keys", schema=None) as batch_op:
+        batch_op.drop_column("federated_provider")
+        batch_op.drop_column("mfa_authenticated_at")
