@@ -88,7 +88,9 @@ def harness_command(target: Target, *options: str) -> list[str]:
     return [_python(), "-m", "tests.fuzz.harness", target.name, f"-max_len={target.max_len}", *options]
 
 
-def run(target: Target, inputs: int, timeout: int, work: pathlib.Path, nice: int) -> Result:
+def run(
+    target: Target, inputs: int, timeout: int, work: pathlib.Path, nice: int, max_time: int = 0
+) -> Result:
     new_corpus = work / "corpus"
     artifacts = work / "artifacts"
     seeds = work / "seeds"
@@ -102,6 +104,7 @@ def run(target: Target, inputs: int, timeout: int, work: pathlib.Path, nice: int
         f"-timeout={timeout}",
         f"-artifact_prefix={artifacts}/",
         "-print_final_stats=1",
+        *([f"-max_total_time={max_time}"] if max_time else []),
         str(new_corpus),
         str(target.corpus),
         str(seeds),
@@ -207,6 +210,9 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=int, default=10, help="seconds per input before it counts as a hang"
     )
+    parser.add_argument(
+        "--max-time", type=int, default=0, help="stop a target after this many seconds (0: no limit)"
+    )
     parser.add_argument("--nice", type=int, default=10, help="nice level of the fuzzing process (0: none)")
     parser.add_argument("--lines", action="store_true", help="measure line coverage of the final corpus")
     parser.add_argument("--update-corpus", action="store_true", help="merge findings into tests/fuzz/corpus")
@@ -224,7 +230,7 @@ def main() -> None:
     for name in names:
         target = TARGETS[name]
         work = base / name
-        result = run(target, args.inputs, args.timeout, work, args.nice)
+        result = run(target, args.inputs, args.timeout, work, args.nice, args.max_time)
         if args.lines and not result.crashes and not result.hangs:
             result.lines = measure_lines(target, [work / "corpus", target.corpus, work / "seeds"], work)
         if args.update_corpus and not result.crashes and not result.hangs:
