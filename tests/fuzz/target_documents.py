@@ -5,8 +5,11 @@ the document text, ``\\x00``, and the parameters in the CLI's JSON or shorthand 
 that parses is checked for placeholders and read as session preferences; the parameters are
 validated against it and substituted (``resolve``), as StartSession and the agent do.
 
-Checks: only DocumentError for bad input; resolving a document with validated parameters leaves
-no placeholder of a defined parameter unsubstituted in an exactly-placeholder string.
+Checks: only DocumentError for bad input.
+
+Known finding, reported and kept as a strict xfail in ``tests/fuzz/test_fuzz_findings.py``: a
+document whose ``sessionType`` is an object or a list makes ``validate_document`` raise TypeError
+(unhashable) instead of DocumentError. Tolerated here (``_known``) so a long run goes on past it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def one_input(data: bytes) -> None:
         document = documents.parse_document(document_part, "JSON" if mode == b"J" else "YAML")
     except DocumentError:
         return
+    except TypeError as exc:
+        if _known(exc):
+            return
+        raise
     documents.placeholders(document)
     try:
         documents.preferences_from_document(document)
@@ -45,6 +52,14 @@ def one_input(data: bytes) -> None:
     except DocumentError:
         return
     documents.resolve(document, documents.agent_parameters(validated))
+
+
+def _known(exc: TypeError) -> bool:
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    code = frame.tb_frame.f_code if frame is not None else None
+    return code is not None and code.co_name == "validate_document" and "unhashable" in str(exc)
 
 
 def setup() -> Callable[[bytes], None]:

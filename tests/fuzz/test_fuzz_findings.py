@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from openssm.auth.rsa_identity import generate_key_pair
-from openssm.protocol import messages
+from openssm.protocol import documents, messages
 from openssm.security.login_secrets import totp_step
 from tests.fuzz.target_api import ApiFuzzer
 
@@ -33,6 +33,23 @@ def test_interactive_shell_content_with_a_lone_surrogate_is_a_message_error() ->
     assert b"\\ud800" in payload
     with pytest.raises(messages.MessageError):
         messages.parse_interactive_shell(payload)
+
+
+@pytest.mark.xfail(strict=True, reason="protocol/documents: TypeError (unhashable), not DocumentError")
+@pytest.mark.parametrize("session_type", [{"a": 1}, ["Standard_Stream"]])
+def test_document_with_an_object_as_session_type_is_a_document_error(session_type: object) -> None:
+    """Target ``documents`` (and, through CreateDocument, an HTTP 500 on the API): ``validate_document``
+    tests ``sessionType in SESSION_TYPES``, a frozenset, and a dict or list is unhashable."""
+    content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": session_type})
+    with pytest.raises(documents.DocumentError):
+        documents.parse_document(content)
+
+
+@pytest.mark.xfail(strict=True, reason="protocol/documents via api/documents: HTTP 500")
+def test_create_document_with_an_object_as_session_type_is_a_client_error(api: ApiFuzzer) -> None:
+    content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": {"a": 1}})
+    body = {"Name": "fuzz-finding", "Content": content, "DocumentType": "Session", "DocumentFormat": "JSON"}
+    assert 400 <= _status(api, "AmazonSSM.CreateDocument", body) < 500
 
 
 @pytest.mark.xfail(strict=True, reason="security/login_secrets: TypeError from hmac.compare_digest")
