@@ -77,7 +77,7 @@ async def through_gateway(frames: int, window: int) -> float:
             token = await gw.channel_token(f"/v1/control-channel/{IID}")
             control = await gw.agent_socket(f"/v1/control-channel/{IID}?role=subscribe&stream=input")
             await control.send_str(ControlOpen(token_value=token).to_text())
-            while IID not in gw.services.extras["gateway"].controls:
+            while IID not in gw.node.controls:
                 await asyncio.sleep(0.01)
             client = await gw.client_socket(SID)
             await client.send_str(ClientOpen(token_value=await gw.add_token("client", SID)).to_text())

@@ -34,6 +34,7 @@ from openssm.logs.recorder import SessionRecorder
 from openssm.protocol.frames import PayloadType
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.secrets import SecretCipher
 
 
 async def cat_throughput(client: BenchClient, path: pathlib.Path, size: int) -> float:
@@ -75,7 +76,7 @@ async def recorder_cpu_cost(root: pathlib.Path, text: bytes) -> tuple[float, flo
         config=ServerConfig(data_dir=root),
         engine=make_engine(database_url_for(root)),
         bus=InProcessBus(),
-        cipher=None,
+        cipher=SecretCipher.generate(),
     )
     await migrate(services.engine)
     session = {

@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
 import click
 
-# (module, attribute): each is a click command or group, imported only when it is used so that an
-# agent-only or client-only install never imports server code.
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "server": ("openssm.server_cli", "server_command"),
-    "quickstart": ("openssm.quickstart", "quickstart_command"),
-    "agent": ("openssm.agent.cli", "agent_group"),
-    "start-session": ("openssm.client.cli", "start_session_command"),
-    "logs": ("openssm.logs.cli", "logs_command"),
+# Each command's module is imported only when that command is used, so that ``openssm agent`` or
+# ``openssm start-session`` never loads server code; the imports are still static (in functions),
+# so mypy and import-linter see them.
+
+
+def _server() -> click.Command:
+    from openssm.server.cli import server_command
+
+    return server_command
+
+
+def _quickstart() -> click.Command:
+    from openssm.server.quickstart import quickstart_command
+
+    return quickstart_command
+
+
+def _agent() -> click.Command:
+    from openssm.agent.cli import agent_group
+
+    return agent_group
+
+
+def _start_session() -> click.Command:
+    from openssm.client.cli import start_session_command
+
+    return start_session_command
+
+
+def _logs() -> click.Command:
+    from openssm.logs.cli import logs_command
+
+    return logs_command
+
+
+_COMMANDS: dict[str, Callable[[], click.Command]] = {
+    "server": _server,
+    "quickstart": _quickstart,
+    "agent": _agent,
+    "start-session": _start_session,
+    "logs": _logs,
 }
 
 
@@ -22,19 +55,8 @@ class LazyGroup(click.Group):
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attribute = target
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                return None  # component not installed
-            raise
-        command = getattr(module, attribute)
-        assert isinstance(command, click.Command)
-        return command
+        load = _COMMANDS.get(cmd_name)
+        return load() if load is not None else None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import pathlib
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.bus.base import Bus
 from openssm.clock import SYSTEM_CLOCK, Clock
+from openssm.store.secrets import SecretCipher
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,11 +50,14 @@ class ServerConfig:
 
 @dataclasses.dataclass(slots=True)
 class Services:
-    """Everything a request handler or channel handler needs; built once by ``openssm.server``."""
+    """What every server-side component shares; opened once by ``openssm.server.process``. Components that need one another (the gateway node and its extensions,
+    say) are wired by ``openssm.server.composition``, by constructor arguments, not through this record."""
 
     config: ServerConfig
     engine: AsyncEngine
     bus: Bus
-    cipher: Any  # openssm.store.secrets.SecretCipher (typed there; Any here to avoid an import cycle)
-    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cipher: SecretCipher  # the master key: secrets at rest
     clock: Clock = SYSTEM_CLOCK  # the one clock of the server's components (tests inject a ManualClock)
+    # Set when the server starts to shut down, before the gateway ends its sessions: long polls
+    # (the agent's GetMessages) answer at once instead of holding the shutdown up.
+    stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)

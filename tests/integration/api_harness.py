@@ -29,7 +29,7 @@ from tests.support import postgres
 from tests.support.net import free_port
 
 from openssm.auth.sigv4 import sign_hmac
-from openssm.server import serve
+from openssm.server.process import serve
 from openssm.services import ServerConfig
 from openssm.store.db import database_url_for, make_engine
 
@@ -204,14 +204,14 @@ def make_user(
 ) -> tuple[str, str]:
     """An IAM user with an optional inline policy and a fresh access key, written straight to the store."""
     from openssm.store import access_keys
-    from openssm.store import iam as iam_store
+    from openssm.store.iam import holder_policies, users
     from openssm.store.secrets import SecretCipher
 
     async def work(engine: Any) -> tuple[str, str]:
         now = dt.datetime.now(dt.UTC)
-        await iam_store.create_user(engine, ACCOUNT, name, "/", tags or {}, now)
+        await users.create(engine, ACCOUNT, name, "/", tags or {}, now)
         if policy is not None:
-            await iam_store.put_inline_policy(engine, "user", name, "test", json.dumps(policy))
+            await holder_policies.put_inline(engine, "user", name, "test", json.dumps(policy))
         issued = await access_keys.create_long_term(
             engine,
             SecretCipher.for_data_dir(server.config.data_dir),
@@ -226,14 +226,11 @@ def make_user(
 
 def connect_instance(server: ApiServer, instance_id: str, node_id: str | None = None) -> None:
     """What the gateway records when an agent's control channel opens on a node."""
-    from openssm.store import nodes
+    from openssm.store import instances
 
     async def work(engine: Any) -> None:
-        await nodes.update(
-            engine,
-            instance_id,
-            control_node_id=node_id or server.config.node_id,
-            control_connected_at=dt.datetime.now(dt.UTC),
+        await instances.set_control_node(
+            engine, instance_id, node_id or server.config.node_id, now=dt.datetime.now(dt.UTC)
         )
 
     server.db(work)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from tests.integration.api_harness import ApiServer, register_node
 
-from openssm.store import nodes
+from openssm.store import instances
 from openssm.store.tables import commands
 
 SHELL = "AWS-RunShellScript"
@@ -28,8 +28,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer
         db = register_node(server, activation["ActivationCode"], activation["ActivationId"], "c2")
 
         async def tag(engine: Any) -> None:
-            await nodes.update(engine, web.instance_id, tags={"Role": "web"})
-            await nodes.update(engine, db.instance_id, tags={"Role": "db"})
+            await instances.set_tags(engine, web.instance_id, {"Role": "web"})
+            await instances.set_tags(engine, db.instance_id, {"Role": "db"})
 
         server.db(tag)
         yield server, web.instance_id, db.instance_id

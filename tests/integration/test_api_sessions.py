@@ -12,8 +12,10 @@ import pytest
 import sqlalchemy as sa
 from tests.integration.api_harness import ApiServer, connect_instance, make_user, register_node
 
+from openssm.store import sessions as session_store
 from openssm.store.secrets import hash_token
-from openssm.store.tables import channel_tokens, sessions
+from openssm.store.sessions import SessionRow
+from openssm.store.tables import channel_tokens
 
 ACCOUNT = "123456789012"
 
@@ -32,15 +34,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer
         server.stop()
 
 
-def _session_row(server: ApiServer, session_id: str) -> dict[str, Any]:
-    async def work(engine: Any) -> dict[str, Any]:
-        async with engine.connect() as conn:
-            row = (
-                (await conn.execute(sa.select(sessions).where(sessions.c.session_id == session_id)))
-                .mappings()
-                .one()
-            )
-            return dict(row)
+def _session_row(server: ApiServer, session_id: str) -> SessionRow:
+    async def work(engine: Any) -> SessionRow:
+        row = await session_store.get(engine, session_id)
+        assert row is not None
+        return row
 
     return server.db(work)
 
@@ -78,10 +76,10 @@ def test_start_describe_resume_terminate(system: tuple[ApiServer, str, str]) -> 
         == f"ws://127.0.0.1:{server.port}/v1/data-channel/{session_id}?role=publish_subscribe"
     )
     row = _session_row(server, session_id)
-    assert row["status"] == "Connecting" and row["node_id"] == server.config.node_id
-    assert row["document_name"] == "SSM-SessionManagerRunShell" and row["session_type"] == "Standard_Stream"
-    assert row["owner_arn"] == f"arn:aws:iam::{ACCOUNT}:user/admin" and row["idle_session_timeout"] == 20
-    assert row["document_content"]["sessionType"] == "Standard_Stream" and "inputs" in row["document_content"]
+    assert row.status == "Connecting" and row.node_id == server.config.node_id
+    assert row.document_name == "SSM-SessionManagerRunShell" and row.session_type == "Standard_Stream"
+    assert row.owner_arn == f"arn:aws:iam::{ACCOUNT}:user/admin" and row.idle_session_timeout == 20
+    assert row.document_content["sessionType"] == "Standard_Stream" and "inputs" in row.document_content
     token = _token_row(server, started["TokenValue"])
     assert token is not None and token["kind"] == "client" and token["channel_id"] == session_id
 
@@ -96,11 +94,11 @@ def test_start_describe_resume_terminate(system: tuple[ApiServer, str, str]) -> 
 
     assert ssm.terminate_session(SessionId=session_id)["SessionId"] == session_id
     deadline = time.monotonic() + 10
-    while _session_row(server, session_id)["status"] not in ("Terminated",) and time.monotonic() < deadline:
+    while _session_row(server, session_id).status not in ("Terminated",) and time.monotonic() < deadline:
         time.sleep(0.1)
     ended = _session_row(server, session_id)
-    assert ended["status"] == "Terminated"  # the gateway node ends it and records why
-    assert ended["termination_reason"] == f"Terminated by arn:aws:iam::{ACCOUNT}:user/admin"
+    assert ended.status == "Terminated"  # the gateway node ends it and records why
+    assert ended.termination_reason == f"Terminated by arn:aws:iam::{ACCOUNT}:user/admin"
     history = ssm.describe_sessions(State="History", Filters=[{"key": "SessionId", "value": session_id}])
     (record,) = history["Sessions"]
     assert record["Status"] == "Terminated" and "EndDate" in record
@@ -118,11 +116,11 @@ def test_port_forwarding_parameters(system: tuple[ApiServer, str, str]) -> None:
         Parameters={"portNumber": ["3389"], "localPortNumber": ["13389"]},
     )
     row = _session_row(server, started["SessionId"])
-    assert row["session_type"] == "Port"
-    assert row["parameters"] == {"portNumber": ["3389"], "localPortNumber": ["13389"]}
-    assert "{{" in str(row["document_content"]["properties"])  # placeholders reach the agent unresolved
+    assert row.session_type == "Port"
+    assert row.parameters == {"portNumber": ["3389"], "localPortNumber": ["13389"]}
+    assert "{{" in str(row.document_content["properties"])  # placeholders reach the agent unresolved
     defaults = ssm.start_session(Target=online, DocumentName="AWS-StartPortForwardingSession")
-    assert _session_row(server, defaults["SessionId"])["parameters"]["portNumber"] == ["80"]
+    assert _session_row(server, defaults["SessionId"]).parameters["portNumber"] == ["80"]
     for parameters, named in (({"portNumber": ["http"]}, "portNumber"), ({"nope": ["1"]}, "nope")):
         with pytest.raises(botocore.exceptions.ClientError) as excinfo:
             ssm.start_session(

@@ -15,7 +15,6 @@ from openssm.bus.base import MAX_MESSAGE_BYTES, Message
 from openssm.bus.factory import make_bus
 from openssm.bus.inprocess import InProcessBus
 from openssm.bus.redis import BusMessageTooLarge, RedisBus
-from openssm.services import ServerConfig
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 pytestmark = pytest.mark.redis
@@ -119,11 +118,11 @@ async def test_oversized_messages_are_refused(bus: RedisBus) -> None:
         await bus.publish("node.x", {"blob": "x" * MAX_MESSAGE_BYTES})
 
 
-async def test_factory_picks_redis_only_when_configured(tmp_path: pathlib.Path) -> None:
-    assert isinstance(make_bus(ServerConfig(data_dir=tmp_path)), InProcessBus)
+async def test_factory_picks_redis_only_when_configured() -> None:
+    assert isinstance(make_bus(None), InProcessBus)
     problem = await redis_reachable()
     require(problem is None, problem or "")
-    bus = make_bus(ServerConfig(data_dir=tmp_path, redis_url=REDIS_URL))
+    bus = make_bus(REDIS_URL)
     try:
         assert isinstance(bus, RedisBus)
         assert await bus.ping()
@@ -136,7 +135,6 @@ async def test_terminate_reaches_the_node_holding_the_session(tmp_path: pathlib.
     anyone reaches B's session, and A ignores it."""
     from tests.support.gateway import next_frame, running_gateway, wait_for
 
-    from openssm.gateway.node import GATEWAY_KEY
     from openssm.protocol.frames import MessageType
     from openssm.protocol.messages import ClientOpen, ControlOpen
     from openssm.store.secrets import SecretCipher
@@ -160,7 +158,7 @@ async def test_terminate_reaches_the_node_holding_the_session(tmp_path: pathlib.
             token = await b.channel_token(f"/v1/control-channel/{iid}")
             control = await b.agent_socket(f"/v1/control-channel/{iid}?role=subscribe&stream=input")
             await control.send_str(ControlOpen(token_value=token).to_text())
-            await wait_for(lambda: iid in b.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+            await wait_for(lambda: iid in b.node.controls, 5, "no control channel")
             client = await b.client_socket(sid)
             await client.send_str(ClientOpen(token_value=await b.add_token("client", sid)).to_text())
             assert (await next_frame(control)).message_type == MessageType.INTERACTIVE_SHELL
@@ -172,7 +170,7 @@ async def test_terminate_reaches_the_node_holding_the_session(tmp_path: pathlib.
             assert closed.message_type == MessageType.CHANNEL_CLOSED
             assert closed.json()["Output"] == "stop"
             row = await a.wait_status(sid, "Terminated")
-            assert row["termination_reason"] == "stop"
+            assert row.termination_reason == "stop"
     finally:
         await bus_a.close()
         await bus_b.close()

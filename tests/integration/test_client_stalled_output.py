@@ -63,7 +63,7 @@ async def test_a_client_whose_stdout_stops_being_read_keeps_its_session(
             await asyncio.sleep(3.0)  # nobody reads stdout: over seven heartbeats
             assert not client.done()
             assert not sending.done()  # held back all the way to the agent
-            assert (await gateway.session_row(SID))["status"] == "Connected"
+            assert (await gateway.session_row(SID)).status == "Connected"
 
             def read_stdout() -> None:
                 while len(received) < len(expected) and (chunk := os.read(stdout_read, 1 << 20)):

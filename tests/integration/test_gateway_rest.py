@@ -17,10 +17,10 @@ from tests.support.gateway import (
     wait_for,
 )
 
-from openssm.gateway.node import GATEWAY_KEY
+from openssm.clock import ManualClock
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.messages import ControlOpen
-from openssm.store import channels as store
+from openssm.store import instances
 from openssm.store.secrets import hash_token
 from openssm.store.tables import channel_tokens
 
@@ -124,16 +124,16 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
     ws = await open_control(gateway, token)
 
     async def held() -> bool:
-        row = await store.get_instance(gateway.engine, IID)
-        return row is not None and row["control_node_id"] == NODE_ID
+        row = await instances.get(gateway.engine, IID)
+        return row is not None and row.control_node_id == NODE_ID
 
     await wait_for(held, 5, "control_node_id was never set")
-    assert IID in gateway.services.extras[GATEWAY_KEY].controls
+    assert IID in gateway.node.controls
     await ws.close()
 
     async def released() -> bool:
-        row = await store.get_instance(gateway.engine, IID)
-        return row is not None and row["control_node_id"] is None
+        row = await instances.get(gateway.engine, IID)
+        return row is not None and row.control_node_id is None
 
     await wait_for(released, 5, "control_node_id was never cleared")
 
@@ -141,10 +141,10 @@ async def test_control_socket_registers_the_node_and_clears_it_on_close(gateway:
 async def test_control_token_is_single_use(gateway: Gateway) -> None:
     token = await gateway.channel_token(f"/v1/control-channel/{IID}")
     first = await open_control(gateway, token)
-    await wait_for(lambda: IID in gateway.services.extras[GATEWAY_KEY].controls, 5, "no control channel")
+    await wait_for(lambda: IID in gateway.node.controls, 5, "no control channel")
     second = await open_control(gateway, token)
     await assert_closed(second)
-    assert gateway.services.extras[GATEWAY_KEY].controls[IID].peer.open
+    assert gateway.node.controls[IID].peer.open
     await first.close()
 
 
@@ -154,6 +154,22 @@ async def test_expired_control_token_is_refused(gateway: Gateway) -> None:
     )
     ws = await open_control(gateway, token)
     await assert_closed(ws)
+
+
+async def test_an_issued_token_expires_by_the_gateways_clock(tmp_path: pathlib.Path) -> None:
+    """CreateControlChannel's token opens the socket within its 60 s, and not a moment after."""
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    async with running_gateway(tmp_path, clock=clock) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        stale = await gw.channel_token(f"/v1/control-channel/{IID}")
+        fresh = await gw.channel_token(f"/v1/control-channel/{IID}")
+        clock.advance(59)
+        ws = await open_control(gw, fresh)
+        await wait_for(lambda: IID in gw.node.controls, 5, "no control channel")
+        await ws.close()
+        clock.advance(1)
+        await assert_closed(await open_control(gw, stale))
 
 
 async def test_control_token_of_another_principal_is_refused(gateway: Gateway) -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import pathlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import pytest
-import sqlalchemy as sa
 from tests.support.gateway import (
     NODE_ID,
     Gateway,
@@ -24,9 +24,10 @@ from tests.support.gateway import (
     wait_for,
 )
 
-from openssm.gateway.node import GATEWAY_KEY, GatewayNode
+from openssm.clock import ManualClock
+from openssm.gateway.extension import NodeExtension
 from openssm.gateway.settings import GatewaySettings
-from openssm.gateway.tap import Payload, tap_registry
+from openssm.gateway.tap import Payload
 from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for
 from openssm.protocol.messages import (
     AgentDataOpen,
@@ -36,8 +37,8 @@ from openssm.protocol.messages import (
     ControlOpen,
     parse_interactive_shell,
 )
-from openssm.store import channels as store
-from openssm.store import tables
+from openssm.store import channel_tokens, gateway_nodes, instances
+from openssm.store import sessions as session_store
 from openssm.store.secrets import hash_token
 
 IID = "i-0123456789abcdef0"
@@ -58,8 +59,7 @@ async def open_control(gw: Gateway, instance_id: str = IID) -> aiohttp.ClientWeb
     token = await gw.channel_token(f"/v1/control-channel/{instance_id}")
     ws = await gw.agent_socket(f"/v1/control-channel/{instance_id}?role=subscribe&stream=input")
     await ws.send_str(ControlOpen(token_value=token).to_text())
-    node: GatewayNode = gw.services.extras[GATEWAY_KEY]
-    await wait_for(lambda: instance_id in node.controls, 5, "control channel never registered")
+    await wait_for(lambda: instance_id in gw.node.controls, 5, "control channel never registered")
     return ws
 
 
@@ -129,8 +129,8 @@ async def test_terminate_session_over_the_bus(gw: Gateway) -> None:
     control_closed = await expect_closed(s.control)
     assert control_closed["SessionId"] == SID
     row = await gw.wait_status(SID, "Terminated")
-    assert row["termination_reason"] == reason
-    assert row["end_date"] is not None
+    assert row.termination_reason == reason
+    assert row.end_date is not None
     await assert_closed(s.client)
     await assert_closed(s.agent)
 
@@ -142,14 +142,14 @@ async def test_terminate_wins_over_the_agents_answer_to_it(
     once; the session still ends as the terminate said, even when recording that end is slow."""
     s = await start(gw)
     reason = "Terminated by arn:aws:iam::123456789012:user/admin"
-    record_end = store.finish_session
+    record_end = session_store.finish
 
     async def slow_for_the_terminate(*args: Any, **kwargs: Any) -> bool:
         if kwargs.get("reason") == reason:
             await asyncio.sleep(0.5)  # a loaded database
         return await record_end(*args, **kwargs)
 
-    monkeypatch.setattr(store, "finish_session", slow_for_the_terminate)
+    monkeypatch.setattr(session_store, "finish", slow_for_the_terminate)
     await gw.services.bus.publish(
         f"node.{NODE_ID}", {"type": "terminate", "session_id": SID, "reason": reason}
     )
@@ -157,7 +157,7 @@ async def test_terminate_wins_over_the_agents_answer_to_it(
     killed = AgentTaskComplete(task_id=SID, final_task_status="Failed", instance_id=IID, output="killed")
     await s.control.send_bytes(killed.to_frame().encode())
     row = await gw.wait_status(SID, "Terminated")
-    assert row["termination_reason"] == reason
+    assert row.termination_reason == reason
 
 
 async def test_terminate_before_the_client_arrives(gw: Gateway) -> None:
@@ -180,12 +180,12 @@ async def test_idle_timeout_closes_both_sides(tmp_path: pathlib.Path) -> None:
             await s.agent.send_bytes(output(seq, b"tick").encode())
             assert (await next_frame(s.client)).sequence_number == seq
             await asyncio.sleep(0.3)
-        assert (await gateway.session_row(SID))["status"] == "Connected"
+        assert (await gateway.session_row(SID)).status == "Connected"
         await expect_closed(s.client, "Session idle timeout")
         await expect_closed(s.agent)
         await expect_closed(s.control)
         row = await gateway.wait_status(SID, "Terminated")
-        assert row["termination_reason"] == "Session idle timeout"
+        assert row.termination_reason == "Session idle timeout"
 
 
 async def test_max_duration_closes_both_sides_despite_activity(tmp_path: pathlib.Path) -> None:
@@ -204,7 +204,7 @@ async def test_max_duration_closes_both_sides_despite_activity(tmp_path: pathlib
             await asyncio.sleep(0.1)
         assert seq >= 5  # it ran about a second
         row = await gateway.wait_status(SID, "Terminated")
-        assert row["termination_reason"] == "Session reached maximum duration"
+        assert row.termination_reason == "Session reached maximum duration"
 
 
 def test_limits_come_from_the_session_row_without_overrides() -> None:
@@ -244,7 +244,7 @@ async def test_session_ends_when_the_resume_window_passes(gw: Gateway) -> None:
     body = await expect_closed(s.agent)
     assert body["SessionId"] == SID
     row = await gw.wait_status(SID, "Terminated")
-    assert row["termination_reason"] == "Session resume window expired"
+    assert row.termination_reason == "Session resume window expired"
 
 
 async def test_client_token_reuse_is_refused(gw: Gateway) -> None:
@@ -255,13 +255,8 @@ async def test_client_token_reuse_is_refused(gw: Gateway) -> None:
 
     # The two sockets would otherwise race for the token: let the legitimate one spend it first.
     async def spent() -> bool:
-        async with gw.engine.connect() as conn:
-            used = await conn.scalar(
-                sa.select(tables.channel_tokens.c.used_at).where(
-                    tables.channel_tokens.c.token_hash == hash_token(token)
-                )
-            )
-        return used is not None
+        tokens = await channel_tokens.for_channel(gw.engine, SID)
+        return any(t.token_hash == hash_token(token) and t.used_at is not None for t in tokens)
 
     await wait_for(spent, 5, "the reconnect never spent its token")
     replay = await gw.client_socket(SID)
@@ -281,7 +276,7 @@ async def test_expired_client_token_is_refused(gw: Gateway) -> None:
     ws = await gw.client_socket(SID)
     await ws.send_str(ClientOpen(token_value=token).to_text())
     assert "token" in (await expect_closed(ws))["Output"]
-    assert (await gw.session_row(SID))["status"] == "Connecting"
+    assert (await gw.session_row(SID)).status == "Connecting"
 
 
 async def test_token_of_another_session_is_refused(gw: Gateway) -> None:
@@ -298,7 +293,7 @@ async def test_client_of_an_unconnected_target_is_told_so(gw: Gateway) -> None:
     client = await open_client(gw)
     assert "not connected" in (await expect_closed(client))["Output"]
     row = await gw.wait_status(SID, "Failed")
-    assert row["end_date"] is not None
+    assert row.end_date is not None
 
 
 async def test_client_that_beats_the_control_channel_waits_for_it(gw: Gateway) -> None:
@@ -323,7 +318,7 @@ async def test_agent_failure_reaches_the_client(gw: Gateway) -> None:
     assert ack.json()["MessageId"] == str(sent.message_id)
     await expect_closed(s.client, error)
     row = await gw.wait_status(SID, "Failed")
-    assert row["termination_reason"] == error
+    assert row.termination_reason == error
 
 
 async def test_an_instance_cannot_complete_another_instances_session(gw: Gateway) -> None:
@@ -372,28 +367,38 @@ class RecordingTap:
         self.events.append(("end", status))
 
 
-async def test_taps_see_stream_data_in_order(gw: Gateway) -> None:
+class Taps(NodeExtension):
+    def __init__(self, events: list[tuple[str, Any]]) -> None:
+        self.events = events
+
+    def session_tap(self, session: Mapping[str, Any]) -> RecordingTap:
+        return RecordingTap(self.events)
+
+
+async def test_taps_see_stream_data_in_order(tmp_path: pathlib.Path) -> None:
     events: list[tuple[str, Any]] = []
-    tap_registry(gw.services.extras).add(lambda session: RecordingTap(events))
-    s = await start(gw)
-    await s.agent.send_bytes(output(0, b"# ").encode())
-    await next_frame(s.client)
-    await s.client.send_bytes(keystroke(0, b"l").encode())
-    await next_frame(s.agent)
-    await s.agent.send_bytes(output(1, b"l").encode())
-    await next_frame(s.client)
-    await s.control.send_bytes(AgentTaskComplete(task_id=SID, instance_id=IID).to_frame().encode())
-    await gw.wait_status(SID, "Terminated")
-    await wait_for(lambda: events and events[-1][0] == "end", 5, "tap never saw the end")
-    assert events == [
-        ("start", SID),
-        ("output", b"# "),
-        ("input", b"l"),
-        ("output", b"l"),
-        ("end", "Terminated"),
-    ]
-    # Views into the relayed frames: the relay copies no payload for its taps.
-    assert all(isinstance(payload, memoryview) for kind, payload in events if kind in ("output", "input"))
+    async with running_gateway(tmp_path, settings=FAST, extensions=lambda services: [Taps(events)]) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        s = await start(gw)
+        await s.agent.send_bytes(output(0, b"# ").encode())
+        await next_frame(s.client)
+        await s.client.send_bytes(keystroke(0, b"l").encode())
+        await next_frame(s.agent)
+        await s.agent.send_bytes(output(1, b"l").encode())
+        await next_frame(s.client)
+        await s.control.send_bytes(AgentTaskComplete(task_id=SID, instance_id=IID).to_frame().encode())
+        await gw.wait_status(SID, "Terminated")
+        await wait_for(lambda: events and events[-1][0] == "end", 5, "tap never saw the end")
+        assert events == [
+            ("start", SID),
+            ("output", b"# "),
+            ("input", b"l"),
+            ("output", b"l"),
+            ("end", "Terminated"),
+        ]
+        # Views into the relayed frames: the relay copies no payload for its taps.
+        assert all(isinstance(payload, memoryview) for kind, payload in events if kind in ("output", "input"))
 
 
 @pytest.mark.slow
@@ -402,47 +407,87 @@ async def test_node_heartbeat_and_shutdown_cleanup(tmp_path: pathlib.Path) -> No
     async with running_gateway(tmp_path, settings=settings) as gateway:
         await gateway.add_instance(IID)
         await gateway.add_agent_user()
-        first = await store.get_gateway_node(gateway.engine, NODE_ID)
+        first = await gateway_nodes.get(gateway.engine, NODE_ID)
         assert first is not None
-        await asyncio.sleep(0.5)
-        later = await store.get_gateway_node(gateway.engine, NODE_ID)
-        assert later is not None and later["last_seen_at"] > first["last_seen_at"]
+
+        async def heard_again() -> bool:
+            later = await gateway_nodes.get(gateway.engine, NODE_ID)
+            return later is not None and later.last_seen_at > first.last_seen_at
+
+        await wait_for(heard_again, 5, "the node's heartbeat never refreshed last_seen_at")
         s = await start(gateway)
         await gateway.server.close()  # runs the app's shutdown and cleanup
         assert (await expect_closed(s.client))["Output"] == "gateway shut down"
         row = await gateway.session_row(SID)
-        assert (row["status"], row["termination_reason"]) == ("Terminated", "gateway shut down")
-        instance = await store.get_instance(gateway.engine, IID)
-        assert instance is not None and instance["control_node_id"] is None
+        assert (row.status, row.termination_reason) == ("Terminated", "gateway shut down")
+        instance = await instances.get(gateway.engine, IID)
+        assert instance is not None and instance.control_node_id is None
 
 
-async def test_agent_job_messages_reach_the_run_command_hook(gw: Gateway) -> None:
-    from openssm.gateway.control import JOB_HANDLER_KEY
+class ControlListener(NodeExtension):
+    """Takes agent_job_ack, as Run Command does, and notes control channels opening."""
+
+    control_messages = frozenset({MessageType.AGENT_JOB_ACK})
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, Frame]] = []
+        self.opened: list[str] = []
+
+    async def on_control_opened(self, instance_id: str) -> None:
+        self.opened.append(instance_id)
+
+    async def on_control_message(self, instance_id: str, frame: Frame) -> None:
+        self.received.append((instance_id, frame))
+
+
+async def test_control_messages_reach_the_extension_that_takes_them(tmp_path: pathlib.Path) -> None:
     from openssm.protocol.frames import decode
 
-    received: list[tuple[str, Frame]] = []
-
-    async def handler(instance_id: str, frame: Frame) -> None:
-        received.append((instance_id, frame))
-
-    gw.services.extras[JOB_HANDLER_KEY] = handler
-    control = await open_control(gw)
-    job_ack = Frame(
-        MessageType.AGENT_JOB_ACK, payload=b'{"jobId":"j-1","acknowledgedMessageId":"m","statusCode":"200"}'
-    )
-    telemetry = Frame(MessageType.AGENT_TELEMETRY, payload=b"{}")
-    await control.send_bytes(telemetry.encode())
-    await control.send_bytes(job_ack.encode())
-    await wait_for(lambda: received, 5, "the job hook never ran")
-    assert received == [(IID, decode(job_ack.encode()))]
+    listener = ControlListener()
+    async with running_gateway(tmp_path, settings=FAST, extensions=lambda services: [listener]) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        control = await open_control(gw)
+        await wait_for(lambda: listener.opened, 5, "the extension never heard of the control channel")
+        assert listener.opened == [IID]
+        job_ack = Frame(
+            MessageType.AGENT_JOB_ACK,
+            payload=b'{"jobId":"j-1","acknowledgedMessageId":"m","statusCode":"200"}',
+        )
+        telemetry = Frame(MessageType.AGENT_TELEMETRY, payload=b"{}")  # nobody takes it: ignored
+        await control.send_bytes(telemetry.encode())
+        await control.send_bytes(job_ack.encode())
+        await wait_for(lambda: listener.received, 5, "the extension never got agent_job_ack")
+        assert listener.received == [(IID, decode(job_ack.encode()))]
 
 
 async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) -> None:
-    settings = dataclasses.replace(FAST, heartbeat_interval=0.1, resume_window=0.1)
-    async with running_gateway(tmp_path, settings=settings, token_ttl_seconds=0) as gateway:
+    """Once its tokens have expired and the resume window has passed (by the node's clock), a
+    session no client ever opened is ended by the node's heartbeat, and not before."""
+    settings = dataclasses.replace(FAST, heartbeat_interval=0.05, resume_window=30)
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    async with running_gateway(tmp_path, settings=settings, clock=clock, token_ttl_seconds=60) as gateway:
         await gateway.add_session(SID, IID)
+
+        async def heartbeat_after(moment: dt.datetime) -> None:
+            async def seen() -> bool:
+                node = await gateway_nodes.get(gateway.engine, NODE_ID)
+                return node is not None and node.last_seen_at == moment
+
+            await wait_for(seen, 5, "the node's heartbeat never ran")
+
+        # 60 s token + 30 s resume window, less one second; in steps the node's heartbeat follows, so
+        # that its own sweeper never finds it silent for the 30 s liveness window.
+        for step in (20, 20, 20, 20, 9):
+            clock.advance(step)
+            await heartbeat_after(clock.now())
+        clock.advance(0.5)
+        await heartbeat_after(clock.now())  # so the previous round's check (at 89 s) has finished
+        assert (await gateway.session_row(SID)).status == "Connecting"
+        clock.advance(1)
         row = await gateway.wait_status(SID, "Terminated")
-        assert row["termination_reason"] == "No client connected to the session"
+        assert row.termination_reason == "No client connected to the session"
+        assert row.end_date == clock.now()
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,4 @@
-"""The gateway's store queries on a real (SQLite) database."""
+"""The gateway's store entities on a real (SQLite) database: channel tokens and gateway nodes."""
 
 from __future__ import annotations
 
@@ -6,24 +6,32 @@ import asyncio
 import datetime as dt
 import pathlib
 
-from openssm.store import channels as store
+from openssm.store import channel_tokens, gateway_nodes
+from openssm.store.channel_tokens import TokenKind
 from openssm.store.db import database_url_for, make_engine, migrate
-from openssm.store.tables import gateway_nodes
+from openssm.store.tables import gateway_nodes as gateway_nodes_table
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+TTL = dt.timedelta(seconds=60)
 
 
 async def test_token_is_consumed_once_even_under_concurrency(tmp_path: pathlib.Path) -> None:
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     try:
-        await store.insert_token(
-            engine, token_hash="h1", kind="client", channel_id="s-1", principal_arn="arn:p", ttl_seconds=60
+        await channel_tokens.issue(
+            engine, "t1", kind=TokenKind.CLIENT, channel_id="s-1", principal_arn="arn:p", now=NOW, ttl=TTL
         )
         results = await asyncio.gather(
-            *(store.consume_token(engine, token_hash="h1", kind="client", channel_id="s-1") for _ in range(8))
+            *(
+                channel_tokens.consume(engine, "t1", kind=TokenKind.CLIENT, channel_id="s-1", now=NOW)
+                for _ in range(8)
+            )
         )
         assert sum(result is not None for result in results) == 1
         winner = next(result for result in results if result is not None)
-        assert winner["principal_arn"] == "arn:p" and winner["used_at"] is not None
+        assert winner.principal_arn == "arn:p" and winner.used_at == NOW
+        assert winner.token_hash != "t1"  # only the token's hash is stored
     finally:
         await engine.dispose()
 
@@ -32,48 +40,43 @@ async def test_token_is_bound_to_kind_channel_and_time(tmp_path: pathlib.Path) -
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     try:
-        await store.insert_token(
-            engine,
-            token_hash="h2",
-            kind="agent-data",
-            channel_id="s-1",
-            principal_arn="arn:p",
-            ttl_seconds=60,
+        data = TokenKind.AGENT_DATA
+        await channel_tokens.issue(
+            engine, "t2", kind=data, channel_id="s-1", principal_arn="arn:p", now=NOW, ttl=TTL
         )
-        assert await store.consume_token(engine, token_hash="h2", kind="client", channel_id="s-1") is None
-        assert await store.consume_token(engine, token_hash="h2", kind="agent-data", channel_id="s-2") is None
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=61)
         assert (
-            await store.consume_token(engine, token_hash="h2", kind="agent-data", channel_id="s-1", now=later)
+            await channel_tokens.consume(engine, "t2", kind=TokenKind.CLIENT, channel_id="s-1", now=NOW)
             is None
         )
-        assert (
-            await store.consume_token(engine, token_hash="h2", kind="agent-data", channel_id="s-1")
-            is not None
-        )
-        assert await store.purge_expired_tokens(engine, older_than=later) == 1
+        assert await channel_tokens.consume(engine, "t2", kind=data, channel_id="s-2", now=NOW) is None
+        later = NOW + dt.timedelta(seconds=61)
+        assert await channel_tokens.consume(engine, "t2", kind=data, channel_id="s-1", now=later) is None
+        assert await channel_tokens.consume(engine, "t2", kind=data, channel_id="s-1", now=NOW) is not None
+        assert await channel_tokens.purge_expired(engine, older_than=later) == 1
     finally:
         await engine.dispose()
 
 
-async def test_gateway_node_upsert_and_touch(tmp_path: pathlib.Path) -> None:
+async def test_gateway_node_announce_and_heartbeat(tmp_path: pathlib.Path) -> None:
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     try:
-        start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        await store.upsert_gateway_node(engine, "n1", "http://a", now=start)
-        await store.upsert_gateway_node(engine, "n1", "http://b", now=start + dt.timedelta(seconds=1))
-        await store.touch_gateway_node(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=11))
-        row = await store.get_gateway_node(engine, "n1")
+        start = NOW
+        await gateway_nodes.announce(engine, "n1", "http://a", now=start)
+        await gateway_nodes.announce(engine, "n1", "http://b", now=start + dt.timedelta(seconds=1))
+        await gateway_nodes.heartbeat(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=11))
+        row = await gateway_nodes.get(engine, "n1")
         assert row is not None
-        assert row["public_url"] == "http://b"
-        assert row["started_at"] == start + dt.timedelta(seconds=1)
-        assert row["last_seen_at"] == start + dt.timedelta(seconds=11)
+        assert row.public_url == "http://b"
+        assert row.started_at == start + dt.timedelta(seconds=1)
+        assert row.last_seen_at == start + dt.timedelta(seconds=11)
+        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=40)) == {"n1": "http://b"}
+        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=41)) == {}
         # A row removed behind the node's back comes back with the next heartbeat.
         async with engine.begin() as conn:
-            await conn.execute(gateway_nodes.delete())
-        await store.touch_gateway_node(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=21))
-        row = await store.get_gateway_node(engine, "n1")
-        assert row is not None and row["last_seen_at"] == start + dt.timedelta(seconds=21)
+            await conn.execute(gateway_nodes_table.delete())
+        await gateway_nodes.heartbeat(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=21))
+        row = await gateway_nodes.get(engine, "n1")
+        assert row is not None and row.last_seen_at == start + dt.timedelta(seconds=21)
     finally:
         await engine.dispose()

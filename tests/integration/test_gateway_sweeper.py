@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
+from tests.support.gateway import running_gateway, wait_for
 
+from openssm.clock import ManualClock
+from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.sweeper import dead_node_reason, dead_nodes_with_sessions, sweep_dead_nodes
-from openssm.store import channels as store
+from openssm.protocol.session_status import SessionStatus
+from openssm.store import gateway_nodes
+from openssm.store import sessions as session_store
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.tables import sessions
 
@@ -35,8 +41,8 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     try:
-        await store.upsert_gateway_node(engine, "alive", "http://a", now=NOW - dt.timedelta(seconds=5))
-        await store.upsert_gateway_node(engine, "dead", "http://d", now=NOW - dt.timedelta(seconds=31))
+        await gateway_nodes.announce(engine, "alive", "http://a", now=NOW - dt.timedelta(seconds=5))
+        await gateway_nodes.announce(engine, "dead", "http://d", now=NOW - dt.timedelta(seconds=31))
         async with engine.begin() as conn:
             await conn.execute(
                 sa.insert(sessions),
@@ -54,15 +60,44 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
         assert await sweep_dead_nodes(engine, now=NOW) == 0  # a second sweeper finds nothing left
 
         rows = {
-            row["session_id"]: row
-            for row in [await store.get_session(engine, f"admin-{n}") for n in range(1, 6)]
+            row.session_id: row
+            for row in [await session_store.get(engine, f"admin-{n}") for n in range(1, 6)]
             if row
         }
-        assert rows["admin-1"]["status"] == "Connected"
+        assert rows["admin-1"].status == SessionStatus.CONNECTED
         for sid, node in (("admin-2", "dead"), ("admin-3", "dead"), ("admin-5", "vanished")):
-            assert rows[sid]["status"] == "Terminated"
-            assert rows[sid]["termination_reason"] == dead_node_reason(node)
-            assert rows[sid]["end_date"] is not None
-        assert rows["admin-4"]["status"] == "Failed" and rows["admin-4"]["termination_reason"] is None
+            assert rows[sid].status == SessionStatus.TERMINATED
+            assert rows[sid].termination_reason == dead_node_reason(node)
+            assert rows[sid].end_date == NOW
+        assert rows["admin-4"].status == SessionStatus.FAILED and rows["admin-4"].termination_reason is None
     finally:
         await engine.dispose()
+
+
+async def test_a_running_node_sweeps_by_its_clock(tmp_path: pathlib.Path) -> None:
+    """A live node's sweeper ends a silent node's sessions once the node's own clock has passed the
+    liveness window (30 s), and not before."""
+    clock = ManualClock(NOW)
+    async with running_gateway(
+        tmp_path, settings=GatewaySettings(heartbeat_interval=0.05), clock=clock
+    ) as gw:
+        await gateway_nodes.announce(gw.engine, "silent", "http://s", now=NOW)
+        await gateway_nodes.announce(gw.engine, "gone", "http://g", now=NOW - dt.timedelta(seconds=2))
+        await gw.add_session("admin-1", "mi-0123456789abcdef0", node_id="silent", status="Connected")
+        await gw.add_session("admin-2", "mi-0123456789abcdef0", node_id="gone", status="Connected")
+
+        def ended(session_id: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                row = await session_store.get(gw.engine, session_id)
+                return row is not None and row.status == SessionStatus.TERMINATED
+
+            return check
+
+        clock.advance(29)  # "gone" is 31 s silent, "silent" 29 s
+        await wait_for(ended("admin-2"), 5, "the sweeper never ran")
+        assert not await ended("admin-1")()  # that sweep judged it alive
+        clock.advance(1)
+        await wait_for(ended("admin-1"), 5, "the silent node's session was never swept")
+        row = await session_store.get(gw.engine, "admin-1")
+        assert row is not None and row.termination_reason == dead_node_reason("silent")
+        assert row.end_date == clock.now()

@@ -23,6 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from tests.support import postgres
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,13 @@ def operator_policy(number: int) -> str:
 class Server:
     def __init__(self, data_dir: pathlib.Path) -> None:
         self.data_dir = data_dir
+        # OPENSSM_TEST_DATABASE=postgresql: the scale-out store, in a database of its own.
+        self.postgres_database: str | None = None
+        database: list[str] = []
+        if os.environ.get("OPENSSM_TEST_DATABASE") == "postgresql":
+            postgres.require_postgres()
+            self.postgres_database, url = postgres.create_database()
+            database = ["--database-url", url]
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "server.log", "wb")
@@ -58,6 +66,7 @@ class Server:
                 ACCOUNT,
                 "--log-level",
                 "WARNING",
+                *database,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -82,6 +91,8 @@ class Server:
             self.process.kill()
             self.process.wait()
         self.log.close()
+        if self.postgres_database is not None:
+            postgres.drop_database(self.postgres_database)
 
     def credentials(self, profile: str = "openssm") -> tuple[str, str]:
         parser = configparser.ConfigParser()
@@ -194,7 +205,8 @@ def test_operator_workflow_with_the_aws_cli(server: Server, tmp_path: pathlib.Pa
     ]
     assert [k["AccessKeyId"] for k in listed] == [key["AccessKeyId"]]
     assert "SecretAccessKey" not in listed[0]
-    assert key["SecretAccessKey"].encode() not in (server.data_dir / "openssm.db").read_bytes()
+    if server.postgres_database is None:  # the SQLite file holds no secret in clear
+        assert key["SecretAccessKey"].encode() not in (server.data_dir / "openssm.db").read_bytes()
 
     # The simulator explains the operator's policy for this user.
     simulated = json.loads(

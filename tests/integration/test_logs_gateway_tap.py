@@ -3,24 +3,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import pathlib
 
 from tests.integration.test_gateway_sessions import FAST, IID, SID, keystroke, output, start
-from tests.support.gateway import NODE_ID, next_frame, running_gateway
+from tests.support.gateway import NODE_ID, next_frame, running_gateway, wait_for
 
-from openssm.gateway.tap import tap_registry
 from openssm.logs.asciicast import read_cast
-from openssm.logs.recorder import recorder_factory
+from openssm.logs.service import SessionLogging
 from openssm.protocol.frames import Frame, MessageType, PayloadType
 
 SHELL = {"schemaVersion": "1.0", "sessionType": "Standard_Stream", "inputs": {}}
 
 
 async def test_retransmissions_and_reordering_are_recorded_once_in_order(tmp_path: pathlib.Path) -> None:
-    async with running_gateway(tmp_path, settings=FAST, record_input=True) as gw:
-        tap_registry(gw.services.extras).add(recorder_factory(gw.services, None))
+    async with running_gateway(
+        tmp_path, settings=FAST, extensions=lambda services: [SessionLogging(services)], record_input=True
+    ) as gw:
         await gw.add_instance(IID)
         await gw.add_agent_user()
         s = await start(gw, document=SHELL, document_name="SSM-SessionManagerRunShell", parameters={})
@@ -40,11 +39,16 @@ async def test_retransmissions_and_reordering_are_recorded_once_in_order(tmp_pat
         await gw.wait_status(SID, "Terminated")
 
         directory = tmp_path / "sessions"
-        for _ in range(100):
-            events = [json.loads(line) for line in (directory / f"{SID}.jsonl").read_text().splitlines()]
-            if events[-1]["event"] == "session_ended":
-                break
-            await asyncio.sleep(0.05)
+
+        def closed() -> bool:  # the recorder closes the .jsonl first and the .cast last
+            try:
+                return len(read_cast((directory / f"{SID}.cast").read_text())[1]) == 6
+            except (OSError, ValueError):
+                return False
+
+        await wait_for(closed, 5, "the recording was never closed")
+        events = [json.loads(line) for line in (directory / f"{SID}.jsonl").read_text().splitlines()]
+        assert events[-1]["event"] == "session_ended"
         assert events[-1]["reason"] == "done"
         header, cast = read_cast((directory / f"{SID}.cast").read_text())
         assert (header["width"], header["height"]) == (100, 30)

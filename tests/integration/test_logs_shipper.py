@@ -6,13 +6,11 @@ batches, in order and once each; a failed upload is kept with its error and retr
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
 import pathlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -21,6 +19,7 @@ import sqlalchemy as sa
 from tests.integration.logs_support import MotoServer, log_messages
 
 from openssm.bus.inprocess import InProcessBus
+from openssm.clock import ManualClock
 from openssm.logs.asciicast import read_cast
 from openssm.logs.recorder import SessionRecorder
 from openssm.logs.shipper import LogShipper
@@ -28,7 +27,7 @@ from openssm.logs.sinks import CloudWatchSink, S3Sink, SinkSettings
 from openssm.services import ServerConfig, Services
 from openssm.store import log_uploads
 from openssm.store.db import database_url_for, make_engine, migrate
-from openssm.store.tables import log_uploads as uploads_table
+from openssm.store.secrets import SecretCipher
 from openssm.store.tables import sessions
 
 BUCKET = "records"
@@ -48,10 +47,15 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 @pytest.fixture
 async def services(tmp_path: pathlib.Path) -> AsyncIterator[Services]:
+    """The server's services with a clock that moves only when a test says so (starting now, so
+    that moto's CloudWatch Logs takes the events' timestamps)."""
     config = ServerConfig(data_dir=tmp_path, log_upload_retry_seconds=60.0)
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
-    yield Services(config=config, engine=engine, bus=InProcessBus(), cipher=None)
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    yield Services(
+        config=config, engine=engine, bus=InProcessBus(), cipher=SecretCipher.generate(), clock=clock
+    )
     await engine.dispose()
 
 
@@ -119,16 +123,14 @@ async def test_large_records_go_multipart_and_long_transcripts_in_batches(
     written = await _record(SessionRecorder(services, shipper, row), row, 120_000)  # ~6 MiB of text
 
     queued = await log_uploads.for_session(services.engine, row["session_id"])
-    assert sorted((u["sink"], u["status"]) for u in queued) == [
+    assert sorted((u.sink, u.status) for u in queued) == [
         ("cloudwatch", "pending"),
         ("s3", "pending"),
         ("s3", "pending"),
         ("s3", "pending"),
     ]
     assert await shipper.run_once() == 4
-    assert all(
-        u["status"] == "done" for u in await log_uploads.for_session(services.engine, row["session_id"])
-    )
+    assert all(u.status == "done" for u in await log_uploads.for_session(services.engine, row["session_id"]))
 
     s3 = moto.client("s3")
     cast_head = s3.head_object(Bucket=BUCKET, Key=f"p/{row['session_id']}.cast")
@@ -193,28 +195,31 @@ async def test_a_failed_upload_keeps_its_error_and_waits_for_its_retry(
     recorder = SessionRecorder(services, shipper, row)
     await recorder.on_start(row)
     [streaming] = await log_uploads.for_session(services.engine, row["session_id"])
-    assert streaming["status"] == "streaming"
-    written_ms = time.time() * 1000
+    assert streaming.status == "streaming"
+    clock = services.clock
+    assert isinstance(clock, ManualClock)
+    written_ms = clock.now().timestamp() * 1000
     await recorder.on_output(b"first line\r\n", 1, 0.1)
     await recorder.on_end("Terminated", "done", 1.0)
     assert await shipper.run_once() == 0
     [failed] = await log_uploads.for_session(services.engine, row["session_id"])
-    assert failed["status"] == "pending" and failed["attempts"] == 1
-    assert "Could not connect" in failed["last_error"]
-    assert failed["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=50)
+    assert failed.status == "pending" and failed.attempts == 1
+    assert failed.last_error is not None and "Could not connect" in failed.last_error
+    assert failed.next_attempt_at == clock.now() + dt.timedelta(seconds=60)  # log_upload_retry_seconds
+    clock.advance(59)
     assert await shipper.run_once() == 0  # not due yet: nothing is tried
+    [waiting] = await log_uploads.for_session(services.engine, row["session_id"])
+    assert waiting.attempts == 1
 
     # The sink is back and the retry is due: the line arrives once.
     shipper.cloudwatch = _sinks(moto)[1]
-    async with services.engine.begin() as conn:
-        await conn.execute(sa.update(uploads_table).values(next_attempt_at=dt.datetime.now(dt.UTC)))
-    await asyncio.sleep(1.5)
+    clock.advance(1)
     assert await shipper.run_once() == 1
     assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["first line"]
     [event] = moto.client("logs").get_log_events(logGroupName=GROUP, logStreamName=row["session_id"])[
         "events"
     ]
-    assert abs(event["timestamp"] - written_ms) < 1000  # when it was written, not when it was shipped
+    assert event["timestamp"] == int(written_ms)  # when it was written, not when it was shipped
 
 
 async def test_after_a_restart_streaming_uploads_are_finished(
@@ -232,7 +237,7 @@ async def test_after_a_restart_streaming_uploads_are_finished(
     shipper = LogShipper(services, s3=_sinks(moto)[0], cloudwatch=_sinks(moto)[1])
     await shipper._finish_orphaned_streams()
     [upload] = await log_uploads.for_session(services.engine, row["session_id"])
-    assert upload["status"] == "pending"
+    assert upload.status == "pending"
     assert await shipper.run_once() == 1
     # The unfinished line was still in the transcript builder when the process died.
     assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["before the crash"]

@@ -23,8 +23,7 @@ import aiohttp
 import pytest
 from tests.integration.api_harness import ApiServer, HttpResult
 
-from openssm.api import registry
-from openssm.api.app import load_handler_modules
+from openssm.api import handlers, registry  # noqa: F401 - registers every operation
 from openssm.protocol.frames import decode
 
 pytestmark = pytest.mark.slow
@@ -66,7 +65,6 @@ def _operation_members(handler_module: str) -> list[str]:
 
 def _own_operations(registered: Mapping[K, Op]) -> dict[K, Op]:
     """The server's own operations (other test modules in this process may register test-only ones)."""
-    load_handler_modules()
     return {
         key: operation
         for key, operation in registered.items()
@@ -203,7 +201,7 @@ def test_broken_http_is_logged_in_one_line_without_a_traceback(
         assert _raw_status(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n") == 400
         time.sleep(0.2)  # the server thread logs after answering
     records = [record for record in caplog.records if record.name == "aiohttp.server"]
-    assert records, "aiohttp no longer logs malformed requests: drop the filter in openssm.server"
+    assert records, "aiohttp no longer logs malformed requests: drop the filter in openssm.server.process"
     assert all(record.exc_info is None and record.levelno == logging.INFO for record in records)
     assert "Content-Length" in records[-1].getMessage()
 

@@ -132,7 +132,7 @@ async def start_session(
 
     async def control_registered() -> bool:
         row = await gateway.session_row(SESSION)
-        return bool(row) and INSTANCE in gateway.services.extras["gateway"].controls
+        return bool(row) and INSTANCE in gateway.node.controls
 
     await wait_for(control_registered, 5, "control channel never registered")
     client = await gateway.client_socket(SESSION)
@@ -232,11 +232,11 @@ async def test_shell_session_relays_real_frames_verbatim(
     drop(client)
 
     row = await gateway.wait_status(SESSION, "Terminated")
-    assert row["end_date"] is not None
+    assert row.end_date is not None
     sent_in = [raw(e) for e in plugin_frames if message_type(e) == "input_stream_data"]
     sent_out = [raw(e) for e in agent_frames if message_type(e) == "output_stream_data"]
-    assert row["bytes_in"] == sum(len(frame) - 120 for frame in sent_in)
-    assert row["bytes_out"] == sum(len(frame) - 120 for frame in sent_out)
+    assert row.bytes_in == sum(len(frame) - 120 for frame in sent_in)
+    assert row.bytes_out == sum(len(frame) - 120 for frame in sent_out)
 
 
 async def test_session_ends_without_terminating_state(
@@ -248,7 +248,7 @@ async def test_session_ends_without_terminating_state(
     control, agent, client = await start_session(gateway, agent_events, plugin_events)
     drop(agent)
     await assert_silent(client, 0.3)  # a bare drop may be a reconnect: the session waits
-    assert (await gateway.session_row(SESSION))["status"] == "Connected"
+    assert (await gateway.session_row(SESSION)).status == "Connected"
 
     await control.send_bytes(raw(binary(agent_events, "agent", "ws-control")[0]))
     ack = await next_frame(control)

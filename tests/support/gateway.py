@@ -17,7 +17,7 @@ import pathlib
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -27,13 +27,20 @@ from aiohttp.test_utils import TestServer
 from openssm.auth.sigv4 import sign_hmac
 from openssm.bus.base import Bus
 from openssm.bus.inprocess import InProcessBus
+from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.gateway.app import install
-from openssm.gateway.settings import SETTINGS_KEY, GatewaySettings
+from openssm.gateway.extension import NodeExtension
+from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.node import GatewayNode
+from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.frames import Frame, decode
 from openssm.services import ServerConfig, Services
-from openssm.store import channels as store
+from openssm.store import channel_tokens
+from openssm.store import sessions as session_store
+from openssm.store.channel_tokens import TokenKind
 from openssm.store.db import database_url_for, make_engine, migrate
-from openssm.store.secrets import SecretCipher, hash_token
+from openssm.store.secrets import SecretCipher
+from openssm.store.sessions import SessionRow
 from openssm.store.tables import (
     access_keys,
     iam_inline_policies,
@@ -73,6 +80,7 @@ def now() -> dt.datetime:
 @dataclasses.dataclass
 class Gateway:
     services: Services
+    node: GatewayNode
     server: TestServer
     http: aiohttp.ClientSession
 
@@ -193,7 +201,7 @@ class Gateway:
                     document_content=document or SHELL_DOCUMENT,
                     run_as_user="",
                     node_id=node_id,
-                    start_date=now(),
+                    start_date=self.services.clock.now(),
                     idle_session_timeout=idle_minutes,
                     max_session_duration=max_minutes,
                 )
@@ -201,7 +209,7 @@ class Gateway:
 
     async def add_token(
         self,
-        kind: str,
+        kind: TokenKind | str,
         channel_id: str,
         *,
         token: str | None = None,
@@ -209,24 +217,25 @@ class Gateway:
         ttl: float = 60,
     ) -> str:
         value = token or secrets.token_urlsafe(32)
-        await store.insert_token(
+        await channel_tokens.issue(
             self.engine,
-            token_hash=hash_token(value),
-            kind=kind,
+            value,
+            kind=TokenKind(kind),
             channel_id=channel_id,
             principal_arn=principal_arn,
-            ttl_seconds=ttl,
+            now=self.services.clock.now(),
+            ttl=dt.timedelta(seconds=ttl),
         )
         return value
 
-    async def session_row(self, session_id: str) -> dict[str, Any]:
-        row = await store.get_session(self.engine, session_id)
+    async def session_row(self, session_id: str) -> SessionRow:
+        row = await session_store.get(self.engine, session_id)
         assert row is not None
         return row
 
-    async def wait_status(self, session_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
+    async def wait_status(self, session_id: str, status: str, timeout: float = 10) -> SessionRow:
         async def reached() -> bool:
-            return bool((await self.session_row(session_id))["status"] == status)
+            return (await self.session_row(session_id)).status == status
 
         await wait_for(reached, timeout, f"session {session_id} never became {status}")
         return await self.session_row(session_id)
@@ -325,17 +334,26 @@ async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.
         raise AssertionError(f"expected nothing, got {msg.type} {msg.data!r}")
 
 
+def run_command_only(services: Services) -> Sequence[NodeExtension]:
+    return (RunCommandJobs(services),)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     tmp_path: pathlib.Path,
     *,
     settings: GatewaySettings | None = None,
+    extensions: Callable[[Services], Sequence[NodeExtension]] = run_command_only,
     bus: Bus | None = None,
     cipher: SecretCipher | None = None,
     node_id: str = NODE_ID,
+    clock: Clock = SYSTEM_CLOCK,
     **config: Any,
 ) -> AsyncIterator[Gateway]:
-    """A gateway node; several may share one data directory (database), bus and cipher."""
+    """A gateway node with the extensions ``extensions(services)`` gives (by default Run Command's,
+    as the server has; not the recorder); several may share one data directory (database), bus and
+    cipher. With a :class:`ManualClock` its time (tokens, heartbeat, sweeper, session ends) moves
+    only when told."""
     engine = make_engine(database_url_for(tmp_path))
     await migrate(engine)
     services = Services(
@@ -343,16 +361,15 @@ async def running_gateway(
         engine=engine,
         bus=bus or InProcessBus(),
         cipher=cipher or SecretCipher.generate(),
+        clock=clock,
     )
-    if settings is not None:
-        services.extras[SETTINGS_KEY] = settings
     app = web.Application()
-    install(app, services)
+    node = install(app, services, settings=settings, extensions=extensions(services))
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as http:
-            yield Gateway(services, server, http)
+            yield Gateway(services, node, server, http)
     finally:
         await server.close()
         await engine.dispose()

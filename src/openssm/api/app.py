@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import urllib.parse
@@ -12,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from openssm.api import registry
+from openssm.api import handlers, registry  # noqa: F401 - importing handlers registers every operation
 from openssm.api.errors import ApiError, validation_error
 from openssm.api.query_xml import render_error, render_response
 from openssm.api.request import ApiRequest
@@ -27,39 +26,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
-SERVICES_KEY = web.AppKey("openssm_api_services", Services)
-SHUTDOWN_EXTRA = "shutdown"  # services.extras key: asyncio.Event set when the server stops
-
-# Modules that register operations on import. Missing optional ones (not written yet) are skipped.
-HANDLER_MODULES = (
-    "openssm.api.ssm",
-    "openssm.api.ssm_agent",
-    "openssm.api.iam",
-    "openssm.api.iam_login",
-    "openssm.api.sts",
-    "openssm.api.logs",
-    "openssm.api.documents",
-    "openssm.api.commands",
-    "openssm.api.audit",
-)
-
-
-def load_handler_modules() -> None:
-    for name in HANDLER_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            log.debug("API module %s not present", name)
-
-
-def shutdown_event(services: Services) -> asyncio.Event:
-    event = services.extras.get(SHUTDOWN_EXTRA)
-    if not isinstance(event, asyncio.Event):
-        event = asyncio.Event()
-        services.extras[SHUTDOWN_EXTRA] = event
-    return event
 
 
 async def _read_bounded(request: web.Request) -> bytes:
@@ -212,14 +178,6 @@ class ApiDispatcher:
 
 
 def install(app: web.Application, services: Services) -> None:
-    """Mount ``POST /`` and load every operation module."""
-    load_handler_modules()
+    """Mount ``POST /`` for every operation of :mod:`openssm.api.handlers`."""
     dispatcher = ApiDispatcher(services)
-    app[SERVICES_KEY] = services
-    shutdown_event(services)
-
-    async def on_shutdown(_: web.Application) -> None:
-        shutdown_event(services).set()
-
-    app.on_shutdown.append(on_shutdown)
     app.router.add_post("/", dispatcher.handle)

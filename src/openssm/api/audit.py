@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
+import dataclasses
 import json
 from typing import Any
 
@@ -17,7 +17,7 @@ from openssm.api.errors import ApiError
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
 from openssm.api.validation import integer, object_list, string, timestamp
-from openssm.security.audit import AuditQuery, lookup
+from openssm.store.audit_log import AuditQuery, AuditRow, lookup
 
 TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101"
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Lookup", "Simulate")
@@ -51,31 +51,30 @@ def resource_type(resource: str) -> str:
     return f"AWS::{service.upper() if len(service) <= 3 else service.capitalize()}::{pretty}"
 
 
-def _event(row: dict[str, Any], account: str) -> dict[str, Any]:
-    service, name = _split_action(str(row["action"]))
-    principal_arn = str(row["principal_arn"])
+def _event(row: AuditRow, account: str) -> dict[str, Any]:
+    service, name = _split_action(row.action)
+    principal_arn = row.principal_arn
     username = principal_arn.rsplit("/", 1)[-1]
-    time = row["time"]
-    assert isinstance(time, dt.datetime)
+    time = row.time
     read_only = name.startswith(READ_ONLY_PREFIXES)
-    resource = str(row["resource"])
+    resource = row.resource
     detail: dict[str, Any] = {
         "eventVersion": "1.08",
         "userIdentity": {"arn": principal_arn, "accountId": account, "userName": username},
         "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "eventSource": f"{service}.amazonaws.com",
         "eventName": name,
-        "sourceIPAddress": row["source_ip"],
+        "sourceIPAddress": row.source_ip,
         "readOnly": read_only,
         "resources": [{"ARN": resource}],
         "eventType": "AwsApiCall",
         "recipientAccountId": account,
-        "openssmAuthorization": {"decision": row["decision"], "decidedBy": row["matched_statement"]},
+        "openssmAuthorization": {"decision": row.decision, "decidedBy": row.matched_statement},
     }
-    if row["decision"] != "allowed":
+    if row.decision != "allowed":
         detail["errorCode"] = "AccessDenied"
     return {
-        "EventId": str(row["id"]),
+        "EventId": str(row.id),
         "EventName": name,
         "ReadOnly": "true" if read_only else "false",
         "EventTime": time.timestamp(),
@@ -144,7 +143,7 @@ def _query_from(body: dict[str, Any]) -> tuple[AuditQuery, tuple[str, str] | Non
 
 
 def _replace(query: AuditQuery, **changes: Any) -> AuditQuery:
-    return AuditQuery(**{**{f: getattr(query, f) for f in query.__dataclass_fields__}, **changes})
+    return dataclasses.replace(query, **changes)
 
 
 def _matches(event: dict[str, Any], key: str, value: str) -> bool:
@@ -165,7 +164,7 @@ async def lookup_events(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
     if post_filter is None:
         rows = await lookup(engine, query)
         events = [_event(row, request.account) for row in rows]
-        last_id = rows[-1]["id"] if len(rows) == query.limit else None
+        last_id = rows[-1].id if len(rows) == query.limit else None
     else:
         wanted, events, last_id = query.limit, [], None
         scanned = 0
@@ -180,9 +179,9 @@ async def lookup_events(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
                 if _matches(event, *post_filter):
                     events.append(event)
                     if len(events) == wanted:
-                        last_id = row["id"]
+                        last_id = row.id
                         break
-            cursor = _replace(cursor, before_id=rows[-1]["id"])
+            cursor = _replace(cursor, before_id=rows[-1].id)
     result: dict[str, Any] = {"Events": events}
     if isinstance(last_id, int):
         result["NextToken"] = _encode_token(last_id)

@@ -8,6 +8,7 @@ that is offline gets its job when its control channel next opens, or times out u
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Any, Final
@@ -23,16 +24,20 @@ from openssm.api.validation import (
     integer,
     key_value_filters,
     object_list,
+    paging,
     required_string,
     string,
     string_list,
     string_list_map,
 )
+from openssm.bus import node_channel
 from openssm.iam.arn import document_arn
 from openssm.protocol import run_command as rc
 from openssm.protocol.documents import DocumentError, validate_parameters
 from openssm.store import commands as store
-from openssm.store import nodes
+from openssm.store import gateway_nodes, instances
+from openssm.store.commands import CommandRow, InvocationRow
+from openssm.store.instances import InstanceRow
 
 SSM: Final = "AmazonSSM"
 DOCUMENT_NAME_PATTERN: Final = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
@@ -43,10 +48,6 @@ ERRORS_PATTERN: Final = r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$"
 DEFAULT_TIMEOUT_SECONDS: Final = 3600
 MAX_TARGETS: Final = 50  # Values per target and InstanceIds, as AWS limits them
 COMMAND_FILTER_KEYS: Final = ("InvokedAfter", "InvokedBefore", "Status", "ExecutionStage", "DocumentName")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _iso(value: dt.datetime | None) -> str:
@@ -89,7 +90,7 @@ def _targets(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def _resolve_targets(
     request: ApiRequest, instance_ids: list[str], targets: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[InstanceRow]:
     """The instances a command runs on. Named instances must exist and be registered; tag targets
     pick whatever registered instances match (possibly none), as AWS does."""
     engine = request.services.engine
@@ -100,21 +101,20 @@ async def _resolve_targets(
             wanted.extend(value for value in target["Values"] if value not in wanted)
         else:
             tag_filters.append((target["Key"].removeprefix("tag:"), target["Values"]))
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, InstanceRow] = {}
     missing = []
     for instance_id in wanted:
-        row = await nodes.get(engine, instance_id)
-        if row is None or row["deregistered"]:
+        row = await instances.get(engine, instance_id)
+        if row is None or row.deregistered:
             missing.append(instance_id)
         else:
             found[instance_id] = row
     if missing:
         raise _invalid_instances(missing, request.account)
     if tag_filters:
-        for row in await nodes.list_all(engine):
-            tags = row["tags"] or {}
-            if not row["deregistered"] and all(tags.get(key) in values for key, values in tag_filters):
-                found.setdefault(row["instance_id"], row)
+        for row in await instances.list_all(engine):
+            if not row.deregistered and all(row.tags.get(key) in values for key, values in tag_filters):
+                found.setdefault(row.instance_id, row)
     return list(found.values())
 
 
@@ -165,59 +165,51 @@ async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
 
     document = _command_document(document_name)
     short_name = document_name.rsplit("/", 1)[-1]
-    instances = await _resolve_targets(request, instance_ids, targets)
-    for instance in instances:
+    chosen = await _resolve_targets(request, instance_ids, targets)
+    for instance in chosen:
         await request.authorize(
             "ssm:SendCommand",
-            [target_arn(request.region, request.account, instance["instance_id"])],
-            resource_tag_context(instance["tags"]),
+            [target_arn(request.region, request.account, instance.instance_id)],
+            resource_tag_context(instance.tags),
         )
     await request.authorize("ssm:SendCommand", [document_arn(request.region, "", short_name)])
     parameters = _checked_parameters(short_name, document, given)
 
-    now = _now()
+    now = request.now()
     execution_timeout = int((parameters.get("executionTimeout") or [str(rc.DEFAULT_EXECUTION_TIMEOUT)])[0])
     command_id = str(uuid.uuid4())
-    command = {
-        "command_id": command_id,
-        "document_name": short_name,
-        "document_version": "$DEFAULT",
-        "document_content": document,
-        "parameters": parameters,
-        "comment": comment,
-        "instance_ids": instance_ids,
-        "targets": targets,
-        "requested_at": now,
-        "delivery_deadline": now + dt.timedelta(seconds=timeout),
-        "expires_after": now + dt.timedelta(seconds=timeout + execution_timeout),
-        "timeout_seconds": timeout,
-        "max_concurrency": max_concurrency or "50",
-        "max_errors": max_errors or "0",
-        "output_s3_region": output_region or request.region,
-        "output_s3_bucket_name": output_bucket or "",
-        "output_s3_key_prefix": output_prefix or "",
-        "cancel_requested": False,
-        "owner_arn": request.require_identity().principal.arn,
-    }
+    command = CommandRow(
+        command_id=command_id,
+        document_name=short_name,
+        document_version="$DEFAULT",
+        document_content=document,
+        parameters=parameters,
+        comment=comment,
+        instance_ids=instance_ids,
+        targets=targets,
+        requested_at=now,
+        delivery_deadline=now + dt.timedelta(seconds=timeout),
+        expires_after=now + dt.timedelta(seconds=timeout + execution_timeout),
+        timeout_seconds=timeout,
+        max_concurrency=max_concurrency or "50",
+        max_errors=max_errors or "0",
+        output_s3_region=output_region or request.region,
+        output_s3_bucket_name=output_bucket or "",
+        output_s3_key_prefix=output_prefix or "",
+        cancel_requested=False,
+        owner_arn=request.require_identity().principal.arn,
+    )
     invocations = [
-        {
-            "command_id": command_id,
-            "instance_id": instance["instance_id"],
-            "instance_name": instance["computer_name"] or instance["name"] or "",
-            "status": rc.PENDING,
-            "status_details": rc.DETAILS[rc.PENDING],
-            "response_code": -1,
-            "plugins": [],
-            "standard_output": "",
-            "standard_error": "",
-        }
-        for instance in instances
+        store.pending_invocation(
+            command_id, instance.instance_id, instance.computer_name or instance.name or ""
+        )
+        for instance in chosen
     ]
     engine = request.services.engine
     # Stored before looking for the control channel: one that opens meanwhile finds the job pending.
     await store.create(engine, command, invocations)
     await _tell_control_nodes(
-        request, "agent_job", command_id, [instance["instance_id"] for instance in instances], now
+        request, node_channel.AGENT_JOB, command_id, [instance.instance_id for instance in chosen], now
     )
     return {"Command": _command_shape(command, invocations)}
 
@@ -228,41 +220,38 @@ async def _tell_control_nodes(
     """Publish ``kind`` to each live node holding one of the instances' control channels; an agent
     that is not connected anywhere gets it when it reconnects (the job stays pending in the store)."""
     engine = request.services.engine
-    alive = await nodes.alive_nodes(engine, now)
+    alive = await gateway_nodes.alive(engine, now=now)
     for instance_id in instance_ids:
-        instance = await nodes.get(engine, instance_id)
-        node_id = instance["control_node_id"] if instance else None
+        instance = await instances.get(engine, instance_id)
+        node_id = instance.control_node_id if instance else None
         if node_id is not None and node_id in alive:
             await request.services.bus.publish(
-                f"node.{node_id}", {"type": kind, "command_id": command_id, "instance_id": instance_id}
+                node_channel.node_channel(node_id), node_channel.command(kind, command_id, instance_id)
             )
 
 
 # -- shapes -----------------------------------------------------------------------------------------
 
 
-def _command_shape(command: dict[str, Any], invocations: list[dict[str, Any]]) -> dict[str, Any]:
+def _command_shape(command: CommandRow, invocations: list[InvocationRow]) -> dict[str, Any]:
     summary = rc.summarise(
-        ((row["status"], row["status_details"]) for row in invocations),
-        cancel_requested=bool(command["cancel_requested"]),
+        ((row.status, row.status_details) for row in invocations), cancel_requested=command.cancel_requested
     )
     return {
-        "CommandId": command["command_id"],
-        "DocumentName": command["document_name"],
-        "DocumentVersion": command["document_version"] or "$DEFAULT",
-        "Comment": command["comment"] or "",
-        "ExpiresAfter": epoch(command["expires_after"]),
-        "Parameters": command["parameters"],
-        "InstanceIds": command["instance_ids"],
-        "Targets": command["targets"],
-        "RequestedDateTime": epoch(command["requested_at"]),
+        "CommandId": command.command_id,
+        "DocumentName": command.document_name,
+        "DocumentVersion": command.document_version or "$DEFAULT",
+        "Comment": command.comment or "",
+        "ExpiresAfter": epoch(command.expires_after),
+        "Parameters": command.parameters,
+        "InstanceIds": command.instance_ids,
+        "Targets": command.targets,
+        "RequestedDateTime": epoch(command.requested_at),
         "Status": summary.status,
         "StatusDetails": summary.status_details,
-        "OutputS3Region": command["output_s3_region"] or "",
-        "OutputS3BucketName": command["output_s3_bucket_name"] or "",
-        "OutputS3KeyPrefix": command["output_s3_key_prefix"] or "",
-        "MaxConcurrency": command["max_concurrency"] or "50",
-        "MaxErrors": command["max_errors"] or "0",
+        **_output_location(command),
+        "MaxConcurrency": command.max_concurrency or "50",
+        "MaxErrors": command.max_errors or "0",
         "TargetCount": summary.target_count,
         "CompletedCount": summary.completed_count,
         "ErrorCount": summary.error_count,
@@ -270,7 +259,7 @@ def _command_shape(command: dict[str, Any], invocations: list[dict[str, Any]]) -
         "ServiceRole": "",
         "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
         "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
-        "TimeoutSeconds": command["timeout_seconds"],
+        "TimeoutSeconds": command.timeout_seconds,
         "AlarmConfiguration": {"IgnorePollAlarmFailure": False, "Alarms": []},
         "TriggeredAlarms": [],
     }
@@ -284,7 +273,15 @@ def _parse_iso(value: str) -> float | None:
     return epoch(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
 
 
-def _plugin_shape(command: dict[str, Any], plugin: dict[str, Any]) -> dict[str, Any]:
+def _output_location(command: CommandRow) -> dict[str, str]:
+    return {
+        "OutputS3Region": command.output_s3_region or "",
+        "OutputS3BucketName": command.output_s3_bucket_name or "",
+        "OutputS3KeyPrefix": command.output_s3_key_prefix or "",
+    }
+
+
+def _plugin_shape(command: CommandRow, plugin: dict[str, Any]) -> dict[str, Any]:
     status = plugin.get("status") or rc.PENDING
     return {
         "Name": plugin.get("name"),
@@ -296,28 +293,24 @@ def _plugin_shape(command: dict[str, Any], plugin: dict[str, Any]) -> dict[str, 
         "Output": plugin.get("output") or "",
         "StandardOutputUrl": "",
         "StandardErrorUrl": "",
-        "OutputS3Region": command["output_s3_region"] or "",
-        "OutputS3BucketName": command["output_s3_bucket_name"] or "",
-        "OutputS3KeyPrefix": command["output_s3_key_prefix"] or "",
+        **_output_location(command),
     }
 
 
-def _invocation_shape(command: dict[str, Any], row: dict[str, Any], details: bool) -> dict[str, Any]:
+def _invocation_shape(command: CommandRow, row: InvocationRow, details: bool) -> dict[str, Any]:
     shape: dict[str, Any] = {
-        "CommandId": row["command_id"],
-        "InstanceId": row["instance_id"],
-        "InstanceName": row["instance_name"] or "",
-        "Comment": command["comment"] or "",
-        "DocumentName": command["document_name"],
-        "DocumentVersion": command["document_version"] or "$DEFAULT",
-        "RequestedDateTime": epoch(command["requested_at"]),
-        "Status": row["status"],
-        "StatusDetails": row["status_details"],
+        "CommandId": row.command_id,
+        "InstanceId": row.instance_id,
+        "InstanceName": row.instance_name or "",
+        "Comment": command.comment or "",
+        "DocumentName": command.document_name,
+        "DocumentVersion": command.document_version or "$DEFAULT",
+        "RequestedDateTime": epoch(command.requested_at),
+        "Status": row.status,
+        "StatusDetails": row.status_details,
         "StandardOutputUrl": "",
         "StandardErrorUrl": "",
-        "CommandPlugins": [_plugin_shape(command, plugin) for plugin in row["plugins"] or []]
-        if details
-        else [],
+        "CommandPlugins": [_plugin_shape(command, plugin) for plugin in row.plugins] if details else [],
         "ServiceRole": "",
         "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
         "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
@@ -332,9 +325,9 @@ def _invocation_shape(command: dict[str, Any], row: dict[str, Any], details: boo
 
 async def _expire(request: ApiRequest) -> None:
     """Time-outs are applied when read: nothing has to run on a schedule for them."""
-    now = _now()
-    await store.expire_undelivered(request.services.engine, now)
-    await store.expire_unfinished(request.services.engine, now)
+    now = request.now()
+    await store.expire_undelivered(request.services.engine, now=now)
+    await store.expire_unfinished(request.services.engine, now=now)
 
 
 def _filters(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -345,13 +338,13 @@ def _date(value: str) -> dt.datetime:
     return filter_date(value, error_code="InvalidFilter")
 
 
-def _matches(command: dict[str, Any], status: str, key: str, value: str) -> bool:
+def _matches(command: CommandRow, status: str, key: str, value: str) -> bool:
     if key == "InvokedAfter":
-        return bool(command["requested_at"] >= _date(value))
+        return command.requested_at >= _date(value)
     if key == "InvokedBefore":
-        return bool(command["requested_at"] <= _date(value))
+        return command.requested_at <= _date(value)
     if key == "DocumentName":
-        return bool(command["document_name"] == value)
+        return command.document_name == value
     if key == "ExecutionStage":
         return (status in rc.FINAL_STATUSES) == (value == "Complete")
     return status == value
@@ -365,66 +358,66 @@ def _instance_id(body: dict[str, Any], *, required: bool = False) -> str | None:
     return string(body, "InstanceId", required=required, pattern=INSTANCE_ID_PATTERN)
 
 
-@json_action(SSM, "ListCommands")
-async def list_commands(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
-    command_id = _command_id(body)
-    instance_id = _instance_id(body)
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken")
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Listing:
+    """What ListCommands and ListCommandInvocations were asked for, and the commands it covers."""
+
+    instance_id: str | None
+    max_results: int
+    next_token: str | None
+    filters: list[tuple[str, str]]
+    commands: dict[str, CommandRow]  # by id, newest first
+
+
+async def _listing(request: ApiRequest, body: dict[str, Any], action: str) -> _Listing:
+    command_id, instance_id = _command_id(body), _instance_id(body)
+    max_results, next_token = paging(body, token_chars=None)
     filters = _filters(body)
-    await request.authorize("ssm:ListCommands", ["*"])
+    await request.authorize(f"ssm:{action}", ["*"])
     await _expire(request)
     engine = request.services.engine
-    if command_id is not None:
+    if command_id is None:
+        rows = await store.list_commands(engine, instance_id=instance_id)
+    else:
         found = await store.get_command(engine, command_id)
         if found is None:
             raise ApiError("InvalidCommandId", "")
         rows = [found]
-    else:
-        rows = await store.list_commands(engine, instance_id=instance_id)
-    by_command: dict[str, list[dict[str, Any]]] = {row["command_id"]: [] for row in rows}
-    for invocation in await store.list_invocations(engine, command_ids=list(by_command)):
-        by_command[invocation["command_id"]].append(invocation)
-    shapes = [_command_shape(row, by_command[row["command_id"]]) for row in rows]
-    matching = [
-        shape
-        for row, shape in zip(rows, shapes, strict=True)
-        if all(_matches(row, shape["Status"], key, value) for key, value in filters)
-    ]
-    chunk, token = page(matching, next_token, max_results, "commands")
+    return _Listing(instance_id, max_results, next_token, filters, {row.command_id: row for row in rows})
+
+
+@json_action(SSM, "ListCommands")
+async def list_commands(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    listing = await _listing(request, body, "ListCommands")
+    by_command: dict[str, list[InvocationRow]] = {command_id: [] for command_id in listing.commands}
+    for invocation in await store.list_invocations(request.services.engine, command_ids=list(by_command)):
+        by_command[invocation.command_id].append(invocation)
+    matching = []
+    for command_id, command in listing.commands.items():
+        shape = _command_shape(command, by_command[command_id])
+        if all(_matches(command, shape["Status"], key, value) for key, value in listing.filters):
+            matching.append(shape)
+    chunk, token = page(matching, listing.next_token, listing.max_results, "commands")
     return {"Commands": chunk, "NextToken": token}
 
 
 @json_action(SSM, "ListCommandInvocations")
 async def list_command_invocations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
-    command_id = _command_id(body)
-    instance_id = _instance_id(body)
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken")
-    filters = _filters(body)
     details = body.get("Details") is True
-    await request.authorize("ssm:ListCommandInvocations", ["*"])
-    await _expire(request)
-    engine = request.services.engine
-    if command_id is not None:
-        found = await store.get_command(engine, command_id)
-        if found is None:
-            raise ApiError("InvalidCommandId", "")
-        commands = {command_id: found}
-    else:
-        commands = {
-            row["command_id"]: row for row in await store.list_commands(engine, instance_id=instance_id)
-        }
-    rows = await store.list_invocations(engine, command_ids=list(commands), instance_id=instance_id)
-    rows.sort(key=lambda row: (commands[row["command_id"]]["requested_at"], row["instance_id"]), reverse=True)
+    listing = await _listing(request, body, "ListCommandInvocations")
+    commands = listing.commands
+    rows = await store.list_invocations(
+        request.services.engine, command_ids=list(commands), instance_id=listing.instance_id
+    )
+    rows.sort(key=lambda row: (commands[row.command_id].requested_at, row.instance_id), reverse=True)
     matching = [
         row
         for row in rows
-        if all(_matches(commands[row["command_id"]], row["status"], key, value) for key, value in filters)
+        if all(_matches(commands[row.command_id], row.status, key, value) for key, value in listing.filters)
     ]
-    chunk, token = page(matching, next_token, max_results, "command-invocations")
+    chunk, token = page(matching, listing.next_token, listing.max_results, "command-invocations")
     return {
-        "CommandInvocations": [_invocation_shape(commands[row["command_id"]], row, details) for row in chunk],
+        "CommandInvocations": [_invocation_shape(commands[row.command_id], row, details) for row in chunk],
         "NextToken": token,
     }
 
@@ -442,29 +435,29 @@ async def get_command_invocation(request: ApiRequest, body: dict[str, Any]) -> d
     row = await store.get_invocation(engine, command_id, instance_id) if command else None
     if command is None or row is None:
         raise ApiError("InvocationDoesNotExist", "")
-    plugins = row["plugins"] or []
+    plugins = row.plugins
     plugin: dict[str, Any] | None = plugins[0] if plugins else None
     if plugin_name is not None:
         plugin = next((p for p in plugins if plugin_name in (p.get("name"), p.get("step_name"))), None)
         if plugin is None and not (not plugins and plugin_name == rc.RUN_SHELL_SCRIPT_ACTION):
             raise ApiError("InvalidPluginName", "")
-    start, end = row["started_at"], row["ended_at"] if row["started_at"] else None
+    start, end = row.started_at, row.ended_at if row.started_at else None
     return {
         "CommandId": command_id,
         "InstanceId": instance_id,
-        "Comment": command["comment"] or "",
-        "DocumentName": command["document_name"],
-        "DocumentVersion": command["document_version"] or "$DEFAULT",
+        "Comment": command.comment or "",
+        "DocumentName": command.document_name,
+        "DocumentVersion": command.document_version or "$DEFAULT",
         "PluginName": (plugin or {}).get("name") or plugin_name or rc.RUN_SHELL_SCRIPT_ACTION,
-        "ResponseCode": row["response_code"],
+        "ResponseCode": row.response_code,
         "ExecutionStartDateTime": _iso(start),
         "ExecutionElapsedTime": _elapsed(start, end),
         "ExecutionEndDateTime": _iso(end),
-        "Status": row["status"],
-        "StatusDetails": row["status_details"],
-        "StandardOutputContent": row["standard_output"] or "",
+        "Status": row.status,
+        "StatusDetails": row.status_details,
+        "StandardOutputContent": row.standard_output or "",
         "StandardOutputUrl": "",
-        "StandardErrorContent": row["standard_error"] or "",
+        "StandardErrorContent": row.standard_error or "",
         "StandardErrorUrl": "",
         "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
     }
@@ -484,15 +477,15 @@ async def cancel_command(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     if command is None:
         raise ApiError("InvalidCommandId", "")
     if instance_ids:
-        known = {row["instance_id"] for row in await store.list_invocations(engine, command_ids=[command_id])}
+        known = {row.instance_id for row in await store.list_invocations(engine, command_ids=[command_id])}
         unknown = [item for item in instance_ids if item not in known]
         if unknown:
             raise ApiError(
                 "InvalidInstanceId", f"Instances {unknown} are not targets of command {command_id}."
             )
-    now = _now()
-    running = await store.request_cancel(engine, command_id, instance_ids or None, now)
+    now = request.now()
+    running = await store.request_cancel(engine, command_id, instance_ids or None, now=now)
     await _tell_control_nodes(
-        request, "cancel_command", command_id, [row["instance_id"] for row in running], now
+        request, node_channel.CANCEL_COMMAND, command_id, [row.instance_id for row in running], now
     )
     return {}

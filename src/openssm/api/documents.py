@@ -21,7 +21,7 @@ from openssm.api.errors import ApiError, validation_error
 from openssm.api.pagination import page
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
-from openssm.api.validation import epoch, integer, object_list, required_string, string, tags
+from openssm.api.validation import epoch, object_list, paging, required_string, string, tags
 from openssm.iam.arn import document_arn
 from openssm.protocol.documents import (
     MAX_DOCUMENT_BYTES,
@@ -32,6 +32,7 @@ from openssm.protocol.documents import (
 )
 from openssm.protocol.run_command import builtin_command_documents
 from openssm.store import documents as store
+from openssm.store.rows import Db
 
 SSM: Final = "AmazonSSM"
 NAME_PATTERN: Final = r"^[a-zA-Z0-9_\-.]{3,128}$"
@@ -72,10 +73,6 @@ class DocumentView:
     def document_type(self) -> str:
         # The built-in Run Command documents are the only ones that are not Session documents.
         return "Command" if not self.stored and self.name in builtin_command_documents() else "Session"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _builtin_view(name: str, account: str) -> DocumentView | None:
@@ -273,18 +270,31 @@ async def create_document(request: ApiRequest, body: dict[str, Any]) -> dict[str
     async with request.services.engine.begin() as conn:
         if await store.get_document(conn, name) is not None:
             raise ApiError("DocumentAlreadyExists", "The specified document already exists.")
-        await store.insert_document(
-            conn,
-            name=name,
-            document_type="Session",
-            owner=request.account,
-            content=content,
-            document_format=document_format,
-            version_name=version_name,
-            tags=document_tags,
-            now=_now(),
-        )
+        await _insert(request, conn, name, content, document_format, version_name, document_tags)
     return {"DocumentDescription": _description(await _view(request, name))}
+
+
+async def _insert(
+    request: ApiRequest,
+    db: Db,
+    name: str,
+    content: str,
+    document_format: str,
+    version_name: str | None,
+    document_tags: dict[str, str],
+) -> None:
+    """A new Session document of the account's."""
+    await store.insert_document(
+        db,
+        name=name,
+        document_type="Session",
+        owner=request.account,
+        content=content,
+        document_format=document_format,
+        version_name=version_name,
+        tags=document_tags,
+        now=request.now(),
+    )
 
 
 @json_action(SSM, "UpdateDocument")
@@ -303,21 +313,11 @@ async def update_document(request: ApiRequest, body: dict[str, Any]) -> dict[str
             f"Only the latest version ({current.latest_version}) of {name} can be updated.",
         )
     _checked_content(name, content, document_format)
-    now = _now()
+    now = request.now()
     async with request.services.engine.begin() as conn:
         document = await store.get_document(conn, name)
         if document is None:  # the built-in preferences, saved for the first time
-            await store.insert_document(
-                conn,
-                name=name,
-                document_type="Session",
-                owner=request.account,
-                content=content,
-                document_format=document_format,
-                version_name=version_name,
-                tags={},
-                now=now,
-            )
+            await _insert(request, conn, name, content, document_format, version_name, {})
         else:
             versions = await store.list_versions(conn, name)
             if any(v.content_hash == store.content_hash(content) for v in versions[-1:]):
@@ -435,8 +435,7 @@ def _matches(view: DocumentView, key: str, values: list[str]) -> bool:
 
 @json_action(SSM, "ListDocuments")
 async def list_documents(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body)
     filters = _filters(body)
     await request.authorize("ssm:ListDocuments", ["*"])
     async with request.services.engine.connect() as conn:
@@ -503,8 +502,7 @@ async def update_default_version(request: ApiRequest, body: dict[str, Any]) -> d
 @json_action(SSM, "ListDocumentVersions")
 async def list_document_versions(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     name = required_string(body, "Name", pattern=READ_NAME_PATTERN).rsplit("/", 1)[-1]
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body)
     await request.authorize("ssm:ListDocumentVersions", [_arn(request, name)])
     current = await _view(request, name)
     if current.stored:

@@ -1,5 +1,8 @@
 """Operation registry: modules register their handlers on import, the dispatcher looks them up.
 
+The modules are imported statically by :mod:`openssm.api.handlers`; an operation registered twice
+is a wiring error, raised at import.
+
 ``auth`` says how the dispatcher authenticates before calling the handler: "sigv4" (HMAC with a
 stored key; the default), "anonymous" (no signature: RegisterManagedInstance proves itself with an
 activation code) or "rsa" (a managed instance signing with its registration key).
@@ -9,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from openssm.api.request import ApiRequest
+from openssm.api.request import ApiRequest
+from openssm.errors import OpenSSMError
 
-JsonHandler = Callable[["ApiRequest", dict[str, Any]], Awaitable[dict[str, Any]]]
-QueryHandler = Callable[["ApiRequest", Mapping[str, str]], Awaitable[Any]]
+JsonHandler = Callable[[ApiRequest, dict[str, Any]], Awaitable[dict[str, Any]]]
+QueryHandler = Callable[[ApiRequest, Mapping[str, str]], Awaitable[Any]]
 AuthMode = Literal["sigv4", "anonymous", "rsa"]
 
 # JSON 1.1 target prefix → SigV4 signing name, for the prefixes we know (others are not checked).
@@ -47,13 +50,18 @@ _json_operations: dict[str, JsonOperation] = {}
 _query_operations: dict[tuple[str, str], QueryOperation] = {}
 
 
+class DuplicateOperation(OpenSSMError):
+    """Two handlers for one operation."""
+
+
 def json_action(
     target_prefix: str, operation: str, *, auth: AuthMode = "sigv4"
 ) -> Callable[[JsonHandler], JsonHandler]:
     def register(handler: JsonHandler) -> JsonHandler:
-        _json_operations[f"{target_prefix}.{operation}"] = JsonOperation(
-            target_prefix, operation, handler, auth
-        )
+        target = f"{target_prefix}.{operation}"
+        if target in _json_operations:
+            raise DuplicateOperation(f"{target} is registered twice")
+        _json_operations[target] = JsonOperation(target_prefix, operation, handler, auth)
         return handler
 
     return register
@@ -61,6 +69,8 @@ def json_action(
 
 def query_action(service: str, action: str, *, xmlns: str) -> Callable[[QueryHandler], QueryHandler]:
     def register(handler: QueryHandler) -> QueryHandler:
+        if (service, action) in _query_operations:
+            raise DuplicateOperation(f"{service} {action} is registered twice")
         _query_operations[(service, action)] = QueryOperation(service, action, xmlns, handler)
         return handler
 
@@ -73,3 +83,10 @@ def find_json(target: str) -> JsonOperation | None:
 
 def find_query(service: str, action: str) -> QueryOperation | None:
     return _query_operations.get((service, action))
+
+
+def registered() -> frozenset[str]:
+    """Every registered operation: ``<target prefix>.<operation>`` and ``<service>:<action>``."""
+    return frozenset(_json_operations) | frozenset(
+        f"{service}:{action}" for service, action in _query_operations
+    )

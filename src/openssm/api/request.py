@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from openssm.security import Identity, RequestFacts, authorize
@@ -25,6 +26,10 @@ class ApiRequest:
     @property
     def account(self) -> str:
         return self.services.config.account_id
+
+    def now(self) -> dt.datetime:
+        """The time of the server's one clock (``Services.clock``)."""
+        return self.services.clock.now()
 
     def require_identity(self) -> Identity:
         if self.identity is None:  # the dispatcher authenticates every operation not marked anonymous

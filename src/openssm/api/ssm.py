@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import sqlalchemy as sa
-
 from openssm.api import ssm_node_admin, ssm_sessions  # noqa: F401 - register their operations
 from openssm.api.errors import ApiError
 from openssm.api.pagination import page
@@ -21,6 +19,7 @@ from openssm.api.validation import (
     epoch,
     integer,
     object_list,
+    paging,
     required_string,
     string,
     string_list,
@@ -28,9 +27,10 @@ from openssm.api.validation import (
     timestamp,
 )
 from openssm.iam.arn import role_arn
-from openssm.store import activations, ids, nodes
-from openssm.store.secrets import hash_token
-from openssm.store.tables import iam_roles
+from openssm.store import activations, gateway_nodes, ids, instances
+from openssm.store.activations import ActivationRow
+from openssm.store.iam import roles
+from openssm.store.instances import InstanceRow
 
 SSM = "AmazonSSM"
 DEFAULT_ACTIVATION_LIFETIME = dt.timedelta(hours=24)
@@ -38,16 +38,9 @@ MAX_ACTIVATION_LIFETIME = dt.timedelta(days=30)
 ACTIVATION_FILTER_KEYS = {"ActivationIds", "DefaultInstanceName", "IamRole"}
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 async def _role_trusts_ssm(request: ApiRequest, role_name: str) -> bool:
-    async with request.services.engine.connect() as conn:
-        trust = (
-            await conn.execute(sa.select(iam_roles.c.assume_role_policy).where(iam_roles.c.name == role_name))
-        ).scalar_one_or_none()
-    return trust is not None and "ssm.amazonaws.com" in trust
+    role = await roles.get(request.services.engine, role_name)
+    return role is not None and role.trusts_ssm
 
 
 # -- activations -----------------------------------------------------------------------------------
@@ -66,7 +59,7 @@ async def create_activation(request: ApiRequest, body: dict[str, Any]) -> dict[s
         "ssm:CreateActivation", [f"arn:aws:ssm:{request.region}:{request.account}:activation/*"]
     )
     await request.authorize("iam:PassRole", [role_arn(request.account, role)])
-    now = _now()
+    now = request.now()
     if expiration is None:
         expiration = now + DEFAULT_ACTIVATION_LIFETIME
     if expiration <= now:
@@ -78,18 +71,17 @@ async def create_activation(request: ApiRequest, body: dict[str, Any]) -> dict[s
             "InvalidParameters", f"Nonexistent role or missing ssm service principal in trust policy: {role}"
         )
     activation_id, code = ids.activation_id(), ids.activation_code()
-    await activations.insert(
+    await activations.create(
         request.services.engine,
         activation_id=activation_id,
-        code_hash=hash_token(code),
+        code=code,
         iam_role=role,
         description=description,
         default_instance_name=default_name,
         registration_limit=limit,
-        registrations_count=0,
         expiration_date=expiration,
-        created_at=now,
         tags=activation_tags,
+        now=now,
     )
     return {"ActivationId": activation_id, "ActivationCode": code}
 
@@ -110,39 +102,41 @@ def _activation_filter(body: dict[str, Any]) -> dict[str, set[str]]:
     return wanted
 
 
-def _activation_shape(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def _activation_shape(row: ActivationRow, now: dt.datetime) -> dict[str, Any]:
     return {
-        "ActivationId": row["activation_id"],
-        "Description": row["description"],
-        "DefaultInstanceName": row["default_instance_name"],
-        "IamRole": row["iam_role"],
-        "RegistrationLimit": row["registration_limit"],
-        "RegistrationsCount": row["registrations_count"],
-        "ExpirationDate": epoch(row["expiration_date"]),
-        "Expired": row["expiration_date"] <= now,
-        "CreatedDate": epoch(row["created_at"]),
-        "Tags": [{"Key": key, "Value": value} for key, value in sorted((row["tags"] or {}).items())],
+        "ActivationId": row.activation_id,
+        "Description": row.description,
+        "DefaultInstanceName": row.default_instance_name,
+        "IamRole": row.iam_role,
+        "RegistrationLimit": row.registration_limit,
+        "RegistrationsCount": row.registrations_count,
+        "ExpirationDate": epoch(row.expiration_date),
+        "Expired": row.expiration_date <= now,
+        "CreatedDate": epoch(row.created_at),
+        "Tags": [{"Key": key, "Value": value} for key, value in sorted(row.tags.items())],
     }
+
+
+def _activation_field(row: ActivationRow, key: str) -> str | None:
+    return {
+        "ActivationIds": row.activation_id,
+        "DefaultInstanceName": row.default_instance_name,
+        "IamRole": row.iam_role,
+    }[key]
 
 
 @json_action(SSM, "DescribeActivations")
 async def describe_activations(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     wanted = _activation_filter(body)
-    max_results = integer(body, "MaxResults", minimum=1, maximum=50) or 50
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body)
     await request.authorize("ssm:DescribeActivations", ["*"])
-    columns = {
-        "ActivationIds": "activation_id",
-        "DefaultInstanceName": "default_instance_name",
-        "IamRole": "iam_role",
-    }
     rows = [
         row
         for row in await activations.list_all(request.services.engine)
-        if all(row[columns[key]] in values for key, values in wanted.items())
+        if all(_activation_field(row, key) in values for key, values in wanted.items())
     ]
     chunk, token = page(rows, next_token, max_results, "activations")
-    now = _now()
+    now = request.now()
     return {"ActivationList": [_activation_shape(row, now) for row in chunk], "NextToken": token}
 
 
@@ -171,27 +165,26 @@ INSTANCE_FILTER_KEYS = (
 )
 
 
-def _instance_shape(row: dict[str, Any], ping: str) -> dict[str, Any]:
+def _instance_shape(row: InstanceRow, ping: str) -> dict[str, Any]:
+    managed = row.instance_id.startswith("mi-")
     return {
-        "InstanceId": row["instance_id"],
+        "InstanceId": row.instance_id,
         "PingStatus": ping,
-        "LastPingDateTime": epoch(row["last_ping_at"]),
-        "AgentVersion": row["agent_version"],
+        "LastPingDateTime": epoch(row.last_ping_at),
+        "AgentVersion": row.agent_version,
         "IsLatestVersion": False,
-        "PlatformType": row["platform_type"],
-        "PlatformName": row["platform_name"],
-        "PlatformVersion": row["platform_version"],
-        "ActivationId": row["activation_id"],
-        "IamRole": row["iam_role"],
-        "RegistrationDate": epoch(row["registration_date"]),
-        "ResourceType": "ManagedInstance" if row["instance_id"].startswith("mi-") else "EC2Instance",
-        "Name": row["name"],
-        "IPAddress": row["ip_address"],
-        "ComputerName": row["computer_name"],
-        "SourceId": row["instance_id"],
-        "SourceType": "AWS::SSM::ManagedInstance"
-        if row["instance_id"].startswith("mi-")
-        else "AWS::EC2::Instance",
+        "PlatformType": row.platform_type,
+        "PlatformName": row.platform_name,
+        "PlatformVersion": row.platform_version,
+        "ActivationId": row.activation_id,
+        "IamRole": row.iam_role,
+        "RegistrationDate": epoch(row.registration_date),
+        "ResourceType": "ManagedInstance" if managed else "EC2Instance",
+        "Name": row.name,
+        "IPAddress": row.ip_address,
+        "ComputerName": row.computer_name,
+        "SourceId": row.instance_id,
+        "SourceType": "AWS::SSM::ManagedInstance" if managed else "AWS::EC2::Instance",
     }
 
 
@@ -214,8 +207,8 @@ def _instance_filters(body: dict[str, Any]) -> list[tuple[str, set[str]]]:
     return filters
 
 
-def _matches(shape: dict[str, Any], row: dict[str, Any], key: str, values: set[str]) -> bool:
-    tag_values: dict[str, Any] = row["tags"] or {}
+def _matches(shape: dict[str, Any], row: InstanceRow, key: str, values: set[str]) -> bool:
+    tag_values = row.tags
     if key.startswith("tag:"):
         return str(tag_values.get(key[4:])) in values if key[4:] in tag_values else False
     if key == "tag-key":
@@ -236,14 +229,13 @@ def _matches(shape: dict[str, Any], row: dict[str, Any], key: str, values: set[s
 @json_action(SSM, "DescribeInstanceInformation")
 async def describe_instance_information(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     filters = _instance_filters(body)
-    max_results = integer(body, "MaxResults", minimum=5, maximum=50) or 50
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body, minimum=5)
     await request.authorize("ssm:DescribeInstanceInformation", ["*"])
     engine = request.services.engine
-    alive = await nodes.alive_nodes(engine, _now())
+    alive = await gateway_nodes.alive(engine, now=request.now())
     listed = []
-    for row in await nodes.list_all(engine):
-        shape = _instance_shape(row, nodes.ping_status(row, alive))
+    for row in await instances.list_all(engine):
+        shape = _instance_shape(row, row.ping_status(alive))
         if all(_matches(shape, row, key, values) for key, values in filters):
             listed.append(shape)
     chunk, token = page(listed, next_token, max_results, "instances")
@@ -254,12 +246,12 @@ async def describe_instance_information(request: ApiRequest, body: dict[str, Any
 async def get_connection_status(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     target = required_string(body, "Target", min_len=1, max_len=400)
     engine = request.services.engine
-    instance = await nodes.get(engine, target)
-    context = resource_tag_context(instance["tags"] if instance else None)
+    instance = await instances.get(engine, target)
+    context = resource_tag_context(instance.tags if instance else None)
     await request.authorize(
         "ssm:GetConnectionStatus", [target_arn(request.region, request.account, target)], context
     )
     connected = False
     if instance is not None:
-        connected = nodes.ping_status(instance, await nodes.alive_nodes(engine, _now())) == "Online"
+        connected = instance.ping_status(await gateway_nodes.alive(engine, now=request.now())) == "Online"
     return {"Target": target, "Status": "connected" if connected else "notconnected"}

@@ -12,14 +12,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from openssm.api.app import shutdown_event
 from openssm.api.errors import ApiError
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
 from openssm.api.validation import epoch, integer, required_string, string
 from openssm.iam.arn import managed_instance_arn
-from openssm.store import access_keys, activations, ids, nodes
-from openssm.store.secrets import hash_token
+from openssm.store import access_keys, activations, ids, instances
+from openssm.store.activations import Claim
+from openssm.store.instances import InstanceInfo, InstanceRow
 
 SSM = "AmazonSSM"
 MDS = "EC2WindowsMessageDeliveryService"
@@ -28,10 +28,6 @@ MESSAGES_LONG_POLL_SECONDS = 20.0
 INSTANCE_ID_PATTERN = r"(^mi-[0-9a-f]{17}$)|(^i-(\w{8}|\w{17})$)"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MIN_RSA_BITS = 2048
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _checked_public_key(body: dict[str, Any], member: str, type_member: str) -> str:
@@ -49,6 +45,14 @@ def _checked_public_key(body: dict[str, Any], member: str, type_member: str) -> 
     return encoded
 
 
+CLAIM_REFUSALS: dict[Claim, ApiError] = {
+    Claim.UNKNOWN: ApiError("InvalidActivationId", "Activation ID is not valid."),
+    Claim.WRONG_CODE: ApiError("InvalidActivation", "Activation ID or activation code is not valid."),
+    Claim.EXPIRED: ApiError("InvalidActivation", "Activation has expired."),
+    Claim.LIMIT: ApiError("InvalidActivation", "Activation has reached its registration limit."),
+}
+
+
 @json_action(SSM, "RegisterManagedInstance", auth="anonymous")
 async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     code = required_string(body, "ActivationCode", min_len=1, max_len=250)
@@ -56,30 +60,23 @@ async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -
     fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
     public_key = _checked_public_key(body, "PublicKey", "PublicKeyType")
     engine = request.services.engine
-    now = _now()
-    outcome = await activations.claim_registration(engine, activation_id, hash_token(code), now)
-    if outcome == "unknown":
-        raise ApiError("InvalidActivationId", "Activation ID is not valid.")
-    if outcome == "code":
-        raise ApiError("InvalidActivation", "Activation ID or activation code is not valid.")
-    if outcome == "expired":
-        raise ApiError("InvalidActivation", "Activation has expired.")
-    if outcome == "limit":
-        raise ApiError("InvalidActivation", "Activation has reached its registration limit.")
+    now = request.now()
+    refusal = CLAIM_REFUSALS.get(await activations.claim_registration(engine, activation_id, code, now=now))
+    if refusal is not None:
+        raise refusal
     activation = await activations.get(engine, activation_id)
     assert activation is not None
     instance_id = ids.managed_instance_id()
-    await nodes.insert(
+    await instances.register(
         engine,
         instance_id=instance_id,
         activation_id=activation_id,
-        iam_role=activation["iam_role"],
-        name=activation["default_instance_name"],
+        iam_role=activation.iam_role,
+        name=activation.default_instance_name,
         public_key=public_key,
-        public_key_type="Rsa",
         fingerprint=fingerprint,
-        registration_date=now,
-        tags=dict(activation["tags"] or {}),
+        tags=activation.tags,
+        now=now,
     )
     return {"InstanceId": instance_id}
 
@@ -89,18 +86,16 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
     fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
     identity = request.require_identity()
     instance_id = identity.access_key_id
-    instance = await nodes.get(request.services.engine, instance_id)
-    if instance is None or not hmac.compare_digest(
-        str(instance["fingerprint"]).encode(), fingerprint.encode()
-    ):
+    instance = await instances.get(request.services.engine, instance_id)
+    if instance is None or not hmac.compare_digest(instance.fingerprint.encode(), fingerprint.encode()):
         raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
     issued = await access_keys.create_temporary(
         request.services.engine,
         request.services.cipher,
         principal_type="managed-instance",
         principal_name=instance_id,
-        role_name=instance["iam_role"],
-        now=_now(),
+        role_name=instance.iam_role,
+        now=request.now(),
         lifetime=ROLE_CREDENTIALS_LIFETIME,
     )
     return {
@@ -116,13 +111,11 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
 async def update_public_key(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     public_key = _checked_public_key(body, "NewPublicKey", "NewPublicKeyType")
     identity = request.require_identity()
-    await nodes.update(
-        request.services.engine, identity.access_key_id, public_key=public_key, public_key_type="Rsa"
-    )
+    await instances.set_public_key(request.services.engine, identity.access_key_id, public_key)
     return {}
 
 
-async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> dict[str, Any]:
+async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> InstanceRow:
     """An agent may act only for the instance its credentials were issued to."""
     identity = request.require_identity()
     await request.authorize(action, [managed_instance_arn(request.region, request.account, instance_id)])
@@ -132,24 +125,34 @@ async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> d
             "AccessDeniedException",
             f"User: {principal.arn} is not authorized to perform: {action} on instance {instance_id}",
         )
-    instance = await nodes.get(request.services.engine, instance_id)
-    if instance is None or instance["deregistered"]:
+    instance = await instances.get(request.services.engine, instance_id)
+    if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.")
     return instance
+
+
+# What UpdateInstanceInformation reports, by API member.
+INFO_MEMBERS = {
+    "AgentName": "agent_name",
+    "AgentVersion": "agent_version",
+    "ComputerName": "computer_name",
+    "IPAddress": "ip_address",
+    "PlatformName": "platform_name",
+    "PlatformType": "platform_type",
+    "PlatformVersion": "platform_version",
+}
 
 
 @json_action(SSM, "UpdateInstanceInformation")
 async def update_instance_information(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     instance_id = required_string(body, "InstanceId", pattern=INSTANCE_ID_PATTERN)
-    values: dict[str, Any] = {}
-    for member, column in nodes.INFO_MEMBERS.items():
-        value = string(body, member, max_len=256)
-        if value is not None:
-            values[column] = value
+    info = InstanceInfo(
+        **{field: string(body, member, max_len=256) for member, field in INFO_MEMBERS.items()}
+    )
     for member in ("AgentStatus", "AvailabilityZone", "AvailabilityZoneId", "SSMConnectionChannel"):
         string(body, member, max_len=256)  # accepted and type-checked; nothing to keep
     await _own_instance(request, instance_id, "ssm:UpdateInstanceInformation")
-    await nodes.update(request.services.engine, instance_id, last_ping_at=_now(), **values)
+    await instances.record_ping(request.services.engine, instance_id, info, now=request.now())
     return {}
 
 
@@ -170,7 +173,7 @@ async def get_messages(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
     messages_request_id = required_string(body, "MessagesRequestId", min_len=1, max_len=64)
     integer(body, "VisibilityTimeoutInSeconds", minimum=0, maximum=43200)
     await _own_instance(request, destination, "ec2messages:GetMessages")
-    stopping = shutdown_event(request.services)
+    stopping = request.services.stopping
     try:
         await asyncio.wait_for(stopping.wait(), timeout=MESSAGES_LONG_POLL_SECONDS)
     except TimeoutError:

@@ -9,18 +9,19 @@ from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
 from openssm.api.targets import resource_tag_context, target_arn
 from openssm.api.validation import object_list, required_string, string_list, tags
-from openssm.store import access_keys, nodes
+from openssm.store import access_keys, instances
+from openssm.store.instances import InstanceRow
 
 SSM = "AmazonSSM"
 MANAGED_INSTANCE_PATTERN = r"^mi-[0-9a-f]{17}$"
 MAX_TAGS = 50
 
 
-async def _managed_instance(request: ApiRequest, instance_id: str, action: str) -> dict[str, Any]:
-    instance = await nodes.get(request.services.engine, instance_id)
-    context = resource_tag_context(instance["tags"] if instance else None)
+async def _managed_instance(request: ApiRequest, instance_id: str, action: str) -> InstanceRow:
+    instance = await instances.get(request.services.engine, instance_id)
+    context = resource_tag_context(instance.tags if instance else None)
     await request.authorize(action, [target_arn(request.region, request.account, instance_id)], context)
-    if instance is None or instance["deregistered"]:
+    if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not a registered managed node.")
     return instance
 
@@ -30,7 +31,7 @@ async def deregister_managed_instance(request: ApiRequest, body: dict[str, Any])
     instance_id = required_string(body, "InstanceId", pattern=MANAGED_INSTANCE_PATTERN)
     await _managed_instance(request, instance_id, "ssm:DeregisterManagedInstance")
     engine = request.services.engine
-    await nodes.update(engine, instance_id, deregistered=True)
+    await instances.deregister(engine, instance_id)
     # Its role credentials stop working at once, not when they expire.
     await access_keys.delete_for_principal(engine, "managed-instance", instance_id)
     return {}
@@ -50,10 +51,10 @@ async def add_tags_to_resource(request: ApiRequest, body: dict[str, Any]) -> dic
     if not new_tags:
         raise ApiError("ValidationException", "Tags must name at least one tag.")
     instance = await _managed_instance(request, instance_id, "ssm:AddTagsToResource")
-    merged = {**(instance["tags"] or {}), **new_tags}
+    merged = {**instance.tags, **new_tags}
     if len(merged) > MAX_TAGS:
         raise ApiError("TooManyTagsError", f"A resource can have at most {MAX_TAGS} tags.")
-    await nodes.update(request.services.engine, instance_id, tags=merged)
+    await instances.set_tags(request.services.engine, instance_id, merged)
     return {}
 
 
@@ -62,8 +63,8 @@ async def remove_tags_from_resource(request: ApiRequest, body: dict[str, Any]) -
     instance_id = _tag_target(body)
     keys = set(string_list(body.get("TagKeys"), "TagKeys", min_items=1))
     instance = await _managed_instance(request, instance_id, "ssm:RemoveTagsFromResource")
-    remaining = {key: value for key, value in (instance["tags"] or {}).items() if key not in keys}
-    await nodes.update(request.services.engine, instance_id, tags=remaining)
+    remaining = {key: value for key, value in instance.tags.items() if key not in keys}
+    await instances.set_tags(request.services.engine, instance_id, remaining)
     return {}
 
 
@@ -72,6 +73,4 @@ async def list_tags_for_resource(request: ApiRequest, body: dict[str, Any]) -> d
     instance_id = _tag_target(body)
     object_list(body, "Filters")
     instance = await _managed_instance(request, instance_id, "ssm:ListTagsForResource")
-    return {
-        "TagList": [{"Key": key, "Value": value} for key, value in sorted((instance["tags"] or {}).items())]
-    }
+    return {"TagList": [{"Key": key, "Value": value} for key, value in sorted(instance.tags.items())]}

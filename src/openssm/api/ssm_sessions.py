@@ -15,15 +15,18 @@ from openssm.api.targets import resource_tag_context, target_arn
 from openssm.api.validation import (
     epoch,
     filter_date,
-    integer,
     key_value_filters,
+    paging,
     required_string,
     string,
     string_list_map,
 )
+from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
-from openssm.store import ids, nodes, sessions
+from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
+from openssm.store import channel_tokens, gateway_nodes, ids, instances, sessions
+from openssm.store.sessions import NewSession, SessionRow
 
 SSM = "AmazonSSM"
 DOCUMENT_NAME_PATTERN = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
@@ -38,10 +41,6 @@ SESSION_FILTER_KEYS = (
     "SessionId",
     "AccessType",
 )
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def stream_url(public_url: str, session_id: str) -> str:
@@ -97,54 +96,52 @@ async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
     explicit = document_name is not None
     name = document_name or session_documents.PREFERENCES_DOCUMENT
     document = await session_documents.find_or_fail(engine, name, request.account)
-    instance = await nodes.get(engine, target)
-    await _authorize_start(request, target, instance["tags"] if instance else None, document, explicit)
+    instance = await instances.get(engine, target)
+    await _authorize_start(request, target, instance.tags if instance else None, document, explicit)
     parameters = session_documents.checked_parameters(document, given_parameters)
-    now = _now()
-    alive = await nodes.alive_nodes(engine, now)
-    if instance is None or nodes.ping_status(instance, alive) != "Online":
+    now = request.now()
+    alive = await gateway_nodes.alive(engine, now=now)
+    if instance is None or instance.ping_status(alive) != "Online" or instance.control_node_id is None:
         raise _not_connected(target)
-    node_id = instance["control_node_id"]
+    node_id = instance.control_node_id
     inputs, prefs = await session_documents.preferences(engine)
     content = dict(document.content)
     content["inputs"] = inputs
     principal = identity.principal
     session_id = f"{principal.friendly_name}-{ids.hex17()}"
     token = ids.bearer_token()
-    await sessions.create(
-        engine,
-        {
-            "session_id": session_id,
-            "target": target,
-            "document_name": document.name,
-            "session_type": document.session_type,
-            "owner_arn": principal.arn,
-            "owner_name": principal.friendly_name,
-            "status": "Connecting",
-            "reason": reason,
-            "parameters": parameters,
-            "document_content": content,
-            "run_as_user": _run_as_user(prefs, dict(principal.tags)),
-            "node_id": node_id,
-            "start_date": now,
-            "max_session_duration": prefs.max_session_duration,
-            "idle_session_timeout": prefs.idle_session_timeout,
-        },
-        token=token,
-        now=now,
-        token_ttl=dt.timedelta(seconds=request.services.config.token_ttl_seconds),
+    new = NewSession(
+        session_id=session_id,
+        target=target,
+        document_name=document.name,
+        session_type=document.session_type,
+        owner_arn=principal.arn,
+        owner_name=principal.friendly_name,
+        reason=reason,
+        parameters=parameters,
+        document_content=content,
+        run_as_user=_run_as_user(prefs, dict(principal.tags)),
+        node_id=node_id,
+        start_date=now,
+        max_session_duration=prefs.max_session_duration,
+        idle_session_timeout=prefs.idle_session_timeout,
     )
+    await sessions.create(engine, new, token=token, token_ttl=_token_ttl(request))
     return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(alive[node_id], session_id)}
 
 
-def _session_context(row: dict[str, Any]) -> dict[str, list[str]]:
+def _token_ttl(request: ApiRequest) -> dt.timedelta:
+    return dt.timedelta(seconds=request.services.config.token_ttl_seconds)
+
+
+def _session_context(row: SessionRow) -> dict[str, list[str]]:
     return {
-        "ssm:resourceTag/aws:ssmmessages:session-id": [row["session_id"]],
-        "ssm:resourceTag/aws:ssmmessages:target-id": [row["target"]],
+        "ssm:resourceTag/aws:ssmmessages:session-id": [row.session_id],
+        "ssm:resourceTag/aws:ssmmessages:target-id": [row.target],
     }
 
 
-async def _authorized_session(request: ApiRequest, session_id: str, action: str) -> dict[str, Any]:
+async def _authorized_session(request: ApiRequest, session_id: str, action: str) -> SessionRow:
     row = await sessions.get(request.services.engine, session_id)
     context = _session_context(row) if row else {}
     await request.authorize(action, [session_arn(request.region, request.account, session_id)], context)
@@ -157,25 +154,26 @@ async def _authorized_session(request: ApiRequest, session_id: str, action: str)
 async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
     row = await _authorized_session(request, session_id, "ssm:ResumeSession")
-    if row["status"] in sessions.ENDED_STATUSES or row["status"] == "Terminating":
+    if row.status not in TERMINABLE_STATUSES:
         raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active.")
-    now = _now()
-    alive = await nodes.alive_nodes(request.services.engine, now)
-    if row["node_id"] not in alive:
-        raise _not_connected(row["target"])
+    now = request.now()
+    alive = await gateway_nodes.alive(request.services.engine, now=now)
+    if row.node_id is None or row.node_id not in alive:
+        raise _not_connected(row.target)
     token = ids.bearer_token()
-    await sessions.add_client_token(
+    await channel_tokens.issue(
         request.services.engine,
-        session_id,
         token,
-        request.require_identity().principal.arn,
-        now,
-        dt.timedelta(seconds=request.services.config.token_ttl_seconds),
+        kind=channel_tokens.TokenKind.CLIENT,
+        channel_id=session_id,
+        principal_arn=request.require_identity().principal.arn,
+        now=now,
+        ttl=_token_ttl(request),
     )
     return {
         "SessionId": session_id,
         "TokenValue": token,
-        "StreamUrl": stream_url(alive[row["node_id"]], session_id),
+        "StreamUrl": stream_url(alive[row.node_id], session_id),
     }
 
 
@@ -183,19 +181,19 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
 async def terminate_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
     row = await _authorized_session(request, session_id, "ssm:TerminateSession")
-    if row["status"] in sessions.ENDED_STATUSES:
+    if row.status in FINAL_STATUSES:
         return {"SessionId": session_id}
     engine = request.services.engine
     reason = f"Terminated by {request.require_identity().principal.arn}"
     await sessions.mark_terminating(engine, session_id)
-    now = _now()
-    node_id = row["node_id"]
-    if node_id is not None and node_id in await nodes.alive_nodes(engine, now):
+    now = request.now()
+    node_id = row.node_id
+    if node_id is not None and node_id in await gateway_nodes.alive(engine, now=now):
         await request.services.bus.publish(
-            f"node.{node_id}", {"type": "terminate", "session_id": session_id, "reason": reason}
+            node_channel.node_channel(node_id), node_channel.terminate(session_id, reason)
         )
     else:  # nobody carries it any more: end it here
-        await sessions.mark_terminated(engine, session_id, reason, now)
+        await sessions.finish(engine, session_id, status=SessionStatus.TERMINATED, reason=reason, now=now)
     return {"SessionId": session_id}
 
 
@@ -207,30 +205,30 @@ def _parse_filter_date(value: str) -> dt.datetime:
     return filter_date(value, error_code="InvalidFilterValue")
 
 
-def _session_matches(row: dict[str, Any], key: str, value: str) -> bool:
+def _session_matches(row: SessionRow, key: str, value: str) -> bool:
     if key == "InvokedAfter":
-        return bool(row["start_date"] >= _parse_filter_date(value))
+        return row.start_date >= _parse_filter_date(value)
     if key == "InvokedBefore":
-        return bool(row["start_date"] <= _parse_filter_date(value))
+        return row.start_date <= _parse_filter_date(value)
     if key == "AccessType":
         return value == "Standard"
-    column = {"Target": "target", "Owner": "owner_arn", "Status": "status", "SessionId": "session_id"}[key]
-    return bool(row[column] == value)
+    field = {"Target": row.target, "Owner": row.owner_arn, "Status": row.status, "SessionId": row.session_id}
+    return field[key] == value
 
 
-def _session_shape(row: dict[str, Any]) -> dict[str, Any]:
-    output = {"S3OutputUrl": row["output_s3_url"], "CloudWatchOutputUrl": row["output_cloudwatch_url"]}
-    duration = row["max_session_duration"]
+def _session_shape(row: SessionRow) -> dict[str, Any]:
+    output = {"S3OutputUrl": row.output_s3_url, "CloudWatchOutputUrl": row.output_cloudwatch_url}
+    duration = row.max_session_duration
     return {
-        "SessionId": row["session_id"],
-        "Target": row["target"],
-        "Status": row["status"],
-        "StartDate": epoch(row["start_date"]),
-        "EndDate": epoch(row["end_date"]),
-        "DocumentName": row["document_name"],
-        "Owner": row["owner_arn"],
-        "Reason": row["reason"],
-        "Details": row["details"] or row["termination_reason"],
+        "SessionId": row.session_id,
+        "Target": row.target,
+        "Status": row.status,
+        "StartDate": epoch(row.start_date),
+        "EndDate": epoch(row.end_date),
+        "DocumentName": row.document_name,
+        "Owner": row.owner_arn,
+        "Reason": row.reason,
+        "Details": row.details or row.termination_reason,
         "OutputUrl": output if any(output.values()) else None,
         "MaxSessionDuration": str(duration) if duration else None,
         "AccessType": "Standard",
@@ -240,8 +238,7 @@ def _session_shape(row: dict[str, Any]) -> dict[str, Any]:
 @json_action(SSM, "DescribeSessions")
 async def describe_sessions(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     state = required_string(body, "State", allowed=("Active", "History"))
-    max_results = integer(body, "MaxResults", minimum=1, maximum=200) or 20
-    next_token = string(body, "NextToken", max_len=2048)
+    max_results, next_token = paging(body, maximum=200, default=20)
     filters = _session_filters(body)
     await request.authorize("ssm:DescribeSessions", ["*"])
     rows = await sessions.list_by_state(request.services.engine, active=state == "Active")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypedDict
 
 from openssm.api.errors import ApiError, validation_error
 
@@ -19,6 +19,37 @@ def _fail(member: str, constraint: str, value: Any = None) -> ApiError:
 
 def _missing(member: str) -> ApiError:
     return _fail(member, "Member must not be null")
+
+
+class TextLimits(TypedDict, total=False):
+    """What a text member may be besides long enough (its ``min_len`` has a default per protocol)."""
+
+    max_len: int | None
+    pattern: str | None
+    allowed: Collection[str] | None
+
+
+def checked_text(
+    value: str,
+    fail: Callable[[str], ApiError],
+    *,
+    min_len: int = 0,
+    max_len: int | None = None,
+    pattern: str | None = None,
+    allowed: Collection[str] | None = None,
+    flags: int = 0,
+) -> str:
+    """``value`` if it meets the constraints; else ``fail(constraint)`` says which one it broke, in
+    AWS's words (each protocol words the rest of the message its own way)."""
+    if len(value) < min_len:
+        raise fail(f"Member must have length greater than or equal to {min_len}")
+    if max_len is not None and len(value) > max_len:
+        raise fail(f"Member must have length less than or equal to {max_len}")
+    if pattern is not None and not re.fullmatch(pattern, value, flags):
+        raise fail(f"Member must satisfy regular expression pattern: {pattern}")
+    if allowed is not None and value not in allowed:
+        raise fail(f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+    return value
 
 
 def string(
@@ -40,15 +71,27 @@ def string(
         return None
     if not isinstance(value, str):
         raise _fail(name, "Member must be a string", value)
-    if len(value) < min_len:
-        raise _fail(name, f"Member must have length greater than or equal to {min_len}", value)
-    if max_len is not None and len(value) > max_len:
-        raise _fail(name, f"Member must have length less than or equal to {max_len}", value)
-    if pattern is not None and not re.fullmatch(pattern, value):
-        raise _fail(name, f"Member must satisfy regular expression pattern: {pattern}", value)
-    if allowed is not None and value not in allowed:
-        raise _fail(name, f"Member must satisfy enum value set: [{', '.join(allowed)}]", value)
-    return value
+    return checked_text(
+        value,
+        lambda constraint: _fail(name, constraint, value),
+        min_len=min_len,
+        max_len=max_len,
+        pattern=pattern,
+        allowed=allowed,
+    )
+
+
+def paging(
+    body: dict[str, Any],
+    *,
+    minimum: int = 1,
+    maximum: int = 50,
+    default: int | None = None,
+    token_chars: int | None = 2048,
+) -> tuple[int, str | None]:
+    """``MaxResults`` (``default``, else ``maximum``, when absent) and ``NextToken``."""
+    max_results = integer(body, "MaxResults", minimum=minimum, maximum=maximum) or default or maximum
+    return max_results, string(body, "NextToken", max_len=token_chars)
 
 
 def required_string(body: dict[str, Any], member: str, **kwargs: Any) -> str:

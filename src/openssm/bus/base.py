@@ -1,8 +1,8 @@
 """Node-to-node signalling. Messages are small JSON objects published on named channels.
 
 Channels used: ``node.<node_id>`` (commands for the gateway node holding a session or control
-channel: terminate a session, start a command), ``sessions`` (session state changes, for live
-pages). Delivery is at-most-once and best effort: state of record lives in the store.
+channel: terminate a session, start or cancel a command; the vocabulary is ``node_channel``).
+Delivery is at-most-once and best effort: state of record lives in the store.
 """
 
 from __future__ import annotations

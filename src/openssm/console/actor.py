@@ -4,7 +4,6 @@ an ``ApiRequest`` for that principal, so every decision is the API's own authori
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -98,7 +97,7 @@ class Permissions:
 
     def may(self, action: str, resource: str, extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA) -> bool:
         identity = self.actor.identity
-        context = request_context(identity, self.actor.facts, dt.datetime.now(dt.UTC), extra_context)
+        context = request_context(identity, self.actor.facts, self.actor.services.clock.now(), extra_context)
         return evaluate(
             self.policies, AuthzRequest(identity.principal, action, resource, context)
         ).decision == ("allowed")

@@ -6,22 +6,20 @@ principal through the API's own handlers (see :mod:`openssm.console.actor`).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import sqlalchemy as sa
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from openssm.api import app as api_app
-from openssm.console import pages, web_security
+from openssm.api import handlers  # noqa: F401 - the actor runs the API's registered operations
+from openssm.console import pages, routes, web_security
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
 from openssm.console.jsonio import json_body as _json_body
 from openssm.console.jsonio import text as _text
+from openssm.console.routes import Handler, SignedInHandler
 from openssm.console.sessions_store import ConsoleSession, find_valid, revoke
 from openssm.console.sessions_store import create as create_session
 from openssm.console.signin import MfaReplayGuard, SignInError, SignInForm, verify_sign_in
@@ -29,14 +27,12 @@ from openssm.security import client_facts
 from openssm.security.facts import RequestFacts
 from openssm.security.principals import user_principal
 from openssm.services import Services
-from openssm.store import access_keys
-from openssm.store.tables import gateway_nodes
+from openssm.store import access_keys, gateway_nodes
 
 log = logging.getLogger(__name__)
 
 PREFIX: Final = "/console"
 GATEWAY_URLS_TTL: Final = 10.0  # seconds
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Console:
@@ -61,10 +57,9 @@ class Console:
 
     async def gateway_urls(self) -> list[str]:
         """This server's and every gateway node's public URL (cached briefly: asked on each response)."""
-        now = time.monotonic()
+        now = self.services.clock.monotonic()
         if self._gateway_urls is None or now - self._gateway_urls[0] > GATEWAY_URLS_TTL:
-            async with self.services.engine.connect() as conn:
-                urls = [row[0] for row in await conn.execute(sa.select(gateway_nodes.c.public_url))]
+            urls = await gateway_nodes.public_urls(self.services.engine)
             self._gateway_urls = (now, [self.services.config.public_url, *urls])
         return self._gateway_urls[1]
 
@@ -76,8 +71,7 @@ class Console:
         token = request.cookies.get(self.cookie_name(request))
         if not token:
             return None
-        now = dt.datetime.now(dt.UTC)
-        session = await find_valid(self.services.engine, token, now)
+        session = await find_valid(self.services.engine, token, self.services.clock.now())
         if session is None:
             return None
         # The console stands for the key it was opened with: deactivating or deleting the key (or
@@ -164,7 +158,7 @@ class Console:
             user_name=user_name,
             access_key_id=form.access_key_id.strip(),
             source_ip=facts.source_ip,
-            now=dt.datetime.now(dt.UTC),
+            now=self.services.clock.now(),
         )
         log.info("console sign-in: %s from %s", user_name, facts.source_ip)
         response = web.json_response({"user": user_name})
@@ -174,7 +168,7 @@ class Console:
     async def signout(
         self, request: web.Request, session: ConsoleSession, actor: ConsoleActor
     ) -> web.StreamResponse:
-        await revoke(self.services.engine, session.id_hash, dt.datetime.now(dt.UTC))
+        await revoke(self.services.engine, session.id_hash, self.services.clock.now())
         response = web.json_response({"signed_out": True})
         web_security.clear_session_cookie(response, self.secure(request))
         return response
@@ -197,12 +191,7 @@ class Console:
 
     # -- wrappers ------------------------------------------------------------------------------------
 
-    def signed_in(
-        self,
-        handler: Callable[[web.Request, ConsoleSession, ConsoleActor], Awaitable[web.StreamResponse]],
-        *,
-        changes_state: bool,
-    ) -> Handler:
+    def signed_in(self, handler: SignedInHandler, *, changes_state: bool) -> Handler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             found = await self.session_of(request)
             if found is None:
@@ -228,7 +217,7 @@ class Console:
         return wrapped
 
 
-def _security_headers_middleware(console: Console) -> Any:
+def _security_headers_middleware(console: Console) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -255,9 +244,6 @@ def _security_headers_middleware(console: Console) -> Any:
 
 def install(app: web.Application, services: Services) -> None:
     """Mount the console under ``/console/`` (``/`` stays the API's: Query requests may be GETs)."""
-    from openssm.console import routes  # the JSON endpoints for pages (nodes, sessions, activations)
-
-    api_app.load_handler_modules()
     console = Console(services)
     app.middlewares.append(_security_headers_middleware(console))
     router = app.router
@@ -268,5 +254,5 @@ def install(app: web.Application, services: Services) -> None:
     router.add_post(PREFIX + "/api/signin", console.signin)
     router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))
     router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
-    routes.add_routes(router, console)
+    routes.add_routes(router, services, console.signed_in)  # JSON for the pages: nodes, sessions, activations
     router.add_get(PREFIX + "/{page}", console.page)

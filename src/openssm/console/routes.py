@@ -1,11 +1,15 @@
-"""JSON endpoints behind the console pages. Each one runs API operations as the signed-in principal."""
+"""JSON endpoints behind the console pages. Each one runs API operations as the signed-in principal.
+
+Each is wrapped by the console's :class:`SignedIn` guard (``Console.signed_in`` in
+:mod:`openssm.console.app`, which mounts these routes), which finds the console session and its actor."""
 
 from __future__ import annotations
 
 import pathlib
 import re
 import shlex
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
@@ -14,15 +18,23 @@ from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import json_body
 from openssm.console.sessions_store import ConsoleSession
 from openssm.iam.arn import session_arn
-from openssm.store import nodes, sessions
-
-if TYPE_CHECKING:
-    from openssm.console.app import Console
+from openssm.services import Services
+from openssm.store import instances, sessions
+from openssm.store.sessions import SessionRow
 
 MAX_RECORDING_BYTES: Final = 64 * 1024 * 1024
 HISTORY_LIMIT: Final = 200
 SESSION_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9@._+=,-]{1,96}$")
 TARGET_PATTERN: Final = re.compile(r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8,17})$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SignedInHandler = Callable[[web.Request, ConsoleSession, ConsoleActor], Awaitable[web.StreamResponse]]
+
+
+class SignedIn(Protocol):
+    """Wraps a handler for signed-in users; ``changes_state`` adds the Origin and CSRF checks."""
+
+    def __call__(self, handler: SignedInHandler, *, changes_state: bool) -> Handler: ...
 
 
 def _session_resource_context(row: dict[str, Any]) -> dict[str, list[str]]:
@@ -33,9 +45,8 @@ def _session_resource_context(row: dict[str, Any]) -> dict[str, list[str]]:
 
 
 class Routes:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.services = console.services
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     # -- nodes ---------------------------------------------------------------------------------------
 
@@ -49,8 +60,8 @@ class Routes:
         region, account = self.services.config.region, self.services.config.account_id
         out = []
         for info in listed:
-            row = await nodes.get(self.services.engine, info["InstanceId"]) or {}
-            tags = dict(row.get("tags") or {})
+            instance = await instances.get(self.services.engine, info["InstanceId"])
+            tags = instance.tags if instance is not None else {}
             arn = target_arn(region, account, info["InstanceId"])
             context = resource_tag_context(tags)
             item = {
@@ -87,13 +98,13 @@ class Routes:
         region, account = self.services.config.region, self.services.config.account_id
         out = []
         for item in found.get("Sessions") or []:
-            row = await sessions.get(self.services.engine, item["SessionId"]) or {}
-            recording = row.get("recording_path")
+            row = await sessions.get(self.services.engine, item["SessionId"])
+            recording = row.recording_path if row is not None else None
             entry = dict(item)
-            entry["TerminationReason"] = row.get("termination_reason")
-            entry["OwnerName"] = row.get("owner_name")
+            entry["TerminationReason"] = row.termination_reason if row is not None else None
+            entry["OwnerName"] = row.owner_name if row is not None else None
             entry["Recording"] = _recording_name(recording)
-            entry["Replayable"] = bool(recording and str(recording).endswith(".cast"))
+            entry["Replayable"] = bool(recording and recording.endswith(".cast"))
             entry["CanTerminate"] = state == "Active" and permissions.may(
                 "ssm:TerminateSession",
                 session_arn(region, account, item["SessionId"]),
@@ -206,15 +217,15 @@ class Routes:
         )
 
 
-def _recording_name(path: Any) -> str | None:
-    return pathlib.PurePath(str(path)).name if path else None
+def _recording_name(path: str | None) -> str | None:
+    return pathlib.PurePath(path).name if path else None
 
 
-def _recording_file(data_dir: pathlib.Path, row: dict[str, Any] | None) -> pathlib.Path | None:
+def _recording_file(data_dir: pathlib.Path, row: SessionRow | None) -> pathlib.Path | None:
     """The recording named by the session row, if it is a .cast file inside the server's data dir."""
-    if row is None or not row.get("recording_path"):
+    if row is None or not row.recording_path:
         return None
-    path = pathlib.Path(str(row["recording_path"])).resolve()
+    path = pathlib.Path(row.recording_path).resolve()
     if path.suffix != ".cast" or not path.is_relative_to(data_dir.resolve()) or not path.is_file():
         return None
     if path.stat().st_size > MAX_RECORDING_BYTES:
@@ -222,22 +233,22 @@ def _recording_file(data_dir: pathlib.Path, row: dict[str, Any] | None) -> pathl
     return path
 
 
-def add_routes(router: web.UrlDispatcher, console: Console) -> None:
-    routes = Routes(console)
+def add_routes(router: web.UrlDispatcher, services: Services, signed_in: SignedIn) -> None:
+    routes = Routes(services)
     base = "/console/api"
-    router.add_get(f"{base}/nodes", console.signed_in(routes.list_nodes, changes_state=False))
-    router.add_get(f"{base}/sessions", console.signed_in(routes.list_sessions, changes_state=False))
-    router.add_post(f"{base}/sessions", console.signed_in(routes.start_session, changes_state=True))
+    router.add_get(f"{base}/nodes", signed_in(routes.list_nodes, changes_state=False))
+    router.add_get(f"{base}/sessions", signed_in(routes.list_sessions, changes_state=False))
+    router.add_post(f"{base}/sessions", signed_in(routes.start_session, changes_state=True))
     router.add_post(
         f"{base}/sessions/{{session_id}}/terminate",
-        console.signed_in(routes.terminate_session, changes_state=True),
+        signed_in(routes.terminate_session, changes_state=True),
     )
     router.add_post(
         f"{base}/sessions/{{session_id}}/resume",
-        console.signed_in(routes.resume_session, changes_state=True),
+        signed_in(routes.resume_session, changes_state=True),
     )
     router.add_get(
-        f"{base}/sessions/{{session_id}}/recording", console.signed_in(routes.recording, changes_state=False)
+        f"{base}/sessions/{{session_id}}/recording", signed_in(routes.recording, changes_state=False)
     )
-    router.add_get(f"{base}/activations", console.signed_in(routes.list_activations, changes_state=False))
-    router.add_post(f"{base}/activations", console.signed_in(routes.create_activation, changes_state=True))
+    router.add_get(f"{base}/activations", signed_in(routes.list_activations, changes_state=False))
+    router.add_post(f"{base}/activations", signed_in(routes.create_activation, changes_state=True))

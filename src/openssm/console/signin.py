@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import time
-
-import sqlalchemy as sa
 
 from openssm.errors import OpenSSMError
 from openssm.security.login_secrets import totp_step, verify_password
 from openssm.services import Services
 from openssm.store import access_keys
+from openssm.store.iam import users
 from openssm.store.secrets import SecretCipherError
-from openssm.store.tables import iam_users
 
 MAX_FIELD_CHARS = 256
 BAD_CREDENTIALS = "The access key ID, secret access key, password or MFA code is not correct."
@@ -66,36 +63,25 @@ async def verify_sign_in(services: Services, form: SignInForm, guard: MfaReplayG
         raise SignInError(BAD_CREDENTIALS) from exc
     if not hmac.compare_digest(secret.encode(), form.secret_access_key.strip().encode()):
         raise SignInError(BAD_CREDENTIALS)
-    async with services.engine.connect() as conn:
-        user = (
-            (
-                await conn.execute(
-                    sa.select(
-                        iam_users.c.name, iam_users.c.password_hash, iam_users.c.mfa_secret_encrypted
-                    ).where(iam_users.c.name == key.principal_name)
-                )
-            )
-            .mappings()
-            .first()
-        )
+    user = await users.login_secrets(services.engine, key.principal_name)
     if user is None:
         raise SignInError(BAD_CREDENTIALS)
-    if user["password_hash"]:
+    if user.password_hash:
         if not form.password:
             raise SignInError(
                 "This user signs in with a password too.", needs="password", counts_as_failure=False
             )
         # scrypt is deliberately slow: keep it off the event loop.
-        if not await asyncio.to_thread(verify_password, form.password, user["password_hash"]):
+        if not await asyncio.to_thread(verify_password, form.password, user.password_hash):
             raise SignInError(BAD_CREDENTIALS)
-    if user["mfa_secret_encrypted"]:
+    if user.mfa_secret_encrypted:
         if not form.mfa_code:
             raise SignInError("Enter the code from your MFA device.", needs="mfa", counts_as_failure=False)
         try:
-            seed = services.cipher.decrypt(user["mfa_secret_encrypted"])
+            seed = services.cipher.decrypt(user.mfa_secret_encrypted)
         except SecretCipherError as exc:
             raise SignInError(BAD_CREDENTIALS) from exc
-        step = totp_step(seed, form.mfa_code, time.time())
-        if step is None or not guard.accept(user["name"], step):
+        step = totp_step(seed, form.mfa_code, services.clock.now().timestamp())
+        if step is None or not guard.accept(user.name, step):
             raise SignInError(BAD_CREDENTIALS, needs="mfa")
-    return str(user["name"])
+    return user.name

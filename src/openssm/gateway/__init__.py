@@ -11,7 +11,10 @@ session-manager-plugin work against OpenSSM unchanged.
 - ``session``: pairs a session's client and agent data sockets and relays frames verbatim (acks
   stay end to end); pause/resume around client reconnects; idle timeout, maximum duration and
   TerminateSession (bus channel ``node.<node_id>``) end it with ``channel_closed``.
-- ``tap``: how recorders see stream data (``services.extras["session_taps"]``).
+- ``tap``: how recorders see stream data, in order and off the relay's path.
+- ``extension``: how features plug into a node (``NodeExtension``: bus and control messages,
+  control-channel opens, session taps), given to it by the server's composition; ``jobs`` is Run
+  Command's.
 - ``node``: the node's registry, heartbeat (``gateway_nodes``) and clean-up; ``app.install`` wires it.
-Tuning knobs: ``settings.GatewaySettings`` (``services.extras["gateway_settings"]``).
+Tuning knobs: ``settings.GatewaySettings`` (``app.install(settings=...)``).
 """

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
-from openssm.gateway import jobs, sweeper
-from openssm.gateway.node import GATEWAY_KEY, GatewayNode
+from openssm.gateway import sweeper
+from openssm.gateway.extension import NodeExtension
+from openssm.gateway.node import GatewayNode
 from openssm.gateway.rest import make_handlers
+from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.sockets import SocketHandlers
 from openssm.services import Services
 
@@ -14,11 +18,17 @@ CONTROL_PATH = "/v1/control-channel/{instance_id}"
 DATA_PATH = "/v1/data-channel/{session_id}"
 
 
-def install(app: web.Application, services: Services) -> None:
-    """Add the MGS REST calls and channel WebSockets, and run the node's background work with the app."""
-    node = GatewayNode(services)
-    services.extras[GATEWAY_KEY] = node
-    jobs.install(node)
+def install(
+    app: web.Application,
+    services: Services,
+    *,
+    settings: GatewaySettings | None = None,
+    extensions: Sequence[NodeExtension] = (),
+) -> GatewayNode:
+    """Add the MGS REST calls and channel WebSockets, and run the node (with its extensions) and the
+    dead-node sweeper with the app. Returns the node."""
+    settings = settings or GatewaySettings()
+    node = GatewayNode(services, settings, extensions)
     create_control_channel, create_data_channel = make_handlers(services)
     sockets = SocketHandlers(node)
     app.router.add_post(CONTROL_PATH, create_control_channel)
@@ -39,4 +49,7 @@ def install(app: web.Application, services: Services) -> None:
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
-    sweeper.install(app, services)  # scale-out: end the sessions of nodes that died
+    sweeper.install(
+        app, services, settings.heartbeat_interval
+    )  # scale-out: end the sessions of nodes that died
+    return node

@@ -1,14 +1,14 @@
 """Agent control channels: one per instance, held by the node the agent dialled.
 
-Messages from the agent: ``agent_task_complete`` (acknowledged, then ends the session),
-``agent_telemetry`` (ignored), ``agent_job_*`` (handed to the Run Command hook).
+Messages from the agent: ``agent_task_complete`` (acknowledged, then ends the session); every
+other type goes to the node, which hands it to the extension that takes it (Run Command takes
+``agent_job_*``) or ignores it (``agent_telemetry``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from typing import Protocol
 
 from aiohttp import WSMsgType
 
@@ -18,17 +18,11 @@ from openssm.protocol.frames import Frame, FrameError, MessageType, decode
 
 log = logging.getLogger(__name__)
 
-JOB_HANDLER_KEY: Final = "agent_job_handler"
-JOB_MESSAGE_TYPES: Final = frozenset({MessageType.AGENT_JOB_ACK, MessageType.AGENT_JOB_REPLY})
-
-# (instance id, frame) for agent_job_ack / agent_job_reply; registered by Run Command.
-AgentJobHandler = Callable[[str, Frame], Awaitable[None]]
-
 
 class ControlHost(Protocol):
     async def task_completed(self, instance_id: str, task: messages.TaskComplete) -> None: ...
 
-    def job_handler(self) -> AgentJobHandler | None: ...
+    async def control_message(self, instance_id: str, frame: Frame) -> None: ...
 
 
 class ControlChannel:
@@ -64,14 +58,5 @@ class ControlChannel:
             # Without the acknowledgement the agent resends three times, one second apart.
             await self.send(task.acknowledgement)
             await host.task_completed(self.instance_id, task)
-        elif kind in JOB_MESSAGE_TYPES:
-            handler = host.job_handler()
-            if handler is None:
-                log.info("control %s: %s with no Run Command handler", self.instance_id, kind)
-                return
-            try:
-                await handler(self.instance_id, frame)
-            except Exception:
-                log.exception("control %s: agent job handler failed", self.instance_id)
-        elif kind != MessageType.AGENT_TELEMETRY:
-            log.debug("control %s: ignoring %s", self.instance_id, kind)
+        else:
+            await host.control_message(self.instance_id, frame)

@@ -1,9 +1,10 @@
 """Run Command on this gateway node: ``agent_job`` to the agents whose control channels it holds, and
 their ``agent_job_ack`` / ``agent_job_reply`` recorded in the store (each reply acknowledged).
 
-The API publishes ``{"type": "agent_job", "command_id", "instance_id"}`` (and ``"cancel_command"``)
-on ``node.<node_id>``; jobs still pending for an instance are also sent when its control channel
-opens, so a command sent while the agent was away runs when it comes back.
+A node extension (``openssm.gateway.extension``): the API publishes ``agent_job`` and
+``cancel_command`` for an invocation on ``node.<node_id>`` (``openssm.bus.node_channel``); jobs
+still pending for an instance are also sent when its control channel opens, so a command sent while
+the agent was away runs when it comes back.
 """
 
 from __future__ import annotations
@@ -12,37 +13,33 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-from openssm.gateway.control import JOB_HANDLER_KEY
-from openssm.gateway.node import GatewayNode
+from openssm.bus.node_channel import AGENT_JOB, CANCEL_COMMAND
+from openssm.errors import OpenSSMError
+from openssm.gateway.extension import ExtensionHost, NodeExtension
 from openssm.protocol import messages as proto
 from openssm.protocol import run_command as rc
 from openssm.protocol.frames import Frame, MessageType
+from openssm.services import Services
 from openssm.store import commands as store
+from openssm.store.commands import CommandRow
 
 log = logging.getLogger(__name__)
 
-AGENT_JOB: Final = "agent_job"
-CANCEL_COMMAND: Final = "cancel_command"
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def agent_job_frame(command: Mapping[str, Any], instance_id: str) -> bytes:
+def agent_job_frame(command: CommandRow, instance_id: str) -> bytes:
     """``agent_job`` for one invocation, built from its ``commands`` row."""
-    document = command["document_content"]
+    document = command.document_content
     content = rc.send_command_payload(
-        command_id=command["command_id"],
-        document_name=command["document_name"],
+        command_id=command.command_id,
+        document_name=command.document_name,
         document_content=document,
-        parameters=rc.agent_parameter_values(document, command["parameters"] or {}),
-        output_s3_bucket_name=command.get("output_s3_bucket_name") or "",
-        output_s3_key_prefix=command.get("output_s3_key_prefix") or "",
+        parameters=rc.agent_parameter_values(document, command.parameters),
+        output_s3_bucket_name=command.output_s3_bucket_name or "",
+        output_s3_key_prefix=command.output_s3_key_prefix or "",
     )
-    job = proto.AgentJob(rc.job_id(command["command_id"], instance_id), content, rc.SEND_COMMAND_TOPIC)
+    job = proto.AgentJob(rc.job_id(command.command_id, instance_id), content, rc.SEND_COMMAND_TOPIC)
     return job.to_frame().encode()
 
 
@@ -97,10 +94,29 @@ def reply_values(reply: rc.SendReply, now: dt.datetime) -> dict[str, Any]:
     return values
 
 
-class RunCommandRelay:
-    def __init__(self, node: GatewayNode) -> None:
-        self.node = node
-        self.engine = node.engine
+class NotStarted(OpenSSMError):
+    """Run Command was used before its node started it."""
+
+
+class RunCommandJobs(NodeExtension):
+    """Run Command's part of a gateway node."""
+
+    bus_messages = frozenset({AGENT_JOB, CANCEL_COMMAND})
+    control_messages: frozenset[str] = frozenset({MessageType.AGENT_JOB_ACK, MessageType.AGENT_JOB_REPLY})
+
+    def __init__(self, services: Services) -> None:
+        self.engine = services.engine
+        self.clock = services.clock
+        self._node: ExtensionHost | None = None
+
+    async def start(self, node: ExtensionHost) -> None:
+        self._node = node
+
+    @property
+    def node(self) -> ExtensionHost:
+        if self._node is None:
+            raise NotStarted("Run Command's gateway extension has not been started by its node")
+        return self._node
 
     # -- API → agent ---------------------------------------------------------------------------
 
@@ -111,17 +127,17 @@ class RunCommandRelay:
         if message.get("type") == AGENT_JOB:
             command = await store.get_command(self.engine, command_id)
             invocation = await store.get_invocation(self.engine, command_id, instance_id)
-            if command is not None and invocation is not None and invocation["status"] == rc.PENDING:
+            if command is not None and invocation is not None and invocation.status == rc.PENDING:
                 await self.node.send_control(instance_id, agent_job_frame(command, instance_id))
         elif message.get("type") == CANCEL_COMMAND:
             await self.node.send_control(instance_id, cancel_job_frame(command_id, instance_id))
 
-    async def deliver_pending(self, instance_id: str) -> None:
+    async def on_control_opened(self, instance_id: str) -> None:
         """A control channel opened: send it every job still waiting for that instance, and the
         cancels it missed while away."""
         frames = [
             agent_job_frame(row, instance_id)
-            for row in await store.pending_for_instance(self.engine, instance_id, _now())
+            for row in await store.pending_for_instance(self.engine, instance_id, now=self.clock.now())
         ]
         frames += [
             cancel_job_frame(command_id, instance_id)
@@ -133,7 +149,7 @@ class RunCommandRelay:
 
     # -- agent → store ---------------------------------------------------------------------------
 
-    async def on_agent_message(self, instance_id: str, frame: Frame) -> None:
+    async def on_control_message(self, instance_id: str, frame: Frame) -> None:
         """agent_job_ack / agent_job_reply from ``instance_id``'s control channel."""
         try:
             if frame.message_type == MessageType.AGENT_JOB_ACK:
@@ -155,43 +171,31 @@ class RunCommandRelay:
 
     async def _acked(self, instance_id: str, ack: proto.AgentJobAck) -> None:
         command_id = self._own_job(instance_id, ack.job_id)
-        now = _now()
+        now = self.clock.now()
         if ack.status_code == "200":
-            await store.mark_delivered(self.engine, command_id, instance_id, now)
+            await store.mark_delivered(self.engine, command_id, instance_id, now=now)
         else:
             log.info(
                 "agent %s refused job %s: %s %s", instance_id, ack.job_id, ack.status_code, ack.error_message
             )
-            await store.update_active(
-                self.engine,
-                command_id,
-                instance_id,
-                status=rc.FAILED,
-                status_details=rc.UNDELIVERABLE,
-                ended_at=now,
-                standard_error=ack.error_message[: rc.MAX_STDERR_CHARS],
-            )
+            refused = {
+                "status": rc.FAILED,
+                "status_details": rc.UNDELIVERABLE,
+                "ended_at": now,
+                "standard_error": ack.error_message[: rc.MAX_STDERR_CHARS],
+            }
+            await store.update_active(self.engine, command_id, instance_id, refused)
 
     async def _replied(self, instance_id: str, reply: proto.AgentJobReply) -> None:
         command_id = self._own_job(instance_id, reply.job_id)
-        now = _now()
+        now = self.clock.now()
         values = reply_values(rc.parse_send_reply(reply.content), now)
         current = await store.get_invocation(self.engine, command_id, instance_id)
         if (
             current is not None
-            and current["status"] == rc.CANCELLING
+            and current.status == rc.CANCELLING
             and values["status"] not in rc.FINAL_STATUSES
         ):
             del values["status"], values["status_details"]  # still running, but a cancel is on its way
-        await store.mark_delivered(self.engine, command_id, instance_id, now)
-        await store.update_active(self.engine, command_id, instance_id, **values)
-
-
-def install(node: GatewayNode) -> RunCommandRelay:
-    """Hook Run Command into the node: its bus messages, control-channel opens and agent replies."""
-    relay = RunCommandRelay(node)
-    node.bus_handlers[AGENT_JOB] = relay.on_bus_message
-    node.bus_handlers[CANCEL_COMMAND] = relay.on_bus_message
-    node.control_opened_hooks.append(relay.deliver_pending)
-    node.services.extras[JOB_HANDLER_KEY] = relay.on_agent_message
-    return relay
+        await store.mark_delivered(self.engine, command_id, instance_id, now=now)
+        await store.update_active(self.engine, command_id, instance_id, values)

@@ -1,4 +1,7 @@
-"""This node's gateway: its control channels, its sessions, its heartbeat and its bus listener."""
+"""This node's gateway: its control channels, its sessions, its heartbeat and its bus listener.
+
+Features beyond the relay (Run Command, recording) plug in as :class:`NodeExtension` objects given
+to the constructor (``openssm.gateway.extension``)."""
 
 from __future__ import annotations
 
@@ -6,27 +9,32 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.bus import node_channel
 from openssm.errors import OpenSSMError
 from openssm.gateway import messages
-from openssm.gateway.control import JOB_HANDLER_KEY, AgentJobHandler, ControlChannel
+from openssm.gateway.control import ControlChannel
+from openssm.gateway.extension import NODE_BUS_MESSAGES, NODE_CONTROL_MESSAGES, NodeExtension, routes
 from openssm.gateway.peer import Peer
 from openssm.gateway.session import SessionRelay, limit_seconds
-from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings, gateway_settings
-from openssm.gateway.tap import TapPump, tap_registry
+from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
+from openssm.gateway.tap import SessionTap, TapPump
+from openssm.protocol.frames import Frame
+from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
-from openssm.store import channels as store
+from openssm.store import channel_tokens, gateway_nodes, instances, sessions
+from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
-GATEWAY_KEY: Final = "gateway"
 SHUTDOWN_REASON: Final = "gateway shut down"
 RESTART_REASON: Final = "gateway restarted"
 UNCLAIMED_REASON: Final = "No client connected to the session"
+TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
@@ -36,29 +44,40 @@ class SessionRefused(OpenSSMError):
 
 
 class GatewayNode:
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        services: Services,
+        settings: GatewaySettings | None = None,
+        extensions: Sequence[NodeExtension] = (),
+    ) -> None:
         self.services = services
         self.engine: AsyncEngine = services.engine
         self.node_id = services.config.node_id
-        self.settings: GatewaySettings = gateway_settings(services.extras)
+        self.settings = settings or GatewaySettings()
+        self.extensions = tuple(extensions)
+        self._bus_routes = routes(self.extensions, lambda e: e.bus_messages, NODE_BUS_MESSAGES)
+        self._control_routes = routes(self.extensions, lambda e: e.control_messages, NODE_CONTROL_MESSAGES)
         self.controls: dict[str, ControlChannel] = {}
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._started_at = store.utcnow()
-        # Extensions (Run Command): bus message type -> handler; hooks run when a control channel opens.
-        self.bus_handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[None]]] = {}
-        self.control_opened_hooks: list[Callable[[str], Coroutine[Any, Any, None]]] = []
+        self.clock = services.clock
+        self._started_at = self.clock.now()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         # Whatever this node id held before a crash is gone: its sockets died with the process.
-        await store.clear_node_control_channels(self.engine, self.node_id)
-        await store.finish_node_sessions(self.engine, self.node_id, reason=RESTART_REASON)
-        self._started_at = await store.upsert_gateway_node(
-            self.engine, self.node_id, self.services.config.public_url
+        await instances.clear_node_control_channels(self.engine, self.node_id)
+        self._started_at = self.clock.now()
+        await sessions.finish_node_sessions(
+            self.engine, self.node_id, reason=RESTART_REASON, now=self._started_at
         )
+        await gateway_nodes.announce(
+            self.engine, self.node_id, self.services.config.public_url, now=self._started_at
+        )
+        for extension in self.extensions:
+            await extension.start(self)
         self.background(self._heartbeat(), "gateway-heartbeat")
         self.background(self._listen(), "gateway-bus")
         # Let the listener run up to its first wait, so an in-process subscription exists before
@@ -70,19 +89,28 @@ class GatewayNode:
         """End this node's sessions and control channels (their peers will go elsewhere)."""
         self._stopping = True
         for relay in list(self.relays.values()):
-            await relay.end("Terminated", SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True)
+            await relay.end(
+                SessionStatus.TERMINATED, SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True
+            )
         for control in list(self.controls.values()):
             with contextlib.suppress(Exception):
                 await control.peer.ws.close()
         with contextlib.suppress(Exception):
-            await store.clear_node_control_channels(self.engine, self.node_id)
-            await store.finish_node_sessions(self.engine, self.node_id, reason=SHUTDOWN_REASON)
+            await instances.clear_node_control_channels(self.engine, self.node_id)
+            await sessions.finish_node_sessions(
+                self.engine, self.node_id, reason=SHUTDOWN_REASON, now=self.clock.now()
+            )
 
     async def cleanup(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for extension in reversed(self.extensions):
+            try:
+                await extension.stop()
+            except Exception:
+                log.exception("gateway extension %s failed to stop", type(extension).__name__)
 
     def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine, name=name)
@@ -104,11 +132,12 @@ class GatewayNode:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                await store.touch_gateway_node(
-                    self.engine, self.node_id, self.services.config.public_url, self._started_at
+                now = self.clock.now()
+                await gateway_nodes.heartbeat(
+                    self.engine, self.node_id, self.services.config.public_url, self._started_at, now=now
                 )
                 # Used and expired tokens are only history; keep an hour of it for inspection.
-                await store.purge_expired_tokens(self.engine, older_than=store.utcnow() - TOKEN_HISTORY)
+                await channel_tokens.purge_expired(self.engine, older_than=now - TOKEN_HISTORY)
                 await self._end_unclaimed_sessions()
             except Exception:
                 log.exception("gateway heartbeat failed")
@@ -117,16 +146,15 @@ class GatewayNode:
         """StartSession made a session here, but no client ever opened it (nor will: its tokens
         have expired and a resume would have found it by now)."""
         patience = dt.timedelta(seconds=self.services.config.token_ttl_seconds + self.settings.resume_window)
-        for session_id in await store.unclaimed_sessions(
-            self.engine, self.node_id, started_before=store.utcnow() - patience
-        ):
+        now = self.clock.now()
+        for session_id in await sessions.unclaimed(self.engine, self.node_id, started_before=now - patience):
             if session_id not in self.relays:
-                await store.finish_session(
-                    self.engine, session_id, status="Terminated", reason=UNCLAIMED_REASON
+                await sessions.finish(
+                    self.engine, session_id, status=SessionStatus.TERMINATED, reason=UNCLAIMED_REASON, now=now
                 )
 
     async def _listen(self) -> None:
-        channel = f"node.{self.node_id}"
+        channel = node_channel.node_channel(self.node_id)
         while True:
             try:
                 async for message in self.services.bus.subscribe(channel):
@@ -138,19 +166,19 @@ class GatewayNode:
             await asyncio.sleep(1)
 
     async def _on_bus_message(self, message: Mapping[str, Any]) -> None:
-        handler = self.bus_handlers.get(str(message.get("type")))
-        if handler is not None:
+        extension = self._bus_routes.get(str(message.get("type")))
+        if extension is not None:
             try:
-                await handler(message)
+                await extension.on_bus_message(message)
             except Exception:  # one bad message must not cost the subscription
                 log.exception("bus message %s failed", message.get("type"))
             return
-        if message.get("type") != "terminate":
+        if message.get("type") != node_channel.TERMINATE:
             return
         session_id = message.get("session_id")
         reason = message.get("reason")
         if isinstance(session_id, str):
-            await self.terminate(session_id, reason if isinstance(reason, str) else "Terminated")
+            await self.terminate(session_id, reason if isinstance(reason, str) else TERMINATED_REASON)
 
     # -- control channels -------------------------------------------------------------------------
 
@@ -159,22 +187,33 @@ class GatewayNode:
         self.controls[control.instance_id] = control
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
-        await store.set_control_node(self.engine, control.instance_id, self.node_id)
-        for hook in self.control_opened_hooks:
-            self.background(hook(control.instance_id), f"control-opened-{control.instance_id}")
+        await instances.set_control_node(self.engine, control.instance_id, self.node_id, now=self.clock.now())
+        for extension in self.extensions:
+            self.background(
+                extension.on_control_opened(control.instance_id), f"control-opened-{control.instance_id}"
+            )
 
     async def unregister_control(self, control: ControlChannel) -> None:
         if self.controls.get(control.instance_id) is control:
             del self.controls[control.instance_id]
-            await store.clear_control_node(self.engine, control.instance_id, self.node_id)
+            await instances.clear_control_node(self.engine, control.instance_id, self.node_id)
 
     async def send_control(self, instance_id: str, data: bytes) -> bool:
         control = self.controls.get(instance_id)
         return control is not None and await control.send(data)
 
-    def job_handler(self) -> AgentJobHandler | None:
-        handler = self.services.extras.get(JOB_HANDLER_KEY)
-        return handler if callable(handler) else None
+    async def control_message(self, instance_id: str, frame: Frame) -> None:
+        """A control-channel message the node does not handle itself: to the extension that takes it."""
+        extension = self._control_routes.get(frame.message_type)
+        if extension is None:
+            log.debug("control %s: ignoring %s", instance_id, frame.message_type)
+            return
+        try:
+            await extension.on_control_message(instance_id, frame)
+        except Exception:
+            log.exception(
+                "control %s: %s failed in %s", instance_id, frame.message_type, type(extension).__name__
+            )
 
     async def task_completed(self, instance_id: str, task: messages.TaskComplete) -> None:
         relay = self.relays.get(task.task_id)
@@ -182,11 +221,12 @@ class GatewayNode:
             if relay.target == instance_id:  # an instance can end only its own sessions
                 await relay.agent_completed(task)
             return
-        session = await store.get_session(self.engine, task.task_id)
-        if session is not None and session["target"] == instance_id:
-            status = "Terminated" if task.succeeded else "Failed"
-            await store.finish_session(
-                self.engine, task.task_id, status=status, reason=task.output or "Session ended by the agent"
+        session = await sessions.get(self.engine, task.task_id)
+        if session is not None and session.target == instance_id:
+            status = SessionStatus.TERMINATED if task.succeeded else SessionStatus.FAILED
+            reason = task.output or "Session ended by the agent"
+            await sessions.finish(
+                self.engine, task.task_id, status=status, reason=reason, now=self.clock.now()
             )
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -195,31 +235,47 @@ class GatewayNode:
         if self.relays.get(relay.session_id) is relay:
             del self.relays[relay.session_id]
 
-    async def _active_session(self, session_id: str) -> Mapping[str, Any]:
-        session = await store.get_session(self.engine, session_id)
+    async def _active_session(self, session_id: str) -> SessionRow:
+        session = await sessions.get(self.engine, session_id)
         if session is None:
             raise SessionRefused(f"Session {session_id} does not exist")
-        if session["status"] in store.FINAL_STATUSES:
+        if session.status in FINAL_STATUSES:
             raise SessionRefused(f"Session {session_id} is already terminated")
-        if session["node_id"] != self.node_id:
+        if session.node_id != self.node_id:
             raise SessionRefused(f"Session {session_id} is not served by this gateway node")
         return session
 
-    def _new_relay(self, session: Mapping[str, Any]) -> SessionRelay:
+    def _new_relay(self, session: SessionRow) -> SessionRelay:
         config = self.services.config
-        taps = tap_registry(self.services.extras).taps_for(session)
+        row = session.as_mapping()  # what relays, taps and agent messages are built from
+        taps = self._taps_for(row)
         relay = SessionRelay(
             self,
-            session,
+            row,
             self.settings,
             idle_limit=limit_seconds(
-                config.idle_timeout_override, session["idle_session_timeout"], DEFAULT_IDLE_MINUTES
+                config.idle_timeout_override, session.idle_session_timeout, DEFAULT_IDLE_MINUTES
             ),
-            max_duration=limit_seconds(config.max_duration_override, session["max_session_duration"], None),
-            tap=TapPump(session, taps) if taps else None,
+            max_duration=limit_seconds(config.max_duration_override, session.max_session_duration, None),
+            tap=TapPump(row, taps, self.clock.monotonic) if taps else None,
+            clock=self.clock.monotonic,
         )
         self.relays[relay.session_id] = relay
         return relay
+
+    def _taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:
+        taps: list[SessionTap] = []
+        for extension in self.extensions:
+            try:
+                tap = extension.session_tap(session)
+            except Exception:
+                log.exception(
+                    "%s: no session tap for %s", type(extension).__name__, session.get("session_id")
+                )
+                continue
+            if tap is not None:
+                taps.append(tap)
+        return taps
 
     async def join_client(self, session_id: str, peer: Peer) -> SessionRelay:
         """A client's token was accepted: pair it, starting the session on the agent if new."""
@@ -228,15 +284,15 @@ class GatewayNode:
         session = await self._active_session(session_id)
         relay = self.relays.get(session_id)
         if relay is None:
-            if session["status"] != "Connecting":
+            if session.status != SessionStatus.CONNECTING:
                 raise SessionRefused(f"Session {session_id} can no longer be resumed")
             relay = self._new_relay(session)
         await relay.attach_client(peer)
         if not relay.shell_dispatched and relay.agent is None:
             relay.shell_dispatched = True
-            if not await self._start_on_agent(relay.target, messages.interactive_shell(session)):
+            if not await self._start_on_agent(relay.target, messages.interactive_shell(session.as_mapping())):
                 reason = f"Target {relay.target} is not connected to this gateway"
-                await relay.end("Failed", reason, client_output=reason, notify_agent=False)
+                await relay.end(SessionStatus.FAILED, reason, client_output=reason, notify_agent=False)
         return relay
 
     async def _start_on_agent(self, instance_id: str, shell: bytes) -> bool:
@@ -252,7 +308,7 @@ class GatewayNode:
         if self._stopping:
             raise SessionRefused("The gateway is shutting down")
         session = await self._active_session(session_id)
-        if session["target"] != instance_id:
+        if session.target != instance_id:
             raise SessionRefused(f"Session {session_id} does not target {instance_id}")
         relay = self.relays.get(session_id) or self._new_relay(session)
         relay.shell_dispatched = True
@@ -263,11 +319,15 @@ class GatewayNode:
         """TerminateSession: end it here, or at least in the store and on the agent."""
         relay = self.relays.get(session_id)
         if relay is not None:
-            await relay.end("Terminated", reason, client_output=reason, notify_agent=True)
+            await relay.end(SessionStatus.TERMINATED, reason, client_output=reason, notify_agent=True)
             return
-        session = await store.get_session(self.engine, session_id)
-        if session is None or session["node_id"] != self.node_id:
+        session = await sessions.get(self.engine, session_id)
+        if session is None or session.node_id != self.node_id:
             return
-        if await store.finish_session(self.engine, session_id, status="Terminated", reason=reason):
-            closed = messages.channel_closed(session_id, session["target"], reason)
-            await self.send_control(session["target"], closed)
+        ended = await sessions.finish(
+            self.engine, session_id, status=SessionStatus.TERMINATED, reason=reason, now=self.clock.now()
+        )
+        if ended:
+            await self.send_control(
+                session.target, messages.channel_closed(session_id, session.target, reason)
+            )

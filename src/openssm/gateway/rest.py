@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import secrets
@@ -16,16 +17,17 @@ from openssm import security
 from openssm.errors import OpenSSMError
 from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
 from openssm.iam.arn import session_arn
+from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
-from openssm.store import channels as store
-from openssm.store.secrets import hash_token
+from openssm.store import channel_tokens, instances, sessions
+from openssm.store.channel_tokens import TokenKind
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 64 * 1024  # the real bodies are ~100 bytes
-KIND_CONTROL: Final = "agent-control"
-KIND_DATA: Final = "agent-data"
+KIND_CONTROL: Final = TokenKind.AGENT_CONTROL
+KIND_DATA: Final = TokenKind.AGENT_DATA
 
 
 def error_response(code: str, message: str, status: int) -> web.Response:
@@ -63,15 +65,16 @@ class BadRequest(OpenSSMError):
     pass
 
 
-async def issue_token(services: Services, kind: str, channel_id: str, principal_arn: str) -> str:
+async def issue_token(services: Services, kind: TokenKind, channel_id: str, principal_arn: str) -> str:
     token = secrets.token_urlsafe(32)
-    await store.insert_token(
+    await channel_tokens.issue(
         services.engine,
-        token_hash=hash_token(token),
+        token,
         kind=kind,
         channel_id=channel_id,
         principal_arn=principal_arn,
-        ttl_seconds=services.config.token_ttl_seconds,
+        now=services.clock.now(),
+        ttl=dt.timedelta(seconds=services.config.token_ttl_seconds),
     )
     return token
 
@@ -102,8 +105,8 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
         async def issue() -> str | web.Response:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
-            instance = await store.get_instance(services.engine, instance_id)
-            if instance is None or instance["deregistered"]:
+            instance = await instances.get(services.engine, instance_id)
+            if instance is None or instance.deregistered:
                 return error_response("InvalidInstanceId", f"Instance {instance_id} is not registered", 400)
             await authorize_agent(
                 services,
@@ -123,8 +126,8 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
         async def issue() -> str | web.Response:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
-            session = await store.get_session(services.engine, session_id)
-            if session is None or session["status"] in store.FINAL_STATUSES:
+            session = await sessions.get(services.engine, session_id)
+            if session is None or session.status in FINAL_STATUSES:
                 # The agent does not retry on exactly this text.
                 return error_response("ValidationException", "Session is already terminated", 400)
             await authorize_agent(
@@ -132,7 +135,7 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
                 request,
                 identity,
                 "ssmmessages:CreateDataChannel",
-                session["target"],
+                session.target,
                 [session_arn(config.region, config.account_id, session_id)],
             )
             return await issue_token(services, KIND_DATA, session_id, identity.principal.arn)

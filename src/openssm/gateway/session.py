@@ -18,12 +18,14 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.clock import Clock
 from openssm.gateway import messages
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.tap import TapPump, frame_sequence
 from openssm.protocol.frames import FrameError, MessageType
-from openssm.store import channels as store
+from openssm.protocol.session_status import SessionStatus
+from openssm.store import sessions as store
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class NodeServices(Protocol):
     """What a session needs from its gateway node."""
 
     engine: AsyncEngine
+    clock: Clock
 
     async def send_control(self, instance_id: str, data: bytes) -> bool: ...
 
@@ -140,7 +143,7 @@ class SessionRelay:
             await self.agent.send(messages.start_publication(self.session_id))
             self.agent_paused = False
         if self.agent is not None:
-            await store.set_session_status(self.node.engine, self.session_id, "Connected")
+            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
 
     async def attach_agent(self, peer: Peer) -> None:
         old, self.agent = self.agent, peer
@@ -154,7 +157,7 @@ class SessionRelay:
             self._cancel_timer()
         await self._flush(self._to_agent, peer)
         if self.client is not None:
-            await store.set_session_status(self.node.engine, self.session_id, "Connected")
+            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
 
     async def _flush(self, queue: Pending, peer: Peer) -> None:
         while queue and peer.open:
@@ -217,7 +220,7 @@ class SessionRelay:
         self.client = None
         if self.agent is not None:
             self.agent_paused = await self.agent.send(messages.pause_publication(self.session_id))
-        await store.set_session_status(self.node.engine, self.session_id, "Disconnected")
+        await store.set_status(self.node.engine, self.session_id, SessionStatus.DISCONNECTED)
         self._start_timer(self.settings.resume_window, RESUME_EXPIRED_REASON, client_output="")
 
     async def agent_gone(self, peer: Peer) -> None:
@@ -243,7 +246,9 @@ class SessionRelay:
         async def expire() -> None:
             await asyncio.sleep(delay)
             self._timer = None  # ending must not cancel the task that is ending it
-            await self.end("Terminated", reason, client_output=client_output, notify_agent=notify_agent)
+            await self.end(
+                SessionStatus.TERMINATED, reason, client_output=client_output, notify_agent=notify_agent
+            )
 
         self._timer = self.node.background(expire(), f"timer-{self.session_id}")
 
@@ -262,7 +267,7 @@ class SessionRelay:
                 reason = IDLE_REASON
             else:
                 continue
-            await self.end("Terminated", reason, client_output=reason, notify_agent=True)
+            await self.end(SessionStatus.TERMINATED, reason, client_output=reason, notify_agent=True)
             return
 
     # -- the end ----------------------------------------------------------------------------------
@@ -270,12 +275,14 @@ class SessionRelay:
     async def agent_completed(self, task: messages.TaskComplete) -> None:
         """agent_task_complete arrived (before or after the data socket closed)."""
         if task.succeeded:
-            await self.end("Terminated", AGENT_ENDED_REASON, client_output="", notify_agent=False)
+            await self.end(SessionStatus.TERMINATED, AGENT_ENDED_REASON, client_output="", notify_agent=False)
         else:
             output = task.output or f"Session failed on the instance ({task.final_status or 'unknown'})"
-            await self.end("Failed", output, client_output=output, notify_agent=False)
+            await self.end(SessionStatus.FAILED, output, client_output=output, notify_agent=False)
 
-    async def end(self, status: str, reason: str, *, client_output: str, notify_agent: bool) -> None:
+    async def end(
+        self, status: SessionStatus, reason: str, *, client_output: str, notify_agent: bool
+    ) -> None:
         """End the session once: tell whoever is still there, record it, forget it."""
         if self.ended:
             return
@@ -294,11 +301,12 @@ class SessionRelay:
         if self.agent is not None:
             self.node.background(self.agent.close_after(LINGER), f"close-agent-{self.session_id}")
         try:
-            await store.finish_session(
+            await store.finish(
                 self.node.engine,
                 self.session_id,
                 status=status,
                 reason=reason,
+                now=self.node.clock.now(),
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
             )

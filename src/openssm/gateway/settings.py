@@ -1,14 +1,13 @@
-"""Gateway tuning knobs. Defaults suit production; tests put a modified copy in
-``services.extras["gateway_settings"]``."""
+"""Gateway tuning knobs. Defaults suit production; tests give the gateway a modified copy
+(``openssm.gateway.app.install(settings=...)``)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Final
+from typing import Final
 
 from openssm.protocol.frames import MAX_FRAME_SIZE
 
-SETTINGS_KEY: Final = "gateway_settings"
 DEFAULT_IDLE_MINUTES: Final = 20  # the SSM-SessionManagerRunShell default
 
 
@@ -27,8 +26,3 @@ class GatewaySettings:
     pending_bytes: int = 16 * 1024 * 1024
     heartbeat_interval: float = 10.0  # gateway_nodes.last_seen_at refresh
     watchdog_interval: float = 1.0  # idle/max-duration checks
-
-
-def gateway_settings(extras: dict[str, Any]) -> GatewaySettings:
-    value = extras.get(SETTINGS_KEY)
-    return value if isinstance(value, GatewaySettings) else GatewaySettings()

@@ -17,13 +17,13 @@ from openssm.gateway.control import ControlChannel
 from openssm.gateway.node import GatewayNode, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
-from openssm.store import channels as store
-from openssm.store.secrets import hash_token
+from openssm.store import channel_tokens
+from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.transport import websocket_connection
 
 log = logging.getLogger(__name__)
 
-KIND_CLIENT: Final = "client"
+KIND_CLIENT: Final = TokenKind.CLIENT
 BAD_TOKEN: Final = "The session token is invalid, expired or already used"
 
 
@@ -94,7 +94,7 @@ class SocketHandlers:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
                 return ws
             token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
-            if token is None or token["principal_arn"] != identity.principal.arn:
+            if token is None or token.principal_arn != identity.principal.arn:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
                 return ws
             control = ControlChannel(instance_id, peer, opened)
@@ -173,7 +173,7 @@ class SocketHandlers:
             await refuse_agent(peer, session_id, f"{identity.principal.arn} is not {instance_id}")
             return
         token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
-        if token is None or token["principal_arn"] != identity.principal.arn:
+        if token is None or token.principal_arn != identity.principal.arn:
             await refuse_agent(peer, session_id, BAD_TOKEN)
             return
         try:
@@ -185,10 +185,12 @@ class SocketHandlers:
         finally:
             await self._left(session_id, peer, client=False)
 
-    async def _consume_token(self, token_value: str, kind: str, channel_id: str) -> store.Row | None:
+    async def _consume_token(
+        self, token_value: str, kind: TokenKind, channel_id: str
+    ) -> ChannelTokenRow | None:
         """The single-use token's row, if it is valid for this channel (it is used up either way)."""
-        return await store.consume_token(
-            self.services.engine, token_hash=hash_token(token_value), kind=kind, channel_id=channel_id
+        return await channel_tokens.consume(
+            self.services.engine, token_value, kind=kind, channel_id=channel_id, now=self.services.clock.now()
         )
 
     async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:

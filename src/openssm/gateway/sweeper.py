@@ -18,15 +18,12 @@ import datetime as dt
 import logging
 from typing import Final
 
-import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from openssm.gateway.settings import gateway_settings
+from openssm.clock import Clock
 from openssm.services import Services
-from openssm.store import channels as store
-from openssm.store.nodes import NODE_ALIVE_WINDOW
-from openssm.store.tables import gateway_nodes, sessions
+from openssm.store import gateway_nodes, sessions
 
 log = logging.getLogger(__name__)
 
@@ -39,47 +36,38 @@ def dead_node_reason(node_id: str) -> str:
 
 async def dead_nodes_with_sessions(engine: AsyncEngine, *, now: dt.datetime) -> list[str]:
     """Nodes that carry active sessions but have not reported within the liveness window."""
-    alive = sa.select(gateway_nodes.c.node_id).where(gateway_nodes.c.last_seen_at > now - NODE_ALIVE_WINDOW)
-    query = (
-        sa.select(sessions.c.node_id)
-        .where(
-            sessions.c.node_id.is_not(None),
-            sessions.c.status.not_in(store.FINAL_STATUSES),
-            sessions.c.node_id.not_in(alive),
-        )
-        .distinct()
-    )
-    async with engine.connect() as conn:
-        return [str(node_id) for node_id in (await conn.execute(query)).scalars()]
+    return await sessions.nodes_with_active_sessions(engine, except_nodes=gateway_nodes.alive_ids(now))
 
 
-async def sweep_dead_nodes(engine: AsyncEngine, *, now: dt.datetime | None = None) -> int:
+async def sweep_dead_nodes(engine: AsyncEngine, *, now: dt.datetime) -> int:
     """Terminate the sessions of dead nodes; returns how many this call ended."""
-    moment = now or store.utcnow()
     ended = 0
-    for node_id in await dead_nodes_with_sessions(engine, now=moment):
-        count = await store.finish_node_sessions(engine, node_id, reason=dead_node_reason(node_id))
+    for node_id in await dead_nodes_with_sessions(engine, now=now):
+        count = await sessions.finish_node_sessions(
+            engine, node_id, reason=dead_node_reason(node_id), now=now
+        )
         if count:
             log.warning("gateway node %s is not responding: ended %d of its sessions", node_id, count)
         ended += count
     return ended
 
 
-async def run_sweeper(engine: AsyncEngine, interval: float) -> None:
+async def run_sweeper(engine: AsyncEngine, interval: float, clock: Clock) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sweep_dead_nodes(engine)
+            await sweep_dead_nodes(engine, now=clock.now())
         except Exception:  # the database may be briefly away; try again next round
             log.exception("sweeping dead gateway nodes failed")
 
 
-def install(app: web.Application, services: Services) -> None:
-    """Sweep every gateway heartbeat interval while the application runs."""
-    interval = gateway_settings(services.extras).heartbeat_interval
+def install(app: web.Application, services: Services, interval: float) -> None:
+    """Sweep every ``interval`` seconds (the gateway's heartbeat interval) while the application runs."""
 
     async def start(app: web.Application) -> None:
-        app[SWEEPER_KEY] = asyncio.create_task(run_sweeper(services.engine, interval), name="gateway-sweeper")
+        app[SWEEPER_KEY] = asyncio.create_task(
+            run_sweeper(services.engine, interval, services.clock), name="gateway-sweeper"
+        )
 
     async def stop(app: web.Application) -> None:
         task = app[SWEEPER_KEY]

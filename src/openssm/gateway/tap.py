@@ -1,10 +1,10 @@
 """Session taps: how recorders and loggers see a session's stream data without slowing the relay.
 
-A component registers a factory in ``services.extras["session_taps"]`` (a :class:`TapRegistry`,
-see :func:`tap_registry`). For each session the gateway calls every factory with the ``sessions``
-row; a factory returns a per-session :class:`SessionTap` or None (not interested). The gateway
-puts events on a bounded queue that one task drains into the taps, so a slow tap loses events
-(counted, logged once) instead of stalling the session.
+For each session the gateway asks every node extension for a tap
+(``NodeExtension.session_tap(session)``, ``openssm.gateway.extension``) with the ``sessions`` row;
+each returns a per-session :class:`SessionTap` or None (not interested). The gateway puts events on
+a bounded queue that one task drains into the taps, so a slow tap loses events (counted, logged
+once) instead of stalling the session.
 
 Payloads reach the taps as read-only :data:`Payload` views into the relayed frames (no copy per
 relayed byte); a tap that needs ``bytes`` (to decode text, say) converts what it uses.
@@ -21,7 +21,6 @@ from typing import Any, Final, Protocol
 
 log = logging.getLogger(__name__)
 
-TAPS_KEY: Final = "session_taps"
 QUEUE_LIMIT: Final = 10_000
 DRAIN_TIMEOUT: Final = 5.0
 REORDER_LIMIT: Final = 10_000  # out-of-order messages held per direction before skipping a gap
@@ -85,38 +84,6 @@ class SessionTap(Protocol):
     async def on_end(self, status: str, reason: str, t: float) -> None: ...
 
 
-TapFactory = Callable[[Mapping[str, Any]], SessionTap | None]
-
-
-class TapRegistry:
-    def __init__(self) -> None:
-        self._factories: list[TapFactory] = []
-
-    def add(self, factory: TapFactory) -> None:
-        self._factories.append(factory)
-
-    def taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:
-        taps: list[SessionTap] = []
-        for factory in self._factories:
-            try:
-                tap = factory(session)
-            except Exception:
-                log.exception("session tap factory failed for %s", session.get("session_id"))
-                continue
-            if tap is not None:
-                taps.append(tap)
-        return taps
-
-
-def tap_registry(extras: dict[str, Any]) -> TapRegistry:
-    """The registry kept in ``services.extras`` (created on first use)."""
-    registry = extras.get(TAPS_KEY)
-    if not isinstance(registry, TapRegistry):
-        registry = TapRegistry()
-        extras[TAPS_KEY] = registry
-    return registry
-
-
 # (kind, payload, payload_type, t) with kind "output" | "input"; None ends the pump.
 _Event = tuple[str, Payload, int, float]
 
@@ -124,17 +91,20 @@ _Event = tuple[str, Payload, int, float]
 class TapPump:
     """Feeds one session's events to its taps from a bounded queue, in order."""
 
-    def __init__(self, session: Mapping[str, Any], taps: list[SessionTap]) -> None:
+    def __init__(
+        self, session: Mapping[str, Any], taps: list[SessionTap], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._session = dict(session)
         self._taps = taps
         self._queue: asyncio.Queue[_Event | None] = asyncio.Queue(QUEUE_LIMIT)
-        self._started = time.monotonic()
+        self._clock = clock  # monotonic seconds (the node's Services.clock)
+        self._started = clock()
         self._in_order = {"output": _InOrder(), "input": _InOrder()}
         self.dropped = 0
         self._task = asyncio.create_task(self._run(), name=f"tap-{self._session.get('session_id')}")
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._started
+        return self._clock() - self._started
 
     def output(self, payload: Payload, payload_type: int, sequence: int | None = None) -> None:
         self._sequenced("output", payload, payload_type, sequence)

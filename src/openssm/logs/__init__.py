@@ -10,5 +10,5 @@ own user cannot delete the record on the node, and SSH and port sessions are rec
   S3-compatible storage and CloudWatch Logs as the preferences document asks (streaming to CloudWatch
   while the session runs), retrying with backoff; completed uploads fill DescribeSessions' OutputUrl;
 - ``cli``: ``openssm logs`` lists, prints and replays recordings;
-- ``service``: wires the recorder and shipper into the server.
+- ``service``: the gateway node extension that runs the recorder and the shipper.
 """

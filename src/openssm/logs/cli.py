@@ -8,12 +8,15 @@ import os
 import pathlib
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from openssm.logs.asciicast import read_cast
 from openssm.logs.recorder import file_stem, sessions_dir
+
+if TYPE_CHECKING:
+    from openssm.store.log_uploads import LogUploadRow
 
 MAX_RECORDING_BYTES = 1024 * 1024 * 1024  # refuse to load more than this into memory
 
@@ -54,7 +57,7 @@ def replay(text: str, out: IO[str], *, speed: float, idle_limit: float | None) -
             out.flush()
 
 
-async def _uploads(database_url: str) -> dict[str, list[dict[str, Any]]]:
+async def _uploads(database_url: str) -> dict[str, list[LogUploadRow]]:
     from openssm.store import log_uploads
     from openssm.store.db import make_engine
 
@@ -63,22 +66,22 @@ async def _uploads(database_url: str) -> dict[str, list[dict[str, Any]]]:
         rows = await log_uploads.all_uploads(engine)
     finally:
         await engine.dispose()
-    by_session: dict[str, list[dict[str, Any]]] = {}
+    by_session: dict[str, list[LogUploadRow]] = {}
     for row in rows:
-        by_session.setdefault(row["session_id"], []).append(row)
+        by_session.setdefault(row.session_id, []).append(row)
     return by_session
 
 
-def _describe_upload(row: dict[str, Any]) -> str:
-    where = row["destination"] if row["sink"] == "s3" else f"CloudWatch Logs {row['destination']}"
-    state = row["status"]
-    if row["status"] != "done" and row["attempts"]:
-        state += f", {row['attempts']} failed attempts, last: {row['last_error']}"
+def _describe_upload(row: LogUploadRow) -> str:
+    where = row.destination if row.sink == "s3" else f"CloudWatch Logs {row.destination}"
+    state = row.status
+    if row.status != "done" and row.attempts:
+        state += f", {row.attempts} failed attempts, last: {row.last_error}"
     return f"    -> {where} ({state})"
 
 
 def list_sessions(
-    directory: pathlib.Path, out: IO[str], uploads: dict[str, list[dict[str, Any]]] | None = None
+    directory: pathlib.Path, out: IO[str], uploads: dict[str, list[LogUploadRow]] | None = None
 ) -> None:
     """One line per recorded session (id, start, target, how it ended, local files), then where its
     records were shipped and whether that is done."""

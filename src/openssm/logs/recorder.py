@@ -19,7 +19,6 @@ import logging
 import os
 import pathlib
 import re
-import time
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -32,6 +31,8 @@ from openssm.logs.transcript import TranscriptBuilder
 from openssm.protocol.documents import DocumentError, Preferences, preferences_from_document
 from openssm.services import Services
 from openssm.store import log_uploads as store
+from openssm.store import sessions
+from openssm.store.log_uploads import Sink
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class SessionRecorder:
         self._log: IO[str] | None = None
         self._events: IO[str] | None = None
         self._writer = AsciicastWriter(
-            timestamp=int(time.time()),
+            timestamp=int(self._now().timestamp()),
             title=f"{self.session_id} on {session.get('target', '')}",
             record_input=services.config.record_input,
         )
@@ -101,6 +102,9 @@ class SessionRecorder:
             port_record.destination_of(session), mux_possible=port_record.is_local_port_forwarding(session)
         )
         self._broken = False
+
+    def _now(self) -> dt.datetime:
+        return self.services.clock.now()
 
     # -- SessionTap --------------------------------------------------------------------------------
 
@@ -115,7 +119,7 @@ class SessionRecorder:
             {
                 "t": 0.0,
                 "event": "session_started",
-                "time": dt.datetime.now(dt.UTC).isoformat(),
+                "time": self._now().isoformat(),
                 "session_id": self.session_id,
                 "target": session.get("target"),
                 "owner": session.get("owner_arn"),
@@ -132,7 +136,7 @@ class SessionRecorder:
             )
         self._flush()
         main = self.events_path if self.is_port else self.cast_path
-        await store.set_recording_path(self.services.engine, self.session_id, str(main))
+        await sessions.set_recording_path(self.services.engine, self.session_id, str(main))
         prefs = self.preferences
         if prefs.cloudwatch_log_group_name and prefs.cloudwatch_streaming_enabled:
             await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path, store.STREAMING)
@@ -177,7 +181,7 @@ class SessionRecorder:
             {
                 "t": round(t, 6),
                 "event": "session_ended",
-                "time": dt.datetime.now(dt.UTC).isoformat(),
+                "time": self._now().isoformat(),
                 "status": status,
                 "reason": reason,
             }
@@ -223,7 +227,7 @@ class SessionRecorder:
     def _note_line_times(self) -> None:
         if self._log_bytes != self._timed_bytes:
             self._timed_bytes = self._log_bytes
-            self._write(self._times, line_times.record(self._log_bytes, int(time.time() * 1000)))
+            self._write(self._times, line_times.record(self._log_bytes, int(self._now().timestamp() * 1000)))
 
     def _event(self, event: Mapping[str, Any]) -> None:
         self._write(self._events, json.dumps(event, default=_json_default, ensure_ascii=False) + "\n")
@@ -264,7 +268,7 @@ class SessionRecorder:
 
     async def _queue(
         self,
-        sink: str,
+        sink: Sink,
         destination: str,
         path: pathlib.Path,
         status: str = store.PENDING,
@@ -277,6 +281,7 @@ class SessionRecorder:
             sink=sink,
             destination=destination,
             local_path=str(path),
+            now=self.services.clock.now(),
             status=status,
             encryption=encryption,
         )
@@ -297,19 +302,8 @@ class SessionRecorder:
                 await self._queue("s3", url, path, encryption=encryption)
         if prefs.cloudwatch_log_group_name:
             if prefs.cloudwatch_streaming_enabled:
-                await store.finish_streaming(engine, self.session_id)
+                await store.finish_streaming(engine, self.session_id, now=self.services.clock.now())
             else:
                 await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path)
         if self.shipper is not None:
             self.shipper.wake()
-
-
-def recorder_factory(services: Services, shipper: LogShipper | None) -> Any:
-    """The tap factory registered with the gateway: every session is recorded."""
-
-    def factory(session: Mapping[str, Any]) -> SessionRecorder | None:
-        if not services.config.record_sessions:
-            return None
-        return SessionRecorder(services, shipper, session)
-
-    return factory

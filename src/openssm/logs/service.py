@@ -1,26 +1,31 @@
-"""Wires session logging into the server: the recorder tap on the gateway and the upload shipper."""
+"""Session logging on a gateway node: the recorder as a session tap, and the upload shipper."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Mapping
+from typing import Any
 
-from openssm.gateway.tap import tap_registry
-from openssm.logs.recorder import recorder_factory
-from openssm.logs.shipper import SHIPPER_KEY, LogShipper
+from openssm.gateway.extension import ExtensionHost, NodeExtension
+from openssm.logs.recorder import SessionRecorder
+from openssm.logs.shipper import LogShipper
 from openssm.services import Services
 
 
-def install(app: web.Application, services: Services) -> LogShipper:
-    shipper = LogShipper(services)
-    services.extras[SHIPPER_KEY] = shipper
-    tap_registry(services.extras).add(recorder_factory(services, shipper))
+class SessionLogging(NodeExtension):
+    """A gateway node extension: every session recorded (unless ``record_sessions`` is off), and
+    the records shipped to the sinks its preferences name while the node runs."""
 
-    async def start(_: web.Application) -> None:
-        shipper.start()
+    def __init__(self, services: Services, shipper: LogShipper | None = None) -> None:
+        self.services = services
+        self.shipper = shipper or LogShipper(services)
 
-    async def stop(_: web.Application) -> None:
-        await shipper.stop()
+    async def start(self, node: ExtensionHost) -> None:
+        self.shipper.start()
 
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-    return shipper
+    async def stop(self) -> None:
+        await self.shipper.stop()
+
+    def session_tap(self, session: Mapping[str, Any]) -> SessionRecorder | None:
+        if not self.services.config.record_sessions:
+            return None
+        return SessionRecorder(self.services, self.shipper, session)

@@ -19,10 +19,9 @@ from typing import Any
 from openssm.logs.sinks import CloudWatchSink, S3Sink, SinkError, SinkSettings, cloudwatch_url
 from openssm.services import Services
 from openssm.store import log_uploads as store
+from openssm.store.log_uploads import LogUploadRow
 
 log = logging.getLogger(__name__)
-
-SHIPPER_KEY = "log_shipper"  # services.extras key
 
 
 def retry_delay(attempts: int, base: float, maximum: float) -> float:
@@ -44,6 +43,7 @@ class LogShipper:
         self.s3 = s3 or S3Sink(settings)
         self.cloudwatch = cloudwatch or CloudWatchSink(settings)
         self.node_id = config.node_id
+        self.clock = services.clock
         self.interval = max(min(config.cloudwatch_stream_interval, 5.0), 0.05)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -81,63 +81,58 @@ class LogShipper:
             self._wake.clear()
 
     async def _finish_orphaned_streams(self) -> None:
-        for row in await store.due(self.engine, self.node_id, dt.datetime.max.replace(tzinfo=dt.UTC), 10_000):
-            if row["status"] == store.STREAMING:
-                await store.finish_streaming(self.engine, row["session_id"])
+        for row in await store.due(self.engine, self.node_id, now=None, limit=10_000):
+            if row.status == store.STREAMING:
+                await store.finish_streaming(self.engine, row.session_id, now=self.clock.now())
 
     async def run_once(self) -> int:
         """One pass over what is due on this node; returns how many uploads completed."""
         completed = 0
-        for row in await store.due(self.engine, self.node_id, store.utcnow()):
+        for row in await store.due(self.engine, self.node_id, now=self.clock.now()):
             if await self._ship(row):
                 completed += 1
         return completed
 
-    async def _ship(self, row: dict[str, Any]) -> bool:
-        path = pathlib.Path(row["local_path"])
+    async def _ship(self, row: LogUploadRow) -> bool:
+        path = pathlib.Path(row.local_path)
         try:
-            if row["sink"] == "s3":
-                await asyncio.to_thread(
-                    self.s3.upload, path, row["destination"], encryption=row["encryption"]
-                )
-                column = "output_s3_url" if path.suffix == ".log" else None
-                await store.complete(self.engine, row, output_url=row["destination"], column=column)
-                log.info("session %s: %s uploaded to %s", row["session_id"], path.name, row["destination"])
+            if row.sink == "s3":
+                await asyncio.to_thread(self.s3.upload, path, row.destination, encryption=row.encryption)
+                # The transcript's URL is the session's S3 output; the recording and events are not.
+                url = row.destination if path.suffix == ".log" else None
+                await store.complete(self.engine, row, output_url=url, now=self.clock.now())
+                log.info("session %s: %s uploaded to %s", row.session_id, path.name, row.destination)
                 return True
-            if row["sink"] == "cloudwatch":
+            if row.sink == "cloudwatch":
                 return await self._ship_cloudwatch(row, path)
-            log.error("unknown log sink %r in upload %s", row["sink"], row["id"])
+            log.error("unknown log sink %r in upload %s", row.sink, row.id)
             return False
         except SinkError as exc:
             config = self.services.config
             delay = retry_delay(
-                row["attempts"], config.log_upload_retry_seconds, config.log_upload_retry_max_seconds
+                row.attempts, config.log_upload_retry_seconds, config.log_upload_retry_max_seconds
             )
-            log.warning("session %s: %s (retrying in %.1fs)", row["session_id"], exc, delay)
-            await store.record_failure(
-                self.engine, row["id"], str(exc), store.utcnow() + dt.timedelta(seconds=delay)
-            )
+            log.warning("session %s: %s (retrying in %.1fs)", row.session_id, exc, delay)
+            retry_at = self.clock.now() + dt.timedelta(seconds=delay)
+            await store.record_failure(self.engine, row.id, str(exc), retry_at=retry_at)
             return False
 
-    async def _ship_cloudwatch(self, row: dict[str, Any], path: pathlib.Path) -> bool:
-        final = row["status"] == store.PENDING
-        group, stream = row["destination"], row["session_id"]
-        offset = int(row["shipped_bytes"])
+    async def _ship_cloudwatch(self, row: LogUploadRow, path: pathlib.Path) -> bool:
+        final = row.status == store.PENDING
+        group, stream = row.destination, row.session_id
+        offset = row.shipped_bytes
         while True:
-            shipped = await asyncio.to_thread(self.cloudwatch.ship, path, group, stream, offset, final=final)
+            shipped = await asyncio.to_thread(
+                self.cloudwatch.ship, path, group, stream, offset, final=final, now=self.clock.now()
+            )
             if shipped == offset:
                 break
             offset = shipped
-            await store.record_progress(self.engine, row["id"], offset)
+            await store.record_progress(self.engine, row.id, offset)
         if not final:
             return False
         config = self.services.config
         url = cloudwatch_url(config.sink_region or config.region, config.account_id, group, stream)
-        await store.complete(self.engine, row, output_url=url, column="output_cloudwatch_url")
-        log.info("session %s: transcript complete in CloudWatch Logs %s", row["session_id"], group)
+        await store.complete(self.engine, row, output_url=url, now=self.clock.now())
+        log.info("session %s: transcript complete in CloudWatch Logs %s", row.session_id, group)
         return True
-
-
-def log_shipper(services: Services) -> LogShipper | None:
-    shipper = services.extras.get(SHIPPER_KEY)
-    return shipper if isinstance(shipper, LogShipper) else None

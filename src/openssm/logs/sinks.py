@@ -8,9 +8,9 @@ so nothing is lost while a sink is down. botocore's own retries are kept short f
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import pathlib
 import threading
-import time
 import urllib.parse
 from typing import Any, Final
 
@@ -206,8 +206,11 @@ class CloudWatchSink:
             client.create_log_stream(logGroupName=group, logStreamName=stream)
         self._streams.add((group, stream))
 
-    def ship(self, local_path: pathlib.Path, group: str, stream: str, offset: int, *, final: bool) -> int:
-        """Send the next batch of lines after ``offset``; returns the new offset (== offset: nothing to send)."""
+    def ship(
+        self, local_path: pathlib.Path, group: str, stream: str, offset: int, *, final: bool, now: dt.datetime
+    ) -> int:
+        """Send the next batch of lines after ``offset``; returns the new offset (== offset: nothing to
+        send). ``now`` stands for the time of lines whose writing time was not recorded."""
         try:
             with local_path.open("rb") as file:
                 file.seek(offset)
@@ -220,7 +223,7 @@ class CloudWatchSink:
             return batch.end_offset
         # The times the lines were written (kept beside the transcript), not the time of shipping.
         stamps = line_times.timestamps(
-            line_times.times_path(local_path), batch.line_ends, int(time.time() * 1000)
+            line_times.times_path(local_path), batch.line_ends, int(now.timestamp() * 1000)
         )
         events = [
             {"timestamp": ms, "message": message} for ms, message in zip(stamps, batch.messages, strict=True)

@@ -1,4 +1,5 @@
-"""Server-side request security: who is calling (SigV4), may they (IAM policies), and the audit trail."""
+"""Server-side request security: who is calling (SigV4), and may they (IAM policies; each decision goes to
+the audit trail, ``openssm.store.audit_log``)."""
 
 from openssm.security.authorization import authorize
 from openssm.security.errors import AccessDenied, AuthError

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from openssm.iam import AuthzRequest, evaluate
+from openssm.iam import AuthzRequest, MatchedStatement, evaluate
 from openssm.iam.principal import Principal
-from openssm.security import audit
 from openssm.security.errors import AccessDenied
 from openssm.security.facts import RequestFacts
 from openssm.security.identity import Identity
 from openssm.security.policies import policies_for
 from openssm.services import Services
+from openssm.store import audit_log
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
 
@@ -52,6 +52,17 @@ def request_context(
     return context
 
 
+def describe_matches(matched: tuple[MatchedStatement, ...]) -> str | None:
+    """The statements that decided, as the audit trail names them."""
+    if not matched:
+        return None
+    parts = []
+    for statement in matched:
+        sid = f" ({statement.sid})" if statement.sid else ""
+        parts.append(f"{statement.effect} {statement.source} statement {statement.index}{sid}")
+    return "; ".join(parts)[:4000]
+
+
 def denial_message(principal_arn: str, action: str, resource: str, explicit: bool) -> str:
     head = f"User: {principal_arn} is not authorized to perform: {action} on resource: {resource}"
     if explicit:
@@ -68,18 +79,18 @@ async def authorize(
     extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
 ) -> None:
     """Raise ``AccessDenied`` unless every resource is allowed; each decision is written to the audit log."""
-    now = dt.datetime.now(dt.UTC)
+    now = services.clock.now()
     policies = await policies_for(services.engine, identity.principal)
     context = request_context(identity, facts, now, extra_context)
     for resource in resources:
         result = evaluate(policies, AuthzRequest(identity.principal, action, resource, context))
-        await audit.record(
+        await audit_log.record(
             services.engine,
             principal_arn=identity.principal.arn,
             action=action,
             resource=resource,
             decision=result.decision,
-            matched=result.matched,
+            matched_statement=describe_matches(result.matched),
             source_ip=facts.source_ip,
             now=now,
         )

@@ -21,7 +21,8 @@ from openssm.iam.principal import Principal
 from openssm.security.errors import AuthError
 from openssm.security.principals import assumed_role_principal, user_principal
 from openssm.services import Services
-from openssm.store import access_keys, nodes
+from openssm.store import access_keys, instances
+from openssm.store.instances import InstanceRow
 from openssm.store.secrets import SecretCipherError, hash_token
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ async def authenticate(
     parsed = _parse(req)
     _check_region(services, parsed)
     key = await access_keys.find(services.engine, parsed.access_key_id)
-    now = dt.datetime.now(dt.UTC)
+    now = services.clock.now()
     if key is None or key.status != "Active":
         log.info("refused key %s from %s: unknown or inactive", parsed.access_key_id, peer_ip)
         raise _invalid_token(parsed.service)
@@ -146,7 +147,7 @@ async def authenticate(
         log.error("access key %s does not decrypt under the master key", key.access_key_id)
         raise _invalid_token(parsed.service) from exc
     try:
-        verify_hmac(req, parsed, secret, max_skew=_max_skew(services))
+        verify_hmac(req, parsed, secret, max_skew=_max_skew(services), now=now)
     except SigV4Error as exc:
         raise _from_sigv4(exc, parsed.service) from exc
     principal = await _principal_for_key(services, key)
@@ -162,42 +163,38 @@ async def _principal_for_key(services: Services, key: access_keys.AccessKeyRow) 
     if key.principal_type == "managed-instance":
         if key.role_name is None:
             return None
-        instance = await nodes.get(services.engine, key.principal_name)
-        if instance is None or instance["deregistered"]:
+        instance = await instances.get(services.engine, key.principal_name)
+        if instance is None or instance.deregistered:
             return None
         return await assumed_role_principal(services.engine, account, key.role_name, key.principal_name)
     return await user_principal(services.engine, account, key.principal_name)
 
 
-async def authenticate_managed_instance(
-    services: Services, req: HttpRequest
-) -> tuple[Identity, dict[str, object]]:
+async def authenticate_managed_instance(services: Services, req: HttpRequest) -> tuple[Identity, InstanceRow]:
     """Verify an RSA-signed request (credential = the ``mi-`` id) with the instance's registered key.
 
     Returns the identity (the instance acting as its role) and the instance row.
     """
     parsed = _parse(req)
     _check_region(services, parsed)
-    instance = await nodes.get(services.engine, parsed.access_key_id)
-    if instance is None or instance["deregistered"]:
+    instance = await instances.get(services.engine, parsed.access_key_id)
+    if instance is None or instance.deregistered:
         raise _invalid_token(parsed.service)
     try:
-        public_key_der = base64.b64decode(instance["public_key"], validate=True)
+        public_key_der = base64.b64decode(instance.public_key, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise _invalid_token(parsed.service) from exc
     try:
-        verify_rsa(req, parsed, public_key_der, max_skew=_max_skew(services))
+        verify_rsa(req, parsed, public_key_der, max_skew=_max_skew(services), now=services.clock.now())
     except SigV4Error as exc:
         raise _from_sigv4(exc, parsed.service) from exc
-    role = instance["iam_role"]
+    role, instance_id = instance.iam_role, instance.instance_id
     principal = (
-        await assumed_role_principal(
-            services.engine, services.config.account_id, role, instance["instance_id"]
-        )
+        await assumed_role_principal(services.engine, services.config.account_id, role, instance_id)
         if role
         else None
     )
     if principal is None:
-        raise AuthError("AccessDeniedException", f"The role of {instance['instance_id']} no longer exists.")
-    identity = Identity(principal, instance["instance_id"], False, parsed.region, parsed.service)
+        raise AuthError("AccessDeniedException", f"The role of {instance_id} no longer exists.")
+    identity = Identity(principal, instance_id, False, parsed.region, parsed.service)
     return identity, instance

@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.iam import MalformedPolicyDocument, PolicySource, parse_policy
 from openssm.iam.principal import Principal
-from openssm.store import iam as iam_store
+from openssm.store.iam import holder_policies
+from openssm.store.iam.holders import HolderType
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,12 @@ def _parse(label: str, document: str) -> PolicySource | None:
 async def policies_for(engine: AsyncEngine, principal: Principal) -> list[PolicySource]:
     """User: own inline + attached, and those of each group. Assumed role: the role's inline + attached."""
     async with engine.connect() as conn:
+        holders: list[tuple[HolderType, str]]
         if principal.type == "AssumedRole" and principal.role_name:
             holders = [("role", principal.role_name)]
         elif principal.type == "User" and principal.username:
-            holders = await iam_store.holders_with_groups(conn, "user", principal.username)
+            holders = await holder_policies.with_groups(conn, "user", principal.username)
         else:
             return []
-        documents = await iam_store.documents_of_holders(conn, holders)
+        documents = await holder_policies.documents_of(conn, holders)
     return [source for label, document in documents if (source := _parse(label, document)) is not None]

@@ -1,80 +1,101 @@
-"""Hybrid activations: created by an administrator, consumed by ``RegisterManagedInstance``."""
+"""Hybrid activations (``activations``): created by an administrator, consumed by
+``RegisterManagedInstance``. The activation code is stored only as its SHA-256."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
 import hmac
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openssm.store.rows import Db, Tags, every, execute, first, writing
+from openssm.store.secrets import hash_token
 from openssm.store.tables import activations
 
 
-async def insert(engine: AsyncEngine, **values: Any) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(sa.insert(activations).values(**values))
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActivationRow:
+    activation_id: str
+    code_hash: str
+    iam_role: str
+    description: str | None
+    default_instance_name: str | None
+    registration_limit: int
+    registrations_count: int
+    expiration_date: dt.datetime
+    created_at: dt.datetime
+    tags: Tags
 
 
-async def get(engine: AsyncEngine, activation_id: str) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (
-            (await conn.execute(sa.select(activations).where(activations.c.activation_id == activation_id)))
-            .mappings()
-            .first()
-        )
-    return dict(row) if row is not None else None
+class Claim(enum.Enum):
+    """How counting one registration against an activation went."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"  # no such activation id
+    WRONG_CODE = "code"
+    EXPIRED = "expired"
+    LIMIT = "limit"  # its registration limit is reached
 
 
-async def list_all(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(activations).order_by(activations.c.created_at, activations.c.activation_id)
-                )
-            )
-            .mappings()
-            .all()
-        )
-    return [dict(row) for row in rows]
+class NewActivation(TypedDict):
+    activation_id: str
+    iam_role: str
+    description: str | None
+    default_instance_name: str | None
+    registration_limit: int
+    expiration_date: dt.datetime
 
 
-async def delete(engine: AsyncEngine, activation_id: str) -> bool:
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.delete(activations).where(activations.c.activation_id == activation_id)
-        )
-    return bool(result.rowcount)
+async def create(
+    db: Db, *, code: str, tags: Mapping[str, str], now: dt.datetime, **activation: Unpack[NewActivation]
+) -> None:
+    """A new activation; only the code's hash is kept."""
+    statement = sa.insert(activations).values(
+        **activation, code_hash=hash_token(code), registrations_count=0, created_at=now, tags=dict(tags)
+    )
+    await execute(db, statement)
 
 
-async def claim_registration(
-    engine: AsyncEngine, activation_id: str, code_hash: str, now: dt.datetime
-) -> str:
-    """Count one registration against the activation, atomically.
+def _by_id(activation_id: str) -> sa.Select[Any]:
+    return sa.select(activations).where(activations.c.activation_id == activation_id)
 
-    Returns "ok", or why not: "unknown" (no such id), "code" (wrong code), "expired", "limit".
-    """
-    async with engine.begin() as conn:
-        row = (
-            (await conn.execute(sa.select(activations).where(activations.c.activation_id == activation_id)))
-            .mappings()
-            .first()
-        )
+
+async def get(db: Db, activation_id: str) -> ActivationRow | None:
+    return await first(db, _by_id(activation_id), ActivationRow)
+
+
+async def list_all(db: Db) -> list[ActivationRow]:
+    query = sa.select(activations).order_by(activations.c.created_at, activations.c.activation_id)
+    return await every(db, query, ActivationRow)
+
+
+async def delete(db: Db, activation_id: str) -> bool:
+    return await execute(db, sa.delete(activations).where(activations.c.activation_id == activation_id)) == 1
+
+
+async def claim_registration(db: Db, activation_id: str, code: str, *, now: dt.datetime) -> Claim:
+    """Count one registration against the activation, atomically, if the code is right, the
+    activation has not expired and its limit is not reached."""
+    async with writing(db) as conn:
+        row = await first(conn, _by_id(activation_id), ActivationRow)
         if row is None:
-            return "unknown"
-        if not hmac.compare_digest(row["code_hash"], code_hash):
-            return "code"
-        if row["expiration_date"] <= now:
-            return "expired"
+            return Claim.UNKNOWN
+        if not hmac.compare_digest(row.code_hash, hash_token(code)):
+            return Claim.WRONG_CODE
+        if row.expiration_date <= now:
+            return Claim.EXPIRED
         # The WHERE re-checks the limit so two concurrent registrations cannot both take the last slot.
-        result = await conn.execute(
+        taken = await execute(
+            conn,
             sa.update(activations)
             .where(
                 activations.c.activation_id == activation_id,
                 activations.c.registrations_count < activations.c.registration_limit,
             )
-            .values(registrations_count=activations.c.registrations_count + 1)
+            .values(registrations_count=activations.c.registrations_count + 1),
         )
-        return "ok" if result.rowcount else "limit"
+        return Claim.OK if taken else Claim.LIMIT

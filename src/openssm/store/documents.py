@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openssm.protocol.documents import (
     DEFAULT_SESSION_DOCUMENT,
@@ -25,6 +24,7 @@ from openssm.protocol.documents import (
     parse_document,
     preferences_from_document,
 )
+from openssm.store.rows import Db, Tags, every, execute, first, writing
 from openssm.store.tables import document_versions, documents
 
 log = logging.getLogger(__name__)
@@ -46,49 +46,24 @@ class StoredVersion:
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredDocument:
     name: str
-    document_type: str
+    document_type: str  # Session | Command
     owner: str
     default_version: str
     latest_version: str
     created_at: dt.datetime
-    tags: dict[str, str]
+    tags: Tags
 
 
 def content_hash(content: str) -> str:
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
-def _document(row: Any) -> StoredDocument:
-    return StoredDocument(
-        name=row["name"],
-        document_type=row["document_type"],
-        owner=row["owner"],
-        default_version=row["default_version"],
-        latest_version=row["latest_version"],
-        created_at=row["created_at"],
-        tags=dict(row["tags"] or {}),
-    )
-
-
-async def get_document(conn: AsyncConnection, name: str) -> StoredDocument | None:
-    row = (await conn.execute(sa.select(documents).where(documents.c.name == name))).mappings().first()
-    return None if row is None else _document(row)
-
-
-def _version(row: Any) -> StoredVersion:
-    return StoredVersion(
-        name=row["name"],
-        version=row["version"],
-        content=row["content"],
-        document_format=row["document_format"],
-        content_hash=row["content_hash"],
-        created_at=row["created_at"],
-        version_name=row["version_name"],
-    )
+async def get_document(conn: Db, name: str) -> StoredDocument | None:
+    return await first(conn, sa.select(documents).where(documents.c.name == name), StoredDocument)
 
 
 async def get_version(
-    conn: AsyncConnection, name: str, version: str | None = None, version_name: str | None = None
+    conn: Db, name: str, version: str | None = None, version_name: str | None = None
 ) -> StoredVersion | None:
     """One version: by number, by name, else the default version."""
     query = sa.select(document_versions).where(document_versions.c.name == name)
@@ -99,22 +74,22 @@ async def get_version(
     else:
         default = sa.select(documents.c.default_version).where(documents.c.name == name).scalar_subquery()
         query = query.where(document_versions.c.version == default)
-    row = (await conn.execute(query)).mappings().first()
-    return None if row is None else _version(row)
+    return await first(conn, query, StoredVersion)
 
 
-async def list_versions(conn: AsyncConnection, name: str) -> list[StoredVersion]:
-    rows = await conn.execute(sa.select(document_versions).where(document_versions.c.name == name))
-    return sorted((_version(row) for row in rows.mappings()), key=lambda v: int(v.version))
+async def list_versions(conn: Db, name: str) -> list[StoredVersion]:
+    versions = await every(
+        conn, sa.select(document_versions).where(document_versions.c.name == name), StoredVersion
+    )
+    return sorted(versions, key=lambda v: int(v.version))
 
 
-async def list_documents(conn: AsyncConnection) -> list[StoredDocument]:
-    rows = await conn.execute(sa.select(documents).order_by(documents.c.name))
-    return [_document(row) for row in rows.mappings()]
+async def list_documents(conn: Db) -> list[StoredDocument]:
+    return await every(conn, sa.select(documents).order_by(documents.c.name), StoredDocument)
 
 
 async def insert_document(
-    conn: AsyncConnection,
+    db: Db,
     *,
     name: str,
     document_type: str,
@@ -125,22 +100,24 @@ async def insert_document(
     tags: dict[str, str],
     now: dt.datetime,
 ) -> None:
-    await conn.execute(
-        sa.insert(documents).values(
-            name=name,
-            document_type=document_type,
-            owner=owner,
-            default_version="1",
-            latest_version="1",
-            created_at=now,
-            tags=tags,
+    """A new document whose version 1 is ``content``."""
+    async with writing(db) as conn:
+        await conn.execute(
+            sa.insert(documents).values(
+                name=name,
+                document_type=document_type,
+                owner=owner,
+                default_version="1",
+                latest_version="1",
+                created_at=now,
+                tags=tags,
+            )
         )
-    )
-    await _insert_version(conn, name, "1", content, document_format, version_name, now)
+        await _insert_version(conn, name, "1", content, document_format, version_name, now)
 
 
 async def _insert_version(
-    conn: AsyncConnection,
+    db: Db,
     name: str,
     version: str,
     content: str,
@@ -148,21 +125,12 @@ async def _insert_version(
     version_name: str | None,
     now: dt.datetime,
 ) -> None:
-    await conn.execute(
-        sa.insert(document_versions).values(
-            name=name,
-            version=version,
-            content=content,
-            document_format=document_format,
-            content_hash=content_hash(content),
-            created_at=now,
-            version_name=version_name,
-        )
-    )
+    row = StoredVersion(name, version, content, document_format, content_hash(content), now, version_name)
+    await execute(db, sa.insert(document_versions).values(**dataclasses.asdict(row)))
 
 
 async def add_version(
-    conn: AsyncConnection,
+    db: Db,
     document: StoredDocument,
     *,
     content: str,
@@ -171,36 +139,40 @@ async def add_version(
     make_default: bool,
     now: dt.datetime,
 ) -> str:
+    """The document's next version; returns its number."""
     version = str(int(document.latest_version) + 1)
-    await _insert_version(conn, document.name, version, content, document_format, version_name, now)
     values: dict[str, str] = {"latest_version": version}
     if make_default:
         values["default_version"] = version
-    await conn.execute(sa.update(documents).where(documents.c.name == document.name).values(**values))
+    async with writing(db) as conn:
+        await _insert_version(conn, document.name, version, content, document_format, version_name, now)
+        await conn.execute(sa.update(documents).where(documents.c.name == document.name).values(**values))
     return version
 
 
-async def set_default_version(conn: AsyncConnection, name: str, version: str) -> None:
-    await conn.execute(sa.update(documents).where(documents.c.name == name).values(default_version=version))
+async def set_default_version(db: Db, name: str, version: str) -> None:
+    await execute(db, sa.update(documents).where(documents.c.name == name).values(default_version=version))
 
 
-async def delete_document(conn: AsyncConnection, name: str) -> None:
-    await conn.execute(sa.delete(document_versions).where(document_versions.c.name == name))
-    await conn.execute(sa.delete(documents).where(documents.c.name == name))
+async def delete_document(db: Db, name: str) -> None:
+    async with writing(db) as conn:
+        await conn.execute(sa.delete(document_versions).where(document_versions.c.name == name))
+        await conn.execute(sa.delete(documents).where(documents.c.name == name))
 
 
-async def delete_version(conn: AsyncConnection, name: str, version: str) -> None:
-    await conn.execute(
+async def delete_version(db: Db, name: str, version: str) -> None:
+    await execute(
+        db,
         sa.delete(document_versions).where(
             document_versions.c.name == name, document_versions.c.version == version
-        )
+        ),
     )
 
 
 # -- what StartSession needs ----------------------------------------------------------------------
 
 
-async def get_session_document(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+async def get_session_document(conn: Db, name: str) -> dict[str, Any] | None:
     """The default version of the account's ``Session`` document ``name``, else the built-in one."""
     document = await get_document(conn, name)
     if document is not None:
@@ -216,7 +188,7 @@ async def get_session_document(conn: AsyncConnection, name: str) -> dict[str, An
     return builtin_documents().get(name)
 
 
-async def get_preferences(conn: AsyncConnection) -> tuple[dict[str, Any], Preferences]:
+async def get_preferences(conn: Db) -> tuple[dict[str, Any], Preferences]:
     """The account's Session Manager preferences: the ``inputs`` of ``SSM-SessionManagerRunShell``
     and their parsed form (nothing and the defaults when unset or unreadable)."""
     document = await get_session_document(conn, PREFERENCES_DOCUMENT)

@@ -1,135 +1,121 @@
-"""Queries for the log shipping queue (``log_uploads``) and the session columns it fills in."""
+"""The log shipping queue (``log_uploads``): one row per (session, sink). Records are written locally
+first; a row is what still has to reach S3 / CloudWatch Logs, retried when due until it is done."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Final, Literal, TypedDict, Unpack
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from openssm.store.tables import log_uploads, sessions
+from openssm.store import sessions
+from openssm.store.rows import Db, every, execute, writing
+from openssm.store.tables import log_uploads
 
-STREAMING = "streaming"  # CloudWatch while the session runs: ship lines as they come
-PENDING = "pending"  # ship everything that is left, then done
-DONE = "done"
+STREAMING: Final = "streaming"  # CloudWatch while the session runs: ship lines as they come
+PENDING: Final = "pending"  # ship everything that is left, then done
+DONE: Final = "done"
+
+Sink = Literal["s3", "cloudwatch"]
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogUploadRow:
+    id: int
+    session_id: str
+    node_id: str  # the node holding the local files
+    sink: str  # s3 | cloudwatch
+    destination: str  # s3://bucket/key, or the log group name
+    local_path: str
+    encryption: str | None  # S3: "AES256", or "aws:kms" / "aws:kms:<key id>"
+    status: str  # STREAMING | PENDING | DONE
+    shipped_bytes: int  # how much of the local file CloudWatch already has
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error: str | None
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+class NewUpload(TypedDict):
+    session_id: str
+    node_id: str
+    sink: Sink
+    destination: str
+    local_path: str
 
 
 async def add(
-    engine: AsyncEngine,
+    db: Db,
     *,
-    session_id: str,
-    node_id: str,
-    sink: str,
-    destination: str,
-    local_path: str,
+    now: dt.datetime,
     status: str = PENDING,
     encryption: str | None = None,
-) -> int:
-    now = utcnow()
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.insert(log_uploads).values(
-                session_id=session_id,
-                node_id=node_id,
-                sink=sink,
-                destination=destination,
-                local_path=local_path,
-                encryption=encryption,
-                status=status,
-                shipped_bytes=0,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
-
-
-async def finish_streaming(engine: AsyncEngine, session_id: str) -> None:
-    """The session ended: its streaming uploads ship what is left and complete."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(log_uploads)
-            .where(log_uploads.c.session_id == session_id, log_uploads.c.status == STREAMING)
-            .values(status=PENDING, next_attempt_at=utcnow())
-        )
-
-
-async def due(engine: AsyncEngine, node_id: str, now: dt.datetime, limit: int = 50) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(log_uploads)
-            .where(
-                log_uploads.c.node_id == node_id,
-                log_uploads.c.status.in_((STREAMING, PENDING)),
-                log_uploads.c.next_attempt_at <= now,
-            )
-            .order_by(log_uploads.c.id)
-            .limit(limit)
-        )
-        return [dict(row) for row in rows.mappings()]
-
-
-async def for_session(engine: AsyncEngine, session_id: str) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(log_uploads).where(log_uploads.c.session_id == session_id).order_by(log_uploads.c.id)
-        )
-        return [dict(row) for row in rows.mappings()]
-
-
-async def all_uploads(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(log_uploads).order_by(log_uploads.c.id))
-        return [dict(row) for row in rows.mappings()]
-
-
-async def record_progress(engine: AsyncEngine, upload_id: int, shipped_bytes: int) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(log_uploads)
-            .where(log_uploads.c.id == upload_id)
-            .values(shipped_bytes=shipped_bytes, attempts=0, last_error=None)
-        )
-
-
-async def record_failure(engine: AsyncEngine, upload_id: int, error: str, retry_at: dt.datetime) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(log_uploads)
-            .where(log_uploads.c.id == upload_id)
-            .values(attempts=log_uploads.c.attempts + 1, last_error=error[:1024], next_attempt_at=retry_at)
-        )
-
-
-async def complete(
-    engine: AsyncEngine, upload: dict[str, Any], *, output_url: str | None, column: str | None
+    **upload: Unpack[NewUpload],
 ) -> None:
-    """Mark one upload done and, when it is the session's S3 log or CloudWatch stream, say so."""
-    now = utcnow()
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(log_uploads)
-            .where(log_uploads.c.id == upload["id"])
-            .values(status=DONE, completed_at=now, last_error=None)
-        )
-        if output_url is not None and column in ("output_s3_url", "output_cloudwatch_url"):
-            await conn.execute(
-                sa.update(sessions)
-                .where(sessions.c.session_id == upload["session_id"])
-                .values({column: output_url})
-            )
+    """Queue one upload, due at once."""
+    statement = sa.insert(log_uploads).values(
+        **upload,
+        encryption=encryption,
+        status=status,
+        shipped_bytes=0,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    await execute(db, statement)
 
 
-async def set_recording_path(engine: AsyncEngine, session_id: str, path: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(sessions).where(sessions.c.session_id == session_id).values(recording_path=path)
-        )
+async def finish_streaming(db: Db, session_id: str, *, now: dt.datetime) -> None:
+    """The session ended: its streaming uploads ship what is left and complete."""
+    statement = (
+        sa.update(log_uploads)
+        .where(log_uploads.c.session_id == session_id, log_uploads.c.status == STREAMING)
+        .values(status=PENDING, next_attempt_at=now)
+    )
+    await execute(db, statement)
+
+
+async def due(db: Db, node_id: str, *, now: dt.datetime | None, limit: int = 50) -> list[LogUploadRow]:
+    """This node's unfinished uploads that are due at ``now`` (None: every one), oldest first."""
+    query = sa.select(log_uploads).where(
+        log_uploads.c.node_id == node_id, log_uploads.c.status.in_((STREAMING, PENDING))
+    )
+    if now is not None:
+        query = query.where(log_uploads.c.next_attempt_at <= now)
+    return await every(db, query.order_by(log_uploads.c.id).limit(limit), LogUploadRow)
+
+
+async def for_session(db: Db, session_id: str) -> list[LogUploadRow]:
+    query = sa.select(log_uploads).where(log_uploads.c.session_id == session_id)
+    return await every(db, query.order_by(log_uploads.c.id), LogUploadRow)
+
+
+async def all_uploads(db: Db) -> list[LogUploadRow]:
+    return await every(db, sa.select(log_uploads).order_by(log_uploads.c.id), LogUploadRow)
+
+
+def _upload(upload_id: int) -> sa.Update:
+    return sa.update(log_uploads).where(log_uploads.c.id == upload_id)
+
+
+async def record_progress(db: Db, upload_id: int, shipped_bytes: int) -> None:
+    await execute(db, _upload(upload_id).values(shipped_bytes=shipped_bytes, attempts=0, last_error=None))
+
+
+async def record_failure(db: Db, upload_id: int, error: str, *, retry_at: dt.datetime) -> None:
+    statement = _upload(upload_id).values(
+        attempts=log_uploads.c.attempts + 1, last_error=error[:1024], next_attempt_at=retry_at
+    )
+    await execute(db, statement)
+
+
+async def complete(db: Db, upload: LogUploadRow, *, output_url: str | None, now: dt.datetime) -> None:
+    """Mark one upload done and, when it is the session's S3 log or CloudWatch stream (an
+    ``output_url`` is given), say where that log now is."""
+    async with writing(db) as conn:
+        await execute(conn, _upload(upload.id).values(status=DONE, completed_at=now, last_error=None))
+        if output_url is not None and upload.sink in ("s3", "cloudwatch"):
+            sink: Sink = "s3" if upload.sink == "s3" else "cloudwatch"
+            await sessions.set_output_url(conn, upload.session_id, sink, output_url)

@@ -8,21 +8,35 @@ import json
 from openssm.gateway.jobs import agent_job_frame, cancel_job_frame, reply_values
 from openssm.protocol import run_command as rc
 from openssm.protocol.frames import MessageType, decode
+from openssm.store.commands import CommandRow
 
 COMMAND_ID = "0b8a5a2e-6a0e-4a4e-9d7f-0123456789ab"
 INSTANCE_ID = "mi-0123456789abcdef0"
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
-def command_row() -> dict[str, object]:
-    return {
-        "command_id": COMMAND_ID,
-        "document_name": rc.RUN_SHELL_SCRIPT,
-        "document_content": rc.builtin_command_documents()[rc.RUN_SHELL_SCRIPT],
-        "parameters": {"commands": ["echo hi"], "workingDirectory": [""], "executionTimeout": ["60"]},
-        "output_s3_bucket_name": "",
-        "output_s3_key_prefix": "",
-    }
+def command_row() -> CommandRow:
+    return CommandRow(
+        command_id=COMMAND_ID,
+        document_name=rc.RUN_SHELL_SCRIPT,
+        document_version="$DEFAULT",
+        document_content=rc.builtin_command_documents()[rc.RUN_SHELL_SCRIPT],
+        parameters={"commands": ["echo hi"], "workingDirectory": [""], "executionTimeout": ["60"]},
+        comment=None,
+        instance_ids=[INSTANCE_ID],
+        targets=[],
+        requested_at=NOW,
+        delivery_deadline=NOW + dt.timedelta(minutes=1),
+        expires_after=NOW + dt.timedelta(minutes=2),
+        timeout_seconds=60,
+        max_concurrency="50",
+        max_errors="0",
+        output_s3_region="us-east-1",
+        output_s3_bucket_name="",
+        output_s3_key_prefix="",
+        cancel_requested=False,
+        owner_arn="arn:aws:iam::123456789012:user/admin",
+    )
 
 
 def test_agent_job_frame_carries_the_send_command_payload() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openssm.gateway import tap as tap_module
-from openssm.gateway.tap import TapPump, TapRegistry, tap_registry
+from openssm.gateway.tap import TapPump
 
 SESSION = {"session_id": "s-1"}
 
@@ -72,18 +72,6 @@ async def test_a_slow_tap_loses_events_instead_of_blocking(monkeypatch: Any) -> 
         ("output", b"\x01"),
         ("output", b"\x02"),
     ]
-
-
-def test_registry_lives_in_extras_and_skips_uninterested_factories() -> None:
-    extras: dict[str, Any] = {}
-    registry = tap_registry(extras)
-    assert tap_registry(extras) is registry
-    recorder = Recorder()
-    registry.add(lambda session: recorder if session["session_id"] == "s-1" else None)
-    registry.add(lambda session: 1 / 0)  # a broken factory is logged and skipped
-    assert registry.taps_for(SESSION) == [recorder]
-    assert registry.taps_for({"session_id": "s-2"}) == []
-    assert isinstance(registry, TapRegistry)
 
 
 async def test_retransmissions_reach_taps_once_and_in_order() -> None:

@@ -1,10 +1,9 @@
-"""The OpenSSM server: API + message gateway in one aiohttp application."""
+"""The server process: open the shared services, serve the composed application, close them again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import ssl
@@ -12,18 +11,15 @@ import ssl
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from openssm import api
-from openssm.api import app as api_app
-from openssm.bootstrap import bootstrap, usage_text
 from openssm.bus.factory import make_bus
+from openssm.server.bootstrap import bootstrap, usage_text
+from openssm.server.composition import compose
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
 from openssm.transport import runtime
 
 log = logging.getLogger(__name__)
-
-MAX_REQUEST_BYTES = api_app.MAX_BODY_BYTES
 
 
 class _MalformedHttpWithoutTraceback(logging.Filter):
@@ -51,7 +47,7 @@ async def create_services(config: ServerConfig) -> Services:
     cipher = SecretCipher.for_data_dir(config.data_dir)
     engine = make_engine(config.database_url or database_url_for(config.data_dir))
     await migrate(engine)
-    services = Services(config=config, engine=engine, bus=make_bus(config), cipher=cipher)
+    services = Services(config=config, engine=engine, bus=make_bus(config.redis_url), cipher=cipher)
     if await bootstrap(services):
         print(usage_text(config.data_dir, config.public_url), flush=True)
     return services
@@ -60,16 +56,6 @@ async def create_services(config: ServerConfig) -> Services:
 async def close_services(services: Services) -> None:
     await services.bus.close()
     await services.engine.dispose()
-
-
-def build_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    api.app.install(app, services)
-    gateway_app = importlib.import_module("openssm.gateway.app")
-    gateway_app.install(app, services)
-    importlib.import_module("openssm.logs.service").install(app, services)  # recorder + log shipper
-    importlib.import_module("openssm.console.app").install(app, services)  # browser console
-    return app
 
 
 def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -89,7 +75,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             loop.add_signal_handler(sig, stop.set)
     logging.getLogger("aiohttp.server").addFilter(_HTTP_LOG_FILTER)  # once: filters are a set
     services = await create_services(config)
-    runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None, shutdown_timeout=5)
+    runner = web.AppRunner(compose(services).app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     try:
         site = web.TCPSite(

@@ -149,8 +149,8 @@ def server_command(
     )
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Server code is imported only when the command runs.
-    from openssm.bootstrap import BootstrapError
-    from openssm.server import run
+    from openssm.server.bootstrap import BootstrapError
+    from openssm.server.process import run
     from openssm.store.secrets import SecretCipherError
 
     try:

@@ -18,19 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openssm.errors import OpenSSMError
-from openssm.iam.arn import aws_managed_policy_arn, role_arn, user_arn
+from openssm.iam.arn import aws_managed_policy_arn
 from openssm.services import Services
-from openssm.store import access_keys, ids
+from openssm.store import access_keys, settings
+from openssm.store.errors import EntityAlreadyExists
+from openssm.store.iam import holder_policies, policies, roles, users
 from openssm.store.secrets import SecretCipher, SecretCipherError
-from openssm.store.tables import (
-    iam_attachments,
-    iam_inline_policies,
-    iam_policies,
-    iam_policy_versions,
-    iam_roles,
-    iam_users,
-    settings,
-)
 
 ADMIN_USER = "admin"
 ADMIN_POLICY_NAME = "AdministratorAccess"
@@ -91,12 +84,11 @@ async def _check_master_key(conn: AsyncConnection, cipher: SecretCipher) -> None
 
     Scale-out nodes share one database, so they must share one key (``OPENSSM_MASTER_KEY``).
     """
-    stored = (
-        await conn.execute(sa.select(settings.c.value).where(settings.c.key == MASTER_KEY_CHECK))
-    ).scalar()
+    stored = await settings.get(conn, MASTER_KEY_CHECK)
     if stored is None:
-        value = base64.b64encode(cipher.encrypt(_CHECK_PLAINTEXT)).decode("ascii")
-        await conn.execute(sa.insert(settings).values(key=MASTER_KEY_CHECK, value=value))
+        await settings.insert(
+            conn, MASTER_KEY_CHECK, base64.b64encode(cipher.encrypt(_CHECK_PLAINTEXT)).decode()
+        )
         return
     try:
         cipher.decrypt(base64.b64decode(stored))
@@ -112,87 +104,28 @@ def _dump(policy: Mapping[str, object]) -> str:
     return json.dumps(policy, indent=2)
 
 
-async def _exists(conn: AsyncConnection, column: sa.Column[str], value: str) -> bool:
-    return (await conn.execute(sa.select(column).where(column == value))).first() is not None
-
-
 async def _ensure_account(conn: AsyncConnection, account: str) -> None:
-    stored = (await conn.execute(sa.select(settings.c.value).where(settings.c.key == "account_id"))).scalar()
-    if stored is None:
-        await conn.execute(sa.insert(settings).values(key="account_id", value=account))
+    if await settings.get(conn, "account_id") is None:
+        await settings.insert(conn, "account_id", account)
 
 
 async def _ensure_admin_user(conn: AsyncConnection, account: str, now: dt.datetime) -> None:
-    if not await _exists(conn, iam_users.c.name, ADMIN_USER):
-        await conn.execute(
-            sa.insert(iam_users).values(
-                name=ADMIN_USER,
-                user_id=ids.unique_id("AIDA"),
-                arn=user_arn(account, ADMIN_USER),
-                path="/",
-                created_at=now,
-                tags={},
-                is_admin_bootstrap=True,
-            )
-        )
-    has_policy = (
-        await conn.execute(
-            sa.select(iam_inline_policies.c.policy_name).where(
-                iam_inline_policies.c.principal_type == "user",
-                iam_inline_policies.c.principal_name == ADMIN_USER,
-                iam_inline_policies.c.policy_name == ADMIN_POLICY_NAME,
-            )
-        )
-    ).first()
-    if has_policy is None:
-        await conn.execute(
-            sa.insert(iam_inline_policies).values(
-                principal_type="user",
-                principal_name=ADMIN_USER,
-                policy_name=ADMIN_POLICY_NAME,
-                document=_dump(ADMIN_POLICY),
-            )
-        )
+    if await users.get(conn, ADMIN_USER) is None:
+        await users.create(conn, account, ADMIN_USER, "/", {}, now, admin_bootstrap=True)
+    await holder_policies.put_inline(
+        conn, "user", ADMIN_USER, ADMIN_POLICY_NAME, _dump(ADMIN_POLICY), replace=False
+    )
 
 
 async def _ensure_node_role(conn: AsyncConnection, account: str, now: dt.datetime) -> None:
-    if not await _exists(conn, iam_policies.c.arn, NODE_POLICY_ARN):
-        await conn.execute(
-            sa.insert(iam_policies).values(
-                arn=NODE_POLICY_ARN,
-                name=NODE_POLICY_NAME,
-                policy_id=ids.unique_id("ANPA"),
-                path="/",
-                description="What an OpenSSM or SSM agent needs: health pings, control and data channels.",
-                default_version_id="v1",
-                aws_managed=True,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await conn.execute(
-            sa.insert(iam_policy_versions).values(
-                policy_arn=NODE_POLICY_ARN, version_id="v1", document=_dump(NODE_POLICY), created_at=now
-            )
-        )
-    if not await _exists(conn, iam_roles.c.name, NODE_ROLE):
-        await conn.execute(
-            sa.insert(iam_roles).values(
-                name=NODE_ROLE,
-                role_id=ids.unique_id("AROA"),
-                arn=role_arn(account, NODE_ROLE),
-                path="/",
-                assume_role_policy=_dump(NODE_TRUST_POLICY),
-                description="Role of managed nodes registered through activations.",
-                created_at=now,
-                tags={},
-            )
-        )
-        await conn.execute(
-            sa.insert(iam_attachments).values(
-                principal_type="role", principal_name=NODE_ROLE, policy_arn=NODE_POLICY_ARN
-            )
-        )
+    description = "What an OpenSSM or SSM agent needs: health pings, control and data channels."
+    await policies.ensure_aws_managed(
+        conn, NODE_POLICY_ARN, NODE_POLICY_NAME, description, _dump(NODE_POLICY), now
+    )
+    if await roles.get(conn, NODE_ROLE) is None:
+        description = "Role of managed nodes registered through activations."
+        await roles.create(conn, account, NODE_ROLE, "/", _dump(NODE_TRUST_POLICY), description, {}, now)
+        await holder_policies.attach_once(conn, "role", NODE_ROLE, NODE_POLICY_ARN)
 
 
 def _write_private(path: pathlib.Path, text: str) -> None:
@@ -230,7 +163,7 @@ def usage_text(data_dir: pathlib.Path, public_url: str) -> str:
 async def bootstrap(services: Services) -> bool:
     """Make sure the administrator, node role and profile files exist. True if a new key was written."""
     config = services.config
-    now = dt.datetime.now(dt.UTC)
+    now = services.clock.now()
     account = config.account_id
     for attempt in range(2):
         try:
@@ -240,7 +173,7 @@ async def bootstrap(services: Services) -> bool:
                 await _ensure_admin_user(conn, account, now)
                 await _ensure_node_role(conn, account, now)
             break
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, EntityAlreadyExists):
             # Another node of a scale-out cluster bootstrapped the shared database at the same
             # moment; a second pass finds its rows.
             if attempt:

@@ -1,0 +1,30 @@
+"""What the API tells a gateway node over the bus: one channel per node, ``node.<node_id>``.
+
+The API publishes, the node holding the session or control channel acts (``openssm.gateway.node``
+for ``terminate``; Run Command's node extension, ``openssm.gateway.jobs``, for the job messages).
+Every message is a small JSON object with a ``type``; the store stays the record, so a message
+lost with a node costs nothing that the next node or reconnect does not redo.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from openssm.bus.base import Message
+
+TERMINATE: Final = "terminate"  # end a session: session_id, reason
+AGENT_JOB: Final = "agent_job"  # send a Run Command invocation to its agent: command_id, instance_id
+CANCEL_COMMAND: Final = "cancel_command"  # cancel it on the agent: command_id, instance_id
+
+
+def node_channel(node_id: str) -> str:
+    return f"node.{node_id}"
+
+
+def terminate(session_id: str, reason: str) -> Message:
+    return {"type": TERMINATE, "session_id": session_id, "reason": reason}
+
+
+def command(kind: str, command_id: str, instance_id: str) -> Message:
+    """``agent_job`` or ``cancel_command`` for one invocation."""
+    return {"type": kind, "command_id": command_id, "instance_id": instance_id}

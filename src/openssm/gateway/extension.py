@@ -1,0 +1,106 @@
+"""How features plug into a gateway node: one typed interface, registered by the server's composition.
+
+A feature that needs more than the relay itself (Run Command's jobs, the session recorder; next,
+live-session join and metrics) subclasses :class:`NodeExtension`, overrides the hooks it uses and
+declares which messages it takes. The composition (``openssm.server.composition``) hands the node
+its extensions when it builds it; nothing registers itself at run time, so what runs on a node is
+what the composition's imports say.
+
+What an extension may receive:
+- ``bus_messages``: bus message types on ``node.<node_id>`` (``openssm.bus.node_channel``) it
+  handles, e.g. ``agent_job``. One extension per type; ``terminate`` is the node's own.
+- ``control_messages``: agent control-channel message types it handles, e.g. ``agent_job_reply``.
+  One extension per type; ``agent_task_complete`` is the node's own, and a type nobody claims is
+  ignored (``agent_telemetry`` today).
+- :meth:`NodeExtension.on_control_opened`: an agent's control channel opened on this node.
+- :meth:`NodeExtension.session_tap`: a per-session observer of the relayed stream data, or None
+  (``openssm.gateway.tap``: in order, once each, off the relay's path).
+- :meth:`NodeExtension.start` / :meth:`NodeExtension.stop`: with the node (``start`` gets the
+  :class:`ExtensionHost` to act through); ``stop`` runs after the node's sessions have ended.
+
+A failing hook is logged and does not affect the node or the other extensions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from openssm.bus.node_channel import TERMINATE
+from openssm.errors import OpenSSMError
+from openssm.gateway.tap import SessionTap
+from openssm.protocol.frames import Frame, MessageType
+
+# Control-channel messages the node handles itself.
+NODE_CONTROL_MESSAGES: frozenset[str] = frozenset({MessageType.AGENT_TASK_COMPLETE})
+# Bus messages the node handles itself.
+NODE_BUS_MESSAGES: frozenset[str] = frozenset({TERMINATE})
+
+
+class ExtensionConflict(OpenSSMError):
+    """Two extensions (or an extension and the node) claim the same message type."""
+
+
+class ExtensionHost(Protocol):
+    """What an extension may use of its node."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    async def send_control(self, instance_id: str, data: bytes) -> bool:
+        """Send a binary frame on ``instance_id``'s control channel, if this node holds it."""
+        ...
+
+    def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coroutine`` as one of the node's tasks (cancelled when the node stops)."""
+        ...
+
+
+class NodeExtension:
+    """Base class of a gateway node extension: every hook does nothing until overridden."""
+
+    bus_messages: frozenset[str] = frozenset()
+    control_messages: frozenset[str] = frozenset()  # MessageType values
+
+    async def start(self, node: ExtensionHost) -> None:
+        """The node has started (its registry is clean, its bus listener not yet running)."""
+
+    async def stop(self) -> None:
+        """The node has ended its sessions and control channels and cancelled its tasks."""
+
+    async def on_bus_message(self, message: Mapping[str, Any]) -> None:
+        """A bus message whose ``type`` is in :attr:`bus_messages`."""
+
+    async def on_control_opened(self, instance_id: str) -> None:
+        """``instance_id``'s agent opened its control channel on this node (run as a node task)."""
+
+    async def on_control_message(self, instance_id: str, frame: Frame) -> None:
+        """A control-channel frame from ``instance_id`` whose type is in :attr:`control_messages`."""
+
+    def session_tap(self, session: Mapping[str, Any]) -> SessionTap | None:
+        """An observer for this session (its ``sessions`` row), or None."""
+        return None
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def routes(
+    extensions: Iterable[NodeExtension],
+    claims: Callable[[NodeExtension], frozenset[K]],
+    reserved: frozenset[K],
+) -> dict[K, NodeExtension]:
+    """Message type → the one extension that takes it; a type claimed twice (or reserved for the
+    node) is a wiring error, found when the node is built."""
+    table: dict[K, NodeExtension] = {}
+    for extension in extensions:
+        for kind in claims(extension):
+            if kind in reserved:
+                raise ExtensionConflict(f"{type(extension).__name__} claims {kind!r}, which the node handles")
+            if kind in table:
+                raise ExtensionConflict(
+                    f"{type(extension).__name__} and {type(table[kind]).__name__} both claim {kind!r}"
+                )
+            table[kind] = extension
+    return table

@@ -1,0 +1,46 @@
+"""One node's aiohttp application, composed from the server-side components by static imports.
+
+This is the one place that knows which components a node runs and how they are wired: each gets
+the shared :class:`~openssm.services.Services`, and the gateway node gets its extensions
+(``openssm.gateway.extension``) here, by constructor arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiohttp import web
+
+from openssm.api import app as api_app
+from openssm.console import app as console_app
+from openssm.gateway import app as gateway_app
+from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.node import GatewayNode
+from openssm.logs.service import SessionLogging
+from openssm.services import Services
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Server:
+    """A composed node: its application (which runs everything below with it) and its parts."""
+
+    app: web.Application
+    services: Services
+    gateway: GatewayNode
+
+
+def compose(services: Services) -> Server:
+    app = web.Application(client_max_size=api_app.MAX_BODY_BYTES)
+
+    async def stopping(_: web.Application) -> None:
+        services.stopping.set()
+
+    app.on_shutdown.append(stopping)  # first: long polls answer before the gateway closes its sockets
+    api_app.install(app, services)  # POST /: the SSM, IAM, STS and CloudTrail APIs
+    gateway = gateway_app.install(  # /v1/control-channel, /v1/data-channel: ssmmessages
+        app,
+        services,
+        extensions=(RunCommandJobs(services), SessionLogging(services)),
+    )
+    console_app.install(app, services)  # /console/
+    return Server(app, services, gateway)

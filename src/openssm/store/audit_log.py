@@ -1,0 +1,78 @@
+"""The audit trail (``audit_log``): one row per authorisation decision, written by the authoriser and
+read through CloudTrail's ``LookupEvents``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypedDict, Unpack
+
+import sqlalchemy as sa
+
+from openssm.store.rows import Db, every, execute
+from openssm.store.tables import audit_log
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRow:
+    id: int
+    time: dt.datetime
+    principal_arn: str
+    action: str  # service:Action
+    resource: str
+    decision: str  # allowed | explicitDeny | implicitDeny
+    matched_statement: str | None  # the statements that decided, described
+    source_ip: str | None
+
+
+class AuditEntry(TypedDict):
+    principal_arn: str
+    action: str
+    resource: str
+    decision: str
+    matched_statement: str | None
+    source_ip: str
+
+
+async def record(db: Db, *, now: dt.datetime, **entry: Unpack[AuditEntry]) -> None:
+    await execute(db, sa.insert(audit_log).values(time=now, **entry))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """What to look up in the audit trail (newest first). ``before_id`` continues a listing."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    event_id: int | None = None
+    event_name: str | None = None  # the action without its service prefix, e.g. StartSession
+    event_source: str | None = None  # the service prefix, e.g. ssm
+    principal_name: str | None = None  # last path part of the principal ARN (user name, mi- id)
+    resource: str | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+def _conditions(query: AuditQuery) -> list[sa.ColumnElement[bool]]:
+    """One condition for each part of the query that is given."""
+    column = audit_log.c
+    wanted: list[tuple[Any, Callable[[Any], sa.ColumnElement[bool]]]] = [
+        (query.start, lambda start: column.time >= start),
+        (query.end, lambda end: column.time <= end),
+        (query.event_id, lambda event_id: column.id == event_id),
+        (query.event_name, lambda name: column.action.endswith(f":{name}", autoescape=True)),
+        (query.event_source, lambda source: column.action.startswith(f"{source}:", autoescape=True)),
+        (query.principal_name, lambda name: column.principal_arn.endswith(f"/{name}", autoescape=True)),
+        (query.resource, lambda resource: column.resource == resource),
+        (query.before_id, lambda before: column.id < before),
+    ]
+    return [condition(value) for value, condition in wanted if value is not None]
+
+
+async def lookup(db: Db, query: AuditQuery) -> list[AuditRow]:
+    """Audit rows matching ``query``, newest first, at most ``query.limit``."""
+    statement = (
+        sa.select(audit_log).where(*_conditions(query)).order_by(audit_log.c.id.desc()).limit(query.limit)
+    )
+    return await every(db, statement, AuditRow)

@@ -1,0 +1,133 @@
+"""Managed nodes (``instances``): registered through an activation by the API, reporting in through
+``UpdateInstanceInformation``, and holding a control channel on one gateway node at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, TypedDict, Unpack
+
+import sqlalchemy as sa
+
+from openssm.store.rows import Db, Tags, every, execute, first
+from openssm.store.tables import instances
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstanceRow:
+    instance_id: str  # mi-<17 hex>
+    activation_id: str | None
+    iam_role: str | None
+    name: str | None
+    public_key: str  # base64 DER SubjectPublicKeyInfo
+    public_key_type: str
+    fingerprint: str
+    registration_date: dt.datetime
+    computer_name: str | None
+    ip_address: str | None
+    platform_type: str | None
+    platform_name: str | None
+    platform_version: str | None
+    agent_name: str | None
+    agent_version: str | None
+    last_ping_at: dt.datetime | None
+    control_node_id: str | None  # the gateway node holding its control channel
+    control_connected_at: dt.datetime | None
+    tags: Tags
+    deregistered: bool
+
+    def ping_status(self, alive_nodes: Mapping[str, str]) -> str:
+        """PingStatus: Online while its control channel is on a live gateway node."""
+        if self.deregistered:
+            return "Inactive"
+        node = self.control_node_id
+        return "Online" if node is not None and node in alive_nodes else "ConnectionLost"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """What an agent reports about its node (UpdateInstanceInformation); None = not reported."""
+
+    agent_name: str | None = None
+    agent_version: str | None = None
+    computer_name: str | None = None
+    ip_address: str | None = None
+    platform_name: str | None = None
+    platform_type: str | None = None
+    platform_version: str | None = None
+
+
+class Registration(TypedDict):
+    """A node registering through an activation (``RegisterManagedInstance``)."""
+
+    instance_id: str
+    activation_id: str
+    iam_role: str
+    name: str | None
+    public_key: str  # base64 DER, RSA
+    fingerprint: str
+
+
+async def register(
+    db: Db, *, tags: Mapping[str, str], now: dt.datetime, **registration: Unpack[Registration]
+) -> None:
+    statement = sa.insert(instances).values(
+        **registration, public_key_type="Rsa", registration_date=now, tags=dict(tags)
+    )
+    await execute(db, statement)
+
+
+async def get(db: Db, instance_id: str) -> InstanceRow | None:
+    return await first(db, sa.select(instances).where(instances.c.instance_id == instance_id), InstanceRow)
+
+
+async def list_all(db: Db) -> list[InstanceRow]:
+    return await every(db, sa.select(instances).order_by(instances.c.instance_id), InstanceRow)
+
+
+async def _update(db: Db, instance_id: str, values: Mapping[str, Any]) -> bool:
+    return (
+        await execute(db, sa.update(instances).where(instances.c.instance_id == instance_id).values(values))
+        == 1
+    )
+
+
+async def record_ping(db: Db, instance_id: str, info: InstanceInfo, *, now: dt.datetime) -> None:
+    reported = {key: value for key, value in dataclasses.asdict(info).items() if value is not None}
+    await _update(db, instance_id, {**reported, "last_ping_at": now})
+
+
+async def set_public_key(db: Db, instance_id: str, public_key: str) -> None:
+    await _update(db, instance_id, {"public_key": public_key, "public_key_type": "Rsa"})
+
+
+async def set_tags(db: Db, instance_id: str, tags: Mapping[str, str]) -> None:
+    await _update(db, instance_id, {"tags": dict(tags)})
+
+
+async def deregister(db: Db, instance_id: str) -> None:
+    await _update(db, instance_id, {"deregistered": True})
+
+
+async def set_control_node(db: Db, instance_id: str, node_id: str, *, now: dt.datetime) -> None:
+    """Its control channel is now on ``node_id``."""
+    await _update(db, instance_id, {"control_node_id": node_id, "control_connected_at": now})
+
+
+async def clear_control_node(db: Db, instance_id: str, node_id: str) -> None:
+    """Forget the control channel, unless another node has taken the instance over meanwhile."""
+    await execute(
+        db,
+        sa.update(instances)
+        .where(instances.c.instance_id == instance_id, instances.c.control_node_id == node_id)
+        .values(control_node_id=None),
+    )
+
+
+async def clear_node_control_channels(db: Db, node_id: str) -> int:
+    """A node lost every control channel it held (it restarted or is shutting down)."""
+    statement = (
+        sa.update(instances).where(instances.c.control_node_id == node_id).values(control_node_id=None)
+    )
+    return await execute(db, statement)

@@ -1,0 +1,119 @@
+"""What every entity module of the store shares: typed rows, and running a statement on an engine or
+inside a caller's transaction.
+
+Each entity module (``sessions``, ``instances``, ``iam.users`` …) is the one place that reads and
+writes its table, and hands its callers frozen dataclasses whose field names are the table's column
+names. Every function takes ``db``: an engine (the function runs in a short transaction of its own)
+or a connection (it runs inside the caller's transaction, so several entities change together).
+Nothing here holds a connection across network I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import typing
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Db = AsyncEngine | AsyncConnection
+R = TypeVar("R", bound="DataclassInstance")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Convert:
+    """Marks a row field whose stored value goes through ``function`` on the way out:
+    ``status: Annotated[SessionStatus, Convert(SessionStatus)]``."""
+
+    function: Callable[[Any], Any]
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    return dict(value or {})
+
+
+def _json_list(value: Any) -> list[Any]:
+    return list(value or [])
+
+
+# JSON columns, as a dict or list of their own (never None): ``Annotated[list[str], JSON_LIST]``, or
+# one of the aliases below.
+JSON_OBJECT = Convert(_json_object)
+JSON_LIST = Convert(_json_list)
+JsonObject = Annotated[dict[str, Any], JSON_OBJECT]
+Tags = Annotated[dict[str, str], JSON_OBJECT]
+
+
+@functools.cache
+def _columns(row_type: type[DataclassInstance]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    hints = typing.get_type_hints(row_type, include_extras=True)
+    columns = []
+    for field in dataclasses.fields(row_type):
+        marks = getattr(hints[field.name], "__metadata__", ())
+        convert = next((mark.function for mark in marks if isinstance(mark, Convert)), None)
+        columns.append((field.name, convert))
+    return tuple(columns)
+
+
+def row_of(row_type: type[R], row: Mapping[Any, Any]) -> R:
+    """A typed row from a result row that has (at least) a column for each field of ``row_type``."""
+    values = {
+        name: row[name] if convert is None else convert(row[name]) for name, convert in _columns(row_type)
+    }
+    return row_type(**values)
+
+
+@contextlib.asynccontextmanager
+async def _connected(db: Db, *, transaction: bool) -> AsyncIterator[AsyncConnection]:
+    if isinstance(db, AsyncConnection):
+        yield db
+    else:
+        async with db.begin() if transaction else db.connect() as conn:
+            yield conn
+
+
+def reading(db: Db) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+    return _connected(db, transaction=False)
+
+
+def writing(db: Db) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+    """A transaction of its own on an engine; on a connection, the caller's transaction."""
+    return _connected(db, transaction=True)
+
+
+async def first(db: Db, query: Executable, row_type: type[R]) -> R | None:
+    async with reading(db) as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return None if row is None else row_of(row_type, row)
+
+
+async def every(db: Db, query: Executable, row_type: type[R]) -> list[R]:
+    async with reading(db) as conn:
+        return [row_of(row_type, row) for row in (await conn.execute(query)).mappings()]
+
+
+async def scalars(db: Db, query: Executable) -> list[Any]:
+    async with reading(db) as conn:
+        return list((await conn.execute(query)).scalars())
+
+
+async def count(db: Db, query: sa.Select[Any]) -> int:
+    """How many rows ``query`` yields."""
+    async with reading(db) as conn:
+        counted = sa.select(sa.func.count()).select_from(query.subquery())
+        return int((await conn.execute(counted)).scalar_one())
+
+
+async def execute(db: Db, statement: Executable) -> int:
+    """Run one INSERT/UPDATE/DELETE; how many rows it touched."""
+    async with writing(db) as conn:
+        result = await conn.execute(statement)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
