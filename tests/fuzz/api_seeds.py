@@ -163,12 +163,8 @@ def json_seeds(targets: list[str]) -> Iterator[bytes]:
             yield target.encode() + b"\n" + captures.http_request_text(event).partition(b"\r\n\r\n")[2]
 
 
-def query_seeds() -> Iterator[bytes]:
-    from openssm.api import registry
-    from openssm.api.app import load_handler_modules
-
-    load_handler_modules()
-    for service, action in sorted(registry._query_operations):
+def query_seeds(operations: list[tuple[str, str]]) -> Iterator[bytes]:
+    for service, action in operations:
         body = _serialised(service, action)
         if body is not None:
             yield service.encode() + b"\n" + body

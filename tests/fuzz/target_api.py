@@ -1,8 +1,8 @@
 """Fuzz targets ``api_json`` and ``api_query``: request bodies through the server's real aiohttp
 application, in this process, properly signed so that the fuzz reaches the handlers.
 
-The server is the one ``openssm server`` runs (``create_services`` + ``build_app``: API, gateway,
-console, recorder) on SQLite in a temporary data directory, served on loopback by aiohttp's
+The server is the one ``openssm server`` runs (``create_services`` + ``compose``: API, gateway,
+console, session logging) on SQLite in a temporary data directory, served on loopback by aiohttp's
 ``TestServer`` and called by its ``TestClient``. Setup registers what handlers look up: an
 activation and a managed node (whose RSA key signs RequestManagedInstanceRoleToken and
 UpdateManagedInstancePublicKey), an IAM user, group and managed policy.
@@ -38,12 +38,12 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from openssm.api import registry
-from openssm.api.app import load_handler_modules, shutdown_event
+from openssm.api import handlers, registry  # noqa: F401 - handlers registers every operation
 from openssm.auth.rsa_identity import generate_key_pair
 from openssm.auth.sigv4 import sign_hmac, sign_rsa
-from openssm.bootstrap import bootstrap
-from openssm.server import build_app, close_services, create_services
+from openssm.server.bootstrap import bootstrap
+from openssm.server.composition import compose
+from openssm.server.process import close_services, create_services
 from openssm.services import ServerConfig
 from tests.fuzz import api_seeds
 
@@ -119,12 +119,11 @@ class ApiFuzzer:
             record_sessions=False,
         )
         self.services = await create_services(config)
-        load_handler_modules()
-        self.client = TestClient(TestServer(build_app(self.services)))
+        self.client = TestClient(TestServer(compose(self.services).app))
         await self.client.start_server()
         # GetMessages holds an agent's request for 20 s (the MDS long poll) unless the server is
         # stopping; as if it were, it answers at once and the per-input time limit stays meaningful.
-        shutdown_event(self.services).set()
+        self.services.stopping.set()
         self._read_admin_key()
         await self._fixtures()
 
@@ -221,17 +220,21 @@ class ApiFuzzer:
 _fuzzer: ApiFuzzer | None = None
 
 
-def _json_targets() -> list[str]:
-    load_handler_modules()
-    return sorted(
-        name for name, op in registry._json_operations.items() if op.handler.__module__.startswith("openssm.")
-    )
+def json_targets() -> list[str]:
+    """Every registered JSON 1.1 operation (``<X-Amz-Target prefix>.<operation>``)."""
+    return sorted(name for name in registry.registered() if ":" not in name)
+
+
+def query_operations() -> list[tuple[str, str]]:
+    """Every registered Query operation as (service, action)."""
+    pairs = (name.partition(":") for name in registry.registered() if ":" in name)
+    return sorted((service, action) for service, _, action in pairs)
 
 
 def setup(name: str) -> Callable[[bytes], None]:
     global _fuzzer
     fuzzer = _fuzzer = ApiFuzzer()
-    targets = _json_targets()
+    targets = json_targets()
 
     def one_json(data: bytes) -> None:
         head, _, body = data.partition(b"\n")
@@ -250,6 +253,6 @@ def setup(name: str) -> Callable[[bytes], None]:
 
 def seeds(name: str) -> Iterator[bytes]:
     if name == "api_json":
-        yield from api_seeds.json_seeds(_json_targets())
+        yield from api_seeds.json_seeds(json_targets())
     else:
-        yield from api_seeds.query_seeds()
+        yield from api_seeds.query_seeds(query_operations())
