@@ -92,6 +92,8 @@ KNOWN_500 = [
     ("api/ssm_agent.py", "surrogates not allowed"),
     # CreateDocument/UpdateDocument whose content has an object or list as sessionType
     ("protocol/documents.py", "unhashable type"),
+    # ... or an allowedPattern with a repetition count re cannot hold ({99999999999})
+    ("protocol/documents.py", "OverflowError"),
 ]
 
 

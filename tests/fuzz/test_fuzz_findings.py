@@ -45,6 +45,23 @@ def test_document_with_an_object_as_session_type_is_a_document_error(session_typ
         documents.parse_document(content)
 
 
+@pytest.mark.xfail(strict=True, reason="protocol/documents: OverflowError escapes, not DocumentError")
+def test_document_with_a_huge_repetition_in_allowed_pattern_is_a_document_error() -> None:
+    """Target ``documents``: ``allowedPattern`` is compiled with ``re``, which raises OverflowError
+    (not ``re.error``) for a repetition count it cannot hold; CreateDocument then answers 500. (The
+    pattern is a caller's regular expression run on the server: worth bounding for backtracking too.)"""
+    content = json.dumps(
+        {
+            "schemaVersion": "1.0",
+            "description": "x",
+            "sessionType": "Port",
+            "parameters": {"p": {"type": "String", "allowedPattern": "^a{99999999999999999999}$"}},
+        }
+    )
+    with pytest.raises(documents.DocumentError):
+        documents.parse_document(content)
+
+
 @pytest.mark.xfail(strict=True, reason="protocol/documents via api/documents: HTTP 500")
 def test_create_document_with_an_object_as_session_type_is_a_client_error(api: ApiFuzzer) -> None:
     content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": {"a": 1}})
