@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart server test check unit install system-deps console-assets bench clean
+.PHONY: quickstart server test check unit install system-deps console-assets dist bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ quickstart: install console-assets
 ## Run just the embedded server (SQLite + files under ./.data).
 server: install console-assets
 	$(BIN)/openssm server --data-dir .data
+
+## Wheel and sdist in dist/ with the console's built assets: `pip install dist/openssm-*.whl`
+## serves a working console with no npm anywhere (scripts/check-dist makes sure).
+dist: install console-assets
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python scripts/check-dist dist
 
 system-deps:
 	bash scripts/install-system-deps
@@ -49,4 +56,4 @@ bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache node_modules
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache node_modules build dist

@@ -23,6 +23,12 @@ def _quickstart() -> click.Command:
     return quickstart_command
 
 
+def _admin() -> click.Command:
+    from openssm.server.admin import admin_group
+
+    return admin_group
+
+
 def _agent() -> click.Command:
     from openssm.agent.cli import agent_group
 
@@ -44,6 +50,7 @@ def _logs() -> click.Command:
 _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "server": _server,
     "quickstart": _quickstart,
+    "admin": _admin,
     "agent": _agent,
     "start-session": _start_session,
     "logs": _logs,

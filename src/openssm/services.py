@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.bus.base import Bus
 from openssm.clock import SYSTEM_CLOCK, Clock
+from openssm.ops.metrics import Metrics
 from openssm.store.secrets import SecretCipher
 
 
@@ -27,6 +28,7 @@ class ServerConfig:
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For / -Proto we believe
+    metrics_listen: tuple[str, int] | None = None  # (host, port) of the Prometheus listener, if any
     clock_skew_seconds: int = 300
     token_ttl_seconds: int = 60
     # Test/ops overrides of the preferences document (seconds); None = use preferences.
@@ -61,3 +63,4 @@ class Services:
     # Set when the server starts to shut down, before the gateway ends its sessions: long polls
     # (the agent's GetMessages) answer at once instead of holding the shutdown up.
     stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this node's Prometheus figures

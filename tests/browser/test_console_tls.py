@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import screenshot, sign_in
-from tests.e2e.harness import Agent, Server
+from tests.e2e.harness import Agent, start_tls_server
 from tests.integration.test_api_server import _self_signed
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -19,11 +19,7 @@ def test_tls_console_cookie_and_wss_shell(
 ) -> None:
     cert, key = _self_signed(tmp_path)
     # The agent (Python ssl) and boto3 trust our self-signed server certificate.
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
-    server = Server(tmp_path / "server", extra_args=("--tls-cert", str(cert), "--tls-key", str(key)))
-    server.endpoint = server.endpoint.replace("http://", "https://")
-    server.start()
+    server = start_tls_server(tmp_path / "server", cert, key, cert, monkeypatch)
     agent = Agent(server, tmp_path / "agent")
     try:
         agent.register()

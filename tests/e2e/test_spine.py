@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pexpect
 import pytest
@@ -220,7 +221,13 @@ def test_quickstart_command(tmp_path: pathlib.Path) -> None:
         encoding="utf-8",
         dimensions=(24, 80),
     )
+    child.expect(r"Browser console: (http://127\.0\.0\.1:\d+)/console/")
+    endpoint = child.match.group(1)
+    child.expect(r"sign in with access key id (AKIA\w+) and the aws_secret_access_key in (\S+)credentials")
+    key_id = child.match.group(1)
     child.expect("is online")
+    with urllib.request.urlopen(f"{endpoint}/console/signin", timeout=10) as page:  # the console is there
+        assert page.status == 200 and b"<form" in page.read()
     child.sendline("echo $((6*7))")
     child.expect("42")
     child.sendline("exit")
@@ -229,3 +236,4 @@ def test_quickstart_command(tmp_path: pathlib.Path) -> None:
     child.close()
     assert child.exitstatus == 0
     assert REGION in (tmp_path / "qs" / "config").read_text()
+    assert key_id in (tmp_path / "qs" / "credentials").read_text()

@@ -126,8 +126,8 @@ class ApiServer:
             config=Config(retries={"max_attempts": 1}),
         )
 
-    def post(self, headers: dict[str, str], body: bytes) -> HttpResult:
-        request = urllib.request.Request(self.endpoint + "/", data=body, headers=headers, method="POST")
+    def post(self, headers: dict[str, str], body: bytes, path: str = "/") -> HttpResult:
+        request = urllib.request.Request(self.endpoint + path, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return HttpResult(response.status, dict(response.headers), response.read())

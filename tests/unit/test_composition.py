@@ -7,6 +7,7 @@ import pathlib
 
 from openssm.bus.inprocess import InProcessBus
 from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.metrics import GatewayMetrics
 from openssm.logs.service import SessionLogging
 from openssm.server.composition import compose
 from openssm.services import ServerConfig, Services
@@ -22,7 +23,11 @@ def test_a_node_mounts_every_component_and_its_gateway_runs_the_extensions(tmp_p
         cipher=SecretCipher.generate(),
     )
     server = compose(services)
-    assert [type(extension) for extension in server.gateway.extensions] == [RunCommandJobs, SessionLogging]
+    assert [type(extension) for extension in server.gateway.extensions] == [
+        RunCommandJobs,
+        SessionLogging,
+        GatewayMetrics,
+    ]
     assert server.gateway.services is services
     mounted = {
         (route.method, route.resource.canonical) for route in server.app.router.routes() if route.resource
@@ -33,4 +38,6 @@ def test_a_node_mounts_every_component_and_its_gateway_runs_the_extensions(tmp_p
         ("GET", "/v1/data-channel/{session_id}"),  # gateway: WebSockets
         ("POST", "/console/api/signin"),  # console
         ("GET", "/console/api/nodes"),  # console's JSON routes
+        ("GET", "/healthz"),  # health
+        ("GET", "/readyz"),
     } <= mounted

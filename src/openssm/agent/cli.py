@@ -1,4 +1,4 @@
-"""``openssm agent register`` and ``openssm agent run``."""
+"""``openssm agent register``, ``openssm agent run`` and ``openssm agent install|uninstall`` (systemd)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import aiohttp
 import click
 
+from openssm import systemd
 from openssm.agent.config import AgentSettings, StateError, default_state_dir, load_registration
 from openssm.agent.credentials import CredentialsError, RoleCredentials
 from openssm.agent.registration import RegistrationError, register
@@ -190,3 +191,12 @@ def _environment_credentials() -> Credentials:
     if not key or not secret:
         raise StateError("--instance-id needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
     return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+
+
+systemd.add_service_commands(
+    agent_group,
+    systemd.agent_service,
+    "--state-dir",
+    "The state directory the service runs with (default: /var/lib/openssm-agent, where "
+    "`openssm agent register` run as root keeps the registration).",
+)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import time
 import urllib.parse
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +16,12 @@ from openssm.api import handlers, registry  # noqa: F401 - importing handlers re
 from openssm.api.errors import ApiError, validation_error
 from openssm.api.query_xml import render_error, render_response
 from openssm.api.request import ApiRequest
-from openssm.auth.sigv4 import HttpRequest
+from openssm.auth.sigv4 import HttpRequest, SigV4Error, parse_request
+from openssm.ops import requestid
+from openssm.ops.metrics import UNKNOWN_ACTION
+from openssm.ops.refusals import refused, unauthenticated
 from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
-from openssm.security.errors import AuthError, SecurityError
+from openssm.security.errors import AccessDenied, AuthError, SecurityError
 from openssm.security.facts import peer_address
 from openssm.services import Services
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
@@ -89,20 +93,54 @@ def _check_signing_name(operation: registry.JsonOperation, identity: Identity) -
         )
 
 
+@dataclasses.dataclass(slots=True)
+class _Exchange:
+    """What is known about one API request as it is handled: for its metrics and its log line."""
+
+    request_id: str
+    action: str = UNKNOWN_ACTION  # metrics label: a registered operation's action, or "unknown"
+    requested: str | None = None  # what the caller asked for (logged, bounded), even if unknown
+    principal: str | None = None
+
+
+def _claimed_key(http_request: HttpRequest) -> str | None:
+    """The access key id a request names (not a secret), to say who a refused request claimed to be."""
+    try:
+        return parse_request(http_request).access_key_id
+    except SigV4Error:
+        return None
+
+
+def _json_action(operation: registry.JsonOperation) -> str:
+    service = registry.SIGNING_NAMES.get(operation.target_prefix, operation.target_prefix)
+    return f"{service}:{operation.name}"
+
+
 class ApiDispatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        exchange = _Exchange(requestid.of(request))
+        response = await self._answer(request, exchange)
+        metrics = self.services.metrics
+        metrics.api_requests.labels(exchange.action, str(response.status)).inc()
+        metrics.api_request_duration.labels(exchange.action).observe(time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+        request_id = exchange.request_id
         is_json = "X-Amz-Target" in request.headers
+        http_request: HttpRequest | None = None
         try:
             body = await _read_bounded(request)
             http_request = _http_request(request, body)
             if is_json:
-                return await self._json(request, http_request, body, request_id)
-            return await self._query(request, http_request, body, request_id)
+                return await self._json(request, http_request, body, exchange)
+            return await self._query(request, http_request, body, exchange)
         except (ApiError, SecurityError) as exc:
+            self._log_refusal(exchange, exc, http_request)
             if is_json:
                 return _json_error(exc.code, exc.message, exc.status, request_id)
             return self._xml(
@@ -120,6 +158,23 @@ class ApiDispatcher:
                 request_id,
             )
 
+    @staticmethod
+    def _log_refusal(
+        exchange: _Exchange, exc: ApiError | SecurityError, http_request: HttpRequest | None
+    ) -> None:
+        principal = exchange.principal
+        if principal is None:
+            principal = unauthenticated(_claimed_key(http_request) if http_request is not None else None)
+        resource = exc.resource if isinstance(exc, (ApiError, AccessDenied)) else None
+        refused(
+            "api",
+            principal=principal,
+            action=exchange.requested or exchange.action,
+            resource=resource,
+            code=exc.code,
+            reason=exc.message,
+        )
+
     async def _identity(
         self, request: web.Request, http_request: HttpRequest, auth: registry.AuthMode
     ) -> Identity | None:
@@ -131,14 +186,18 @@ class ApiDispatcher:
         return await authenticate(self.services, http_request, peer_ip=peer_address(request))
 
     async def _json(
-        self, request: web.Request, http_request: HttpRequest, body: bytes, request_id: str
+        self, request: web.Request, http_request: HttpRequest, body: bytes, exchange: _Exchange
     ) -> web.Response:
+        request_id = exchange.request_id
         target = request.headers["X-Amz-Target"]
+        exchange.requested = target[:128]
         operation = registry.find_json(target)
         if operation is None:
             raise ApiError("UnknownOperationException", f"Unknown operation {target[:128]!r}")
+        exchange.action = exchange.requested = _json_action(operation)
         identity = await self._identity(request, http_request, operation.auth)
         if identity is not None:
+            exchange.principal = identity.principal.arn
             _check_signing_name(operation, identity)
         region = identity.region if identity is not None else self.services.config.region
         arguments = _parse_json_body(body)
@@ -149,8 +208,9 @@ class ApiDispatcher:
         return _json_response(result, request_id)
 
     async def _query(
-        self, request: web.Request, http_request: HttpRequest, body: bytes, request_id: str
+        self, request: web.Request, http_request: HttpRequest, body: bytes, exchange: _Exchange
     ) -> web.Response:
+        request_id = exchange.request_id
         try:
             form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError as exc:
@@ -161,11 +221,14 @@ class ApiDispatcher:
             raise ApiError(
                 "MissingAction", "Request is missing an X-Amz-Target header or an Action parameter"
             )
+        exchange.requested = action[:128]
         identity = await authenticate(self.services, http_request, peer_ip=peer_address(request))
+        exchange.principal = identity.principal.arn
         operation = registry.find_query(identity.service, action)
         if operation is None:
             version = form.get("Version", "")
             raise ApiError("InvalidAction", f"Could not find operation {action} for version {version}")
+        exchange.action = exchange.requested = f"{identity.service}:{operation.action}"
         facts = client_facts(request, self.services.config, identity.region)
         result = await operation.handler(ApiRequest(self.services, identity, facts, request_id), form)
         return self._xml(render_response(action, operation.xmlns, result, request_id), 200, request_id)

@@ -20,11 +20,14 @@ from openssm.store.errors import (
 
 
 class ApiError(OpenSSMError):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    """``resource``: the ARN the refusal is about, when there is one (it goes to the server's log)."""
+
+    def __init__(self, code: str, message: str, status: int = 400, *, resource: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.resource = resource
 
 
 def validation_error(message: str) -> ApiError:

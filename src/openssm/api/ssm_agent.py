@@ -118,16 +118,18 @@ async def update_public_key(request: ApiRequest, body: dict[str, Any]) -> dict[s
 async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> InstanceRow:
     """An agent may act only for the instance its credentials were issued to."""
     identity = request.require_identity()
-    await request.authorize(action, [managed_instance_arn(request.region, request.account, instance_id)])
+    arn = managed_instance_arn(request.region, request.account, instance_id)
+    await request.authorize(action, [arn])
     principal = identity.principal
     if principal.type == "AssumedRole" and principal.session_name != instance_id:
         raise ApiError(
             "AccessDeniedException",
             f"User: {principal.arn} is not authorized to perform: {action} on instance {instance_id}",
+            resource=arn,
         )
     instance = await instances.get(request.services.engine, instance_id)
     if instance is None or instance.deregistered:
-        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.")
+        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
     return instance
 
 

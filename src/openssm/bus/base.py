@@ -23,5 +23,9 @@ class Bus(abc.ABC):
     def subscribe(self, channel: str) -> AsyncIterator[Message]:
         """Messages published on ``channel`` after this call, until the iterator is closed."""
 
+    async def ping(self) -> bool:
+        """The bus is reachable (readiness). An in-process bus always is."""
+        return True
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

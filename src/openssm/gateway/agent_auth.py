@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 
 from openssm import security
-from openssm.auth.sigv4 import HttpRequest
+from openssm.auth.sigv4 import HttpRequest, SigV4Error, parse_request
 from openssm.iam.arn import ec2_instance_arn, managed_instance_arn
 from openssm.iam.principal import Principal
 from openssm.security.facts import peer_address
@@ -29,6 +29,14 @@ def http_request(request: web.Request, body: bytes) -> HttpRequest:
     path, _, query = request.raw_path.partition("?")
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
     return HttpRequest(method=request.method, path=path, query=query, headers=headers, body=body)
+
+
+def claimed_key(request: web.Request) -> str | None:
+    """The access key id a request is signed with (not a secret), for the log of a refusal."""
+    try:
+        return parse_request(http_request(request, b"")).access_key_id
+    except SigV4Error:
+        return None
 
 
 def is_signed(request: web.Request) -> bool:
@@ -71,8 +79,11 @@ async def authorize_agent(
 ) -> None:
     own = own_instance(identity.principal)
     if own is not None and own != instance_id:
+        services.metrics.authorization_denied.labels(action).inc()
         raise security.AccessDenied(
-            f"User: {identity.principal.arn} is not authorized to perform: {action} for {instance_id}"
+            f"User: {identity.principal.arn} is not authorized to perform: {action} for {instance_id}",
+            action=action,
+            resource=resources[0] if resources else None,
         )
     facts = security.client_facts(request, services.config, identity.region)
     source = instance_arn(services.config, instance_id)

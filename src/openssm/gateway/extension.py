@@ -12,7 +12,13 @@ What an extension may receive:
 - ``control_messages``: agent control-channel message types it handles, e.g. ``agent_job_reply``.
   One extension per type; ``agent_task_complete`` is the node's own, and a type nobody claims is
   ignored (``agent_telemetry`` today).
-- :meth:`NodeExtension.on_control_opened`: an agent's control channel opened on this node.
+- :meth:`NodeExtension.on_control_opened` / :meth:`NodeExtension.on_control_closed`: an agent's
+  control channel opened on this node / the channel this node held for it closed (a channel
+  replaced by the agent's newer one is not "closed": the instance stays connected). Both run as
+  node tasks, in the order the events happened.
+- :meth:`NodeExtension.on_session_opened` / :meth:`NodeExtension.on_session_closed`: a session
+  started / stopped being relayed by this node, with its live :class:`SessionCounters`. Called
+  synchronously where it happens (not on the relay's per-message path): cheap bookkeeping only.
 - :meth:`NodeExtension.session_tap`: a per-session observer of the relayed stream data, or None
   (``openssm.gateway.tap``: in order, once each, off the relay's path).
 - :meth:`NodeExtension.start` / :meth:`NodeExtension.stop`: with the node (``start`` gets the
@@ -57,6 +63,27 @@ class ExtensionHost(Protocol):
         ...
 
 
+class SessionCounters(Protocol):
+    """A session this node relays, as an extension may see it: its ``sessions`` row and the stream
+    payload bytes relayed so far (counted by the relay itself; read them, never write them)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def row(self) -> Mapping[str, Any]: ...
+
+    @property
+    def bytes_in(self) -> int:
+        """Client to agent."""
+        ...
+
+    @property
+    def bytes_out(self) -> int:
+        """Agent to client."""
+        ...
+
+
 class NodeExtension:
     """Base class of a gateway node extension: every hook does nothing until overridden."""
 
@@ -74,6 +101,15 @@ class NodeExtension:
 
     async def on_control_opened(self, instance_id: str) -> None:
         """``instance_id``'s agent opened its control channel on this node (run as a node task)."""
+
+    async def on_control_closed(self, instance_id: str) -> None:
+        """The control channel this node held for ``instance_id`` closed (run as a node task)."""
+
+    def on_session_opened(self, session: SessionCounters) -> None:
+        """This node started relaying ``session`` (synchronous: keep it cheap)."""
+
+    def on_session_closed(self, session: SessionCounters) -> None:
+        """This node stopped relaying ``session``; its counters are final (synchronous)."""
 
     async def on_control_message(self, instance_id: str, frame: Frame) -> None:
         """A control-channel frame from ``instance_id`` whose type is in :attr:`control_messages`."""

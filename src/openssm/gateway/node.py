@@ -196,6 +196,10 @@ class GatewayNode:
     async def unregister_control(self, control: ControlChannel) -> None:
         if self.controls.get(control.instance_id) is control:
             del self.controls[control.instance_id]
+            for extension in self.extensions:
+                self.background(
+                    extension.on_control_closed(control.instance_id), f"control-closed-{control.instance_id}"
+                )
             await instances.clear_control_node(self.engine, control.instance_id, self.node_id)
 
     async def send_control(self, instance_id: str, data: bytes) -> bool:
@@ -234,6 +238,17 @@ class GatewayNode:
     def forget(self, relay: SessionRelay) -> None:
         if self.relays.get(relay.session_id) is relay:
             del self.relays[relay.session_id]
+            self._session_event(relay, opened=False)
+
+    def _session_event(self, relay: SessionRelay, *, opened: bool) -> None:
+        for extension in self.extensions:
+            try:
+                if opened:
+                    extension.on_session_opened(relay)
+                else:
+                    extension.on_session_closed(relay)
+            except Exception:
+                log.exception("%s failed on session %s", type(extension).__name__, relay.session_id)
 
     async def _active_session(self, session_id: str) -> SessionRow:
         session = await sessions.get(self.engine, session_id)
@@ -261,6 +276,7 @@ class GatewayNode:
             clock=self.clock.monotonic,
         )
         self.relays[relay.session_id] = relay
+        self._session_event(relay, opened=True)
         return relay
 
     def _taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -15,8 +16,9 @@ from aiohttp import web
 
 from openssm import security
 from openssm.errors import OpenSSMError
-from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, instance_arn
+from openssm.gateway.agent_auth import authenticate_agent, authorize_agent, claimed_key, instance_arn
 from openssm.iam.arn import session_arn
+from openssm.ops.refusals import refused, unauthenticated
 from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
 from openssm.store import channel_tokens, instances, sessions
@@ -65,6 +67,24 @@ class BadRequest(OpenSSMError):
     pass
 
 
+class Refused(OpenSSMError):
+    """The call is refused with this error (code and message as the agent expects them)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclasses.dataclass(slots=True)
+class Call:
+    """One MGS REST call, as far as it is known: for the log line of a refusal."""
+
+    request: web.Request
+    action: str
+    resource: str
+    principal: str | None = None
+
+
 async def issue_token(services: Services, kind: TokenKind, channel_id: str, principal_arn: str) -> str:
     token = secrets.token_urlsafe(32)
     await channel_tokens.issue(
@@ -82,18 +102,28 @@ async def issue_token(services: Services, kind: TokenKind, channel_id: str, prin
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _answer(root: str, issue: Callable[[], Awaitable[str | web.Response]]) -> web.StreamResponse:
-    """``issue()`` returns the new token (answered as ``<root>``) or its own error response; the
-    refusals it raises become the XML errors the agent understands."""
+async def _answer(root: str, call: Call, issue: Callable[[], Awaitable[str]]) -> web.StreamResponse:
+    """``issue()`` returns the new token (answered as ``<root>``); the refusals it raises become
+    the XML errors the agent understands, each logged once here."""
     try:
-        issued = await issue()
+        return token_response(root, await issue())
     except security.AuthError as exc:
-        return error_response(exc.code, exc.message, exc.status)
+        code, message, status = exc.code, exc.message, exc.status
     except security.AccessDenied as exc:
-        return error_response("AccessDeniedException", exc.message, 403)
+        code, message, status = "AccessDeniedException", exc.message, 403
+    except Refused as exc:
+        code, message, status = exc.code, exc.message, exc.status
     except BadRequest as exc:
-        return error_response("ValidationException", str(exc), 400)
-    return issued if isinstance(issued, web.Response) else token_response(root, issued)
+        code, message, status = "ValidationException", str(exc), 400
+    refused(
+        "mgs",
+        principal=call.principal or unauthenticated(claimed_key(call.request)),
+        action=call.action,
+        resource=call.resource,
+        code=code,
+        reason=message,
+    )
+    return error_response(code, message, status)
 
 
 def make_handlers(services: Services) -> tuple[Handler, Handler]:
@@ -101,45 +131,37 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
 
     async def create_control_channel(request: web.Request) -> web.StreamResponse:
         instance_id = request.match_info["instance_id"]
+        action = "ssmmessages:CreateControlChannel"
+        call = Call(request, action, instance_arn(config, instance_id))
 
-        async def issue() -> str | web.Response:
+        async def issue() -> str:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
+            call.principal = identity.principal.arn
             instance = await instances.get(services.engine, instance_id)
             if instance is None or instance.deregistered:
-                return error_response("InvalidInstanceId", f"Instance {instance_id} is not registered", 400)
-            await authorize_agent(
-                services,
-                request,
-                identity,
-                "ssmmessages:CreateControlChannel",
-                instance_id,
-                [instance_arn(config, instance_id)],
-            )
+                raise Refused("InvalidInstanceId", f"Instance {instance_id} is not registered", 400)
+            await authorize_agent(services, request, identity, action, instance_id, [call.resource])
             return await issue_token(services, KIND_CONTROL, instance_id, identity.principal.arn)
 
-        return await _answer("CreateControlChannelOutput", issue)
+        return await _answer("CreateControlChannelOutput", call, issue)
 
     async def create_data_channel(request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
+        action = "ssmmessages:CreateDataChannel"
+        call = Call(request, action, session_arn(config.region, config.account_id, session_id))
 
-        async def issue() -> str | web.Response:
+        async def issue() -> str:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
+            call.principal = identity.principal.arn
             session = await sessions.get(services.engine, session_id)
             if session is None or session.status in FINAL_STATUSES:
                 # The agent does not retry on exactly this text.
-                return error_response("ValidationException", "Session is already terminated", 400)
-            await authorize_agent(
-                services,
-                request,
-                identity,
-                "ssmmessages:CreateDataChannel",
-                session.target,
-                [session_arn(config.region, config.account_id, session_id)],
-            )
+                raise Refused("ValidationException", "Session is already terminated", 400)
+            await authorize_agent(services, request, identity, action, session.target, [call.resource])
             return await issue_token(services, KIND_DATA, session_id, identity.principal.arn)
 
-        return await _answer("CreateDataChannelOutput", issue)
+        return await _answer("CreateDataChannelOutput", call, issue)
 
     return create_control_channel, create_data_channel

@@ -5,18 +5,20 @@ token; told apart by ``ClientInstanceId`` in the first frame)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from openssm import security
 from openssm.gateway import messages
-from openssm.gateway.agent_auth import authenticate_agent, is_signed, own_instance
+from openssm.gateway.agent_auth import authenticate_agent, claimed_key, instance_arn, is_signed, own_instance
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.node import GatewayNode, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
+from openssm.iam.arn import session_arn
+from openssm.ops.refusals import refused, unauthenticated
 from openssm.store import channel_tokens
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.transport import websocket_connection
@@ -25,23 +27,32 @@ log = logging.getLogger(__name__)
 
 KIND_CLIENT: Final = TokenKind.CLIENT
 BAD_TOKEN: Final = "The session token is invalid, expired or already used"
+OPEN_CONTROL: Final = "ssmmessages:OpenControlChannel"
+OPEN_DATA: Final = "ssmmessages:OpenDataChannel"
+
+# Logs a channel refusal: (code, reason).
+Refusal = Callable[[str, str], None]
 
 
-async def read_open_frame(ws: Socket, timeout: float) -> messages.OpenFrame | None:
-    """The first frame must be a JSON text frame with a TokenValue; otherwise close and None."""
+async def read_open_frame(ws: Socket, timeout: float, refuse: Refusal) -> messages.OpenFrame | None:
+    """The first frame must be a JSON text frame with a TokenValue; otherwise close and None
+    (``refuse`` logs why, unless the peer just went away)."""
     try:
         msg = await ws.receive(timeout=timeout)
     except TimeoutError:
+        refuse("InvalidOpenFrame", f"no open frame within {timeout:g}s")
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no open frame")
         return None
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return None
     if msg.type is not WSMsgType.TEXT:
+        refuse("InvalidOpenFrame", "first frame must be a text open frame")
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"first frame must be a text open frame")
         return None
     try:
         return messages.parse_open_frame(msg.data)
     except messages.MessageError as exc:
+        refuse("InvalidOpenFrame", str(exc))
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
         return None
 
@@ -56,17 +67,26 @@ async def binary_frames(ws: Socket) -> AsyncIterator[bytes]:
             return
 
 
-async def refuse_agent(peer: Peer, session_id: str, reason: str) -> None:
-    log.info("refused agent data channel for %s: %s", session_id, reason)
+async def refuse_agent(peer: Peer, session_id: str, code: str, reason: str, refuse: Refusal) -> None:
+    refuse(code, reason)
     await peer.send(messages.channel_closed(session_id, "", reason))
     await peer.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
 
 
-async def refuse_client(peer: Peer, session_id: str, reason: str) -> None:
+async def refuse_client(peer: Peer, session_id: str, code: str, reason: str, refuse: Refusal) -> None:
     """Tell the plugin why (it prints Output and exits) rather than letting it retry blindly."""
-    log.info("refused client for %s: %s", session_id, reason)
+    refuse(code, reason)
     await peer.send(messages.channel_closed(session_id, "", reason))
     await peer.close_after(LINGER)
+
+
+def _refusal(surface: str, action: str, resource: str, principal: Callable[[], str | None]) -> Refusal:
+    """A :data:`Refusal` for one channel; ``principal()`` says who it is as far as known then."""
+
+    def log_refusal(code: str, reason: str) -> None:
+        refused(surface, principal=principal(), action=action, resource=resource, code=code, reason=reason)
+
+    return log_refusal
 
 
 class SocketHandlers:
@@ -77,24 +97,36 @@ class SocketHandlers:
 
     async def control(self, request: web.Request) -> web.StreamResponse:
         instance_id = request.match_info["instance_id"]
+        who: list[str] = []  # the principal, once authenticated
+        refuse = _refusal(
+            "control-channel",
+            OPEN_CONTROL,
+            instance_arn(self.services.config, instance_id),
+            lambda: who[0] if who else unauthenticated(claimed_key(request)),
+        )
         if not is_signed(request):
+            refuse("MissingAuthenticationTokenException", "Missing Authentication Token")
             return error_response("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
         try:
             identity = await authenticate_agent(self.services, request, b"")
         except security.AuthError as exc:
+            refuse(exc.code, exc.message)
             return error_response(exc.code, exc.message, exc.status)
+        who.append(identity.principal.arn)
         ws = make_websocket(self.settings)
         await ws.prepare(request)
         peer = Peer(ws, f"control {instance_id}")
         try:
-            opened = await read_open_frame(ws, self.settings.open_frame_timeout)
+            opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
             if opened is None:
                 return ws
             if not isinstance(opened, messages.ControlOpen):
+                refuse("InvalidOpenFrame", "not a control channel open frame")
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
                 return ws
             token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
             if token is None or token.principal_arn != identity.principal.arn:
+                refuse("InvalidToken", BAD_TOKEN)
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
                 return ws
             control = ControlChannel(instance_id, peer, opened)
@@ -113,12 +145,22 @@ class SocketHandlers:
 
     async def data(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
+        config = self.services.config
         identity: security.Identity | None = None
+        who: list[str] = []  # the principal, once known (the agent's signature or the client's token)
+        refuse = _refusal(
+            "data-channel",
+            OPEN_DATA,
+            session_arn(config.region, config.account_id, session_id),
+            lambda: who[-1] if who else unauthenticated(claimed_key(request)),
+        )
         if is_signed(request):
             try:
                 identity = await authenticate_agent(self.services, request, b"")
             except security.AuthError as exc:
+                refuse(exc.code, exc.message)
                 return error_response(exc.code, exc.message, exc.status)
+            who.append(identity.principal.arn)
         # Data channels carry the bulk bytes: framed by websocket_connection, not aiohttp (DESIGN.md).
         ws = await websocket_connection.accept(
             request,
@@ -130,12 +172,13 @@ class SocketHandlers:
             return ws  # not a valid upgrade: aiohttp's error response
         peer = Peer(ws, f"data {session_id}")
         try:
-            opened = await read_open_frame(ws, self.settings.open_frame_timeout)
+            opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
             if isinstance(opened, messages.AgentDataOpen):
-                await self._serve_agent(session_id, identity, opened, peer)
+                await self._serve_agent(session_id, identity, opened, peer, refuse)
             elif isinstance(opened, messages.ClientOpen):
-                await self._serve_client(session_id, opened, peer)
+                await self._serve_client(session_id, opened, peer, refuse, who)
             elif opened is not None:
+                refuse("InvalidOpenFrame", "not a data channel open frame")
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame")
         finally:
             peer.gone.set()
@@ -143,17 +186,20 @@ class SocketHandlers:
         assert ws.response is not None
         return ws.response
 
-    async def _serve_client(self, session_id: str, opened: messages.ClientOpen, peer: Peer) -> None:
+    async def _serve_client(
+        self, session_id: str, opened: messages.ClientOpen, peer: Peer, refuse: Refusal, who: list[str]
+    ) -> None:
         token = await self._consume_token(opened.token_value, KIND_CLIENT, session_id)
         if token is None:
-            await refuse_client(peer, session_id, BAD_TOKEN)
+            await refuse_client(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
+        who.append(token.principal_arn)
         try:
             relay = await self.node.join_client(session_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
         except SessionRefused as exc:
-            await refuse_client(peer, session_id, str(exc))
+            await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
         finally:
             await self._left(session_id, peer, client=True)
 
@@ -163,25 +209,38 @@ class SocketHandlers:
         identity: security.Identity | None,
         opened: messages.AgentDataOpen,
         peer: Peer,
+        refuse: Refusal,
     ) -> None:
         instance_id = opened.client_instance_id
         if identity is None:
-            await refuse_agent(peer, session_id, "An agent data channel must be signed")
+            await refuse_agent(
+                peer,
+                session_id,
+                "MissingAuthenticationTokenException",
+                "An agent data channel must be signed",
+                refuse,
+            )
             return
         own = own_instance(identity.principal)
         if own is not None and own != instance_id:
-            await refuse_agent(peer, session_id, f"{identity.principal.arn} is not {instance_id}")
+            await refuse_agent(
+                peer,
+                session_id,
+                "AccessDeniedException",
+                f"{identity.principal.arn} is not {instance_id}",
+                refuse,
+            )
             return
         token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         if token is None or token.principal_arn != identity.principal.arn:
-            await refuse_agent(peer, session_id, BAD_TOKEN)
+            await refuse_agent(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
         try:
             relay = await self.node.join_agent(session_id, instance_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
         except SessionRefused as exc:
-            await refuse_agent(peer, session_id, str(exc))
+            await refuse_agent(peer, session_id, "SessionRefused", str(exc), refuse)
         finally:
             await self._left(session_id, peer, client=False)
 

@@ -95,6 +95,9 @@ async def authorize(
             now=now,
         )
         if result.decision != "allowed":
+            services.metrics.authorization_denied.labels(action).inc()
             raise AccessDenied(
-                denial_message(identity.principal.arn, action, resource, result.decision == "explicitDeny")
+                denial_message(identity.principal.arn, action, resource, result.decision == "explicitDeny"),
+                action=action,
+                resource=resource,
             )

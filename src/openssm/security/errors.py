@@ -18,7 +18,9 @@ class AuthError(SecurityError):
 
 
 class AccessDenied(SecurityError):
-    """An authenticated principal is not allowed the action."""
+    """An authenticated principal is not allowed the action (on ``resource``, when one was checked)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, action: str | None = None, resource: str | None = None) -> None:
         super().__init__("AccessDeniedException", message, 400)
+        self.action = action
+        self.resource = resource

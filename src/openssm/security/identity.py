@@ -77,7 +77,7 @@ def _service_of(req: HttpRequest) -> str:
 
 def _from_sigv4(exc: SigV4Error, service: str) -> AuthError:
     if exc.diagnostics:
-        log.info("SigV4 verification failed: %s\n%s", exc.message, exc.diagnostics)
+        log.debug("SigV4 verification failed: %s\n%s", exc.message, exc.diagnostics)
     if service in QUERY_SERVICES:
         return AuthError(exc.query_code, exc.message, exc.query_status)
     return AuthError(exc.code, exc.message, exc.status)
@@ -127,7 +127,7 @@ async def authenticate(
     key = await access_keys.find(services.engine, parsed.access_key_id)
     now = services.clock.now()
     if key is None or key.status != "Active":
-        log.info("refused key %s from %s: unknown or inactive", parsed.access_key_id, peer_ip)
+        log.debug("refused key %s from %s: unknown or inactive", parsed.access_key_id, peer_ip)
         raise _invalid_token(parsed.service)
     if key.temporary:
         presented = parsed.security_token

@@ -79,6 +79,15 @@ class BootstrapError(OpenSSMError):
     """The server cannot start on this data (message says what to do)."""
 
 
+def master_key_matches(cipher: SecretCipher, stored_check: str) -> bool:
+    """The database's check value (``settings.master_key_check``) decrypts under ``cipher``."""
+    try:
+        cipher.decrypt(base64.b64decode(stored_check))
+    except (SecretCipherError, ValueError):
+        return False
+    return True
+
+
 async def _check_master_key(conn: AsyncConnection, cipher: SecretCipher) -> None:
     """Refuse a master key other than the one the database's secrets were encrypted with.
 
@@ -90,14 +99,12 @@ async def _check_master_key(conn: AsyncConnection, cipher: SecretCipher) -> None
             conn, MASTER_KEY_CHECK, base64.b64encode(cipher.encrypt(_CHECK_PLAINTEXT)).decode()
         )
         return
-    try:
-        cipher.decrypt(base64.b64decode(stored))
-    except (SecretCipherError, ValueError) as exc:
+    if not master_key_matches(cipher, stored):
         raise BootstrapError(
             "this server's master key is not the one the database was created with; "
             "give every node the same key (OPENSSM_MASTER_KEY, base64 of 32 bytes) or the original "
             "<data-dir>/master.key"
-        ) from exc
+        )
 
 
 def _dump(policy: Mapping[str, object]) -> str:
@@ -157,6 +164,17 @@ def usage_text(data_dir: pathlib.Path, public_url: str) -> str:
         f"  export AWS_CONFIG_FILE={data_dir / 'config'}\n"
         f"  aws --profile {PROFILE} --endpoint-url {public_url} ssm describe-instance-information\n"
         "(newer AWS CLIs also read endpoint_url from the profile, so --endpoint-url may be left out)"
+    )
+
+
+def console_text(data_dir: pathlib.Path, public_url: str) -> str:
+    """Where the browser console is and how to sign in to it (printed at every start)."""
+    return (
+        f"Browser console: {public_url}/console/\n"
+        "  sign in with an access key id and its secret (and the user's password and MFA code, if it "
+        "has them);\n"
+        f"  the administrator's key is in {data_dir / 'credentials'} "
+        "(aws_access_key_id, aws_secret_access_key)"
     )
 
 

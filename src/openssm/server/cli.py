@@ -1,9 +1,9 @@
-"""``openssm server``: run the control plane (AWS SSM API) and the message gateway."""
+"""``openssm server``: run the control plane (AWS SSM API) and the message gateway; ``openssm server
+install|uninstall``: as a systemd service."""
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import pathlib
 import socket
@@ -11,7 +11,10 @@ from typing import Any
 
 import click
 
+from openssm import systemd
 from openssm.logs.options import logging_config, logging_options
+from openssm.ops.logformat import FORMATS, LogFormat, configure
+from openssm.server import config_file
 from openssm.services import ServerConfig
 
 DEFAULT_PORT = 8080
@@ -22,6 +25,11 @@ def default_data_dir() -> pathlib.Path:
     if configured:
         return pathlib.Path(configured)
     return pathlib.Path.home() / ".local" / "share" / "openssm"
+
+
+def _load_config(ctx: click.Context, _: click.Parameter, path: pathlib.Path | None) -> pathlib.Path | None:
+    config_file.load_into(ctx, path)
+    return path
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -45,7 +53,21 @@ def _cidr(value: str) -> str:
         raise click.BadParameter(f"{value!r} is not an IP address or CIDR") from None
 
 
-@click.command("server", short_help="Run the API and session gateway (one node).")
+@click.group(
+    "server",
+    invoke_without_command=True,
+    short_help="Run the API and session gateway (one node); install it as a service.",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help='TOML file of options: each key is an option\'s long name (listen = "0.0.0.0:8443"); '
+    "options given on the command line win over it.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=pathlib.Path),
@@ -98,14 +120,29 @@ def _cidr(value: str) -> str:
     help="CIDR of a reverse proxy whose X-Forwarded-For/-Proto are believed (repeatable).",
 )
 @click.option(
+    "--metrics-listen",
+    default=None,
+    help="HOST:PORT of a separate listener serving Prometheus metrics at /metrics (off unless given).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     help="Least severe log messages written to stderr.",
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="text: a line for people; json: one object a line (time, level, logger, message, request_id…).",
+)
 @logging_options  # session recording and log sinks (openssm.logs)
+@click.pass_context
 def server_command(
+    ctx: click.Context,
+    /,
     data_dir: pathlib.Path | None,
     listen: str,
     public_url: str | None,
@@ -117,12 +154,19 @@ def server_command(
     redis_url: str | None,
     node_id: str | None,
     trusted_proxies: tuple[str, ...],
+    metrics_listen: str | None,
     log_level: str,
+    log_format: LogFormat,
     **logging_settings: Any,
 ) -> None:
-    """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent) and the
-    session gateway, on one port. The first start creates an administrator and writes AWS CLI
-    credentials and config files (profile "openssm") into the data directory."""
+    """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent), the
+    session gateway and the browser console, on one port. The first start creates an administrator
+    and writes AWS CLI credentials and config files (profile "openssm") into the data directory.
+
+    SIGHUP reloads the TLS certificate and key (sessions stay up). `openssm server install` runs it
+    as a systemd service."""
+    if ctx.invoked_subcommand is not None:
+        return
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if not (len(account_id) == 12 and account_id.isdigit()):
@@ -145,9 +189,10 @@ def server_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
+        metrics_listen=_listen(metrics_listen) if metrics_listen else None,
         **logging_config(logging_settings),
     )
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(log_level, log_format)
     # Server code is imported only when the command runs.
     from openssm.server.bootstrap import BootstrapError
     from openssm.server.process import run
@@ -159,3 +204,11 @@ def server_command(
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. the port is taken
         raise click.ClickException(f"cannot serve on {listen}: {exc}") from exc
+
+
+systemd.add_service_commands(
+    server_command,
+    systemd.server_service,
+    "--config",
+    "The TOML file the service runs with (openssm server --config FILE), e.g. /etc/openssm/server.toml.",
+)

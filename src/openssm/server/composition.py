@@ -15,9 +15,13 @@ from openssm.api import app as api_app
 from openssm.console import app as console_app
 from openssm.gateway import app as gateway_app
 from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.metrics import GatewayMetrics
 from openssm.gateway.node import GatewayNode
 from openssm.logs.service import SessionLogging
+from openssm.ops import requestid
+from openssm.server import health
 from openssm.services import Services
+from openssm.store import log_uploads
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,11 +40,19 @@ def compose(services: Services) -> Server:
         services.stopping.set()
 
     app.on_shutdown.append(stopping)  # first: long polls answer before the gateway closes its sockets
+    requestid.install(app)  # every response's x-amzn-RequestId, and the id in the logs
     api_app.install(app, services)  # POST /: the SSM, IAM, STS and CloudTrail APIs
     gateway = gateway_app.install(  # /v1/control-channel, /v1/data-channel: ssmmessages
         app,
         services,
-        extensions=(RunCommandJobs(services), SessionLogging(services)),
+        extensions=(RunCommandJobs(services), SessionLogging(services), GatewayMetrics(services.metrics)),
     )
     console_app.install(app, services)  # /console/
+    health.install(app, services)  # /healthz, /readyz
+
+    async def log_upload_backlog() -> None:
+        count = await log_uploads.backlog(services.engine, services.config.node_id)
+        services.metrics.log_upload_backlog.set(count)
+
+    services.metrics.add_refresher(log_upload_backlog)  # read when /metrics is scraped
     return Server(app, services, gateway)

@@ -12,8 +12,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from openssm.bus.factory import make_bus
-from openssm.server.bootstrap import bootstrap, usage_text
+from openssm.server.bootstrap import bootstrap, console_text, usage_text
 from openssm.server.composition import compose
+from openssm.server.datadir import DataDirLock
+from openssm.server.metrics import start_metrics_listener
 from openssm.services import ServerConfig, Services
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
@@ -40,6 +42,10 @@ class _MalformedHttpWithoutTraceback(logging.Filter):
 _HTTP_LOG_FILTER = _MalformedHttpWithoutTraceback()
 
 
+def uses_embedded_database(config: ServerConfig) -> bool:
+    return config.database_url is None or config.database_url.startswith("sqlite")
+
+
 async def create_services(config: ServerConfig) -> Services:
     """Open the database (migrating it), the master key and the bus; bootstrap the account."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -62,8 +68,30 @@ def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+    _load_certificate(context, config)
     return context
+
+
+def _load_certificate(context: ssl.SSLContext, config: ServerConfig) -> None:
+    assert config.tls_cert is not None
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+
+
+def reload_certificate(context: ssl.SSLContext | None, config: ServerConfig) -> bool:
+    """SIGHUP: load the certificate and key files again into the listening context. Connections
+    already open keep the certificate they were made with (sessions are not dropped); new ones get
+    the new certificate. Files that do not load (a half-written renewal) leave the old one in use."""
+    if context is None:
+        log.info("SIGHUP: no TLS certificate to reload (serving plain HTTP)")
+        return False
+    try:
+        _load_certificate(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), config)  # check first
+        _load_certificate(context, config)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("SIGHUP: kept the TLS certificate in use: cannot load %s: %s", config.tls_cert, exc)
+        return False
+    log.info("SIGHUP: reloaded the TLS certificate %s and its key", config.tls_cert)
+    return True
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
@@ -74,17 +102,28 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
             loop.add_signal_handler(sig, stop.set)
     logging.getLogger("aiohttp.server").addFilter(_HTTP_LOG_FILTER)  # once: filters are a set
-    services = await create_services(config)
-    runner = web.AppRunner(compose(services).app, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(
-            runner,
-            config.listen_host,
-            config.listen_port,
-            ssl_context=_ssl_context(config),
+    async with contextlib.AsyncExitStack() as stack:
+        if uses_embedded_database(config):
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(DataDirLock(config.data_dir))  # one server per embedded database
+        services = await create_services(config)
+        stack.push_async_callback(close_services, services)
+        runner = web.AppRunner(
+            compose(services).app, handle_signals=False, access_log=None, shutdown_timeout=5
         )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        ssl_context = _ssl_context(config)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+            loop.add_signal_handler(signal.SIGHUP, reload_certificate, ssl_context, config)
+            stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+        site = web.TCPSite(runner, config.listen_host, config.listen_port, ssl_context=ssl_context)
         await site.start()
+        if config.metrics_listen is not None:
+            host, port = config.metrics_listen
+            metrics_runner = await start_metrics_listener(services.metrics, host, port)
+            stack.push_async_callback(metrics_runner.cleanup)
+            log.info("Prometheus metrics at http://%s:%s/metrics", host, port)
         log.info(
             "OpenSSM listening on %s:%s (public URL %s)",
             config.listen_host,
@@ -92,13 +131,13 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             config.public_url,
         )
         print(f"OpenSSM server listening on {config.listen_host}:{config.listen_port}", flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        await close_services(services)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+        print(console_text(config.data_dir, config.public_url), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
 
 
 def run(config: ServerConfig) -> None:

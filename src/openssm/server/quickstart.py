@@ -6,6 +6,7 @@ quickstart only orchestrates them, so what works here works when the parts live 
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import os
@@ -70,8 +71,6 @@ def _process(
 
 
 def _ssm_client(data_dir: pathlib.Path, endpoint: str, region: str) -> Any:
-    import configparser
-
     import boto3
 
     credentials = configparser.ConfigParser()
@@ -83,6 +82,18 @@ def _ssm_client(data_dir: pathlib.Path, endpoint: str, region: str) -> Any:
         region_name=region,
         aws_access_key_id=profile["aws_access_key_id"],
         aws_secret_access_key=profile["aws_secret_access_key"],
+    )
+
+
+def _console_text(data_dir: pathlib.Path, endpoint: str) -> str:
+    """Where the browser console is and how to sign in (the administrator's key id; its secret stays
+    in the credentials file)."""
+    credentials = configparser.ConfigParser()
+    credentials.read(data_dir / "credentials")
+    key_id = credentials["openssm"]["aws_access_key_id"]
+    return (
+        f"Browser console: {endpoint}/console/ (while the shell below is open, or with --keep-running)\n"
+        f"  sign in with access key id {key_id} and the aws_secret_access_key in {data_dir / 'credentials'}"
     )
 
 
@@ -101,8 +112,9 @@ def quickstart_command(data_dir: pathlib.Path, port: int, region: str, keep_runn
     """Start an embedded server and a local agent, then open a shell on that node.
 
     Runs `openssm server` (SQLite + files in DATA_DIR), creates an activation, registers a local
-    `openssm agent`, waits until the node is Online and runs `openssm start-session` into it.
-    `exit` ends the shell; the exit status is the session client's.
+    `openssm agent`, waits until the node is Online, says where the browser console is and how to
+    sign in to it, and runs `openssm start-session` into the node. `exit` ends the shell; the exit
+    status is the session client's.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +192,7 @@ def quickstart_command(data_dir: pathlib.Path, port: int, region: str, keep_runn
             return bool(status["Status"] == "connected")
 
         _wait_for(node_online, f"{instance_id} to come online")
+        click.echo(_console_text(data_dir, endpoint))
         click.echo(f"Node {instance_id} is online. Opening a shell; type `exit` to leave.\n")
         result = subprocess.run(
             _openssm(

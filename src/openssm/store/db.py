@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -44,3 +46,19 @@ async def migrate(engine: AsyncEngine) -> None:
             # Held until this transaction commits: a second node waits, then finds the schema current.
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         await conn.run_sync(_upgrade)
+
+
+@functools.cache
+def _heads() -> frozenset[str]:
+    """The newest revisions this code knows (read from the migration scripts once)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    """The database answers and its schema is at the newest revision (readiness). Reads Alembic's
+    version table itself: Alembic's MigrationContext logs a line each time, and this is polled."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+        return {str(row[0]) for row in rows} == _heads()

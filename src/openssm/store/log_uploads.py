@@ -10,7 +10,7 @@ from typing import Final, Literal, TypedDict, Unpack
 import sqlalchemy as sa
 
 from openssm.store import sessions
-from openssm.store.rows import Db, every, execute, writing
+from openssm.store.rows import Db, count, every, execute, writing
 from openssm.store.tables import log_uploads
 
 STREAMING: Final = "streaming"  # CloudWatch while the session runs: ship lines as they come
@@ -85,6 +85,14 @@ async def due(db: Db, node_id: str, *, now: dt.datetime | None, limit: int = 50)
     if now is not None:
         query = query.where(log_uploads.c.next_attempt_at <= now)
     return await every(db, query.order_by(log_uploads.c.id).limit(limit), LogUploadRow)
+
+
+async def backlog(db: Db, node_id: str) -> int:
+    """Uploads ``node_id`` has still to ship (streaming or pending, due or waiting for a retry)."""
+    query = sa.select(log_uploads.c.id).where(
+        log_uploads.c.node_id == node_id, log_uploads.c.status.in_((STREAMING, PENDING))
+    )
+    return await count(db, query)
 
 
 async def for_session(db: Db, session_id: str) -> list[LogUploadRow]:

@@ -1,0 +1,113 @@
+"""``openssm server --config FILE``: every option has a key, the command line wins over the file,
+and a key the server does not know is an error naming it."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from tests.conftest import REPO_ROOT
+
+from openssm.cli import main
+from openssm.server import config_file
+from openssm.server import process as server_process
+from openssm.server.cli import server_command
+from openssm.services import ServerConfig
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[ServerConfig]:
+    """The configs `openssm server` would run with (the server itself is not started)."""
+    configs: list[ServerConfig] = []
+    monkeypatch.setattr(server_process, "run", configs.append)
+    monkeypatch.setattr("openssm.server.cli.configure", lambda *_: None)  # leave the test's logging be
+    return configs
+
+
+def run_server(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(main, ["server", *args], catch_exceptions=False)
+
+
+def test_every_option_of_the_server_has_a_key() -> None:
+    options = [p for p in server_command.params if isinstance(p, click.Option) and p.name != "config"]
+    keys = config_file.keys(server_command)
+    assert len(keys) == len(options)
+    assert {
+        "listen",
+        "tls-cert",
+        "trusted-proxy",
+        "metrics-listen",
+        "log-format",
+        "session-recording",
+    } <= set(keys)
+
+
+def test_the_file_sets_options_and_the_command_line_wins(
+    tmp_path: pathlib.Path, started: list[ServerConfig]
+) -> None:
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "cert.pem").write_text("cert")
+    (tmp_path / "tls" / "key.pem").write_text("key")
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f'data-dir = "{tmp_path / "data"}"\n'
+        'listen = "127.0.0.1:8443"\n'
+        'region = "eu-west-1"\n'
+        'tls-cert = "tls/cert.pem"\n'  # relative to the file
+        'tls-key = "tls/key.pem"\n'
+        'trusted-proxy = ["10.0.0.0/8", "192.0.2.1"]\n'
+        'metrics-listen = "127.0.0.1:9102"\n'
+        "session-recording = false\n"
+    )
+    result = run_server("--config", str(config), "--region", "us-west-2")
+    assert result.exit_code == 0, result.output
+    [chosen] = started
+    assert chosen.region == "us-west-2"  # the flag wins
+    assert (chosen.listen_host, chosen.listen_port) == ("127.0.0.1", 8443)
+    assert chosen.tls_cert == tmp_path / "tls" / "cert.pem"
+    assert chosen.trusted_proxies == ("10.0.0.0/8", "192.0.2.1/32")
+    assert chosen.metrics_listen == ("127.0.0.1", 9102)
+    assert chosen.record_sessions is False
+    assert chosen.public_url == "https://127.0.0.1:8443"
+
+
+def test_an_unknown_key_is_an_error_naming_it(tmp_path: pathlib.Path, started: list[ServerConfig]) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('listen = "127.0.0.1:8443"\nlisten_port = 9\n')
+    result = run_server("--config", str(config))
+    assert result.exit_code == 2
+    assert "unknown key 'listen_port'" in result.output
+    assert not started
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("listen = [", "is not valid TOML"),
+        ('trusted-proxy = "not-an-address"', "is not an IP address or CIDR"),
+        ('log-format = "xml"', "'xml' is not one of"),
+        ('region = ["a", "b"]', "takes one value, not a list"),
+    ],
+)
+def test_bad_values_are_reported(
+    tmp_path: pathlib.Path, started: list[ServerConfig], text: str, message: str
+) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(text + "\n")
+    result = run_server("--config", str(config))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not started
+
+
+def test_the_readme_example_is_a_valid_file(tmp_path: pathlib.Path) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    [example] = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    config = tmp_path / "server.toml"
+    config.write_text(example)
+    settings: dict[str, Any] = config_file.default_map(server_command, config)
+    assert settings["listen"] and settings["data_dir"]
