@@ -41,6 +41,12 @@ def _start_session() -> click.Command:
     return start_session_command
 
 
+def _run() -> click.Command:
+    from openssm.client.run import run_command
+
+    return run_command
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -54,6 +60,7 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "agent": _agent,
     "start-session": _start_session,
     "logs": _logs,
+    "run": _run,
 }
 
 

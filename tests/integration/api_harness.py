@@ -15,6 +15,8 @@ import json
 import os
 import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -125,6 +127,22 @@ class ApiServer:
             aws_session_token=token[0] if token else None,
             config=Config(retries={"max_attempts": 1}),
         )
+
+    def aws(self, *args: str) -> dict[str, Any]:
+        """The real AWS CLI as the administrator; its JSON output."""
+        key, secret = self.admin_credentials
+        env = {
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+        argv = [str(pathlib.Path(sys.executable).parent / "aws"), *args, "--endpoint-url", self.endpoint]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout) if done.stdout.strip() else {}
+        return result
 
     def post(self, headers: dict[str, str], body: bytes, path: str = "/") -> HttpResult:
         request = urllib.request.Request(self.endpoint + path, data=body, headers=headers, method="POST")

@@ -4,6 +4,7 @@ and a TCP relay in front of it that a test can cut and restore to stage a sink o
 from __future__ import annotations
 
 import contextlib
+import json
 import pathlib
 import socket
 import subprocess
@@ -141,6 +142,16 @@ def log_messages(logs: Any, group: str, stream: str) -> list[str]:
     except logs.exceptions.ResourceNotFoundException:
         return []
     return [event["message"] for event in events]
+
+
+def session_events(logs: Any, group: str, stream: str) -> list[dict[str, Any]]:
+    """A streamed session's events: AWS's JSON session events, parsed."""
+    return [json.loads(message) for message in log_messages(logs, group, stream)]
+
+
+def session_lines(logs: Any, group: str, stream: str) -> list[str]:
+    """The transcript lines a streamed session's JSON events carry, in order."""
+    return [line for event in session_events(logs, group, stream) for line in event["sessionData"]]
 
 
 def s3_text(s3: Any, bucket: str, key: str) -> str | None:

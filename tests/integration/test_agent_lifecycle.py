@@ -249,17 +249,16 @@ async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_pat
 
     from openssm.agent.config import AgentSettings, load_registration
     from openssm.agent.credentials import RoleCredentials
-    from openssm.agent.registration import register
+    from openssm.agent.registration import ServerAddress, register
 
     fake = FakeMgs()
     await fake.start()
     service = RegistrationService(fake, lifetime=2.0)
     try:
         await register(
-            endpoint=fake.endpoint,
+            ServerAddress(fake.endpoint, "us-east-1"),
             code=ACTIVATION_CODE,
             activation_id=ACTIVATION_ID,
-            region="us-east-1",
             state_dir=tmp_path,
         )
         registration, key_pem = load_registration(tmp_path)
@@ -283,17 +282,16 @@ async def test_key_pair_is_rotated_when_the_service_asks(tmp_path: pathlib.Path)
 
     from openssm.agent.config import AgentSettings, load_registration
     from openssm.agent.credentials import RoleCredentials
-    from openssm.agent.registration import register
+    from openssm.agent.registration import ServerAddress, register
 
     fake = FakeMgs()
     await fake.start()
     service = RegistrationService(fake, rotate_once=True)
     try:
         await register(
-            endpoint=fake.endpoint,
+            ServerAddress(fake.endpoint, "us-east-1"),
             code=ACTIVATION_CODE,
             activation_id=ACTIVATION_ID,
-            region="us-east-1",
             state_dir=tmp_path,
         )
         registration, old_pem = load_registration(tmp_path)

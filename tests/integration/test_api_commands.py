@@ -110,6 +110,52 @@ def test_undelivered_command_times_out(system: tuple[ApiServer, str, str]) -> No
     )
 
 
+def test_invocations_waiting_for_a_slot_time_out_undelivered_too(system: tuple[ApiServer, str, str]) -> None:
+    """--timeout-seconds is the delivery timeout: what has not reached its node by then never runs,
+    whether it was sent (to an offline node) or still waited for a concurrency slot."""
+    server, web, db = system
+    sent = server.aws(
+        "ssm",
+        "send-command",
+        "--instance-ids",
+        web,
+        db,
+        "--document-name",
+        SHELL,
+        "--parameters",
+        "commands=true",
+        "--timeout-seconds",
+        "30",
+        "--max-concurrency",
+        "1",
+        "--cloud-watch-output-config",
+        "CloudWatchOutputEnabled=true,CloudWatchLogGroupName=/fleet/runs",
+    )["Command"]
+    assert (sent["TimeoutSeconds"], sent["MaxConcurrency"], sent["MaxErrors"]) == (30, "1", "0")
+    assert sent["CloudWatchOutputConfig"] == {
+        "CloudWatchLogGroupName": "/fleet/runs",
+        "CloudWatchOutputEnabled": True,
+    }
+    command_id = sent["CommandId"]
+    age_command(server, command_id, 31)
+    [command] = server.aws("ssm", "list-commands", "--command-id", command_id)["Commands"]
+    assert (command["Status"], command["StatusDetails"]) == ("TimedOut", "DeliveryTimedOut")
+    assert (command["DeliveryTimedOutCount"], command["ErrorCount"], command["CompletedCount"]) == (2, 0, 2)
+    invocations = server.aws("ssm", "list-command-invocations", "--command-id", command_id)[
+        "CommandInvocations"
+    ]
+    assert {(i["Status"], i["StatusDetails"]) for i in invocations} == {("TimedOut", "DeliveryTimedOut")}
+    # A Status filter matches StatusDetails too: TimedOut takes both kinds, the details one kind.
+    for status, found in (
+        ("TimedOut", [command_id]),
+        ("DeliveryTimedOut", [command_id]),
+        ("ExecutionTimedOut", []),
+    ):
+        filters = f"key=Status,value={status}"
+        listed = server.aws("ssm", "list-commands", "--command-id", command_id, "--filters", filters)
+        assert [c["CommandId"] for c in listed["Commands"]] == found
+
+
 def test_cancel_before_delivery_ends_at_once(system: tuple[ApiServer, str, str]) -> None:
     server, web, db = system
     ssm = server.client()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -88,6 +89,34 @@ async def test_policy_without_mgs_actions_is_denied(tmp_path: pathlib.Path) -> N
         status, text = await gw.post_channel(f"/v1/control-channel/{IID}")
         assert status == 403, text
         assert "<AccessDeniedException>" in text
+
+
+async def test_opening_a_control_socket_needs_ssmmessages_open_control_channel(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The REST call (CreateControlChannel) and the WebSocket (OpenControlChannel) are authorised
+    apart, by AWS's action names: a node allowed only the first gets its token, not the socket."""
+    create_only = (
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+        '"Action":"ssmmessages:CreateControlChannel","Resource":"*"}]}'
+    )
+    async with running_gateway(tmp_path) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user(policy=create_only)
+        assert await gw.channel_token(f"/v1/control-channel/{IID}")
+        with (
+            caplog.at_level(logging.INFO, logger="openssm.refused"),
+            pytest.raises(aiohttp.WSServerHandshakeError) as refused,
+        ):
+            await gw.agent_socket(f"/v1/control-channel/{IID}?role=subscribe&stream=input")
+        assert refused.value.status == 403
+        assert IID not in gw.node.controls
+        [line] = [
+            r.getMessage()
+            for r in caplog.records
+            if "refused ssmmessages:OpenControlChannel" in r.getMessage()
+        ]
+        assert IID in line and "user/agent" in line and f"instance/{IID}" in line
 
 
 async def test_an_instance_opens_only_its_own_channels(tmp_path: pathlib.Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.integration.logs_support import MotoServer, log_messages
+from tests.integration.logs_support import MotoServer, session_lines
 
 from openssm.bus.inprocess import InProcessBus
 from openssm.clock import ManualClock
@@ -215,7 +215,7 @@ async def test_a_failed_upload_keeps_its_error_and_waits_for_its_retry(
     shipper.cloudwatch = _sinks(moto)[1]
     clock.advance(1)
     assert await shipper.run_once() == 1
-    assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["first line"]
+    assert session_lines(moto.client("logs"), GROUP, row["session_id"]) == ["first line"]
     [event] = moto.client("logs").get_log_events(logGroupName=GROUP, logStreamName=row["session_id"])[
         "events"
     ]
@@ -240,4 +240,4 @@ async def test_after_a_restart_streaming_uploads_are_finished(
     assert upload.status == "pending"
     assert await shipper.run_once() == 1
     # The unfinished line was still in the transcript builder when the process died.
-    assert log_messages(moto.client("logs"), GROUP, row["session_id"]) == ["before the crash"]
+    assert session_lines(moto.client("logs"), GROUP, row["session_id"]) == ["before the crash"]

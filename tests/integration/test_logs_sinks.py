@@ -17,7 +17,14 @@ from typing import Any
 import pexpect
 import pytest
 from tests.e2e.harness import Agent, Server, openssm_argv, running_system, wait_until
-from tests.integration.logs_support import SINK_CREDENTIALS, TcpRelay, log_messages, moto_server, s3_text
+from tests.integration.logs_support import (
+    SINK_CREDENTIALS,
+    TcpRelay,
+    moto_server,
+    s3_text,
+    session_events,
+    session_lines,
+)
 
 from openssm.logs.asciicast import read_cast
 
@@ -103,7 +110,7 @@ def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
 
             # In CloudWatch Logs while the session still runs; S3 gets its copy at the end.
             wait_until(
-                lambda: "streamed-42" in log_messages(logs, GROUP, session_id),
+                lambda: "streamed-42" in session_lines(logs, GROUP, session_id),
                 "the output line in the log group while the session runs",
                 timeout=20,
             )
@@ -141,9 +148,25 @@ def test_shell_session_streams_to_cloudwatch_while_running_and_lands_in_s3(
             [cli_session] = [s for s in json.loads(described)["Sessions"] if s["SessionId"] == session_id]
             assert cli_session["OutputUrl"] == urls
 
-            messages = log_messages(logs, GROUP, session_id)
+            messages = session_lines(logs, GROUP, session_id)
             assert messages.count("streamed-42") == 1  # streamed, then completed: never twice
             assert any(m.endswith("exit") for m in messages)
+            # Each event is AWS's JSON session event: who, where, and the lines.
+            first = session_events(logs, GROUP, session_id)[0]
+            assert list(first) == [
+                "eventVersion",
+                "eventTime",
+                "awsRegion",
+                "target",
+                "userIdentity",
+                "runAsUser",
+                "sessionId",
+                "sessionData",
+            ]
+            assert first["eventVersion"] == "1.0" and first["awsRegion"] == server.region
+            assert first["target"] == {"id": agent.instance_id} and first["sessionId"] == session_id
+            assert first["userIdentity"]["arn"].endswith(":user/admin")
+            assert first["eventTime"].endswith("Z") and len(first["eventTime"]) == 20
 
             # The local sink holds the same record, and `openssm logs` reads it.
             local = server.data_dir / "sessions"
@@ -194,7 +217,9 @@ def test_a_sink_outage_during_a_session_loses_nothing(
             child.sendline("echo before-$((1+1))")
             child.expect("before-2")
             wait_until(
-                lambda: "before-2" in log_messages(logs, GROUP, session_id), "first line streamed", timeout=20
+                lambda: "before-2" in session_lines(logs, GROUP, session_id),
+                "first line streamed",
+                timeout=20,
             )
 
             relay.cut()  # S3 and CloudWatch Logs are unreachable from here on
@@ -210,7 +235,7 @@ def test_a_sink_outage_during_a_session_loses_nothing(
                 "session ended",
             )
             time.sleep(3)  # the shipper tries and fails meanwhile
-            assert "during-4" not in log_messages(logs, GROUP, session_id)
+            assert "during-4" not in session_lines(logs, GROUP, session_id)
             assert s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") is None
             assert _output_url(server, session_id) == {}
             server_log = (server.data_dir / "server.log").read_text()
@@ -226,7 +251,7 @@ def test_a_sink_outage_during_a_session_loses_nothing(
                 timeout=90,
             )
             wait_until(lambda: len(_output_url(server, session_id)) == 2, "both uploads complete", timeout=90)
-            messages = log_messages(logs, GROUP, session_id)
+            messages = session_lines(logs, GROUP, session_id)
             assert messages.count("before-2") == 1 and messages.count("during-4") == 1
             numbers = [m for m in messages if m.isdigit()]
             assert numbers == [str(n) for n in range(1, 1501)]

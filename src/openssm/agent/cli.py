@@ -5,20 +5,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import pathlib
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import aiohttp
 import click
 
 from openssm import systemd
-from openssm.agent.config import AgentSettings, StateError, default_state_dir, load_registration
-from openssm.agent.credentials import CredentialsError, RoleCredentials
-from openssm.agent.registration import RegistrationError, register
+from openssm.agent.chain_credentials import ChainCredentials
+from openssm.agent.config import (
+    IAM,
+    AgentSettings,
+    Registration,
+    StateError,
+    default_state_dir,
+    load_registration,
+)
+from openssm.agent.credentials import RoleCredentials
+from openssm.agent.registration import RegistrationError, ServerAddress, register, register_iam
 from openssm.agent.runner import Agent
-from openssm.agent.signing import Credentials, CredentialSource, StaticCredentials
+from openssm.agent.signing import CredentialsError, CredentialSource
 from openssm.transport import runtime
 
 log = logging.getLogger("openssm.agent")
@@ -41,7 +50,9 @@ def agent_group() -> None:
     """
 
 
-@agent_group.command("register", short_help="Register this node with an activation (once).")
+@agent_group.command(
+    "register", short_help="Register this node (once): with an activation, or IAM credentials."
+)
 @click.option(
     "--endpoint",
     "endpoints",
@@ -50,40 +61,62 @@ def agent_group() -> None:
     help="The server's API endpoint URL, e.g. https://ssm.example.com. Repeat it to name every node "
     "of a scale-out server: the agent registers with the first and fails over in order.",
 )
-@click.option("--code", "code", required=True, help="Activation code from CreateActivation.")
-@click.option("--id", "activation_id", required=True, help="Activation id from CreateActivation.")
-@click.option("--region", required=True, help="Region of the activation, e.g. us-east-1.")
-@click.option("--name", default=None, help="Optional name for this node.")
+@click.option("--code", "code", default=None, help="Activation code from CreateActivation.")
+@click.option("--id", "activation_id", default=None, help="Activation id from CreateActivation.")
+@click.option(
+    "--iam",
+    is_flag=True,
+    help="Join without an activation, as an EC2 instance does: sign with IAM credentials from the "
+    "standard AWS chain (environment, ~/.aws files, --profile, instance metadata …) as --instance-id.",
+)
+@click.option(
+    "--instance-id",
+    default=None,
+    help="With --iam: this node's id, i- and 17 hex digits (e.g. its EC2 instance id). The "
+    "credentials must allow ssm:UpdateInstanceInformation on that instance's ARN.",
+)
+@click.option(
+    "--profile", default=None, help="With --iam: the AWS profile to sign with (default: the default chain)."
+)
+@click.option("--region", required=True, help="Region of the server, e.g. us-east-1.")
+@click.option("--name", default=None, help="Optional name for this node (activations).")
 @click.option("--mgs-endpoint", default=None, help="Message gateway URL, if not the API endpoint.")
 @_state_dir_option
 def register_command(
     endpoints: tuple[str, ...],
-    code: str,
-    activation_id: str,
+    code: str | None,
+    activation_id: str | None,
+    iam: bool,
+    instance_id: str | None,
+    profile: str | None,
     region: str,
     name: str | None,
     mgs_endpoint: str | None,
     state_dir: pathlib.Path | None,
 ) -> None:
-    """Register this node with an activation code; prints the new managed instance id (mi-…).
+    """Register this node; prints its instance id.
 
-    Generates the node's RSA key pair, calls RegisterManagedInstance and saves the instance id and
-    private key (0600) in the state directory, where `openssm agent run` finds them.
+    With --code and --id (an activation): generates the node's RSA key pair, calls
+    RegisterManagedInstance and saves the new mi-… id and the private key (0600) in the state
+    directory. With --iam --instance-id i-…: no activation; the node appears as that id on its first
+    UpdateInstanceInformation, signed with the AWS credential chain (as AWS's agent does on EC2),
+    and `openssm agent run` keeps signing with it.
     """
     directory = state_dir or default_state_dir()
-    try:
-        registration = asyncio.run(
-            register(
-                endpoint=endpoints[0],
-                code=code,
-                activation_id=activation_id,
-                region=region,
-                state_dir=directory,
-                name=name,
-                mgs_endpoint=mgs_endpoint,
-                failover_endpoints=endpoints[1:],
+    server = ServerAddress(endpoints[0], region, mgs_endpoint, endpoints[1:])
+    joining: Coroutine[Any, Any, Registration]
+    if iam:
+        if not instance_id or code or activation_id:
+            raise click.UsageError("--iam takes --instance-id i-…, and no --code or --id")
+        joining = register_iam(server, instance_id=instance_id, state_dir=directory, profile=profile)
+    else:
+        if not code or not activation_id or instance_id or profile:
+            raise click.UsageError(
+                "register with --code and --id (an activation), or with --iam --instance-id"
             )
-        )
+        joining = register(server, code=code, activation_id=activation_id, state_dir=directory, name=name)
+    try:
+        registration = asyncio.run(joining)
     except (RegistrationError, StateError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(registration.instance_id)
@@ -94,8 +127,8 @@ def register_command(
 @click.option(
     "--instance-id",
     default=None,
-    help="Run without registration as this instance id, with credentials from AWS_ACCESS_KEY_ID/"
-    "AWS_SECRET_ACCESS_KEY (/AWS_SESSION_TOKEN); needs --endpoint and --region.",
+    help="Run without registration as this instance id, with IAM credentials from the standard AWS "
+    "chain (environment, ~/.aws files, instance metadata …); needs --endpoint and --region.",
 )
 @click.option("--endpoint", default=None, help="API endpoint URL (with --instance-id).")
 @click.option("--mgs-endpoint", default=None, help="Message gateway URL (default: the API endpoint).")
@@ -126,8 +159,8 @@ def run_command(
     """Connect to the server and serve sessions until stopped (SIGTERM/SIGINT).
 
     Uses the registration `openssm agent register` left in the state directory (or --instance-id
-    with credentials from the environment), keeps the control channel to the gateway open and runs
-    the shell, command and port forwarding sessions the server sends.
+    with credentials from the AWS chain), keeps the control channel to the gateway open and runs
+    the shell, command, Run Command and port forwarding sessions the server sends.
     """
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -163,11 +196,16 @@ async def _run(
         if instance_id:
             if not endpoint or not region:
                 raise StateError("--instance-id needs --endpoint and --region")
-            credentials = StaticCredentials(_environment_credentials())
+            credentials = ChainCredentials()
+            await credentials.current()  # no credentials at all: say so now, not on every retry
             api_endpoint, gateway = endpoint, mgs_endpoint or endpoint
         else:
             registration, key_pem = load_registration(state_dir)
-            credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
+            if registration.identity == IAM:
+                credentials = ChainCredentials(registration.profile)
+                await credentials.current()
+            else:
+                credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
             instance_id, region = registration.instance_id, registration.region
             api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
             failover_endpoints = registration.failover_endpoints
@@ -184,13 +222,6 @@ async def _run(
         log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
         await agent.run(stop)
     log.info("agent stopped")
-
-
-def _environment_credentials() -> Credentials:
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not key or not secret:
-        raise StateError("--instance-id needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
-    return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
 
 
 systemd.add_service_commands(

@@ -1,8 +1,10 @@
 """Agent state on disk (registration) and run-time settings.
 
 State lives in one directory, readable only by the agent's user (0700, files 0600): the
-registration (instance id, region, endpoints, hardware fingerprint) and the RSA private key that
-authenticates ``RequestManagedInstanceRoleToken``.
+registration (instance id, region, endpoints, how the node authenticates) and, for a node registered
+through an activation, its hardware fingerprint and the RSA private key that authenticates
+``RequestManagedInstanceRoleToken``. A node that joined with IAM credentials (``identity: "iam"``)
+keeps no key: it signs with the standard AWS credential chain (``profile``: a named profile).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ STATE_ENV: Final = "OPENSSM_AGENT_STATE"
 REGISTRATION_FILE: Final = "registration.json"
 PRIVATE_KEY_FILE: Final = "private-key.pem"
 SETTINGS_FILE: Final = "agent.json"
+ACTIVATION: Final = "activation"  # Registration.identity: RegisterManagedInstance, role via RSA key
+IAM: Final = "iam"  # Registration.identity: the AWS credential chain, as an EC2 instance's role
 MAX_STATE_FILE_SIZE: Final = 1 << 16
 
 # Cloud metadata, time and DNS helpers reachable from inside instances: port forwarding to them
@@ -57,11 +61,13 @@ class Registration:
     instance_id: str
     region: str
     endpoint: str  # SSM API endpoint (JSON 1.1), e.g. http://127.0.0.1:8080
-    fingerprint: str
+    fingerprint: str  # activation nodes ("" for IAM nodes)
     mgs_endpoint: str | None = None  # message gateway; defaults to ``endpoint``
     registered_at: str = ""
     # Scale-out: more server nodes, tried in order when the current one is unreachable.
     failover_endpoints: tuple[str, ...] = ()
+    identity: str = ACTIVATION  # ACTIVATION | IAM
+    profile: str | None = None  # IAM nodes: the AWS profile to sign with (None: the default chain)
 
     @property
     def gateway_endpoint(self) -> str:
@@ -86,9 +92,16 @@ def ensure_state_dir(state_dir: pathlib.Path) -> None:
     os.chmod(state_dir, 0o700)
 
 
-def save_registration(state_dir: pathlib.Path, registration: Registration, private_key_pem: bytes) -> None:
+def save_registration(
+    state_dir: pathlib.Path, registration: Registration, private_key_pem: bytes | None
+) -> None:
+    """The registration and, for an activation node, its private key (an IAM node has none: a key
+    left by an earlier registration goes)."""
     ensure_state_dir(state_dir)
-    _write_private(state_dir / PRIVATE_KEY_FILE, private_key_pem)
+    if private_key_pem is None:
+        (state_dir / PRIVATE_KEY_FILE).unlink(missing_ok=True)
+    else:
+        _write_private(state_dir / PRIVATE_KEY_FILE, private_key_pem)
     body = json.dumps(dataclasses.asdict(registration), indent=2) + "\n"
     _write_private(state_dir / REGISTRATION_FILE, body.encode())
 
@@ -107,7 +120,7 @@ def _read_bounded(path: pathlib.Path) -> bytes:
 
 
 def load_registration(state_dir: pathlib.Path) -> tuple[Registration, bytes]:
-    """The registration and the private key PEM."""
+    """The registration and the private key PEM (b"" for a node that joined with IAM credentials)."""
     path = state_dir / REGISTRATION_FILE
     try:
         raw = json.loads(_read_bounded(path))
@@ -115,18 +128,26 @@ def load_registration(state_dir: pathlib.Path) -> tuple[Registration, bytes]:
         raise StateError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise StateError(f"{path} does not hold a JSON object")
+    identity = raw.get("identity") or ACTIVATION
+    if identity not in (ACTIVATION, IAM):
+        raise StateError(f"{path}: unknown identity {identity!r}")
+    profile = raw.get("profile")
     try:
         registration = Registration(
             instance_id=_required_str(raw, "instance_id"),
             region=_required_str(raw, "region"),
             endpoint=_required_str(raw, "endpoint"),
-            fingerprint=_required_str(raw, "fingerprint"),
+            fingerprint=_required_str(raw, "fingerprint") if identity == ACTIVATION else "",
             mgs_endpoint=raw.get("mgs_endpoint") or None,
             registered_at=str(raw.get("registered_at", "")),
             failover_endpoints=_str_tuple(raw, "failover_endpoints"),
+            identity=identity,
+            profile=profile if isinstance(profile, str) and profile else None,
         )
     except KeyError as exc:
         raise StateError(f"{path} lacks {exc.args[0]!r}") from exc
+    if identity == IAM:
+        return registration, b""
     return registration, _read_bounded(state_dir / PRIVATE_KEY_FILE)
 
 
@@ -136,7 +157,7 @@ def load_fingerprint(state_dir: pathlib.Path) -> str | None:
         registration, _key = load_registration(state_dir)
     except StateError:
         return None
-    return registration.fingerprint
+    return registration.fingerprint or None
 
 
 def _str_tuple(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -1,4 +1,6 @@
-"""Temporary credentials for a registered node: RSA-signed RequestManagedInstanceRoleToken (§5.3)."""
+"""Temporary credentials for a registered node: RSA-signed RequestManagedInstanceRoleToken (§5.3).
+(A node that joined with IAM credentials signs with the AWS credential chain instead:
+``openssm.agent.chain_credentials``.)"""
 
 from __future__ import annotations
 
@@ -14,10 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings, Registration, save_registration
 from openssm.agent.registration import generate_private_key, private_key_pem, public_key_base64
-from openssm.agent.signing import Credentials, host_header
+from openssm.agent.signing import Credentials, CredentialsError, host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
 from openssm.auth import sigv4
-from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,6 @@ log = logging.getLogger(__name__)
 EXPIRY_MARGIN_FRACTION: Final = 0.05
 RETRY_INITIAL_SECONDS: Final = 2.0
 RETRY_MAX_SECONDS: Final = 60.0
-
-
-class CredentialsError(OpenSSMError, RuntimeError):
-    pass
 
 
 def _private_key_der(pem: bytes) -> bytes:

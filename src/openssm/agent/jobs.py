@@ -2,7 +2,8 @@
 
 A sendCommand job is acknowledged (``agent_job_ack`` "200"), reported ``InProgress``, its
 ``aws:runShellScript`` steps run one after another with ``sh`` (as the agent's own user, in the
-step's working directory, killed with their process group at the execution timeout), and the end
+step's working directory; at the execution timeout, or when cancelled, the step's whole process
+group is killed with SIGKILL and the step reports exit code 137, as AWS's agent does), and the end
 reported in an ``agent_job_reply`` (SendReply payload) that is resent until the service acknowledges
 it. A cancelCommand job names the job to stop.
 """
@@ -38,8 +39,6 @@ REPLY_RETRY_SECONDS: Final = 3.0
 REMEMBERED_JOBS: Final = 1000
 READ_CHUNK: Final = 64 * 1024
 KILL_GRACE_SECONDS: Final = 2.0
-TIMED_OUT_EXIT_CODE: Final = 124  # what timeout(1) reports; the step's process was killed
-CANCELLED_EXIT_CODE: Final = -1
 
 
 @dataclasses.dataclass(slots=True)
@@ -99,12 +98,8 @@ async def run_shell_step(step: rc.ShellStep, scratch: pathlib.Path, stop: asynci
         )
         if readers not in done:
             status = "Cancelled" if stopped in done else "TimedOut"
-            _kill_group(process, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(readers), KILL_GRACE_SECONDS)
-            except TimeoutError:
-                _kill_group(process, signal.SIGKILL)
-            # Background children may hold the pipes open: stop reading after a moment regardless.
+            _kill_group(process, signal.SIGKILL)
+            # Children that left the group may hold the pipes open: stop reading after a moment.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(readers), KILL_GRACE_SECONDS)
     finally:
@@ -117,10 +112,8 @@ async def run_shell_step(step: rc.ShellStep, scratch: pathlib.Path, stop: asynci
     code = process.returncode if process.returncode is not None else -1
     if status == "Success" and code != 0:
         status = "Failed"
-    elif status == "TimedOut":
-        code = TIMED_OUT_EXIT_CODE
-    elif status == "Cancelled":
-        code = CANCELLED_EXIT_CODE
+    elif status in ("TimedOut", "Cancelled"):
+        code = rc.STOPPED_EXIT_CODE
     return rc.StepResult(
         step.name,
         rc.RUN_SHELL_SCRIPT_ACTION,

@@ -1,27 +1,39 @@
-"""Hybrid activation (§5): key pair + unsigned RegisterManagedInstance → ``mi-…`` id."""
+"""Registering a node: a hybrid activation (§5: key pair + unsigned RegisterManagedInstance → ``mi-…``
+id), or, as an EC2 instance joins, an ``i-…`` id of its own and IAM credentials from the standard
+AWS chain, checked with a first UpdateInstanceInformation."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import pathlib
 import re
 import uuid
-from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from openssm.agent.config import Registration, load_fingerprint, save_registration
-from openssm.agent.signing import host_header
-from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
+from openssm.agent.chain_credentials import ChainCredentials
+from openssm.agent.config import IAM, Registration, load_fingerprint, save_registration
+from openssm.agent.platform_info import short_instance_information
+from openssm.agent.signing import CredentialsError, host_header
+from openssm.agent.ssm_api import (
+    USER_AGENT,
+    SsmApi,
+    SsmApiError,
+    api_url,
+    json_request_headers,
+    read_json_response,
+)
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
 
 KEY_BITS: Final = 2048
 INSTANCE_ID_PATTERN: Final = re.compile(r"^mi-[0-9a-f]{17}$")
+EC2_INSTANCE_ID_PATTERN: Final = re.compile(r"^i-[0-9a-f]{17}$")
 
 
 class RegistrationError(OpenSSMError, RuntimeError):
@@ -61,19 +73,40 @@ def registration_body(
     return body
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where a node registers: the API endpoint (then the other nodes of a scale-out server, tried
+    in order when it is unreachable), the region, and the message gateway if apart."""
+
+    endpoint: str
+    region: str
+    mgs_endpoint: str | None = None
+    failover_endpoints: tuple[str, ...] = ()
+
+    def registration(self, instance_id: str, **identity: Any) -> Registration:
+        """The registration to save for ``instance_id`` (``identity``: fingerprint, identity, profile)."""
+        return Registration(
+            instance_id=instance_id,
+            region=self.region,
+            endpoint=self.endpoint,
+            mgs_endpoint=self.mgs_endpoint,
+            registered_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            failover_endpoints=self.failover_endpoints,
+            **identity,
+        )
+
+
 async def register(
+    server: ServerAddress,
     *,
-    endpoint: str,
     code: str,
     activation_id: str,
-    region: str,
     state_dir: pathlib.Path,
     name: str | None = None,
-    mgs_endpoint: str | None = None,
-    failover_endpoints: Sequence[str] = (),
     timeout: float = 30.0,
 ) -> Registration:
     """Register this node and save its state; returns the registration (with the ``mi-`` id)."""
+    endpoint = server.endpoint
     fingerprint = load_fingerprint(state_dir) or str(uuid.uuid4())
     key = generate_private_key()
     body = go_json(registration_body(code, activation_id, fingerprint, public_key_base64(key), name))
@@ -96,14 +129,36 @@ async def register(
     instance_id = answer.get("InstanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
         raise RegistrationError(f"service answered without a valid InstanceId: {instance_id!r}")
-    registration = Registration(
-        instance_id=instance_id,
-        region=region,
-        endpoint=endpoint,
-        fingerprint=fingerprint,
-        mgs_endpoint=mgs_endpoint,
-        registered_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        failover_endpoints=tuple(failover_endpoints),
-    )
+    registration = server.registration(instance_id, fingerprint=fingerprint)
     save_registration(state_dir, registration, private_key_pem(key))
+    return registration
+
+
+async def register_iam(
+    server: ServerAddress,
+    *,
+    instance_id: str,
+    state_dir: pathlib.Path,
+    profile: str | None = None,
+    timeout: float = 30.0,
+) -> Registration:
+    """Join as ``instance_id`` (``i-`` + 17 hex, as EC2 instance ids are) with the IAM credentials of
+    the standard AWS chain: the first UpdateInstanceInformation makes the node appear (the server
+    checks ``ssm:UpdateInstanceInformation`` on the instance's ARN), then the registration is saved."""
+    if not EC2_INSTANCE_ID_PATTERN.match(instance_id):
+        raise RegistrationError(f"{instance_id!r} is not an EC2-style instance id (i- and 17 hex digits)")
+    credentials = ChainCredentials(profile)
+    try:
+        await credentials.current()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+            ssm = SsmApi(http, server.endpoint, server.region, credentials)
+            await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
+    except CredentialsError as exc:
+        raise RegistrationError(str(exc)) from exc
+    except SsmApiError as exc:
+        raise RegistrationError(f"registration refused: {exc}") from exc
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise RegistrationError(f"cannot reach {server.endpoint}: {exc or type(exc).__name__}") from exc
+    registration = server.registration(instance_id, fingerprint="", identity=IAM, profile=profile)
+    save_registration(state_dir, registration, None)
     return registration

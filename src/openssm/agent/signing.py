@@ -9,6 +9,11 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from openssm.auth import sigv4
+from openssm.errors import OpenSSMError
+
+
+class CredentialsError(OpenSSMError, RuntimeError):
+    """The node has no usable credentials; the text says why."""
 
 
 @dataclasses.dataclass(frozen=True)

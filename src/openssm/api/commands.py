@@ -1,9 +1,11 @@
 """Run Command: SendCommand, ListCommands, ListCommandInvocations, GetCommandInvocation, CancelCommand.
 
-Commands are stored per target (``command_invocations``) and delivered by the gateway node holding
-each target's control channel (bus ``node.<id>``: ``agent_job`` / ``cancel_command``); a target
-that is offline gets its job when its control channel next opens, or times out undelivered
-(``TimedOut`` / ``DeliveryTimedOut``) once the command's ``TimeoutSeconds`` have passed.
+Commands are stored per target (``command_invocations``). The API then asks its own gateway node to
+roll the command out (bus ``run_command``): the node sends as many invocations as MaxConcurrency
+allows to the nodes holding their targets' control channels, and sends the next ones as
+invocations end, until more than MaxErrors have failed (``openssm.gateway.jobs``). A target that is
+offline gets its job when its control channel next opens, or times out undelivered (``TimedOut`` /
+``DeliveryTimedOut``) once the command's ``TimeoutSeconds`` have passed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from openssm.iam.arn import document_arn
 from openssm.protocol import run_command as rc
 from openssm.protocol.documents import DocumentError, validate_parameters
 from openssm.store import commands as store
-from openssm.store import gateway_nodes, instances
+from openssm.store import instances
 from openssm.store.commands import CommandRow, InvocationRow
 from openssm.store.instances import InstanceRow
 
@@ -45,6 +47,7 @@ COMMAND_ID_PATTERN: Final = r"^.{36}$"
 INSTANCE_ID_PATTERN: Final = r"(^i-(\w{8}|\w{17})$)|(^mi-\w{17}$)"
 RATE_PATTERN: Final = r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$"
 ERRORS_PATTERN: Final = r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$"
+LOG_GROUP_PATTERN: Final = r"^[.\-_/#A-Za-z0-9]+$"
 DEFAULT_TIMEOUT_SECONDS: Final = 3600
 MAX_TARGETS: Final = 50  # Values per target and InstanceIds, as AWS limits them
 COMMAND_FILTER_KEYS: Final = ("InvokedAfter", "InvokedBefore", "Status", "ExecutionStage", "DocumentName")
@@ -71,6 +74,9 @@ def _invalid_instances(ids: list[str], account: str) -> ApiError:
     return ApiError("InvalidInstanceId", f"Instances [{shown}] not in a valid state for account {account}")
 
 
+TAG_KEY_TARGET: Final = "tag-key"
+
+
 def _targets(body: dict[str, Any]) -> list[dict[str, Any]]:
     targets = []
     for index, item in enumerate(object_list(body, "Targets", max_items=5)):
@@ -79,20 +85,30 @@ def _targets(body: dict[str, Any]) -> list[dict[str, Any]]:
         values = string_list(item.get("Values", []), f"{path}.Values")
         if len(values) > MAX_TARGETS:
             raise ApiError("ValidationException", f"At most {MAX_TARGETS} values per target.")
-        lowered = key.lower()
-        if lowered != "instanceids" and not key.startswith("tag:"):
+        if key.lower() not in ("instanceids", TAG_KEY_TARGET) and not key.startswith("tag:"):
             raise ApiError(
-                "InvalidTarget", f"Target key {key} is not supported (use InstanceIds or tag:<key>)."
+                "InvalidTarget",
+                f"Target key {key} is not supported (use InstanceIds, tag:<key> or tag-key).",
             )
+        if not values:
+            raise ApiError("InvalidTarget", f"Target {key} must have at least one value.")
         targets.append({"Key": key, "Values": values})
     return targets
+
+
+def _matches_target(row: InstanceRow, key: str, values: list[str]) -> bool:
+    if key.lower() == TAG_KEY_TARGET:
+        return any(value in row.tags for value in values)
+    tag = key.removeprefix("tag:")
+    return tag in row.tags and row.tags[tag] in values
 
 
 async def _resolve_targets(
     request: ApiRequest, instance_ids: list[str], targets: list[dict[str, Any]]
 ) -> list[InstanceRow]:
     """The instances a command runs on. Named instances must exist and be registered; tag targets
-    pick whatever registered instances match (possibly none), as AWS does."""
+    (``tag:<key>`` = one of the values; ``tag-key`` = has one of the keys, every target applying)
+    pick whatever registered instances match, possibly none, as AWS does."""
     engine = request.services.engine
     wanted = list(dict.fromkeys(instance_ids))
     tag_filters: list[tuple[str, list[str]]] = []
@@ -100,7 +116,7 @@ async def _resolve_targets(
         if target["Key"].lower() == "instanceids":
             wanted.extend(value for value in target["Values"] if value not in wanted)
         else:
-            tag_filters.append((target["Key"].removeprefix("tag:"), target["Values"]))
+            tag_filters.append((target["Key"], target["Values"]))
     found: dict[str, InstanceRow] = {}
     missing = []
     for instance_id in wanted:
@@ -113,9 +129,32 @@ async def _resolve_targets(
         raise _invalid_instances(missing, request.account)
     if tag_filters:
         for row in await instances.list_all(engine):
-            if not row.deregistered and all(row.tags.get(key) in values for key, values in tag_filters):
+            if not row.deregistered and all(_matches_target(row, key, values) for key, values in tag_filters):
                 found.setdefault(row.instance_id, row)
     return list(found.values())
+
+
+def _cloudwatch_output(body: dict[str, Any]) -> tuple[str | None, bool]:
+    """CloudWatchOutputConfig: (log group name, enabled)."""
+    given = body.get("CloudWatchOutputConfig")
+    if given is None:
+        return None, False
+    if not isinstance(given, dict):
+        raise ApiError("ValidationException", "CloudWatchOutputConfig must be a structure.")
+    group = string(
+        given,
+        "CloudWatchLogGroupName",
+        min_len=1,
+        max_len=512,
+        pattern=LOG_GROUP_PATTERN,
+        path="CloudWatchOutputConfig.CloudWatchLogGroupName",
+    )
+    enabled = given.get("CloudWatchOutputEnabled", False)
+    if not isinstance(enabled, bool):
+        raise ApiError(
+            "ValidationException", "CloudWatchOutputConfig.CloudWatchOutputEnabled must be a boolean."
+        )
+    return group, enabled
 
 
 def _command_document(name: str) -> dict[str, Any]:
@@ -158,6 +197,7 @@ async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
     output_region = string(body, "OutputS3Region", min_len=3, max_len=20)
     output_bucket = string(body, "OutputS3BucketName", min_len=3, max_len=63)
     output_prefix = string(body, "OutputS3KeyPrefix", max_len=500)
+    log_group, cloudwatch_enabled = _cloudwatch_output(body)
     if document_version not in (None, "1", "$LATEST", "$DEFAULT"):
         raise ApiError(
             "InvalidDocumentVersion", f"Document {document_name} has no version {document_version}."
@@ -191,11 +231,13 @@ async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
         delivery_deadline=now + dt.timedelta(seconds=timeout),
         expires_after=now + dt.timedelta(seconds=timeout + execution_timeout),
         timeout_seconds=timeout,
-        max_concurrency=max_concurrency or "50",
-        max_errors=max_errors or "0",
+        max_concurrency=max_concurrency or rc.DEFAULT_MAX_CONCURRENCY,
+        max_errors=max_errors or rc.DEFAULT_MAX_ERRORS,
         output_s3_region=output_region or request.region,
         output_s3_bucket_name=output_bucket or "",
         output_s3_key_prefix=output_prefix or "",
+        cloudwatch_log_group_name=log_group,
+        cloudwatch_output_enabled=cloudwatch_enabled,
         cancel_requested=False,
         owner_arn=request.require_identity().principal.arn,
     )
@@ -205,38 +247,23 @@ async def send_command(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
         )
         for instance in chosen
     ]
-    engine = request.services.engine
-    # Stored before looking for the control channel: one that opens meanwhile finds the job pending.
-    await store.create(engine, command, invocations)
-    await _tell_control_nodes(
-        request, node_channel.AGENT_JOB, command_id, [instance.instance_id for instance in chosen], now
-    )
+    await store.create(request.services.engine, command, invocations)
+    await _roll_out(request, command_id)
     return {"Command": _command_shape(command, invocations)}
 
 
-async def _tell_control_nodes(
-    request: ApiRequest, kind: str, command_id: str, instance_ids: list[str], now: dt.datetime
-) -> None:
-    """Publish ``kind`` to each live node holding one of the instances' control channels; an agent
-    that is not connected anywhere gets it when it reconnects (the job stays pending in the store)."""
-    engine = request.services.engine
-    alive = await gateway_nodes.alive(engine, now=now)
-    for instance_id in instance_ids:
-        instance = await instances.get(engine, instance_id)
-        node_id = instance.control_node_id if instance else None
-        if node_id is not None and node_id in alive:
-            await request.services.bus.publish(
-                node_channel.node_channel(node_id), node_channel.command(kind, command_id, instance_id)
-            )
+async def _roll_out(request: ApiRequest, command_id: str, *, cancel: bool = False) -> None:
+    """Ask this server's own gateway node to take the command's next rollout step (it routes each
+    job, or cancel, to the node holding the agent's control channel)."""
+    own = node_channel.node_channel(request.services.config.node_id)
+    await request.services.bus.publish(own, node_channel.run_command(command_id, cancel=cancel))
 
 
 # -- shapes -----------------------------------------------------------------------------------------
 
 
 def _command_shape(command: CommandRow, invocations: list[InvocationRow]) -> dict[str, Any]:
-    summary = rc.summarise(
-        ((row.status, row.status_details) for row in invocations), cancel_requested=command.cancel_requested
-    )
+    summary = _summary(command, invocations)
     return {
         "CommandId": command.command_id,
         "DocumentName": command.document_name,
@@ -250,18 +277,33 @@ def _command_shape(command: CommandRow, invocations: list[InvocationRow]) -> dic
         "Status": summary.status,
         "StatusDetails": summary.status_details,
         **_output_location(command),
-        "MaxConcurrency": command.max_concurrency or "50",
-        "MaxErrors": command.max_errors or "0",
+        "MaxConcurrency": command.max_concurrency or rc.DEFAULT_MAX_CONCURRENCY,
+        "MaxErrors": command.max_errors or rc.DEFAULT_MAX_ERRORS,
         "TargetCount": summary.target_count,
         "CompletedCount": summary.completed_count,
         "ErrorCount": summary.error_count,
         "DeliveryTimedOutCount": summary.delivery_timed_out_count,
         "ServiceRole": "",
         "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
-        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "CloudWatchOutputConfig": _cloudwatch_shape(command),
         "TimeoutSeconds": command.timeout_seconds,
         "AlarmConfiguration": {"IgnorePollAlarmFailure": False, "Alarms": []},
         "TriggeredAlarms": [],
+    }
+
+
+def _summary(command: CommandRow, invocations: list[InvocationRow]) -> rc.CommandSummary:
+    return rc.summarise(
+        ((row.status, row.status_details) for row in invocations),
+        cancel_requested=command.cancel_requested,
+        max_errors=command.max_errors,
+    )
+
+
+def _cloudwatch_shape(command: CommandRow) -> dict[str, Any]:
+    return {
+        "CloudWatchLogGroupName": command.log_group or "",
+        "CloudWatchOutputEnabled": command.cloudwatch_output_enabled,
     }
 
 
@@ -281,7 +323,34 @@ def _output_location(command: CommandRow) -> dict[str, str]:
     }
 
 
-def _plugin_shape(command: CommandRow, plugin: dict[str, Any]) -> dict[str, Any]:
+def _output_urls(
+    request: ApiRequest, command: CommandRow, instance_id: str, index: int, plugin: dict[str, Any]
+) -> dict[str, str]:
+    """StandardOutputUrl / StandardErrorUrl of one step: where its output goes in the command's
+    bucket (empty without one), as AWS shows them."""
+    bucket = command.output_s3_bucket_name
+    if not bucket:
+        return {"StandardOutputUrl": "", "StandardErrorUrl": ""}
+    names = rc.output_names(
+        command.document_name, index, str(plugin.get("step_name") or ""), str(plugin.get("name") or "")
+    )
+    endpoint = request.services.config.s3_endpoint_url
+    base = (
+        endpoint.rstrip("/")
+        if endpoint
+        else f"https://s3.{command.output_s3_region or request.region}.amazonaws.com"
+    )
+    prefix = command.output_s3_key_prefix or ""
+
+    def url(stream: str) -> str:
+        return f"{base}/{bucket}/{rc.s3_output_key(prefix, command.command_id, instance_id, names, stream)}"
+
+    return {"StandardOutputUrl": url("stdout"), "StandardErrorUrl": url("stderr")}
+
+
+def _plugin_shape(
+    request: ApiRequest, command: CommandRow, instance_id: str, index: int, plugin: dict[str, Any]
+) -> dict[str, Any]:
     status = plugin.get("status") or rc.PENDING
     return {
         "Name": plugin.get("name"),
@@ -291,13 +360,21 @@ def _plugin_shape(command: CommandRow, plugin: dict[str, Any]) -> dict[str, Any]
         "ResponseStartDateTime": _parse_iso(plugin.get("start") or ""),
         "ResponseFinishDateTime": _parse_iso(plugin.get("end") or ""),
         "Output": plugin.get("output") or "",
-        "StandardOutputUrl": "",
-        "StandardErrorUrl": "",
+        **_output_urls(request, command, instance_id, index, plugin),
         **_output_location(command),
     }
 
 
-def _invocation_shape(command: CommandRow, row: InvocationRow, details: bool) -> dict[str, Any]:
+def _invocation_shape(
+    request: ApiRequest, command: CommandRow, row: InvocationRow, details: bool
+) -> dict[str, Any]:
+    plugins = row.plugins
+    # AWS fills an invocation's URLs when its document has one step.
+    urls = (
+        _output_urls(request, command, row.instance_id, 0, plugins[0])
+        if len(plugins) == 1
+        else {"StandardOutputUrl": "", "StandardErrorUrl": ""}
+    )
     shape: dict[str, Any] = {
         "CommandId": row.command_id,
         "InstanceId": row.instance_id,
@@ -308,12 +385,15 @@ def _invocation_shape(command: CommandRow, row: InvocationRow, details: bool) ->
         "RequestedDateTime": epoch(command.requested_at),
         "Status": row.status,
         "StatusDetails": row.status_details,
-        "StandardOutputUrl": "",
-        "StandardErrorUrl": "",
-        "CommandPlugins": [_plugin_shape(command, plugin) for plugin in row.plugins] if details else [],
+        **urls,
+        "CommandPlugins": (
+            [_plugin_shape(request, command, row.instance_id, i, plugin) for i, plugin in enumerate(plugins)]
+            if details
+            else []
+        ),
         "ServiceRole": "",
         "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
-        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "CloudWatchOutputConfig": _cloudwatch_shape(command),
     }
     if details:
         shape["TraceOutput"] = ""
@@ -338,7 +418,9 @@ def _date(value: str) -> dt.datetime:
     return filter_date(value, error_code="InvalidFilter")
 
 
-def _matches(command: CommandRow, status: str, key: str, value: str) -> bool:
+def _matches(command: CommandRow, status: tuple[str, str], key: str, value: str) -> bool:
+    """One filter; a Status filter matches the Status or the StatusDetails (TimedOut takes both
+    delivery and execution time-outs; DeliveryTimedOut, Terminated … only those)."""
     if key == "InvokedAfter":
         return command.requested_at >= _date(value)
     if key == "InvokedBefore":
@@ -346,8 +428,8 @@ def _matches(command: CommandRow, status: str, key: str, value: str) -> bool:
     if key == "DocumentName":
         return command.document_name == value
     if key == "ExecutionStage":
-        return (status in rc.FINAL_STATUSES) == (value == "Complete")
-    return status == value
+        return (status[0] in rc.FINAL_STATUSES) == (value == "Complete")
+    return value in status
 
 
 def _command_id(body: dict[str, Any], *, required: bool = False) -> str | None:
@@ -395,7 +477,8 @@ async def list_commands(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
     matching = []
     for command_id, command in listing.commands.items():
         shape = _command_shape(command, by_command[command_id])
-        if all(_matches(command, shape["Status"], key, value) for key, value in listing.filters):
+        status = (shape["Status"], shape["StatusDetails"])
+        if all(_matches(command, status, key, value) for key, value in listing.filters):
             matching.append(shape)
     chunk, token = page(matching, listing.next_token, listing.max_results, "commands")
     return {"Commands": chunk, "NextToken": token}
@@ -413,11 +496,16 @@ async def list_command_invocations(request: ApiRequest, body: dict[str, Any]) ->
     matching = [
         row
         for row in rows
-        if all(_matches(commands[row.command_id], row.status, key, value) for key, value in listing.filters)
+        if all(
+            _matches(commands[row.command_id], (row.status, row.status_details), key, value)
+            for key, value in listing.filters
+        )
     ]
     chunk, token = page(matching, listing.next_token, listing.max_results, "command-invocations")
     return {
-        "CommandInvocations": [_invocation_shape(commands[row.command_id], row, details) for row in chunk],
+        "CommandInvocations": [
+            _invocation_shape(request, commands[row.command_id], row, details) for row in chunk
+        ],
         "NextToken": token,
     }
 
@@ -436,11 +524,19 @@ async def get_command_invocation(request: ApiRequest, body: dict[str, Any]) -> d
     if command is None or row is None:
         raise ApiError("InvocationDoesNotExist", "")
     plugins = row.plugins
-    plugin: dict[str, Any] | None = plugins[0] if plugins else None
+    index = 0
     if plugin_name is not None:
-        plugin = next((p for p in plugins if plugin_name in (p.get("name"), p.get("step_name"))), None)
-        if plugin is None and not (not plugins and plugin_name == rc.RUN_SHELL_SCRIPT_ACTION):
+        index = next(
+            (i for i, p in enumerate(plugins) if plugin_name in (p.get("name"), p.get("step_name"))), -1
+        )
+        if index < 0 and not (not plugins and plugin_name == rc.RUN_SHELL_SCRIPT_ACTION):
             raise ApiError("InvalidPluginName", "")
+    plugin: dict[str, Any] | None = plugins[index] if 0 <= index < len(plugins) else None
+    urls = (
+        _output_urls(request, command, instance_id, index, plugin)
+        if plugin is not None
+        else {"StandardOutputUrl": "", "StandardErrorUrl": ""}
+    )
     start, end = row.started_at, row.ended_at if row.started_at else None
     return {
         "CommandId": command_id,
@@ -456,10 +552,10 @@ async def get_command_invocation(request: ApiRequest, body: dict[str, Any]) -> d
         "Status": row.status,
         "StatusDetails": row.status_details,
         "StandardOutputContent": row.standard_output or "",
-        "StandardOutputUrl": "",
+        "StandardOutputUrl": urls["StandardOutputUrl"],
         "StandardErrorContent": row.standard_error or "",
-        "StandardErrorUrl": "",
-        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "StandardErrorUrl": urls["StandardErrorUrl"],
+        "CloudWatchOutputConfig": _cloudwatch_shape(command),
     }
 
 
@@ -483,9 +579,6 @@ async def cancel_command(request: ApiRequest, body: dict[str, Any]) -> dict[str,
             raise ApiError(
                 "InvalidInstanceId", f"Instances {unknown} are not targets of command {command_id}."
             )
-    now = request.now()
-    running = await store.request_cancel(engine, command_id, instance_ids or None, now=now)
-    await _tell_control_nodes(
-        request, node_channel.CANCEL_COMMAND, command_id, [row.instance_id for row in running], now
-    )
+    await store.request_cancel(engine, command_id, instance_ids or None, now=request.now())
+    await _roll_out(request, command_id, cancel=True)
     return {}

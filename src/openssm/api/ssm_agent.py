@@ -1,4 +1,11 @@
-"""Operations only the SSM agent calls: registration, role credentials, health pings, MDS long poll."""
+"""Operations only the SSM agent calls: registration, role credentials, health pings, MDS long poll.
+
+A node joins one of two ways. Through an activation (``RegisterManagedInstance``: an ``mi-`` id and
+a key pair whose RSA-signed calls fetch the activation role's credentials), or, as an EC2 instance
+does, with IAM credentials of its own: its first ``UpdateInstanceInformation`` reporting an
+``i-`` + 17 hex id, signed by an IAM user or role allowed ``ssm:UpdateInstanceInformation`` on
+that instance's ARN, makes the node appear under that id.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ import base64
 import binascii
 import datetime as dt
 import hmac
-from typing import Any
+import logging
+import re
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
@@ -15,11 +24,14 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from openssm.api.errors import ApiError
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
+from openssm.api.targets import target_arn
 from openssm.api.validation import epoch, integer, required_string, string
-from openssm.iam.arn import managed_instance_arn
+from openssm.security import AccessDenied
 from openssm.store import access_keys, activations, ids, instances
 from openssm.store.activations import Claim
 from openssm.store.instances import InstanceInfo, InstanceRow
+
+log = logging.getLogger(__name__)
 
 SSM = "AmazonSSM"
 MDS = "EC2WindowsMessageDeliveryService"
@@ -28,6 +40,10 @@ MESSAGES_LONG_POLL_SECONDS = 20.0
 INSTANCE_ID_PATTERN = r"(^mi-[0-9a-f]{17}$)|(^i-(\w{8}|\w{17})$)"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MIN_RSA_BITS = 2048
+# What a node joining with IAM credentials may call itself: an EC2 instance id.
+JOINABLE_INSTANCE_ID: Final = re.compile(r"^i-[0-9a-f]{17}$")
+# An instance's own role session is named after it (activation nodes: mi-…; EC2's instance roles: i-…).
+INSTANCE_SESSION_NAME: Final = re.compile(r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
 
 
 def _checked_public_key(body: dict[str, Any], member: str, type_member: str) -> str:
@@ -115,22 +131,56 @@ async def update_public_key(request: ApiRequest, body: dict[str, Any]) -> dict[s
     return {}
 
 
-async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> InstanceRow:
-    """An agent may act only for the instance its credentials were issued to."""
-    identity = request.require_identity()
-    arn = managed_instance_arn(request.region, request.account, instance_id)
-    await request.authorize(action, [arn])
-    principal = identity.principal
-    if principal.type == "AssumedRole" and principal.session_name != instance_id:
-        raise ApiError(
-            "AccessDeniedException",
-            f"User: {principal.arn} is not authorized to perform: {action} on instance {instance_id}",
-            resource=arn,
+def _instance_session(request: ApiRequest) -> str | None:
+    """The instance the caller's credentials belong to, when they are an instance's role session."""
+    principal = request.require_identity().principal
+    if principal.type == "AssumedRole" and principal.session_name:
+        if INSTANCE_SESSION_NAME.match(principal.session_name):
+            return principal.session_name
+    return None
+
+
+async def _authorized_for_instance(request: ApiRequest, instance_id: str, action: str) -> str:
+    """An instance's own credentials act only for it; any other caller (an IAM user or role: a node
+    that joined with IAM credentials, or an operator) needs ``action`` on the instance's ARN, which
+    is returned. (The dispatcher logs every refusal, with that ARN.)"""
+    resource = target_arn(request.region, request.account, instance_id)
+    own = _instance_session(request)
+    if own is not None and own != instance_id:
+        principal = request.require_identity().principal
+        raise AccessDenied(
+            f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} "
+            f"because its credentials belong to instance {own}",
+            action=action,
+            resource=resource,
         )
+    await request.authorize(action, [resource])
+    return resource
+
+
+async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> InstanceRow:
+    """An agent may act only for an instance it is allowed to act for, and that exists."""
+    arn = await _authorized_for_instance(request, instance_id, action)
     instance = await instances.get(request.services.engine, instance_id)
     if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
     return instance
+
+
+async def _reporting_instance(request: ApiRequest, instance_id: str) -> None:
+    """UpdateInstanceInformation's instance: registered already, or an EC2-style id a node with IAM
+    credentials of its own joins with (on the first report it is allowed to make)."""
+    arn = await _authorized_for_instance(request, instance_id, "ssm:UpdateInstanceInformation")
+    engine = request.services.engine
+    instance = await instances.get(engine, instance_id)
+    if instance is None and _instance_session(request) is None and JOINABLE_INSTANCE_ID.match(instance_id):
+        principal = request.require_identity().principal
+        role = principal.role_name if principal.type == "AssumedRole" else None
+        if await instances.join(engine, instance_id, iam_role=role, now=request.now()):
+            log.info("node %s joined with the IAM credentials of %s", instance_id, principal.arn)
+        instance = await instances.get(engine, instance_id)
+    if instance is None or instance.deregistered:
+        raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
 
 
 # What UpdateInstanceInformation reports, by API member.
@@ -153,7 +203,7 @@ async def update_instance_information(request: ApiRequest, body: dict[str, Any])
     )
     for member in ("AgentStatus", "AvailabilityZone", "AvailabilityZoneId", "SSMConnectionChannel"):
         string(body, member, max_len=256)  # accepted and type-checked; nothing to keep
-    await _own_instance(request, instance_id, "ssm:UpdateInstanceInformation")
+    await _reporting_instance(request, instance_id)
     await instances.record_ping(request.services.engine, instance_id, info, now=request.now())
     return {}
 

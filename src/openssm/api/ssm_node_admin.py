@@ -14,6 +14,9 @@ from openssm.store.instances import InstanceRow
 
 SSM = "AmazonSSM"
 MANAGED_INSTANCE_PATTERN = r"^mi-[0-9a-f]{17}$"
+# Tags also go on nodes that joined with IAM credentials (i-…): no EC2 API here tags them (an
+# OpenSSM extension of ResourceType ManagedInstance; AWS takes only mi- ids there).
+TAGGABLE_NODE_PATTERN = r"^(mi-[0-9a-f]{17}|i-[0-9a-f]{17})$"
 MAX_TAGS = 50
 
 
@@ -41,7 +44,7 @@ def _tag_target(body: dict[str, Any]) -> str:
     resource_type = required_string(body, "ResourceType")
     if resource_type != "ManagedInstance":
         raise ApiError("InvalidResourceType", f"Tags on {resource_type} resources are not supported here.")
-    return required_string(body, "ResourceId", pattern=MANAGED_INSTANCE_PATTERN)
+    return required_string(body, "ResourceId", pattern=TAGGABLE_NODE_PATTERN)
 
 
 @json_action(SSM, "AddTagsToResource")

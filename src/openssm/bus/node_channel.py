@@ -15,6 +15,7 @@ from openssm.bus.base import Message
 TERMINATE: Final = "terminate"  # end a session: session_id, reason
 AGENT_JOB: Final = "agent_job"  # send a Run Command invocation to its agent: command_id, instance_id
 CANCEL_COMMAND: Final = "cancel_command"  # cancel it on the agent: command_id, instance_id
+RUN_COMMAND: Final = "run_command"  # take the next step of a command's rollout: command_id, cancel
 
 
 def node_channel(node_id: str) -> str:
@@ -23,6 +24,11 @@ def node_channel(node_id: str) -> str:
 
 def terminate(session_id: str, reason: str) -> Message:
     return {"type": TERMINATE, "session_id": session_id, "reason": reason}
+
+
+def run_command(command_id: str, *, cancel: bool = False) -> Message:
+    """Any node may take a command's next rollout step; ``cancel``: also send its cancels."""
+    return {"type": RUN_COMMAND, "command_id": command_id, "cancel": cancel}
 
 
 def command(kind: str, command_id: str, instance_id: str) -> Message:

@@ -1,8 +1,10 @@
 """Who an agent is (SigV4 for service ``ssmmessages``) and what it may open.
 
 An instance identity (a managed instance's role session named after its ``mi-``/``i-`` id) may
-open only its own control channel and data channels of sessions that target it. Other callers
-(an agent run with plain user credentials) get what their IAM policies allow.
+open only its own control channel and data channels of sessions that target it. Other callers (a
+node that joined with the IAM credentials of a user or role) get what their IAM policies allow, by
+AWS's action names: ``ssmmessages:CreateControlChannel`` / ``CreateDataChannel`` for the REST calls,
+``ssmmessages:OpenControlChannel`` / ``OpenDataChannel`` for the WebSockets.
 """
 
 from __future__ import annotations

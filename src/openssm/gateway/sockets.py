@@ -12,7 +12,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from openssm import security
 from openssm.gateway import messages
-from openssm.gateway.agent_auth import authenticate_agent, claimed_key, instance_arn, is_signed, own_instance
+from openssm.gateway.agent_auth import (
+    authenticate_agent,
+    authorize_agent,
+    claimed_key,
+    instance_arn,
+    is_signed,
+    own_instance,
+)
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.node import GatewayNode, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
@@ -113,6 +120,12 @@ class SocketHandlers:
             refuse(exc.code, exc.message)
             return error_response(exc.code, exc.message, exc.status)
         who.append(identity.principal.arn)
+        resource = instance_arn(self.services.config, instance_id)
+        try:
+            await authorize_agent(self.services, request, identity, OPEN_CONTROL, instance_id, [resource])
+        except security.AccessDenied as exc:
+            refuse(exc.code, exc.message)
+            return error_response(exc.code, exc.message, 403)
         ws = make_websocket(self.settings)
         await ws.prepare(request)
         peer = Peer(ws, f"control {instance_id}")
@@ -174,7 +187,7 @@ class SocketHandlers:
         try:
             opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
             if isinstance(opened, messages.AgentDataOpen):
-                await self._serve_agent(session_id, identity, opened, peer, refuse)
+                await self._serve_agent(request, session_id, identity, opened, peer, refuse)
             elif isinstance(opened, messages.ClientOpen):
                 await self._serve_client(session_id, opened, peer, refuse, who)
             elif opened is not None:
@@ -205,6 +218,7 @@ class SocketHandlers:
 
     async def _serve_agent(
         self,
+        request: web.Request,
         session_id: str,
         identity: security.Identity | None,
         opened: messages.AgentDataOpen,
@@ -230,6 +244,13 @@ class SocketHandlers:
                 f"{identity.principal.arn} is not {instance_id}",
                 refuse,
             )
+            return
+        config = self.services.config
+        resource = session_arn(config.region, config.account_id, session_id)
+        try:
+            await authorize_agent(self.services, request, identity, OPEN_DATA, instance_id, [resource])
+        except security.AccessDenied as exc:
+            await refuse_agent(peer, session_id, exc.code, exc.message, refuse)
             return
         token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         if token is None or token.principal_arn != identity.principal.arn:

@@ -139,7 +139,14 @@ class SessionRecorder:
         await sessions.set_recording_path(self.services.engine, self.session_id, str(main))
         prefs = self.preferences
         if prefs.cloudwatch_log_group_name and prefs.cloudwatch_streaming_enabled:
-            await self._queue("cloudwatch", prefs.cloudwatch_log_group_name, self.log_path, store.STREAMING)
+            # Streamed as AWS's agent streams: JSON events with the session's who/where.
+            await self._queue(
+                "cloudwatch",
+                prefs.cloudwatch_log_group_name,
+                self.log_path,
+                store.STREAMING,
+                event_format=store.SESSION_JSON,
+            )
 
     # Payloads are views into the relayed frames: port records read them as they are, the shell
     # recordings decode text and take bytes.
@@ -273,6 +280,7 @@ class SessionRecorder:
         path: pathlib.Path,
         status: str = store.PENDING,
         encryption: str | None = None,
+        event_format: str = store.TEXT,
     ) -> None:
         await store.add(
             self.services.engine,
@@ -284,6 +292,7 @@ class SessionRecorder:
             now=self.services.clock.now(),
             status=status,
             encryption=encryption,
+            event_format=event_format,
         )
 
     async def _queue_final_uploads(self) -> None:

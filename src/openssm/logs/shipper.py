@@ -1,4 +1,5 @@
-"""Ships session records from the local data directory to S3 / CloudWatch Logs, durably.
+"""Ships session records and Run Command output from the local data directory to S3 / CloudWatch Logs,
+durably.
 
 The queue is the ``log_uploads`` table, so an upload survives a sink outage and a server restart:
 each row is tried when due; a failure doubles its delay (up to a maximum); CloudWatch progress is the
@@ -16,9 +17,17 @@ import logging
 import pathlib
 from typing import Any
 
-from openssm.logs.sinks import CloudWatchSink, S3Sink, SinkError, SinkSettings, cloudwatch_url
+from openssm.logs.sinks import (
+    CloudWatchSink,
+    S3Sink,
+    SessionEventHeader,
+    SinkError,
+    SinkSettings,
+    cloudwatch_url,
+)
 from openssm.services import Services
 from openssm.store import log_uploads as store
+from openssm.store import sessions
 from openssm.store.log_uploads import LogUploadRow
 
 log = logging.getLogger(__name__)
@@ -99,9 +108,9 @@ class LogShipper:
             if row.sink == "s3":
                 await asyncio.to_thread(self.s3.upload, path, row.destination, encryption=row.encryption)
                 # The transcript's URL is the session's S3 output; the recording and events are not.
-                url = row.destination if path.suffix == ".log" else None
+                url = row.destination if path.suffix == ".log" and row.of_session else None
                 await store.complete(self.engine, row, output_url=url, now=self.clock.now())
-                log.info("session %s: %s uploaded to %s", row.session_id, path.name, row.destination)
+                log.info("%s: %s uploaded to %s", row.session_id, path.name, row.destination)
                 return True
             if row.sink == "cloudwatch":
                 return await self._ship_cloudwatch(row, path)
@@ -112,18 +121,39 @@ class LogShipper:
             delay = retry_delay(
                 row.attempts, config.log_upload_retry_seconds, config.log_upload_retry_max_seconds
             )
-            log.warning("session %s: %s (retrying in %.1fs)", row.session_id, exc, delay)
+            log.warning("%s: %s (retrying in %.1fs)", row.session_id, exc, delay)
             retry_at = self.clock.now() + dt.timedelta(seconds=delay)
             await store.record_failure(self.engine, row.id, str(exc), retry_at=retry_at)
             return False
 
+    async def _session_header(self, row: LogUploadRow) -> SessionEventHeader | None:
+        """The fields of AWS's JSON session events, for a row that ships them."""
+        if row.event_format != store.SESSION_JSON:
+            return None
+        session = await sessions.get(self.engine, row.session_id)
+        return SessionEventHeader(
+            region=self.services.config.region,
+            target=session.target if session else "",
+            owner_arn=session.owner_arn if session else "",
+            run_as_user=(session.run_as_user or "") if session else "",
+            session_id=row.session_id,
+        )
+
     async def _ship_cloudwatch(self, row: LogUploadRow, path: pathlib.Path) -> bool:
         final = row.status == store.PENDING
-        group, stream = row.destination, row.session_id
+        group, stream = row.destination, row.stream
+        header = await self._session_header(row)
         offset = row.shipped_bytes
         while True:
             shipped = await asyncio.to_thread(
-                self.cloudwatch.ship, path, group, stream, offset, final=final, now=self.clock.now()
+                self.cloudwatch.ship,
+                path,
+                group,
+                stream,
+                offset,
+                final=final,
+                now=self.clock.now(),
+                session=header,
             )
             if shipped == offset:
                 break
@@ -133,6 +163,8 @@ class LogShipper:
             return False
         config = self.services.config
         url = cloudwatch_url(config.sink_region or config.region, config.account_id, group, stream)
-        await store.complete(self.engine, row, output_url=url, now=self.clock.now())
-        log.info("session %s: transcript complete in CloudWatch Logs %s", row.session_id, group)
+        await store.complete(
+            self.engine, row, output_url=url if row.of_session else None, now=self.clock.now()
+        )
+        log.info("%s: %s complete in CloudWatch Logs %s", row.session_id, path.name, group)
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import pathlib
 import threading
 import urllib.parse
@@ -29,6 +30,9 @@ MAX_BATCH_BYTES: Final = 1_048_576
 EVENT_OVERHEAD: Final = 26
 MAX_EVENT_BYTES: Final = 256 * 1024 - EVENT_OVERHEAD
 READ_CHUNK: Final = 2 * 1024 * 1024  # how much of a log file one ship call looks at
+# AWS's session logger puts the lines of one upload into one JSON event of at most this many bytes.
+SESSION_EVENT_BYTES: Final = 200_000
+SESSION_EVENT_VERSION: Final = "1.0"
 DEFAULT_MULTIPART_THRESHOLD: Final = 8 * 1024 * 1024
 
 
@@ -142,7 +146,7 @@ class Batch:
     line_ends: list[int] = dataclasses.field(default_factory=list)  # file offset after each message's line
 
 
-def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
+def next_batch(data: bytes, start_offset: int, *, final: bool, max_bytes: int = MAX_BATCH_BYTES) -> Batch:
     """The lines of ``data`` (read from ``start_offset``) that fit one PutLogEvents call.
 
     Only whole lines go unless ``final`` (the session is over: the last partial line goes too).
@@ -160,7 +164,7 @@ def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
             newline = len(data)
         raw = data[position:newline][:MAX_EVENT_BYTES]
         cost = len(raw) + EVENT_OVERHEAD
-        if messages and size + cost > MAX_BATCH_BYTES:
+        if messages and size + cost > max_bytes:
             break
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
         position = min(newline + 1, len(data))
@@ -169,6 +173,60 @@ def next_batch(data: bytes, start_offset: int, *, final: bool) -> Batch:
             line_ends.append(start_offset + position)
             size += cost
     return Batch(messages, start_offset + position, line_ends)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionEventHeader:
+    """What every JSON event of a streamed session carries besides its lines (AWS's agent sends the
+    same fields: eventVersion, eventTime, awsRegion, target.id, userIdentity.arn, runAsUser,
+    sessionId, sessionData)."""
+
+    region: str
+    target: str
+    owner_arn: str
+    run_as_user: str
+    session_id: str
+
+
+def _json_size(line: str) -> int:
+    """Bytes ``line`` takes in the event's JSON list (quotes, escapes and the separating comma)."""
+    return len(json.dumps(line, ensure_ascii=False).encode("utf-8")) + 1
+
+
+def session_events(
+    header: SessionEventHeader, messages: list[str], stamps: list[int]
+) -> list[dict[str, Any]]:
+    """PutLogEvents events in AWS's JSON session shape: consecutive lines grouped into one event up
+    to ``SESSION_EVENT_BYTES`` (tabs become spaces, carriage returns go, as AWS's agent does), each
+    stamped with the time its last line was written."""
+    groups: list[list[tuple[str, int]]] = []
+    size = SESSION_EVENT_BYTES
+    for message, ms in zip(messages, stamps, strict=True):
+        line = message.replace("\t", " ").replace("\r", "")
+        cost = _json_size(line)
+        while cost > SESSION_EVENT_BYTES:  # one huge line: cut to what one event holds
+            line = line[: len(line) * SESSION_EVENT_BYTES // cost - 1]
+            cost = _json_size(line)
+        if size + cost > SESSION_EVENT_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append((line, ms))
+        size += cost
+    events = []
+    for group in groups:
+        ms = group[-1][1]
+        body = {
+            "eventVersion": SESSION_EVENT_VERSION,
+            "eventTime": dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "awsRegion": header.region,
+            "target": {"id": header.target},
+            "userIdentity": {"arn": header.owner_arn},
+            "runAsUser": header.run_as_user,
+            "sessionId": header.session_id,
+            "sessionData": [line for line, _ in group],
+        }
+        events.append({"timestamp": ms, "message": json.dumps(body, ensure_ascii=False)})
+    return events
 
 
 class CloudWatchSink:
@@ -207,10 +265,19 @@ class CloudWatchSink:
         self._streams.add((group, stream))
 
     def ship(
-        self, local_path: pathlib.Path, group: str, stream: str, offset: int, *, final: bool, now: dt.datetime
+        self,
+        local_path: pathlib.Path,
+        group: str,
+        stream: str,
+        offset: int,
+        *,
+        final: bool,
+        now: dt.datetime,
+        session: SessionEventHeader | None = None,
     ) -> int:
         """Send the next batch of lines after ``offset``; returns the new offset (== offset: nothing to
-        send). ``now`` stands for the time of lines whose writing time was not recorded."""
+        send). ``now`` stands for the time of lines whose writing time was not recorded. With a
+        ``session`` header the lines go as AWS's JSON session events, else one event a line."""
         try:
             with local_path.open("rb") as file:
                 file.seek(offset)
@@ -218,16 +285,22 @@ class CloudWatchSink:
         except OSError as exc:
             raise SinkError(f"cannot read {local_path}: {exc}") from exc
         # A partial last line is only the end of the file if the read reached the end.
-        batch = next_batch(data, offset, final=final and len(data) < READ_CHUNK)
+        # JSON session events escape their lines: take half a batch of lines for them.
+        budget = MAX_BATCH_BYTES if session is None else MAX_BATCH_BYTES // 2
+        batch = next_batch(data, offset, final=final and len(data) < READ_CHUNK, max_bytes=budget)
         if not batch.messages:
             return batch.end_offset
         # The times the lines were written (kept beside the transcript), not the time of shipping.
         stamps = line_times.timestamps(
             line_times.times_path(local_path), batch.line_ends, int(now.timestamp() * 1000)
         )
-        events = [
-            {"timestamp": ms, "message": message} for ms, message in zip(stamps, batch.messages, strict=True)
-        ]
+        if session is not None:
+            events = session_events(session, batch.messages, stamps)
+        else:
+            events = [
+                {"timestamp": ms, "message": message}
+                for ms, message in zip(stamps, batch.messages, strict=True)
+            ]
         try:
             self._ensure_stream(group, stream)
             self.client().put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)

@@ -36,6 +36,22 @@ RUN_SHELL_SCRIPT: Final = "AWS-RunShellScript"
 RUN_SHELL_SCRIPT_ACTION: Final = "aws:runShellScript"
 DEFAULT_EXECUTION_TIMEOUT: Final = 3600
 
+EXECUTION_TIMED_OUT: Final = "ExecutionTimedOut"
+DELIVERY_TIMED_OUT: Final = "DeliveryTimedOut"
+UNDELIVERABLE: Final = "Undeliverable"
+TERMINATED: Final = "Terminated"  # Cancelled by the service: the command went over MaxErrors
+INCOMPLETE: Final = "Incomplete"
+NO_INSTANCES_IN_TAG: Final = "NoInstancesInTag"
+# StatusDetails that end an invocation without counting against MaxErrors (AWS: "Understanding
+# command statuses"); Failed and ExecutionTimedOut count.
+NOT_ERRORS: Final = frozenset(
+    {DELIVERY_TIMED_OUT, UNDELIVERABLE, TERMINATED, "InvalidPlatform", "AccessDenied"}
+)
+# The exit code AWS's agent reports on Linux for a step it killed (timeout or cancel): 128 + SIGKILL.
+STOPPED_EXIT_CODE: Final = 137
+DEFAULT_MAX_CONCURRENCY: Final = "50"
+DEFAULT_MAX_ERRORS: Final = "0"
+
 # Invocation statuses (API) and the StatusDetails AWS shows with them.
 PENDING: Final = "Pending"
 IN_PROGRESS: Final = "InProgress"
@@ -50,12 +66,10 @@ DETAILS: Final = {
     IN_PROGRESS: "InProgress",
     SUCCESS: "Success",
     FAILED: "Failed",
-    TIMED_OUT: "ExecutionTimedOut",
+    TIMED_OUT: EXECUTION_TIMED_OUT,
     CANCELLING: "Cancelling",
     CANCELLED: "Cancelled",
 }
-DELIVERY_TIMED_OUT: Final = "DeliveryTimedOut"
-UNDELIVERABLE: Final = "Undeliverable"
 
 _JOB_ID: Final = re.compile(r"aws\.ssm\.([0-9a-fA-F-]{36})\.([A-Za-z0-9-]{1,64})")
 
@@ -444,6 +458,67 @@ def invocation_status(document_status: str) -> str:
     }.get(document_status, FAILED)
 
 
+# -- rate controls and the command's status (AWS: "Using targets and rate controls to send commands to
+# a fleet", "Understanding command statuses") ----------------------------------------------------------
+
+
+def counts_as_error(status: str, status_details: str) -> bool:
+    """Whether an invocation counts against MaxErrors: Failed and ExecutionTimedOut do; delivery
+    time-outs, undeliverable and terminated invocations do not."""
+    return status in (FAILED, TIMED_OUT) and status_details not in NOT_ERRORS
+
+
+def limit(value: str | None, target_count: int, *, minimum: int) -> int:
+    """A MaxConcurrency / MaxErrors value ("10" or "10%") as a number of targets. A percentage of
+    the targets is rounded down (50 targets at 10 % allow 5 errors: the sixth stops the command, as
+    AWS's example says), and never below ``minimum``."""
+    text = (value or "").strip()
+    if text.endswith("%"):
+        return max(minimum, target_count * int(text[:-1]) // 100)
+    return max(minimum, int(text)) if text else minimum
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvocationState:
+    """What the rollout needs to know of one invocation."""
+
+    instance_id: str
+    status: str
+    status_details: str
+    dispatched: bool  # sent towards its agent (it holds a concurrency slot until it ends)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rollout:
+    dispatch: tuple[str, ...]  # send these now
+    terminate: tuple[str, ...]  # the error limit is exceeded: these never start (Cancelled/Terminated)
+
+
+def plan_rollout(
+    invocations: Sequence[InvocationState],
+    *,
+    max_concurrency: str | None,
+    max_errors: str | None,
+    cancel_requested: bool,
+) -> Rollout:
+    """Which waiting invocations to send now, in target order, and which to end unsent.
+
+    At most MaxConcurrency invocations run at once (dispatched and not yet ended); once more than
+    MaxErrors invocations have failed, nothing more is sent and the invocations still waiting end as
+    Cancelled with StatusDetails Terminated, while those already running finish. A cancelled command
+    sends nothing more (its waiting invocations were cancelled with it)."""
+    waiting = [item.instance_id for item in invocations if item.status == PENDING and not item.dispatched]
+    if cancel_requested:
+        return Rollout((), ())
+    total = len(invocations)
+    errors = sum(1 for item in invocations if counts_as_error(item.status, item.status_details))
+    if errors > limit(max_errors or DEFAULT_MAX_ERRORS, total, minimum=0):
+        return Rollout((), tuple(waiting))
+    running = sum(1 for item in invocations if item.dispatched and item.status not in FINAL_STATUSES)
+    room = limit(max_concurrency or DEFAULT_MAX_CONCURRENCY, total, minimum=1) - running
+    return Rollout(tuple(waiting[: max(0, room)]), ())
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CommandSummary:
     status: str
@@ -454,31 +529,84 @@ class CommandSummary:
     delivery_timed_out_count: int
 
 
-def summarise(invocations: Iterable[tuple[str, str]], *, cancel_requested: bool) -> CommandSummary:
-    """A command's status from its invocations' (status, status_details), as AWS reports it."""
+def summarise(
+    invocations: Iterable[tuple[str, str]], *, cancel_requested: bool, max_errors: str | None = None
+) -> CommandSummary:
+    """A command's Status and StatusDetails from its invocations' (Status, StatusDetails).
+
+    While any invocation is active: Pending (none sent yet), InProgress, or Cancelling after a cancel.
+    Then: Success when all succeeded; Cancelled after a cancel; Failed (or TimedOut /
+    ExecutionTimedOut when the errors were time-outs) once more than MaxErrors invocations counted as
+    errors; TimedOut / DeliveryTimedOut when more than MaxErrors were not delivered in time, or none
+    was; Failed when none succeeded; otherwise Success with StatusDetails Incomplete (some did not
+    succeed, but not enough failed for the command to fail). No targets at all: Success /
+    NoInstancesInTag."""
     items = list(invocations)
-    statuses = [status for status, _ in items]
-    finished = [status for status in statuses if status in FINAL_STATUSES]
+    total = len(items)
+    finished = sum(1 for status, _ in items if status in FINAL_STATUSES)
     delivery = sum(1 for _, details in items if details == DELIVERY_TIMED_OUT)
-    errors = sum(
-        1 for status, details in items if status in (FAILED, TIMED_OUT) and details != DELIVERY_TIMED_OUT
-    )
-    if len(finished) < len(items):
+    errors = [status for status, details in items if counts_as_error(status, details)]
+
+    def summary(status: str, details: str) -> CommandSummary:
+        return CommandSummary(status, details, total, finished, len(errors), delivery)
+
+    if total == 0:
+        return summary(SUCCESS, NO_INSTANCES_IN_TAG)
+    statuses = [status for status, _ in items]
+    if finished < total:
         if cancel_requested:
-            status = CANCELLING
-        elif all(item == PENDING for item in statuses):
-            status = PENDING
-        else:
-            status = IN_PROGRESS
-        return CommandSummary(status, DETAILS[status], len(items), len(finished), errors, delivery)
-    if all(item == SUCCESS for item in statuses):
-        status, details = SUCCESS, SUCCESS
-    elif delivery == len(items):
-        status, details = TIMED_OUT, DELIVERY_TIMED_OUT
-    elif CANCELLED in statuses and cancel_requested:
-        status, details = CANCELLED, CANCELLED
-    elif FAILED in statuses:
-        status, details = FAILED, FAILED
-    else:
-        status, details = TIMED_OUT, DETAILS[TIMED_OUT]
-    return CommandSummary(status, details, len(items), len(finished), errors, delivery)
+            return summary(CANCELLING, DETAILS[CANCELLING])
+        if all(status == PENDING for status in statuses):
+            return summary(PENDING, DETAILS[PENDING])
+        return summary(IN_PROGRESS, DETAILS[IN_PROGRESS])
+    allowed = limit(max_errors or DEFAULT_MAX_ERRORS, total, minimum=0)
+    if all(status == SUCCESS for status in statuses):
+        return summary(SUCCESS, DETAILS[SUCCESS])
+    if cancel_requested and (CANCELLED, DETAILS[CANCELLED]) in items:
+        return summary(CANCELLED, DETAILS[CANCELLED])
+    if len(errors) > allowed:
+        return (
+            summary(FAILED, DETAILS[FAILED]) if FAILED in errors else summary(TIMED_OUT, EXECUTION_TIMED_OUT)
+        )
+    if delivery > allowed or delivery == total:
+        return summary(TIMED_OUT, DELIVERY_TIMED_OUT)
+    if SUCCESS not in statuses:
+        return summary(FAILED, DETAILS[FAILED])
+    return summary(SUCCESS, INCOMPLETE)
+
+
+# -- where a step's output goes (S3 keys, CloudWatch Logs streams) -------------------------------------
+
+# AWS defines AWS-RunShellScript with schemaVersion 1.2, whose output is laid out by plugin
+# (``awsrunShellScript/0.awsrunShellScript``); schema 2.2 documents lay it out by step name.
+PLUGIN_LAYOUT_DOCUMENTS: Final = frozenset({RUN_SHELL_SCRIPT})
+OUTPUT_STREAMS: Final = ("stdout", "stderr")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputNames:
+    s3_directory: str  # under <prefix>/<CommandId>/<InstanceId>/
+    cloudwatch_plugin: str  # the third part of <CommandId>/<InstanceId>/<plugin>/stdout
+
+
+def output_names(document_name: str, index: int, step_name: str, action: str) -> OutputNames:
+    """Where AWS puts the output of step ``index`` (0-based) of a document."""
+    if document_name in PLUGIN_LAYOUT_DOCUMENTS:
+        plugin = action.replace(":", "")
+        return OutputNames(f"{plugin}/{index}.{plugin}", action.replace(":", "-"))
+    return OutputNames(step_name, step_name)
+
+
+def s3_output_key(prefix: str, command_id: str, instance_id: str, names: OutputNames, stream: str) -> str:
+    """``<prefix>/<CommandId>/<InstanceId>/<directory>/stdout`` (no prefix: from the CommandId)."""
+    parts = [prefix.strip("/"), command_id, instance_id, names.s3_directory, stream]
+    return "/".join(part for part in parts if part)
+
+
+def cloudwatch_stream(command_id: str, instance_id: str, names: OutputNames, stream: str) -> str:
+    return f"{command_id}/{instance_id}/{names.cloudwatch_plugin}/{stream}"
+
+
+def default_log_group(document_name: str) -> str:
+    """The log group AWS uses when CloudWatch output is enabled without a group name."""
+    return f"/aws/ssm/{document_name}"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from openssm.protocol import run_command as rc
 from openssm.store.rows import JSON_LIST, JSON_OBJECT, Db, JsonObject, every, execute, first, scalars, writing
-from openssm.store.tables import command_invocations, commands
+from openssm.store.tables import command_invocations, commands, instances
 
 # Invocations that may still change (a late or repeated reply never undoes an end).
 ACTIVE_STATUSES: Final = (rc.PENDING, rc.IN_PROGRESS, rc.CANCELLING)
@@ -38,8 +38,17 @@ class CommandRow:
     output_s3_region: str | None
     output_s3_bucket_name: str | None
     output_s3_key_prefix: str | None
+    cloudwatch_log_group_name: str | None  # None: /aws/ssm/<DocumentName> when enabled
+    cloudwatch_output_enabled: bool
     cancel_requested: bool
     owner_arn: str
+
+    @property
+    def log_group(self) -> str | None:
+        """The CloudWatch Logs group of its output, or None when that output is off."""
+        if not self.cloudwatch_output_enabled:
+            return None
+        return self.cloudwatch_log_group_name or rc.default_log_group(self.document_name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +58,7 @@ class InvocationRow:
     instance_name: str | None
     status: str  # run_command.PENDING …
     status_details: str
+    dispatched_at: dt.datetime | None  # sent towards its agent (rate controls)
     delivered_at: dt.datetime | None  # agent_job_ack received
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
@@ -66,6 +76,7 @@ def pending_invocation(command_id: str, instance_id: str, instance_name: str) ->
         instance_name=instance_name,
         status=rc.PENDING,
         status_details=rc.DETAILS[rc.PENDING],
+        dispatched_at=None,
         delivered_at=None,
         started_at=None,
         ended_at=None,
@@ -126,14 +137,15 @@ async def list_invocations(
 
 
 async def pending_for_instance(db: Db, instance_id: str, *, now: dt.datetime) -> list[CommandRow]:
-    """Commands with an invocation still waiting for delivery to ``instance_id`` (and not past
-    their deadline nor cancelled); oldest first."""
+    """Commands with an invocation dispatched to ``instance_id`` and not delivered yet (nor past its
+    deadline, nor cancelled); oldest first."""
     query = (
         sa.select(commands)
         .join(command_invocations, commands.c.command_id == command_invocations.c.command_id)
         .where(
             command_invocations.c.instance_id == instance_id,
             command_invocations.c.status == rc.PENDING,
+            command_invocations.c.dispatched_at.is_not(None),
             command_invocations.c.delivered_at.is_(None),
             commands.c.delivery_deadline > now,
             commands.c.cancel_requested.is_(False),
@@ -143,39 +155,50 @@ async def pending_for_instance(db: Db, instance_id: str, *, now: dt.datetime) ->
     return await every(db, query, CommandRow)
 
 
-async def _time_out(
-    db: Db, overdue: sa.Select[Any], *which: sa.ColumnElement[bool], details: str, now: dt.datetime
-) -> int:
-    statement = (
-        sa.update(command_invocations)
-        .where(*which, command_invocations.c.command_id.in_(overdue))
-        .values(status=rc.TIMED_OUT, status_details=details, ended_at=now)
-    )
-    return await execute(db, statement)
+def _ending(status: str, details: str, now: dt.datetime) -> dict[str, Any]:
+    return {"status": status, "status_details": details, "ended_at": now}
 
 
-async def expire_undelivered(db: Db, *, now: dt.datetime) -> int:
-    """Pending invocations past their command's delivery deadline become TimedOut/DeliveryTimedOut."""
-    return await _time_out(
-        db,
-        sa.select(commands.c.command_id).where(commands.c.delivery_deadline <= now),
-        command_invocations.c.status == rc.PENDING,
-        command_invocations.c.delivered_at.is_(None),
-        details=rc.DELIVERY_TIMED_OUT,
-        now=now,
-    )
+async def expire_undelivered(db: Db, *, now: dt.datetime, command_id: str | None = None) -> int:
+    """Past a command's delivery deadline (TimeoutSeconds), what never reached its agent ends: still
+    Pending (sent or waiting for a concurrency slot) as TimedOut / DeliveryTimedOut, and a cancel of
+    an invocation the agent never received as Cancelled."""
+    overdue = sa.select(commands.c.command_id).where(commands.c.delivery_deadline <= now)
+    if command_id is not None:
+        overdue = overdue.where(commands.c.command_id == command_id)
+    of_overdue = command_invocations.c.command_id.in_(overdue)
+    undelivered = command_invocations.c.delivered_at.is_(None)
+    async with writing(db) as conn:
+        timed_out = await execute(
+            conn,
+            sa.update(command_invocations)
+            .where(of_overdue, undelivered, command_invocations.c.status == rc.PENDING)
+            .values(_ending(rc.TIMED_OUT, rc.DELIVERY_TIMED_OUT, now)),
+        )
+        await execute(
+            conn,
+            sa.update(command_invocations)
+            .where(of_overdue, undelivered, command_invocations.c.status == rc.CANCELLING)
+            .values(_ending(rc.CANCELLED, rc.DETAILS[rc.CANCELLED], now)),
+        )
+    return timed_out
 
 
 async def expire_unfinished(db: Db, *, now: dt.datetime) -> int:
-    """Invocations still active after their command expired (delivery plus execution timeout: the
-    agent went away mid-run, or its reply was lost) become TimedOut/ExecutionTimedOut."""
-    return await _time_out(
-        db,
-        sa.select(commands.c.command_id).where(commands.c.expires_after <= now),
-        command_invocations.c.status.in_(ACTIVE_STATUSES),
-        details=rc.DETAILS[rc.TIMED_OUT],
-        now=now,
+    """Invocations still active when their command expires (delivery plus execution timeout: the
+    agent went away mid-run, or its reply was lost) end as AWS ends them: TimedOut /
+    DeliveryTimedOut (only the agent reports ExecutionTimedOut)."""
+    statement = (
+        sa.update(command_invocations)
+        .where(
+            command_invocations.c.status.in_(ACTIVE_STATUSES),
+            command_invocations.c.command_id.in_(
+                sa.select(commands.c.command_id).where(commands.c.expires_after <= now)
+            ),
+        )
+        .values(_ending(rc.TIMED_OUT, rc.DELIVERY_TIMED_OUT, now))
     )
+    return await execute(db, statement)
 
 
 async def cancelling_for_instance(db: Db, instance_id: str) -> list[str]:
@@ -209,8 +232,9 @@ async def update_active(db: Db, command_id: str, instance_id: str, values: Mappi
 async def request_cancel(
     db: Db, command_id: str, instance_ids: Sequence[str] | None, *, now: dt.datetime
 ) -> list[InvocationRow]:
-    """Mark the command cancelled: undelivered invocations end as Cancelled at once, running ones
-    become Cancelling (the agent reports Cancelled). Returns the invocations to cancel on agents."""
+    """Mark the command cancelled: invocations not sent yet end as Cancelled at once; those sent to a
+    connected agent (possibly on their way) or running become Cancelling until their agent reports
+    the end. Returns the invocations to cancel on agents."""
     selected = [
         command_invocations.c.command_id == command_id,
         command_invocations.c.status.in_(ACTIVE_STATUSES),
@@ -221,14 +245,20 @@ async def request_cancel(
         await conn.execute(
             sa.update(commands).where(commands.c.command_id == command_id).values(cancel_requested=True)
         )
+        # Not sent: waiting for a slot, or dispatched to an agent connected nowhere (whose job is
+        # only sent when it connects, and pending_for_instance skips cancelled ones).
+        offline = sa.select(instances.c.instance_id).where(instances.c.control_node_id.is_(None))
+        not_sent = sa.or_(
+            command_invocations.c.dispatched_at.is_(None),
+            sa.and_(
+                command_invocations.c.delivered_at.is_(None),
+                command_invocations.c.instance_id.in_(offline),
+            ),
+        )
         await conn.execute(
             sa.update(command_invocations)
-            .where(
-                *selected,
-                command_invocations.c.delivered_at.is_(None),
-                command_invocations.c.status == rc.PENDING,
-            )
-            .values(status=rc.CANCELLED, status_details=rc.DETAILS[rc.CANCELLED], ended_at=now)
+            .where(*selected, not_sent, command_invocations.c.status == rc.PENDING)
+            .values(_ending(rc.CANCELLED, rc.DETAILS[rc.CANCELLED], now))
         )
         running = await every(conn, sa.select(command_invocations).where(*selected), InvocationRow)
         await conn.execute(
@@ -237,3 +267,80 @@ async def request_cancel(
             .values(status=rc.CANCELLING, status_details=rc.DETAILS[rc.CANCELLING])
         )
     return running
+
+
+async def cancelling(db: Db, command_id: str) -> list[str]:
+    """The instances whose invocation of ``command_id`` waits for its agent to confirm a cancel."""
+    query = sa.select(command_invocations.c.instance_id).where(
+        command_invocations.c.command_id == command_id, command_invocations.c.status == rc.CANCELLING
+    )
+    return [str(instance_id) for instance_id in await scalars(db, query)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Advance:
+    """What one step of a command's rollout decided."""
+
+    command: CommandRow
+    dispatch: list[str]  # instance ids now dispatched: send them their job
+    terminated: list[str]  # ended unsent (the command went over MaxErrors)
+
+
+async def advance(db: Db, command_id: str, *, now: dt.datetime) -> Advance | None:
+    """One step of the command's rollout (``run_command.plan_rollout``), in one transaction: the
+    invocations it sends now are marked dispatched, those it gives up on end as Cancelled /
+    Terminated. The command's row is locked for the step (PostgreSQL), so two nodes finishing
+    invocations at once cannot both fill the same concurrency slot. None: no such command."""
+    await expire_undelivered(db, now=now, command_id=command_id)
+    async with writing(db) as conn:
+        command = await first(
+            conn, sa.select(commands).where(commands.c.command_id == command_id).with_for_update(), CommandRow
+        )
+        if command is None:
+            return None
+        rows = await every(
+            conn,
+            sa.select(command_invocations)
+            .where(command_invocations.c.command_id == command_id)
+            .order_by(command_invocations.c.instance_id),
+            InvocationRow,
+        )
+        plan = rc.plan_rollout(
+            [
+                rc.InvocationState(
+                    row.instance_id, row.status, row.status_details, row.dispatched_at is not None
+                )
+                for row in rows
+            ],
+            max_concurrency=command.max_concurrency,
+            max_errors=command.max_errors,
+            cancel_requested=command.cancel_requested,
+        )
+        waiting = (
+            command_invocations.c.command_id == command_id,
+            command_invocations.c.status == rc.PENDING,
+            command_invocations.c.dispatched_at.is_(None),
+        )
+        if plan.dispatch:
+            await conn.execute(
+                sa.update(command_invocations)
+                .where(*waiting, command_invocations.c.instance_id.in_(plan.dispatch))
+                .values(dispatched_at=now)
+            )
+        if plan.terminate:
+            await conn.execute(
+                sa.update(command_invocations)
+                .where(*waiting, command_invocations.c.instance_id.in_(plan.terminate))
+                .values(_ending(rc.CANCELLED, rc.TERMINATED, now))
+            )
+    return Advance(command, list(plan.dispatch), list(plan.terminate))
+
+
+async def waiting_for_instance(db: Db, instance_id: str) -> list[str]:
+    """Commands with an invocation on ``instance_id`` that has not been sent yet."""
+    query = sa.select(command_invocations.c.command_id).where(
+        command_invocations.c.instance_id == instance_id,
+        command_invocations.c.status == rc.PENDING,
+        command_invocations.c.dispatched_at.is_(None),
+    )
+    return [str(command_id) for command_id in await scalars(db, query)]

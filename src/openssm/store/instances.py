@@ -1,5 +1,6 @@
-"""Managed nodes (``instances``): registered through an activation by the API, reporting in through
-``UpdateInstanceInformation``, and holding a control channel on one gateway node at a time."""
+"""Managed nodes (``instances``): registered through an activation (``mi-…``) or joined with IAM
+credentials as an EC2 instance does (``i-…``, on its first ``UpdateInstanceInformation``), reporting in
+through ``UpdateInstanceInformation``, and holding a control channel on one gateway node at a time."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from openssm.store.tables import instances
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class InstanceRow:
-    instance_id: str  # mi-<17 hex>
-    activation_id: str | None
+    instance_id: str  # mi-<17 hex> (activation), i-<17 hex> (joined with IAM credentials)
+    activation_id: str | None  # None: joined with IAM credentials
     iam_role: str | None
     name: str | None
-    public_key: str  # base64 DER SubjectPublicKeyInfo
+    public_key: str  # base64 DER SubjectPublicKeyInfo ("" for nodes joined with IAM credentials)
     public_key_type: str
     fingerprint: str
     registration_date: dt.datetime
@@ -76,6 +77,26 @@ async def register(
         **registration, public_key_type="Rsa", registration_date=now, tags=dict(tags)
     )
     await execute(db, statement)
+
+
+async def join(db: Db, instance_id: str, *, iam_role: str | None, now: dt.datetime) -> bool:
+    """A node joining with IAM credentials (no activation, no key pair); False if the id is taken
+    (by another node, or by the same one racing itself)."""
+    statement = sa.insert(instances).values(
+        instance_id=instance_id,
+        activation_id=None,
+        iam_role=iam_role,
+        public_key="",
+        public_key_type="",
+        fingerprint="",
+        registration_date=now,
+        tags={},
+    )
+    try:
+        await execute(db, statement)
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 async def get(db: Db, instance_id: str) -> InstanceRow | None:

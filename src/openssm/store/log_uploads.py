@@ -1,5 +1,8 @@
-"""The log shipping queue (``log_uploads``): one row per (session, sink). Records are written locally
-first; a row is what still has to reach S3 / CloudWatch Logs, retried when due until it is done."""
+"""The log shipping queue (``log_uploads``): one row per file and sink. Records are written locally
+first; a row is what still has to reach S3 / CloudWatch Logs, retried when due until it is done.
+
+Rows belong to a session (``session_id`` is its id) or to a Run Command invocation's output
+(``session_id`` is ``<CommandId>/<InstanceId>``, which no session id can be)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ from openssm.store.tables import log_uploads
 STREAMING: Final = "streaming"  # CloudWatch while the session runs: ship lines as they come
 PENDING: Final = "pending"  # ship everything that is left, then done
 DONE: Final = "done"
+
+# How CloudWatch Logs gets a file's lines.
+TEXT: Final = "text"  # one event a line
+SESSION_JSON: Final = "session-json"  # AWS's JSON events of a streamed session (sessionData: the lines)
 
 Sink = Literal["s3", "cloudwatch"]
 
@@ -36,6 +43,17 @@ class LogUploadRow:
     last_error: str | None
     created_at: dt.datetime
     completed_at: dt.datetime | None
+    log_stream: str | None  # CloudWatch: the stream; None: the session id
+    event_format: str  # TEXT | SESSION_JSON
+
+    @property
+    def stream(self) -> str:
+        return self.log_stream or self.session_id
+
+    @property
+    def of_session(self) -> bool:
+        """A session's record (whose URLs the session shows), not a command's output."""
+        return "/" not in self.session_id
 
 
 class NewUpload(TypedDict):
@@ -52,12 +70,16 @@ async def add(
     now: dt.datetime,
     status: str = PENDING,
     encryption: str | None = None,
+    log_stream: str | None = None,
+    event_format: str = TEXT,
     **upload: Unpack[NewUpload],
 ) -> None:
     """Queue one upload, due at once."""
     statement = sa.insert(log_uploads).values(
         **upload,
         encryption=encryption,
+        log_stream=log_stream,
+        event_format=event_format,
         status=status,
         shipped_bytes=0,
         attempts=0,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -282,6 +283,10 @@ log_uploads = Table(
     Column("last_error", String(1024)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("completed_at", UtcDateTime),
+    # CloudWatch only: the stream (None: the session id) and how lines become events ("text": one
+    # event a line; "session-json": AWS's JSON session events, for streamed sessions).
+    Column("log_stream", String(512)),
+    Column("event_format", String(16), nullable=False, default="text", server_default="text"),
     Index("ix_log_uploads_status", "status", "node_id"),
 )
 
@@ -375,6 +380,8 @@ commands = Table(
     Column("output_s3_region", String(20)),
     Column("output_s3_bucket_name", String(63)),
     Column("output_s3_key_prefix", String(500)),
+    Column("cloudwatch_log_group_name", String(512)),
+    Column("cloudwatch_output_enabled", Boolean, nullable=False, default=False, server_default=false()),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("owner_arn", String(2048), nullable=False),
     Index("ix_commands_requested_at", "requested_at"),
@@ -389,6 +396,7 @@ command_invocations = Table(
     Column("instance_name", String(255)),
     Column("status", String(16), nullable=False),
     Column("status_details", String(32), nullable=False),
+    Column("dispatched_at", UtcDateTime),  # sent towards the agent: it holds a concurrency slot
     Column("delivered_at", UtcDateTime),  # agent_job_ack received
     Column("started_at", UtcDateTime),
     Column("ended_at", UtcDateTime),

@@ -9,16 +9,20 @@ import stat
 
 import pytest
 
+from openssm.agent.chain_credentials import ChainCredentials
 from openssm.agent.config import (
+    IAM,
     AgentSettings,
     Registration,
     StateError,
+    load_fingerprint,
     load_registration,
     save_registration,
 )
 from openssm.agent.session_request import BadSessionRequest, parse_session_request
 from openssm.agent.sessions.base import SessionFailure
 from openssm.agent.sessions.identity import RunAs, requested_user, resolve_run_as, session_environment
+from openssm.agent.signing import CredentialsError
 from openssm.protocol.frames import Frame, MessageType, go_json
 
 
@@ -31,6 +35,41 @@ def test_registration_round_trip_with_private_permissions(tmp_path: pathlib.Path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_registration(state) == (registration, b"-----PEM-----\n")
     assert registration.gateway_endpoint == "http://h:1"
+
+
+def test_an_iam_node_keeps_no_key_and_names_its_profile(tmp_path: pathlib.Path) -> None:
+    """Re-registering with IAM credentials drops the key an activation left; loading gives no key."""
+    activation = Registration("mi-0123456789abcdef0", "us-east-1", "http://h:1", "fp-uuid")
+    save_registration(tmp_path, activation, b"-----PEM-----\n")
+    iam = Registration("i-0123456789abcdef0", "us-east-1", "http://h:1", "", identity=IAM, profile="node")
+    save_registration(tmp_path, iam, None)
+    assert not (tmp_path / "private-key.pem").exists()
+    assert load_registration(tmp_path) == (iam, b"")
+    assert load_fingerprint(tmp_path) is None  # a later activation gets a fingerprint of its own
+    raw = json.loads((tmp_path / "registration.json").read_text())
+    (tmp_path / "registration.json").write_text(json.dumps({**raw, "identity": "psychic"}))
+    with pytest.raises(StateError, match="unknown identity"):
+        load_registration(tmp_path)
+
+
+async def test_chain_credentials_come_from_the_named_profile(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials_file = tmp_path / "credentials"
+    credentials_file.write_text("[node]\naws_access_key_id = AKIANODE\naws_secret_access_key = node-secret\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials_file))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    found = await ChainCredentials("node").current()
+    assert (found.access_key_id, found.secret_access_key, found.session_token) == (
+        "AKIANODE",
+        "node-secret",
+        None,
+    )
+    with pytest.raises(CredentialsError, match="profile"):
+        await ChainCredentials("missing").current()
 
 
 def test_missing_or_broken_state_is_a_clear_error(tmp_path: pathlib.Path) -> None:

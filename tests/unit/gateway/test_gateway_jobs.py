@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -34,6 +35,8 @@ def command_row() -> CommandRow:
         output_s3_region="us-east-1",
         output_s3_bucket_name="",
         output_s3_key_prefix="",
+        cloudwatch_log_group_name=None,
+        cloudwatch_output_enabled=False,
         cancel_requested=False,
         owner_arn="arn:aws:iam::123456789012:user/admin",
     )
@@ -50,6 +53,22 @@ def test_agent_job_frame_carries_the_send_command_payload() -> None:
     assert parsed.steps[0].script == "echo hi"
     assert parsed.steps[0].timeout_seconds == 60
     assert json.loads(body["Content"])["Parameters"]["executionTimeout"] == "60"
+
+
+def test_agent_job_frame_never_names_the_output_bucket() -> None:
+    """The server ships the output; an agent told of the bucket would upload it itself."""
+    row = dataclasses.replace(
+        command_row(),
+        output_s3_bucket_name="audit",
+        cloudwatch_output_enabled=True,
+        cloudwatch_log_group_name="g",
+    )
+    content = json.loads(json.loads(decode(agent_job_frame(row, INSTANCE_ID)).payload)["Content"])
+    assert content["OutputS3BucketName"] == "" and content["OutputS3KeyPrefix"] == ""
+    assert content["CloudWatchOutputEnabled"] == "false" and content["CloudWatchLogGroupName"] == ""
+    assert row.log_group == "g"
+    assert dataclasses.replace(row, cloudwatch_log_group_name=None).log_group == "/aws/ssm/AWS-RunShellScript"
+    assert dataclasses.replace(row, cloudwatch_output_enabled=False).log_group is None
 
 
 def test_cancel_job_names_the_job_to_stop() -> None:

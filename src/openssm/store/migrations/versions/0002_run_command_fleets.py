@@ -1,0 +1,53 @@
+"""Run Command for fleets: rate controls (when each invocation was dispatched), CloudWatch output of
+commands, and CloudWatch streams and event formats of log uploads.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-07 09:36:41.047539
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import openssm.store.tables
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("command_invocations", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("dispatched_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=True)
+        )
+
+    with op.batch_alter_table("commands", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("cloudwatch_log_group_name", sa.String(length=512), nullable=True))
+        batch_op.add_column(
+            sa.Column("cloudwatch_output_enabled", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+
+    with op.batch_alter_table("log_uploads", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("log_stream", sa.String(length=512), nullable=True))
+        batch_op.add_column(
+            sa.Column("event_format", sa.String(length=16), server_default="text", nullable=False)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("log_uploads", schema=None) as batch_op:
+        batch_op.drop_column("event_format")
+        batch_op.drop_column("log_stream")
+
+    with op.batch_alter_table("commands", schema=None) as batch_op:
+        batch_op.drop_column("cloudwatch_output_enabled")
+        batch_op.drop_column("cloudwatch_log_group_name")
+
+    with op.batch_alter_table("command_invocations", schema=None) as batch_op:
+        batch_op.drop_column("dispatched_at")
