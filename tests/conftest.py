@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import pwd
+import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -39,3 +44,48 @@ def captures() -> pathlib.Path:
     path = captures_dir()
     require(path.is_dir(), f"AWS wire captures not found at {path} (set OPENSSM_CAPTURES)")
     return path
+
+
+SSM_USER_ENV = "OPENSSM_AGENT_SSM_USER"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_default_session_account() -> Iterator[str]:
+    """A root agent creates ``ssm-user`` for sessions without a run-as user. Agents started by the
+    tests (in-process or as processes, which inherit the environment) use an account named for
+    this test run instead, so the machine's own ``ssm-user`` is never created or changed; it is
+    removed at the end if a test created it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+    name = f"ossmt-{worker}-{secrets.token_hex(3)}"[:32]
+    previous = os.environ.get(SSM_USER_ENV)
+    os.environ[SSM_USER_ENV] = name
+    try:
+        yield name
+    finally:
+        if previous is None:
+            os.environ.pop(SSM_USER_ENV, None)
+        else:
+            os.environ[SSM_USER_ENV] = previous
+        remove_test_account(name)
+
+
+def remove_test_account(name: str) -> None:
+    """Delete an account (and its home) that the tests created; nothing else is ever removed."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return
+    if entry.pw_uid != 0 and entry.pw_gecos == "OpenSSM session user" and os.geteuid() == 0:
+        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+
+
+@contextmanager
+def throwaway_account_name(prefix: str) -> Iterator[str]:
+    """A fresh account name for a test that makes a root agent create its default account; the
+    account (if created) is removed afterwards. Needs root (the suite runs as root in CI)."""
+    require(os.geteuid() == 0, "creating accounts needs root")
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    try:
+        yield name
+    finally:
+        remove_test_account(name)

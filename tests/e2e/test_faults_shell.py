@@ -7,7 +7,6 @@ hashes what it printed, the client what it received."""
 from __future__ import annotations
 
 import hashlib
-import pathlib
 import re
 import threading
 import time
@@ -85,12 +84,9 @@ class Terminal:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("path", ["client", "agent"])
-def test_shell_output_survives_resets_and_a_blackhole(
-    system: ProxiedSystem, tmp_path: pathlib.Path, path: Path
-) -> None:
+def test_shell_output_survives_resets_and_a_blackhole(system: ProxiedSystem, path: Path) -> None:
     proxy = system.client_path if path == "client" else system.agent_path
     assert system.agent.instance_id
-    printed = tmp_path / "printed.txt"
     argv = openssm_argv(
         "start-session", "--target", system.agent.instance_id, "--endpoint-url", system.server.endpoint
     )
@@ -100,9 +96,11 @@ def test_shell_output_survives_resets_and_a_blackhole(
         terminal.wait_for(r"Starting session with SessionId: (\S+)")
         terminal.child.sendline("stty -echo; echo READY-$((6*7))")
         terminal.wait_for("READY-42")
+        # The file is the shell's own (mktemp): the shell runs as the node's session account
+        # (ssm-user by default, not root), which cannot write into pytest's root-only directories.
         terminal.child.sendline(
-            f"(for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.002; done) | tee {printed};"
-            f" echo NODE-SHA256 $(sha256sum < {printed}) NODE-BYTES $(wc -c < {printed})"
+            f"p=$(mktemp); (for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.002; done) | tee $p;"
+            " echo NODE-SHA256 $(sha256sum < $p) NODE-BYTES $(wc -c < $p); rm -f $p"
         )
         for at, fault in ((500, "RST 1"), (1000, "RST 2"), (1500, "a 10 s black-hole")):
             terminal.wait_for(f"L{at:05d}E")

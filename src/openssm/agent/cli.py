@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pathlib
 import signal
@@ -139,6 +140,13 @@ def register_command(
     envvar="OPENSSM_AGENT_LOG_LEVEL",
     help="DEBUG, INFO, WARNING or ERROR (env OPENSSM_AGENT_LOG_LEVEL).",
 )
+@click.option(
+    "--ssm-user-sudo",
+    is_flag=True,
+    default=None,
+    help="Give ssm-user (a root agent's account for sessions without a run-as user) sudo through "
+    "/etc/sudoers.d/ssm-agent-users, as AWS's agent does. Off by default (setting ssm_user_sudo).",
+)
 def run_command(
     state_dir: pathlib.Path | None,
     instance_id: str | None,
@@ -146,6 +154,7 @@ def run_command(
     mgs_endpoint: str | None,
     region: str | None,
     log_level: str,
+    ssm_user_sudo: bool | None,
 ) -> None:
     """Connect to the server and serve sessions until stopped (SIGTERM/SIGINT).
 
@@ -161,6 +170,8 @@ def run_command(
     try:
         directory = state_dir or default_state_dir()
         settings = AgentSettings.load(directory if directory.is_dir() else None)
+        if ssm_user_sudo:
+            settings = dataclasses.replace(settings, ssm_user_sudo=True)
         runtime.run(_run(directory, settings, instance_id, endpoint, mgs_endpoint, region))
     except (StateError, CredentialsError) as exc:
         raise click.ClickException(str(exc)) from exc

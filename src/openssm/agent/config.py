@@ -17,6 +17,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+from openssm.agent.default_user import USER_NAME
 from openssm.errors import OpenSSMError
 from openssm.protocol.versions import AGENT_VERSION as PROTOCOL_AGENT_VERSION
 
@@ -191,6 +192,10 @@ class AgentSettings:
     denied_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
         ipaddress.ip_network(net) for net in DEFAULT_DENIED_NETWORKS
     )
+    # A root agent's account for sessions without a run-as user (created as AWS's agent does), and
+    # whether it gets sudo (AWS's agent always grants it; off here: least privilege by default).
+    ssm_user: str = "ssm-user"
+    ssm_user_sudo: bool = False
 
     @classmethod
     def load(cls, state_dir: pathlib.Path | None, env: Mapping[str, str] | None = None) -> AgentSettings:
@@ -222,7 +227,19 @@ class AgentSettings:
         return cls(**kwargs)
 
 
+_FLAGS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(name: str, value: Any) -> Any:
+    if name == "ssm_user":
+        if not isinstance(value, str) or not USER_NAME.fullmatch(value):
+            raise StateError(f"agent setting {name}: {value!r} is not a valid user name")
+        return value
+    if name == "ssm_user_sudo":
+        flag = str(value).strip().lower() if not isinstance(value, bool) else ("true" if value else "false")
+        if flag not in _FLAGS:
+            raise StateError(f"agent setting {name}: invalid value {value!r} (true or false)")
+        return _FLAGS[flag]
     try:
         if name == "denied_networks":
             items = value.split(",") if isinstance(value, str) else list(value)

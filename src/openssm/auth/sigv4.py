@@ -457,7 +457,8 @@ def _payload_hashes(req: HttpRequest, parsed: ParsedSignature, allow_unsigned_pa
         declared is not None
         and declared != UNSIGNED_PAYLOAD
         and not declared.startswith("STREAMING-")
-        and not hmac.compare_digest(declared.lower(), body_hash)
+        # As bytes: compare_digest refuses str with non-ASCII characters, which a header can hold.
+        and not hmac.compare_digest(declared.lower().encode("utf-8", "surrogateescape"), body_hash.encode())
     ):
         raise invalid_signature(
             "The provided 'x-amz-content-sha256' header does not match what was computed."

@@ -32,6 +32,7 @@ from openssm.iam.variables import (
     Context,
     PolicyText,
     Template,
+    has_variables,
     parse_template,
     render_chunks,
     render_text,
@@ -151,24 +152,16 @@ class OrderedMatcher(ValueMatcher):
 
 # -- bool, binary, ip -------------------------------------------------------------------------------
 class BoolMatcher(ValueMatcher):
-    """A policy value that is neither ``true`` nor ``false`` (say ``"ture"``) never matches."""
+    """A policy value that is neither ``true`` nor ``false`` (say ``"ture"``) never matches.
 
-    def __init__(self, templates: Sequence[Template]) -> None:
-        self._templates = tuple(templates)
-        static = all(len(t) == 1 and isinstance(t[0], PolicyText) for t in templates)
-        self._static = frozenset((render_text(t, {}) or "").lower() for t in templates) if static else None
+    Policy values are literal: policy variables are refused with Bool (``check_variables``)."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self._values = frozenset(value.lower() for value in values)
 
     def matches(self, request_value: str, context: Context) -> bool:
         wanted = request_value.lower()
-        if wanted not in ("true", "false"):
-            return False
-        if self._static is not None:
-            return wanted in self._static
-        for template in self._templates:
-            value = render_text(template, context)
-            if value is not None and value.lower() == wanted:
-                return True
-        return False
+        return wanted in ("true", "false") and wanted in self._values
 
 
 def _decode_base64(text: str) -> bytes | None:
@@ -295,7 +288,7 @@ def build_matcher(op: ConditionOperator, key: str, values: Sequence[str], *, var
     if family == "Arn":
         return GlobMatcher(templates(), arn=True)
     if family == "Bool":
-        return BoolMatcher(templates())
+        return BoolMatcher(values)
     if family in ("Numeric", "Date"):
         parse = parse_number if family == "Numeric" else parse_date
         parsed: list[decimal.Decimal] = []
@@ -369,7 +362,29 @@ class Condition:
         return any(satisfied) if qualifier == "ForAnyValue" else all(satisfied)
 
 
+VARIABLE_FAMILIES = frozenset({"String", "Arn"})
+
+
+def check_variables(op: ConditionOperator, values: Sequence[str], *, variables: bool) -> None:
+    """Refuse policy variables in the values of an operator that is not a String or ARN operator.
+
+    AWS: "You can use a policy variable for Condition values in any condition that involves the
+    string operators or the ARN operators. [...] You can't use a policy variable with other
+    operators, such as Numeric, Date, Boolean, Binary, IP Address, or Null operators." (IAM User
+    Guide, reference_policies_variables; Access Analyzer: "Invalid variable for operator").
+    """
+    if not variables or op.spec.family in VARIABLE_FAMILIES:
+        return
+    for value in values:
+        if has_variables(parse_template(value, variables=True)):
+            raise ConditionSyntaxError(
+                f"Invalid variable for operator {op.name}: policy variables can only be used with String "
+                f"and ARN operators, not in {value!r}"
+            )
+
+
 def make_condition(operator_name: str, key: str, values: Sequence[str], *, variables: bool) -> Condition:
     op = parse_operator(operator_name)
+    check_variables(op, values, variables=variables)
     matcher = None if op.spec.family == "Null" else build_matcher(op, key, values, variables=variables)
     return Condition(op, key.lower(), tuple(values), matcher, _absent_result(op), op.spec.negated)

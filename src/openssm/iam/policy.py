@@ -18,6 +18,7 @@ from openssm.iam.arn import arn_pattern_component_count, arn_pattern_regex
 from openssm.iam.conditions import Condition, ConditionSyntaxError, make_condition
 from openssm.iam.glob import compile_regex, glob_to_regex
 from openssm.iam.variables import (
+    MULTIVALUED_KEYS,
     Context,
     Template,
     VariableRef,
@@ -54,10 +55,7 @@ _ACTION = re.compile(r"[A-Za-z0-9_\-]+:[A-Za-z0-9_\-*?]+")
 # a port and a path: "idp.example.internal:8443/realms/ops:aud".
 _CONDITION_KEY = re.compile(r"[A-Za-z0-9_.\-/]+(?::[A-Za-z0-9_.\-/]+)*:\S+")
 
-# Keys AWS documents as multivalued / single-valued, for validator warnings.
-MULTIVALUED_KEYS = frozenset(
-    {"aws:tagkeys", "aws:calledvia", "aws:principalservicenameslist", "aws:principalorgpaths"}
-)
+# Keys AWS documents as single-valued (and MULTIVALUED_KEYS), for validator warnings.
 SINGLE_VALUED_KEYS = frozenset(
     {
         "aws:sourceip",
@@ -395,6 +393,11 @@ class _Parser:
                 raise MalformedPolicyDocument(f"{field} in {where}: {exc}") from None
             if pattern == "*":
                 continue
+            if _variable_before_resource_part(template):
+                raise MalformedPolicyDocument(
+                    f"{field} {pattern} in {where}: a policy variable can be used only in the resource "
+                    "portion of the ARN, after the fifth colon"
+                )
             components = arn_pattern_component_count(render_chunks(template, {}) or _placeholder(template))
             if not pattern.startswith("arn:") or components < 6:
                 raise MalformedPolicyDocument(
@@ -455,6 +458,22 @@ class _Parser:
             self.warnings.append(
                 f"{op.name} on multivalued key {condition.key} in {where}: use ForAnyValue: or ForAllValues:"
             )
+
+
+def _variable_before_resource_part(template: Template) -> bool:
+    """Whether a variable stands before the ARN's fifth colon (partition, service, region, account).
+
+    AWS: "You can use a policy variable in the Resource element, but only in the resource portion
+    of the ARN. This portion of the ARN appears after the fifth colon (:). You can't use a variable
+    to replace parts of the ARN before the fifth colon, such as the service or account." (IAM User
+    Guide, reference_policies_variables, "Resource element").
+    """
+    colons = 0
+    for part in template:
+        if isinstance(part, VariableRef):
+            return colons < 5
+        colons += part.text.count(":")
+    return False
 
 
 def _placeholder(template: Template) -> tuple[tuple[str, bool], ...]:

@@ -3,6 +3,26 @@
 A policy string becomes a *template* of parts. Substitution is a single pass and its result is
 literal text: a user name containing ``*`` cannot widen a pattern. Variables exist only in policies
 with ``"Version": "2012-10-17"``; otherwise ``${...}`` is ordinary text.
+
+The rules, as AWS documents them (IAM User Guide, "IAM policy elements: Variables and tags",
+reference_policies_variables, and the IAM Access Analyzer policy check reference,
+access-analyzer-reference-policy-checks; ``tests/unit/iam/test_variables.py`` quotes each sentence):
+
+- "Key names are case-insensitive. For example, ``aws:CurrentTime`` is equivalent to
+  ``AWS:currenttime``": ``${AWS:UserName}`` is ``${aws:username}``. A default value is text, kept
+  exactly as written.
+- "You can't use a multivalued condition key as a variable": such a key has no value here.
+- A key without a value in the request makes the variable "effectively null": a Resource or
+  NotResource entry using it "will not match any resource", a positive string condition value does
+  not match, and a negated one (StringNotEquals, StringNotLike) does (``render_chunks`` returns
+  None; the callers in ``policy`` and ``conditions`` apply that).
+- "Although you can include a space when you specify a default [value], you cannot include a
+  space in the variable name" ("Unsupported space in variable"): ``${ aws:username }`` is refused,
+  ``${aws:username, 'a b'}`` is not. The default is separated by "a comma and space (``, ``)" and
+  must "begin and end with a single quote" ("Missing quote in variable"); ``${}`` is an "Empty
+  variable" and a ``${`` without ``}`` a "Missing brace in variable".
+- Not documented by AWS, our choice: ``''`` in a default stands for one ``'`` (so a default can
+  hold a quote), and the space after the comma may be left out.
 """
 
 from __future__ import annotations
@@ -15,6 +35,13 @@ from openssm.errors import OpenSSMError
 from openssm.iam.glob import Chunk
 
 Context = Mapping[str, Sequence[str]]  # condition keys lowercased
+
+
+# Keys AWS documents as multivalued (lowercased). "You can't use a multivalued condition key as a
+# variable": such a variable has no value, however many values the request has.
+MULTIVALUED_KEYS = frozenset(
+    {"aws:tagkeys", "aws:calledvia", "aws:principalservicenameslist", "aws:principalorgpaths"}
+)
 
 
 class VariableSyntaxError(OpenSSMError, ValueError):
@@ -42,8 +69,8 @@ class VariableRef:
 
     def resolve(self, context: Context) -> str | None:
         values = context.get(self.key)
-        # Multivalued keys cannot be used as variables.
-        if values is not None and len(values) == 1:
+        # Multivalued keys cannot be used as variables (nor can a key that came with several values).
+        if values is not None and len(values) == 1 and self.key not in MULTIVALUED_KEYS:
             return values[0]
         return self.default
 
@@ -56,10 +83,13 @@ _KEY = re.compile(r"[A-Za-z0-9_.:/\-@+=,]+")
 
 
 def _parse_default(rest: str, whole: str) -> str:
-    """``'text'`` with ``''`` for one quote, surrounded by optional whitespace."""
-    rest = rest.strip()
+    """``'text'`` with ``''`` for one quote; spaces may come before the opening quote only."""
+    rest = rest.lstrip(" ")
     if len(rest) < 2 or rest[0] != "'" or rest[-1] != "'":
-        raise VariableSyntaxError(f"policy variable {whole} has a default that is not quoted with '")
+        raise VariableSyntaxError(
+            f"Missing quote in variable {whole}: the policy variable default value must begin and end "
+            "with a single quote"
+        )
     inner = rest[1:-1]
     if re.search(r"(?<!')'(?!')", inner.replace("''", "")):
         raise VariableSyntaxError(f"policy variable {whole} has an unescaped ' in its default")
@@ -77,7 +107,9 @@ def _close_index(text: str, start: int) -> int:
         elif char == "}" and not in_quote:
             return i
         i += 1
-    raise VariableSyntaxError(f"unterminated policy variable in {text!r}")
+    raise VariableSyntaxError(
+        f"Missing brace in variable in {text!r}: the policy variable is missing a closing curly brace"
+    )
 
 
 def parse_template(text: str, *, variables: bool) -> Template:
@@ -98,7 +130,12 @@ def parse_template(text: str, *, variables: bool) -> Template:
             parts.append(LiteralText(_ESCAPES[body]))
         else:
             key, comma, rest = body.partition(",")
-            key = key.strip()
+            if not key.strip():
+                raise VariableSyntaxError(f"Empty variable {whole}: provide a condition key within ${{ }}")
+            if key != key.strip() or any(char.isspace() for char in key):
+                raise VariableSyntaxError(
+                    f"Unsupported space in variable {whole}: a space is not supported in the variable name"
+                )
             if not _KEY.fullmatch(key):
                 raise VariableSyntaxError(f"policy variable {whole} does not name a condition key")
             default = _parse_default(rest, whole) if comma else None

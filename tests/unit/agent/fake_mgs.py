@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from tests.conftest import SSM_USER_ENV
 
 from openssm.agent.signing import Credentials
 from openssm.auth import sigv4
@@ -346,6 +348,8 @@ async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0",
     from openssm.agent.signing import StaticCredentials
 
     defaults: dict[str, Any] = {"reconnect_initial_seconds": 0.05, "reconnect_max_seconds": 0.5}
+    if SSM_USER_ENV in os.environ:  # the test session's own default account (tests/conftest.py)
+        defaults["ssm_user"] = os.environ[SSM_USER_ENV]
     defaults.update(settings)
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as http:

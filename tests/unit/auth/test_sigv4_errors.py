@@ -290,3 +290,16 @@ def test_http_date_header_may_date_the_request() -> None:
             now=parsed.date + dt.timedelta(minutes=2),
             max_skew=dt.timedelta(minutes=1),
         )
+
+
+@pytest.mark.parametrize("declared", ["é" * 64, "\udc80", "ü"])
+def test_declared_payload_hash_with_non_ascii_characters_is_a_mismatch(declared: str) -> None:
+    """Found by fuzzing (tests/fuzz, target sigv4): a non-ASCII X-Amz-Content-Sha256 (headers arrive
+    decoded as latin-1) made hmac.compare_digest raise TypeError, an HTTP 500 on the API."""
+    headers = [*_signed(), ("X-Amz-Content-Sha256", declared)]
+    req = _request(headers)
+    with pytest.raises(SigV4Error) as info:
+        verify_hmac(req, parse_request(req), SECRET_KEY, now=WHEN)
+    assert (
+        info.value.message == "The provided 'x-amz-content-sha256' header does not match what was computed."
+    )

@@ -90,8 +90,8 @@ def test_statement_may_be_a_single_object() -> None:
         (policy_text(allow(["ssm:StartSession", 5])), ("only strings",)),
         (policy_text(allow(resource="i-0123")), ("ARN format",)),
         (policy_text(allow(resource="arn:aws:ssm:*")), ("ARN format",)),
-        (policy_text(allow(resource="arn:aws:s3:::${aws:username")), ("unterminated",)),
-        (policy_text(allow(resource="arn:aws:s3:::${aws:username, fallback}")), ("not quoted",)),
+        (policy_text(allow(resource="arn:aws:s3:::${aws:username")), ("Missing brace",)),
+        (policy_text(allow(resource="arn:aws:s3:::${aws:username, fallback}")), ("Missing quote",)),
         (policy_text(allow(Sid="has space")), ("alpha-numeric",)),
         (policy_text(allow(Sid="A"), allow(Sid="A")), ("unique", "'A'")),
         (policy_text(allow(Bogus=1)), ("Unknown field 'Bogus'",)),
@@ -164,7 +164,7 @@ def test_plain_operator_on_multivalued_key_warns() -> None:
 
 def test_resource_arn_with_variable_colons_is_counted_outside_the_variable() -> None:
     parse_policy(policy_text(allow(resource="arn:aws:ssm:*:*:session/${aws:username}-*")))
-    rejects(policy_text(allow(resource="arn:aws:${aws:username}")), "ARN format")
+    rejects(policy_text(allow(resource="arn:aws:${aws:username}")), "resource portion")
 
 
 def test_trust_policy_requires_principal_and_allows_no_resource() -> None:

@@ -44,7 +44,8 @@ def test_parse_template_parts() -> None:
     ("text", "key", "default"),
     [
         ("${aws:username, 'fallback'}", "aws:username", "fallback"),
-        ("${ AWS:UserName ,'Fall Back' }", "aws:username", "Fall Back"),
+        ("${AWS:UserName, 'Fall Back'}", "aws:username", "Fall Back"),
+        ("${AWS:UserName,'x'}", "aws:username", "x"),
         ("${aws:PrincipalTag/team, 'it''s'}", "aws:principaltag/team", "it's"),
         ("${aws:username, 'a}b'}", "aws:username", "a}b"),
         ("${aws:username, ''}", "aws:username", ""),
@@ -55,7 +56,16 @@ def test_defaults(text: str, key: str, default: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["${aws:username", "${}", "${a b}", "${aws:username, 'x}", "${aws:username, x}"]
+    "text",
+    [
+        "${aws:username",
+        "${}",
+        "${ }",
+        "${a b}",
+        "${aws:username, 'x}",
+        "${aws:username, x}",
+        "${aws:username, 'x' }",
+    ],
 )
 def test_malformed_variables(text: str) -> None:
     with pytest.raises(VariableSyntaxError):

@@ -41,7 +41,9 @@ class NonInteractiveCommandsHandler(SessionHandler):
         separate = truthy(linux.get("separateOutputStream"))
         stdout_prefix = str(linux.get("stdOutSeparatorPrefix") or "") if separate else ""
         stderr_prefix = str(linux.get("stdErrSeparatorPrefix") or "") if separate else ""
-        account = resolve_run_as(self.request, elevated=truthy(linux.get("runAsElevated")))
+        account = resolve_run_as(
+            self.request, elevated=truthy(linux.get("runAsElevated")), settings=self.settings
+        )
 
         await self.handshake("NonInteractiveCommands", None)
         try:

@@ -1,4 +1,11 @@
-"""Who a session's process runs as, and its environment (§3.1 RunAs)."""
+"""Who a session's process runs as, and its environment (§3.1 RunAs).
+
+A root agent never runs a session as root unless asked by name: without a run-as user the session
+runs as the default account (``ssm-user``, created on first use as AWS's agent does, see
+``openssm.agent.default_user``); a run-as user (the SSMSessionRunAs tag or ``runAsDefaultUser``)
+of exactly ``root`` runs as root, any other name must be an account other than uid 0. An agent
+that is not root runs every session as itself.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ import pwd
 from collections.abc import Mapping
 from typing import Final
 
+from openssm.agent import default_user
+from openssm.agent.config import AgentSettings
 from openssm.agent.session_request import SessionRequest, truthy
 from openssm.agent.sessions.base import SessionFailure
 
@@ -20,6 +29,7 @@ NO_LOGIN_SHELLS: Final = frozenset({"", "/bin/false", "/usr/bin/false", "/sbin/n
 # (OPENSSM_* covers the agent's own settings and, under quickstart, the server's master key).
 PRIVATE_ENV: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 PRIVATE_ENV_PREFIX: Final = "OPENSSM_"
+ROOT: Final = "root"  # the one name that may run a session as uid 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,14 +77,22 @@ def requested_user(request: SessionRequest) -> str:
     return ""
 
 
-def resolve_run_as(request: SessionRequest, *, elevated: bool = False) -> RunAs:
-    """Root agents switch to the requested user (never uid 0); others run as themselves."""
+def resolve_run_as(
+    request: SessionRequest, *, elevated: bool = False, settings: AgentSettings | None = None
+) -> RunAs:
+    """The account a session runs as (see the module's docstring); ``elevated``: the agent's own."""
     current = _current_account()
-    name = "" if elevated else requested_user(request)
-    if not name:
+    if elevated:
         return current
+    name = requested_user(request)
     if current.uid != 0:
-        log.info("session %s: RunAs %r ignored: the agent is not root", request.session_id, name)
+        if name:
+            log.info("session %s: RunAs %r ignored: the agent is not root", request.session_id, name)
+        return current
+    if not name:
+        return _default_account(request, settings or AgentSettings())
+    if name == ROOT:
+        log.info("session %s: runs as root, as its RunAs user says", request.session_id)
         return current
     try:
         entry = pwd.getpwnam(name)
@@ -82,9 +100,25 @@ def resolve_run_as(request: SessionRequest, *, elevated: bool = False) -> RunAs:
         raise SessionFailure(f"Unable to start command: RunAs user {name!r} does not exist.") from None
     if entry.pw_uid == 0:
         raise SessionFailure(
-            f"Unable to start command: RunAs user {name!r} has uid 0; refusing to run as root."
+            f"Unable to start command: RunAs user {name!r} has uid 0; refusing to run as root "
+            f"(name {ROOT!r} explicitly to run as root)."
         )
+    return _account(entry)
+
+
+def _account(entry: pwd.struct_passwd) -> RunAs:
     return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell, switch=True)
+
+
+def _default_account(request: SessionRequest, settings: AgentSettings) -> RunAs:
+    """The default session account, created on first use; sudo as ``settings.ssm_user_sudo`` says."""
+    try:
+        entry = default_user.ensure_account(settings.ssm_user)
+        default_user.apply_sudo_setting(settings.ssm_user, sudo=settings.ssm_user_sudo)
+    except default_user.DefaultUserError as exc:
+        raise SessionFailure(f"Unable to start command: {exc}") from exc
+    log.info("session %s: no RunAs user: runs as %s", request.session_id, entry.pw_name)
+    return _account(entry)
 
 
 def session_environment(account: RunAs, parent: Mapping[str, str] | None = None) -> dict[str, str]:

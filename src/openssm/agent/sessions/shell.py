@@ -86,7 +86,7 @@ class PtySessionHandler(SessionHandler):
                 "is protected by the channel's TLS only",
                 self.request.session_id,
             )
-        account = resolve_run_as(self.request, elevated=self._elevated())
+        account = resolve_run_as(self.request, elevated=self._elevated(), settings=self.settings)
         executable, argv = self._command(account)
         try:
             self.pty = await PtyProcess.spawn(

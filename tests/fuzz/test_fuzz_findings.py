@@ -1,0 +1,122 @@
+"""What fuzzing (and reading the code the fuzzers pointed at) found in code this change does not
+own, kept as strict xfails: each fails today with the input that shows it, and starts passing (so
+fails as an xfail) once fixed. Then drop the marker, and the matching tolerance in the fuzz target
+(``target_messages._known``, ``target_api.KNOWN_500``).
+
+Found and fixed here instead: SigV4's compare of a non-ASCII X-Amz-Content-Sha256
+(``tests/unit/auth/test_sigv4_errors.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from openssm.auth.rsa_identity import generate_key_pair
+from openssm.protocol import documents, messages
+from openssm.security.login_secrets import totp_step
+from tests.fuzz.target_api import ApiFuzzer
+
+RSA_ENCRYPTION_OID = bytes.fromhex("2a864886f70d010101")  # 1.2.840.113549.1.1.1
+
+
+@pytest.mark.xfail(strict=True, reason="protocol/messages: UnicodeEncodeError, not MessageError")
+def test_interactive_shell_content_with_a_lone_surrogate_is_a_message_error() -> None:
+    """Target ``messages``: a gateway's interactive_shell whose Content string holds the JSON escape
+    of a lone surrogate. ``messages._load`` measures the text with ``str.encode('utf-8')``, which
+    raises UnicodeEncodeError (not the module's MessageError) before parsing."""
+    # The outer JSON carries the surrogate as an escape; the Content text then holds the character.
+    payload = json.dumps({"Content": '"' + chr(0xD800) + '"', "TaskId": "t"}).encode()
+    assert b"\\ud800" in payload
+    with pytest.raises(messages.MessageError):
+        messages.parse_interactive_shell(payload)
+
+
+@pytest.mark.xfail(strict=True, reason="protocol/documents: TypeError (unhashable), not DocumentError")
+@pytest.mark.parametrize("session_type", [{"a": 1}, ["Standard_Stream"]])
+def test_document_with_an_object_as_session_type_is_a_document_error(session_type: object) -> None:
+    """Target ``documents`` (and, through CreateDocument, an HTTP 500 on the API): ``validate_document``
+    tests ``sessionType in SESSION_TYPES``, a frozenset, and a dict or list is unhashable."""
+    content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": session_type})
+    with pytest.raises(documents.DocumentError):
+        documents.parse_document(content)
+
+
+@pytest.mark.xfail(strict=True, reason="protocol/documents: OverflowError escapes, not DocumentError")
+def test_document_with_a_huge_repetition_in_allowed_pattern_is_a_document_error() -> None:
+    """Target ``documents``: ``allowedPattern`` is compiled with ``re``, which raises OverflowError
+    (not ``re.error``) for a repetition count it cannot hold; CreateDocument then answers 500. (The
+    pattern is a caller's regular expression run on the server: worth bounding for backtracking too.)"""
+    content = json.dumps(
+        {
+            "schemaVersion": "1.0",
+            "description": "x",
+            "sessionType": "Port",
+            "parameters": {"p": {"type": "String", "allowedPattern": "^a{99999999999999999999}$"}},
+        }
+    )
+    with pytest.raises(documents.DocumentError):
+        documents.parse_document(content)
+
+
+@pytest.mark.xfail(strict=True, reason="protocol/documents via api/documents: HTTP 500")
+def test_create_document_with_an_object_as_session_type_is_a_client_error(api: ApiFuzzer) -> None:
+    content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": {"a": 1}})
+    body = {"Name": "fuzz-finding", "Content": content, "DocumentType": "Session", "DocumentFormat": "JSON"}
+    assert 400 <= _status(api, "AmazonSSM.CreateDocument", body) < 500
+
+
+@pytest.mark.xfail(strict=True, reason="security/login_secrets: TypeError from hmac.compare_digest")
+def test_totp_code_of_non_ascii_digits_is_not_valid() -> None:
+    """Read while fuzzing the sign-in inputs: ``totp_step`` accepts any code of six characters
+    that ``str.isdigit`` calls digits ("١٢٣٤٥٦", Arabic-Indic), then ``hmac.compare_digest``
+    refuses to compare non-ASCII text: a console sign-in with such a code is an HTTP 500 (the API's
+    EnableMFADevice checks ``[0-9]{6}`` first and is not affected)."""
+    assert totp_step(b"0" * 20, "١٢٣٤٥٦", 1_800_000_000.0) is None
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[ApiFuzzer]:
+    fuzzer = ApiFuzzer()
+    try:
+        yield fuzzer
+    finally:
+        fuzzer.close()
+
+
+def _status(api: ApiFuzzer, target: str, body: dict[str, str] | bytes) -> int:
+    status, _ = api.loop.run_until_complete(api.json(target, body))
+    return status
+
+
+@pytest.mark.xfail(strict=True, reason="api/ssm_agent: UnsupportedAlgorithm escapes, HTTP 500")
+def test_register_with_a_key_of_an_unknown_algorithm_is_a_client_error(api: ApiFuzzer) -> None:
+    """Target ``api_json``: RegisterManagedInstance (unauthenticated) with a DER public key whose
+    algorithm OID cryptography does not know. ``_checked_public_key`` catches ValueError only;
+    cryptography raises UnsupportedAlgorithm, and the server answers 500."""
+    _, public = generate_key_pair()
+    der = bytearray(public)
+    at = der.find(RSA_ENCRYPTION_OID)
+    der[at + 3] ^= 0x10  # 1.2.840.1134… → an OID no library knows
+    activation = json.loads(
+        api.loop.run_until_complete(api.json("AmazonSSM.CreateActivation", {"IamRole": "OpenSSMNodeRole"}))[1]
+    )
+    body = {
+        "ActivationCode": activation["ActivationCode"],
+        "ActivationId": activation["ActivationId"],
+        "Fingerprint": "fingerprint",
+        "PublicKey": base64.b64encode(bytes(der)).decode(),
+        "PublicKeyType": "Rsa",
+    }
+    assert 400 <= _status(api, "AmazonSSM.RegisterManagedInstance", body) < 500
+
+
+@pytest.mark.xfail(strict=True, reason="api/ssm_agent: UnicodeEncodeError, HTTP 500")
+def test_role_token_request_with_a_lone_surrogate_fingerprint_is_a_client_error(api: ApiFuzzer) -> None:
+    """Read while fuzzing ``api_json``: RequestManagedInstanceRoleToken (signed by a registered
+    node) with ``"Fingerprint": "\\ud800"``; ``fingerprint.encode()`` raises before the compare."""
+    status = _status(api, "AmazonSSM.RequestManagedInstanceRoleToken", b'{"Fingerprint": "\\ud800"}')
+    assert 400 <= status < 500
