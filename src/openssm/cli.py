@@ -41,6 +41,12 @@ def _start_session() -> click.Command:
     return start_session_command
 
 
+def _access() -> click.Command:
+    from openssm.client.access_cli import access_group
+
+    return access_group
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -54,6 +60,7 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "agent": _agent,
     "start-session": _start_session,
     "logs": _logs,
+    "access": _access,
 }
 
 

@@ -15,6 +15,7 @@ from openssm import systemd
 from openssm.logs.options import logging_config, logging_options
 from openssm.ops.logformat import FORMATS, LogFormat, configure
 from openssm.server import config_file
+from openssm.server.access_options import access_config, access_options
 from openssm.services import ServerConfig
 
 DEFAULT_PORT = 8080
@@ -139,6 +140,7 @@ def _cidr(value: str) -> str:
     help="text: a line for people; json: one object a line (time, level, logger, message, request_id…).",
 )
 @logging_options  # session recording and log sinks (openssm.logs)
+@access_options  # just-in-time access: the webhook (--access-webhook …)
 @click.pass_context
 def server_command(
     ctx: click.Context,
@@ -191,6 +193,7 @@ def server_command(
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
         metrics_listen=_listen(metrics_listen) if metrics_listen else None,
         **logging_config(logging_settings),
+        **access_config(logging_settings),
     )
     configure(log_level, log_format)
     # Server code is imported only when the command runs.
