@@ -5,12 +5,12 @@ offered the approval of their own request."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import has_horizontal_scroll, screenshot, sign_in
+from tests.browser.test_console_access import make_user
 from tests.browser.test_console_session_end import TERMINAL
 from tests.e2e.harness import Agent, Server
 
@@ -45,14 +45,6 @@ APPROVER = {
         }
     ],
 }
-
-
-def make_user(server: Server, name: str, policy: dict[str, Any]) -> tuple[str, str]:
-    iam = server.client("iam")
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="console", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return key["AccessKeyId"], key["SecretAccessKey"]
 
 
 def test_a_request_approved_on_the_approvers_page_opens_a_shell_until_revoked(
