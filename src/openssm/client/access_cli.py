@@ -194,8 +194,10 @@ def list_command(
     def work() -> dict[str, Any]:
         api = _api(options)
         filters = []
-        if mine:
-            filters.append({"key": "RequesterArn", "value": api.caller_arn()})
+        if mine:  # by ARN and by name (a user's, or a role session's): policies may condition on either
+            arn = api.caller_arn()
+            filters.append({"key": "RequesterArn", "value": arn})
+            filters.append({"key": "Requester", "value": arn.rsplit("/", 1)[-1]})
         for key, value in (("Requester", requester), ("Status", status), ("Target", target)):
             if value:
                 filters.append({"key": key, "value": value})
