@@ -13,37 +13,14 @@ from tests.browser.conftest import has_horizontal_scroll, screenshot, sign_in
 from tests.browser.test_console_access import make_user
 from tests.browser.test_console_session_end import TERMINAL
 from tests.e2e.harness import Agent, Server
+from tests.support.access_policies import APPROVER, REQUESTER, with_statement
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CONSOLE = ["ssm:DescribeInstanceInformation", "ssm:DescribeSessions", "ssm:GetConnectionStatus"]
-REQUESTER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Action": [*CONSOLE, "openssm:RequestAccess"], "Resource": "*"},
-        {
-            "Effect": "Allow",
-            "Action": ["openssm:ListAccessRequests", "openssm:RevokeAccessRequest"],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"openssm:Requester": "${aws:username}"}},
-        },
-    ],
-}
-APPROVER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                *CONSOLE,
-                "openssm:ListAccessRequests",
-                "openssm:ApproveAccessRequest",
-                "openssm:DenyAccessRequest",
-                "openssm:RevokeAccessRequest",
-            ],
-            "Resource": "*",
-        }
-    ],
+CONSOLE = {  # what the console's pages read
+    "Effect": "Allow",
+    "Action": ["ssm:DescribeInstanceInformation", "ssm:DescribeSessions", "ssm:GetConnectionStatus"],
+    "Resource": "*",
 }
 
 
@@ -53,7 +30,10 @@ def test_a_request_approved_on_the_approvers_page_opens_a_shell_until_revoked(
     server, agent = system
     target = agent.instance_id
     assert target is not None
-    alice_keys, bob_keys = make_user(server, "alice", REQUESTER), make_user(server, "bob", APPROVER)
+    alice_keys, bob_keys = (
+        make_user(server, "alice", with_statement(REQUESTER, CONSOLE)),
+        make_user(server, "bob", with_statement(APPROVER, CONSOLE)),
+    )
 
     requester = browser.new_context(viewport={"width": 1280, "height": 900})
     alice = requester.new_page()

@@ -24,6 +24,7 @@ import pytest
 
 from openssm.api.access.webhook import SIGNATURE_HEADER, verify
 from tests.e2e.harness import Agent, Server, free_port, openssm_argv, wait_until
+from tests.support.access_policies import APPROVER, REQUESTER
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,33 +34,6 @@ pytestmark = [
 AWS = str(pathlib.Path(sys.executable).parent / "aws")
 SECRET = b"e2e-webhook-secret-0123456789abcdef"
 GRANT_SECONDS = 20
-REQUESTER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Action": "openssm:RequestAccess", "Resource": "*"},
-        {
-            "Effect": "Allow",
-            "Action": ["openssm:ListAccessRequests", "openssm:RevokeAccessRequest"],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"openssm:Requester": "${aws:username}"}},
-        },
-    ],
-}
-APPROVER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "openssm:ApproveAccessRequest",
-                "openssm:DenyAccessRequest",
-                "openssm:RevokeAccessRequest",
-            ],
-            "Resource": "arn:aws:ssm:*:*:managed-instance/*",
-        },
-        {"Effect": "Allow", "Action": "openssm:ListAccessRequests", "Resource": "*"},
-    ],
-}
 
 
 class Receiver:

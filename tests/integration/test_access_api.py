@@ -20,37 +20,19 @@ from tests.integration.api_harness import (
     make_user,
     register_node,
 )
+from tests.support.access_policies import APPROVER, REQUESTER
 
 from openssm.store import sessions as session_store
 
-REQUESTER_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Action": "openssm:RequestAccess", "Resource": "*"},
-        {
-            "Sid": "OwnRequests",
-            "Effect": "Allow",
-            "Action": ["openssm:ListAccessRequests", "openssm:RevokeAccessRequest"],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"openssm:Requester": "${aws:username}"}},
-        },
-    ],
-}
-APPROVER_POLICY = {
-    "Version": "2012-10-17",
+REQUESTER_POLICY = REQUESTER
+APPROVER_POLICY = {  # the README's approver, for requests of an hour at most
+    **APPROVER,
     "Statement": [
         {
-            "Sid": "DecideOnManagedNodes",
-            "Effect": "Allow",
-            "Action": [
-                "openssm:ApproveAccessRequest",
-                "openssm:DenyAccessRequest",
-                "openssm:RevokeAccessRequest",
-            ],
-            "Resource": f"arn:aws:ssm:{REGION}:{ACCOUNT}:managed-instance/*",
+            **APPROVER["Statement"][0],
             "Condition": {"NumericLessThanEquals": {"openssm:DurationSeconds": "3600"}},
         },
-        {"Effect": "Allow", "Action": "openssm:ListAccessRequests", "Resource": "*"},
+        *APPROVER["Statement"][1:],
     ],
 }
 LOOKER_POLICY = {  # may list every request, decide none

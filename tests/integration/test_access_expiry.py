@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from tests.e2e.harness import Agent
 from tests.integration.api_harness import ACCOUNT, REGION, ApiServer, make_user
+from tests.support.access_policies import APPROVER, REQUESTER
 
 from openssm.clock import ManualClock
 from openssm.server.composition import compose
@@ -31,28 +32,6 @@ from openssm.store import access_requests, sessions
 pytestmark = pytest.mark.slow
 
 GRANT_SECONDS = 20  # the clock is moved past it; the node's 30 s liveness window stays unbroken
-REQUESTER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Action": "openssm:RequestAccess", "Resource": "*"},
-        {
-            "Effect": "Allow",
-            "Action": "openssm:ListAccessRequests",
-            "Resource": "*",
-            "Condition": {"StringEquals": {"openssm:Requester": "${aws:username}"}},
-        },
-    ],
-}
-APPROVER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": ["openssm:ApproveAccessRequest", "openssm:ListAccessRequests"],
-            "Resource": "*",
-        }
-    ],
-}
 
 
 class ClockedServer(ApiServer):
