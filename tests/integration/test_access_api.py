@@ -24,17 +24,7 @@ from tests.support.access_policies import APPROVER, REQUESTER
 
 from openssm.store import sessions as session_store
 
-REQUESTER_POLICY = REQUESTER
-APPROVER_POLICY = {  # the README's approver, for requests of an hour at most
-    **APPROVER,
-    "Statement": [
-        {
-            **APPROVER["Statement"][0],
-            "Condition": {"NumericLessThanEquals": {"openssm:DurationSeconds": "3600"}},
-        },
-        *APPROVER["Statement"][1:],
-    ],
-}
+REQUESTER_POLICY, APPROVER_POLICY = REQUESTER, APPROVER
 LOOKER_POLICY = {  # may list every request, decide none
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "openssm:ListAccessRequests", "Resource": "*"}],

@@ -19,7 +19,7 @@ REQUESTER: dict[str, Any] = {
     ],
 }
 
-# Approvers decide on requests for managed nodes, and see every request.
+# Approvers decide on requests of up to an hour for managed nodes, and see every request.
 APPROVER: dict[str, Any] = {
     "Version": "2012-10-17",
     "Statement": [
@@ -32,6 +32,7 @@ APPROVER: dict[str, Any] = {
                 "openssm:RevokeAccessRequest",
             ],
             "Resource": "arn:aws:ssm:*:*:managed-instance/*",
+            "Condition": {"NumericLessThanEquals": {"openssm:DurationSeconds": "3600"}},
         },
         {"Effect": "Allow", "Action": "openssm:ListAccessRequests", "Resource": "*"},
     ],
