@@ -1,37 +1,505 @@
-"""Session latency, measured side by side in one run.
+"""Session start-up latency and keystroke echo, measured side by side in one run.
 
-1. StartSession → first prompt byte through OpenSSM (API + gateway + agent PTY), beside the time
-   `ssh` takes to log in to a local sshd and run `true` (when OpenSSH is installed).
-2. Keystroke echo round trip (p50/p99) through client → gateway → agent PTY, beside the same
-   keystrokes echoed by a direct local PTY.
+Start to prompt, as a user sees it: from starting the process (or clicking Start in the browser)
+to the first byte of the remote shell's prompt on the terminal, for
 
-Run: `.venv/bin/python bench/bench_session_latency.py [--sessions N] [--keys N]`
+- a local login shell on a PTY (the same account and shell the sessions run as: the floor),
+- ``ssh`` to a local sshd (the same account),
+- ``openssm start-session`` (OpenSSM's client),
+- ``ssh`` through the ProxyCommand with ``openssm start-session`` (AWS-StartSSHSession),
+- ``aws ssm start-session`` (the real AWS CLI) exec'ing OpenSSM's ``session-manager-plugin``,
+- the browser console (Playwright on /usr/bin/chromium): click on "Start session" to prompt,
+- StartSession → first byte with a minimal data-channel client in this process (server only).
+
+Each repetition runs every variant once, in turn, so they share the machine's noise; medians and
+ranges are printed side by side. The per-step breakdown comes from the client's own marks
+(``OPENSSM_CLIENT_TRACE``, see ``openssm.client.trace``) and the agent's log, lined up on
+CLOCK_MONOTONIC (one clock for every process on the machine).
+
+Sessions run as one account with an ordinary login profile (``--run-as``; as root the default is
+the first account with uid >= 1000 and a real shell), because a heavy profile (pyenv, conda…) in
+root's ``.bashrc`` would dominate every figure alike.
+
+Keystroke echo round trip (p50/p99) through client → gateway → agent PTY and back, beside the
+same keystrokes through ``ssh`` and a direct local PTY.
+
+`--client-rev REV` adds the client from another revision (e.g. the commit before a change) to the
+same run, in turn with the working tree's: the before and after under the same conditions.
+
+Run: `.venv/bin/python bench/bench_session_latency.py [--sessions N] [--keys N] [--no-browser]
+[--client-rev REV]`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
 import json
 import os
 import pathlib
 import pty
+import pwd
+import re
+import select
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import aiohttp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.e2e.harness import Agent, Server
-from tests.support.sshd import run_sshd, sshd_available
+from tests.support.sshd import SshServer, run_sshd, sshd_available
 
+from openssm.client.trace import TRACE_ENV
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import MessageType, PayloadType, decode
+
+BIN = pathlib.Path(sys.executable).parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+STARTING = re.compile(rb"Starting session with SessionId: (\S+)\r?\n")
+TIMEOUT = 20.0
+NO_LOGIN = ("nologin", "false")
+T = TypeVar("T")
+
+
+# -- a process on a PTY ----------------------------------------------------------------------------
+
+
+class PtyChild:
+    """A command on a fresh PTY; ``started`` is CLOCK_MONOTONIC just before the fork."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        account: pwd.struct_passwd | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self.started = time.monotonic()
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: become the account (if any), then exec
+            try:
+                if account is not None and os.geteuid() != account.pw_uid:
+                    os.initgroups(account.pw_name, account.pw_gid)
+                    os.setgid(account.pw_gid)
+                    os.setuid(account.pw_uid)
+                if cwd:
+                    os.chdir(cwd)
+                os.execve(argv[0] if "/" in argv[0] else shutil.which(argv[0]) or argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.pid, self.fd = pid, fd
+        self.seen = b""
+
+    def read_until(self, predicate: Callable[[bytes], bool], timeout: float = TIMEOUT) -> float:
+        """Read until ``predicate(all bytes so far)``; returns CLOCK_MONOTONIC when it became true."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.seen):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"timed out; output so far: {self.seen[-600:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise EOFError(f"the process ended; output: {self.seen[-600:]!r}")
+                self.seen += chunk
+        return time.monotonic()
+
+    def first_byte_after(self, pattern: re.Pattern[bytes] | None) -> float:
+        """CLOCK_MONOTONIC of the first byte after ``pattern`` (or of the very first byte)."""
+        if pattern is None:
+            return self.read_until(lambda seen: bool(seen))
+        return self.read_until(lambda seen: (m := pattern.search(seen)) is not None and m.end() < len(seen))
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def check_shell(self) -> None:
+        """The prompt was a working shell's: it runs a command."""
+        self.write(b"echo CHECK-$((6*7))\r")
+        self.read_until(lambda seen: b"CHECK-42" in seen)
+
+    def finish(self, exit_input: bytes | None = b"exit\r", timeout: float = 10.0) -> None:
+        """Ask the shell to exit, wait for the process; kill it if it does not go."""
+        if exit_input == b"exit\r":
+            self.check_shell()
+        if exit_input:
+            with contextlib.suppress(OSError):
+                self.write(exit_input)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if ready:
+                with contextlib.suppress(OSError):
+                    os.read(self.fd, 65536)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def echo_rtts(child: PtyChild, keys: int, ready: bytes = b"READY") -> list[float]:
+    """Type ``keys`` single characters into a ``stty -icanon -echo; cat`` and time each echo."""
+    child.write(b"stty -icanon -echo; echo RE''ADY; exec cat\r")
+    child.read_until(lambda seen: ready in seen)
+    child.read_until(lambda seen: seen.endswith(b"\n"), timeout=2.0)
+    samples = []
+    for i in range(keys):
+        key = bytes([ord("a") + i % 26])
+        child.seen = b""
+        start = time.perf_counter()
+        child.write(key)
+        child.read_until(lambda seen, key=key: key in seen)  # type: ignore[misc]
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+# -- the accounts and environments -------------------------------------------------------------------
+
+
+def pick_account(name: str | None) -> pwd.struct_passwd:
+    if name:
+        return pwd.getpwnam(name)
+    me = pwd.getpwuid(os.geteuid())
+    if me.pw_uid != 0:
+        return me
+    for entry in sorted(pwd.getpwall(), key=lambda e: e.pw_uid):
+        shell_ok = os.access(entry.pw_shell, os.X_OK) and not entry.pw_shell.endswith(NO_LOGIN)
+        if entry.pw_uid >= 1000 and entry.pw_uid != 65534 and shell_ok and os.path.isdir(entry.pw_dir):
+            return entry
+    return me
+
+
+def login_env(account: pwd.struct_passwd) -> dict[str, str]:
+    """The environment the agent gives a run-as session (``agent/sessions/identity.py``)."""
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": account.pw_dir,
+        "USER": account.pw_name,
+        "LOGNAME": account.pw_name,
+        "SHELL": account.pw_shell,
+        "TERM": "xterm-256color",
+        "LANG": "C.UTF-8",
+    }
+
+
+def client_env(server: Server, trace: pathlib.Path, source: pathlib.Path | None = None) -> dict[str, str]:
+    """The client's environment; ``source``: another revision's ``src`` to run the client from."""
+    env = server.aws_env()
+    env.update(PATH=f"{BIN}:{env['PATH']}", TERM="xterm-256color", LANG="C.UTF-8")
+    env[TRACE_ENV] = str(trace)
+    env.pop("OPENSSM_PLUGIN_LOG", None)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    return env
+
+
+# -- marks: the client's trace and the agent's log -----------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    total: float  # seconds from the start (process or click) to the first prompt byte
+    steps: dict[str, float] = dataclasses.field(default_factory=dict)  # step -> seconds since the start
+
+
+def read_trace(path: pathlib.Path) -> list[tuple[int, str, float]]:
+    """(pid, step, CLOCK_MONOTONIC seconds) lines written since the last call; the file is emptied."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    path.write_text("")
+    marks = []
+    for line in lines:
+        pid, step, ns = line.split()
+        marks.append((int(pid), step, int(ns) / 1e9))
+    return marks
+
+
+class AgentLog:
+    """New lines of the agent's log: when it got a session request, when the shell was spawned."""
+
+    REQUEST = re.compile(r"^(\S+ \S+) INFO openssm\.agent\.runner: session (\S+): ")
+    SHELL = re.compile(r"^(\S+ \S+) INFO openssm\.agent\.sessions\.shell: session (\S+): .* started as ")
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self.offset = 0
+        # The log's times are local wall-clock times (ms); this maps them to CLOCK_MONOTONIC.
+        self.wall_minus_mono = time.time() - time.monotonic()
+
+    def new_events(self) -> dict[str, float]:
+        text = self.path.read_text(errors="replace")
+        new, self.offset = text[self.offset :], len(text)
+        events: dict[str, float] = {}
+        for line in new.splitlines():
+            for name, pattern in (
+                ("agent: session request", self.REQUEST),
+                ("agent: shell spawned", self.SHELL),
+            ):
+                match = pattern.match(line)
+                if match and name not in events:
+                    wall = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                    events[name] = wall - self.wall_minus_mono
+        return events
+
+
+# -- the variants ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Context:
+    server: Server
+    agent: Agent
+    instance_id: str
+    account: pwd.struct_passwd
+    sshd: SshServer | None
+    trace: pathlib.Path
+    agent_log: AgentLog
+    workdir: pathlib.Path
+
+
+CLIENT_STEPS = {
+    "start": "interpreter up, plugin module loaded",
+    "ready": "arguments parsed (click and the CLI imported)",
+    "credentials": "credentials and settings resolved",
+    "start_session": "StartSession answered",
+    "imports": "session machinery imported",
+    "dial": "data channel open (upgraded)",
+}
+
+
+def client_steps(ctx: Context, started: float, pids: set[int] | None = None) -> dict[str, float]:
+    steps: dict[str, float] = {}
+    for pid, step, when in read_trace(ctx.trace):
+        if pids is not None and pid not in pids:
+            continue
+        label = CLIENT_STEPS.get(step, step)
+        if label not in steps:
+            steps[label] = when - started
+    for name, when in ctx.agent_log.new_events().items():
+        steps[name] = when - started
+    return steps
+
+
+def run_local_shell(ctx: Context) -> Run:
+    shell = ctx.account.pw_shell
+    child = PtyChild([shell, "-l"], login_env(ctx.account), ctx.account, ctx.account.pw_dir)
+    first = child.first_byte_after(None)
+    child.finish()
+    return Run(first - child.started)
+
+
+def ssh_localhost(ctx: Context) -> PtyChild:
+    assert ctx.sshd is not None
+    argv = [
+        shutil.which("ssh") or "ssh",
+        "-tt",
+        *ctx.sshd.client_options("-p"),
+        f"{ctx.account.pw_name}@127.0.0.1",
+    ]
+    return PtyChild(
+        argv, {"PATH": os.environ["PATH"], "TERM": "xterm-256color", "HOME": os.environ.get("HOME", "/")}
+    )
+
+
+def run_ssh_localhost(ctx: Context) -> Run:
+    child = ssh_localhost(ctx)
+    first = child.first_byte_after(None)
+    child.finish()
+    return Run(first - child.started)
+
+
+def start_session_argv(ctx: Context, *program: str) -> list[str]:
+    """``openssm start-session`` or ``aws ssm start-session`` into the node."""
+    return [*program, "start-session", "--target", ctx.instance_id, "--endpoint-url", ctx.server.endpoint]
+
+
+def openssm_shell(ctx: Context, trace: pathlib.Path, source: pathlib.Path | None = None) -> PtyChild:
+    return PtyChild(start_session_argv(ctx, str(BIN / "openssm")), client_env(ctx.server, trace, source))
+
+
+def run_openssm(ctx: Context, source: pathlib.Path | None = None) -> Run:
+    read_trace(ctx.trace)
+    ctx.agent_log.new_events()
+    child = openssm_shell(ctx, ctx.trace, source)
+    first = child.first_byte_after(STARTING)
+    child.finish()
+    return Run(first - child.started, client_steps(ctx, child.started))
+
+
+def proxy_command(ctx: Context) -> str:
+    return (
+        f"{BIN / 'openssm'} start-session --target %h --document-name AWS-StartSSHSession "
+        f"--parameters portNumber=%p --endpoint-url {ctx.server.endpoint}"
+    )
+
+
+def run_ssh_proxycommand(ctx: Context, source: pathlib.Path | None = None) -> Run:
+    assert ctx.sshd is not None
+    read_trace(ctx.trace)
+    ctx.agent_log.new_events()
+    argv = [
+        shutil.which("ssh") or "ssh", "-tt", *ctx.sshd.client_options("-p"),
+        "-o", f"ProxyCommand={proxy_command(ctx)}", f"{ctx.account.pw_name}@{ctx.instance_id}",
+    ]  # fmt: skip
+    child = PtyChild(argv, client_env(ctx.server, ctx.trace, source))
+    first = child.first_byte_after(None)
+    child.finish()
+    return Run(first - child.started, client_steps(ctx, child.started))
+
+
+PLUGIN_START = f"plugin: {CLIENT_STEPS['start']}"
+
+
+def run_aws_cli(ctx: Context, source: pathlib.Path | None = None) -> Run:
+    read_trace(ctx.trace)
+    ctx.agent_log.new_events()
+    argv = start_session_argv(ctx, str(BIN / "aws"), "ssm")
+    child = PtyChild(argv, client_env(ctx.server, ctx.trace, source))
+    first = child.first_byte_after(STARTING)
+    child.finish()
+    marks = read_trace(ctx.trace)
+    steps: dict[str, float] = {}
+    by_pid: dict[int, list[tuple[str, float]]] = {}
+    for pid, step, when in marks:
+        by_pid.setdefault(pid, []).append((step, when))
+    for entries in by_pid.values():
+        names = [step for step, _ in entries]
+        prefix = "plugin --version" if "version" in names else "plugin"
+        for step, when in entries:
+            steps.setdefault(f"{prefix}: {CLIENT_STEPS.get(step, step)}", when - child.started)
+    for name, when in ctx.agent_log.new_events().items():
+        steps[name] = when - child.started
+    return Run(first - child.started, steps)
+
+
+# -- the browser -----------------------------------------------------------------------------------------
+
+# Times are epoch milliseconds from performance.timeOrigin + now(): comparable across the two pages.
+BROWSER_INIT = """
+(() => {
+  const now = () => performance.timeOrigin + performance.now();
+  document.addEventListener("click", (event) => {
+    if (event.target.closest && event.target.closest("a.start-session")) {
+      sessionStorage.setItem("bench-click", String(now()));
+    }
+  }, true);
+  if (!location.pathname.endsWith("/shell")) return;
+  window.benchMarks = { loaded: null, wsOpen: null, firstMessage: null, rendered: null };
+  const Native = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const ws = new Native(...args);
+    ws.addEventListener("open", () => { window.benchMarks.wsOpen = now(); });
+    ws.addEventListener("message", (event) => {
+      if (window.benchMarks.firstMessage === null && typeof event.data !== "string") {
+        window.benchMarks.firstMessage = now();
+      }
+    });
+    return ws;
+  };
+  window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  addEventListener("DOMContentLoaded", () => {
+    window.benchMarks.loaded = now();
+    const watch = new MutationObserver(() => {
+      const rows = document.querySelector("#terminal .xterm-rows");
+      if (rows && rows.innerText.replace(/\\u00a0/g, " ").trim() && window.benchMarks.rendered === null) {
+        window.benchMarks.rendered = now();
+        watch.disconnect();
+      }
+    });
+    watch.observe(document.body, { childList: true, subtree: true, characterData: true });
+  });
+})();
+"""
+
+
+class Browser:
+    LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+    def __init__(self, ctx: Context) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.ctx = ctx
+        self._playwright = sync_playwright().start()
+        self._browser = self._playwright.chromium.launch(executable_path=str(CHROMIUM), args=self.LAUNCH_ARGS)
+        self._context = self._browser.new_context(viewport={"width": 1280, "height": 800})
+        self._context.add_init_script(BROWSER_INIT)
+        self.page = self._context.new_page()
+        key, secret = ctx.server.admin_credentials
+        self.page.goto(f"{ctx.server.endpoint}/console/")
+        self.page.fill("#access-key-id", key)
+        self.page.fill("#secret-access-key", secret)
+        self.page.click("#signin-button")
+        self.page.wait_for_url("**/console/nodes")
+
+    def run(self) -> Run:
+        page = self.page
+        if not page.url.endswith("/console/nodes"):
+            page.goto(f"{self.ctx.server.endpoint}/console/nodes")
+        link = page.locator(f'tr[data-instance-id="{self.ctx.instance_id}"] a.start-session')
+        link.wait_for()
+        self.ctx.agent_log.new_events()
+        wall_minus_mono = time.time() - time.monotonic()
+        link.click()
+        page.wait_for_url("**/console/shell?target=*")
+        page.wait_for_function(
+            "() => window.benchMarks && window.benchMarks.rendered !== null", timeout=TIMEOUT * 1000
+        )
+        marks = page.evaluate(
+            """() => {
+                const api = performance.getEntriesByType("resource").find((e) => e.name.endsWith("/console/api/sessions"));
+                return { click: Number(sessionStorage.getItem("bench-click")), origin: performance.timeOrigin,
+                         api: api ? performance.timeOrigin + api.responseEnd : null, ...window.benchMarks };
+            }"""
+        )
+        click = marks["click"]
+        steps = {
+            "page navigated": marks["origin"] - click,
+            "page loaded (DOMContentLoaded)": marks["loaded"] - click,
+            "StartSession answered": (marks["api"] or click) - click,
+            "data channel open": marks["wsOpen"] - click,
+            "first output message": marks["firstMessage"] - click,
+        }
+        steps = {name: value / 1000 for name, value in steps.items()}
+        for name, when in self.ctx.agent_log.new_events().items():
+            steps[name] = when + wall_minus_mono - click / 1000
+        page.keyboard.type("exit")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("body[data-session-ended]", timeout=TIMEOUT * 1000)
+        return Run((marks["rendered"] - click) / 1000, steps)
+
+    def close(self) -> None:
+        self._browser.close()
+        self._playwright.stop()
+
+
+# -- StartSession → first byte, and echo, with a minimal data-channel client in this process ------------
 
 
 class BenchClient:
@@ -55,7 +523,7 @@ class BenchClient:
                     await self.ws.send_bytes(received.ack.encode())
                 for item in received.deliver:
                     if item.payload_type == PayloadType.OUTPUT:
-                        self.output.put_nowait(item.payload)
+                        self.output.put_nowait(bytes(item.payload))
             elif frame.message_type == MessageType.CHANNEL_CLOSED:
                 break
 
@@ -69,81 +537,67 @@ class BenchClient:
                 seen = (seen + await self.output.get())[-4096:]
 
 
-async def openssm_session(
-    server: Server, instance_id: str
-) -> tuple[float, BenchClient, asyncio.Task[None], aiohttp.ClientSession]:
-    ssm = server.client("ssm")
-    started = time.perf_counter()
+async def in_process_session(
+    ssm: Any, instance_id: str, keys: int, agent_log: AgentLog
+) -> tuple[Run, list[float]]:
+    """StartSession (boto3, client made beforehand), dial, open frame, first byte; then echo."""
+    agent_log.new_events()
+    started = time.monotonic()
     response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
-    http = aiohttp.ClientSession()
-    ws = await http.ws_connect(response["StreamUrl"])
-    await ws.send_str(
-        json.dumps(
-            {
-                "MessageSchemaVersion": "1.0",
-                "RequestId": str(uuid.uuid4()),
-                "TokenValue": response["TokenValue"],
-                "ClientId": str(uuid.uuid4()),
-                "ClientVersion": "1.2.677.0",
-            }
+    answered = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(response["StreamUrl"])
+        dialled = time.monotonic()
+        await ws.send_str(
+            json.dumps(
+                {
+                    "MessageSchemaVersion": "1.0",
+                    "RequestId": str(uuid.uuid4()),
+                    "TokenValue": response["TokenValue"],
+                    "ClientId": str(uuid.uuid4()),
+                    "ClientVersion": "1.2.677.0",
+                }
+            )
         )
-    )
-    client = BenchClient(ws)
-    pump = asyncio.create_task(client.pump())
-    await client.output.get()  # first prompt byte(s)
-    first_byte = time.perf_counter() - started
-    await client.send(PayloadType.SIZE, b'{"cols":80,"rows":24}')
-    return first_byte, client, pump, http
+        client = BenchClient(ws)
+        pump = asyncio.create_task(client.pump())
+        await client.output.get()
+        first = time.monotonic()
+        steps = {"StartSession answered": answered - started, "data channel open": dialled - started}
+        for name, when in agent_log.new_events().items():
+            steps[name] = when - started
+        samples: list[float] = []
+        if keys:
+            await client.send(PayloadType.SIZE, b'{"cols":80,"rows":24}')
+            await client.send(PayloadType.OUTPUT, b"stty -icanon -echo; echo RE''ADY; exec cat\r")
+            await client.wait_for(b"READY")
+            await asyncio.sleep(0.2)
+            while not client.output.empty():
+                client.output.get_nowait()
+            for i in range(keys):
+                key = bytes([ord("a") + i % 26])
+                start = time.perf_counter()
+                await client.send(PayloadType.OUTPUT, key)
+                await client.wait_for(key)
+                samples.append(time.perf_counter() - start)
+            await client.send(PayloadType.OUTPUT, b"\x03")
+        else:
+            await client.send(PayloadType.OUTPUT, b"exit\r")
+        await asyncio.wait_for(pump, 10)
+    return Run(first - started, steps), samples
 
 
-async def echo_rtts_openssm(client: BenchClient, keys: int) -> list[float]:
-    await client.send(PayloadType.OUTPUT, b"stty -icanon; cat\r")
-    await asyncio.sleep(0.5)
-    while not client.output.empty():
-        client.output.get_nowait()
-    samples = []
-    for i in range(keys):
-        key = bytes([ord("a") + i % 26])
-        start = time.perf_counter()
-        await client.send(PayloadType.OUTPUT, key)
-        await client.wait_for(key)
-        samples.append(time.perf_counter() - start)
-    await client.send(PayloadType.OUTPUT, b"\x03")
-    return samples
+def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: Playwright's sync API keeps a loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
-def echo_rtts_local_pty(keys: int) -> list[float]:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvp("sh", ["sh", "-c", "stty -icanon; exec cat"])
-    time.sleep(0.3)
-    samples = []
-    try:
-        for i in range(keys):
-            key = bytes([ord("a") + i % 26])
-            start = time.perf_counter()
-            os.write(fd, key)
-            seen = b""
-            while key not in seen:
-                seen += os.read(fd, 1024)
-            samples.append(time.perf_counter() - start)
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        os.close(fd)
-    return samples
+# -- the report ------------------------------------------------------------------------------------------------
 
 
-def ssh_login_times(workdir: pathlib.Path, count: int) -> list[float] | None:
-    if not sshd_available():
-        return None
-    times = []
-    with run_sshd(workdir) as sshd:
-        for _ in range(count):
-            start = time.perf_counter()
-            subprocess.run([*sshd.ssh_argv(f"{sshd.user}@127.0.0.1", "true")], check=True)
-            times.append(time.perf_counter() - start)
-    return times
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f}"
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -151,54 +605,201 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = pathlib.Path(tmp)
-        server = Server(root / "server").start()
-        agent = Agent(server, root / "agent")
-        try:
-            instance_id = agent.register()
-            agent.start()
-            first_bytes = []
-            rtts: list[float] = []
-            for i in range(args.sessions):
-                first_byte, client, pump, http = await openssm_session(server, instance_id)
-                first_bytes.append(first_byte)
-                if i == 0:
-                    rtts = await echo_rtts_openssm(client, args.keys)
-                await client.send(PayloadType.OUTPUT, b"exit\r")
-                await asyncio.wait_for(pump, 10)
-                await http.close()
-            local = echo_rtts_local_pty(args.keys)
-            ssh = ssh_login_times(root / "sshd", args.sessions)
-        finally:
-            agent.stop()
-            server.stop()
+def report(results: dict[str, list[Run]], floor: str) -> None:
+    print("\nStart → first prompt byte (ms): median [min - max] of each; variants interleaved in one run")
+    width = max(len(name) for name in results) + 2
+    base = statistics.median(run.total for run in results[floor]) if results.get(floor) else None
+    for name, runs in results.items():
+        if not runs:
+            continue
+        totals = [run.total for run in runs]
+        median = statistics.median(totals)
+        extra = (
+            f"   {(median - base) * 1000:+7.1f} over the local shell"
+            if base is not None and name != floor
+            else ""
+        )
+        print(f"  {name:<{width}} {ms(median)}  [{ms(min(totals))} - {ms(max(totals))}]{extra}")
+        plugin = [run.total - run.steps[PLUGIN_START] for run in runs if PLUGIN_START in run.steps]
+        if plugin:  # the target for the AWS CLI: its own start-up plus at most so much
+            print(
+                f"  {'  of which the plugin (first mark → prompt)':<{width}} {ms(statistics.median(plugin))}"
+            )
+    for name, runs in results.items():
+        step_names: list[str] = []
+        for run in runs:
+            step_names.extend(step for step in run.steps if step not in step_names)
+        if not step_names:
+            continue
+        print(f"\n  steps of {name} (median ms since start; step = since the step before)")
+        rows = []
+        for step in step_names:
+            values = [run.steps[step] for run in runs if step in run.steps]
+            rows.append((statistics.median(values), step))
+        rows.append((statistics.median(run.total for run in runs), "first prompt byte"))
+        rows.sort()
+        before = 0.0
+        for value, step in rows:
+            print(f"    {step:<42} {ms(value)}   {ms(value - before)}")
+            before = value
 
-    print(f"StartSession → first prompt byte (median of {len(first_bytes)})")
-    openssm_first = statistics.median(first_bytes)
-    print(f"  openssm            {openssm_first * 1000:8.1f} ms")
-    if ssh:
-        ssh_median = statistics.median(ssh)
-        print(f"  ssh localhost true {ssh_median * 1000:8.1f} ms")
-        print(f"  ratio openssm/ssh  {openssm_first / ssh_median:8.2f}x")
-    else:
-        print("  ssh: OpenSSH not installed; no comparison")
-    print(f"Keystroke echo round trip ({args.keys} keys)")
-    print(f"  openssm   p50 {pct(rtts, 0.5) * 1000:7.2f} ms   p99 {pct(rtts, 0.99) * 1000:7.2f} ms")
-    print(f"  local pty p50 {pct(local, 0.5) * 1000:7.2f} ms   p99 {pct(local, 0.99) * 1000:7.2f} ms")
-    print(
-        f"  ratio p50 {pct(rtts, 0.5) / pct(local, 0.5):7.1f}x   p99 {pct(rtts, 0.99) / pct(local, 0.99):7.1f}x"
+
+def report_echo(echo: dict[str, list[float]]) -> None:
+    print("\nKeystroke echo round trip (ms)")
+    local = echo.get("local pty")
+    for name, samples in echo.items():
+        if not samples:
+            continue
+        line = f"  {name:<36} p50 {pct(samples, 0.5) * 1000:6.2f}   p99 {pct(samples, 0.99) * 1000:6.2f}"
+        if local and name != "local pty":
+            line += f"   ({pct(samples, 0.5) / pct(local, 0.5):5.1f}x / {pct(samples, 0.99) / pct(local, 0.99):5.1f}x local)"
+        print(line)
+
+
+def measure_echo(
+    ctx: Context, ssm: Any, keys: int, sources: dict[str, pathlib.Path | None]
+) -> dict[str, list[float]]:
+    echo: dict[str, list[float]] = {}
+    local = PtyChild(["/bin/sh"], login_env(ctx.account), ctx.account, ctx.account.pw_dir)
+    echo["local pty"] = echo_rtts(local, keys)
+    local.finish(b"\x03")
+    if ctx.sshd is not None:
+        ssh = ssh_localhost(ctx)
+        echo["ssh localhost"] = echo_rtts(ssh, keys)
+        ssh.finish(b"\x03")
+    for label, source in sources.items():
+        client = openssm_shell(ctx, ctx.workdir / "trace-echo", source)
+        client.first_byte_after(STARTING)
+        echo[f"openssm start-session{label}"] = echo_rtts(client, keys)
+        client.finish(b"\x03")
+    in_process = in_thread(in_process_session(ssm, ctx.instance_id, keys, ctx.agent_log))
+    echo["in-process client (gateway + agent)"] = in_process[1]
+    return echo
+
+
+# -- the run ---------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def client_revision(rev: str | None) -> Iterator[dict[str, pathlib.Path | None]]:
+    """Variant label suffix → the client's source: the working tree's, and REV's if asked for
+    (checked out in a temporary git worktree, put first on the client processes' PYTHONPATH)."""
+    if rev is None:
+        yield {"": None}
+        return
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = pathlib.Path(tmp) / "rev"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), commit],
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            yield {"": None, f" [{commit}]": worktree / "src"}
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False
+            )
+
+
+def set_run_as(server: Server, account: pwd.struct_passwd) -> None:
+    if os.geteuid() != 0 or account.pw_uid == 0:
+        return
+    content = {"schemaVersion": "1.0", "sessionType": "Standard_Stream",
+               "inputs": {"runAsEnabled": True, "runAsDefaultUser": account.pw_name}}  # fmt: skip
+    server.client("ssm").update_document(
+        Name="SSM-SessionManagerRunShell", Content=json.dumps(content), DocumentVersion="$LATEST"
     )
+
+
+@contextlib.contextmanager
+def sshd_for(workdir: pathlib.Path, account: pwd.struct_passwd) -> Iterator[SshServer | None]:
+    if not sshd_available():
+        yield None
+        return
+    with run_sshd(workdir, use_pam=True) as sshd:
+        # sshd reads authorized_keys as the account logging in.
+        os.chmod(workdir, 0o711)
+        os.chmod(workdir / "authorized_keys", 0o644)
+        yield sshd
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sessions", type=int, default=5)
-    parser.add_argument("--keys", type=int, default=200)
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--sessions", type=int, default=10, help="repetitions of each variant (default 10)")
+    parser.add_argument("--keys", type=int, default=200, help="keystrokes per echo measurement (default 200)")
+    parser.add_argument("--run-as", help="account the sessions run as (default: see above)")
+    parser.add_argument("--no-browser", action="store_true", help="skip the browser console")
+    parser.add_argument("--no-aws", action="store_true", help="skip `aws ssm start-session`")
+    parser.add_argument(
+        "--client-rev",
+        metavar="REV",
+        help="also run the client (openssm start-session, the plugin) from git revision REV, in turn "
+        "with the working tree's, against the same server and agent",
+    )
+    args = parser.parse_args()
+    account = pick_account(args.run_as)
+
+    with tempfile.TemporaryDirectory() as tmp, client_revision(args.client_rev) as sources:
+        root = pathlib.Path(tmp)
+        server = Server(root / "server").start()
+        agent = Agent(server, root / "agent")
+        browser: Browser | None = None
+        try:
+            instance_id = agent.register()
+            agent.start()
+            set_run_as(server, account)
+            os.chmod(root, 0o711)  # the account's sshd login reads authorized_keys below it
+            with sshd_for(root / "sshd", account) as sshd:
+                ctx = Context(
+                    server,
+                    agent,
+                    instance_id,
+                    account,
+                    sshd,
+                    root / "trace",
+                    AgentLog(root / "agent" / "agent.log"),
+                    root,
+                )
+                variants: dict[str, Callable[[], Run]] = {
+                    f"local shell ({os.path.basename(account.pw_shell)} -l)": lambda: run_local_shell(ctx),
+                }
+                if sshd is not None:
+                    variants["ssh localhost"] = lambda: run_ssh_localhost(ctx)
+                for label, source in sources.items():
+                    variants[f"openssm start-session{label}"] = functools.partial(run_openssm, ctx, source)
+                    if sshd is not None:
+                        variants[f"ssh via ProxyCommand{label}"] = functools.partial(
+                            run_ssh_proxycommand, ctx, source
+                        )
+                    if not args.no_aws and (BIN / "aws").exists():
+                        variants[f"aws ssm start-session + plugin{label}"] = functools.partial(
+                            run_aws_cli, ctx, source
+                        )
+                if not args.no_browser and CHROMIUM.exists():
+                    browser = Browser(ctx)
+                    variants["browser: click → prompt"] = browser.run
+                ssm = server.client("ssm")
+                variants["in-process: StartSession → 1st byte"] = lambda: in_thread(
+                    in_process_session(ssm, instance_id, 0, ctx.agent_log)
+                )[0]
+                results: dict[str, list[Run]] = {name: [] for name in variants}
+                for _ in range(args.sessions):
+                    for name, variant in variants.items():
+                        results[name].append(variant())
+
+                echo = measure_echo(ctx, ssm, args.keys, sources)
+        finally:
+            if browser is not None:
+                browser.close()
+            agent.stop()
+            server.stop()
+
+    print(f"Sessions run as {account.pw_name} ({account.pw_shell}); {args.sessions} repetitions; "
+          f"{os.cpu_count()} CPUs, shared with whatever else runs (compare within this run only)")  # fmt: skip
+    report(results, next(iter(results)))
+    report_echo(echo)
 
 
 if __name__ == "__main__":

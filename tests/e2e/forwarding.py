@@ -5,12 +5,15 @@
   the end the server reports the SHA-256 of what it received and of what it sent, so both
   directions are verified end to end without relying on TCP half-close.
 * :func:`checked_transfer` — the client side of that protocol.
+* :class:`PacedEnd` / :class:`PacedDestination` — a 16-byte record each way every millisecond,
+  stamped with its send time: when the first byte gets through after a fault.
 * :class:`SessionProcess` — a running ``openssm start-session`` / ``aws ssm start-session`` whose
   output is read in the background (``wait_for`` a line, ``local_ports``).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 # upload bytes, download bytes, seconds the server waits before reading, seconds the client
 # waits before reading (a "slow reader" on either end).
@@ -94,12 +98,13 @@ class ChecksumServer:
             def read_upload() -> None:
                 time.sleep(server_delay)
                 remaining = upload
-                while remaining:
-                    data = conn.recv(min(CHUNK, remaining))
-                    if not data:
-                        return
-                    received.update(data)
-                    remaining -= len(data)
+                with contextlib.suppress(OSError):  # a reset connection: the sender's side reports it
+                    while remaining:
+                        data = conn.recv(min(CHUNK, remaining))
+                        if not data:
+                            return
+                        received.update(data)
+                        remaining -= len(data)
 
             reader = threading.Thread(target=read_upload, daemon=True)
             reader.start()
@@ -174,20 +179,50 @@ def half_close_exchange(port: int, size: int, timeout: float = 60.0) -> None:
 _client_block = _random_block()
 
 
-def checked_transfer(
-    port: int,
-    *,
-    upload: int,
-    download: int,
-    host: str = "127.0.0.1",
-    server_delay: float = 0.0,
-    client_delay: float = 0.0,
-    timeout: float = 60.0,
-) -> float:
+@dataclass(frozen=True)
+class TransferReport:
+    """One checked transfer as both ends saw it: byte counts and SHA-256 digests."""
+
+    seconds: float
+    uploaded: int  # bytes the client sent (and the destination received)
+    downloaded: int  # bytes the destination sent (and the client received)
+    client_sent: str  # hex SHA-256 of the upload, as the client sent it ...
+    server_received: str  # ... and as the destination received it
+    server_sent: str  # the download as the destination sent it ...
+    client_received: str  # ... and as the client received it
+
+    def describe(self, label: str = "transfer") -> str:
+        return (
+            f"{label}: upload {self.uploaded} bytes sha256 client-sent {self.client_sent[:16]}… "
+            f"server-received {self.server_received[:16]}…; download {self.downloaded} bytes sha256 "
+            f"server-sent {self.server_sent[:16]}… client-received {self.client_received[:16]}…; "
+            f"{self.seconds:.1f} s"
+        )
+
+
+class TransferOptions(TypedDict, total=False):
+    host: str
+    server_delay: float  # seconds the destination waits before reading
+    client_delay: float  # seconds the client waits before reading
+    timeout: float
+
+
+def checked_transfer(port: int, *, upload: int, download: int, **options: Unpack[TransferOptions]) -> float:
     """One connection through ``host:port`` moving ``upload``/``download`` bytes; returns seconds.
 
     Raises :class:`TransferError` if either direction's checksum differs.
     """
+    return reported_transfer(port, upload=upload, download=download, **options).seconds
+
+
+def reported_transfer(
+    port: int, *, upload: int, download: int, **options: Unpack[TransferOptions]
+) -> TransferReport:
+    """:func:`checked_transfer`, returning what both ends counted and hashed."""
+    host = options.get("host", "127.0.0.1")
+    server_delay = options.get("server_delay", 0.0)
+    client_delay = options.get("client_delay", 0.0)
+    timeout = options.get("timeout", 60.0)
     started = time.perf_counter()
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(HEADER.pack(upload, download, server_delay, client_delay))
@@ -219,7 +254,103 @@ def checked_transfer(
         raise TransferError(f"upload of {upload} bytes arrived corrupted")
     if digests[32:] != received.digest():
         raise TransferError(f"download of {download} bytes arrived corrupted")
-    return time.perf_counter() - started
+    return TransferReport(
+        seconds=time.perf_counter() - started,
+        uploaded=upload,
+        downloaded=download,
+        client_sent=sent.hexdigest(),
+        server_received=digests[:32].hex(),
+        server_sent=digests[32:].hex(),
+        client_received=received.hexdigest(),
+    )
+
+
+# -- paced streams: when does a byte get through? ---------------------------------------------------
+
+RECORD = struct.Struct("!Qd")  # sequence number, send time (time.monotonic: one clock, one machine)
+PACE = 0.001  # seconds between records, each way
+HEALTHY_WITHIN = 0.05  # a path is healthy when records arrive this fresh
+
+
+class PacedEnd:
+    """One end of a paced stream on a socket: a thread sends a record every PACE seconds, another
+    notes when each record from the other end arrives."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.arrivals: list[float] = []  # when each record from the other end arrived
+        self.sent: list[float] = []  # and when that end sent it (one clock: same machine)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._send, daemon=True),
+            threading.Thread(target=self._receive, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _send(self) -> None:
+        sequence = 0
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                self.sock.sendall(RECORD.pack(sequence, time.monotonic()))
+                sequence += 1
+                time.sleep(PACE)
+
+    def _receive(self) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := self.sock.recv(65536):
+                now = time.monotonic()
+                pending += data
+                whole = len(pending) // RECORD.size
+                for index in range(whole):
+                    self.sent.append(RECORD.unpack_from(pending, index * RECORD.size)[1])
+                    self.arrivals.append(now)
+                pending = pending[whole * RECORD.size :]
+
+    def first_after(self, back: float, fault: float, timeout: float = 60.0) -> float:
+        """Seconds from ``back`` (the network is back) to the arrival of the first record sent
+        after ``fault`` began: one that had to cross the path after the fault (waits for one)."""
+        deadline = time.monotonic() + timeout
+        index = bisect.bisect_right(self.arrivals, fault)
+        while time.monotonic() < deadline:
+            while index < len(self.arrivals):
+                if self.sent[index] >= fault:
+                    return max(0.0, self.arrivals[index] - back)
+                index += 1
+            time.sleep(0.001)
+        raise TimeoutError(f"no byte arrived within {timeout} s of the network coming back")
+
+    def fresh(self) -> bool:
+        return bool(self.arrivals) and time.monotonic() - self.arrivals[-1] < HEALTHY_WITHIN
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class PacedDestination:
+    """The port session's destination: each accepted connection becomes a PacedEnd."""
+
+    def __init__(self, host: str) -> None:
+        self._listener = socket.create_server((host, 0))
+        self.host = host
+        self.port: int = self._listener.getsockname()[1]
+        self.ends: list[PacedEnd] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                self.ends.append(PacedEnd(conn))
+
+    def close(self) -> None:
+        for end in self.ends:
+            end.close()
+        self._listener.close()
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+
+from tests.support.faultproxy import ProxyThread
 
 REGION = "us-east-1"
 
@@ -96,14 +99,26 @@ class Server:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         region: str = REGION,
+        public_url: str | None = None,
     ) -> None:
         self.region = region
         self.data_dir = data_dir
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._public_url = public_url
         self.extra_args = extra_args
         self.env = env  # None: inherit this process's environment
         self.process: Process | None = None
+
+    @property
+    def public_url(self) -> str:
+        """What StreamUrls point at (a fault proxy in front of this server carries clients' data
+        channels); by default the endpoint, as it is when the server starts."""
+        return self._public_url or self.endpoint
+
+    @public_url.setter
+    def public_url(self, url: str) -> None:
+        self._public_url = url
 
     def start(self) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +129,7 @@ class Server:
             "--listen",
             f"127.0.0.1:{self.port}",
             "--public-url",
-            self.endpoint,
+            self.public_url,
             "--region",
             self.region,
             *self.extra_args,
@@ -163,6 +178,31 @@ class Server:
             aws_secret_access_key=secret,
         )
 
+    def session_record(self, session_id: str) -> dict[str, Any] | None:
+        """The session as describe-sessions shows it (Active or History), or None if not listed."""
+        ssm = self.client("ssm")
+        for state in ("Active", "History"):
+            for session in ssm.describe_sessions(State=state)["Sessions"]:
+                if session["SessionId"] == session_id:
+                    return dict(session)
+        return None
+
+
+def port_forwarding_argv(server: Server, target: str, port: int, *extra: str) -> list[str]:
+    """`openssm start-session` forwarding an ephemeral local port to ``port`` on the target."""
+    return openssm_argv(
+        "start-session",
+        "--target",
+        target,
+        "--endpoint-url",
+        server.endpoint,
+        "--document-name",
+        "AWS-StartPortForwardingSession",
+        "--parameters",
+        f"portNumber={port}",
+        *extra,
+    )
+
 
 def start_tls_server(
     data_dir: pathlib.Path,
@@ -183,11 +223,22 @@ def start_tls_server(
 
 class Agent:
     def __init__(
-        self, server: Server, state_dir: pathlib.Path, failover_endpoints: tuple[str, ...] = ()
+        self,
+        server: Server,
+        state_dir: pathlib.Path,
+        failover_endpoints: tuple[str, ...] = (),
+        *,
+        endpoint: str | None = None,
+        mgs_endpoint: str | None = None,
+        netns: str | None = None,
     ) -> None:
         self.server = server
         self.state_dir = state_dir
         self.failover_endpoints = failover_endpoints  # more server nodes, tried in order after `server`
+        self.endpoint = endpoint or server.endpoint  # the API endpoint it registers with
+        # Its control and data channels' URL (e.g. a fault proxy in front of the server); None: the API's.
+        self.mgs_endpoint = mgs_endpoint
+        self.netns = netns  # run it inside this network namespace (tests/support/netns.py)
         self.process: Process | None = None
         self.instance_id: str | None = None
 
@@ -197,11 +248,13 @@ class Agent:
             IamRole="OpenSSMNodeRole", DefaultInstanceName=name, RegistrationLimit=1
         )
         out = subprocess.run(
-            openssm_argv(
+            self._netns_prefix()
+            + openssm_argv(
                 "agent",
                 "register",
                 "--endpoint",
-                self.server.endpoint,
+                self.endpoint,
+                *(("--mgs-endpoint", self.mgs_endpoint) if self.mgs_endpoint else ()),
                 *(arg for endpoint in self.failover_endpoints for arg in ("--endpoint", endpoint)),
                 "--code",
                 activation["ActivationCode"],
@@ -225,7 +278,7 @@ class Agent:
         env = dict(os.environ)
         env["OPENSSM_AGENT_HEARTBEAT_SECONDS"] = "5"
         self.process = Process(
-            openssm_argv("agent", "run", "--state-dir", str(self.state_dir)),
+            self._netns_prefix() + openssm_argv("agent", "run", "--state-dir", str(self.state_dir)),
             self.state_dir / "agent.log",
             env=env,
         )
@@ -248,6 +301,9 @@ class Agent:
         if self.process is not None:
             self.process.stop()
 
+    def _netns_prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
 
 def _find_instance_id(text: str) -> str:
     for token in text.replace('"', " ").split():
@@ -269,6 +325,37 @@ def running_system(
     finally:
         agent.stop()
         server.stop()
+
+
+@dataclasses.dataclass
+class ProxiedSystem:
+    """A server and an agent with a fault proxy on each data path: ``client_path`` is the server's
+    public URL (what StreamUrls point at: clients' data channels), ``agent_path`` the agent's message
+    gateway endpoint (its control channel and data channels). API calls go direct."""
+
+    server: Server
+    agent: Agent
+    client_path: ProxyThread
+    agent_path: ProxyThread
+
+
+@contextlib.contextmanager
+def proxied_system(tmp_path: pathlib.Path) -> Iterator[ProxiedSystem]:
+    server = Server(tmp_path / "server")
+    with (
+        ProxyThread("127.0.0.1", server.port) as client_path,
+        ProxyThread("127.0.0.1", server.port) as agent_path,
+    ):
+        server.public_url = client_path.url
+        server.start()
+        agent = Agent(server, tmp_path / "agent", mgs_endpoint=agent_path.url)
+        try:
+            agent.register()
+            agent.start()
+            yield ProxiedSystem(server, agent, client_path, agent_path)
+        finally:
+            agent.stop()
+            server.stop()
 
 
 def dump_json(value: Any) -> str:

@@ -45,15 +45,6 @@ def expect_answer(child: pexpect.spawn) -> None:
     child.expect("42")
 
 
-def session_record(via: Node, session_id: str) -> dict[str, object] | None:
-    ssm = via.client("ssm")
-    for state in ("Active", "History"):
-        for session in ssm.describe_sessions(State=state)["Sessions"]:
-            if session["SessionId"] == session_id:
-                return dict(session)
-    return None
-
-
 def ping_status(via: Node, instance_id: str) -> str:
     nodes = via.client("ssm").describe_instance_information()["InstanceInformationList"]
     return str(next(node["PingStatus"] for node in nodes if node["InstanceId"] == instance_id))
@@ -105,7 +96,7 @@ def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pa
             assert stream.path == f"/v1/data-channel/{started['SessionId']}"
             node_b.client("ssm").terminate_session(SessionId=started["SessionId"])
             wait_until(
-                lambda: (session_record(node_b, started["SessionId"]) or {}).get("Status") == "Terminated",
+                lambda: (node_b.session_record(started["SessionId"]) or {}).get("Status") == "Terminated",
                 "an unopened session terminated through node B",
             )
 
@@ -113,7 +104,7 @@ def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pa
             child = start_session(node_b, agent)
             session_id = session_id_of(child)
             expect_answer(child)
-            record = session_record(node_a, session_id)
+            record = node_a.session_record(session_id)
             assert record is not None and record["Status"] == "Connected"
             node_b.client("ssm").terminate_session(SessionId=session_id)
             child.expect(re.escape(session_id))
@@ -121,7 +112,7 @@ def test_any_node_starts_and_terminates_sessions_carried_by_another(tmp_path: pa
             child.close()
             assert child.exitstatus == 0
             wait_until(
-                lambda: (session_record(node_a, session_id) or {}).get("Status") == "Terminated",
+                lambda: (node_a.session_record(session_id) or {}).get("Status") == "Terminated",
                 "the live session terminated on node A",
             )
 
@@ -147,7 +138,7 @@ def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
             orphan = start_session(node_b, agent)
             orphan_id = session_id_of(orphan)
             expect_answer(orphan)
-            record = session_record(node_b, orphan_id)
+            record = node_b.session_record(orphan_id)
             assert record is not None and record["Status"] == "Connected"
 
             node_a.kill()
@@ -180,13 +171,13 @@ def test_agent_fails_over_when_its_node_dies(tmp_path: pathlib.Path) -> None:
 
             # The live session died with A: the agent reports it ended, through B.
             def orphan_ended() -> bool:
-                return (session_record(node_b, orphan_id) or {}).get("Status") in {"Terminated", "Failed"}
+                return (node_b.session_record(orphan_id) or {}).get("Status") in {"Terminated", "Failed"}
 
             wait_until(orphan_ended, "node A's live session ended")
 
             # Nobody but a sweeper can end the unopened one, once A has been silent long enough.
             def unopened_terminated() -> bool:
-                return (session_record(node_b, unopened) or {}).get("Status") == "Terminated"
+                return (node_b.session_record(unopened) or {}).get("Status") == "Terminated"
 
             wait_until(
                 unopened_terminated, "node A's unopened session swept by node B", timeout=SWEEP_TIMEOUT

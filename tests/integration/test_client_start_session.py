@@ -1,5 +1,5 @@
-"""``openssm start-session`` as a user runs it: StartSession via boto3 (profiles, endpoint), the
-session in the same process, and AWS CLI-style errors with exit code 255."""
+"""``openssm start-session`` as a user runs it: StartSession (profiles, endpoint), the session in the
+same process, and AWS CLI-style errors with exit code 255."""
 
 from __future__ import annotations
 
@@ -88,6 +88,8 @@ async def test_port_forwarding_with_shorthand_parameters_and_a_profile(
         flag = await service.expect(PayloadType.FLAG)
         assert flag.payload == b"\x00\x00\x00\x02"
         assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+        # The data channel opened at start-up (client.startup) is the one the session used.
+        assert len(service.open_frames) == 1 and service.open_frames[0].client_id
         rest = (await process.stdout.read()).decode()
         assert (
             rest

@@ -378,7 +378,8 @@ def test_cli_hand_off_argv_and_env_are_understood(load_capture: Callable[[str], 
     environ = dict(launch["env"])
     invocation = parse_invocation(launch["argv"], environ)
     answer = json.loads(response["text"])
-    assert dataclasses.astuple(invocation.started) == (
+    started = invocation.started
+    assert (started.session_id, started.token_value, started.stream_url) == (
         answer["SessionId"],
         answer["TokenValue"],
         answer["StreamUrl"],

@@ -52,8 +52,9 @@ class SshServer:
 
 
 @contextlib.contextmanager
-def run_sshd(workdir: pathlib.Path) -> Iterator[SshServer]:
-    """Start sshd with a fresh host key and one authorised test key for the current user."""
+def run_sshd(workdir: pathlib.Path, *, use_pam: bool = False) -> Iterator[SshServer]:
+    """Start sshd with a fresh host key and one authorised test key for the current user (any user
+    with ``use_pam``: without PAM, sshd refuses accounts whose password is locked)."""
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)
     host_key = workdir / "host_ed25519"
@@ -77,7 +78,7 @@ def run_sshd(workdir: pathlib.Path) -> Iterator[SshServer]:
                 "KbdInteractiveAuthentication no",
                 "PubkeyAuthentication yes",
                 "PermitRootLogin prohibit-password",
-                "UsePAM no",
+                "UsePAM yes" if use_pam else "UsePAM no",
                 "StrictModes no",
                 "Subsystem sftp internal-sftp",
                 "",

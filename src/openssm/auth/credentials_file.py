@@ -1,7 +1,8 @@
 """AWS shared ``credentials`` and ``config`` files as text: render, update in place, parse.
 
 Pure text functions (no file access): the server's first-start bootstrap writes a profile the AWS
-CLI, boto3 and our client read, and tests read them back. Updates keep everything else in the
+CLI, boto3 and our client read, and tests read them back (with :mod:`openssm.auth.credentials`,
+the one reader of these files). Updates keep everything else in the
 file (other profiles, comments, keys we do not set). Credentials files hold secrets in plain text
 by AWS's design: whoever writes one must create it mode 0600.
 
@@ -13,11 +14,11 @@ Format (as botocore reads it): INI sections; ``credentials`` sections are named 
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 import re
 from collections.abc import Mapping
 
+from openssm.auth.credentials import AwsConfigError, parse_ini, shared_config
 from openssm.errors import OpenSSMError
 
 _KEY_LINE = re.compile(r"(?P<key>[^=:\s][^=:]*?)\s*[=:]")
@@ -165,13 +166,15 @@ def render_config(
 
 
 def _sections(text: str) -> dict[str, dict[str, str]]:
-    parser = configparser.RawConfigParser(default_section="\0no-defaults")
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case as written
+    """Sections as botocore reads them (:func:`openssm.auth.credentials.parse_ini`), flat values only."""
     try:
-        parser.read_string(text)
-    except configparser.Error as exc:
-        raise CredentialsFileError(f"not an AWS shared config file: {exc.message}") from exc
-    return {name: dict(parser.items(name)) for name in parser.sections()}
+        parsed = parse_ini(text)
+    except AwsConfigError as exc:
+        raise CredentialsFileError(f"not an AWS shared config file: {exc}") from exc
+    return {
+        name: {key: value for key, value in values.items() if isinstance(value, str)}
+        for name, values in parsed.items()
+    }
 
 
 def parse_credentials(text: str) -> dict[str, ProfileCredentials]:
@@ -186,13 +189,12 @@ def parse_credentials(text: str) -> dict[str, ProfileCredentials]:
 
 
 def parse_config(text: str) -> dict[str, dict[str, str]]:
-    """Settings by profile name (``[default]`` and ``[profile x]`` sections; others are ignored)."""
-    profiles: dict[str, dict[str, str]] = {}
-    for name, values in _sections(text).items():
-        if name == "default":
-            profiles.setdefault("default", {}).update(values)
-        elif name.startswith("profile "):
-            profile = name[len("profile ") :].strip()
-            if profile:
-                profiles.setdefault(profile, {}).update(values)
-    return profiles
+    """Settings by profile name, grouped as botocore groups them (``[default]``, ``[profile x]``)."""
+    try:
+        profiles = shared_config(parse_ini(text)).profiles
+    except AwsConfigError as exc:
+        raise CredentialsFileError(f"not an AWS shared config file: {exc}") from exc
+    return {
+        name: {key: value for key, value in values.items() if isinstance(value, str)}
+        for name, values in profiles.items()
+    }

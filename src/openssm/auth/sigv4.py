@@ -15,10 +15,9 @@ import datetime as dt
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
-from openssm.auth import canonical, rsa_identity
+from openssm.auth import canonical
 from openssm.auth.canonical import ALGORITHM, SCOPE_TERMINATOR, UNSIGNED_PAYLOAD
 from openssm.auth.errors import (
     SigV4Error,
@@ -158,6 +157,8 @@ def _parse_amz_date(text: str) -> dt.datetime:
 
 
 def _parse_http_date(text: str) -> dt.datetime:
+    from email.utils import parsedate_to_datetime  # the email package: for verifying only, not signing
+
     try:
         parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError) as exc:
@@ -529,6 +530,8 @@ def verify_rsa(
 ) -> None:
     """Verify the managed-instance variant: base64 RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32)
     over the ordinary string-to-sign, checked with the instance's DER SubjectPublicKeyInfo."""
+    from openssm.auth import rsa_identity  # cryptography: only for managed instances' signatures
+
     _check_time(parsed, now, max_skew)
     try:
         public_key = rsa_identity.load_public_key(public_key_der)
@@ -659,6 +662,8 @@ def sign_rsa(
     Returns Authorization, X-Amz-Date and an unsigned X-Amz-Content-Sha256 (the real agent sends
     one too). ``private_key_der``: PKCS#1 or PKCS#8 DER.
     """
+    from openssm.auth import rsa_identity  # cryptography: only for managed instances' signatures
+
     private_key = rsa_identity.load_private_key(private_key_der)
     when = _signing_time(now)
     amz_date = _format_amz_date(when)

@@ -1,24 +1,31 @@
-"""``openssm start-session``: StartSession through boto3, then the session in this process.
+"""``openssm start-session``: StartSession, then the session in this process.
 
 Same options and error output as ``aws ssm start-session`` (exit code 255 on API errors), plus
 ``--listen-address`` and repeated ``--forward`` port mappings, which AWS's plugin lacks.
+
+Start-up is on the way to every prompt, so this module imports little: StartSession goes out on
+a thread of its own (:mod:`openssm.client.api`; no botocore unless the configuration needs it)
+while the main thread imports the session machinery (asyncio, the event loop, the protocol), and
+the two meet before the data channel is dialled. ``bench/bench_session_latency.py`` measures it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import sys
-from typing import Any, Final
+import threading
+from typing import TYPE_CHECKING, Any, Final
 
-import botocore.exceptions
 import click
 
-from openssm.client.api import ApiTarget, StartedSession, parse_start_session_response
+from openssm.client.api import NO_REGION as NO_REGION_CODE
+from openssm.client.api import ApiError, ApiTarget, Caller, StartedSession, start_session
 from openssm.client.parameters import ParameterError, parse_parameters
-from openssm.client.session import FAST_CHUNK, ClientOptions, chunk_size_from_env, run_session
-from openssm.transport import runtime
+from openssm.client.trace import mark
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from openssm.client.session import ClientOptions
 
 AWS_CLI_ERROR_EXIT: Final = 255
 PORT_DOCUMENT: Final = "AWS-StartPortForwardingSession"
@@ -78,14 +85,32 @@ def build_request(
 
 def api_error_text(exc: Exception) -> str:
     """The AWS CLI's wording for a failed call."""
-    if isinstance(exc, botocore.exceptions.NoRegionError):
+    if isinstance(exc, ApiError) and exc.code == NO_REGION_CODE:
         return 'You must specify a region. You can also configure your region by running "aws configure".'
     return str(exc)
 
 
-def start(api: ApiTarget, request: dict[str, Any]) -> StartedSession:
-    response = api.client().start_session(**request)
-    return parse_start_session_response(response)
+class Starting(threading.Thread):
+    """StartSession for each request, on a thread, while the caller imports what the session needs.
+
+    Stops at the first failure and keeps it (the sessions started before it are in ``started``).
+    """
+
+    def __init__(self, caller: Caller, requests: list[dict[str, Any]]) -> None:
+        super().__init__(name="start-session", daemon=True)
+        self._caller = caller
+        self._requests = requests
+        self.started: list[StartedSession] = []
+        self.error: ApiError | ValueError | None = None
+
+    def run(self) -> None:
+        for request in self._requests:
+            try:
+                self.started.append(start_session(self._caller, request))
+            except (ApiError, ValueError) as exc:
+                self.error = exc
+                return
+        mark("start_session")
 
 
 @click.command(
@@ -108,9 +133,12 @@ def start(api: ApiTarget, request: dict[str, Any]) -> StartedSession:
     "(default: $AWS_ENDPOINT_URL_SSM, $AWS_ENDPOINT_URL or the profile's endpoint_url).",
 )
 @click.option(
-    "--profile", help="Named profile from your AWS config/credentials files (default: $AWS_PROFILE)."
+    "--profile",
+    help="Named profile from your AWS config/credentials files (default: $AWS_DEFAULT_PROFILE, $AWS_PROFILE).",
 )
-@click.option("--region", help="Region to sign requests for (default: $AWS_REGION or the profile's region).")
+@click.option(
+    "--region", help="Region to sign requests for (default: $AWS_DEFAULT_REGION or the profile's region)."
+)
 @click.option(
     "--listen-address",
     default="localhost",
@@ -136,6 +164,7 @@ def start_session_command(
     forwards: tuple[str, ...],
 ) -> None:
     """Open a shell or port forwarding session to a managed node (like `aws ssm start-session`)."""
+    mark("ready")
     api = ApiTarget(region=region, profile=profile, endpoint_url=endpoint_url)
     if forwards:
         if document_name or parameters:
@@ -146,30 +175,67 @@ def start_session_command(
         requests = [mapping.request(target, reason) for mapping in mappings]
     else:
         requests = [build_request(target, document_name, parameters, reason)]
-    started: list[StartedSession] = []
-    for request in requests:
+    caller = api.caller()
+    try:
+        caller.prepare()  # whatever the call imports is imported here, not beside the imports below
+    except ApiError as exc:
+        click.echo(f"\n{api_error_text(exc)}", err=True)
+        sys.exit(AWS_CLI_ERROR_EXIT)
+    mark("credentials")
+    starting = Starting(caller, requests)
+    starting.start()
+    # Meanwhile the event loop and the framing; the rest is imported while the channel opens.
+    from openssm.transport import runtime
+
+    sys.exit(runtime.run(_run(starting, caller, api, listen_address, target)))
+
+
+async def _run(starting: Starting, caller: Caller, api: ApiTarget, listen_address: str, target: str) -> int:
+    import asyncio
+
+    from openssm.client import startup
+
+    with startup.QuickSwitches():
+        imports = startup.Imports()
         try:
-            started.append(start(api, request))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError) as exc:
-            click.echo(f"\n{api_error_text(exc)}", err=True)  # the AWS CLI: "\n%s\n"
-            _terminate_all(api, started)
-            sys.exit(AWS_CLI_ERROR_EXIT)
-    options = ClientOptions(
-        api=api, listen_address=listen_address, target=target, max_chunk=chunk_size_from_env(FAST_CHUNK)
+            await asyncio.to_thread(starting.join)
+            if starting.error is not None:
+                imports.skip()
+                click.echo(f"\n{api_error_text(starting.error)}", err=True)  # the AWS CLI: "\n%s\n"
+                await asyncio.to_thread(_terminate_all, caller, starting.started)
+                return AWS_CLI_ERROR_EXIT
+            sessions = await startup.opened(starting.started)
+        finally:
+            imports.go_on()
+        session = await imports.session_module()
+    mark("imports")
+    options = session.ClientOptions(
+        api=api,
+        listen_address=listen_address,
+        target=target,
+        max_chunk=session.chunk_size_from_env(session.FAST_CHUNK),
     )
-    if len(started) == 1:
-        sys.exit(runtime.run(run_session(started[0], options)))
-    sys.exit(runtime.run(_run_many(started, options)))
+    if len(sessions) == 1:
+        code: int = await session.run_session(sessions[0], options)
+        return code
+    return await _run_many(sessions, options)
 
 
-def _terminate_all(api: ApiTarget, sessions: list[StartedSession]) -> None:
+def _terminate_all(caller: Caller, sessions: list[StartedSession]) -> None:
     for session in sessions:
-        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            api.client().terminate_session(SessionId=session.session_id)
+        try:
+            caller.call("TerminateSession", {"SessionId": session.session_id})
+        except ApiError:
+            pass
 
 
-async def _run_many(sessions: list[StartedSession], options: ClientOptions) -> int:
+async def _run_many(sessions: Sequence[StartedSession], options: ClientOptions) -> int:
     """Several port sessions side by side; Ctrl-C ends all of them."""
+    import asyncio
+    import signal
+
+    from openssm.client.session import run_session
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     options.handle_signals = False

@@ -9,22 +9,17 @@ re-dial of the original StreamUrl (§2.9). What the stream bytes mean is the
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
 import random
-import ssl
-import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
-import aiohttp
-
+from openssm.client.dial import open_channel
+from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
-    MAX_FRAME_SIZE,
     Frame,
     FrameError,
     MessageType,
@@ -32,10 +27,8 @@ from openssm.protocol.frames import (
     PayloadType,
     decode,
 )
-from openssm.protocol.messages import ClientOpen, MessageError, parse_channel_closed
-from openssm.protocol.versions import CLIENT_VERSION
-from openssm.transport import websocket_connection
-from openssm.transport.websocket_connection import WebSocketConnection
+from openssm.protocol.messages import MessageError, parse_channel_closed
+from openssm.transport.websocket_connection import ClientWebSocket, WsMessageType
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +39,6 @@ ACK_BEFORE_HANDLING: Final = frozenset(
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
 DIAL_ATTEMPTS: Final = 5
-DIAL_TIMEOUT: Final = 30.0
 RETRY_MAX_DELAY: Final = 5.0
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
 PING_PAYLOAD: Final = b"keepalive"
@@ -83,42 +75,6 @@ class StreamHandler(Protocol):
 ResumeCallback = Callable[[], Awaitable[str | None]]
 
 
-def ssl_context_from_env() -> ssl.SSLContext:
-    """System roots, or the bundle named by SSL_CERT_FILE (as Go's default dialer honours it)."""
-    cafile = os.environ.get("SSL_CERT_FILE") or None
-    capath = os.environ.get("SSL_CERT_DIR") or None
-    return ssl.create_default_context(cafile=cafile, capath=capath)
-
-
-def proxy_for(stream_url: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy Go's dialer would use: HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured,
-    loopback never proxied."""
-    url = urllib.parse.urlsplit(stream_url)
-    scheme = {"wss": "https", "ws": "http"}.get(url.scheme)
-    host = url.hostname or ""
-    if scheme is None or host == "localhost" or _is_loopback(host):
-        return None
-    env = os.environ if environ is None else environ
-    proxy = env.get(f"{scheme}_proxy".upper()) or env.get(f"{scheme}_proxy")
-    if not proxy:
-        return None
-    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
-    for entry in (item.strip().lower() for item in no_proxy.split(",")):
-        # Go: "*" matches all; ".y.com" matches subdomains only; "y.com" matches it and subdomains.
-        if entry == "*" or (entry.startswith(".") and host.endswith(entry)):
-            return None
-        if entry and not entry.startswith(".") and (host == entry or host.endswith("." + entry)):
-            return None
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def backoff_delays(attempts: int) -> list[float]:
     """Exponential retry delays: initial 100-200 ms, doubling, capped at 5 s."""
     delay = random.uniform(0.1, 0.2)
@@ -139,14 +95,15 @@ class DataChannel:
         *,
         resume: ResumeCallback | None = None,
         client_id: str | None = None,
+        opened: ClientWebSocket | None = None,
     ) -> None:
         self.stream_url = stream_url
+        self._opened = opened  # already dialled, its open frame sent (with ``client_id``)
         self._token = token
         self._resume = resume
         self.client_id = client_id or str(uuid.uuid4())
         self.endpoint = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
-        self._http: aiohttp.ClientSession | None = None
-        self._ws: WebSocketConnection | None = None
+        self._ws: ClientWebSocket | None = None
         self._send_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
         self._closing = False
@@ -160,38 +117,23 @@ class DataChannel:
 
     async def connect(self) -> None:
         """Dial (with retries, same token) and send the open frame."""
-        if self._http is None:
-            # Bound the dial only; an open data channel may stay quiet for as long as the user likes.
-            timeout = aiohttp.ClientTimeout(total=None, connect=DIAL_TIMEOUT, sock_connect=DIAL_TIMEOUT)
-            self._http = aiohttp.ClientSession(timeout=timeout)
         last_error: Exception | None = None
         for delay in [0.0, *backoff_delays(DIAL_ATTEMPTS - 1)]:
             await asyncio.sleep(delay)
             try:
                 await self._dial()
                 return
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (TimeoutError, OSError) as exc:
                 last_error = exc
                 log.debug("data channel dial failed: %s", exc)
         raise ChannelError(f"cannot open the data channel {self.stream_url}: {last_error}")
 
     async def _dial(self) -> None:
-        assert self._http is not None
-        ssl_option: ssl.SSLContext | bool = (
-            ssl_context_from_env() if self.stream_url.startswith("wss:") else False
-        )
-        ws = await websocket_connection.connect(
-            self._http,
-            self.stream_url,
-            max_message=MAX_FRAME_SIZE,
-            close_timeout=2.0,
-            ssl=ssl_option,
-            proxy=proxy_for(self.stream_url),
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-            headers={"User-Agent": f"openssm-session-manager-plugin/{CLIENT_VERSION}"},
-        )
-        await ws.send_str(ClientOpen(self._token, client_id=self.client_id).to_text())
-        self._ws = ws
+        if self._opened is not None:  # opened at start-up, while the client was being imported
+            self._ws, self._opened = self._opened, None
+            return
+        self._ws = await open_channel(self.stream_url, self._token, self.client_id)
+        mark("dial")
 
     async def close(self) -> None:
         """Drop the connection (the real plugin never sends a close frame either) and free it."""
@@ -200,11 +142,8 @@ class DataChannel:
         if ws is not None and not ws.closed:
             try:
                 await asyncio.wait_for(ws.close(), 2.0)
-            except (TimeoutError, aiohttp.ClientError, OSError):
+            except (TimeoutError, OSError):
                 pass
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def use_fast_path(self) -> None:
         """Both ends agreed to the fast path: Output goes, and may come, without digests."""
@@ -230,7 +169,7 @@ class DataChannel:
         async with self._send_lock:
             try:
                 await ws.send_parts((data,) if isinstance(data, bytes) else data)
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            except (ConnectionError, RuntimeError) as exc:
                 log.debug("data channel write failed: %s", exc)
 
     async def wait_all_acked(self, timeout: float) -> bool:
@@ -272,15 +211,15 @@ class DataChannel:
             return None
         try:
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.BINARY:
+                if message.type == WsMessageType.BINARY:
                     output = await self._on_binary(message.data, handler)
                     if output is not None:
                         return output
-                elif message.type == aiohttp.WSMsgType.ERROR:
+                elif message.type == WsMessageType.ERROR:
                     log.debug("data channel read error: %s", ws.exception())
                     break
                 # Text frames from the service carry nothing the client needs.
-        except (aiohttp.ClientError, ConnectionError) as exc:
+        except ConnectionError as exc:
             log.debug("data channel read failed: %s", exc)
         return None
 
@@ -361,7 +300,7 @@ class DataChannel:
             if ws is not None and not ws.closed:
                 try:
                     await ws.ping(PING_PAYLOAD)
-                except (aiohttp.ClientError, ConnectionError, RuntimeError):
+                except (ConnectionError, RuntimeError):
                     pass
 
     async def _reconnect(self) -> None:

@@ -12,9 +12,6 @@ import dataclasses
 import os
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import PayloadType
 
@@ -43,11 +40,16 @@ class SessionCipher:
 
     def encrypt(self, data: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only KMS sessions pay for it
+
         return nonce + AESGCM(self.client_key).encrypt(nonce, data, None)
 
     def decrypt(self, data: bytes | memoryview) -> bytes:
         if len(data) < NONCE_BYTES + TAG_BYTES:
             raise EncryptionError("encrypted payload is too short")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         try:
             return AESGCM(self.agent_key).decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None)
         except InvalidTag as exc:

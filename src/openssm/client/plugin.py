@@ -4,24 +4,26 @@
                            <profile> <start-session-request-json> <ssm-endpoint-url>
 
 Installed as both ``openssm-session-manager-plugin`` and ``session-manager-plugin`` so that
-``aws ssm start-session`` finds it on PATH.
+``aws ssm start-session`` finds it on PATH. The AWS CLI runs ``--version`` before every session,
+so that path imports next to nothing; a session imports its machinery only once it is sure to run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
-from openssm.transport import runtime
 
 if TYPE_CHECKING:
-    from openssm.client.api import StartedSession
+    from openssm.client.api import ApiTarget, StartedSession
+
+mark("start")
 
 RESPONSE_ENV_PREFIX: Final = "AWS_SSM_START_SESSION_RESPONSE"
 START_SESSION: Final = "StartSession"
@@ -111,6 +113,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         return 0
     if argc == 2 and argv[1] == "--version":
         sys.stdout.write(f"{PLUGIN_REPORTED_VERSION}\n")
+        mark("version")
         return 0
     if argc == 2 and argv[1] in ("--help", "-h"):
         sys.stdout.write(USAGE)
@@ -127,29 +130,52 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         print(f"Invalid operation {invocation.operation}: only {START_SESSION} is supported", file=sys.stderr)
         return 1
     from openssm.client.api import ApiTarget
-    from openssm.client.session import ClientOptions, chunk_size_from_env, run_session
-    from openssm.client.terminal import READ_CHUNK
+    from openssm.transport import runtime
 
     api = ApiTarget(
         region=invocation.region or None,
         profile=invocation.profile or None,
         endpoint_url=invocation.endpoint_url or None,
     )
-    # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
-    options = ClientOptions(api=api, target=invocation.target, max_chunk=chunk_size_from_env(READ_CHUNK))
     try:
-        return runtime.run(run_session(invocation.started, options))
+        return runtime.run(_session(invocation, api))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs
+        import logging
+
         logging.getLogger(__name__).debug("session failed", exc_info=True)
         print(f"\nCannot perform start session: {exc}", file=sys.stderr)
         return 1
 
 
+async def _session(invocation: PluginInvocation, api: ApiTarget) -> int:
+    """The session, its data channel opened while the session machinery is imported (client.startup)."""
+    from openssm.client import startup
+    from openssm.client.terminal import READ_CHUNK
+
+    with startup.QuickSwitches():
+        imports = startup.Imports()
+        try:
+            (started,) = await startup.opened([invocation.started])
+        finally:
+            imports.go_on()
+        session = await imports.session_module()
+    mark("imports")
+    # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
+    options = session.ClientOptions(
+        api=api, target=invocation.target, max_chunk=session.chunk_size_from_env(READ_CHUNK)
+    )
+    code: int = await session.run_session(started, options)
+    return code
+
+
 def main() -> NoReturn:
-    level = os.environ.get(LOG_LEVEL_ENV)
-    logging.basicConfig(level=level.upper() if level else logging.CRITICAL, stream=sys.stderr)
+    if sys.argv[1:] != ["--version"]:  # the AWS CLI's check before each session stays light
+        import logging
+
+        level = os.environ.get(LOG_LEVEL_ENV)
+        logging.basicConfig(level=level.upper() if level else logging.CRITICAL, stream=sys.stderr)
     sys.exit(run(sys.argv))
 
 

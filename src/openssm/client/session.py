@@ -14,9 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from openssm.client.api import ApiTarget, SessionApi, StartedSession
+from openssm.client.api import ApiError, ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import ChannelError, ChannelStalled, DataChannel, SessionTimedOut
 from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
 from openssm.client.output import Console
@@ -185,9 +183,9 @@ class SessionDispatcher:
         if self._options.api is None:
             return ProcessedAction(action_type, ActionStatus.FAILED, None, KMS_NEEDS_API)
         try:
-            kms = self._options.api.client("kms")
+            kms = self._options.api.kms()
             blob, cipher = await generate_data_key(kms, key_id, self.session_id, self._options.target)
-        except (BotoCoreError, ClientError, EncryptionError, KeyError, TypeError) as exc:
+        except (ApiError, EncryptionError, KeyError, TypeError) as exc:
             log.warning("KMS GenerateDataKey failed: %s", exc)
             return ProcessedAction(
                 action_type, ActionStatus.FAILED, None, f"KMS GenerateDataKey failed: {exc}"
@@ -268,7 +266,13 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     console = options.console
     console.print(starting_message(started.session_id))
     api = SessionApi(options.api, started.session_id) if options.api is not None else None
-    channel = DataChannel(started.stream_url, started.token_value, resume=api.resume if api else None)
+    channel = DataChannel(
+        started.stream_url,
+        started.token_value,
+        resume=api.resume if api else None,
+        client_id=started.client_id,
+        opened=started.opened,
+    )
     dispatcher = SessionDispatcher(channel, started.session_id, options)
     scope = Scope()
     scope.spawn(_stop_when_set(options.stop, dispatcher))
@@ -292,7 +296,7 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
     except ChannelStalled as exc:
         print(f"\n{exc}; terminating the session.", file=sys.stderr)
         if api is not None:
-            with contextlib.suppress(BotoCoreError, ClientError):
+            with contextlib.suppress(ApiError):
                 await api.terminate()  # as the plugin does, so the agent side ends too
         return 1
     except ChannelError as exc:

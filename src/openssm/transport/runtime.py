@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import os
 import sys
 from collections.abc import Coroutine
@@ -44,12 +43,10 @@ def tune_allocator() -> bool:
         return True
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The symbols already loaded into this process, the C library's among them: asking
+        # ctypes.util.find_library for it would run ldconfig, a few ms on every process start.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

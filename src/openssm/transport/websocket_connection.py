@@ -1,64 +1,124 @@
-"""Data-channel WebSockets with framing of our own, on connections aiohttp opened.
+"""Data-channel WebSockets with framing of our own.
 
-aiohttp still does what it does well on data channels: dialing (proxies, TLS), the HTTP upgrade
-and its checks, on both the client and the server side. Once the upgrade is agreed, the socket is
-taken over (``transport.set_protocol``, public asyncio API) by :class:`WebSocketConnection`, which
-frames with :mod:`openssm.protocol.websocket`: socket reads land straight in the message they
-become, and a masked frame costs one join and one XOR pass. See DESIGN.md ("Data-channel
-WebSockets") for the measurements behind this and for what aiohttp's framing costs per byte.
+On the server and the agent, aiohttp does what it does well: dialing (proxies, TLS), the HTTP
+upgrade and its checks. Once the upgrade is agreed, the socket is taken over
+(``transport.set_protocol``, public asyncio API) by :class:`WebSocketConnection`, which frames
+with :mod:`openssm.protocol.websocket`: socket reads land straight in the message they become,
+and a masked frame costs one join and one XOR pass. See DESIGN.md ("Data-channel WebSockets")
+for the measurements behind this and for what aiohttp's framing costs per byte.
+
+The client (``openssm start-session``, the plugin) dials with :func:`dial` instead: TCP, an HTTP
+CONNECT tunnel through a proxy when one is configured, TLS, and the upgrade of
+:mod:`openssm.protocol.http1`, all on asyncio, so that it never imports aiohttp
+(whose import alone took about a sixth of the client's time to a prompt; its compiled XOR is
+loaded with the first large frame: see ``MASK``). It gets a
+:class:`ClientWebSocket`: the same framing, with messages of this module's own
+:class:`WsMessage`/:class:`WsMessageType`, whose values are aiohttp's, so ``==`` compares them alike.
 
 The public surface is the part of aiohttp's WebSocket API that OpenSSM uses (``receive``,
 ``async for``, ``send_bytes``, ``send_str``, ``ping``, ``close``, ``closed``, ``exception``), with
-aiohttp's own :class:`aiohttp.WSMessage` values, plus :meth:`WebSocketConnection.send_parts`.
+aiohttp's own :class:`aiohttp.WSMessage` values (:class:`WebSocketConnection`) or this module's
+(:class:`ClientWebSocket`), plus ``send_parts``.
 
 Nothing can be lost in the takeover: on the server the socket is taken before the 101 response
 goes out, and a WebSocket client sends nothing before it reads that response; on the client, the
 data-channel protocol has the client speak first (the open frame), so nothing arrives before
-the takeover either.
+the takeover either (and :func:`dial` hands on whatever came in with the 101 all the same).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
+import enum
 import logging
+import socket
+import ssl
+import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Final, cast
-
-import aiohttp
-from aiohttp import WSMessage, WSMsgType, web
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+from urllib.parse import unquote, urlsplit
 
 from openssm.errors import OpenSSMError
+from openssm.protocol import http1 as handshake
 from openssm.protocol import websocket as codec
 from openssm.transport.read_throttle import ReadThrottle
 
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import WSMessage, web
+
 log = logging.getLogger(__name__)
 
-try:
-    # aiohttp's XOR, compiled in its wheels. Not public API: tests/unit/test_websocket_connection.py
-    # fails if an aiohttp upgrade moves it, rather than letting data channels fall back silently.
-    from aiohttp._websocket.helpers import websocket_mask
 
-    MASK: codec.MaskFunction = websocket_mask
-except ImportError:  # pragma: no cover
-    MASK = codec.mask_python
+# Frames below this many bytes are masked in Python until aiohttp is loaded (see _lazy_mask).
+LAZY_MASK_LIMIT: Final = 4096
+_compiled: codec.MaskFunction | None = None
+
+
+def _compiled_mask() -> codec.MaskFunction:
+    """aiohttp's compiled XOR, from its wheels. Not public API: tests/unit/test_websocket_connection.py
+    fails if an aiohttp upgrade moves it, rather than letting data channels fall back silently."""
+    global _compiled
+    if _compiled is None:
+        from aiohttp._websocket.helpers import websocket_mask
+
+        _compiled = websocket_mask
+    return _compiled
+
+
+def _lazy_mask(key: bytes, data: bytearray) -> None:
+    """The client's XOR: it never imports aiohttp otherwise (see "Client start-up" in DESIGN.md), and
+    its interactive frames (keystrokes, acks, the open frame) are small; the first large frame (bulk
+    port data) loads aiohttp's compiled XOR, once."""
+    if _compiled is None and len(data) < LAZY_MASK_LIMIT:
+        codec.mask_python(key, data)
+    else:
+        _compiled_mask()(key, data)
+
+
+# The server and the agent have imported aiohttp by now; the client has not, and should not have to.
+MASK: codec.MaskFunction = _compiled_mask() if "aiohttp" in sys.modules else _lazy_mask
 
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # unread bytes before the socket stops being read
 # While its reads are paused, a connection pings its peer this often: a peer judging liveness by
 # what it receives (the gateway's heartbeat: 30 s, then 15 s for an answer) must not take a
 # connection that is only waiting for its consumer for a dead one.
 PAUSED_PING_INTERVAL: Final = 10.0
-_CLOSED_MESSAGE: Final = WSMessage(WSMsgType.CLOSED, None, None)
+
+
+class WsMessageType(enum.IntEnum):
+    """Kinds of received messages: aiohttp's ``WSMsgType`` values, without importing aiohttp."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    PING = 0x9
+    PONG = 0xA
+    CLOSE = 0x8
+    CLOSING = 0x100
+    CLOSED = 0x101
+    ERROR = 0x102
+
+
+class WsMessage(NamedTuple):
+    """A received message, shaped as aiohttp's ``WSMessage`` (type, data, extra)."""
+
+    type: WsMessageType
+    data: Any
+    extra: Any
 
 
 class ConnectionClosed(OpenSSMError, ConnectionError):
     """A send on a connection that is closing or gone."""
 
 
-class WebSocketConnection(asyncio.BufferedProtocol):
-    """One upgraded connection. Made by :func:`accept` (server) or :func:`connect` (client)."""
+class _FramedWebSocket(asyncio.BufferedProtocol):
+    """One upgraded connection, framed by :mod:`openssm.protocol.websocket`. Its subclasses say
+    what a received message is (aiohttp's ``WSMessage`` or this module's :class:`WsMessage`)."""
 
     def __init__(
         self,
@@ -81,7 +141,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._throttle = ReadThrottle(high_water)
         self._transport: asyncio.Transport | None = None
         self._original: asyncio.BaseProtocol | None = None  # aiohttp's protocol, told when we end
-        self._messages: collections.deque[tuple[WSMessage, int]] = collections.deque()  # with sizes
+        self._messages: collections.deque[tuple[Any, int]] = collections.deque()  # with sizes
         self._waiter: asyncio.Future[None] | None = None
         self._write_ready = asyncio.Event()
         self._write_ready.set()
@@ -96,10 +156,14 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self.response: web.StreamResponse | None = None  # server side: what the handler returns
         self.response_keeper: object = None  # client side: aiohttp's handshake response, kept alive
 
+    def _message(self, kind: WsMessageType, data: Any, extra: Any) -> Any:
+        """A received message as the subclass's users expect it."""
+        raise NotImplementedError
+
     # -- takeover ----------------------------------------------------------------------------------
 
     def take_over(self, transport: asyncio.BaseTransport) -> None:
-        """Become ``transport``'s protocol (it keeps its aiohttp protocol to hand back the end)."""
+        """Become ``transport``'s protocol (it keeps the previous protocol to hand back the end)."""
         self._original = transport.get_protocol()
         self._transport = self._throttle.transport = cast(asyncio.Transport, transport)
         transport.set_protocol(self)
@@ -147,14 +211,14 @@ class WebSocketConnection(asyncio.BufferedProtocol):
     def _on_message(self, message: codec.Message) -> None:
         opcode = message.opcode
         if opcode == codec.OP_BINARY:
-            self._queue(WSMessage(WSMsgType.BINARY, message.data, None), len(message.data))
+            self._queue(self._message(WsMessageType.BINARY, message.data, None), len(message.data))
         elif opcode == codec.OP_TEXT:
             try:
                 text = bytes(message.data).decode()
             except UnicodeDecodeError:
                 self._fail(codec.CLOSE_INVALID_DATA, ValueError("text message is not UTF-8"))
                 return
-            self._queue(WSMessage(WSMsgType.TEXT, text, None), len(message.data))
+            self._queue(self._message(WsMessageType.TEXT, text, None), len(message.data))
         elif opcode == codec.OP_PING:
             self._write_control(codec.OP_PONG, bytes(message.data))
         elif opcode == codec.OP_CLOSE:
@@ -164,11 +228,13 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             if not self._close_sent:
                 self._write_control(codec.OP_CLOSE, codec.close_payload(code or codec.CLOSE_NORMAL))
                 self._close_sent = True
-            self._queue(WSMessage(WSMsgType.CLOSE, self.close_code, bytes(message.data[2:]).decode()), 0)
+            self._queue(
+                self._message(WsMessageType.CLOSE, self.close_code, bytes(message.data[2:]).decode()), 0
+            )
             self._close_transport()
         # Pongs only show the peer is alive, which any received byte already recorded.
 
-    def _queue(self, message: WSMessage, size: int) -> None:
+    def _queue(self, message: Any, size: int) -> None:
         self._messages.append((message, size))
         self._throttle.added(size)
         if self._throttle.paused and self._paused_ping_handle is None:
@@ -193,14 +259,14 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def receive(self, timeout: float | None = None) -> WSMessage:
+    async def _receive(self, timeout: float | None = None) -> Any:
         """The next message; CLOSE once if the peer closed, then CLOSED for ever; ERROR once on a
         protocol violation (see :meth:`exception`)."""
         if self._waiter is not None:
             raise RuntimeError("receive() is already being awaited")  # as aiohttp: one reader
         while not self._messages:
             if self._lost.is_set():
-                return _CLOSED_MESSAGE
+                return self._message(WsMessageType.CLOSED, None, None)
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 if timeout is None:  # the relay's case: no timer per message
@@ -214,12 +280,9 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._throttle.taken(size)
         return message
 
-    def __aiter__(self) -> WebSocketConnection:
-        return self
-
-    async def __anext__(self) -> WSMessage:
-        message = await self.receive()
-        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+    async def _next(self) -> Any:
+        message = await self._receive()
+        if message.type in (WsMessageType.CLOSE, WsMessageType.CLOSING, WsMessageType.CLOSED):
             raise StopAsyncIteration
         return message
 
@@ -304,7 +367,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self._write_control(codec.OP_CLOSE, codec.close_payload(code, str(exc)))
             self._close_sent = True
         self.close_code = code
-        self._queue(WSMessage(WSMsgType.ERROR, exc, None), 0)
+        self._queue(self._message(WsMessageType.ERROR, exc, None), 0)
         self._close_transport()
 
     # -- heartbeat -------------------------------------------------------------------------------
@@ -345,6 +408,79 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._schedule_heartbeat()
 
 
+class WebSocketConnection(_FramedWebSocket):
+    """A connection aiohttp upgraded: made by :func:`accept` (server) or :func:`connect` (agent);
+    its messages are aiohttp's ``WSMessage``, as aiohttp's own WebSocket objects give them."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._make, self._kinds = _aiohttp_messages()
+
+    def _message(self, kind: WsMessageType, data: Any, extra: Any) -> WSMessage:
+        return cast("WSMessage", self._make(self._kinds[kind], data, extra))
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message; CLOSE once if the peer closed, then CLOSED for ever; ERROR once on a
+        protocol violation (see :meth:`exception`)."""
+        return cast("WSMessage", await self._receive(timeout))
+
+    def __aiter__(self) -> WebSocketConnection:
+        return self
+
+    async def __anext__(self) -> WSMessage:
+        return cast("WSMessage", await self._next())
+
+
+class ClientWebSocket(_FramedWebSocket):
+    """A connection :func:`dial` opened; its messages are this module's :class:`WsMessage`."""
+
+    def _message(self, kind: WsMessageType, data: Any, extra: Any) -> WsMessage:
+        return WsMessage(kind, data, extra)
+
+    async def receive(self, timeout: float | None = None) -> WsMessage:
+        """The next message; CLOSE once if the peer closed, then CLOSED for ever; ERROR once on a
+        protocol violation (see :meth:`exception`)."""
+        return cast(WsMessage, await self._receive(timeout))
+
+    def __aiter__(self) -> ClientWebSocket:
+        return self
+
+    async def __anext__(self) -> WsMessage:
+        return cast(WsMessage, await self._next())
+
+    def feed(self, data: bytes) -> None:
+        """Bytes that arrived before the takeover (with the upgrade's answer), read first."""
+        view = memoryview(data)
+        while view:
+            buffer = self.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            view = view[size:]
+            self.buffer_updated(size)
+
+
+def _aiohttp() -> Any:
+    """aiohttp, imported where the server and the agent use it (never by the client)."""
+    import aiohttp
+
+    return aiohttp
+
+
+_aiohttp_vocabulary: tuple[Any, dict[WsMessageType, Any]] | None = None
+
+
+def _aiohttp_messages() -> tuple[Any, dict[WsMessageType, Any]]:
+    """aiohttp's WSMessage class and its WSMsgType member for each :class:`WsMessageType`."""
+    global _aiohttp_vocabulary
+    if _aiohttp_vocabulary is None:
+        aiohttp = _aiohttp()
+        _aiohttp_vocabulary = (
+            aiohttp.WSMessage,
+            {kind: aiohttp.WSMsgType(kind.value) for kind in WsMessageType},
+        )
+    return _aiohttp_vocabulary
+
+
 async def accept(
     request: web.Request, *, max_message: int, heartbeat: float | None, close_timeout: float = 2.0
 ) -> WebSocketConnection | web.StreamResponse:
@@ -354,8 +490,10 @@ async def accept(
     The handler serves the connection, closes it, and returns ``connection.response`` (aiohttp's
     handshake response: the 101 went out through it, and it has nothing more to send).
     """
-    handshake = web.WebSocketResponse(autoping=False, heartbeat=None, compress=False, timeout=0.1)
-    if not handshake.can_prepare(request).ok:
+    from aiohttp import web
+
+    upgrade = web.WebSocketResponse(autoping=False, heartbeat=None, compress=False, timeout=0.1)
+    if not upgrade.can_prepare(request).ok:
         return web.Response(status=400, text="Expected a WebSocket upgrade request")
     transport = request.transport
     if transport is None or transport.is_closing():
@@ -363,22 +501,33 @@ async def accept(
     connection = WebSocketConnection(
         client=False, max_message=max_message, heartbeat=heartbeat, close_timeout=close_timeout
     )
-    connection.response = handshake
+    connection.response = upgrade
     connection.take_over(transport)  # before the 101 goes out: see the module docstring
-    await handshake.prepare(request)
+    await upgrade.prepare(request)
     return connection
 
 
-class _TransportKeeper(aiohttp.ClientWebSocketResponse):
-    """aiohttp's client WebSocket response, remembering the transport it was handed.
+_transport_keeper: type[Any] | None = None
+
+
+def _transport_keeper_class() -> type[Any]:
+    """aiohttp's client WebSocket response, remembering the transport it was handed (made once,
+    on first use, so that importing this module does not import aiohttp).
 
     ``ClientSession(ws_response_class=...)`` is aiohttp's documented hook for this class; the
     writer it receives carries the connection's transport, which :func:`connect` takes over.
     """
+    global _transport_keeper
+    if _transport_keeper is None:
+        base: Any = _aiohttp().ClientWebSocketResponse
 
-    def __init__(self, reader: Any, writer: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(reader, writer, *args, **kwargs)
-        self.taken_transport: asyncio.BaseTransport = writer.transport
+        class TransportKeeper(base):  # type: ignore[misc]
+            def __init__(self, reader: Any, writer: Any, *args: Any, **kwargs: Any) -> None:
+                super().__init__(reader, writer, *args, **kwargs)
+                self.taken_transport: asyncio.BaseTransport = writer.transport
+
+        _transport_keeper = TransportKeeper
+    return _transport_keeper
 
 
 async def connect(
@@ -396,16 +545,17 @@ async def connect(
     The dial goes through ``session``'s connector (its pool, limits and TLS settings) by way of a
     short-lived session that only adds the response class the takeover needs.
     """
-    dialer = aiohttp.ClientSession(
+    keeper = _transport_keeper_class()
+    dialer = _aiohttp().ClientSession(
         connector=session.connector,
         connector_owner=False,
         timeout=session.timeout,
         trust_env=session.trust_env,
-        ws_response_class=_TransportKeeper,
+        ws_response_class=keeper,
     )
     async with dialer:
         response = await dialer.ws_connect(url, autoping=False, heartbeat=None, compress=0, **ws_connect)
-    assert isinstance(response, _TransportKeeper)
+    assert isinstance(response, keeper)
     connection = WebSocketConnection(
         client=True,
         max_message=max_message,
@@ -416,3 +566,157 @@ async def connect(
     connection.response_keeper = response  # aiohttp closes the socket when its response is collected
     connection.take_over(response.taken_transport)
     return connection
+
+
+# -- the client's own dial ---------------------------------------------------------------------------
+
+
+class DialError(OpenSSMError, ConnectionError):
+    """The proxy or the server did not let us through (a refused CONNECT or upgrade)."""
+
+
+class _HandshakeReader(asyncio.Protocol):
+    """Collects what arrives until a response head is complete; keeps whatever follows it."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._lost: BaseException | None = None
+        self._eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = exc or ConnectionResetError("the connection closed during the handshake")
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def response_head(self) -> handshake.ResponseHead:
+        """The next response head (consumed from :attr:`received`)."""
+        while True:
+            parsed = handshake.parse_response_head(self.received)
+            if parsed is not None:
+                head, size = parsed
+                del self.received[:size]
+                return head
+            if self._lost is not None or self._eof:
+                raise ConnectionResetError("the connection closed during the handshake")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+def _proxy_headers(proxy: str) -> list[tuple[str, str]]:
+    parts = urlsplit(proxy)
+    if not parts.username:
+        return []
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return [("Proxy-Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))]
+
+
+async def _open(
+    host: str, port: int, *, tls: ssl.SSLContext | None, proxy: str | None
+) -> tuple[asyncio.Transport, _HandshakeReader]:
+    """A connection to ``host:port`` (TLS if ``tls``), through an HTTP CONNECT tunnel if ``proxy``."""
+    loop = asyncio.get_running_loop()
+    if proxy is None:
+        transport, reader = await loop.create_connection(
+            _HandshakeReader, host, port, ssl=tls, server_hostname=host if tls else None
+        )
+        return transport, reader
+    parts = urlsplit(proxy)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise DialError(f"unsupported proxy {proxy!r}: only http:// proxies are supported")
+    transport, reader = await loop.create_connection(_HandshakeReader, parts.hostname, parts.port or 80)
+    try:
+        target = handshake.authority(host, port)
+        transport.write(handshake.connect_request(target, _proxy_headers(proxy)))
+        try:
+            handshake.check_connect(await reader.response_head())
+        except handshake.HandshakeError as exc:
+            raise DialError(str(exc)) from exc
+        if reader.received:
+            raise DialError("the proxy sent data before the tunnel was used")
+        if tls is not None:
+            upgraded = await loop.start_tls(transport, reader, tls, server_hostname=host)
+            if upgraded is None:  # pragma: no cover - only for protocols that refuse TLS
+                raise DialError("TLS could not be started through the proxy")
+            transport = upgraded
+        return transport, reader
+    except BaseException:
+        transport.close()
+        raise
+
+
+async def dial(
+    url: str,
+    *,
+    max_message: int,
+    tls: ssl.SSLContext | None = None,
+    proxy: str | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    heartbeat: float | None = None,
+    close_timeout: float = 2.0,
+    paused_ping_interval: float | None = None,
+) -> ClientWebSocket:
+    """Open ``url`` (``ws://`` or ``wss://``, or http(s):// as aiohttp allows) and upgrade it; a
+    secure URL uses ``tls`` (default: the system's roots).
+
+    ``proxy`` (``http://[user:pass@]host:port``) is reached with CONNECT for both schemes, as
+    Go's dialer (and so AWS's plugin) does. Errors: ``OSError`` (refused, reset, TLS),
+    :class:`DialError` (the proxy or the server said no), ``TimeoutError`` from the caller's timeout.
+    """
+    options: dict[str, Any] = {
+        "max_message": max_message,
+        "heartbeat": heartbeat,
+        "close_timeout": close_timeout,
+        "paused_ping_interval": paused_ping_interval,
+    }
+    parts = urlsplit(url)
+    secure = {"ws": False, "http": False, "wss": True, "https": True}.get(parts.scheme.lower())
+    if secure is None or not parts.hostname:
+        raise DialError(f"not a ws:// or wss:// URL: {url!r}")
+    default_port = 443 if secure else 80
+    port = parts.port or default_port
+    if secure and tls is None:
+        tls = ssl.create_default_context()
+    transport, reader = await _open(parts.hostname, port, tls=tls if secure else None, proxy=proxy)
+    try:
+        raw = transport.get_extra_info("socket")
+        if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes go out at once
+        key = handshake.new_key()
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        host = handshake.authority(parts.hostname, port, default_port)
+        transport.write(handshake.upgrade_request(host, target, key, headers))
+        head = await reader.response_head()
+        try:
+            handshake.check_upgrade(head, key)
+        except handshake.HandshakeError as exc:
+            raise DialError(str(exc)) from exc
+        connection = ClientWebSocket(client=True, **options)
+        connection.take_over(transport)
+        if reader.received:
+            connection.feed(bytes(reader.received))
+        return connection
+    except BaseException:
+        transport.close()
+        raise

@@ -6,7 +6,7 @@ import click
 import pytest
 
 from openssm.client.cli import Forward, build_request
-from openssm.client.datachannel import proxy_for
+from openssm.client.dial import proxy_for
 from openssm.client.port import PortMode, bind_host, choose_port_mode, local_port_of
 from openssm.client.session import CHUNK_ENV, chunk_size_from_env, closed_message
 from openssm.client.shell import input_payload, size_payload

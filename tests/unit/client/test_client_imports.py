@@ -1,0 +1,45 @@
+"""What the client imports decides how soon a prompt appears (bench/bench_session_latency.py): its
+modules must not pull in boto3, botocore or aiohttp (each about a sixth of the old start-up)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("boto3", "botocore", "aiohttp")
+
+
+def loaded_after(code: str) -> set[str]:
+    """Modules in sys.modules after running ``code`` in a fresh interpreter."""
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "openssm.client.cli",
+        "openssm.client.plugin",
+        "openssm.client.session",
+        "openssm.transport.websocket_connection",
+    ],
+)
+def test_client_modules_import_no_boto3_botocore_or_aiohttp(module: str) -> None:
+    assert not loaded_after(f"import {module}") & set(HEAVY)
+
+
+def test_the_cli_module_leaves_the_event_loop_for_later() -> None:
+    # asyncio and uvloop are imported while StartSession is in flight, not before it is sent.
+    assert not loaded_after("import openssm.cli, openssm.client.cli") & {"asyncio", "uvloop", *HEAVY}
+
+
+def test_the_plugin_version_check_imports_no_session_machinery() -> None:
+    # The AWS CLI runs `session-manager-plugin --version` before every session.
+    loaded = loaded_after("import openssm.client.plugin as p\np.run(['session-manager-plugin', '--version'])")
+    assert not loaded & {"asyncio", "uvloop", "logging", *HEAVY}
