@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from openssm.client.access_api import AccessApi, AccessApiError
+from openssm.client.access_api import AccessApi, ApiError
 
 AWS_CLI_ERROR_EXIT: Final = 255
 STATUSES: Final = ("Pending", "Approved", "Denied", "Revoked", "Expired")
@@ -117,8 +117,8 @@ def _api(options: dict[str, Any]) -> AccessApi:
 def _run(work: Callable[[], dict[str, Any]], output: str) -> None:
     try:
         result = work()
-    except AccessApiError as exc:
-        click.echo(f"\n{exc.aws_cli_text()}", err=True)  # the AWS CLI's "\n%s\n"
+    except ApiError as exc:  # worded as botocore words it
+        click.echo(f"\n{exc}", err=True)  # the AWS CLI's "\n%s\n"
         sys.exit(AWS_CLI_ERROR_EXIT)
     _print(result, output)
 

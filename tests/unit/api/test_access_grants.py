@@ -1,11 +1,14 @@
-"""The pure parts of just-in-time access: the grant's policy (evaluated by the IAM core: exactly the
-session asked for, until its end and not a second longer), the webhook's signature, and the CLI's
-durations and output."""
+"""The parts of just-in-time access that need no server: the grant's policy (evaluated by the IAM
+core: exactly the session asked for, until its end and not a second longer), the webhook's signature,
+and the CLI's durations, output, and where it finds its credentials and endpoint."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import pathlib
+import sys
 from typing import Any
 
 import click
@@ -14,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openssm.api.access.webhook import retry_delay, signature, verify
+from openssm.client.access_api import AccessApi, ApiError
 from openssm.client.access_cli import parse_duration, readable
 from openssm.iam import AuthzRequest, PolicySource, evaluate, parse_policy
 from openssm.iam.principal import Principal
@@ -177,3 +181,43 @@ def test_times_are_shown_as_the_aws_cli_shows_them() -> None:
             {"CreatedDate": "2025-12-01T10:00:00+00:00", "DurationSeconds": 3600, "EndedDate": None}
         ]
     }
+
+
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+
+
+def test_the_cli_calls_the_ssm_endpoint_of_the_profile_signed_for_openssm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    _isolated(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with pytest.raises(ApiError, match="give --endpoint-url"):  # AWS's own SSM endpoint has no such API
+        AccessApi.configured(profile=None, region=None, endpoint_url=None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "https://ssm.example.internal:8443")
+    api = AccessApi.configured(profile=None, region=None, endpoint_url=None)
+    assert (api.settings.service, api.settings.region) == ("openssm", "eu-west-1")
+    assert api.settings.endpoint_url == "https://ssm.example.internal:8443"
+    assert api.client.target_prefix == "OpenSSM_20261201."
+
+
+def test_credentials_only_botocore_resolves_are_botocore_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    _isolated(monkeypatch, tmp_path)
+    issued = json.dumps({"Version": 1, "AccessKeyId": "AKIAPROCESS", "SecretAccessKey": "s"})
+    (tmp_path / "process.py").write_text(f"print({issued!r})\n")
+    (tmp_path / "config").write_text(
+        "[profile ops]\nregion = us-east-2\nendpoint_url = http://127.0.0.1:9\n"
+        f"credential_process = {sys.executable} {tmp_path / 'process.py'}\n"
+    )
+    api = AccessApi.configured(profile="ops", region=None, endpoint_url=None)
+    assert api.settings.credentials.access_key_id == "AKIAPROCESS"
+    assert (api.settings.region, api.settings.endpoint_url) == ("us-east-2", "http://127.0.0.1:9")
+    with pytest.raises(ApiError, match="Could not connect to the endpoint URL"):
+        api.call("ListAccessRequests", {})
