@@ -53,6 +53,12 @@ def _login() -> click.Command:
     return login_command
 
 
+def _access() -> click.Command:
+    from openssm.client.access_cli import access_group
+
+    return access_group
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -68,6 +74,7 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "logs": _logs,
     "run": _run,
     "login": _login,
+    "access": _access,
 }
 
 

@@ -16,6 +16,18 @@ from openssm.store.secrets import SecretCipher
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AccessSettings:
+    """Just-in-time access (``openssm.api.access``): the webhook told of each request and decision,
+    and how long the expiry and webhook tasks may sleep when nothing wakes them."""
+
+    webhook_url: str | None = None
+    webhook_secret: bytes | None = dataclasses.field(default=None, repr=False)  # HMAC-SHA256 key
+    webhook_retry_seconds: float = 2.0  # first retry of a failed delivery; doubles up to the maximum
+    webhook_retry_max_seconds: float = 300.0
+    poll_seconds: float = 30.0  # the tasks look anyway this often (a wake-up on the bus may be lost)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServerConfig:
     data_dir: pathlib.Path
     listen_host: str = "127.0.0.1"
@@ -47,6 +59,7 @@ class ServerConfig:
     cloudwatch_stream_interval: float = 1.0  # how often a running session's lines are shipped
     # OpenID Connect: the CA bundle for identity providers, the console's "Sign in with …" (--oidc-…).
     web_identity: WebIdentitySettings = dataclasses.field(default_factory=WebIdentitySettings)
+    access: AccessSettings = dataclasses.field(default_factory=AccessSettings)  # just-in-time access
 
     @property
     def secure(self) -> bool:

@@ -108,7 +108,7 @@ def test_pages_carry_a_csp_without_inline_script(server: ApiServer) -> None:
     assert scripts and all(b"src=" in attrs and not inner.strip() for attrs, inner in scripts)
     static = pathlib.Path(__file__).resolve().parents[2] / "src" / "openssm" / "console" / "static"
     pages = list(static.glob("*.html"))
-    assert len(pages) == 6
+    assert len(pages) == 7
     for page in pages:
         text = page.read_text()
         assert not re.search(r"\son[a-z]+\s*=", text), f"inline event handler in {page.name}"

@@ -69,10 +69,17 @@ def _event(row: AuditRow, account: str) -> dict[str, Any]:
         "resources": [{"ARN": resource}],
         "eventType": "AwsApiCall",
         "recipientAccountId": account,
-        "openssmAuthorization": {"decision": row.decision, "decidedBy": row.matched_statement},
     }
-    if row.decision != "allowed":
-        detail["errorCode"] = "AccessDenied"
+    if row.service_event:  # the server acted by itself (CloudTrail's AwsServiceEvent)
+        detail["userIdentity"] = {"type": "AWSService", "accountId": account, "invokedBy": principal_arn}
+        detail["eventType"] = "AwsServiceEvent"
+        detail["serviceEventDetails"] = row.detail
+    else:
+        detail["openssmAuthorization"] = {"decision": row.decision, "decidedBy": row.matched_statement}
+        if row.detail:
+            detail["requestParameters"] = row.detail
+        if row.decision != "allowed":
+            detail["errorCode"] = "AccessDenied"
     return {
         "EventId": str(row.id),
         "EventName": name,

@@ -5,6 +5,7 @@ one that defines operations but is not reached from here fails ``tests/unit/api/
 from __future__ import annotations
 
 from openssm.api import (  # noqa: F401 - imported for their registrations
+    access,
     audit,
     commands,
     documents,

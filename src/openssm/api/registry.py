@@ -27,6 +27,7 @@ SIGNING_NAMES = {
     "EC2WindowsMessageDeliveryService": "ec2messages",
     "Logs_20140328": "logs",
     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101": "cloudtrail",
+    "OpenSSM_20261201": "openssm",  # OpenSSM's own API (just-in-time access: openssm.api.access)
 }
 
 

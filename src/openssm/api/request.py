@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from openssm.security import Identity, RequestFacts, authorize
 from openssm.services import Services
@@ -37,6 +38,19 @@ class ApiRequest:
         return self.identity
 
     async def authorize(
-        self, action: str, resources: Sequence[str], extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA
+        self,
+        action: str,
+        resources: Sequence[str],
+        extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
+        *,
+        detail: dict[str, Any] | None = None,
     ) -> None:
-        await authorize(self.services, self.require_identity(), action, resources, self.facts, extra_context)
+        await authorize(
+            self.services,
+            self.require_identity(),
+            action,
+            resources,
+            self.facts,
+            extra_context,
+            detail=detail,
+        )

@@ -25,6 +25,8 @@ from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
 from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
+from openssm.security import access_grants
+from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, ids, instances, sessions
 from openssm.store.sessions import NewSession, SessionRow
 
@@ -69,13 +71,15 @@ async def _authorize_start(
     policies without the condition behave as the docs describe (default document, no document check).
     """
     context: dict[str, list[str]] = resource_tag_context(tags)
+    context[access_grants.DOCUMENT_NAME_KEY] = [document.name]  # pairs the target with the document
     if not explicit_document:
         context["ssm:SessionDocumentAccessCheck"] = ["false"]
     await request.authorize(
         "ssm:StartSession", [target_arn(request.region, request.account, target)], context
     )
     if explicit_document:
-        await request.authorize("ssm:StartSession", [document.arn(request.region)])
+        pairing = {access_grants.TARGET_KEY: [target]}
+        await request.authorize("ssm:StartSession", [document.arn(request.region)], pairing)
 
 
 def _run_as_user(prefs: Preferences, principal_tags: dict[str, str]) -> str | None:
@@ -183,18 +187,25 @@ async def terminate_session(request: ApiRequest, body: dict[str, Any]) -> dict[s
     row = await _authorized_session(request, session_id, "ssm:TerminateSession")
     if row.status in FINAL_STATUSES:
         return {"SessionId": session_id}
-    engine = request.services.engine
     reason = f"Terminated by {request.require_identity().principal.arn}"
-    await sessions.mark_terminating(engine, session_id)
-    now = request.now()
+    await end_session(request.services, row, reason, now=request.now())
+    return {"SessionId": session_id}
+
+
+async def end_session(services: Services, row: SessionRow, reason: str, *, now: dt.datetime) -> bool:
+    """End a session the way TerminateSession does: mark it Terminating, then the gateway node that
+    carries it ends it (told over the bus), or, when no live node carries it, end it here. True when
+    this call was the one that marked it (a session already ending is told again, not counted)."""
+    engine = services.engine
+    marked = await sessions.mark_terminating(engine, row.session_id)
     node_id = row.node_id
     if node_id is not None and node_id in await gateway_nodes.alive(engine, now=now):
-        await request.services.bus.publish(
-            node_channel.node_channel(node_id), node_channel.terminate(session_id, reason)
+        await services.bus.publish(
+            node_channel.node_channel(node_id), node_channel.terminate(row.session_id, reason)
         )
     else:  # nobody carries it any more: end it here
-        await sessions.finish(engine, session_id, status=SessionStatus.TERMINATED, reason=reason, now=now)
-    return {"SessionId": session_id}
+        await sessions.finish(engine, row.session_id, status=SessionStatus.TERMINATED, reason=reason, now=now)
+    return marked
 
 
 def _session_filters(body: dict[str, Any]) -> list[tuple[str, str]]:

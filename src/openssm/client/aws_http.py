@@ -36,7 +36,7 @@ from openssm.protocol import http1
 from openssm.protocol.versions import CLIENT_VERSION
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
-TARGET_PREFIXES: Final = {"ssm": "AmazonSSM.", "kms": "TrentService."}
+TARGET_PREFIXES: Final = {"ssm": "AmazonSSM.", "kms": "TrentService.", "openssm": "OpenSSM_20261201."}
 USER_AGENT: Final = f"openssm-session-manager-plugin/{CLIENT_VERSION}"
 CONNECT_TIMEOUT: Final = 10.0
 READ_TIMEOUT: Final = 30.0

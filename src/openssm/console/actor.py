@@ -47,9 +47,13 @@ class ConsoleActor:
 
     async def ssm(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run ``AmazonSSM.<operation>`` as the principal; API errors become :class:`ActionFailed`."""
-        found = registry.find_json(f"AmazonSSM.{operation}")
+        return await self.call(f"AmazonSSM.{operation}", body)
+
+    async def call(self, target: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run the JSON 1.1 operation ``target`` (``<prefix>.<operation>``) as the principal."""
+        found = registry.find_json(target)
         if found is None:
-            raise ActionFailed("UnknownOperationException", f"{operation} is not available", 501)
+            raise ActionFailed("UnknownOperationException", f"{target} is not available", 501)
         try:
             return await found.handler(self._request(), body)
         except (ApiError, SecurityError) as exc:

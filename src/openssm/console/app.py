@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from openssm.api import handlers  # noqa: F401 - the actor runs the API's registered operations
-from openssm.console import pages, routes, web_security
+from openssm.console import access_routes, pages, routes, web_security
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
 from openssm.console.jsonio import json_body as _json_body
@@ -291,4 +291,5 @@ def install(app: web.Application, services: Services) -> None:
     router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))
     router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
     routes.add_routes(router, services, console.signed_in)  # JSON for the pages: nodes, sessions, activations
+    access_routes.add_routes(router, services, console.signed_in)  # access requests (just-in-time access)
     router.add_get(PREFIX + "/{page}", console.page)

@@ -8,7 +8,7 @@ from typing import Final
 from aiohttp import web
 
 STATIC_DIR: Final = pathlib.Path(__file__).resolve().parent / "static"
-SIGNED_IN_PAGES: Final = frozenset({"nodes", "shell", "sessions", "replay", "activations"})
+SIGNED_IN_PAGES: Final = frozenset({"nodes", "shell", "sessions", "replay", "activations", "access"})
 TERMINAL_PAGES: Final = frozenset({"shell", "replay"})  # these need xterm.js from vendor/
 CONTENT_TYPES: Final = {
     ".html": "text/html; charset=utf-8",

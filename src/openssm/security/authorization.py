@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from openssm.iam import AuthzRequest, MatchedStatement, evaluate
 from openssm.iam.principal import Principal
@@ -96,8 +97,11 @@ async def authorize(
     resources: Sequence[str],
     facts: RequestFacts,
     extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
+    *,
+    detail: dict[str, Any] | None = None,
 ) -> None:
-    """Raise ``AccessDenied`` unless every resource is allowed; each decision is written to the audit log."""
+    """Raise ``AccessDenied`` unless every resource is allowed; each decision is written to the audit log
+    (with ``detail``, what the call asked for: CloudTrail's ``requestParameters``)."""
     now = services.clock.now()
     policies = await policies_for(services.engine, identity.principal)
     context = request_context(identity, facts, now, extra_context)
@@ -111,6 +115,7 @@ async def authorize(
             decision=result.decision,
             matched_statement=describe_matches(result.matched),
             source_ip=facts.source_ip,
+            detail=detail,
             now=now,
         )
         if result.decision != "allowed":

@@ -15,6 +15,7 @@ from openssm import systemd
 from openssm.logs.options import logging_config, logging_options
 from openssm.ops.logformat import FORMATS, LogFormat, configure
 from openssm.server import config_file
+from openssm.server.access_options import access_config, access_options
 from openssm.server.oidc_options import oidc_config, oidc_options
 from openssm.services import ServerConfig
 
@@ -141,6 +142,7 @@ def _cidr(value: str) -> str:
 )
 @logging_options  # session recording and log sinks (openssm.logs)
 @oidc_options  # identity providers: CA bundle, the console's "Sign in with …" (--oidc-…)
+@access_options  # just-in-time access: the webhook (--access-webhook …)
 @click.pass_context
 def server_command(
     ctx: click.Context,
@@ -194,6 +196,7 @@ def server_command(
         metrics_listen=_listen(metrics_listen) if metrics_listen else None,
         **logging_config(logging_settings),
         **oidc_config(logging_settings),
+        **access_config(logging_settings),
     )
     configure(log_level, log_format)
     # Server code is imported only when the command runs.

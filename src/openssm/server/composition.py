@@ -12,6 +12,7 @@ import dataclasses
 from aiohttp import web
 
 from openssm.api import app as api_app
+from openssm.api.access import tasks as access_tasks
 from openssm.console import app as console_app
 from openssm.gateway import app as gateway_app
 from openssm.gateway.jobs import RunCommandJobs
@@ -48,6 +49,7 @@ def compose(services: Services) -> Server:
         extensions=(RunCommandJobs(services), SessionLogging(services), GatewayMetrics(services.metrics)),
     )
     console_app.install(app, services)  # /console/
+    access_tasks.install(app, services)  # just-in-time grants ended on time; the access webhook
     health.install(app, services)  # /healthz, /readyz
 
     async def log_upload_backlog() -> None:

@@ -1,17 +1,22 @@
-"""The audit trail (``audit_log``): one row per authorisation decision, written by the authoriser and
-read through CloudTrail's ``LookupEvents``."""
+"""The audit trail (``audit_log``): one row per authorisation decision, written by the authoriser, and
+one per thing the server does by itself on a caller's behalf (a service event: attaching or removing
+a just-in-time grant, ending a session when it expires); read through CloudTrail's ``LookupEvents``."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, TypedDict, Unpack
+from typing import Any, Final, NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
 
-from openssm.store.rows import Db, every, execute
+from openssm.store.rows import Db, JsonObject, every, execute
 from openssm.store.tables import audit_log
+
+# Who a service event's row names: the server itself (CloudTrail's ``invokedBy`` of an AwsServiceEvent).
+SERVICE_PRINCIPAL: Final = "openssm.amazonaws.com"
+SERVICE_EVENT: Final = "serviceEvent"  # the decision column of a service event: nothing was decided
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -24,6 +29,11 @@ class AuditRow:
     decision: str  # allowed | explicitDeny | implicitDeny
     matched_statement: str | None  # the statements that decided, described
     source_ip: str | None
+    detail: JsonObject  # what was asked for, or what a service event did ({} when nothing was kept)
+
+    @property
+    def service_event(self) -> bool:
+        return self.principal_arn == SERVICE_PRINCIPAL
 
 
 class AuditEntry(TypedDict):
@@ -33,10 +43,28 @@ class AuditEntry(TypedDict):
     decision: str
     matched_statement: str | None
     source_ip: str
+    detail: NotRequired[dict[str, Any] | None]
 
 
 async def record(db: Db, *, now: dt.datetime, **entry: Unpack[AuditEntry]) -> None:
     await execute(db, sa.insert(audit_log).values(time=now, **entry))
+
+
+async def record_service_event(
+    db: Db, *, now: dt.datetime, action: str, resource: str, detail: dict[str, Any]
+) -> None:
+    """Something the server did by itself (``action`` as ``service:Action``, on ``resource``)."""
+    await record(
+        db,
+        now=now,
+        principal_arn=SERVICE_PRINCIPAL,
+        action=action,
+        resource=resource,
+        decision=SERVICE_EVENT,
+        matched_statement=None,
+        source_ip=SERVICE_PRINCIPAL,  # as CloudTrail shows a service's own events
+        detail=detail,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

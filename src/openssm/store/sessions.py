@@ -95,6 +95,20 @@ async def list_by_state(db: Db, *, active: bool) -> list[SessionRow]:
     return await every(db, query, SessionRow)
 
 
+async def terminable_of(db: Db, owner_arn: str, target: str) -> list[SessionRow]:
+    """An owner's sessions on a target that are running and not yet being ended, oldest first."""
+    query = (
+        sa.select(sessions)
+        .where(
+            sessions.c.owner_arn == owner_arn,
+            sessions.c.target == target,
+            sessions.c.status.in_(TERMINABLE_STATUSES),
+        )
+        .order_by(sessions.c.start_date, sessions.c.session_id)
+    )
+    return await every(db, query, SessionRow)
+
+
 def _unfinished(session_id: str) -> sa.ColumnElement[bool]:
     return sa.and_(sessions.c.session_id == session_id, sessions.c.status.not_in(FINAL_STATUSES))
 

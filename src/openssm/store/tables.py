@@ -356,6 +356,9 @@ audit_log = Table(
     Column("decision", String(16), nullable=False),  # allowed | explicitDeny | implicitDeny
     Column("matched_statement", Text),  # policy arn/name + statement index/Sid that decided
     Column("source_ip", String(64)),
+    # What the call asked for (CloudTrail's requestParameters), or what the server itself did
+    # (serviceEventDetails of an event the server records as its own, e.g. ending a grant).
+    Column("detail", JSON),
     Index("ix_audit_log_time", "time"),
 )
 
@@ -435,6 +438,59 @@ command_invocations = Table(
     Column("standard_output", Text, nullable=False, default=""),
     Column("standard_error", Text, nullable=False, default=""),
     Index("ix_command_invocations_instance", "instance_id", "status"),
+)
+
+# -- just-in-time access ---------------------------------------------------------------------------
+# A request for sessions on one target with one document, for a while. status: Pending → Approved →
+# Expired | Revoked, or Pending → Denied | Expired (nobody decided in time). While Approved, the
+# requester holds an inline grant policy (``grant_policy``) the server deletes when the grant ends.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("request_id", String(32), primary_key=True),  # ar-<17 hex>
+    Column("requester_arn", String(2048), nullable=False),
+    Column("requester_name", String(128), nullable=False),  # user name or role session name
+    Column("requester_user_id", String(160), nullable=False),  # aws:userid
+    Column("grant_holder_type", String(8), nullable=False),  # user | role: who holds the grant policy
+    Column("grant_holder_name", String(128), nullable=False),
+    Column("target", String(400), nullable=False),
+    Column("document_name", String(128), nullable=False),
+    Column("duration_seconds", Integer, nullable=False),
+    Column("reason", String(1024), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("pending_until", UtcDateTime, nullable=False),  # undecided by then: Expired
+    Column("decided_at", UtcDateTime),
+    Column("decider_arn", String(2048)),
+    Column("decider_name", String(128)),
+    Column("decision_reason", String(1024)),
+    Column("expires_at", UtcDateTime),  # the end of an approved grant
+    Column("ended_at", UtcDateTime),  # when the grant (or the pending request) ended
+    Column("ended_by_arn", String(2048)),  # who revoked it (NULL: it expired)
+    Column("end_reason", String(256)),
+    Index("ix_access_requests_status", "status", "expires_at"),
+    Index("ix_access_requests_requester", "requester_arn"),
+)
+
+# The webhook's durable outbox: one row per delivery (a request or a decision), retried with backoff
+# until the receiver answers 2xx. ``body`` is the JSON sent (and signed) every time.
+access_webhook_deliveries = Table(
+    "access_webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), nullable=False, unique=True),  # X-OpenSSM-Delivery
+    Column("request_id", String(32), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(64)),  # the node sending it now (one node per delivery)
+    Column("claimed_until", UtcDateTime),
+    Column("last_error", String(1024)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Index("ix_access_webhook_deliveries_due", "status", "next_attempt_at"),
 )
 
 __all__ = [name for name, value in globals().items() if isinstance(value, Table)] + [

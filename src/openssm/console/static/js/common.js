@@ -73,6 +73,7 @@ export function showMessage(container, text, kind = "error") {
 const PAGES = [
   ["nodes", "Nodes"],
   ["sessions", "Sessions"],
+  ["access", "Access requests"],
   ["activations", "Activations"],
 ];
 
