@@ -248,6 +248,11 @@ def _security_headers_middleware(console: Console) -> Middleware:
             response.headers["Referrer-Policy"] = "same-origin"
             response.headers["X-Frame-Options"] = "DENY"
             response.headers.setdefault("Cache-Control", "no-store")
+            if console.secure(request):
+                # Reached over TLS (or through a trusted proxy that says so): the browser keeps to
+                # HTTPS for this host from now on, so a network attacker cannot downgrade a later
+                # visit to plain HTTP and read the sign-in or the cookie.
+                response.headers["Strict-Transport-Security"] = web_security.HSTS
         return response
 
     return middleware

@@ -16,6 +16,9 @@ from aiohttp import web
 
 COOKIE_BASENAME: Final = "openssm-console"
 CSRF_HEADER: Final = "X-CSRF-Token"
+# A year, as browsers' preload lists ask; not includeSubDomains: other hosts under the console's
+# domain are not the console's to decide.
+HSTS: Final = "max-age=31536000"
 
 
 def cookie_name(secure: bool) -> str:
