@@ -11,6 +11,8 @@ import abc
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openssm.bus.failures import FailureLog, MemoryFailureLog
+
 Message = dict[str, Any]
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -26,6 +28,11 @@ class Bus(abc.ABC):
     async def ping(self) -> bool:
         """The bus is reachable (readiness). An in-process bus always is."""
         return True
+
+    def failure_log(self, namespace: str) -> FailureLog:
+        """Failed attempts (sign-in throttling) as every node on this bus sees them: this one node's
+        in memory, unless the bus is shared (Redis)."""
+        return MemoryFailureLog()
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

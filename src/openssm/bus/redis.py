@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from openssm.bus.base import MAX_MESSAGE_BYTES, Bus, Message
+from openssm.bus.failures import FailureLog
+from openssm.bus.redis_failures import RedisFailureLog
 from openssm.errors import OpenSSMError
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,9 @@ class RedisBus(Bus):
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
+
+    def failure_log(self, namespace: str) -> FailureLog:
+        return RedisFailureLog(self._redis, namespace)
 
     async def close(self) -> None:
         await self._redis.aclose()
