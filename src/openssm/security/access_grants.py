@@ -22,11 +22,10 @@ import json
 from typing import Any, Final, NoReturn
 
 from openssm.iam.arn import session_arn
-from openssm.security.errors import AccessDenied
+from openssm.security.authorization import refuse_by_rule
 from openssm.security.facts import RequestFacts
 from openssm.security.identity import Identity
 from openssm.services import Services
-from openssm.store import audit_log
 from openssm.store.errors import NoSuchEntity
 from openssm.store.iam import holder_policies
 from openssm.store.iam.holders import HolderType
@@ -130,23 +129,13 @@ async def refuse_own_decision(
 ) -> NoReturn:
     """A requester deciding their own request: refused whatever their policies allow, and audited
     as an explicit deny (the rule is OpenSSM's, so it is named where a statement would be)."""
-    now = services.clock.now()
-    principal = identity.principal
-    await audit_log.record(
-        services.engine,
-        principal_arn=principal.arn,
-        action=action,
-        resource=resource,
-        decision="explicitDeny",
-        matched_statement=OWN_DECISION,
-        source_ip=facts.source_ip,
+    await refuse_by_rule(
+        services,
+        identity,
+        action,
+        resource,
+        facts,
+        rule=OWN_DECISION,
+        because="because a requester may not approve or deny their own access request",
         detail=detail,
-        now=now,
-    )
-    services.metrics.authorization_denied.labels(action).inc()
-    raise AccessDenied(
-        f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} "
-        "because a requester may not approve or deny their own access request",
-        action=action,
-        resource=resource,
     )
