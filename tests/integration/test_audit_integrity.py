@@ -4,6 +4,7 @@ and `openssm audit verify` finding every record and recording byte changed, remo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -16,9 +17,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.api_harness import ApiServer
 from tests.integration.test_gateway_sessions import FAST, IID, SID, output, start
 from tests.support.gateway import NODE_ID, running_gateway, wait_for
+from tests.support.postgres import fresh_postgres_database, require_postgres
 from tests.support.wait import wait_until
 
 from openssm.bus.inprocess import InProcessBus
@@ -42,6 +45,7 @@ class Trail:
     sealer: integrity.AuditSealer
     key_path: pathlib.Path
     data_dir: pathlib.Path
+    database_url: str
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -80,8 +84,20 @@ class Trail:
 async def trail(tmp_path: pathlib.Path) -> AsyncIterator[Trail]:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    engine = make_engine(database_url_for(data_dir))
-    await migrate(engine)
+    with contextlib.ExitStack() as stack:
+        url = database_url_for(data_dir)
+        if os.environ.get("OPENSSM_TEST_DATABASE") == "postgresql":  # the scale-out store
+            require_postgres()
+            url = stack.enter_context(fresh_postgres_database())
+        engine = make_engine(url)
+        await migrate(engine)
+        async for made in _trail(engine, url, tmp_path, data_dir):
+            yield made
+
+
+async def _trail(
+    engine: AsyncEngine, url: str, tmp_path: pathlib.Path, data_dir: pathlib.Path
+) -> AsyncIterator[Trail]:
     clock = ManualClock(dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC))
     key_path = tmp_path / "keys" / "audit-signing.key"
     services = Services(
@@ -93,7 +109,7 @@ async def trail(tmp_path: pathlib.Path) -> AsyncIterator[Trail]:
     )
     key = integrity.load_or_create_key(key_path, data_dir)
     try:
-        yield Trail(services, clock, integrity.AuditSealer(services, key), key_path, data_dir)
+        yield Trail(services, clock, integrity.AuditSealer(services, key), key_path, data_dir, url)
     finally:
         await engine.dispose()
 
@@ -340,6 +356,7 @@ async def test_openssm_audit_verify(trail: Trail) -> None:
     await trail.events(4)
     await trail.seal()
     args = ["audit", "verify", "--data-dir", str(trail.data_dir), "--key", str(trail.key_path)]
+    args += ["--database-url", trail.database_url]
     result = await _invoke(args)
     assert result.exit_code == 0, result.output
     assert "1 digests, 4 audit records and 0 recording files checked: valid" in result.output
@@ -361,6 +378,8 @@ def test_a_running_server_seals_its_trail(tmp_path: pathlib.Path) -> None:
     try:
         server.client().describe_sessions(State="Active")
         args = ["audit", "verify", "--data-dir", str(tmp_path / "data"), "--key", str(key_path)]
+        if server.config.database_url:  # OPENSSM_TEST_DATABASE=postgresql
+            args += ["--database-url", server.config.database_url]
 
         def sealed() -> bool:
             result = CliRunner().invoke(main, args, catch_exceptions=False)
