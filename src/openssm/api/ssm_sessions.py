@@ -159,7 +159,8 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
     row = await _authorized_session(request, session_id, "ssm:ResumeSession")
     if row.status not in TERMINABLE_STATUSES:
-        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active.")
+        ended = f" ({row.termination_reason})" if row.termination_reason else ""
+        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active{ended}.")
     now = request.now()
     alive = await gateway_nodes.alive(request.services.engine, now=now)
     if row.node_id is None or row.node_id not in alive:

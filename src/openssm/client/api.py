@@ -242,7 +242,8 @@ class SessionApi:
         return self._ssm().call(operation, {"SessionId": self.session_id})
 
 
-RESUME_ATTEMPTS: Final = 5
+# About 60 s of tries (the last ones 5 s apart): long enough for the server to restart.
+RESUME_ATTEMPTS: Final = 16
 # Errors that retrying cannot fix.
 _FINAL_ERROR_CODES: Final = frozenset(
     {"DoesNotExistException", "AccessDeniedException", "AccessDenied", "InvalidClientTokenId"}

@@ -128,6 +128,23 @@ async def set_status(db: Db, session_id: str, status: SessionStatus) -> bool:
     return await execute(db, sa.update(sessions).where(_unfinished(session_id)).values(status=status)) == 1
 
 
+async def suspend(db: Db, session_id: str, *, bytes_in: int, bytes_out: int) -> bool:
+    """The node carrying an unfinished session stops without ending it: Disconnected until its ends
+    re-dial, with the bytes relayed so far (the next relay counts on from them)."""
+    statement = (
+        sa.update(sessions)
+        .where(_unfinished(session_id))
+        .values(status=SessionStatus.DISCONNECTED, bytes_in=bytes_in, bytes_out=bytes_out)
+    )
+    return await execute(db, statement) == 1
+
+
+async def of_node(db: Db, node_id: str) -> list[SessionRow]:
+    """The unfinished sessions a gateway node carries."""
+    query = sa.select(sessions).where(sessions.c.node_id == node_id, sessions.c.status.not_in(FINAL_STATUSES))
+    return await every(db, query, SessionRow)
+
+
 def _ending(status: SessionStatus, reason: str, now: dt.datetime) -> dict[str, Any]:
     return {"status": status, "end_date": now, "termination_reason": reason[:REASON_CHARS]}
 
