@@ -27,7 +27,7 @@ from openssm.gateway import messages
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import FrameError, MessageType
+from openssm.protocol.frames import Frame, FrameError, MessageType, acked_sequence
 from openssm.protocol.session_status import SessionStatus
 from openssm.store import sessions as store
 
@@ -138,6 +138,14 @@ class SessionRelay:
         self.agent_paused = False
         self.ended = False
         self._timer: asyncio.Task[None] | None = None  # resume window or agent grace
+        # A shell's recording holds its output: the client's acks for output wait until the
+        # recording holds that output, so a crash of this process loses none of it (the agent
+        # resends what is unacked, the recorder skips what it has). Port records hold no bytes.
+        self._gate_acks = tap is not None and tap.resumable and self.row.get("session_type") != "Port"
+        self._held_acks: list[tuple[int, bytes]] = []
+        self._releasing: asyncio.Task[None] | None = None
+        if self._gate_acks and tap is not None:
+            tap.on_durable = self._on_durable
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
         if restored_deadline is not None:
             self._start_timer(
@@ -200,6 +208,8 @@ class SessionRelay:
             self.last_activity = self._clock()
             if self.tap is not None:
                 self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
+        elif self._gate_acks and self._hold_ack(data, head):
+            return
         if self.agent is None or not await self.agent.send(data):
             self._to_agent.append(data)
 
@@ -227,6 +237,39 @@ class SessionRelay:
                 self.tap.output(_payload(data, head), head.payload_type, frame_sequence(data))
         if self.client is None or not await self.client.send(data):
             self._to_client.append(data)
+
+    def _hold_ack(self, data: bytes, head: messages.Peek) -> bool:
+        """Keep the client's ack for output the recording does not hold yet (True: kept)."""
+        durable = self.tap.durable_until("output") if self.tap is not None else None
+        if durable is None:
+            return False
+        try:
+            sequence = acked_sequence(Frame(MessageType.ACKNOWLEDGE, 0, 0, 0, data[head.payload_offset :]))
+        except FrameError:
+            return False
+        if sequence < durable:
+            return False
+        self._held_acks.append((sequence, data))
+        return True
+
+    def _on_durable(self) -> None:
+        if self._held_acks and (self._releasing is None or self._releasing.done()):
+            self._releasing = self.node.background(self._release_acks(), f"acks-{self.session_id}")
+
+    async def _release_acks(self) -> None:
+        while self._held_acks and not self.ended:
+            durable = self.tap.durable_until("output") if self.tap is not None else None
+            ready = [data for sequence, data in self._held_acks if durable is None or sequence < durable]
+            if not ready:
+                return
+            self._held_acks = [
+                (sequence, data)
+                for sequence, data in self._held_acks
+                if durable is not None and sequence >= durable
+            ]
+            for data in ready:
+                if self.agent is None or not await self.agent.send(data):
+                    self._to_agent.append(data)
 
     # -- one side goes away -----------------------------------------------------------------------
 

@@ -110,6 +110,9 @@ class ResumableTap(Protocol):
     async def on_suspend(self, t: float) -> None:
         """The node stops and the session goes on: make what is recorded durable."""
 
+    def flush(self) -> None:
+        """Hand what was recorded so far to the OS (a crash of the process then loses none of it)."""
+
 
 # (kind, payload, payload_type, t, sequence or -1) with kind "output" | "input"; None ends the pump.
 _Event = tuple[str, Payload, int, float, int]
@@ -136,11 +139,31 @@ class TapPump:
         first = None if resumed_after is not None else 0
         self._in_order = {"output": _InOrder(first), "input": _InOrder(first)}
         # Each resumable tap with what its record already holds: those messages are not repeated.
-        self._resumable = [
+        self._resumable: list[tuple[ResumableTap, dict[str, int]] | None] = [
             (tap, dict(tap.recorded_until())) if isinstance(tap, ResumableTap) else None for tap in taps
         ]
+        # Per direction, the first sequence number not yet flushed to every resumable tap: what a
+        # crash of this process would lose from their records (``durable_until``).
+        floors = [entry[1] for entry in self._resumable if entry is not None]
+        self._delivered = {
+            kind: min((f.get(kind, 0) for f in floors), default=0) for kind in ("output", "input")
+        }
+        self._durable = dict(self._delivered)
+        self.on_durable: Callable[[], None] | None = None  # called when durable_until moves on
         self.dropped = 0
         self._task = asyncio.create_task(self._run(), name=f"tap-{self._session.get('session_id')}")
+
+    @property
+    def resumable(self) -> bool:
+        """Some tap keeps a record that outlives the process (see the module's notes)."""
+        return any(entry is not None for entry in self._resumable)
+
+    def durable_until(self, kind: str) -> int | None:
+        """The first ``kind`` sequence number the resumable taps do not hold yet, or None when that
+        cannot be told (no resumable tap, or events were dropped for a slow tap)."""
+        if self.dropped or not self.resumable:
+            return None
+        return self._durable[kind]
 
     def elapsed(self) -> float:
         return self._clock() - self._started
@@ -211,6 +234,26 @@ class TapPump:
                     await self._call(tap.on_input(payload, payload_type, t))
                 if resumable is not None and sequence >= 0:
                     resumable[0].note_sequence(kind, sequence)
+            if sequence >= 0:
+                self._delivered[kind] = max(self._delivered[kind], sequence + 1)
+            if self._queue.empty():
+                self._made_durable(taps)
+
+    def _made_durable(
+        self, taps: list[tuple[SessionTap, tuple[ResumableTap, dict[str, int]] | None]]
+    ) -> None:
+        """At the end of a burst: flush the resumable taps, and say how far they now hold."""
+        if self._delivered == self._durable:
+            return
+        for _tap, resumable in taps:
+            if resumable is not None:
+                try:
+                    resumable[0].flush()
+                except Exception:
+                    log.exception("session tap failed to flush for %s", self._session.get("session_id"))
+        self._durable = dict(self._delivered)
+        if self.on_durable is not None:
+            self.on_durable()
 
     async def _call(self, awaitable: Any) -> None:
         try:

@@ -150,6 +150,11 @@ class SessionRecorder:
         self._flush()
         await asyncio.to_thread(self._close_durably)
 
+    def flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush()
+
     def _restore_port_totals(self, state: Mapping[str, Any]) -> None:
         port = state.get("port")
         if not isinstance(port, dict):
