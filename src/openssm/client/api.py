@@ -206,6 +206,7 @@ class SessionApi:
         self.target = target
         self.session_id = session_id
         self._caller: Caller | None = None
+        self.stream_url: str | None = None  # the last ResumeSession's (another node, if ours died)
 
     def _ssm(self) -> Caller:
         if self._caller is None:
@@ -230,6 +231,8 @@ class SessionApi:
                     break
                 continue
             token = response.get("TokenValue")
+            url = response.get("StreamUrl")
+            self.stream_url = url if isinstance(url, str) and url else None
             return token if isinstance(token, str) else None
         raise ChannelError(f"ResumeSession failed: {last_error}")
 

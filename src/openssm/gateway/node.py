@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
@@ -44,6 +45,10 @@ class SessionRefused(OpenSSMError):
 
 class NodeStopping(SessionRefused):
     """The node is shutting down: the peer should re-dial (it is not told the session ended)."""
+
+
+class NodeElsewhere(NodeStopping):
+    """The session is another live node's: the peer should re-dial (it is not told the session ended)."""
 
 
 class GatewayNode:
@@ -298,8 +303,29 @@ class GatewayNode:
         if session.status in FINAL_STATUSES:
             raise SessionRefused(f"Session {session_id} is already terminated")
         if session.node_id != self.node_id:
-            raise SessionRefused(f"Session {session_id} is not served by this gateway node")
+            session = await self._take_over(session)
         return session
+
+    async def _take_over(self, session: SessionRow) -> SessionRow:
+        """A session of another node: carried on here if that node is dead (its ends re-dialled
+        here: the client after ResumeSession, the agent after failing over), else refused."""
+        alive = await gateway_nodes.alive(self.engine, now=self.clock.now())
+        if session.node_id in alive:
+            # The agent may get here before its node is known to be dead: it tries again.
+            raise NodeElsewhere(f"Session {session.session_id} is served by gateway node {session.node_id}")
+        if not await sessions.move_to_node(
+            self.engine, session.session_id, from_node=session.node_id, to_node=self.node_id
+        ):
+            moved = await sessions.get(self.engine, session.session_id)
+            if moved is None or moved.node_id != self.node_id or moved.status in FINAL_STATUSES:
+                raise SessionRefused(f"Session {session.session_id} is not served by this gateway node")
+            return moved
+        log.warning(
+            "session %s: carried on here after gateway node %s stopped responding",
+            session.session_id,
+            session.node_id,
+        )
+        return dataclasses.replace(session, node_id=self.node_id)
 
     def _new_relay(self, session: SessionRow) -> SessionRelay:
         """A relay for a session: a new one, or one this node (or a node that died) relayed before
