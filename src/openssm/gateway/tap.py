@@ -222,6 +222,7 @@ class TapPump:
         while True:
             event = await self._queue.get()
             if event is None:
+                self._made_durable(taps)
                 return
             kind, payload, payload_type, t, sequence = event
             for tap, resumable in taps:
