@@ -16,6 +16,7 @@ from openssm.api.access import tasks as access_tasks
 from openssm.console import app as console_app
 from openssm.gateway import app as gateway_app
 from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.join import SessionJoins
 from openssm.gateway.metrics import GatewayMetrics
 from openssm.gateway.node import GatewayNode
 from openssm.logs.service import SessionLogging
@@ -46,7 +47,12 @@ def compose(services: Services) -> Server:
     gateway = gateway_app.install(  # /v1/control-channel, /v1/data-channel: ssmmessages
         app,
         services,
-        extensions=(RunCommandJobs(services), SessionLogging(services), GatewayMetrics(services.metrics)),
+        extensions=(
+            RunCommandJobs(services),
+            SessionLogging(services),
+            GatewayMetrics(services.metrics),
+            SessionJoins(services.engine),
+        ),
     )
     console_app.install(app, services)  # /console/
     access_tasks.install(app, services)  # just-in-time grants ended on time; the access webhook
