@@ -16,7 +16,8 @@ import subprocess
 import pexpect
 import pytest
 
-from tests.e2e.harness import Server, key_env, openssm_argv, running_system, wait_until
+from tests.e2e.cluster import running_cluster
+from tests.e2e.harness import Agent, Server, key_env, openssm_argv, running_system, wait_until
 from tests.support.join_policies import TYPIST, WATCHER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -126,3 +127,42 @@ def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
         text = cast.read_text()
         for line in ("watcher joined (read-only)", "typist joined (read-write)", "typist-15", "watcher left"):
             assert line in text
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_joiner_asking_any_node_is_sent_to_the_node_that_carries_the_session(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Two nodes: the agent's control channel and the owner's shell are on A; the watcher asks B,
+    whose JoinSession points it at A; the owner's refusal, sent to B, ends the watcher on A (bus)."""
+    with running_cluster(tmp_path) as (node_a, node_b):
+        agent = Agent(node_a, tmp_path / "agent")
+        agent.register()
+        agent.start()
+        try:
+            key, secret = node_a.admin_credentials
+            owner = User(node_a, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+            assert agent.instance_id
+            shell = owner.spawn("start-session", "--target", agent.instance_id)
+            shell.expect(r"Starting session with SessionId: (\S+)")
+            session_id = shell.match.group(1).strip().rstrip(".")
+            shell.sendline("echo on-a-$((2+2))")
+            shell.expect("on-a-4")
+
+            watcher = _user(node_b, "watcher", WATCHER, tmp_path)
+            watch = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
+            watch.expect(r"\[openssm\] watcher joined \(read-only\)")
+            shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+            shell.sendline("echo seen-$((3+3))")
+            watch.expect("seen-6")
+
+            owner_via_b = User(node_b, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+            done = owner_via_b.run("set-session-join-policy", "--session-id", session_id, "--refuse")
+            assert done.returncode == 0, done.stderr
+            watch.expect("refuses joins")
+            watch.expect(pexpect.EOF)
+            shell.sendline("exit")
+            shell.expect(pexpect.EOF)
+        finally:
+            agent.stop()
