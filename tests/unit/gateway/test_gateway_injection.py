@@ -24,7 +24,7 @@ def _relay(
     assert received.ack is not None
     back = stream.from_receiver(received.ack.encode())
     if back is not None:
-        assert sender.on_ack(frames.decode(back))
+        assert sender.on_ack(frames.decode(back, verify_digest=True))
     return [bytes(frame.payload) for frame in received.deliver]
 
 
