@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import pathlib
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from unittest import mock
@@ -26,16 +25,11 @@ import aiohttp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from tests.support.gateway import running_gateway
+from bench_gateway_relay import PAYLOAD, SID, connected_session
 
 from openssm.gateway import session as relay_module
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for, decode
-from openssm.protocol.messages import AgentDataOpen, ClientOpen, ControlOpen
-
-IID = "i-0123456789abcdef0"
-SID = "bench-00000000000000001"
-PAYLOAD = b"x" * 1024
 
 
 async def pump(
@@ -85,24 +79,8 @@ def mode(name: str) -> Iterator[None]:
 
 
 async def through_gateway(name: str, frames: int, window: int) -> float:
-    with tempfile.TemporaryDirectory() as directory, mode(name):
-        settings = GatewaySettings(ws_heartbeat=300)
-        async with running_gateway(pathlib.Path(directory), settings=settings) as gw:
-            await gw.add_instance(IID)
-            await gw.add_agent_user()
-            await gw.add_session(SID, IID)
-            token = await gw.channel_token(f"/v1/control-channel/{IID}")
-            control = await gw.agent_socket(f"/v1/control-channel/{IID}?role=subscribe&stream=input")
-            await control.send_str(ControlOpen(token_value=token).to_text())
-            while IID not in gw.node.controls:
-                await asyncio.sleep(0.01)
-            client = await gw.client_socket(SID)
-            await client.send_str(ClientOpen(token_value=await gw.add_token("client", SID)).to_text())
-            await control.receive()  # interactive_shell
-            data_token = await gw.channel_token(f"/v1/data-channel/{SID}")
-            agent = await gw.agent_socket(f"/v1/data-channel/{SID}?role=publish_subscribe")
-            await agent.send_str(AgentDataOpen(token_value=data_token, client_instance_id=IID).to_text())
-            await gw.wait_status(SID, "Connected")
+    with mode(name):
+        async with connected_session(GatewaySettings(ws_heartbeat=300)) as (gw, agent, client):
             relay = gw.node.relays[SID]
             assert (relay.injector is None) == (name == "not joinable")
             if name == "renumbered":
