@@ -195,7 +195,7 @@ def test_aws_cli_activation_commands(tmp_path: pathlib.Path) -> None:
         activation_id = created["ActivationId"]
         assert isinstance(created["ActivationCode"], str) and len(created["ActivationCode"]) >= 20
         listed = run("ssm", "describe-activations")
-        assert [a["ActivationId"] for a in listed["ActivationList"]] == [activation_id]  # type: ignore[index]
+        assert [a["ActivationId"] for a in listed["ActivationList"]] == [activation_id]  # type: ignore[attr-defined]
         run("ssm", "delete-activation", "--activation-id", str(activation_id))
         assert run("ssm", "describe-activations")["ActivationList"] == []
         denied = subprocess.run(

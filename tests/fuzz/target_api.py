@@ -174,9 +174,15 @@ class ApiFuzzer:
     async def post(self, headers: dict[str, str], body: bytes, service: str, auth: str) -> tuple[int, bytes]:
         headers = {**headers, "Host": f"127.0.0.1:{self.client.port}"}
         url = f"http://127.0.0.1:{self.client.port}/"
-        common = {"method": "POST", "url": url, "headers": headers, "body": body, "region": REGION}
+        common: dict[str, Any] = {
+            "method": "POST",
+            "url": url,
+            "headers": headers,
+            "body": body,
+            "region": REGION,
+        }
         if auth == "rsa":
-            key = {"instance_id": self.instance_id, "private_key_der": self.instance_key}
+            key: dict[str, Any] = {"instance_id": self.instance_id, "private_key_der": self.instance_key}
             headers.update(sign_rsa(**common, **key, service=service))
         elif auth == "sigv4":
             key = {"access_key_id": self.key, "secret_key": self.secret, "session_token": None}

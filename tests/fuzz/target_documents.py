@@ -82,5 +82,5 @@ def seeds() -> Iterator[bytes]:
         params = parameters[index % len(parameters)].encode()
         yield b"J" + json.dumps(document).encode() + b"\x00" + params
         yield b"Y" + yaml.safe_dump(document).encode() + b"\x00" + params
-    for params in parameters:
-        yield b"S" + params.encode()
+    for text in parameters:
+        yield b"S" + text.encode()

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -73,7 +73,7 @@ class ApiServer:
         self._error: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> ApiServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30

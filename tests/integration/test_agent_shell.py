@@ -177,7 +177,7 @@ async def test_data_channel_closed_cancels_session() -> None:
     assert result["FinalTaskStatus"] == "Cancelled" and result["Output"] == "idle"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
+@pytest.mark.requires(os.geteuid() == 0, "switching users needs a root agent")
 async def test_root_agent_runs_shell_as_run_as_user() -> None:
     user = pwd.getpwnam("nobody")
     content = session_content(SID, "Standard_Stream", {}, run_as_user="nobody")
@@ -189,7 +189,7 @@ async def test_root_agent_runs_shell_as_run_as_user() -> None:
     assert result["FinalTaskStatus"] == "Success"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="run-as checks apply to a root agent")
+@pytest.mark.requires(os.geteuid() == 0, "run-as checks apply to a root agent")
 @pytest.mark.parametrize(("user", "message"), [("no-such-user-openssm", "does not exist")])
 async def test_run_as_refuses_missing_users(user: str, message: str) -> None:
     content = session_content(SID, "Standard_Stream", {}, run_as_user=user)

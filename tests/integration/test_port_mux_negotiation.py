@@ -112,7 +112,7 @@ async def exchange(
 
 
 def agent_outputs(client: FakeClient) -> list[bytes]:
-    return [frame.payload for frame in client.outputs_of(PayloadType.OUTPUT)]
+    return [bytes(frame.payload) for frame in client.outputs_of(PayloadType.OUTPUT)]
 
 
 async def test_agent_offers_v2_and_an_openssm_client_gets_it_with_large_payloads() -> None:
