@@ -9,6 +9,7 @@ recording has the join lines."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -17,7 +18,8 @@ import pexpect
 import pytest
 
 from tests.e2e.cluster import running_cluster
-from tests.e2e.harness import Agent, Server, key_env, openssm_argv, running_system, wait_until
+from tests.e2e.harness import Agent, Server, key_env, openssm_argv, proxied_system, running_system, wait_until
+from tests.e2e.test_faults_shell import DATA, LINE, LINES, Terminal
 from tests.support.join_policies import TYPIST, WATCHER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -166,3 +168,60 @@ def test_a_joiner_asking_any_node_is_sent_to_the_node_that_carries_the_session(
             shell.expect(pexpect.EOF)
         finally:
             agent.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_joined_session_survives_agent_data_channel_faults(tmp_path: pathlib.Path) -> None:
+    """Once someone joined, both directions are renumbered by the gateway. The agent's data channel
+    is then reset twice and black-holed for 10 s (fault proxy) while the shell prints 3,000 numbered
+    lines: the agent resends with its own numbers, and the owner and the co-typist must each get
+    every line once, in order (hashed against the node's own count); then both still type."""
+    with proxied_system(tmp_path) as system:
+        server, agent = system.server, system.agent
+        assert agent.instance_id
+        key, secret = server.admin_credentials
+        owner_env = key_env(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+        typist = _user(server, "typist", TYPIST, tmp_path)
+        owner = Terminal(
+            openssm_argv("start-session", "--target", agent.instance_id, "--endpoint-url", server.endpoint),
+            owner_env,
+        )
+        joiner: Terminal | None = None
+        try:
+            session_id = owner.wait_for(r"Starting session with SessionId: (\S+)").group(1).rstrip(".")
+            owner.child.sendline("stty -echo; echo READY-$((6*7))")
+            owner.wait_for("READY-42")
+            joiner = Terminal(typist.argv("join-session", "--session-id", session_id), typist.env)
+            owner.wait_for(r"\[openssm\] typist joined \(read-write\)")
+            joiner.child.send("echo JOINER-$((3*5))\r")
+            owner.wait_for("JOINER-15")
+            owner.child.sendline(
+                f"p=$(mktemp); (for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.002; done) | tee $p;"
+                " echo NODE-SHA256 $(sha256sum < $p) NODE-BYTES $(wc -c < $p); rm -f $p"
+            )
+            proxy = system.agent_path
+            for at, fault in ((500, "reset"), (1000, "reset"), (1500, "blackhole")):
+                owner.wait_for(f"L{at:05d}E")
+                newest = proxy.last_link_id()
+                if fault == "reset":
+                    assert proxy.reset(DATA) >= 1
+                else:
+                    assert proxy.blackhole(10.0) >= 1
+                    proxy.wait_restored(40)
+                    newest = 0
+                proxy.wait_moved(1024, timeout=30, match=DATA, after=newest)
+            node = owner.wait_for(r"NODE-SHA256 ([0-9a-f]{64}) - NODE-BYTES (\d+)", timeout=120)
+            joiner.wait_for("NODE-SHA256", timeout=60)
+            for terminal in (owner, joiner):
+                numbers = [int(found) for found in LINE.findall(terminal.text)]
+                assert numbers == list(range(1, LINES + 1)), "lines lost, duplicated or reordered"
+                received = "".join(f"L{number:05d}E\n" for number in numbers).encode()
+                assert hashlib.sha256(received).hexdigest() == node.group(1)
+            joiner.child.send("echo AFTER-$((7*6))\r")
+            owner.wait_for("AFTER-42")
+            owner.child.sendline("echo OWNER-$((9*9))")
+            joiner.wait_for("OWNER-81")
+        finally:
+            if joiner is not None:
+                joiner.close()
+            owner.close()
