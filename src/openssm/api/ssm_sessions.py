@@ -176,11 +176,18 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
     row = await _authorized_session(request, session_id, "ssm:ResumeSession", owner_only=True)
     if row.status not in TERMINABLE_STATUSES:
-        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active.")
+        ended = f" ({row.termination_reason})" if row.termination_reason else ""
+        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active{ended}.")
     now = request.now()
     alive = await gateway_nodes.alive(request.services.engine, now=now)
-    if row.node_id is None or row.node_id not in alive:
-        raise _not_connected(row.target)
+    node_id = row.node_id
+    if node_id is None or node_id not in alive:
+        # Its node died: the session goes on at the node that now holds the target's control
+        # channel, which takes it over when the client's data channel arrives there.
+        instance = await instances.get(request.services.engine, row.target)
+        node_id = instance.control_node_id if instance else None
+        if node_id is None or node_id not in alive:
+            raise _not_connected(row.target)
     token = ids.bearer_token()
     await channel_tokens.issue(
         request.services.engine,
@@ -194,7 +201,7 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     return {
         "SessionId": session_id,
         "TokenValue": token,
-        "StreamUrl": stream_url(alive[row.node_id], session_id),
+        "StreamUrl": stream_url(alive[node_id], session_id),
     }
 
 

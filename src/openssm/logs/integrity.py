@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 SEAL_ACTION: Final = "openssm:SealSessionRecording"
 CHUNK_BYTES: Final = 1024 * 1024
+# What the recorder writes (the asciicast, the transcript and its line times, the events).
+RECORDINGS: Final = (".cast", ".log", ".log.times", ".jsonl")
 DIGEST_VERSION: Final = 1
 GENESIS: Final = "0" * 64  # the chain before the first row
 SEAL_DELAY: Final = dt.timedelta(seconds=5)
@@ -441,7 +443,10 @@ def _matches(directory: pathlib.Path, seal: Mapping[str, Any]) -> bool:
 
 
 def _files_in(directory: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(path for path in directory.iterdir() if path.is_file()) if directory.is_dir() else []
+    """The recording files in ``directory`` (not the recorder's state, such as ``.resume`` files)."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.iterdir() if path.is_file() and path.name.endswith(RECORDINGS))
 
 
 async def _unsealed_files(
@@ -463,8 +468,12 @@ async def _unsealed_files(
         row = await sessions.get(db, session_id)
         if row is not None and row.status not in FINAL_STATUSES:
             report.add("unsealed", f"recording {path.name}", "its session has not ended")
+        elif row is not None:
+            # A node that stops without ending its sessions cannot seal them (the session is ended
+            # by another node's sweeper): said, but not proof of tampering.
+            report.add("unsealed", f"recording {path.name}", "its session ended without a seal")
         else:
-            report.add("inserted", f"recording {path.name}", "no seal names it")
+            report.add("inserted", f"recording {path.name}", "no seal names it, nor any session")
 
 
 def install(app: web.Application, services: Services) -> AuditSealer | None:

@@ -168,6 +168,14 @@ def _cidr(value: str) -> str:
     type=click.Choice(FORMATS),
     help="text: a line for people; json: one object a line (time, level, logger, message, request_id…).",
 )
+@click.option(
+    "--session-resume-window",
+    type=click.FloatRange(min=1.0),
+    default=120.0,
+    show_default=True,
+    help="Seconds a session waits for its ends to come back (a client that dropped, this server "
+    "restarting) before it ends as 'Session resume window expired'.",
+)
 @logging_options  # session recording and log sinks (openssm.logs)
 @oidc_options  # identity providers: CA bundle, the console's "Sign in with …" (--oidc-…)
 @access_options  # just-in-time access: the webhook (--access-webhook …)
@@ -190,6 +198,7 @@ def server_command(
     metrics_listen: str | None,
     log_level: str,
     log_format: LogFormat,
+    session_resume_window: float,
     **logging_settings: Any,
 ) -> None:
     """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent), the
@@ -225,6 +234,7 @@ def server_command(
         tls_key=tls_key,
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
         metrics_listen=_listen(metrics_listen) if metrics_listen else None,
+        resume_window_seconds=session_resume_window,
         **logging_config(logging_settings),
         **oidc_config(logging_settings),
         **access_config(logging_settings),
