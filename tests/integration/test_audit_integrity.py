@@ -160,6 +160,30 @@ async def test_an_untouched_trail_verifies_and_digests_chain(trail: Trail) -> No
     assert report.valid and (report.digests, report.records) == (2, 8), problems(report)
 
 
+async def test_a_digest_stops_at_the_first_row_too_young_to_seal(trail: Trail) -> None:
+    """Rows are sealed in id order up to the first one written less than the seal delay ago (a
+    node whose clock runs ahead, or a transaction still committing), so none is ever skipped."""
+    await trail.events(2)
+    await audit_log.record(  # id 3, written by a node whose clock is 30 s ahead
+        trail.services.engine,
+        now=trail.clock.now() + dt.timedelta(seconds=30),
+        principal_arn="arn:aws:iam::123456789012:user/bob",
+        action="ssm:DescribeSessions",
+        resource="*",
+        decision="allowed",
+        matched_statement=None,
+        source_ip="192.0.2.2",
+    )
+    await trail.events(1)  # id 4
+    trail.clock.advance(10)
+    digest = await trail.sealer.seal_once()
+    assert digest is not None and (digest.first_id, digest.last_id) == (1, 2)
+    trail.clock.advance(30)
+    digest = await trail.sealer.seal_once()
+    assert digest is not None and (digest.first_id, digest.last_id) == (3, 4)
+    assert (await trail.verify()).valid
+
+
 async def test_a_changed_record_is_found_and_named(trail: Trail) -> None:
     await trail.events(6)
     await trail.seal()

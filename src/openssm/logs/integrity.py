@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -229,8 +230,14 @@ class AuditSealer:
         engine, now = self.services.engine, self.services.clock.now()
         previous = await audit_digests.latest(engine)
         after_id = previous.last_id if previous else 0
-        rows = await audit_log.after(
-            engine, after_id, until=now - self.seal_delay, limit=MAX_RECORDS_PER_DIGEST
+        # Only the rows up to the first that is not yet SEAL_DELAY old: a transaction holding a
+        # lower id may commit a moment later, and nodes' clocks differ a little.
+        until = now - self.seal_delay
+        rows = list(
+            itertools.takewhile(
+                lambda row: row.time <= until,
+                await audit_log.after(engine, after_id, limit=MAX_RECORDS_PER_DIGEST),
+            )
         )
         if not rows:
             return None
