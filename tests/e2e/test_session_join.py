@@ -58,7 +58,7 @@ def _user(server: Server, name: str, policy: dict[str, object] | None, tmp_path:
 
 
 def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
-    with running_system(tmp_path) as (server, agent):
+    with running_system(tmp_path, server_args=("--record-input",)) as (server, agent):
         key, secret = server.admin_credentials
         owner = User(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
         watcher = _user(server, "watcher", WATCHER, tmp_path)
@@ -129,6 +129,10 @@ def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
         text = cast.read_text()
         for line in ("watcher joined (read-only)", "typist joined (read-write)", "typist-15", "watcher left"):
             assert line in text
+        events = [json.loads(line) for line in text.splitlines()[1:]]
+        typed = "".join(event[2] for event in events if event[1] == "i")
+        assert "echo typist-$((3*5))" in typed  # the co-typist's keys, recorded as the owner's are
+        assert "ignored" not in typed  # the watcher's never reached the session
 
 
 @pytest.mark.postgres
