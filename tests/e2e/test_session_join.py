@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import signal
 import subprocess
 
 import pexpect
@@ -229,3 +230,38 @@ def test_a_joined_session_survives_agent_data_channel_faults(tmp_path: pathlib.P
             if joiner is not None:
                 joiner.close()
             owner.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_joined_session_ends_cleanly_when_its_gateway_restarts(tmp_path: pathlib.Path) -> None:
+    """Sessions survive a restart of the server, but a joined one cannot: the gateway's numbering
+    of its stream died with the process. The owner's client, coming back, is told so and exits; the
+    session is Terminated with that reason, rather than carried on with numbers nobody shares."""
+    server = Server(tmp_path / "server", extra_args=("--session-resume-window", "20")).start()
+    agent = Agent(server, tmp_path / "agent")
+    try:
+        agent.register()
+        agent.start()
+        assert agent.instance_id
+        key, secret = server.admin_credentials
+        owner = User(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+        watcher = _user(server, "watcher", WATCHER, tmp_path)
+        shell = owner.spawn("start-session", "--target", agent.instance_id)
+        shell.expect(r"Starting session with SessionId: (\S+)")
+        session_id = shell.match.group(1).strip().rstrip(".")
+        shell.sendline("echo up-$((1+1))")
+        shell.expect("up-2")
+        watch = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
+        shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+        assert server.process is not None
+        server.process.stop(signal.SIGTERM, timeout=30)
+        server.start()
+        shell.expect("A joined session cannot be carried on", timeout=60)
+        shell.expect(pexpect.EOF)
+        watch.expect(pexpect.EOF)
+        record = server.session_record(session_id) or {}
+        assert record.get("Status") == "Terminated"
+        assert "joined session" in str(record.get("Details")), record
+    finally:
+        agent.stop()
+        server.stop()
