@@ -144,11 +144,6 @@ class SessionRelay:
         self.agent_paused = False
         self.ended = False
         self._timer: asyncio.Task[None] | None = None  # resume window or agent grace
-        # Shell sessions can take messages of the gateway's own (live-session join): see injection.
-        self.injector = Injector() if joinable(self.row) is None else None
-        self.output_started = False  # the agent's first Output went by: the terminal is running
-        self._resender: asyncio.Task[None] | None = None
-        self._marked: asyncio.Task[None] | None = None  # renumbered_sessions written (see injection)
         # A shell's recording holds its output: the client's acks for output wait until the
         # recording holds that output, so a crash of this process loses none of it (the agent
         # resends what is unacked, the recorder skips what it has). Port records hold no bytes.
@@ -157,6 +152,11 @@ class SessionRelay:
         self._releasing: asyncio.Task[None] | None = None
         if self._gate_acks and tap is not None:
             tap.on_durable = self._on_durable
+        # Shell sessions can take messages of the gateway's own (live-session join): see injection.
+        self.injector = Injector() if joinable(self.row) is None else None
+        self.output_started = False  # the agent's first Output went by: the terminal is running
+        self._resender: asyncio.Task[None] | None = None
+        self._marked: asyncio.Task[None] | None = None  # renumbered_sessions written (see injection)
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
         if restored_deadline is not None:
             self._start_timer(
@@ -220,13 +220,14 @@ class SessionRelay:
             if self.tap is not None:
                 self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
         if self.injector is not None:
-            # Renumbered first: the recording and the gate below count in the agent's numbers.
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
             )
             if spliced is None:
                 return
-            data = spliced
+            if spliced is not data:
+                data, head = spliced, messages.peek(spliced)
+        # After the splice, an ack counts in the agent's numbering, as the recording does.
         if head.message_type == MessageType.ACKNOWLEDGE and self._gate_acks and self._hold_ack(data, head):
             return
         await self._to_agent_side(data)
@@ -386,8 +387,7 @@ class SessionRelay:
                 if durable is not None and sequence >= durable
             ]
             for data in ready:
-                if self.agent is None or not await self.agent.send(data):
-                    self._to_agent.append(data)
+                await self._to_agent_side(data)
 
     # -- one side goes away -----------------------------------------------------------------------
 

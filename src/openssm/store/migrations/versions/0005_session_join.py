@@ -1,4 +1,4 @@
-"""Live-session join: the sessions whose owner refuses joins, and those the gateway renumbered
+"""Live-session join: the sessions whose owner refuses joins
 
 Revision ID: 0005
 Revises: 0004
@@ -28,14 +28,7 @@ def upgrade() -> None:
         sa.Column("refused_at", openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("session_id"),
     )
-    op.create_table(
-        "renumbered_sessions",
-        sa.Column("session_id", sa.String(length=96), nullable=False),
-        sa.Column("since", openssm.store.tables.UtcDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("session_id"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("renumbered_sessions")
     op.drop_table("session_join_refusals")
