@@ -109,6 +109,14 @@ def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
         shell.expect(r"\[openssm\] typist left")
         watch.expect(r"\[openssm\] typist left")
 
+        # A second watcher (same user) leaves with Ctrl-C.
+        second = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
+        second.expect(r"\[openssm\] watcher joined \(read-only\)")
+        shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+        second.sendintr()
+        second.expect(pexpect.EOF)
+        shell.expect(r"\[openssm\] watcher left")
+
         # Only the owner may refuse joins; refusing ends the watcher and keeps new joiners out.
         refused = typist.run("set-session-join-policy", "--session-id", session_id, "--refuse")
         assert refused.returncode == 255 and "AccessDeniedException" in refused.stderr
