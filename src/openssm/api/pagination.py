@@ -1,14 +1,17 @@
-"""Opaque NextToken paging over an ordered list (offset + a fingerprint of the query it belongs to)."""
+"""Opaque NextToken paging: over an ordered list (offset + the listing it belongs to), or over a
+database listing by key (keyset: the last key, sealed with the server's key)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import TypeVar
 
 from openssm.api.errors import ApiError
+from openssm.store.secrets import SecretCipher, SecretCipherError
 
 T = TypeVar("T")
 
@@ -37,3 +40,36 @@ def page(
         return chunk, None
     token = base64.urlsafe_b64encode(json.dumps({"s": scope, "o": end}).encode()).decode("ascii")
     return chunk, token
+
+
+def _invalid_token() -> ApiError:
+    return ApiError("InvalidNextToken", "The specified token is not valid.")
+
+
+def _query_digest(query: object) -> str:
+    canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=sorted)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def seal_keyset(cipher: SecretCipher, scope: str, last_key: str, query: object) -> str:
+    """A NextToken resuming a keyset listing after ``last_key``: sealed with the server's key
+    (AES-GCM), so it is opaque, any node of a cluster can read it, and a token that was altered,
+    or belongs to another listing or other filters (``query``), is refused."""
+    plain = json.dumps({"s": scope, "k": last_key, "q": _query_digest(query)}).encode()
+    return base64.urlsafe_b64encode(cipher.encrypt(plain)).decode("ascii")
+
+
+def open_keyset(cipher: SecretCipher, token: str | None, scope: str, query: object) -> str | None:
+    """The key a sealed NextToken resumes after (None: the first page); InvalidNextToken otherwise."""
+    if token is None:
+        return None
+    try:
+        decoded = json.loads(cipher.decrypt(base64.urlsafe_b64decode(token.encode("ascii"))))
+    except (ValueError, UnicodeEncodeError, binascii.Error, SecretCipherError) as exc:
+        raise _invalid_token() from exc
+    if not isinstance(decoded, dict) or decoded.get("s") != scope or decoded.get("q") != _query_digest(query):
+        raise _invalid_token()
+    last_key = decoded.get("k")
+    if not isinstance(last_key, str):
+        raise _invalid_token()
+    return last_key

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
@@ -105,6 +106,74 @@ async def get(db: Db, instance_id: str) -> InstanceRow | None:
 
 async def list_all(db: Db) -> list[InstanceRow]:
     return await every(db, sa.select(instances).order_by(instances.c.instance_id), InstanceRow)
+
+
+# DescribeInstanceInformation's filter keys on a column, as the column's values are reported.
+_COLUMN_FILTERS = {
+    "InstanceIds": instances.c.instance_id,
+    "AgentVersion": instances.c.agent_version,
+    "PlatformTypes": instances.c.platform_type,
+    "ActivationIds": instances.c.activation_id,
+    "IamRole": instances.c.iam_role,
+}
+# What a tag key may hold (AWS's tag key pattern); a filter naming anything else matches no node.
+_TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
+
+
+def _online(alive_nodes: Collection[str]) -> sa.ColumnElement[bool]:
+    return sa.and_(instances.c.deregistered.is_(False), instances.c.control_node_id.in_(sorted(alive_nodes)))
+
+
+def _ping_status(status: str, alive_nodes: Collection[str]) -> sa.ColumnElement[bool]:
+    """The SQL twin of ``InstanceRow.ping_status``."""
+    if status == "Inactive":
+        return instances.c.deregistered.is_(True)
+    if status == "Online":
+        return _online(alive_nodes)
+    if status == "ConnectionLost":
+        node = instances.c.control_node_id
+        lost = sa.or_(node.is_(None), node.not_in(sorted(alive_nodes)))
+        return sa.and_(instances.c.deregistered.is_(False), lost)
+    return sa.false()
+
+
+def _tag(key: str) -> sa.ColumnElement[str]:
+    tags: sa.ColumnElement[Any] = instances.c.tags
+    value: sa.ColumnElement[str] = tags[key].as_string()  # SQLite json_extract, PostgreSQL ->>
+    return value
+
+
+def filter_condition(
+    key: str, values: Collection[str], alive_nodes: Collection[str]
+) -> sa.ColumnElement[bool]:
+    """A DescribeInstanceInformation filter (``key`` one of its keys, ``tag:<key>`` or ``tag-key``)
+    as SQL, so the database picks the page (nodes whose control channel is on one of
+    ``alive_nodes`` are Online)."""
+    wanted = sorted(values)
+    if key in _COLUMN_FILTERS:
+        return _COLUMN_FILTERS[key].in_(wanted)
+    if key == "PingStatus":
+        return sa.or_(*(_ping_status(status, alive_nodes) for status in wanted))
+    if key == "ResourceType":
+        prefixes = [{"ManagedInstance": "mi-", "EC2Instance": "i-"}.get(value) for value in wanted]
+        return sa.or_(*(instances.c.instance_id.startswith(p) for p in prefixes if p), sa.false())
+    if key.startswith("tag:"):
+        name = key[4:]
+        return _tag(name).in_(wanted) if _TAG_KEY.match(name) else sa.false()
+    if key == "tag-key":
+        return sa.or_(*(_tag(name).is_not(None) for name in wanted if _TAG_KEY.match(name)), sa.false())
+    return sa.false()  # AssociationStatus: no node has associations
+
+
+async def list_page(
+    db: Db, conditions: Sequence[sa.ColumnElement[bool]], *, after: str | None, limit: int
+) -> list[InstanceRow]:
+    """At most ``limit`` nodes matching every condition, in ``instance_id`` order, after ``after``
+    (keyset paging on the primary key: a page reads one page, not the whole fleet)."""
+    query = sa.select(instances).where(*conditions)
+    if after is not None:
+        query = query.where(instances.c.instance_id > after)
+    return await every(db, query.order_by(instances.c.instance_id).limit(limit), InstanceRow)
 
 
 async def _update(db: Db, instance_id: str, values: Mapping[str, Any]) -> bool:

@@ -242,6 +242,8 @@ instances = Table(
     Column("control_connected_at", UtcDateTime),
     Column("tags", JSON, nullable=False, default=dict),
     Column("deregistered", Boolean, nullable=False, default=False),
+    # PingStatus filters (Online: on a live node) and a node's failover (its control channels)
+    Index("ix_instances_control_node", "control_node_id"),
 )
 
 # -- sessions -----------------------------------------------------------------------------------
