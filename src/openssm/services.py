@@ -12,6 +12,7 @@ from openssm.bus.base import Bus
 from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.oidc.settings import WebIdentitySettings
 from openssm.ops.metrics import Metrics
+from openssm.store.instances import PingBuffer
 from openssm.store.secrets import SecretCipher
 
 
@@ -86,3 +87,5 @@ class Services:
     # (the agent's GetMessages) answer at once instead of holding the shutdown up.
     stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this node's Prometheus figures
+    # UpdateInstanceInformation's steady heartbeats, written in batches (openssm.store.instances)
+    pings: PingBuffer = dataclasses.field(default_factory=PingBuffer)

@@ -265,3 +265,8 @@ def install(app: web.Application, services: Services) -> None:
     """Mount ``POST /`` for every operation of :mod:`openssm.api.handlers`."""
     dispatcher = ApiDispatcher(services)
     app.router.add_post("/", dispatcher.handle)
+
+    async def write_buffered_pings(_: web.Application) -> None:
+        await services.pings.flush(services.engine)
+
+    app.on_cleanup.append(write_buffered_pings)

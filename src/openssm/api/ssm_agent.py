@@ -168,7 +168,7 @@ async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> I
     return instance
 
 
-async def _reporting_instance(request: ApiRequest, instance_id: str) -> None:
+async def _reporting_instance(request: ApiRequest, instance_id: str) -> InstanceRow:
     """UpdateInstanceInformation's instance: registered already, or an EC2-style id a node with IAM
     credentials of its own joins with (on the first report it is allowed to make)."""
     arn = await _authorized_for_instance(request, instance_id, "ssm:UpdateInstanceInformation")
@@ -182,6 +182,7 @@ async def _reporting_instance(request: ApiRequest, instance_id: str) -> None:
         instance = await instances.get(engine, instance_id)
     if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
+    return instance
 
 
 # What UpdateInstanceInformation reports, by API member.
@@ -204,9 +205,19 @@ async def update_instance_information(request: ApiRequest, body: dict[str, Any])
     )
     for member in ("AgentStatus", "AvailabilityZone", "AvailabilityZoneId", "SSMConnectionChannel"):
         string(body, member, max_len=256)  # accepted and type-checked; nothing to keep
-    await _reporting_instance(request, instance_id)
-    await instances.record_ping(request.services.engine, instance_id, info, now=request.now())
+    instance = await _reporting_instance(request, instance_id)
+    services, now = request.services, request.now()
+    unchanged = all(value is None or getattr(instance, field) == value for field, value in _reported(info))
+    if unchanged:  # the steady heartbeat: its time is written with others' (a batch every few seconds)
+        services.pings.add(services.engine, instance_id, now)
+    else:
+        services.pings.discard(instance_id)
+        await instances.record_ping(services.engine, instance_id, info, now=now)
     return {}
+
+
+def _reported(info: InstanceInfo) -> list[tuple[str, str | None]]:
+    return [(field, getattr(info, field)) for field in INFO_MEMBERS.values()]
 
 
 @json_action(SSM, "ListInstanceAssociations")
