@@ -67,6 +67,10 @@ class ServerConfig:
     # OpenID Connect: the CA bundle for identity providers, the console's "Sign in with …" (--oidc-…).
     web_identity: WebIdentitySettings = dataclasses.field(default_factory=WebIdentitySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)  # just-in-time access
+    # Per-principal API rate limits (openssm.api.rate_limit): calls a second and burst per
+    # (principal, action family); None: no limit.
+    api_rate_limit: float | None = None
+    api_rate_burst: float | None = None  # default: twice the rate, at least 1
 
     @property
     def secure(self) -> bool:

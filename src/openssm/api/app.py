@@ -16,6 +16,7 @@ from aiohttp import web
 from openssm.api import handlers, registry  # noqa: F401 - importing handlers registers every operation
 from openssm.api.errors import ApiError, validation_error
 from openssm.api.query_xml import render_error, render_response
+from openssm.api.rate_limit import THROTTLED_CODE, THROTTLED_MESSAGE, TokenBuckets, family
 from openssm.api.request import ApiRequest
 from openssm.auth.sigv4 import HttpRequest, SigV4Error, parse_request
 from openssm.ops import requestid
@@ -134,6 +135,16 @@ def _json_action(operation: registry.JsonOperation) -> str:
 class ApiDispatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
+        rate, burst = services.config.api_rate_limit, services.config.api_rate_burst
+        self._rate_limits = None if rate is None else TokenBuckets(rate, burst or max(1.0, 2 * rate))
+
+    def _throttle(self, principal_arn: str, action: str) -> None:
+        """AWS's answer to a principal calling an action family faster than the configured limit."""
+        limits = self._rate_limits
+        if limits is not None and not limits.take(
+            (principal_arn, family(action)), self.services.clock.monotonic()
+        ):
+            raise ApiError(THROTTLED_CODE, THROTTLED_MESSAGE)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -214,6 +225,7 @@ class ApiDispatcher:
         if identity is not None:
             exchange.principal = identity.principal.arn
             _check_signing_name(operation, identity)
+            self._throttle(identity.principal.arn, exchange.action)
         region = identity.region if identity is not None else self.services.config.region
         arguments = _parse_json_body(body)
         api_request = ApiRequest(
@@ -250,6 +262,7 @@ class ApiDispatcher:
             version = form.get("Version", "")
             raise ApiError("InvalidAction", f"Could not find operation {action} for version {version}")
         exchange.action = exchange.requested = f"{identity.service}:{operation.action}"
+        self._throttle(identity.principal.arn, exchange.action)
         facts = client_facts(request, self.services.config, identity.region)
         result = await operation.handler(ApiRequest(self.services, identity, facts, request_id), form)
         return self._xml(render_response(action, operation.xmlns, result, request_id), 200, request_id)

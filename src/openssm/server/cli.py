@@ -176,6 +176,20 @@ def _cidr(value: str) -> str:
     help="Seconds a session waits for its ends to come back (a client that dropped, this server "
     "restarting) before it ends as 'Session resume window expired'.",
 )
+@click.option(
+    "--api-rate-limit",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="API calls a second allowed per principal and action family (reads: Describe/Get/List; "
+    "writes: the rest; per service), in bursts of --api-rate-burst; past it calls get "
+    "ThrottlingException, which AWS clients retry with backoff. Default: no limit.",
+)
+@click.option(
+    "--api-rate-burst",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Calls a principal may make at once before --api-rate-limit applies (default: twice the rate).",
+)
 @logging_options  # session recording and log sinks (openssm.logs)
 @oidc_options  # identity providers: CA bundle, the console's "Sign in with …" (--oidc-…)
 @access_options  # just-in-time access: the webhook (--access-webhook …)
@@ -199,6 +213,8 @@ def server_command(
     log_level: str,
     log_format: LogFormat,
     session_resume_window: float,
+    api_rate_limit: float | None,
+    api_rate_burst: float | None,
     **logging_settings: Any,
 ) -> None:
     """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent), the
@@ -235,6 +251,8 @@ def server_command(
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
         metrics_listen=_listen(metrics_listen) if metrics_listen else None,
         resume_window_seconds=session_resume_window,
+        api_rate_limit=api_rate_limit,
+        api_rate_burst=api_rate_burst,
         **logging_config(logging_settings),
         **oidc_config(logging_settings),
         **access_config(logging_settings),
