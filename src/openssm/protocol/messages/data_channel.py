@@ -440,6 +440,7 @@ class Publication(WireMessage):
     """``start_publication`` / ``pause_publication`` (gateway → agent). Receivers ignore the body;
     it is non-empty because the agent cannot read empty payloads."""
 
+    WHAT: ClassVar[str] = "publication"
     ORDER: ClassVar[str] = "schema_version message_type session_id"
 
     message_type: str
