@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
@@ -18,6 +19,7 @@ from typing import Final, Protocol
 from openssm.client.dial import open_channel
 from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
+from openssm.protocol.backoff import AWS_RETRIES, Backoff
 from openssm.protocol.channel import RESEND_INTERVAL, StreamEndpoint
 from openssm.protocol.frames import (
     Frame,
@@ -38,8 +40,10 @@ ACK_BEFORE_HANDLING: Final = frozenset(
 )
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
-DIAL_ATTEMPTS: Final = 5
-RETRY_MAX_DELAY: Final = 5.0
+# How long a lost channel is given to come back (ResumeSession + re-dial, AWS's backoff shape):
+# long enough for a server restart. ``OPENSSM_RESUME_WINDOW_SECONDS`` changes it.
+DEFAULT_RESUME_WINDOW: Final = 90.0
+RESUME_WINDOW_ENV: Final = "OPENSSM_RESUME_WINDOW_SECONDS"
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
 PING_PAYLOAD: Final = b"keepalive"
 # The plugin gives up after ~3000 resends of one message (about 5 minutes).
@@ -56,6 +60,34 @@ class ChannelStalled(ChannelError):
 
 class SessionTimedOut(ChannelError):
     """ResumeSession answered without a token: the service has already ended the session."""
+
+
+class ResumeFailed(ChannelError):
+    """One ResumeSession call failed; ``final`` when retrying cannot help (the session is gone,
+    access denied)."""
+
+    def __init__(self, text: str, *, final: bool) -> None:
+        super().__init__(text)
+        self.final = final
+
+
+class ResumeWindowExpired(ChannelError):
+    """The channel stayed lost for the whole resume window."""
+
+
+def resume_window_from_env(default: float = DEFAULT_RESUME_WINDOW) -> float:
+    """``OPENSSM_RESUME_WINDOW_SECONDS`` if set to a number >= 0, else ``default``."""
+    raw = os.environ.get(RESUME_WINDOW_ENV, "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def notice(text: str) -> None:
+    """A line for the user on stderr (the terminal may be in cbreak mode: no raw mode, so \\n works)."""
+    print(f"\r\n[openssm] {text}", file=sys.stderr, flush=True)
 
 
 class StreamHandler(Protocol):
@@ -75,16 +107,6 @@ class StreamHandler(Protocol):
 ResumeCallback = Callable[[], Awaitable[str | None]]
 
 
-def backoff_delays(attempts: int) -> list[float]:
-    """Exponential retry delays: initial 100-200 ms, doubling, capped at 5 s."""
-    delay = random.uniform(0.1, 0.2)
-    delays = []
-    for _ in range(attempts):
-        delays.append(delay)
-        delay = min(RETRY_MAX_DELAY, delay * 2)
-    return delays
-
-
 class DataChannel:
     """One client data channel. Use :meth:`connect`, then :meth:`run` with a handler."""
 
@@ -96,11 +118,13 @@ class DataChannel:
         resume: ResumeCallback | None = None,
         client_id: str | None = None,
         opened: ClientWebSocket | None = None,
+        resume_window: float | None = None,
     ) -> None:
         self.stream_url = stream_url
         self._opened = opened  # already dialled, its open frame sent (with ``client_id``)
         self._token = token
         self._resume = resume
+        self.resume_window = resume_window_from_env() if resume_window is None else resume_window
         self.client_id = client_id or str(uuid.uuid4())
         self.endpoint = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
         self._ws: ClientWebSocket | None = None
@@ -118,7 +142,7 @@ class DataChannel:
     async def connect(self) -> None:
         """Dial (with retries, same token) and send the open frame."""
         last_error: Exception | None = None
-        for delay in [0.0, *backoff_delays(DIAL_ATTEMPTS - 1)]:
+        for delay in [0.0, *AWS_RETRIES.delays()]:
             await asyncio.sleep(delay)
             try:
                 await self._dial()
@@ -304,21 +328,44 @@ class DataChannel:
                     pass
 
     async def _reconnect(self) -> None:
-        """ResumeSession, then re-dial the original StreamUrl with the new token (§2.9)."""
+        """ResumeSession, then re-dial the original StreamUrl with the new token (§2.9), retried
+        with AWS's backoff until the resume window ends (long enough for a server restart)."""
         if self._resume is None:
             raise ChannelError("the data channel was lost and this client cannot resume sessions")
-        token = await self._resume()
-        if not token:
-            raise SessionTimedOut("session timed out")
-        self._token = token
         old = self._ws
         self._ws = None
         if old is not None and not old.closed:
             await old.close()
-        await self.connect()
-        # Sequence numbers continue: replay what the agent has not acked yet.
-        for data in self.endpoint.all_unacked():
-            await self._write(data)
+        window = self.resume_window
+        notice("connection lost, reconnecting\u2026")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        last_error: Exception | None = None
+        for delay in [0.0, *Backoff(window=window).delays()]:
+            await asyncio.sleep(delay)
+            try:
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    token = await self._resume()
+                    if not token:
+                        raise SessionTimedOut("session timed out")
+                    self._token = token
+                    await self._dial()
+            except ResumeFailed as exc:
+                if exc.final:
+                    raise
+                last_error = exc
+            except (TimeoutError, OSError) as exc:
+                last_error = exc
+                log.debug("reconnect failed: %s", exc)
+            else:
+                notice("connection back; the session goes on")
+                # Sequence numbers continue: replay what the agent has not acked yet.
+                for data in self.endpoint.all_unacked():
+                    await self._write(data)
+                return
+        raise ResumeWindowExpired(
+            f"[openssm] no connection for {window:.0f} s; giving up on the session ({last_error or 'no answer'})"
+        )
 
 
 def channel_closed_output(frame: Frame) -> str:
