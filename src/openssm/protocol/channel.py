@@ -124,15 +124,26 @@ class StreamEndpoint:
 
     def on_ack(self, ack: Frame) -> bool:
         """Apply an ``acknowledge`` frame. Returns True if it acked a pending message."""
+        return self.ack(ack) is not None
+
+    def ack(self, ack: Frame) -> int | None:
+        """Apply an ``acknowledge`` frame: the sequence number it acked, or None if nothing was
+        pending under it (a duplicate ack)."""
         seq = acked_sequence(ack)
         pending = self._unacked.pop(seq, None)
         if pending is None:
-            return False
+            return None
         sample = max(0.0, self._monotonic() - pending.last_sent)
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
         self.srtt = 0.875 * self.srtt + 0.125 * sample
         self.rto = min(MAX_RTO, self.srtt + max(MIN_RTO_MARGIN, 4 * self.rttvar))
-        return True
+        return seq
+
+    def head_sent_at(self) -> float | None:
+        """When the oldest unacked message last went out (None when all are acked)."""
+        if not self._unacked:
+            return None
+        return next(iter(self._unacked.values())).last_sent
 
     def due_resends(self) -> list[bytes]:
         """Messages to send again now: the oldest unacked one, if it is overdue."""
@@ -152,6 +163,17 @@ class StreamEndpoint:
         for pending in self._unacked.values():
             pending.last_sent = now
             out.append(b"".join(pending.encoded))
+        return out
+
+    def overdue(self) -> list[bytes]:
+        """Every unacked message sent longer than the RTO ago, oldest first, marked as sent now
+        (after an outage: what went missing in it)."""
+        now = self._monotonic()
+        out = []
+        for pending in self._unacked.values():
+            if now - pending.last_sent >= self.rto:
+                pending.last_sent = now
+                out.append(b"".join(pending.encoded))
         return out
 
     # -- receiving ---------------------------------------------------------------------------
