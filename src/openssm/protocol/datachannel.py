@@ -323,6 +323,10 @@ class DataChannelCore:
         if self.state in (State.OPEN, State.CLOSING):
             self._outgoing.append((frame.encode(),))
 
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self._outgoing)
+
     def data_to_send(self) -> list[PayloadParts]:
         """Messages to write now, in order; each is one WebSocket binary message, given in pieces."""
         out, self._outgoing = self._outgoing, []
