@@ -77,6 +77,9 @@ class StreamEndpoint:
         self.syn_on_first = syn_on_first
         self.send_window = send_window
         self.reorder_limit = reorder_limit
+        # Bytes of payload held out of order (None: only the count bounds them).
+        self.reorder_bytes_limit: int | None = None
+        self._reorder_bytes = 0
         self._monotonic = monotonic
         self.next_send_seq = 0
         self.expected_seq = 0
@@ -87,6 +90,7 @@ class StreamEndpoint:
         self.srtt = INITIAL_SRTT
         self.rttvar = 0.0
         self.rto = INITIAL_RTO
+        self.acked_sent_at = 0.0  # when the message the last effective ack named was last sent
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -133,11 +137,16 @@ class StreamEndpoint:
         pending = self._unacked.pop(seq, None)
         if pending is None:
             return None
+        self.acked_sent_at = pending.last_sent
         sample = max(0.0, self._monotonic() - pending.last_sent)
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
         self.srtt = 0.875 * self.srtt + 0.125 * sample
         self.rto = min(MAX_RTO, self.srtt + max(MIN_RTO_MARGIN, 4 * self.rttvar))
         return seq
+
+    def head_sequence(self) -> int | None:
+        """The oldest unacked message's number (None when all are acked)."""
+        return next(iter(self._unacked), None)
 
     def head_sent_at(self) -> float | None:
         """When the oldest unacked message last went out (None when all are acked)."""
@@ -165,13 +174,17 @@ class StreamEndpoint:
             out.append(b"".join(pending.encoded))
         return out
 
-    def overdue(self) -> list[bytes]:
-        """Every unacked message sent longer than the RTO ago, oldest first, marked as sent now
-        (after an outage: what went missing in it)."""
+    def overdue(self, *, rto: float | None = None, gap: tuple[int, float] | None = None) -> list[bytes]:
+        """Every unacked message sent longer than ``rto`` (default: the RTO; ``math.inf``: none) ago,
+        or, with ``gap = (seq, sent_at)``, numbered below ``seq`` and sent no later than ``sent_at``
+        (the peer acked ``seq`` past them), oldest first, marked as sent now (what went missing in an
+        outage)."""
         now = self._monotonic()
+        limit = self.rto if rto is None else rto
         out = []
-        for pending in self._unacked.values():
-            if now - pending.last_sent >= self.rto:
+        for seq, pending in self._unacked.items():
+            lost = gap is not None and seq < gap[0] and pending.last_sent <= gap[1]
+            if lost or now - pending.last_sent >= limit:
                 pending.last_sent = now
                 out.append(b"".join(pending.encoded))
         return out
@@ -185,12 +198,21 @@ class StreamEndpoint:
             deliver = [frame]
             self.expected_seq += 1
             while self.expected_seq in self._reorder:
-                deliver.append(self._reorder.pop(self.expected_seq))
+                held = self._reorder.pop(self.expected_seq)
+                self._reorder_bytes -= len(held.payload)
+                deliver.append(held)
                 self.expected_seq += 1
             return Received(deliver, ack_for(frame))
         if seq > self.expected_seq:
-            if seq in self._reorder or len(self._reorder) < self.reorder_limit:
+            if seq in self._reorder:
+                return Received([], ack_for(frame))  # a copy of one held: ack it again
+            size = len(frame.payload)
+            bytes_limit = self.reorder_bytes_limit
+            if len(self._reorder) < self.reorder_limit and (
+                bytes_limit is None or self._reorder_bytes + size <= bytes_limit
+            ):
                 self._reorder[seq] = frame
+                self._reorder_bytes += size
                 return Received([], ack_for(frame))
             return Received([], None)  # no room: let the sender retransmit
         return Received([], ack_for(frame))  # duplicate of something already processed

@@ -11,7 +11,8 @@ States (``State``; the table in DESIGN.md "Data channel"):
 
 * ``CONNECTING`` — no transport (before the first dial, or lost and being resumed). New messages are
   numbered and kept, nothing goes out; :meth:`connected` replays everything unacked.
-* ``OPEN`` — messages go out; the oldest unacked one is resent when older than the RTO.
+* ``OPEN`` — messages go out; the oldest unacked one is resent when older than the RTO. An ack that
+  follows such a resend, or acks past a gap, sends every overdue message at once (the peer was away).
 * ``PAUSED`` — the gateway sent ``pause_publication`` (the peer is away): no new message, no resend.
   ``start_publication``, an ack or stream data from the peer reopens it, and then everything unacked
   goes again at once, paced by the window (issue 15: not one per RTO).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import math
 from collections.abc import Callable
 from typing import Final
 
@@ -63,15 +65,14 @@ FAST_PATH_PROPERTY: Final = "openssmFastPath"
 FAST_PATH_VERSION: Final = "1"
 FAST_PATH_ACCEPTED: Final = "OpenSSMFastPath"
 FAST_PATH_PAYLOAD: Final = 15 * 65536  # largest Output payload on the fast path
-# Out-of-order messages a fast-path receiver holds (they only occur around a reconnect).
+# A fast-path receiver holds this many full messages' worth of bytes out of order (they only occur
+# around a reconnect).
 FAST_PATH_REORDER_LIMIT: Final = 16
 
 # The plugin gives up after ~3000 resends of one message (about 5 minutes).
 STALL_LIMIT_SECONDS: Final = 300.0
 # How often a driver should come back when nothing is due (AWS's programs poll every 100 ms).
 IDLE_POLL: Final = 0.1
-# Timeout resends of the oldest message with no ack at all in between that mean "the peer was away".
-OUTAGE_RESENDS: Final = 2
 
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
@@ -245,8 +246,8 @@ class DataChannelCore:
         self.ready: Callable[[Frame], bool] | None = None
         self.acks_received = 0
         self._outgoing: list[PayloadParts] = []
-        # Timeout resends since the last ack: from the second on, the peer looks away (an outage,
-        # not one lost message), and the ack that ends the silence sends every overdue message.
+        # Timeout resends since the last ack: the ack that ends such a silence (or one past a gap)
+        # sends every overdue message at once.
         self._silent_resends = 0
         self._progress_at = now  # last ack, or when waiting for one began
         self._keepalive_at = now
@@ -346,7 +347,9 @@ class DataChannelCore:
             raise LocalProtocolError("only the agent offers the fast path, before its HandshakeRequest")
         self.fast_path_offered = True
         self.max_payload = max(self.max_payload or 0, FAST_PATH_PAYLOAD)
-        self.stream.reorder_limit = min(self.stream.reorder_limit, FAST_PATH_REORDER_LIMIT)
+        # Hold as many bytes out of order as FAST_PATH_REORDER_LIMIT full messages: small ones (an
+        # interactive stream over the fast path) are not refused after a reconnect for their count.
+        self.stream.reorder_bytes_limit = FAST_PATH_REORDER_LIMIT * FAST_PATH_PAYLOAD
 
     def accept_fast_path(self) -> tuple[tuple[str, str], ...]:
         """Client: take the agent's offer; returns the HandshakeResponse extensions that say so.
@@ -431,6 +434,8 @@ class DataChannelCore:
             self.state = State.OPEN
 
     def _on_ack(self, frame: Frame) -> list[Event]:
+        head = self.stream.head_sequence()
+        rto = self.stream.rto  # before this ack's sample (which the outage may have stretched)
         try:
             sequence = self.stream.ack(frame)
         except FrameError as exc:
@@ -444,10 +449,14 @@ class DataChannelCore:
             return events
         self.acks_received += 1
         self._progress_at = self._now
-        if self._silent_resends >= OUTAGE_RESENDS and self.state in (State.OPEN, State.CLOSING):
-            # The peer is back after a silence: what else was sent before it went missing too; send
-            # it all now (within the window, as all unacked messages are), not one per RTO.
-            self._outgoing.extend((data,) for data in self.stream.overdue())
+        if (self._silent_resends or sequence != head) and self.state in (State.OPEN, State.CLOSING):
+            # The peer needed a resend, or acked past a gap: what else went unacked longer than the
+            # RTO went missing too (the peer was away: a reconnect, a restart). Send it all now
+            # (within the window, as all unacked messages are), not one per RTO (issue 15).
+            # Sent before the acked one and still unacked: lost (the peer took them in order).
+            gap = (sequence, self.stream.acked_sent_at) if sequence != head else None
+            limit = rto if self._silent_resends else math.inf
+            self._outgoing.extend((data,) for data in self.stream.overdue(rto=limit, gap=gap))
         self._silent_resends = 0
         events.append(Acked(sequence))
         return events

@@ -388,3 +388,46 @@ def test_fast_path_output_without_digest_is_refused_before_negotiation() -> None
     fast_agent.send(PayloadType.OUTPUT, b"y", clock.monotonic())
     (message,) = fast_agent.data_to_send()
     assert payloads(fast_client.receive_data(bytearray(wire(message)), clock.monotonic())) == [b"y"]
+
+
+def test_an_ack_past_a_gap_resends_every_overdue_message_before_it() -> None:
+    """The agent re-dialled: messages in flight to its old socket were lost, later ones (held by the
+    gateway) arrive and are acked. The first such ack sends all the overdue ones again at once."""
+    clock = ManualClock()
+    agent, client = pair(clock)
+    for index in range(10):
+        client.send(PayloadType.OUTPUT, b"%d" % index, clock.monotonic())
+    sent = client.data_to_send()
+    clock.advance(0.5)  # longer than the RTO: 0-7 are overdue
+    agent.ready = lambda frame: frame.sequence_number >= 8 or agent.stream.expected_seq > 0
+    for message in sent[8:]:
+        agent.receive_data(bytearray(wire(message)), clock.monotonic())
+    acks = agent.data_to_send()
+    assert len(acks) == 2  # 8 and 9, held out of order
+    client.receive_data(bytearray(wire(acks[0])), clock.monotonic())
+    assert [wire(p) for p in client.data_to_send()] == [wire(p) for p in sent[:8]]
+    client.receive_data(bytearray(wire(acks[1])), clock.monotonic())
+    assert client.data_to_send() == []  # just resent: not overdue again
+
+
+def test_on_the_fast_path_small_messages_out_of_order_are_bounded_by_bytes_not_count() -> None:
+    clock = ManualClock()
+    agent = DataChannelCore(Role.AGENT, now=clock.monotonic(), reorder_limit=1024)
+    agent.ready = lambda frame: True
+    agent.connected(clock.monotonic())
+    agent.offer_fast_path()
+    for seq in range(1, 201):  # seq 0 lost: 200 small ones wait for it, all held and acked
+        agent.receive_frame(
+            Frame(MessageType.INPUT_STREAM_DATA, seq, 0, PayloadType.OUTPUT, b"x" * 16), clock.monotonic()
+        )
+    assert len(agent.data_to_send()) == 200
+    big = bytes(FAST_PATH_PAYLOAD)
+    for seq in range(201, 240):  # full-size ones: held only up to 16 messages' worth of bytes
+        agent.receive_frame(
+            Frame(MessageType.INPUT_STREAM_DATA, seq, 0, PayloadType.OUTPUT, big), clock.monotonic()
+        )
+    assert len(agent.data_to_send()) == 15  # 200 x 16 bytes and 15 full ones fit under 16 full ones
+    first = agent.receive_frame(
+        Frame(MessageType.INPUT_STREAM_DATA, 0, 0, PayloadType.OUTPUT, b"0"), clock.monotonic()
+    )
+    assert len(payloads(first)) == 1 + 200 + 15

@@ -36,7 +36,6 @@ export const INITIAL_RTO_MS = 200;
 export const INITIAL_SRTT_MS = 100;
 export const MAX_RTO_MS = 1000;
 export const MIN_RTO_MARGIN_MS = 10;
-export const OUTAGE_RESENDS = 2; // timeout resends with no ack between them: the peer was away
 const DATELESS_OK = new Set([MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION]);
 const HANDSHAKE_TYPES = new Set([
   PayloadType.HANDSHAKE_REQUEST,
@@ -131,9 +130,10 @@ export class DataChannelCore {
     }
   }
 
-  resendOverdue() {
+  resendOverdue(rto, gap) {
     for (const entry of this.unacked.values()) {
-      if (this.now - entry.lastSent >= this.rto) {
+      const lost = gap !== null && entry.seq < gap[0] && entry.lastSent <= gap[1];
+      if (lost || this.now - entry.lastSent >= rto) {
         entry.lastSent = this.now;
         this.outgoing.push({ kind: "stream", entry });
       }
@@ -186,6 +186,9 @@ export class DataChannelCore {
     } catch (err) {
       return [{ type: "dropped", reason: `bad acknowledge: ${err.message}` }];
     }
+    const head = this.unacked.keys().next();
+    const wasHead = !head.done && head.value === seq;
+    const rto = this.rto; // before this ack's sample (which the outage may have stretched)
     const entry = this.unacked.get(seq);
     if (entry) {
       this.unacked.delete(seq);
@@ -203,8 +206,10 @@ export class DataChannelCore {
     }
     if (!entry) return events;
     this.progressAt = this.now;
-    if (this.silentResends >= OUTAGE_RESENDS && (this.state === State.OPEN || this.state === State.CLOSING)) {
-      this.resendOverdue(); // the peer is back: what went missing in the silence goes at once
+    if ((this.silentResends || !wasHead) && (this.state === State.OPEN || this.state === State.CLOSING)) {
+      // The peer needed a resend or acked past a gap: what else is overdue, or was sent before the
+      // acked message and is still unacked, went missing; it all goes at once.
+      this.resendOverdue(this.silentResends ? rto : Infinity, wasHead ? null : [seq, entry.lastSent]);
     }
     this.silentResends = 0;
     events.push({ type: "acked", sequence: seq });
