@@ -20,7 +20,7 @@ import aiohttp
 
 from openssm.agent.mgs import MgsClient, MgsError
 from openssm.clock import SYSTEM_CLOCK
-from openssm.protocol.backoff import AWS_RETRIES
+from openssm.protocol.backoff import Backoff
 from openssm.protocol.datachannel import ChannelClosed, CloseReason, DataChannelCore, Role
 from openssm.protocol.frames import FLAG_ACK, Frame, MessageType, PayloadParts, PayloadType, go_json
 from openssm.transport.datachannel import ChannelDriver, ChannelEnded, ChannelHandler, ChannelSocket
@@ -34,7 +34,8 @@ MAX_CHUNK: Final = 1024  # the real agent's largest stream payload for PTY/port 
 # small JSON, and resend anything dropped, so larger or far-ahead messages are refused.
 MAX_INPUT_PAYLOAD: Final = 64 * 1024
 MAX_REORDER: Final = 1024
-RECONNECT_ATTEMPTS: Final = 5  # as AWS's agent
+# About 60 s of tries (AWS's backoff, the last ones 5 s apart): long enough for the server to restart.
+RECONNECT_ATTEMPTS: Final = 16
 
 
 class EndReason(enum.Enum):
@@ -180,7 +181,7 @@ class DataChannel:
         if self._closing or self.ended.is_set():
             raise ChannelEnded("closed")
         log.warning("session %s: data channel connection lost; reconnecting", self.session_id)
-        delays = AWS_RETRIES.delays()
+        delays = Backoff(attempts=self._reconnect_attempts).delays()
         for attempt in range(1, self._reconnect_attempts + 1):
             try:
                 return await self._connect()

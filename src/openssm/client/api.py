@@ -206,6 +206,7 @@ class SessionApi:
         self.target = target
         self.session_id = session_id
         self._caller: Caller | None = None
+        self.stream_url: str | None = None  # the last ResumeSession's (another node, if ours died)
 
     def _ssm(self) -> Caller:
         if self._caller is None:
@@ -224,6 +225,8 @@ class SessionApi:
             _log().debug("ResumeSession failed: %s", exc)
             raise ResumeFailed(f"ResumeSession failed: {exc}", final=exc.code in _FINAL_ERROR_CODES) from exc
         token = response.get("TokenValue")
+        url = response.get("StreamUrl")
+        self.stream_url = url if isinstance(url, str) and url else None
         return token if isinstance(token, str) else None
 
     async def terminate(self) -> None:
