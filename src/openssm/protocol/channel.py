@@ -49,6 +49,7 @@ class WindowFull(LocalProtocolError, RuntimeError):
 class _Pending:
     encoded: PayloadParts  # the frame's pieces: header, then the payload as it was given
     last_sent: float
+    resent: bool = False  # sent more than once: its ack is no RTT sample (Karn's rule)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,6 +139,10 @@ class StreamEndpoint:
         if pending is None:
             return None
         self.acked_sent_at = pending.last_sent
+        if pending.resent:
+            # Which copy is acked is unknown: a resend's ack would shrink the RTO exactly when the
+            # path is slow, and the next burst would come sooner (Karn's rule; AWS samples it).
+            return seq
         sample = max(0.0, self._monotonic() - pending.last_sent)
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
         self.srtt = 0.875 * self.srtt + 0.125 * sample
@@ -163,6 +168,7 @@ class StreamEndpoint:
         if now - pending.last_sent < self.rto:
             return []
         pending.last_sent = now
+        pending.resent = True
         return [b"".join(pending.encoded)]
 
     def all_unacked(self) -> list[bytes]:
@@ -171,6 +177,7 @@ class StreamEndpoint:
         out = []
         for pending in self._unacked.values():
             pending.last_sent = now
+            pending.resent = True
             out.append(b"".join(pending.encoded))
         return out
 
@@ -178,14 +185,18 @@ class StreamEndpoint:
         """Every unacked message sent longer than ``rto`` (default: the RTO; ``math.inf``: none) ago,
         or, with ``gap = (seq, sent_at)``, numbered below ``seq`` and sent no later than ``sent_at``
         (the peer acked ``seq`` past them), oldest first, marked as sent now (what went missing in an
-        outage)."""
+        outage). A message resent less than MAX_RTO ago is left out: under load, acks lag behind
+        bursts, and sending each copy again at every ack would only add to the queue."""
         now = self._monotonic()
         limit = self.rto if rto is None else rto
         out = []
         for seq, pending in self._unacked.items():
+            if pending.resent and now - pending.last_sent < MAX_RTO:
+                continue  # resent within the longest RTO: another copy now would only add load
             lost = gap is not None and seq < gap[0] and pending.last_sent <= gap[1]
             if lost or now - pending.last_sent >= limit:
                 pending.last_sent = now
+                pending.resent = True
                 out.append(b"".join(pending.encoded))
         return out
 

@@ -109,7 +109,7 @@ export class DataChannelCore {
     this.advance(now);
     if (!this.canSend) throw new Error(`cannot send on a ${this.state} channel${this.unacked.size >= this.sendWindow ? " (window full)" : ""}`);
     if (this.unacked.size === 0) this.progressAt = this.now;
-    const entry = { seq: this.nextSendSeq++, payloadType, payload, bytes: null, lastSent: this.now };
+    const entry = { seq: this.nextSendSeq++, payloadType, payload, bytes: null, lastSent: this.now, resent: false };
     this.unacked.set(entry.seq, entry);
     if (payloadType === PayloadType.HANDSHAKE_RESPONSE) this.handshake = Handshake.RESPONDED;
     if (this.state === State.OPEN) this.outgoing.push({ kind: "stream", entry });
@@ -126,15 +126,18 @@ export class DataChannelCore {
     if (this.state !== State.OPEN && this.state !== State.CLOSING) return;
     for (const entry of this.unacked.values()) {
       entry.lastSent = this.now;
+      entry.resent = true;
       this.outgoing.push({ kind: "stream", entry });
     }
   }
 
   resendOverdue(rto, gap) {
     for (const entry of this.unacked.values()) {
+      if (entry.resent && this.now - entry.lastSent < MAX_RTO_MS) continue; // resent lately: no more load
       const lost = gap !== null && entry.seq < gap[0] && entry.lastSent <= gap[1];
       if (lost || this.now - entry.lastSent >= rto) {
         entry.lastSent = this.now;
+        entry.resent = true;
         this.outgoing.push({ kind: "stream", entry });
       }
     }
@@ -192,6 +195,9 @@ export class DataChannelCore {
     const entry = this.unacked.get(seq);
     if (entry) {
       this.unacked.delete(seq);
+    }
+    if (entry && !entry.resent) {
+      // Karn's rule: a resent message's ack is no RTT sample.
       const sample = Math.max(0, this.now - entry.lastSent);
       this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample);
       this.srtt = 0.875 * this.srtt + 0.125 * sample;
@@ -282,6 +288,7 @@ export class DataChannelCore {
       const head = this.unacked.values().next();
       if (!head.done && this.now - head.value.lastSent >= this.rto) {
         head.value.lastSent = this.now;
+        head.value.resent = true;
         this.silentResends++;
         this.outgoing.push({ kind: "stream", entry: head.value });
       }
