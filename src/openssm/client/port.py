@@ -176,7 +176,7 @@ class PortSession:
         for start in range(0, len(data), self._chunk):
             await self._channel.send(PayloadType.OUTPUT, data[start : start + self._chunk])
 
-    # -- StreamHandler -----------------------------------------------------------------------------
+    # -- what the session dispatcher hands on (see SessionDispatcher.ready/on_event) ----------------
 
     def ready(self, frame: Frame) -> bool:
         if self.mode is PortMode.BASIC:

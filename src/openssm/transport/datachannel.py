@@ -19,16 +19,12 @@ from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.errors import OpenSSMError
 from openssm.protocol.datachannel import (
     IDLE_POLL,
-    Acked,
     ChannelClosed,
-    CloseReason,
     DataChannelCore,
     Dropped,
     Event,
     HandshakeStep,
     KeepaliveDue,
-    PublicationPaused,
-    PublicationStarted,
     State,
     StreamData,
     log_dropped,
@@ -238,10 +234,9 @@ class ChannelDriver:
             await self.handler.on_event(Delivered())
 
     def _on_control(self, event: Event) -> None:
+        """Acked, PublicationStarted/Paused, ChannelClosed: wake senders waiting for the window."""
         if isinstance(event, ChannelClosed):
             self.closed_event = event
-        elif isinstance(event, Acked | PublicationStarted | PublicationPaused):
-            pass
         self._notify()
 
     async def _timer(self) -> None:
@@ -271,7 +266,3 @@ class ChannelDriver:
                 await ws.ping(b"keepalive")
             except _SEND_ERRORS:
                 pass
-
-
-def stalled(closed: ChannelClosed) -> bool:
-    return closed.reason is CloseReason.STALLED
