@@ -12,7 +12,7 @@ States (``State``; the table in DESIGN.md "Data channel"):
 * ``CONNECTING`` — no transport (before the first dial, or lost and being resumed). New messages are
   numbered and kept, nothing goes out; :meth:`connected` replays everything unacked.
 * ``OPEN`` — messages go out; the oldest unacked one is resent when older than the RTO. An ack that
-  follows such a resend, or acks past a gap, sends every overdue message at once (the peer was away).
+  ends a silence of two such resends, or acks past a gap, sends every overdue message at once.
 * ``PAUSED`` — the gateway sent ``pause_publication`` (the peer is away): no new message, no resend.
   ``start_publication``, an ack or stream data from the peer reopens it, and then everything unacked
   goes again at once, paced by the window (issue 15: not one per RTO).
@@ -73,6 +73,9 @@ FAST_PATH_REORDER_LIMIT: Final = 16
 STALL_LIMIT_SECONDS: Final = 300.0
 # How often a driver should come back when nothing is due (AWS's programs poll every 100 ms).
 IDLE_POLL: Final = 0.1
+# Timeout resends of the oldest message with no ack in between that mean "the peer was away" (one
+# alone may be a slow ack behind a queue of large messages: no reason to send the whole window).
+OUTAGE_RESENDS: Final = 2
 
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
@@ -449,13 +452,14 @@ class DataChannelCore:
             return events
         self.acks_received += 1
         self._progress_at = self._now
-        if (self._silent_resends or sequence != head) and self.state in (State.OPEN, State.CLOSING):
+        silence = self._silent_resends >= OUTAGE_RESENDS
+        if (silence or sequence != head) and self.state in (State.OPEN, State.CLOSING):
             # The peer needed a resend, or acked past a gap: what else went unacked longer than the
             # RTO went missing too (the peer was away: a reconnect, a restart). Send it all now
             # (within the window, as all unacked messages are), not one per RTO (issue 15).
             # Sent before the acked one and still unacked: lost (the peer took them in order).
             gap = (sequence, self.stream.acked_sent_at) if sequence != head else None
-            limit = rto if self._silent_resends else math.inf
+            limit = rto if silence else math.inf
             self._outgoing.extend((data,) for data in self.stream.overdue(rto=limit, gap=gap))
         self._silent_resends = 0
         events.append(Acked(sequence))

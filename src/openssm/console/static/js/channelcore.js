@@ -36,6 +36,7 @@ export const INITIAL_RTO_MS = 200;
 export const INITIAL_SRTT_MS = 100;
 export const MAX_RTO_MS = 1000;
 export const MIN_RTO_MARGIN_MS = 10;
+export const OUTAGE_RESENDS = 2; // timeout resends with no ack between them: the peer was away
 const DATELESS_OK = new Set([MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION]);
 const HANDSHAKE_TYPES = new Set([
   PayloadType.HANDSHAKE_REQUEST,
@@ -212,10 +213,11 @@ export class DataChannelCore {
     }
     if (!entry) return events;
     this.progressAt = this.now;
-    if ((this.silentResends || !wasHead) && (this.state === State.OPEN || this.state === State.CLOSING)) {
+    const silence = this.silentResends >= OUTAGE_RESENDS;
+    if ((silence || !wasHead) && (this.state === State.OPEN || this.state === State.CLOSING)) {
       // The peer needed a resend or acked past a gap: what else is overdue, or was sent before the
       // acked message and is still unacked, went missing; it all goes at once.
-      this.resendOverdue(this.silentResends ? rto : Infinity, wasHead ? null : [seq, entry.lastSent]);
+      this.resendOverdue(silence ? rto : Infinity, wasHead ? null : [seq, entry.lastSent]);
     }
     this.silentResends = 0;
     events.push({ type: "acked", sequence: seq });
