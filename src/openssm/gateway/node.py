@@ -19,7 +19,14 @@ from openssm.bus import node_channel
 from openssm.errors import OpenSSMError
 from openssm.gateway import messages
 from openssm.gateway.control import ControlChannel
-from openssm.gateway.extension import NODE_BUS_MESSAGES, NODE_CONTROL_MESSAGES, NodeExtension, routes
+from openssm.gateway.extension import (
+    NODE_BUS_MESSAGES,
+    NODE_CHANNEL_KINDS,
+    NODE_CONTROL_MESSAGES,
+    ExtensionChannel,
+    NodeExtension,
+    routes,
+)
 from openssm.gateway.peer import Peer
 from openssm.gateway.session import RESUME_EXPIRED_REASON, SessionRelay, limit_seconds
 from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
@@ -27,13 +34,14 @@ from openssm.gateway.tap import SessionTap, TapPump
 from openssm.protocol.frames import Frame
 from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
-from openssm.store import channel_tokens, gateway_nodes, instances, sessions
+from openssm.store import channel_tokens, gateway_nodes, instances, session_joins, sessions
 from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
 RESTART_REASON: Final = "gateway restarted while the session was being terminated"
 UNCLAIMED_REASON: Final = "No client connected to the session"
+RENUMBERED_REASON: Final = "A joined session cannot be carried on by another gateway relay"
 TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
@@ -65,6 +73,7 @@ class GatewayNode:
         self.extensions = tuple(extensions)
         self._bus_routes = routes(self.extensions, lambda e: e.bus_messages, NODE_BUS_MESSAGES)
         self._control_routes = routes(self.extensions, lambda e: e.control_messages, NODE_CONTROL_MESSAGES)
+        self._channel_routes = routes(self.extensions, lambda e: e.channel_kinds, NODE_CHANNEL_KINDS)
         self.controls: dict[str, ControlChannel] = {}
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -281,6 +290,24 @@ class GatewayNode:
 
     # -- sessions ---------------------------------------------------------------------------------
 
+    @property
+    def channel_kinds(self) -> frozenset[str]:
+        """Data-channel token kinds served here: the client's, and those extensions claim."""
+        return NODE_CHANNEL_KINDS | frozenset(self._channel_routes)
+
+    def live_session(self, session_id: str) -> SessionRelay | None:
+        relay = self.relays.get(session_id)
+        return None if relay is None or relay.ended else relay
+
+    async def serve_channel(self, channel: ExtensionChannel) -> None:
+        """A data channel opened with a token an extension claims: that extension serves it."""
+        if self._stopping:
+            raise SessionRefused("The gateway is shutting down")
+        extension = self._channel_routes.get(channel.kind)
+        if extension is None:
+            raise SessionRefused(f"No data channel of kind {channel.kind} is served here")
+        await extension.serve_channel(channel)
+
     def forget(self, relay: SessionRelay) -> None:
         if self.relays.get(relay.session_id) is relay:
             del self.relays[relay.session_id]
@@ -304,6 +331,23 @@ class GatewayNode:
             raise SessionRefused(f"Session {session_id} is already terminated")
         if session.node_id != self.node_id:
             session = await self._take_over(session)
+        if (
+            session.status != SessionStatus.CONNECTING
+            and session_id not in self.relays
+            and await session_joins.renumbered(self.engine, session_id)
+        ):
+            # Someone joined it: its numbering died with the relay that made it (see injection).
+            await sessions.finish(
+                self.engine,
+                session_id,
+                status=SessionStatus.TERMINATED,
+                reason=RENUMBERED_REASON,
+                now=self.clock.now(),
+            )
+            await self.send_control(
+                session.target, messages.channel_closed(session_id, session.target, RENUMBERED_REASON)
+            )
+            raise SessionRefused(RENUMBERED_REASON)
         return session
 
     async def _take_over(self, session: SessionRow) -> SessionRow:
