@@ -37,10 +37,7 @@ from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
-    FAST_PATH_ACCEPTED,
     FAST_PATH_PAYLOAD,
-    FAST_PATH_PROPERTY,
-    FAST_PATH_VERSION,
     MuxClosedError,
     MuxSession,
     fast_mux_config,
@@ -114,6 +111,7 @@ class PortSession:
         terminate_api: Callable[[], Awaitable[None]] | None = None,
         handle_signals: bool = True,
         max_chunk: int = READ_CHUNK,
+        fast_path_offered: bool = False,
     ) -> None:
         self._channel = channel
         self._console = console
@@ -137,6 +135,11 @@ class PortSession:
         self.local_port: int | None = None
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._mux_receive_buffer = MUX_RECEIVE_BUFFER
+        # The agent offered the fast path (the data channel read the offer) and it suits this mode:
+        # the dispatcher accepts it in the HandshakeResponse.
+        self.fast_path = fast_path_offered and self.wants_fast_path
+        if self.fast_path and self.mode is PortMode.STDIO:
+            self._chunk = FAST_PATH_PAYLOAD
         if self.mode is PortMode.MUX:
             self._mux = self._new_mux()
 
@@ -146,21 +149,11 @@ class PortSession:
         return str(self.properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
 
     @property
-    def fast_path(self) -> bool:
-        """Large Output payloads without digests (see ``openssm.transport.mux``): taken in stdio (SSH) mode,
-        and in mux mode together with smux v2."""
-        if str(self.properties.get(FAST_PATH_PROPERTY, "")) != FAST_PATH_VERSION:
-            return False
+    def wants_fast_path(self) -> bool:
+        """Large Output payloads without digests (see ``openssm.transport.mux``) suit this session: in
+        stdio (SSH) mode, and in mux mode together with smux v2. Whether the agent offered it is the
+        data channel's to know (``DataChannel.accept_fast_path``)."""
         return self.mode is PortMode.STDIO or (self.mode is PortMode.MUX and self.fast_mux)
-
-    def handshake_extensions(self) -> tuple[tuple[str, str], ...]:
-        """What the HandshakeResponse answers to the agent's offers; switches the channel over."""
-        if not self.fast_path:
-            return ()
-        self._channel.use_fast_path()
-        if self.mode is PortMode.STDIO:
-            self._chunk = FAST_PATH_PAYLOAD
-        return ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)
 
     def _new_mux(self) -> MuxSession:
         if not self.fast_mux:
@@ -183,7 +176,7 @@ class PortSession:
         for start in range(0, len(data), self._chunk):
             await self._channel.send(PayloadType.OUTPUT, data[start : start + self._chunk])
 
-    # -- StreamHandler -----------------------------------------------------------------------------
+    # -- what the session dispatcher hands on (see SessionDispatcher.ready/on_event) ----------------
 
     def ready(self, frame: Frame) -> bool:
         if self.mode is PortMode.BASIC:

@@ -22,6 +22,7 @@ from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_mes
 from openssm.client.scope import Scope
 from openssm.client.shell import JoinStyle, ShellSession
 from openssm.client.terminal import READ_CHUNK
+from openssm.protocol.datachannel import StreamData
 from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import (
     ActionStatus,
@@ -36,6 +37,7 @@ from openssm.protocol.messages import (
     parse_handshake_complete,
     parse_handshake_request,
 )
+from openssm.transport.datachannel import Delivered
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +108,16 @@ class SessionDispatcher:
         loop = asyncio.get_running_loop()
         self.finished: asyncio.Future[int] = loop.create_future()
 
-    # -- StreamHandler -------------------------------------------------------------------------------
+    # -- the data channel's handler (transport.datachannel.ChannelHandler) ----------------------------
 
     def ready(self, frame: Frame) -> bool:
         return self.active.ready(frame) if self.active is not None else True
+
+    async def on_event(self, event: StreamData | Delivered) -> None:
+        if isinstance(event, StreamData):
+            await self.handle(event.frame)
+        else:
+            await self.after_ack()
 
     async def handle(self, frame: Frame) -> None:
         if self.active is not None and frame.payload_type not in HANDSHAKE_TYPES:
@@ -147,7 +155,9 @@ class SessionDispatcher:
         processed = tuple(
             [await self._process_action(request, action.action_type) for action in request.actions]
         )
-        extensions = self.prepared.handshake_extensions() if isinstance(self.prepared, PortSession) else ()
+        extensions: tuple[tuple[str, str], ...] = ()
+        if isinstance(self.prepared, PortSession) and self.prepared.fast_path:
+            extensions = self._channel.accept_fast_path()
         response = handshake_response(processed, extensions=extensions)
         await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, response.encode())
 
@@ -168,6 +178,7 @@ class SessionDispatcher:
                     terminate_api=self._terminate_api,
                     max_chunk=self._options.max_chunk,
                     handle_signals=self._options.handle_signals,
+                    fast_path_offered=self._channel.fast_path_offered,
                 )
             else:
                 return ProcessedAction(
