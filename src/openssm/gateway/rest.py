@@ -21,7 +21,7 @@ from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
-from openssm.store import channel_tokens, instances, sessions
+from openssm.store import channel_tokens, instances, sessions, trace
 from openssm.store.channel_tokens import TokenKind
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
@@ -106,7 +106,9 @@ async def _answer(root: str, call: Call, issue: Callable[[], Awaitable[str]]) ->
     """``issue()`` returns the new token (answered as ``<root>``); the refusals it raises become
     the XML errors the agent understands, each logged once here."""
     try:
-        return token_response(root, await issue())
+        with trace.step("mgs", call.action, call.request.match_info.get("session_id", "")):
+            token = await issue()
+        return token_response(root, token)
     except security.AuthError as exc:
         code, message, status = exc.code, exc.message, exc.status
     except security.AccessDenied as exc:

@@ -26,7 +26,7 @@ from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_webso
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
-from openssm.store import channel_tokens
+from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.transport import websocket_connection
 
@@ -169,7 +169,8 @@ class SocketHandlers:
         )
         if is_signed(request):
             try:
-                identity = await authenticate_agent(self.services, request, b"")
+                with trace.step("data-channel", "agent-authenticate", session_id):
+                    identity = await authenticate_agent(self.services, request, b"")
             except security.AuthError as exc:
                 refuse(exc.code, exc.message)
                 return error_response(exc.code, exc.message, exc.status)
@@ -202,13 +203,15 @@ class SocketHandlers:
     async def _serve_client(
         self, session_id: str, opened: messages.ClientOpen, peer: Peer, refuse: Refusal, who: list[str]
     ) -> None:
-        token = await self._consume_token(opened.token_value, KIND_CLIENT, session_id)
+        with trace.step("data-channel", "client-open", session_id):
+            token = await self._consume_token(opened.token_value, KIND_CLIENT, session_id)
         if token is None:
             await refuse_client(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
         who.append(token.principal_arn)
         try:
-            relay = await self.node.join_client(session_id, peer)
+            with trace.step("data-channel", "client-join", session_id):
+                relay = await self.node.join_client(session_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
         except SessionRefused as exc:
@@ -248,16 +251,18 @@ class SocketHandlers:
         config = self.services.config
         resource = session_arn(config.region, config.account_id, session_id)
         try:
-            await authorize_agent(self.services, request, identity, OPEN_DATA, instance_id, [resource])
+            with trace.step("data-channel", "agent-open", session_id):
+                await authorize_agent(self.services, request, identity, OPEN_DATA, instance_id, [resource])
+                token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         except security.AccessDenied as exc:
             await refuse_agent(peer, session_id, exc.code, exc.message, refuse)
             return
-        token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         if token is None or token.principal_arn != identity.principal.arn:
             await refuse_agent(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
         try:
-            relay = await self.node.join_agent(session_id, instance_id, peer)
+            with trace.step("data-channel", "agent-join", session_id):
+                relay = await self.node.join_agent(session_id, instance_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
         except SessionRefused as exc:
