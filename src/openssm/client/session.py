@@ -12,13 +12,12 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from openssm.client.api import ApiError, ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import ChannelError, ChannelStalled, DataChannel, SessionTimedOut
 from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
-from openssm.client.output import Console
-from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
+from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_message
 from openssm.client.scope import Scope
 from openssm.client.shell import ShellSession
 from openssm.client.terminal import READ_CHUNK
@@ -37,6 +36,9 @@ from openssm.protocol.messages import (
     parse_handshake_request,
 )
 
+if TYPE_CHECKING:  # imported when a port session starts: smux and the mux are most of the client's imports
+    from openssm.client.port import PortSession
+
 log = logging.getLogger(__name__)
 
 SHELL_SESSION_TYPES = frozenset(
@@ -47,7 +49,7 @@ HANDSHAKE_TYPES = frozenset(
 )
 KMS_NEEDS_API = "KMS encryption needs AWS credentials and a region"
 
-SessionHandler = ShellSession | PortSession
+SessionHandler: TypeAlias = "ShellSession | PortSession"
 CHUNK_ENV = "OPENSSM_CLIENT_CHUNK_BYTES"
 MAX_CHUNK = 64 * 1024
 FAST_CHUNK = 16 * 1024  # what ``openssm start-session`` uses by default
@@ -146,7 +148,8 @@ class SessionDispatcher:
         processed = tuple(
             [await self._process_action(request, action.action_type) for action in request.actions]
         )
-        extensions = self.prepared.handshake_extensions() if isinstance(self.prepared, PortSession) else ()
+        port = self._port_session()
+        extensions = port.handshake_extensions() if port is not None else ()
         response = handshake_response(processed, extensions=extensions)
         await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, response.encode())
 
@@ -156,6 +159,8 @@ class SessionDispatcher:
             if session_type in SHELL_SESSION_TYPES:
                 self.prepared = self._shell()
             elif session_type == SessionType.PORT:
+                from openssm.client.port import PortSession
+
                 self.prepared = PortSession(
                     self._channel,
                     self._console,
@@ -227,6 +232,13 @@ class SessionDispatcher:
         if self.prepared is not None:
             await self._activate()
 
+    def _port_session(self, handler: SessionHandler | None = None) -> PortSession | None:
+        """``handler`` (by default the prepared one) if it is a port session. Tells them apart
+        without importing the port module, which a shell session never needs."""
+        if handler is None:
+            handler = self.prepared
+        return None if handler is None or isinstance(handler, ShellSession) else handler
+
     def _shell(self) -> ShellSession:
         return ShellSession(
             self._channel, self._console, stdin_fd=self._options.stdin_fd, stdout_fd=self._console.fd
@@ -251,8 +263,9 @@ class SessionDispatcher:
 
     async def stop(self) -> None:
         """End the session on the user's behalf (Ctrl-C for port sessions)."""
-        if isinstance(self.active, PortSession):
-            await self.active.terminate()
+        port = self._port_session(self.active)
+        if port is not None:
+            await port.terminate()
         elif not self.finished.done():
             self.finished.set_result(0)
 

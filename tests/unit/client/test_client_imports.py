@@ -43,3 +43,10 @@ def test_the_plugin_version_check_imports_no_session_machinery() -> None:
     # The AWS CLI runs `session-manager-plugin --version` before every session.
     loaded = loaded_after("import openssm.client.plugin as p\np.run(['session-manager-plugin', '--version'])")
     assert not loaded & {"asyncio", "uvloop", "logging", *HEAVY}
+
+
+def test_a_shell_session_imports_no_port_machinery() -> None:
+    # smux, the mux and the port session were about two thirds of the session machinery's imports,
+    # and the shell's prompt waited for them: they are imported when a port session starts.
+    loaded = loaded_after("import openssm.client.session")
+    assert not loaded & {"openssm.client.port", "openssm.protocol.smux", "openssm.transport.mux"}
