@@ -55,6 +55,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import socketserver
 import struct
 import subprocess
 import sys
@@ -117,32 +118,21 @@ def _raw_send(sock: socket.socket, count: int) -> None:
         count -= step
 
 
-class RawServer:
+class RawHandler(socketserver.BaseRequestHandler):
     """The raw baseline's destination: blocking sockets, 1 MiB reads and writes, nothing checked."""
 
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
-        self.port: int = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _serve(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        with contextlib.suppress(OSError):
             upload, download = RAW_HEADER.unpack(conn.recv(RAW_HEADER.size, socket.MSG_WAITALL))
             _raw_receive(conn, upload)
             _raw_send(conn, download)
             conn.sendall(b"k")  # done: the client's clock stops here
 
-    def close(self) -> None:
-        self._listener.close()
+
+class RawServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    request_queue_size = 256
 
 
 def raw_transfer(port: int, *, upload: int, download: int) -> float:
@@ -536,9 +526,10 @@ def main() -> None:
             paths.append(Path(SOCAT, stack.enter_context(socat_relays(destination.port, 3)), {}))
         else:
             print("3 socat relays: skipped (--no-socat, or socat not installed)")
-        raw = RawServer()
-        stack.callback(raw.close)
-        paths.append(Path(RAW, raw.port, {}, raw=True))
+        raw = stack.enter_context(RawServer(("127.0.0.1", 0), RawHandler))
+        threading.Thread(target=raw.serve_forever, daemon=True).start()
+        stack.callback(raw.shutdown)
+        paths.append(Path(RAW, raw.server_address[1], {}, raw=True))
         profiler = None
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
