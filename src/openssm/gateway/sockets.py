@@ -28,6 +28,7 @@ from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
+from openssm.store.rows import Db
 from openssm.transport import websocket_connection
 
 log = logging.getLogger(__name__)
@@ -252,8 +253,13 @@ class SocketHandlers:
         resource = session_arn(config.region, config.account_id, session_id)
         try:
             with trace.step("data-channel", "agent-open", session_id):
-                await authorize_agent(self.services, request, identity, OPEN_DATA, instance_id, [resource])
-                token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
+                async with security.audited(self.services) as batch:
+                    await authorize_agent(
+                        self.services, request, identity, OPEN_DATA, instance_id, [resource], batch
+                    )
+                    # The token is used up in the transaction that audits the decision to let it in.
+                    async with batch.transaction(self.services) as conn:
+                        token = await self._consume_token(opened.token_value, KIND_DATA, session_id, conn)
         except security.AccessDenied as exc:
             await refuse_agent(peer, session_id, exc.code, exc.message, refuse)
             return
@@ -271,11 +277,16 @@ class SocketHandlers:
             await self._left(session_id, peer, client=False)
 
     async def _consume_token(
-        self, token_value: str, kind: TokenKind, channel_id: str
+        self, token_value: str, kind: TokenKind, channel_id: str, db: Db | None = None
     ) -> ChannelTokenRow | None:
-        """The single-use token's row, if it is valid for this channel (it is used up either way)."""
+        """The single-use token's row, if it is valid for this channel (it is used up either way);
+        in ``db``'s transaction when given."""
         return await channel_tokens.consume(
-            self.services.engine, token_value, kind=kind, channel_id=channel_id, now=self.services.clock.now()
+            db or self.services.engine,
+            token_value,
+            kind=kind,
+            channel_id=channel_id,
+            now=self.services.clock.now(),
         )
 
     async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:
