@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
+from tests.support.net import free_port as free_port
+
 # upload bytes, download bytes, seconds the server waits before reading, seconds the client
 # waits before reading (a "slow reader" on either end).
 HEADER = struct.Struct("!QQdd")
@@ -445,10 +447,3 @@ def session_process(argv: list[str], env: dict[str, str]) -> Iterator[SessionPro
         yield process
     finally:
         process.stop()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port

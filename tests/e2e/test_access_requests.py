@@ -145,8 +145,9 @@ def test_request_approve_session_expiry_and_the_webhook(tmp_path: pathlib.Path, 
 
         # The receiver is down: the first delivery fails, and the server restarts before it is back.
         first = alice.request(target, f"{GRANT_SECONDS}s")
-        assert server.process is not None
-        wait_until(lambda: "access webhook: delivery" in server.process.log(), "a failed delivery")
+        process = server.process
+        assert process is not None
+        wait_until(lambda: "access webhook: delivery" in process.log(), "a failed delivery")
         server.stop()
         receiver.start()
         server.start()

@@ -11,7 +11,8 @@ document there, and lends the document to no other target:
 - ``openssm:DocumentName`` (on the target check): the session document, named or the default one;
 - ``openssm:Target`` (on the document check): the target id.
 
-A requester may never decide their own request (:func:`refuse_own_decision`), whatever policies say.
+A requester may never decide their own request (:func:`refuse_by_rule` with :data:`OWN_DECISION`),
+whatever policies say.
 """
 
 from __future__ import annotations
@@ -120,16 +121,19 @@ async def detach(db: Db, holder_type: HolderType, holder_name: str, request_id: 
     return True
 
 
-async def refuse_own_decision(
+async def refuse_by_rule(
     services: Services,
     identity: Identity,
     action: str,
     resource: str,
     facts: RequestFacts,
     detail: dict[str, Any],
+    *,
+    rule: str,
+    because: str,
 ) -> NoReturn:
-    """A requester deciding their own request: refused whatever their policies allow, and audited
-    as an explicit deny (the rule is OpenSSM's, so it is named where a statement would be)."""
+    """Refused by a rule of OpenSSM's whatever the caller's policies allow, audited as an explicit
+    deny naming ``rule`` where a statement would be named."""
     now = services.clock.now()
     principal = identity.principal
     await audit_log.record(
@@ -138,15 +142,14 @@ async def refuse_own_decision(
         action=action,
         resource=resource,
         decision="explicitDeny",
-        matched_statement=OWN_DECISION,
+        matched_statement=rule,
         source_ip=facts.source_ip,
         detail=detail,
         now=now,
     )
     services.metrics.authorization_denied.labels(action).inc()
     raise AccessDenied(
-        f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} "
-        "because a requester may not approve or deny their own access request",
+        f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} because {because}",
         action=action,
         resource=resource,
     )

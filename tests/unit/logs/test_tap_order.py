@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import Frame, MessageType
+from openssm.protocol.frames import Frame, MessageType, Payload
 
 
 class Collect:
@@ -22,11 +22,11 @@ class Collect:
     async def on_start(self, session: Mapping[str, Any]) -> None:
         pass
 
-    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
-        self.output.append(payload)
+    async def on_output(self, payload: Payload, payload_type: int, t: float) -> None:
+        self.output.append(bytes(payload))
 
-    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
-        self.input.append(payload)
+    async def on_input(self, payload: Payload, payload_type: int, t: float) -> None:
+        self.input.append(bytes(payload))
 
     async def on_end(self, status: str, reason: str, t: float) -> None:
         self.ended = (status, reason)
