@@ -47,6 +47,8 @@ class ServerConfig:
     # Test/ops overrides of the preferences document (seconds); None = use preferences.
     idle_timeout_override: float | None = None
     max_duration_override: float | None = None
+    # How long a session whose ends are away (a client that dropped, a server restart) is kept for them.
+    resume_window_seconds: float = 120.0
     # Session logging (openssm.logs). Sink credentials and region come from the normal AWS chain
     # (env, shared config); the endpoints point at any S3-/CloudWatch-Logs-compatible service.
     record_sessions: bool = True  # server-side recording of every session (local files, then sinks)

@@ -78,6 +78,7 @@ class ChecksumServer:
         self.host = host
         self.port: int = self._listener.getsockname()[1]
         self.connections = 0
+        self.received = 0  # upload bytes received so far, over every connection
         self._block = _random_block()
         self._stopped = False
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -107,6 +108,7 @@ class ChecksumServer:
                             return
                         received.update(data)
                         remaining -= len(data)
+                        self.received += len(data)
 
             reader = threading.Thread(target=read_upload, daemon=True)
             reader.start()

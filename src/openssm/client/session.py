@@ -274,15 +274,33 @@ class SessionDispatcher:
             await self.active.close()
 
 
+def _resuming(api: SessionApi, use_url: Callable[[str], None]) -> Callable[[], Awaitable[str | None]]:
+    """ResumeSession for the data channel, which then dials the StreamUrl it names: the same as
+    before, or another server node's when the session's node died."""
+
+    async def resume() -> str | None:
+        token = await api.resume()
+        if api.stream_url:
+            use_url(api.stream_url)
+        return token
+
+    return resume
+
+
 async def run_session(started: StartedSession, options: ClientOptions) -> int:
     """Run one session from a StartSession response; returns the process exit code."""
     console = options.console
     console.print(starting_message(started.session_id))
     api = SessionApi(options.api, started.session_id) if options.api is not None else None
+    channel: DataChannel
+
+    def use_url(url: str) -> None:
+        channel.stream_url = url
+
     channel = DataChannel(
         started.stream_url,
         started.token_value,
-        resume=api.resume if api else None,
+        resume=_resuming(api, use_url) if api else None,
         client_id=started.client_id,
         opened=started.opened,
     )

@@ -21,7 +21,7 @@ from openssm.gateway.agent_auth import (
     own_instance,
 )
 from openssm.gateway.control import ControlChannel
-from openssm.gateway.node import GatewayNode, SessionRefused
+from openssm.gateway.node import GatewayNode, NodeStopping, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.iam.arn import session_arn
@@ -215,6 +215,8 @@ class SocketHandlers:
                 relay = await self.node.join_client(session_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
+        except NodeStopping as exc:
+            refuse("SessionRefused", str(exc))  # no channel_closed: the client re-dials
         except SessionRefused as exc:
             await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
         finally:
@@ -271,6 +273,8 @@ class SocketHandlers:
                 relay = await self.node.join_agent(session_id, instance_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
+        except NodeStopping as exc:
+            refuse("SessionRefused", str(exc))  # no channel_closed: the agent re-dials
         except SessionRefused as exc:
             await refuse_agent(peer, session_id, "SessionRefused", str(exc), refuse)
         finally:

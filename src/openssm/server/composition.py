@@ -18,6 +18,7 @@ from openssm.gateway import app as gateway_app
 from openssm.gateway.jobs import RunCommandJobs
 from openssm.gateway.metrics import GatewayMetrics
 from openssm.gateway.node import GatewayNode
+from openssm.gateway.settings import GatewaySettings
 from openssm.logs.service import SessionLogging
 from openssm.ops import requestid
 from openssm.server import health
@@ -46,6 +47,7 @@ def compose(services: Services) -> Server:
     gateway = gateway_app.install(  # /v1/control-channel, /v1/data-channel: ssmmessages
         app,
         services,
+        settings=GatewaySettings(resume_window=services.config.resume_window_seconds),
         extensions=(RunCommandJobs(services), SessionLogging(services), GatewayMetrics(services.metrics)),
     )
     console_app.install(app, services)  # /console/

@@ -3,7 +3,7 @@
 condition keys (``openssm:Requester``, ``openssm:DocumentName``, ``openssm:DurationSeconds`` …).
 
 A requester never approves or denies their own request, whatever a policy allows: that refusal is
-audited as an explicit deny (``security.access_grants.refuse_by_rule``)."""
+audited as an explicit deny (``security.refuse_by_rule``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from openssm.api.request import ApiRequest
 from openssm.api.ssm_sessions import DOCUMENT_NAME_PATTERN
 from openssm.api.targets import TARGET_PATTERN, resource_tag_context, target_arn
 from openssm.api.validation import integer, key_value_filters, paging, required_string, string
-from openssm.security import access_grants
+from openssm.security import access_grants, refuse_by_rule
 from openssm.store import access_requests, instances
 from openssm.store.access_requests import AccessQuery, AccessRequestRow, AccessStatus
 
@@ -147,8 +147,11 @@ def decision_context(row: AccessRequestRow) -> dict[str, list[str]]:
 # only their own (AWS's GetAccessToken: the credentials are the requester's).
 Whose = Literal["others", "any", "own"]
 _RULES: Final = {
-    "others": (access_grants.OWN_DECISION, "a requester may not approve or deny their own access request"),
-    "own": (ONLY_REQUESTER, "only the requester gets an access request's credentials"),
+    "others": (
+        access_grants.OWN_DECISION,
+        "because a requester may not approve or deny their own access request",
+    ),
+    "own": (ONLY_REQUESTER, "because only the requester gets an access request's credentials"),
 }
 
 
@@ -166,8 +169,15 @@ async def authorized_request(
     own = identity.principal.arn == row.requester_arn
     if (whose == "others" and own) or (whose == "own" and not own):
         rule, because = _RULES[whose]
-        await access_grants.refuse_by_rule(
-            request.services, identity, action, resource, request.facts, detail, rule=rule, because=because
+        await refuse_by_rule(
+            request.services,
+            identity,
+            action,
+            resource,
+            request.facts,
+            rule=rule,
+            because=because,
+            detail=detail,
         )
     context = {**await target_context(request, row.target), **decision_context(row)}
     await request.authorize(action, [resource], context, detail=detail)
