@@ -50,3 +50,13 @@ def test_a_shell_session_imports_no_port_machinery() -> None:
     # and the shell's prompt waited for them: they are imported when a port session starts.
     loaded = loaded_after("import openssm.client.session")
     assert not loaded & {"openssm.client.port", "openssm.protocol.smux", "openssm.transport.mux"}
+
+
+@pytest.mark.parametrize("port", [False, True])
+def test_the_import_thread_brings_the_port_machinery_only_when_a_document_was_named(port: bool) -> None:
+    code = (
+        "import asyncio\nfrom openssm.client import startup\n"
+        f"async def main():\n    await startup.Imports(port={port}).session_module()\n"
+        "asyncio.run(main())"
+    )
+    assert ("openssm.client.port" in loaded_after(code)) is port
