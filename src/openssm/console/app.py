@@ -17,7 +17,7 @@ from aiohttp.typedefs import Middleware
 
 from openssm.api import handlers  # noqa: F401 - the actor runs the API's registered operations
 from openssm.bus.failures import FailureLogUnavailable
-from openssm.console import access_routes, pages, routes, web_security
+from openssm.console import access_routes, join_routes, pages, routes, web_security
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
 from openssm.console.jsonio import json_body as _json_body
@@ -317,4 +317,5 @@ def install(app: web.Application, services: Services) -> None:
     router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
     routes.add_routes(router, services, console.signed_in)  # JSON for the pages: nodes, sessions, activations
     access_routes.add_routes(router, services, console.signed_in)  # access requests (just-in-time access)
+    join_routes.add_routes(router, console.signed_in)  # live-session join: Watch, Join, refuse joins
     router.add_get(PREFIX + "/{page}", console.page)
