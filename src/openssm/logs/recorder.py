@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from openssm.gateway.tap import Payload
-from openssm.logs import line_times, port_record
+from openssm.logs import integrity, line_times, port_record
 from openssm.logs.asciicast import AsciicastWriter, parse_size
 from openssm.logs.shipper import LogShipper
 from openssm.logs.sinks import s3_encryption, s3_url
@@ -287,6 +287,10 @@ class SessionRecorder:
         await asyncio.to_thread(self._close_durably)
         with contextlib.suppress(OSError):
             self.resume_path.unlink()  # the session is over: nothing to pick up again
+        recorded = [self.events_path, self.log_path, line_times.times_path(self.log_path)]
+        if not self.is_port:
+            recorded.append(self.cast_path)
+        await integrity.seal_recording(self.services, self.session_id, recorded)  # tamper-evident
         await self._queue_final_uploads()
 
     # -- files -------------------------------------------------------------------------------------
