@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from openssm.client.datachannel import DataChannel
-from openssm.client.output import Console
+from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_message
 from openssm.client.pipes import PIPE_SIZE, grow_pipe
 from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
@@ -49,7 +49,6 @@ from openssm.transport.tcp_connection import TcpConnection
 log = logging.getLogger(__name__)
 
 LOCAL_PORT_FORWARDING: Final = "LocalPortForwarding"
-DEFAULT_LISTEN_ADDRESS: Final = "localhost"
 PORT_FAILED_MESSAGE: Final = "\nConnection to destination port failed, check SSM Agent logs.\n"
 TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
 # smux v1 has no per-stream flow control: one local client that stops reading holds its data in
@@ -89,10 +88,6 @@ def bind_host(listen_address: str) -> str:
     # Go's net.Listen("tcp", "localhost:p") binds the IPv4 loopback only; so do we, which also
     # keeps an ephemeral port single-valued.
     return "127.0.0.1" if listen_address == "localhost" else listen_address
-
-
-def exiting_message(session_id: str) -> str:
-    return f"\n\nExiting session with sessionId: {session_id}.\n\n"
 
 
 class PortSession:

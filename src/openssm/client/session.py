@@ -12,13 +12,12 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from openssm.client.api import ApiError, ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import ChannelError, ChannelStalled, DataChannel, SessionTimedOut
 from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
-from openssm.client.output import Console
-from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
+from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_message
 from openssm.client.scope import Scope
 from openssm.client.shell import JoinStyle, ShellSession
 from openssm.client.terminal import READ_CHUNK
@@ -39,6 +38,9 @@ from openssm.protocol.messages import (
 )
 from openssm.transport.datachannel import Delivered
 
+if TYPE_CHECKING:  # imported when a port session starts: smux and the mux are most of the client's imports
+    from openssm.client.port import PortSession
+
 log = logging.getLogger(__name__)
 
 SHELL_SESSION_TYPES = frozenset(
@@ -49,7 +51,7 @@ HANDSHAKE_TYPES = frozenset(
 )
 KMS_NEEDS_API = "KMS encryption needs AWS credentials and a region"
 
-SessionHandler = ShellSession | PortSession
+SessionHandler: TypeAlias = "ShellSession | PortSession"
 CHUNK_ENV = "OPENSSM_CLIENT_CHUNK_BYTES"
 MAX_CHUNK = 64 * 1024
 FAST_CHUNK = 16 * 1024  # what ``openssm start-session`` uses by default
@@ -156,7 +158,8 @@ class SessionDispatcher:
             [await self._process_action(request, action.action_type) for action in request.actions]
         )
         extensions: tuple[tuple[str, str], ...] = ()
-        if isinstance(self.prepared, PortSession) and self.prepared.fast_path:
+        port = self._port_session()
+        if port is not None and port.fast_path:
             extensions = self._channel.accept_fast_path()
         response = handshake_response(processed, extensions=extensions)
         await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, response.encode())
@@ -167,6 +170,8 @@ class SessionDispatcher:
             if session_type in SHELL_SESSION_TYPES:
                 self.prepared = self._shell()
             elif session_type == SessionType.PORT:
+                from openssm.client.port import PortSession
+
                 self.prepared = PortSession(
                     self._channel,
                     self._console,
@@ -239,6 +244,13 @@ class SessionDispatcher:
         if self.prepared is not None:
             await self._activate()
 
+    def _port_session(self, handler: SessionHandler | None = None) -> PortSession | None:
+        """``handler`` (by default the prepared one) if it is a port session. Tells them apart
+        without importing the port module, which a shell session never needs."""
+        if handler is None:
+            handler = self.prepared
+        return None if handler is None or isinstance(handler, ShellSession) else handler
+
     def _shell(self) -> ShellSession:
         return ShellSession(
             self._channel,
@@ -267,8 +279,9 @@ class SessionDispatcher:
 
     async def stop(self) -> None:
         """End the session on the user's behalf (Ctrl-C for port sessions)."""
-        if isinstance(self.active, PortSession):
-            await self.active.terminate()
+        port = self._port_session(self.active)
+        if port is not None:
+            await port.terminate()
         elif not self.finished.done():
             self.finished.set_result(0)
 

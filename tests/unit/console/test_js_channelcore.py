@@ -127,7 +127,7 @@ def run_python(trace: list[Op]) -> list[dict[str, Any]]:
         for parts in core.data_to_send():
             frame = decode(b"".join(parts))
             if frame.message_type == MessageType.ACKNOWLEDGE:
-                sent.append(["ack", json.loads(frame.payload)["AcknowledgedMessageSequenceNumber"]])
+                sent.append(["ack", json.loads(bytes(frame.payload))["AcknowledgedMessageSequenceNumber"]])
             else:
                 sent.append(["msg", frame.sequence_number])
         results.append(
