@@ -79,6 +79,8 @@ class DataChannel:
             MessageType.OUTPUT_STREAM_DATA, syn_on_first=True, reorder_limit=MAX_REORDER
         )
         self.max_input_payload = MAX_INPUT_PAYLOAD
+        # OPENSSM-KMS: set once a KMS-encrypted session agreed its key: (payload type, payload) → payload.
+        self.encrypt: Callable[[int, bytes], bytes] | None = None
         self._ws: WebSocketConnection | None = None
         self._input_handler: InputHandler | None = None
         self._paused = False
@@ -164,6 +166,10 @@ class DataChannel:
             await self._wait_change()
         if self.ended.is_set() or self._closing:
             raise ChannelEnded(self.end_reason.value if self.end_reason else "closed")
+        if self.encrypt is not None:  # OPENSSM-KMS: session encryption (agent/sessions/base.py)
+            payload = self.encrypt(
+                payload_type, b"".join(payload) if not isinstance(payload, bytes) else payload
+            )
         pieces = self.stream.send_pieces(payload_type, payload)
         log.debug(
             "session %s: sending seq %d type %d", self.session_id, self.stream.next_send_seq - 1, payload_type

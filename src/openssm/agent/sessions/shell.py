@@ -9,6 +9,7 @@ import logging
 import os
 from typing import Final
 
+from openssm.agent.encryption import kms_key_id
 from openssm.agent.pty_process import PtyProcess
 from openssm.agent.session_request import truthy
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
@@ -80,12 +81,8 @@ class PtySessionHandler(SessionHandler):
         return ""
 
     async def run(self) -> Outcome:
-        if str(self.request.inputs.get("kmsKeyId") or "").strip():
-            log.warning(
-                "session %s: kmsKeyId is set but this agent does not do KMS encryption; the session "
-                "is protected by the channel's TLS only",
-                self.request.session_id,
-            )
+        if kms_key_id(self.request):  # shells shake hands only to agree on KMS encryption (§2.4)
+            await self.handshake(self.request.session_type, None)
         account = resolve_run_as(self.request, elevated=self._elevated(), settings=self.settings)
         executable, argv = self._command(account)
         try:
