@@ -15,14 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 import aiohttp
 
 from openssm.agent.session_request import SessionRequest
 from openssm.agent.ssm_api import JSON_CONTENT_TYPE, SsmApi, SsmApiError, api_url
 from openssm.errors import OpenSSMError
-from openssm.protocol.messages import ActionType
+from openssm.protocol.messages import ActionType, ProcessedAction
 from openssm.protocol.session_cipher import EncryptionError, SessionCipher, encryption_context
 
 HANDSHAKE_CHALLENGE_BYTES: Final = 16
@@ -64,20 +65,16 @@ class KmsApi:
             raise KmsFailure("KMS Decrypt answered a Plaintext that is not base64") from exc
 
 
-def requested_action(key_id: str) -> dict[str, Any]:
-    """The ``KMSEncryption`` action of the HandshakeRequest."""
-    challenge = base64.b64encode(os.urandom(HANDSHAKE_CHALLENGE_BYTES)).decode("ascii")
-    return {
-        "ActionType": ActionType.KMS_ENCRYPTION.value,
-        "ActionParameters": {"KMSKeyId": key_id, "Challenge": challenge},
-    }
+def handshake_challenge() -> str:
+    """The ``Challenge`` parameter of the KMSEncryption action: 16 random bytes, base64."""
+    return base64.b64encode(os.urandom(HANDSHAKE_CHALLENGE_BYTES)).decode("ascii")
 
 
-def _ciphertext_key(response: dict[str, Any]) -> bytes:
+def _ciphertext_key(actions: Sequence[ProcessedAction]) -> bytes:
     """``KMSCipherTextKey`` of the client's processed KMSEncryption action."""
-    for action in response.get("ProcessedClientActions") or ():
-        if isinstance(action, dict) and action.get("ActionType") == ActionType.KMS_ENCRYPTION.value:
-            result = action.get("ActionResult")
+    for action in actions:
+        if action.action_type == ActionType.KMS_ENCRYPTION.value:
+            result = action.action_result
             encoded = result.get("KMSCipherTextKey") if isinstance(result, dict) else None
             if not isinstance(encoded, str) or not 0 < len(encoded) <= MAX_BLOB_CHARS:
                 raise KmsFailure("the client sent no KMSCipherTextKey")
@@ -89,10 +86,10 @@ def _ciphertext_key(response: dict[str, Any]) -> bytes:
 
 
 async def session_cipher(
-    kms: KmsApi, response: dict[str, Any], *, session_id: str, instance_id: str
+    kms: KmsApi, actions: Sequence[ProcessedAction], *, session_id: str, instance_id: str
 ) -> SessionCipher:
-    """The agent's cipher from the client's HandshakeResponse (``kms:Decrypt`` of its data key)."""
-    blob = _ciphertext_key(response)
+    """The agent's cipher from the client's processed actions (``kms:Decrypt`` of its data key)."""
+    blob = _ciphertext_key(actions)
     try:
         plaintext = await kms.decrypt(blob, encryption_context(session_id, instance_id))
         return SessionCipher.from_data_key(plaintext, agent=True)

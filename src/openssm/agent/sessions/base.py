@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from openssm.agent import encryption
-from openssm.agent.config import AGENT_VERSION, AgentSettings
+from openssm.agent.config import AgentSettings
 from openssm.agent.data_channel import DataChannel
 from openssm.agent.session_request import SessionRequest
 from openssm.errors import OpenSSMError
-from openssm.protocol.frames import Frame, FrameError, PayloadType, go_json
-from openssm.protocol.messages import EncryptionChallenge, MessageError, parse_encryption_challenge
+from openssm.protocol import messages
+from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.session_cipher import (
     CUSTOMER_MESSAGE,
     ENCRYPTED_FROM_AGENT,
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_MESSAGE: Final = (
     "Handshake timed out. Please ensure that you have the latest version of the session manager plugin."
 )
-ACTION_SUCCESS: Final = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +56,6 @@ def linux_properties(request: SessionRequest) -> dict[str, Any]:
     if not isinstance(linux, dict):
         raise SessionFailure("document has no properties.linux for this platform")
     return linux
-
-
-def go_sorted(value: Any) -> Any:
-    """Go marshals maps with sorted keys; document properties are maps."""
-    if isinstance(value, dict):
-        return {key: go_sorted(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [go_sorted(item) for item in value]
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,22 +111,23 @@ class SessionHandler(abc.ABC):
         started = time.monotonic_ns()
         self._handshake_response = asyncio.get_running_loop().create_future()
         self.accept_input()
-        action = {
-            "ActionType": "SessionType",
-            "ActionParameters": {"SessionType": session_type, "Properties": go_sorted(properties)},
-        }
         # KMS encryption as AWS's agent asks for it: when the preferences name a key, never for ports.
         key_id = encryption.kms_key_id(self.request) if session_type != "Port" else ""
-        actions = [action, encryption.requested_action(key_id)] if key_id else [action]
-        request = {"AgentVersion": AGENT_VERSION, "RequestedClientActions": actions}
-        await self.channel.send(PayloadType.HANDSHAKE_REQUEST, go_json(request))
+        request = messages.handshake_request(
+            session_type,
+            properties,
+            kms_key_id=key_id or None,
+            challenge=encryption.handshake_challenge() if key_id else None,
+        )
+        await self.channel.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
         response = await self._await_input(self._handshake_response)
         result = _check_handshake_response(response)
         if key_id:
             await self._start_encryption(response)
-        message = CUSTOMER_MESSAGE if key_id else ""
-        complete = {"HandshakeTimeToComplete": time.monotonic_ns() - started, "CustomerMessage": message}
-        await self.channel.send(PayloadType.HANDSHAKE_COMPLETE, go_json(complete))
+        complete = messages.HandshakeComplete(
+            time.monotonic_ns() - started, CUSTOMER_MESSAGE if key_id else ""
+        )
+        await self.channel.send(PayloadType.HANDSHAKE_COMPLETE, complete.encode())
         return result
 
     async def _await_input(self, waiter: asyncio.Future[Frame]) -> Frame:
@@ -153,20 +144,22 @@ class SessionHandler(abc.ABC):
         try:
             cipher = await encryption.session_cipher(
                 self.kms,
-                response.json(),
+                messages.parse_handshake_response(response.payload).actions,
                 session_id=self.request.session_id,
                 instance_id=self.channel.instance_id,
             )
-        except (encryption.KmsFailure, FrameError) as exc:
+        except (encryption.KmsFailure, messages.MessageError) as exc:
             raise SessionFailure(f"KMS encryption failed: {exc}") from exc
         self._cipher = cipher
         self._challenge_response = asyncio.get_running_loop().create_future()
         secret, challenge = cipher.challenge()
-        await self.channel.send(PayloadType.ENC_CHALLENGE_REQUEST, EncryptionChallenge(challenge).encode())
+        await self.channel.send(
+            PayloadType.ENC_CHALLENGE_REQUEST, messages.EncryptionChallenge(challenge).encode()
+        )
         answer = await self._await_input(self._challenge_response)
         try:
-            answered = parse_encryption_challenge(answer.payload).challenge
-        except MessageError as exc:
+            answered = messages.parse_encryption_challenge(answer.payload).challenge
+        except messages.MessageError as exc:
             raise SessionFailure(f"KMS encryption failed: {exc}") from exc
         if not cipher.check_answer(secret, answered):
             raise SessionFailure("KMS encryption failed: the client's challenge response does not match")
@@ -183,23 +176,15 @@ class SessionHandler(abc.ABC):
 
 def _check_handshake_response(frame: Frame) -> HandshakeResult:
     try:
-        body = frame.json()
-    except FrameError as exc:
+        response = messages.parse_handshake_response(frame.payload)
+    except messages.MessageError as exc:
         raise SessionFailure(f"Handshake failed: {exc}") from exc
-    if not isinstance(body, dict):
-        raise SessionFailure("Handshake failed: response is not an object")
-    errors = body.get("Errors")
-    if isinstance(errors, list) and errors:
-        raise SessionFailure("Handshake failed: " + "; ".join(str(item) for item in errors))
-    actions = body.get("ProcessedClientActions")
-    if not isinstance(actions, list):
+    if response.errors:
+        raise SessionFailure("Handshake failed: " + "; ".join(response.errors))
+    if not response.actions:
         raise SessionFailure("Handshake failed: no ProcessedClientActions")
-    for action in actions:
-        if not isinstance(action, dict) or action.get("ActionStatus") != ACTION_SUCCESS:
-            detail = action.get("Error") if isinstance(action, dict) else None
-            name = action.get("ActionType") if isinstance(action, dict) else "?"
-            raise SessionFailure(f"Handshake failed: client could not process {name}: {detail or 'failed'}")
-    version = body.get("ClientVersion")
-    standard = {"ClientVersion", "ProcessedClientActions", "Errors"}
-    extensions = {key: value for key, value in body.items() if key not in standard}
-    return HandshakeResult(client_version=version if isinstance(version, str) else "", extensions=extensions)
+    for action in response.actions:
+        if action.action_status != messages.ActionStatus.SUCCESS:
+            detail = action.error or "failed"
+            raise SessionFailure(f"Handshake failed: client could not process {action.action_type}: {detail}")
+    return HandshakeResult(response.client_version, dict(response.extensions))
