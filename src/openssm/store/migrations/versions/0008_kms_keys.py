@@ -1,13 +1,6 @@
-"""KMS session encryption: the keys (material encrypted under the master key) and their aliases
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-07
-"""
+"""KMS session encryption: the keys (material encrypted under the master key) and their aliases"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0008"
 down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
