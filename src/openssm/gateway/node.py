@@ -351,7 +351,7 @@ class GatewayNode:
             else None,
             clock=self.clock.monotonic,
             restored_deadline=deadline if restored else None,
-            age=age,
+            age=age if restored else 0.0,
         )
         self.relays[relay.session_id] = relay
         self._session_event(relay, opened=True)
