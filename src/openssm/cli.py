@@ -59,6 +59,18 @@ def _access() -> click.Command:
     return access_group
 
 
+def _join_session() -> click.Command:
+    from openssm.client.join_cli import join_session_command
+
+    return join_session_command
+
+
+def _set_session_join_policy() -> click.Command:
+    from openssm.client.join_cli import set_join_policy_command
+
+    return set_join_policy_command
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -75,6 +87,8 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "run": _run,
     "login": _login,
     "access": _access,
+    "join-session": _join_session,
+    "set-session-join-policy": _set_session_join_policy,
 }
 
 

@@ -335,5 +335,19 @@ def proxied_system(tmp_path: pathlib.Path) -> Iterator[ProxiedSystem]:
             server.stop()
 
 
+def key_env(server: Server, key: dict[str, str], tmp_path: pathlib.Path) -> dict[str, str]:
+    """The environment of a user whose access key (``create_access_key``'s answer) is all it has."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=key["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+        AWS_DEFAULT_REGION=server.region,
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    )
+    return env
+
+
 def dump_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)

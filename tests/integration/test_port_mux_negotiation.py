@@ -166,7 +166,7 @@ async def test_agent_refuses_input_beyond_the_fast_path_limit() -> None:
         await client_handshake(client, extensions={FAST_PATH_ACCEPTED: FAST_PATH_VERSION})
         too_big = await client.send_input(PayloadType.OUTPUT, b"\x02" * (FAST_PATH_PAYLOAD + 1))
         fits = await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
-        await asyncio.sleep(0.3)
+        await client.wait_for(lambda: fits.sequence_number in client.acked_inputs, "the Terminate acked")
         # Dropped unacked (a client resends; ours never sends more than the limit), so the
         # Terminate behind it is held (acked, out of order) and not acted on.
         assert too_big.sequence_number not in client.acked_inputs

@@ -20,7 +20,7 @@ from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, Ses
 from openssm.client.output import Console
 from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
 from openssm.client.scope import Scope
-from openssm.client.shell import ShellSession
+from openssm.client.shell import JoinStyle, ShellSession
 from openssm.client.terminal import READ_CHUNK
 from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import (
@@ -67,6 +67,7 @@ class ClientOptions:
     # Largest Output payload for port data. AWS's plugin never sends more than 1 KiB; OpenSSM's
     # gateway and agent take up to 64 KiB, which moves bulk data about ten times faster.
     max_chunk: int = READ_CHUNK
+    joining: JoinStyle | None = None  # set by `openssm join-session`: someone else's session
 
 
 def chunk_size_from_env(default: int) -> int:
@@ -229,7 +230,11 @@ class SessionDispatcher:
 
     def _shell(self) -> ShellSession:
         return ShellSession(
-            self._channel, self._console, stdin_fd=self._options.stdin_fd, stdout_fd=self._console.fd
+            self._channel,
+            self._console,
+            stdin_fd=self._options.stdin_fd,
+            stdout_fd=self._console.fd,
+            joining=self._options.joining,
         )
 
     async def _activate(self) -> None:

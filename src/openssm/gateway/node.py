@@ -19,7 +19,14 @@ from openssm.bus import node_channel
 from openssm.errors import OpenSSMError
 from openssm.gateway import messages
 from openssm.gateway.control import ControlChannel
-from openssm.gateway.extension import NODE_BUS_MESSAGES, NODE_CONTROL_MESSAGES, NodeExtension, routes
+from openssm.gateway.extension import (
+    NODE_BUS_MESSAGES,
+    NODE_CHANNEL_KINDS,
+    NODE_CONTROL_MESSAGES,
+    ExtensionChannel,
+    NodeExtension,
+    routes,
+)
 from openssm.gateway.peer import Peer
 from openssm.gateway.session import RESUME_EXPIRED_REASON, SessionRelay, limit_seconds
 from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
@@ -65,6 +72,7 @@ class GatewayNode:
         self.extensions = tuple(extensions)
         self._bus_routes = routes(self.extensions, lambda e: e.bus_messages, NODE_BUS_MESSAGES)
         self._control_routes = routes(self.extensions, lambda e: e.control_messages, NODE_CONTROL_MESSAGES)
+        self._channel_routes = routes(self.extensions, lambda e: e.channel_kinds, NODE_CHANNEL_KINDS)
         self.controls: dict[str, ControlChannel] = {}
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -280,6 +288,24 @@ class GatewayNode:
             )
 
     # -- sessions ---------------------------------------------------------------------------------
+
+    @property
+    def channel_kinds(self) -> frozenset[str]:
+        """Data-channel token kinds served here: the client's, and those extensions claim."""
+        return NODE_CHANNEL_KINDS | frozenset(self._channel_routes)
+
+    def live_session(self, session_id: str) -> SessionRelay | None:
+        relay = self.relays.get(session_id)
+        return None if relay is None or relay.ended else relay
+
+    async def serve_channel(self, channel: ExtensionChannel) -> None:
+        """A data channel opened with a token an extension claims: that extension serves it."""
+        if self._stopping:
+            raise SessionRefused("The gateway is shutting down")
+        extension = self._channel_routes.get(channel.kind)
+        if extension is None:
+            raise SessionRefused(f"No data channel of kind {channel.kind} is served here")
+        await extension.serve_channel(channel)
 
     def forget(self, relay: SessionRelay) -> None:
         if self.relays.get(relay.session_id) is relay:

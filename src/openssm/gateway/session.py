@@ -18,17 +18,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.clock import Clock
 from openssm.gateway import messages
+from openssm.gateway.injection import Injector, SplicedStream
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import Frame, FrameError, MessageType, acked_sequence
+from openssm.protocol.frames import Frame, FrameError, MessageType, PayloadType, acked_sequence
+from openssm.protocol.joining import joinable
 from openssm.protocol.session_status import SessionStatus
+from openssm.protocol.splice import SpliceFull
 from openssm.store import sessions as store
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ MAX_DURATION_REASON = "Session reached maximum duration"
 RESUME_EXPIRED_REASON = "Session resume window expired"
 AGENT_GONE_REASON = "Agent closed the data channel"
 AGENT_ENDED_REASON = "Session ended by the agent"
+
+INJECTION_RESEND: Final = 0.3  # seconds between resends of the gateway's own unacked messages
 
 _CLIENT_TO_AGENT = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
 _AGENT_TO_CLIENT = frozenset({MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
@@ -146,6 +151,10 @@ class SessionRelay:
         self._releasing: asyncio.Task[None] | None = None
         if self._gate_acks and tap is not None:
             tap.on_durable = self._on_durable
+        # Shell sessions can take messages of the gateway's own (live-session join): see injection.
+        self.injector = Injector() if joinable(self.row) is None else None
+        self.output_started = False  # the agent's first Output went by: the terminal is running
+        self._resender: asyncio.Task[None] | None = None
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
         if restored_deadline is not None:
             self._start_timer(
@@ -208,10 +217,40 @@ class SessionRelay:
             self.last_activity = self._clock()
             if self.tap is not None:
                 self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
-        elif self._gate_acks and self._hold_ack(data, head):
+        if self.injector is not None:
+            spliced = await self._splice(
+                data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
+            )
+            if spliced is None:
+                return
+            if spliced is not data:
+                data, head = spliced, messages.peek(spliced)
+        # After the splice, an ack counts in the agent's numbering, as the recording does.
+        if head.message_type == MessageType.ACKNOWLEDGE and self._gate_acks and self._hold_ack(data, head):
             return
+        await self._to_agent_side(data)
+
+    async def _to_agent_side(self, data: bytes) -> None:
         if self.agent is None or not await self.agent.send(data):
             self._to_agent.append(data)
+
+    async def _to_client_side(self, data: bytes) -> None:
+        if self.client is None or not await self.client.send(data):
+            self._to_client.append(data)
+
+    @staticmethod
+    async def _splice(
+        data: bytes, message_type: str, outgoing: SplicedStream, incoming: SplicedStream, sender: Peer | None
+    ) -> bytes | None:
+        """A frame from ``sender``: its stream frame renumbered (``outgoing``), or its ack of the
+        other direction (``incoming``) mapped back to the other side's numbers. None when nothing
+        goes on (an ack of the gateway's own message, or a resend answered here)."""
+        if message_type != outgoing.message_type:
+            return incoming.from_receiver(data)
+        forward, answer = outgoing.from_sender(data)
+        if answer is not None and sender is not None:
+            await sender.send(answer)
+        return forward
 
     async def from_agent(self, data: bytes) -> None:
         if self.ended:
@@ -235,8 +274,71 @@ class SessionRelay:
             self.last_activity = self._clock()
             if self.tap is not None:
                 self.tap.output(_payload(data, head), head.payload_type, frame_sequence(data))
-        if self.client is None or not await self.client.send(data):
-            self._to_client.append(data)
+            if head.payload_type == PayloadType.OUTPUT:
+                self.output_started = True
+        if self.injector is not None:
+            spliced = await self._splice(
+                data, head.message_type, self.injector.to_client, self.injector.to_agent, self.agent
+            )
+            if spliced is None:
+                return
+            data = spliced
+        await self._to_client_side(data)
+
+    # -- the gateway's own messages (live-session join) ------------------------------------------
+
+    def can_inject(self) -> bool:
+        return self.injector is not None and self.output_started and not self.ended
+
+    async def inject_output(self, payload: bytes) -> bool:
+        """Show ``payload`` on the owner's terminal (and to the taps, so the recording and the
+        watchers have it too); False when this session cannot take it (yet)."""
+        if not self.can_inject() or self.injector is None:
+            return False
+        try:
+            data = self.injector.to_client.inject(PayloadType.OUTPUT, payload)
+        except SpliceFull:
+            return False
+        if self.tap is not None:
+            self.tap.output(payload, PayloadType.OUTPUT)
+        await self._to_client_side(data)
+        self._resend_soon()
+        return True
+
+    async def inject_input(self, payload: bytes) -> bool:
+        """Type ``payload`` into the session's terminal, after whatever the owner typed before."""
+        if not self.can_inject() or self.injector is None:
+            return False
+        try:
+            data = self.injector.to_agent.inject(PayloadType.OUTPUT, payload)
+        except SpliceFull:
+            return False
+        self.bytes_in += len(payload)
+        self.last_activity = self._clock()
+        if self.tap is not None:
+            self.tap.input(payload, PayloadType.OUTPUT)
+        await self._to_agent_side(data)
+        self._resend_soon()
+        return True
+
+    def _resend_soon(self) -> None:
+        if self._resender is None or self._resender.done():
+            self._resender = self.node.background(self._resend(), f"inject-resend-{self.session_id}")
+
+    async def _resend(self) -> None:
+        """Every sender resends what is unacknowledged (§2.3); the gateway too, for its own."""
+        injector = self.injector
+        while injector is not None and not self.ended:
+            await asyncio.sleep(INJECTION_RESEND)
+            for_client, for_agent = injector.to_client.unacknowledged, injector.to_agent.unacknowledged
+            if not for_client and not for_agent:
+                return
+            for data in for_client:
+                if self.client is not None:
+                    await self.client.send(data)
+            for data in for_agent:
+                if self.agent is not None:
+                    await self.agent.send(data)
 
     def _hold_ack(self, data: bytes, head: messages.Peek) -> bool:
         """Keep the client's ack for output the recording does not hold yet (True: kept)."""
@@ -268,8 +370,7 @@ class SessionRelay:
                 if durable is not None and sequence >= durable
             ]
             for data in ready:
-                if self.agent is None or not await self.agent.send(data):
-                    self._to_agent.append(data)
+                await self._to_agent_side(data)
 
     # -- one side goes away -----------------------------------------------------------------------
 
@@ -375,6 +476,8 @@ class SessionRelay:
         self._cancel_timer()
         if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
+        if self._resender is not None and self._resender is not asyncio.current_task():
+            self._resender.cancel()
         closed = messages.channel_closed(self.session_id, self.target, client_output)
         if self.client is not None and await self.client.send(closed):
             self.node.background(self.client.close_after(LINGER), f"close-client-{self.session_id}")

@@ -48,6 +48,27 @@ def _listen(value: str) -> tuple[str, int]:
     return host, number
 
 
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach ``host``: a loopback address, or the name ``localhost`` (RFC 6761
+    keeps it, and names under it, on the loopback interface). Any other name may resolve anywhere."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+PLAIN_HTTP_REFUSED = (
+    "refusing to serve plain HTTP on {host}, which is not a loopback address: access keys' "
+    "signatures, console passwords and cookies, session tokens and every session's bytes would "
+    "cross the network in clear. Serve TLS with --tls-cert and --tls-key (TOML keys tls-cert and "
+    "tls-key), or, when a TLS-terminating proxy in front of this node is the only thing that can "
+    "reach it, pass --insecure-http (TOML: insecure-http = true)."
+)
+
+
 def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=False))
@@ -101,6 +122,13 @@ def _cidr(value: str) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
     default=None,
     help="PEM private key for --tls-cert.",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=False,
+    help="Serve plain HTTP on an address that is not loopback (refused without it): only behind a "
+    "TLS-terminating proxy, or on a network nobody else can reach.",
 )
 @click.option(
     "--database-url",
@@ -162,6 +190,7 @@ def server_command(
     account_id: str,
     tls_cert: pathlib.Path | None,
     tls_key: pathlib.Path | None,
+    insecure_http: bool,
     database_url: str | None,
     redis_url: str | None,
     node_id: str | None,
@@ -185,6 +214,8 @@ def server_command(
     if not (len(account_id) == 12 and account_id.isdigit()):
         raise click.BadParameter("must be 12 digits", param_hint="--account-id")
     host, port = _listen(listen)
+    if tls_cert is None and not insecure_http and not is_loopback(host):
+        raise click.UsageError(PLAIN_HTTP_REFUSED.format(host=host))
     scheme = "https" if tls_cert else "http"
     # A wildcard listen address is not somewhere a client can connect to: advertise the host name.
     advertised = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host

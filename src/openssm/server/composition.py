@@ -16,6 +16,7 @@ from openssm.api.access import tasks as access_tasks
 from openssm.console import app as console_app
 from openssm.gateway import app as gateway_app
 from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.join import SessionJoins
 from openssm.gateway.metrics import GatewayMetrics
 from openssm.gateway.node import GatewayNode
 from openssm.gateway.settings import GatewaySettings
@@ -48,7 +49,12 @@ def compose(services: Services) -> Server:
         app,
         services,
         settings=GatewaySettings(resume_window=services.config.resume_window_seconds),
-        extensions=(RunCommandJobs(services), SessionLogging(services), GatewayMetrics(services.metrics)),
+        extensions=(
+            RunCommandJobs(services),
+            SessionLogging(services),
+            GatewayMetrics(services.metrics),
+            SessionJoins(services.engine),
+        ),
     )
     console_app.install(app, services)  # /console/
     access_tasks.install(app, services)  # just-in-time grants ended on time; the access webhook

@@ -277,7 +277,8 @@ sessions = Table(
     Index("ix_sessions_target", "target"),
 )
 
-# Single-use channel tokens. kind: "client" (StreamUrl open frame), "agent-data", "agent-control".
+# Single-use channel tokens. kind: "client" (StreamUrl open frame), "agent-data", "agent-control",
+# "join-read" | "join-write" (JoinSession).
 channel_tokens = Table(
     "channel_tokens",
     metadata,
@@ -498,3 +499,12 @@ __all__ = [name for name, value in globals().items() if isinstance(value, Table)
     "metadata",
     "UtcDateTime",
 ]
+
+# Live sessions whose owner refuses joins (OpenSSM's SetSessionJoinPolicy): a row while refused.
+session_join_refusals = Table(
+    "session_join_refusals",
+    metadata,
+    Column("session_id", String(96), primary_key=True),
+    Column("refused_by", String(2048), nullable=False),
+    Column("refused_at", UtcDateTime, nullable=False),
+)
