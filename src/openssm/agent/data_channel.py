@@ -256,12 +256,19 @@ class DataChannel:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.warning("session %s: reconnect %d failed: %s", self.session_id, attempt, exc)
             else:
-                for data in self.stream.all_unacked():
-                    await self._send_raw(data)
+                # Resent beside the read loop, not in it: with both ends resending a large backlog
+                # at once (after a server restart) and neither reading, each would wait on the other.
+                self._tasks.append(
+                    asyncio.create_task(self._resend_unacked(), name=f"data-replay-{self.session_id}")
+                )
                 return True
             await asyncio.sleep(delay)
             delay = min(RECONNECT_MAX, delay * 2)
         return False
+
+    async def _resend_unacked(self) -> None:
+        for data in self.stream.all_unacked():
+            await self._send_raw(data)
 
     async def _on_frame(self, data: bytes | bytearray) -> None:
         try:

@@ -109,6 +109,7 @@ class DataChannel:
         self._send_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
         self._closing = False
+        self._replay: asyncio.Task[None] | None = None  # resending the unacked after a reconnect
         self.stalled = False
         self.acks_received = 0
         self._allow_no_digest = False
@@ -206,6 +207,8 @@ class DataChannel:
         finally:
             resender.cancel()
             pinger.cancel()
+            if self._replay is not None:
+                self._replay.cancel()
 
     async def _read_until_closed(self, handler: StreamHandler) -> str | None:
         ws = self._ws
@@ -327,7 +330,13 @@ class DataChannel:
                     raise
                 continue
             break
-        # Sequence numbers continue: replay what the agent has not acked yet.
+        # Sequence numbers continue: replay what the agent has not acked yet, beside the read loop
+        # (in it, with the agent resending a backlog too and neither reading, each would wait).
+        if self._replay is not None:
+            self._replay.cancel()
+        self._replay = asyncio.create_task(self._replay_unacked())
+
+    async def _replay_unacked(self) -> None:
         for data in self.endpoint.all_unacked():
             await self._write(data)
 

@@ -381,6 +381,8 @@ class GatewayNode:
         )
         self.relays[relay.session_id] = relay
         self._session_event(relay, opened=True)
+        if restored:
+            log.info("session %s picked up again: its ends are re-dialling", relay.session_id)
         return relay
 
     def _taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:
