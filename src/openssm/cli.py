@@ -29,6 +29,12 @@ def _admin() -> click.Command:
     return admin_group
 
 
+def _audit() -> click.Command:
+    from openssm.server.audit_cli import audit_group
+
+    return audit_group
+
+
 def _agent() -> click.Command:
     from openssm.agent.cli import agent_group
 
@@ -81,6 +87,7 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "server": _server,
     "quickstart": _quickstart,
     "admin": _admin,
+    "audit": _audit,
     "agent": _agent,
     "start-session": _start_session,
     "logs": _logs,

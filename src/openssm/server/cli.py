@@ -241,13 +241,14 @@ def server_command(
     )
     configure(log_level, log_format)
     # Server code is imported only when the command runs.
+    from openssm.logs.integrity import IntegrityError
     from openssm.server.bootstrap import BootstrapError
     from openssm.server.process import run
     from openssm.store.secrets import SecretCipherError
 
     try:
         run(config)
-    except (BootstrapError, SecretCipherError) as exc:
+    except (BootstrapError, SecretCipherError, IntegrityError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. the port is taken
         raise click.ClickException(f"cannot serve on {listen}: {exc}") from exc

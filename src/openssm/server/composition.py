@@ -20,6 +20,7 @@ from openssm.gateway.join import SessionJoins
 from openssm.gateway.metrics import GatewayMetrics
 from openssm.gateway.node import GatewayNode
 from openssm.gateway.settings import GatewaySettings
+from openssm.logs import integrity
 from openssm.logs.service import SessionLogging
 from openssm.ops import requestid
 from openssm.server import health
@@ -59,6 +60,7 @@ def compose(services: Services) -> Server:
     console_app.install(app, services)  # /console/
     access_tasks.install(app, services)  # just-in-time grants ended on time; the access webhook
     health.install(app, services)  # /healthz, /readyz
+    integrity.install(app, services)  # signed digests of the audit trail and session recordings
 
     async def log_upload_backlog() -> None:
         count = await log_uploads.backlog(services.engine, services.config.node_id)

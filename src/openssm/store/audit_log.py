@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
 
-from openssm.store.rows import Db, JsonObject, every, execute
+from openssm.store.rows import Db, JsonObject, every, execute, writing
 from openssm.store.tables import audit_log
 
 # Who a service event's row names: the server itself (CloudTrail's ``invokedBy`` of an AwsServiceEvent).
@@ -48,6 +48,12 @@ class AuditEntry(TypedDict):
 
 async def record(db: Db, *, now: dt.datetime, **entry: Unpack[AuditEntry]) -> None:
     await execute(db, sa.insert(audit_log).values(time=now, **entry))
+
+
+async def record_many(db: Db, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Several rows in one statement: each an :class:`AuditEntry` with its ``time``."""
+    async with writing(db) as conn:
+        await conn.execute(sa.insert(audit_log), list(rows))
 
 
 async def record_service_event(
@@ -104,3 +110,17 @@ async def lookup(db: Db, query: AuditQuery) -> list[AuditRow]:
         sa.select(audit_log).where(*_conditions(query)).order_by(audit_log.c.id.desc()).limit(query.limit)
     )
     return await every(db, statement, AuditRow)
+
+
+async def after(db: Db, after_id: int, *, limit: int) -> list[AuditRow]:
+    """Rows after ``after_id``, oldest first, at most ``limit``: what the sealer looks at next."""
+    statement = sa.select(audit_log).where(audit_log.c.id > after_id).order_by(audit_log.c.id).limit(limit)
+    return await every(db, statement, AuditRow)
+
+
+async def id_range(db: Db, first_id: int, last_id: int | None) -> list[AuditRow]:
+    """Rows with ``first_id`` <= id (<= ``last_id``), oldest first: what a verifier checks."""
+    condition = audit_log.c.id >= first_id
+    if last_id is not None:
+        condition = sa.and_(condition, audit_log.c.id <= last_id)
+    return await every(db, sa.select(audit_log).where(condition).order_by(audit_log.c.id), AuditRow)

@@ -363,6 +363,21 @@ audit_log = Table(
     Index("ix_audit_log_time", "time"),
 )
 
+# Signed digests of the audit trail (as CloudTrail's digest files): each covers the audit rows after
+# the previous digest's last one, lists every row's hash, carries the chain of those hashes and the
+# previous digest's hash, and is signed with the server's Ed25519 audit key (kept apart from the
+# data directory). ``sequence`` is unique, so of two nodes sealing at once one wins.
+audit_digests = Table(
+    "audit_digests",
+    metadata,
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("first_id", Integer, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # canonical JSON, exactly as signed
+    Column("signature", String(128), nullable=False),  # base64 Ed25519 signature of body
+)
+
 # -- console ------------------------------------------------------------------------------------
 # Browser console sign-ins. The cookie carries a random token; only its SHA-256 is stored, and the
 # CSRF token (derived from the cookie token) likewise. Sign-out sets ``revoked_at``.
@@ -507,4 +522,14 @@ session_join_refusals = Table(
     Column("session_id", String(96), primary_key=True),
     Column("refused_by", String(2048), nullable=False),
     Column("refused_at", UtcDateTime, nullable=False),
+)
+
+# Sessions into whose stream a gateway node put messages of its own (live-session join): their
+# numbering lives in that node's memory, so no other relay (after a restart, or on another node
+# after a crash) may carry them on.
+renumbered_sessions = Table(
+    "renumbered_sessions",
+    metadata,
+    Column("session_id", String(96), primary_key=True),
+    Column("since", UtcDateTime, nullable=False),
 )
