@@ -157,7 +157,9 @@ def server_restart(sig: signal.Signals) -> Callable[[Rig, float], float]:
         assert rig.server.process is not None
         rig.server.process.stop(sig, timeout=30)
         rig.server.start()  # returns once it listens
-        return time.monotonic()
+        back = time.monotonic()
+        rig.agent.wait_online(60)  # its control channel too, before the next fault or session
+        return back
 
     return inject
 
@@ -308,8 +310,11 @@ def main() -> None:
     parser.add_argument(
         "--kinds", default="", help="only the fault kinds whose name holds this text (e.g. 'restart')"
     )
+    parser.add_argument("--work-dir", type=pathlib.Path, help="keep the processes' logs here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, rig(pathlib.Path(tmp)) as running:
+    with contextlib.ExitStack() as stack:
+        work = args.work_dir or pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        running = stack.enter_context(rig(work))
         kinds = [
             kind
             for kind in FAULT_KINDS

@@ -148,7 +148,11 @@ def _serialised(service: str, operation: str) -> bytes | None:
     return body if isinstance(body, bytes) else str(body).encode()
 
 
-_SERVICES = {"AmazonSSM": "ssm", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101": "cloudtrail"}
+_SERVICES = {
+    "AmazonSSM": "ssm",
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101": "cloudtrail",
+    "TrentService": "kms",
+}
 
 
 def json_seeds(targets: list[str]) -> Iterator[bytes]:

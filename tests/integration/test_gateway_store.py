@@ -1,4 +1,5 @@
-"""The gateway's store entities on a real (SQLite) database: channel tokens and gateway nodes."""
+"""The gateway's store entities on a real (SQLite) database: channel tokens, gateway nodes, and the
+sessions a node carries."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import asyncio
 import datetime as dt
 import pathlib
 
-from openssm.store import channel_tokens, gateway_nodes
+import sqlalchemy as sa
+from tests.support.session_rows import session_row
+
+from openssm.store import channel_tokens, gateway_nodes, sessions
 from openssm.store.channel_tokens import TokenKind
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.tables import gateway_nodes as gateway_nodes_table
+from openssm.store.tables import sessions as sessions_table
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TTL = dt.timedelta(seconds=60)
@@ -78,5 +83,38 @@ async def test_gateway_node_announce_and_heartbeat(tmp_path: pathlib.Path) -> No
         await gateway_nodes.heartbeat(engine, "n1", "http://b", start, now=start + dt.timedelta(seconds=21))
         row = await gateway_nodes.get(engine, "n1")
         assert row is not None and row.last_seen_at == start + dt.timedelta(seconds=21)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_session_moves_to_one_surviving_node_and_is_suspended_unfinished(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Two survivors race to carry on a dead node's session: exactly one moves it. A suspended
+    session is Disconnected with its byte counts; an ended one is neither moved nor suspended."""
+    engine = make_engine(database_url_for(tmp_path))
+    await migrate(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(sessions_table),
+                [session_row("admin-1", "dead"), session_row("admin-2", "dead", status="Terminated")],
+            )
+        moved = await asyncio.gather(
+            *(
+                sessions.move_to_node(engine, "admin-1", from_node="dead", to_node=node)
+                for node in ("node-b", "node-c")
+            )
+        )
+        assert sorted(moved) == [False, True]
+        row = await sessions.get(engine, "admin-1")
+        assert row is not None and row.node_id == ("node-b" if moved[0] else "node-c")
+        assert not await sessions.move_to_node(engine, "admin-2", from_node="dead", to_node="node-b")
+        assert [r.session_id for r in await sessions.of_node(engine, row.node_id)] == ["admin-1"]
+
+        assert await sessions.suspend(engine, "admin-1", bytes_in=5, bytes_out=7)
+        row = await sessions.get(engine, "admin-1")
+        assert row is not None and (row.status, row.bytes_in, row.bytes_out) == ("Disconnected", 5, 7)
+        assert not await sessions.suspend(engine, "admin-2", bytes_in=1, bytes_out=1)
     finally:
         await engine.dispose()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from tests.support.gateway import running_gateway, wait_for
+from tests.support.session_rows import NOW, session_row
 
 from openssm.clock import ManualClock
 from openssm.gateway.settings import GatewaySettings
@@ -17,24 +18,6 @@ from openssm.store import gateway_nodes
 from openssm.store import sessions as session_store
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.tables import sessions
-
-NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-
-def session_row(session_id: str, node_id: str | None, status: str = "Connected") -> dict[str, object]:
-    return {
-        "session_id": session_id,
-        "target": "mi-0123456789abcdef0",
-        "document_name": "SSM-SessionManagerRunShell",
-        "session_type": "Standard_Stream",
-        "owner_arn": "arn:aws:iam::000000000000:user/admin",
-        "owner_name": "admin",
-        "status": status,
-        "parameters": {},
-        "document_content": {},
-        "node_id": node_id,
-        "start_date": NOW - dt.timedelta(minutes=5),
-    }
 
 
 async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from tests.integration.logs_support import MotoServer, session_lines
+from tests.support.session_rows import session_row
 
 from openssm.bus.inprocess import InProcessBus
 from openssm.clock import ManualClock
@@ -61,14 +62,7 @@ async def services(tmp_path: pathlib.Path) -> AsyncIterator[Services]:
 
 def _session(session_id: str, **inputs: Any) -> dict[str, Any]:
     return {
-        "session_id": session_id,
-        "target": "mi-0123456789abcdef0",
-        "document_name": "SSM-SessionManagerRunShell",
-        "session_type": "Standard_Stream",
-        "owner_arn": "arn:aws:iam::000000000000:user/admin",
-        "owner_name": "admin",
-        "status": "Connected",
-        "parameters": {},
+        **session_row(session_id, None),
         "document_content": {"schemaVersion": "1.0", "sessionType": "Standard_Stream", "inputs": inputs},
         "start_date": dt.datetime.now(dt.UTC),
     }

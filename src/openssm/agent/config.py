@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -196,6 +197,9 @@ class AgentSettings:
     # whether it gets sudo (AWS's agent always grants it; off here: least privilege by default).
     ssm_user: str = "ssm-user"
     ssm_user_sudo: bool = False
+    # Where the agent calls kms:Decrypt for KMS-encrypted sessions ("" = the node's API endpoint,
+    # which serves OpenSSM's KMS); AWS's agent calls this setting Kms.Endpoint.
+    kms_endpoint: str = ""
 
     @classmethod
     def load(cls, state_dir: pathlib.Path | None, env: Mapping[str, str] | None = None) -> AgentSettings:
@@ -240,6 +244,10 @@ def _coerce(name: str, value: Any) -> Any:
         if flag not in _FLAGS:
             raise StateError(f"agent setting {name}: invalid value {value!r} (true or false)")
         return _FLAGS[flag]
+    if name == "kms_endpoint":
+        if not isinstance(value, str) or (value and not re.fullmatch(r"https?://[^\s/]+/?", value)):
+            raise StateError(f"agent setting {name}: {value!r} is not an http(s) URL")
+        return value
     try:
         if name == "denied_networks":
             items = value.split(",") if isinstance(value, str) else list(value)

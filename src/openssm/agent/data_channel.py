@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Final
 
 import aiohttp
@@ -69,6 +70,8 @@ class DataChannel:
         )
         self.driver = ChannelDriver(core, peer=f"the gateway (session {session_id})", clock=SYSTEM_CLOCK)
         self.core = core
+        # OPENSSM-KMS: set once a KMS-encrypted session agreed its key: (payload type, payload) → payload.
+        self.encrypt: Callable[[int, bytes], bytes] | None = None
         self.ended = asyncio.Event()
         self.end_reason: EndReason | None = None
         self.close_output = ""
@@ -143,6 +146,10 @@ class DataChannel:
         """Send one stream message, waiting while publication is paused or the window is full."""
         if self.ended.is_set() or self._closing:
             raise ChannelEnded(self.end_reason.value if self.end_reason else "closed")
+        if self.encrypt is not None:  # OPENSSM-KMS: session encryption (agent/sessions/base.py)
+            payload = self.encrypt(
+                payload_type, b"".join(payload) if not isinstance(payload, bytes) else payload
+            )
         await self.driver.send(payload_type, payload)
 
     async def send_output(self, data: bytes, payload_type: int = PayloadType.OUTPUT) -> None:

@@ -15,6 +15,7 @@ from openssm.agent.config import AgentSettings
 from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
 from openssm.agent.credentials import RoleCredentials
 from openssm.agent.data_channel import EndReason
+from openssm.agent.encryption import KmsApi
 from openssm.agent.endpoints import Endpoints
 from openssm.agent.jobs import JobRunner
 from openssm.agent.mgs import MgsClient
@@ -188,7 +189,12 @@ class Agent:
             request.session_owner or "?",
         )
         session = Session(
-            request, mgs=self.mgs, instance_id=self.instance_id, settings=self.settings, report=self._report
+            request,
+            mgs=self.mgs,
+            instance_id=self.instance_id,
+            settings=self.settings,
+            report=self._report,
+            kms=KmsApi(self.ssm, self.settings.kms_endpoint),
         )
         self.sessions[request.session_id] = session
         task = asyncio.create_task(session.run(), name=f"session-{request.session_id}")

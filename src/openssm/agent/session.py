@@ -12,6 +12,7 @@ import aiohttp
 
 from openssm.agent.config import AgentSettings
 from openssm.agent.data_channel import ChannelEnded, DataChannel, EndReason
+from openssm.agent.encryption import KmsApi
 from openssm.agent.mgs import MgsClient, MgsError
 from openssm.agent.session_request import SessionRequest
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, error_output
@@ -40,10 +41,12 @@ class Session:
         instance_id: str,
         settings: AgentSettings,
         report: ReportCompletion,
+        kms: KmsApi | None = None,
     ) -> None:
         self.request = request
         self.settings = settings
         self._report = report
+        self._kms = kms
         self.channel = DataChannel(mgs, session_id=request.session_id, instance_id=instance_id)
 
     def cancel(self, reason: EndReason, output: str = "") -> None:
@@ -69,6 +72,7 @@ class Session:
             await self.channel.close(send_terminating=True)
             return outcome
         handler = handler_class(self.request, self.channel, self.settings)
+        handler.kms = self._kms
         work = asyncio.create_task(handler.run(), name=f"session-{self.request.session_id}")
         ended = asyncio.create_task(self.channel.ended.wait())
         try:

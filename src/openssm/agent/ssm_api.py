@@ -73,18 +73,24 @@ class SsmApi:
         self.credentials = credentials
 
     async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.call_service(self.url, "ssm", json_request_headers(operation), request)
+
+    async def call_service(
+        self, url: str, service: str, headers: dict[str, str], request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One JSON 1.1 call to ``service`` at ``url`` (KMS too: ``openssm.agent.encryption``)."""
         body = go_json(request)
-        headers = {**json_request_headers(operation), "Content-Length": str(len(body))}
+        headers = {**headers, "Content-Length": str(len(body))}
         signed = sign(
             "POST",
-            self.url,
+            url,
             headers,
             body,
             credentials=await self.credentials.current(),
             region=self.region,
-            service="ssm",
+            service=service,
             signed=["content-length", "content-type", "host", "x-amz-target"],
         )
         signed["User-Agent"] = USER_AGENT
-        async with self.http.post(self.url, data=body, headers=signed) as response:
+        async with self.http.post(url, data=body, headers=signed) as response:
             return await read_json_response(response)

@@ -27,7 +27,8 @@ SIGNING_NAMES = {
     "EC2WindowsMessageDeliveryService": "ec2messages",
     "Logs_20140328": "logs",
     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101": "cloudtrail",
-    "OpenSSM_20261201": "openssm",  # OpenSSM's own API (just-in-time access: openssm.api.access)
+    "OpenSSM_20261201": "openssm",
+    "TrentService": "kms",  # the KMS subset of KMS session encryption (openssm.api.kms)  # OpenSSM's own API (just-in-time access: openssm.api.access)
 }
 
 

@@ -179,6 +179,17 @@ def _single_header(req: HttpRequest, name: str, limit: int = MAX_AUTHORIZATION_L
     return values[0].strip()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Credential:
+    """A signature's ``Credential`` (key id and scope) and the headers it says it signed."""
+
+    key_id: str
+    date: str
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+
+
 def _parse_credential(value: str) -> tuple[str, str, str, str]:
     parts = value.split("/")
     if len(parts) != 5:
@@ -214,6 +225,38 @@ def _parse_signed_headers(value: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise incomplete_signature(f"SignedHeaders names a header twice: '{value[:200]}'")
     return names
+
+
+def _credential(req: HttpRequest, credential: str, signed_headers: str) -> _Credential:
+    key_id, date, region, service = _parse_credential(credential)
+    names = _parse_signed_headers(signed_headers)
+    _check_signed_headers(req, names)
+    return _Credential(key_id, date, region, service, names)
+
+
+def _signature(
+    algorithm: str,
+    credential: _Credential,
+    date: dt.datetime,
+    signature: str,
+    *,
+    expires: int | None,
+    security_token: str | None,
+) -> ParsedSignature:
+    """The parsed signature, presigned (query string) when it ``expires``."""
+    return ParsedSignature(
+        algorithm=algorithm,
+        access_key_id=credential.key_id,
+        date=date,
+        credential_date=credential.date,
+        region=credential.region,
+        service=credential.service,
+        signed_headers=credential.signed_headers,
+        signature=signature,
+        presigned=expires is not None,
+        expires=expires,
+        security_token=security_token,
+    )
 
 
 def _check_signed_headers(req: HttpRequest, names: tuple[str, ...]) -> None:
@@ -278,29 +321,22 @@ def _parse_header_form(req: HttpRequest, authorization: str) -> ParsedSignature:
         )
     if problems:
         raise incomplete_signature(" ".join(problems))
-    key_id, credential_date, region, service = _parse_credential(fields["Credential"])
-    signed_headers = _parse_signed_headers(fields["SignedHeaders"])
-    _check_signed_headers(req, signed_headers)
+    credential = _credential(req, fields["Credential"], fields["SignedHeaders"])
     if amz_date is not None:
         date = _parse_amz_date(amz_date)
     else:
         assert http_date is not None
-        if "date" not in signed_headers:
+        if "date" not in credential.signed_headers:
             raise incomplete_signature(
                 "There were headers present in the request which were not signed: date"
             )
         date = _parse_http_date(http_date)
-    _check_scope_date(credential_date, _format_amz_date(date))
-    return ParsedSignature(
-        algorithm=algorithm,
-        access_key_id=key_id,
-        date=date,
-        credential_date=credential_date,
-        region=region,
-        service=service,
-        signed_headers=signed_headers,
-        signature=_check_signature_text(fields["Signature"]),
-        presigned=False,
+    _check_scope_date(credential.date, _format_amz_date(date))
+    return _signature(
+        algorithm,
+        credential,
+        date,
+        _check_signature_text(fields["Signature"]),
         expires=None,
         security_token=_check_token(_single_header(req, "x-amz-security-token", MAX_SECURITY_TOKEN_LENGTH)),
     )
@@ -353,26 +389,19 @@ def _parse_query_form(req: HttpRequest, params: Mapping[str, str]) -> ParsedSign
         raise incomplete_signature(
             f"Unsupported AWS 'algorithm': '{algorithm[:64]}'; this service accepts only {ALGORITHM}."
         )
-    key_id, credential_date, region, service = _parse_credential(params["X-Amz-Credential"])
-    signed_headers = _parse_signed_headers(params["X-Amz-SignedHeaders"])
-    _check_signed_headers(req, signed_headers)
+    credential = _credential(req, params["X-Amz-Credential"], params["X-Amz-SignedHeaders"])
     amz_date = params["X-Amz-Date"]
     date = _parse_amz_date(amz_date)
-    _check_scope_date(credential_date, amz_date)
+    _check_scope_date(credential.date, amz_date)
     query_token = params.get("X-Amz-Security-Token")
     header_token = _single_header(req, "x-amz-security-token", MAX_SECURITY_TOKEN_LENGTH)
     if query_token is not None and header_token is not None and query_token != header_token:
         raise incomplete_signature("The request carries two different security tokens.")
-    return ParsedSignature(
-        algorithm=algorithm,
-        access_key_id=key_id,
-        date=date,
-        credential_date=credential_date,
-        region=region,
-        service=service,
-        signed_headers=signed_headers,
-        signature=_check_signature_text(params["X-Amz-Signature"]),
-        presigned=True,
+    return _signature(
+        algorithm,
+        credential,
+        date,
+        _check_signature_text(params["X-Amz-Signature"]),
         expires=_parse_expires(params["X-Amz-Expires"]),
         security_token=_check_token(query_token if query_token is not None else header_token),
     )

@@ -6,12 +6,13 @@ and exits 255, as the AWS CLI does."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeVar
 
 import click
@@ -124,12 +125,19 @@ def _api(options: dict[str, Any]) -> AccessApi:
     )
 
 
-def _run(work: Callable[[], dict[str, Any]], output: str) -> None:
+@contextlib.contextmanager
+def aws_cli_errors() -> Iterator[None]:
+    """A refused call prints the AWS CLI's error line and exits 255, as ``aws`` does."""
     try:
-        result = work()
+        yield
     except ApiError as exc:  # worded as botocore words it
         click.echo(f"\n{exc}", err=True)  # the AWS CLI's "\n%s\n"
         sys.exit(AWS_CLI_ERROR_EXIT)
+
+
+def _run(work: Callable[[], dict[str, Any]], output: str) -> None:
+    with aws_cli_errors():
+        result = work()
     _print(result, output)
 
 

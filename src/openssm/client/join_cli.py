@@ -11,14 +11,11 @@ Ctrl-] (typing ``exit`` would end the shell for everyone).
 from __future__ import annotations
 
 import sys
-from typing import Final
 
 import click
 
-from openssm.client.access_api import AccessApi, ApiError
-from openssm.client.access_cli import connection_options
-
-AWS_CLI_ERROR_EXIT: Final = 255
+from openssm.client.access_api import AccessApi
+from openssm.client.access_cli import AWS_CLI_ERROR_EXIT, aws_cli_errors, connection_options
 
 
 @click.command("join-session", short_help="Watch, or type into, someone's running shell session.")
@@ -44,14 +41,11 @@ def join_session_command(
     "(read-write)", and "left" when you go. Read-write (the default) types into the same shell, in
     order with its owner; Ctrl-] leaves. The session's owner may refuse joins
     (SetSessionJoinPolicy)."""
-    try:
+    with aws_cli_errors():
         api = AccessApi.configured(profile=profile, region=region, endpoint_url=endpoint_url)
         answer = api.call(
             "JoinSession", {"SessionId": session_id, "ReadOnly": read_only, "LastScreen": last_screen}
         )
-    except ApiError as exc:
-        click.echo(f"\n{exc}", err=True)  # the AWS CLI's "\n%s\n"
-        sys.exit(AWS_CLI_ERROR_EXIT)
     from openssm.client.api import parse_start_session_response
     from openssm.client.session import ClientOptions, run_session
     from openssm.client.shell import LEAVE_KEY, JoinStyle
@@ -82,10 +76,7 @@ def set_join_policy_command(
 ) -> None:
     """Refuse joins of a session you started (joiners already in it are ended too), or allow them
     again. Only the session's owner may; it is audited."""
-    try:
+    with aws_cli_errors():
         api = AccessApi.configured(profile=profile, region=region, endpoint_url=endpoint_url)
         api.call("SetSessionJoinPolicy", {"SessionId": session_id, "AllowJoins": not refuse})
-    except ApiError as exc:
-        click.echo(f"\n{exc}", err=True)
-        sys.exit(AWS_CLI_ERROR_EXIT)
     click.echo(f"Joins of {session_id} {'refused' if refuse else 'allowed'}.")

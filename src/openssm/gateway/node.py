@@ -395,10 +395,12 @@ class GatewayNode:
             else None,
             clock=self.clock.monotonic,
             restored_deadline=deadline if restored else None,
-            age=age,
+            age=age if restored else 0.0,
         )
         self.relays[relay.session_id] = relay
         self._session_event(relay, opened=True)
+        if restored:
+            log.info("session %s picked up again: its ends are re-dialling", relay.session_id)
         return relay
 
     def _taps_for(self, session: Mapping[str, Any]) -> list[SessionTap]:

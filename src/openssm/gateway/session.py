@@ -168,6 +168,7 @@ class SessionRelay:
     # -- pairing ----------------------------------------------------------------------------------
 
     async def attach_client(self, peer: Peer) -> None:
+        log.debug("session %s: client attached (agent %s)", self.session_id, "here" if self.agent else "away")
         old, self.client = self.client, peer
         if old is not None and old is not peer:
             self.node.background(old.close_after(0), f"close-old-client-{self.session_id}")
@@ -181,6 +182,9 @@ class SessionRelay:
             await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
 
     async def attach_agent(self, peer: Peer) -> None:
+        log.debug(
+            "session %s: agent attached (client %s)", self.session_id, "here" if self.client else "away"
+        )
         old, self.agent = self.agent, peer
         if old is not None and old is not peer:
             self.node.background(old.close_after(0), f"close-old-agent-{self.session_id}")

@@ -22,7 +22,10 @@ class GatewaySettings:
     open_frame_timeout: float = 30.0  # wait for the first text frame after the upgrade
     ws_heartbeat: float = 30.0  # ping interval; no pong within half of it = dead peer
     max_message_bytes: int = MAX_FRAME_SIZE
-    pending_frames: int = 2_000  # per direction, while the other side is away (peers retransmit)
+    # Per direction, while the other side is away. Room for a whole send window of messages (10,000,
+    # protocol.channel) and their acks: what does not fit is dropped oldest first, and an end resends
+    # those one per interval, so a backlog of small messages after a restart would crawl.
+    pending_frames: int = 20_000
     pending_bytes: int = 16 * 1024 * 1024
     heartbeat_interval: float = 10.0  # gateway_nodes.last_seen_at refresh
     watchdog_interval: float = 1.0  # idle/max-duration checks

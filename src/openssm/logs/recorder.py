@@ -129,6 +129,10 @@ class SessionRecorder:
             port_record.destination_of(session), mux_possible=port_record.is_local_port_forwarding(session)
         )
         self._broken = False
+        # KMS-encrypted (kmsKeyId): the gateway relays ciphertext it cannot read, so the recording
+        # keeps the session's events and how many encrypted bytes went each way, never the content.
+        self.encrypted = bool(self.preferences.kms_key_id) and not self.is_port
+        self._ciphertext = {"output": 0, "input": 0}
         if self._resume is not None:
             self._restore_port_totals(self._resume)
 
@@ -245,6 +249,8 @@ class SessionRecorder:
             return
         if self.is_port:
             self._port_events(self._port.output(payload_type, payload, t))
+        elif self.encrypted and payload_type in (OUTPUT, STDERR, EXIT_CODE):
+            self._ciphertext["output"] += len(payload)
         elif payload_type in (OUTPUT, STDERR):
             data = bytes(payload)
             self._write_cast(self._writer.output(data, t))
@@ -263,6 +269,8 @@ class SessionRecorder:
             size = usable_size(payload)
             if size is not None:
                 self._write_cast(self._writer.resize(size.cols, size.rows, t))
+        elif payload_type == OUTPUT and self.encrypted:
+            self._ciphertext["input"] += len(payload)
         elif payload_type == OUTPUT:
             self._write_cast(self._writer.input(bytes(payload), t))
         self._schedule_flush()
@@ -273,6 +281,14 @@ class SessionRecorder:
         else:
             self._write_cast(self._writer.finish(t))
             self._log_lines(self._transcript.finish())
+        if self.encrypted:
+            self._log_line(
+                f"Session {self.session_id} was encrypted end to end with KMS key {self.preferences.kms_key_id}: "
+                "the gateway relayed ciphertext only and recorded no content."
+            )
+            self._event(
+                {"t": round(t, 6), "event": "kms_encrypted", "ciphertext_bytes": dict(self._ciphertext)}
+            )
         self._event(
             {
                 "t": round(t, 6),

@@ -92,22 +92,32 @@ def cloudwatch_url(region: str, account: str, group: str, stream: str) -> str:
     return f"arn:aws:logs:{region}:{account}:log-group:{group}:log-stream:{stream}"
 
 
-class S3Sink:
-    def __init__(self, settings: SinkSettings) -> None:
-        self.settings = settings
+class _LazyClient:
+    """A boto3 client made on first use, once, whichever worker thread asks first."""
+
+    def __init__(self, service: str, region: str | None, endpoint_url: str | None) -> None:
+        self._service = service
+        self._region = region
+        self._endpoint_url = endpoint_url
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def client(self) -> Any:
+    def __call__(self) -> Any:
         with self._lock:
             if self._client is None:
                 self._client = boto3.client(
-                    "s3",
-                    region_name=self.settings.region,
-                    endpoint_url=self.settings.s3_endpoint_url,
+                    self._service,
+                    region_name=self._region,
+                    endpoint_url=self._endpoint_url,
                     config=_BOTO_CONFIG,
                 )
             return self._client
+
+
+class S3Sink:
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self.client = _LazyClient("s3", settings.region, settings.s3_endpoint_url)
 
     def upload(self, local_path: pathlib.Path, url: str, *, encryption: str | None = None) -> None:
         """Upload one file (multipart above the threshold, by boto3's transfer manager).
@@ -232,20 +242,8 @@ def session_events(
 class CloudWatchSink:
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self.client = _LazyClient("logs", settings.region, settings.logs_endpoint_url)
         self._streams: set[tuple[str, str]] = set()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = boto3.client(
-                    "logs",
-                    region_name=self.settings.region,
-                    endpoint_url=self.settings.logs_endpoint_url,
-                    config=_BOTO_CONFIG,
-                )
-            return self._client
 
     def _ensure_stream(self, group: str, stream: str) -> None:
         if (group, stream) in self._streams:

@@ -71,7 +71,8 @@ FAST_PATH_REORDER_LIMIT: Final = 16
 
 # The plugin gives up after ~3000 resends of one message (about 5 minutes).
 STALL_LIMIT_SECONDS: Final = 300.0
-# How often a driver should come back when nothing is due (AWS's programs poll every 100 ms).
+# How often a driver calls tick (AWS's programs poll every 100 ms; next_deadline says when the
+# next thing is due, for drivers and tests that wait exactly).
 IDLE_POLL: Final = 0.1
 # Timeout resends of the oldest message with no ack in between that mean "the peer was away" (one
 # alone may be a slow ack behind a queue of large messages: no reason to send the whole window).

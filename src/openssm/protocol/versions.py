@@ -59,11 +59,6 @@ def agent_compare(version: str, other: str) -> int | None:
     return (padded_left > padded_right) - (padded_left < padded_right)
 
 
-def _agent_at_least(version: str, floor: str) -> bool:
-    order = agent_compare(version, floor)
-    return order is not None and order >= 0
-
-
 # -- gates the plugin applies to the agent's AgentVersion ------------------------------------------
 
 MUX_MIN_AGENT_VERSION: Final = "3.0.196.0"
@@ -95,19 +90,17 @@ UPGRADE_NOTE_MAX_CLIENT_VERSION: Final = "1.2.295"
 
 def agent_uses_mux(client_version: str) -> bool:
     """The agent serves LocalPortForwarding over smux: ClientVersion >= 1.1.70."""
-    return _agent_at_least(client_version, MUX_MIN_CLIENT_VERSION)
+    return agent_compare(client_version, MUX_MIN_CLIENT_VERSION) in (0, 1)
 
 
 def agent_smux_keepalive_off(client_version: str) -> bool:
     """The agent disables smux keepalive: ClientVersion > 1.2.331.0."""
-    order = agent_compare(client_version, AGENT_KEEPALIVE_OFF_CLIENT_VERSION)
-    return order is not None and order > 0
+    return agent_compare(client_version, AGENT_KEEPALIVE_OFF_CLIENT_VERSION) == 1
 
 
 def needs_upgrade_note(client_version: str) -> bool:
     """NonInteractive sessions with separate streams warn old clients: ClientVersion <= 1.2.295."""
-    order = agent_compare(client_version, UPGRADE_NOTE_MAX_CLIENT_VERSION)
-    return order is not None and order <= 0
+    return agent_compare(client_version, UPGRADE_NOTE_MAX_CLIENT_VERSION) in (-1, 0)
 
 
 # -- gate the AWS CLI applies to the output of ``session-manager-plugin --version`` ---------------

@@ -533,3 +533,25 @@ renumbered_sessions = Table(
     Column("session_id", String(96), primary_key=True),
     Column("since", UtcDateTime, nullable=False),
 )
+
+# KMS keys served by OpenSSM's KMS API (``openssm.api.kms``): the 256-bit key material is kept only
+# encrypted under the server's master key (``SecretCipher``), never in clear.
+kms_keys = Table(
+    "kms_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("description", String(8192), nullable=False, default=""),
+    Column("key_state", String(32), nullable=False),  # Enabled | Disabled
+    Column("material_encrypted", LargeBinary, nullable=False),
+    Column("created_by", String(2048), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# KMS aliases ("alias/<name>"): the names users give keys.
+kms_aliases = Table(
+    "kms_aliases",
+    metadata,
+    Column("alias_name", String(256), primary_key=True),
+    Column("target_key_id", String(64), ForeignKey("kms_keys.key_id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

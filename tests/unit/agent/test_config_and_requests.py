@@ -97,6 +97,10 @@ def test_settings_from_file_and_environment(tmp_path: pathlib.Path) -> None:
         AgentSettings.from_mapping({"heartbeat_seconds": "-1"})
     with pytest.raises(StateError, match="invalid value"):
         AgentSettings.from_mapping({"denied_networks": "not-a-network"})
+    kms = AgentSettings.load(tmp_path, env={"OPENSSM_AGENT_KMS_ENDPOINT": "https://kms.example:8443"})
+    assert kms.kms_endpoint == "https://kms.example:8443" and AgentSettings().kms_endpoint == ""
+    with pytest.raises(StateError, match="not an http"):
+        AgentSettings.from_mapping({"kms_endpoint": "kms.example"})
 
 
 def shell_frame(content: object, task_id: str = "s-1") -> Frame:

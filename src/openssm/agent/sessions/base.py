@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from openssm.agent import encryption
 from openssm.agent.config import AgentSettings
 from openssm.agent.data_channel import DataChannel
 from openssm.agent.session_request import SessionRequest
@@ -17,6 +18,13 @@ from openssm.errors import OpenSSMError
 from openssm.protocol import messages
 from openssm.protocol.datachannel import StreamData
 from openssm.protocol.frames import Frame, PayloadType
+from openssm.protocol.session_cipher import (
+    CUSTOMER_MESSAGE,
+    ENCRYPTED_FROM_AGENT,
+    ENCRYPTED_TO_AGENT,
+    EncryptionError,
+    SessionCipher,
+)
 from openssm.transport.datachannel import Delivered
 
 log = logging.getLogger(__name__)
@@ -62,11 +70,16 @@ class HandshakeResult:
 class SessionHandler(abc.ABC):
     """One running session. ``run`` returns when the session's work is done."""
 
+    # kms:Decrypt for sessions whose preferences name a kmsKeyId (set by ``Session``).
+    kms: encryption.KmsApi | None = None
+
     def __init__(self, request: SessionRequest, channel: DataChannel, settings: AgentSettings) -> None:
         self.request = request
         self.channel = channel
         self.settings = settings
         self._handshake_response: asyncio.Future[Frame] | None = None
+        self._challenge_response: asyncio.Future[Frame] | None = None
+        self._cipher: SessionCipher | None = None
 
     @abc.abstractmethod
     async def run(self) -> Outcome: ...
@@ -75,11 +88,21 @@ class SessionHandler(abc.ABC):
         """A client stream message in sequence (handshake responses excluded)."""
 
     async def _on_input(self, frame: Frame) -> None:
-        if frame.payload_type == PayloadType.HANDSHAKE_RESPONSE:
-            waiter = self._handshake_response
+        if frame.payload_type in (PayloadType.HANDSHAKE_RESPONSE, PayloadType.ENC_CHALLENGE_RESPONSE):
+            waiter = (
+                self._handshake_response
+                if frame.payload_type == PayloadType.HANDSHAKE_RESPONSE
+                else self._challenge_response
+            )
             if waiter is not None and not waiter.done():
                 waiter.set_result(frame)
             return
+        if self._cipher is not None and frame.payload_type in ENCRYPTED_TO_AGENT:
+            try:
+                frame = dataclasses.replace(frame, payload=self._cipher.decrypt(frame.payload))
+            except EncryptionError as exc:
+                log.warning("session %s: dropped client input: %s", self.request.session_id, exc)
+                return
         await self.handle_input(frame)
 
     # The data channel's handler contract (transport.datachannel.ChannelHandler).
@@ -98,17 +121,67 @@ class SessionHandler(abc.ABC):
         started = time.monotonic_ns()
         self._handshake_response = asyncio.get_running_loop().create_future()
         self.accept_input()
-        request = messages.handshake_request(session_type, properties)
+        # KMS encryption as AWS's agent asks for it: when the preferences name a key, never for ports.
+        key_id = encryption.kms_key_id(self.request) if session_type != "Port" else ""
+        request = messages.handshake_request(
+            session_type,
+            properties,
+            kms_key_id=key_id or None,
+            challenge=encryption.handshake_challenge() if key_id else None,
+        )
         await self.channel.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
-        try:
-            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
-                response = await self._handshake_response
-        except TimeoutError:
-            raise SessionFailure(HANDSHAKE_TIMEOUT_MESSAGE) from None
+        response = await self._await_input(self._handshake_response)
         result = _check_handshake_response(response)
-        complete = messages.HandshakeComplete(time.monotonic_ns() - started)
+        if key_id:
+            await self._start_encryption(response)
+        complete = messages.HandshakeComplete(
+            time.monotonic_ns() - started, CUSTOMER_MESSAGE if key_id else ""
+        )
         await self.channel.send(PayloadType.HANDSHAKE_COMPLETE, complete.encode())
         return result
+
+    async def _await_input(self, waiter: asyncio.Future[Frame]) -> Frame:
+        try:
+            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+                return await waiter
+        except TimeoutError:
+            raise SessionFailure(HANDSHAKE_TIMEOUT_MESSAGE) from None
+
+    async def _start_encryption(self, response: Frame) -> None:
+        """kms:Decrypt of the client's data key, the challenge, then every stream payload encrypted."""
+        if self.kms is None:
+            raise SessionFailure("KMS encryption was requested but this agent has no KMS endpoint")
+        try:
+            cipher = await encryption.session_cipher(
+                self.kms,
+                messages.parse_handshake_response(response.payload).actions,
+                session_id=self.request.session_id,
+                instance_id=self.channel.instance_id,
+            )
+        except (encryption.KmsFailure, messages.MessageError) as exc:
+            raise SessionFailure(f"KMS encryption failed: {exc}") from exc
+        self._cipher = cipher
+        self._challenge_response = asyncio.get_running_loop().create_future()
+        secret, challenge = cipher.challenge()
+        await self.channel.send(
+            PayloadType.ENC_CHALLENGE_REQUEST, messages.EncryptionChallenge(challenge).encode()
+        )
+        answer = await self._await_input(self._challenge_response)
+        try:
+            answered = messages.parse_encryption_challenge(answer.payload).challenge
+        except messages.MessageError as exc:
+            raise SessionFailure(f"KMS encryption failed: {exc}") from exc
+        if not cipher.check_answer(secret, answered):
+            raise SessionFailure("KMS encryption failed: the client's challenge response does not match")
+        # OPENSSM-KMS: from here the data channel encrypts what the agent sends (see DataChannel.send).
+        self.channel.encrypt = lambda payload_type, payload: (
+            cipher.encrypt(payload) if payload_type in ENCRYPTED_FROM_AGENT else payload
+        )
+        log.info(
+            "session %s: encrypted with KMS key %s",
+            self.request.session_id,
+            encryption.kms_key_id(self.request),
+        )
 
 
 def _check_handshake_response(frame: Frame) -> HandshakeResult:

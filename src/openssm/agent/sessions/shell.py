@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Final
 
+from openssm.agent.encryption import kms_key_id
 from openssm.agent.pty_process import PtyProcess
 from openssm.agent.session_request import truthy
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 # After the shell exits, output still buffered in the PTY is collected for at most this long.
 TAIL_GRACE_SECONDS: Final = 0.2
+# Client messages held while a KMS-encrypted shell starts (the handshake accepts input before it).
+MAX_EARLY_INPUT: Final = 256
 
 
 def utf8_complete_length(data: bytes) -> int:
@@ -45,6 +48,8 @@ def utf8_complete_length(data: bytes) -> int:
 class PtySessionHandler(SessionHandler):
     """Runs one program on a PTY; the session ends when that program exits."""
 
+    _early_input: list[Frame] | None = None
+
     def _command(self, account: RunAs) -> tuple[str, list[str]]:
         """Executable and argv (argv[0] included)."""
         shell = account.login_shell
@@ -62,12 +67,9 @@ class PtySessionHandler(SessionHandler):
         return ""
 
     async def run(self) -> Outcome:
-        if str(self.request.inputs.get("kmsKeyId") or "").strip():
-            log.warning(
-                "session %s: kmsKeyId is set but this agent does not do KMS encryption; the session "
-                "is protected by the channel's TLS only",
-                self.request.session_id,
-            )
+        if kms_key_id(self.request):  # shells shake hands only to agree on KMS encryption (§2.4)
+            self._early_input = []  # what the client sends before the shell runs
+            await self.handshake(self.request.session_type, None)
         account = resolve_run_as(self.request, elevated=self._elevated(), settings=self.settings)
         executable, argv = self._command(account)
         try:
@@ -92,6 +94,9 @@ class PtySessionHandler(SessionHandler):
             if profile:
                 await self.pty.write(profile.encode() + b"\n")
             self.accept_input()
+            early, self._early_input = self._early_input or [], None
+            for frame in early:
+                await self.handle_input(frame)
             await self._pump_output()
             code = await self.pty.process.wait()
             log.info("session %s: process exited with %s", self.request.session_id, code)
@@ -139,6 +144,10 @@ class PtySessionHandler(SessionHandler):
         return data[cut:]
 
     async def handle_input(self, frame: Frame) -> None:
+        if self._early_input is not None:  # the KMS handshake is done, the shell not yet started
+            if len(self._early_input) < MAX_EARLY_INPUT:
+                self._early_input.append(frame)
+            return
         if frame.payload_type == PayloadType.OUTPUT:
             await self.pty.write(frame.payload)
         elif frame.payload_type == PayloadType.SIZE:

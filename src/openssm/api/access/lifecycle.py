@@ -86,9 +86,22 @@ def _holder_arn(services: Services, row: AccessRequestRow) -> str:
     return row.requester_arn
 
 
-def _policy_call(row: AccessRequestRow, verb: str) -> str:
-    """``iam:PutUserPolicy``, ``iam:DeleteRolePolicy`` …: how IAM names what the server did."""
-    return f"iam:{verb}{row.grant_holder_type.capitalize()}Policy"
+def _holder_type(row: AccessRequestRow) -> HolderType:
+    return "role" if row.grant_holder_type == "role" else "user"
+
+
+async def _audit_policy_call(
+    db: Db, services: Services, row: AccessRequestRow, verb: str, *, now: dt.datetime, detail: dict[str, Any]
+) -> None:
+    """Audits the grant policy the server put or deleted as IAM names it (``iam:PutUserPolicy``,
+    ``iam:DeleteRolePolicy`` …) on the holder's ARN."""
+    await audit_log.record_service_event(
+        db,
+        now=now,
+        action=f"iam:{verb}{row.grant_holder_type.capitalize()}Policy",
+        resource=_holder_arn(services, row),
+        detail={"accessRequestId": row.request_id, **detail},
+    )
 
 
 # -- the steps -------------------------------------------------------------------------------------
@@ -130,10 +143,9 @@ async def create(
 async def _grant(services: Services, row: AccessRequestRow, expires_at: dt.datetime) -> Grant:
     config = services.config
     document = await session_documents.find_or_fail(services.engine, row.document_name, config.account_id)
-    holder_type: HolderType = "role" if row.grant_holder_type == "role" else "user"
     return Grant(
         request_id=row.request_id,
-        holder_type=holder_type,
+        holder_type=_holder_type(row),
         holder_name=row.grant_holder_name,
         requester_name=row.requester_name,
         requester_user_id=row.requester_user_id,
@@ -191,13 +203,13 @@ async def _put_grant(
             "ResourceNotFoundException",
             f"The requester {row.requester_arn} no longer exists: {exc.message}",
         ) from exc
-    await audit_log.record_service_event(
+    await _audit_policy_call(
         db,
+        services,
+        row,
+        "Put",
         now=now,
-        action=_policy_call(row, "Put"),
-        resource=_holder_arn(services, row),
         detail={
-            "accessRequestId": row.request_id,
             "policyName": grant.policy_name,
             "approvedBy": decider.arn,
             "target": row.target,
@@ -216,15 +228,14 @@ def _end_reason(row: AccessRequestRow) -> str:
 async def _remove_grant(
     db: Db, services: Services, row: AccessRequestRow, *, why: str, now: dt.datetime
 ) -> None:
-    holder_type: HolderType = "role" if row.grant_holder_type == "role" else "user"
-    present = await access_grants.detach(db, holder_type, row.grant_holder_name, row.request_id)
-    await audit_log.record_service_event(
+    present = await access_grants.detach(db, _holder_type(row), row.grant_holder_name, row.request_id)
+    await _audit_policy_call(
         db,
+        services,
+        row,
+        "Delete",
         now=now,
-        action=_policy_call(row, "Delete"),
-        resource=_holder_arn(services, row),
         detail={
-            "accessRequestId": row.request_id,
             "policyName": access_grants.policy_name(row.request_id),
             "reason": why,
             "policyWasPresent": present,

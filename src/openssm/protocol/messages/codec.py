@@ -200,8 +200,8 @@ class WireMessage:
 
     __slots__ = ()
 
-    WHAT: ClassVar[str]  # the message's name in errors
     MESSAGE_TYPE: ClassVar[str] = ""  # the frame's MessageType, for those sent as frames
+    WHAT: ClassVar[str] = ""  # the message's name in errors; its MESSAGE_TYPE when empty
     FLAGS: ClassVar[int] = 0
     KEY_CASE: ClassVar[Callable[[str], str]] = staticmethod(pascal_case)
     KEYS: ClassVar[Mapping[str, str]] = {}
@@ -238,4 +238,4 @@ class WireMessage:
 
     @classmethod
     def parse(cls, payload: Payload | str, limit: int = MAX_PAYLOAD_BYTES) -> Self:
-        return cls.from_fields(load_object(payload, cls.WHAT, limit))
+        return cls.from_fields(load_object(payload, cls.WHAT or cls.MESSAGE_TYPE, limit))

@@ -108,7 +108,6 @@ def parse_interactive_shell(payload: Payload) -> InteractiveShell:
 class AgentTaskComplete(WireMessage):
     """``agent_task_complete`` (agent → gateway): a session ended; ``output`` holds error text."""
 
-    WHAT: ClassVar[str] = "agent_task_complete"
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_TASK_COMPLETE
     ORDER: ClassVar[str] = (
         "schema_version task_id topic final_task_status is_routing_failure aws_account_id instance_id"
@@ -130,15 +129,13 @@ class AgentTaskComplete(WireMessage):
     schema_version: int = 1
 
 
-def parse_agent_task_complete(payload: Payload) -> AgentTaskComplete:
-    return AgentTaskComplete.parse(payload)
+parse_agent_task_complete: Final = AgentTaskComplete.parse
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AgentTaskAcknowledge(WireMessage):
     """``agent_task_acknowledge`` (gateway → agent); ``message_id`` is the acked frame's MessageId."""
 
-    WHAT: ClassVar[str] = "agent_task_acknowledge"
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_TASK_ACKNOWLEDGE
     ORDER: ClassVar[str] = "schema_version message_id task_id topic"
 
@@ -156,8 +153,7 @@ def task_acknowledge_for(frame: Frame) -> AgentTaskAcknowledge:
     )
 
 
-def parse_agent_task_acknowledge(payload: Payload) -> AgentTaskAcknowledge:
-    return AgentTaskAcknowledge.parse(payload)
+parse_agent_task_acknowledge: Final = AgentTaskAcknowledge.parse
 
 
 # -- Run Command jobs --------------------------------------------------------------------------
@@ -167,7 +163,6 @@ def parse_agent_task_acknowledge(payload: Payload) -> AgentTaskAcknowledge:
 class AgentJob(WireMessage):
     """``agent_job`` (gateway → agent): ``content`` is the SendCommand payload as a JSON string."""
 
-    WHAT: ClassVar[str] = "agent_job"
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB
     ORDER: ClassVar[str] = "content job_id topic schema_version"
 
@@ -177,8 +172,7 @@ class AgentJob(WireMessage):
     schema_version: int = 1
 
 
-def parse_agent_job(payload: Payload) -> AgentJob:
-    return AgentJob.parse(payload)
+parse_agent_job: Final = AgentJob.parse
 
 
 class _JobMessage(WireMessage):
@@ -190,7 +184,6 @@ class _JobMessage(WireMessage):
 class AgentJobAck(_JobMessage):
     """``agent_job_ack`` (agent → gateway). ``status_code`` "200" is success, "514xx" errors."""
 
-    WHAT: ClassVar[str] = "agent_job_ack"
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB_ACK
     ORDER: ClassVar[str] = "job_id acknowledged_message_id created_date status_code error_message"
 
@@ -201,15 +194,13 @@ class AgentJobAck(_JobMessage):
     created_date: str = dataclasses.field(default_factory=iso_millis)
 
 
-def parse_agent_job_ack(payload: Payload) -> AgentJobAck:
-    return AgentJobAck.parse(payload)
+parse_agent_job_ack: Final = AgentJobAck.parse
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AgentJobReply(_JobMessage):
     """``agent_job_reply`` (agent → gateway): ``content`` is the SendReply payload JSON string."""
 
-    WHAT: ClassVar[str] = "agent_job_reply"
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB_REPLY
     ORDER: ClassVar[str] = "schema_version job_id content topic"
 
@@ -230,12 +221,10 @@ def parse_agent_job_reply(payload: Payload) -> AgentJobReply:
 class AgentJobReplyAck(_JobMessage):
     """``agent_job_reply_ack`` (gateway → agent)."""
 
-    WHAT: ClassVar[str] = "agent_job_reply_ack"
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB_REPLY_ACK
 
     job_id: str = dataclasses.field(metadata=REQUIRED)
     acknowledged_message_id: str
 
 
-def parse_agent_job_reply_ack(payload: Payload) -> AgentJobReplyAck:
-    return AgentJobReplyAck.parse(payload)
+parse_agent_job_reply_ack: Final = AgentJobReplyAck.parse

@@ -1,15 +1,11 @@
 // Access requests: ask for just-in-time access to a node; approvers approve or deny what waits for a
 // decision (never their own); running grants can be revoked. Buttons show where the signed-in user's
 // policies allow the action; the server authorises (and audits) each action itself.
-import { el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
+import { actionButton, cell, el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const REFRESH_MS = 5000;
 const SHELL_DOCUMENT = "SSM-SessionManagerRunShell";
 const message = document.getElementById("access-message");
-
-function cell(label, ...content) {
-  return el("td", { "data-label": label }, ...content);
-}
 
 function duration(seconds) {
   if (seconds % 3600 === 0) return `${seconds / 3600}\u00a0h`;
@@ -22,21 +18,15 @@ function requester(request) {
 }
 
 function decisionButton(request, decision, label, kind) {
-  return el("button", {
-    type: "button",
-    class: `${kind} ${decision}`,
-    text: label,
-    onclick: async (event) => {
-      event.target.disabled = true;
-      try {
-        const { AccessRequest: done } = await postJson(`/console/api/access-requests/${encodeURIComponent(request.AccessRequestId)}/${decision}`);
-        showMessage(message, `${done.AccessRequestId} is ${done.Status.toLowerCase()}.`, "info");
-      } catch (err) {
-        showMessage(message, err.message);
-      }
-      refresh();
+  return actionButton(
+    { class: `${kind} ${decision}`, text: label },
+    message,
+    async () => {
+      const { AccessRequest: done } = await postJson(`/console/api/access-requests/${encodeURIComponent(request.AccessRequestId)}/${decision}`);
+      return `${done.AccessRequestId} is ${done.Status.toLowerCase()}.`;
     },
-  });
+    refresh,
+  );
 }
 
 function pendingRow(request) {

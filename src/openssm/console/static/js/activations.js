@@ -1,11 +1,7 @@
 // Activations: create one and copy the agent's register command; list the existing ones.
-import { el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
+import { cell, el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const message = document.getElementById("activations-message");
-
-function cell(label, ...content) {
-  return el("td", { "data-label": label }, ...content);
-}
 
 async function refresh() {
   try {

@@ -60,6 +60,29 @@ export function rowsOrEmpty(rows, columns, text) {
   return rows.length ? rows : [el("tr", { class: "empty-row" }, el("td", { class: "empty", colspan: String(columns), text }))];
 }
 
+/** A table cell; `label` heads it where narrow screens stack a row's cells. */
+export function cell(label, ...content) {
+  return el("td", { "data-label": label }, ...content);
+}
+
+/** A button that runs `action` (a POST) once: what it answers (a sentence) or its error is shown in
+ * `container`, then `after` runs (a refresh of the page's lists). */
+export function actionButton(attributes, container, action, after) {
+  return el("button", {
+    type: "button",
+    ...attributes,
+    onclick: async (event) => {
+      event.target.disabled = true;
+      try {
+        showMessage(container, await action(), "info");
+      } catch (err) {
+        showMessage(container, err.message);
+      }
+      after();
+    },
+  });
+}
+
 export function formatTime(epochSeconds) {
   if (epochSeconds === null || epochSeconds === undefined) return "—";
   const date = new Date(epochSeconds * 1000);

@@ -1,5 +1,5 @@
 // Managed nodes: live ping status, platform, agent, IP, tags, last seen; filter, search, Start session.
-import { el, formatTime, getJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
+import { cell, el, formatTime, getJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const REFRESH_MS = 5000;
 const body = document.getElementById("nodes-body");
@@ -20,10 +20,6 @@ function matches(node) {
     .join(" ")
     .toLowerCase();
   return haystack.includes(needle);
-}
-
-function cell(label, ...content) {
-  return el("td", { "data-label": label }, ...content);
 }
 
 function row(node) {

@@ -1,44 +1,40 @@
 // Sessions: the active ones (terminate where allowed) and the history (owner, target, document,
 // start/end, reason, where the log went) with a link to replay recorded shells.
-import { el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
+import { actionButton, cell, el, formatTime, getJson, postJson, rowsOrEmpty, showMessage, startPage } from "./common.js";
 
 const REFRESH_MS = 3000;
 const message = document.getElementById("sessions-message");
-
-function cell(label, ...content) {
-  return el("td", { "data-label": label }, ...content);
-}
 
 function owner(session) {
   return el("span", { title: session.Owner, text: session.OwnerName || session.Owner });
 }
 
-function activeRow(session) {
-  const terminate = session.CanTerminate
-    ? el("button", {
-        type: "button",
-        class: "danger terminate",
-        "data-session-id": session.SessionId,
-        text: "Terminate",
-        onclick: async (event) => {
-          event.target.disabled = true;
-          try {
-            await postJson(`/console/api/sessions/${encodeURIComponent(session.SessionId)}/terminate`);
-            showMessage(message, `Asked to terminate ${session.SessionId}.`, "info");
-          } catch (err) {
-            showMessage(message, err.message);
-          }
-          refresh();
-        },
-      })
-    : null;
-  return el(
-    "tr",
-    { "data-session-id": session.SessionId },
+// The cells that open a row of either table: which session, whose, on what node, which document.
+function sessionCells(session) {
+  return [
     cell("Session", el("code", { text: session.SessionId })),
     cell("Owner", owner(session)),
     cell("Target", session.Target),
     cell("Document", session.DocumentName),
+  ];
+}
+
+function activeRow(session) {
+  const terminate = session.CanTerminate
+    ? actionButton(
+        { class: "danger terminate", "data-session-id": session.SessionId, text: "Terminate" },
+        message,
+        async () => {
+          await postJson(`/console/api/sessions/${encodeURIComponent(session.SessionId)}/terminate`);
+          return `Asked to terminate ${session.SessionId}.`;
+        },
+        refresh,
+      )
+    : null;
+  return el(
+    "tr",
+    { "data-session-id": session.SessionId },
+    ...sessionCells(session),
     cell("Started", formatTime(session.StartDate)),
     cell("Status", session.Status),
     cell("", el("div", { class: "row-actions" }, ...joinButtons(session), terminate)),
@@ -59,21 +55,15 @@ function joinButtons(session) {
   if (session.Mine) {
     const allow = session.JoinsRefused;
     buttons.push(
-      el("button", {
-        type: "button",
-        class: "secondary join-policy",
-        text: allow ? "Allow joins" : "Refuse joins",
-        onclick: async (event) => {
-          event.target.disabled = true;
-          try {
-            await postJson(`/console/api/sessions/${id}/join-policy`, { allow });
-            showMessage(message, `Joins of ${session.SessionId} ${allow ? "allowed" : "refused"}.`, "info");
-          } catch (err) {
-            showMessage(message, err.message);
-          }
-          refresh();
+      actionButton(
+        { class: "secondary join-policy", text: allow ? "Allow joins" : "Refuse joins" },
+        message,
+        async () => {
+          await postJson(`/console/api/sessions/${id}/join-policy`, { allow });
+          return `Joins of ${session.SessionId} ${allow ? "allowed" : "refused"}.`;
         },
-      }),
+        refresh,
+      ),
     );
   }
   return buttons;
@@ -95,10 +85,7 @@ function historyRow(session) {
   return el(
     "tr",
     { "data-session-id": session.SessionId },
-    cell("Session", el("code", { text: session.SessionId })),
-    cell("Owner", owner(session)),
-    cell("Target", session.Target),
-    cell("Document", session.DocumentName),
+    ...sessionCells(session),
     cell("Start", formatTime(session.StartDate)),
     cell("End", formatTime(session.EndDate)),
     cell("Reason", session.TerminationReason || session.Details || session.Status),

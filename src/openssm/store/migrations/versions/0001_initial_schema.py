@@ -1,13 +1,6 @@
-"""initial schema
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-28 17:58:11.285666
-"""
+"""initial schema"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

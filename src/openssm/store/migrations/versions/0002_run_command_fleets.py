@@ -1,14 +1,8 @@
 """Run Command for fleets: rate controls (when each invocation was dispatched), CloudWatch output of
 commands, and CloudWatch streams and event formats of log uploads.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-07 09:36:41.047539
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,8 +11,6 @@ import openssm.store.tables
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

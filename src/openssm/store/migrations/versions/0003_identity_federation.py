@@ -1,13 +1,6 @@
-"""identity federation: MFA on temporary credentials, IAM OIDC providers, the TOTP replay guard
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02
-"""
+"""identity federation: MFA on temporary credentials, IAM OIDC providers, the TOTP replay guard"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

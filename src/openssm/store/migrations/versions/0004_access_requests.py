@@ -1,13 +1,6 @@
-"""Just-in-time access: access requests, the webhook's outbox, and the details of audit events
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-07
-"""
+"""Just-in-time access: access requests, the webhook's outbox, and the details of audit events"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

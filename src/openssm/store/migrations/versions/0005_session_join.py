@@ -1,13 +1,6 @@
-"""Live-session join: the sessions whose owner refuses joins
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-07
-"""
+"""Live-session join: the sessions whose owner refuses joins"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,13 +1,6 @@
-"""Tamper-evident audit trail: the signed digests of the audit log
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-07
-"""
+"""Tamper-evident audit trail: the signed digests of the audit log"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0006"
 down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,13 +1,6 @@
-"""Live-session join: the sessions whose stream a gateway node renumbered
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-07
-"""
+"""Live-session join: the sessions whose stream a gateway node renumbered"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +9,6 @@ import openssm.store.tables
 
 revision: str = "0007"
 down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
