@@ -12,6 +12,7 @@ import ssl
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from tests.support.wait import wait_for
 
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import Frame, MessageType, decode
@@ -180,6 +181,10 @@ class FakeService:
         assert self.ws is not None
         for data in self.agent.all_unacked():
             await self.ws.send_bytes(data)
+
+    async def wait_acked(self) -> None:
+        """Until the client has acknowledged everything sent to it as the agent."""
+        await wait_for(lambda: self.agent.unacked_count == 0, TIMEOUT, "the client to ack the agent's output")
 
     async def expect(self, payload_type: int | None = None) -> Frame:
         """The client's next in-order stream message (acked already)."""

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,6 +79,7 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._acceptor: threading.Thread | None = None
         self.restore()
 
     def restore(self) -> None:
@@ -88,7 +88,8 @@ class TcpRelay:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
         self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._acceptor.start()
 
     def cut(self) -> None:
         with self._lock:
@@ -102,7 +103,9 @@ class TcpRelay:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
-        time.sleep(0.1)
+        if self._acceptor is not None:  # cut means cut: no connection is accepted from here on
+            self._acceptor.join(5)
+            assert not self._acceptor.is_alive(), "the relay's acceptor outlived its listener"
 
     def _accept(self, listener: socket.socket) -> None:
         while True:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from tests.unit.agent.fake_mgs import CREDENTIALS, FakeMgs
+from tests.unit.agent.fake_mgs import CREDENTIALS, FakeClient, FakeMgs
 
 from openssm.agent.data_channel import MAX_INPUT_PAYLOAD, DataChannel, EndReason
 from openssm.agent.mgs import MgsClient
 from openssm.agent.signing import StaticCredentials
 from openssm.protocol.datachannel import StreamData
-from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType, flag_payload
+from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType, acked_sequence, flag_payload
 from openssm.transport.datachannel import Delivered
 
 SID = "tester-00000000000000001"
@@ -22,6 +22,11 @@ async def open_channel(fake: FakeMgs, http: aiohttp.ClientSession) -> DataChanne
     channel = DataChannel(mgs, session_id=SID, instance_id="i-0123456789abcdef0")
     await channel.open()
     return channel
+
+
+def acks(client: FakeClient) -> list[int]:
+    """The sequence numbers the agent acked, in order (repeats included)."""
+    return [acked_sequence(f) for f in client.frames if f.message_type == MessageType.ACKNOWLEDGE]
 
 
 def input_frame(seq: int, payload: bytes = b"x", payload_type: int = PayloadType.OUTPUT) -> Frame:
@@ -47,6 +52,8 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
             client = await fake.next_client()
             early = input_frame(0, b"early")
             await client.send_raw(early.encode())
+            # A negative check with nothing to wait for (a channel that is not ready answers nothing):
+            # give the frame a moment to be read and dropped before the handler arrives.
             await asyncio.sleep(0.2)
             assert client.acked_inputs == set() and delivered == []  # not ready: no ack
 
@@ -58,13 +65,11 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
             await client.send_raw(input_frame(1, b"b").encode())
             await client.wait_for(lambda: client.acked_inputs == {0, 1, 2}, "acks")
             await client.send_raw(input_frame(1, b"b").encode())  # duplicate: re-acked, not delivered
-            await asyncio.sleep(0.1)
+            await client.wait_for(lambda: acks(client).count(1) == 2, "the duplicate re-acked")
             assert delivered == [b"early", b"b", b"c"]
 
             big = input_frame(3, b"z" * (MAX_INPUT_PAYLOAD + 1))
-            await client.send_raw(big.encode())
-            await asyncio.sleep(0.2)
-            assert 3 not in client.acked_inputs
+            await client.send_raw(big.encode())  # refused unacked: only the flag below acks seq 3
 
             await client.send_raw(
                 input_frame(3, flag_payload(PayloadFlag.TERMINATE_SESSION), PayloadType.FLAG).encode()
@@ -72,6 +77,7 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
             await asyncio.wait_for(channel.ended.wait(), 5)
             assert channel.end_reason is EndReason.CLIENT_TERMINATED
             await client.wait_for(lambda: 3 in client.acked_inputs, "the flag acked before the end")
+            assert acks(client).count(3) == 1  # the flag's ack; the oversized frame had none
             await channel.close(send_terminating=False)
             await asyncio.wait_for(client.closed.wait(), 5)
     finally:

@@ -31,6 +31,7 @@ from tests.integration.client_fakes import (
     handshake_payload,
 )
 from tests.support.net import free_port
+from tests.support.wait import wait_for
 
 from openssm.client import datachannel
 from openssm.client.api import ApiTarget, StartedSession
@@ -114,7 +115,7 @@ async def test_lost_socket_is_resumed_with_a_new_token_and_sequence_continues(se
     assert (typed.sequence_number, typed.payload) == (1, b"ab")
 
     await service.send(PayloadType.OUTPUT, b"ab\r\n$ ")  # agent seq 1
-    await asyncio.sleep(0.2)
+    await service.wait_acked()
     await service.close_channel()
     assert await client.exit_code() == 0
     assert client.printed == (
@@ -198,7 +199,7 @@ async def test_non_interactive_handshake_then_every_stream_type_is_printed(servi
     await service.send(PayloadType.OUTPUT, b"out\n")
     await service.send(PayloadType.STDERR, b"err\n")
     await service.send(PayloadType.EXIT_CODE, b"EXIT_CODE: 3")
-    await asyncio.sleep(0.2)
+    await service.wait_acked()
     await service.close_channel()
     assert await client.exit_code() == 0
     assert "Hello from the agent.\nout\nerr\nEXIT_CODE: 3" in client.printed
@@ -260,7 +261,7 @@ async def test_kms_encrypted_shell_session(service: FakeService) -> None:
     client.type(b"ls")
     typed = (await service.expect(PayloadType.OUTPUT)).payload
     assert typed != b"ls" and to_agent.decrypt(typed[:12], typed[12:], None) == b"ls"
-    await asyncio.sleep(0.1)
+    await service.wait_acked()
     await service.close_channel()
     assert await client.exit_code() == 0
     assert "This session is encrypted using AWS KMS.\n$ \n\nExiting session" in client.printed
@@ -277,7 +278,9 @@ async def test_stdio_port_session_for_ssh_proxy_command(service: FakeService) ->
     client.type(b"SSH-2.0-client\r\n")
     assert (await service.expect(PayloadType.OUTPUT)).payload == b"SSH-2.0-client\r\n"
     await service.send(PayloadType.OUTPUT, b"SSH-2.0-server\r\n")
-    await asyncio.sleep(0.2)
+    await wait_for(
+        lambda: client.printed.endswith("SSH-2.0-server\r\n"), TIMEOUT, "the server's banner on stdout"
+    )
     client.end_input()
     flag = await service.expect(PayloadType.FLAG)
     assert parse_flag(flag.payload) == PayloadFlag.TERMINATE_SESSION
@@ -295,11 +298,14 @@ async def test_basic_port_holds_agent_data_until_a_local_client_connects(service
     await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
     await service.send(PayloadType.OUTPUT, b"early")
     await service.send(PayloadType.OUTPUT, b"-later")
-    await asyncio.sleep(0.3)
-    assert service.agent.unacked_count == 2  # neither acked (nor buffered): no local connection yet
+    await wait_for(lambda: "opened for sessionId" in client.printed, TIMEOUT, "the local port to open")
+    # A negative check: the client has had its chance to take the data once the port is open; give
+    # the two frames a moment to arrive and show that neither is acked (nor buffered).
+    await asyncio.sleep(0.2)
+    assert service.agent.unacked_count == 2
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: "Connection accepted" in client.printed, TIMEOUT, "the local connection accepted")
     await service.resend_unacked()  # what the agent's retransmission would do
     assert await asyncio.wait_for(reader.readexactly(11), TIMEOUT) == b"early-later"
     await service.send(PayloadType.FLAG, flag_payload(PayloadFlag.CONNECT_TO_PORT_ERROR))
@@ -320,10 +326,7 @@ async def test_ephemeral_local_port_is_announced(service: FakeService) -> None:
     await service.send(PayloadType.HANDSHAKE_REQUEST, handshake_payload("Port", properties, "3.3.987.0"))
     await service.expect(PayloadType.HANDSHAKE_RESPONSE)
     await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
-    for _ in range(50):
-        if "Waiting for connections" in client.printed:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for(lambda: "Waiting for connections" in client.printed, TIMEOUT, "the port announced")
     line = client.printed.splitlines()[2]
     port = int(line.split()[1])
     assert port > 0 and line == f"Port {port} opened for sessionId {SESSION_ID}."
@@ -435,10 +438,7 @@ async def test_unix_socket_listener(service: FakeService, tmp_path: pathlib.Path
     await service.send(PayloadType.HANDSHAKE_REQUEST, handshake_payload("Port", properties, "3.0.100.0"))
     await service.expect(PayloadType.HANDSHAKE_RESPONSE)
     await service.send(PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload())
-    for _ in range(50):
-        if os.path.exists(socket_path):
-            break
-        await asyncio.sleep(0.05)
+    await wait_for(lambda: os.path.exists(socket_path), TIMEOUT, "the unix socket to appear")
     reader, writer = await asyncio.open_unix_connection(socket_path)
     writer.write(b"ping")
     assert (await service.expect(PayloadType.OUTPUT)).payload == b"ping"

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pexpect
 import pytest
 from tests.integration.client_fakes import CREDENTIALS_ENV, SESSION_ID, TARGET, TIMEOUT, FakeService
+from tests.support.wait import wait_for
 
 from openssm.protocol.frames import PayloadType
 
@@ -51,11 +52,7 @@ def local_flags(child: pexpect.spawn) -> int:
 
 async def wait_for_flags(child: pexpect.spawn, predicate: object, what: str) -> None:
     assert callable(predicate)
-    for _ in range(100):
-        if predicate(local_flags(child)):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"terminal never became {what}")
+    await wait_for(lambda: predicate(local_flags(child)), 5, f"terminal never became {what}")
 
 
 def cbreak_no_echo(lflag: int) -> bool:
@@ -117,7 +114,8 @@ async def test_keys_typed_before_the_shell_starts_are_kept(
     try:
         await service.next_connection()
         child.send("typed-ahead\n")  # before the first Output: still in the pty's queue
-        await asyncio.sleep(0.3)
+        # The terminal is still cooked: its echo shows the line discipline holds the keys.
+        await asyncio.to_thread(child.expect_exact, "typed-ahead")
         await service.send(PayloadType.OUTPUT, b"$ ")
         await service.expect(PayloadType.SIZE)
         received = b""

@@ -147,7 +147,7 @@ async def test_terminate_wins_over_the_agents_answer_to_it(
 
     async def slow_for_the_terminate(*args: Any, **kwargs: Any) -> bool:
         if kwargs.get("reason") == reason:
-            await asyncio.sleep(0.5)  # a loaded database
+            await asyncio.sleep(0.5)  # deliberate: a loaded database (the delay is the fault under test)
         return await record_end(*args, **kwargs)
 
     monkeypatch.setattr(session_store, "finish", slow_for_the_terminate)
@@ -172,16 +172,18 @@ async def test_terminate_before_the_client_arrives(gw: Gateway) -> None:
 
 
 async def test_idle_timeout_closes_both_sides(tmp_path: pathlib.Path) -> None:
-    async with running_gateway(tmp_path, settings=FAST, idle_timeout_override=0.6) as gateway:
+    clock = ManualClock(dt.datetime.now(dt.UTC))  # the relay's watchdog reads it; nothing sleeps
+    async with running_gateway(tmp_path, settings=FAST, clock=clock, idle_timeout_override=0.6) as gateway:
         await gateway.add_instance(IID)
         await gateway.add_agent_user()
         s = await start(gateway, idle_minutes=20)
-        # Activity keeps the session alive past the idle limit.
+        # Activity keeps the session alive past the idle limit: 1.6 s in all, never 0.6 s idle.
         for seq in range(4):
+            clock.advance(0.4)
             await s.agent.send_bytes(output(seq, b"tick").encode())
             assert (await next_frame(s.client)).sequence_number == seq
-            await asyncio.sleep(0.3)
         assert (await gateway.session_row(SID)).status == "Connected"
+        clock.advance(0.6)
         await expect_closed(s.client, "Session idle timeout")
         await expect_closed(s.agent)
         await expect_closed(s.control)
@@ -190,23 +192,24 @@ async def test_idle_timeout_closes_both_sides(tmp_path: pathlib.Path) -> None:
 
 
 async def test_max_duration_closes_both_sides_despite_activity(tmp_path: pathlib.Path) -> None:
-    async with running_gateway(tmp_path, settings=FAST, max_duration_override=1.0) as gateway:
+    clock = ManualClock(dt.datetime.now(dt.UTC))  # the relay's watchdog reads it; nothing sleeps
+    async with running_gateway(tmp_path, settings=FAST, clock=clock, max_duration_override=1.0) as gateway:
         await gateway.add_instance(IID)
         await gateway.add_agent_user()
-        loop = asyncio.get_running_loop()
-        began = loop.time()
         s = await start(gateway)
-        seq = 0
-        while True:
+        # Busy all along, and open until its maximum duration (0.9 s by the clock: not yet).
+        for seq in range(3):
+            clock.advance(0.3)
             await s.agent.send_bytes(output(seq, b"busy").encode())
+            assert (await next_frame(s.client)).sequence_number == seq
+        clock.advance(0.2)  # 1.1 s
+        await s.agent.send_bytes(output(3, b"busy").encode())  # activity does not save it now
+        frame = await next_frame(s.client)
+        if frame.message_type != MessageType.CHANNEL_CLOSED:  # the watchdog may come after the output
+            assert frame.sequence_number == 3
             frame = await next_frame(s.client)
-            if frame.message_type == MessageType.CHANNEL_CLOSED:
-                assert frame.json()["Output"] == "Session reached maximum duration"
-                break
-            seq += 1
-            await asyncio.sleep(0.1)
-        # Busy all along, and closed at its maximum duration (not earlier: a loaded machine may send less).
-        assert seq >= 1 and loop.time() - began >= 1.0
+        assert frame.message_type == MessageType.CHANNEL_CLOSED, frame
+        assert frame.json()["Output"] == "Session reached maximum duration"
         row = await gateway.wait_status(SID, "Terminated")
         assert row.termination_reason == "Session reached maximum duration"
 
@@ -370,7 +373,11 @@ async def test_client_of_an_unconnected_target_is_told_so(gw: Gateway) -> None:
 async def test_client_that_beats_the_control_channel_waits_for_it(gw: Gateway) -> None:
     await gw.add_session(SID, IID)
     client = await open_client(gw)
-    await asyncio.sleep(0.1)
+    await wait_for(
+        lambda: SID in gw.node.relays and gw.node.relays[SID].shell_dispatched,
+        5,
+        "the client never started waiting for the control channel",
+    )
     control = await open_control(gw)
     assert (await next_frame(control)).message_type == MessageType.INTERACTIVE_SHELL
     agent = await open_agent_data(gw)
@@ -406,7 +413,7 @@ async def test_an_instance_cannot_complete_another_instances_session(gw: Gateway
 async def test_agent_data_reconnect_keeps_the_session(gw: Gateway) -> None:
     s = await start(gw)
     drop(s.agent)
-    await asyncio.sleep(0.2)
+    await wait_for(lambda: gw.node.relays[SID].agent is None, 5, "the gateway never saw the agent go")
     await s.client.send_bytes(keystroke(0, b"q").encode())  # queued while the agent is away
     agent = await open_agent_data(gw)
     assert (await next_frame(agent)).payload == b"q"

@@ -20,6 +20,7 @@ import pexpect
 import pytest
 from tests.e2e.harness import Agent, openssm_argv
 from tests.integration.api_harness import REGION, ApiServer, make_user
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -86,16 +87,16 @@ def _history(server: ApiServer, session_id: str) -> dict[str, Any]:
 
 
 def _ended_event(server: ApiServer, session_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
     path = server.config.data_dir / "sessions" / f"{session_id}.jsonl"
-    while time.monotonic() < deadline:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                event = json.loads(line)
-                if event["event"] == "session_ended":
-                    return dict(event)
-        time.sleep(0.1)
-    raise AssertionError(f"no session_ended in {path}")
+
+    def ended() -> dict[str, Any] | None:
+        events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return next((dict(e) for e in events if e["event"] == "session_ended"), None)
+
+    wait_until(lambda: ended() is not None, f"session_ended in {path}", timeout=15)
+    event = ended()
+    assert event is not None
+    return event
 
 
 @pytest.mark.parametrize("system", [{"idle_timeout_override": 3.0}], indirect=True)
@@ -111,7 +112,7 @@ def test_idle_timeout_counts_traffic_both_ways(system: tuple[ApiServer, Agent]) 
     # ... so does input alone: keystrokes every second, no command run.
     for _ in range(5):
         child.send("x")
-        time.sleep(1)
+        time.sleep(1)  # deliberate: pacing the keystrokes (input, not output, must keep it alive)
     child.send("\x15")  # Ctrl-U: clear the typed line
     # Then silence ends it.
     quiet_from = time.monotonic()
@@ -175,7 +176,4 @@ def test_run_as_a_missing_user_is_refused_clearly(system: tuple[ApiServer, Agent
     child.expect("no-such-user-4711")
     child.expect(pexpect.EOF)
     child.close()
-    deadline = time.monotonic() + 15
-    while _history(server, session_id).get("Status") != "Failed" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _history(server, session_id)["Status"] == "Failed"
+    wait_until(lambda: _history(server, session_id).get("Status") == "Failed", "the session Failed", 15)

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import pytest
 from tests.conftest import require
 from tests.interop import smux_echo
+from tests.support.wait import wait_for
 
 from openssm.protocol.smux import Command, FrameParser
 from openssm.transport.mux import MuxSession, joined
@@ -207,7 +208,7 @@ async def test_go_keepalive_nops_are_tolerated(go_peer: pathlib.Path) -> None:
         asyncio.timeout(60),
         go_session(go_peer, "-mode=server", "-keepalive-ms=5", is_client=True, version=1) as peer,
     ):
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: Command.NOP in peer.received, 10, "the Go peer's keepalive")
         await smux_echo.drive(peer.session, smux_echo.ECHO, smux_echo.payload(300_000, 7))
         code, stderr = await peer.finish()
     assert code == 0, stderr

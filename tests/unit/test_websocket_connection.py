@@ -154,7 +154,7 @@ async def test_only_one_task_may_wait_to_receive(http: aiohttp.ClientSession) ->
     try:
         connection = await websocket_connection.connect(http, url, max_message=1000)
         waiting = asyncio.create_task(connection.receive())
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: connection._waiter is not None, 5, "the first receive to start waiting")
         with pytest.raises(RuntimeError, match="already"):
             await connection.receive()
         await connection.close()
@@ -165,7 +165,7 @@ async def test_only_one_task_may_wait_to_receive(http: aiohttp.ClientSession) ->
 
 async def test_a_peer_that_answers_no_ping_is_dropped(http: aiohttp.ClientSession) -> None:
     async def mute(ws: web.WebSocketResponse) -> None:
-        await asyncio.sleep(2)  # autoping is off and nothing is read: our pings go unanswered
+        await asyncio.sleep(2)  # deliberate: a mute peer (autoping off, nothing read) for the test's span
 
     runner, url = await serve_aiohttp(mute, autoping=False)
     try:
@@ -193,8 +193,10 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
     got: list[int] = []
     release = asyncio.Event()
     paused: list[bool] = []
+    server_side: list[WebSocketConnection] = []
 
     async def slow(connection: WebSocketConnection) -> None:
+        server_side.append(connection)
         await release.wait()
         paused.append(connection._throttle.paused)
         async for message in connection:
@@ -211,14 +213,15 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
                     await client.send_bytes(b"z" * 1_000_000)
 
             sending = asyncio.create_task(send())
-            await asyncio.sleep(0.5)
+            await wait_for(
+                lambda: bool(server_side) and server_side[0]._throttle.paused,
+                10,
+                "the server to stop reading",
+            )
             assert not sending.done()  # held back: the server stopped reading at its high-water mark
             release.set()
             await asyncio.wait_for(sending, 10)
-            for _ in range(50):
-                if len(got) == 20:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_for(lambda: len(got) == 20, 5, "all twenty messages read")
             assert paused == [True]
             assert got == [1_000_000] * 20  # all of them, in order, after the pause
     finally:

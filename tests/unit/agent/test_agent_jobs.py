@@ -7,6 +7,8 @@ import json
 import pathlib
 from typing import Any
 
+from tests.support.wait import wait_for
+
 from openssm.agent.config import AgentSettings
 from openssm.agent.jobs import JobRunner, document_status, run_command, run_shell_step
 from openssm.protocol import messages as proto
@@ -65,8 +67,10 @@ async def test_command_stops_after_a_failed_step_and_is_cancellable(tmp_path: pa
     assert [r.status for r in results] == ["Failed"]
     assert document_status(results) == "Failed"
     stop = asyncio.Event()
-    running = asyncio.create_task(run_command(rc.SendCommand(COMMAND_ID, "doc", (step("sleep 30"),)), stop))
-    await asyncio.sleep(0.3)
+    started = tmp_path / "started"
+    long_step = step(f"touch {started}; sleep 30")
+    running = asyncio.create_task(run_command(rc.SendCommand(COMMAND_ID, "doc", (long_step,)), stop))
+    await wait_for(started.exists, 10, "the step never started")
     stop.set()
     results = await asyncio.wait_for(running, 10)
     assert document_status(results) == "Cancelled"

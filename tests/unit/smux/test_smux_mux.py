@@ -245,9 +245,9 @@ async def test_v1_a_stalled_reader_blocks_the_session_but_memory_stays_bounded()
         stalled_writer = asyncio.create_task(_fill(stalled.write, 2 << 20))
         other = await client.open_stream()
         other_peer = await server.accept_stream()
-        while server.receive_buffered < 256 * 1024:  # the stalled stream has filled the session
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: server.receive_buffered >= 256 * 1024, 30, "the stall to fill the session")
         other_writer = asyncio.create_task(other.write(b"late"))
+        # A negative check (nothing arrives to wait for): give "late" a moment to show it stays queued.
         await asyncio.sleep(0.2)
         assert other_peer._session._core.buffered(other_peer.stream_id) == 0, "queued behind the stall"
         assert server.receive_buffered <= 256 * 1024 + 70000
@@ -334,7 +334,7 @@ async def test_aborted_stream_reads_as_ended_and_peer_sees_fin() -> None:
         stream = await client.open_stream()
         peer = await server.accept_stream()
         await peer.write(b"unread")
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: client.receive_buffered > 0, 5, "the unread bytes to arrive")
         stream.abort()
         assert await stream.read() == b""
         assert client.receive_buffered == 0
@@ -365,9 +365,7 @@ async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> N
     config = SmuxConfig(keepalive_interval=0.02, keepalive_timeout=0.05)
     client = MuxSession(joined(send), is_client=True, config=config)
     await client.open_stream()
-    async with asyncio.timeout(10):
-        while not client.closed:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: client.closed, 10, "the silent peer to be timed out")
     commands = [frame.command for frame in FrameParser(1).feed(b"".join(sent))]
     assert Command.NOP in commands
     assert client.closed and "no smux frame" in str(client.error)
@@ -379,7 +377,7 @@ async def test_keepalive_only_when_configured_and_times_out_a_silent_peer() -> N
 
     default = MuxSession(joined(send_quiet), is_client=True)
     await default.open_stream()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # a negative check: five of the configured session's intervals, no NOP
     assert b"".join(quiet) == encode_frame(1, Command.SYN, 3)
     assert not default.closed
 
