@@ -66,6 +66,7 @@ from openssm.transport.websocket_connection import WsMessageType
 
 REAL_HEARTBEAT_SECONDS: Final = 300.0  # UpdateInstanceInformation, as amazon-ssm-agent
 REAL_PING_SECONDS: Final = 54.0  # control-channel WebSocket pings
+MIN_PING_SECONDS: Final = 20.0
 MAX_REGISTRATIONS_PER_ACTIVATION: Final = 1000  # AWS's RegistrationLimit maximum
 PROMPT: Final = b"sim$ "
 THROTTLED_CODES: Final = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
@@ -106,6 +107,7 @@ class FleetStats:
     server_errors: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     refusals: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     heartbeats: int = 0
+    unreachable: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     sessions: int = 0
 
 
@@ -188,7 +190,8 @@ class SimAgent:
                 return await call(*args)
             except Throttled:
                 pass
-            except (aiohttp.ClientError, OSError, TimeoutError):
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.fleet.stats.unreachable[type(exc).__name__] += 1
                 self.fail_over(endpoint)
             await asyncio.sleep(backoff.next())
 
@@ -293,7 +296,8 @@ class SimAgent:
                 opened = await self._control_once()
             except Throttled:
                 pass
-            except (MgsError, SsmApiError, aiohttp.ClientError, OSError, TimeoutError):
+            except (MgsError, SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.fleet.stats.unreachable[f"control: {type(exc).__name__}"] += 1
                 if not opened:
                     self.fail_over(endpoint)
             finally:
@@ -421,7 +425,9 @@ class Fleet:
         self.endpoints = list(endpoints)
         self.region = region
         self.heartbeat_seconds = REAL_HEARTBEAT_SECONDS / compress_time
-        self.ping_seconds = REAL_PING_SECONDS / compress_time
+        # aiohttp drops a WebSocket whose pong is later than half the ping interval: a compressed
+        # schedule keeps pings at least MIN_PING_SECONDS apart, or a busy server's fleet would churn.
+        self.ping_seconds = max(MIN_PING_SECONDS, REAL_PING_SECONDS / compress_time)
         self.ssl_context = ssl_context
         self.registration_concurrency = registration_concurrency
         self.retry_initial = retry_initial
@@ -538,4 +544,8 @@ def online_from_api(ssm: Any, page_size: int = 50) -> tuple[set[str], list[float
 
 
 def dump(stats: FleetStats) -> str:
-    return json.dumps(dataclasses.asdict(stats), default=dict)
+    # Not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting the pairs.
+    fields = {field.name: getattr(stats, field.name) for field in dataclasses.fields(stats)}
+    return json.dumps(
+        {name: dict(value) if isinstance(value, dict) else value for name, value in fields.items()}
+    )

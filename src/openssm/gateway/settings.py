@@ -24,5 +24,5 @@ class GatewaySettings:
     max_message_bytes: int = MAX_FRAME_SIZE
     pending_frames: int = 2_000  # per direction, while the other side is away (peers retransmit)
     pending_bytes: int = 16 * 1024 * 1024
-    heartbeat_interval: float = 10.0  # gateway_nodes.last_seen_at refresh
+    heartbeat_interval: float = 3.0  # gateway_nodes.last_seen_at refresh (well inside NODE_ALIVE_WINDOW)
     watchdog_interval: float = 1.0  # idle/max-duration checks
