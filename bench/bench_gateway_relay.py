@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import pathlib
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -67,9 +70,12 @@ async def pump(
     return time.perf_counter() - start
 
 
-async def through_gateway(frames: int, window: int) -> float:
+@contextlib.asynccontextmanager
+async def connected_session(
+    settings: GatewaySettings,
+) -> AsyncIterator[tuple[Any, aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse]]:
+    """A gateway with one shell session, its fake agent and client connected: (gateway, agent, client)."""
     with tempfile.TemporaryDirectory() as directory:
-        settings = GatewaySettings(ws_heartbeat=300)
         async with running_gateway(pathlib.Path(directory), settings=settings) as gw:
             await gw.add_instance(IID)
             await gw.add_agent_user()
@@ -86,7 +92,12 @@ async def through_gateway(frames: int, window: int) -> float:
             agent = await gw.agent_socket(f"/v1/data-channel/{SID}?role=publish_subscribe")
             await agent.send_str(AgentDataOpen(token_value=data_token, client_instance_id=IID).to_text())
             await gw.wait_status(SID, "Connected")
-            return await pump(agent, client, frames, window)
+            yield gw, agent, client
+
+
+async def through_gateway(frames: int, window: int) -> float:
+    async with connected_session(GatewaySettings(ws_heartbeat=300)) as (_gw, agent, client):
+        return await pump(agent, client, frames, window)
 
 
 async def through_bare_forwarder(frames: int, window: int) -> float:

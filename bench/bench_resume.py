@@ -19,8 +19,9 @@ agent → client, upload: client → agent), from T. Kinds:
 - black-hole of the agent's link in the namespace (every packet to and from the proxy dropped by
   iptables for ``--blackhole-seconds``: TCP retransmits with its own exponential back-off, so the
   first byte comes when the next retransmission finds the link up).
-- (server restart: a place is kept in ``FAULT_KINDS`` — today a restart ends every session, see
-  issue 15; add the kind when sessions survive it.)
+- server restart: `openssm server` stopped with SIGTERM, or SIGKILL, and started again at once on
+  the same data directory and port (T = the server listening again): the client and the agent
+  re-dial, and the new server picks the session up.
 
 **Throughput on a bad network**: SIZE bytes each way at once through a port session, and through
 a direct TCP connection across the same link, with 5 % random loss on the veth, with 100 ms ± 50 ms
@@ -29,8 +30,8 @@ ratio to direct TCP. Every transfer is SHA-256-checked at both ends.
 
 The machine is shared and noisy: compare, don't trust absolute times.
 
-Run: `.venv/bin/python bench/bench_resume.py [--faults 50] [--blackhole-seconds 2] [--size-mib 16]`
-(`--faults 5 --size-mib 4` for a quick look).
+Run: `.venv/bin/python bench/bench_resume.py [--faults 50] [--blackhole-seconds 2] [--size-mib 16]
+[--kinds restart]` (`--faults 5 --size-mib 4` for a quick look).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import argparse
 import contextlib
 import dataclasses
 import pathlib
+import signal
 import socket
 import statistics
 import sys
@@ -150,14 +152,24 @@ def link_blackhole(rig: Rig, seconds: float) -> float:
     return time.monotonic()
 
 
+def server_restart(sig: signal.Signals) -> Callable[[Rig, float], float]:
+    def inject(rig: Rig, _: float) -> float:
+        assert rig.server.process is not None
+        rig.server.process.stop(sig, timeout=30)
+        rig.server.start()  # returns once it listens
+        return time.monotonic()
+
+    return inject
+
+
 FAULT_KINDS = [
     FaultKind("RST, client data channel", proxy_reset("client")),
     FaultKind("RST, agent data channel", proxy_reset("agent")),
     FaultKind("black-hole (proxy), client data channel", proxy_blackhole("client")),
     FaultKind("black-hole (proxy), agent data channel", proxy_blackhole("agent")),
     FaultKind("black-hole (iptables), agent's link", link_blackhole, needs_namespace=True),
-    # Server restart (SIGTERM / SIGKILL, restarted at once): add here once sessions survive a
-    # restart (issue 15); today the gateway ends every session when it stops.
+    FaultKind("server restart (SIGTERM)", server_restart(signal.SIGTERM)),
+    FaultKind("server restart (SIGKILL)", server_restart(signal.SIGKILL)),
 ]
 
 
@@ -293,9 +305,16 @@ def main() -> None:
         "--give-up", type=float, default=20.0, help="seconds to wait for a byte after a fault (default 20)"
     )
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--kinds", default="", help="only the fault kinds whose name holds this text (e.g. 'restart')"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, rig(pathlib.Path(tmp)) as running:
-        kinds = [kind for kind in FAULT_KINDS if running.namespace or not kind.needs_namespace]
+        kinds = [
+            kind
+            for kind in FAULT_KINDS
+            if (running.namespace or not kind.needs_namespace) and args.kinds in kind.name
+        ]
         print(f"recovery: {args.faults} faults of each of {len(kinds)} kinds", flush=True)
         recoveries = measure_recovery(running, kinds, args.faults, args.blackhole_seconds, args.give_up)
         throughputs = [] if args.no_throughput else measure_throughput(running, args.size_mib * MIB)
@@ -315,7 +334,6 @@ def main() -> None:
                 else f"{'-':>7} {'-':>7} {'-':>7}"
             )
             print(f"{result.kind:<42} {direction:<16} {figures}  {result.stuck} of {args.faults}")
-    print("server restart: not measured yet (a restart ends every session today; issue 15)")
     if throughputs:
         print(f"\nthroughput, {args.size_mib} MiB each way at once (4 MiB at 10 Mbit/s), SHA-256 verified\n")
         print(f"{'condition':<30} {'direct MiB/s':>13} {'OpenSSM MiB/s':>14} {'vs direct':>10}")

@@ -32,6 +32,12 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.requires(condition, reason)``: the marker form of :func:`require`."""
+    for marker in item.iter_markers("requires"):
+        require(bool(marker.args[0]), str(marker.args[1]))
+
+
 def captures_dir() -> pathlib.Path:
     configured = os.environ.get("OPENSSM_CAPTURES")
     if configured:

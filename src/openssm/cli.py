@@ -29,6 +29,12 @@ def _admin() -> click.Command:
     return admin_group
 
 
+def _audit() -> click.Command:
+    from openssm.server.audit_cli import audit_group
+
+    return audit_group
+
+
 def _agent() -> click.Command:
     from openssm.agent.cli import agent_group
 
@@ -59,6 +65,18 @@ def _access() -> click.Command:
     return access_group
 
 
+def _join_session() -> click.Command:
+    from openssm.client.join_cli import join_session_command
+
+    return join_session_command
+
+
+def _set_session_join_policy() -> click.Command:
+    from openssm.client.join_cli import set_join_policy_command
+
+    return set_join_policy_command
+
+
 def _logs() -> click.Command:
     from openssm.logs.cli import logs_command
 
@@ -69,12 +87,15 @@ _COMMANDS: dict[str, Callable[[], click.Command]] = {
     "server": _server,
     "quickstart": _quickstart,
     "admin": _admin,
+    "audit": _audit,
     "agent": _agent,
     "start-session": _start_session,
     "logs": _logs,
     "run": _run,
     "login": _login,
     "access": _access,
+    "join-session": _join_session,
+    "set-session-join-policy": _set_session_join_policy,
 }
 
 

@@ -47,6 +47,8 @@ class ServerConfig:
     # Test/ops overrides of the preferences document (seconds); None = use preferences.
     idle_timeout_override: float | None = None
     max_duration_override: float | None = None
+    # How long a session whose ends are away (a client that dropped, a server restart) is kept for them.
+    resume_window_seconds: float = 120.0
     # Session logging (openssm.logs). Sink credentials and region come from the normal AWS chain
     # (env, shared config); the endpoints point at any S3-/CloudWatch-Logs-compatible service.
     record_sessions: bool = True  # server-side recording of every session (local files, then sinks)
@@ -57,6 +59,10 @@ class ServerConfig:
     log_upload_retry_seconds: float = 2.0  # first retry delay; doubles up to the maximum
     log_upload_retry_max_seconds: float = 300.0
     cloudwatch_stream_interval: float = 1.0  # how often a running session's lines are shipped
+    # The tamper-evident audit trail (openssm.logs.integrity): the Ed25519 key signing its digests,
+    # outside data_dir (None: no digests, as in-process test servers), and how often one is written.
+    audit_signing_key: pathlib.Path | None = None
+    audit_digest_seconds: float = 60.0
     # OpenID Connect: the CA bundle for identity providers, the console's "Sign in with …" (--oidc-…).
     web_identity: WebIdentitySettings = dataclasses.field(default_factory=WebIdentitySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)  # just-in-time access

@@ -92,7 +92,11 @@ def server_service(config: pathlib.Path | None) -> Service:
         name="openssm-server",
         description="OpenSSM server: AWS SSM-compatible API and session gateway",
         arguments=("server", *(("--config", str(config.absolute())) if config else ())),
-        environment=(("OPENSSM_DATA_DIR", "/var/lib/openssm"),),
+        # The audit signing key in a state directory of its own, apart from the data directory.
+        environment=(
+            ("OPENSSM_DATA_DIR", "/var/lib/openssm"),
+            ("OPENSSM_AUDIT_KEY", "/var/lib/openssm-audit/audit-signing.key"),
+        ),
         user=SERVER_USER,
         service=(
             ("User", SERVER_USER),
@@ -101,7 +105,7 @@ def server_service(config: pathlib.Path | None) -> Service:
             ("Restart", "on-failure"),
             ("RestartSec", "5s"),
             ("TimeoutStopSec", "30s"),
-            ("StateDirectory", "openssm"),
+            ("StateDirectory", "openssm openssm-audit"),
             ("StateDirectoryMode", "0700"),
             ("ConfigurationDirectory", "openssm"),
             ("LimitNOFILE", "65536"),  # a socket per agent, two per session

@@ -54,6 +54,7 @@ def test_view_only_user_sees_no_start_session_and_a_clear_denial(
     page.fill("#node-search", "no-such-node")
     page.locator("td.empty").wait_for()
     assert row.count() == 0 and "No node matches." in page.inner_text("#nodes-body")
+    assert agent.instance_id is not None
     page.fill("#node-search", agent.instance_id[-6:])
     row.wait_for()
     page.select_option("#node-status", "ConnectionLost")

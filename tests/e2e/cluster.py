@@ -24,10 +24,17 @@ class Node(Server):
     """One scale-out server node: its own data dir, port, node id and public URL."""
 
     def __init__(
-        self, data_dir: pathlib.Path, *, node_id: str, database_url: str, redis_url: str, master_key: str
+        self,
+        data_dir: pathlib.Path,
+        *,
+        node_id: str,
+        database_url: str,
+        redis_url: str,
+        master_key: str,
+        server_args: tuple[str, ...] = (),
     ) -> None:
         env = {**os.environ, "OPENSSM_MASTER_KEY": master_key}
-        args = ("--database-url", database_url, "--redis-url", redis_url, "--node-id", node_id)
+        args = ("--database-url", database_url, "--redis-url", redis_url, "--node-id", node_id, *server_args)
         super().__init__(data_dir, extra_args=args, env=env)
         self.node_id = node_id
         self.database_url = database_url
@@ -46,7 +53,9 @@ def start_together(nodes: Sequence[Server]) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(tmp_path: pathlib.Path, size: int = 2) -> Iterator[list[Node]]:
+def running_cluster(
+    tmp_path: pathlib.Path, size: int = 2, server_args: tuple[str, ...] = ()
+) -> Iterator[list[Node]]:
     require_postgres_and_redis()
     master_key = new_master_key()
     with fresh_postgres_database() as database_url:
@@ -57,6 +66,7 @@ def running_cluster(tmp_path: pathlib.Path, size: int = 2) -> Iterator[list[Node
                 database_url=database_url,
                 redis_url=REDIS_URL,
                 master_key=master_key,
+                server_args=server_args,
             )
             for index in range(size)
         ]

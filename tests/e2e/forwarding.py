@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
+from tests.support.net import free_port as free_port
+
 # upload bytes, download bytes, seconds the server waits before reading, seconds the client
 # waits before reading (a "slow reader" on either end).
 HEADER = struct.Struct("!QQdd")
@@ -76,6 +78,7 @@ class ChecksumServer:
         self.host = host
         self.port: int = self._listener.getsockname()[1]
         self.connections = 0
+        self.received = 0  # upload bytes received so far, over every connection
         self._block = _random_block()
         self._stopped = False
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -105,6 +108,7 @@ class ChecksumServer:
                             return
                         received.update(data)
                         remaining -= len(data)
+                        self.received += len(data)
 
             reader = threading.Thread(target=read_upload, daemon=True)
             reader.start()
@@ -445,10 +449,3 @@ def session_process(argv: list[str], env: dict[str, str]) -> Iterator[SessionPro
         yield process
     finally:
         process.stop()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -16,43 +16,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 
 from tests.support.faultproxy import ProxyThread
+from tests.support.net import free_port as free_port
+from tests.support.wait import wait_until as wait_until
 
 REGION = "us-east-1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def openssm_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "openssm", *args]
-
-
-def wait_until(
-    predicate: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception as exc:  # keep polling; report the last error on timeout
-            last_error = exc
-        time.sleep(interval)
-    raise TimeoutError(
-        f"timed out waiting for {what}" + (f" (last error: {last_error!r})" if last_error else "")
-    )
 
 
 class Process:
@@ -365,6 +342,20 @@ def proxied_system(tmp_path: pathlib.Path) -> Iterator[ProxiedSystem]:
         finally:
             agent.stop()
             server.stop()
+
+
+def key_env(server: Server, key: dict[str, str], tmp_path: pathlib.Path) -> dict[str, str]:
+    """The environment of a user whose access key (``create_access_key``'s answer) is all it has."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=key["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+        AWS_DEFAULT_REGION=server.region,
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    )
+    return env
 
 
 def dump_json(value: Any) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pexpect
 import pytest
 
 from openssm.api.access.webhook import SIGNATURE_HEADER, verify
-from tests.e2e.harness import Agent, Server, free_port, openssm_argv, wait_until
+from tests.e2e.harness import Agent, Server, free_port, key_env, openssm_argv, wait_until
 from tests.support.access_policies import APPROVER, REQUESTER
 
 pytestmark = [
@@ -86,15 +85,7 @@ class User:
 
     def __init__(self, server: Server, key: dict[str, str], tmp_path: pathlib.Path) -> None:
         self.server = server
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.env.update(
-            AWS_ACCESS_KEY_ID=key["AccessKeyId"],
-            AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
-            AWS_DEFAULT_REGION=server.region,
-            AWS_CONFIG_FILE=str(tmp_path / "none"),
-            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-            PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        )
+        self.env = key_env(server, key, tmp_path)
 
     def access(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = openssm_argv("access", *args, "--endpoint-url", self.server.endpoint)
@@ -145,8 +136,9 @@ def test_request_approve_session_expiry_and_the_webhook(tmp_path: pathlib.Path, 
 
         # The receiver is down: the first delivery fails, and the server restarts before it is back.
         first = alice.request(target, f"{GRANT_SECONDS}s")
-        assert server.process is not None
-        wait_until(lambda: "access webhook: delivery" in server.process.log(), "a failed delivery")
+        process = server.process
+        assert process is not None
+        wait_until(lambda: "access webhook: delivery" in process.log(), "a failed delivery")
         server.stop()
         receiver.start()
         server.start()

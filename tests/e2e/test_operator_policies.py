@@ -208,7 +208,7 @@ def test_operator_workflow_and_policies_with_the_aws_cli(tmp_path: pathlib.Path)
         alice.run("ssm", "terminate-session", "--session-id", own_session)
         shell.expect(pexpect.EOF)
         listed = alice.json("ssm", "describe-sessions", "--state", "History")["Sessions"]
-        assert own_session in [s["SessionId"] for s in listed]  # type: ignore[union-attr]
+        assert own_session in [s["SessionId"] for s in listed]  # type: ignore[attr-defined]
 
         # Policy 2: deny everything from outside the listed addresses (we call from 127.0.0.1) ...
         (tmp_path / "policy2.json").write_text(json.dumps(policy_2))
@@ -236,7 +236,7 @@ def test_operator_workflow_and_policies_with_the_aws_cli(tmp_path: pathlib.Path)
             "--set-as-default",
         )
         nodes = alice.json("ssm", "describe-instance-information")["InstanceInformationList"]
-        assert [n["InstanceId"] for n in nodes] == [target]  # type: ignore[union-attr]
+        assert [n["InstanceId"] for n in nodes] == [target]  # type: ignore[attr-defined]
     finally:
         agent.stop()
         server.stop()

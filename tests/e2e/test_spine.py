@@ -32,9 +32,13 @@ def expect_shell_works(child: pexpect.spawn) -> None:
     child.sendline("echo $((6*7))")
     child.expect("42")
     child.setwinsize(30, 100)
-    time.sleep(1.0)  # the client polls the window size every 500 ms
-    child.sendline("stty size")
-    child.expect(r"30 100")
+    # The client polls the window size every 500 ms: ask until the shell sees the new size.
+    deadline = time.monotonic() + 10
+    while True:
+        child.sendline("stty size")
+        if child.expect([r"30 100", r"\r\n\d+ \d+\r\n"]) == 0:
+            break
+        assert time.monotonic() < deadline, "the new window size never reached the shell"
 
 
 def start_session_argv(server: Server, agent: Agent, *extra: str) -> list[str]:
@@ -195,7 +199,7 @@ def test_aws_cli_activation_commands(tmp_path: pathlib.Path) -> None:
         activation_id = created["ActivationId"]
         assert isinstance(created["ActivationCode"], str) and len(created["ActivationCode"]) >= 20
         listed = run("ssm", "describe-activations")
-        assert [a["ActivationId"] for a in listed["ActivationList"]] == [activation_id]  # type: ignore[index]
+        assert [a["ActivationId"] for a in listed["ActivationList"]] == [activation_id]  # type: ignore[attr-defined]
         run("ssm", "delete-activation", "--activation-id", str(activation_id))
         assert run("ssm", "describe-activations")["ActivationList"] == []
         denied = subprocess.run(

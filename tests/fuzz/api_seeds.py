@@ -102,13 +102,13 @@ def _value(name: str, shape: botocore.model.Shape, depth: int) -> Any:
         return FIXTURE_VALUES[name]
     kind = shape.type_name
     if kind == "structure":
-        return _structure(shape, depth + 1)  # type: ignore[arg-type]
+        return _structure(shape, depth + 1)
     if kind == "list":
-        return [] if depth >= MAX_DEPTH else [_value(name, shape.member, depth + 1)]  # type: ignore[attr-defined]
+        return [] if depth >= MAX_DEPTH else [_value(name, shape.member, depth + 1)]
     if kind == "map":
         if depth >= MAX_DEPTH:
             return {}
-        return {"Key": _value("Value", shape.value, depth + 1)}  # type: ignore[attr-defined]
+        return {"Key": _value("Value", shape.value, depth + 1)}
     if kind == "string":
         enum = shape.enum
         return enum[0] if enum else "fuzz"

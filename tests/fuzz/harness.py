@@ -16,7 +16,7 @@ import shlex
 import sys
 import tempfile
 
-import atheris
+import atheris  # type: ignore[import-untyped]
 
 from tests.fuzz.targets import TARGETS
 

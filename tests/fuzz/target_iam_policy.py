@@ -8,6 +8,7 @@ of the three decisions; positions are reported for exactly the parsed statements
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 from openssm.iam import (
     AuthzRequest,
@@ -25,7 +26,7 @@ def setup() -> Callable[[bytes], None]:
     requests: list[AuthzRequest] = [build_request(spec) for spec in iam_seeds.REQUESTS]
 
     def one_input(data: bytes) -> None:
-        kind = "trust" if data[:1] == b"T" else "identity"
+        kind: Literal["identity", "trust"] = "trust" if data[:1] == b"T" else "identity"
         text = (data[1:] if kind == "trust" else data).decode("utf-8", "surrogateescape")
         try:
             policy = parse_policy(text, kind=kind)

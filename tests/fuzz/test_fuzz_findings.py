@@ -1,9 +1,9 @@
-"""What fuzzing (and reading the code the fuzzers pointed at) found in code this change does not
-own, kept as strict xfails: each fails today with the input that shows it, and starts passing (so
-fails as an xfail) once fixed. Then drop the marker, and the matching tolerance in the fuzz target
-(``target_messages._known``, ``target_api.KNOWN_500``).
+"""What fuzzing (and reading the code the fuzzers pointed at) found. An open finding is a strict
+xfail that fails today with the input that shows it, and starts passing (so fails as an xfail) once
+fixed; then the marker goes, with the matching tolerance in the fuzz target (``target_messages._known``,
+``target_api.KNOWN_500``), and the test stays as the regression test of the fix.
 
-Found and fixed here instead: SigV4's compare of a non-ASCII X-Amz-Content-Sha256
+Found and fixed elsewhere: SigV4's compare of a non-ASCII X-Amz-Content-Sha256
 (``tests/unit/auth/test_sigv4_errors.py``).
 """
 
@@ -35,21 +35,19 @@ def test_interactive_shell_content_with_a_lone_surrogate_is_a_message_error() ->
         messages.parse_interactive_shell(payload)
 
 
-@pytest.mark.xfail(strict=True, reason="protocol/documents: TypeError (unhashable), not DocumentError")
 @pytest.mark.parametrize("session_type", [{"a": 1}, ["Standard_Stream"]])
 def test_document_with_an_object_as_session_type_is_a_document_error(session_type: object) -> None:
     """Target ``documents`` (and, through CreateDocument, an HTTP 500 on the API): ``validate_document``
-    tests ``sessionType in SESSION_TYPES``, a frozenset, and a dict or list is unhashable."""
+    tested ``sessionType in SESSION_TYPES``, a frozenset, and a dict or list is unhashable."""
     content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": session_type})
     with pytest.raises(documents.DocumentError):
         documents.parse_document(content)
 
 
-@pytest.mark.xfail(strict=True, reason="protocol/documents: OverflowError escapes, not DocumentError")
 def test_document_with_a_huge_repetition_in_allowed_pattern_is_a_document_error() -> None:
-    """Target ``documents``: ``allowedPattern`` is compiled with ``re``, which raises OverflowError
-    (not ``re.error``) for a repetition count it cannot hold; CreateDocument then answers 500. (The
-    pattern is a caller's regular expression run on the server: worth bounding for backtracking too.)"""
+    """Target ``documents``: ``allowedPattern`` was compiled with ``re``, which raises OverflowError
+    (not ``re.error``) for a repetition count it cannot hold; CreateDocument then answered 500. (The
+    pattern's compiling and matching are now bounded too: ``test_protocol_documents.py``.)"""
     content = json.dumps(
         {
             "schemaVersion": "1.0",
@@ -62,18 +60,16 @@ def test_document_with_a_huge_repetition_in_allowed_pattern_is_a_document_error(
         documents.parse_document(content)
 
 
-@pytest.mark.xfail(strict=True, reason="protocol/documents via api/documents: HTTP 500")
 def test_create_document_with_an_object_as_session_type_is_a_client_error(api: ApiFuzzer) -> None:
     content = json.dumps({"schemaVersion": "1.0", "description": "x", "sessionType": {"a": 1}})
     body = {"Name": "fuzz-finding", "Content": content, "DocumentType": "Session", "DocumentFormat": "JSON"}
     assert 400 <= _status(api, "AmazonSSM.CreateDocument", body) < 500
 
 
-@pytest.mark.xfail(strict=True, reason="security/login_secrets: TypeError from hmac.compare_digest")
 def test_totp_code_of_non_ascii_digits_is_not_valid() -> None:
-    """Read while fuzzing the sign-in inputs: ``totp_step`` accepts any code of six characters
+    """Read while fuzzing the sign-in inputs: ``totp_step`` accepted any code of six characters
     that ``str.isdigit`` calls digits ("١٢٣٤٥٦", Arabic-Indic), then ``hmac.compare_digest``
-    refuses to compare non-ASCII text: a console sign-in with such a code is an HTTP 500 (the API's
+    refused to compare non-ASCII text: a console sign-in with such a code was an HTTP 500 (the API's
     EnableMFADevice checks ``[0-9]{6}`` first and is not affected)."""
     assert totp_step(b"0" * 20, "١٢٣٤٥٦", 1_800_000_000.0) is None
 
@@ -92,11 +88,10 @@ def _status(api: ApiFuzzer, target: str, body: dict[str, str] | bytes) -> int:
     return status
 
 
-@pytest.mark.xfail(strict=True, reason="api/ssm_agent: UnsupportedAlgorithm escapes, HTTP 500")
 def test_register_with_a_key_of_an_unknown_algorithm_is_a_client_error(api: ApiFuzzer) -> None:
     """Target ``api_json``: RegisterManagedInstance (unauthenticated) with a DER public key whose
-    algorithm OID cryptography does not know. ``_checked_public_key`` catches ValueError only;
-    cryptography raises UnsupportedAlgorithm, and the server answers 500."""
+    algorithm OID cryptography does not know. ``_checked_public_key`` caught ValueError only;
+    cryptography raises UnsupportedAlgorithm, and the server answered 500."""
     _, public = generate_key_pair()
     der = bytearray(public)
     at = der.find(RSA_ENCRYPTION_OID)
@@ -114,9 +109,20 @@ def test_register_with_a_key_of_an_unknown_algorithm_is_a_client_error(api: ApiF
     assert 400 <= _status(api, "AmazonSSM.RegisterManagedInstance", body) < 500
 
 
-@pytest.mark.xfail(strict=True, reason="api/ssm_agent: UnicodeEncodeError, HTTP 500")
 def test_role_token_request_with_a_lone_surrogate_fingerprint_is_a_client_error(api: ApiFuzzer) -> None:
     """Read while fuzzing ``api_json``: RequestManagedInstanceRoleToken (signed by a registered
-    node) with ``"Fingerprint": "\\ud800"``; ``fingerprint.encode()`` raises before the compare."""
-    status = _status(api, "AmazonSSM.RequestManagedInstanceRoleToken", b'{"Fingerprint": "\\ud800"}')
-    assert 400 <= status < 500
+    node) with ``"Fingerprint": "\\ud800"``; ``fingerprint.encode()`` raised before the compare.
+    Every JSON body is now refused with a lone surrogate in any string, before any operation."""
+    status, body = api.loop.run_until_complete(
+        api.json("AmazonSSM.RequestManagedInstanceRoleToken", b'{"Fingerprint": "\\ud800"}')
+    )
+    assert status == 400 and b"ValidationException" in body and b"lone surrogate" in body
+
+
+def test_a_surrogate_pair_escaped_in_json_is_one_character_and_accepted(api: ApiFuzzer) -> None:
+    """The pair for U+1F600 is text like any other: the operation itself answers (a fingerprint
+    that is not the node's), not the body check."""
+    status, body = api.loop.run_until_complete(
+        api.json("AmazonSSM.RequestManagedInstanceRoleToken", b'{"Fingerprint": "\\ud83d\\ude00"}')
+    )
+    assert status == 400 and b"InvalidInstanceId" in body

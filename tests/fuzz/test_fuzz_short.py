@@ -40,7 +40,7 @@ def test_target_survives_its_corpus_and_a_short_run(name: str, tmp_path: pathlib
         str(target.corpus),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=90)
+    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, f"fuzz target {name} failed:\n{output[-6000:]}"
     assert "INITED" in output, output[-3000:]

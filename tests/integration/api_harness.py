@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -73,7 +73,7 @@ class ApiServer:
         self._error: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> ApiServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
@@ -128,12 +128,13 @@ class ApiServer:
             config=Config(retries={"max_attempts": 1}),
         )
 
-    def aws(self, *args: str) -> dict[str, Any]:
-        """The real AWS CLI as the administrator; its JSON output."""
-        key, secret = self.admin_credentials
+    def aws(self, *args: str, credentials: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The real AWS CLI as the administrator (or as ``credentials``); its JSON output."""
+        key, secret, *token = credentials or self.admin_credentials
         env = {
             "AWS_ACCESS_KEY_ID": key,
             "AWS_SECRET_ACCESS_KEY": secret,
+            **({"AWS_SESSION_TOKEN": token[0]} if token else {}),
             "AWS_DEFAULT_REGION": self.region,
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",

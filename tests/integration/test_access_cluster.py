@@ -227,7 +227,10 @@ async def test_a_request_nobody_decides_expires_after_a_day(
         with pytest.raises(ApiError) as refused:  # too late to approve, though not expired yet
             await lifecycle.decide(a, row, AccessStatus.APPROVED, APPROVER, reason=None, now=clock.now())
         assert refused.value.code == "ConflictException"
-        assert await asyncio.gather(lifecycle.expire_due(a), lifecycle.expire_due(b)) in ([1, 0], [0, 1])
+        assert list(await asyncio.gather(lifecycle.expire_due(a), lifecycle.expire_due(b))) in (
+            [1, 0],
+            [0, 1],
+        )
         expired = await access_requests.get(a.engine, row.request_id)
         assert expired is not None and expired.status == AccessStatus.EXPIRED
         assert expired.end_reason == "Expired: nobody decided it in time" and not expired.was_granted

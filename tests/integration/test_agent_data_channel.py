@@ -32,7 +32,7 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
     delivered: list[bytes] = []
 
     async def handler(frame: Frame) -> None:
-        delivered.append(frame.payload)
+        delivered.append(bytes(frame.payload))
 
     try:
         async with aiohttp.ClientSession() as http:

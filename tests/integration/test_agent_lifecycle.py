@@ -11,8 +11,10 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
+from tests.support.wait import wait_for
 from tests.unit.agent.fake_mgs import (
     CREDENTIALS,
     FakeMgs,
@@ -108,10 +110,8 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return process.returncode, out.decode(), err.decode()
 
 
-async def until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    await wait_for(predicate, timeout, "the condition never held")
 
 
 @pytest.mark.slow

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
+from tests.support.wait import wait_for
 from tests.unit.agent.fake_mgs import (
     FakeClient,
     agent_session,
@@ -97,9 +99,8 @@ async def test_basic_mode_redials_after_disconnect_to_port() -> None:
     assert outputs_after_handshake(client) == b"echo:firstecho:second"
 
 
-async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
-    while not predicate():
-        await asyncio.sleep(0.02)
+async def _until(predicate: Callable[[], bool]) -> None:
+    await wait_for(predicate, 20, "the condition never held")
 
 
 async def test_ssh_style_session_ends_when_destination_closes() -> None:

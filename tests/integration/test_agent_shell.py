@@ -9,6 +9,7 @@ import pwd
 import re
 
 import pytest
+from tests.support.wait import wait_for
 from tests.unit.agent.fake_mgs import (
     FakeMgs,
     agent_session,
@@ -65,7 +66,7 @@ async def test_shell_profile_is_typed_first_and_ctrl_c_interrupts() -> None:
         await client.send_input(PayloadType.OUTPUT, b"echo mark=$PROFILE_MARK\r")
         await client.wait_for(lambda: b"mark=from-profile" in client.output_bytes, "profile applied")
         await client.send_input(PayloadType.OUTPUT, b"sleep 30 && echo not-$((6*7))x\r")
-        await asyncio.sleep(0.3)
+        await client.wait_for(lambda: b"echo not-$((6*7))x\r\n" in client.output_bytes, "sleep line echoed")
         await client.send_input(PayloadType.OUTPUT, b"\x03")
         await client.send_input(PayloadType.OUTPUT, b"echo after-$((1+1))\r")
         await client.wait_for(lambda: b"after-2" in client.output_bytes, "shell back after Ctrl-C", 5)
@@ -177,7 +178,7 @@ async def test_data_channel_closed_cancels_session() -> None:
     assert result["FinalTaskStatus"] == "Cancelled" and result["Output"] == "idle"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
+@pytest.mark.requires(os.geteuid() == 0, "switching users needs a root agent")
 async def test_root_agent_runs_shell_as_run_as_user() -> None:
     user = pwd.getpwnam("nobody")
     content = session_content(SID, "Standard_Stream", {}, run_as_user="nobody")
@@ -189,7 +190,7 @@ async def test_root_agent_runs_shell_as_run_as_user() -> None:
     assert result["FinalTaskStatus"] == "Success"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="run-as checks apply to a root agent")
+@pytest.mark.requires(os.geteuid() == 0, "run-as checks apply to a root agent")
 @pytest.mark.parametrize(("user", "message"), [("no-such-user-openssm", "does not exist")])
 async def test_run_as_refuses_missing_users(user: str, message: str) -> None:
     content = session_content(SID, "Standard_Stream", {}, run_as_user=user)
@@ -250,8 +251,8 @@ async def test_session_ends_when_the_command_exits_even_if_a_child_keeps_the_ter
     assert result["FinalTaskStatus"] == "Success"
     match = re.fullmatch(rb"started (\d+)\r\n", client.output_bytes)
     assert match is not None
-    await asyncio.sleep(0.2)
-    assert not alive(int(match.group(1)))  # the session's background child went with it
+    child = int(match.group(1))  # the session's background child went with it
+    await wait_for(lambda: not alive(child), 5, f"background child {child} outlived its session")
 
 
 async def test_stopping_the_agent_ends_running_sessions() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import botocore.exceptions
 import pytest
+from tests.conftest import require
 from tests.integration.api_harness import (
     ApiServer,
     connect_instance,
@@ -73,8 +74,7 @@ def test_activation_needs_an_existing_role(server: ApiServer) -> None:
 
 def test_aws_cli_activation_round_trip(server: ApiServer) -> None:
     aws = pathlib.Path(sys.executable).with_name("aws")
-    if not aws.exists():
-        pytest.skip("AWS CLI not installed in the venv")
+    require(aws.exists(), "AWS CLI not installed in the venv (make install puts it there)")
     data = server.config.data_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(data / "credentials"), AWS_CONFIG_FILE=str(data / "config"))
@@ -95,14 +95,14 @@ def test_aws_cli_activation_round_trip(server: ApiServer) -> None:
     listed = cli(
         "describe-activations", "--filters", f"FilterKey=ActivationIds,FilterValues={created['ActivationId']}"
     )
-    assert [a["ActivationId"] for a in listed["ActivationList"]] == [created["ActivationId"]]  # type: ignore[index]
+    assert [a["ActivationId"] for a in listed["ActivationList"]] == [created["ActivationId"]]  # type: ignore[attr-defined]
     cli("delete-activation", "--activation-id", str(created["ActivationId"]))
     assert cli("describe-activations")["ActivationList"] == []
     # A node registered through an activation shows up in the CLI's inventory.
     created = cli("create-activation", "--iam-role", "OpenSSMNodeRole", "--default-instance-name", "cli-node")
     node = register_node(server, str(created["ActivationCode"]), str(created["ActivationId"]))
     inventory = cli("describe-instance-information")["InstanceInformationList"]
-    assert [(i["InstanceId"], i["Name"]) for i in inventory] == [(node.instance_id, "cli-node")]  # type: ignore[index]
+    assert [(i["InstanceId"], i["Name"]) for i in inventory] == [(node.instance_id, "cli-node")]  # type: ignore[attr-defined]
     # Our error shape reaches the user as the CLI prints AWS's own errors.
     failed = subprocess.run(
         [str(aws), "--profile", "openssm", "ssm", "describe-sessions", "--state", "Sideways"],

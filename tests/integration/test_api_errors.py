@@ -12,6 +12,7 @@ import botocore.exceptions
 import pytest
 import sqlalchemy as sa
 from botocore.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.api_harness import ApiServer, make_user
 
 from openssm.api.registry import json_action
@@ -129,14 +130,14 @@ def test_access_denied_in_aws_words_and_audited(server: ApiServer) -> None:
     )
     server.client("ssm", denied).describe_instance_information()
 
-    async def audit_rows(engine: sa.ext.asyncio.AsyncEngine) -> list[sa.Row[tuple[str, str, str | None]]]:
+    async def audit_rows(engine: AsyncEngine) -> list[tuple[str, str, str | None]]:
         async with engine.connect() as conn:
             result = await conn.execute(
                 sa.select(audit_log.c.decision, audit_log.c.action, audit_log.c.matched_statement)
                 .where(audit_log.c.principal_arn == "arn:aws:iam::123456789012:user/denied")
                 .order_by(audit_log.c.id)
             )
-            return list(result.all())
+            return [(row[0], row[1], row[2]) for row in result.all()]
 
     rows = server.db(audit_rows)
     assert [(row[0], row[1]) for row in rows] == [
@@ -226,7 +227,7 @@ def test_group_inline_and_attached_policies_apply(server: ApiServer) -> None:
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}
         )
 
-    async def setup(engine: sa.ext.asyncio.AsyncEngine) -> None:
+    async def setup(engine: AsyncEngine) -> None:
         now = dt.datetime.now(dt.UTC)
         arn = "arn:aws:iam::123456789012:policy/ListNodes"
         async with engine.begin() as conn:
@@ -297,7 +298,7 @@ def test_inactive_and_expired_keys_are_refused(server: ApiServer) -> None:
     key, secret = make_user(server, "paused", allow)
     server.client("ssm", (key, secret)).describe_sessions(State="Active")
 
-    async def deactivate(engine: sa.ext.asyncio.AsyncEngine) -> None:
+    async def deactivate(engine: AsyncEngine) -> None:
         async with engine.begin() as conn:
             await conn.execute(
                 sa.update(access_keys_table)
@@ -310,7 +311,7 @@ def test_inactive_and_expired_keys_are_refused(server: ApiServer) -> None:
         server.client("ssm", (key, secret)).describe_sessions(State="Active")
     assert excinfo.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
-    async def expired(engine: sa.ext.asyncio.AsyncEngine) -> keys.IssuedCredentials:
+    async def expired(engine: AsyncEngine) -> keys.IssuedCredentials:
         return await keys.create_temporary(
             engine,
             SecretCipher.for_data_dir(server.config.data_dir),

@@ -29,7 +29,8 @@ def _raw_http(event: dict[str, Any]) -> bytes:
     lines = [f"{event['method']} {event['path']} HTTP/1.1"]
     lines += [f"{name}: {value}" for name, value in event["headers"].items()]
     head = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
-    return head + event["text"].encode("utf-8")
+    text: str = event["text"]
+    return head + text.encode("utf-8")
 
 
 def _send(server: ApiServer, raw: bytes) -> tuple[int, dict[str, Any]]:

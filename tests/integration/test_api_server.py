@@ -5,9 +5,11 @@ from __future__ import annotations
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -124,6 +126,10 @@ def test_tls_listener_and_secure_transport(tmp_path: pathlib.Path) -> None:
             config=Config(retries={"max_attempts": 1}),
         )
         assert user.describe_sessions(State="Active")["Sessions"] == []
+        # The console over TLS tells the browser to keep to HTTPS for this host.
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(f"{server.endpoint}/console/signin", context=context, timeout=30) as page:
+            assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
     finally:
         server.stop()
 

@@ -15,7 +15,7 @@ from tests.integration.api_harness import ApiServer, connect_instance, make_user
 from openssm.store import sessions as session_store
 from openssm.store.secrets import hash_token
 from openssm.store.sessions import SessionRow
-from openssm.store.tables import channel_tokens
+from openssm.store.tables import audit_log, channel_tokens
 
 ACCOUNT = "123456789012"
 
@@ -185,6 +185,39 @@ def test_document_access_check_and_own_sessions(system: tuple[ApiServer, str, st
         carol.terminate_session(SessionId=theirs["SessionId"])
     assert _code(excinfo) == "AccessDeniedException"
     assert carol.terminate_session(SessionId=mine["SessionId"])["SessionId"] == mine["SessionId"]
+
+
+def test_only_the_sessions_owner_may_resume_it(system: tuple[ApiServer, str, str]) -> None:
+    """Resuming takes the shell over, so another principal is refused however broad its policy (it
+    may still terminate the session); the refusal is an explicit deny in the audit trail."""
+    server, online, _ = system
+    everything = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}],
+    }
+    erin = server.client("ssm", make_user(server, "erin", everything))
+    theirs = server.client().start_session(Target=online)["SessionId"]
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        erin.resume_session(SessionId=theirs)
+    assert _code(excinfo) == "AccessDeniedException"
+    message = excinfo.value.response["Error"]["Message"]
+    assert "user/erin is not authorized to perform: ssm:ResumeSession on resource: arn:aws:ssm:" in message
+    assert f"belongs to arn:aws:iam::{ACCOUNT}:user/admin" in message
+
+    async def decisions(engine: Any) -> list[tuple[str, str | None]]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(audit_log.c.decision, audit_log.c.matched_statement).where(
+                    audit_log.c.action == "ssm:ResumeSession", audit_log.c.resource.endswith(theirs)
+                )
+            )
+            return [(row.decision, row.matched_statement) for row in rows]
+
+    [(decision, rule)] = server.db(decisions)
+    assert decision == "explicitDeny" and rule is not None and "only the principal that started" in rule
+    mine = erin.start_session(Target=online)["SessionId"]
+    assert erin.resume_session(SessionId=mine)["SessionId"] == mine
+    assert erin.terminate_session(SessionId=theirs)["SessionId"] == theirs  # terminating is the policy's call
 
 
 def test_describe_sessions_pages_and_filters(system: tuple[ApiServer, str, str]) -> None:

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from tests.conftest import require
+from tests.support.postgres import REDIS_URL
 
 from openssm.bus.base import MAX_MESSAGE_BYTES, Message
 from openssm.bus.factory import make_bus
 from openssm.bus.inprocess import InProcessBus
 from openssm.bus.redis import BusMessageTooLarge, RedisBus
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 pytestmark = pytest.mark.redis
 
 

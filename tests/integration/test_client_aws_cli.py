@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 import pytest
+from tests.conftest import require
 from tests.integration.client_fakes import CREDENTIALS_ENV, SESSION_ID, TARGET, TIMEOUT, FakeService
 
 from openssm.protocol.frames import PayloadType
@@ -38,8 +39,9 @@ def plugin_on_path(tmp_path: pathlib.Path) -> dict[str, str]:
 
 
 async def aws_start_session(service: FakeService, tmp_path: pathlib.Path) -> asyncio.subprocess.Process:
-    if not AWS.exists():
-        pytest.skip("the aws CLI is not installed in this environment")
+    require(
+        AWS.exists(), "the aws CLI is not installed in this environment (make install puts it in the venv)"
+    )
     return await asyncio.create_subprocess_exec(
         str(AWS), "ssm", "start-session", "--target", TARGET, "--endpoint-url", service.endpoint,
         "--region", "us-east-1",
@@ -63,7 +65,7 @@ async def test_aws_cli_execs_our_plugin_for_a_shell_session(tmp_path: pathlib.Pa
 
         await service.send(PayloadType.OUTPUT, b"$ ")
         size = await service.expect(PayloadType.SIZE)
-        assert json.loads(size.payload) == {"cols": 300, "rows": 100}  # stdout is not a terminal
+        assert json.loads(bytes(size.payload)) == {"cols": 300, "rows": 100}  # stdout is not a terminal
         aws.stdin.write(b"echo hi\n")
         await aws.stdin.drain()
         typed = await service.expect(PayloadType.OUTPUT)

@@ -215,7 +215,7 @@ async def test_kms_encrypted_shell_session(service: FakeService) -> None:
         PayloadType.HANDSHAKE_COMPLETE, handshake_complete_payload("This session is encrypted using AWS KMS.")
     )
     size = await service.expect(PayloadType.SIZE)
-    assert json.loads(size.payload) == {"cols": 300, "rows": 100}  # Size is never encrypted
+    assert json.loads(bytes(size.payload)) == {"cols": 300, "rows": 100}  # Size is never encrypted
     nonce = os.urandom(12)
     await service.send(PayloadType.OUTPUT, nonce + to_client.encrypt(nonce, b"$ ", None))
     client.type(b"ls")

@@ -71,7 +71,7 @@ async def start_shell(service: FakeService, child: pexpect.spawn) -> None:
     assert cooked(local_flags(child))
     await service.send(PayloadType.OUTPUT, b"$ ")
     size = await service.expect(PayloadType.SIZE)
-    assert json.loads(size.payload) == {"cols": 120, "rows": 40}
+    assert json.loads(bytes(size.payload)) == {"cols": 120, "rows": 40}
     await wait_for_flags(child, cbreak_no_echo, "cbreak -echo")
 
 
@@ -86,7 +86,7 @@ async def test_raw_mode_keys_as_bytes_and_restore_on_channel_closed(
             assert (await service.expect(PayloadType.OUTPUT)).payload == key
         child.setwinsize(30, 100)
         resized = await service.expect(PayloadType.SIZE)
-        assert json.loads(resized.payload) == {"cols": 100, "rows": 30}
+        assert json.loads(bytes(resized.payload)) == {"cols": 100, "rows": 30}
         await service.close_channel()
         await asyncio.to_thread(child.expect, pexpect.EOF)
         assert f"Exiting session with sessionId: {SESSION_ID}." in child.before.decode()

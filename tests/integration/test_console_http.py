@@ -137,6 +137,7 @@ def test_cookie_flags_and_secure_behind_a_tls_proxy(server: ApiServer) -> None:
     assert cookie.startswith("openssm-console=")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie
+    assert "Strict-Transport-Security" not in headers  # plain HTTP: HSTS there means nothing
 
     proxied = Browserish(server, origin=f"https://127.0.0.1:{server.port}")
     status, headers, _ = proxied.request(
@@ -148,6 +149,7 @@ def test_cookie_flags_and_secure_behind_a_tls_proxy(server: ApiServer) -> None:
     assert status == 200
     cookie = headers["Set-Cookie"]
     assert cookie.startswith("__Host-openssm-console=") and "Secure" in cookie and "HttpOnly" in cookie
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 def test_state_changes_need_the_csrf_token_and_our_origin(server: ApiServer) -> None:

@@ -173,7 +173,7 @@ def test_preferences_apply_to_new_sessions(system: tuple[ApiServer, str]) -> Non
 def test_custom_session_document_in_yaml(system: tuple[ApiServer, str]) -> None:
     server, instance = system
     ssm = server.client()
-    document = {
+    document: dict[str, Any] = {
         "schemaVersion": "1.0",
         "description": "Tail a log file",
         "sessionType": "InteractiveCommands",

@@ -74,12 +74,52 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
         await engine.dispose()
 
 
+async def test_running_sessions_of_a_dead_node_get_the_resume_window(tmp_path: pathlib.Path) -> None:
+    """Sessions whose ends may re-dial to a survivor are left for the resume window; sessions never
+    opened, or being terminated, end as soon as their node is found dead."""
+    engine = make_engine(database_url_for(tmp_path))
+    await migrate(engine)
+    window = dt.timedelta(seconds=60)
+    try:
+        await gateway_nodes.announce(engine, "dead", "http://d", now=NOW - dt.timedelta(seconds=40))
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(sessions),
+                [
+                    session_row("admin-1", "dead"),
+                    session_row("admin-2", "dead", status="Disconnected"),
+                    session_row("admin-3", "dead", status="Connecting"),
+                    session_row("admin-4", "dead", status="Terminating"),
+                ],
+            )
+        assert await sweep_dead_nodes(engine, now=NOW, resume_window=window) == 2
+        rows = [await session_store.get(engine, f"admin-{n}") for n in range(1, 5)]
+        assert [row.status if row else None for row in rows] == [
+            SessionStatus.CONNECTED,
+            SessionStatus.DISCONNECTED,
+            SessionStatus.TERMINATED,
+            SessionStatus.TERMINATED,
+        ]
+        # Dead for longer than the liveness window and the resume window together: they end too.
+        later = NOW + window
+        assert await sweep_dead_nodes(engine, now=later, resume_window=window) == 2
+        for n in (1, 2):
+            row = await session_store.get(engine, f"admin-{n}")
+            assert row is not None and row.status == SessionStatus.TERMINATED
+            assert row.termination_reason == dead_node_reason("dead")
+    finally:
+        await engine.dispose()
+
+
 async def test_a_running_node_sweeps_by_its_clock(tmp_path: pathlib.Path) -> None:
     """A live node's sweeper ends a silent node's sessions once the node's own clock has passed the
     liveness window (10 s), and not before."""
     clock = ManualClock(NOW)
     async with running_gateway(
-        tmp_path, settings=GatewaySettings(heartbeat_interval=0.05), clock=clock
+        # No resume window: running sessions end as soon as their node is found dead.
+        tmp_path,
+        settings=GatewaySettings(heartbeat_interval=0.05, resume_window=0.0),
+        clock=clock,
     ) as gw:
         await gateway_nodes.announce(gw.engine, "silent", "http://s", now=NOW)
         await gateway_nodes.announce(gw.engine, "gone", "http://g", now=NOW - dt.timedelta(seconds=2))

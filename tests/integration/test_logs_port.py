@@ -149,7 +149,7 @@ def test_ssh_style_stdio_session_is_recorded(tmp_path: pathlib.Path, echo: EchoS
 
         def read() -> None:
             assert proc.stdout is not None
-            while chunk := proc.stdout.read1(65536):
+            while chunk := proc.stdout.read1(65536):  # type: ignore[attr-defined]
                 received.extend(chunk)
 
         threading.Thread(target=read, daemon=True).start()

@@ -11,7 +11,6 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pexpect
@@ -234,7 +233,8 @@ def test_a_sink_outage_during_a_session_loses_nothing(
                 )["Sessions"],
                 "session ended",
             )
-            time.sleep(3)  # the shipper tries and fails meanwhile
+            server_log_path = server.data_dir / "server.log"
+            wait_until(lambda: "retrying in" in server_log_path.read_text(), "the shipper to try and fail")
             assert "during-4" not in session_lines(logs, GROUP, session_id)
             assert s3_text(s3, BUCKET, f"{PREFIX}/{session_id}.log") is None
             assert _output_url(server, session_id) == {}

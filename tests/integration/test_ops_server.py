@@ -68,7 +68,7 @@ def scrape(server: ApiServer) -> str:
 
 
 def refusals(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [dict(r.openssm) for r in caplog.records if r.name == "openssm.refused"]
+    return [dict(r.__dict__["openssm"]) for r in caplog.records if r.name == "openssm.refused"]
 
 
 def test_health_and_readiness_need_no_authentication_and_say_nothing_more(server: ApiServer) -> None:

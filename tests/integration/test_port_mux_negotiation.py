@@ -112,7 +112,7 @@ async def exchange(
 
 
 def agent_outputs(client: FakeClient) -> list[bytes]:
-    return [frame.payload for frame in client.outputs_of(PayloadType.OUTPUT)]
+    return [bytes(frame.payload) for frame in client.outputs_of(PayloadType.OUTPUT)]
 
 
 async def test_agent_offers_v2_and_an_openssm_client_gets_it_with_large_payloads() -> None:
@@ -166,7 +166,7 @@ async def test_agent_refuses_input_beyond_the_fast_path_limit() -> None:
         await client_handshake(client, extensions={FAST_PATH_ACCEPTED: FAST_PATH_VERSION})
         too_big = await client.send_input(PayloadType.OUTPUT, b"\x02" * (FAST_PATH_PAYLOAD + 1))
         fits = await client.send_input(PayloadType.FLAG, flag_payload(PayloadFlag.TERMINATE_SESSION))
-        await asyncio.sleep(0.3)
+        await client.wait_for(lambda: fits.sequence_number in client.acked_inputs, "the Terminate acked")
         # Dropped unacked (a client resends; ours never sends more than the limit), so the
         # Terminate behind it is held (acked, out of order) and not acted on.
         assert too_big.sequence_number not in client.acked_inputs

@@ -17,21 +17,15 @@ and the ``load_capture`` fixture returns all events of one file by stem.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import captures_dir
+from tests.conftest import captures_dir, in_ci, require
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Event = dict[str, Any]
-
-
-def in_ci() -> bool:
-    # Same rule as the suite-wide tests/conftest.py.
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def _missing_reason() -> str | None:
@@ -89,8 +83,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def load_capture() -> Callable[[str], list[Event]]:
     reason = _missing_reason()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(reason is None, reason or "")
     return read_capture

@@ -260,7 +260,7 @@ class EchoServer:
 
 def smux_frames(payloads: list[bytes]) -> list[tuple[int, int, bytes]]:
     frames = decode_frames(b"".join(payloads))
-    return [(int(f.command), f.stream_id, f.data) for f in frames]
+    return [(int(f.command), f.stream_id, bytes(f.data)) for f in frames]
 
 
 async def test_port_forwarding_over_smux(load_capture: Callable[[str], list[Event]]) -> None:
@@ -290,9 +290,11 @@ async def test_port_forwarding_over_smux(load_capture: Callable[[str], list[Even
     # ignores; openssm.transport.mux).
     request, complete = outputs[0], outputs[1]
     assert request.payload_type == PayloadType.HANDSHAKE_REQUEST
-    expected = captured_outputs[0].payload.replace(CAPTURED_AGENT_VERSION.encode(), AGENT_VERSION.encode())
+    expected = bytes(captured_outputs[0].payload).replace(
+        CAPTURED_AGENT_VERSION.encode(), AGENT_VERSION.encode()
+    )
     offers = (b'"openssmFastPath":"1",', b'"openssmMuxVersion":"2",')
-    stripped = request.payload
+    stripped = bytes(request.payload)
     for offer in offers:
         assert offer in stripped
         stripped = stripped.replace(offer, b"")
@@ -304,8 +306,8 @@ async def test_port_forwarding_over_smux(load_capture: Callable[[str], list[Even
 
     # Streams: the destination was dialled once per SYN; the smux frames match per stream.
     assert echo.accepted == 2
-    ours = smux_frames([f.payload for f in outputs[2:]])
-    theirs = smux_frames([f.payload for f in captured_outputs[2:]])
+    ours = smux_frames([bytes(f.payload) for f in outputs[2:]])
+    theirs = smux_frames([bytes(f.payload) for f in captured_outputs[2:]])
     for stream_id in (3, 5):
         assert [f for f in ours if f[1] == stream_id] == [f for f in theirs if f[1] == stream_id]
     assert sorted(ours) == sorted(theirs)

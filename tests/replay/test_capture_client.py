@@ -92,7 +92,7 @@ class Expectation:
 def frame_key(frame: Frame) -> tuple[str, int]:
     """Frames are matched by what they are about: acks by the sequence they ack, data by its own."""
     if frame.message_type == MessageType.ACKNOWLEDGE:
-        return ("ack", json.loads(frame.payload)["AcknowledgedMessageSequenceNumber"])
+        return ("ack", json.loads(bytes(frame.payload))["AcknowledgedMessageSequenceNumber"])
     return (frame.message_type, frame.sequence_number)
 
 
@@ -251,7 +251,7 @@ def with_local_port(captured_port: str | None, port: int) -> Callable[[bytes], b
         frame = decode(data)
         if captured_port is None or frame.payload_type != PayloadType.HANDSHAKE_REQUEST:
             return data
-        payload = frame.payload.replace(f'"{captured_port}"'.encode(), f'"{port}"'.encode())
+        payload = bytes(frame.payload).replace(f'"{captured_port}"'.encode(), f'"{port}"'.encode())
         return dataclasses.replace(frame, payload=payload).encode()
 
     return rewrite
@@ -357,7 +357,6 @@ async def test_port_basic_session_matches_the_plugin(
 async def test_port_mux_session_matches_the_plugin(
     load_capture: Callable[[str], list[Event]], tmp_path: Any
 ) -> None:
-    pytest.importorskip("openssm.transport.mux")
     capture = load_capture("plugin-port-mux")
     # The capture logged client 2's connect (#19) after the SYN it caused (#17): re-enact it first.
     move_before(capture, 19, 17)

@@ -152,7 +152,7 @@ async def start_session(
         captured.content, document_content={}
     )
     assert (sent.task_id, sent.topic, sent.schema_version) == (captured.task_id, captured.topic, 1)
-    assert list(json.loads(shell.payload)) == list(json.loads(decode(raw(shell_event)).payload))
+    assert list(json.loads(bytes(shell.payload))) == list(json.loads(bytes(decode(raw(shell_event)).payload)))
 
     agent = await replay_upgrade(gateway, request_of(agent_events, "/v1/data-channel/", "GET"))
     await agent.send_str(data_open)

@@ -8,7 +8,6 @@ agent exercises, without a real agent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -49,6 +48,7 @@ from openssm.store.tables import (
     instances,
     sessions,
 )
+from tests.support.wait import wait_for as wait_for
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -285,19 +285,6 @@ class Gateway:
 
     async def client_socket(self, session_id: str) -> aiohttp.ClientWebSocketResponse:
         return await self.http.ws_connect(self.url(f"/v1/data-channel/{session_id}?role=publish_subscribe"))
-
-
-async def wait_for(check: Callable[[], Any], timeout: float, message: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(message)
-        await asyncio.sleep(0.02)
 
 
 async def next_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> Frame:

@@ -7,6 +7,7 @@ import pathlib
 
 from openssm.bus.inprocess import InProcessBus
 from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.join import SessionJoins
 from openssm.gateway.metrics import GatewayMetrics
 from openssm.logs.service import SessionLogging
 from openssm.server.composition import compose
@@ -27,6 +28,7 @@ def test_a_node_mounts_every_component_and_its_gateway_runs_the_extensions(tmp_p
         RunCommandJobs,
         SessionLogging,
         GatewayMetrics,
+        SessionJoins,
     ]
     assert server.gateway.services is services
     mounted = {

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from tests.conftest import require
 
 from openssm.transport import runtime
 
@@ -38,7 +39,6 @@ def test_run_uses_the_chosen_loop() -> None:
 
 
 def test_allocator_tuned_on_glibc() -> None:
-    if not sys.platform.startswith("linux"):
-        pytest.skip("mallopt is glibc's")
+    require(sys.platform.startswith("linux"), "mallopt is glibc's")
     assert runtime.tune_allocator() is True
     assert runtime.tune_allocator() is True  # idempotent

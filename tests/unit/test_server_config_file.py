@@ -111,3 +111,45 @@ def test_the_readme_example_is_a_valid_file(tmp_path: pathlib.Path) -> None:
     config.write_text(example)
     settings: dict[str, Any] = config_file.default_map(server_command, config)
     assert settings["listen"] and settings["data_dir"]
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:8080", "ssm.example.internal:80"])
+def test_plain_http_off_loopback_is_refused_naming_the_way_out(
+    listen: str, tmp_path: pathlib.Path, started: list[ServerConfig]
+) -> None:
+    result = run_server("--data-dir", str(tmp_path), "--listen", listen)
+    assert result.exit_code == 2 and not started
+    assert "plain HTTP" in result.output
+    for name in ("--insecure-http", "--tls-cert", "--tls-key", "insecure-http = true"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:8080", "127.8.9.10:8080", "[::1]:8080", "localhost:8080", ":8080"]
+)
+def test_plain_http_on_loopback_needs_no_flag(
+    listen: str, tmp_path: pathlib.Path, started: list[ServerConfig]
+) -> None:
+    assert run_server("--data-dir", str(tmp_path), "--listen", listen).exit_code == 0
+    assert started[0].public_url.startswith("http://")
+
+
+def test_insecure_http_from_the_flag_or_the_file_lets_it_listen_anywhere(
+    tmp_path: pathlib.Path, started: list[ServerConfig]
+) -> None:
+    assert (
+        run_server("--data-dir", str(tmp_path), "--listen", "0.0.0.0:8080", "--insecure-http").exit_code == 0
+    )
+    config = tmp_path / "server.toml"
+    config.write_text('listen = "0.0.0.0:8080"\ninsecure-http = true\n')
+    result = run_server("--config", str(config), "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert [c.listen_host for c in started] == ["0.0.0.0", "0.0.0.0"]
+
+
+def test_tls_serves_any_address_without_the_flag(tmp_path: pathlib.Path, started: list[ServerConfig]) -> None:
+    (tmp_path / "cert.pem").write_text("cert")
+    (tmp_path / "key.pem").write_text("key")
+    tls = ("--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"))
+    assert run_server("--data-dir", str(tmp_path), "--listen", "0.0.0.0:8443", *tls).exit_code == 0
+    assert started[0].public_url.startswith("https://")

@@ -89,7 +89,7 @@ def test_install_without_a_running_systemd_writes_the_unit_and_says_so(tmp_path:
     assert code == 1
     assert f"wrote {tmp_path / 'openssm-agent.service'}" in output
     assert "was not enabled or started" in output and "systemctl enable --now openssm-agent" in output
-    assert problem in output
+    assert problem is not None and problem in output
     code, output = invoke("agent", "uninstall", "--unit-dir", str(tmp_path))
     assert code == 1 and "only its unit file was removed" in output
     assert not (tmp_path / "openssm-agent.service").exists()

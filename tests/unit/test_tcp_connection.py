@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from tests.support.wait import wait_for
 
 from openssm.transport import tcp_connection
 from openssm.transport.tcp_connection import TcpConnection
@@ -130,7 +131,7 @@ async def _a_slow_reader_pauses_the_socket_instead_of_buffering_everything() -> 
     client, served, server = await pair(high_water)
     async with server:
         sender = asyncio.create_task(_send_forever(client))
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: served._throttle.paused, 10, "the reader never paused the socket")
         # Unread data stays near the high-water mark: the rest waits in kernel buffers and the sender.
         assert served._throttle.paused
         # One more read's worth at most.

@@ -44,7 +44,7 @@ def aiohttp_reads(data: bytes) -> list[tuple[WSMsgType, bytes]]:
         reader = WebSocketReader(queue, 2**24, False, False)  # no compression, text as bytes
         reader.feed_data(data)
         reader.feed_eof()
-        messages = []
+        messages: list[tuple[WSMsgType, bytes]] = []
         while True:
             try:
                 message = await queue.read()
@@ -72,7 +72,7 @@ def test_frames_round_trip_and_match_aiohttp(
         messages = [message.hex().encode() for message in messages]
     frames = b""
     for message in messages:
-        pieces = [message[:7], memoryview(message)[7:]]
+        pieces: list[bytes | memoryview] = [message[:7], memoryview(message)[7:]]
         key = os.urandom(4) if masked else None
         frames += wire(ws.encode(opcode, pieces, mask_key=key, mask=websocket_mask))
     reader = ws.FrameReader(masked=masked, max_message=1 << 20, mask=websocket_mask)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from tests.support.wait import wait_for
 
 from openssm.protocol import websocket as codec
 from openssm.transport import websocket_connection
@@ -252,9 +253,9 @@ async def test_a_paused_reader_pings_its_peer_and_does_not_judge_it(http: aiohtt
             http, url, max_message=1 << 21, heartbeat=0.3, paused_ping_interval=0.1
         )
         await connection.send_str("start")
-        await asyncio.sleep(1.5)  # five heartbeats without reading a byte
+        # five heartbeats without reading a byte
+        await wait_for(lambda: len(pings) >= 5, 10, "five pings while paused")
         assert connection._throttle.paused and not connection.closed
-        assert len(pings) >= 5
         sizes = [len((await connection.receive(timeout=5)).data) for _ in range(20)]
         assert sizes == [1_000_000] * 20
         await connection.send_str("done")

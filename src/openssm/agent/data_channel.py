@@ -39,7 +39,8 @@ from openssm.transport.websocket_connection import WebSocketConnection
 log = logging.getLogger(__name__)
 
 MAX_CHUNK: Final = 1024  # the real agent's largest stream payload for PTY/port bytes
-RECONNECT_ATTEMPTS: Final = 5
+# About 60 s of tries (the last ones 5 s apart): long enough for the server to restart.
+RECONNECT_ATTEMPTS: Final = 16
 RECONNECT_INITIAL: Final = 0.1
 RECONNECT_MAX: Final = 5.0
 # Bounds on what a client can make the agent hold: real clients send <= 1024-byte chunks and

@@ -6,9 +6,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import re
 import time
 import urllib.parse
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -72,6 +73,10 @@ def _json_error(code: str, message: str, status: int, request_id: str) -> web.Re
     return response
 
 
+# The JSON escape of a UTF-16 surrogate (U+D800-U+DFFF): a pair is one character, half of one is none.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _parse_json_body(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
@@ -83,6 +88,15 @@ def _parse_json_body(body: bytes) -> dict[str, Any]:
         raise validation_error("Request body is nested too deeply") from exc
     if not isinstance(parsed, dict):
         raise validation_error("Request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(body) is not None:  # most bodies escape no surrogate: skip the walk
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:  # a lone half: no member may hold it (nor a database store it)
+            raise validation_error(
+                "Request body holds a string that is not valid Unicode (a lone surrogate)"
+            ) from exc
+        except RecursionError as exc:
+            raise validation_error("Request body is nested too deeply") from exc
     return parsed
 
 

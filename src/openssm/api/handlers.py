@@ -10,6 +10,7 @@ from openssm.api import (  # noqa: F401 - imported for their registrations
     commands,
     documents,
     iam,
+    session_join,
     ssm,
     ssm_agent,
     ssm_node_admin,

@@ -18,6 +18,7 @@ import logging
 import re
 from typing import Any, Final
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -54,7 +55,7 @@ def _checked_public_key(body: dict[str, Any], member: str, type_member: str) -> 
         raise ApiError("ValidationException", f"{type_member} must be 'Rsa'")
     try:
         key = load_der_public_key(base64.b64decode(encoded, validate=True))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, UnsupportedAlgorithm) as exc:  # the last: an OID of no known key type
         raise ApiError("InvalidParameters", f"{member} is not a base64 DER RSA public key") from exc
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
         raise ApiError("InvalidParameters", f"{member} must be an RSA key of at least {MIN_RSA_BITS} bits")

@@ -25,7 +25,7 @@ from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
 from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
-from openssm.security import access_grants
+from openssm.security import access_grants, refuse_by_rule
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, ids, instances, sessions
 from openssm.store.sessions import NewSession, SessionRow
@@ -34,6 +34,9 @@ SSM = "AmazonSSM"
 DOCUMENT_NAME_PATTERN = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
 SESSION_ID_PATTERN = r"^.{1,96}$"
 RUN_AS_TAG = "SSMSessionRunAs"
+# Resuming takes the session's shell over (its client token is bound to the principal it is issued
+# to), so only the principal that started it may, whatever policies allow; others terminate it.
+OWNER_ONLY = "OpenSSM: only the principal that started a session may resume it"
 SESSION_FILTER_KEYS = (
     "InvokedAfter",
     "InvokedBefore",
@@ -145,10 +148,24 @@ def _session_context(row: SessionRow) -> dict[str, list[str]]:
     }
 
 
-async def _authorized_session(request: ApiRequest, session_id: str, action: str) -> SessionRow:
+async def _authorized_session(
+    request: ApiRequest, session_id: str, action: str, *, owner_only: bool = False
+) -> SessionRow:
     row = await sessions.get(request.services.engine, session_id)
     context = _session_context(row) if row else {}
-    await request.authorize(action, [session_arn(request.region, request.account, session_id)], context)
+    resource = session_arn(request.region, request.account, session_id)
+    identity = request.require_identity()
+    if owner_only and row is not None and row.owner_arn != identity.principal.arn:
+        await refuse_by_rule(
+            request.services,
+            identity,
+            action,
+            resource,
+            request.facts,
+            rule=OWNER_ONLY,
+            because=f"because the session belongs to {row.owner_arn}",
+        )
+    await request.authorize(action, [resource], context)
     if row is None:
         raise ApiError("DoesNotExistException", f"Session {session_id} does not exist.")
     return row
@@ -157,13 +174,20 @@ async def _authorized_session(request: ApiRequest, session_id: str, action: str)
 @json_action(SSM, "ResumeSession")
 async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     session_id = required_string(body, "SessionId", pattern=SESSION_ID_PATTERN)
-    row = await _authorized_session(request, session_id, "ssm:ResumeSession")
+    row = await _authorized_session(request, session_id, "ssm:ResumeSession", owner_only=True)
     if row.status not in TERMINABLE_STATUSES:
-        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active.")
+        ended = f" ({row.termination_reason})" if row.termination_reason else ""
+        raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active{ended}.")
     now = request.now()
     alive = await gateway_nodes.alive(request.services.engine, now=now)
-    if row.node_id is None or row.node_id not in alive:
-        raise _not_connected(row.target)
+    node_id = row.node_id
+    if node_id is None or node_id not in alive:
+        # Its node died: the session goes on at the node that now holds the target's control
+        # channel, which takes it over when the client's data channel arrives there.
+        instance = await instances.get(request.services.engine, row.target)
+        node_id = instance.control_node_id if instance else None
+        if node_id is None or node_id not in alive:
+            raise _not_connected(row.target)
     token = ids.bearer_token()
     await channel_tokens.issue(
         request.services.engine,
@@ -177,7 +201,7 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     return {
         "SessionId": session_id,
         "TokenValue": token,
-        "StreamUrl": stream_url(alive[row.node_id], session_id),
+        "StreamUrl": stream_url(alive[node_id], session_id),
     }
 
 

@@ -11,6 +11,9 @@ import abc
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openssm.bus.failures import FailureLog, MemoryFailureLog
+from openssm.bus.once import MemoryOnce
+
 Message = dict[str, Any]
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -26,6 +29,19 @@ class Bus(abc.ABC):
     async def ping(self) -> bool:
         """The bus is reachable (readiness). An in-process bus always is."""
         return True
+
+    def failure_log(self, namespace: str) -> FailureLog:
+        """Failed attempts (sign-in throttling) as every node on this bus sees them: this one node's
+        in memory, unless the bus is shared (Redis)."""
+        return MemoryFailureLog()
+
+    async def first_use(self, namespace: str, key: str, *, now: float, ttl: float) -> bool:
+        """True the first time ``key`` is presented within ``ttl`` seconds, on any node on this bus
+        (a replay guard); ``now`` in wall-clock seconds."""
+        once: MemoryOnce | None = getattr(self, "_once", None)
+        if once is None:
+            once = self._once = MemoryOnce()
+        return once.first_use(f"{namespace}:{key}", now, ttl)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -16,6 +16,7 @@ TERMINATE: Final = "terminate"  # end a session: session_id, reason
 AGENT_JOB: Final = "agent_job"  # send a Run Command invocation to its agent: command_id, instance_id
 CANCEL_COMMAND: Final = "cancel_command"  # cancel it on the agent: command_id, instance_id
 RUN_COMMAND: Final = "run_command"  # take the next step of a command's rollout: command_id, cancel
+JOINS_REFUSED: Final = "joins_refused"  # the owner refuses joins: end the joiners of session_id
 
 
 def node_channel(node_id: str) -> str:
@@ -24,6 +25,10 @@ def node_channel(node_id: str) -> str:
 
 def terminate(session_id: str, reason: str) -> Message:
     return {"type": TERMINATE, "session_id": session_id, "reason": reason}
+
+
+def joins_refused(session_id: str) -> Message:
+    return {"type": JOINS_REFUSED, "session_id": session_id}
 
 
 def run_command(command_id: str, *, cancel: bool = False) -> Message:

@@ -8,8 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from openssm.bus.base import MAX_MESSAGE_BYTES, Bus, Message
+from openssm.bus.failures import FailureLog, FailureLogUnavailable
+from openssm.bus.redis_failures import RedisFailureLog
 from openssm.errors import OpenSSMError
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,18 @@ class RedisBus(Bus):
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
+
+    async def first_use(self, namespace: str, key: str, *, now: float, ttl: float) -> bool:
+        """One ``SET NX`` with the time to live: atomic across every node on this Redis. Redis
+        expires it by its own clock, so ``now`` is not needed here."""
+        name = f"openssm:{namespace}:{key}"
+        try:
+            return bool(await self._redis.set(name, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        except (OSError, RedisError) as exc:
+            raise FailureLogUnavailable(f"cannot check a replay in Redis: {exc}") from exc
+
+    def failure_log(self, namespace: str) -> FailureLog:
+        return RedisFailureLog(self._redis, namespace)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -83,7 +83,8 @@ def _print(result: dict[str, Any], output: str) -> None:
     click.echo(json.dumps(shown, indent=4))
 
 
-def _common(command: F) -> F:
+def connection_options(command: F) -> F:
+    """--endpoint-url, --profile and --region, as ``aws`` has them (also ``openssm join-session``'s)."""
     options = [
         click.option(
             "--endpoint-url",
@@ -95,6 +96,15 @@ def _common(command: F) -> F:
         click.option(
             "--region", help="Region to sign requests for (default: $AWS_REGION or the profile's region)."
         ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _common(command: F) -> F:
+    options = [
+        connection_options,
         click.option(
             "--output",
             type=click.Choice(["json", "text"]),

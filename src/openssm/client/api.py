@@ -206,6 +206,7 @@ class SessionApi:
         self.target = target
         self.session_id = session_id
         self._caller: Caller | None = None
+        self.stream_url: str | None = None  # the last ResumeSession's (another node, if ours died)
 
     def _ssm(self) -> Caller:
         if self._caller is None:
@@ -230,6 +231,8 @@ class SessionApi:
                     break
                 continue
             token = response.get("TokenValue")
+            url = response.get("StreamUrl")
+            self.stream_url = url if isinstance(url, str) and url else None
             return token if isinstance(token, str) else None
         raise ChannelError(f"ResumeSession failed: {last_error}")
 
@@ -242,7 +245,8 @@ class SessionApi:
         return self._ssm().call(operation, {"SessionId": self.session_id})
 
 
-RESUME_ATTEMPTS: Final = 5
+# About 60 s of tries (the last ones 5 s apart): long enough for the server to restart.
+RESUME_ATTEMPTS: Final = 16
 # Errors that retrying cannot fix.
 _FINAL_ERROR_CODES: Final = frozenset(
     {"DoesNotExistException", "AccessDeniedException", "AccessDenied", "InvalidClientTokenId"}

@@ -42,6 +42,8 @@ DIAL_ATTEMPTS: Final = 5
 RETRY_MAX_DELAY: Final = 5.0
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
 PING_PAYLOAD: Final = b"keepalive"
+# How long ResumeSession and dialling are tried again after the data channel is lost.
+RESUME_PATIENCE: Final = 60.0
 # The plugin gives up after ~3000 resends of one message (about 5 minutes).
 STALL_LIMIT_SECONDS: Final = 300.0
 
@@ -307,15 +309,24 @@ class DataChannel:
         """ResumeSession, then re-dial the original StreamUrl with the new token (§2.9)."""
         if self._resume is None:
             raise ChannelError("the data channel was lost and this client cannot resume sessions")
-        token = await self._resume()
-        if not token:
-            raise SessionTimedOut("session timed out")
-        self._token = token
-        old = self._ws
-        self._ws = None
-        if old is not None and not old.closed:
-            await old.close()
-        await self.connect()
+        deadline = asyncio.get_running_loop().time() + RESUME_PATIENCE
+        while True:
+            token = await self._resume()
+            if not token:
+                raise SessionTimedOut("session timed out")
+            self._token = token
+            old = self._ws
+            self._ws = None
+            if old is not None and not old.closed:
+                await old.close()
+            try:
+                await self.connect()
+            except ChannelError:
+                # Its node may have died: ResumeSession names another once that is known.
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                continue
+            break
         # Sequence numbers continue: replay what the agent has not acked yet.
         for data in self.endpoint.all_unacked():
             await self._write(data)

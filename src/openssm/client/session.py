@@ -20,7 +20,7 @@ from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, Ses
 from openssm.client.output import Console
 from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
 from openssm.client.scope import Scope
-from openssm.client.shell import ShellSession
+from openssm.client.shell import JoinStyle, ShellSession
 from openssm.client.terminal import READ_CHUNK
 from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import (
@@ -67,6 +67,7 @@ class ClientOptions:
     # Largest Output payload for port data. AWS's plugin never sends more than 1 KiB; OpenSSM's
     # gateway and agent take up to 64 KiB, which moves bulk data about ten times faster.
     max_chunk: int = READ_CHUNK
+    joining: JoinStyle | None = None  # set by `openssm join-session`: someone else's session
 
 
 def chunk_size_from_env(default: int) -> int:
@@ -229,7 +230,11 @@ class SessionDispatcher:
 
     def _shell(self) -> ShellSession:
         return ShellSession(
-            self._channel, self._console, stdin_fd=self._options.stdin_fd, stdout_fd=self._console.fd
+            self._channel,
+            self._console,
+            stdin_fd=self._options.stdin_fd,
+            stdout_fd=self._console.fd,
+            joining=self._options.joining,
         )
 
     async def _activate(self) -> None:
@@ -261,15 +266,33 @@ class SessionDispatcher:
             await self.active.close()
 
 
+def _resuming(api: SessionApi, use_url: Callable[[str], None]) -> Callable[[], Awaitable[str | None]]:
+    """ResumeSession for the data channel, which then dials the StreamUrl it names: the same as
+    before, or another server node's when the session's node died."""
+
+    async def resume() -> str | None:
+        token = await api.resume()
+        if api.stream_url:
+            use_url(api.stream_url)
+        return token
+
+    return resume
+
+
 async def run_session(started: StartedSession, options: ClientOptions) -> int:
     """Run one session from a StartSession response; returns the process exit code."""
     console = options.console
     console.print(starting_message(started.session_id))
     api = SessionApi(options.api, started.session_id) if options.api is not None else None
+    channel: DataChannel
+
+    def use_url(url: str) -> None:
+        channel.stream_url = url
+
     channel = DataChannel(
         started.stream_url,
         started.token_value,
-        resume=api.resume if api else None,
+        resume=_resuming(api, use_url) if api else None,
         client_id=started.client_id,
         opened=started.opened,
     )

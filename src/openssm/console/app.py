@@ -6,6 +6,7 @@ principal through the API's own handlers (see :mod:`openssm.console.actor`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import urllib.parse
@@ -15,7 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from openssm.api import handlers  # noqa: F401 - the actor runs the API's registered operations
-from openssm.console import access_routes, pages, routes, web_security
+from openssm.bus.failures import FailureLogUnavailable
+from openssm.console import access_routes, join_routes, pages, routes, web_security
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import error as _error
 from openssm.console.jsonio import json_body as _json_body
@@ -40,9 +42,18 @@ GATEWAY_URLS_TTL: Final = 10.0  # seconds
 class Console:
     def __init__(self, services: Services) -> None:
         self.services = services
+
         # Per access key: 5 free failures. Per client address: more, as many users may share a NAT.
-        self.key_throttle = web_security.SignInThrottle(free_failures=5)
-        self.ip_throttle = web_security.SignInThrottle(free_failures=20)
+        # Counted across the nodes when they share a Redis; times from the one clock.
+        def wall() -> float:
+            return services.clock.now().timestamp()
+
+        self.key_throttle = web_security.SignInThrottle(
+            services.bus.failure_log("signin-key"), free_failures=5, clock=wall
+        )
+        self.ip_throttle = web_security.SignInThrottle(
+            services.bus.failure_log("signin-ip"), free_failures=20, clock=wall
+        )
         self._gateway_urls: tuple[float, list[str]] | None = None
 
     # -- request context ---------------------------------------------------------------------------
@@ -139,7 +150,14 @@ class Console:
         )
         facts = self.facts(request)
         ip_keys, key_keys = [facts.source_ip], [form.access_key_id.strip()[:64]]
-        waits = [d.retry_after for d in (self.ip_throttle.check(ip_keys), self.key_throttle.check(key_keys))]
+        try:
+            waits = [
+                (await self.ip_throttle.check(ip_keys)).retry_after,
+                (await self.key_throttle.check(key_keys)).retry_after,
+            ]
+        except FailureLogUnavailable:
+            log.warning("console sign-in refused: the shared failure count is unreachable", exc_info=True)
+            return _error(503, "ServiceUnavailable", "Sign-in is unavailable for a moment. Try again.")
         if max(waits) > 0:
             response = _error(
                 429,
@@ -152,8 +170,9 @@ class Console:
             signed_in = await verify_sign_in(self.services, form)
         except SignInError as exc:
             if exc.counts_as_failure:
-                self.ip_throttle.failed(ip_keys)
-                self.key_throttle.failed(key_keys)
+                with contextlib.suppress(FailureLogUnavailable):  # the refusal stands either way
+                    await self.ip_throttle.failed(ip_keys)
+                    await self.key_throttle.failed(key_keys)
                 log.info(
                     "console sign-in refused for key %s from %s", form.access_key_id[:32], facts.source_ip
                 )
@@ -161,7 +180,8 @@ class Console:
             if exc.needs:
                 payload["needs"] = exc.needs
             return web.json_response(payload, status=401)
-        self.key_throttle.succeeded(key_keys)
+        with contextlib.suppress(FailureLogUnavailable):
+            await self.key_throttle.succeeded(key_keys)
         user_name = signed_in.user_name
         token, _ = await create_session(
             self.services.engine,
@@ -248,6 +268,11 @@ def _security_headers_middleware(console: Console) -> Middleware:
             response.headers["Referrer-Policy"] = "same-origin"
             response.headers["X-Frame-Options"] = "DENY"
             response.headers.setdefault("Cache-Control", "no-store")
+            if console.secure(request):
+                # Reached over TLS (or through a trusted proxy that says so): the browser keeps to
+                # HTTPS for this host from now on, so a network attacker cannot downgrade a later
+                # visit to plain HTTP and read the sign-in or the cookie.
+                response.headers["Strict-Transport-Security"] = web_security.HSTS
         return response
 
     return middleware
@@ -292,4 +317,5 @@ def install(app: web.Application, services: Services) -> None:
     router.add_get(PREFIX + "/api/me", console.signed_in(console.me, changes_state=False))
     routes.add_routes(router, services, console.signed_in)  # JSON for the pages: nodes, sessions, activations
     access_routes.add_routes(router, services, console.signed_in)  # access requests (just-in-time access)
+    join_routes.add_routes(router, console.signed_in)  # live-session join: Watch, Join, refuse joins
     router.add_get(PREFIX + "/{page}", console.page)

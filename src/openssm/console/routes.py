@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from openssm.api.targets import resource_tag_context, target_arn
+from openssm.console import join_routes
 from openssm.console.actor import ActionFailed, ConsoleActor
 from openssm.console.jsonio import json_body
 from openssm.console.sessions_store import ConsoleSession
@@ -105,11 +106,14 @@ class Routes:
             entry["OwnerName"] = row.owner_name if row is not None else None
             entry["Recording"] = _recording_name(recording)
             entry["Replayable"] = bool(recording and recording.endswith(".cast"))
+            arn, context = session_arn(region, account, item["SessionId"]), _session_resource_context(item)
             entry["CanTerminate"] = state == "Active" and permissions.may(
-                "ssm:TerminateSession",
-                session_arn(region, account, item["SessionId"]),
-                _session_resource_context(item),
+                "ssm:TerminateSession", arn, context
             )
+            if state == "Active":  # live-session join: Watch, Join, the owner's join policy
+                entry.update(
+                    await join_routes.join_flags(self.services, row, arn, context, actor, permissions)
+                )
             out.append(entry)
         return web.json_response({"sessions": out})
 

@@ -3,7 +3,6 @@ Origin checks, the Content-Security-Policy and sign-in throttling."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import hmac
@@ -14,8 +13,13 @@ from typing import Final
 
 from aiohttp import web
 
+from openssm.bus.failures import FailureLog
+
 COOKIE_BASENAME: Final = "openssm-console"
 CSRF_HEADER: Final = "X-CSRF-Token"
+# A year, as browsers' preload lists ask; not includeSubDomains: other hosts under the console's
+# domain are not the console's to decide.
+HSTS: Final = "max-age=31536000"
 
 
 def cookie_name(secure: bool) -> str:
@@ -114,40 +118,33 @@ class SignInThrottle:
     """Failed sign-ins per key (client address, and access key id): after ``free_failures`` within
     ``window`` seconds, each further attempt must wait, doubling up to ``max_delay``.
 
-    In memory, per server node: a restart forgets it, and scale-out nodes count separately.
+    The failures are kept in ``log``: in memory on a node of its own, in Redis when the nodes share
+    one (``Bus.failure_log``), so every node behind a load balancer sees the same count. ``clock``
+    gives wall-clock seconds (what nodes have in common).
     """
 
     def __init__(
         self,
+        log: FailureLog,
         *,
         free_failures: int = 5,
         window: float = 300.0,
         base_delay: float = 2.0,
         max_delay: float = 300.0,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.log = log
         self.free_failures = free_failures
         self.window = window
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self.max_keys = max_keys
         self._clock = clock
-        self._failures: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
 
-    def _recent(self, key: str, now: float) -> list[float]:
-        times = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if times:
-            self._failures[key] = times
-        else:
-            self._failures.pop(key, None)
-        return times
-
-    def check(self, keys: Iterable[str]) -> ThrottleDecision:
+    async def check(self, keys: Iterable[str]) -> ThrottleDecision:
         now = self._clock()
         wait = 0.0
         for key in keys:
-            times = self._recent(key, now)
+            times = await self.log.recent(key, now, self.window)
             extra = len(times) - self.free_failures
             if extra < 0:
                 continue
@@ -157,16 +154,11 @@ class SignInThrottle:
             return ThrottleDecision(True, 0)
         return ThrottleDecision(False, max(1, int(wait + 0.999)))
 
-    def failed(self, keys: Iterable[str]) -> None:
+    async def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
         for key in keys:
-            times = self._recent(key, now)
-            times.append(now)
-            self._failures[key] = times[-(self.free_failures + 32) :]
-            self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:  # bounded memory under a flood of distinct keys
-            self._failures.popitem(last=False)
+            await self.log.add(key, now, self.window, keep=self.free_failures + 32)
 
-    def succeeded(self, keys: Iterable[str]) -> None:
+    async def succeeded(self, keys: Iterable[str]) -> None:
         for key in keys:
-            self._failures.pop(key, None)
+            await self.log.clear(key)

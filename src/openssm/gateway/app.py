@@ -49,7 +49,6 @@ def install(
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
-    sweeper.install(
-        app, services, settings.heartbeat_interval
-    )  # scale-out: end the sessions of nodes that died
+    # Scale-out: end the sessions of nodes that died (running ones after the resume window).
+    sweeper.install(app, services, settings.heartbeat_interval, settings.resume_window)
     return node

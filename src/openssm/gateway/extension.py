@@ -21,6 +21,12 @@ What an extension may receive:
   synchronously where it happens (not on the relay's per-message path): cheap bookkeeping only.
 - :meth:`NodeExtension.session_tap`: a per-session observer of the relayed stream data, or None
   (``openssm.gateway.tap``: in order, once each, off the relay's path).
+- ``channel_kinds`` + :meth:`NodeExtension.serve_channel`: a data channel opened on a session's
+  StreamUrl with a token of a claimed kind (``openssm.store.channel_tokens.TokenKind``, e.g. a
+  live-session joiner's) is handed over whole (:class:`ExtensionChannel`) once its token is used
+  up; the extension serves it until it ends. One extension per kind; ``client`` is the node's own.
+- :meth:`ExtensionHost.live_session`: a session this node relays, as a :class:`LiveSession` that
+  can take messages of the gateway's own (``openssm.gateway.injection``).
 - :meth:`NodeExtension.start` / :meth:`NodeExtension.stop`: with the node (``start`` gets the
   :class:`ExtensionHost` to act through); ``stop`` runs after the node's sessions have ended.
 
@@ -30,22 +36,61 @@ A failing hook is logged and does not affect the node or the other extensions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from openssm.bus.node_channel import TERMINATE
 from openssm.errors import OpenSSMError
+from openssm.gateway.peer import Peer
 from openssm.gateway.tap import SessionTap
 from openssm.protocol.frames import Frame, MessageType
+from openssm.store.channel_tokens import TokenKind
 
 # Control-channel messages the node handles itself.
 NODE_CONTROL_MESSAGES: frozenset[str] = frozenset({MessageType.AGENT_TASK_COMPLETE})
 # Bus messages the node handles itself.
 NODE_BUS_MESSAGES: frozenset[str] = frozenset({TERMINATE})
+# Data-channel token kinds the node serves itself (the session's own client).
+NODE_CHANNEL_KINDS: frozenset[str] = frozenset({TokenKind.CLIENT})
 
 
 class ExtensionConflict(OpenSSMError):
     """Two extensions (or an extension and the node) claim the same message type."""
+
+
+class LiveSession(Protocol):
+    """A session this node relays, as an extension may act on it (``openssm.gateway.session``)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def row(self) -> Mapping[str, Any]: ...
+
+    def can_inject(self) -> bool:
+        """True when the session takes the gateway's own messages now (a shell that has started)."""
+        ...
+
+    async def inject_output(self, payload: bytes) -> bool:
+        """Show ``payload`` on the owner's terminal and to the taps; False if it cannot now."""
+        ...
+
+    async def inject_input(self, payload: bytes) -> bool:
+        """Type ``payload`` into the session, in order with the owner's input; False if it cannot."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExtensionChannel:
+    """A data channel handed to the extension that claims its token's kind."""
+
+    session_id: str
+    kind: str  # the token's kind
+    principal_arn: str  # whom the token was issued to
+    options: Mapping[str, str]  # the StreamUrl's query parameters
+    peer: Peer
+    frames: AsyncIterator[bytes]  # its binary messages, until the socket ends
 
 
 class ExtensionHost(Protocol):
@@ -53,6 +98,10 @@ class ExtensionHost(Protocol):
 
     @property
     def node_id(self) -> str: ...
+
+    def live_session(self, session_id: str) -> LiveSession | None:
+        """The session if this node relays it now."""
+        ...
 
     async def send_control(self, instance_id: str, data: bytes) -> bool:
         """Send a binary frame on ``instance_id``'s control channel, if this node holds it."""
@@ -89,6 +138,7 @@ class NodeExtension:
 
     bus_messages: frozenset[str] = frozenset()
     control_messages: frozenset[str] = frozenset()  # MessageType values
+    channel_kinds: frozenset[str] = frozenset()  # TokenKind values
 
     async def start(self, node: ExtensionHost) -> None:
         """The node has started (its registry is clean, its bus listener not yet running)."""
@@ -113,6 +163,9 @@ class NodeExtension:
 
     async def on_control_message(self, instance_id: str, frame: Frame) -> None:
         """A control-channel frame from ``instance_id`` whose type is in :attr:`control_messages`."""
+
+    async def serve_channel(self, channel: ExtensionChannel) -> None:
+        """Serve a data channel whose token kind is in :attr:`channel_kinds`, until it ends."""
 
     def session_tap(self, session: Mapping[str, Any]) -> SessionTap | None:
         """An observer for this session (its ``sessions`` row), or None."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
@@ -18,9 +19,16 @@ from openssm.bus import node_channel
 from openssm.errors import OpenSSMError
 from openssm.gateway import messages
 from openssm.gateway.control import ControlChannel
-from openssm.gateway.extension import NODE_BUS_MESSAGES, NODE_CONTROL_MESSAGES, NodeExtension, routes
+from openssm.gateway.extension import (
+    NODE_BUS_MESSAGES,
+    NODE_CHANNEL_KINDS,
+    NODE_CONTROL_MESSAGES,
+    ExtensionChannel,
+    NodeExtension,
+    routes,
+)
 from openssm.gateway.peer import Peer
-from openssm.gateway.session import SessionRelay, limit_seconds
+from openssm.gateway.session import RESUME_EXPIRED_REASON, SessionRelay, limit_seconds
 from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
 from openssm.gateway.tap import SessionTap, TapPump
 from openssm.protocol.frames import Frame
@@ -31,8 +39,7 @@ from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_REASON: Final = "gateway shut down"
-RESTART_REASON: Final = "gateway restarted"
+RESTART_REASON: Final = "gateway restarted while the session was being terminated"
 UNCLAIMED_REASON: Final = "No client connected to the session"
 TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
@@ -41,6 +48,14 @@ TOKEN_HISTORY: Final = dt.timedelta(hours=1)
 
 class SessionRefused(OpenSSMError):
     """A client or agent may not join a session; the message is safe to show the client."""
+
+
+class NodeStopping(SessionRefused):
+    """The node is shutting down: the peer should re-dial (it is not told the session ended)."""
+
+
+class NodeElsewhere(NodeStopping):
+    """The session is another live node's: the peer should re-dial (it is not told the session ended)."""
 
 
 class GatewayNode:
@@ -57,10 +72,12 @@ class GatewayNode:
         self.extensions = tuple(extensions)
         self._bus_routes = routes(self.extensions, lambda e: e.bus_messages, NODE_BUS_MESSAGES)
         self._control_routes = routes(self.extensions, lambda e: e.control_messages, NODE_CONTROL_MESSAGES)
+        self._channel_routes = routes(self.extensions, lambda e: e.channel_kinds, NODE_CHANNEL_KINDS)
         self.controls: dict[str, ControlChannel] = {}
         self.relays: dict[str, SessionRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._restore_deadlines: dict[str, float] = {}  # restored sessions: both ends back by then
         self.clock = services.clock
         self._started_at = self.clock.now()
 
@@ -70,9 +87,7 @@ class GatewayNode:
         # Whatever this node id held before a crash is gone: its sockets died with the process.
         await instances.clear_node_control_channels(self.engine, self.node_id)
         self._started_at = self.clock.now()
-        await sessions.finish_node_sessions(
-            self.engine, self.node_id, reason=RESTART_REASON, now=self._started_at
-        )
+        await self._restore_sessions()
         await gateway_nodes.announce(
             self.engine, self.node_id, self.services.config.public_url, now=self._started_at
         )
@@ -85,21 +100,60 @@ class GatewayNode:
         for _ in range(3):
             await asyncio.sleep(0)
 
-    async def shutdown(self) -> None:
-        """End this node's sessions and control channels (their peers will go elsewhere)."""
-        self._stopping = True
-        for relay in list(self.relays.values()):
-            await relay.end(
-                SessionStatus.TERMINATED, SHUTDOWN_REASON, client_output=SHUTDOWN_REASON, notify_agent=True
+    async def _restore_sessions(self) -> None:
+        """The sessions this node carried before it stopped (or died) go on: their ends re-dial
+        and each is picked up by a new relay (``join_client``/``join_agent``). Those not back
+        within the resume window end then; those that were being terminated end now."""
+        now = self._started_at
+        deadline = self.clock.monotonic() + self.settings.resume_window
+        waiting: list[SessionRow] = []
+        for session in await sessions.of_node(self.engine, self.node_id):
+            if session.status == SessionStatus.TERMINATING:
+                await sessions.finish(
+                    self.engine,
+                    session.session_id,
+                    status=SessionStatus.TERMINATED,
+                    reason=RESTART_REASON,
+                    now=now,
+                )
+            elif session.status != SessionStatus.CONNECTING:  # Connecting: see _end_unclaimed_sessions
+                await sessions.set_status(self.engine, session.session_id, SessionStatus.DISCONNECTED)
+                self._restore_deadlines[session.session_id] = deadline
+                waiting.append(session)
+        if waiting:
+            log.info("%d sessions wait for their ends to come back", len(waiting))
+            self.background(self._expire_restored(waiting), "gateway-restored-sessions")
+
+    async def _expire_restored(self, waiting: list[SessionRow]) -> None:
+        """End the restored sessions that neither end came back for within the resume window."""
+        await asyncio.sleep(self.settings.resume_window)
+        for session in waiting:
+            self._restore_deadlines.pop(session.session_id, None)
+            if session.session_id in self.relays:
+                continue  # picked up: its relay's own timer ends it if it is still missing an end
+            ended = await sessions.finish(
+                self.engine,
+                session.session_id,
+                status=SessionStatus.TERMINATED,
+                reason=RESUME_EXPIRED_REASON,
+                now=self.clock.now(),
             )
+            if ended:
+                await self.send_control(
+                    session.target,
+                    messages.channel_closed(session.session_id, session.target, RESUME_EXPIRED_REASON),
+                )
+
+    async def shutdown(self) -> None:
+        """Let go of this node's sessions without ending them (their ends re-dial: here after a
+        restart, or another node) and close its control channels (their agents go elsewhere)."""
+        self._stopping = True
+        await asyncio.gather(*(relay.suspend() for relay in list(self.relays.values())))
         for control in list(self.controls.values()):
             with contextlib.suppress(Exception):
                 await control.peer.ws.close()
         with contextlib.suppress(Exception):
             await instances.clear_node_control_channels(self.engine, self.node_id)
-            await sessions.finish_node_sessions(
-                self.engine, self.node_id, reason=SHUTDOWN_REASON, now=self.clock.now()
-            )
 
     async def cleanup(self) -> None:
         tasks = list(self._tasks)
@@ -235,6 +289,24 @@ class GatewayNode:
 
     # -- sessions ---------------------------------------------------------------------------------
 
+    @property
+    def channel_kinds(self) -> frozenset[str]:
+        """Data-channel token kinds served here: the client's, and those extensions claim."""
+        return NODE_CHANNEL_KINDS | frozenset(self._channel_routes)
+
+    def live_session(self, session_id: str) -> SessionRelay | None:
+        relay = self.relays.get(session_id)
+        return None if relay is None or relay.ended else relay
+
+    async def serve_channel(self, channel: ExtensionChannel) -> None:
+        """A data channel opened with a token an extension claims: that extension serves it."""
+        if self._stopping:
+            raise SessionRefused("The gateway is shutting down")
+        extension = self._channel_routes.get(channel.kind)
+        if extension is None:
+            raise SessionRefused(f"No data channel of kind {channel.kind} is served here")
+        await extension.serve_channel(channel)
+
     def forget(self, relay: SessionRelay) -> None:
         if self.relays.get(relay.session_id) is relay:
             del self.relays[relay.session_id]
@@ -257,13 +329,41 @@ class GatewayNode:
         if session.status in FINAL_STATUSES:
             raise SessionRefused(f"Session {session_id} is already terminated")
         if session.node_id != self.node_id:
-            raise SessionRefused(f"Session {session_id} is not served by this gateway node")
+            session = await self._take_over(session)
         return session
 
+    async def _take_over(self, session: SessionRow) -> SessionRow:
+        """A session of another node: carried on here if that node is dead (its ends re-dialled
+        here: the client after ResumeSession, the agent after failing over), else refused."""
+        alive = await gateway_nodes.alive(self.engine, now=self.clock.now())
+        if session.node_id in alive:
+            # The agent may get here before its node is known to be dead: it tries again.
+            raise NodeElsewhere(f"Session {session.session_id} is served by gateway node {session.node_id}")
+        if not await sessions.move_to_node(
+            self.engine, session.session_id, from_node=session.node_id, to_node=self.node_id
+        ):
+            moved = await sessions.get(self.engine, session.session_id)
+            if moved is None or moved.node_id != self.node_id or moved.status in FINAL_STATUSES:
+                raise SessionRefused(f"Session {session.session_id} is not served by this gateway node")
+            return moved
+        log.warning(
+            "session %s: carried on here after gateway node %s stopped responding",
+            session.session_id,
+            session.node_id,
+        )
+        return dataclasses.replace(session, node_id=self.node_id)
+
     def _new_relay(self, session: SessionRow) -> SessionRelay:
+        """A relay for a session: a new one, or one this node (or a node that died) relayed before
+        it restarted, which goes on where it was."""
         config = self.services.config
         row = session.as_mapping()  # what relays, taps and agent messages are built from
         taps = self._taps_for(row)
+        restored = session.status != SessionStatus.CONNECTING
+        age = max(0.0, (self.clock.now() - session.start_date).total_seconds())
+        deadline = self._restore_deadlines.pop(session.session_id, None)
+        if restored and deadline is None:
+            deadline = self.clock.monotonic() + self.settings.resume_window
         relay = SessionRelay(
             self,
             row,
@@ -272,8 +372,12 @@ class GatewayNode:
                 config.idle_timeout_override, session.idle_session_timeout, DEFAULT_IDLE_MINUTES
             ),
             max_duration=limit_seconds(config.max_duration_override, session.max_session_duration, None),
-            tap=TapPump(row, taps, self.clock.monotonic) if taps else None,
+            tap=TapPump(row, taps, self.clock.monotonic, resumed_after=age if restored else None)
+            if taps
+            else None,
             clock=self.clock.monotonic,
+            restored_deadline=deadline if restored else None,
+            age=age,
         )
         self.relays[relay.session_id] = relay
         self._session_event(relay, opened=True)
@@ -296,11 +400,11 @@ class GatewayNode:
     async def join_client(self, session_id: str, peer: Peer) -> SessionRelay:
         """A client's token was accepted: pair it, starting the session on the agent if new."""
         if self._stopping:
-            raise SessionRefused("The gateway is shutting down")
+            raise NodeStopping("The gateway is shutting down")
         session = await self._active_session(session_id)
         relay = self.relays.get(session_id)
         if relay is None:
-            if session.status != SessionStatus.CONNECTING:
+            if session.status == SessionStatus.TERMINATING:
                 raise SessionRefused(f"Session {session_id} can no longer be resumed")
             relay = self._new_relay(session)
         await relay.attach_client(peer)
@@ -322,7 +426,7 @@ class GatewayNode:
 
     async def join_agent(self, session_id: str, instance_id: str, peer: Peer) -> SessionRelay:
         if self._stopping:
-            raise SessionRefused("The gateway is shutting down")
+            raise NodeStopping("The gateway is shutting down")
         session = await self._active_session(session_id)
         if session.target != instance_id:
             raise SessionRefused(f"Session {session_id} does not target {instance_id}")

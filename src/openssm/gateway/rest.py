@@ -21,7 +21,7 @@ from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
-from openssm.store import channel_tokens, instances, sessions
+from openssm.store import channel_tokens, gateway_nodes, instances, sessions
 from openssm.store.channel_tokens import TokenKind
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
@@ -160,6 +160,12 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
                 # The agent does not retry on exactly this text.
                 raise Refused("ValidationException", "Session is already terminated", 400)
             await authorize_agent(services, request, identity, action, session.target, [call.resource])
+            if session.node_id != config.node_id and session.node_id in await gateway_nodes.alive(
+                services.engine, now=services.clock.now()
+            ):
+                # An agent that failed over before its node is known to be dead: it tries again,
+                # and once the node is found dead this node carries the session on.
+                raise Refused("ServiceUnavailable", f"Session {session_id} is served by another node", 503)
             return await issue_token(services, KIND_DATA, session_id, identity.principal.arn)
 
         return await _answer("CreateDataChannelOutput", call, issue)

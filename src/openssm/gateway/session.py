@@ -4,6 +4,10 @@ verbatim between them, and decides when and how the session ends.
 Acks stay end to end (we never ack for a peer). While one side is away, frames for it wait in a
 bounded queue; when it is full the oldest are dropped, which is safe because both ends retransmit
 every unacked stream message.
+
+Because of that, a relay holds nothing a session needs beyond the pairing, which the store keeps:
+when the node stops, :meth:`SessionRelay.suspend` lets go of both ends without ending the session,
+and a relay made again after the restart (``restored``) picks it up when the ends re-dial.
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.clock import Clock
 from openssm.gateway import messages
+from openssm.gateway.injection import Injector, SplicedStream
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
 from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import FrameError, MessageType
+from openssm.protocol.frames import Frame, FrameError, MessageType, PayloadType, acked_sequence
+from openssm.protocol.joining import joinable
 from openssm.protocol.session_status import SessionStatus
+from openssm.protocol.splice import SpliceFull
 from openssm.store import sessions as store
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,8 @@ MAX_DURATION_REASON = "Session reached maximum duration"
 RESUME_EXPIRED_REASON = "Session resume window expired"
 AGENT_GONE_REASON = "Agent closed the data channel"
 AGENT_ENDED_REASON = "Session ended by the agent"
+
+INJECTION_RESEND: Final = 0.3  # seconds between resends of the gateway's own unacked messages
 
 _CLIENT_TO_AGENT = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
 _AGENT_TO_CLIENT = frozenset({MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
@@ -106,7 +115,11 @@ class SessionRelay:
         max_duration: float | None,
         tap: TapPump | None = None,
         clock: Callable[[], float] = time.monotonic,
+        restored_deadline: float | None = None,
+        age: float = 0.0,
     ) -> None:
+        """``restored_deadline``: the session was relayed before this node restarted; both ends
+        must be back by then (``clock`` time). ``age``: seconds since the session started."""
         self.node = node
         self.row = dict(session)
         self.session_id: str = self.row["session_id"]
@@ -120,16 +133,35 @@ class SessionRelay:
         self.agent: Peer | None = None
         self._to_client = Pending(settings.pending_frames, settings.pending_bytes)
         self._to_agent = Pending(settings.pending_frames, settings.pending_bytes)
-        self.started = clock()
-        self.last_activity = self.started
-        self.bytes_in = 0  # client -> agent stream payload bytes
-        self.bytes_out = 0  # agent -> client stream payload bytes
-        self.shell_dispatched = False
+        self.started = clock() - age
+        self.last_activity = clock()
+        self.bytes_in = int(self.row.get("bytes_in") or 0)  # client -> agent stream payload bytes
+        self.bytes_out = int(self.row.get("bytes_out") or 0)  # agent -> client stream payload bytes
+        self.restored = restored_deadline is not None
+        self.shell_dispatched = self.restored  # the agent runs it already
         self.agent_terminating = False
         self.agent_paused = False
         self.ended = False
         self._timer: asyncio.Task[None] | None = None  # resume window or agent grace
+        # A shell's recording holds its output: the client's acks for output wait until the
+        # recording holds that output, so a crash of this process loses none of it (the agent
+        # resends what is unacked, the recorder skips what it has). Port records hold no bytes.
+        self._gate_acks = tap is not None and tap.resumable and self.row.get("session_type") != "Port"
+        self._held_acks: list[tuple[int, bytes]] = []
+        self._releasing: asyncio.Task[None] | None = None
+        if self._gate_acks and tap is not None:
+            tap.on_durable = self._on_durable
+        # Shell sessions can take messages of the gateway's own (live-session join): see injection.
+        self.injector = Injector() if joinable(self.row) is None else None
+        self.output_started = False  # the agent's first Output went by: the terminal is running
+        self._resender: asyncio.Task[None] | None = None
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
+        if restored_deadline is not None:
+            self._start_timer(
+                max(0.0, restored_deadline - clock()),
+                RESUME_EXPIRED_REASON,
+                client_output=RESUME_EXPIRED_REASON,
+            )
 
     # -- pairing ----------------------------------------------------------------------------------
 
@@ -137,7 +169,8 @@ class SessionRelay:
         old, self.client = self.client, peer
         if old is not None and old is not peer:
             self.node.background(old.close_after(0), f"close-old-client-{self.session_id}")
-        self._cancel_timer()
+        if self.agent is not None:
+            self._cancel_timer()  # both ends are here (an agent's own grace runs on without it)
         await self._flush(self._to_client, peer)
         if self.agent is not None and self.agent_paused:
             await self.agent.send(messages.start_publication(self.session_id))
@@ -184,8 +217,40 @@ class SessionRelay:
             self.last_activity = self._clock()
             if self.tap is not None:
                 self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
+        if self.injector is not None:
+            spliced = await self._splice(
+                data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
+            )
+            if spliced is None:
+                return
+            if spliced is not data:
+                data, head = spliced, messages.peek(spliced)
+        # After the splice, an ack counts in the agent's numbering, as the recording does.
+        if head.message_type == MessageType.ACKNOWLEDGE and self._gate_acks and self._hold_ack(data, head):
+            return
+        await self._to_agent_side(data)
+
+    async def _to_agent_side(self, data: bytes) -> None:
         if self.agent is None or not await self.agent.send(data):
             self._to_agent.append(data)
+
+    async def _to_client_side(self, data: bytes) -> None:
+        if self.client is None or not await self.client.send(data):
+            self._to_client.append(data)
+
+    @staticmethod
+    async def _splice(
+        data: bytes, message_type: str, outgoing: SplicedStream, incoming: SplicedStream, sender: Peer | None
+    ) -> bytes | None:
+        """A frame from ``sender``: its stream frame renumbered (``outgoing``), or its ack of the
+        other direction (``incoming``) mapped back to the other side's numbers. None when nothing
+        goes on (an ack of the gateway's own message, or a resend answered here)."""
+        if message_type != outgoing.message_type:
+            return incoming.from_receiver(data)
+        forward, answer = outgoing.from_sender(data)
+        if answer is not None and sender is not None:
+            await sender.send(answer)
+        return forward
 
     async def from_agent(self, data: bytes) -> None:
         if self.ended:
@@ -209,8 +274,103 @@ class SessionRelay:
             self.last_activity = self._clock()
             if self.tap is not None:
                 self.tap.output(_payload(data, head), head.payload_type, frame_sequence(data))
-        if self.client is None or not await self.client.send(data):
-            self._to_client.append(data)
+            if head.payload_type == PayloadType.OUTPUT:
+                self.output_started = True
+        if self.injector is not None:
+            spliced = await self._splice(
+                data, head.message_type, self.injector.to_client, self.injector.to_agent, self.agent
+            )
+            if spliced is None:
+                return
+            data = spliced
+        await self._to_client_side(data)
+
+    # -- the gateway's own messages (live-session join) ------------------------------------------
+
+    def can_inject(self) -> bool:
+        return self.injector is not None and self.output_started and not self.ended
+
+    async def inject_output(self, payload: bytes) -> bool:
+        """Show ``payload`` on the owner's terminal (and to the taps, so the recording and the
+        watchers have it too); False when this session cannot take it (yet)."""
+        if not self.can_inject() or self.injector is None:
+            return False
+        try:
+            data = self.injector.to_client.inject(PayloadType.OUTPUT, payload)
+        except SpliceFull:
+            return False
+        if self.tap is not None:
+            self.tap.output(payload, PayloadType.OUTPUT)
+        await self._to_client_side(data)
+        self._resend_soon()
+        return True
+
+    async def inject_input(self, payload: bytes) -> bool:
+        """Type ``payload`` into the session's terminal, after whatever the owner typed before."""
+        if not self.can_inject() or self.injector is None:
+            return False
+        try:
+            data = self.injector.to_agent.inject(PayloadType.OUTPUT, payload)
+        except SpliceFull:
+            return False
+        self.bytes_in += len(payload)
+        self.last_activity = self._clock()
+        if self.tap is not None:
+            self.tap.input(payload, PayloadType.OUTPUT)
+        await self._to_agent_side(data)
+        self._resend_soon()
+        return True
+
+    def _resend_soon(self) -> None:
+        if self._resender is None or self._resender.done():
+            self._resender = self.node.background(self._resend(), f"inject-resend-{self.session_id}")
+
+    async def _resend(self) -> None:
+        """Every sender resends what is unacknowledged (§2.3); the gateway too, for its own."""
+        injector = self.injector
+        while injector is not None and not self.ended:
+            await asyncio.sleep(INJECTION_RESEND)
+            for_client, for_agent = injector.to_client.unacknowledged, injector.to_agent.unacknowledged
+            if not for_client and not for_agent:
+                return
+            for data in for_client:
+                if self.client is not None:
+                    await self.client.send(data)
+            for data in for_agent:
+                if self.agent is not None:
+                    await self.agent.send(data)
+
+    def _hold_ack(self, data: bytes, head: messages.Peek) -> bool:
+        """Keep the client's ack for output the recording does not hold yet (True: kept)."""
+        durable = self.tap.durable_until("output") if self.tap is not None else None
+        if durable is None:
+            return False
+        try:
+            sequence = acked_sequence(Frame(MessageType.ACKNOWLEDGE, 0, 0, 0, data[head.payload_offset :]))
+        except FrameError:
+            return False
+        if sequence < durable:
+            return False
+        self._held_acks.append((sequence, data))
+        return True
+
+    def _on_durable(self) -> None:
+        if self._held_acks and (self._releasing is None or self._releasing.done()):
+            self._releasing = self.node.background(self._release_acks(), f"acks-{self.session_id}")
+
+    async def _release_acks(self) -> None:
+        while self._held_acks and not self.ended:
+            durable = self.tap.durable_until("output") if self.tap is not None else None
+            ready = [data for sequence, data in self._held_acks if durable is None or sequence < durable]
+            if not ready:
+                return
+            self._held_acks = [
+                (sequence, data)
+                for sequence, data in self._held_acks
+                if durable is not None and sequence >= durable
+            ]
+            for data in ready:
+                await self._to_agent_side(data)
 
     # -- one side goes away -----------------------------------------------------------------------
 
@@ -270,6 +430,32 @@ class SessionRelay:
             await self.end(SessionStatus.TERMINATED, reason, client_output=reason, notify_agent=True)
             return
 
+    # -- the node stops, the session does not -------------------------------------------------------
+
+    async def suspend(self) -> None:
+        """Let go of both ends without a word (no channel_closed: they re-dial, to this node once it
+        is back or to another), keep the session in the store as Disconnected with its byte counts,
+        and make the recording durable. The relay is done; a new one picks the session up."""
+        if self.ended:
+            return
+        self.ended = True
+        self._cancel_timer()
+        if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        peers = [peer for peer in (self.client, self.agent) if peer is not None]
+        await asyncio.gather(*(peer.close_after(0) for peer in peers), return_exceptions=True)
+        try:
+            await store.suspend(
+                self.node.engine, self.session_id, bytes_in=self.bytes_in, bytes_out=self.bytes_out
+            )
+        except Exception:
+            log.exception("session %s: could not record it as suspended", self.session_id)
+        self.node.forget(self)
+        if self.tap is not None:
+            with contextlib.suppress(Exception):
+                await self.tap.suspend()
+        log.info("session %s suspended: the node is stopping", self.session_id)
+
     # -- the end ----------------------------------------------------------------------------------
 
     async def agent_completed(self, task: messages.TaskComplete) -> None:
@@ -290,6 +476,8 @@ class SessionRelay:
         self._cancel_timer()
         if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
+        if self._resender is not None and self._resender is not asyncio.current_task():
+            self._resender.cancel()
         closed = messages.channel_closed(self.session_id, self.target, client_output)
         if self.client is not None and await self.client.send(closed):
             self.node.background(self.client.close_after(LINGER), f"close-client-{self.session_id}")

@@ -5,7 +5,7 @@ token; told apart by ``ClientInstanceId`` in the first frame)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,7 +21,8 @@ from openssm.gateway.agent_auth import (
     own_instance,
 )
 from openssm.gateway.control import ControlChannel
-from openssm.gateway.node import GatewayNode, SessionRefused
+from openssm.gateway.extension import ExtensionChannel
+from openssm.gateway.node import GatewayNode, NodeStopping, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.iam.arn import session_arn
@@ -189,7 +190,7 @@ class SocketHandlers:
             if isinstance(opened, messages.AgentDataOpen):
                 await self._serve_agent(request, session_id, identity, opened, peer, refuse)
             elif isinstance(opened, messages.ClientOpen):
-                await self._serve_client(session_id, opened, peer, refuse, who)
+                await self._serve_client(session_id, opened, peer, refuse, who, request.query)
             elif opened is not None:
                 refuse("InvalidOpenFrame", "not a data channel open frame")
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame")
@@ -200,17 +201,35 @@ class SocketHandlers:
         return ws.response
 
     async def _serve_client(
-        self, session_id: str, opened: messages.ClientOpen, peer: Peer, refuse: Refusal, who: list[str]
+        self,
+        session_id: str,
+        opened: messages.ClientOpen,
+        peer: Peer,
+        refuse: Refusal,
+        who: list[str],
+        query: Mapping[str, str],
     ) -> None:
-        token = await self._consume_token(opened.token_value, KIND_CLIENT, session_id)
+        kinds = [TokenKind(kind) for kind in self.node.channel_kinds]
+        token = await self._consume_token(opened.token_value, kinds, session_id)
         if token is None:
             await refuse_client(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
         who.append(token.principal_arn)
+        if token.kind != KIND_CLIENT:  # a channel an extension serves (a live-session joiner)
+            channel = ExtensionChannel(
+                session_id, token.kind, token.principal_arn, dict(query), peer, binary_frames(peer.ws)
+            )
+            try:
+                await self.node.serve_channel(channel)
+            except SessionRefused as exc:
+                await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
+            return
         try:
             relay = await self.node.join_client(session_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
+        except NodeStopping as exc:
+            refuse("SessionRefused", str(exc))  # no channel_closed: the client re-dials
         except SessionRefused as exc:
             await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
         finally:
@@ -260,13 +279,15 @@ class SocketHandlers:
             relay = await self.node.join_agent(session_id, instance_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
+        except NodeStopping as exc:
+            refuse("SessionRefused", str(exc))  # no channel_closed: the agent re-dials
         except SessionRefused as exc:
             await refuse_agent(peer, session_id, "SessionRefused", str(exc), refuse)
         finally:
             await self._left(session_id, peer, client=False)
 
     async def _consume_token(
-        self, token_value: str, kind: TokenKind, channel_id: str
+        self, token_value: str, kind: TokenKind | list[TokenKind], channel_id: str
     ) -> ChannelTokenRow | None:
         """The single-use token's row, if it is valid for this channel (it is used up either way)."""
         return await channel_tokens.consume(

@@ -6,6 +6,11 @@ sessions of nodes that have not refreshed ``gateway_nodes.last_seen_at`` within 
 window (or have no row at all). Several nodes may sweep at once: ``finish_node_sessions`` only
 touches sessions that are still active, so each session ends once.
 
+Sessions that were running (Connected, Disconnected) get the resume window first: when both
+their ends re-dial, a surviving node takes them over (``GatewayNode.join_client/join_agent``,
+ResumeSession) and they are the dead node's no longer. Sessions never opened, or being
+terminated, have no ends to come back and end as soon as the node is found dead.
+
 Control channels of a dead node are left alone: PingStatus already reads ConnectionLost for an
 instance whose node is not alive, and the agent's reconnect to another node overwrites them.
 """
@@ -22,6 +27,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openssm.clock import Clock
+from openssm.protocol.session_status import ACTIVE_STATUSES, SessionStatus
 from openssm.services import Services
 from openssm.store import gateway_nodes, sessions
 
@@ -34,39 +40,55 @@ def dead_node_reason(node_id: str) -> str:
     return f"Gateway node {node_id} stopped responding"
 
 
-async def dead_nodes_with_sessions(engine: AsyncEngine, *, now: dt.datetime) -> list[str]:
-    """Nodes that carry active sessions but have not reported within the liveness window."""
-    return await sessions.nodes_with_active_sessions(engine, except_nodes=gateway_nodes.alive_ids(now))
+# Sessions whose ends may re-dial to another node, and those that nobody will pick up again.
+RESUMABLE: Final = (SessionStatus.CONNECTED, SessionStatus.DISCONNECTED)
+UNRESUMABLE: Final = (SessionStatus.CONNECTING, SessionStatus.TERMINATING)
 
 
-async def sweep_dead_nodes(engine: AsyncEngine, *, now: dt.datetime) -> int:
-    """Terminate the sessions of dead nodes; returns how many this call ended."""
+async def dead_nodes_with_sessions(
+    engine: AsyncEngine, *, now: dt.datetime, statuses: tuple[SessionStatus, ...] = ACTIVE_STATUSES
+) -> list[str]:
+    """Nodes that carry sessions in ``statuses`` but have not reported within the liveness window."""
+    return await sessions.nodes_with_active_sessions(
+        engine, except_nodes=gateway_nodes.alive_ids(now), statuses=statuses
+    )
+
+
+async def sweep_dead_nodes(
+    engine: AsyncEngine, *, now: dt.datetime, resume_window: dt.timedelta = dt.timedelta(0)
+) -> int:
+    """Terminate the sessions of dead nodes (running ones once the node has been dead for
+    ``resume_window`` as well); returns how many this call ended."""
     ended = 0
-    for node_id in await dead_nodes_with_sessions(engine, now=now):
-        count = await sessions.finish_node_sessions(
-            engine, node_id, reason=dead_node_reason(node_id), now=now
-        )
-        if count:
-            log.warning("gateway node %s is not responding: ended %d of its sessions", node_id, count)
-        ended += count
+    for statuses, dead_at in ((UNRESUMABLE, now), (RESUMABLE, now - resume_window)):
+        for node_id in await dead_nodes_with_sessions(engine, now=dead_at, statuses=statuses):
+            count = await sessions.finish_node_sessions(
+                engine, node_id, reason=dead_node_reason(node_id), now=now, statuses=statuses
+            )
+            if count:
+                log.warning("gateway node %s is not responding: ended %d of its sessions", node_id, count)
+            ended += count
     return ended
 
 
-async def run_sweeper(engine: AsyncEngine, interval: float, clock: Clock) -> None:
+async def run_sweeper(
+    engine: AsyncEngine, interval: float, clock: Clock, resume_window: dt.timedelta = dt.timedelta(0)
+) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sweep_dead_nodes(engine, now=clock.now())
+            await sweep_dead_nodes(engine, now=clock.now(), resume_window=resume_window)
         except Exception:  # the database may be briefly away; try again next round
             log.exception("sweeping dead gateway nodes failed")
 
 
-def install(app: web.Application, services: Services, interval: float) -> None:
+def install(app: web.Application, services: Services, interval: float, resume_window: float = 0.0) -> None:
     """Sweep every ``interval`` seconds (the gateway's heartbeat interval) while the application runs."""
 
     async def start(app: web.Application) -> None:
         app[SWEEPER_KEY] = asyncio.create_task(
-            run_sweeper(services.engine, interval, services.clock), name="gateway-sweeper"
+            run_sweeper(services.engine, interval, services.clock, dt.timedelta(seconds=resume_window)),
+            name="gateway-sweeper",
         )
 
     async def stop(app: web.Application) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -17,7 +19,19 @@ _FIELDS = {
     "record_input": "record_input",
     "session_recording": "record_sessions",
     "log_upload_retry": "log_upload_retry_seconds",
+    "audit_digest_interval": "audit_digest_seconds",
 }
+AUDIT_KEY_ENV: Final = "OPENSSM_AUDIT_KEY"
+
+
+def default_audit_key_path() -> pathlib.Path:
+    """Where the audit signing key is kept unless configured: ``$OPENSSM_AUDIT_KEY``, else under the
+    user's configuration directory, away from the data directory."""
+    configured = os.environ.get(AUDIT_KEY_ENV)
+    if configured:
+        return pathlib.Path(configured)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(pathlib.Path.home() / ".config")
+    return pathlib.Path(base) / "openssm" / "audit-signing.key"
 
 
 def logging_options(command: F) -> F:
@@ -56,6 +70,22 @@ def logging_options(command: F) -> F:
             show_default=True,
             help="Seconds before the first retry of a failed log upload (doubles up to 5 minutes).",
         ),
+        click.option(
+            "--audit-signing-key",
+            type=click.Path(dir_okay=False, path_type=pathlib.Path),
+            default=None,
+            help="Ed25519 key (PEM) signing the digests of the audit trail and session recordings "
+            "(`openssm audit verify`); created 0600 on first start, its public half beside it as "
+            ".pub. Must be outside the data directory. Default: $OPENSSM_AUDIT_KEY or "
+            "~/.config/openssm/audit-signing.key.",
+        ),
+        click.option(
+            "--audit-digest-interval",
+            type=click.FloatRange(min=1.0),
+            default=60.0,
+            show_default=True,
+            help="Seconds between signed digests of the audit trail.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -64,4 +94,8 @@ def logging_options(command: F) -> F:
 
 def logging_config(values: Mapping[str, Any]) -> dict[str, Any]:
     """The ServerConfig fields for the options :func:`logging_options` added."""
-    return {field: values[name] for name, field in _FIELDS.items() if name in values}
+    config = {field: values[name] for name, field in _FIELDS.items() if name in values}
+    if "audit_signing_key" in values:
+        chosen = values["audit_signing_key"] or default_audit_key_path()
+        config["audit_signing_key"] = chosen.expanduser().absolute()
+    return config

@@ -8,11 +8,17 @@ Files under ``<data_dir>/sessions/`` (the local sink, always written first):
 - every session: ``<SessionId>.jsonl`` starts with who/what/where and ends with how it ended.
 Each event is flushed to the OS as it happens (a crash of the server loses nothing written) and
 the files are fsynced at the end. Then the uploads the preferences ask for are queued.
+
+A session goes on across a restart of the server (``gateway/tap.py``, ResumableTap): with every
+flush ``<SessionId>.resume`` says up to which sequence number each direction is in the files (and
+a port session's totals), so the recorder made after the restart appends to the same files and
+leaves out what the peers resend but the record already holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -23,7 +29,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from openssm.gateway.tap import Payload
-from openssm.logs import line_times, port_record
+from openssm.logs import integrity, line_times, port_record
 from openssm.logs.asciicast import AsciicastWriter, parse_size
 from openssm.logs.shipper import LogShipper
 from openssm.logs.sinks import s3_encryption, s3_url
@@ -41,6 +47,7 @@ OUTPUT, STDERR, SIZE, EXIT_CODE = 1, 11, 3, 12
 # server crash loses at most this much and the CloudWatch streamer sees lines promptly.
 FLUSH_DELAY = 0.1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=,\-]")
+RESUME_STATE_BYTES = 512  # the .resume file is rewritten in place at this fixed size
 
 
 def sessions_dir(data_dir: pathlib.Path) -> pathlib.Path:
@@ -69,6 +76,19 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
+def read_resume_state(path: pathlib.Path) -> dict[str, Any] | None:
+    """What a recorder before a restart left in ``<SessionId>.resume``; None if there is none."""
+    try:
+        with path.open("rb") as file:
+            state = json.loads(file.read(RESUME_STATE_BYTES) or b"null")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable %s (%s): recording the session as new", path, exc)
+        return None
+    return state if isinstance(state, dict) else None
+
+
 class SessionRecorder:
     """One session's :class:`openssm.gateway.tap.SessionTap`."""
 
@@ -83,6 +103,12 @@ class SessionRecorder:
         self.cast_path = self.directory / f"{stem}.cast"
         self.log_path = self.directory / f"{stem}.log"
         self.events_path = self.directory / f"{stem}.jsonl"
+        self.resume_path = self.directory / f"{stem}.resume"
+        self._resume = read_resume_state(self.resume_path)  # None: a new session
+        self._next: dict[str, int] = (
+            {kind: int(self._resume.get(kind, 0)) for kind in ("output", "input")} if self._resume else {}
+        )
+        self._resume_fd: int | None = None
         self._files: list[IO[str]] = []
         self._dirty: set[IO[str]] = set()  # written since the last flush
         self._times: IO[str] | None = None
@@ -102,9 +128,65 @@ class SessionRecorder:
             port_record.destination_of(session), mux_possible=port_record.is_local_port_forwarding(session)
         )
         self._broken = False
+        if self._resume is not None:
+            self._restore_port_totals(self._resume)
 
     def _now(self) -> dt.datetime:
         return self.services.clock.now()
+
+    # -- ResumableTap ------------------------------------------------------------------------------
+
+    def recorded_until(self) -> dict[str, int]:
+        return dict(self._next)
+
+    def note_sequence(self, kind: str, sequence: int) -> None:
+        self._next[kind] = sequence + 1
+
+    async def on_suspend(self, t: float) -> None:
+        self._event({"t": round(t, 6), "event": "gateway_stopping", "time": self._now().isoformat()})
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._flush()
+        await asyncio.to_thread(self._close_durably)
+
+    def flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush()
+
+    def _restore_port_totals(self, state: Mapping[str, Any]) -> None:
+        port = state.get("port")
+        if not isinstance(port, dict):
+            return
+        recorder = self._port
+        # A mux stream cannot be read from the middle: the record counts bytes from here on.
+        recorder.mode = "basic" if port.get("mode") else None
+        for name in ("connections", "failed", "bytes_to_destination", "bytes_from_destination"):
+            value = port.get(name)
+            if isinstance(value, int):
+                setattr(recorder, name, value)
+
+    def _save_resume_state(self) -> None:
+        """Where the files stand, written after their flush (so never ahead of them)."""
+        if self._resume_fd is None:
+            return
+        port = self._port
+        state = {
+            **self._next,
+            "port": {
+                "mode": port.mode,
+                "connections": port.connections,
+                "failed": port.failed,
+                "bytes_to_destination": port.bytes_to_destination,
+                "bytes_from_destination": port.bytes_from_destination,
+            },
+        }
+        text = json.dumps(state).encode().ljust(RESUME_STATE_BYTES)[:RESUME_STATE_BYTES]
+        try:
+            os.pwrite(self._resume_fd, text, 0)
+        except OSError as exc:
+            log.error("session %s: cannot write %s: %s", self.session_id, self.resume_path, exc)
 
     # -- SessionTap --------------------------------------------------------------------------------
 
@@ -115,6 +197,12 @@ class SessionRecorder:
         self._times = self._open(line_times.times_path(self.log_path))
         if not self.is_port:
             self._cast = self._open(self.cast_path)
+            self._writer.header_written = self._resume is not None and self.cast_path.stat().st_size > 0
+        self._resume_fd = os.open(self.resume_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        if self._resume is not None:
+            self._event({"t": 0.0, "event": "session_resumed", "time": self._now().isoformat()})
+            self._flush()
+            return  # the rest was done when it started
         self._event(
             {
                 "t": 0.0,
@@ -197,6 +285,12 @@ class SessionRecorder:
             self._flush_timer.cancel()
             self._flush_timer = None
         await asyncio.to_thread(self._close_durably)
+        with contextlib.suppress(OSError):
+            self.resume_path.unlink()  # the session is over: nothing to pick up again
+        recorded = [self.events_path, self.log_path, line_times.times_path(self.log_path)]
+        if not self.is_port:
+            recorded.append(self.cast_path)
+        await integrity.seal_recording(self.services, self.session_id, recorded)  # tamper-evident
         await self._queue_final_uploads()
 
     # -- files -------------------------------------------------------------------------------------
@@ -257,6 +351,8 @@ class SessionRecorder:
         except OSError as exc:
             self._broken = True
             log.error("session %s: recording stopped: %s", self.session_id, exc)
+            return
+        self._save_resume_state()
 
     def _close_durably(self) -> None:
         self._note_line_times()
@@ -270,6 +366,12 @@ class SessionRecorder:
             finally:
                 file.close()
         self._files.clear()
+        if self._resume_fd is not None:
+            self._save_resume_state()
+            with contextlib.suppress(OSError):
+                os.fsync(self._resume_fd)
+            os.close(self._resume_fd)
+            self._resume_fd = None
 
     # -- uploads -----------------------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from re import _parser as re_parser  # type: ignore[attr-defined]  # typeshed leaves it out
 from typing import Any, Final
 
+import regex
 import yaml
 
 from openssm.errors import OpenSSMError
@@ -29,6 +31,13 @@ MAX_PARAMETERS: Final = 100
 MAX_VALUES_PER_PARAMETER: Final = 100
 MAX_VALUE_CHARS: Final = 8 * 1024
 MAX_NESTING: Final = 32
+# allowedPattern is a caller's regular expression run on the server, so both its compiling and its
+# matching are bounded: ``regex`` unrolls each repetition's minimum count when it compiles, so the
+# pattern's size with its repetitions unrolled is capped; a match that backtracks past the time
+# limit is a refusal, not a hung event loop. (The time limit bounds CPU, it is no clock of the core.)
+MAX_PATTERN_CHARS: Final = 4096
+MAX_PATTERN_UNROLLED: Final = 20_000
+PATTERN_SECONDS: Final = 0.1
 
 SCHEMA_VERSION: Final = "1.0"
 DEFAULT_SESSION_DOCUMENT: Final = "SSM-SessionManagerRunShell"
@@ -244,10 +253,7 @@ def _check_parameter_definition(name: str, definition: Any) -> None:
     if pattern is not None:
         if not isinstance(pattern, str):
             raise DocumentError(f"{field}.allowedPattern", "must be a string")
-        try:
-            _compiled(pattern)
-        except re.error as exc:
-            raise DocumentError(f"{field}.allowedPattern", f"invalid regular expression: {exc}") from exc
+        _compiled_pattern(f"{field}.allowedPattern", pattern)
     allowed = definition.get("allowedValues")
     if allowed is not None and not (isinstance(allowed, list) and all(isinstance(v, str) for v in allowed)):
         raise DocumentError(f"{field}.allowedValues", "must be a list of strings")
@@ -269,7 +275,7 @@ def validate_document(document: Any) -> Document:
     if schema != SCHEMA_VERSION:
         raise DocumentError("schemaVersion", 'session documents use schemaVersion "1.0"')
     session_type = document.get("sessionType")
-    if session_type not in SESSION_TYPES:
+    if not isinstance(session_type, str) or session_type not in SESSION_TYPES:
         raise DocumentError("sessionType", f"must be one of {', '.join(sorted(SESSION_TYPES))}")
     if not isinstance(document.get("description", ""), str):
         raise DocumentError("description", "must be a string")
@@ -293,9 +299,57 @@ def validate_document(document: Any) -> Document:
 # -- parameters -------------------------------------------------------------------------------------
 
 
+# CPython's own parser of ``re`` syntax (which ``regex`` extends): its tree says what compiling unrolls.
+_RE_PARSER: Any = re_parser
+_REPEATS: Final = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
+
+
+def _unrolled_size(items: Any) -> int:
+    """Nodes of a parsed pattern once every repetition's minimum count is written out."""
+    total = 0
+    for op, av in items:
+        name = str(op)
+        if name in _REPEATS:
+            total += max(av[0], 1) * _unrolled_size(av[2])
+        elif name == "SUBPATTERN":
+            total += _unrolled_size(av[3])
+        elif name == "BRANCH":
+            total += sum(_unrolled_size(branch) for branch in av[1])
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            total += _unrolled_size(av[1])
+        elif name == "ATOMIC_GROUP":
+            total += _unrolled_size(av)
+        elif name == "GROUPREF_EXISTS":
+            total += _unrolled_size(av[1]) + (_unrolled_size(av[2]) if av[2] else 0)
+        else:
+            total += 1
+        if total > MAX_PATTERN_UNROLLED:
+            break
+    return total
+
+
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _checked_pattern(pattern: str) -> regex.Pattern[str] | str:
+    """The compiled pattern, or why it is refused."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return f"longer than {MAX_PATTERN_CHARS} characters"
+    try:
+        size = _unrolled_size(_RE_PARSER.parse(pattern))
+    except (re.error, OverflowError, RecursionError) as exc:  # OverflowError: a count past C's long
+        return f"invalid regular expression: {exc}"
+    if size > MAX_PATTERN_UNROLLED:
+        return f"too large once its repetitions are counted out (more than {MAX_PATTERN_UNROLLED} items)"
+    try:
+        return regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError) as exc:
+        return f"invalid regular expression: {exc}"
+
+
+def _compiled_pattern(field: str, pattern: str) -> regex.Pattern[str]:
+    checked = _checked_pattern(pattern)
+    if isinstance(checked, str):
+        raise DocumentError(field, checked)
+    return checked
 
 
 def _definitions(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -335,8 +389,17 @@ def _check_value(name: str, definition: Mapping[str, Any], value: str) -> None:
     if kind == "Boolean" and value.lower() not in ("true", "false"):
         raise DocumentError(name, f"{value!r} is not true or false")
     pattern = definition.get("allowedPattern")
-    if isinstance(pattern, str) and not _compiled(pattern).search(value):
-        raise DocumentError(name, f"{value!r} does not match the allowed pattern {pattern}")
+    if isinstance(pattern, str):
+        try:
+            matched = _compiled_pattern(f"{name}.allowedPattern", pattern).search(
+                value, timeout=PATTERN_SECONDS
+            )
+        except TimeoutError as exc:
+            raise DocumentError(
+                name, f"the allowed pattern {pattern} took too long to match the value"
+            ) from exc
+        if matched is None:
+            raise DocumentError(name, f"{value!r} does not match the allowed pattern {pattern}")
     allowed = definition.get("allowedValues")
     if isinstance(allowed, list) and value not in allowed:
         raise DocumentError(name, f"{value!r} is not one of the allowed values")

@@ -11,7 +11,8 @@ document there, and lends the document to no other target:
 - ``openssm:DocumentName`` (on the target check): the session document, named or the default one;
 - ``openssm:Target`` (on the document check): the target id.
 
-A requester may never decide their own request (:func:`refuse_own_decision`), whatever policies say.
+A requester may never decide their own request (``security.refuse_by_rule`` with
+:data:`OWN_DECISION`), whatever policies say.
 """
 
 from __future__ import annotations
@@ -19,14 +20,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 from openssm.iam.arn import session_arn
-from openssm.security.errors import AccessDenied
-from openssm.security.facts import RequestFacts
-from openssm.security.identity import Identity
-from openssm.services import Services
-from openssm.store import audit_log
 from openssm.store.errors import NoSuchEntity
 from openssm.store.iam import holder_policies
 from openssm.store.iam.holders import HolderType
@@ -118,35 +114,3 @@ async def detach(db: Db, holder_type: HolderType, holder_name: str, request_id: 
     except NoSuchEntity:
         return False
     return True
-
-
-async def refuse_own_decision(
-    services: Services,
-    identity: Identity,
-    action: str,
-    resource: str,
-    facts: RequestFacts,
-    detail: dict[str, Any],
-) -> NoReturn:
-    """A requester deciding their own request: refused whatever their policies allow, and audited
-    as an explicit deny (the rule is OpenSSM's, so it is named where a statement would be)."""
-    now = services.clock.now()
-    principal = identity.principal
-    await audit_log.record(
-        services.engine,
-        principal_arn=principal.arn,
-        action=action,
-        resource=resource,
-        decision="explicitDeny",
-        matched_statement=OWN_DECISION,
-        source_ip=facts.source_ip,
-        detail=detail,
-        now=now,
-    )
-    services.metrics.authorization_denied.labels(action).inc()
-    raise AccessDenied(
-        f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} "
-        "because a requester may not approve or deny their own access request",
-        action=action,
-        resource=resource,
-    )

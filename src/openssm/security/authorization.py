@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from openssm.iam import AuthzRequest, MatchedStatement, evaluate
 from openssm.iam.principal import Principal
@@ -125,3 +125,36 @@ async def authorize(
                 action=action,
                 resource=resource,
             )
+
+
+async def refuse_by_rule(
+    services: Services,
+    identity: Identity,
+    action: str,
+    resource: str,
+    facts: RequestFacts,
+    *,
+    rule: str,
+    because: str,
+    detail: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Refuse what one of OpenSSM's own rules forbids whatever policies allow, audited as an explicit
+    deny with the rule named where a statement would be."""
+    principal = identity.principal
+    await audit_log.record(
+        services.engine,
+        principal_arn=principal.arn,
+        action=action,
+        resource=resource,
+        decision="explicitDeny",
+        matched_statement=rule,
+        source_ip=facts.source_ip,
+        detail=detail,
+        now=services.clock.now(),
+    )
+    services.metrics.authorization_denied.labels(action).inc()
+    raise AccessDenied(
+        f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} {because}",
+        action=action,
+        resource=resource,
+    )

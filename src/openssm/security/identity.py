@@ -6,6 +6,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import hashlib
 import hmac
 import logging
 
@@ -17,6 +18,7 @@ from openssm.auth.sigv4 import (
     verify_hmac,
     verify_rsa,
 )
+from openssm.bus.failures import FailureLogUnavailable
 from openssm.iam.principal import Principal
 from openssm.security.errors import AuthError
 from openssm.security.principals import assumed_role_principal, user_principal
@@ -33,6 +35,10 @@ QUERY_SERVICES = frozenset({"iam", "sts"})
 GLOBAL_SERVICES = frozenset({"iam", "sts"})
 # "Last used" is kept to the minute: agents call every few seconds, and each stamp is a database write.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+# The replay guard of RSA-signed requests (bus namespace), and how long it remembers a signature
+# when the server checks no clock skew (then a request's date never stops it).
+RSA_SIGNATURES = "rsa-signature"
+REPLAY_MEMORY_WITHOUT_SKEW = 24 * 3600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,6 +207,23 @@ async def principal_for_key(services: Services, key: access_keys.AccessKeyRow) -
     return await user_principal(services.engine, account, key.principal_name)
 
 
+async def _refuse_replay(services: Services, parsed: ParsedSignature, now: dt.datetime) -> None:
+    """An RSA-PSS signature is salted, so the agent never makes the same one twice: a signature seen
+    before is a captured request sent again (within the clock skew its date still passes), refused
+    on every node. It is remembered for as long as its date could pass: twice the allowed skew."""
+    skew = services.config.clock_skew_seconds
+    ttl = 2 * skew + 1 if skew > 0 else REPLAY_MEMORY_WITHOUT_SKEW
+    digest = hashlib.sha256(parsed.signature.encode("ascii", "replace")).hexdigest()
+    try:
+        first = await services.bus.first_use(RSA_SIGNATURES, digest, now=now.timestamp(), ttl=ttl)
+    except FailureLogUnavailable as exc:
+        log.warning("RSA-signed request refused: %s", exc)
+        raise AuthError("ServiceUnavailable", "The service cannot check this request now.", 503) from exc
+    if not first:
+        log.info("refused a replayed RSA-signed request from %s", parsed.access_key_id)
+        raise AuthError("InvalidSignatureException", "Signature has already been used.", 400)
+
+
 async def authenticate_managed_instance(services: Services, req: HttpRequest) -> tuple[Identity, InstanceRow]:
     """Verify an RSA-signed request (credential = the ``mi-`` id) with the instance's registered key.
 
@@ -215,10 +238,12 @@ async def authenticate_managed_instance(services: Services, req: HttpRequest) ->
         public_key_der = base64.b64decode(instance.public_key, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise _invalid_token(parsed.service) from exc
+    now = services.clock.now()
     try:
-        verify_rsa(req, parsed, public_key_der, max_skew=_max_skew(services), now=services.clock.now())
+        verify_rsa(req, parsed, public_key_der, max_skew=_max_skew(services), now=now)
     except SigV4Error as exc:
         raise _from_sigv4(exc, parsed.service) from exc
+    await _refuse_replay(services, parsed, now)
     role, instance_id = instance.iam_role, instance.instance_id
     principal = (
         await assumed_role_principal(services.engine, services.config.account_id, role, instance_id)

@@ -86,7 +86,7 @@ def totp_step(seed: bytes, code: str, unix_time: float, *, window: int = 1) -> i
     Callers remember the last accepted step per device so one code cannot be used twice.
     """
     code = code.strip()
-    if len(code) != TOTP_DIGITS or not code.isdigit():
+    if len(code) != TOTP_DIGITS or not (code.isascii() and code.isdigit()):  # not "١٢٣٤٥٦"
         return None
     current = int(unix_time // TOTP_STEP_SECONDS)
     for step in range(current - window, current + window + 1):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,14 +15,32 @@ from openssm.store.iam.holders import HolderType
 
 log = logging.getLogger(__name__)
 
+# What an unparseable stored policy becomes: it may have held a Deny, so ignoring it could grant what
+# it forbade. Evaluation fails closed instead: every action of the principal is explicitly denied,
+# and the audit log's matched statement names the broken policy.
+DENY_EVERYTHING: Final = parse_policy(
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}'
+)
+_REPORTED_LIMIT: Final = 1024
+_reported: set[tuple[str, str]] = set()
 
-def _parse(label: str, document: str) -> PolicySource | None:
+
+def parse_stored(label: str, document: str) -> PolicySource:
+    """A stored policy as the authoriser evaluates it (one that no longer parses: deny everything)."""
     try:
         return PolicySource(label=label, policy=parse_policy(document))
     except MalformedPolicyDocument as exc:
-        # Stored policies were validated on the way in; one that no longer parses grants nothing.
-        log.error("stored policy %s does not parse (%s); ignoring it", label, exc)
-        return None
+        # Stored policies are validated on the way in; one that no longer parses was changed in the
+        # store, or by a newer, stricter parser. Said once per policy text, not on every request.
+        key = (label, hashlib.sha256(document.encode("utf-8", "surrogatepass")).hexdigest())
+        if key not in _reported:
+            if len(_reported) >= _REPORTED_LIMIT:
+                _reported.clear()
+            _reported.add(key)
+            log.error(
+                "stored policy %s does not parse (%s): denying every request of its holders", label, exc
+            )
+        return PolicySource(label=f"{label} (unparseable: fails closed)", policy=DENY_EVERYTHING)
 
 
 async def policies_for(engine: AsyncEngine, principal: Principal) -> list[PolicySource]:
@@ -34,4 +54,4 @@ async def policies_for(engine: AsyncEngine, principal: Principal) -> list[Policy
         else:
             return []
         documents = await holder_policies.documents_of(conn, holders)
-    return [source for label, document in documents if (source := _parse(label, document)) is not None]
+    return [parse_stored(label, document) for label, document in documents]

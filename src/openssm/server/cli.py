@@ -48,6 +48,27 @@ def _listen(value: str) -> tuple[str, int]:
     return host, number
 
 
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach ``host``: a loopback address, or the name ``localhost`` (RFC 6761
+    keeps it, and names under it, on the loopback interface). Any other name may resolve anywhere."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+PLAIN_HTTP_REFUSED = (
+    "refusing to serve plain HTTP on {host}, which is not a loopback address: access keys' "
+    "signatures, console passwords and cookies, session tokens and every session's bytes would "
+    "cross the network in clear. Serve TLS with --tls-cert and --tls-key (TOML keys tls-cert and "
+    "tls-key), or, when a TLS-terminating proxy in front of this node is the only thing that can "
+    "reach it, pass --insecure-http (TOML: insecure-http = true)."
+)
+
+
 def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=False))
@@ -103,6 +124,13 @@ def _cidr(value: str) -> str:
     help="PEM private key for --tls-cert.",
 )
 @click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=False,
+    help="Serve plain HTTP on an address that is not loopback (refused without it): only behind a "
+    "TLS-terminating proxy, or on a network nobody else can reach.",
+)
+@click.option(
     "--database-url",
     default=None,
     help="SQLAlchemy async URL (e.g. postgresql+asyncpg://…). Default: SQLite in the data dir.",
@@ -140,6 +168,14 @@ def _cidr(value: str) -> str:
     type=click.Choice(FORMATS),
     help="text: a line for people; json: one object a line (time, level, logger, message, request_id…).",
 )
+@click.option(
+    "--session-resume-window",
+    type=click.FloatRange(min=1.0),
+    default=120.0,
+    show_default=True,
+    help="Seconds a session waits for its ends to come back (a client that dropped, this server "
+    "restarting) before it ends as 'Session resume window expired'.",
+)
 @logging_options  # session recording and log sinks (openssm.logs)
 @oidc_options  # identity providers: CA bundle, the console's "Sign in with …" (--oidc-…)
 @access_options  # just-in-time access: the webhook (--access-webhook …)
@@ -154,6 +190,7 @@ def server_command(
     account_id: str,
     tls_cert: pathlib.Path | None,
     tls_key: pathlib.Path | None,
+    insecure_http: bool,
     database_url: str | None,
     redis_url: str | None,
     node_id: str | None,
@@ -161,6 +198,7 @@ def server_command(
     metrics_listen: str | None,
     log_level: str,
     log_format: LogFormat,
+    session_resume_window: float,
     **logging_settings: Any,
 ) -> None:
     """Run the OpenSSM server: the AWS SSM-compatible API (aws CLI, boto3, amazon-ssm-agent), the
@@ -176,6 +214,8 @@ def server_command(
     if not (len(account_id) == 12 and account_id.isdigit()):
         raise click.BadParameter("must be 12 digits", param_hint="--account-id")
     host, port = _listen(listen)
+    if tls_cert is None and not insecure_http and not is_loopback(host):
+        raise click.UsageError(PLAIN_HTTP_REFUSED.format(host=host))
     scheme = "https" if tls_cert else "http"
     # A wildcard listen address is not somewhere a client can connect to: advertise the host name.
     advertised = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
@@ -194,19 +234,21 @@ def server_command(
         tls_key=tls_key,
         trusted_proxies=tuple(_cidr(value) for value in trusted_proxies),
         metrics_listen=_listen(metrics_listen) if metrics_listen else None,
+        resume_window_seconds=session_resume_window,
         **logging_config(logging_settings),
         **oidc_config(logging_settings),
         **access_config(logging_settings),
     )
     configure(log_level, log_format)
     # Server code is imported only when the command runs.
+    from openssm.logs.integrity import IntegrityError
     from openssm.server.bootstrap import BootstrapError
     from openssm.server.process import run
     from openssm.store.secrets import SecretCipherError
 
     try:
         run(config)
-    except (BootstrapError, SecretCipherError) as exc:
+    except (BootstrapError, SecretCipherError, IntegrityError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. the port is taken
         raise click.ClickException(f"cannot serve on {listen}: {exc}") from exc

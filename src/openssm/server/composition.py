@@ -16,8 +16,11 @@ from openssm.api.access import tasks as access_tasks
 from openssm.console import app as console_app
 from openssm.gateway import app as gateway_app
 from openssm.gateway.jobs import RunCommandJobs
+from openssm.gateway.join import SessionJoins
 from openssm.gateway.metrics import GatewayMetrics
 from openssm.gateway.node import GatewayNode
+from openssm.gateway.settings import GatewaySettings
+from openssm.logs import integrity
 from openssm.logs.service import SessionLogging
 from openssm.ops import requestid
 from openssm.server import health
@@ -46,11 +49,18 @@ def compose(services: Services) -> Server:
     gateway = gateway_app.install(  # /v1/control-channel, /v1/data-channel: ssmmessages
         app,
         services,
-        extensions=(RunCommandJobs(services), SessionLogging(services), GatewayMetrics(services.metrics)),
+        settings=GatewaySettings(resume_window=services.config.resume_window_seconds),
+        extensions=(
+            RunCommandJobs(services),
+            SessionLogging(services),
+            GatewayMetrics(services.metrics),
+            SessionJoins(services.engine),
+        ),
     )
     console_app.install(app, services)  # /console/
     access_tasks.install(app, services)  # just-in-time grants ended on time; the access webhook
     health.install(app, services)  # /healthz, /readyz
+    integrity.install(app, services)  # signed digests of the audit trail and session recordings
 
     async def log_upload_backlog() -> None:
         count = await log_uploads.backlog(services.engine, services.config.node_id)

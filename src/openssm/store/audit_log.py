@@ -104,3 +104,17 @@ async def lookup(db: Db, query: AuditQuery) -> list[AuditRow]:
         sa.select(audit_log).where(*_conditions(query)).order_by(audit_log.c.id.desc()).limit(query.limit)
     )
     return await every(db, statement, AuditRow)
+
+
+async def after(db: Db, after_id: int, *, limit: int) -> list[AuditRow]:
+    """Rows after ``after_id``, oldest first, at most ``limit``: what the sealer looks at next."""
+    statement = sa.select(audit_log).where(audit_log.c.id > after_id).order_by(audit_log.c.id).limit(limit)
+    return await every(db, statement, AuditRow)
+
+
+async def id_range(db: Db, first_id: int, last_id: int | None) -> list[AuditRow]:
+    """Rows with ``first_id`` <= id (<= ``last_id``), oldest first: what a verifier checks."""
+    condition = audit_log.c.id >= first_id
+    if last_id is not None:
+        condition = sa.and_(condition, audit_log.c.id <= last_id)
+    return await every(db, sa.select(audit_log).where(condition).order_by(audit_log.c.id), AuditRow)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -23,6 +24,8 @@ class TokenKind(enum.StrEnum):
     CLIENT = "client"  # StreamUrl open frame (StartSession, ResumeSession)
     AGENT_DATA = "agent-data"  # CreateDataChannel
     AGENT_CONTROL = "agent-control"  # CreateControlChannel
+    JOIN_READ_ONLY = "join-read"  # JoinSession: watch a live session (same StreamUrl as CLIENT)
+    JOIN_READ_WRITE = "join-write"  # JoinSession: type into it too
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,14 +63,15 @@ async def issue(
 
 
 async def consume(
-    db: Db, token: str, *, kind: TokenKind, channel_id: str, now: dt.datetime
+    db: Db, token: str, *, kind: TokenKind | Collection[TokenKind], channel_id: str, now: dt.datetime
 ) -> ChannelTokenRow | None:
-    """Use a token up, atomically: its row if it was valid (right kind and channel, unused,
-    unexpired), else None. A second call with the same token always returns None."""
+    """Use a token up, atomically: its row if it was valid (right kind, or one of the kinds given,
+    and channel, unused, unexpired), else None. A second call with the same token always returns None."""
     token_hash = hash_token(token)
+    kinds = [kind] if isinstance(kind, TokenKind) else list(kind)
     condition = sa.and_(
         channel_tokens.c.token_hash == token_hash,
-        channel_tokens.c.kind == kind,
+        channel_tokens.c.kind.in_(kinds),
         channel_tokens.c.channel_id == channel_id,
         channel_tokens.c.used_at.is_(None),
         channel_tokens.c.expires_at > now,

@@ -128,6 +128,34 @@ async def set_status(db: Db, session_id: str, status: SessionStatus) -> bool:
     return await execute(db, sa.update(sessions).where(_unfinished(session_id)).values(status=status)) == 1
 
 
+async def suspend(db: Db, session_id: str, *, bytes_in: int, bytes_out: int) -> bool:
+    """The node carrying an unfinished session stops without ending it: Disconnected until its ends
+    re-dial, with the bytes relayed so far (the next relay counts on from them)."""
+    statement = (
+        sa.update(sessions)
+        .where(_unfinished(session_id))
+        .values(status=SessionStatus.DISCONNECTED, bytes_in=bytes_in, bytes_out=bytes_out)
+    )
+    return await execute(db, statement) == 1
+
+
+async def move_to_node(db: Db, session_id: str, *, from_node: str | None, to_node: str) -> bool:
+    """An unfinished session carried by a node that died goes on at another (True: moved by this
+    call; two nodes that race for it, only one moves it)."""
+    statement = (
+        sa.update(sessions)
+        .where(_unfinished(session_id), sessions.c.node_id == from_node)
+        .values(node_id=to_node)
+    )
+    return await execute(db, statement) == 1
+
+
+async def of_node(db: Db, node_id: str) -> list[SessionRow]:
+    """The unfinished sessions a gateway node carries."""
+    query = sa.select(sessions).where(sessions.c.node_id == node_id, sessions.c.status.not_in(FINAL_STATUSES))
+    return await every(db, query, SessionRow)
+
+
 def _ending(status: SessionStatus, reason: str, now: dt.datetime) -> dict[str, Any]:
     return {"status": status, "end_date": now, "termination_reason": reason[:REASON_CHARS]}
 
@@ -151,11 +179,23 @@ async def finish(
     return await execute(db, sa.update(sessions).where(_unfinished(session_id)).values(**values)) == 1
 
 
-async def finish_node_sessions(db: Db, node_id: str, *, reason: str, now: dt.datetime) -> int:
-    """End every session a gateway node still carries (the node is going, or has gone, away)."""
+async def finish_node_sessions(
+    db: Db,
+    node_id: str,
+    *,
+    reason: str,
+    now: dt.datetime,
+    statuses: tuple[SessionStatus, ...] = ACTIVE_STATUSES,
+) -> int:
+    """End the sessions in ``statuses`` (default: every unfinished one) a gateway node still
+    carries (the node is going, or has gone, away)."""
     statement = (
         sa.update(sessions)
-        .where(sessions.c.node_id == node_id, sessions.c.status.not_in(FINAL_STATUSES))
+        .where(
+            sessions.c.node_id == node_id,
+            sessions.c.status.not_in(FINAL_STATUSES),
+            sessions.c.status.in_(statuses),
+        )
         .values(**_ending(SessionStatus.TERMINATED, reason, now))
     )
     return await execute(db, statement)
@@ -171,13 +211,17 @@ async def unclaimed(db: Db, node_id: str, *, started_before: dt.datetime) -> lis
     return [str(session_id) for session_id in await scalars(db, query)]
 
 
-async def nodes_with_active_sessions(db: Db, *, except_nodes: sa.Select[Any]) -> list[str]:
-    """Gateway nodes, other than those ``except_nodes`` selects, that carry active sessions."""
+async def nodes_with_active_sessions(
+    db: Db, *, except_nodes: sa.Select[Any], statuses: tuple[SessionStatus, ...] = ACTIVE_STATUSES
+) -> list[str]:
+    """Gateway nodes, other than those ``except_nodes`` selects, that carry sessions in ``statuses``
+    (default: every unfinished one)."""
     query = (
         sa.select(sessions.c.node_id)
         .where(
             sessions.c.node_id.is_not(None),
             sessions.c.status.not_in(FINAL_STATUSES),
+            sessions.c.status.in_(statuses),
             sessions.c.node_id.not_in(except_nodes),
         )
         .distinct()

@@ -277,7 +277,8 @@ sessions = Table(
     Index("ix_sessions_target", "target"),
 )
 
-# Single-use channel tokens. kind: "client" (StreamUrl open frame), "agent-data", "agent-control".
+# Single-use channel tokens. kind: "client" (StreamUrl open frame), "agent-data", "agent-control",
+# "join-read" | "join-write" (JoinSession).
 channel_tokens = Table(
     "channel_tokens",
     metadata,
@@ -360,6 +361,21 @@ audit_log = Table(
     # (serviceEventDetails of an event the server records as its own, e.g. ending a grant).
     Column("detail", JSON),
     Index("ix_audit_log_time", "time"),
+)
+
+# Signed digests of the audit trail (as CloudTrail's digest files): each covers the audit rows after
+# the previous digest's last one, lists every row's hash, carries the chain of those hashes and the
+# previous digest's hash, and is signed with the server's Ed25519 audit key (kept apart from the
+# data directory). ``sequence`` is unique, so of two nodes sealing at once one wins.
+audit_digests = Table(
+    "audit_digests",
+    metadata,
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("first_id", Integer, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # canonical JSON, exactly as signed
+    Column("signature", String(128), nullable=False),  # base64 Ed25519 signature of body
 )
 
 # -- console ------------------------------------------------------------------------------------
@@ -498,3 +514,12 @@ __all__ = [name for name, value in globals().items() if isinstance(value, Table)
     "metadata",
     "UtcDateTime",
 ]
+
+# Live sessions whose owner refuses joins (OpenSSM's SetSessionJoinPolicy): a row while refused.
+session_join_refusals = Table(
+    "session_join_refusals",
+    metadata,
+    Column("session_id", String(96), primary_key=True),
+    Column("refused_by", String(2048), nullable=False),
+    Column("refused_at", UtcDateTime, nullable=False),
+)

@@ -85,7 +85,7 @@ class RecordingChannel:
         return True
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [json.loads(f.payload) for f in self.sent if f.message_type == kind]
+        return [json.loads(bytes(f.payload)) for f in self.sent if f.message_type == kind]
 
     async def wait_for(self, predicate: Any) -> None:
         async with asyncio.timeout(10):

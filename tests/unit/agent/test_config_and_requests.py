@@ -167,7 +167,7 @@ def test_run_as_user_choice() -> None:
         requested_user(request("", {"runAsEnabled": True}))  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="RunAs is looked up only by a root agent")
+@pytest.mark.requires(os.geteuid() == 0, "RunAs is looked up only by a root agent")
 def test_run_as_user_with_a_nul_byte_is_a_session_failure() -> None:
     content = {
         "SessionId": "s-1",

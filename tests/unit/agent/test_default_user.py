@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import pathlib
 import pwd
+import secrets
 import stat
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -123,10 +125,18 @@ def test_root_only_when_named_root() -> None:
 def test_another_name_for_uid_0_is_refused(tmp_path: pathlib.Path) -> None:
     require(os.geteuid() == 0, "run-as applies to a root agent")
     aliases = [entry.pw_name for entry in pwd.getpwall() if entry.pw_uid == 0 and entry.pw_name != "root"]
-    if not aliases:
-        pytest.skip("no second uid-0 account on this machine")
-    with pytest.raises(SessionFailure, match="has uid 0"):
-        resolve_run_as(request(aliases[0]))
+    made = None
+    if not aliases:  # make one for the test: a second name for uid 0, removed at the end
+        made = f"ossmt-root-{secrets.token_hex(3)}"
+        useradd = ["useradd", "--non-unique", "--uid", "0", "--no-create-home", "--no-user-group", made]
+        subprocess.run(useradd, check=True, capture_output=True)
+        aliases = [made]
+    try:
+        with pytest.raises(SessionFailure, match="has uid 0"):
+            resolve_run_as(request(aliases[0]))
+    finally:
+        if made is not None:
+            subprocess.run(["userdel", "--force", made], check=False, capture_output=True)
 
 
 def test_settings_and_cli_flag_for_sudo() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from tests.conftest import require
 from tests.unit.agent.test_pty_process import lines_until_exit
 
 from openssm.agent import privileges
@@ -17,7 +18,7 @@ from openssm.agent.pty_process import PtyProcess
 from openssm.agent.sessions.identity import RunAs
 
 Run = Callable[[Coroutine[Any, Any, None]], None]
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="switching accounts needs root")
+root_only = pytest.mark.requires(os.geteuid() == 0, "switching accounts needs root")
 
 
 def nobody() -> RunAs:
@@ -34,8 +35,7 @@ def run(request: pytest.FixtureRequest) -> Run:
 def launcher(request: pytest.FixtureRequest) -> str | None:
     if request.param == "python-shim":
         return None
-    if privileges._SETPRIV is None:
-        pytest.skip("setpriv(1) not installed")
+    require(privileges._SETPRIV is not None, "setpriv(1) not installed (util-linux)")
     return privileges._SETPRIV
 
 

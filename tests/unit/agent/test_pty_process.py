@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from tests.conftest import require
 
 from openssm.agent import pty_process
 from openssm.agent.pty_process import PtyProcess
@@ -26,8 +27,8 @@ async def test_child_gets_a_controlling_terminal_of_the_given_size(
 ) -> None:
     if not use_setsid:
         monkeypatch.setattr(pty_process, "_SETSID", None)
-    elif pty_process._SETSID is None:
-        pytest.skip("setsid(1) not installed")
+    else:
+        require(pty_process._SETSID is not None, "setsid(1) not installed (util-linux)")
     pty = await PtyProcess.spawn(
         "/bin/sh",
         ["sh", "-c", "stty size; echo $((6*7)); ps -o tty= -p $$; kill -0 $$ && echo ok"],

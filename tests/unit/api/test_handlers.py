@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -57,6 +58,10 @@ def test_an_operation_registered_twice_is_refused() -> None:
     registry.json_action("OpenSSMTestTwice", "Once")(handler)
     with pytest.raises(registry.DuplicateOperation, match=r"OpenSSMTestTwice\.Once"):
         registry.json_action("OpenSSMTestTwice", "Once")(handler)
-    registry.query_action("openssm-test", "OnceOnly", xmlns="urn:test")(handler)
+
+    async def query_handler(request: Any, params: Mapping[str, str]) -> dict[str, Any]:
+        return {}
+
+    registry.query_action("openssm-test", "OnceOnly", xmlns="urn:test")(query_handler)
     with pytest.raises(registry.DuplicateOperation):
-        registry.query_action("openssm-test", "OnceOnly", xmlns="urn:test")(handler)
+        registry.query_action("openssm-test", "OnceOnly", xmlns="urn:test")(query_handler)

@@ -26,7 +26,10 @@ def test_version_is_four_parts_and_makes_the_cli_use_the_env_var(capsys: pytest.
 
 
 def test_the_aws_cli_does_not_call_our_plugin_outdated() -> None:
-    from awscli.customizations.sessionmanager import StartSessionCaller, VersionRequirement
+    from awscli.customizations.sessionmanager import (  # type: ignore[import-untyped]
+        StartSessionCaller,
+        VersionRequirement,
+    )
 
     requirement = VersionRequirement(min_version=StartSessionCaller.RECOMMENDED_MINIMUM_PLUGIN_VERSION)
     assert requirement.meets_requirement(PLUGIN_REPORTED_VERSION, inclusive=True)

@@ -12,7 +12,7 @@ import pytest
 from openssm.client.pipes import PIPE_SIZE, grow_pipe
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
+@pytest.mark.requires(sys.platform.startswith("linux"), "F_SETPIPE_SZ is Linux's")
 def test_a_pipe_grows() -> None:
     read_end, write_end = os.pipe()
     try:

@@ -147,16 +147,16 @@ def test_channel_orders_acks_retransmits_and_reports_the_end(tmp_path: pathlib.P
     assert out["outputs"] == ["A", "B", "C"]  # in order, each once, the corrupt copy dropped
     sent = [decode(bytes.fromhex(h), verify_digest=True) for h in out["sent"][1:]]
     acks = [
-        json.loads(f.payload)["AcknowledgedMessageSequenceNumber"]
+        json.loads(bytes(f.payload))["AcknowledgedMessageSequenceNumber"]
         for f in sent
         if f.message_type == "acknowledge"
     ]
     assert acks[:4] == [1, 0, 0, 2]  # out-of-order acked at once, duplicate re-acked, corrupt not acked
     inputs = [f for f in sent if f.message_type == "input_stream_data"]
-    first_send = {}
+    first_send: dict[int, Frame] = {}
     for f in inputs:
         first_send.setdefault(f.sequence_number, f)
-    assert first_send[0].payload_type == PayloadType.SIZE and json.loads(first_send[0].payload) == {
+    assert first_send[0].payload_type == PayloadType.SIZE and json.loads(bytes(first_send[0].payload)) == {
         "cols": 80,
         "rows": 24,
     }
@@ -223,11 +223,11 @@ def test_handshake_is_answered_and_size_follows_completion(tmp_path: pathlib.Pat
     sent = [decode(bytes.fromhex(h), verify_digest=True) for h in out["sent"]]
     inputs = [f for f in sent if f.message_type == "input_stream_data"]
     assert [f.payload_type for f in inputs] == [PayloadType.HANDSHAKE_RESPONSE, PayloadType.SIZE]
-    response = json.loads(inputs[0].payload)
+    response = json.loads(bytes(inputs[0].payload))
     assert response["ProcessedClientActions"] == [
         {"ActionType": "SessionType", "ActionStatus": 1, "ActionResult": None, "Error": ""}
     ]
-    assert json.loads(inputs[1].payload) == {"cols": 100, "rows": 30}
+    assert json.loads(bytes(inputs[1].payload)) == {"cols": 100, "rows": 30}
     assert out["notices"] == ["Welcome"]
 
 

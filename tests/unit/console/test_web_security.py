@@ -6,6 +6,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
+from openssm.bus.failures import MemoryFailureLog
 from openssm.console import web_security as ws
 
 
@@ -87,40 +88,43 @@ class FakeClock:
         return self.now
 
 
-def test_throttle_allows_free_failures_then_doubles_the_wait() -> None:
+async def test_throttle_allows_free_failures_then_doubles_the_wait() -> None:
     clock = FakeClock()
-    throttle = ws.SignInThrottle(free_failures=3, window=300, base_delay=2, max_delay=60, clock=clock)
+    throttle = ws.SignInThrottle(
+        MemoryFailureLog(), free_failures=3, window=300, base_delay=2, max_delay=60, clock=clock
+    )
     for _ in range(3):
-        assert throttle.check(["k"]).allowed
-        throttle.failed(["k"])
-    decision = throttle.check(["k"])
+        assert (await throttle.check(["k"])).allowed
+        await throttle.failed(["k"])
+    decision = await throttle.check(["k"])
     assert not decision.allowed and decision.retry_after == 2
     clock.now += 2
-    assert throttle.check(["k"]).allowed
-    throttle.failed(["k"])
-    assert throttle.check(["k"]).retry_after == 4
+    assert (await throttle.check(["k"])).allowed
+    await throttle.failed(["k"])
+    assert (await throttle.check(["k"])).retry_after == 4
     clock.now += 4
-    throttle.failed(["k"])
-    assert throttle.check(["k"]).retry_after == 8
-    assert throttle.check(["other"]).allowed
+    await throttle.failed(["k"])
+    assert (await throttle.check(["k"])).retry_after == 8
+    assert (await throttle.check(["other"])).allowed
 
 
-def test_throttle_forgets_after_the_window_and_on_success() -> None:
+async def test_throttle_forgets_after_the_window_and_on_success() -> None:
     clock = FakeClock()
-    throttle = ws.SignInThrottle(free_failures=1, window=60, clock=clock)
-    throttle.failed(["k"])
-    throttle.failed(["k"])
-    assert not throttle.check(["k"]).allowed
+    throttle = ws.SignInThrottle(MemoryFailureLog(), free_failures=1, window=60, clock=clock)
+    await throttle.failed(["k"])
+    await throttle.failed(["k"])
+    assert not (await throttle.check(["k"])).allowed
     clock.now += 61
-    assert throttle.check(["k"]).allowed
-    throttle.failed(["k"])
-    throttle.failed(["k"])
-    throttle.succeeded(["k"])
-    assert throttle.check(["k"]).allowed
+    assert (await throttle.check(["k"])).allowed
+    await throttle.failed(["k"])
+    await throttle.failed(["k"])
+    await throttle.succeeded(["k"])
+    assert (await throttle.check(["k"])).allowed
 
 
-def test_throttle_memory_is_bounded() -> None:
-    throttle = ws.SignInThrottle(max_keys=100, clock=FakeClock())
+async def test_throttle_memory_is_bounded() -> None:
+    log = MemoryFailureLog(max_keys=100)
+    throttle = ws.SignInThrottle(log, clock=FakeClock())
     for i in range(1000):
-        throttle.failed([f"ip-{i}"])
-    assert len(throttle._failures) == 100
+        await throttle.failed([f"ip-{i}"])
+    assert len(log) == 100

@@ -45,7 +45,7 @@ def command_row() -> CommandRow:
 def test_agent_job_frame_carries_the_send_command_payload() -> None:
     frame = decode(agent_job_frame(command_row(), INSTANCE_ID))
     assert frame.message_type == MessageType.AGENT_JOB
-    body = json.loads(frame.payload)
+    body = json.loads(bytes(frame.payload))
     assert body["JobId"] == f"aws.ssm.{COMMAND_ID}.{INSTANCE_ID}"
     assert body["Topic"] == "aws.ssm.sendCommand"
     assert body["SchemaVersion"] == 1
@@ -63,7 +63,7 @@ def test_agent_job_frame_never_names_the_output_bucket() -> None:
         cloudwatch_output_enabled=True,
         cloudwatch_log_group_name="g",
     )
-    content = json.loads(json.loads(decode(agent_job_frame(row, INSTANCE_ID)).payload)["Content"])
+    content = json.loads(json.loads(bytes(decode(agent_job_frame(row, INSTANCE_ID)).payload))["Content"])
     assert content["OutputS3BucketName"] == "" and content["OutputS3KeyPrefix"] == ""
     assert content["CloudWatchOutputEnabled"] == "false" and content["CloudWatchLogGroupName"] == ""
     assert row.log_group == "g"
@@ -72,7 +72,7 @@ def test_agent_job_frame_never_names_the_output_bucket() -> None:
 
 
 def test_cancel_job_names_the_job_to_stop() -> None:
-    body = json.loads(decode(cancel_job_frame(COMMAND_ID, INSTANCE_ID)).payload)
+    body = json.loads(bytes(decode(cancel_job_frame(COMMAND_ID, INSTANCE_ID)).payload))
     assert body["Topic"] == "aws.ssm.cancelCommand"
     own_command, own_instance = rc.parse_job_id(body["JobId"])
     assert own_instance == INSTANCE_ID and own_command != COMMAND_ID

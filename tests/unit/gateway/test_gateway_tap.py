@@ -8,6 +8,7 @@ from typing import Any
 
 from openssm.gateway import tap as tap_module
 from openssm.gateway.tap import TapPump
+from openssm.protocol.frames import Payload
 
 SESSION = {"session_id": "s-1"}
 
@@ -21,14 +22,14 @@ class Recorder:
     async def on_start(self, session: Mapping[str, Any]) -> None:
         self.events.append(("start", session["session_id"]))
 
-    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
+    async def on_output(self, payload: Payload, payload_type: int, t: float) -> None:
         await asyncio.sleep(self.delay)
         if self.fail:
             raise RuntimeError("tap broke")
-        self.events.append(("output", payload))
+        self.events.append(("output", bytes(payload)))
 
-    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
-        self.events.append(("input", payload))
+    async def on_input(self, payload: Payload, payload_type: int, t: float) -> None:
+        self.events.append(("input", bytes(payload)))
 
     async def on_end(self, status: str, reason: str, t: float) -> None:
         self.events.append(("end", status))

@@ -73,6 +73,9 @@ def test_context_keys() -> None:
     assert context[f"{URL.lower()}:amr"] == ["pwd", "otp"]
     assert context["aws:federatedprovider"] == [ARN] and context["sts:rolesessionname"] == ["alice"]
     assert (
-        decide([statement(**{"ForAnyValue:StringEquals": {f"{URL}:amr": "otp"}})], {**ALICE, "amr": ["otp"]})
+        decide(
+            [statement(**dict[str, Any]({"ForAnyValue:StringEquals": {f"{URL}:amr": "otp"}}))],
+            {**ALICE, "amr": ["otp"]},
+        )
         == "allowed"
     )

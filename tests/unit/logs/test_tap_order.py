@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import Frame, MessageType
+from openssm.protocol.frames import Frame, MessageType, Payload
 
 
 class Collect:
@@ -22,11 +22,11 @@ class Collect:
     async def on_start(self, session: Mapping[str, Any]) -> None:
         pass
 
-    async def on_output(self, payload: bytes, payload_type: int, t: float) -> None:
-        self.output.append(payload)
+    async def on_output(self, payload: Payload, payload_type: int, t: float) -> None:
+        self.output.append(bytes(payload))
 
-    async def on_input(self, payload: bytes, payload_type: int, t: float) -> None:
-        self.input.append(payload)
+    async def on_input(self, payload: Payload, payload_type: int, t: float) -> None:
+        self.input.append(bytes(payload))
 
     async def on_end(self, status: str, reason: str, t: float) -> None:
         self.ended = (status, reason)
@@ -76,3 +76,64 @@ async def test_unsequenced_events_pass_through() -> None:
     pump.output(b"a", 1)
     await pump.close("Terminated", "done")
     assert tap.output == [b"a", b"a"]
+
+
+class Resumable(Collect):
+    """A tap whose record already held output 0..floor-1 before the node restarted."""
+
+    def __init__(self, floor: int) -> None:
+        super().__init__()
+        self.floor = floor
+        self.noted: list[int] = []
+        self.flushes = 0
+        self.suspended = False
+
+    def recorded_until(self) -> Mapping[str, int]:
+        return {"output": self.floor}
+
+    def note_sequence(self, kind: str, sequence: int) -> None:
+        if kind == "output":
+            self.noted.append(sequence)
+
+    async def on_suspend(self, t: float) -> None:
+        self.suspended = True
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+async def _resume(
+    floor: int, resent_from: int, count: int, suspend: bool
+) -> tuple[Resumable, Collect, int | None]:
+    resumable, plain = Resumable(floor), Collect()
+    pump = TapPump({"session_id": "s-1"}, [resumable, plain], resumed_after=5.0)
+    for sequence in range(resent_from, resent_from + count):  # what the agent resends, oldest first
+        pump.output(b"p%d" % sequence, 1, sequence)
+    if suspend:
+        await pump.suspend()
+    else:
+        await pump.close("Terminated", "done")
+    return resumable, plain, pump.durable_until("output")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=20),
+    st.integers(min_value=0, max_value=20),
+    st.integers(min_value=0, max_value=20),
+    st.booleans(),
+)
+def test_a_session_picked_up_after_a_restart_is_not_recorded_twice(
+    floor: int, resent_from: int, count: int, suspend: bool
+) -> None:
+    """The peers resend from their oldest unacknowledged message, which the record may hold
+    already: a resumable tap gets only what it lacks, other taps everything from there on."""
+    resumable, plain, durable = asyncio.run(_resume(floor, resent_from, count, suspend))
+    sent = range(resent_from, resent_from + count)
+    assert plain.output == [b"p%d" % n for n in sent]
+    assert resumable.output == [b"p%d" % n for n in sent if n >= floor]
+    assert resumable.noted == [n for n in sent if n >= floor]
+    assert resumable.suspended == suspend and (resumable.ended is None) == suspend
+    assert durable == max(floor, resent_from + count if count else floor)
+    if resumable.noted:
+        assert resumable.flushes >= 1

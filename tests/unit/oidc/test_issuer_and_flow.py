@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from typing import Any
 
 import pytest
 
@@ -104,6 +105,7 @@ def test_authorization_request_and_the_redirect_back() -> None:
         flow.code_from({"state": flow.state, "error": "access_denied"})
     assert flow.token_form("abc", "cli")["code_verifier"] == flow.code_verifier
     assert id_token_of({"id_token": "t", "access_token": "a"}) == "t"
-    for answer in ({"error": "invalid_grant"}, {"access_token": "a"}, []):
+    answers: list[Any] = [{"error": "invalid_grant"}, {"access_token": "a"}, []]
+    for answer in answers:
         with pytest.raises(FlowError):
             id_token_of(answer)

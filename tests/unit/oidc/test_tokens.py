@@ -66,7 +66,7 @@ def test_signature_key_and_algorithm_refusals() -> None:
         refused(jwt.encode({"iss": ISSUER}, "an HMAC secret of at least 32 bytes!", algorithm="HS256"))
         == "bad_signature"
     )
-    unsigned = jwt.encode({"iss": ISSUER, "sub": "x"}, None, algorithm="none")
+    unsigned = jwt.encode({"iss": ISSUER, "sub": "x"}, "", algorithm="none")
     assert refused(unsigned) == "bad_signature"
     assert refused("not.a.jwt") == "malformed"
     assert refused("x" * 30_000) == "malformed"

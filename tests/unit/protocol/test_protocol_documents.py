@@ -127,6 +127,55 @@ def test_host_pattern_rejects(host: str) -> None:
     assert not re.search(documents.HOST_PATTERN, host)
 
 
+def _pattern_document(pattern: str) -> str:
+    parameters = {"p": {"type": "String", "allowedPattern": pattern}}
+    return json.dumps({"schemaVersion": "1.0", "sessionType": "Port", "parameters": parameters})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "accepted"),
+    [
+        (r"^(?!\s).*", "name", True),  # a lookahead, as AWS's own runbooks write them
+        (r"^(?!\s).*", " name", False),
+        (r"^(?!0{64}$)[a-f0-9]{64}$", "0" * 64, False),
+        (r"^(\w)\1$", "aa", True),  # a backreference
+        (r"^a{1000}$", "a" * 1000, True),  # a large count alone is fine
+    ],
+)
+def test_allowed_patterns_keep_regular_expression_features(pattern: str, value: str, accepted: bool) -> None:
+    document = documents.parse_document(_pattern_document(pattern))
+    if accepted:
+        assert documents.validate_parameters(document, {"p": [value]}) == {"p": [value]}
+    else:
+        with pytest.raises(DocumentError, match="does not match the allowed pattern"):
+            documents.validate_parameters(document, {"p": [value]})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("^a{99999999999999999999}$", "invalid regular expression"),  # past C's long: OverflowError in re
+        ("[a-z]{4294967294}", "too large"),  # compiling would write out four billion items
+        ("(?:(?:a{1000}){1000}){1000}", "too large"),  # each count small, their product not
+        ("(?:a{150}){150}", "too large"),
+        ("(" * 2000 + ")" * 2000, "invalid regular expression"),  # nested past the parser's recursion
+        ("a" * 5000, "longer than"),
+    ],
+)
+def test_allowed_patterns_too_costly_to_compile_are_refused(pattern: str, message: str) -> None:
+    with pytest.raises(DocumentError, match=message) as info:
+        documents.parse_document(_pattern_document(pattern))
+    assert info.value.field == "parameters.p.allowedPattern"
+
+
+def test_an_allowed_pattern_that_backtracks_catastrophically_is_stopped() -> None:
+    """``(a|aa)+`` on 60 a's has ~10^12 ways to fail: the time limit ends the match, not the loop."""
+    document = documents.parse_document(_pattern_document("^(a|aa)+$"))
+    with pytest.raises(DocumentError, match="took too long") as info:
+        documents.validate_parameters(document, {"p": ["a" * 60 + "!"]})
+    assert info.value.field == "p"
+
+
 # -- validate_parameters ---------------------------------------------------------------------------------
 
 

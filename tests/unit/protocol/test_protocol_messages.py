@@ -188,7 +188,7 @@ def test_channel_closed_round_trip(session_id: str, target: str, output: str) ->
         0,
     )
     assert messages.parse_service_message(frame) == closed
-    assert list(json.loads(frame.payload)) == [
+    assert list(json.loads(bytes(frame.payload))) == [
         "MessageId",
         "CreatedDate",
         "DestinationId",
@@ -235,7 +235,7 @@ def test_interactive_shell_round_trip(
     assert parsed.content == content
     assert parsed.task_id == session_id
     assert parsed.topic == "aws.ssm.startSession"
-    outer = json.loads(frame.payload)
+    outer = json.loads(bytes(frame.payload))
     assert list(outer) == ["Content", "TaskId", "Topic", "SchemaVersion"]
     assert isinstance(outer["Content"], str)
 

@@ -56,7 +56,7 @@ def test_captured_bytes_decode_to_the_listed_frames(captures: pathlib.Path, name
     reencoded: dict[tuple[str, str], bytes] = {}
     for event in smux_messages(captures / name):
         direction = (event["from"], event["to"])
-        payload = frames.decode(bytes.fromhex(event["hex"])).payload
+        payload = bytes(frames.decode(bytes.fromhex(event["hex"])).payload)
         decoded = parsers.setdefault(direction, FrameParser(1)).feed(payload)
         assert decoded == [listed(frame) for frame in event["decoded"].get("Smux", [])], (
             f"event #{event['n']}"
@@ -70,7 +70,7 @@ def test_captured_bytes_decode_to_the_listed_frames(captures: pathlib.Path, name
 
 def _payloads(captures: pathlib.Path, name: str, sender: str) -> list[bytes]:
     return [
-        frames.decode(bytes.fromhex(event["hex"])).payload
+        bytes(frames.decode(bytes.fromhex(event["hex"])).payload)
         for event in smux_messages(captures / name)
         if event["from"] == sender
     ]

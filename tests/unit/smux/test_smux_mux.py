@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.interop import smux_echo
+from tests.support.wait import wait_for
 
 from openssm.protocol.smux import (
     Command,
@@ -439,8 +440,9 @@ async def test_pipe_bridges_tcp_with_half_close(version: int) -> None:
 
     async with asyncio.timeout(30), listener, destination:
         await asyncio.gather(*(connection(size) for size in [0, 1, 5000, 100_000, 1 << 20] * 4))
-        await asyncio.sleep(0.05)
-        assert client_mux.stream_count == 0 and agent_mux.stream_count == 0, "every stream released"
+        await wait_for(
+            lambda: client_mux.stream_count == 0 and agent_mux.stream_count == 0, 5, "every stream released"
+        )
         client_mux.close()
         agent_mux.close()
         await agent_task

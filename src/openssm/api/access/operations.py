@@ -3,7 +3,7 @@
 condition keys (``openssm:Requester``, ``openssm:DocumentName``, ``openssm:DurationSeconds`` …).
 
 A requester never approves or denies their own request, whatever a policy allows: that refusal is
-audited as an explicit deny (``security.access_grants.refuse_own_decision``)."""
+audited as an explicit deny (``security.refuse_by_rule``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from openssm.api import session_documents
 from openssm.api.access import lifecycle, vocabulary
@@ -31,10 +31,11 @@ from openssm.api.request import ApiRequest
 from openssm.api.ssm_sessions import DOCUMENT_NAME_PATTERN
 from openssm.api.targets import TARGET_PATTERN, resource_tag_context, target_arn
 from openssm.api.validation import integer, key_value_filters, paging, required_string, string
-from openssm.security import access_grants
+from openssm.security import access_grants, refuse_by_rule
 from openssm.store import access_requests, instances
 from openssm.store.access_requests import AccessQuery, AccessRequestRow, AccessStatus
 
+ONLY_REQUESTER: Final = "OpenSSM: only the requester gets an access request's credentials"
 FILTER_KEYS: Final = ("AccessRequestId", "Requester", "RequesterArn", "Target", "Status")
 
 
@@ -46,7 +47,7 @@ def _decision_reason(body: dict[str, Any]) -> str | None:
     return string(body, "Reason", min_len=1, max_len=vocabulary.REASON_CHARS)
 
 
-async def _target_context(request: ApiRequest, target: str) -> dict[str, list[str]]:
+async def target_context(request: ApiRequest, target: str) -> dict[str, list[str]]:
     instance = await instances.get(request.services.engine, target)
     return resource_tag_context(instance.tags if instance is not None else None)
 
@@ -66,13 +67,36 @@ async def request_access(request: ApiRequest, body: dict[str, Any]) -> dict[str,
     if duration is None:
         raise ApiError("ValidationException", "DurationSeconds is required.")
     reason = required_string(body, "Reason", min_len=1, max_len=vocabulary.REASON_CHARS)
+    row = await open_request(
+        request,
+        vocabulary.REQUEST_ACCESS,
+        vocabulary.new_request_id(),
+        target=target,
+        document_name=document_name,
+        duration=duration,
+        reason=reason,
+    )
+    return _answer(request, row)
+
+
+async def open_request(
+    request: ApiRequest,
+    action: str,
+    request_id: str,
+    *,
+    target: str,
+    document_name: str | None,
+    duration: int,
+    reason: str,
+) -> AccessRequestRow:
+    """A new pending request of the caller, once ``action`` is allowed on the target (RequestAccess,
+    or AWS's StartAccessRequest: the same request, the same condition keys)."""
     principal = request.require_identity().principal
     lifecycle.holder_of(principal)  # a principal that cannot hold a grant cannot ask for one
     engine = request.services.engine
     name = document_name or session_documents.PREFERENCES_DOCUMENT
     document = await session_documents.find_or_fail(engine, name, request.account)
-    request_id = vocabulary.new_request_id()
-    context = await _target_context(request, target)
+    context = await target_context(request, target)
     context.update(
         {
             ACCESS_REQUEST_ID_KEY: [request_id],
@@ -89,15 +113,12 @@ async def request_access(request: ApiRequest, body: dict[str, Any]) -> dict[str,
         "reason": reason,
     }
     await request.authorize(
-        vocabulary.REQUEST_ACCESS,
-        [target_arn(request.region, request.account, target)],
-        context,
-        detail=detail,
+        action, [target_arn(request.region, request.account, target)], context, detail=detail
     )
     instance = await instances.get(engine, target)
     if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {target} is not registered.")
-    row = await lifecycle.create(
+    return await lifecycle.create(
         request.services,
         request_id,
         principal,
@@ -107,7 +128,6 @@ async def request_access(request: ApiRequest, body: dict[str, Any]) -> dict[str,
         reason=reason,
         now=request.now(),
     )
-    return _answer(request, row)
 
 
 def decision_context(row: AccessRequestRow) -> dict[str, list[str]]:
@@ -123,8 +143,20 @@ def decision_context(row: AccessRequestRow) -> dict[str, list[str]]:
     }
 
 
-async def _decided(
-    request: ApiRequest, body: dict[str, Any], action: str, *, own_allowed: bool
+# Whose request the caller may act on: anyone's but their own (decisions), anyone's (revoke), or
+# only their own (AWS's GetAccessToken: the credentials are the requester's).
+Whose = Literal["others", "any", "own"]
+_RULES: Final = {
+    "others": (
+        access_grants.OWN_DECISION,
+        "because a requester may not approve or deny their own access request",
+    ),
+    "own": (ONLY_REQUESTER, "because only the requester gets an access request's credentials"),
+}
+
+
+async def authorized_request(
+    request: ApiRequest, body: dict[str, Any], action: str, whose: Whose
 ) -> AccessRequestRow:
     """The request ``body`` names, once the caller is allowed ``action`` on it."""
     request_id = _request_id(body)
@@ -134,11 +166,20 @@ async def _decided(
     identity = request.require_identity()
     resource = target_arn(request.region, request.account, row.target)
     detail = {"accessRequestId": request_id}
-    if not own_allowed and identity.principal.arn == row.requester_arn:
-        await access_grants.refuse_own_decision(
-            request.services, identity, action, resource, request.facts, detail
+    own = identity.principal.arn == row.requester_arn
+    if (whose == "others" and own) or (whose == "own" and not own):
+        rule, because = _RULES[whose]
+        await refuse_by_rule(
+            request.services,
+            identity,
+            action,
+            resource,
+            request.facts,
+            rule=rule,
+            because=because,
+            detail=detail,
         )
-    context = {**await _target_context(request, row.target), **decision_context(row)}
+    context = {**await target_context(request, row.target), **decision_context(row)}
     await request.authorize(action, [resource], context, detail=detail)
     return row
 
@@ -149,7 +190,7 @@ async def _decide(request: ApiRequest, body: dict[str, Any], decision: AccessSta
         if decision == AccessStatus.APPROVED
         else vocabulary.DENY_ACCESS_REQUEST
     )
-    row = await _decided(request, body, action, own_allowed=False)
+    row = await authorized_request(request, body, action, "others")
     if row.status != AccessStatus.PENDING:
         raise lifecycle.conflict(row, str(decision).lower())
     decider = request.require_identity().principal
@@ -173,7 +214,7 @@ async def deny_access_request(request: ApiRequest, body: dict[str, Any]) -> dict
 async def revoke_access_request(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
     """Ends a grant early, or withdraws a pending request (a requester may revoke their own, where a
     policy allows it: e.g. ``openssm:Requester`` equal to ``${aws:username}``)."""
-    row = await _decided(request, body, vocabulary.REVOKE_ACCESS_REQUEST, own_allowed=True)
+    row = await authorized_request(request, body, vocabulary.REVOKE_ACCESS_REQUEST, "any")
     if row.status not in (AccessStatus.PENDING, AccessStatus.APPROVED):
         raise lifecycle.conflict(row, "revoked")
     by = request.require_identity().principal

@@ -44,11 +44,25 @@ REASON_CHARS: Final = 1024
 ACCESS_CHANNEL: Final = "access"  # bus channel: {"type": "changed"} wakes every node's access tasks
 CHANGED: Final = {"type": "changed"}
 
-REQUEST_ID_PATTERN: Final = r"^ar-[0-9a-f]{17}$"
+# OpenSSM's own ids are ar-<17 hex>; a request made through AWS's StartAccessRequest gets an id of
+# AWS's shape (an OpsItem's, oi-<12 hex>). Every operation takes either.
+REQUEST_ID_PATTERN: Final = r"^(ar-[0-9a-f]{17}|oi-[0-9a-f]{12})$"
+
+# AWS's just-in-time node access operations (``AmazonSSM.StartAccessRequest``, ``GetAccessToken``),
+# mapped onto the same requests; their IAM actions are AWS's names.
+START_ACCESS_REQUEST: Final = "ssm:StartAccessRequest"
+GET_ACCESS_TOKEN: Final = "ssm:GetAccessToken"
+AWS_REASON_CHARS: Final = 256
+# AWS's request names no duration (its approval policies do): a request made through it asks for this.
+AWS_REQUEST_DURATION: Final = dt.timedelta(hours=1)
 
 
 def new_request_id() -> str:
     return f"ar-{ids.hex17()}"
+
+
+def new_aws_request_id() -> str:
+    return f"oi-{ids.hex17()[:12]}"
 
 
 def request_arn(region: str, account: str, request_id: str) -> str:

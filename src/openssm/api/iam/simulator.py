@@ -21,6 +21,7 @@ from openssm.iam import (
     statement_positions,
 )
 from openssm.iam.principal import Principal
+from openssm.security.policies import parse_stored
 from openssm.security.principals import assumed_role_principal, user_principal
 from openssm.store.iam import groups, holder_policies, holders
 from openssm.store.iam.holders import HolderType
@@ -204,9 +205,6 @@ async def simulate_principal_policy(request: ApiRequest, form: Mapping[str, str]
     principal, holder_type, name = await stored_principal(request, source_arn)
     sources: list[tuple[str, str, PolicySource]] = []
     for label, text in await holder_policies.applying_to(request.services.engine, holder_type, name):
-        try:
-            sources.append((label, text, PolicySource(label, parse_policy(text))))
-        except MalformedPolicyDocument:
-            continue  # the authoriser ignores a stored policy that no longer parses; so does the simulator
+        sources.append((label, text, parse_stored(label, text)))  # fails closed as the authoriser does
     results = simulate(sources + extra, principal, actions, resources, context)
     return paginate(form, results, "Simulate", "EvaluationResults")

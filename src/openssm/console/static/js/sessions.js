@@ -41,8 +41,42 @@ function activeRow(session) {
     cell("Document", session.DocumentName),
     cell("Started", formatTime(session.StartDate)),
     cell("Status", session.Status),
-    cell("", terminate),
+    cell("", ...joinButtons(session), terminate),
   );
+}
+
+// Live-session join: Watch (read-only) and Join (read-write) open the shell page on the session;
+// its owner may refuse joins (which also ends the joiners already in it) or allow them again.
+function joinButtons(session) {
+  const id = encodeURIComponent(session.SessionId);
+  const buttons = [];
+  if (session.CanWatch) {
+    buttons.push(el("a", { class: "button secondary watch", href: `/console/shell?join=${id}&mode=watch`, text: "Watch" }));
+  }
+  if (session.CanJoin) {
+    buttons.push(el("a", { class: "button secondary join", href: `/console/shell?join=${id}&mode=type`, text: "Join" }));
+  }
+  if (session.Mine) {
+    const allow = session.JoinsRefused;
+    buttons.push(
+      el("button", {
+        type: "button",
+        class: "secondary join-policy",
+        text: allow ? "Allow joins" : "Refuse joins",
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try {
+            await postJson(`/console/api/sessions/${id}/join-policy`, { allow });
+            showMessage(message, `Joins of ${session.SessionId} ${allow ? "allowed" : "refused"}.`, "info");
+          } catch (err) {
+            showMessage(message, err.message);
+          }
+          refresh();
+        },
+      }),
+    );
+  }
+  return buttons;
 }
 
 function logCell(session) {

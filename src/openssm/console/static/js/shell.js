@@ -5,7 +5,11 @@ import { FitAddon } from "/console/static/vendor/addon-fit.mjs";
 import { ApiFailure, postJson, showMessage, startPage } from "./common.js";
 import { DataChannelClient } from "./datachannel.js";
 
-const target = new URLSearchParams(location.search).get("target") || "";
+const query = new URLSearchParams(location.search);
+const target = query.get("target") || "";
+// Live-session join: ?join=<SessionId>&mode=watch|type attaches to someone's running shell.
+const joining = query.get("join");
+const watching = query.get("mode") === "watch";
 const message = document.getElementById("shell-message");
 const encoder = new TextEncoder();
 
@@ -16,13 +20,18 @@ function banner(title, detail) {
 }
 
 async function main() {
-  await startPage("nodes");
-  document.getElementById("shell-title").textContent = `Shell on ${target}`;
+  await startPage(joining ? "sessions" : "nodes");
+  document.getElementById("shell-title").textContent = joining
+    ? `${watching ? "Watching" : "Joined"} ${joining}`
+    : `Shell on ${target}`;
   let started;
   try {
-    started = await postJson("/console/api/sessions", { target });
+    started = joining
+      ? await postJson(`/console/api/sessions/${encodeURIComponent(joining)}/join`, { readOnly: watching })
+      : await postJson("/console/api/sessions", { target });
   } catch (err) {
-    const text = err.denied ? `You are not allowed to start a session on ${target}. ${err.message}` : `Could not start a session on ${target}: ${err.message}`;
+    const what = joining ? `join ${joining}` : `start a session on ${target}`;
+    const text = err.denied ? `You are not allowed to ${what}. ${err.message}` : `Could not ${what}: ${err.message}`;
     showMessage(message, text);
     document.getElementById("terminal").classList.add("hidden");
     return;
@@ -42,7 +51,8 @@ async function main() {
     sessionId: started.SessionId,
     onOutput: (bytes) => term.write(bytes),
     // The socket dropped: ResumeSession for a new token (null = not resumable: the session is over).
-    resume: async () => {
+    // A joiner's session is not theirs to resume.
+    resume: joining ? null : async () => {
       try {
         return (await postJson(`/console/api/sessions/${encodeURIComponent(started.SessionId)}/resume`)).TokenValue;
       } catch (err) {
@@ -58,8 +68,13 @@ async function main() {
       term.options.cursorBlink = false;
     },
   });
-  term.onData((data) => channel.sendInput(encoder.encode(data)));
-  term.onBinary((data) => channel.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
+  document.body.dataset.joinMode = joining ? (watching ? "watch" : "type") : "";
+  if (watching) {
+    term.options.disableStdin = true; // watching: the keys stay here
+  } else {
+    term.onData((data) => channel.sendInput(encoder.encode(data)));
+    term.onBinary((data) => channel.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
+  }
   const holder = document.getElementById("terminal");
   const showSize = () => {
     holder.dataset.cols = String(term.cols);

@@ -1,0 +1,96 @@
+"""Messages of the gateway's own inside a relayed shell session: a joiner's keystrokes toward the
+agent, ``[openssm] … joined`` lines toward the owner's client.
+
+Each direction of a joinable session runs through a :class:`SplicedStream`, which renumbers it with
+``openssm.protocol.splice`` once the gateway has put a message in, keeps the gateway's own messages
+until the receiver acknowledges them (and resends them, as every sender must: §2.3), and maps the
+receiver's acks back to the sender's numbers. Until the first injection everything passes through
+unchanged. No I/O here: the relay sends what these return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from typing import Final
+
+from openssm.protocol import frames
+from openssm.protocol.frames import FLAG_DATA, FRAME_OVERHEAD, Frame, MessageType
+from openssm.protocol.splice import Splice
+
+_SEQUENCE = struct.Struct(">q")
+# The acked number in an acknowledge payload (Go's compact JSON; whitespace allowed): read without
+# parsing the JSON, since the relay does it for every ack of a shell session.
+_ACKED_NUMBER = re.compile(rb'"AcknowledgedMessageSequenceNumber"\s*:\s*(\d{1,18})\b')
+_SEQUENCE_AT: Final = 48
+_HEADER_LENGTH = struct.Struct(">I")  # also the payload length's format
+_DIGEST_AT: Final = 80
+_PAYLOAD_LENGTH_AT: Final = 116
+
+
+def _renumbered(data: bytes, sequence: int) -> bytes:
+    """The frame with another SequenceNumber (the payload digest does not cover the header)."""
+    out = bytearray(data)
+    _SEQUENCE.pack_into(out, _SEQUENCE_AT, sequence)
+    return bytes(out)
+
+
+class SplicedStream:
+    """One direction (``message_type``: input toward the agent, output toward the client)."""
+
+    def __init__(self, message_type: MessageType) -> None:
+        self.message_type = message_type
+        self.splice = Splice()
+        self._own: dict[int, bytes] = {}  # the gateway's messages not yet acknowledged, by number
+
+    @property
+    def unacknowledged(self) -> list[bytes]:
+        return list(self._own.values())
+
+    def from_sender(self, data: bytes) -> tuple[bytes | None, bytes | None]:
+        """A stream frame from the sender: (the frame to pass on, an ack to answer the sender with)."""
+        sequence = int(_SEQUENCE.unpack_from(data, _SEQUENCE_AT)[0])
+        forward = self.splice.forward(sequence)
+        if forward.acked:  # the receiver has it (acknowledged long ago): answer for it
+            return None, frames.ack_for(frames.decode(data)).encode()
+        if forward.sequence == sequence:
+            return data, None
+        return _renumbered(data, forward.sequence), None
+
+    def from_receiver(self, data: bytes) -> bytes | None:
+        """The receiver's acknowledge frame, for the sender (renumbered), or None: it was ours."""
+        found = _ACKED_NUMBER.search(data, FRAME_OVERHEAD)
+        if found is None or _ACKED_NUMBER.search(data, found.end()) is not None:
+            return data  # not an ack we can read (or an odd one): the sender's own parser decides
+        downstream = int(found.group(1))
+        ack = self.splice.acknowledged(downstream)
+        if ack.upstream is None:
+            self._own.pop(downstream, None)
+            return None
+        if ack.upstream == downstream:
+            return data
+        if _HEADER_LENGTH.unpack_from(data)[0] + 4 != FRAME_OVERHEAD:
+            return data  # an unusual header: leave it to the sender (it resends; rare and harmless)
+        start, end = found.span(1)
+        payload = data[FRAME_OVERHEAD:start] + str(ack.upstream).encode() + data[end:]
+        header = bytearray(data[:FRAME_OVERHEAD])  # the same ack, with its digest and length redone
+        header[_DIGEST_AT : _DIGEST_AT + 32] = hashlib.sha256(payload).digest()
+        _HEADER_LENGTH.pack_into(header, _PAYLOAD_LENGTH_AT, len(payload))
+        return bytes(header) + payload
+
+    def inject(self, payload_type: int, payload: bytes) -> bytes:
+        """A message of the gateway's, numbered after everything the sender sent so far (raises
+        ``SpliceFull`` when the receiver has stopped acknowledging)."""
+        sequence = self.splice.inject()
+        data = Frame(self.message_type, sequence, FLAG_DATA, payload_type, payload).encode()
+        self._own[sequence] = data
+        return data
+
+
+class Injector:
+    """Both directions of one joinable session."""
+
+    def __init__(self) -> None:
+        self.to_agent = SplicedStream(MessageType.INPUT_STREAM_DATA)
+        self.to_client = SplicedStream(MessageType.OUTPUT_STREAM_DATA)

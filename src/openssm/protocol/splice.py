@@ -1,0 +1,144 @@
+"""Splicing a third party's stream messages into one direction of a relayed data channel (sans-I/O).
+
+A data channel's stream messages are numbered per direction and acknowledged end to end (§2.3 of
+``session-manager-protocol.md``): the gateway relays them verbatim and never acks for a peer. A
+live-session joiner's keystrokes (toward the agent) and the ``[openssm] … joined`` lines (toward the
+owner's client) are messages neither end sent, so they cannot simply be added to the stream: the
+receiver would take them for the sender's next numbers and drop the sender's real ones as
+duplicates. A :class:`Splice` renumbers one direction instead:
+
+* the sender's ("upstream") numbers ``u`` and the receiver's ("downstream") numbers ``d`` differ by
+  the number of messages the gateway put in before ``u``: ``d(u) = u + #{injections at or below u}``;
+* an injection goes in at the frontier (after every upstream message seen so far) and takes the
+  next downstream number there;
+* the receiver's acks are mapped back: an ack of an injected message is the gateway's own (it keeps
+  and resends that message until then), any other ack goes to the sender with its upstream number.
+
+Until the first injection the mapping is the identity, so a session nobody joins is relayed as
+before. State is bounded: injection points are forgotten once the receiver has acknowledged
+everything below them, and a sender's resend of a message the receiver acknowledged long ago is
+answered by the gateway (:attr:`Forward.acked`) rather than renumbered.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from typing import Final
+
+from openssm.errors import LocalProtocolError
+
+MAX_POINTS: Final = 100_000  # injections not yet acknowledged below; more are refused
+MAX_ACKED_AHEAD: Final = 200_000  # acks above the receiver's contiguous prefix we remember
+
+
+class SpliceFull(LocalProtocolError):
+    """Too many injections outstanding: the receiver is not acknowledging (the caller drops it)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Forward:
+    """Where an upstream message goes: ``sequence`` downstream, or (``acked``) nowhere: the receiver
+    acknowledged it long ago, so the gateway answers the sender itself."""
+
+    sequence: int
+    acked: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    """A receiver's ack mapped back: to the sender as ``upstream``, or (``upstream`` None) an ack
+    of the gateway's own injected message ``downstream``."""
+
+    downstream: int
+    upstream: int | None
+
+
+class Splice:
+    """One direction's renumbering (see the module docstring)."""
+
+    def __init__(self, max_points: int = MAX_POINTS) -> None:
+        self._max_points = max_points
+        self.frontier = 0  # the next upstream number not yet seen
+        # Injection points still needed, as downstream numbers, ascending. Their upstream points
+        # are ``injected[i] - (base + i)``.
+        self.injected: list[int] = []
+        self.base = 0  # injections forgotten (all acknowledged, with everything below them)
+        self._acked_floor = 0  # every downstream number below this is acknowledged
+        self._acked_ahead: set[int] = set()
+        # The last forgotten injection, as an upstream and a downstream number: messages below
+        # it were all acknowledged, and the mapping no longer knows them.
+        self._forgotten_upstream = 0
+        self._forgotten_downstream = -1
+
+    @property
+    def active(self) -> bool:
+        """True once anything was injected (until then numbers pass through unchanged)."""
+        return bool(self.injected) or self.base > 0
+
+    def _before(self, upstream: int) -> int:
+        """Injections placed at or below upstream number ``upstream``."""
+        # Point i sits at upstream number injected[i] - (base + i); these are non-decreasing.
+        low, high = 0, len(self.injected)
+        while low < high:
+            middle = (low + high) // 2
+            if self.injected[middle] - (self.base + middle) <= upstream:
+                low = middle + 1
+            else:
+                high = middle
+        return self.base + low
+
+    def forward(self, upstream: int) -> Forward:
+        """The downstream number for the sender's message ``upstream`` (a first send or a resend)."""
+        if upstream < 0:
+            raise ValueError(f"negative sequence number {upstream}")
+        self.frontier = max(self.frontier, upstream + 1)
+        if not self.active:
+            return Forward(upstream)
+        if upstream < self._forgotten_upstream:
+            return Forward(-1, acked=True)
+        return Forward(upstream + self._before(upstream))
+
+    def inject(self) -> int:
+        """A downstream number for a new message of the gateway's, after everything seen so far."""
+        if len(self.injected) >= self._max_points:
+            raise SpliceFull(f"{len(self.injected)} injected messages unacknowledged")
+        downstream = self.frontier + self.base + len(self.injected)
+        self.injected.append(downstream)
+        return downstream
+
+    def acknowledged(self, downstream: int) -> Ack:
+        """Map the receiver's ack of ``downstream`` back."""
+        if downstream < 0:
+            raise ValueError(f"negative sequence number {downstream}")
+        self._note_acked(downstream)
+        if not self.active:
+            return Ack(downstream, downstream)
+        if downstream <= self._forgotten_downstream:
+            return Ack(downstream, None)  # a repeated ack of something acknowledged long ago
+        index = bisect.bisect_left(self.injected, downstream)
+        injected = index < len(self.injected) and self.injected[index] == downstream
+        upstream = None if injected else downstream - self.base - index
+        self._forget()
+        return Ack(downstream, upstream)
+
+    def _note_acked(self, downstream: int) -> None:
+        if downstream < self._acked_floor:
+            return
+        if downstream == self._acked_floor:
+            self._acked_floor += 1
+            while self._acked_floor in self._acked_ahead:
+                self._acked_ahead.discard(self._acked_floor)
+                self._acked_floor += 1
+        elif len(self._acked_ahead) < MAX_ACKED_AHEAD:
+            self._acked_ahead.add(downstream)
+
+    def _forget(self) -> None:
+        """Drop injection points the receiver has acknowledged, along with everything below them."""
+        drop = bisect.bisect_left(self.injected, self._acked_floor)
+        if drop:
+            last = self.injected[drop - 1]
+            self._forgotten_downstream = last
+            self._forgotten_upstream = last - (self.base + drop - 1)
+            del self.injected[:drop]
+            self.base += drop

@@ -1,0 +1,227 @@
+"""Live-session join end to end, with real processes: an `openssm server`, an `openssm agent`, the
+owner's `openssm start-session` shell, and `openssm join-session` for a watcher and a co-typist (each
+an IAM user of its own, with the policies of the README's "Live session join" section).
+
+The watcher sees the last screen, then the output as it comes; the co-typist's command runs in the
+owner's shell and both others see it; every party sees who joins and leaves; a missing permission
+is AccessDeniedException; the owner's refusal ends the watcher and keeps new joiners out; the
+recording has the join lines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import subprocess
+
+import pexpect
+import pytest
+
+from tests.e2e.cluster import running_cluster
+from tests.e2e.harness import Agent, Server, key_env, openssm_argv, proxied_system, running_system, wait_until
+from tests.e2e.test_faults_shell import DATA, LINE, LINES, Terminal
+from tests.support.join_policies import TYPIST, WATCHER
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+TIMEOUT = 30
+
+
+class User:
+    """An IAM user's environment for `openssm` commands (no profile: the key in the environment)."""
+
+    def __init__(self, server: Server, key: dict[str, str], tmp_path: pathlib.Path) -> None:
+        self.server = server
+        self.env = key_env(server, key, tmp_path)
+
+    def argv(self, command: str, *args: str) -> list[str]:
+        return openssm_argv(command, *args, "--endpoint-url", self.server.endpoint)
+
+    def spawn(self, command: str, *args: str) -> pexpect.spawn:
+        argv = self.argv(command, *args)
+        return pexpect.spawn(
+            argv[0], argv[1:], env=self.env, dimensions=(24, 80), timeout=TIMEOUT, encoding="utf-8"
+        )
+
+    def run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(command, *args), env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+def _user(server: Server, name: str, policy: dict[str, object] | None, tmp_path: pathlib.Path) -> User:
+    iam = server.client("iam")
+    iam.create_user(UserName=name)
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="join", PolicyDocument=json.dumps(policy))
+    return User(server, iam.create_access_key(UserName=name)["AccessKey"], tmp_path)
+
+
+def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
+    with running_system(tmp_path) as (server, agent):
+        key, secret = server.admin_credentials
+        owner = User(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+        watcher = _user(server, "watcher", WATCHER, tmp_path)
+        typist = _user(server, "typist", TYPIST, tmp_path)
+        nobody = _user(server, "nobody", None, tmp_path)
+        assert agent.instance_id
+
+        shell = owner.spawn("start-session", "--target", agent.instance_id)
+        shell.expect(r"Starting session with SessionId: (\S+)")
+        session_id = shell.match.group(1).strip().rstrip(".")
+        shell.sendline("echo before-$((1+1))")
+        shell.expect("before-2")
+
+        # A watcher: the last screen first, then its own join line, which the owner sees too.
+        watch = watcher.spawn("join-session", "--session-id", session_id, "--read-only", "--last-screen")
+        watch.expect("before-2")
+        watch.expect(r"\[openssm\] watcher joined \(read-only\)")
+        shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+        shell.sendline("echo owner-$((2*3))")
+        shell.expect("owner-6")
+        watch.expect("owner-6")
+        watch.send("echo ignored-$((7*7))\r")  # a watcher's keys never reach the shell
+
+        # A co-typist: what it types runs in the owner's shell, after the owner's input; all see it.
+        typing = typist.spawn("join-session", "--session-id", session_id)
+        typing.expect(r"\[openssm\] typist joined \(read-write\)")
+        shell.expect(r"\[openssm\] typist joined \(read-write\)")
+        watch.expect(r"\[openssm\] typist joined \(read-write\)")
+        typing.send("echo typist-$((3*5))\r")
+        for child in (shell, watch, typing):
+            child.expect("typist-15")
+        shell.sendline("echo owner-again-$((4*4))")
+        for child in (shell, watch, typing):
+            child.expect("owner-again-16")
+        assert "ignored-49" not in shell.before
+
+        # Permissions: the watcher may not type, nobody may even watch.
+        denied = watcher.run("join-session", "--session-id", session_id)
+        assert denied.returncode == 255 and "AccessDeniedException" in denied.stderr, denied.stderr
+        denied = nobody.run("join-session", "--session-id", session_id, "--read-only")
+        assert denied.returncode == 255 and "AccessDeniedException" in denied.stderr, denied.stderr
+        assert "openssm:JoinSession" in denied.stderr
+
+        # The co-typist leaves with Ctrl-]: the others see it, the session goes on.
+        typing.send("\x1d")
+        typing.expect(pexpect.EOF)
+        shell.expect(r"\[openssm\] typist left")
+        watch.expect(r"\[openssm\] typist left")
+
+        # Only the owner may refuse joins; refusing ends the watcher and keeps new joiners out.
+        refused = typist.run("set-session-join-policy", "--session-id", session_id, "--refuse")
+        assert refused.returncode == 255 and "AccessDeniedException" in refused.stderr
+        done = owner.run("set-session-join-policy", "--session-id", session_id, "--refuse")
+        assert done.returncode == 0, done.stderr
+        watch.expect("refuses joins")
+        watch.expect(pexpect.EOF)
+        shell.expect(r"\[openssm\] watcher left")
+        again = typist.run("join-session", "--session-id", session_id)
+        assert again.returncode == 255 and "refuses joins" in again.stderr, again.stderr
+
+        shell.sendline("echo still-$((5*5))")
+        shell.expect("still-25")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+
+        cast = server.data_dir / "sessions" / f"{session_id}.cast"
+        wait_until(lambda: cast.exists() and "typist left" in cast.read_text(), "the recording")
+        text = cast.read_text()
+        for line in ("watcher joined (read-only)", "typist joined (read-write)", "typist-15", "watcher left"):
+            assert line in text
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_joiner_asking_any_node_is_sent_to_the_node_that_carries_the_session(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Two nodes: the agent's control channel and the owner's shell are on A; the watcher asks B,
+    whose JoinSession points it at A; the owner's refusal, sent to B, ends the watcher on A (bus)."""
+    with running_cluster(tmp_path) as (node_a, node_b):
+        agent = Agent(node_a, tmp_path / "agent")
+        agent.register()
+        agent.start()
+        try:
+            key, secret = node_a.admin_credentials
+            owner = User(node_a, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+            assert agent.instance_id
+            shell = owner.spawn("start-session", "--target", agent.instance_id)
+            shell.expect(r"Starting session with SessionId: (\S+)")
+            session_id = shell.match.group(1).strip().rstrip(".")
+            shell.sendline("echo on-a-$((2+2))")
+            shell.expect("on-a-4")
+
+            watcher = _user(node_b, "watcher", WATCHER, tmp_path)
+            watch = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
+            watch.expect(r"\[openssm\] watcher joined \(read-only\)")
+            shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+            shell.sendline("echo seen-$((3+3))")
+            watch.expect("seen-6")
+
+            owner_via_b = User(node_b, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+            done = owner_via_b.run("set-session-join-policy", "--session-id", session_id, "--refuse")
+            assert done.returncode == 0, done.stderr
+            watch.expect("refuses joins")
+            watch.expect(pexpect.EOF)
+            shell.sendline("exit")
+            shell.expect(pexpect.EOF)
+        finally:
+            agent.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_joined_session_survives_agent_data_channel_faults(tmp_path: pathlib.Path) -> None:
+    """Once someone joined, both directions are renumbered by the gateway. The agent's data channel
+    is then reset twice and black-holed for 10 s (fault proxy) while the shell prints 3,000 numbered
+    lines: the agent resends with its own numbers, and the owner and the co-typist must each get
+    every line once, in order (hashed against the node's own count); then both still type."""
+    with proxied_system(tmp_path) as system:
+        server, agent = system.server, system.agent
+        assert agent.instance_id
+        key, secret = server.admin_credentials
+        owner_env = key_env(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+        typist = _user(server, "typist", TYPIST, tmp_path)
+        owner = Terminal(
+            openssm_argv("start-session", "--target", agent.instance_id, "--endpoint-url", server.endpoint),
+            owner_env,
+        )
+        joiner: Terminal | None = None
+        try:
+            session_id = owner.wait_for(r"Starting session with SessionId: (\S+)").group(1).rstrip(".")
+            owner.child.sendline("stty -echo; echo READY-$((6*7))")
+            owner.wait_for("READY-42")
+            joiner = Terminal(typist.argv("join-session", "--session-id", session_id), typist.env)
+            owner.wait_for(r"\[openssm\] typist joined \(read-write\)")
+            joiner.child.send("echo JOINER-$((3*5))\r")
+            owner.wait_for("JOINER-15")
+            owner.child.sendline(
+                f"p=$(mktemp); (for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.002; done) | tee $p;"
+                " echo NODE-SHA256 $(sha256sum < $p) NODE-BYTES $(wc -c < $p); rm -f $p"
+            )
+            proxy = system.agent_path
+            for at, fault in ((500, "reset"), (1000, "reset"), (1500, "blackhole")):
+                owner.wait_for(f"L{at:05d}E")
+                newest = proxy.last_link_id()
+                if fault == "reset":
+                    assert proxy.reset(DATA) >= 1
+                else:
+                    assert proxy.blackhole(10.0) >= 1
+                    proxy.wait_restored(40)
+                    newest = 0
+                proxy.wait_moved(1024, timeout=30, match=DATA, after=newest)
+            node = owner.wait_for(r"NODE-SHA256 ([0-9a-f]{64}) - NODE-BYTES (\d+)", timeout=120)
+            joiner.wait_for("NODE-SHA256", timeout=60)
+            for terminal in (owner, joiner):
+                numbers = [int(found) for found in LINE.findall(terminal.text)]
+                assert numbers == list(range(1, LINES + 1)), "lines lost, duplicated or reordered"
+                received = "".join(f"L{number:05d}E\n" for number in numbers).encode()
+                assert hashlib.sha256(received).hexdigest() == node.group(1)
+            joiner.child.send("echo AFTER-$((7*6))\r")
+            owner.wait_for("AFTER-42")
+            owner.child.sendline("echo OWNER-$((9*9))")
+            joiner.wait_for("OWNER-81")
+        finally:
+            if joiner is not None:
+                joiner.close()
+            owner.close()
