@@ -62,7 +62,6 @@ from openssm.protocol.messages import (
     ControlOpen,
     SessionState,
 )
-from openssm.transport.websocket_connection import WsMessageType
 
 REAL_HEARTBEAT_SECONDS: Final = 300.0  # UpdateInstanceInformation, as amazon-ssm-agent
 REAL_PING_SECONDS: Final = 54.0  # control-channel WebSocket pings
@@ -381,7 +380,7 @@ class SimAgent:
             await ws.send_bytes(AgentSessionState(session_id, SessionState.CONNECTED).to_frame().encode())
             await ws.send_bytes(stream.send(PayloadType.OUTPUT, PROMPT))
             async for message in ws:
-                if message.type != WsMessageType.BINARY:
+                if message.type != aiohttp.WSMsgType.BINARY:
                     continue
                 frame = decode(message.data)
                 if frame.message_type == MessageType.ACKNOWLEDGE:

@@ -23,8 +23,8 @@ def test_limits_keep_a_reserve_below_the_open_files_limit() -> None:
 
 def test_throttling_answers_take_the_shape_of_each_api() -> None:
     api = throttled_response(make_mocked_request("POST", "/", headers={"X-Amz-Target": "AmazonSSM.X"}))
-    assert api.status == 400 and api.body is not None
-    assert json.loads(bytes(api.body)) == {"__type": "ThrottlingException", "message": "Rate exceeded"}
+    assert api.status == 400 and api.text is not None
+    assert json.loads(api.text) == {"__type": "ThrottlingException", "message": "Rate exceeded"}
     gateway = throttled_response(make_mocked_request("POST", "/v1/control-channel/mi-0"))
     assert gateway.status == 429 and gateway.text is not None and "<ThrottlingException>" in gateway.text
     assert 1 <= int(gateway.headers["Retry-After"]) <= 10
