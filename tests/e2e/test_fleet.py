@@ -1,17 +1,20 @@
 """Fleets of simulated agents (tests/support/fleet.py: the agent's exact protocol) against real
-servers: a thousand on one SQLite server all Online, and a server with few open files that
-throttles the agents it has no room for instead of failing them."""
+servers: a thousand on one SQLite server all Online, a server with few open files that throttles
+the agents it has no room for instead of failing them, and a 3-node cluster that loses a node."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import pathlib
 import resource
 import time
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 
+from tests.e2e.cluster import running_cluster
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
 
@@ -101,3 +104,69 @@ def test_a_server_out_of_open_files_throttles_agents_instead_of_failing(tmp_path
         assert "refused" in server.process.log() and "ThrottlingException" in server.process.log()
     finally:
         server.stop()
+
+
+CLUSTER_FLEET = 150
+REHOME_SECONDS = 30.0
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_nodes_agents_are_online_on_the_others_within_30_s(tmp_path: pathlib.Path) -> None:
+    """Three nodes on PostgreSQL + Redis, a fleet spread over them (each agent shuffles the nodes),
+    one node SIGKILLed: its agents are Online on the others within 30 s, and a session carried by a
+    survivor goes on untouched."""
+    with running_cluster(tmp_path, size=3) as nodes:
+        endpoints = [node.endpoint for node in nodes]
+        survivor = nodes[0]
+        ssm = survivor.client("ssm")
+        activations = sim.create_activations(ssm, CLUSTER_FLEET)
+
+        async def run() -> None:
+            async with sim.Fleet(endpoints, region=survivor.region, compress_time=10) as fleet:
+                await fleet.register(CLUSTER_FLEET, activations)
+                fleet.start()
+                await fleet.wait_online(600)
+                by_node = collections.Counter(agent.control_node for agent in fleet.agents)
+                assert set(by_node) == set(endpoints), by_node  # spread over every node
+                victim = nodes[2]
+                doomed = [agent for agent in fleet.agents if agent.control_node == victim.endpoint]
+                kept = next(agent for agent in fleet.agents if agent.control_node == survivor.endpoint)
+
+                # A live session on the survivor: it must not notice the other node's death.
+                started = await asyncio.to_thread(ssm.start_session, Target=kept.instance_id)
+                async with aiohttp.ClientSession() as http:
+                    shell = await sim.ShellClient.open(http, started)
+                    await shell.expect(sim.PROMPT)
+
+                    victim.kill()
+                    killed = time.monotonic()
+                    wanted = {agent.instance_id for agent in fleet.agents}
+
+                    def all_online_again() -> bool:
+                        moved = all(
+                            agent.online.is_set() and agent.control_node != victim.endpoint
+                            for agent in doomed
+                        )
+                        return moved and sim.online_from_api(ssm)[0] >= wanted
+
+                    await _until_threaded(
+                        all_online_again, "the dead node's agents Online elsewhere", REHOME_SECONDS
+                    )
+                    rehomed = time.monotonic() - killed
+                    await shell.send(b"still-here")
+                    await shell.expect(b"still-here", timeout=10)
+                    await shell.close()
+                assert rehomed <= REHOME_SECONDS
+                assert not fleet.stats.server_errors, fleet.stats.server_errors
+                print(f"{len(doomed)} agents of the killed node Online elsewhere after {rehomed:.1f} s")
+
+        asyncio.run(run())
+
+
+async def _until_threaded(predicate: Callable[[], bool], what: str, timeout: float) -> None:
+    """``_until`` for a predicate that blocks (boto3 calls): run it in a thread each time."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)

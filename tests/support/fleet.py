@@ -49,6 +49,7 @@ from openssm.agent.signing import Credentials, StaticCredentials, host_header, s
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import (
+    MAX_FRAME_SIZE,
     FrameError,
     MessageType,
     PayloadType,
@@ -59,6 +60,7 @@ from openssm.protocol.messages import (
     AgentDataOpen,
     AgentSessionState,
     AgentTaskComplete,
+    ClientOpen,
     ControlOpen,
     SessionState,
 )
@@ -548,3 +550,58 @@ def dump(stats: FleetStats) -> str:
     return json.dumps(
         {name: dict(value) if isinstance(value, dict) else value for name, value in fields.items()}
     )
+
+
+class ShellClient:
+    """The smallest correct data-channel client (open frame, acks, in-order delivery) for a session
+    on a simulated agent: what arrives is what the agent's echoing shell sent."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.stream = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
+        self.output = bytearray()
+        self._arrived = asyncio.Event()
+        self._pump = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, http: aiohttp.ClientSession, started: dict[str, Any]) -> ShellClient:
+        """Dial StartSession's ``StreamUrl`` and send the open frame with its token."""
+        ws = await http.ws_connect(started["StreamUrl"], max_msg_size=MAX_FRAME_SIZE)
+        await ws.send_str(ClientOpen(started["TokenValue"]).to_text())
+        return cls(ws)
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                continue
+            frame = decode(message.data)
+            if frame.message_type == MessageType.ACKNOWLEDGE:
+                self.stream.on_ack(frame)
+            elif frame.message_type == MessageType.OUTPUT_STREAM_DATA:
+                received = self.stream.receive(frame)
+                if received.ack is not None:
+                    await self.ws.send_bytes(received.ack.encode())
+                for item in received.deliver:
+                    if item.payload_type == PayloadType.OUTPUT:
+                        self.output += item.payload
+                        self._arrived.set()
+            elif frame.message_type == MessageType.CHANNEL_CLOSED:
+                break
+        self._arrived.set()
+
+    async def expect(self, needle: bytes, timeout: float = 30.0) -> None:
+        async with asyncio.timeout(timeout):
+            while needle not in self.output:
+                if self._pump.done():
+                    raise ConnectionError(f"data channel closed before {needle!r}: {bytes(self.output)!r}")
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send_bytes(self.stream.send(PayloadType.OUTPUT, data))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._pump

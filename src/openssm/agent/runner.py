@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
@@ -19,12 +19,14 @@ from openssm.agent.endpoints import Endpoints
 from openssm.agent.jobs import JobRunner
 from openssm.agent.mgs import MgsClient
 from openssm.agent.platform_info import full_instance_information, short_instance_information
-from openssm.agent.session import Session
 from openssm.agent.session_request import BadSessionRequest, SessionRequest, parse_session_request
 from openssm.agent.sessions.base import Outcome, error_output
 from openssm.agent.signing import CredentialSource
 from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, FrameError, MessageType
+
+if TYPE_CHECKING:  # the session handlers (shell, port, smux…) load with the first session
+    from openssm.agent.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,8 @@ class Agent:
             request.session_type,
             request.session_owner or "?",
         )
+        from openssm.agent.session import Session
+
         session = Session(
             request, mgs=self.mgs, instance_id=self.instance_id, settings=self.settings, report=self._report
         )
