@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from typing import Any
 
 import aiohttp
@@ -44,8 +43,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
 from tests.support.tls import self_signed
-
-from openssm.protocol.frames import MessageType, PayloadType, decode
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -80,30 +77,12 @@ async def first_byte(ssm: Any, instance_id: str, ssl_context: ssl.SSLContext | N
     """StartSession → the first output byte of the (simulated) shell, through a data-channel client."""
     began = time.perf_counter()
     response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(response["StreamUrl"], ssl=ssl_context if ssl_context else True)
-        opening = {
-            "MessageSchemaVersion": "1.0",
-            "RequestId": str(uuid.uuid4()),
-            "TokenValue": response["TokenValue"],
-            "ClientId": str(uuid.uuid4()),
-            "ClientVersion": "1.2.677.0",
-        }
-        await ws.send_str(json.dumps(opening))
-        async with asyncio.timeout(30):
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.BINARY:
-                    continue
-                frame = decode(message.data)
-                if (
-                    frame.message_type == MessageType.OUTPUT_STREAM_DATA
-                    and frame.payload_type == PayloadType.OUTPUT
-                ):
-                    elapsed = time.perf_counter() - began
-                    break
-            else:
-                raise RuntimeError("data channel closed before the first byte")
-        await ws.close()
+    connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context else True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        shell = await sim.ShellClient.open(http, response)
+        await shell.expect(sim.PROMPT)
+        elapsed = time.perf_counter() - began
+        await shell.close()
     await asyncio.to_thread(ssm.terminate_session, SessionId=response["SessionId"])
     return elapsed
 

@@ -37,3 +37,25 @@ def page(
         return chunk, None
     token = base64.urlsafe_b64encode(json.dumps({"s": scope, "o": end}).encode()).decode("ascii")
     return chunk, token
+
+
+def key_token(scope: str, key: str) -> str:
+    """A NextToken that resumes a keyset listing after ``key``."""
+    return base64.urlsafe_b64encode(json.dumps({"s": scope, "k": key}).encode()).decode("ascii")
+
+
+def key_from_token(next_token: str | None, scope: str) -> str | None:
+    """The key a keyset listing resumes after (None: from the start); refuses foreign tokens."""
+    if next_token is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(next_token.encode("ascii")))
+        if (
+            not isinstance(decoded, dict)
+            or decoded.get("s") != scope
+            or not isinstance(decoded.get("k"), str)
+        ):
+            raise ValueError("not a token of this listing")
+        return str(decoded["k"])
+    except (ValueError, UnicodeEncodeError, binascii.Error, RecursionError) as exc:
+        raise ApiError("InvalidNextToken", "The specified token is not valid.") from exc

@@ -11,7 +11,7 @@ from typing import Any
 
 from openssm.api import ssm_node_admin, ssm_sessions  # noqa: F401 - register their operations
 from openssm.api.errors import ApiError
-from openssm.api.pagination import page
+from openssm.api.pagination import key_from_token, key_token, page
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
 from openssm.api.targets import resource_tag_context, target_arn
@@ -228,18 +228,33 @@ def _matches(shape: dict[str, Any], row: InstanceRow, key: str, values: set[str]
 
 @json_action(SSM, "DescribeInstanceInformation")
 async def describe_instance_information(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    """One page read from the database (keyset paging on the instance id, filters in SQL); only tag
+    filters, which the JSON column cannot index portably, are matched on the rows read."""
     filters = _instance_filters(body)
     max_results, next_token = paging(body, minimum=5)
+    after = key_from_token(next_token, "instances")
     await request.authorize("ssm:DescribeInstanceInformation", ["*"])
     engine = request.services.engine
-    alive = await gateway_nodes.alive(engine, now=request.now())
-    listed = []
-    for row in await instances.list_all(engine):
-        shape = _instance_shape(row, row.ping_status(alive))
-        if all(_matches(shape, row, key, values) for key, values in filters):
-            listed.append(shape)
-    chunk, token = page(listed, next_token, max_results, "instances")
-    return {"InstanceInformationList": chunk, "NextToken": token}
+    now = request.now()
+    conditions, remaining = instances.sql_filters(filters, gateway_nodes.alive_ids(now))
+    alive = await gateway_nodes.alive(engine, now=now)
+    listed: list[dict[str, Any]] = []
+    more = False
+    batch = max_results + 1 if not remaining else max(200, max_results * 4)
+    while True:
+        rows = await instances.page_after(engine, after, conditions, batch)
+        for row in rows:
+            shape = _instance_shape(row, row.ping_status(alive))
+            if all(_matches(shape, row, key, values) for key, values in remaining):
+                if len(listed) == max_results:
+                    more = True  # one beyond the page: there is a next page
+                    break
+                listed.append(shape)
+        if more or len(rows) < batch:
+            break
+        after = rows[-1].instance_id
+    token = key_token("instances", listed[-1]["InstanceId"]) if more else None
+    return {"InstanceInformationList": listed, "NextToken": token}
 
 
 @json_action(SSM, "GetConnectionStatus")

@@ -107,6 +107,68 @@ async def list_all(db: Db) -> list[InstanceRow]:
     return await every(db, sa.select(instances).order_by(instances.c.instance_id), InstanceRow)
 
 
+def ping_status_is(status: str, alive_node_ids: sa.Select[tuple[str]]) -> sa.ColumnElement[bool]:
+    """SQL for ``InstanceRow.ping_status(...) == status``, with the live nodes as a subquery."""
+    on_live_node = instances.c.control_node_id.in_(alive_node_ids)
+    if status == "Inactive":
+        return instances.c.deregistered.is_(True)
+    if status == "Online":
+        return sa.and_(instances.c.deregistered.is_(False), on_live_node)
+    if status == "ConnectionLost":
+        return sa.and_(
+            instances.c.deregistered.is_(False),
+            sa.or_(instances.c.control_node_id.is_(None), sa.not_(on_live_node)),
+        )
+    return sa.false()
+
+
+# Filters that are columns of their own (the rest are matched on the shaped row, or the tags).
+INSTANCE_COLUMN_FILTERS = {
+    "InstanceIds": instances.c.instance_id,
+    "AgentVersion": instances.c.agent_version,
+    "PlatformTypes": instances.c.platform_type,
+    "ActivationIds": instances.c.activation_id,
+    "IamRole": instances.c.iam_role,
+}
+
+
+def sql_filters(
+    filters: list[tuple[str, set[str]]], alive_node_ids: sa.Select[tuple[str]]
+) -> tuple[list[sa.ColumnElement[bool]], list[tuple[str, set[str]]]]:
+    """DescribeInstanceInformation's filters as SQL conditions (on indexed columns), and those left
+    to match row by row (tags: a JSON column no index covers portably)."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    remaining: list[tuple[str, set[str]]] = []
+    for key, values in filters:
+        if key in INSTANCE_COLUMN_FILTERS:
+            conditions.append(INSTANCE_COLUMN_FILTERS[key].in_(sorted(values)))
+        elif key == "PingStatus":
+            conditions.append(sa.or_(*(ping_status_is(value, alive_node_ids) for value in sorted(values))))
+        elif key == "ResourceType":
+            kinds = [instances.c.instance_id.like("mi-%")] if "ManagedInstance" in values else []
+            if "EC2Instance" in values:
+                kinds.append(instances.c.instance_id.like("i-%"))
+            conditions.append(sa.or_(sa.false(), *kinds))
+        elif key == "AssociationStatus":
+            conditions.append(sa.false())  # OpenSSM runs no associations: no node has a status
+        else:
+            remaining.append((key, values))
+    return conditions, remaining
+
+
+async def page_after(
+    db: Db, after: str | None, conditions: list[sa.ColumnElement[bool]], limit: int | None
+) -> list[InstanceRow]:
+    """Instances matching every condition, in instance-id order, after ``after`` (keyset paging on
+    the primary key: a page reads its rows, not the whole table); at most ``limit`` (None: all)."""
+    query = sa.select(instances).where(*conditions).order_by(instances.c.instance_id)
+    if after is not None:
+        query = query.where(instances.c.instance_id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return await every(db, query, InstanceRow)
+
+
 async def _update(db: Db, instance_id: str, values: Mapping[str, Any]) -> bool:
     return (
         await execute(db, sa.update(instances).where(instances.c.instance_id == instance_id).values(values))

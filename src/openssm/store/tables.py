@@ -242,6 +242,8 @@ instances = Table(
     Column("control_connected_at", UtcDateTime),
     Column("tags", JSON, nullable=False, default=dict),
     Column("deregistered", Boolean, nullable=False, default=False),
+    # DescribeInstanceInformation's PingStatus filter and clear_node_control_channels (a dead node).
+    Index("ix_instances_control_node", "control_node_id"),
 )
 
 # -- sessions -----------------------------------------------------------------------------------
