@@ -14,7 +14,8 @@ go Online and idle. Printed beside the issue's targets:
 - registrations per second (and server CPU per registration);
 - StartSession → first byte with one agent registered (idle) and with the whole fleet (loaded);
 - with ``--open-files N``: a server whose soft open-files limit is N, and a fleet past it: how many
-  answers were throttling (agents back off) and how many were server errors (there must be none).
+  answers were throttling (agents back off) and how many were server errors (there must be none);
+- with ``--tracemalloc``: where the server's memory per idle agent goes, by allocation site.
 
 Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target).
 """
@@ -28,11 +29,13 @@ import os
 import pathlib
 import random
 import resource
+import signal
 import ssl
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from typing import Any
 
 import aiohttp
@@ -60,6 +63,44 @@ def rss_bytes(pid: int) -> int:
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# Imported by the server's interpreter at start (PYTHONPATH): traces allocations, and writes a
+# tracemalloc snapshot into $BENCH_TRACEMALLOC_DIR at each SIGUSR1.
+SITECUSTOMIZE = """
+import os, signal, tracemalloc
+if os.environ.get("BENCH_TRACEMALLOC_DIR"):
+    tracemalloc.start(1)
+    def _dump(signum, frame):
+        directory = os.environ["BENCH_TRACEMALLOC_DIR"]
+        path = os.path.join(directory, "snapshot-%d" % len(os.listdir(directory)))
+        tracemalloc.take_snapshot().dump(path + ".tmp")
+        os.rename(path + ".tmp", path)
+    signal.signal(signal.SIGUSR1, _dump)
+"""
+
+
+async def snapshot(pid: int, directory: pathlib.Path) -> tracemalloc.Snapshot:
+    """Ask the server for a tracemalloc snapshot and load it."""
+    before = set(directory.glob("snapshot-*"))
+    os.kill(pid, signal.SIGUSR1)
+    async with asyncio.timeout(120):
+        while not (new := set(directory.glob("snapshot-*")) - before):
+            await asyncio.sleep(0.2)
+    return tracemalloc.Snapshot.load(str(new.pop()))
+
+
+def allocation_report(base: tracemalloc.Snapshot, idle: tracemalloc.Snapshot, agents: int) -> list[str]:
+    """Where the server's memory per idle agent goes: the biggest growths, per agent, by line."""
+    lines = []
+    for stat in idle.compare_to(base, "lineno")[:15]:
+        frame = stat.traceback[0]
+        where = frame.filename.split("site-packages/")[-1].split("/src/")[-1]
+        lines.append(
+            f"    {stat.size_diff / agents:8.0f} B/agent  {stat.count_diff / agents:6.1f} blocks/agent  "
+            f"{where}:{frame.lineno}"
+        )
+    return lines
 
 
 def server_pid(server: Server) -> int:
@@ -126,6 +167,12 @@ async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> 
         extra = ("--tls-cert", str(cert), "--tls-key", str(key))
         ssl_context = ssl.create_default_context(cafile=str(cert))
         env["AWS_CA_BUNDLE"] = str(cert)
+    traces = root / "tracemalloc" if args.tracemalloc and not tls else None
+    if traces is not None:
+        traces.mkdir()
+        (root / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        env["BENCH_TRACEMALLOC_DIR"] = str(traces)
     server = Server(root / ("server-tls" if tls else "server"), extra_args=extra, env=env)
     if tls:
         server.endpoint = server.endpoint.replace("http://", "https://")
@@ -154,6 +201,7 @@ async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> 
             if not tls:
                 result["first_byte_idle"] = await first_bytes(ssm, fleet, args.sessions, None)
             base_rss = await settle(pid)
+            base_snapshot = await snapshot(pid, traces) if traces is not None else None
             cpu0 = cpu_seconds(pid)
             seconds = await fleet.register(args.agents - 1, activations)
             result["registration_seconds"] = seconds
@@ -166,6 +214,9 @@ async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> 
             # Idle: every agent heartbeating and pinging on the (compressed) schedule.
             await asyncio.sleep(max(5.0, fleet.heartbeat_seconds / 4))
             rss = await settle(pid)
+            if traces is not None and base_snapshot is not None:
+                idle_snapshot = await snapshot(pid, traces)
+                result["allocations"] = allocation_report(base_snapshot, idle_snapshot, args.agents - 1)
             cpu1, t1 = cpu_seconds(pid), time.monotonic()
             await asyncio.sleep(args.idle_seconds)
             result["idle_cpu_fraction"] = (cpu_seconds(pid) - cpu1) / (time.monotonic() - t1)
@@ -279,6 +330,11 @@ def table(plain: dict[str, Any], tls: dict[str, Any] | None, args: argparse.Name
     print(f"  {'figure':<{width}}  {'measured':<{vwidth}}  target")
     for name, value, target in rows:
         print(f"  {name:<{width}}  {value:<{vwidth}}  {target}")
+    if plain.get("allocations"):
+        print(
+            "\n  server memory per idle agent by allocation site (tracemalloc; its own overhead inflates RSS):"
+        )
+        print("\n".join(plain["allocations"]))
     if plain["stats"]["server_errors"]:
         print("  server errors:", plain["stats"]["server_errors"])
 
@@ -296,6 +352,9 @@ async def main() -> None:
     parser.add_argument("--listings", type=int, default=3, help="full describe-instance-information listings")
     parser.add_argument("--online-timeout", type=float, default=600.0)
     parser.add_argument("--no-tls", action="store_true", help="skip the TLS run")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="trace the plain server's allocations (slows it down)"
+    )
     parser.add_argument(
         "--open-files", type=int, default=0, help="also run a server with this soft open-files limit"
     )
