@@ -6,6 +6,7 @@ FAILS when that thing is missing; elsewhere it is skipped with the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pathlib
 import pwd
@@ -15,6 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis times each example by the wall clock against a deadline (200 ms by default). On the
+# 2-core CI with two workers, and with other jobs on the machine, a 20-70 ms example is now and then
+# descheduled past it (seen in test_asciicast and test_protocol_messages: DeadlineExceeded, or Flaky
+# when the rerun is fast). The deadline stays, as a bound on a pathological example, at a value
+# scheduling jitter does not reach; a test that needs another sets its own.
+settings.register_profile("openssm", deadline=dt.timedelta(seconds=2))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "openssm"))
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -366,12 +366,12 @@ class OutputLine:
 class SessionProcess:
     """A start-session command (own process group) whose combined output is collected."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], stdin: int = subprocess.DEVNULL) -> None:
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,  # PIPE for stdio sessions (AWS-StartSSHSession): EOF on stdin ends them
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -443,8 +443,10 @@ class SessionProcess:
 
 
 @contextlib.contextmanager
-def session_process(argv: list[str], env: dict[str, str]) -> Iterator[SessionProcess]:
-    process = SessionProcess(argv, env)
+def session_process(
+    argv: list[str], env: dict[str, str], stdin: int = subprocess.DEVNULL
+) -> Iterator[SessionProcess]:
+    process = SessionProcess(argv, env, stdin)
     try:
         yield process
     finally:

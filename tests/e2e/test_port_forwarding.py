@@ -340,16 +340,21 @@ def test_configured_deny_list(tmp_path: pathlib.Path, destination: ChecksumServe
 
 
 def test_ssh_document_defaults_to_port_22(system: tuple[Server, Agent]) -> None:
-    """AWS-StartSSHSession without parameters dials port 22 on the node (stdio mode: stdin ends it)."""
+    """AWS-StartSSHSession without parameters dials port 22 on the node. Stdio mode, as ssh's
+    ProxyCommand: stdin stays open until the answer is seen (EOF on stdin means ssh has gone, and
+    ends the session at once: given at the start, it raced the agent's dial)."""
     server, agent = system
     argv = openssm_start_session(server, agent, "--document-name", "AWS-StartSSHSession")
-    out = subprocess.run(
-        argv, env=server.aws_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
-    )
-    if reachable(("127.0.0.1", 22)):
-        assert "Unable to connect" not in out.stdout, out.stdout
-    else:
-        assert "Unable to connect to localhost:22" in out.stdout, out.stdout + out.stderr
+    listening = reachable(("127.0.0.1", 22))
+    with session_process(argv, server.aws_env(), stdin=subprocess.PIPE) as session:
+        if listening:
+            session.wait_for(r"SSH-2\.0-", timeout=60)  # the server's banner, through the session
+        else:
+            session.wait_for(r"Unable to connect to localhost:22", timeout=60)
+        assert session.proc.stdin is not None
+        session.proc.stdin.close()
+        session.wait_exit(30)
+    assert "Unable to connect" not in session.output or not listening, session.output
 
 
 @pytest.mark.parametrize(

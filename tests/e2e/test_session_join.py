@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import signal
 import subprocess
 
 import pexpect
@@ -58,7 +59,7 @@ def _user(server: Server, name: str, policy: dict[str, object] | None, tmp_path:
 
 
 def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
-    with running_system(tmp_path) as (server, agent):
+    with running_system(tmp_path, server_args=("--record-input",)) as (server, agent):
         key, secret = server.admin_credentials
         owner = User(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
         watcher = _user(server, "watcher", WATCHER, tmp_path)
@@ -108,6 +109,14 @@ def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
         shell.expect(r"\[openssm\] typist left")
         watch.expect(r"\[openssm\] typist left")
 
+        # A second watcher (same user) leaves with Ctrl-C.
+        second = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
+        second.expect(r"\[openssm\] watcher joined \(read-only\)")
+        shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+        second.sendintr()
+        second.expect(pexpect.EOF)
+        shell.expect(r"\[openssm\] watcher left")
+
         # Only the owner may refuse joins; refusing ends the watcher and keeps new joiners out.
         refused = typist.run("set-session-join-policy", "--session-id", session_id, "--refuse")
         assert refused.returncode == 255 and "AccessDeniedException" in refused.stderr
@@ -129,6 +138,10 @@ def test_watch_type_deny_refuse_and_record(tmp_path: pathlib.Path) -> None:
         text = cast.read_text()
         for line in ("watcher joined (read-only)", "typist joined (read-write)", "typist-15", "watcher left"):
             assert line in text
+        events = [json.loads(line) for line in text.splitlines()[1:]]
+        typed = "".join(event[2] for event in events if event[1] == "i")
+        assert "echo typist-$((3*5))" in typed  # the co-typist's keys, recorded as the owner's are
+        assert "ignored" not in typed  # the watcher's never reached the session
 
 
 @pytest.mark.postgres
@@ -225,3 +238,39 @@ def test_a_joined_session_survives_agent_data_channel_faults(tmp_path: pathlib.P
             if joiner is not None:
                 joiner.close()
             owner.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_joined_session_ends_cleanly_when_its_gateway_restarts(tmp_path: pathlib.Path) -> None:
+    """Sessions survive a restart of the server, but a joined one cannot: the gateway's numbering
+    of its stream died with the process. The owner's client, coming back, is told so and exits; the
+    session is Terminated with that reason, rather than carried on with numbers nobody shares."""
+    server = Server(tmp_path / "server", extra_args=("--session-resume-window", "20")).start()
+    agent = Agent(server, tmp_path / "agent")
+    try:
+        agent.register()
+        agent.start()
+        assert agent.instance_id
+        key, secret = server.admin_credentials
+        owner = User(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
+        watcher = _user(server, "watcher", WATCHER, tmp_path)
+        shell = owner.spawn("start-session", "--target", agent.instance_id)
+        shell.expect(r"Starting session with SessionId: (\S+)")
+        session_id = shell.match.group(1).strip().rstrip(".")
+        shell.sendline("echo up-$((1+1))")
+        shell.expect("up-2")
+        watch = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
+        shell.expect(r"\[openssm\] watcher joined \(read-only\)")
+        assert server.process is not None
+        server.process.stop(signal.SIGTERM, timeout=30)
+        server.start()
+        # The ends come back within their patience (about 60 s), the server under load may be slow.
+        shell.expect("A joined session cannot be carried on", timeout=120)
+        shell.expect(pexpect.EOF)
+        watch.expect(pexpect.EOF, timeout=120)  # a joiner does not resume: it gives up re-dialling
+        record = server.session_record(session_id) or {}
+        assert record.get("Status") == "Terminated"
+        assert "joined session" in str(record.get("Details")), record
+    finally:
+        agent.stop()
+        server.stop()

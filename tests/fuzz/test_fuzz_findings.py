@@ -1,6 +1,6 @@
 """What fuzzing (and reading the code the fuzzers pointed at) found. An open finding is a strict
 xfail that fails today with the input that shows it, and starts passing (so fails as an xfail) once
-fixed; then the marker goes, with the matching tolerance in the fuzz target (``target_messages._known``,
+fixed; then the marker goes, with the matching tolerance in the fuzz target (such as
 ``target_api.KNOWN_500``), and the test stays as the regression test of the fix.
 
 Found and fixed elsewhere: SigV4's compare of a non-ASCII X-Amz-Content-Sha256
@@ -23,11 +23,10 @@ from tests.fuzz.target_api import ApiFuzzer
 RSA_ENCRYPTION_OID = bytes.fromhex("2a864886f70d010101")  # 1.2.840.113549.1.1.1
 
 
-@pytest.mark.xfail(strict=True, reason="protocol/messages: UnicodeEncodeError, not MessageError")
 def test_interactive_shell_content_with_a_lone_surrogate_is_a_message_error() -> None:
-    """Target ``messages``: a gateway's interactive_shell whose Content string holds the JSON escape
-    of a lone surrogate. ``messages._load`` measures the text with ``str.encode('utf-8')``, which
-    raises UnicodeEncodeError (not the module's MessageError) before parsing."""
+    """Target ``messages`` (fixed): a gateway's interactive_shell whose Content string holds the JSON
+    escape of a lone surrogate. ``messages.codec.load`` measured the text with
+    ``str.encode('utf-8')``, which raised UnicodeEncodeError (not the module's MessageError)."""
     # The outer JSON carries the surrogate as an escape; the Content text then holds the character.
     payload = json.dumps({"Content": '"' + chr(0xD800) + '"', "TaskId": "t"}).encode()
     assert b"\\ud800" in payload

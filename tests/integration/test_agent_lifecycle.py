@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import os
 import pathlib
@@ -25,6 +26,7 @@ from tests.unit.agent.fake_mgs import (
 )
 
 from openssm.auth import sigv4
+from openssm.clock import SYSTEM_CLOCK, Clock, ManualClock
 
 ACTIVATION_ID = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
 ACTIVATION_CODE = "EXAMPLEactivationCODE0123"
@@ -35,8 +37,11 @@ TEMP_KEY, TEMP_SECRET, TEMP_TOKEN = "ASIAEXAMPLETEMP", "temporary/secret/EXAMPLE
 class RegistrationService:
     """Answers RegisterManagedInstance and RequestManagedInstanceRoleToken, checking both."""
 
-    def __init__(self, fake: FakeMgs, lifetime: float = 3600.0, rotate_once: bool = False) -> None:
+    def __init__(
+        self, fake: FakeMgs, lifetime: float = 3600.0, rotate_once: bool = False, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.lifetime = lifetime
+        self.clock = clock
         self.rotate_once = rotate_once
         self.rotations = 0
         self.public_key_der: bytes | None = None
@@ -71,7 +76,7 @@ class RegistrationService:
             "AccessKeyId": TEMP_KEY,
             "SecretAccessKey": TEMP_SECRET,
             "SessionToken": TEMP_TOKEN,
-            "TokenExpirationDate": time.time() + self.lifetime,
+            "TokenExpirationDate": self.clock.now().timestamp() + self.lifetime,
             "UpdateKeyPair": rotate,
         }
 
@@ -245,6 +250,7 @@ async def test_task_complete_is_retried_until_acknowledged() -> None:
 
 
 async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_path: pathlib.Path) -> None:
+    """By the one clock, a ManualClock: nothing sleeps, so a loaded machine cannot make it early or late."""
     import aiohttp
 
     from openssm.agent.config import AgentSettings, load_registration
@@ -253,7 +259,8 @@ async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_pat
 
     fake = FakeMgs()
     await fake.start()
-    service = RegistrationService(fake, lifetime=2.0)
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    service = RegistrationService(fake, lifetime=3600.0, clock=clock)
     try:
         await register(
             ServerAddress(fake.endpoint, "us-east-1"),
@@ -264,17 +271,31 @@ async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_pat
         registration, key_pem = load_registration(tmp_path)
         settings = AgentSettings.from_mapping({"credentials_refresh_fraction": 0.5})
         async with aiohttp.ClientSession() as http:
-            credentials = RoleCredentials(http, registration, key_pem, settings)
+            credentials = RoleCredentials(http, registration, key_pem, settings, clock=clock)
             first = await credentials.current()
             assert first.access_key_id == TEMP_KEY and first.session_token == TEMP_TOKEN
+            assert credentials.seconds_until_refresh() == pytest.approx(1800.0, abs=0.01)
             refresher = asyncio.create_task(credentials.run_refresh_loop())
-            await asyncio.sleep(2.3)  # refreshes at ~1.0 s and ~2.0 s
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            try:
+                for _ in range(2):  # each refresh comes at half of the new credentials' lifetime
+                    fetched = service.token_requests
+                    clock.advance(1799.0)
+                    credentials.wake()
+                    for _ in range(20):  # the loop looks (no I/O on that path) and waits on
+                        await asyncio.sleep(0)
+                    assert service.token_requests == fetched, "refreshed before its time"
+                    assert credentials.seconds_until_refresh() == pytest.approx(1.0, abs=0.01)
+                    clock.advance(1.0)
+                    credentials.wake()
+                    await until(lambda: service.token_requests == fetched + 1, 30)  # noqa: B023
+                    await until(lambda: credentials.fetches == service.token_requests, 30)
+                    assert credentials.seconds_until_refresh() == pytest.approx(1800.0, abs=0.01)
+            finally:
+                refresher.cancel()
+                await asyncio.gather(refresher, return_exceptions=True)
     finally:
         await fake.close()
-    assert 2 <= service.token_requests <= 4  # on schedule, not hammering
-    assert credentials.fetches == service.token_requests
+    assert service.token_requests == 3  # the first fetch and two refreshes, no more
 
 
 async def test_key_pair_is_rotated_when_the_service_asks(tmp_path: pathlib.Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -43,3 +44,27 @@ async def test_body_over_the_limit_is_refused() -> None:
 
 async def test_empty_body() -> None:
     assert await read_bounded(_stream([]), 100) == b""
+
+
+async def test_a_request_body_over_the_limit_is_http_413_declared_or_not() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from openssm.transport.bounded_read import read_request_body
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await read_request_body(request, 10))
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        yield data[:6]
+        yield data[6:]
+
+    app = web.Application()
+    app.router.add_post("/", echo)
+    async with TestClient(TestServer(app)) as client:
+        ok = await client.post("/", data=b"0123456789")
+        assert (ok.status, await ok.read()) == (200, b"0123456789")
+        declared = await client.post("/", data=b"x" * 11)  # Content-Length: 11
+        assert declared.status == 413
+        streamed = await client.post("/", data=chunks(b"y" * 11))  # chunked: no length to check first
+        assert streamed.status == 413

@@ -15,7 +15,13 @@ import aiohttp
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AGENT_VERSION, AgentSettings
 from openssm.agent.mgs import MgsClient, MgsError
-from openssm.protocol.frames import Frame, FrameError, MessageType, decode, go_json
+from openssm.protocol.frames import Frame, FrameError, decode
+from openssm.protocol.messages import (
+    AgentTaskComplete,
+    ControlOpen,
+    MessageError,
+    parse_agent_task_acknowledge,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +94,7 @@ class ControlChannel:
         token = await self._mgs.create_control_channel(self.instance_id)
         ws = await self._mgs.connect_control(self.instance_id)
         try:
-            opening = {
-                "Cookie": None,
-                "MessageSchemaVersion": "1.0",
-                "RequestId": str(uuid.uuid4()),
-                "TokenValue": token,
-                "AgentVersion": AGENT_VERSION,
-                "PlatformType": "linux",
-            }
-            await ws.send_str(go_json(opening).decode())
+            await ws.send_str(ControlOpen(token_value=token, agent_version=AGENT_VERSION).to_text())
             self._ws = ws
             self.connections += 1
             self.connected.set()
@@ -156,22 +154,8 @@ class TaskCompletions:
         self._waiting: dict[uuid.UUID, asyncio.Future[None]] = {}
 
     def build(self, task_id: str, status: str, output: str) -> Frame:
-        body = {
-            "SchemaVersion": 1,
-            "TaskId": task_id,
-            "Topic": "agent_task_complete",
-            "FinalTaskStatus": status,
-            "IsRoutingFailure": False,
-            "AwsAccountId": "",
-            "InstanceId": self.instance_id,
-            "Output": output,
-            "S3Bucket": "",
-            "S3UrlSuffix": "",
-            "CwlGroup": "",
-            "CwlStream": "",
-            "RetryNumber": 1,
-        }
-        return Frame(MessageType.AGENT_TASK_COMPLETE, payload=go_json(body))
+        complete = AgentTaskComplete(task_id, status, instance_id=self.instance_id, output=output)
+        return complete.to_frame()
 
     async def send(self, task_id: str, status: str, output: str) -> bool:
         """True once acknowledged; gives up after the configured attempts."""
@@ -193,9 +177,9 @@ class TaskCompletions:
 
     def on_acknowledge(self, frame: Frame) -> None:
         try:
-            body = frame.json()
-            message_id = uuid.UUID(str(body.get("MessageId"))) if isinstance(body, dict) else None
-        except (FrameError, ValueError):
+            acknowledged = parse_agent_task_acknowledge(frame.payload)
+            message_id: uuid.UUID | None = uuid.UUID(acknowledged.message_id)
+        except (MessageError, ValueError):
             message_id = None
         waiter = self._waiting.get(message_id) if message_id else None
         if waiter is not None and not waiter.done():

@@ -19,6 +19,7 @@ from openssm.agent.registration import generate_private_key, private_key_pem, pu
 from openssm.agent.signing import Credentials, CredentialsError, host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
 from openssm.auth import sigv4
+from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.protocol.frames import go_json
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,11 @@ class RoleCredentials:
         settings: AgentSettings,
         *,
         state_dir: pathlib.Path | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.http = http
+        self.clock = clock  # when to refresh, by the one clock (tests: a ManualClock, then wake())
+        self._wake = asyncio.Event()
         self.registration = registration
         self.state_dir = state_dir  # where a rotated key is saved; None: never rotate
         self.endpoint = registration.endpoint  # the agent points this elsewhere when it fails over
@@ -111,7 +115,7 @@ class RoleCredentials:
             return credentials
 
     def _stale(self) -> bool:
-        return self._stale_at is not None and datetime.datetime.now(datetime.UTC) >= self._stale_at
+        return self._stale_at is not None and self.clock.now() >= self._stale_at
 
     async def _rsa_call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         """A call signed with the registration key, as the real agent signs its identity calls."""
@@ -156,7 +160,7 @@ class RoleCredentials:
             except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("the service asked for a new key pair; rotation failed: %s", exc)
-        issued = datetime.datetime.now(datetime.UTC)
+        issued = self.clock.now()
         self._credentials = credentials
         self.fetches += 1
         if credentials.expiration is not None:
@@ -175,13 +179,21 @@ class RoleCredentials:
             return 0.0
         if self._refresh_at is None:
             return float(RETRY_MAX_SECONDS)
-        return max(0.0, (self._refresh_at - datetime.datetime.now(datetime.UTC)).total_seconds())
+        return max(0.0, (self._refresh_at - self.clock.now()).total_seconds())
+
+    def wake(self) -> None:
+        """The refresh loop looks at the clock again now (it moved: a ManualClock, a resume)."""
+        self._wake.set()
 
     async def run_refresh_loop(self) -> None:
         """Refresh at the configured fraction of each credential lifetime; retry with backoff."""
         delay = RETRY_INITIAL_SECONDS
         while True:
-            await asyncio.sleep(self.seconds_until_refresh())
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.seconds_until_refresh())
+            except TimeoutError:
+                pass
             try:
                 async with self._lock:  # current() may have refreshed meanwhile
                     if self.seconds_until_refresh() <= 0:

@@ -23,7 +23,9 @@ from openssm.agent.session_request import BadSessionRequest, SessionRequest, par
 from openssm.agent.sessions.base import Outcome, error_output
 from openssm.agent.signing import CredentialSource
 from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
-from openssm.protocol.frames import Frame, FrameError, MessageType
+from openssm.protocol.frames import Frame, MessageType
+from openssm.protocol.messages import MessageError, parse_channel_closed
+from openssm.protocol.messages.codec import load_object
 
 if TYPE_CHECKING:  # the session handlers (shell, port, smux…) load with the first session
     from openssm.agent.session import Session
@@ -208,12 +210,11 @@ class Agent:
         task.add_done_callback(forget)
 
     def _close_session(self, frame: Frame) -> None:
-        session_id, output = "", ""
-        with contextlib.suppress(FrameError):
-            body = frame.json()
-            if isinstance(body, dict):
-                session_id = str(body.get("SessionId") or "")
-                output = str(body.get("Output") or "")
+        try:
+            closed = parse_channel_closed(frame.payload)
+            session_id, output = closed.session_id, closed.output
+        except MessageError:
+            session_id, output = "", ""
         session = self.sessions.get(session_id)
         if session is None:
             log.info("channel_closed for unknown session %r", session_id)
@@ -230,8 +231,8 @@ class Agent:
 
 
 def _task_id(frame: Frame) -> str:
-    with contextlib.suppress(FrameError):
-        body = frame.json()
-        if isinstance(body, dict) and isinstance(body.get("TaskId"), str):
-            return str(body["TaskId"])
-    return ""
+    """The TaskId of an interactive_shell whose content could not be used (to report the failure)."""
+    try:
+        return load_object(frame.payload, "interactive_shell").string("TaskId")
+    except MessageError:
+        return ""

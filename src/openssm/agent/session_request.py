@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from openssm.errors import OpenSSMError
-from openssm.protocol import documents
-from openssm.protocol.frames import Frame, FrameError
+from openssm.protocol import documents, messages
+from openssm.protocol.frames import Frame
 
 
 class BadSessionRequest(OpenSSMError, ValueError):
@@ -33,64 +32,19 @@ class SessionRequest:
     session_owner: str
 
 
-def _get_ci(mapping: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """Keys of the inner content are matched case-insensitively, as the real agent does."""
-    if key in mapping:
-        return mapping[key]
-    lowered = key.lower()
-    for name, value in mapping.items():
-        if isinstance(name, str) and name.lower() == lowered:
-            return value
-    return default
-
-
-def _scalar_parameters(raw: Any) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise BadSessionRequest("Parameters must be an object")
-    params: dict[str, str] = {}
-    for name, value in raw.items():
-        if isinstance(value, list):  # the API's list form; sessions use one value per name
-            value = value[0] if len(value) == 1 else ",".join(str(item) for item in value)
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        params[str(name)] = value if isinstance(value, str) else json.dumps(value)
-    return params
-
-
 def parse_session_request(frame: Frame) -> SessionRequest:
     """Parse an ``interactive_shell`` frame; raises ``BadSessionRequest`` with the reason."""
     try:
-        outer = frame.json()
-    except FrameError as exc:
+        shell = messages.parse_interactive_shell(frame.payload)
+    except messages.MessageError as exc:
         raise BadSessionRequest(str(exc)) from exc
-    if not isinstance(outer, dict):
-        raise BadSessionRequest("interactive_shell payload is not an object")
-    task_id = outer.get("TaskId")
-    content = outer.get("Content")
-    if isinstance(content, str):
-        try:
-            content = json.loads(content)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise BadSessionRequest(f"Content is not JSON: {exc}") from exc
-    if not isinstance(content, dict):
-        raise BadSessionRequest("Content is not a JSON object")
-    session_id = _get_ci(content, "SessionId") or task_id
-    if not isinstance(session_id, str) or not SESSION_ID_PATTERN.match(session_id):
-        raise BadSessionRequest(f"invalid SessionId {session_id!r}")
-    document = _get_ci(content, "DocumentContent")
-    if isinstance(document, str):
-        try:
-            document = json.loads(document)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise BadSessionRequest(f"DocumentContent is not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise BadSessionRequest("DocumentContent is missing")
+    content = shell.content
+    if not SESSION_ID_PATTERN.match(content.session_id):
+        raise BadSessionRequest(f"invalid SessionId {content.session_id!r}")
+    document = content.document_content
     if str(document.get("schemaVersion", "")) != "1.0":
         raise BadSessionRequest(f"unsupported document schemaVersion {document.get('schemaVersion')!r}")
-    parameters = _scalar_parameters(_get_ci(content, "Parameters"))
-    resolved = documents.resolve(document, parameters)
+    resolved = documents.resolve(document, content.parameters)
     inputs = resolved.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise BadSessionRequest("document inputs must be an object")
@@ -98,15 +52,15 @@ def parse_session_request(frame: Frame) -> SessionRequest:
     if not isinstance(session_type, str) or not session_type:
         raise BadSessionRequest("document has no sessionType")
     return SessionRequest(
-        task_id=task_id if isinstance(task_id, str) and task_id else session_id,
-        session_id=session_id,
-        document_name=str(_get_ci(content, "DocumentName") or ""),
+        task_id=shell.task_id or content.session_id,
+        session_id=content.session_id,
+        document_name=content.document_name,
         session_type=session_type,
         inputs=inputs,
         properties=resolved.get("properties"),
-        parameters=parameters,
-        run_as_user=str(_get_ci(content, "RunAsUser") or ""),
-        session_owner=str(_get_ci(content, "SessionOwner") or ""),
+        parameters=content.parameters,
+        run_as_user=content.run_as_user,
+        session_owner=content.session_owner,
     )
 
 

@@ -22,7 +22,7 @@ from openssm.api.access.vocabulary import TARGET_PREFIX
 from openssm.api.errors import ApiError
 from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
-from openssm.api.ssm_sessions import SESSION_ID_PATTERN, _session_context, stream_url
+from openssm.api.ssm_sessions import SESSION_ID_PATTERN, stream_url
 from openssm.api.validation import required_string
 from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
@@ -30,11 +30,20 @@ from openssm.protocol.joining import LAST_SCREEN_OPTION, JoinMode, joinable
 from openssm.protocol.session_status import TERMINABLE_STATUSES
 from openssm.store import audit_log, channel_tokens, gateway_nodes, ids, session_joins, sessions
 from openssm.store.channel_tokens import TokenKind
+from openssm.store.sessions import SessionRow
 
 JOIN_SESSION: Final = "openssm:JoinSession"
 SET_SESSION_JOIN_POLICY: Final = "openssm:SetSessionJoinPolicy"
 JOIN_MODE_KEY: Final = "openssm:JoinMode"
 OWNER_STATEMENT: Final = "the session's owner"  # the audit row's "matched statement"
+
+
+def _session_context(row: SessionRow) -> dict[str, list[str]]:
+    """The session's own condition keys, as ResumeSession and TerminateSession have them."""
+    return {
+        "ssm:resourceTag/aws:ssmmessages:session-id": [row.session_id],
+        "ssm:resourceTag/aws:ssmmessages:target-id": [row.target],
+    }
 
 
 def _flag(body: dict[str, Any], member: str, default: bool) -> bool:

@@ -45,7 +45,7 @@ class Imports:
         self._result = asyncio.get_running_loop().run_in_executor(None, self._load)
 
     def _load(self) -> ModuleType | None:
-        import openssm.protocol.messages  # noqa: F401  (the open frame's)
+        import openssm.protocol.messages.data_channel  # noqa: F401  (the open frame's)
 
         self._opened.wait()
         if not self._wanted:

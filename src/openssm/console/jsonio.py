@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from openssm.transport.bounded_read import BodyTooLarge, read_bounded
+from openssm.transport.bounded_read import read_request_body
 
 MAX_JSON_BYTES: Final = 64 * 1024
 
@@ -19,12 +19,7 @@ def error(status: int, code: str, message: str) -> web.Response:
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="expected application/json")
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
-    try:
-        raw = await read_bounded(request.content, MAX_JSON_BYTES)
-    except BodyTooLarge as exc:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=exc.seen) from exc
+    raw = await read_request_body(request, MAX_JSON_BYTES)
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -35,17 +35,6 @@ def start_publication(session_id: str) -> bytes:
     return proto.start_publication(session_id).to_frame().encode()
 
 
-def scalar_parameters(parameters: Mapping[str, Any]) -> dict[str, str]:
-    """The API keeps parameters as name -> [str]; the agent substitutes scalar strings (§8 item 9)."""
-    result: dict[str, str] = {}
-    for name, value in parameters.items():
-        if isinstance(value, list):
-            result[name] = ",".join(str(item) for item in value)
-        else:
-            result[name] = "" if value is None else str(value)
-    return result
-
-
 # Session logging preferences: OpenSSM records on the server (openssm.logs). Sent to the agent, they
 # would make amazon-ssm-agent log on the node itself (to AWS), and with the *EncryptionEnabled flags
 # refuse to start sessions when it cannot check that encryption.
@@ -76,7 +65,7 @@ def interactive_shell(session: Mapping[str, Any]) -> bytes:
         session_id=session["session_id"],
         document_name=session["document_name"],
         document_content=agent_document(session["document_content"]),
-        parameters=scalar_parameters(session.get("parameters") or {}),
+        parameters=proto.scalar_parameters(session.get("parameters")),
         run_as_user=session.get("run_as_user") or "",
         session_owner=session["owner_arn"],
     )

@@ -34,13 +34,14 @@ from openssm.gateway.tap import SessionTap, TapPump
 from openssm.protocol.frames import Frame
 from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
-from openssm.store import channel_tokens, gateway_nodes, instances, sessions
+from openssm.store import channel_tokens, gateway_nodes, instances, session_joins, sessions
 from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
 RESTART_REASON: Final = "gateway restarted while the session was being terminated"
 UNCLAIMED_REASON: Final = "No client connected to the session"
+RENUMBERED_REASON: Final = "A joined session cannot be carried on by another gateway relay"
 TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
@@ -330,6 +331,23 @@ class GatewayNode:
             raise SessionRefused(f"Session {session_id} is already terminated")
         if session.node_id != self.node_id:
             session = await self._take_over(session)
+        if (
+            session.status != SessionStatus.CONNECTING
+            and session_id not in self.relays
+            and await session_joins.renumbered(self.engine, session_id)
+        ):
+            # Someone joined it: its numbering died with the relay that made it (see injection).
+            await sessions.finish(
+                self.engine,
+                session_id,
+                status=SessionStatus.TERMINATED,
+                reason=RENUMBERED_REASON,
+                now=self.clock.now(),
+            )
+            await self.send_control(
+                session.target, messages.channel_closed(session_id, session.target, RENUMBERED_REASON)
+            )
+            raise SessionRefused(RENUMBERED_REASON)
         return session
 
     async def _take_over(self, session: SessionRow) -> SessionRow:

@@ -23,7 +23,7 @@ from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, instances, sessions
 from openssm.store.channel_tokens import TokenKind
-from openssm.transport.bounded_read import BodyTooLarge, read_bounded
+from openssm.transport.bounded_read import read_request_body
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,7 @@ def token_response(root: str, token: str) -> web.Response:
 
 
 async def read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
-    try:
-        body = await read_bounded(request.content, MAX_BODY_BYTES)
-    except BodyTooLarge as exc:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=exc.seen) from exc
+    body = await read_request_body(request, MAX_BODY_BYTES)
     if body:
         try:
             parsed = json.loads(body)

@@ -32,6 +32,7 @@ from openssm.protocol.frames import Frame, FrameError, MessageType, PayloadType,
 from openssm.protocol.joining import joinable
 from openssm.protocol.session_status import SessionStatus
 from openssm.protocol.splice import SpliceFull
+from openssm.store import session_joins
 from openssm.store import sessions as store
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class SessionRelay:
         self.injector = Injector() if joinable(self.row) is None else None
         self.output_started = False  # the agent's first Output went by: the terminal is running
         self._resender: asyncio.Task[None] | None = None
+        self._marked: asyncio.Task[None] | None = None  # renumbered_sessions written (see injection)
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
         if restored_deadline is not None:
             self._start_timer(
@@ -290,10 +292,25 @@ class SessionRelay:
     def can_inject(self) -> bool:
         return self.injector is not None and self.output_started and not self.ended
 
+    async def _renumbering(self) -> bool:
+        """Before the first message of the gateway's own: say so in the store, so that no later
+        relay of this session (after a restart, on another node) carries on with the ends'
+        numbers alone. False if that cannot be written (then nothing is injected)."""
+        if self._marked is None:
+            mark = session_joins.mark_renumbered(self.node.engine, self.session_id, now=self.node.clock.now())
+            self._marked = self.node.background(mark, f"renumbered-{self.session_id}")
+        try:
+            await asyncio.shield(self._marked)
+        except Exception:
+            log.exception("session %s: cannot record that it is renumbered", self.session_id)
+            self._marked = None
+            return False
+        return self.can_inject()
+
     async def inject_output(self, payload: bytes) -> bool:
         """Show ``payload`` on the owner's terminal (and to the taps, so the recording and the
         watchers have it too); False when this session cannot take it (yet)."""
-        if not self.can_inject() or self.injector is None:
+        if not self.can_inject() or self.injector is None or not await self._renumbering():
             return False
         try:
             data = self.injector.to_client.inject(PayloadType.OUTPUT, payload)
@@ -307,7 +324,7 @@ class SessionRelay:
 
     async def inject_input(self, payload: bytes) -> bool:
         """Type ``payload`` into the session's terminal, after whatever the owner typed before."""
-        if not self.can_inject() or self.injector is None:
+        if not self.can_inject() or self.injector is None or not await self._renumbering():
             return False
         try:
             data = self.injector.to_agent.inject(PayloadType.OUTPUT, payload)

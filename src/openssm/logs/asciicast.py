@@ -110,29 +110,6 @@ class AsciicastWriter:
         return out
 
 
-def parse_size(payload: bytes) -> tuple[int, int] | None:
-    """``{"cols":N,"rows":M}`` from a Size message (None if it is not one)."""
-    if len(payload) > 1024:
-        return None
-    try:
-        value = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(value, dict):
-        return None
-    cols, rows = value.get("cols"), value.get("rows")
-    if (
-        not isinstance(cols, int)
-        or not isinstance(rows, int)
-        or isinstance(cols, bool)
-        or isinstance(rows, bool)
-    ):
-        return None
-    if cols <= 0 or rows <= 0:
-        return None
-    return cols, rows
-
-
 def read_cast(text: str) -> tuple[dict[str, object], list[tuple[float, str, str]]]:
     """Parse a ``.cast`` file's text (header, events); bad lines raise ValueError."""
     # Split on "\n" only: JSON strings may hold U+2028 or U+0085, which splitlines() would cut at.

@@ -30,11 +30,12 @@ from typing import IO, Any
 
 from openssm.gateway.tap import Payload
 from openssm.logs import integrity, line_times, port_record
-from openssm.logs.asciicast import AsciicastWriter, parse_size
+from openssm.logs.asciicast import AsciicastWriter
 from openssm.logs.shipper import LogShipper
 from openssm.logs.sinks import s3_encryption, s3_url
 from openssm.logs.transcript import TranscriptBuilder
 from openssm.protocol.documents import DocumentError, Preferences, preferences_from_document
+from openssm.protocol.messages import usable_size
 from openssm.services import Services
 from openssm.store import log_uploads as store
 from openssm.store import sessions
@@ -259,9 +260,9 @@ class SessionRecorder:
         if self.is_port:
             self._port_events(self._port.input(payload_type, payload, t))
         elif payload_type == SIZE:
-            size = parse_size(bytes(payload))
+            size = usable_size(payload)
             if size is not None:
-                self._write_cast(self._writer.resize(size[0], size[1], t))
+                self._write_cast(self._writer.resize(size.cols, size.rows, t))
         elif payload_type == OUTPUT:
             self._write_cast(self._writer.input(bytes(payload), t))
         self._schedule_flush()

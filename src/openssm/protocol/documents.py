@@ -22,7 +22,7 @@ import regex
 import yaml
 
 from openssm.errors import OpenSSMError
-from openssm.protocol.messages import SessionType
+from openssm.protocol.messages import SessionType, scalar_parameters
 
 Document = dict[str, Any]
 
@@ -449,7 +449,7 @@ def validate_parameters(document: Mapping[str, Any], params: Mapping[str, Any]) 
 
 def agent_parameters(validated: Mapping[str, list[str]]) -> dict[str, str]:
     """The scalar ``Parameters`` the agent needs (§4.3): one value as-is, several joined by commas."""
-    return {name: ",".join(values) for name, values in validated.items()}
+    return scalar_parameters(validated)
 
 
 # -- substitution -----------------------------------------------------------------------------------

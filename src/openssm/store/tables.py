@@ -525,3 +525,13 @@ session_join_refusals = Table(
     Column("refused_by", String(2048), nullable=False),
     Column("refused_at", UtcDateTime, nullable=False),
 )
+
+# Sessions into whose stream a gateway node put messages of its own (live-session join): their
+# numbering lives in that node's memory, so no other relay (after a restart, or on another node
+# after a crash) may carry them on.
+renumbered_sessions = Table(
+    "renumbered_sessions",
+    metadata,
+    Column("session_id", String(96), primary_key=True),
+    Column("since", UtcDateTime, nullable=False),
+)

@@ -8,6 +8,7 @@ passed.
 from __future__ import annotations
 
 import aiohttp
+from aiohttp import web
 
 from openssm.errors import OpenSSMError
 
@@ -35,3 +36,14 @@ async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
         if total > limit:
             raise BodyTooLarge(limit, total)
         chunks.append(chunk)
+
+
+async def read_request_body(request: web.Request, limit: int) -> bytes:
+    """A server's request body of at most ``limit`` bytes; HTTP 413 when the declared or the actual
+    length is larger."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    try:
+        return await read_bounded(request.content, limit)
+    except BodyTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=exc.seen) from exc

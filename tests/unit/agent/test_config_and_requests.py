@@ -138,7 +138,7 @@ def test_parse_resolves_placeholders_with_case_insensitive_keys() -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("not json", "Content is not JSON"),
+        ("not json", "Content: not valid JSON"),
         ({"SessionId": "s-1"}, "DocumentContent is missing"),
         ({"SessionId": "s-1", "DocumentContent": document(schemaVersion="2.2")}, "schemaVersion"),
         ({"SessionId": "bad id!", "DocumentContent": document()}, "invalid SessionId"),

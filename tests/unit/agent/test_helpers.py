@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 
 from openssm.agent.control_channel import backoff_delays
 from openssm.agent.mgs import MgsError, rest_url, token_from_xml, websocket_url
-from openssm.agent.sessions.base import SessionFailure, _check_handshake_response, go_sorted
+from openssm.agent.sessions.base import SessionFailure, _check_handshake_response
 from openssm.agent.sessions.commands import _prefix_lines
 from openssm.agent.sessions.port import denied_network, parse_port
-from openssm.agent.sessions.shell import parse_size, utf8_complete_length
+from openssm.agent.sessions.shell import utf8_complete_length
 from openssm.agent.signing import host_header
 from openssm.protocol.frames import Frame, MessageType, PayloadType, go_json
+from openssm.protocol.messages import go_sorted, usable_size
 
 DENIED = tuple(ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fd00:ec2::/32"))
 
@@ -37,8 +38,9 @@ def test_utf8_cut_passes_invalid_bytes_through_eventually(data: bytes) -> None:
     assert 0 <= cut <= len(data) and len(data) - cut <= 3
 
 
-def test_parse_size() -> None:
-    assert parse_size(b'{"cols":80,"rows":24}') == (80, 24)
+def test_usable_size() -> None:
+    size = usable_size(b'{"cols":80,"rows":24}')
+    assert size is not None and (size.cols, size.rows) == (80, 24)
     for bad in (
         b"",
         b"[]",
@@ -49,7 +51,7 @@ def test_parse_size() -> None:
         b"\xff",
         b"[" * 100_000,
     ):
-        assert parse_size(bad) is None
+        assert usable_size(bad) is None
 
 
 def test_token_from_xml_by_element_name() -> None:
@@ -119,6 +121,10 @@ def test_handshake_response_checks() -> None:
         _check_handshake_response(_response({**ok, "Errors": ["boom"]}))
     with pytest.raises(SessionFailure):
         _check_handshake_response(Frame(MessageType.INPUT_STREAM_DATA, payload=b"{"))
+    with pytest.raises(SessionFailure, match="no ProcessedClientActions"):
+        _check_handshake_response(_response({"ClientVersion": "1"}))
+    extended = _check_handshake_response(_response({**ok, "OpenSSMFastPath": "1", "Other": 2}))
+    assert extended.extensions == {"OpenSSMFastPath": "1"}  # text extension answers only
 
 
 def test_backoff_grows_to_the_cap_with_jitter() -> None:

@@ -4,6 +4,7 @@ protocol's own StreamEndpoint, the gateway in between renumbers with SplicedStre
 from __future__ import annotations
 
 from openssm.gateway.injection import SplicedStream
+from openssm.gateway.join import tail_from
 from openssm.protocol import frames
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import MessageType, PayloadType
@@ -67,3 +68,9 @@ def test_only_plain_shell_sessions_are_joinable() -> None:
     assert joinable(shell) is None
     assert joinable({**shell, "session_type": "Port"}) is not None
     assert joinable({**shell, "document_content": {"inputs": {"kmsKeyId": "alias/x"}}}) is not None
+
+
+def test_the_last_screen_starts_at_a_whole_line() -> None:
+    assert tail_from(b"\x1b[0;3cut escape\r\nprompt$ ls\r\nfile\r\n") == b"prompt$ ls\r\nfile\r\n"
+    assert tail_from(b"no newline at all") == b"no newline at all"
+    assert tail_from(b"only the end\n") == b"only the end\n"

@@ -87,16 +87,6 @@ def test_interactive_shell_from_a_sessions_row() -> None:
     assert content.session_owner == ROW["owner_arn"]
 
 
-def test_scalar_parameters() -> None:
-    assert messages.scalar_parameters({"a": ["x"], "b": [], "c": "y", "d": None, "e": 3}) == {
-        "a": "x",
-        "b": "",
-        "c": "y",
-        "d": "",
-        "e": "3",
-    }
-
-
 def test_channel_closed_has_the_captured_key_order() -> None:
     frame = decode(messages.channel_closed("s-1", "i-0123456789abcdef0", "Session idle timeout"))
     assert frame.message_type == MessageType.CHANNEL_CLOSED

@@ -7,7 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openssm.logs.asciicast import AsciicastWriter, parse_size, read_cast
+from openssm.logs.asciicast import AsciicastWriter, read_cast
+from openssm.protocol.messages import usable_size
 
 
 def _split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -75,8 +76,9 @@ def test_any_split_gives_the_same_text(text: str, cuts: list[int]) -> None:
     assert "".join(e[2] for e in events if e[1] == "o") == text
 
 
-def test_parse_size_is_strict() -> None:
-    assert parse_size(b'{"cols":100,"rows":30}') == (100, 30)
+def test_usable_size_is_strict() -> None:
+    size = usable_size(b'{"cols":100,"rows":30}')
+    assert size is not None and (size.cols, size.rows) == (100, 30)
     for bad in (
         b"",
         b"[]",
@@ -85,4 +87,4 @@ def test_parse_size_is_strict() -> None:
         b"x" * 2000,
         b'{"cols":true,"rows":1}',
     ):
-        assert parse_size(bad) is None
+        assert usable_size(bad) is None

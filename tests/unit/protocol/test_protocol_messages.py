@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -266,7 +268,6 @@ def test_interactive_shell_inner_keys_are_case_insensitive() -> None:
         ({"SessionId": "s"}, "DocumentContent is missing"),
         ({"SessionId": "s", "DocumentContent": []}, "DocumentContent must be an object"),
         ({"SessionId": "s", "DocumentContent": {"sessionType": 1}}, "sessionType must be a string"),
-        ({"SessionId": "s", "DocumentContent": {}, "Parameters": {"a": ["1", "2"]}}, "parameter 'a'"),
         ({"SessionId": "s", "DocumentContent": {}, "Parameters": []}, "Parameters must be an object"),
     ],
 )
@@ -274,6 +275,44 @@ def test_bad_interactive_shell_content(inner: dict[str, Any], error: str) -> Non
     payload = json.dumps({"Content": json.dumps(inner)}).encode()
     with pytest.raises(MessageError, match=re.escape(error)):
         messages.parse_interactive_shell(payload)
+
+
+@pytest.mark.parametrize(
+    ("given", "scalar"),
+    [
+        ("22", "22"),  # what the service sends (captures: {"portNumber":"19470"})
+        (["22"], "22"),  # the API's list form, one value
+        (["a", "b"], "a,b"),  # several values: joined by commas, as the gateway sends them
+        ([], ""),
+        (True, "true"),  # anything else as amazon-ssm-agent writes a non-string into text: JSON
+        (3, "3"),
+        (None, "null"),
+        ({"k": "v"}, '{"k":"v"}'),
+        ([1, "x"], "1,x"),
+    ],
+)
+def test_scalar_parameters_follow_one_rule_on_both_sides(given: Any, scalar: str) -> None:
+    assert messages.scalar_parameters({"p": given}) == {"p": scalar}
+    inner = {"SessionId": "s", "DocumentContent": {}, "Parameters": {"p": given}}
+    parsed = messages.parse_interactive_shell(json.dumps({"Content": json.dumps(inner)}).encode())
+    assert parsed.content.parameters == {"p": scalar}
+
+
+def test_a_lone_surrogate_in_a_parameter_object_is_a_message_error() -> None:
+    inner = '{"SessionId":"s","DocumentContent":{},"Parameters":{"p":{"k":"\\ud800"}}}'
+    with pytest.raises(MessageError, match="not valid UTF-8"):
+        messages.parse_start_session_content(inner)
+
+
+def test_scalar_parameters_of_the_api_lists_round_trip_as_the_agent_reads_them() -> None:
+    content = messages.StartSessionContent(
+        "s", "d", {}, messages.scalar_parameters({"portNumber": ["22"], "hosts": ["a", "b"]})
+    )
+    payload = messages.InteractiveShell(content).encode()
+    assert messages.parse_interactive_shell(payload).content.parameters == {
+        "portNumber": "22",
+        "hosts": "a,b",
+    }
 
 
 def test_interactive_shell_content_must_be_a_string() -> None:
@@ -382,3 +421,31 @@ def test_parsers_never_raise_anything_but_protocol_error(value: Any) -> None:
             parse(payload)
         except MessageError:
             pass
+
+
+def test_every_exported_name_resolves_to_its_submodule() -> None:
+    for name in messages.__all__:
+        value = getattr(messages, name)
+        homes = [
+            module
+            for module in ("codec", "parameters", "data_channel", "control", "dispatch")
+            if vars(getattr(messages, module)).get(name) is value
+        ]
+        assert homes, name
+    with pytest.raises(AttributeError):
+        messages.Frame  # noqa: B018  (a submodule's import is not the package's name)
+
+
+def test_the_open_frame_loads_only_the_data_channel_part() -> None:
+    """The client's start-up path imports the open frame's part alone (the control channel's and the
+    dispatch tables are for the agent and the gateway)."""
+    code = (
+        "import sys\n"
+        "from openssm.protocol.messages import ClientOpen\n"
+        "print(sorted(m for m in sys.modules if m.startswith('openssm.protocol.messages.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.replace("'", '"')) == [
+        "openssm.protocol.messages.codec",
+        "openssm.protocol.messages.data_channel",
+    ]

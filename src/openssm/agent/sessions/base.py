@@ -10,18 +10,18 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from openssm.agent.config import AGENT_VERSION, AgentSettings
+from openssm.agent.config import AgentSettings
 from openssm.agent.data_channel import DataChannel
 from openssm.agent.session_request import SessionRequest
 from openssm.errors import OpenSSMError
-from openssm.protocol.frames import Frame, FrameError, PayloadType, go_json
+from openssm.protocol import messages
+from openssm.protocol.frames import Frame, PayloadType
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_MESSAGE: Final = (
     "Handshake timed out. Please ensure that you have the latest version of the session manager plugin."
 )
-ACTION_SUCCESS: Final = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +48,6 @@ def linux_properties(request: SessionRequest) -> dict[str, Any]:
     if not isinstance(linux, dict):
         raise SessionFailure("document has no properties.linux for this platform")
     return linux
-
-
-def go_sorted(value: Any) -> Any:
-    """Go marshals maps with sorted keys; document properties are maps."""
-    if isinstance(value, dict):
-        return {key: go_sorted(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [go_sorted(item) for item in value]
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,42 +88,30 @@ class SessionHandler(abc.ABC):
         started = time.monotonic_ns()
         self._handshake_response = asyncio.get_running_loop().create_future()
         self.accept_input()
-        action = {
-            "ActionType": "SessionType",
-            "ActionParameters": {"SessionType": session_type, "Properties": go_sorted(properties)},
-        }
-        request = {"AgentVersion": AGENT_VERSION, "RequestedClientActions": [action]}
-        await self.channel.send(PayloadType.HANDSHAKE_REQUEST, go_json(request))
+        request = messages.handshake_request(session_type, properties)
+        await self.channel.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
         try:
             async with asyncio.timeout(self.settings.handshake_timeout_seconds):
                 response = await self._handshake_response
         except TimeoutError:
             raise SessionFailure(HANDSHAKE_TIMEOUT_MESSAGE) from None
         result = _check_handshake_response(response)
-        complete = {"HandshakeTimeToComplete": time.monotonic_ns() - started, "CustomerMessage": ""}
-        await self.channel.send(PayloadType.HANDSHAKE_COMPLETE, go_json(complete))
+        complete = messages.HandshakeComplete(time.monotonic_ns() - started)
+        await self.channel.send(PayloadType.HANDSHAKE_COMPLETE, complete.encode())
         return result
 
 
 def _check_handshake_response(frame: Frame) -> HandshakeResult:
     try:
-        body = frame.json()
-    except FrameError as exc:
+        response = messages.parse_handshake_response(frame.payload)
+    except messages.MessageError as exc:
         raise SessionFailure(f"Handshake failed: {exc}") from exc
-    if not isinstance(body, dict):
-        raise SessionFailure("Handshake failed: response is not an object")
-    errors = body.get("Errors")
-    if isinstance(errors, list) and errors:
-        raise SessionFailure("Handshake failed: " + "; ".join(str(item) for item in errors))
-    actions = body.get("ProcessedClientActions")
-    if not isinstance(actions, list):
+    if response.errors:
+        raise SessionFailure("Handshake failed: " + "; ".join(response.errors))
+    if not response.actions:
         raise SessionFailure("Handshake failed: no ProcessedClientActions")
-    for action in actions:
-        if not isinstance(action, dict) or action.get("ActionStatus") != ACTION_SUCCESS:
-            detail = action.get("Error") if isinstance(action, dict) else None
-            name = action.get("ActionType") if isinstance(action, dict) else "?"
-            raise SessionFailure(f"Handshake failed: client could not process {name}: {detail or 'failed'}")
-    version = body.get("ClientVersion")
-    standard = {"ClientVersion", "ProcessedClientActions", "Errors"}
-    extensions = {key: value for key, value in body.items() if key not in standard}
-    return HandshakeResult(client_version=version if isinstance(version, str) else "", extensions=extensions)
+    for action in response.actions:
+        if action.action_status != messages.ActionStatus.SUCCESS:
+            detail = action.error or "failed"
+            raise SessionFailure(f"Handshake failed: client could not process {action.action_type}: {detail}")
+    return HandshakeResult(response.client_version, dict(response.extensions))

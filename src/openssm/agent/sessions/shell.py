@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from typing import Final
@@ -13,11 +12,11 @@ from openssm.agent.pty_process import PtyProcess
 from openssm.agent.session_request import truthy
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
 from openssm.agent.sessions.identity import RunAs, resolve_run_as, session_environment
-from openssm.protocol.frames import Frame, Payload, PayloadType
+from openssm.protocol.frames import Frame, PayloadType
+from openssm.protocol.messages import usable_size
 
 log = logging.getLogger(__name__)
 
-MAX_DIMENSION: Final = 10_000
 # After the shell exits, output still buffered in the PTY is collected for at most this long.
 TAIL_GRACE_SECONDS: Final = 0.2
 
@@ -41,23 +40,6 @@ def utf8_complete_length(data: bytes) -> int:
             return size  # not UTF-8; pass it through untouched
         return size if back >= needed else size - back
     return size
-
-
-def parse_size(payload: Payload) -> tuple[int, int] | None:
-    """``{"cols":N,"rows":M}`` → (cols, rows), or None when unusable."""
-    try:
-        body = json.loads(bytes(payload))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    if not isinstance(body, dict):
-        return None
-    cols, rows = body.get("cols"), body.get("rows")
-    if not all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_DIMENSION for v in (cols, rows)
-    ):
-        return None
-    assert isinstance(cols, int) and isinstance(rows, int)
-    return cols, rows
 
 
 class PtySessionHandler(SessionHandler):
@@ -160,9 +142,9 @@ class PtySessionHandler(SessionHandler):
         if frame.payload_type == PayloadType.OUTPUT:
             await self.pty.write(frame.payload)
         elif frame.payload_type == PayloadType.SIZE:
-            size = parse_size(frame.payload)
+            size = usable_size(frame.payload)
             if size is not None:
-                self.pty.resize(*size)
+                self.pty.resize(size.cols, size.rows)
 
 
 class StandardStreamHandler(PtySessionHandler):

@@ -41,7 +41,7 @@ function activeRow(session) {
     cell("Document", session.DocumentName),
     cell("Started", formatTime(session.StartDate)),
     cell("Status", session.Status),
-    cell("", ...joinButtons(session), terminate),
+    cell("", el("div", { class: "row-actions" }, ...joinButtons(session), terminate)),
   );
 }
 

@@ -1,0 +1,474 @@
+"""The data channel's JSON (``session-manager-protocol.md`` §2): the first text frame of every
+WebSocket channel, the handshake (stream payload types 5-9, §2.4), the terminal Size (payload
+type 3), and the service messages ``channel_closed``, ``agent_session_state`` and
+start/pause_publication."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import enum
+import json
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Final, TypeAlias
+
+from openssm.protocol.frames import FLAG_ACK, Frame, MessageType, Payload, PayloadType, go_json
+from openssm.protocol.messages.codec import (
+    INT64_MAX,
+    MAX_OPEN_FRAME_BYTES,
+    MESSAGE_SCHEMA_VERSION,
+    REQUIRED,
+    UINT32_MAX,
+    Fields,
+    JsonValue,
+    MessageError,
+    WireMessage,
+    fields_of,
+    go_sorted,
+    iso_millis,
+    load_object,
+    message_frame,
+    new_id,
+)
+from openssm.protocol.versions import AGENT_VERSION, CLIENT_VERSION
+
+MAX_SIZE_BYTES: Final = 4096
+# A terminal larger than this is no terminal: a Size beyond it is ignored rather than applied.
+MAX_TERMINAL_DIMENSION: Final = 10_000
+
+
+# -- open frames (WebSocket text) --------------------------------------------------------------
+
+
+class _OpenFrame(WireMessage):
+    __slots__ = ()
+    WHAT: ClassVar[str] = "open frame"
+
+    def to_text(self) -> str:
+        return self.encode().decode("utf-8")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientOpen(_OpenFrame):
+    """First text frame of a client (plugin) data channel."""
+
+    ORDER: ClassVar[str] = "message_schema_version request_id token_value client_id client_version"
+
+    token_value: str = dataclasses.field(metadata=REQUIRED)
+    client_id: str = dataclasses.field(default_factory=new_id)
+    client_version: str = CLIENT_VERSION
+    request_id: str = dataclasses.field(default_factory=new_id)
+    message_schema_version: str = MESSAGE_SCHEMA_VERSION
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentDataOpen(_OpenFrame):
+    """First text frame of an agent data channel (``ClientInstanceId`` marks it as the agent)."""
+
+    ORDER: ClassVar[str] = "message_schema_version request_id token_value client_instance_id client_id"
+
+    token_value: str = dataclasses.field(metadata=REQUIRED)
+    client_instance_id: str = dataclasses.field(metadata=REQUIRED)
+    client_id: str = ""
+    request_id: str = dataclasses.field(default_factory=new_id)
+    message_schema_version: str = MESSAGE_SCHEMA_VERSION
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ControlOpen(_OpenFrame):
+    """First text frame of an agent control channel."""
+
+    ORDER: ClassVar[str] = "cookie message_schema_version request_id token_value agent_version platform_type"
+
+    token_value: str = dataclasses.field(metadata=REQUIRED)
+    agent_version: str = AGENT_VERSION
+    platform_type: str = "linux"
+    request_id: str = dataclasses.field(default_factory=new_id)
+    cookie: str | None = None
+    message_schema_version: str = MESSAGE_SCHEMA_VERSION
+
+
+OpenFrame: TypeAlias = ClientOpen | AgentDataOpen | ControlOpen
+
+
+def parse_open_frame(data: str | bytes) -> OpenFrame:
+    """Parse the first text frame of any channel.
+
+    ``ClientInstanceId`` means an agent data channel, ``AgentVersion`` a control channel, anything
+    else a client. The caller checks that the kind fits the URL it arrived on.
+    """
+    fields = load_object(data, _OpenFrame.WHAT, MAX_OPEN_FRAME_BYTES)
+    kind: type[OpenFrame] = ClientOpen
+    if fields.has("ClientInstanceId"):
+        kind = AgentDataOpen
+    elif fields.has("AgentVersion"):
+        kind = ControlOpen
+    return kind.from_fields(fields)
+
+
+# -- handshake (stream payload types 5, 6, 7, 8, 9) --------------------------------------------
+
+
+class SessionType(enum.StrEnum):
+    STANDARD_STREAM = "Standard_Stream"
+    INTERACTIVE_COMMANDS = "InteractiveCommands"
+    NON_INTERACTIVE_COMMANDS = "NonInteractiveCommands"
+    PORT = "Port"
+
+
+class ActionType(enum.StrEnum):
+    SESSION_TYPE = "SessionType"
+    KMS_ENCRYPTION = "KMSEncryption"
+
+
+class ActionStatus(enum.IntEnum):
+    SUCCESS = 1
+    FAILED = 2
+    UNSUPPORTED = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestedAction:
+    """One entry of ``RequestedClientActions``; ``parameters`` is the raw ``ActionParameters``."""
+
+    action_type: str
+    parameters: Mapping[str, JsonValue] | None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        params = self.parameters
+        encoded: JsonValue
+        if params is None:
+            encoded = None
+        elif self.action_type == ActionType.SESSION_TYPE:
+            # Go struct order; Properties is a map, so Go sorts its keys.
+            encoded = {
+                "SessionType": params.get("SessionType", ""),
+                "Properties": go_sorted(params.get("Properties")),
+            }
+        elif self.action_type == ActionType.KMS_ENCRYPTION:
+            encoded = {"KMSKeyId": params.get("KMSKeyId", ""), "Challenge": params.get("Challenge", "")}
+        else:
+            encoded = go_sorted(dict(params))
+        return {"ActionType": self.action_type, "ActionParameters": encoded}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandshakeRequest:
+    PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_REQUEST
+
+    agent_version: str
+    actions: tuple[RequestedAction, ...]
+
+    def encode(self) -> bytes:
+        return go_json(
+            {
+                "AgentVersion": self.agent_version,
+                "RequestedClientActions": [action.to_json() for action in self.actions],
+            }
+        )
+
+    def _parameters_of(self, action_type: ActionType) -> Mapping[str, JsonValue] | None:
+        for action in self.actions:
+            if action.action_type == action_type:
+                return action.parameters or {}
+        return None
+
+    @property
+    def session_type(self) -> str | None:
+        params = self._parameters_of(ActionType.SESSION_TYPE)
+        if params is None:
+            return None
+        value = params.get("SessionType")
+        return value if isinstance(value, str) else None
+
+    @property
+    def properties(self) -> dict[str, JsonValue] | None:
+        """The SessionType action's ``Properties`` when it is an object (Port sessions)."""
+        params = self._parameters_of(ActionType.SESSION_TYPE)
+        value = None if params is None else params.get("Properties")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def kms_key_id(self) -> str | None:
+        params = self._parameters_of(ActionType.KMS_ENCRYPTION)
+        value = None if params is None else params.get("KMSKeyId")
+        return value if isinstance(value, str) else None
+
+
+def handshake_request(
+    session_type: str,
+    properties: Mapping[str, JsonValue] | None = None,
+    *,
+    agent_version: str = AGENT_VERSION,
+    kms_key_id: str | None = None,
+    challenge: str | None = None,
+) -> HandshakeRequest:
+    """The agent's HandshakeRequest: a SessionType action, plus KMSEncryption if a key is given."""
+    actions = [
+        RequestedAction(
+            ActionType.SESSION_TYPE,
+            {"SessionType": session_type, "Properties": None if properties is None else dict(properties)},
+        )
+    ]
+    if kms_key_id is not None:
+        actions.append(
+            RequestedAction(ActionType.KMS_ENCRYPTION, {"KMSKeyId": kms_key_id, "Challenge": challenge or ""})
+        )
+    return HandshakeRequest(agent_version, tuple(actions))
+
+
+def parse_handshake_request(payload: Payload) -> HandshakeRequest:
+    fields = load_object(payload, "HandshakeRequest")
+    actions = []
+    for index, item in enumerate(fields.array("RequestedClientActions") or []):
+        action = fields_of(item, f"HandshakeRequest.RequestedClientActions[{index}]")
+        action_type = action.string("ActionType", required=True)
+        params = action.object("ActionParameters")
+        if action_type == ActionType.SESSION_TYPE:
+            session = fields_of(params or {}, f"{action.what}.ActionParameters")
+            params = {"SessionType": session.string("SessionType", required=True)} | {
+                "Properties": session.raw("Properties")
+            }
+        actions.append(RequestedAction(action_type, params))
+    return HandshakeRequest(fields.string("AgentVersion"), tuple(actions))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessedAction:
+    action_type: str
+    action_status: int
+    action_result: JsonValue = None
+    error: str = ""
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {
+            "ActionType": self.action_type,
+            "ActionStatus": self.action_status,
+            "ActionResult": self.action_result,
+            "Error": self.error,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandshakeResponse:
+    PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_RESPONSE
+
+    client_version: str
+    actions: tuple[ProcessedAction, ...]
+    errors: tuple[str, ...] | None = None
+    # Extra top-level keys (OpenSSM extensions an OpenSSM agent offered; AWS's agent ignores them).
+    extensions: tuple[tuple[str, str], ...] = ()
+
+    def encode(self) -> bytes:
+        return go_json(
+            {
+                "ClientVersion": self.client_version,
+                "ProcessedClientActions": [action.to_json() for action in self.actions],
+                "Errors": None if self.errors is None else list(self.errors),
+                **dict(self.extensions),
+            }
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        """True when every action succeeded (the agent cancels the session otherwise)."""
+        return not self.errors and all(a.action_status == ActionStatus.SUCCESS for a in self.actions)
+
+
+def handshake_response(
+    actions: tuple[ProcessedAction, ...],
+    *,
+    client_version: str = CLIENT_VERSION,
+    extensions: tuple[tuple[str, str], ...] = (),
+) -> HandshakeResponse:
+    return HandshakeResponse(client_version, actions, extensions=extensions)
+
+
+_RESPONSE_KEYS = ("ClientVersion", "ProcessedClientActions", "Errors")
+
+
+def parse_handshake_response(payload: Payload) -> HandshakeResponse:
+    fields = load_object(payload, "HandshakeResponse")
+    actions = []
+    for index, item in enumerate(fields.array("ProcessedClientActions") or []):
+        action = fields_of(item, f"HandshakeResponse.ProcessedClientActions[{index}]")
+        actions.append(
+            ProcessedAction(
+                action_type=action.string("ActionType"),
+                action_status=action.integer("ActionStatus", maximum=UINT32_MAX),
+                action_result=action.raw("ActionResult"),
+                error=action.string("Error"),
+            )
+        )
+    errors_raw = fields.array("Errors")
+    errors: tuple[str, ...] | None = None
+    if errors_raw is not None:
+        if not all(isinstance(item, str) for item in errors_raw):
+            raise MessageError("HandshakeResponse: Errors must be strings")
+        errors = tuple(errors_raw)
+    # Top-level keys beyond AWS's three are OpenSSM extension answers; only text ones mean anything.
+    extra = fields.unknown(_RESPONSE_KEYS)
+    extensions = tuple((key, value) for key, value in extra.items() if isinstance(value, str))
+    return HandshakeResponse(fields.string("ClientVersion"), tuple(actions), errors, extensions)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandshakeComplete:
+    PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_COMPLETE
+
+    handshake_time_to_complete: int  # nanoseconds (Go time.Duration)
+    customer_message: str = ""
+
+    def encode(self) -> bytes:
+        return go_json(
+            {
+                "HandshakeTimeToComplete": self.handshake_time_to_complete,
+                "CustomerMessage": self.customer_message,
+            }
+        )
+
+
+def parse_handshake_complete(payload: Payload) -> HandshakeComplete:
+    fields = load_object(payload, "HandshakeComplete")
+    return HandshakeComplete(
+        fields.integer("HandshakeTimeToComplete", minimum=-INT64_MAX - 1),
+        fields.string("CustomerMessage"),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncryptionChallenge:
+    """EncChallengeRequest (8) / EncChallengeResponse (9): ``{"Challenge": base64}``."""
+
+    challenge: bytes
+
+    def encode(self) -> bytes:
+        return go_json({"Challenge": base64.b64encode(self.challenge).decode("ascii")})
+
+
+def parse_encryption_challenge(payload: Payload) -> EncryptionChallenge:
+    fields = load_object(payload, "EncChallenge")
+    try:
+        raw = base64.b64decode(fields.string("Challenge", required=True), validate=True)
+    except binascii.Error as exc:
+        raise MessageError(f"EncChallenge: Challenge is not base64 ({exc})") from exc
+    return EncryptionChallenge(raw)
+
+
+# -- Size (payload type 3) and service messages ------------------------------------------------
+
+
+class SessionState(enum.StrEnum):
+    CONNECTED = "Connected"
+    TERMINATING = "Terminating"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TerminalSize(WireMessage):
+    PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.SIZE
+    WHAT: ClassVar[str] = "Size"
+    KEY_CASE: ClassVar[Callable[[str], str]] = staticmethod(str)
+
+    cols: int
+    rows: int
+
+    @property
+    def usable(self) -> bool:
+        """Both sides within 1..MAX_TERMINAL_DIMENSION (a zero or huge size resizes nothing)."""
+        return 0 < self.cols <= MAX_TERMINAL_DIMENSION and 0 < self.rows <= MAX_TERMINAL_DIMENSION
+
+
+def parse_size(payload: Payload) -> TerminalSize:
+    return TerminalSize.parse(payload, MAX_SIZE_BYTES)
+
+
+def usable_size(payload: Payload) -> TerminalSize | None:
+    """The Size to apply, or None when the payload is no Size or not a usable one (it is ignored)."""
+    try:
+        size = parse_size(payload)
+    except MessageError:
+        return None
+    return size if size.usable else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChannelClosed(WireMessage):
+    """``channel_closed`` from the gateway to a client or agent: the session is over."""
+
+    WHAT: ClassVar[str] = "channel_closed"
+    MESSAGE_TYPE: ClassVar[str] = MessageType.CHANNEL_CLOSED
+    ORDER: ClassVar[str] = (
+        "message_id created_date destination_id session_id message_type schema_version output"
+    )
+
+    session_id: str = dataclasses.field(metadata=REQUIRED)
+    destination_id: str = ""
+    output: str = ""
+    message_id: str = dataclasses.field(default_factory=new_id)
+    created_date: str = dataclasses.field(default_factory=iso_millis)
+    schema_version: int = 1
+    # Written for the Go peers; what a peer sends here means nothing.
+    message_type: str = dataclasses.field(default=MessageType.CHANNEL_CLOSED.value, compare=False)
+
+
+def parse_channel_closed(payload: Payload) -> ChannelClosed:
+    return ChannelClosed.parse(payload)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentSessionState(WireMessage):
+    """``agent_session_state`` (agent → gateway on the data channel), sent with Flags 3."""
+
+    WHAT: ClassVar[str] = "agent_session_state"
+    MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_SESSION_STATE
+    FLAGS: ClassVar[int] = FLAG_ACK
+    KEYS: ClassVar[dict[str, str]] = {"state": "SessionState"}
+    ORDER: ClassVar[str] = "schema_version state session_id"
+
+    session_id: str
+    state: str = dataclasses.field(metadata=REQUIRED)
+    schema_version: int = 1
+
+
+def parse_agent_session_state(payload: Payload) -> AgentSessionState:
+    return AgentSessionState.parse(payload)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Publication(WireMessage):
+    """``start_publication`` / ``pause_publication`` (gateway → agent). Receivers ignore the body;
+    it is non-empty because the agent cannot read empty payloads."""
+
+    WHAT: ClassVar[str] = "publication"
+    ORDER: ClassVar[str] = "schema_version message_type session_id"
+
+    message_type: str
+    session_id: str = ""
+    schema_version: int = 1
+
+    def to_frame(self) -> Frame:
+        return message_frame(self.message_type, self.encode())
+
+
+def start_publication(session_id: str) -> Publication:
+    return Publication(MessageType.START_PUBLICATION, session_id)
+
+
+def pause_publication(session_id: str) -> Publication:
+    return Publication(MessageType.PAUSE_PUBLICATION, session_id)
+
+
+def publication_parser(message_type: str) -> Callable[[Payload], Publication]:
+    def parse(payload: Payload) -> Publication:
+        # Receivers ignore the body (it may be anything); only the type carries meaning.
+        session_id = ""
+        try:
+            body = json.loads(bytes(payload)) if len(payload) <= MAX_OPEN_FRAME_BYTES else None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            body = None
+        if isinstance(body, dict):
+            session_id = Fields(body, message_type).optional_string("SessionId") or ""
+        return Publication(message_type, session_id)
+
+    return parse
