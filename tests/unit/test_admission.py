@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -50,3 +51,27 @@ async def test_new_agents_are_refused_past_the_limit_and_everything_past_the_cei
     connections = 21
     assert (await admission.middleware(api, _ok)).status == 400
     assert admission.refused == 2
+
+
+async def test_requests_beyond_the_in_flight_limit_are_throttled_at_once() -> None:
+    admission = Admission(limit=100, ceiling=200, max_in_flight=2)
+    release = asyncio.Event()
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(text="ok")
+
+    def api() -> web.Request:
+        return make_mocked_request(
+            "POST", "/", headers={"X-Amz-Target": "AmazonSSM.UpdateInstanceInformation"}
+        )
+
+    busy = [asyncio.create_task(admission.middleware(api(), slow)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert admission.in_flight == 2
+    assert (await admission.middleware(api(), _ok)).status == 400  # ThrottlingException, no waiting
+    upgrade = make_mocked_request("GET", "/v1/control-channel/mi-0", headers={"Upgrade": "websocket"})
+    assert (await admission.middleware(upgrade, _ok)).status == 200  # long-lived: not counted
+    release.set()
+    assert [(await task).status for task in busy] == [200, 200]
+    assert admission.in_flight == 0

@@ -29,6 +29,9 @@ RESERVE_FIXED: Final = 128  # database connections, log files, the bus, listener
 RESERVE_FRACTION: Final = 0.1
 CEILING_RESERVE: Final = 64
 NEW_AGENT_PATHS: Final = ("/v1/control-channel/",)  # CreateControlChannel and its WebSocket
+# Requests (not WebSockets) served at once: a wave of agents all calling together would otherwise
+# queue on the database's few connections until the pool's timeout turned them into HTTP 500s.
+MAX_IN_FLIGHT: Final = 128
 MIN_CONNECTIONS: Final = 16
 RETRY_AFTER_SECONDS: Final = (1, 10)  # a jittered Retry-After, so refused agents do not return together
 THROTTLED_MESSAGE: Final = "Rate exceeded"
@@ -85,11 +88,14 @@ def throttled_response(request: web.Request) -> web.Response:
 class Admission:
     """Admits new agents (control channels) while the node holds fewer than ``limit`` connections;
     past that, answers API calls but closes their connections after the answer (an idle keep-alive
-    connection is the cheapest descriptor to give back), and past ``ceiling`` throttles everything."""
+    connection is the cheapest descriptor to give back), and past ``ceiling`` throttles everything.
+    At most ``max_in_flight`` requests are served at once; more are throttled at once, cheaply."""
 
-    def __init__(self, limit: int, ceiling: int) -> None:
+    def __init__(self, limit: int, ceiling: int, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.limit = limit
         self.ceiling = max(limit, ceiling)
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.refused = 0
         self._connections: Callable[[], int] = lambda: 0
 
@@ -111,6 +117,17 @@ class Admission:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._admit(request, handler)  # lives on: not a request in flight
+        if self.in_flight >= self.max_in_flight:
+            return self._refuse(request)
+        self.in_flight += 1
+        try:
+            return await self._admit(request, handler)
+        finally:
+            self.in_flight -= 1
+
+    async def _admit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         connections = self._connections()
         if connections <= self.limit:
             return await handler(request)
