@@ -107,8 +107,12 @@ class Admission:
         self.refused += 1
         if self.refused == 1 or self.refused % 1000 == 0:
             log.warning(
-                "at the connection limit (%d agents): refused %d requests with ThrottlingException so far",
+                "busy (%d connections, limit %d for new agents; %d requests in flight, limit %d): "
+                "refused %d requests with ThrottlingException so far",
+                self._connections(),
                 self.limit,
+                self.in_flight,
+                self.max_in_flight,
                 self.refused,
             )
         response = throttled_response(request)
