@@ -7,11 +7,19 @@ Paths, all ending at the same checksum server (tests/e2e/forwarding.py) with the
 3. `ssh -L` through a throw-away local sshd (when OpenSSH is installed);
 4. three bare Python relays in a row (`bench/bare_relay.py`): the yardstick. They copy bytes and
    nothing else, on the same event loops, so they show what any three-process Python design
-   (client → gateway → agent) could reach here at best.
+   (client → gateway → agent) could reach here at best;
+5. three `socat -b 1048576` relays in a row (the same three hops in C, doing nothing else): the
+   stricter yardstick of issue 17, whose target is OpenSSM at 75 % of it or better (when socat is
+   installed).
 
 For each: one stream of SIZE bytes uploaded (client → destination) and one downloaded
-(destination → client), then SIZE bytes split over N parallel connections (both directions).
-Every transfer is verified by SHA-256 at both ends. Ratios are against the direct transfer.
+(destination → client), then SIZE bytes split over N parallel connections, uploaded, then
+downloaded. Every transfer is verified by SHA-256 at both ends. Ratios are against the direct
+transfer, and OpenSSM's against the three socat relays.
+
+For the record, the machine's loopback without the checksum ends: one blocking socket each way
+with 1 MiB reads and writes and nothing else (`direct, raw`: no hashing, so not a path the others
+can reach; it shows how much of each figure the checksum ends take).
 
 The machine is noisy, so the paths take turns: each round runs every case on every path, one
 after the other, and the best of `--repeat` rounds counts for each path and case.
@@ -40,15 +48,19 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import pathlib
 import shutil
 import signal
 import socket
+import socketserver
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +72,16 @@ from tests.e2e.harness import Agent, Server, openssm_argv, wait_until
 from tests.support.sshd import run_sshd, sshd_available
 
 MIB = 1024 * 1024
+SOCAT = "3 socat relays"
+RAW = "direct, raw"
+
+
+@dataclass
+class Path:
+    name: str
+    port: int
+    pids: dict[str, int]  # processes whose CPU time is reported (empty: none)
+    raw: bool = False  # the raw baseline's destination, not the checksum server
 
 
 @dataclass
@@ -75,20 +97,70 @@ class Result:
         return self.size / MIB / self.seconds
 
 
-def single(port: int, size: int, direction: str) -> float:
+RAW_HEADER = struct.Struct("!QQ")  # upload, download bytes
+RAW_BLOCK = MIB  # each read and write of the raw transfer
+
+
+def _raw_receive(sock: socket.socket, count: int) -> None:
+    buffer = memoryview(bytearray(RAW_BLOCK))
+    while count:
+        got = sock.recv_into(buffer, min(RAW_BLOCK, count))
+        if not got:
+            raise ConnectionError(f"connection closed with {count} bytes to come")
+        count -= got
+
+
+def _raw_send(sock: socket.socket, count: int) -> None:
+    block = memoryview(bytes(RAW_BLOCK))
+    while count:
+        step = min(RAW_BLOCK, count)
+        sock.sendall(block[:step])
+        count -= step
+
+
+class RawHandler(socketserver.BaseRequestHandler):
+    """The raw baseline's destination: blocking sockets, 1 MiB reads and writes, nothing checked."""
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        with contextlib.suppress(OSError):
+            upload, download = RAW_HEADER.unpack(conn.recv(RAW_HEADER.size, socket.MSG_WAITALL))
+            _raw_receive(conn, upload)
+            _raw_send(conn, download)
+            conn.sendall(b"k")  # done: the client's clock stops here
+
+
+class RawServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
+def raw_transfer(port: int, *, upload: int, download: int) -> float:
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=600) as sock:
+        sock.sendall(RAW_HEADER.pack(upload, download))
+        _raw_send(sock, upload)
+        _raw_receive(sock, download + 1)
+    return time.perf_counter() - started
+
+
+def transfer(path: Path, *, upload: int, download: int) -> float:
+    if path.raw:
+        return raw_transfer(path.port, upload=upload, download=download)
+    return checked_transfer(path.port, upload=upload, download=download, timeout=600)
+
+
+def single(path: Path, size: int, direction: str) -> float:
     if direction == "upload":
-        return checked_transfer(port, upload=size, download=0, timeout=600)
-    return checked_transfer(port, upload=0, download=size, timeout=600)
+        return transfer(path, upload=size, download=0)
+    return transfer(path, upload=0, download=size)
 
 
-def parallel(port: int, size: int, connections: int) -> float:
-    share = size // connections // 2
+def parallel(path: Path, size: int, connections: int, direction: str) -> float:
+    share = size // connections
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(connections) as pool:
-        jobs = [
-            pool.submit(checked_transfer, port, upload=share, download=share, timeout=600)
-            for _ in range(connections)
-        ]
+        jobs = [pool.submit(single, path, share, direction) for _ in range(connections)]
         for job in jobs:
             job.result()
     return time.perf_counter() - started
@@ -101,17 +173,10 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
-@dataclass
-class Path:
-    name: str
-    port: int
-    pids: dict[str, int]  # processes whose CPU time is reported (empty: none)
-
-
 def run_single(path: Path, size: int, direction: str) -> Result:
     watched = {**path.pids, "checksum ends": os.getpid()} if path.pids else {}
     before = {name: cpu_times(pid) for name, pid in watched.items()}
-    seconds = single(path.port, size, direction)
+    seconds = single(path, size, direction)
     gib = size / (1024 * MIB)
     cpu = {
         name: ((cpu_times(pid)[0] - before[name][0]) / gib, (cpu_times(pid)[1] - before[name][1]) / gib)
@@ -120,9 +185,10 @@ def run_single(path: Path, size: int, direction: str) -> Result:
     return Result(path.name, f"1 stream {direction}", size, seconds, cpu or None)
 
 
-def run_parallel(path: Path, size: int, connections: int) -> Result:
-    share = size // connections // 2 * 2 * connections
-    return Result(path.name, f"{connections} streams", share, parallel(path.port, size, connections))
+def run_parallel(path: Path, size: int, connections: int, direction: str) -> Result:
+    moved = size // connections * connections
+    seconds = parallel(path, size, connections, direction)
+    return Result(path.name, f"{connections} streams {direction}", moved, seconds)
 
 
 def measure(
@@ -132,7 +198,7 @@ def measure(
     (the machine is shared, so the fastest run is the cleanest, and taking turns keeps a slow
     spell from landing on one path only)."""
     for path in paths:
-        single(path.port, 4 * MIB, "upload")  # warm up: first connection, buffers, caches
+        single(path, 4 * MIB, "upload")  # warm up: first connection, buffers, caches
     best: dict[tuple[str, str], Result] = {}
 
     def keep(result: Result) -> None:
@@ -152,9 +218,10 @@ def measure(
                 if profiling:
                     assert profiler is not None
                     profiler.stop()
-        for path in paths:
-            with naming_failures(path.name, f"{connections} streams"):
-                keep(run_parallel(path, size, connections))
+        for direction in ("upload", "download"):
+            for path in paths:
+                with naming_failures(path.name, f"{connections} streams {direction}"):
+                    keep(run_parallel(path, size, connections, direction))
     return [best[(path.name, case)] for path in paths for case in cases(connections)]
 
 
@@ -169,7 +236,12 @@ def naming_failures(path: str, case: str) -> Iterator[None]:
 
 
 def cases(connections: int) -> list[str]:
-    return ["1 stream upload", "1 stream download", f"{connections} streams"]
+    return [
+        "1 stream upload",
+        "1 stream download",
+        f"{connections} streams upload",
+        f"{connections} streams download",
+    ]
 
 
 @contextlib.contextmanager
@@ -243,6 +315,46 @@ def bare_relays(destination_port: int, count: int) -> Iterator[tuple[int, dict[s
         for proc in procs:
             proc.terminate()
             proc.wait(10)
+
+
+@contextlib.contextmanager
+def socat_relays(destination_port: int, count: int) -> Iterator[int]:
+    """``count`` socat relays in a row (1 MiB buffers, a process per connection, as each OpenSSM
+    hop serves many); yields the first one's port."""
+    procs: list[subprocess.Popen[bytes]] = []
+    target = destination_port
+    try:
+        for _ in range(count):
+            port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "socat",
+                        "-b",
+                        str(MIB),
+                        f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=256",
+                        f"TCP:127.0.0.1:{target}",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+            wait_until(functools.partial(listening, port), "socat to listen", timeout=30)
+            target = port
+        yield target
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port`` (asked of the kernel: a test connection
+    would start a relay of its own)."""
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()  # local address as HEX_IP:HEX_PORT; state 0A is LISTEN
+        if fields[1].rpartition(":")[2] == f"{port:04X}" and fields[3] == "0A":
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -391,6 +503,7 @@ def main() -> None:
     parser.add_argument("--profile", type=pathlib.Path, help="directory for py-spy output")
     parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best one counts")
     parser.add_argument("--no-ssh", action="store_true")
+    parser.add_argument("--no-socat", action="store_true")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results to this file")
     args = parser.parse_args()
     size = args.size_mib * MIB
@@ -409,6 +522,14 @@ def main() -> None:
             print("ssh -L: skipped (--no-ssh, or OpenSSH not installed)")
         local, pids = stack.enter_context(bare_relays(destination.port, 3))
         paths.append(Path("3 bare relays", local, pids))
+        if not args.no_socat and shutil.which("socat"):
+            paths.append(Path(SOCAT, stack.enter_context(socat_relays(destination.port, 3)), {}))
+        else:
+            print("3 socat relays: skipped (--no-socat, or socat not installed)")
+        raw = stack.enter_context(RawServer(("127.0.0.1", 0), RawHandler))
+        threading.Thread(target=raw.serve_forever, daemon=True).start()
+        stack.callback(raw.shutdown)
+        paths.append(Path(RAW, raw.server_address[1], {}, raw=True))
         profiler = None
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
@@ -422,10 +543,16 @@ def main() -> None:
         f"\nport forwarding throughput, {args.size_mib} MiB per case, best of {args.repeat},"
         " SHA-256 verified both ways\n"
     )
-    print(f"{'path':<14} {'case':<20} {'MiB/s':>10} {'vs direct':>10}")
+    print(f"{'path':<16} {'case':<22} {'MiB/s':>10} {'vs direct':>10}")
     for r in results:
         ratio = r.mib_per_s / direct[r.case].mib_per_s
-        print(f"{r.path:<14} {r.case:<20} {r.mib_per_s:>10.1f} {ratio:>9.1%}")
+        print(f"{r.path:<16} {r.case:<22} {r.mib_per_s:>10.1f} {ratio:>9.1%}")
+    socat = {r.case: r for r in results if r.path == SOCAT}
+    if socat:
+        print(f"\nOpenSSM ÷ {SOCAT} (issue 17's target: 75 % or more in every case)")
+        for r in results:
+            if r.path == "OpenSSM":
+                print(f"  {r.case:<22} {r.mib_per_s / socat[r.case].mib_per_s:>7.1%}")
     for r in results:
         if r.cpu:
             total = sum(user + system for user, system in r.cpu.values())

@@ -14,7 +14,9 @@ to the first byte of the remote shell's prompt on the terminal, for
 Each repetition runs every variant once, in turn, so they share the machine's noise; medians and
 ranges are printed side by side. The per-step breakdown comes from the client's own marks
 (``OPENSSM_CLIENT_TRACE``, see ``openssm.client.trace``) and the agent's log, lined up on
-CLOCK_MONOTONIC (one clock for every process on the machine).
+CLOCK_MONOTONIC (one clock for every process on the machine), and the server's steps from its
+database trace (``OPENSSM_DB_TRACE``: when each step ended, and its statements, commits and
+connection checkouts, printed after the breakdown).
 
 Sessions run as one account with an ordinary login profile (``--run-as``; as root the default is
 the first account with uid >= 1000 and a real shell), because a heavy profile (pyenv, conda…) in
@@ -67,6 +69,7 @@ from tests.support.sshd import SshServer, run_sshd, sshd_available
 from openssm.client.trace import TRACE_ENV
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import MessageType, PayloadType, decode
+from openssm.store.trace import TRACE_ENV as DB_TRACE_ENV
 
 BIN = pathlib.Path(sys.executable).parent
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -239,32 +242,82 @@ def read_trace(path: pathlib.Path) -> list[tuple[int, str, float]]:
     return marks
 
 
-class AgentLog:
-    """New lines of the agent's log: when it got a session request, when the shell was spawned."""
+class ProcessLogs:
+    """New lines of the agent's and the server's logs: when the agent got a session request and
+    spawned the shell, and when each of the server's steps on the way ended (its database trace,
+    ``OPENSSM_DB_TRACE``, with what each step asked of the database)."""
 
-    REQUEST = re.compile(r"^(\S+ \S+) INFO openssm\.agent\.runner: session (\S+): ")
-    SHELL = re.compile(r"^(\S+ \S+) INFO openssm\.agent\.sessions\.shell: session (\S+): .* started as ")
+    TIME = r"^(\S+ \S+) INFO "
+    AGENT = (
+        ("agent: session request", re.compile(TIME + r"openssm\.agent\.runner: session (\S+): ")),
+        (
+            "agent: shell spawned",
+            re.compile(TIME + r"openssm\.agent\.sessions\.shell: session (\S+): .* started as "),
+        ),
+    )
+    SERVER = re.compile(
+        TIME + r"openssm\.store\.trace: db trace: (\S+) (\S+) (\S+): (\d+) statements, (\d+) commits, "
+        r"(\d+) checkouts, ([\d.]+) ms"
+    )  # fmt: skip
+    # Server steps as the breakdown names them (surface, name) → label; others are left out.
+    SERVER_STEPS = {
+        ("api", "ssm:StartSession"): "server: StartSession done",
+        ("data-channel", "client-open"): "server: client token used",
+        ("data-channel", "client-join"): "server: client joined, shell asked for",
+        ("mgs", "ssmmessages:CreateDataChannel"): "server: CreateDataChannel done",
+        ("data-channel", "agent-authenticate"): "server: agent upgrade authenticated",
+        ("data-channel", "agent-open"): "server: agent authorised, token used",
+        ("data-channel", "agent-join"): "server: agent joined",
+    }
 
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-        self.offset = 0
-        # The log's times are local wall-clock times (ms); this maps them to CLOCK_MONOTONIC.
+    def __init__(self, agent: pathlib.Path, server: pathlib.Path) -> None:
+        self.paths = {"agent": agent, "server": server}
+        self.offsets = {"agent": 0, "server": 0}
+        # The logs' times are local wall-clock times (ms); this maps them to CLOCK_MONOTONIC.
         self.wall_minus_mono = time.time() - time.monotonic()
+        # What each server step asked of the database: label → [(statements, commits, checkouts, ms)].
+        self.db_work: dict[str, list[tuple[int, int, int, float]]] = {}
+
+    def _new_lines(self, which: str) -> list[str]:
+        text = self.paths[which].read_text(errors="replace")
+        new, self.offsets[which] = text[self.offsets[which] :], len(text)
+        return new.splitlines()
+
+    def _mono(self, stamp: str) -> float:
+        return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() - self.wall_minus_mono
 
     def new_events(self) -> dict[str, float]:
-        text = self.path.read_text(errors="replace")
-        new, self.offset = text[self.offset :], len(text)
         events: dict[str, float] = {}
-        for line in new.splitlines():
-            for name, pattern in (
-                ("agent: session request", self.REQUEST),
-                ("agent: shell spawned", self.SHELL),
-            ):
+        for line in self._new_lines("agent"):
+            for name, pattern in self.AGENT:
                 match = pattern.match(line)
                 if match and name not in events:
-                    wall = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                    events[name] = wall - self.wall_minus_mono
+                    events[name] = self._mono(match.group(1))
+        for line in self._new_lines("server"):
+            match = self.SERVER.match(line)
+            if match is None:
+                continue
+            stamp, surface, name, _key, statements, commits, checkouts, millis = match.groups()
+            label = self.SERVER_STEPS.get((surface, name))
+            if label is None or label in events:
+                continue
+            events[label] = self._mono(stamp)
+            work = (int(statements), int(commits), int(checkouts), float(millis))
+            self.db_work.setdefault(label, []).append(work)
         return events
+
+    def report(self) -> None:
+        if not self.db_work:
+            return
+        print("\nServer steps on the way to the prompt: database work (median of each)")
+        print(f"  {'step':<42} {'statements':>10} {'commits':>8} {'checkouts':>10} {'ms':>7}")
+        for label in self.SERVER_STEPS.values():
+            work = self.db_work.get(label)
+            if work:
+                medians = [statistics.median(column) for column in zip(*work, strict=True)]
+                print(
+                    f"  {label:<42} {medians[0]:>10g} {medians[1]:>8g} {medians[2]:>10g} {medians[3]:>7.1f}"
+                )
 
 
 # -- the variants ------------------------------------------------------------------------------------------
@@ -278,7 +331,7 @@ class Context:
     account: pwd.struct_passwd
     sshd: SshServer | None
     trace: pathlib.Path
-    agent_log: AgentLog
+    logs: ProcessLogs
     workdir: pathlib.Path
 
 
@@ -300,7 +353,7 @@ def client_steps(ctx: Context, started: float, pids: set[int] | None = None) -> 
         label = CLIENT_STEPS.get(step, step)
         if label not in steps:
             steps[label] = when - started
-    for name, when in ctx.agent_log.new_events().items():
+    for name, when in ctx.logs.new_events().items():
         steps[name] = when - started
     return steps
 
@@ -344,7 +397,7 @@ def openssm_shell(ctx: Context, trace: pathlib.Path, source: pathlib.Path | None
 
 def run_openssm(ctx: Context, source: pathlib.Path | None = None) -> Run:
     read_trace(ctx.trace)
-    ctx.agent_log.new_events()
+    ctx.logs.new_events()
     child = openssm_shell(ctx, ctx.trace, source)
     first = child.first_byte_after(STARTING)
     child.finish()
@@ -361,7 +414,7 @@ def proxy_command(ctx: Context) -> str:
 def run_ssh_proxycommand(ctx: Context, source: pathlib.Path | None = None) -> Run:
     assert ctx.sshd is not None
     read_trace(ctx.trace)
-    ctx.agent_log.new_events()
+    ctx.logs.new_events()
     argv = [
         shutil.which("ssh") or "ssh", "-tt", *ctx.sshd.client_options("-p"),
         "-o", f"ProxyCommand={proxy_command(ctx)}", f"{ctx.account.pw_name}@{ctx.instance_id}",
@@ -377,7 +430,7 @@ PLUGIN_START = f"plugin: {CLIENT_STEPS['start']}"
 
 def run_aws_cli(ctx: Context, source: pathlib.Path | None = None) -> Run:
     read_trace(ctx.trace)
-    ctx.agent_log.new_events()
+    ctx.logs.new_events()
     argv = start_session_argv(ctx, str(BIN / "aws"), "ssm")
     child = PtyChild(argv, client_env(ctx.server, ctx.trace, source))
     first = child.first_byte_after(STARTING)
@@ -392,7 +445,7 @@ def run_aws_cli(ctx: Context, source: pathlib.Path | None = None) -> Run:
         prefix = "plugin --version" if "version" in names else "plugin"
         for step, when in entries:
             steps.setdefault(f"{prefix}: {CLIENT_STEPS.get(step, step)}", when - child.started)
-    for name, when in ctx.agent_log.new_events().items():
+    for name, when in ctx.logs.new_events().items():
         steps[name] = when - child.started
     return Run(first - child.started, steps)
 
@@ -464,7 +517,7 @@ class Browser:
             page.goto(f"{self.ctx.server.endpoint}/console/nodes")
         link = page.locator(f'tr[data-instance-id="{self.ctx.instance_id}"] a.start-session')
         link.wait_for()
-        self.ctx.agent_log.new_events()
+        self.ctx.logs.new_events()
         wall_minus_mono = time.time() - time.monotonic()
         link.click()
         page.wait_for_url("**/console/shell?target=*")
@@ -487,7 +540,7 @@ class Browser:
             "first output message": marks["firstMessage"] - click,
         }
         steps = {name: value / 1000 for name, value in steps.items()}
-        for name, when in self.ctx.agent_log.new_events().items():
+        for name, when in self.ctx.logs.new_events().items():
             steps[name] = when + wall_minus_mono - click / 1000
         page.keyboard.type("exit")
         page.keyboard.press("Enter")
@@ -538,10 +591,10 @@ class BenchClient:
 
 
 async def in_process_session(
-    ssm: Any, instance_id: str, keys: int, agent_log: AgentLog
+    ssm: Any, instance_id: str, keys: int, logs: ProcessLogs
 ) -> tuple[Run, list[float]]:
     """StartSession (boto3, client made beforehand), dial, open frame, first byte; then echo."""
-    agent_log.new_events()
+    logs.new_events()
     started = time.monotonic()
     response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
     answered = time.monotonic()
@@ -564,7 +617,7 @@ async def in_process_session(
         await client.output.get()
         first = time.monotonic()
         steps = {"StartSession answered": answered - started, "data channel open": dialled - started}
-        for name, when in agent_log.new_events().items():
+        for name, when in logs.new_events().items():
             steps[name] = when - started
         samples: list[float] = []
         if keys:
@@ -672,7 +725,7 @@ def measure_echo(
         client.first_byte_after(STARTING)
         echo[f"openssm start-session{label}"] = echo_rtts(client, keys)
         client.finish(b"\x03")
-    in_process = in_thread(in_process_session(ssm, ctx.instance_id, keys, ctx.agent_log))
+    in_process = in_thread(in_process_session(ssm, ctx.instance_id, keys, ctx.logs))
     echo["in-process client (gateway + agent)"] = in_process[1]
     return echo
 
@@ -743,7 +796,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, client_revision(args.client_rev) as sources:
         root = pathlib.Path(tmp)
-        server = Server(root / "server").start()
+        # The server logs each step's database work: the breakdown's server steps.
+        server = Server(root / "server", env={**os.environ, DB_TRACE_ENV: "1"}).start()
         agent = Agent(server, root / "agent")
         browser: Browser | None = None
         try:
@@ -752,6 +806,7 @@ def main() -> None:
             set_run_as(server, account)
             os.chmod(root, 0o711)  # the account's sshd login reads authorized_keys below it
             with sshd_for(root / "sshd", account) as sshd:
+                logs = ProcessLogs(root / "agent" / "agent.log", root / "server" / "server.log")
                 ctx = Context(
                     server,
                     agent,
@@ -759,7 +814,7 @@ def main() -> None:
                     account,
                     sshd,
                     root / "trace",
-                    AgentLog(root / "agent" / "agent.log"),
+                    logs,
                     root,
                 )
                 variants: dict[str, Callable[[], Run]] = {
@@ -782,7 +837,7 @@ def main() -> None:
                     variants["browser: click → prompt"] = browser.run
                 ssm = server.client("ssm")
                 variants["in-process: StartSession → 1st byte"] = lambda: in_thread(
-                    in_process_session(ssm, instance_id, 0, ctx.agent_log)
+                    in_process_session(ssm, instance_id, 0, ctx.logs)
                 )[0]
                 results: dict[str, list[Run]] = {name: [] for name in variants}
                 for _ in range(args.sessions):
@@ -799,6 +854,7 @@ def main() -> None:
     print(f"Sessions run as {account.pw_name} ({account.pw_shell}); {args.sessions} repetitions; "
           f"{os.cpu_count()} CPUs, shared with whatever else runs (compare within this run only)")  # fmt: skip
     report(results, next(iter(results)))
+    logs.report()
     report_echo(echo)
 
 

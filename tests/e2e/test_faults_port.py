@@ -244,20 +244,6 @@ def test_proxies_carry_what_they_should(system: ProxiedSystem, destination: Chec
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason=(
-        "After an RST of the agent's data channel, the client->agent messages lost in flight are"
-        " resent by the client one at a time (protocol.channel.StreamEndpoint.due_resends: the oldest"
-        " unacked, once per RTO), while the agent holds at most 16 out of order on the fast path"
-        " (transport.mux.FAST_PATH_REORDER_LIMIT) and drops the rest unacked. A stream of ~1,000 small"
-        " messages a second (one 16-byte record per ms) then gains ~17 messages per RTO and never"
-        " catches up: after a few resets (the 3rd to the 8th seen) no byte sent after the fault reaches the destination"
-        " within 5 s. The client is never told that the agent re-dialled, so it does not replay"
-        " everything unacked as it does after a reconnect of its own."
-    ),
-)
 def test_small_messages_recover_after_agent_channel_resets(system: ProxiedSystem) -> None:
     """Up to 30 RSTs of the agent's data channel under a paced stream of small messages each way:
     after each, a byte sent after the fault must get through within 5 s, both ways."""

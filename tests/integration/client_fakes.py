@@ -44,6 +44,7 @@ class FakeService:
         self.data_key_blob = b""
         self.tokens: list[str] = []
         self.resume_token: str | None = "resumed-token"
+        self.resume_unavailable = 0  # answer this many ResumeSession requests with 503 (a restarting server)
         self.open_frames: list[Any] = []
         self.paths: list[str] = []
         self.agent = StreamEndpoint(MessageType.OUTPUT_STREAM_DATA, syn_on_first=True)
@@ -101,6 +102,11 @@ class FakeService:
                 )
             return self._json(self.start_response())
         if operation == "ResumeSession":
+            if self.resume_unavailable > 0:
+                self.resume_unavailable -= 1
+                return web.json_response(
+                    {"__type": "ServiceUnavailable", "message": "restarting"}, status=503
+                )
             if self.resume_token is None:
                 return self._json({"SessionId": body["SessionId"]})
             self.tokens.append(self.resume_token)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -118,3 +120,35 @@ def test_postgresql_is_refused_with_a_pointer_to_pg_dump(tmp_path: pathlib.Path,
     code, output = admin(command, str(tmp_path / "file.db"), "--database-url", url, *extra)
     assert code == 1
     assert "pg_dump" in output and "pg_restore" in output
+
+
+def test_restore_keeps_a_crashed_servers_write_ahead_log_with_its_database(tmp_path: pathlib.Path) -> None:
+    """The database is in write-ahead-log mode: a server killed mid-run leaves its last commits in
+    ``openssm.db-wal``. A restore moves that log aside with the database it belongs to; left in
+    place, SQLite would replay it into the restored file."""
+    data_dir = tmp_path / "data"
+    server = embedded(data_dir).start()
+    server.stop()
+    code, output = admin("backup", str(tmp_path / "backup.db"), "--data-dir", str(data_dir))
+    assert code == 0, output
+    # A writer that dies without checkpointing or closing: its commit lives only in the log.
+    crash = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "assert db.execute('PRAGMA journal_mode').fetchone() == ('wal',)\n"
+        "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "db.execute('CREATE TABLE crashed_write (x)')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(data_dir / "openssm.db")], check=True)
+    assert (data_dir / "openssm.db-wal").stat().st_size > 0
+
+    code, output = admin("restore", str(tmp_path / "backup.db"), "--data-dir", str(data_dir))
+    assert code == 0, output
+    assert not (data_dir / "openssm.db-wal").exists()
+    [kept] = data_dir.glob("openssm.db.before-restore-*[0-9Z]")
+    with contextlib.closing(sqlite3.connect(kept)) as old:
+        assert old.execute("SELECT name FROM sqlite_master WHERE name = 'crashed_write'").fetchone()
+    with contextlib.closing(sqlite3.connect(data_dir / "openssm.db")) as restored:
+        assert restored.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert not restored.execute("SELECT name FROM sqlite_master WHERE name = 'crashed_write'").fetchone()

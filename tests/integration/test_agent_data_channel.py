@@ -10,7 +10,9 @@ from tests.unit.agent.fake_mgs import CREDENTIALS, FakeMgs
 from openssm.agent.data_channel import MAX_INPUT_PAYLOAD, DataChannel, EndReason
 from openssm.agent.mgs import MgsClient
 from openssm.agent.signing import StaticCredentials
+from openssm.protocol.datachannel import StreamData
 from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType, flag_payload
+from openssm.transport.datachannel import Delivered
 
 SID = "tester-00000000000000001"
 
@@ -31,8 +33,13 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
     await fake.start()
     delivered: list[bytes] = []
 
-    async def handler(frame: Frame) -> None:
-        delivered.append(bytes(frame.payload))
+    class Handler:
+        def ready(self, frame: Frame) -> bool:
+            return True
+
+        async def on_event(self, event: StreamData | Delivered) -> None:
+            if isinstance(event, StreamData):
+                delivered.append(bytes(event.frame.payload))
 
     try:
         async with aiohttp.ClientSession() as http:
@@ -43,7 +50,7 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
             await asyncio.sleep(0.2)
             assert client.acked_inputs == set() and delivered == []  # not ready: no ack
 
-            channel.accept_input(handler)
+            channel.accept_input(Handler())
             await client.send_raw(input_frame(2, b"c").encode())  # ahead: buffered and acked
             await client.wait_for(lambda: 2 in client.acked_inputs, "ack of the early seq 2")
             assert delivered == []

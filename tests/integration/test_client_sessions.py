@@ -135,6 +135,45 @@ async def test_resume_without_token_means_the_session_timed_out(service: FakeSer
     assert client.printed.endswith(f"Session: {SESSION_ID} timed out.\n")
 
 
+async def test_resume_waits_through_an_outage_and_says_so(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that answers ResumeSession with 503 for a while (a restart): the client keeps trying
+    within its window, tells the user on stderr, and goes on where it was."""
+    client = Client(service)
+    await service.next_connection()
+    await service.send(PayloadType.OUTPUT, b"$ ")
+    await service.expect(PayloadType.SIZE)
+    service.resume_unavailable = 5  # a failed ResumeSession (tried 4 times inside), then one more 503
+    await service.drop()
+    client.type(b"ab")
+    await service.next_connection()
+    typed = await service.expect(PayloadType.OUTPUT)
+    assert (typed.sequence_number, typed.payload) == (1, b"ab")
+    assert service.resume_unavailable == 0
+    await service.close_channel()
+    assert await client.exit_code() == 0
+    err = capsys.readouterr().err
+    assert "[openssm] connection lost, reconnecting\u2026" in err
+    assert "[openssm] connection back" in err
+
+
+async def test_past_the_resume_window_the_client_exits_cleanly(
+    service: FakeService, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(datachannel.RESUME_WINDOW_ENV, "2")
+    client = Client(service)
+    await service.next_connection()
+    await service.send(PayloadType.OUTPUT, b"$ ")
+    await service.expect(PayloadType.SIZE)
+    service.resume_unavailable = 10_000
+    await service.drop()
+    assert await client.exit_code() == 1
+    err = capsys.readouterr().err
+    assert "[openssm] connection lost, reconnecting" in err
+    assert "[openssm] no connection for 2 s; giving up on the session" in err
+
+
 async def test_stdin_eof_ends_a_shell_session(service: FakeService) -> None:
     client = Client(service)
     await service.next_connection()

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import os
 
-import pytest
 from tests.unit.agent.fake_mgs import (
     FakeClient,
     agent_session,
@@ -25,15 +24,15 @@ from tests.unit.agent.fake_mgs import (
 from openssm.client.datachannel import DataChannel
 from openssm.client.output import Console
 from openssm.client.port import PortSession
+from openssm.protocol.datachannel import Dropped, StreamData
 from openssm.protocol.frames import (
     Frame,
-    FrameError,
     MessageType,
     PayloadFlag,
     PayloadType,
-    decode,
     flag_payload,
 )
+from openssm.protocol.messages import handshake_request
 from openssm.protocol.smux import HEADER
 from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
@@ -174,24 +173,41 @@ async def test_agent_refuses_input_beyond_the_fast_path_limit() -> None:
         assert not fake.task_complete_received.is_set()
 
 
+def receive_offer(channel: DataChannel, properties: dict[str, str]) -> None:
+    """The agent's HandshakeRequest (seq 0), as the client's data channel core reads it."""
+    core = channel.core
+    core.ready = lambda frame: True
+    core.connected(0.0)
+    request = handshake_request("Port", properties).encode()
+    core.receive_frame(
+        Frame(MessageType.OUTPUT_STREAM_DATA, 0, 1, PayloadType.HANDSHAKE_REQUEST, request), 0.0
+    )
+
+
 def test_client_checks_digests_until_it_accepted_the_fast_path() -> None:
     channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
-    unsigned = Frame(MessageType.OUTPUT_STREAM_DATA, 0, 0, PayloadType.OUTPUT, b"x" * 100).encode(
-        digest=False
-    )
-    tampered = bytearray(Frame(MessageType.OUTPUT_STREAM_DATA, 0, 0, PayloadType.OUTPUT, b"y" * 100).encode())
-    tampered[-1] ^= 1
-    with pytest.raises(FrameError):
-        decode(unsigned, verify_digest=True, allow_no_digest=channel._allow_no_digest)
-    channel.use_fast_path()
-    assert (
-        decode(unsigned, verify_digest=True, allow_no_digest=channel._allow_no_digest).payload == b"x" * 100
-    )
+
+    def output(seq: int, payload: bytes, *, digest: bool = True) -> bytearray:
+        frame = Frame(MessageType.OUTPUT_STREAM_DATA, seq, 0, PayloadType.OUTPUT, payload)
+        return bytearray(frame.encode(digest=digest))
+
+    receive_offer(channel, {"portNumber": "22", FAST_PATH_PROPERTY: FAST_PATH_VERSION})
+    (refused,) = channel.core.receive_data(output(1, b"x" * 100, digest=False), 0.0)
+    assert isinstance(refused, Dropped)
+    assert channel.accept_fast_path() == ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)
+    (taken,) = channel.core.receive_data(output(1, b"x" * 100, digest=False), 0.0)
+    assert isinstance(taken, StreamData) and taken.frame.payload == b"x" * 100
     # A real digest is still checked after the switch.
-    with pytest.raises(FrameError):
-        decode(bytes(tampered), verify_digest=True, allow_no_digest=channel._allow_no_digest)
-    assert channel.endpoint.send(PayloadType.OUTPUT, b"z")[80:112] == bytes(32)
-    assert channel.endpoint.send(PayloadType.FLAG, b"\x00\x00\x00\x01")[80:112] != bytes(32)
+    tampered = output(2, b"y" * 100)
+    tampered[-1] ^= 1
+    (refused,) = channel.core.receive_data(tampered, 0.0)
+    assert isinstance(refused, Dropped)
+    channel.core.data_to_send()
+    channel.core.send(PayloadType.OUTPUT, b"z", 0.0)
+    channel.core.send(PayloadType.FLAG, b"\x00\x00\x00\x01", 0.0)
+    unsigned, signed = (b"".join(parts) for parts in channel.core.data_to_send())
+    assert unsigned[80:112] == bytes(32)
+    assert signed[80:112] != bytes(32)
 
 
 async def test_a_v1_client_like_the_aws_plugin_gets_v1_and_1024_byte_messages() -> None:
@@ -259,6 +275,7 @@ def unconnected_session(
 ) -> tuple[PortSession, DataChannel]:
     """A client PortSession as the handshake leaves it, on a channel that is never dialled."""
     channel = DataChannel("ws://127.0.0.1:9/v1/data-channel/x", "token")
+    receive_offer(channel, properties)
     return PortSession(
         channel,
         Console(),
@@ -266,6 +283,7 @@ def unconnected_session(
         properties=properties,
         agent_version=agent_version,
         handle_signals=False,
+        fast_path_offered=channel.fast_path_offered,
     ), channel
 
 
@@ -298,6 +316,8 @@ async def test_client_accepts_the_fast_path_in_stdio_mode_and_with_v2_in_mux_mod
     ]
     for properties, agent_version, expected in cases:
         session, channel = unconnected_session(properties, agent_version)
-        assert session.handshake_extensions() == expected, properties
-        assert channel.endpoint.digest_output is (not expected)
+        assert session.fast_path is bool(expected), properties
+        if session.fast_path:
+            assert channel.accept_fast_path() == expected
+        assert channel.core.stream.digest_output is (not expected)
         await session.close()

@@ -26,6 +26,7 @@ from openssm.security.errors import AccessDenied, AuthError, SecurityError
 from openssm.security.facts import peer_address
 from openssm.security.identity import has_signature
 from openssm.services import Services
+from openssm.store import trace
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,9 @@ class ApiDispatcher:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         exchange = _Exchange(requestid.of(request))
-        response = await self._answer(request, exchange)
+        with trace.step("api", "") as step:
+            response = await self._answer(request, exchange)
+            step.name = exchange.action
         metrics = self.services.metrics
         metrics.api_requests.labels(exchange.action, str(response.status)).inc()
         metrics.api_request_duration.labels(exchange.action).observe(time.perf_counter() - started)

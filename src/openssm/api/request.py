@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openssm.security import Identity, RequestFacts, authorize
+from openssm.security import AuditBatch, Identity, RequestFacts, authorize
 from openssm.services import Services
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
@@ -44,6 +44,7 @@ class ApiRequest:
         extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
         *,
         detail: dict[str, Any] | None = None,
+        batch: AuditBatch | None = None,
     ) -> None:
         await authorize(
             self.services,
@@ -53,4 +54,5 @@ class ApiRequest:
             self.facts,
             extra_context,
             detail=detail,
+            batch=batch,
         )

@@ -25,7 +25,7 @@ from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
 from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
-from openssm.security import access_grants, refuse_by_rule
+from openssm.security import AuditBatch, access_grants, audited, refuse_by_rule
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, ids, instances, sessions
 from openssm.store.sessions import NewSession, SessionRow
@@ -66,6 +66,7 @@ async def _authorize_start(
     tags: dict[str, Any] | None,
     document: session_documents.SessionDocument,
     explicit_document: bool,
+    batch: AuditBatch,
 ) -> None:
     """Two checks, as AWS does: the target, and (when a document was named) the document.
 
@@ -78,11 +79,11 @@ async def _authorize_start(
     if not explicit_document:
         context["ssm:SessionDocumentAccessCheck"] = ["false"]
     await request.authorize(
-        "ssm:StartSession", [target_arn(request.region, request.account, target)], context
+        "ssm:StartSession", [target_arn(request.region, request.account, target)], context, batch=batch
     )
     if explicit_document:
         pairing = {access_grants.TARGET_KEY: [target]}
-        await request.authorize("ssm:StartSession", [document.arn(request.region)], pairing)
+        await request.authorize("ssm:StartSession", [document.arn(request.region)], pairing, batch=batch)
 
 
 def _run_as_user(prefs: Preferences, principal_tags: dict[str, str]) -> str | None:
@@ -94,6 +95,12 @@ def _run_as_user(prefs: Preferences, principal_tags: dict[str, str]) -> str | No
 
 @json_action(SSM, "StartSession")
 async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, Any]:
+    # The decisions are written in the transaction that creates the session (one commit, not three).
+    async with audited(request.services) as batch:
+        return await _start_session(request, body, batch)
+
+
+async def _start_session(request: ApiRequest, body: dict[str, Any], batch: AuditBatch) -> dict[str, Any]:
     target = required_string(body, "Target", min_len=1, max_len=400)
     document_name = string(body, "DocumentName", pattern=DOCUMENT_NAME_PATTERN)
     reason = string(body, "Reason", min_len=1, max_len=256)
@@ -104,7 +111,7 @@ async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
     name = document_name or session_documents.PREFERENCES_DOCUMENT
     document = await session_documents.find_or_fail(engine, name, request.account)
     instance = await instances.get(engine, target)
-    await _authorize_start(request, target, instance.tags if instance else None, document, explicit)
+    await _authorize_start(request, target, instance.tags if instance else None, document, explicit, batch)
     parameters = session_documents.checked_parameters(document, given_parameters)
     now = request.now()
     alive = await gateway_nodes.alive(engine, now=now)
@@ -133,7 +140,8 @@ async def start_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, 
         max_session_duration=prefs.max_session_duration,
         idle_session_timeout=prefs.idle_session_timeout,
     )
-    await sessions.create(engine, new, token=token, token_ttl=_token_ttl(request))
+    async with batch.transaction(request.services) as conn:
+        await sessions.create(conn, new, token=token, token_ttl=_token_ttl(request))
     return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(alive[node_id], session_id)}
 
 

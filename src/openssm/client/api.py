@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from openssm.auth.credentials import NotServed
@@ -214,27 +214,20 @@ class SessionApi:
         return self._caller
 
     async def resume(self) -> str | None:
-        """New TokenValue for the session; None/"" when the service says it has ended."""
-        import asyncio
+        """One ResumeSession call: the new TokenValue, or None/"" when the service says the session
+        has ended. Raises ``ResumeFailed`` (final or not); the data channel retries within its window."""
 
-        from openssm.client.datachannel import ChannelError, backoff_delays
+        from openssm.client.datachannel import ResumeFailed
 
-        last_error: ApiError | None = None
-        for delay in [0.0, *backoff_delays(RESUME_ATTEMPTS - 1)]:
-            await asyncio.sleep(delay)
-            try:
-                response = await asyncio.to_thread(self._call, "ResumeSession")
-            except ApiError as exc:
-                last_error = exc
-                _log().debug("ResumeSession failed: %s", exc)
-                if exc.code in _FINAL_ERROR_CODES:
-                    break
-                continue
-            token = response.get("TokenValue")
-            url = response.get("StreamUrl")
-            self.stream_url = url if isinstance(url, str) and url else None
-            return token if isinstance(token, str) else None
-        raise ChannelError(f"ResumeSession failed: {last_error}")
+        try:
+            response = await _in_daemon_thread(self._call, "ResumeSession")
+        except ApiError as exc:
+            _log().debug("ResumeSession failed: %s", exc)
+            raise ResumeFailed(f"ResumeSession failed: {exc}", final=exc.code in _FINAL_ERROR_CODES) from exc
+        token = response.get("TokenValue")
+        url = response.get("StreamUrl")
+        self.stream_url = url if isinstance(url, str) and url else None
+        return token if isinstance(token, str) else None
 
     async def terminate(self) -> None:
         import asyncio
@@ -245,8 +238,36 @@ class SessionApi:
         return self._ssm().call(operation, {"SessionId": self.session_id})
 
 
-# About 60 s of tries (the last ones 5 s apart): long enough for the server to restart.
-RESUME_ATTEMPTS: Final = 16
+async def _in_daemon_thread(function: Callable[[str], dict[str, Any]], argument: str) -> dict[str, Any]:
+    """``asyncio.to_thread`` on a daemon thread of its own: a call still retrying when its caller gave
+    up (the resume window ended) neither holds the process at exit nor the event loop at shutdown."""
+    import asyncio
+    import contextlib
+    import threading
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+    def settle(result: dict[str, Any] | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or {})
+
+    def work() -> None:
+        try:
+            outcome: tuple[dict[str, Any] | None, BaseException | None] = (function(argument), None)
+        except BaseException as exc:  # handed to the waiting coroutine, as to_thread does
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed while the call went on
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name=f"openssm-{argument}", daemon=True).start()
+    return await future
+
+
 # Errors that retrying cannot fix.
 _FINAL_ERROR_CODES: Final = frozenset(
     {"DoesNotExistException", "AccessDeniedException", "AccessDenied", "InvalidClientTokenId"}

@@ -187,16 +187,19 @@ def start_session_command(
     # Meanwhile the event loop and the framing; the rest is imported while the channel opens.
     from openssm.transport import runtime
 
-    sys.exit(runtime.run(_run(starting, caller, api, listen_address, target)))
+    named_document = any("DocumentName" in request for request in requests)
+    sys.exit(runtime.run(_run(starting, caller, api, listen_address, target, named_document)))
 
 
-async def _run(starting: Starting, caller: Caller, api: ApiTarget, listen_address: str, target: str) -> int:
+async def _run(
+    starting: Starting, caller: Caller, api: ApiTarget, listen_address: str, target: str, named_document: bool
+) -> int:
     import asyncio
 
     from openssm.client import startup
 
     with startup.QuickSwitches():
-        imports = startup.Imports()
+        imports = startup.Imports(port=named_document)  # without one, a shell
         try:
             await asyncio.to_thread(starting.join)
             if starting.error is not None:

@@ -31,6 +31,12 @@ DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes queued before wait_writable
 IDLE_SECONDS: Final = 5.0  # an idle writer thread ends; the next write starts another
 # A pipe's pages can be partly read at the head and partly filled at the tail.
 PIPE_SLACK: Final = 2 * 4096
+DEFAULT_LISTEN_ADDRESS: Final = "localhost"  # where a port session listens unless told otherwise
+
+
+def exiting_message(session_id: str) -> str:
+    """What the plugin prints when a session ends without a word from the agent."""
+    return f"\n\nExiting session with sessionId: {session_id}.\n\n"
 
 
 class Console:

@@ -62,6 +62,7 @@ class PluginInvocation:
     profile: str
     target: str
     endpoint_url: str
+    named_document: bool = True  # the request names a document (without one: a shell)
 
 
 def unknown_operation(argv1: str) -> str:
@@ -83,13 +84,15 @@ def parse_invocation(argv: list[str], environ: dict[str, str] | os._Environ[str]
         raise UsageError(f"Cannot perform start session: invalid StartSession response: {exc}") from exc
     region, operation = argv[2], argv[3]
     profile = target = endpoint_url = ""
+    named_document = True  # not told: as if it might be a port session
     if len(argv) > LEGACY_ARGC:
         profile = argv[4]
     if len(argv) > LEGACY_ARGC + 1:
         target = request_target(argv[5])
+        named_document = "DocumentName" in json.loads(argv[5])  # an object: request_target checked
     if len(argv) > LEGACY_ARGC + 2:
         endpoint_url = argv[6]
-    return PluginInvocation(started, region, operation, profile, target, endpoint_url)
+    return PluginInvocation(started, region, operation, profile, target, endpoint_url, named_document)
 
 
 def request_target(request_json: str) -> str:
@@ -155,7 +158,7 @@ async def _session(invocation: PluginInvocation, api: ApiTarget) -> int:
     from openssm.client.terminal import READ_CHUNK
 
     with startup.QuickSwitches():
-        imports = startup.Imports()
+        imports = startup.Imports(port=invocation.named_document)
         try:
             (started,) = await startup.opened([invocation.started])
         finally:

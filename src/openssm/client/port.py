@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from openssm.client.datachannel import DataChannel
-from openssm.client.output import Console
+from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_message
 from openssm.client.pipes import PIPE_SIZE, grow_pipe
 from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
@@ -37,10 +37,7 @@ from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
-    FAST_PATH_ACCEPTED,
     FAST_PATH_PAYLOAD,
-    FAST_PATH_PROPERTY,
-    FAST_PATH_VERSION,
     MuxClosedError,
     MuxSession,
     fast_mux_config,
@@ -52,7 +49,6 @@ from openssm.transport.tcp_connection import TcpConnection
 log = logging.getLogger(__name__)
 
 LOCAL_PORT_FORWARDING: Final = "LocalPortForwarding"
-DEFAULT_LISTEN_ADDRESS: Final = "localhost"
 PORT_FAILED_MESSAGE: Final = "\nConnection to destination port failed, check SSM Agent logs.\n"
 TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
 # smux v1 has no per-stream flow control: one local client that stops reading holds its data in
@@ -94,10 +90,6 @@ def bind_host(listen_address: str) -> str:
     return "127.0.0.1" if listen_address == "localhost" else listen_address
 
 
-def exiting_message(session_id: str) -> str:
-    return f"\n\nExiting session with sessionId: {session_id}.\n\n"
-
-
 class PortSession:
     """Runs after HandshakeComplete for a Port session."""
 
@@ -114,6 +106,7 @@ class PortSession:
         terminate_api: Callable[[], Awaitable[None]] | None = None,
         handle_signals: bool = True,
         max_chunk: int = READ_CHUNK,
+        fast_path_offered: bool = False,
     ) -> None:
         self._channel = channel
         self._console = console
@@ -137,6 +130,11 @@ class PortSession:
         self.local_port: int | None = None
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._mux_receive_buffer = MUX_RECEIVE_BUFFER
+        # The agent offered the fast path (the data channel read the offer) and it suits this mode:
+        # the dispatcher accepts it in the HandshakeResponse.
+        self.fast_path = fast_path_offered and self.wants_fast_path
+        if self.fast_path and self.mode is PortMode.STDIO:
+            self._chunk = FAST_PATH_PAYLOAD
         if self.mode is PortMode.MUX:
             self._mux = self._new_mux()
 
@@ -146,21 +144,11 @@ class PortSession:
         return str(self.properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
 
     @property
-    def fast_path(self) -> bool:
-        """Large Output payloads without digests (see ``openssm.transport.mux``): taken in stdio (SSH) mode,
-        and in mux mode together with smux v2."""
-        if str(self.properties.get(FAST_PATH_PROPERTY, "")) != FAST_PATH_VERSION:
-            return False
+    def wants_fast_path(self) -> bool:
+        """Large Output payloads without digests (see ``openssm.transport.mux``) suit this session: in
+        stdio (SSH) mode, and in mux mode together with smux v2. Whether the agent offered it is the
+        data channel's to know (``DataChannel.accept_fast_path``)."""
         return self.mode is PortMode.STDIO or (self.mode is PortMode.MUX and self.fast_mux)
-
-    def handshake_extensions(self) -> tuple[tuple[str, str], ...]:
-        """What the HandshakeResponse answers to the agent's offers; switches the channel over."""
-        if not self.fast_path:
-            return ()
-        self._channel.use_fast_path()
-        if self.mode is PortMode.STDIO:
-            self._chunk = FAST_PATH_PAYLOAD
-        return ((FAST_PATH_ACCEPTED, FAST_PATH_VERSION),)
 
     def _new_mux(self) -> MuxSession:
         if not self.fast_mux:
@@ -183,7 +171,7 @@ class PortSession:
         for start in range(0, len(data), self._chunk):
             await self._channel.send(PayloadType.OUTPUT, data[start : start + self._chunk])
 
-    # -- StreamHandler -----------------------------------------------------------------------------
+    # -- what the session dispatcher hands on (see SessionDispatcher.ready/on_event) ----------------
 
     def ready(self, frame: Frame) -> bool:
         if self.mode is PortMode.BASIC:

@@ -12,16 +12,16 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from openssm.client.api import ApiError, ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import ChannelError, ChannelStalled, DataChannel, SessionTimedOut
 from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
-from openssm.client.output import Console
-from openssm.client.port import DEFAULT_LISTEN_ADDRESS, PortSession, exiting_message
+from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_message
 from openssm.client.scope import Scope
 from openssm.client.shell import JoinStyle, ShellSession
 from openssm.client.terminal import READ_CHUNK
+from openssm.protocol.datachannel import StreamData
 from openssm.protocol.frames import Frame, PayloadType
 from openssm.protocol.messages import (
     ActionStatus,
@@ -36,6 +36,10 @@ from openssm.protocol.messages import (
     parse_handshake_complete,
     parse_handshake_request,
 )
+from openssm.transport.datachannel import Delivered
+
+if TYPE_CHECKING:  # imported when a port session starts: smux and the mux are most of the client's imports
+    from openssm.client.port import PortSession
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ HANDSHAKE_TYPES = frozenset(
 )
 KMS_NEEDS_API = "KMS encryption needs AWS credentials and a region"
 
-SessionHandler = ShellSession | PortSession
+SessionHandler: TypeAlias = "ShellSession | PortSession"
 CHUNK_ENV = "OPENSSM_CLIENT_CHUNK_BYTES"
 MAX_CHUNK = 64 * 1024
 FAST_CHUNK = 16 * 1024  # what ``openssm start-session`` uses by default
@@ -106,10 +110,16 @@ class SessionDispatcher:
         loop = asyncio.get_running_loop()
         self.finished: asyncio.Future[int] = loop.create_future()
 
-    # -- StreamHandler -------------------------------------------------------------------------------
+    # -- the data channel's handler (transport.datachannel.ChannelHandler) ----------------------------
 
     def ready(self, frame: Frame) -> bool:
         return self.active.ready(frame) if self.active is not None else True
+
+    async def on_event(self, event: StreamData | Delivered) -> None:
+        if isinstance(event, StreamData):
+            await self.handle(event.frame)
+        else:
+            await self.after_ack()
 
     async def handle(self, frame: Frame) -> None:
         if self.active is not None and frame.payload_type not in HANDSHAKE_TYPES:
@@ -147,7 +157,10 @@ class SessionDispatcher:
         processed = tuple(
             [await self._process_action(request, action.action_type) for action in request.actions]
         )
-        extensions = self.prepared.handshake_extensions() if isinstance(self.prepared, PortSession) else ()
+        extensions: tuple[tuple[str, str], ...] = ()
+        port = self._port_session()
+        if port is not None and port.fast_path:
+            extensions = self._channel.accept_fast_path()
         response = handshake_response(processed, extensions=extensions)
         await self._channel.send(PayloadType.HANDSHAKE_RESPONSE, response.encode())
 
@@ -157,6 +170,8 @@ class SessionDispatcher:
             if session_type in SHELL_SESSION_TYPES:
                 self.prepared = self._shell()
             elif session_type == SessionType.PORT:
+                from openssm.client.port import PortSession
+
                 self.prepared = PortSession(
                     self._channel,
                     self._console,
@@ -168,6 +183,7 @@ class SessionDispatcher:
                     terminate_api=self._terminate_api,
                     max_chunk=self._options.max_chunk,
                     handle_signals=self._options.handle_signals,
+                    fast_path_offered=self._channel.fast_path_offered,
                 )
             else:
                 return ProcessedAction(
@@ -228,6 +244,13 @@ class SessionDispatcher:
         if self.prepared is not None:
             await self._activate()
 
+    def _port_session(self, handler: SessionHandler | None = None) -> PortSession | None:
+        """``handler`` (by default the prepared one) if it is a port session. Tells them apart
+        without importing the port module, which a shell session never needs."""
+        if handler is None:
+            handler = self.prepared
+        return None if handler is None or isinstance(handler, ShellSession) else handler
+
     def _shell(self) -> ShellSession:
         return ShellSession(
             self._channel,
@@ -256,8 +279,9 @@ class SessionDispatcher:
 
     async def stop(self) -> None:
         """End the session on the user's behalf (Ctrl-C for port sessions)."""
-        if isinstance(self.active, PortSession):
-            await self.active.terminate()
+        port = self._port_session(self.active)
+        if port is not None:
+            await port.terminate()
         elif not self.finished.done():
             self.finished.set_result(0)
 

@@ -39,9 +39,12 @@ class Imports:
     pairs them and the agent starts the shell), so that the dial does not wait for the interpreter.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, port: bool = True) -> None:
+        """``port``: the session may well be a port session (a document was named), so the port
+        machinery is imported too; a shell never needs it, and its prompt would wait for it."""
         self._opened = threading.Event()
         self._wanted = True
+        self._port = port
         self._result = asyncio.get_running_loop().run_in_executor(None, self._load)
 
     def _load(self) -> ModuleType | None:
@@ -52,6 +55,8 @@ class Imports:
             return None
         from openssm.client import session
 
+        if self._port:
+            from openssm.client import port  # noqa: F401  (session imports it when the handshake asks)
         return session
 
     def go_on(self) -> None:

@@ -78,6 +78,7 @@ async def authorize_agent(
     action: str,
     instance_id: str,
     resources: Sequence[str],
+    batch: security.AuditBatch | None = None,
 ) -> None:
     own = own_instance(identity.principal)
     if own is not None and own != instance_id:
@@ -90,4 +91,6 @@ async def authorize_agent(
     facts = security.client_facts(request, services.config, identity.region)
     source = instance_arn(services.config, instance_id)
     context_key = "ssm:SourceInstanceARN" if instance_id.startswith("mi-") else "ec2:SourceInstanceARN"
-    await security.authorize(services, identity, action, resources, facts, {context_key: [source]})
+    await security.authorize(
+        services, identity, action, resources, facts, {context_key: [source]}, batch=batch
+    )

@@ -21,7 +21,7 @@ from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.protocol.session_status import FINAL_STATUSES
 from openssm.services import Services
-from openssm.store import channel_tokens, gateway_nodes, instances, sessions
+from openssm.store import channel_tokens, gateway_nodes, instances, sessions, trace
 from openssm.store.channel_tokens import TokenKind
 from openssm.transport.bounded_read import read_request_body
 
@@ -80,28 +80,38 @@ class Call:
     principal: str | None = None
 
 
-async def issue_token(services: Services, kind: TokenKind, channel_id: str, principal_arn: str) -> str:
+async def issue_token(
+    services: Services, batch: security.AuditBatch, kind: TokenKind, channel_id: str, principal_arn: str
+) -> str:
+    """A new token, stored in one transaction with the audit rows of the decisions that allowed it."""
     token = secrets.token_urlsafe(32)
-    await channel_tokens.issue(
-        services.engine,
-        token,
-        kind=kind,
-        channel_id=channel_id,
-        principal_arn=principal_arn,
-        now=services.clock.now(),
-        ttl=dt.timedelta(seconds=services.config.token_ttl_seconds),
-    )
+    async with batch.transaction(services) as conn:
+        await channel_tokens.issue(
+            conn,
+            token,
+            kind=kind,
+            channel_id=channel_id,
+            principal_arn=principal_arn,
+            now=services.clock.now(),
+            ttl=dt.timedelta(seconds=services.config.token_ttl_seconds),
+        )
     return token
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _answer(root: str, call: Call, issue: Callable[[], Awaitable[str]]) -> web.StreamResponse:
-    """``issue()`` returns the new token (answered as ``<root>``); the refusals it raises become
-    the XML errors the agent understands, each logged once here."""
+async def _answer(
+    services: Services, root: str, call: Call, issue: Callable[[security.AuditBatch], Awaitable[str]]
+) -> web.StreamResponse:
+    """``issue(batch)`` returns the new token (answered as ``<root>``), its decisions audited
+    through ``batch``; the refusals it raises become the XML errors the agent understands, each
+    logged once here."""
     try:
-        return token_response(root, await issue())
+        with trace.step("mgs", call.action, call.request.match_info.get("session_id", "")):
+            async with security.audited(services) as batch:
+                token = await issue(batch)
+        return token_response(root, token)
     except security.AuthError as exc:
         code, message, status = exc.code, exc.message, exc.status
     except security.AccessDenied as exc:
@@ -129,24 +139,24 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
         action = "ssmmessages:CreateControlChannel"
         call = Call(request, action, instance_arn(config, instance_id))
 
-        async def issue() -> str:
+        async def issue(batch: security.AuditBatch) -> str:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
             call.principal = identity.principal.arn
             instance = await instances.get(services.engine, instance_id)
             if instance is None or instance.deregistered:
                 raise Refused("InvalidInstanceId", f"Instance {instance_id} is not registered", 400)
-            await authorize_agent(services, request, identity, action, instance_id, [call.resource])
-            return await issue_token(services, KIND_CONTROL, instance_id, identity.principal.arn)
+            await authorize_agent(services, request, identity, action, instance_id, [call.resource], batch)
+            return await issue_token(services, batch, KIND_CONTROL, instance_id, identity.principal.arn)
 
-        return await _answer("CreateControlChannelOutput", call, issue)
+        return await _answer(services, "CreateControlChannelOutput", call, issue)
 
     async def create_data_channel(request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
         action = "ssmmessages:CreateDataChannel"
         call = Call(request, action, session_arn(config.region, config.account_id, session_id))
 
-        async def issue() -> str:
+        async def issue(batch: security.AuditBatch) -> str:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
             call.principal = identity.principal.arn
@@ -154,15 +164,15 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
             if session is None or session.status in FINAL_STATUSES:
                 # The agent does not retry on exactly this text.
                 raise Refused("ValidationException", "Session is already terminated", 400)
-            await authorize_agent(services, request, identity, action, session.target, [call.resource])
+            await authorize_agent(services, request, identity, action, session.target, [call.resource], batch)
             if session.node_id != config.node_id and session.node_id in await gateway_nodes.alive(
                 services.engine, now=services.clock.now()
             ):
                 # An agent that failed over before its node is known to be dead: it tries again,
                 # and once the node is found dead this node carries the session on.
                 raise Refused("ServiceUnavailable", f"Session {session_id} is served by another node", 503)
-            return await issue_token(services, KIND_DATA, session_id, identity.principal.arn)
+            return await issue_token(services, batch, KIND_DATA, session_id, identity.principal.arn)
 
-        return await _answer("CreateDataChannelOutput", call, issue)
+        return await _answer(services, "CreateDataChannelOutput", call, issue)
 
     return create_control_channel, create_data_channel

@@ -27,8 +27,9 @@ from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_webso
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
-from openssm.store import channel_tokens
+from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
+from openssm.store.rows import Db
 from openssm.transport import websocket_connection
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,8 @@ class SocketHandlers:
         )
         if is_signed(request):
             try:
-                identity = await authenticate_agent(self.services, request, b"")
+                with trace.step("data-channel", "agent-authenticate", session_id):
+                    identity = await authenticate_agent(self.services, request, b"")
             except security.AuthError as exc:
                 refuse(exc.code, exc.message)
                 return error_response(exc.code, exc.message, exc.status)
@@ -210,7 +212,8 @@ class SocketHandlers:
         query: Mapping[str, str],
     ) -> None:
         kinds = [TokenKind(kind) for kind in self.node.channel_kinds]
-        token = await self._consume_token(opened.token_value, kinds, session_id)
+        with trace.step("data-channel", "client-open", session_id):
+            token = await self._consume_token(opened.token_value, kinds, session_id)
         if token is None:
             await refuse_client(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
@@ -225,7 +228,8 @@ class SocketHandlers:
                 await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
             return
         try:
-            relay = await self.node.join_client(session_id, peer)
+            with trace.step("data-channel", "client-join", session_id):
+                relay = await self.node.join_client(session_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_client(data)
         except NodeStopping as exc:
@@ -267,16 +271,23 @@ class SocketHandlers:
         config = self.services.config
         resource = session_arn(config.region, config.account_id, session_id)
         try:
-            await authorize_agent(self.services, request, identity, OPEN_DATA, instance_id, [resource])
+            with trace.step("data-channel", "agent-open", session_id):
+                async with security.audited(self.services) as batch:
+                    await authorize_agent(
+                        self.services, request, identity, OPEN_DATA, instance_id, [resource], batch
+                    )
+                    # The token is used up in the transaction that audits the decision to let it in.
+                    async with batch.transaction(self.services) as conn:
+                        token = await self._consume_token(opened.token_value, KIND_DATA, session_id, conn)
         except security.AccessDenied as exc:
             await refuse_agent(peer, session_id, exc.code, exc.message, refuse)
             return
-        token = await self._consume_token(opened.token_value, KIND_DATA, session_id)
         if token is None or token.principal_arn != identity.principal.arn:
             await refuse_agent(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
         try:
-            relay = await self.node.join_agent(session_id, instance_id, peer)
+            with trace.step("data-channel", "agent-join", session_id):
+                relay = await self.node.join_agent(session_id, instance_id, peer)
             async for data in binary_frames(peer.ws):
                 await relay.from_agent(data)
         except NodeStopping as exc:
@@ -287,11 +298,16 @@ class SocketHandlers:
             await self._left(session_id, peer, client=False)
 
     async def _consume_token(
-        self, token_value: str, kind: TokenKind | list[TokenKind], channel_id: str
+        self, token_value: str, kind: TokenKind | list[TokenKind], channel_id: str, db: Db | None = None
     ) -> ChannelTokenRow | None:
-        """The single-use token's row, if it is valid for this channel (it is used up either way)."""
+        """The single-use token's row, if it is valid for this channel (it is used up either way);
+        in ``db``'s transaction when given."""
         return await channel_tokens.consume(
-            self.services.engine, token_value, kind=kind, channel_id=channel_id, now=self.services.clock.now()
+            db or self.services.engine,
+            token_value,
+            kind=kind,
+            channel_id=channel_id,
+            now=self.services.clock.now(),
         )
 
     async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:

@@ -49,6 +49,7 @@ class WindowFull(LocalProtocolError, RuntimeError):
 class _Pending:
     encoded: PayloadParts  # the frame's pieces: header, then the payload as it was given
     last_sent: float
+    resent: bool = False  # sent more than once: its ack is no RTT sample (Karn's rule)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +78,9 @@ class StreamEndpoint:
         self.syn_on_first = syn_on_first
         self.send_window = send_window
         self.reorder_limit = reorder_limit
+        # Bytes of payload held out of order (None: only the count bounds them).
+        self.reorder_bytes_limit: int | None = None
+        self._reorder_bytes = 0
         self._monotonic = monotonic
         self.next_send_seq = 0
         self.expected_seq = 0
@@ -87,6 +91,7 @@ class StreamEndpoint:
         self.srtt = INITIAL_SRTT
         self.rttvar = 0.0
         self.rto = INITIAL_RTO
+        self.acked_sent_at = 0.0  # when the message the last effective ack named was last sent
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -124,15 +129,35 @@ class StreamEndpoint:
 
     def on_ack(self, ack: Frame) -> bool:
         """Apply an ``acknowledge`` frame. Returns True if it acked a pending message."""
+        return self.ack(ack) is not None
+
+    def ack(self, ack: Frame) -> int | None:
+        """Apply an ``acknowledge`` frame: the sequence number it acked, or None if nothing was
+        pending under it (a duplicate ack)."""
         seq = acked_sequence(ack)
         pending = self._unacked.pop(seq, None)
         if pending is None:
-            return False
+            return None
+        self.acked_sent_at = pending.last_sent
+        if pending.resent:
+            # Which copy is acked is unknown: a resend's ack would shrink the RTO exactly when the
+            # path is slow, and the next burst would come sooner (Karn's rule; AWS samples it).
+            return seq
         sample = max(0.0, self._monotonic() - pending.last_sent)
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
         self.srtt = 0.875 * self.srtt + 0.125 * sample
         self.rto = min(MAX_RTO, self.srtt + max(MIN_RTO_MARGIN, 4 * self.rttvar))
-        return True
+        return seq
+
+    def head_sequence(self) -> int | None:
+        """The oldest unacked message's number (None when all are acked)."""
+        return next(iter(self._unacked), None)
+
+    def head_sent_at(self) -> float | None:
+        """When the oldest unacked message last went out (None when all are acked)."""
+        if not self._unacked:
+            return None
+        return next(iter(self._unacked.values())).last_sent
 
     def due_resends(self) -> list[bytes]:
         """Messages to send again now: the oldest unacked one, if it is overdue."""
@@ -143,6 +168,7 @@ class StreamEndpoint:
         if now - pending.last_sent < self.rto:
             return []
         pending.last_sent = now
+        pending.resent = True
         return [b"".join(pending.encoded)]
 
     def all_unacked(self) -> list[bytes]:
@@ -151,7 +177,27 @@ class StreamEndpoint:
         out = []
         for pending in self._unacked.values():
             pending.last_sent = now
+            pending.resent = True
             out.append(b"".join(pending.encoded))
+        return out
+
+    def overdue(self, *, rto: float | None = None, gap: tuple[int, float] | None = None) -> list[bytes]:
+        """Every unacked message sent longer than ``rto`` (default: the RTO; ``math.inf``: none) ago,
+        or, with ``gap = (seq, sent_at)``, numbered below ``seq`` and sent no later than ``sent_at``
+        (the peer acked ``seq`` past them), oldest first, marked as sent now (what went missing in an
+        outage). A message resent less than MAX_RTO ago is left out: under load, acks lag behind
+        bursts, and sending each copy again at every ack would only add to the queue."""
+        now = self._monotonic()
+        limit = self.rto if rto is None else rto
+        out = []
+        for seq, pending in self._unacked.items():
+            if pending.resent and now - pending.last_sent < MAX_RTO:
+                continue  # resent within the longest RTO: another copy now would only add load
+            lost = gap is not None and seq < gap[0] and pending.last_sent <= gap[1]
+            if lost or now - pending.last_sent >= limit:
+                pending.last_sent = now
+                pending.resent = True
+                out.append(b"".join(pending.encoded))
         return out
 
     # -- receiving ---------------------------------------------------------------------------
@@ -163,12 +209,21 @@ class StreamEndpoint:
             deliver = [frame]
             self.expected_seq += 1
             while self.expected_seq in self._reorder:
-                deliver.append(self._reorder.pop(self.expected_seq))
+                held = self._reorder.pop(self.expected_seq)
+                self._reorder_bytes -= len(held.payload)
+                deliver.append(held)
                 self.expected_seq += 1
             return Received(deliver, ack_for(frame))
         if seq > self.expected_seq:
-            if seq in self._reorder or len(self._reorder) < self.reorder_limit:
+            if seq in self._reorder:
+                return Received([], ack_for(frame))  # a copy of one held: ack it again
+            size = len(frame.payload)
+            bytes_limit = self.reorder_bytes_limit
+            if len(self._reorder) < self.reorder_limit and (
+                bytes_limit is None or self._reorder_bytes + size <= bytes_limit
+            ):
                 self._reorder[seq] = frame
+                self._reorder_bytes += size
                 return Received([], ack_for(frame))
             return Received([], None)  # no room: let the sender retransmit
         return Received([], ack_for(frame))  # duplicate of something already processed

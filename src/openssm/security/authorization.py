@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, NoReturn
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openssm.iam import AuthzRequest, MatchedStatement, evaluate
 from openssm.iam.principal import Principal
@@ -14,6 +17,7 @@ from openssm.security.identity import Identity
 from openssm.security.policies import policies_for
 from openssm.services import Services
 from openssm.store import audit_log
+from openssm.store.rows import writing
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
 
@@ -90,6 +94,41 @@ def denial_message(principal_arn: str, action: str, resource: str, explicit: boo
     return f"{head} because no identity-based policy allows the {action} action"
 
 
+class AuditBatch:
+    """Allowed decisions not yet written: :meth:`transaction` writes them in the same transaction
+    as what they allowed (one commit instead of two on a session's way to its prompt), and
+    :func:`audited` writes whatever is still held when the call ends otherwise."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def take(self) -> list[dict[str, Any]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, services: Services) -> AsyncIterator[AsyncConnection]:
+        """A write transaction that begins with the held rows; they count as written once it
+        commits (if it rolls back, :func:`audited` still writes them)."""
+        async with writing(services.engine) as conn:
+            if self.rows:
+                await audit_log.record_many(conn, self.rows)
+            yield conn
+        self.rows.clear()
+
+
+@contextlib.asynccontextmanager
+async def audited(services: Services) -> AsyncIterator[AuditBatch]:
+    """A batch for :func:`authorize`: every decision made inside is in the audit log by the end,
+    whether or not the call got as far as the transaction of what was allowed."""
+    batch = AuditBatch()
+    try:
+        yield batch
+    finally:
+        if batch.rows:
+            await audit_log.record_many(services.engine, batch.take())
+
+
 async def authorize(
     services: Services,
     identity: Identity,
@@ -99,25 +138,32 @@ async def authorize(
     extra_context: Mapping[str, Sequence[str]] = _NO_EXTRA,
     *,
     detail: dict[str, Any] | None = None,
+    batch: AuditBatch | None = None,
 ) -> None:
     """Raise ``AccessDenied`` unless every resource is allowed; each decision is written to the audit log
-    (with ``detail``, what the call asked for: CloudTrail's ``requestParameters``)."""
+    (with ``detail``, what the call asked for: CloudTrail's ``requestParameters``). With ``batch``
+    (see :func:`audited`), allowed decisions are held in it, to be written in the transaction of
+    what they allow; denials are written at once either way."""
     now = services.clock.now()
     policies = await policies_for(services.engine, identity.principal)
     context = request_context(identity, facts, now, extra_context)
     for resource in resources:
         result = evaluate(policies, AuthzRequest(identity.principal, action, resource, context))
-        await audit_log.record(
-            services.engine,
-            principal_arn=identity.principal.arn,
-            action=action,
-            resource=resource,
-            decision=result.decision,
-            matched_statement=describe_matches(result.matched),
-            source_ip=facts.source_ip,
-            detail=detail,
-            now=now,
-        )
+        row: dict[str, Any] = {
+            "time": now,
+            "principal_arn": identity.principal.arn,
+            "action": action,
+            "resource": resource,
+            "decision": result.decision,
+            "matched_statement": describe_matches(result.matched),
+            "source_ip": facts.source_ip,
+            "detail": detail,
+        }
+        if batch is not None and result.decision == "allowed":
+            batch.rows.append(row)  # written with what it allows (AuditBatch.transaction)
+        else:  # a denial is written before the caller hears of it, with whatever was held back
+            held = batch.take() if batch is not None else []
+            await audit_log.record_many(services.engine, [*held, row])
         if result.decision != "allowed":
             services.metrics.authorization_denied.labels(action).inc()
             raise AccessDenied(

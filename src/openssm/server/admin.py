@@ -34,6 +34,8 @@ from openssm.server.datadir import DataDirBusy, DataDirLock
 from openssm.store.db import MIGRATIONS_DIR, database_url_for
 from openssm.store.secrets import MASTER_KEY_ENV, MASTER_KEY_FILE, SecretCipher, SecretCipherError
 
+# What SQLite keeps beside a database in write-ahead-log mode (``store.db``).
+SQLITE_SIDE_FILES: Final = ("-wal", "-shm")
 POSTGRES_HELP: Final = (
     "this server's database is PostgreSQL: back it up with pg_dump and restore it with pg_restore, "
     "e.g. `pg_dump --format=custom --file openssm.dump DBNAME` and "
@@ -215,7 +217,13 @@ def restore_command(
             if database.exists():
                 stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
                 kept = database.with_name(f"{database.name}.before-restore-{stamp}")
-                os.replace(database, kept)
+                # With its write-ahead log (a server that did not stop cleanly leaves one): it
+                # belongs to the database kept, and left in place SQLite would replay it into the
+                # restored file.
+                for suffix in ("", *SQLITE_SIDE_FILES):
+                    side = database.with_name(database.name + suffix)
+                    if side.exists():
+                        os.replace(side, kept.with_name(kept.name + suffix))
                 click.echo(f"kept the previous database as {kept}")
             with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True)) as source:
                 _copy(source, database)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 
@@ -18,6 +19,7 @@ from openssm.server.composition import compose
 from openssm.server.datadir import DataDirLock
 from openssm.server.metrics import start_metrics_listener
 from openssm.services import ServerConfig, Services
+from openssm.store import trace
 from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
 from openssm.transport import runtime
@@ -56,6 +58,8 @@ async def create_services(config: ServerConfig) -> Services:
     cipher = SecretCipher.for_data_dir(config.data_dir)
     engine = make_engine(config.database_url or database_url_for(config.data_dir))
     await migrate(engine)
+    if os.environ.get(trace.TRACE_ENV):
+        trace.install(engine)
     services = Services(config=config, engine=engine, bus=make_bus(config.redis_url), cipher=cipher)
     if await bootstrap(services):
         print(usage_text(config.data_dir, config.public_url), flush=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
 
-from openssm.store.rows import Db, JsonObject, every, execute
+from openssm.store.rows import Db, JsonObject, every, execute, writing
 from openssm.store.tables import audit_log
 
 # Who a service event's row names: the server itself (CloudTrail's ``invokedBy`` of an AwsServiceEvent).
@@ -48,6 +48,12 @@ class AuditEntry(TypedDict):
 
 async def record(db: Db, *, now: dt.datetime, **entry: Unpack[AuditEntry]) -> None:
     await execute(db, sa.insert(audit_log).values(time=now, **entry))
+
+
+async def record_many(db: Db, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Several rows in one statement: each an :class:`AuditEntry` with its ``time``."""
+    async with writing(db) as conn:
+        await conn.execute(sa.insert(audit_log), list(rows))
 
 
 async def record_service_event(

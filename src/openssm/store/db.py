@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import pathlib
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
@@ -21,10 +22,28 @@ def database_url_for(data_dir: pathlib.Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'openssm.db'}"
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Write-ahead logging: a commit appends to the log and syncs it once, where the default rollback
+    journal syncs the journal and the database each time (about 15 ms a commit on the test VM's
+    disk, against 1 ms; a session's start commits several times on its way to the prompt), and
+    readers no longer wait for a writer. ``synchronous=FULL`` keeps every commit durable (an audit
+    row that was answered for survives a power cut). The mode is kept in the database file."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
+
+
 def make_engine(url: str) -> AsyncEngine:
-    """An async engine. SQLite gets a busy timeout so concurrent writers wait instead of failing."""
+    """An async engine. SQLite gets a busy timeout so concurrent writers wait instead of failing,
+    and a file database write-ahead logging (see :func:`_sqlite_pragmas`)."""
     if url.startswith("sqlite"):
-        return create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        if engine.url.database and engine.url.database != ":memory:":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 

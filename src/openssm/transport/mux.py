@@ -32,6 +32,13 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from openssm.errors import OpenSSMError
+from openssm.protocol.datachannel import (
+    FAST_PATH_ACCEPTED,
+    FAST_PATH_PAYLOAD,
+    FAST_PATH_PROPERTY,
+    FAST_PATH_REORDER_LIMIT,
+    FAST_PATH_VERSION,
+)
 from openssm.protocol.smux import (
     DataReceived,
     Event,
@@ -100,16 +107,9 @@ FAST_MUX_PAYLOAD = 60 * 1024
 
 # The fast path, on top of v2: Output payloads of up to FAST_PATH_PAYLOAD bytes, sent with a zero
 # PayloadDigest and not checked. Per byte, SHA-256 and the copies around small messages were most of
-# an endpoint's CPU; the digest guards nothing TCP (and TLS) do not already. The agent offers it in the
-# Properties; the client accepts in its HandshakeResponse (an extra top-level key, never sent to an
-# agent that did not offer it), and only then does either side send without digests.
-FAST_PATH_PROPERTY = "openssmFastPath"
-FAST_PATH_VERSION = "1"
-FAST_PATH_ACCEPTED = "OpenSSMFastPath"
-FAST_PATH_PAYLOAD = 15 * 65536
+# an endpoint's CPU; the digest guards nothing TCP (and TLS) do not already. Its negotiation is a
+# state of the data-channel core (openssm.protocol.datachannel), where its keys are defined.
 FAST_PATH_FRAME = 65536 - 8  # smux frame data: 15 whole frames with their headers fill a payload
-# Out-of-order messages a fast-path receiver holds (they only occur around a reconnect).
-FAST_PATH_REORDER_LIMIT = 16
 
 
 def fast_mux_config() -> SmuxConfig:

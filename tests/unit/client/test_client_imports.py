@@ -43,3 +43,20 @@ def test_the_plugin_version_check_imports_no_session_machinery() -> None:
     # The AWS CLI runs `session-manager-plugin --version` before every session.
     loaded = loaded_after("import openssm.client.plugin as p\np.run(['session-manager-plugin', '--version'])")
     assert not loaded & {"asyncio", "uvloop", "logging", *HEAVY}
+
+
+def test_a_shell_session_imports_no_port_machinery() -> None:
+    # smux, the mux and the port session were about two thirds of the session machinery's imports,
+    # and the shell's prompt waited for them: they are imported when a port session starts.
+    loaded = loaded_after("import openssm.client.session")
+    assert not loaded & {"openssm.client.port", "openssm.protocol.smux", "openssm.transport.mux"}
+
+
+@pytest.mark.parametrize("port", [False, True])
+def test_the_import_thread_brings_the_port_machinery_only_when_a_document_was_named(port: bool) -> None:
+    code = (
+        "import asyncio\nfrom openssm.client import startup\n"
+        f"async def main():\n    await startup.Imports(port={port}).session_module()\n"
+        "asyncio.run(main())"
+    )
+    assert ("openssm.client.port" in loaded_after(code)) is port

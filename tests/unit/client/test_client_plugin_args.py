@@ -77,12 +77,20 @@ def test_env_var_handoff_is_read_then_removed() -> None:
         "i-1",
         "https://x",
     )
+    assert not invocation.named_document  # a shell: the port machinery is not imported
+
+
+def test_a_named_document_may_be_a_port_session() -> None:
+    request = '{"Target": "i-1", "DocumentName": "AWS-StartPortForwardingSession"}'
+    argv = ["p", json.dumps(RESPONSE), "eu-west-1", "StartSession", "dev", request, "https://x"]
+    assert parse_invocation(argv, {}).named_document
 
 
 def test_legacy_four_arguments_carry_the_json_itself() -> None:
     invocation = parse_invocation(["p", json.dumps(RESPONSE), "us-east-1", "StartSession"], {})
     assert invocation.started.session_id == "s-1"
     assert (invocation.profile, invocation.target, invocation.endpoint_url) == ("", "", "")
+    assert invocation.named_document  # not told: the port machinery comes along
 
 
 @pytest.mark.parametrize(

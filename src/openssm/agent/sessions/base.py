@@ -15,7 +15,9 @@ from openssm.agent.data_channel import DataChannel
 from openssm.agent.session_request import SessionRequest
 from openssm.errors import OpenSSMError
 from openssm.protocol import messages
+from openssm.protocol.datachannel import StreamData
 from openssm.protocol.frames import Frame, PayloadType
+from openssm.transport.datachannel import Delivered
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,16 @@ class SessionHandler(abc.ABC):
             return
         await self.handle_input(frame)
 
+    # The data channel's handler contract (transport.datachannel.ChannelHandler).
+    def ready(self, frame: Frame) -> bool:
+        return True
+
+    async def on_event(self, event: StreamData | Delivered) -> None:
+        if isinstance(event, StreamData):
+            await self._on_input(event.frame)
+
     def accept_input(self) -> None:
-        self.channel.accept_input(self._on_input)
+        self.channel.accept_input(self)
 
     async def handshake(self, session_type: str, properties: Any) -> HandshakeResult:
         """HandshakeRequest → HandshakeResponse (15 s) → HandshakeComplete."""

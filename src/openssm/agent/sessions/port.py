@@ -32,10 +32,8 @@ from openssm.transport.mux import (
     FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
-    FAST_PATH_ACCEPTED,
     FAST_PATH_PAYLOAD,
     FAST_PATH_PROPERTY,
-    FAST_PATH_REORDER_LIMIT,
     FAST_PATH_VERSION,
     MuxSession,
     MuxStream,
@@ -118,12 +116,10 @@ class PortHandler(SessionHandler):
             offered[FAST_MUX_PROPERTY] = str(FAST_MUX_VERSION)
         offered[FAST_PATH_PROPERTY] = FAST_PATH_VERSION
         # Before the request goes out: large messages may follow the response without a pause.
-        self.channel.allow_large_input(FAST_PATH_PAYLOAD, FAST_PATH_REORDER_LIMIT)
+        self.channel.offer_fast_path()
         try:
             result = await self.handshake("Port", offered)
-            if result.extensions.get(FAST_PATH_ACCEPTED) == FAST_PATH_VERSION:
-                self._fast_path = True
-                self.channel.send_without_digests()
+            self._fast_path = self.channel.fast_path  # the core saw the client accept it
             if forwarding_type == LOCAL_PORT_FORWARDING and agent_uses_mux(result.client_version):
                 await self._run_mux()
             else:

@@ -1,30 +1,16 @@
 // The client side of a Session Manager data channel, as AWS's plugin speaks it (protocol reference
-// §2): open frame with the TokenValue, numbered input_stream_data, end-to-end acks, in-order
-// delivery with a reorder buffer, retransmission of the oldest unacked message on an adaptive RTO,
-// Size messages, and channel_closed. Works with any WebSocket implementation (browser or Node).
+// §2): a thin driver over channelcore.js (the same state machine as OpenSSM's Python core: numbered
+// input_stream_data, end-to-end acks, in-order delivery, retransmission on an adaptive RTO, outage
+// recovery). This file does the I/O: the WebSocket, the open frame with the TokenValue, encoding in
+// order, the resend timer, resuming, and what the session's messages mean (handshake, output, Size).
+// Works with any WebSocket implementation (browser or Node).
 
-import {
-  FLAG_DATA,
-  MessageType,
-  PayloadType,
-  ackFor,
-  ackedSequence,
-  decodeFrame,
-  encodeFrame,
-  jsonPayload,
-  parseJsonPayload,
-  randomUuid,
-} from "./frames.js";
+import { FLAG_DATA, MessageType, PayloadType, ackFor, decodeFrame, encodeFrame, jsonPayload, parseJsonPayload, randomUuid } from "./frames.js";
+import { DataChannelCore, State } from "./channelcore.js";
 
 export const CLIENT_VERSION = "1.2.677.0"; // the plugin version whose behaviour we follow
 export const CHUNK_BYTES = 1024; // the plugin sends stdin in chunks of at most 1 KiB
-export const SEND_WINDOW = 10000; // unacked messages in flight; more input waits in the queue
-export const REORDER_LIMIT = 10000;
 export const RESEND_INTERVAL_MS = 100;
-const INITIAL_RTO_MS = 200;
-const INITIAL_SRTT_MS = 100;
-const MAX_RTO_MS = 1000;
-const MIN_RTO_MARGIN_MS = 10;
 const RESUME_ATTEMPTS = 5;
 const RESUME_FIRST_DELAY_MS = 150;
 const RESUME_MAX_DELAY_MS = 5000;
@@ -62,26 +48,26 @@ export class DataChannelClient {
     this.WebSocketImpl = options.WebSocketImpl || globalThis.WebSocket;
     this.now = options.now || (() => globalThis.performance.now());
     this.clientId = randomUuid();
-    this.nextSendSeq = 0;
-    this.expectedSeq = 0;
-    this.unacked = new Map(); // seq -> {bytes, lastSent}; Map keeps insertion (= sequence) order
+    this.core = new DataChannelCore({ now: this.now() });
     this.queue = []; // [payloadType, Uint8Array] waiting for room in the send window
-    this.reorder = new Map();
-    this.srtt = INITIAL_SRTT_MS;
-    this.rttvar = 0;
-    this.rto = INITIAL_RTO_MS;
     this.started = false; // the shell's first output (or HandshakeComplete) has arrived
     this.ended = false;
     this.pendingSize = null;
     this.incoming = Promise.resolve(); // frames are handled strictly one after another
-    this.outgoing = Promise.resolve(); // and sent in sequence order (encoding is async)
+    this.outgoing = Promise.resolve(); // and sent in the order the core queued them (encoding is async)
     this.ws = null;
     this.timer = null;
   }
 
   start() {
     this.connect(this.tokenValue);
-    this.timer = setInterval(() => this.resendDue(), RESEND_INTERVAL_MS);
+    this.timer = setInterval(() => this.tick(), RESEND_INTERVAL_MS);
+  }
+
+  /** The core's timer: resend the oldest unacked message when older than the RTO. */
+  tick() {
+    this.handleEvents(this.core.tick(this.now()));
+    this.flush();
   }
 
   /** Dial the StreamUrl and authenticate with `token` in the open frame (same ClientId on resume). */
@@ -100,13 +86,10 @@ export class DataChannelClient {
           ClientVersion: CLIENT_VERSION,
         }),
       );
-      // After a reconnect, everything still unacked goes again, oldest first.
-      for (const entry of this.unacked.values()) {
-        if (entry.bytes) {
-          entry.lastSent = this.now();
-          this.rawSend(entry.bytes);
-        }
-      }
+      // Everything still unacked goes again, oldest first (after a reconnect).
+      if (this.core.state !== State.CLOSED) this.core.connected(this.now());
+      this.pump();
+      this.flush();
     };
     ws.onmessage = (event) => {
       if (ws !== this.ws || typeof event.data === "string") return; // the gateway sends only binary frames
@@ -115,6 +98,7 @@ export class DataChannelClient {
     };
     ws.onclose = () => {
       if (ws !== this.ws) return;
+      this.core.connectionLost();
       this.incoming.then(() => this.connectionLost());
     };
     ws.onerror = () => {};
@@ -196,23 +180,33 @@ export class DataChannelClient {
   }
 
   pump() {
-    while (this.queue.length && this.unacked.size < SEND_WINDOW && !this.ended) {
+    while (this.queue.length && this.core.canSend && !this.ended) {
       const [payloadType, payload] = this.queue.shift();
-      const seq = this.nextSendSeq++;
-      const entry = { bytes: null, lastSent: this.now() };
-      this.unacked.set(seq, entry);
+      this.core.send(payloadType, payload, this.now());
+    }
+    this.flush();
+  }
+
+  /** Encode and write what the core queued, in its order; a stream message is encoded once, so
+   * its resends are byte-identical. */
+  flush() {
+    for (const item of this.core.dataToSend()) {
       this.outgoing = this.outgoing.then(async () => {
-        entry.bytes = await encodeFrame({
-          messageType: MessageType.INPUT_STREAM_DATA,
-          sequenceNumber: seq,
-          flags: FLAG_DATA,
-          payloadType,
-          payload,
-        });
-        if (this.unacked.has(seq)) {
-          entry.lastSent = this.now();
-          this.rawSend(entry.bytes);
+        if (item.kind === "ack") {
+          this.rawSend(await ackFor(item.frame));
+          return;
         }
+        const entry = item.entry;
+        if (!entry.bytes) {
+          entry.bytes = await encodeFrame({
+            messageType: MessageType.INPUT_STREAM_DATA,
+            sequenceNumber: entry.seq,
+            flags: FLAG_DATA,
+            payloadType: entry.payloadType,
+            payload: entry.payload,
+          });
+        }
+        if (this.core.unacked.has(entry.seq)) this.rawSend(entry.bytes);
       });
     }
   }
@@ -221,78 +215,32 @@ export class DataChannelClient {
     if (this.ws && this.ws.readyState === 1) this.ws.send(bytes);
   }
 
-  /** Every 100 ms: resend the oldest unacked message if it is older than the RTO. */
-  resendDue() {
-    const oldest = this.unacked.values().next();
-    if (oldest.done || !oldest.value.bytes) return;
-    const entry = oldest.value;
-    const now = this.now();
-    if (now - entry.lastSent < this.rto) return;
-    entry.lastSent = now;
-    this.rawSend(entry.bytes);
-  }
-
-  onAck(frame) {
-    const seq = ackedSequence(frame);
-    const entry = this.unacked.get(seq);
-    if (!entry) return;
-    this.unacked.delete(seq);
-    const sample = Math.max(0, this.now() - entry.lastSent);
-    this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample);
-    this.srtt = 0.875 * this.srtt + 0.125 * sample;
-    this.rto = Math.min(MAX_RTO_MS, this.srtt + Math.max(MIN_RTO_MARGIN_MS, 4 * this.rttvar));
-    this.pump();
-  }
-
   // -- receiving ------------------------------------------------------------------------------
 
   async handle(data) {
     if (this.ended) return;
     const frame = await decodeFrame(data);
-    switch (frame.messageType) {
-      case MessageType.ACKNOWLEDGE:
-        this.onAck(frame);
-        return;
-      case MessageType.OUTPUT_STREAM_DATA:
-        await this.onStream(frame);
-        return;
-      case MessageType.CHANNEL_CLOSED: {
-        let output = "";
-        try {
-          output = parseJsonPayload(frame).Output || "";
-        } catch (err) {
-          output = "";
-        }
-        this.finish(output);
-        return;
-      }
-      default:
-        return; // start/pause_publication and session-state messages are not for the client
-    }
+    this.handleEvents(this.core.receiveFrame(frame, this.now()));
+    this.flush(); // the acks, after the messages were handled (as the plugin does)
   }
 
-  async onStream(frame) {
-    if (!frame.digestOk) return; // as the plugin: a corrupt message is dropped unacked, then resent
-    const seq = frame.sequenceNumber;
-    if (seq < this.expectedSeq) {
-      this.rawSend(await ackFor(frame)); // a duplicate whose ack was lost
-      return;
-    }
-    if (seq > this.expectedSeq) {
-      if (this.reorder.has(seq) || this.reorder.size < REORDER_LIMIT) {
-        this.reorder.set(seq, frame);
-        this.rawSend(await ackFor(frame));
+  handleEvents(events) {
+    for (const event of events) {
+      switch (event.type) {
+        case "stream":
+        case "handshake":
+          this.process(event.frame);
+          break;
+        case "acked":
+        case "started":
+          this.pump();
+          break;
+        case "closed":
+          this.finish(event.reason === "channel_closed" ? event.output : null);
+          break;
+        default:
+          break; // "dropped" (a corrupt copy: the agent resends it), "paused"
       }
-      return;
-    }
-    this.process(frame);
-    this.rawSend(await ackFor(frame));
-    this.expectedSeq++;
-    while (this.reorder.has(this.expectedSeq)) {
-      const next = this.reorder.get(this.expectedSeq);
-      this.reorder.delete(this.expectedSeq);
-      this.process(next);
-      this.expectedSeq++;
     }
   }
 
@@ -357,6 +305,7 @@ export class DataChannelClient {
     if (this.ended) return;
     this.ended = true;
     clearInterval(this.timer);
+    this.core.close();
     this.queue = [];
     if (this.ws && this.ws.readyState <= 1) this.ws.close();
     if (output === null && !this.everOpened) {

@@ -1,0 +1,268 @@
+"""The I/O around :class:`openssm.protocol.datachannel.DataChannelCore`, shared by the agent's and the
+client's data channels: write what the core queues, read frames into it, run its timer, wait for the
+window, and swap the WebSocket when the caller's ``reconnect`` brings a new one.
+
+What differs between the two ends stays with them: how to dial and re-dial (the agent asks the
+gateway for a new token, the client calls ResumeSession within its window) and what the stream
+bytes mean (their :class:`ChannelHandler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
+
+from openssm.clock import SYSTEM_CLOCK, Clock
+from openssm.errors import OpenSSMError
+from openssm.protocol.datachannel import (
+    IDLE_POLL,
+    ChannelClosed,
+    DataChannelCore,
+    Dropped,
+    Event,
+    HandshakeStep,
+    KeepaliveDue,
+    State,
+    StreamData,
+    log_dropped,
+)
+from openssm.protocol.frames import Frame, PayloadParts, PayloadType
+from openssm.transport.websocket_connection import WsMessageType
+
+log = logging.getLogger(__name__)
+
+# The plugin acks these before acting on them, so the agent's handshake clock stops early.
+ACK_BEFORE_HANDLING: Final = frozenset(
+    {PayloadType.HANDSHAKE_REQUEST, PayloadType.HANDSHAKE_COMPLETE, PayloadType.ENC_CHALLENGE_REQUEST}
+)
+_SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
+
+
+class ChannelEnded(OpenSSMError):
+    """The data channel has ended; nothing more can be sent on it."""
+
+
+class ChannelSocket(Protocol):
+    """What the driver needs of a WebSocket (both of ``websocket_connection``'s kinds have it)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send_parts(self, parts: Sequence[bytes | memoryview]) -> None: ...
+
+    async def ping(self, payload: bytes = b"") -> None: ...
+
+    async def close(self) -> bool: ...
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivered:
+    """Driver event: the acks for what was just handed over have gone out."""
+
+
+class ChannelHandler(Protocol):
+    """One contract for whatever takes a data channel's in-order messages, agent or client."""
+
+    def ready(self, frame: Frame) -> bool:
+        """False → the message is dropped unacked, and the peer resends it later."""
+
+    async def on_event(self, event: StreamData | Delivered) -> None:
+        """An in-order message (:class:`StreamData`, :class:`HandshakeStep`), or :class:`Delivered`
+        once the acks for a batch went out."""
+
+
+# Returns a new, open socket (its open frame sent); raises when the channel cannot come back.
+Reconnect = Callable[[], Awaitable[ChannelSocket]]
+
+
+class ChannelDriver:
+    """Runs one :class:`DataChannelCore` over a (replaceable) WebSocket."""
+
+    def __init__(self, core: DataChannelCore, *, peer: str, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.core = core
+        self.peer = peer  # names the other end in logs
+        self.clock = clock
+        self.ws: ChannelSocket | None = None
+        self.handler: ChannelHandler | None = None
+        self._write_lock = asyncio.Lock()
+        self._changed = asyncio.Event()  # set on every change a sender may wait for
+        self.closed_event: ChannelClosed | None = None
+
+    # -- the socket --------------------------------------------------------------------------------
+
+    async def attach(self, ws: ChannelSocket) -> None:
+        """Use ``ws`` from now on: everything unacked goes again on it."""
+        self.ws = ws
+        self.core.connected(self.clock.monotonic())
+        await self.flush()
+        self._notify()
+
+    def detach(self) -> ChannelSocket | None:
+        ws, self.ws = self.ws, None
+        self.core.connection_lost()
+        return ws
+
+    def set_handler(self, handler: ChannelHandler | None) -> None:
+        self.handler = handler
+        self.core.ready = handler.ready if handler is not None else None
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def send(self, payload_type: int, payload: bytes | PayloadParts) -> None:
+        """Send one stream message, waiting while the window is full or publication is paused."""
+        core = self.core
+        while not core.can_send:
+            if core.state in (State.CLOSING, State.CLOSED):
+                raise ChannelEnded(self.end_text())
+            await self._wait_change()
+        core.send(payload_type, payload, self.clock.monotonic())
+        await self.flush()
+
+    async def send_unsequenced(self, frame: Frame) -> None:
+        self.core.send_unsequenced(frame)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write what the core has queued, in order. Best effort: a message lost with a dying
+        socket is unacked, and replayed after the reconnect."""
+        if not self.core.has_data_to_send:
+            return
+        async with self._write_lock:
+            batch = self.core.data_to_send()
+            ws = self.ws
+            if ws is None or ws.closed:
+                return
+            try:
+                for parts in batch:
+                    await ws.send_parts(parts)
+            except _SEND_ERRORS as exc:
+                log.debug("data channel to %s: write failed: %s", self.peer, exc)
+
+    async def wait_acked(self, timeout: float, *, until_closed: bool = False) -> bool:
+        """Wait up to ``timeout`` until the peer acked everything (or, ``until_closed``, the channel
+        closed). True if it did."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.core.unacked_count and not (until_closed and self.core.state is State.CLOSED):
+                    await self._wait_change()
+        except TimeoutError:
+            pass
+        return self.core.unacked_count == 0
+
+    def end_text(self) -> str:
+        reason = self.core.close_reason
+        return reason.value if reason is not None else "the data channel is closing"
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
+
+    def close(self) -> None:
+        """End the channel locally (senders waiting for room are released)."""
+        self.core.close()
+        self._notify()
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    async def serve(self, reconnect: Reconnect | None) -> ChannelClosed:
+        """Read, hand over, resend, until the channel closes (returned). A lost socket is replaced by
+        ``reconnect`` (None: lost for good); its exception ends the channel and is raised."""
+        timer = asyncio.create_task(self._timer(), name=f"data-channel-timer-{self.peer}")
+        try:
+            while True:
+                closed = await self._read()
+                if closed is not None:
+                    return closed
+                ws = self.detach()
+                if ws is not None and not ws.closed:
+                    await ws.close()
+                if reconnect is None:
+                    raise ChannelEnded("data channel connection lost")
+                await self.attach(await reconnect())
+        finally:
+            timer.cancel()
+            self._notify()
+
+    async def _read(self) -> ChannelClosed | None:
+        ws = self.ws
+        if ws is None:
+            return self.closed_event
+        try:
+            async for message in ws:
+                if message.type == WsMessageType.BINARY:
+                    events = self.core.receive_data(message.data, self.clock.monotonic())
+                    await self._dispatch(events)
+                elif message.type == WsMessageType.ERROR:
+                    log.debug("data channel to %s: read error", self.peer)
+                    break
+                # Text frames from the service carry nothing a data-channel end needs.
+                if self.closed_event is not None:
+                    return self.closed_event
+        except ConnectionError as exc:
+            log.debug("data channel to %s: read failed: %s", self.peer, exc)
+        return self.closed_event
+
+    async def _dispatch(self, events: list[Event]) -> None:
+        delivered = False
+        if any(isinstance(e, HandshakeStep) and e.frame.payload_type in ACK_BEFORE_HANDLING for e in events):
+            await self.flush()
+        for event in events:
+            if isinstance(event, StreamData):  # HandshakeStep too
+                delivered = True
+                handler = self.handler
+                if handler is not None and self.closed_event is None:
+                    try:
+                        await handler.on_event(event)
+                    except ChannelEnded:
+                        pass
+                    except Exception:
+                        log.exception("data channel to %s: the handler failed", self.peer)
+            elif isinstance(event, Dropped):
+                log_dropped(log, self.peer, event)
+            else:
+                self._on_control(event)
+        await self.flush()  # the acks, after the handler (as AWS's programs do)
+        if delivered and self.handler is not None and self.closed_event is None:
+            await self.handler.on_event(Delivered())
+
+    def _on_control(self, event: Event) -> None:
+        """Acked, PublicationStarted/Paused, ChannelClosed: wake senders waiting for the window."""
+        if isinstance(event, ChannelClosed):
+            self.closed_event = event
+        self._notify()
+
+    async def _timer(self) -> None:
+        core = self.core
+        while core.state is not State.CLOSED:
+            now = self.clock.monotonic()
+            deadline = core.next_deadline()
+            delay = IDLE_POLL if deadline is None else min(IDLE_POLL, max(0.005, deadline - now))
+            await asyncio.sleep(delay)
+            events = core.tick(self.clock.monotonic())
+            for event in events:
+                if isinstance(event, KeepaliveDue):
+                    await self._ping()
+                elif isinstance(event, ChannelClosed):
+                    self.closed_event = event
+                    log.error("data channel to %s: %s", self.peer, event.reason.value)
+                    ws = self.ws
+                    if ws is not None:
+                        await ws.close()  # the reader sees the end and returns it
+                    self._notify()
+            await self.flush()
+
+    async def _ping(self) -> None:
+        ws = self.ws
+        if ws is not None and not ws.closed:
+            try:
+                await ws.ping(b"keepalive")
+            except _SEND_ERRORS:
+                pass
