@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.conftest import screenshot, sign_in
 from tests.e2e.harness import Agent, start_tls_server
-from tests.integration.test_api_server import _self_signed
+from tests.support.tls import self_signed
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_tls_console_cookie_and_wss_shell(
     browser: Any, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     # The agent (Python ssl) and boto3 trust our self-signed server certificate.
     server = start_tls_server(tmp_path / "server", cert, key, cert, monkeypatch)
     agent = Agent(server, tmp_path / "agent")

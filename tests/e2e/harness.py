@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -35,7 +35,13 @@ def openssm_argv(*args: str) -> list[str]:
 class Process:
     """A child process whose output goes to a log file that tests can read on failure."""
 
-    def __init__(self, argv: list[str], log_path: pathlib.Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log_path: pathlib.Path,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.argv = argv
         self.log_path = log_path
         self._log = log_path.open("ab")
@@ -46,6 +52,7 @@ class Process:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            preexec_fn=preexec,  # e.g. a lower resource limit for the child alone
         )
 
     def alive(self) -> bool:
@@ -77,8 +84,10 @@ class Server:
         env: dict[str, str] | None = None,
         region: str = REGION,
         public_url: str | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.region = region
+        self.preexec = preexec  # run in the server's process before exec (resource limits)
         self.data_dir = data_dir
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -111,7 +120,7 @@ class Server:
             self.region,
             *self.extra_args,
         )
-        self.process = Process(argv, self.data_dir / "server.log", env=self.env)
+        self.process = Process(argv, self.data_dir / "server.log", env=self.env, preexec=self.preexec)
         wait_until(self._ready, "server to listen", timeout=60)
         return self
 

@@ -339,3 +339,55 @@ def test_deregistration_revokes_the_node(server: ApiServer) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ssm.deregister_managed_instance(InstanceId=node.instance_id)
     assert _error(excinfo.value)[0] == "InvalidInstanceId"
+
+
+def test_describe_instance_information_pages_and_filters_in_the_database(server: ApiServer) -> None:
+    """Pages of 5 over 12 nodes (keyset tokens), filters on columns (InstanceIds, PingStatus) and
+    tags together, each page exactly as the unpaged listing has it."""
+    ssm = server.client()
+    tagged = ssm.create_activation(
+        IamRole="OpenSSMNodeRole", RegistrationLimit=5, Tags=[{"Key": "team", "Value": "blue"}]
+    )
+    plain = ssm.create_activation(IamRole="OpenSSMNodeRole", RegistrationLimit=7)
+    blue = [
+        register_node(server, tagged["ActivationCode"], tagged["ActivationId"]).instance_id for _ in range(5)
+    ]
+    others = [
+        register_node(server, plain["ActivationCode"], plain["ActivationId"]).instance_id for _ in range(7)
+    ]
+    for instance_id in blue[:2] + others[:1]:
+        connect_instance(server, instance_id)
+
+    def listing(**kwargs: object) -> tuple[list[str], int]:
+        ids: list[str] = []
+        pages = 0
+        token = None
+        while True:
+            page = ssm.describe_instance_information(
+                MaxResults=5, **kwargs, **({"NextToken": token} if token else {})
+            )
+            assert len(page["InstanceInformationList"]) <= 5
+            ids += [item["InstanceId"] for item in page["InstanceInformationList"]]
+            pages += 1
+            token = page.get("NextToken")
+            if not token:
+                return ids, pages
+
+    everything, pages = listing()
+    assert everything == sorted(blue + others) and pages == 3
+    online, _ = listing(Filters=[{"Key": "PingStatus", "Values": ["Online"]}])
+    assert online == sorted(blue[:2] + others[:1])
+    lost_blue, _ = listing(
+        Filters=[{"Key": "PingStatus", "Values": ["ConnectionLost"]}, {"Key": "tag:team", "Values": ["blue"]}]
+    )
+    assert lost_blue == sorted(blue[2:])
+    chosen, _ = listing(
+        Filters=[{"Key": "InstanceIds", "Values": [others[3], blue[4], "mi-00000000000000000"]}]
+    )
+    assert chosen == sorted([others[3], blue[4]])
+    assert listing(Filters=[{"Key": "tag-key", "Values": ["team"]}])[0] == sorted(blue)
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        ssm.describe_instance_information(
+            NextToken=ssm.describe_activations(MaxResults=1).get("NextToken") or "x"
+        )
+    assert _error(refused.value)[0] == "InvalidNextToken"

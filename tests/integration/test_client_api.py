@@ -17,8 +17,8 @@ import botocore.exceptions
 import pytest
 from tests.conftest import require
 from tests.integration.api_harness import ApiServer, make_user
-from tests.integration.test_api_server import _self_signed
 from tests.support.proxy import HttpProxy, run_tinyproxy, tinyproxy_available
+from tests.support.tls import self_signed
 
 from openssm.client.api import (
     ApiError,
@@ -138,7 +138,7 @@ def test_parameter_checks_and_unreachable_endpoints_read_as_boto3s(
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, pathlib.Path]]:
     directory = tmp_path_factory.mktemp("tls")
-    cert, key = _self_signed(directory)
+    cert, key = self_signed(directory)
     running = ApiServer(directory / "data", tls_cert=cert, tls_key=key)
     running.endpoint = running.endpoint.replace("http://", "https://")
     running.start()

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 from tests.conftest import require
-from tests.integration.test_api_server import _self_signed
 from tests.support.proxy import HttpProxy, run_tinyproxy, tinyproxy_available
+from tests.support.tls import self_signed
 from tests.unit.test_websocket_connection import echo, serve_ours
 
 from openssm.protocol import http1 as handshake
@@ -34,7 +34,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpProxy]:
 
 
 def tls_pair(tmp_path: pathlib.Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert, key)
     return server, ssl.create_default_context(cafile=str(cert))

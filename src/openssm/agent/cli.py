@@ -15,7 +15,6 @@ import aiohttp
 import click
 
 from openssm import systemd
-from openssm.agent.chain_credentials import ChainCredentials
 from openssm.agent.config import (
     IAM,
     AgentSettings,
@@ -193,6 +192,9 @@ async def _run(
     async with aiohttp.ClientSession(timeout=timeout) as http:
         credentials: CredentialSource
         failover_endpoints: tuple[str, ...] = ()
+        # botocore (the AWS credential chain, ~10 MB resident) only for nodes with an IAM identity.
+        from openssm.agent.chain_credentials import ChainCredentials
+
         if instance_id:
             if not endpoint or not region:
                 raise StateError("--instance-id needs --endpoint and --region")

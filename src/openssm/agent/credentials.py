@@ -54,6 +54,29 @@ def _expiration(value: Any) -> datetime.datetime:
     raise CredentialsError(f"TokenExpirationDate is not a time: {value!r}")
 
 
+def rsa_signed_headers(
+    url: str, operation: str, body: bytes, instance_id: str, private_key_der: bytes, region: str
+) -> dict[str, str]:
+    """The headers of an identity call (RequestManagedInstanceRoleToken…) signed with the
+    registration key, as the real agent signs them."""
+    headers = {"Host": host_header(url), **json_request_headers(operation)}
+    headers.update(
+        sigv4.sign_rsa(
+            "POST",
+            url,
+            headers,
+            body,
+            instance_id=instance_id,
+            private_key_der=private_key_der,
+            region=region,
+            service="ssm",
+            signed_header_names=["content-type", "host", "x-amz-date", "x-amz-target"],
+        )
+    )
+    headers["User-Agent"] = USER_AGENT
+    return headers
+
+
 class RoleCredentials:
     """Fetches, caches and refreshes the node's role credentials."""
 
@@ -98,21 +121,9 @@ class RoleCredentials:
         """A call signed with the registration key, as the real agent signs its identity calls."""
         url = api_url(self.endpoint)
         body = go_json(request)
-        headers = {"Host": host_header(url), **json_request_headers(operation)}
-        headers.update(
-            sigv4.sign_rsa(
-                "POST",
-                url,
-                headers,
-                body,
-                instance_id=self.registration.instance_id,
-                private_key_der=self._key_der,
-                region=self.registration.region,
-                service="ssm",
-                signed_header_names=["content-type", "host", "x-amz-date", "x-amz-target"],
-            )
+        headers = rsa_signed_headers(
+            url, operation, body, self.registration.instance_id, self._key_der, self.registration.region
         )
-        headers["User-Agent"] = USER_AGENT
         async with self.http.post(url, data=body, headers=headers) as response:
             return await read_json_response(response)
 

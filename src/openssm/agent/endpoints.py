@@ -2,23 +2,29 @@
 
 A scale-out OpenSSM runs several identical nodes; any answers the API, and a session's bytes go
 through the node holding the agent's control channel, which is why the agent talks to one node at
-a time (not through a load balancer). When that node cannot be reached, the agent moves to the
-next one in the configured order, wrapping around; its control channel's backoff paces the tries.
+a time (not through a load balancer). It starts on the node it was configured with; when that
+node cannot be reached, it moves on through the others in an order of its own (shuffled once per
+agent, so a dead node's agents spread over the survivors instead of all landing on the next one),
+wrapping around; its control channel's backoff paces the tries.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
 
 class Endpoints:
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(self, urls: Sequence[str], rng: random.Random | None = None) -> None:
+        """``rng``: what shuffles the failover order (None: a fresh random order)."""
         if not urls:
             raise ValueError("at least one endpoint is needed")
-        self.urls = tuple(urls)
+        first, *others = urls
+        (rng or random.Random()).shuffle(others)
+        self.urls = (first, *others)
         self._index = 0
 
     @property
@@ -26,7 +32,8 @@ class Endpoints:
         return self.urls[self._index]
 
     def fail_over(self, failed: str) -> str:
-        """Move on from ``failed`` to the next node, unless someone already moved on from it.
+        """Move on from ``failed`` to the next node of this agent's order, unless someone already
+        moved on from it.
 
         Several loops (control channel, health pings) notice the same outage: only the first
         report of a node counts, so the agent never skips over a healthy node.

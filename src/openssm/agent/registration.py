@@ -16,7 +16,6 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from openssm.agent.chain_credentials import ChainCredentials
 from openssm.agent.config import IAM, Registration, load_fingerprint, save_registration
 from openssm.agent.platform_info import short_instance_information
 from openssm.agent.signing import CredentialsError, host_header
@@ -147,6 +146,8 @@ async def register_iam(
     checks ``ssm:UpdateInstanceInformation`` on the instance's ARN), then the registration is saved."""
     if not EC2_INSTANCE_ID_PATTERN.match(instance_id):
         raise RegistrationError(f"{instance_id!r} is not an EC2-style instance id (i- and 17 hex digits)")
+    from openssm.agent.chain_credentials import ChainCredentials
+
     credentials = ChainCredentials(profile)
     try:
         await credentials.current()

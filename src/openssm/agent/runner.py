@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
@@ -20,7 +20,6 @@ from openssm.agent.endpoints import Endpoints
 from openssm.agent.jobs import JobRunner
 from openssm.agent.mgs import MgsClient
 from openssm.agent.platform_info import full_instance_information, short_instance_information
-from openssm.agent.session import Session
 from openssm.agent.session_request import BadSessionRequest, SessionRequest, parse_session_request
 from openssm.agent.sessions.base import Outcome, error_output
 from openssm.agent.signing import CredentialSource
@@ -28,6 +27,9 @@ from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, MessageType
 from openssm.protocol.messages import MessageError, parse_channel_closed
 from openssm.protocol.messages.codec import load_object
+
+if TYPE_CHECKING:  # the session handlers (shell, port, smux…) load with the first session
+    from openssm.agent.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,8 @@ class Agent:
             request.session_type,
             request.session_owner or "?",
         )
+        from openssm.agent.session import Session
+
         session = Session(
             request,
             mgs=self.mgs,

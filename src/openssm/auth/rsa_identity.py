@@ -45,8 +45,11 @@ def load_public_key(der: bytes) -> rsa.RSAPublicKey:
     return key
 
 
+@functools.lru_cache(maxsize=8)
 def load_private_key(der: bytes) -> rsa.RSAPrivateKey:
-    """Parse a DER RSA private key, PKCS#1 (what the agent stores) or PKCS#8."""
+    """Parse a DER RSA private key, PKCS#1 (what the agent stores) or PKCS#8. Cached: loading checks
+    the key (~170 ms of CPU for RSA-2048) and a node signs with the same key at every credential
+    refresh; its caller holds the same key bytes anyway."""
     try:
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

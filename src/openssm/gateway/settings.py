@@ -27,5 +27,5 @@ class GatewaySettings:
     # those one per interval, so a backlog of small messages after a restart would crawl.
     pending_frames: int = 20_000
     pending_bytes: int = 16 * 1024 * 1024
-    heartbeat_interval: float = 10.0  # gateway_nodes.last_seen_at refresh
+    heartbeat_interval: float = 3.0  # gateway_nodes.last_seen_at refresh (well inside NODE_ALIVE_WINDOW)
     watchdog_interval: float = 1.0  # idle/max-duration checks

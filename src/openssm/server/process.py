@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from openssm.bus.factory import make_bus
+from openssm.server.admission import admission_for, raise_open_files_limit
 from openssm.server.bootstrap import bootstrap, console_text, usage_text
 from openssm.server.composition import compose
 from openssm.server.datadir import DataDirLock
@@ -24,6 +25,8 @@ from openssm.store.secrets import SecretCipher
 from openssm.transport import runtime
 
 log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 15.0
 
 
 class _MalformedHttpWithoutTraceback(logging.Filter):
@@ -110,12 +113,24 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
         if uses_embedded_database(config):
             config.data_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(DataDirLock(config.data_dir))  # one server per embedded database
+        admission = admission_for(raise_open_files_limit())  # before the database opens its files
         services = await create_services(config)
         stack.push_async_callback(close_services, services)
+        app = compose(services).app
+        app.middlewares.insert(0, admission.middleware)  # first: a refusal costs no other work
         runner = web.AppRunner(
-            compose(services).app, handle_signals=False, access_log=None, shutdown_timeout=5
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=5,
+            # An agent calls the API every few minutes: an idle keep-alive connection would hold a
+            # descriptor (a fleet's worth of them) for nothing; its next call opens a new one.
+            keepalive_timeout=KEEPALIVE_SECONDS,
         )
         await runner.setup()
+        server = runner.server
+        assert server is not None
+        admission.count_with(lambda: len(server.connections))
         stack.push_async_callback(runner.cleanup)
         ssl_context = _ssl_context(config)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread

@@ -1,5 +1,10 @@
 """Gateway nodes (``gateway_nodes``): each node's public URL and heartbeat, so any node can tell which
-nodes are alive (StreamUrls point only at live nodes; the sweeper ends the sessions of dead ones)."""
+nodes are alive (StreamUrls point only at live nodes; the sweeper ends the sessions of dead ones).
+
+Liveness needs no synchronised clocks: on a shared database (PostgreSQL) a heartbeat is stamped
+with the database's own time, and "alive" is judged against the database's time too, so nodes
+whose clocks disagree still agree on who is alive. The embedded database (SQLite) is one process
+on one machine: its one clock is the server's (which tests can drive)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,43 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from openssm.store.rows import Db, execute, first, reading, scalars, writing
-from openssm.store.tables import gateway_nodes
+from openssm.store.tables import UtcDateTime, gateway_nodes
 
-# A node refreshes last_seen_at every heartbeat (10 s); one silent for this long is presumed dead.
-NODE_ALIVE_WINDOW = dt.timedelta(seconds=30)
+# A node refreshes last_seen_at every heartbeat (GatewaySettings.heartbeat_interval, 3 s); one
+# silent for this long is presumed dead: the failover blind spot.
+NODE_ALIVE_WINDOW = dt.timedelta(seconds=10)
+
+
+class _DatabaseTime(sa.sql.expression.ColumnElement[dt.datetime]):
+    """The database's current time minus ``ago``; on SQLite, the server's ``now`` minus ``ago``."""
+
+    inherit_cache = True
+    type = UtcDateTime()
+    # Both in the cache key: the bound time must be taken from each statement, not the first one.
+    _traverse_internals = [
+        ("now", InternalTraversal.dp_clauseelement),
+        ("ago_ms", InternalTraversal.dp_plain_obj),
+    ]
+
+    def __init__(self, now: dt.datetime, ago: dt.timedelta = dt.timedelta(0)) -> None:
+        self.now = sa.bindparam("db_time_fallback", now - ago, type_=UtcDateTime(), unique=True)
+        self.ago_ms = int(ago.total_seconds() * 1000)
+
+
+@compiles(_DatabaseTime)
+def _server_time(element: _DatabaseTime, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.now, **kw)
+
+
+@compiles(_DatabaseTime, "postgresql")
+def _postgres_time(element: _DatabaseTime, compiler: SQLCompiler, **kw: Any) -> str:
+    # clock_timestamp(): the time now, not the transaction's start. ago_ms is an int of ours.
+    return f"(clock_timestamp() - interval '{int(element.ago_ms)} milliseconds')"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,7 +81,11 @@ async def _refresh(
 async def announce(db: Db, node_id: str, public_url: str, *, now: dt.datetime) -> None:
     """A node has just started: its URL, started_at and last_seen_at are now."""
     await _refresh(
-        db, node_id, public_url, now, {"public_url": public_url, "started_at": now, "last_seen_at": now}
+        db,
+        node_id,
+        public_url,
+        now,
+        {"public_url": public_url, "started_at": now, "last_seen_at": _DatabaseTime(now)},
     )
 
 
@@ -53,7 +93,7 @@ async def heartbeat(
     db: Db, node_id: str, public_url: str, started_at: dt.datetime, *, now: dt.datetime
 ) -> None:
     """Refresh last_seen_at; re-create the row if someone removed it meanwhile."""
-    await _refresh(db, node_id, public_url, started_at, {"last_seen_at": now})
+    await _refresh(db, node_id, public_url, started_at, {"last_seen_at": _DatabaseTime(now)})
 
 
 async def get(db: Db, node_id: str) -> GatewayNodeRow | None:
@@ -61,7 +101,7 @@ async def get(db: Db, node_id: str) -> GatewayNodeRow | None:
 
 
 def _reported_since(now: dt.datetime) -> sa.ColumnElement[bool]:
-    return gateway_nodes.c.last_seen_at > now - NODE_ALIVE_WINDOW
+    return gateway_nodes.c.last_seen_at > _DatabaseTime(now, NODE_ALIVE_WINDOW)
 
 
 def alive_ids(now: dt.datetime) -> sa.Select[tuple[str]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
+import random
 
 import pytest
 
@@ -13,18 +15,27 @@ from openssm.agent.endpoints import Endpoints
 A, B, C = "http://a:1", "http://b:1", "http://c:1"
 
 
-def test_fails_over_in_order_and_wraps_around() -> None:
+def test_starts_on_the_first_then_fails_over_through_all_and_wraps_around() -> None:
     endpoints = Endpoints((A, B, C))
     assert endpoints.current == A
-    assert endpoints.fail_over(A) == B
-    assert endpoints.fail_over(B) == C
-    assert endpoints.fail_over(C) == A
+    second = endpoints.fail_over(A)
+    third = endpoints.fail_over(second)
+    assert {second, third} == {B, C}
+    assert endpoints.fail_over(third) == A
+
+
+def test_a_dead_nodes_agents_spread_over_the_others() -> None:
+    """Each agent shuffles its failover order: when A dies, its agents do not all go to B."""
+    rng = random.Random(16)
+    moved = collections.Counter(Endpoints((A, B, C), rng).fail_over(A) for _ in range(1000))
+    assert set(moved) == {B, C}
+    assert min(moved.values()) > 400
 
 
 def test_only_the_first_report_of_an_outage_moves_on() -> None:
     endpoints = Endpoints((A, B, C))
-    endpoints.fail_over(A)  # the control channel noticed first ...
-    assert endpoints.fail_over(A) == B  # ... the health ping's late report of A must not skip B
+    second = endpoints.fail_over(A)  # the control channel noticed first ...
+    assert endpoints.fail_over(A) == second  # ... the health ping's late report of A must not skip it
 
 
 def test_a_single_endpoint_stays_put() -> None:

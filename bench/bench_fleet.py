@@ -1,0 +1,374 @@
+"""A fleet of idle agents against one server: what each costs, and what the server still does well.
+
+N simulated agents (``tests/support/fleet.py``: one asyncio process speaking exactly the agent's
+protocol — activations of at most 1,000 registrations, RequestManagedInstanceRoleToken, SigV4
+UpdateInstanceInformation on the agent's schedule, CreateControlChannel and its WebSocket with
+pings, a data channel on ``interactive_shell``) register with a fresh ``openssm server`` (SQLite),
+go Online and idle. Printed beside the issue's targets:
+
+- registered / control channel open / listed Online by ``DescribeInstanceInformation``;
+- server memory per idle agent (RSS growth ÷ N), over plain HTTP and over TLS (a second server);
+- server CPU with the fleet idle: measured with the schedule sped up ``--compress-time`` times,
+  then scaled back to the real schedule (heartbeats every 5 min, pings every 54 s);
+- ``describe-instance-information`` at 50 a page: p50/p99 per page and the full listing;
+- registrations per second (and server CPU per registration);
+- StartSession → first byte with one agent registered (idle) and with the whole fleet (loaded);
+- with ``--open-files N``: a server whose soft open-files limit is N, and a fleet past it: how many
+  answers were throttling (agents back off) and how many were server errors (there must be none);
+- with ``--tracemalloc``: where the server's memory per idle agent goes, by allocation site.
+
+Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import random
+import resource
+import signal
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from typing import Any
+
+import aiohttp
+import boto3
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from tests.e2e.harness import Server
+from tests.support import fleet as sim
+from tests.support.tls import self_signed
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    return int(pathlib.Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# Imported by the server's interpreter at start (PYTHONPATH): traces allocations, and writes a
+# tracemalloc snapshot into $BENCH_TRACEMALLOC_DIR at each SIGUSR1.
+SITECUSTOMIZE = """
+import os, signal, tracemalloc
+if os.environ.get("BENCH_TRACEMALLOC_DIR"):
+    tracemalloc.start(1)
+    def _dump(signum, frame):
+        directory = os.environ["BENCH_TRACEMALLOC_DIR"]
+        path = os.path.join(directory, "snapshot-%d" % len(os.listdir(directory)))
+        tracemalloc.take_snapshot().dump(path + ".tmp")
+        os.rename(path + ".tmp", path)
+    signal.signal(signal.SIGUSR1, _dump)
+"""
+
+
+async def snapshot(pid: int, directory: pathlib.Path) -> tracemalloc.Snapshot:
+    """Ask the server for a tracemalloc snapshot and load it."""
+    before = set(directory.glob("snapshot-*"))
+    os.kill(pid, signal.SIGUSR1)
+    async with asyncio.timeout(120):
+        while not (new := set(directory.glob("snapshot-*")) - before):
+            await asyncio.sleep(0.2)
+    return tracemalloc.Snapshot.load(str(new.pop()))
+
+
+def allocation_report(base: tracemalloc.Snapshot, idle: tracemalloc.Snapshot, agents: int) -> list[str]:
+    """Where the server's memory per idle agent goes: the biggest growths, per agent, by line."""
+    lines = []
+    for stat in idle.compare_to(base, "lineno")[:15]:
+        frame = stat.traceback[0]
+        where = frame.filename.split("site-packages/")[-1].split("/src/")[-1]
+        lines.append(
+            f"    {stat.size_diff / agents:8.0f} B/agent  {stat.count_diff / agents:6.1f} blocks/agent  "
+            f"{where}:{frame.lineno}"
+        )
+    return lines
+
+
+def server_pid(server: Server) -> int:
+    assert server.process is not None
+    return server.process.proc.pid
+
+
+async def settle(pid: int, seconds: float = 3.0) -> int:
+    """RSS after the server has been quiet for a moment."""
+    await asyncio.sleep(seconds)
+    return rss_bytes(pid)
+
+
+async def first_byte(ssm: Any, instance_id: str, ssl_context: ssl.SSLContext | None) -> float:
+    """StartSession → the first output byte of the (simulated) shell, through a data-channel client."""
+    began = time.perf_counter()
+    response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
+    connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context else True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        shell = await sim.ShellClient.open(http, response)
+        await shell.expect(sim.PROMPT)
+        elapsed = time.perf_counter() - began
+        await shell.close()
+    await asyncio.to_thread(ssm.terminate_session, SessionId=response["SessionId"])
+    return elapsed
+
+
+async def first_bytes(
+    ssm: Any, fleet: sim.Fleet, count: int, ssl_context: ssl.SSLContext | None
+) -> list[float]:
+    online = [agent for agent in fleet.agents if agent.online.is_set()]
+    return [await first_byte(ssm, random.choice(online).instance_id, ssl_context) for _ in range(count)]
+
+
+def describe_pages(ssm: Any, runs: int) -> tuple[list[float], list[float], int]:
+    """Every page (50 a page) of the unfiltered listing, ``runs`` times: page times, listing times."""
+    pages: list[float] = []
+    listings: list[float] = []
+    count = 0
+    for _ in range(runs):
+        began = time.perf_counter()
+        token: str | None = None
+        count = 0
+        while True:
+            kwargs: dict[str, Any] = {"MaxResults": 50, **({"NextToken": token} if token else {})}
+            t0 = time.perf_counter()
+            page = ssm.describe_instance_information(**kwargs)
+            pages.append(time.perf_counter() - t0)
+            count += len(page["InstanceInformationList"])
+            token = page.get("NextToken")
+            if not token:
+                break
+        listings.append(time.perf_counter() - began)
+    return pages, listings, count
+
+
+async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> dict[str, Any]:
+    """One server, one fleet: everything the table needs from this transport."""
+    extra: tuple[str, ...] = ()
+    ssl_context: ssl.SSLContext | None = None
+    env = dict(os.environ)
+    if tls:
+        cert, key = self_signed(root)
+        extra = ("--tls-cert", str(cert), "--tls-key", str(key))
+        ssl_context = ssl.create_default_context(cafile=str(cert))
+        env["AWS_CA_BUNDLE"] = str(cert)
+    traces = root / "tracemalloc" if args.tracemalloc and not tls else None
+    if traces is not None:
+        traces.mkdir()
+        (root / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        env["BENCH_TRACEMALLOC_DIR"] = str(traces)
+    server = Server(root / ("server-tls" if tls else "server"), extra_args=extra, env=env)
+    if tls:
+        server.endpoint = server.endpoint.replace("http://", "https://")
+    server.start()
+    result: dict[str, Any] = {}
+    try:
+        pid = server_pid(server)
+        ssm = server.client("ssm")
+        if tls:
+            ssm = boto3.client(
+                "ssm",
+                endpoint_url=server.endpoint,
+                region_name=server.region,
+                aws_access_key_id=server.admin_credentials[0],
+                aws_secret_access_key=server.admin_credentials[1],
+                verify=str(cert),
+            )
+        activations = sim.create_activations(ssm, args.agents)
+        async with sim.Fleet(
+            [server.endpoint], region=server.region, compress_time=args.compress_time, ssl_context=ssl_context
+        ) as fleet:
+            # Idle: one agent, online, then StartSession → first byte before the fleet arrives.
+            await fleet.register(1, activations)
+            fleet.start()
+            await fleet.wait_online(60)
+            if not tls:
+                result["first_byte_idle"] = await first_bytes(ssm, fleet, args.sessions, None)
+            base_rss = await settle(pid)
+            base_snapshot = await snapshot(pid, traces) if traces is not None else None
+            cpu0 = cpu_seconds(pid)
+            seconds = await fleet.register(args.agents - 1, activations)
+            result["registration_seconds"] = seconds
+            result["registration_cpu"] = cpu_seconds(pid) - cpu0
+            fleet.start(fleet.agents[1:])
+            try:
+                result["online_seconds"] = await fleet.wait_online(args.online_timeout)
+            except TimeoutError:
+                result["online_seconds"] = None
+            # Idle: every agent heartbeating and pinging on the (compressed) schedule.
+            await asyncio.sleep(max(5.0, fleet.heartbeat_seconds / 4))
+            rss = await settle(pid)
+            if traces is not None and base_snapshot is not None:
+                idle_snapshot = await snapshot(pid, traces)
+                result["allocations"] = allocation_report(base_snapshot, idle_snapshot, args.agents - 1)
+            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(args.idle_seconds)
+            result["idle_cpu_fraction"] = (cpu_seconds(pid) - cpu1) / (time.monotonic() - t1)
+            result["heartbeats"] = fleet.stats.heartbeats
+            result["per_agent_bytes"] = (rss - base_rss) / max(1, args.agents - 1)
+            result["rss"] = rss
+            online, _ = await asyncio.to_thread(sim.online_from_api, ssm)
+            result["online_api"] = len(online)
+            result["registered"] = fleet.stats.registered
+            result["control_open"] = fleet.stats.control_open
+            if not tls:
+                pages, listings, count = await asyncio.to_thread(describe_pages, ssm, args.listings)
+                result.update(pages=pages, listings=listings, listed=count)
+                result["first_byte_loaded"] = await first_bytes(ssm, fleet, args.sessions, None)
+            result["stats"] = json.loads(sim.dump(fleet.stats))
+    finally:
+        server.stop()
+    return result
+
+
+async def open_files_check(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
+    """A server with a soft open-files limit of ``--open-files`` and a fleet bigger than that."""
+    limit = args.open_files
+
+    def lower_limit() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))  # no raising past it either
+
+    server = Server(root / "server-nofile", preexec=lower_limit)
+    server.start()
+    try:
+        ssm = server.client("ssm")
+        agents = int(limit * 1.5)
+        activations = sim.create_activations(ssm, agents)
+        async with sim.Fleet(
+            [server.endpoint], region=server.region, compress_time=args.compress_time
+        ) as fleet:
+            await fleet.register(agents, activations)
+            fleet.start()
+            await asyncio.sleep(args.idle_seconds)
+            return {"agents": agents, "online": fleet.online_count(), **json.loads(sim.dump(fleet.stats))}
+    finally:
+        server.stop()
+
+
+def table(plain: dict[str, Any], tls: dict[str, Any] | None, args: argparse.Namespace) -> None:
+    n = args.agents
+    c = args.compress_time
+    rows: list[tuple[str, str, str]] = []
+    rows.append(
+        (
+            "registered / control channel open / Online (API)",
+            f"{plain['registered']} / {plain['control_open']} / {plain['online_api']} of {n}"
+            + (
+                f" (all open in {plain['online_seconds']:.1f} s)" if plain["online_seconds"] else " (NOT all)"
+            ),
+            "all",
+        )
+    )
+    rows.append(
+        ("server memory per idle agent, plain HTTP", f"{plain['per_agent_bytes'] / 1024:.1f} KiB", "≤ 20 KiB")
+    )
+    if tls:
+        rows.append(("the same over TLS", f"{tls['per_agent_bytes'] / 1024:.1f} KiB", "≤ 40 KiB"))
+    cpu = plain["idle_cpu_fraction"]
+    rows.append(
+        (
+            "server CPU, idle fleet, real schedule",
+            f"{cpu / c * 100:.1f} % of a core ({cpu * 100:.0f} % at {c:g}x speed)",
+            "≤ 10 % at 10,000",
+        )
+    )
+    pages, listings = plain["pages"], plain["listings"]
+    rows.append(
+        (
+            "describe-instance-information, 50 a page",
+            f"p50 {statistics.median(pages) * 1000:.0f} ms, p99 {pct(pages, 0.99) * 1000:.0f} ms; "
+            f"full listing ({plain['listed']}) {statistics.median(listings):.2f} s",
+            "p99 ≤ 100 ms; listing ≤ 10 s",
+        )
+    )
+    rate = (n - 1) / plain["registration_seconds"]
+    rows.append(
+        (
+            "registrations per second",
+            f"{rate:.0f} ({plain['registration_cpu'] / (n - 1) * 1000:.1f} ms server CPU each)",
+            "≥ 100",
+        )
+    )
+    idle, loaded = plain["first_byte_idle"], plain["first_byte_loaded"]
+    rows.append(
+        (
+            "StartSession → first byte, loaded ÷ idle",
+            f"{statistics.median(loaded) / statistics.median(idle):.2f}x "
+            f"({statistics.median(loaded) * 1000:.0f} ms ÷ {statistics.median(idle) * 1000:.0f} ms)",
+            "≈ 1x",
+        )
+    )
+    errors = sum(plain["stats"]["server_errors"].values())
+    rows.append(
+        (
+            "server errors (5xx) seen by agents / throttled answers",
+            f"{errors} / {plain['stats']['throttled']}",
+            "0 / any",
+        )
+    )
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"\nFleet of {n} simulated agents, one server on SQLite (schedule x{c:g} while measuring)")
+    print(f"  {'figure':<{width}}  {'measured':<{vwidth}}  target")
+    for name, value, target in rows:
+        print(f"  {name:<{width}}  {value:<{vwidth}}  {target}")
+    if plain.get("allocations"):
+        print(
+            "\n  server memory per idle agent by allocation site (tracemalloc; its own overhead inflates RSS):"
+        )
+        print("\n".join(plain["allocations"]))
+    if plain["stats"]["server_errors"]:
+        print("  server errors:", plain["stats"]["server_errors"])
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument(
+        "--compress-time", type=float, default=10.0, help="run the agents' schedule this many times faster"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=30.0, help="how long to measure the idle fleet")
+    parser.add_argument("--sessions", type=int, default=5, help="StartSession samples, idle and loaded")
+    parser.add_argument("--listings", type=int, default=3, help="full describe-instance-information listings")
+    parser.add_argument("--online-timeout", type=float, default=600.0)
+    parser.add_argument("--no-tls", action="store_true", help="skip the TLS run")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="trace the plain server's allocations (slows it down)"
+    )
+    parser.add_argument(
+        "--open-files", type=int, default=0, help="also run a server with this soft open-files limit"
+    )
+    args = parser.parse_args()
+    sim.raise_open_files_limit()
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        root = pathlib.Path(tmp)
+        plain = await run_fleet(args, root, tls=False)
+        tls = None if args.no_tls else await run_fleet(args, root, tls=True)
+        table(plain, tls, args)
+        if args.open_files:
+            outcome = await open_files_check(args, root)
+            print(f"\nServer with a soft open-files limit of {args.open_files}: {json.dumps(outcome)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
