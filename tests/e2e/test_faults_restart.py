@@ -98,10 +98,16 @@ def test_sessions_survive_a_server_restart(system: tuple[Server, Agent, Checksum
                 f"p=$(mktemp); (for i in $(seq 1 {LINES}); do printf 'L%05dE\\n' $i; sleep 0.004; done) | tee $p;"
                 " echo NODE-SHA256 $(sha256sum < $p) NODE-BYTES $(wc -c < $p); rm -f $p"
             )
+            terminal.wait_for("L00300E")
+            # The transfer starts once the shell is going, and the restart comes as soon as 16 MiB are
+            # through: on a quiet machine the whole 256 MiB takes only a few seconds.
             received_before = destination.received
             transfer = pool.submit(reported_transfer, local, upload=TRANSFER, download=TRANSFER, timeout=120)
-            terminal.wait_for("L00300E")
-            wait_until(lambda: destination.received - received_before >= 16 * MIB, "16 MiB to reach the node")
+            wait_until(
+                lambda: destination.received - received_before >= 16 * MIB,
+                "16 MiB to reach the node",
+                interval=0.01,
+            )
             assert not transfer.done()
             assert not re.search(f"L{LINES:05d}E", terminal.text), "the shell finished before the restart"
             outage = restart(server, SIGNALS[how])

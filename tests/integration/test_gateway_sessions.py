@@ -311,7 +311,7 @@ async def test_client_token_expires_by_the_nodes_clock(tmp_path: pathlib.Path) -
             """Move the clock in steps the node's heartbeat follows (its sweeper must not find the
             node itself silent)."""
             while seconds > 0:
-                step = min(seconds, 20)
+                step = min(seconds, 9)  # under the 10 s liveness window
                 clock.advance(step)
                 seconds -= step
 
@@ -558,8 +558,8 @@ async def test_sessions_no_client_ever_opened_are_ended(tmp_path: pathlib.Path) 
             await wait_for(seen, 5, "the node's heartbeat never ran")
 
         # 60 s token + 30 s resume window, less one second; in steps the node's heartbeat follows, so
-        # that its own sweeper never finds it silent for the 30 s liveness window.
-        for step in (20, 20, 20, 20, 9):
+        # that its own sweeper never finds it silent for the 10 s liveness window.
+        for step in (9, 9, 9, 9, 9, 9, 9, 9, 9, 8):
             clock.advance(step)
             await heartbeat_after(clock.now())
         clock.advance(0.5)

@@ -75,8 +75,9 @@ async def test_gateway_node_announce_and_heartbeat(tmp_path: pathlib.Path) -> No
         assert row.public_url == "http://b"
         assert row.started_at == start + dt.timedelta(seconds=1)
         assert row.last_seen_at == start + dt.timedelta(seconds=11)
-        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=40)) == {"n1": "http://b"}
-        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=41)) == {}
+        # Alive while its last heartbeat is under NODE_ALIVE_WINDOW (10 s) old.
+        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=20)) == {"n1": "http://b"}
+        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=21)) == {}
         # A row removed behind the node's back comes back with the next heartbeat.
         async with engine.begin() as conn:
             await conn.execute(gateway_nodes_table.delete())
