@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pathlib
 import pwd
 import re
 
@@ -23,6 +24,16 @@ from tests.unit.agent.fake_mgs import (
 from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType, flag_payload, go_json
 
 SID = "tester-0123456789abcdef0"
+
+
+def _sleep_running() -> bool:
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes() == b"sleep\x0030.5\x00":
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def alive(pid: int) -> bool:
@@ -65,8 +76,10 @@ async def test_shell_profile_is_typed_first_and_ctrl_c_interrupts() -> None:
     async with agent_session(content) as (fake, client):
         await client.send_input(PayloadType.OUTPUT, b"echo mark=$PROFILE_MARK\r")
         await client.wait_for(lambda: b"mark=from-profile" in client.output_bytes, "profile applied")
-        await client.send_input(PayloadType.OUTPUT, b"sleep 30 && echo not-$((6*7))x\r")
+        await client.send_input(PayloadType.OUTPUT, b"sleep 30.5 && echo not-$((6*7))x\r")
         await client.wait_for(lambda: b"echo not-$((6*7))x\r\n" in client.output_bytes, "sleep line echoed")
+        # bash echoes the line before it forks: wait until the sleep itself runs, or Ctrl-C races it
+        await wait_for(_sleep_running, 10, "the shell never started sleep 30.5")
         await client.send_input(PayloadType.OUTPUT, b"\x03")
         await client.send_input(PayloadType.OUTPUT, b"echo after-$((1+1))\r")
         await client.wait_for(lambda: b"after-2" in client.output_bytes, "shell back after Ctrl-C", 5)
