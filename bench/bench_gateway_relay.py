@@ -17,7 +17,7 @@ import pathlib
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -38,9 +38,15 @@ PAYLOAD = b"x" * 1024
 
 
 async def pump(
-    agent: aiohttp.ClientWebSocketResponse, client: aiohttp.ClientWebSocketResponse, frames: int, window: int
+    agent: aiohttp.ClientWebSocketResponse,
+    client: aiohttp.ClientWebSocketResponse,
+    frames: int,
+    window: int,
+    counts: Callable[[Frame], bool] = lambda frame: True,
 ) -> float:
-    """Agent sends, client acks, agent waits for acks beyond the window. Returns seconds."""
+    """Agent sends, client acks every output frame it gets and stops after ``frames`` of them that
+    ``counts`` (bench_join_relay leaves out the gateway's own lines), agent waits for acks beyond
+    the window. Returns seconds."""
     encoded = [
         Frame(
             MessageType.OUTPUT_STREAM_DATA, seq, FLAG_SYN if seq == 0 else 0, PayloadType.OUTPUT, PAYLOAD
@@ -50,9 +56,12 @@ async def pump(
     acked = 0
 
     async def client_side() -> None:
-        for _ in range(frames):
-            msg = await client.receive()
-            await client.send_bytes(ack_for(decode(msg.data)).encode())
+        seen = 0
+        while seen < frames:
+            frame = decode((await client.receive()).data)
+            if frame.message_type == MessageType.OUTPUT_STREAM_DATA:
+                seen += counts(frame)
+                await client.send_bytes(ack_for(frame).encode())
 
     async def agent_side() -> None:
         nonlocal acked

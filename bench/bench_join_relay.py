@@ -17,56 +17,15 @@ import asyncio
 import contextlib
 import pathlib
 import sys
-import time
 from collections.abc import Iterator
 from unittest import mock
 
-import aiohttp
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench_gateway_relay import PAYLOAD, SID, connected_session
+from bench_gateway_relay import PAYLOAD, SID, connected_session, pump
 
 from openssm.gateway import session as relay_module
 from openssm.gateway.settings import GatewaySettings
-from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for, decode
-
-
-async def pump(
-    agent: aiohttp.ClientWebSocketResponse, client: aiohttp.ClientWebSocketResponse, frames: int, window: int
-) -> float:
-    """Agent sends, client acks everything it gets (the gateway's own line too), agent waits for
-    acks beyond the window. Returns seconds."""
-    encoded = [
-        Frame(
-            MessageType.OUTPUT_STREAM_DATA, seq, FLAG_SYN if seq == 0 else 0, PayloadType.OUTPUT, PAYLOAD
-        ).encode()
-        for seq in range(frames)
-    ]
-    acked = 0
-
-    async def client_side() -> None:
-        seen = 0
-        while seen < frames:
-            frame = decode((await client.receive()).data)
-            if frame.message_type == MessageType.OUTPUT_STREAM_DATA:
-                seen += frame.payload == PAYLOAD
-                await client.send_bytes(ack_for(frame).encode())
-
-    async def agent_side() -> None:
-        nonlocal acked
-        sent = 0
-        while acked < frames:
-            while sent < frames and sent - acked < window:
-                await agent.send_bytes(encoded[sent])
-                sent += 1
-            msg = await agent.receive()
-            if msg.type is aiohttp.WSMsgType.BINARY:
-                acked += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(client_side(), agent_side())
-    return time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -86,7 +45,7 @@ async def through_gateway(name: str, frames: int, window: int) -> float:
             if name == "renumbered":
                 relay.output_started = True  # as after the shell's first output
                 assert await relay.inject_output(b"[openssm] bench joined (read-only)\r\n")
-            return await pump(agent, client, frames, window)
+            return await pump(agent, client, frames, window, counts=lambda frame: frame.payload == PAYLOAD)
 
 
 async def main() -> None:
