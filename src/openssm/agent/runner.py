@@ -12,7 +12,7 @@ import aiohttp
 
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
-from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
+from openssm.agent.control_channel import ControlChannel, TaskCompletions
 from openssm.agent.credentials import RoleCredentials
 from openssm.agent.data_channel import EndReason
 from openssm.agent.encryption import KmsApi
@@ -122,7 +122,7 @@ class Agent:
 
     async def _health_loop(self) -> None:
         """Short then full UpdateInstanceInformation at start, then the full one every heartbeat."""
-        retry = backoff_delays(self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds)
+        retry = self.settings.reconnect_backoff().delays()
         while not self.healthy.is_set():
             endpoint = self.endpoint
             try:
@@ -133,7 +133,7 @@ class Agent:
                 reraise_if_cancelled()
                 if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
                     self._unreachable(endpoint)
-                delay = retry()
+                delay = next(retry)
                 log.warning("UpdateInstanceInformation failed: %s (retry in %.1f s)", exc, delay)
                 await asyncio.sleep(delay)
         while True:
