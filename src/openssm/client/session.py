@@ -256,7 +256,6 @@ class SessionDispatcher:
             self._channel,
             self._console,
             stdin_fd=self._options.stdin_fd,
-            stdout_fd=self._console.fd,
             joining=self._options.joining,
         )
 

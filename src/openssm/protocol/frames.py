@@ -285,3 +285,11 @@ def parse_flag(payload: Payload) -> int:
         raise FrameError("flag payload shorter than 4 bytes")
     value: int = struct.unpack_from(">I", payload)[0]
     return value
+
+
+def flag_of(frame: Frame) -> int | None:
+    """The flag a FLAG message carries; None for any other message, or for a flag payload too
+    short to hold one (which both ends of a port session ignore)."""
+    if frame.payload_type != PayloadType.FLAG or len(frame.payload) < 4:
+        return None
+    return parse_flag(frame.payload)

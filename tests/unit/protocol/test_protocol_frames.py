@@ -21,6 +21,7 @@ from openssm.protocol.frames import (
     ack_for,
     acked_sequence,
     decode,
+    flag_of,
     flag_payload,
     parse_flag,
     uuid_from_wire,
@@ -151,3 +152,13 @@ def test_flag_payload_round_trip(flag: PayloadFlag) -> None:
     assert flag_payload(flag) == bytes([0, 0, 0, flag.value])
     with pytest.raises(FrameError):
         parse_flag(b"\x00\x01")
+
+
+def test_flag_of_reads_flags_and_ignores_the_rest() -> None:
+    for flag in PayloadFlag:
+        assert flag_of(Frame(MessageType.INPUT_STREAM_DATA, 0, 0, 10, flag_payload(flag))) == flag
+    assert flag_of(Frame(MessageType.INPUT_STREAM_DATA, 0, 0, 10, b"\x00\x01")) is None
+    assert (
+        flag_of(Frame(MessageType.INPUT_STREAM_DATA, 0, 0, 1, flag_payload(PayloadFlag.TERMINATE_SESSION)))
+        is None
+    )
