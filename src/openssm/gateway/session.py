@@ -27,8 +27,16 @@ from openssm.gateway import messages
 from openssm.gateway.injection import Injector, SplicedStream
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
-from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import Frame, FrameError, MessageType, PayloadType, acked_sequence
+from openssm.gateway.tap import TapPump
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    FrameHead,
+    MessageType,
+    PayloadType,
+    acked_sequence,
+    peek,
+)
 from openssm.protocol.joining import joinable
 from openssm.protocol.session_status import SessionStatus
 from openssm.protocol.splice import SpliceFull
@@ -71,7 +79,7 @@ def limit_seconds(override: float | None, minutes: int | None, default_minutes: 
     return default_minutes * 60.0 if default_minutes else None
 
 
-def _payload(frame: bytes, head: messages.Peek) -> memoryview:
+def _payload(frame: bytes, head: FrameHead) -> memoryview:
     """The frame's payload for the taps, without copying it (the frame is immutable bytes)."""
     return memoryview(frame)[head.payload_offset :]
 
@@ -211,7 +219,7 @@ class SessionRelay:
         if self.ended:
             return
         try:
-            head = messages.peek(data)
+            head = peek(data)
         except FrameError as exc:
             log.info("session %s: dropping malformed client frame: %s", self.session_id, exc)
             return
@@ -222,7 +230,7 @@ class SessionRelay:
             self.bytes_in += len(data) - head.payload_offset
             self.last_activity = self._clock()
             if self.tap is not None:
-                self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
+                self.tap.input(_payload(data, head), head.payload_type, head.sequence_number)
         if self.injector is not None:
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
@@ -230,7 +238,7 @@ class SessionRelay:
             if spliced is None:
                 return
             if spliced is not data:
-                data, head = spliced, messages.peek(spliced)
+                data, head = spliced, peek(spliced)
         # After the splice, an ack counts in the agent's numbering, as the recording does.
         if head.message_type == MessageType.ACKNOWLEDGE and self._gate_acks and self._hold_ack(data, head):
             return
@@ -262,7 +270,7 @@ class SessionRelay:
         if self.ended:
             return
         try:
-            head = messages.peek(data)
+            head = peek(data)
         except FrameError as exc:
             log.info("session %s: dropping malformed agent frame: %s", self.session_id, exc)
             return
@@ -279,7 +287,7 @@ class SessionRelay:
             self.bytes_out += len(data) - head.payload_offset
             self.last_activity = self._clock()
             if self.tap is not None:
-                self.tap.output(_payload(data, head), head.payload_type, frame_sequence(data))
+                self.tap.output(_payload(data, head), head.payload_type, head.sequence_number)
             if head.payload_type == PayloadType.OUTPUT:
                 self.output_started = True
         if self.injector is not None:
@@ -361,7 +369,7 @@ class SessionRelay:
                 if self.agent is not None:
                     await self.agent.send(data)
 
-    def _hold_ack(self, data: bytes, head: messages.Peek) -> bool:
+    def _hold_ack(self, data: bytes, head: FrameHead) -> bool:
         """Keep the client's ack for output the recording does not hold yet (True: kept)."""
         durable = self.tap.durable_until("output") if self.tap is not None else None
         if durable is None:
