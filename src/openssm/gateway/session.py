@@ -54,7 +54,14 @@ AGENT_ENDED_REASON = "Session ended by the agent"
 INJECTION_RESEND: Final = 0.3  # seconds between resends of the gateway's own unacked messages
 
 _CLIENT_TO_AGENT = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
-_AGENT_TO_CLIENT = frozenset({MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
+# What the relay takes from the agent: what it passes on, and the agent's state for itself.
+_FROM_AGENT = frozenset(
+    {MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE, MessageType.AGENT_SESSION_STATE}
+)
+
+
+# TapPump.input or .output: one direction's stream messages, with their sequence numbers.
+TapInput = Callable[[memoryview, int, int], None]
 
 
 class NodeServices(Protocol):
@@ -215,22 +222,35 @@ class SessionRelay:
 
     # -- relay ------------------------------------------------------------------------------------
 
-    async def from_client(self, data: bytes) -> None:
+    def _head(self, data: bytes, side: str, takes: frozenset[str]) -> FrameHead | None:
+        """The header of a frame from ``side`` if its type is one the relay ``takes``; None (and
+        the frame dropped, logged with the side and the reason) otherwise."""
         if self.ended:
-            return
+            return None
         try:
             head = peek(data)
         except FrameError as exc:
-            log.info("session %s: dropping malformed client frame: %s", self.session_id, exc)
-            return
-        if head.message_type not in _CLIENT_TO_AGENT:
-            log.debug("session %s: ignoring %s from client", self.session_id, head.message_type)
+            log.info("session %s: dropping malformed %s frame: %s", self.session_id, side, exc)
+            return None
+        if head.message_type not in takes:
+            log.debug("session %s: ignoring %s from %s", self.session_id, head.message_type, side)
+            return None
+        return head
+
+    def _stream_message(self, data: bytes, head: FrameHead, tap: TapInput | None) -> int:
+        """A stream message goes by: the session is active, the taps get it (by its sequence
+        number: they see each once, in order). Its payload's size."""
+        self.last_activity = self._clock()
+        if tap is not None:
+            tap(_payload(data, head), head.payload_type, head.sequence_number)
+        return len(data) - head.payload_offset
+
+    async def from_client(self, data: bytes) -> None:
+        head = self._head(data, "client", _CLIENT_TO_AGENT)
+        if head is None:
             return
         if head.message_type == MessageType.INPUT_STREAM_DATA:
-            self.bytes_in += len(data) - head.payload_offset
-            self.last_activity = self._clock()
-            if self.tap is not None:
-                self.tap.input(_payload(data, head), head.payload_type, head.sequence_number)
+            self.bytes_in += self._stream_message(data, head, None if self.tap is None else self.tap.input)
         if self.injector is not None:
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
@@ -267,12 +287,8 @@ class SessionRelay:
         return forward
 
     async def from_agent(self, data: bytes) -> None:
-        if self.ended:
-            return
-        try:
-            head = peek(data)
-        except FrameError as exc:
-            log.info("session %s: dropping malformed agent frame: %s", self.session_id, exc)
+        head = self._head(data, "agent", _FROM_AGENT)
+        if head is None:
             return
         if head.message_type == MessageType.AGENT_SESSION_STATE:
             state = messages.session_state(data[head.payload_offset :])
@@ -280,14 +296,8 @@ class SessionRelay:
             if state == "Terminating":
                 self.agent_terminating = True
             return
-        if head.message_type not in _AGENT_TO_CLIENT:
-            log.debug("session %s: ignoring %s from agent", self.session_id, head.message_type)
-            return
         if head.message_type == MessageType.OUTPUT_STREAM_DATA:
-            self.bytes_out += len(data) - head.payload_offset
-            self.last_activity = self._clock()
-            if self.tap is not None:
-                self.tap.output(_payload(data, head), head.payload_type, head.sequence_number)
+            self.bytes_out += self._stream_message(data, head, None if self.tap is None else self.tap.output)
             if head.payload_type == PayloadType.OUTPUT:
                 self.output_started = True
         if self.injector is not None:
@@ -322,31 +332,28 @@ class SessionRelay:
     async def inject_output(self, payload: bytes) -> bool:
         """Show ``payload`` on the owner's terminal (and to the taps, so the recording and the
         watchers have it too); False when this session cannot take it (yet)."""
-        if not self.can_inject() or self.injector is None or not await self._renumbering():
-            return False
-        try:
-            data = self.injector.to_client.inject(PayloadType.OUTPUT, payload)
-        except SpliceFull:
-            return False
-        if self.tap is not None:
-            self.tap.output(payload, PayloadType.OUTPUT)
-        await self._to_client_side(data)
-        self._resend_soon()
-        return True
+        return await self._inject(payload, to_agent=False)
 
     async def inject_input(self, payload: bytes) -> bool:
         """Type ``payload`` into the session's terminal, after whatever the owner typed before."""
+        return await self._inject(payload, to_agent=True)
+
+    async def _inject(self, payload: bytes, *, to_agent: bool) -> bool:
+        """An Output message of the gateway's own, into one direction of the stream: the taps get
+        it as they get the ends' messages, and typed input keeps the session active as theirs does."""
         if not self.can_inject() or self.injector is None or not await self._renumbering():
             return False
+        stream = self.injector.to_agent if to_agent else self.injector.to_client
         try:
-            data = self.injector.to_agent.inject(PayloadType.OUTPUT, payload)
+            data = stream.inject(PayloadType.OUTPUT, payload)
         except SpliceFull:
             return False
-        self.bytes_in += len(payload)
-        self.last_activity = self._clock()
+        if to_agent:
+            self.bytes_in += len(payload)
+            self.last_activity = self._clock()
         if self.tap is not None:
-            self.tap.input(payload, PayloadType.OUTPUT)
-        await self._to_agent_side(data)
+            (self.tap.input if to_agent else self.tap.output)(payload, PayloadType.OUTPUT)
+        await (self._to_agent_side if to_agent else self._to_client_side)(data)
         self._resend_soon()
         return True
 
@@ -461,16 +468,22 @@ class SessionRelay:
 
     # -- the node stops, the session does not -------------------------------------------------------
 
-    async def suspend(self) -> None:
-        """Let go of both ends without a word (no channel_closed: they re-dial, to this node once it
-        is back or to another), keep the session in the store as Disconnected with its byte counts,
-        and make the recording durable. The relay is done; a new one picks the session up."""
+    def _finishing(self) -> bool:
+        """True the first time only: the relay is done from now on, its timer and watchdog stop."""
         if self.ended:
-            return
+            return False
         self.ended = True
         self._cancel_timer()
         if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
+        return True
+
+    async def suspend(self) -> None:
+        """Let go of both ends without a word (no channel_closed: they re-dial, to this node once it
+        is back or to another), keep the session in the store as Disconnected with its byte counts,
+        and make the recording durable. The relay is done; a new one picks the session up."""
+        if not self._finishing():
+            return
         peers = [peer for peer in (self.client, self.agent) if peer is not None]
         await asyncio.gather(*(peer.close_after(0) for peer in peers), return_exceptions=True)
         try:
@@ -499,12 +512,8 @@ class SessionRelay:
         self, status: SessionStatus, reason: str, *, client_output: str, notify_agent: bool
     ) -> None:
         """End the session once: tell whoever is still there, record it, forget it."""
-        if self.ended:
+        if not self._finishing():
             return
-        self.ended = True
-        self._cancel_timer()
-        if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
-            self._watchdog.cancel()
         if self._resender is not None and self._resender is not asyncio.current_task():
             self._resender.cancel()
         closed = messages.channel_closed(self.session_id, self.target, client_output)
