@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RESUME_WINDOW: Final = 90.0
 RESUME_WINDOW_ENV: Final = "OPENSSM_RESUME_WINDOW_SECONDS"
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
+CANNOT_RESUME: Final = "the data channel was lost and this client cannot resume sessions"
 
 
 class ChannelError(OpenSSMError):
@@ -93,8 +94,11 @@ class DataChannel:
         client_id: str | None = None,
         opened: ClientWebSocket | None = None,
         resume_window: float | None = None,
+        lost: str = CANNOT_RESUME,
     ) -> None:
+        """``lost``: what to say when the channel is lost and there is no ``resume``."""
         self.stream_url = stream_url
+        self._lost = lost
         self._opened = opened  # already dialled, its open frame sent (with ``client_id``)
         self._token = token
         self._resume = resume
@@ -196,7 +200,7 @@ class DataChannel:
         if self._closing:
             raise ChannelError("data channel closed")
         if self._resume is None:
-            raise ChannelError("the data channel was lost and this client cannot resume sessions")
+            raise ChannelError(self._lost)
         window = self.resume_window
         notice("connection lost, reconnecting\u2026")
         loop = asyncio.get_running_loop()

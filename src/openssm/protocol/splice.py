@@ -18,6 +18,13 @@ Until the first injection the mapping is the identity, so a session nobody joins
 before. State is bounded: injection points are forgotten once the receiver has acknowledged
 everything below them, and a sender's resend of a message the receiver acknowledged long ago is
 answered by the gateway (:attr:`Forward.acked`) rather than renumbered.
+
+A splice's state (:class:`SpliceState`) is what a gateway keeps in its store so that a session goes
+on with the same numbering after the gateway restarts. Any state the splice was in since its last
+injection is a valid one to go on from, provided its ``frontier`` is at least the sender's highest
+number passed on (the receiver has nothing numbered beyond it): an older state only knows injection
+points the receiver has long acknowledged, and a receiver's acks it lost are repeated for the
+sender's resends.
 """
 
 from __future__ import annotations
@@ -54,6 +61,19 @@ class Ack:
     upstream: int | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpliceState:
+    """What :meth:`Splice.state` keeps and :meth:`Splice.restored` goes on from (see the module
+    docstring); ``acked_floor``: every downstream number below it is acknowledged."""
+
+    frontier: int
+    base: int
+    injected: tuple[int, ...]
+    forgotten_upstream: int
+    forgotten_downstream: int
+    acked_floor: int
+
+
 class Splice:
     """One direction's renumbering (see the module docstring)."""
 
@@ -70,6 +90,32 @@ class Splice:
         # it were all acknowledged, and the mapping no longer knows them.
         self._forgotten_upstream = 0
         self._forgotten_downstream = -1
+
+    def state(self) -> SpliceState:
+        return SpliceState(
+            self.frontier,
+            self.base,
+            tuple(self.injected),
+            self._forgotten_upstream,
+            self._forgotten_downstream,
+            self._acked_floor,
+        )
+
+    @classmethod
+    def restored(cls, state: SpliceState, max_points: int = MAX_POINTS) -> Splice:
+        """A splice going on from ``state`` (acks above its floor are not known: they come again
+        for the sender's resends, or the points they would free are kept a while longer)."""
+        numbers = (state.frontier, state.base, state.forgotten_upstream, state.acked_floor)
+        if min(numbers) < 0 or list(state.injected) != sorted(set(state.injected)):
+            raise ValueError(f"not a splice state: {state}")
+        splice = cls(max_points)
+        splice.frontier = state.frontier
+        splice.base = state.base
+        splice.injected = list(state.injected)
+        splice._forgotten_upstream = state.forgotten_upstream
+        splice._forgotten_downstream = state.forgotten_downstream
+        splice._acked_floor = state.acked_floor
+        return splice
 
     @property
     def active(self) -> bool:
