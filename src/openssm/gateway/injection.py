@@ -10,8 +10,9 @@ unchanged. No I/O here: the relay sends what these return.
 :meth:`Injector.state` is what the relay keeps in the store (``openssm.store.session_joins``) so
 that the session goes on, renumbered the same way, after its gateway restarts
 (:meth:`Injector.restored`): both splices and the gateway's own messages not yet acknowledged. The
-relay writes it before anything it describes goes out (an injection, or a sender's message past
-the stored frontier), so a stored state never lags what a receiver holds.
+relay writes it before anything it describes goes out (an injection, a sender's message past the
+stored frontier, a receiver's ack that is news), so a stored state never lags what a receiver holds
+or what a sender was told.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class SplicedStream:
             "forgotten_upstream": state.forgotten_upstream,
             "forgotten_downstream": state.forgotten_downstream,
             "acked_floor": state.acked_floor,
+            "acked_ahead": list(state.acked_ahead),
             "own": {str(number): base64.b64encode(data).decode() for number, data in self._own.items()},
         }
 
@@ -77,6 +79,7 @@ class SplicedStream:
                 int(state["forgotten_upstream"]),
                 int(state["forgotten_downstream"]),
                 int(state["acked_floor"]),
+                tuple(int(number) for number in state.get("acked_ahead", ())),
             )
         )
         stream = cls(message_type, splice)
@@ -90,9 +93,8 @@ class SplicedStream:
     def from_sender(self, data: bytes) -> tuple[bytes | None, bytes | None]:
         """A stream frame from the sender: (the frame to pass on, an ack to answer the sender with)."""
         sequence = int(_SEQUENCE.unpack_from(data, _SEQUENCE_AT)[0])
-        active, frontier = self.splice.active, self.splice.frontier
         forward = self.splice.forward(sequence)
-        self.changed |= active and self.splice.frontier != frontier
+        self.changed |= forward.moved and self.splice.active
         if forward.acked:  # the receiver has it (acknowledged long ago): answer for it
             return None, frames.ack_for(frames.decode(data)).encode()
         if forward.sequence == sequence:
@@ -105,9 +107,8 @@ class SplicedStream:
         if found is None or _ACKED_NUMBER.search(data, found.end()) is not None:
             return data  # not an ack we can read (or an odd one): the sender's own parser decides
         downstream = int(found.group(1))
-        points = self.splice.base
         ack = self.splice.acknowledged(downstream)
-        self.changed |= self.splice.base != points
+        self.changed |= ack.moved and self.splice.active
         if ack.upstream is None:
             self.changed |= self._own.pop(downstream, None) is not None
             return None

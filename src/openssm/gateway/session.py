@@ -237,10 +237,13 @@ class SessionRelay:
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
             )
-            if spliced is None or self._held_for_store(spliced, head.message_type, to_agent=True):
+            if self._held_for_store(spliced, to_agent=True) or spliced is None:
                 return
             if spliced is not data:
                 data, head = spliced, messages.peek(spliced)
+        await self._client_frame_to_agent(data, head)
+
+    async def _client_frame_to_agent(self, data: bytes, head: messages.Peek) -> None:
         # After the splice, an ack counts in the agent's numbering, as the recording does.
         if head.message_type == MessageType.ACKNOWLEDGE and self._gate_acks and self._hold_ack(data, head):
             return
@@ -296,7 +299,7 @@ class SessionRelay:
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_client, self.injector.to_agent, self.agent
             )
-            if spliced is None or self._held_for_store(spliced, head.message_type, to_agent=False):
+            if self._held_for_store(spliced, to_agent=False) or spliced is None:
                 return
             data = spliced
         await self._to_client_side(data)
@@ -306,17 +309,18 @@ class SessionRelay:
     def can_inject(self) -> bool:
         return self.injector is not None and self.output_started and not self.ended
 
-    def _held_for_store(self, data: bytes, message_type: str, *, to_agent: bool) -> bool:
-        """Note a change of the numbering; True if ``data`` (a stream frame the change concerns)
-        must wait until the store holds it (it is kept, and sent then)."""
-        if self.injector is None or not self.injector.take_changed():
+    def _held_for_store(self, data: bytes | None, *, to_agent: bool) -> bool:
+        """Note a change of the numbering; True if ``data`` (a frame the splice let through, if any)
+        must wait until the store holds the numbering as it is now: it is kept, and sent then."""
+        if self.injector is None:
             return False
-        self._splice_made += 1
-        if self._splice_saver is None or self._splice_saver.done():
-            self._splice_saver = self.node.background(self._keep_splice(), f"splice-{self.session_id}")
-        if message_type == MessageType.ACKNOWLEDGE:
-            return False  # what an ack changed need not be kept before the ack goes on
-        self._held.append((self._splice_made, to_agent, data))
+        if self.injector.take_changed():
+            self._splice_made += 1
+            if self._splice_saver is None or self._splice_saver.done():
+                self._splice_saver = self.node.background(self._keep_splice(), f"splice-{self.session_id}")
+        if data is None or self._splice_kept >= self._splice_made:
+            return False
+        self._held.append((self._splice_made, to_agent, data))  # (in order behind what waits already)
         return True
 
     async def _keep_splice(self) -> None:
@@ -334,7 +338,10 @@ class SessionRelay:
             self._splice_kept = made
             while self._held and self._held[0][0] <= made and not self.ended:
                 _, to_agent, data = self._held.popleft()
-                await (self._to_agent_side(data) if to_agent else self._to_client_side(data))
+                if to_agent:
+                    await self._client_frame_to_agent(data, messages.peek(data))
+                else:
+                    await self._to_client_side(data)
 
     async def inject_output(self, payload: bytes) -> bool:
         """Show ``payload`` on the owner's terminal (and to the taps, so the recording and the
@@ -347,7 +354,7 @@ class SessionRelay:
             return False
         if self.tap is not None:
             self.tap.output(payload, PayloadType.OUTPUT)
-        if not self._held_for_store(data, MessageType.OUTPUT_STREAM_DATA, to_agent=False):
+        if not self._held_for_store(data, to_agent=False):
             await self._to_client_side(data)
         self._resend_soon()
         return True
@@ -364,7 +371,7 @@ class SessionRelay:
         self.last_activity = self._clock()
         if self.tap is not None:
             self.tap.input(payload, PayloadType.OUTPUT)
-        if not self._held_for_store(data, MessageType.INPUT_STREAM_DATA, to_agent=True):
+        if not self._held_for_store(data, to_agent=True):
             await self._to_agent_side(data)
         self._resend_soon()
         return True

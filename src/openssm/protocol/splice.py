@@ -20,11 +20,13 @@ everything below them, and a sender's resend of a message the receiver acknowled
 answered by the gateway (:attr:`Forward.acked`) rather than renumbered.
 
 A splice's state (:class:`SpliceState`) is what a gateway keeps in its store so that a session goes
-on with the same numbering after the gateway restarts. Any state the splice was in since its last
-injection is a valid one to go on from, provided its ``frontier`` is at least the sender's highest
-number passed on (the receiver has nothing numbered beyond it): an older state only knows injection
-points the receiver has long acknowledged, and a receiver's acks it lost are repeated for the
-sender's resends.
+on with the same numbering after the gateway restarts. A state is a valid one to go on from if it
+holds every injection, a ``frontier`` at least the sender's highest number passed on (the receiver
+has nothing numbered beyond it), and every ack passed back to the sender: then an older state only
+knows injection points the receiver has acknowledged since, and the acks it lacks come again, for
+the sender's resends of what it was never told is acknowledged. :meth:`Splice.forward` and
+:meth:`Splice.acknowledged` say when the state moved on in a way the next one must hold
+(:attr:`Forward.moved`, :attr:`Ack.moved`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Forward:
 
     sequence: int
     acked: bool = False
+    moved: bool = False  # the frontier moved: a kept state must hold it before this goes on
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class Ack:
 
     downstream: int
     upstream: int | None
+    moved: bool = False  # what is known acknowledged moved: a kept state must hold it first
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class SpliceState:
     forgotten_upstream: int
     forgotten_downstream: int
     acked_floor: int
+    acked_ahead: tuple[int, ...] = ()
 
 
 class Splice:
@@ -99,6 +104,7 @@ class Splice:
             self._forgotten_upstream,
             self._forgotten_downstream,
             self._acked_floor,
+            tuple(sorted(self._acked_ahead)),
         )
 
     @classmethod
@@ -115,6 +121,7 @@ class Splice:
         splice._forgotten_upstream = state.forgotten_upstream
         splice._forgotten_downstream = state.forgotten_downstream
         splice._acked_floor = state.acked_floor
+        splice._acked_ahead = {number for number in state.acked_ahead if number > state.acked_floor}
         return splice
 
     @property
@@ -138,12 +145,13 @@ class Splice:
         """The downstream number for the sender's message ``upstream`` (a first send or a resend)."""
         if upstream < 0:
             raise ValueError(f"negative sequence number {upstream}")
+        moved = upstream >= self.frontier
         self.frontier = max(self.frontier, upstream + 1)
         if not self.active:
-            return Forward(upstream)
+            return Forward(upstream, moved=moved)
         if upstream < self._forgotten_upstream:
             return Forward(-1, acked=True)
-        return Forward(upstream + self._before(upstream))
+        return Forward(upstream + self._before(upstream), moved=moved)
 
     def inject(self) -> int:
         """A downstream number for a new message of the gateway's, after everything seen so far."""
@@ -157,27 +165,31 @@ class Splice:
         """Map the receiver's ack of ``downstream`` back."""
         if downstream < 0:
             raise ValueError(f"negative sequence number {downstream}")
-        self._note_acked(downstream)
+        moved = self._note_acked(downstream)
         if not self.active:
-            return Ack(downstream, downstream)
+            return Ack(downstream, downstream, moved)
         if downstream <= self._forgotten_downstream:
             return Ack(downstream, None)  # a repeated ack of something acknowledged long ago
         index = bisect.bisect_left(self.injected, downstream)
         injected = index < len(self.injected) and self.injected[index] == downstream
         upstream = None if injected else downstream - self.base - index
         self._forget()
-        return Ack(downstream, upstream)
+        return Ack(downstream, upstream, moved)
 
-    def _note_acked(self, downstream: int) -> None:
-        if downstream < self._acked_floor:
-            return
+    def _note_acked(self, downstream: int) -> bool:
+        """Note an ack; True if it was news."""
+        if downstream < self._acked_floor or downstream in self._acked_ahead:
+            return False
         if downstream == self._acked_floor:
             self._acked_floor += 1
             while self._acked_floor in self._acked_ahead:
                 self._acked_ahead.discard(self._acked_floor)
                 self._acked_floor += 1
-        elif len(self._acked_ahead) < MAX_ACKED_AHEAD:
+            return True
+        if len(self._acked_ahead) < MAX_ACKED_AHEAD:
             self._acked_ahead.add(downstream)
+            return True
+        return False
 
     def _forget(self) -> None:
         """Drop injection points the receiver has acknowledged, along with everything below them."""
