@@ -7,6 +7,7 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -21,7 +22,29 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.drop_table("renumbered_sessions")  # a row only said "cannot go on"; the state now can
+    # A session renumbered before this version (suspended by the upgrade's restart) has no state to
+    # go on from: it ends, as that version would have ended it.
+    sessions = sa.table(
+        "sessions",
+        sa.column("session_id", sa.String),
+        sa.column("status", sa.String),
+        sa.column("end_date", openssm.store.tables.UtcDateTime(timezone=True)),
+        sa.column("termination_reason", sa.String),
+    )
+    renumbered = sa.table("renumbered_sessions", sa.column("session_id", sa.String))
+    op.execute(
+        sessions.update()
+        .where(
+            sessions.c.session_id.in_(sa.select(renumbered.c.session_id)),
+            sessions.c.status.not_in(["Terminated", "Failed"]),
+        )
+        .values(
+            status="Terminated",
+            end_date=dt.datetime.now(dt.UTC),
+            termination_reason="A joined session cannot be carried on by another gateway relay",
+        )
+    )
+    op.drop_table("renumbered_sessions")
     op.create_table(
         "session_splices",
         sa.Column("session_id", sa.String(length=96), nullable=False),
