@@ -334,7 +334,7 @@ class GatewayNode:
         return session
 
     async def _relay_for(self, session: SessionRow) -> SessionRelay:
-        """This node's relay of ``session``: the one it has, or a new one (going on with a joined
+        """This node's relay of ``session``: the one it has, or a new one (going on with a shell
         session's numbering as the store kept it, when the session was relayed before)."""
         relay = self.relays.get(session.session_id)
         if relay is not None:
@@ -349,7 +349,13 @@ class GatewayNode:
                     raise SessionRefused(
                         f"Session {session.session_id}: its numbering is unreadable"
                     ) from exc
-        return self.relays.get(session.session_id) or self._new_relay(session, injector)
+                if not injector.active:
+                    # The ends' own numbers as a SIGTERM left them: true only until they send again,
+                    # and nothing keeps them up to date until someone joins (which writes a new row).
+                    await session_joins.forget_splice(self.engine, session.session_id)
+        if session.session_id in self.relays:
+            return self.relays[session.session_id]
+        return self._new_relay(session, injector)
 
     async def _take_over(self, session: SessionRow) -> SessionRow:
         """A session of another node: carried on here if that node is dead (its ends re-dialled

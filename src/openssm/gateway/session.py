@@ -125,7 +125,9 @@ class SessionRelay:
     ) -> None:
         """``restored_deadline``: the session was relayed before this node restarted; both ends
         must be back by then (``clock`` time). ``age``: seconds since the session started.
-        ``injector``: a joined session's numbering, as the store kept it."""
+        ``injector``: a restored shell session's numbering, as the store kept it (None: not kept,
+        as after a SIGKILL before anyone joined; the ends' numbers are not known here, so the
+        session takes no joiners)."""
         self.node = node
         self.row = dict(session)
         self.session_id: str = self.row["session_id"]
@@ -158,7 +160,10 @@ class SessionRelay:
         if self._gate_acks and tap is not None:
             tap.on_durable = self._on_durable
         # Shell sessions can take messages of the gateway's own (live-session join): see injection.
-        self.injector = injector or (Injector() if joinable(self.row) is None else None)
+        if joinable(self.row) is not None:
+            self.injector: Injector | None = None
+        else:
+            self.injector = injector if self.restored else Injector()
         self.output_started = self.restored  # the agent's first Output went by: the terminal is running
         self._resender: asyncio.Task[None] | None = None
         # The injector's state: versions made and kept in the store; frames waiting for theirs.
@@ -305,6 +310,10 @@ class SessionRelay:
         await self._to_client_side(data)
 
     # -- the gateway's own messages (live-session join) ------------------------------------------
+
+    @property
+    def takes_joins(self) -> bool:
+        return self.injector is not None
 
     def can_inject(self) -> bool:
         return self.injector is not None and self.output_started and not self.ended
@@ -504,8 +513,8 @@ class SessionRelay:
         for task in (self._splice_saver, self._resender):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        if self.injector is not None and self.injector.active:
-            try:  # the latest numbering: the next relay goes on from it
+        if self.injector is not None:
+            try:  # the latest numbering (the ends' own, if nobody joined): the next relay goes on from it
                 await session_joins.save_splice(
                     self.node.engine, self.session_id, self.injector.state(), now=self.node.clock.now()
                 )
@@ -568,7 +577,7 @@ class SessionRelay:
             )
         except Exception:
             log.exception("session %s: could not record its end", self.session_id)
-        if self.injector is not None and self.injector.active:
+        if self.injector is not None and (self.injector.active or self.restored):
             with contextlib.suppress(Exception):
                 await session_joins.forget_splice(self.node.engine, self.session_id)
         # Only now: until the end is recorded, the agent's task completion (its answer to our
