@@ -32,6 +32,7 @@ from openssm.security import AccessDenied, AuditBatch, audited
 from openssm.store import access_keys, activations, ids, instances
 from openssm.store.activations import Claim
 from openssm.store.instances import InstanceInfo, InstanceRow
+from openssm.store.rows import queued_writing
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +78,27 @@ async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -
     activation_id = required_string(body, "ActivationId", pattern=UUID_PATTERN)
     fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
     public_key = _checked_public_key(body, "PublicKey", "PublicKeyType")
-    engine = request.services.engine
     now = request.now()
-    refusal = CLAIM_REFUSALS.get(await activations.claim_registration(engine, activation_id, code, now=now))
+    instance_id = ids.managed_instance_id()
+    # One transaction (one commit): the registration counted against the activation, and the node.
+    async with queued_writing(request.services.engine) as conn:
+        claim, activation = await activations.claim_registration(conn, activation_id, code, now=now)
+        if claim is Claim.OK:
+            assert activation is not None
+            await instances.register(
+                conn,
+                instance_id=instance_id,
+                activation_id=activation_id,
+                iam_role=activation.iam_role,
+                name=activation.default_instance_name,
+                public_key=public_key,
+                fingerprint=fingerprint,
+                tags=activation.tags,
+                now=now,
+            )
+    refusal = CLAIM_REFUSALS.get(claim)
     if refusal is not None:
         raise refusal
-    activation = await activations.get(engine, activation_id)
-    assert activation is not None
-    instance_id = ids.managed_instance_id()
-    await instances.register(
-        engine,
-        instance_id=instance_id,
-        activation_id=activation_id,
-        iam_role=activation.iam_role,
-        name=activation.default_instance_name,
-        public_key=public_key,
-        fingerprint=fingerprint,
-        tags=activation.tags,
-        now=now,
-    )
     return {"InstanceId": instance_id}
 
 
@@ -107,15 +110,16 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
     instance = await instances.get(request.services.engine, instance_id)
     if instance is None or not hmac.compare_digest(instance.fingerprint.encode(), fingerprint.encode()):
         raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
-    issued = await access_keys.create_temporary(
-        request.services.engine,
-        request.services.cipher,
-        principal_type="managed-instance",
-        principal_name=instance_id,
-        role_name=instance.iam_role,
-        now=request.now(),
-        lifetime=ROLE_CREDENTIALS_LIFETIME,
-    )
+    async with queued_writing(request.services.engine) as conn:
+        issued = await access_keys.create_temporary(
+            conn,
+            request.services.cipher,
+            principal_type="managed-instance",
+            principal_name=instance_id,
+            role_name=instance.iam_role,
+            now=request.now(),
+            lifetime=ROLE_CREDENTIALS_LIFETIME,
+        )
     return {
         "AccessKeyId": issued.access_key_id,
         "SecretAccessKey": issued.secret_access_key,
