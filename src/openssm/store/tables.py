@@ -558,3 +558,13 @@ kms_aliases = Table(
     Column("target_key_id", String(64), ForeignKey("kms_keys.key_id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# One row (id 1): a counter every change that can alter an authorisation decision bumps, in the same
+# transaction, by triggers (migration 0010; ``openssm.store.authz_generation`` lists what they watch).
+# Nodes cache credentials, principals and policies for as long as it stays the same.
+authz_generation = Table(
+    "authz_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
