@@ -10,17 +10,17 @@ import logging
 import pathlib
 from typing import Any, Final
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings, Registration, save_registration
 from openssm.agent.registration import generate_private_key, private_key_pem, public_key_base64
 from openssm.agent.signing import Credentials, CredentialsError, host_header
-from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
+from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, post_json
 from openssm.auth import sigv4
 from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.protocol.frames import go_json
+from openssm.transport.http_exchange import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class RoleCredentials:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         registration: Registration,
         private_key_pem: bytes,
         settings: AgentSettings,
@@ -124,8 +124,7 @@ class RoleCredentials:
         headers = rsa_signed_headers(
             url, operation, body, self.registration.instance_id, self._key_der, self.registration.region
         )
-        async with self.http.post(url, data=body, headers=headers) as response:
-            return await read_json_response(response)
+        return await post_json(self.http, url, headers, body)
 
     async def rotate_key(self) -> None:
         """UpdateManagedInstancePublicKey (signed with the old key), then keep the new key."""
@@ -157,7 +156,7 @@ class RoleCredentials:
         if answer.get("UpdateKeyPair") is True:
             try:
                 await self.rotate_key()
-            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("the service asked for a new key pair; rotation failed: %s", exc)
         issued = self.clock.now()
@@ -199,7 +198,7 @@ class RoleCredentials:
                     if self.seconds_until_refresh() <= 0:
                         await self.refresh()
                 delay = RETRY_INITIAL_SECONDS
-            except (SsmApiError, CredentialsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, CredentialsError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("refreshing role credentials failed: %s (retry in %.0f s)", exc, delay)
                 await asyncio.sleep(delay)

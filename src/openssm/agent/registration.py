@@ -12,7 +12,6 @@ import re
 import uuid
 from typing import Any, Final
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -25,10 +24,11 @@ from openssm.agent.ssm_api import (
     SsmApiError,
     api_url,
     json_request_headers,
-    read_json_response,
+    post_json,
 )
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
+from openssm.transport.http_exchange import HttpClient
 
 KEY_BITS: Final = 2048
 INSTANCE_ID_PATTERN: Final = re.compile(r"^mi-[0-9a-f]{17}$")
@@ -116,14 +116,10 @@ async def register(
         "User-Agent": USER_AGENT,
     }
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
-            http.post(url, data=body, headers=headers) as response,
-        ):
-            answer = await read_json_response(response)
+        answer = await post_json(HttpClient(timeout=timeout), url, headers, body)
     except SsmApiError as exc:
         raise RegistrationError(f"registration refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise RegistrationError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
     instance_id = answer.get("InstanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
@@ -151,14 +147,13 @@ async def register_iam(
     credentials = ChainCredentials(profile)
     try:
         await credentials.current()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-            ssm = SsmApi(http, server.endpoint, server.region, credentials)
-            await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
+        ssm = SsmApi(HttpClient(timeout=timeout), server.endpoint, server.region, credentials)
+        await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
     except CredentialsError as exc:
         raise RegistrationError(str(exc)) from exc
     except SsmApiError as exc:
         raise RegistrationError(f"registration refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise RegistrationError(f"cannot reach {server.endpoint}: {exc or type(exc).__name__}") from exc
     registration = server.registration(instance_id, fingerprint="", identity=IAM, profile=profile)
     save_registration(state_dir, registration, None)

@@ -572,11 +572,17 @@ async def connect(
 
 
 class DialError(OpenSSMError, ConnectionError):
-    """The proxy or the server did not let us through (a refused CONNECT or upgrade)."""
+    """The proxy or the server did not let us through (a refused CONNECT or upgrade); ``status``:
+    the HTTP status of the refusal, when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class _HandshakeReader(asyncio.Protocol):
-    """Collects what arrives until a response head is complete; keeps whatever follows it."""
+class ResponseReader(asyncio.Protocol):
+    """Collects what arrives until a response head is complete; keeps whatever follows it (and
+    reads a response body: :mod:`openssm.transport.http_exchange`)."""
 
     def __init__(self) -> None:
         self.received = bytearray()
@@ -615,11 +621,29 @@ class _HandshakeReader(asyncio.Protocol):
                 return head
             if self._lost is not None or self._eof:
                 raise ConnectionResetError("the connection closed during the handshake")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._more()
+
+    async def response_body(self, head: handshake.ResponseHead, limit: int) -> bytes:
+        """The body of the response whose ``head`` was read (at most ``limit`` bytes)."""
+        body = handshake.BodyReader(head, limit)
+        while True:
+            if self.received:
+                body.feed(bytes(self.received))
+                self.received.clear()
+            if body.done:
+                return body.body
+            if self._lost is not None or self._eof:
+                body.eof()
+                return body.body
+            await self._more()
+
+    async def _more(self) -> None:
+        """Until more bytes arrive or the connection ends."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 def _proxy_headers(proxy: str) -> list[tuple[str, str]]:
@@ -630,20 +654,20 @@ def _proxy_headers(proxy: str) -> list[tuple[str, str]]:
     return [("Proxy-Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))]
 
 
-async def _open(
+async def open_stream(
     host: str, port: int, *, tls: ssl.SSLContext | None, proxy: str | None
-) -> tuple[asyncio.Transport, _HandshakeReader]:
+) -> tuple[asyncio.Transport, ResponseReader]:
     """A connection to ``host:port`` (TLS if ``tls``), through an HTTP CONNECT tunnel if ``proxy``."""
     loop = asyncio.get_running_loop()
     if proxy is None:
         transport, reader = await loop.create_connection(
-            _HandshakeReader, host, port, ssl=tls, server_hostname=host if tls else None
+            ResponseReader, host, port, ssl=tls, server_hostname=host if tls else None
         )
         return transport, reader
     parts = urlsplit(proxy)
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise DialError(f"unsupported proxy {proxy!r}: only http:// proxies are supported")
-    transport, reader = await loop.create_connection(_HandshakeReader, parts.hostname, parts.port or 80)
+    transport, reader = await loop.create_connection(ResponseReader, parts.hostname, parts.port or 80)
     try:
         target = handshake.authority(host, port)
         transport.write(handshake.connect_request(target, _proxy_headers(proxy)))
@@ -696,7 +720,7 @@ async def dial(
     port = parts.port or default_port
     if secure and tls is None:
         tls = ssl.create_default_context()
-    transport, reader = await _open(parts.hostname, port, tls=tls if secure else None, proxy=proxy)
+    transport, reader = await open_stream(parts.hostname, port, tls=tls if secure else None, proxy=proxy)
     try:
         raw = transport.get_extra_info("socket")
         if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
@@ -711,7 +735,7 @@ async def dial(
         try:
             handshake.check_upgrade(head, key)
         except handshake.HandshakeError as exc:
-            raise DialError(str(exc)) from exc
+            raise DialError(str(exc), exc.status) from exc
         connection = ClientWebSocket(client=True, **options)
         connection.take_over(transport)
         if reader.received:
