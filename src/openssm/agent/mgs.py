@@ -10,6 +10,7 @@ from typing import Final
 from openssm.agent.signing import CredentialSource, sign
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import MAX_FRAME_SIZE, go_json
+from openssm.protocol.websocket import CONTROL_READ_BUFFER, SCRATCH_SIZE
 from openssm.transport.http_exchange import HttpClient, HttpError
 from openssm.transport.websocket_connection import ClientWebSocket
 
@@ -134,7 +135,8 @@ class MgsClient:
             f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}",
             "role=subscribe&stream=input",
         )
-        return await self._dial(url)
+        # A few small frames a minute: a small read buffer (the data channels' is 64 KiB).
+        return await self._dial(url, read_buffer=CONTROL_READ_BUFFER)
 
     async def connect_data(self, session_id: str) -> ClientWebSocket:
         url = websocket_url(
@@ -144,7 +146,7 @@ class MgsClient:
         )
         return await self._dial(url)
 
-    async def _dial(self, url: str) -> ClientWebSocket:
+    async def _dial(self, url: str, read_buffer: int = SCRATCH_SIZE) -> ClientWebSocket:
         """A channel's WebSocket, framed by ``websocket_connection``, pinging every ``ping_seconds``
         (the real agent's 54 s). A refusal names its status, never our signed headers."""
         return await self.http.websocket(
@@ -153,4 +155,5 @@ class MgsClient:
             max_message=MAX_FRAME_SIZE,
             heartbeat=self.ping_seconds,
             close_timeout=CLOSE_TIMEOUT,  # the real agent just drops the TCP connection
+            read_buffer=read_buffer,
         )

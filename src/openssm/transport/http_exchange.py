@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from openssm.errors import OpenSSMError
 from openssm.protocol import http1
+from openssm.protocol import websocket as codec
 from openssm.transport import websocket_connection
 from openssm.transport.websocket_connection import ClientWebSocket
 
@@ -115,6 +116,7 @@ class HttpClient:
         max_message: int,
         heartbeat: float | None,
         close_timeout: float,
+        read_buffer: int = codec.SCRATCH_SIZE,
     ) -> ClientWebSocket:
         """Dial and upgrade ``url`` (``ws``/``wss``, or ``http``/``https``) within the time limit.
         A refusal is a :class:`websocket_connection.DialError` that names the status, never the
@@ -130,6 +132,7 @@ class HttpClient:
                     headers=[(name, value) for name, value in headers.items() if name.lower() != "host"],
                     heartbeat=heartbeat,
                     close_timeout=close_timeout,
+                    read_buffer=read_buffer,
                 )
             except http1.HandshakeError as exc:
                 raise websocket_connection.DialError(str(exc)) from None

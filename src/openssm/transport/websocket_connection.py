@@ -129,13 +129,17 @@ class _FramedWebSocket(asyncio.BufferedProtocol):
         close_timeout: float = 2.0,
         high_water: int = DEFAULT_HIGH_WATER,
         paused_ping_interval: float | None = None,
+        read_buffer: int = codec.SCRATCH_SIZE,
     ) -> None:
         self._client = client
         self._paused_ping_interval = (
             PAUSED_PING_INTERVAL if paused_ping_interval is None else paused_ping_interval
         )
         self._paused_ping_handle: asyncio.TimerHandle | None = None
-        self._reader = codec.FrameReader(masked=not client, max_message=max_message, mask=MASK)
+        # read_buffer: the socket's reads of small frames (larger ones get a buffer of their own).
+        self._reader = codec.FrameReader(
+            masked=not client, max_message=max_message, mask=MASK, scratch_size=read_buffer
+        )
         self._heartbeat = heartbeat
         self._close_timeout = close_timeout
         self._throttle = ReadThrottle(high_water)
@@ -482,7 +486,12 @@ def _aiohttp_messages() -> tuple[Any, dict[WsMessageType, Any]]:
 
 
 async def accept(
-    request: web.Request, *, max_message: int, heartbeat: float | None, close_timeout: float = 2.0
+    request: web.Request,
+    *,
+    max_message: int,
+    heartbeat: float | None,
+    close_timeout: float = 2.0,
+    read_buffer: int = codec.SCRATCH_SIZE,
 ) -> WebSocketConnection | web.StreamResponse:
     """Upgrade ``request``: the connection, or the error response to return when it is not a
     valid WebSocket upgrade.
@@ -499,7 +508,11 @@ async def accept(
     if transport is None or transport.is_closing():
         return web.Response(status=400, text="Connection already closed")
     connection = WebSocketConnection(
-        client=False, max_message=max_message, heartbeat=heartbeat, close_timeout=close_timeout
+        client=False,
+        max_message=max_message,
+        heartbeat=heartbeat,
+        close_timeout=close_timeout,
+        read_buffer=read_buffer,
     )
     connection.response = upgrade
     connection.take_over(transport)  # before the 101 goes out: see the module docstring
@@ -698,6 +711,7 @@ async def dial(
     heartbeat: float | None = None,
     close_timeout: float = 2.0,
     paused_ping_interval: float | None = None,
+    read_buffer: int = codec.SCRATCH_SIZE,
 ) -> ClientWebSocket:
     """Open ``url`` (``ws://`` or ``wss://``, or http(s):// as aiohttp allows) and upgrade it; a
     secure URL uses ``tls`` (default: the system's roots).
@@ -711,6 +725,7 @@ async def dial(
         "heartbeat": heartbeat,
         "close_timeout": close_timeout,
         "paused_ping_interval": paused_ping_interval,
+        "read_buffer": read_buffer,
     }
     parts = urlsplit(url)
     secure = {"ws": False, "http": False, "wss": True, "https": True}.get(parts.scheme.lower())
