@@ -46,6 +46,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
 from tests.support.tls import self_signed
+from tests.support.wait import wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -117,6 +118,13 @@ async def settle(pid: int, seconds: float = 3.0) -> int:
 
 async def first_byte(ssm: Any, instance_id: str, ssl_context: ssl.SSLContext | None) -> float:
     """StartSession → the first output byte of the (simulated) shell, through a data-channel client."""
+    # The simulated agent is Online once it has sent its open frame; the server takes it a moment more.
+    await asyncio.to_thread(
+        wait_until,
+        lambda: ssm.get_connection_status(Target=instance_id)["Status"] == "connected",
+        f"{instance_id} connected",
+        60,
+    )
     began = time.perf_counter()
     response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
     connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context else True)
@@ -206,7 +214,7 @@ async def run_fleet(
             await fleet.register(1, activations)
             fleet.start()
             await fleet.wait_online(60)
-            if not tls:
+            if not tls and not args.compare_src:  # --compare-src measures memory alone
                 result["first_byte_idle"] = await first_bytes(ssm, fleet, args.sessions, None)
             base_rss = await settle(pid)
             base_snapshot = await snapshot(pid, traces) if traces is not None else None
@@ -235,7 +243,7 @@ async def run_fleet(
             result["online_api"] = len(online)
             result["registered"] = fleet.stats.registered
             result["control_open"] = fleet.stats.control_open
-            if not tls:
+            if not tls and not args.compare_src:  # --compare-src measures memory alone
                 pages, listings, count = await asyncio.to_thread(describe_pages, ssm, args.listings)
                 result.update(pages=pages, listings=listings, listed=count)
                 result["first_byte_loaded"] = await first_bytes(ssm, fleet, args.sessions, None)
@@ -364,6 +372,8 @@ async def compare(args: argparse.Namespace, root: pathlib.Path) -> None:
                     f"{figures[name, tls][-1]:.1f} KiB per idle agent",
                     flush=True,
                 )
+                if result.get("allocations"):  # --tracemalloc: where it goes, by allocation site
+                    print("\n".join(result["allocations"]), flush=True)
     print(f"\nServer memory per idle agent, {args.agents} agents, {args.repeat} rounds (median, range)")
     for tls in transports:
         before, after = figures["compared", tls], figures["this", tls]

@@ -10,10 +10,7 @@ import datetime
 import pathlib
 import re
 import uuid
-from typing import Any, Final
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING, Any, Final
 
 from openssm.agent.config import IAM, Registration, load_fingerprint, save_registration
 from openssm.agent.platform_info import short_instance_information
@@ -30,6 +27,9 @@ from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
 from openssm.transport.http_exchange import HttpClient
 
+if TYPE_CHECKING:  # cryptography makes keys (registering, rotating): never imported by an idle agent
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
 KEY_BITS: Final = 2048
 INSTANCE_ID_PATTERN: Final = re.compile(r"^mi-[0-9a-f]{17}$")
 EC2_INSTANCE_ID_PATTERN: Final = re.compile(r"^i-[0-9a-f]{17}$")
@@ -40,10 +40,14 @@ class RegistrationError(OpenSSMError, RuntimeError):
 
 
 def generate_private_key() -> rsa.RSAPrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
 
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -51,6 +55,8 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def public_key_base64(key: rsa.RSAPrivateKey) -> str:
     """Base64 of the DER SubjectPublicKeyInfo, as the real agent sends it."""
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
