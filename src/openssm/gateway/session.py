@@ -187,6 +187,7 @@ class SessionRelay:
         self._held: collections.deque[tuple[int, bool, bytes]] = collections.deque()
         if injector is not None:
             self._resend_soon()  # the gateway's own messages the receivers may not have
+        self._status_write: asyncio.Task[None] | None = None  # the last status write (see _record_status)
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
         if restored_deadline is not None:
             self._start_timer(
@@ -209,7 +210,7 @@ class SessionRelay:
             await self.agent.send(messages.start_publication(self.session_id))
             self.agent_paused = False
         if self.agent is not None:
-            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
+            self._record_status(SessionStatus.CONNECTED)
 
     async def attach_agent(self, peer: Peer) -> None:
         log.debug(
@@ -226,7 +227,26 @@ class SessionRelay:
             self._cancel_timer()
         await self._flush(self._to_agent, peer)
         if self.client is not None:
-            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
+            self._record_status(SessionStatus.CONNECTED)
+
+    def _record_status(self, status: SessionStatus) -> None:
+        """Write ``status`` without holding up the frames that made it true: the agent's first
+        output (the prompt) is read only once its join returns, and a commit under load takes
+        tens of milliseconds. Writes stay in order: each waits for the one before, and whatever
+        writes the session's status later waits for them (:meth:`_status_recorded`)."""
+        before = self._status_write
+
+        async def write() -> None:
+            if before is not None:
+                await asyncio.wait({before})  # its failure is logged by the node, not ours
+            await store.set_status(self.node.engine, self.session_id, status)
+
+        self._status_write = self.node.background(write(), f"status-{self.session_id}")
+
+    async def _status_recorded(self) -> None:
+        """The status writes started so far are done (or failed, and logged)."""
+        if self._status_write is not None:
+            await asyncio.wait({self._status_write})
 
     async def _flush(self, queue: Pending, peer: Peer) -> None:
         while queue and peer.open:
@@ -460,6 +480,7 @@ class SessionRelay:
         self.client = None
         if self.agent is not None:
             self.agent_paused = await self.agent.send(messages.pause_publication(self.session_id))
+        await self._status_recorded()
         await store.set_status(self.node.engine, self.session_id, SessionStatus.DISCONNECTED)
         self._start_timer(self.settings.resume_window, RESUME_EXPIRED_REASON, client_output="")
 
@@ -541,6 +562,7 @@ class SessionRelay:
             except Exception:
                 log.exception("session %s: could not keep its numbering", self.session_id)
         try:
+            await self._status_recorded()
             await store.suspend(
                 self.node.engine, self.session_id, bytes_in=self.bytes_in, bytes_out=self.bytes_out
             )
@@ -582,6 +604,7 @@ class SessionRelay:
         if self.agent is not None:
             self.node.background(self.agent.close_after(LINGER), f"close-agent-{self.session_id}")
         try:
+            await self._status_recorded()
             await store.finish(
                 self.node.engine,
                 self.session_id,
