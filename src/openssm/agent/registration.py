@@ -5,11 +5,13 @@ AWS chain, checked with a first UpdateInstanceInformation."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import pathlib
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any, Final
 
 import aiohttp
@@ -95,6 +97,17 @@ class ServerAddress:
         )
 
 
+@contextlib.contextmanager
+def _service_errors(endpoint: str) -> Iterator[None]:
+    """A refusal from the service, or no answer from ``endpoint``, as a RegistrationError saying which."""
+    try:
+        yield
+    except SsmApiError as exc:
+        raise RegistrationError(f"registration refused: {exc}") from exc
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise RegistrationError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
+
+
 async def register(
     server: ServerAddress,
     *,
@@ -115,16 +128,12 @@ async def register(
         **json_request_headers("RegisterManagedInstance"),
         "User-Agent": USER_AGENT,
     }
-    try:
+    with _service_errors(endpoint):
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
             http.post(url, data=body, headers=headers) as response,
         ):
             answer = await read_json_response(response)
-    except SsmApiError as exc:
-        raise RegistrationError(f"registration refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise RegistrationError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
     instance_id = answer.get("InstanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
         raise RegistrationError(f"service answered without a valid InstanceId: {instance_id!r}")
@@ -150,16 +159,13 @@ async def register_iam(
 
     credentials = ChainCredentials(profile)
     try:
-        await credentials.current()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-            ssm = SsmApi(http, server.endpoint, server.region, credentials)
-            await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
+        with _service_errors(server.endpoint):
+            await credentials.current()
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+                ssm = SsmApi(http, server.endpoint, server.region, credentials)
+                await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
     except CredentialsError as exc:
         raise RegistrationError(str(exc)) from exc
-    except SsmApiError as exc:
-        raise RegistrationError(f"registration refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise RegistrationError(f"cannot reach {server.endpoint}: {exc or type(exc).__name__}") from exc
     registration = server.registration(instance_id, fingerprint="", identity=IAM, profile=profile)
     save_registration(state_dir, registration, None)
     return registration
