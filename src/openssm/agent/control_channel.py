@@ -9,8 +9,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-import aiohttp
-
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AGENT_VERSION, AgentSettings
 from openssm.agent.mgs import MgsClient, MgsError
@@ -21,6 +19,7 @@ from openssm.protocol.messages import (
     MessageError,
     parse_agent_task_acknowledge,
 )
+from openssm.transport.websocket_connection import ClientWebSocket, WsMessageType
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class ControlChannel:
         self.settings = settings
         self._on_message = on_message
         self._on_unreachable = on_unreachable  # told the gateway URL a connection attempt failed on
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: ClientWebSocket | None = None
         self.connected = asyncio.Event()
         self.connections = 0  # how many times it (re)connected; for logs and tests
 
@@ -58,7 +57,7 @@ class ControlChannel:
             endpoint, connections = self._mgs.endpoint, self.connections
             try:
                 await self._connect_and_serve()
-            except (MgsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (MgsError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("control channel: %s", exc)
                 if self.connections == connections and self._on_unreachable is not None:
@@ -82,9 +81,9 @@ class ControlChannel:
             self.connected.set()
             log.info("control channel open for %s", self.instance_id)
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.BINARY:
+                if message.type == WsMessageType.BINARY:
                     await self._dispatch(message.data)
-                elif message.type == aiohttp.WSMsgType.ERROR:
+                elif message.type == WsMessageType.ERROR:
                     break
             log.warning("control channel closed by the service")
         finally:
@@ -114,7 +113,7 @@ class ControlChannel:
             return False
         try:
             await ws.send_bytes(frame.encode())
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+        except (ConnectionError, RuntimeError) as exc:
             log.warning("control channel: send failed: %s", exc)
             return False
         return True

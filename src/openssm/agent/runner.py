@@ -8,8 +8,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
-
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
 from openssm.agent.control_channel import ControlChannel, TaskCompletions
@@ -27,6 +25,7 @@ from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, MessageType
 from openssm.protocol.messages import MessageError, parse_channel_closed
 from openssm.protocol.messages.codec import load_object
+from openssm.transport.http_exchange import HttpClient
 
 if TYPE_CHECKING:  # the session handlers (shell, port, smux…) load with the first session
     from openssm.agent.session import Session
@@ -40,7 +39,7 @@ class Agent:
     def __init__(
         self,
         *,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         instance_id: str,
         region: str,
         endpoint: str,
@@ -129,7 +128,7 @@ class Agent:
                 await self.ssm.call("UpdateInstanceInformation", short_instance_information(self.instance_id))
                 await self._ping()
                 self.healthy.set()
-            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
                     self._unreachable(endpoint)
@@ -140,7 +139,7 @@ class Agent:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
                 await self._ping()
-            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("UpdateInstanceInformation failed: %s", exc)
 

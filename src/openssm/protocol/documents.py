@@ -19,7 +19,6 @@ from re import _parser as re_parser  # type: ignore[attr-defined]  # typeshed le
 from typing import Any, Final
 
 import regex
-import yaml
 
 from openssm.errors import OpenSSMError
 from openssm.protocol.messages import SessionType, scalar_parameters
@@ -193,14 +192,25 @@ def builtin_documents() -> dict[str, Document]:
 # -- parsing and validating documents ---------------------------------------------------------------
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: they let a small document expand exponentially."""
+def _load_yaml(text: str | bytes) -> Any:
+    """YAML by a SafeLoader that refuses aliases (they let a small document expand exponentially).
+    PyYAML is imported here, on the first YAML document: the agent, which resolves documents sent
+    as JSON, never loads it (``bench/bench_agent_memory.py``)."""
+    import yaml
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
-            raise DocumentError("content", f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
+                raise DocumentError(
+                    "content", f"YAML aliases are not allowed (line {event.start_mark.line + 1})"
+                )
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - safe loader subclass
+    except yaml.YAMLError as exc:
+        raise DocumentError("content", f"not valid YAML: {exc}") from exc
 
 
 def _json_shaped(value: Any, path: str, depth: int = 0) -> Any:
@@ -231,10 +241,10 @@ def parse_document(text: str | bytes, format: str = "JSON") -> Document:
         if kind == "JSON":
             loaded = json.loads(text)
         elif kind == "YAML":
-            loaded = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - safe loader subclass
+            loaded = _load_yaml(text)
         else:
             raise DocumentError("DocumentFormat", f"unsupported format {format!r} (JSON or YAML)")
-    except (json.JSONDecodeError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DocumentError("content", f"not valid {kind}: {exc}") from exc
     except RecursionError as exc:
         raise DocumentError("content", "nested too deeply") from exc
