@@ -5,11 +5,13 @@ AWS chain, checked with a first UpdateInstanceInformation."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import pathlib
 import re
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from openssm.agent.config import IAM, Registration, load_fingerprint, save_registration
@@ -101,6 +103,17 @@ class ServerAddress:
         )
 
 
+@contextlib.contextmanager
+def _service_errors(endpoint: str) -> Iterator[None]:
+    """A refusal from the service, or no answer from ``endpoint``, as a RegistrationError saying which."""
+    try:
+        yield
+    except SsmApiError as exc:
+        raise RegistrationError(f"registration refused: {exc}") from exc
+    except (OSError, TimeoutError) as exc:
+        raise RegistrationError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
+
+
 async def register(
     server: ServerAddress,
     *,
@@ -121,12 +134,8 @@ async def register(
         **json_request_headers("RegisterManagedInstance"),
         "User-Agent": USER_AGENT,
     }
-    try:
+    with _service_errors(endpoint):
         answer = await post_json(HttpClient(timeout=timeout), url, headers, body)
-    except SsmApiError as exc:
-        raise RegistrationError(f"registration refused: {exc}") from exc
-    except (OSError, TimeoutError) as exc:
-        raise RegistrationError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
     instance_id = answer.get("InstanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
         raise RegistrationError(f"service answered without a valid InstanceId: {instance_id!r}")
@@ -152,15 +161,12 @@ async def register_iam(
 
     credentials = ChainCredentials(profile)
     try:
-        await credentials.current()
-        ssm = SsmApi(HttpClient(timeout=timeout), server.endpoint, server.region, credentials)
-        await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
+        with _service_errors(server.endpoint):
+            await credentials.current()
+            ssm = SsmApi(HttpClient(timeout=timeout), server.endpoint, server.region, credentials)
+            await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
     except CredentialsError as exc:
         raise RegistrationError(str(exc)) from exc
-    except SsmApiError as exc:
-        raise RegistrationError(f"registration refused: {exc}") from exc
-    except (OSError, TimeoutError) as exc:
-        raise RegistrationError(f"cannot reach {server.endpoint}: {exc or type(exc).__name__}") from exc
     registration = server.registration(instance_id, fingerprint="", identity=IAM, profile=profile)
     save_registration(state_dir, registration, None)
     return registration

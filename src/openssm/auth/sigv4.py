@@ -542,11 +542,20 @@ def verify_hmac(
     candidates = _canonical_requests(req, parsed, allow_unsigned_payload)
     if _HEX_SIGNATURE.fullmatch(presented):
         key = canonical.signing_key(secret_key, parsed.credential_date, parsed.region, parsed.service)
-        for canonical_text in candidates:
-            sts = canonical.string_to_sign(parsed.amz_date, parsed.scope, canonical_text)
-            if hmac.compare_digest(canonical.hmac_signature(key, sts), presented):
-                return
+        if _signs_one(
+            parsed, candidates, lambda sts: hmac.compare_digest(canonical.hmac_signature(key, sts), presented)
+        ):
+            return
     raise invalid_signature(diagnostics=_diagnostics(parsed, candidates[0]))
+
+
+def _signs_one(parsed: ParsedSignature, candidates: Sequence[str], signs: Callable[[str], bool]) -> bool:
+    """Whether the presented signature ``signs`` the string to sign of one of the canonical
+    requests it may have been made over (``_canonical_requests``)."""
+    return any(
+        signs(canonical.string_to_sign(parsed.amz_date, parsed.scope, canonical_text))
+        for canonical_text in candidates
+    )
 
 
 def verify_rsa(
@@ -572,12 +581,12 @@ def verify_rsa(
         signature = base64.b64decode(parsed.signature, validate=True)
     except (binascii.Error, ValueError):
         signature = b""
-    for canonical_text in candidates:
-        sts = canonical.string_to_sign(parsed.amz_date, parsed.scope, canonical_text)
-        if signature and rsa_identity.pss_verify(
-            public_key, signature, sts.encode("utf-8", "surrogateescape")
-        ):
-            return
+    if signature and _signs_one(
+        parsed,
+        candidates,
+        lambda sts: rsa_identity.pss_verify(public_key, signature, sts.encode("utf-8", "surrogateescape")),
+    ):
+        return
     raise invalid_signature(diagnostics=_diagnostics(parsed, candidates[0]))
 
 

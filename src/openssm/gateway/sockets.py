@@ -91,6 +91,21 @@ async def refuse_client(peer: Peer, session_id: str, code: str, reason: str, ref
     await peer.close_after(LINGER)
 
 
+async def _served(
+    ws: websocket_connection.WebSocketConnection, name: str, serve: Callable[[Peer], Awaitable[None]]
+) -> web.StreamResponse:
+    """Run ``serve`` on the accepted socket as the Peer ``name``; however it ends, the peer is gone
+    and the socket closed after it. The upgrade's response, for aiohttp."""
+    peer = Peer(ws, name)
+    try:
+        await serve(peer)
+    finally:
+        peer.gone.set()
+        await ws.close()
+    assert ws.response is not None
+    return ws.response
+
+
 def _refusal(surface: str, action: str, resource: str, principal: Callable[[], str | None]) -> Refusal:
     """A :data:`Refusal` for one channel; ``principal()`` says who it is as far as known then."""
 
@@ -141,14 +156,11 @@ class SocketHandlers:
         )
         if not isinstance(ws, websocket_connection.WebSocketConnection):
             return ws  # not a valid upgrade: aiohttp's error response
-        peer = Peer(ws, f"control {instance_id}")
-        try:
-            await self._serve_control(instance_id, identity, peer, refuse)
-        finally:
-            peer.gone.set()
-            await ws.close()
-        assert ws.response is not None
-        return ws.response
+        return await _served(
+            ws,
+            f"control {instance_id}",
+            lambda peer: self._serve_control(instance_id, identity, peer, refuse),
+        )
 
     async def _serve_control(
         self, instance_id: str, identity: security.Identity, peer: Peer, refuse: Refusal
@@ -203,21 +215,20 @@ class SocketHandlers:
         )
         if not isinstance(ws, websocket_connection.WebSocketConnection):
             return ws  # not a valid upgrade: aiohttp's error response
-        peer = Peer(ws, f"data {session_id}")
-        try:
-            opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
+
+        async def serve(peer: Peer) -> None:
+            opened = await read_open_frame(peer.ws, self.settings.open_frame_timeout, refuse)
             if isinstance(opened, messages.AgentDataOpen):
                 await self._serve_agent(request, session_id, identity, opened, peer, refuse)
             elif isinstance(opened, messages.ClientOpen):
                 await self._serve_client(session_id, opened, peer, refuse, who, request.query)
             elif opened is not None:
                 refuse("InvalidOpenFrame", "not a data channel open frame")
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame")
-        finally:
-            peer.gone.set()
-            await ws.close()
-        assert ws.response is not None
-        return ws.response
+                await peer.ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=b"not a data channel open frame"
+                )
+
+        return await _served(ws, f"data {session_id}", serve)
 
     async def _serve_client(
         self,

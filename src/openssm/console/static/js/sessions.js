@@ -9,14 +9,17 @@ function owner(session) {
   return el("span", { title: session.Owner, text: session.OwnerName || session.Owner });
 }
 
-// The cells that open a row of either table: which session, whose, on what node, which document.
-function sessionCells(session) {
-  return [
+// A row of either table: which session, whose, on what node, which document, then the table's own cells.
+function sessionRow(session, ...cells) {
+  return el(
+    "tr",
+    { "data-session-id": session.SessionId },
     cell("Session", el("code", { text: session.SessionId })),
     cell("Owner", owner(session)),
     cell("Target", session.Target),
     cell("Document", session.DocumentName),
-  ];
+    ...cells,
+  );
 }
 
 function activeRow(session) {
@@ -31,10 +34,8 @@ function activeRow(session) {
         refresh,
       )
     : null;
-  return el(
-    "tr",
-    { "data-session-id": session.SessionId },
-    ...sessionCells(session),
+  return sessionRow(
+    session,
     cell("Started", formatTime(session.StartDate)),
     cell("Status", session.Status),
     cell("", el("div", { class: "row-actions" }, ...joinButtons(session), terminate)),
@@ -82,10 +83,8 @@ function historyRow(session) {
   const replay = session.Replayable
     ? el("a", { class: "button secondary replay", href: `/console/replay?session=${encodeURIComponent(session.SessionId)}`, text: "Replay" })
     : null;
-  return el(
-    "tr",
-    { "data-session-id": session.SessionId },
-    ...sessionCells(session),
+  return sessionRow(
+    session,
     cell("Start", formatTime(session.StartDate)),
     cell("End", formatTime(session.EndDate)),
     cell("Reason", session.TerminationReason || session.Details || session.Status),
