@@ -38,6 +38,7 @@ PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
 # console's datachannel.js shows the same lines).
 RECONNECTING: Final = "connection lost, reconnecting\u2026"
 RECONNECTED: Final = "connection back; the session goes on"
+CANNOT_RESUME: Final = "the data channel was lost and this client cannot resume sessions"
 
 
 class ChannelError(OpenSSMError):
@@ -97,8 +98,11 @@ class DataChannel:
         client_id: str | None = None,
         opened: ClientWebSocket | None = None,
         resume_window: float | None = None,
+        lost: str = CANNOT_RESUME,
     ) -> None:
+        """``lost``: what to say when the channel is lost and there is no ``resume``."""
         self.stream_url = stream_url
+        self._lost = lost
         self._opened = opened  # already dialled, its open frame sent (with ``client_id``)
         self._token = token
         self._resume = resume
@@ -200,7 +204,7 @@ class DataChannel:
         if self._closing:
             raise ChannelError("data channel closed")
         if self._resume is None:
-            raise ChannelError("the data channel was lost and this client cannot resume sessions")
+            raise ChannelError(self._lost)
         window = self.resume_window
         notice(RECONNECTING)
         loop = asyncio.get_running_loop()
