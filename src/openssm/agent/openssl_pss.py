@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Callable
 from typing import Final
 
+from openssm.errors import OpenSSMError
+
 RSA_PKCS1_PSS_PADDING: Final = 6
 EVP_PKEY_RSA: Final = 6
 PSS_SALT_LENGTH: Final = 32
@@ -31,7 +33,7 @@ _lib: ctypes.CDLL | None = None
 _searched = False
 
 
-class PssError(Exception):
+class PssError(OpenSSMError):
     """The key cannot be used, or OpenSSL refused to sign."""
 
 
