@@ -5,7 +5,12 @@ client through the gateway; the client acks each and the agent keeps a window of
 flight. Beside it, the same two programs talk through a bare aiohttp WebSocket forwarder (no
 auth, no sessions, no taps): the cost of one WebSocket hop and nothing else.
 
-Run: `.venv/bin/python bench/bench_gateway_relay.py [--frames N] [--window W]`
+Then keystroke echo through the gateway alone (the issue's target: p50 <= 0.5 ms, p99 <= 2 ms): the
+fake client sends one input_stream_data byte, the fake agent acks it and answers it as output, the
+client acks that; the round trip, ``--keys`` times, for ``--rounds`` rounds, the gateway and the bare
+forwarder taking turns.
+
+Run: `.venv/bin/python bench/bench_gateway_relay.py [--frames N] [--window W] [--keys N] [--rounds N]`
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import pathlib
+import statistics
 import sys
 import tempfile
 import time
@@ -79,6 +85,40 @@ async def pump(
     return time.perf_counter() - start
 
 
+async def echo(
+    agent: aiohttp.ClientWebSocketResponse, client: aiohttp.ClientWebSocketResponse, keys: int
+) -> list[float]:
+    """Round trips of one keystroke: client input → agent (ack, echo as output) → client (ack)."""
+
+    async def agent_side() -> None:
+        seq = 0
+        while seq < keys:
+            frame = decode((await agent.receive()).data)
+            if frame.message_type != MessageType.INPUT_STREAM_DATA:
+                continue  # the client's acks of our output
+            await agent.send_bytes(ack_for(frame).encode())
+            flags = FLAG_SYN if seq == 0 else 0
+            out = Frame(MessageType.OUTPUT_STREAM_DATA, seq, flags, PayloadType.OUTPUT, frame.payload)
+            await agent.send_bytes(out.encode())
+            seq += 1
+
+    answering = asyncio.create_task(agent_side())
+    samples: list[float] = []
+    for seq in range(keys):
+        started = time.perf_counter()
+        await client.send_bytes(
+            Frame(MessageType.INPUT_STREAM_DATA, seq, 0, PayloadType.OUTPUT, b"k").encode()
+        )
+        while True:
+            frame = decode((await client.receive()).data)
+            if frame.message_type == MessageType.OUTPUT_STREAM_DATA:
+                break
+        samples.append(time.perf_counter() - started)
+        await client.send_bytes(ack_for(frame).encode())
+    await answering
+    return samples
+
+
 @contextlib.asynccontextmanager
 async def connected_session(
     settings: GatewaySettings,
@@ -109,7 +149,26 @@ async def through_gateway(frames: int, window: int) -> float:
         return await pump(agent, client, frames, window)
 
 
+async def echo_through_gateway(keys: int) -> list[float]:
+    async with connected_session(GatewaySettings(ws_heartbeat=300)) as (_gw, agent, client):
+        return await echo(agent, client, keys)
+
+
+async def echo_through_bare_forwarder(keys: int) -> list[float]:
+    async with bare_forwarder() as (agent, client):
+        return await echo(agent, client, keys)
+
+
 async def through_bare_forwarder(frames: int, window: int) -> float:
+    async with bare_forwarder() as (agent, client):
+        return await pump(agent, client, frames, window)
+
+
+@contextlib.asynccontextmanager
+async def bare_forwarder() -> AsyncIterator[
+    tuple[aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse]
+]:
+    """Two WebSockets (agent, client) joined by a plain aiohttp forwarder."""
     peers: dict[str, web.WebSocketResponse] = {}
     both = asyncio.Event()
 
@@ -135,7 +194,7 @@ async def through_bare_forwarder(frames: int, window: int) -> float:
             agent = await http.ws_connect(server.make_url("/?role=agent"))
             client = await http.ws_connect(server.make_url("/?role=client"))
             await both.wait()
-            return await pump(agent, client, frames, window)
+            yield agent, client
     finally:
         await server.close()
 
@@ -144,6 +203,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--keys", type=int, default=500, help="keystrokes per echo round (default 500)")
+    parser.add_argument("--rounds", type=int, default=3, help="echo rounds (default 3)")
     args = parser.parse_args()
     gateway = await through_gateway(args.frames, args.window)
     bare = await through_bare_forwarder(args.frames, args.window)
@@ -155,6 +216,23 @@ async def main() -> None:
         f"  bare forwarder   {args.frames / bare:10.0f} frames/s  {args.frames * 1024 / bare / 1e6:6.1f} MB/s"
     )
     print(f"  ratio gateway/bare throughput  {bare / gateway:.2f} (1.00 = no cost beyond the hop)")
+    rounds: dict[str, list[list[float]]] = {"gateway": [], "bare forwarder": []}
+    for _ in range(args.rounds):
+        rounds["gateway"].append(await echo_through_gateway(args.keys))
+        rounds["bare forwarder"].append(await echo_through_bare_forwarder(args.keys))
+    print(f"Keystroke echo, {args.keys} keys x {args.rounds} rounds (ms): median of the rounds [range]")
+    for name, runs in rounds.items():
+        p50s = [percentile(run, 0.5) * 1000 for run in runs]
+        p99s = [percentile(run, 0.99) * 1000 for run in runs]
+        print(
+            f"  {name:<16} p50 {statistics.median(p50s):6.3f} [{min(p50s):.3f}-{max(p50s):.3f}]"
+            f"   p99 {statistics.median(p99s):6.3f} [{min(p99s):.3f}-{max(p99s):.3f}]"
+        )
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 if __name__ == "__main__":

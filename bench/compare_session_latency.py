@@ -9,7 +9,12 @@ start to the first prompt byte and the in-process client's StartSession → firs
 system, then on the working tree's. Medians, ranges and each side's steps are printed as
 `bench_session_latency.py` prints them (a server that logs no database trace shows no server steps).
 
-Run: `.venv/bin/python bench/compare_session_latency.py REV [--sessions 8]`
+Then keystroke echo, the systems taking turns for ``--echo-rounds`` rounds of ``--keys`` keystrokes:
+through `openssm start-session` (client → gateway → agent PTY and back) and through the bench's
+minimal in-process client (gateway + agent only); each round's p50 and p99, their ranges over the
+rounds, and REV's over the working tree's as a ratio.
+
+Run: `.venv/bin/python bench/compare_session_latency.py REV [--sessions 8] [--echo-rounds 3] [--keys 200]`
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import os
 import pathlib
 import pwd
+import statistics
 import sys
 import tempfile
 
@@ -55,6 +61,43 @@ def start_system(
     return latency.Context(server, agent, instance_id, account, None, root / "trace", logs, root)
 
 
+def shell_echo(ctx: latency.Context, source: pathlib.Path | None, keys: int) -> list[float]:
+    client = latency.openssm_shell(ctx, ctx.workdir / "trace-echo", source)
+    client.first_byte_after(latency.STARTING)  # the shell is up: typeahead before it may be lost
+    try:
+        return latency.echo_rtts(client, keys)
+    finally:
+        client.finish(b"\x03")
+
+
+def report_echo(echo: dict[str, dict[str, list[list[float]]]]) -> None:
+    """Per way in (kind) and system: the median of the rounds' p50 and p99 with their ranges; the
+    working tree's also as a ratio to REV's, round by round (the rounds ran side by side)."""
+    if not echo:
+        return
+    print("\nKeystroke echo round trip (ms): median of the rounds' p50 / p99 [range over rounds]")
+    width = max(len(kind) + len(name) for kind, systems in echo.items() for name in systems) + 3
+    for kind, systems in echo.items():
+        first: list[float] | None = None
+        for name, rounds in systems.items():
+            p50s = [latency.pct(samples, 0.5) * 1000 for samples in rounds]
+            p99s = [latency.pct(samples, 0.99) * 1000 for samples in rounds]
+            line = (
+                f"  {kind + ' ' + name:<{width}} p50 {statistics.median(p50s):6.2f} "
+                f"[{min(p50s):5.2f}-{max(p50s):5.2f}]   p99 {statistics.median(p99s):6.2f} "
+                f"[{min(p99s):5.2f}-{max(p99s):5.2f}]"
+            )
+            if first is None:
+                first = p50s
+            else:
+                ratios = [now / then for now, then in zip(p50s, first, strict=True)]
+                line += (
+                    f"   p50 {statistics.median(ratios):4.2f}x the first's "
+                    f"[{min(ratios):4.2f}-{max(ratios):4.2f}]"
+                )
+            print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,9 +105,12 @@ def main() -> None:
     parser.add_argument("rev", help="the git revision to compare with")
     parser.add_argument("--sessions", type=int, default=8, help="rounds (default 8)")
     parser.add_argument("--run-as", help="account the sessions run as (as bench_session_latency.py)")
+    parser.add_argument("--echo-rounds", type=int, default=3, help="rounds of keystroke echo (default 3)")
+    parser.add_argument("--keys", type=int, default=200, help="keystrokes per echo round (default 200)")
     args = parser.parse_args()
     account = latency.pick_account(args.run_as)
     results: dict[str, list[latency.Run]] = {}
+    echo: dict[str, dict[str, list[list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp, latency.client_revision(args.rev) as sources:
         root = pathlib.Path(tmp)
         os.chmod(root, 0o711)
@@ -81,12 +127,23 @@ def main() -> None:
                     )
                     run, _ = latency.in_thread(latency.in_process_session(ssm, ctx.instance_id, 0, ctx.logs))
                     results.setdefault(f"in-process {name}", []).append(run)
+            for _ in range(args.echo_rounds):
+                for name, (ctx, source) in systems.items():
+                    shell = echo.setdefault("openssm start-session", {})
+                    shell.setdefault(name, []).append(shell_echo(ctx, source, args.keys))
+                    ssm = ctx.server.client("ssm")
+                    _, samples = latency.in_thread(
+                        latency.in_process_session(ssm, ctx.instance_id, args.keys, ctx.logs)
+                    )
+                    in_process = echo.setdefault("in-process client", {})
+                    in_process.setdefault(name, []).append(samples)
         finally:
             for ctx, _ in systems.values():
                 ctx.agent.stop()
                 ctx.server.stop()
     print(f"{args.sessions} rounds; {os.cpu_count()} CPUs, shared with whatever else runs")
     latency.report(results, floor="")  # no floor: the sides are read against each other
+    report_echo(echo)
     for name, (ctx, _) in systems.items():
         if ctx.logs.db_work:
             print(f"\n{name}:", end="")

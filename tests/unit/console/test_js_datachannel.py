@@ -32,6 +32,14 @@ def run_node(tmp_path: pathlib.Path, body: str) -> Any:
         f'import * as dc from "{(JS_DIR / "datachannel.js").as_uri()}";\n'
         "const hex = (b) => Buffer.from(b).toString('hex');\n"
         "const unhex = (h) => new Uint8Array(Buffer.from(h, 'hex'));\n"
+        # One turn of Node's loop: every timer already set for 0 ms has run (timers are FIFO).
+        "const turn = () => new Promise((r) => setTimeout(r, 0));\n"
+        # Until `done()` holds, turn by turn (a deadline of 2000 turns, not a time).
+        "const until = async (done) => { for (let i = 0; i < 2000 && !done(); i++) await turn(); };\n"
+        # Until a client has handled every frame and written everything it queued.
+        "const settle = async (client) => { for (let i = 0; i < 100; i++) {\n"
+        "  const [a, b] = [client.incoming, client.outgoing]; await a; await b; await turn();\n"
+        "  if (a === client.incoming && b === client.outgoing) return; } };\n"
         "const out = {};\n" + body + "\nprocess.stdout.write(JSON.stringify(out));\n"
     )
     result = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30, check=False)
@@ -116,27 +124,32 @@ def test_channel_orders_acks_retransmits_and_reports_the_end(tmp_path: pathlib.P
           send(data) {{ this.sent.push(typeof data === "string" ? data : hex(data)); }}
           close() {{ this.readyState = 3; }}
         }}
-        const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
         const outputs = [];
         let closed = null;
+        let clock = 0;  // the client's clock: its resends follow it, not the wall's
         const client = new dc.DataChannelClient({{streamUrl: "ws://gw/v1/data-channel/s-1", tokenValue: "TOKEN",
           sessionId: "s-1", WebSocketImpl: FakeSocket, onOutput: (b) => outputs.push(new TextDecoder().decode(b)),
-          onClosed: (end) => {{ closed = end; }}}});
+          onClosed: (end) => {{ closed = end; }}, now: () => clock}});
         client.sendSize(80, 24);
         client.start();
-        await sleep(10);
+        await settle(client);
         const ws = FakeSocket.last;
         for (const h of {json.dumps(incoming)}) ws.onmessage({{data: unhex(h).buffer}});
-        await sleep(50);
+        await settle(client);
         client.sendInput(new Uint8Array(3000).fill(120));
-        await sleep(50);
+        await settle(client);
         // Ack the Size message (input seq 0) only: seq 1 must be sent again until acked.
         const sizeFrame = await frames.decodeFrame(unhex(ws.sent.find((s, i) => i > 0 && s.length > 240 &&
             s.slice(8, 72).startsWith(Buffer.from("input_stream_data").toString("hex")))));
         ws.onmessage({{data: (await frames.ackFor(sizeFrame)).buffer}});
-        await sleep(900);
+        await settle(client);
+        for (let i = 0; i < 9; i++) {{  // 900 ms of the client's time, a timer tick each 100 ms
+          clock += dc.RESEND_INTERVAL_MS;
+          client.tick();
+          await settle(client);
+        }}
         ws.onmessage({{data: unhex("{closed.hex()}").buffer}});
-        await sleep(20);
+        await settle(client);
         out.sent = ws.sent;
         out.outputs = outputs;
         out.closed = closed;
@@ -215,9 +228,9 @@ def test_handshake_is_answered_and_size_follows_completion(tmp_path: pathlib.Pat
           WebSocketImpl: FakeSocket, onNotice: (t) => notices.push(t)}});
         client.sendSize(100, 30);
         client.start();
-        await new Promise((r) => setTimeout(r, 10));
+        await settle(client);
         for (const h of {json.dumps(incoming)}) FakeSocket.last.onmessage({{data: unhex(h).buffer}});
-        await new Promise((r) => setTimeout(r, 50));
+        await settle(client);
         out.sent = FakeSocket.last.sent.slice(1);
         out.notices = notices;
         client.close();
@@ -245,20 +258,20 @@ def test_dropped_socket_resumes_with_a_new_token_and_resends_unacked(tmp_path: p
           close() {{ this.readyState = 3; }}
         }}
         FakeSocket.all = [];
-        const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
         let resumes = 0;
         let closed = null;
         const client = new dc.DataChannelClient({{streamUrl: "ws://gw/x", tokenValue: "T1", sessionId: "s",
           WebSocketImpl: FakeSocket, resume: async () => {{ resumes++; return "T2"; }},
           onClosed: (end) => {{ closed = end; }}}});
         client.start();
-        await sleep(10);
+        await settle(client);
         FakeSocket.all[0].onmessage({{data: unhex("{output(0, b"prompt")}").buffer}});
         client.sendInput(new TextEncoder().encode("ls\\r"));
-        await sleep(20);
+        await settle(client);
         FakeSocket.all[0].readyState = 3;
         FakeSocket.all[0].onclose();  // the network dropped, no channel_closed
-        await sleep(400);
+        await until(() => FakeSocket.all.length === 2 && client.resuming === false);
+        await settle(client);
         out.sockets = FakeSocket.all.map((s) => s.sent);
         out.resumes = resumes;
         out.closed = closed;
@@ -287,9 +300,9 @@ def test_socket_drop_without_resume_token_ends_the_session(tmp_path: pathlib.Pat
         const client = new dc.DataChannelClient({streamUrl: "ws://gw/x", tokenValue: "T1", sessionId: "s",
           WebSocketImpl: FakeSocket, resume: async () => null, onClosed: (end) => { closed = end; }});
         client.start();
-        await new Promise((r) => setTimeout(r, 10));
+        await settle(client);
         FakeSocket.last.onclose();
-        await new Promise((r) => setTimeout(r, 400));
+        await until(() => closed !== null);
         out.closed = closed;
         """,
     )
@@ -324,19 +337,17 @@ let closed = null;
 let resumes = 0;
 const client = new dc.DataChannelClient({streamUrl: "ws://gw/x", tokenValue: "T1", sessionId: "s",
   WebSocketImpl: FakeSocket, now: () => clock, random: () => %(draw)s, resumeWindowMs: %(window_ms)s,
-  wait: async (ms) => { waits.push(ms); clock += ms; await new Promise((r) => setTimeout(r, 0)); },
+  wait: async (ms) => { waits.push(ms); clock += ms; await turn(); },
   resume: async () => { resumes++; if (resumes > %(failures)s) { FakeSocket.up = true; return "T2"; }
                         throw new Error("the server is restarting"); },
   onNotice: (text) => notices.push(text), onClosed: (end) => { closed = end; }});
 client.start();
-await new Promise((r) => setTimeout(r, 10));
+await settle(client);
 FakeSocket.up = false;
 FakeSocket.all[0].readyState = 3;
 FakeSocket.all[0].onclose();  // the network dropped, no channel_closed
 // Until the channel is back or the session ended (each wait above moves the fake clock only).
-for (let i = 0; i < 2000 && closed === null && (client.resuming || resumes === 0); i++) {
-  await new Promise((r) => setTimeout(r, 5));
-}
+await until(() => closed !== null || (!client.resuming && resumes > 0));
 out.waits = waits;
 out.notices = notices;
 out.closed = closed;
