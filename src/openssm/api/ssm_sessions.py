@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import urllib.parse
 from typing import Any
@@ -110,20 +109,16 @@ async def _start_session(request: ApiRequest, body: dict[str, Any], batch: Audit
     engine = request.services.engine
     explicit = document_name is not None
     name = document_name or session_documents.PREFERENCES_DOCUMENT
-    # Reads that do not depend on each other go out together: each is a round trip to the
-    # database (a thread hand-off with SQLite), and StartSession is on the way to every prompt.
-    document, instance = await asyncio.gather(
-        session_documents.find_or_fail(engine, name, request.account), instances.get(engine, target)
-    )
+    document = await session_documents.find_or_fail(engine, name, request.account)
+    instance = await instances.get(engine, target)
     await _authorize_start(request, target, instance.tags if instance else None, document, explicit, batch)
     parameters = session_documents.checked_parameters(document, given_parameters)
     now = request.now()
-    alive, (inputs, prefs) = await asyncio.gather(
-        gateway_nodes.alive(engine, now=now), session_documents.preferences(engine)
-    )
+    alive = await gateway_nodes.alive(engine, now=now)
     if instance is None or instance.ping_status(alive) != "Online" or instance.control_node_id is None:
         raise _not_connected(target)
     node_id = instance.control_node_id
+    inputs, prefs = await session_documents.preferences(engine)
     content = dict(document.content)
     content["inputs"] = inputs
     principal = identity.principal
