@@ -24,10 +24,14 @@ can reach; it shows how much of each figure the checksum ends take).
 The machine is noisy, so the paths take turns: each round runs every case on every path, one
 after the other, and the best of `--repeat` rounds counts for each path and case.
 
-For the OpenSSM and bare-relay single-stream runs it also prints each process's CPU time per GiB
-moved (user and system, from /proc), which shows where the time goes without a profiler: on a
-2-core machine the busy processes (the checksum ends and the three in between) share the cores,
-so throughput is about 2 cores divided by their summed CPU time per GiB.
+For the OpenSSM, bare-relay and socat single-stream runs it also prints each process's CPU time
+per GiB moved (user and system, from /proc; a socat relay's with the connection processes it
+forked), which shows where the time goes without a profiler: on a 2-core machine the busy
+processes (the checksum ends and the three in between) share the cores, so throughput is about 2
+cores divided by their summed CPU time per GiB. The three socat relays' CPU per GiB over
+OpenSSM's three is printed beside the throughput ratio: when the machine is loaded (or the checksum
+ends are the bottleneck) the throughputs come close whatever the relays cost, and the CPU ratio
+still shows it.
 
 `--profile DIR` samples the client, server and agent processes with py-spy (pip install py-spy;
 it is in the test extras) during the first round's OpenSSM single-stream runs: collapsed stacks
@@ -167,16 +171,29 @@ def parallel(path: Path, size: int, connections: int, direction: str) -> float:
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process so far (Linux /proc)."""
+    """(user, system) CPU seconds of a process so far, with its children that have ended and been
+    waited for (a socat relay forks one per connection) (Linux /proc)."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
+    return (int(fields[11]) + int(fields[13])) / ticks, (int(fields[12]) + int(fields[14])) / ticks
+
+
+def relays_cpu(cpu: dict[str, tuple[float, float]]) -> float:
+    """CPU seconds per GiB of the processes in between (all but the checksum ends)."""
+    return sum(user + system for name, (user, system) in cpu.items() if name != "checksum ends")
+
+
+def children_gone(pid: int) -> bool:
+    return not pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().strip()
 
 
 def run_single(path: Path, size: int, direction: str) -> Result:
     watched = {**path.pids, "checksum ends": os.getpid()} if path.pids else {}
     before = {name: cpu_times(pid) for name, pid in watched.items()}
     seconds = single(path, size, direction)
+    if path.name == SOCAT:  # a connection's process counts once it has ended and been reaped
+        for pid in path.pids.values():
+            wait_until(functools.partial(children_gone, pid), "socat's connection to end", timeout=30)
     gib = size / (1024 * MIB)
     cpu = {
         name: ((cpu_times(pid)[0] - before[name][0]) / gib, (cpu_times(pid)[1] - before[name][1]) / gib)
@@ -318,9 +335,9 @@ def bare_relays(destination_port: int, count: int) -> Iterator[tuple[int, dict[s
 
 
 @contextlib.contextmanager
-def socat_relays(destination_port: int, count: int) -> Iterator[int]:
+def socat_relays(destination_port: int, count: int) -> Iterator[tuple[int, dict[str, int]]]:
     """``count`` socat relays in a row (1 MiB buffers, a process per connection, as each OpenSSM
-    hop serves many); yields the first one's port."""
+    hop serves many); yields the first one's port and the relays' process ids."""
     procs: list[subprocess.Popen[bytes]] = []
     target = destination_port
     try:
@@ -340,7 +357,8 @@ def socat_relays(destination_port: int, count: int) -> Iterator[int]:
             )
             wait_until(functools.partial(listening, port), "socat to listen", timeout=30)
             target = port
-        yield target
+        # The last one started is the first on the way (relay 1, where the client connects).
+        yield target, {f"relay {number}": proc.pid for number, proc in enumerate(reversed(procs), 1)}
     finally:
         for proc in procs:
             proc.terminate()
@@ -523,7 +541,7 @@ def main() -> None:
         local, pids = stack.enter_context(bare_relays(destination.port, 3))
         paths.append(Path("3 bare relays", local, pids))
         if not args.no_socat and shutil.which("socat"):
-            paths.append(Path(SOCAT, stack.enter_context(socat_relays(destination.port, 3)), {}))
+            paths.append(Path(SOCAT, *stack.enter_context(socat_relays(destination.port, 3))))
         else:
             print("3 socat relays: skipped (--no-socat, or socat not installed)")
         raw = stack.enter_context(RawServer(("127.0.0.1", 0), RawHandler))
@@ -553,6 +571,12 @@ def main() -> None:
         for r in results:
             if r.path == "OpenSSM":
                 print(f"  {r.case:<22} {r.mib_per_s / socat[r.case].mib_per_s:>7.1%}")
+        print(f"\nCPU per GiB of the three in between, {SOCAT} ÷ OpenSSM (what the ratio above tends to on a")
+        print("machine with cores to spare for every process; the checksum ends left out)")
+        for r in results:
+            mine, theirs = r.cpu, socat[r.case].cpu if r.case in socat else None
+            if r.path == "OpenSSM" and mine and theirs:
+                print(f"  {r.case:<22} {relays_cpu(theirs) / relays_cpu(mine):>7.1%}")
     for r in results:
         if r.cpu:
             total = sum(user + system for user, system in r.cpu.values())

@@ -42,7 +42,7 @@ def _agent() -> click.Command:
 
 
 def _start_session() -> click.Command:
-    from openssm.client.cli import start_session_command
+    from openssm.client.start_command import start_session_command
 
     return start_session_command
 

@@ -3,8 +3,12 @@
 Same options and error output as ``aws ssm start-session`` (exit code 255 on API errors), plus
 ``--listen-address`` and repeated ``--forward`` port mappings, which AWS's plugin lacks.
 
-Start-up is on the way to every prompt, so this module imports little: StartSession goes out on
-a thread of its own (:mod:`openssm.client.api`; no botocore unless the configuration needs it)
+Start-up is on the way to every prompt, so this module imports little, not even click (about a
+third of the instructions before StartSession went out): :data:`OPTIONS` describes the options
+once, the click command (:mod:`openssm.client.start_command`, for ``--help`` and every error)
+is built from it, and :func:`fast_start_session` parses a plain command line itself (the
+``openssm`` entry point tries it first) and leaves anything else to click. StartSession goes out
+on a thread of its own (:mod:`openssm.client.api`; no botocore unless the configuration needs it)
 while the main thread imports the session machinery (asyncio, the event loop, the protocol), and
 the two meet before the data channel is dialled. ``bench/bench_session_latency.py`` measures it.
 """
@@ -13,9 +17,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Final
-
-import click
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from openssm.client.api import NO_REGION as NO_REGION_CODE
 from openssm.client.api import ApiError, ApiTarget, Caller, StartedSession, start_session
@@ -28,8 +30,124 @@ if TYPE_CHECKING:
     from openssm.client.session import ClientOptions
 
 AWS_CLI_ERROR_EXIT: Final = 255
+COMMAND: Final = "start-session"
 PORT_DOCUMENT: Final = "AWS-StartPortForwardingSession"
 REMOTE_PORT_DOCUMENT: Final = "AWS-StartPortForwardingSessionToRemoteHost"
+
+
+class OptionError(ValueError):
+    """A bad option value (click's BadParameter, with ``param_hint`` when it names the option)."""
+
+    def __init__(self, message: str, param_hint: str | None = None) -> None:
+        super().__init__(message)
+        self.param_hint = param_hint
+
+
+class UsageProblem(ValueError):
+    """Options that do not go together (click's UsageError)."""
+
+
+class Option(NamedTuple):
+    """One ``start-session`` option, as click is told it and as :func:`parse_fast` reads it."""
+
+    flag: str
+    name: str
+    help: str
+    required: bool = False
+    multiple: bool = False
+    default: str | None = None
+    metavar: str | None = None
+    show_default: bool = False
+
+
+OPTIONS: Final = (
+    Option("--target", "target", "Managed node id (i-… or mi-…).", required=True),
+    Option(
+        "--document-name",
+        "document_name",
+        "Session document, e.g. AWS-StartPortForwardingSession (default: an interactive shell).",
+    ),
+    Option(
+        "--parameters",
+        "parameters",
+        'JSON ({"portNumber":["80"]}) or shorthand (portNumber=80,localPortNumber=8080).',
+    ),
+    Option("--reason", "reason", "Reason recorded with the session."),
+    Option(
+        "--endpoint-url",
+        "endpoint_url",
+        "OpenSSM (SSM API) endpoint, e.g. https://openssm.example.com "
+        "(default: $AWS_ENDPOINT_URL_SSM, $AWS_ENDPOINT_URL or the profile's endpoint_url).",
+    ),
+    Option(
+        "--profile",
+        "profile",
+        "Named profile from your AWS config/credentials files (default: $AWS_DEFAULT_PROFILE, $AWS_PROFILE).",
+    ),
+    Option(
+        "--region",
+        "region",
+        "Region to sign requests for (default: $AWS_DEFAULT_REGION or the profile's region).",
+    ),
+    Option(
+        "--listen-address",
+        "listen_address",
+        "Local address for port forwarding listeners (AWS's plugin always uses localhost).",
+        default="localhost",
+        show_default=True,
+    ),
+    Option(
+        "--forward",
+        "forwards",
+        "Forward a port (repeatable; each mapping is its own port session). Replaces --document-name.",
+        multiple=True,
+        metavar="[LOCAL:][HOST:]REMOTE",
+    ),
+)
+
+
+def parse_fast(args: Sequence[str]) -> dict[str, Any] | None:
+    """The options of a plain ``start-session`` command line (``--name value`` or
+    ``--name=value``), as click would pass them; None for anything else (help, an unknown option
+    or argument, a missing value or required option, a value that looks like an option), which
+    is left to click, whose answer (help or error) is the command's."""
+    by_flag = {option.flag: option for option in OPTIONS}
+    values: dict[str, Any] = {option.name: [] if option.multiple else option.default for option in OPTIONS}
+    given: set[str] = set()
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        flag, equals, value = word.partition("=")
+        option = by_flag.get(flag)
+        if option is None:
+            return None
+        if not equals:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if value.startswith("-"):
+            return None
+        given.add(option.name)
+        if option.multiple:
+            values[option.name].append(value)
+        else:
+            values[option.name] = value  # given twice, the last counts (as click)
+    if any(option.required and option.name not in given for option in OPTIONS):
+        return None
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
+
+
+def fast_start_session(args: Sequence[str]) -> None:
+    """``openssm start-session ARGS…`` without click, when the command line is plain and its
+    requests can be built; otherwise returns, and click takes the command line."""
+    options = parse_fast(args)
+    if options is None:
+        return
+    try:
+        requests = session_requests(**options)
+    except (OptionError, UsageProblem):
+        return  # click says what is wrong, in its words
+    run_start_session(requests, **options)
 
 
 class Forward:
@@ -38,7 +156,7 @@ class Forward:
     def __init__(self, spec: str) -> None:
         parts = spec.split(":")
         if not 1 <= len(parts) <= 3 or not all(parts):
-            raise click.BadParameter(f"{spec!r}: expected [LOCAL_PORT:][HOST:]REMOTE_PORT")
+            raise OptionError(f"{spec!r}: expected [LOCAL_PORT:][HOST:]REMOTE_PORT")
         self.host: str | None = None
         self.local_port = "0"
         if len(parts) == 3:
@@ -50,7 +168,7 @@ class Forward:
         else:
             remote = parts[0]
         if not (remote.isdigit() and self.local_port.isdigit()):
-            raise click.BadParameter(f"{spec!r}: ports must be numbers")
+            raise OptionError(f"{spec!r}: ports must be numbers")
         self.remote_port = remote
 
     def request(self, target: str, reason: str | None) -> dict[str, Any]:
@@ -77,7 +195,7 @@ def build_request(
         try:
             request["Parameters"] = parse_parameters(parameters)
         except ParameterError as exc:
-            raise click.BadParameter(str(exc), param_hint="--parameters") from exc
+            raise OptionError(str(exc), param_hint="--parameters") from exc
     if reason:
         request["Reason"] = reason
     return request
@@ -113,73 +231,42 @@ class Starting(threading.Thread):
         mark("start_session")
 
 
-@click.command(
-    "start-session",
-    short_help="Open a shell or port forwarding to a managed node.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-@click.option("--target", required=True, help="Managed node id (i-… or mi-…).")
-@click.option(
-    "--document-name",
-    help="Session document, e.g. AWS-StartPortForwardingSession (default: an interactive shell).",
-)
-@click.option(
-    "--parameters", help='JSON ({"portNumber":["80"]}) or shorthand (portNumber=80,localPortNumber=8080).'
-)
-@click.option("--reason", help="Reason recorded with the session.")
-@click.option(
-    "--endpoint-url",
-    help="OpenSSM (SSM API) endpoint, e.g. https://openssm.example.com "
-    "(default: $AWS_ENDPOINT_URL_SSM, $AWS_ENDPOINT_URL or the profile's endpoint_url).",
-)
-@click.option(
-    "--profile",
-    help="Named profile from your AWS config/credentials files (default: $AWS_DEFAULT_PROFILE, $AWS_PROFILE).",
-)
-@click.option(
-    "--region", help="Region to sign requests for (default: $AWS_DEFAULT_REGION or the profile's region)."
-)
-@click.option(
-    "--listen-address",
-    default="localhost",
-    show_default=True,
-    help="Local address for port forwarding listeners (AWS's plugin always uses localhost).",
-)
-@click.option(
-    "--forward",
-    "forwards",
-    multiple=True,
-    metavar="[LOCAL:][HOST:]REMOTE",
-    help="Forward a port (repeatable; each mapping is its own port session). Replaces --document-name.",
-)
-def start_session_command(
+def session_requests(
     target: str,
     document_name: str | None,
     parameters: str | None,
     reason: str | None,
+    forwards: Sequence[str],
+    **_: Any,
+) -> list[dict[str, Any]]:
+    """The StartSession requests the options ask for (one per ``--forward``, else one)."""
+    if forwards:
+        if document_name or parameters:
+            raise UsageProblem(
+                "--forward chooses the port forwarding document itself; drop --document-name/--parameters"
+            )
+        return [Forward(spec).request(target, reason) for spec in forwards]
+    return [build_request(target, document_name, parameters, reason)]
+
+
+def run_start_session(
+    requests: list[dict[str, Any]],
+    *,
+    target: str,
     endpoint_url: str | None,
     profile: str | None,
     region: str | None,
     listen_address: str,
-    forwards: tuple[str, ...],
+    **_: Any,
 ) -> None:
-    """Open a shell or port forwarding session to a managed node (like `aws ssm start-session`)."""
+    """Start the sessions and run them in this process; exits with the session's code."""
     mark("ready")
     api = ApiTarget(region=region, profile=profile, endpoint_url=endpoint_url)
-    if forwards:
-        if document_name or parameters:
-            raise click.UsageError(
-                "--forward chooses the port forwarding document itself; drop --document-name/--parameters"
-            )
-        mappings = [Forward(spec) for spec in forwards]
-        requests = [mapping.request(target, reason) for mapping in mappings]
-    else:
-        requests = [build_request(target, document_name, parameters, reason)]
     caller = api.caller()
     try:
         caller.prepare()  # whatever the call imports is imported here, not beside the imports below
     except ApiError as exc:
-        click.echo(f"\n{api_error_text(exc)}", err=True)
+        _error(exc)
         sys.exit(AWS_CLI_ERROR_EXIT)
     mark("credentials")
     starting = Starting(caller, requests)
@@ -189,6 +276,10 @@ def start_session_command(
 
     named_document = any("DocumentName" in request for request in requests)
     sys.exit(runtime.run(_run(starting, caller, api, listen_address, target, named_document)))
+
+
+def _error(exc: Exception) -> None:
+    print(f"\n{api_error_text(exc)}", file=sys.stderr, flush=True)  # the AWS CLI: "\n%s\n"
 
 
 async def _run(
@@ -204,7 +295,7 @@ async def _run(
             await asyncio.to_thread(starting.join)
             if starting.error is not None:
                 imports.skip()
-                click.echo(f"\n{api_error_text(starting.error)}", err=True)  # the AWS CLI: "\n%s\n"
+                _error(starting.error)
                 await asyncio.to_thread(_terminate_all, caller, starting.started)
                 return AWS_CLI_ERROR_EXIT
             sessions = await startup.opened(starting.started)

@@ -39,6 +39,13 @@ def test_the_cli_module_leaves_the_event_loop_for_later() -> None:
     assert not loaded_after("import openssm.cli, openssm.client.cli") & {"asyncio", "uvloop", *HEAVY}
 
 
+def test_start_session_with_a_plain_command_line_imports_no_click() -> None:
+    # click (with typing's and inspect's share) and dataclasses were about a third of the
+    # instructions before StartSession went out; the command's help and errors still use click.
+    code = "import sys\nsys.argv = ['openssm', 'start-session']\nimport openssm.__main__, openssm.client.cli"
+    assert not loaded_after(code) & {"click", "dataclasses", "inspect", "asyncio", *HEAVY}
+
+
 def test_the_plugin_version_check_imports_no_session_machinery() -> None:
     # The AWS CLI runs `session-manager-plugin --version` before every session.
     loaded = loaded_after("import openssm.client.plugin as p\np.run(['session-manager-plugin', '--version'])")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 import pytest
 
-from openssm.client.cli import Forward, build_request
+from openssm.client.cli import Forward, OptionError, build_request, parse_fast
 from openssm.client.dial import proxy_for
 from openssm.client.port import PortMode, bind_host, choose_port_mode, local_port_of
 from openssm.client.session import CHUNK_ENV, chunk_size_from_env, closed_message
 from openssm.client.shell import input_payload, size_payload
+from openssm.client.start_command import start_session_command
 
 LPF = {"type": "LocalPortForwarding", "portNumber": "80", "localPortNumber": "0"}
 
@@ -66,7 +67,7 @@ def test_forward_specs() -> None:
     assert remote["Reason"] == "maintenance"
     assert Forward("80").request("i-1", None)["Parameters"]["localPortNumber"] == ["0"]
     for bad in ("", "a:b:c:d", "x:y", "1::2"):
-        with pytest.raises(click.BadParameter):
+        with pytest.raises(OptionError):
             Forward(bad)
 
 
@@ -80,8 +81,16 @@ def test_start_session_request_from_shorthand() -> None:
         "Parameters": {"portNumber": ["3389"], "localPortNumber": ["13389"]},
         "Reason": "r",
     }
-    with pytest.raises(click.BadParameter):
+    with pytest.raises(OptionError):
         build_request("i-1", None, "a=[", None)
+    # The command says it in click's words (what `aws ssm start-session` users see as well).
+    with pytest.raises(click.BadParameter, match="a=\\[") as raised:
+        start_session_command.main(["--target", "i-1", "--parameters", "a=["], standalone_mode=False)
+    assert raised.value.param_hint == "--parameters"
+    with pytest.raises(click.UsageError, match="--forward chooses"):
+        start_session_command.main(
+            ["--target", "i-1", "--forward", "80", "--document-name", "D"], standalone_mode=False
+        )
 
 
 @pytest.mark.parametrize(
@@ -123,3 +132,46 @@ def test_chunk_size_from_env(monkeypatch: pytest.MonkeyPatch, value: str | None,
     else:
         monkeypatch.setenv(CHUNK_ENV, value)
     assert chunk_size_from_env(4096) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--target", "i-1"],
+        ["--target=i-1", "--endpoint-url", "http://127.0.0.1:8080"],
+        ["--target", "i-1", "--target", "i-2"],  # the last counts
+        [
+            "--forward",
+            "8080:80",
+            "--target",
+            "mi-1",
+            "--forward=15432:db:5432",
+            "--listen-address",
+            "0.0.0.0",
+        ],
+        ["--target", "i-1", "--document-name", "AWS-StartSSHSession", "--parameters", "portNumber=22"],
+        ["--target", "i-1", "--reason", "x=y", "--profile", "dev", "--region", "eu-west-1"],
+        ["--target", "i-1", "--parameters", '{"portNumber":["80"]}'],
+    ],
+)
+def test_the_fast_parser_reads_a_plain_command_line_as_click_does(args: list[str]) -> None:
+    with start_session_command.make_context("start-session", list(args)) as ctx:
+        assert parse_fast(args) == ctx.params
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # --target is required
+        ["--help"],
+        ["-h", "--target", "i-1"],
+        ["--target"],  # no value
+        ["--target", "i-1", "extra"],
+        ["--target", "i-1", "--bogus", "1"],
+        ["--target", "i-1", "--reason", "-r"],  # a value that looks like an option
+        ["--target", "i-1", "--", "--reason"],
+        ["--targ", "i-1"],
+    ],
+)
+def test_the_fast_parser_leaves_anything_else_to_click(args: list[str]) -> None:
+    assert parse_fast(args) is None
