@@ -12,6 +12,7 @@ from openssm.bus.base import Bus
 from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.oidc.settings import WebIdentitySettings
 from openssm.ops.metrics import Metrics
+from openssm.store.authz_generation import AuthzCaches
 from openssm.store.instances import PingBuffer
 from openssm.store.secrets import SecretCipher
 
@@ -93,3 +94,11 @@ class Services:
     metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this node's Prometheus figures
     # UpdateInstanceInformation's steady heartbeats, written in batches (openssm.store.instances)
     pings: PingBuffer = dataclasses.field(default_factory=PingBuffer)
+    # Credentials, principals and policies as last read, valid while the authorisation generation
+    # (openssm.store.authz_generation) stays the same: a steady request reads no IAM row
+    authz: AuthzCaches = dataclasses.field(default_factory=AuthzCaches)
+
+    async def authz_generation(self) -> int:
+        """The authorisation generation to check :attr:`authz` entries against (and to stamp new
+        ones with: ask before reading what they are made of)."""
+        return await self.authz.generation.current(self.engine, self.clock.monotonic())

@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from tests.support import postgres
 from tests.support.gateway import wait_for
 
 from openssm.api.access import lifecycle
@@ -33,7 +32,7 @@ from openssm.services import AccessSettings, ServerConfig, Services
 from openssm.store import access_requests, access_webhooks, audit_log, sessions
 from openssm.store.access_requests import AccessStatus
 from openssm.store.audit_log import AuditQuery
-from openssm.store.db import database_url_for, make_engine, migrate
+from openssm.store.db import make_engine, migrate
 from openssm.store.iam import holder_policies, users
 from openssm.store.secrets import SecretCipher
 from openssm.store.tables import sessions as sessions_table
@@ -70,16 +69,6 @@ class Receiver:
             raise AssertionError(f"delivery {delivery} accepted twice")
         self.accepted[delivery] = json.loads(body)
         return web.Response(status=204)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Any:
-    if request.param == "sqlite":
-        yield database_url_for(tmp_path)
-        return
-    postgres.require_postgres()
-    with postgres.fresh_postgres_database() as url:
-        yield url
 
 
 @contextlib.asynccontextmanager

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
+from tests.support.wait import wait_for
 from tests.unit.agent.fake_mgs import CREDENTIALS, FakeClient, FakeMgs
 
 from openssm.agent.data_channel import MAX_INPUT_PAYLOAD, DataChannel, EndReason
 from openssm.agent.mgs import MgsClient
 from openssm.agent.signing import StaticCredentials
-from openssm.protocol.datachannel import StreamData
+from openssm.protocol.datachannel import NOT_READY, StreamData
 from openssm.protocol.frames import Frame, MessageType, PayloadFlag, PayloadType, acked_sequence, flag_payload
 from openssm.transport.datachannel import Delivered
+from openssm.transport.datachannel import log as driver_log
 from openssm.transport.http_exchange import HttpClient
 
 SID = "tester-00000000000000001"
@@ -33,7 +37,10 @@ def input_frame(seq: int, payload: bytes = b"x", payload_type: int = PayloadType
     return Frame(MessageType.INPUT_STREAM_DATA, seq, 0, payload_type, payload)
 
 
-async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() -> None:
+async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=driver_log.name)
     fake = FakeMgs()
     await fake.start()
     delivered: list[bytes] = []
@@ -52,9 +59,8 @@ async def test_input_is_dropped_unacked_until_ready_then_delivered_in_order() ->
         client = await fake.next_client()
         early = input_frame(0, b"early")
         await client.send_raw(early.encode())
-        # A negative check with nothing to wait for (a channel that is not ready answers nothing):
-        # give the frame a moment to be read and dropped before the handler arrives.
-        await asyncio.sleep(0.2)
+        # A channel that is not ready answers nothing; the driver logs the drop.
+        await wait_for(lambda: NOT_READY in caplog.text, 10, "the early frame dropped")
         assert client.acked_inputs == set() and delivered == []  # not ready: no ack
 
         channel.accept_input(Handler())

@@ -224,7 +224,7 @@ async def test_stop_is_prompt_while_the_service_is_unreachable() -> None:
     await fake.close()  # nothing listens there any more
     started = time.monotonic()
     async with running_agent(fake, reconnect_initial_seconds=0.2):
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # deliberate: a while of failing retries (0.2 s apart), then the stop
     assert time.monotonic() - started < 4.0
 
 
@@ -240,7 +240,7 @@ async def test_task_complete_is_retried_until_acknowledged() -> None:
                 interactive_shell(sid, session_content(sid, "InteractiveCommands", props))
             )
             await until(lambda: len(fake.task_completes) >= 3, 10)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # a negative check: over two retry periods, and no fourth
     finally:
         await fake.close()
     assert len(fake.task_completes) == 3

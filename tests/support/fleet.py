@@ -45,8 +45,9 @@ from openssm.agent.credentials import rsa_signed_headers
 from openssm.agent.mgs import MgsClient, MgsError
 from openssm.agent.platform_info import short_instance_information
 from openssm.agent.session_request import BadSessionRequest, parse_session_request
-from openssm.agent.signing import Credentials, StaticCredentials, host_header, sign
+from openssm.agent.signing import StaticCredentials, host_header, sign
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_answer, json_request_headers
+from openssm.auth.credentials_file import Credentials
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import (
     MAX_FRAME_SIZE,

@@ -98,9 +98,12 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def running_api(tmp_path: pathlib.Path, **config: Any) -> AsyncIterator[Api]:
+async def running_api(
+    tmp_path: pathlib.Path, *, database_url: str | None = None, **config: Any
+) -> AsyncIterator[Api]:
+    """``database_url``: another database than SQLite in ``tmp_path`` (an empty one: it is migrated)."""
     clock = ManualClock(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
-    engine = make_engine(database_url_for(tmp_path))
+    engine = make_engine(database_url or database_url_for(tmp_path))
     await migrate(engine)
     services = Services(
         config=ServerConfig(data_dir=tmp_path, region=REGION, account_id=ACCOUNT, **config),

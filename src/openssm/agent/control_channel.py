@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -31,19 +30,6 @@ MessageHandler = Callable[[Frame], Awaitable[None]]
 UnreachableHandler = Callable[[str], None]
 
 
-def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
-    """Exponential backoff with full jitter in the upper half (never two agents in lockstep)."""
-    current = initial
-
-    def next_delay() -> float:
-        nonlocal current
-        delay = current * (0.5 + random.random() / 2)
-        current = min(maximum, current * 2)
-        return delay
-
-    return next_delay
-
-
 class ControlChannel:
     def __init__(
         self,
@@ -64,9 +50,7 @@ class ControlChannel:
         self.connections = 0  # how many times it (re)connected; for logs and tests
 
     async def run_forever(self) -> None:
-        next_delay = backoff_delays(
-            self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds
-        )
+        delays = self.settings.reconnect_backoff().delays()
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -82,10 +66,8 @@ class ControlChannel:
                 self.connected.clear()
                 self._ws = None
             if loop.time() - started > STABLE_CONNECTION_SECONDS:
-                next_delay = backoff_delays(
-                    self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds
-                )
-            delay = next_delay()
+                delays = self.settings.reconnect_backoff().delays()
+            delay = next(delays)
             log.info("control channel: reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 

@@ -18,9 +18,10 @@ from openssm.agent import openssl_pss
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings, Registration, save_registration
 from openssm.agent.registration import generate_private_key, private_key_pem, public_key_base64
-from openssm.agent.signing import Credentials, CredentialsError, host_header
+from openssm.agent.signing import CredentialsError, host_header
 from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, post_json
 from openssm.auth import sigv4
+from openssm.auth.credentials_file import Credentials
 from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.protocol.frames import go_json
 from openssm.transport.http_exchange import HttpClient

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
-from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
+from openssm.agent.control_channel import ControlChannel, TaskCompletions
 from openssm.agent.credentials import RoleCredentials
 from openssm.agent.endpoints import Endpoints
 from openssm.agent.mgs import MgsClient
@@ -132,7 +132,7 @@ class Agent:
 
     async def _health_loop(self) -> None:
         """Short then full UpdateInstanceInformation at start, then the full one every heartbeat."""
-        retry = backoff_delays(self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds)
+        retry = self.settings.reconnect_backoff().delays()
         while not self.healthy.is_set():
             endpoint = self.endpoint
             try:
@@ -143,7 +143,7 @@ class Agent:
                 reraise_if_cancelled()
                 if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
                     self._unreachable(endpoint)
-                delay = retry()
+                delay = next(retry)
                 log.warning("UpdateInstanceInformation failed: %s (retry in %.1f s)", exc, delay)
                 await asyncio.sleep(delay)
         while True:

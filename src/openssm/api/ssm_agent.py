@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hmac
 import logging
@@ -27,10 +28,11 @@ from openssm.api.registry import json_action
 from openssm.api.request import ApiRequest
 from openssm.api.targets import target_arn
 from openssm.api.validation import epoch, integer, required_string, string
-from openssm.security import AccessDenied
+from openssm.security import AccessDenied, AuditBatch, audited
 from openssm.store import access_keys, activations, ids, instances
 from openssm.store.activations import Claim
 from openssm.store.instances import InstanceInfo, InstanceRow
+from openssm.store.rows import queued_writing
 
 log = logging.getLogger(__name__)
 
@@ -76,25 +78,27 @@ async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -
     activation_id = required_string(body, "ActivationId", pattern=UUID_PATTERN)
     fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
     public_key = _checked_public_key(body, "PublicKey", "PublicKeyType")
-    engine = request.services.engine
     now = request.now()
-    refusal = CLAIM_REFUSALS.get(await activations.claim_registration(engine, activation_id, code, now=now))
+    instance_id = ids.managed_instance_id()
+    # One transaction (one commit): the registration counted against the activation, and the node.
+    async with queued_writing(request.services.engine) as conn:
+        claim, activation = await activations.claim_registration(conn, activation_id, code, now=now)
+        if claim is Claim.OK:
+            assert activation is not None
+            await instances.register(
+                conn,
+                instance_id=instance_id,
+                activation_id=activation_id,
+                iam_role=activation.iam_role,
+                name=activation.default_instance_name,
+                public_key=public_key,
+                fingerprint=fingerprint,
+                tags=activation.tags,
+                now=now,
+            )
+    refusal = CLAIM_REFUSALS.get(claim)
     if refusal is not None:
         raise refusal
-    activation = await activations.get(engine, activation_id)
-    assert activation is not None
-    instance_id = ids.managed_instance_id()
-    await instances.register(
-        engine,
-        instance_id=instance_id,
-        activation_id=activation_id,
-        iam_role=activation.iam_role,
-        name=activation.default_instance_name,
-        public_key=public_key,
-        fingerprint=fingerprint,
-        tags=activation.tags,
-        now=now,
-    )
     return {"InstanceId": instance_id}
 
 
@@ -106,15 +110,16 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
     instance = await instances.get(request.services.engine, instance_id)
     if instance is None or not hmac.compare_digest(instance.fingerprint.encode(), fingerprint.encode()):
         raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
-    issued = await access_keys.create_temporary(
-        request.services.engine,
-        request.services.cipher,
-        principal_type="managed-instance",
-        principal_name=instance_id,
-        role_name=instance.iam_role,
-        now=request.now(),
-        lifetime=ROLE_CREDENTIALS_LIFETIME,
-    )
+    async with queued_writing(request.services.engine) as conn:
+        issued = await access_keys.create_temporary(
+            conn,
+            request.services.cipher,
+            principal_type="managed-instance",
+            principal_name=instance_id,
+            role_name=instance.iam_role,
+            now=request.now(),
+            lifetime=ROLE_CREDENTIALS_LIFETIME,
+        )
     return {
         "AccessKeyId": issued.access_key_id,
         "SecretAccessKey": issued.secret_access_key,
@@ -141,7 +146,9 @@ def _instance_session(request: ApiRequest) -> str | None:
     return None
 
 
-async def _authorized_for_instance(request: ApiRequest, instance_id: str, action: str) -> str:
+async def _authorized_for_instance(
+    request: ApiRequest, instance_id: str, action: str, batch: AuditBatch | None = None
+) -> str:
     """An instance's own credentials act only for it; any other caller (an IAM user or role: a node
     that joined with IAM credentials, or an operator) needs ``action`` on the instance's ARN, which
     is returned. (The dispatcher logs every refusal, with that ARN.)"""
@@ -155,7 +162,7 @@ async def _authorized_for_instance(request: ApiRequest, instance_id: str, action
             action=action,
             resource=resource,
         )
-    await request.authorize(action, [resource])
+    await request.authorize(action, [resource], batch=batch)
     return resource
 
 
@@ -168,11 +175,18 @@ async def _own_instance(request: ApiRequest, instance_id: str, action: str) -> I
     return instance
 
 
-async def _reporting_instance(request: ApiRequest, instance_id: str) -> InstanceRow:
+async def _reporting_instance(request: ApiRequest, instance_id: str, batch: AuditBatch) -> Reported:
     """UpdateInstanceInformation's instance: registered already, or an EC2-style id a node with IAM
-    credentials of its own joins with (on the first report it is allowed to make)."""
-    arn = await _authorized_for_instance(request, instance_id, "ssm:UpdateInstanceInformation")
-    engine = request.services.engine
+    credentials of its own joins with (on the first report it is allowed to make). What it last
+    reported comes from this node's cache while the authorisation generation holds (deregistering
+    a node bumps it), else from its row."""
+    arn = await _authorized_for_instance(request, instance_id, "ssm:UpdateInstanceInformation", batch)
+    services = request.services
+    generation = await services.authz_generation()
+    known = services.authz.instances.get(instance_id, generation)
+    if known is not None:
+        return Reported(known, generation)
+    engine = services.engine
     instance = await instances.get(engine, instance_id)
     if instance is None and _instance_session(request) is None and JOINABLE_INSTANCE_ID.match(instance_id):
         principal = request.require_identity().principal
@@ -182,7 +196,17 @@ async def _reporting_instance(request: ApiRequest, instance_id: str) -> Instance
         instance = await instances.get(engine, instance_id)
     if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
-    return instance
+    known = InstanceInfo(**{field: getattr(instance, field) for field in INFO_MEMBERS.values()})
+    services.authz.instances.put(instance_id, generation, known)
+    return Reported(known, generation)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reported:
+    """What a node last reported, as of an authorisation generation."""
+
+    info: InstanceInfo
+    generation: int
 
 
 # What UpdateInstanceInformation reports, by API member.
@@ -205,19 +229,23 @@ async def update_instance_information(request: ApiRequest, body: dict[str, Any])
     )
     for member in ("AgentStatus", "AvailabilityZone", "AvailabilityZoneId", "SSMConnectionChannel"):
         string(body, member, max_len=256)  # accepted and type-checked; nothing to keep
-    instance = await _reporting_instance(request, instance_id)
     services, now = request.services, request.now()
-    unchanged = all(value is None or getattr(instance, field) == value for field, value in _reported(info))
-    if unchanged:  # the steady heartbeat: its time is written with others' (a batch every few seconds)
-        services.pings.add(services.engine, instance_id, now)
-    else:
-        services.pings.discard(instance_id)
-        await instances.record_ping(services.engine, instance_id, info, now=now)
+    async with audited(services) as batch:
+        last = await _reporting_instance(request, instance_id, batch)
+        changes = {
+            field: value for field in INFO_MEMBERS.values() if (value := getattr(info, field)) is not None
+        }
+        if all(getattr(last.info, field) == value for field, value in changes.items()):
+            # The steady heartbeat: written with others' (a batch every few seconds), its audit row too.
+            services.pings.add(services.engine, instance_id, now, info, batch.take())
+        else:
+            services.pings.discard(instance_id)
+            async with batch.transaction(services) as conn:
+                await instances.record_ping(conn, instance_id, info, now=now)
+            services.authz.instances.put(
+                instance_id, last.generation, dataclasses.replace(last.info, **changes)
+            )
     return {}
-
-
-def _reported(info: InstanceInfo) -> list[tuple[str, str | None]]:
-    return [(field, getattr(info, field)) for field in INFO_MEMBERS.values()]
 
 
 @json_action(SSM, "ListInstanceAssociations")

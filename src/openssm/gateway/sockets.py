@@ -5,7 +5,7 @@ token; told apart by ``ClientInstanceId`` in the first frame)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -25,6 +25,7 @@ from openssm.gateway.extension import ExtensionChannel
 from openssm.gateway.node import GatewayNode, NodeStopping, SessionRefused
 from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
+from openssm.gateway.session import SessionRelay
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.protocol.websocket import CONTROL_READ_BUFFER
@@ -243,17 +244,9 @@ class SocketHandlers:
             except SessionRefused as exc:
                 await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
             return
-        try:
-            with trace.step("data-channel", "client-join", session_id):
-                relay = await self.node.join_client(session_id, peer)
-            async for data in binary_frames(peer.ws):
-                await relay.from_client(data)
-        except NodeStopping as exc:
-            refuse("SessionRefused", str(exc))  # no channel_closed: the client re-dials
-        except SessionRefused as exc:
-            await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
-        finally:
-            await self._left(session_id, peer, client=True)
+        await self._relay(
+            peer, session_id, refuse, lambda: self.node.join_client(session_id, peer), client=True
+        )
 
     async def _serve_agent(
         self,
@@ -301,17 +294,40 @@ class SocketHandlers:
         if token is None or token.principal_arn != identity.principal.arn:
             await refuse_agent(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
+        await self._relay(
+            peer,
+            session_id,
+            refuse,
+            lambda: self.node.join_agent(session_id, instance_id, peer),
+            client=False,
+        )
+
+    async def _relay(
+        self,
+        peer: Peer,
+        session_id: str,
+        refuse: Refusal,
+        join: Callable[[], Awaitable[SessionRelay]],
+        *,
+        client: bool,
+    ) -> None:
+        """Pair ``peer`` (one end, whose open frame was accepted) with its session and pass on its
+        frames until it goes."""
+        side = "client" if client else "agent"
         try:
-            with trace.step("data-channel", "agent-join", session_id):
-                relay = await self.node.join_agent(session_id, instance_id, peer)
+            with trace.step("data-channel", f"{side}-join", session_id):
+                relay = await join()
+            forward = relay.from_client if client else relay.from_agent
             async for data in binary_frames(peer.ws):
-                await relay.from_agent(data)
+                await forward(data)
         except NodeStopping as exc:
-            refuse("SessionRefused", str(exc))  # no channel_closed: the agent re-dials
+            refuse("SessionRefused", str(exc))  # no channel_closed: the end re-dials
         except SessionRefused as exc:
-            await refuse_agent(peer, session_id, "SessionRefused", str(exc), refuse)
+            await (refuse_client if client else refuse_agent)(
+                peer, session_id, "SessionRefused", str(exc), refuse
+            )
         finally:
-            await self._left(session_id, peer, client=False)
+            await self._left(session_id, peer, client=client)
 
     async def _consume_token(
         self, token_value: str, kind: TokenKind | list[TokenKind], channel_id: str, db: Db | None = None

@@ -14,7 +14,7 @@ from openssm.iam.principal import Principal
 from openssm.security.errors import AccessDenied
 from openssm.security.facts import RequestFacts
 from openssm.security.identity import Identity
-from openssm.security.policies import policies_for
+from openssm.security.policies import cached_policies_for
 from openssm.services import Services
 from openssm.store import audit_log
 from openssm.store.rows import writing
@@ -145,7 +145,7 @@ async def authorize(
     (see :func:`audited`), allowed decisions are held in it, to be written in the transaction of
     what they allow; denials are written at once either way."""
     now = services.clock.now()
-    policies = await policies_for(services.engine, identity.principal)
+    policies = await cached_policies_for(services, identity.principal)
     context = request_context(identity, facts, now, extra_context)
     for resource in resources:
         result = evaluate(policies, AuthzRequest(identity.principal, action, resource, context))

@@ -24,6 +24,7 @@ from openssm.security.errors import AuthError
 from openssm.security.principals import assumed_role_principal, user_principal
 from openssm.services import Services
 from openssm.store import access_keys, instances
+from openssm.store.authz_generation import Credential
 from openssm.store.instances import InstanceRow
 from openssm.store.secrets import SecretCipherError, hash_token
 
@@ -137,10 +138,11 @@ async def authenticate(
         return _anonymous(services)
     parsed = _parse(req)
     _check_region(services, parsed)
-    key = await access_keys.find(services.engine, parsed.access_key_id)
     now = services.clock.now()
-    if key is None or key.status != "Active":
-        log.debug("refused key %s from %s: unknown or inactive", parsed.access_key_id, peer_ip)
+    credential = await _credential(services, parsed)
+    key = credential.key
+    if key.status != "Active":
+        log.debug("refused key %s from %s: inactive", parsed.access_key_id, peer_ip)
         raise _invalid_token(parsed.service)
     if key.temporary:
         presented = parsed.security_token
@@ -159,20 +161,40 @@ async def authenticate(
     elif parsed.security_token is not None:
         raise _invalid_token(parsed.service)
     try:
+        verify_hmac(req, parsed, credential.secret, max_skew=_max_skew(services), now=now)
+    except SigV4Error as exc:
+        raise _from_sigv4(exc, parsed.service) from exc
+    principal = credential.principal
+    if principal is None:
+        raise _invalid_token(parsed.service)
+    last_used = credential.last_used_at
+    if last_used is None or now - last_used > LAST_USED_RESOLUTION:
+        await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
+        credential.last_used_at = now
+    return identity_for_key(key, principal, parsed.region, parsed.service)
+
+
+async def _credential(services: Services, parsed: ParsedSignature) -> Credential:
+    """The key the request names, its secret and its owner: from this node's cache while the
+    authorisation generation holds (a key's status or deletion, its owner's, bump it), else read."""
+    caches = services.authz
+    generation = await services.authz_generation()
+    credential = caches.credentials.get(parsed.access_key_id, generation)
+    if credential is not None:
+        return credential
+    key = await access_keys.find(services.engine, parsed.access_key_id)
+    if key is None:
+        log.debug("refused key %s: unknown", parsed.access_key_id)
+        raise _invalid_token(parsed.service)
+    try:
         secret = services.cipher.decrypt(key.secret_encrypted).decode("utf-8")
     except (SecretCipherError, UnicodeDecodeError) as exc:
         log.error("access key %s does not decrypt under the master key", key.access_key_id)
         raise _invalid_token(parsed.service) from exc
-    try:
-        verify_hmac(req, parsed, secret, max_skew=_max_skew(services), now=now)
-    except SigV4Error as exc:
-        raise _from_sigv4(exc, parsed.service) from exc
     principal = await principal_for_key(services, key)
-    if principal is None:
-        raise _invalid_token(parsed.service)
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
-    return identity_for_key(key, principal, parsed.region, parsed.service)
+    credential = Credential(key, secret, principal, key.last_used_at)
+    caches.credentials.put(key.access_key_id, generation, credential)
+    return credential
 
 
 def identity_for_key(

@@ -19,13 +19,15 @@ from openssm.store.secrets import SecretCipher, hash_token
 from openssm.store.tables import access_keys
 
 MAX_ACCESS_KEYS_PER_USER: Final = 2
+# The status a swept temporary key is given before it is deleted (openssm.store.authz_generation).
+EXPIRED: Final = "Expired"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AccessKeyRow:
     access_key_id: str
     secret_encrypted: bytes
-    status: str  # Active | Inactive
+    status: str  # Active | Inactive (| Expired: being swept, see create_temporary)
     principal_type: str  # user | managed-instance | assumed-role
     principal_name: str  # user name, mi-… id, or role session name
     role_name: str | None  # the role temporary credentials act as
@@ -104,13 +106,12 @@ async def create_temporary(
     expires = now + lifetime
     async with writing(db) as conn:
         # Expired temporary keys of this principal are dead weight; drop them as we mint a new one.
-        await conn.execute(
-            sa.delete(access_keys).where(
-                _of(principal_type, principal_name),
-                access_keys.c.expires_at.is_not(None),
-                access_keys.c.expires_at < now,
-            )
-        )
+        # Marked first: deleting a key bumps the authorisation generation (every node's caches
+        # start over), unless it is marked expired (no cache holds anything it could change).
+        mine = _of(principal_type, principal_name)
+        expired = sa.and_(mine, access_keys.c.expires_at.is_not(None), access_keys.c.expires_at < now)
+        if await execute(conn, sa.update(access_keys).where(expired).values(status=EXPIRED)):
+            await conn.execute(sa.delete(access_keys).where(mine, access_keys.c.status == EXPIRED))
         insert = _insert(cipher, key_id, secret, principal_type, principal_name, now)
         await conn.execute(
             insert.values(

@@ -77,17 +77,19 @@ async def delete(db: Db, activation_id: str) -> bool:
     return await execute(db, sa.delete(activations).where(activations.c.activation_id == activation_id)) == 1
 
 
-async def claim_registration(db: Db, activation_id: str, code: str, *, now: dt.datetime) -> Claim:
+async def claim_registration(
+    db: Db, activation_id: str, code: str, *, now: dt.datetime
+) -> tuple[Claim, ActivationRow | None]:
     """Count one registration against the activation, atomically, if the code is right, the
-    activation has not expired and its limit is not reached."""
+    activation has not expired and its limit is not reached; the activation as read (None if unknown)."""
     async with writing(db) as conn:
         row = await first(conn, _by_id(activation_id), ActivationRow)
         if row is None:
-            return Claim.UNKNOWN
+            return Claim.UNKNOWN, None
         if not hmac.compare_digest(row.code_hash, hash_token(code)):
-            return Claim.WRONG_CODE
+            return Claim.WRONG_CODE, row
         if row.expiration_date <= now:
-            return Claim.EXPIRED
+            return Claim.EXPIRED, row
         # The WHERE re-checks the limit so two concurrent registrations cannot both take the last slot.
         taken = await execute(
             conn,
@@ -98,4 +100,4 @@ async def claim_registration(db: Db, activation_id: str, code: str, *, now: dt.d
             )
             .values(registrations_count=activations.c.registrations_count + 1),
         )
-        return Claim.OK if taken else Claim.LIMIT
+        return Claim.OK if taken else Claim.LIMIT, row

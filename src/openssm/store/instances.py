@@ -14,6 +14,7 @@ from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
+from openssm.store import audit_log
 from openssm.store.rows import Db, Tags, every, execute, first, writing
 from openssm.store.tables import instances
 
@@ -192,38 +193,71 @@ async def record_ping(db: Db, instance_id: str, info: InstanceInfo, *, now: dt.d
     await _update(db, instance_id, {**reported, "last_ping_at": now})
 
 
-async def record_ping_times(db: Db, pings: Mapping[str, dt.datetime]) -> None:
-    """Many nodes' last-ping times in one transaction (one statement, executed for each)."""
-    if not pings:
+INFO_COLUMNS = tuple(field.name for field in dataclasses.fields(InstanceInfo))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    """A steady report, to be written with others: when, and what was reported (None: not reported)."""
+
+    at: dt.datetime
+    info: InstanceInfo = InstanceInfo()
+
+
+async def record_pings(db: Db, pings: Mapping[str, Ping], audit: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Many nodes' reports in one transaction (one statement, executed for each), with the audit
+    rows of the calls that made them. A reported field is written as well as the time (a node's
+    earlier report elsewhere may have changed it), one not reported is left as it is."""
+    if not pings and not audit:
         return
-    statement = (
-        sa.update(instances)
-        .where(instances.c.instance_id == sa.bindparam("node"))
-        .values(last_ping_at=sa.bindparam("pinged"))
-    )
+    values: dict[str, Any] = {"last_ping_at": sa.bindparam("pinged")}
+    for column in INFO_COLUMNS:
+        values[column] = sa.func.coalesce(sa.bindparam(f"reported_{column}"), instances.c[column])
+    statement = sa.update(instances).where(instances.c.instance_id == sa.bindparam("node")).values(values)
+    rows = [
+        {
+            "node": node,
+            "pinged": ping.at,
+            **{f"reported_{column}": getattr(ping.info, column) for column in INFO_COLUMNS},
+        }
+        for node, ping in pings.items()
+    ]
     async with writing(db) as conn:
-        await conn.execute(statement, [{"node": node, "pinged": at} for node, at in pings.items()])
+        if rows:
+            await conn.execute(statement, rows)
+        if audit:
+            await audit_log.record_many(conn, audit)
 
 
 class PingBuffer:
-    """Last-ping times of nodes that reported nothing new, written together ``delay`` seconds after
-    the first of them: a fleet's steady heartbeats (10,000 nodes every 5 minutes) cost one
-    transaction every ``delay`` seconds instead of one each. LastPingDateTime is thus up to
-    ``delay`` seconds late on every node; PingStatus does not depend on it (control channels do).
-    Times still buffered when the process dies are lost: the next report writes its own."""
+    """Reports of nodes that said nothing new, written together ``delay`` seconds after the first of
+    them, with the audit rows of the calls that made them: a fleet's steady heartbeats (10,000 nodes
+    every 5 minutes) cost one transaction every ``delay`` seconds instead of two each.
+    LastPingDateTime is thus up to ``delay`` seconds late on every node; PingStatus does not depend on
+    it (control channels do). What is still buffered when the process dies is lost, audit rows of
+    those calls included (the call's effect was lost with them): the next report writes its own."""
 
     def __init__(self, delay: float = 2.0) -> None:
         self.delay = delay
-        self._pending: dict[str, dt.datetime] = {}
+        self._pending: dict[str, Ping] = {}
+        self._audit: list[Mapping[str, Any]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    def add(self, db: Db, instance_id: str, now: dt.datetime) -> None:
-        self._pending[instance_id] = now
+    def add(
+        self,
+        db: Db,
+        instance_id: str,
+        now: dt.datetime,
+        info: InstanceInfo = InstanceInfo(),
+        audit: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        self._pending[instance_id] = Ping(now, info)
+        self._audit.extend(audit)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_later(db))
 
     def discard(self, instance_id: str) -> None:
-        """A newer time was written directly."""
+        """A newer report was written directly."""
         self._pending.pop(instance_id, None)
 
     async def _write_later(self, db: Db) -> None:
@@ -241,10 +275,11 @@ class PingBuffer:
 
     async def flush(self, db: Db) -> None:
         pending, self._pending = self._pending, {}
+        audit, self._audit = self._audit, []
         try:
-            await record_ping_times(db, pending)
+            await record_pings(db, pending, audit)
         except sa.exc.SQLAlchemyError:
-            log.exception("could not write the last-ping times of %d nodes", len(pending))
+            log.exception("could not write the reports of %d nodes (%d audit rows)", len(pending), len(audit))
 
 
 async def set_public_key(db: Db, instance_id: str, public_key: str) -> None:

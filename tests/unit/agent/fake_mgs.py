@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from tests.conftest import SSM_USER_ENV
 
-from openssm.agent.signing import Credentials
 from openssm.auth import sigv4
+from openssm.auth.credentials_file import Credentials
 from openssm.protocol.frames import (
     DIGEST_OFFSET,
     NO_DIGEST,

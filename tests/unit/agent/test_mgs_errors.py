@@ -7,7 +7,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from openssm.agent.mgs import MgsClient
-from openssm.agent.signing import Credentials, StaticCredentials
+from openssm.agent.signing import StaticCredentials
+from openssm.auth.credentials_file import Credentials
 from openssm.transport.http_exchange import HttpClient
 from openssm.transport.websocket_connection import DialError
 
