@@ -23,12 +23,11 @@ from openssm.gateway.agent_auth import (
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.extension import ExtensionChannel
 from openssm.gateway.node import GatewayNode, NodeStopping, SessionRefused
-from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket
+from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.gateway.session import SessionRelay
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
-from openssm.protocol.websocket import CONTROL_READ_BUFFER
 from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.store.rows import Db
@@ -130,50 +129,35 @@ class SocketHandlers:
         except security.AccessDenied as exc:
             refuse(exc.code, exc.message)
             return error_response(exc.code, exc.message, 403)
-        # Framed by websocket_connection, as data channels are, with a small read buffer: a fleet's
-        # idle control channels are most of a server's connections (DESIGN.md, "Fleets").
-        ws = await websocket_connection.accept(
-            request,
-            max_message=self.settings.max_message_bytes,
-            heartbeat=self.settings.ws_heartbeat,
-            close_timeout=CLOSE_TIMEOUT,
-            read_buffer=CONTROL_READ_BUFFER,
-        )
-        if not isinstance(ws, websocket_connection.WebSocketConnection):
-            return ws  # not a valid upgrade: aiohttp's error response
+        ws = make_websocket(self.settings)
+        await ws.prepare(request)
         peer = Peer(ws, f"control {instance_id}")
         try:
-            await self._serve_control(instance_id, identity, peer, refuse)
+            opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
+            if opened is None:
+                return ws
+            if not isinstance(opened, messages.ControlOpen):
+                refuse("InvalidOpenFrame", "not a control channel open frame")
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
+                return ws
+            token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
+            if token is None or token.principal_arn != identity.principal.arn:
+                refuse("InvalidToken", BAD_TOKEN)
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
+                return ws
+            control = ControlChannel(instance_id, peer, opened)
+            await self.node.register_control(control)
+            log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
+            try:
+                await control.serve(self.node)
+            finally:
+                await self.node.run_detached(
+                    self.node.unregister_control(control), f"unregister-{instance_id}"
+                )
+                log.info("control channel closed: %s", instance_id)
         finally:
             peer.gone.set()
-            await ws.close()
-        assert ws.response is not None
-        return ws.response
-
-    async def _serve_control(
-        self, instance_id: str, identity: security.Identity, peer: Peer, refuse: Refusal
-    ) -> None:
-        ws = peer.ws
-        opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
-        if opened is None:
-            return
-        if not isinstance(opened, messages.ControlOpen):
-            refuse("InvalidOpenFrame", "not a control channel open frame")
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
-            return
-        token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
-        if token is None or token.principal_arn != identity.principal.arn:
-            refuse("InvalidToken", BAD_TOKEN)
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
-            return
-        control = ControlChannel(instance_id, peer, opened)
-        await self.node.register_control(control)
-        log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
-        try:
-            await control.serve(self.node)
-        finally:
-            await self.node.run_detached(self.node.unregister_control(control), f"unregister-{instance_id}")
-            log.info("control channel closed: %s", instance_id)
+        return ws
 
     async def data(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
