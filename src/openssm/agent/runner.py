@@ -20,6 +20,7 @@ from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, MessageType
 from openssm.protocol.messages import MessageError, parse_channel_closed
 from openssm.protocol.messages.codec import load_object
+from openssm.transport import runtime
 from openssm.transport.http_exchange import HttpClient
 
 if TYPE_CHECKING:  # sessions (shell, port, smux, KMS…) and Run Command load with the first of them
@@ -139,6 +140,7 @@ class Agent:
                 await self.ssm.call("UpdateInstanceInformation", short_instance_information(self.instance_id))
                 await self._ping()
                 self.healthy.set()
+                runtime.release_free_memory()  # start-up's garbage (imports, TLS, credentials)
             except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
@@ -153,6 +155,8 @@ class Agent:
             except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("UpdateInstanceInformation failed: %s", exc)
+            if not self.sessions:  # idle: what the last sessions freed goes back to the kernel
+                runtime.release_free_memory()
 
     async def _ping(self) -> None:
         info = await asyncio.to_thread(full_instance_information, self.instance_id, self.endpoint)
