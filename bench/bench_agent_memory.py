@@ -11,7 +11,11 @@ agents are started one after the other and the figures given as ranges.
 The agent's interpreter imports a small ``sitecustomize`` (``PYTHONPATH``) that, on SIGUSR1, writes
 the top-level packages it has imported: botocore and aiohttp must not be among them at idle.
 
-Run: ``.venv/bin/python bench/bench_agent_memory.py`` (``--tls``, ``--repeat 5``).
+With ``--compare-src`` (the ``src`` of another checkout, e.g. main's from ``git archive``), an
+agent of that tree is started after each of this tree's, against the same server, for before/after
+figures from one run.
+
+Run: ``.venv/bin/python bench/bench_agent_memory.py`` (``--tls``, ``--repeat 5``, ``--compare-src DIR``).
 """
 
 from __future__ import annotations
@@ -89,16 +93,22 @@ def agent_modules(pid: int, path: pathlib.Path) -> list[str]:
 
 def run(
     args: argparse.Namespace, root: pathlib.Path, tls: bool
-) -> tuple[list[tuple[float, float]], list[str]]:
+) -> dict[str, tuple[list[tuple[float, float]], list[str]]]:
+    """Agents of this tree (and of ``--compare-src``'s, alternating) against one server: by name,
+    their (RSS, anonymous) samples and the packages the last one had imported."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "site").mkdir(exist_ok=True)
     (root / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     modules_file = root / "modules.txt"
     saved = dict(os.environ)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "site"), saved.get("PYTHONPATH")]))
+    site = os.pathsep.join(filter(None, [str(root / "site"), saved.get("PYTHONPATH")]))
     os.environ["BENCH_MODULES_FILE"] = str(modules_file)
-    samples: list[tuple[float, float]] = []
-    modules: list[str] = []
+    trees: list[tuple[str, str | None]] = [("this tree", None)]
+    if args.compare_src:
+        trees.append((args.compare_src, args.compare_src))
+    results: dict[str, tuple[list[tuple[float, float]], list[str]]] = {name: ([], []) for name, _ in trees}
     try:
+        os.environ["PYTHONPATH"] = site
         if tls:
             cert, key = self_signed(root)
             os.environ["SSL_CERT_FILE"] = str(cert)
@@ -110,23 +120,26 @@ def run(
             server = Server(root / "server").start()
         try:
             for index in range(args.repeat):
-                agent = Agent(server, root / f"agent-{'tls' if tls else 'plain'}-{index}")
-                agent.register(f"bench-{index}")
-                agent.start()
-                try:
-                    time.sleep(args.idle_seconds)
-                    agent.wait_online()  # still Online after idling
-                    assert agent.process is not None
-                    samples.append(memory(agent.process.proc.pid))
-                    modules = agent_modules(agent.process.proc.pid, modules_file)
-                finally:
-                    agent.stop()
+                for number, (name, src) in enumerate(trees):
+                    # The agent (and its `register`) from that tree; the server stays this tree's.
+                    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, site]))
+                    agent = Agent(server, root / f"agent-{index}-{number}")
+                    agent.register(f"bench-{index}-{number}")
+                    agent.start()
+                    try:
+                        time.sleep(args.idle_seconds)
+                        agent.wait_online()  # still Online after idling
+                        assert agent.process is not None
+                        results[name][0].append(memory(agent.process.proc.pid))
+                        results[name][1][:] = agent_modules(agent.process.proc.pid, modules_file)
+                    finally:
+                        agent.stop()
         finally:
             server.stop()
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return samples, modules
+    return results
 
 
 def mb_range(values: list[float]) -> str:
@@ -139,32 +152,39 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3, help="agents started one after the other")
     parser.add_argument("--idle-seconds", type=float, default=15.0, help="idle time before measuring")
-    parser.add_argument("--tls", action="store_true", help="also measure an agent of an HTTPS server")
+    parser.add_argument("--tls", action="store_true", help="also measure agents of an HTTPS server")
+    parser.add_argument(
+        "--compare-src",
+        help="the src directory of another checkout (e.g. main's, from `git archive`): its agent is "
+        "measured too, alternating with this tree's, against the same server",
+    )
     args = parser.parse_args()
     # Baselines measured in the same run, started as the agent is (same interpreter and venv).
     bare = [baseline("import asyncio") for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory(prefix="bench-agent-memory-") as tmp:
         root = pathlib.Path(tmp)
-        runs = {"plain HTTP": run(args, root, tls=False)}
+        runs = {"plain HTTP": run(args, root / "plain", tls=False)}
         if args.tls:
-            runs["TLS"] = run(args, root, tls=True)
+            runs["TLS"] = run(args, root / "tls", tls=True)
     bare_rss = [rss for rss, _ in bare]
     print(
         f"\nOpenSSM agent, idle, registered and Online ({args.repeat} agents each, {args.idle_seconds:g} s idle)"
     )
     print(
-        f"  python -c 'import asyncio' (baseline)  RSS {mb_range(bare_rss)}, anonymous {mb_range([a for _, a in bare])}"
+        f"  python -c 'import asyncio' (baseline): RSS {mb_range(bare_rss)}, anonymous {mb_range([a for _, a in bare])}"
     )
-    for name, (samples, modules) in runs.items():
-        rss = [value for value, _ in samples]
-        ratio = statistics.median(rss) / statistics.median(bare_rss)
-        print(
-            f"  openssm agent run, {name:<10}         RSS {mb_range(rss)}, anonymous "
-            f"{mb_range([a for _, a in samples])}; {ratio:.2f}x the baseline; target ≤ {TARGET_MB:g} MB"
-        )
-        loaded = [name for name in NOT_AT_IDLE if name in modules]
-        print(f"    loaded at idle that should not be: {', '.join(loaded) or 'none'}")
-        print(f"    top-level packages imported: {len(modules)}")
+    for transport, results in runs.items():
+        for name, (samples, modules) in results.items():
+            rss = [value for value, _ in samples]
+            ratio = statistics.median(rss) / statistics.median(bare_rss)
+            print(
+                f"  agent of {name}, {transport}: RSS {mb_range(rss)}, anonymous "
+                f"{mb_range([a for _, a in samples])}; {ratio:.2f}x the baseline; target ≤ {TARGET_MB:g} MB"
+            )
+            loaded = [package for package in NOT_AT_IDLE if package in modules]
+            print(
+                f"    loaded at idle that should not be: {', '.join(loaded) or 'none'}; {len(modules)} packages"
+            )
 
 
 if __name__ == "__main__":

@@ -190,6 +190,8 @@ async def run_fleet(
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         env["BENCH_TRACEMALLOC_DIR"] = str(traces)
     server = Server(root / ("server-tls" if tls else "server"), extra_args=extra, env=env)
+    if traces is not None:
+        server.start_timeout = 600.0  # tracing every allocation slows the imports several times
     if tls:
         server.endpoint = server.endpoint.replace("http://", "https://")
     server.start()

@@ -95,6 +95,7 @@ class Server:
         self.extra_args = extra_args
         self.env = env  # None: inherit this process's environment
         self.process: Process | None = None
+        self.start_timeout = 60.0  # a bench tracing allocations starts it slower
 
     @property
     def public_url(self) -> str:
@@ -121,7 +122,7 @@ class Server:
             *self.extra_args,
         )
         self.process = Process(argv, self.data_dir / "server.log", env=self.env, preexec=self.preexec)
-        wait_until(self._ready, "server to listen", timeout=60)
+        wait_until(self._ready, "server to listen", timeout=self.start_timeout)
         return self
 
     def _ready(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -42,3 +44,18 @@ def test_allocator_tuned_on_glibc() -> None:
     require(sys.platform.startswith("linux"), "mallopt is glibc's")
     assert runtime.tune_allocator() is True
     assert runtime.tune_allocator() is True  # idempotent
+
+
+def test_free_heap_pages_go_back_to_the_kernel_on_glibc() -> None:
+    require(sys.platform.startswith("linux"), "malloc_trim is glibc's")
+    runtime.tune_allocator()  # keeps up to 64 MiB of free heap: the case the trim is for
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        return int(pathlib.Path("/proc/self/statm").read_text().split()[1]) * page
+
+    blocks = [bytearray(64 * 1024) for _ in range(512)]  # 32 MiB on the heap, touched
+    del blocks
+    before = rss()
+    assert runtime.release_free_memory() is True
+    assert rss() < before - 16 * 1024 * 1024

@@ -12,23 +12,22 @@ from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
 from openssm.agent.control_channel import ControlChannel, TaskCompletions
 from openssm.agent.credentials import RoleCredentials
-from openssm.agent.data_channel import EndReason
-from openssm.agent.encryption import KmsApi
 from openssm.agent.endpoints import Endpoints
-from openssm.agent.jobs import JobRunner
 from openssm.agent.mgs import MgsClient
 from openssm.agent.platform_info import full_instance_information, short_instance_information
-from openssm.agent.session_request import BadSessionRequest, SessionRequest, parse_session_request
-from openssm.agent.sessions.base import Outcome, error_output
 from openssm.agent.signing import CredentialSource
 from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, MessageType
 from openssm.protocol.messages import MessageError, parse_channel_closed
 from openssm.protocol.messages.codec import load_object
+from openssm.transport import runtime
 from openssm.transport.http_exchange import HttpClient
 
-if TYPE_CHECKING:  # the session handlers (shell, port, smux…) load with the first session
+if TYPE_CHECKING:  # sessions (shell, port, smux, KMS…) and Run Command load with the first of them
+    from openssm.agent.jobs import JobRunner
     from openssm.agent.session import Session
+    from openssm.agent.session_request import SessionRequest
+    from openssm.agent.sessions.base import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +64,20 @@ class Agent:
             on_unreachable=self._unreachable,
         )
         self.completions = TaskCompletions(self.control, instance_id=instance_id, settings=settings)
-        self.jobs = JobRunner(self.control, instance_id=instance_id, settings=settings)
+        self._jobs: JobRunner | None = None  # made with the first Run Command job
         self.sessions: dict[str, Session] = {}
         self._session_tasks: set[asyncio.Task[Any]] = set()
         self.healthy = asyncio.Event()  # set after the first successful health ping
+
+    @property
+    def jobs(self) -> JobRunner:
+        """Run Command's runner, imported and made when the first job (or its ack) arrives: an idle
+        agent holds neither (``bench/bench_agent_memory.py``)."""
+        if self._jobs is None:
+            from openssm.agent.jobs import JobRunner
+
+            self._jobs = JobRunner(self.control, instance_id=self.instance_id, settings=self.settings)
+        return self._jobs
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then end sessions and disconnect."""
@@ -84,7 +93,8 @@ class Agent:
         finally:
             log.info("agent stopping")
             await self._stop_sessions()
-            await self.jobs.stop()
+            if self._jobs is not None:
+                await self._jobs.stop()
             for task in background:
                 task.cancel()
             for task in background:
@@ -105,6 +115,8 @@ class Agent:
             self.credentials.endpoint = endpoint
 
     async def _stop_sessions(self) -> None:
+        from openssm.agent.data_channel import EndReason
+
         for session in list(self.sessions.values()):
             session.cancel(EndReason.AGENT_STOPPING, "The agent on the managed node is stopping.")
         if self._session_tasks:
@@ -128,6 +140,7 @@ class Agent:
                 await self.ssm.call("UpdateInstanceInformation", short_instance_information(self.instance_id))
                 await self._ping()
                 self.healthy.set()
+                runtime.release_free_memory()  # start-up's garbage (imports, TLS, credentials)
             except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
@@ -142,6 +155,8 @@ class Agent:
             except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("UpdateInstanceInformation failed: %s", exc)
+            if not self.sessions:  # idle: what the last sessions freed goes back to the kernel
+                runtime.release_free_memory()
 
     async def _ping(self) -> None:
         info = await asyncio.to_thread(full_instance_information, self.instance_id, self.endpoint)
@@ -165,6 +180,9 @@ class Agent:
             log.info("control channel: ignoring %s", kind)
 
     async def _start_session(self, frame: Frame) -> None:
+        from openssm.agent.session_request import BadSessionRequest, parse_session_request
+        from openssm.agent.sessions.base import Outcome, error_output
+
         try:
             request = parse_session_request(frame)
         except BadSessionRequest as exc:
@@ -189,6 +207,7 @@ class Agent:
             request.session_type,
             request.session_owner or "?",
         )
+        from openssm.agent.encryption import KmsApi
         from openssm.agent.session import Session
 
         session = Session(
@@ -224,6 +243,8 @@ class Agent:
         if session is None:
             log.info("channel_closed for unknown session %r", session_id)
             return
+        from openssm.agent.data_channel import EndReason
+
         session.cancel(EndReason.CHANNEL_CLOSED, output)
 
     async def _report(self, request: SessionRequest, outcome: Outcome) -> None:

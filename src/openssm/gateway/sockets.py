@@ -23,12 +23,11 @@ from openssm.gateway.agent_auth import (
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.extension import ExtensionChannel
 from openssm.gateway.node import GatewayNode, NodeStopping, SessionRefused
-from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket
+from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.gateway.session import SessionRelay
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
-from openssm.protocol.websocket import CONTROL_READ_BUFFER
 from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.store.rows import Db
@@ -145,22 +144,16 @@ class SocketHandlers:
         except security.AccessDenied as exc:
             refuse(exc.code, exc.message)
             return error_response(exc.code, exc.message, 403)
-        # Framed by websocket_connection, as data channels are, with a small read buffer: a fleet's
-        # idle control channels are most of a server's connections (DESIGN.md, "Fleets").
-        ws = await websocket_connection.accept(
-            request,
-            max_message=self.settings.max_message_bytes,
-            heartbeat=self.settings.ws_heartbeat,
-            close_timeout=CLOSE_TIMEOUT,
-            read_buffer=CONTROL_READ_BUFFER,
-        )
-        if not isinstance(ws, websocket_connection.WebSocketConnection):
-            return ws  # not a valid upgrade: aiohttp's error response
-        return await _served(
-            ws,
-            f"control {instance_id}",
-            lambda peer: self._serve_control(instance_id, identity, peer, refuse),
-        )
+        # aiohttp's own WebSocketResponse: a fleet's idle control channels are most of a server's
+        # connections, and it holds one in less memory than websocket_connection (DESIGN.md, "Fleets").
+        ws = make_websocket(self.settings)
+        await ws.prepare(request)
+        peer = Peer(ws, f"control {instance_id}")
+        try:
+            await self._serve_control(instance_id, identity, peer, refuse)
+        finally:
+            peer.gone.set()
+        return ws
 
     async def _serve_control(
         self, instance_id: str, identity: security.Identity, peer: Peer, refuse: Refusal

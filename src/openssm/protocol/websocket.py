@@ -52,10 +52,10 @@ _SENDABLE_CLOSE_CODES: Final = frozenset(
 MAX_CONTROL_PAYLOAD: Final = 125
 # Header and small frames are read into this scratch area; larger payloads get their own buffer.
 # 64 KiB suits a data channel's bulk reads; a connection that carries a few small frames a minute
-# (a control channel: thousands of them on one server) takes a smaller one (``scratch_size``).
+# (the agent's control channel) takes a smaller one (``scratch_size``).
 SCRATCH_SIZE: Final = 64 * 1024
 MIN_SCRATCH_SIZE: Final = 256  # room for any frame header (at most 14 bytes) and a control frame
-CONTROL_READ_BUFFER: Final = 4 * 1024  # the scratch_size of control channels (both ends)
+CONTROL_READ_BUFFER: Final = 4 * 1024  # the scratch_size of the agent's control channel
 
 MaskFunction = Callable[[bytes, bytearray], None]  # XORs the bytearray in place, key repeating
 
