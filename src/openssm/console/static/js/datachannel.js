@@ -122,7 +122,8 @@ export class DataChannelClient {
    */
   async connectionLost() {
     if (this.ended) return;
-    if (!this.resume || this.resuming) {
+    if (!this.resume || this.resuming || !this.everOpened) {
+      // (a first dial that never opened is refused, not lost: nothing to resume, say why at once)
       if (!this.resuming) this.finish(null);
       return;
     }
