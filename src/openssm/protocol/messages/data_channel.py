@@ -30,6 +30,7 @@ from openssm.protocol.messages.codec import (
     load_object,
     message_frame,
     new_id,
+    pascal_json,
 )
 from openssm.protocol.versions import AGENT_VERSION, CLIENT_VERSION
 
@@ -240,12 +241,7 @@ class ProcessedAction:
     error: str = ""
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {
-            "ActionType": self.action_type,
-            "ActionStatus": self.action_status,
-            "ActionResult": self.action_result,
-            "Error": self.error,
-        }
+        return pascal_json(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
