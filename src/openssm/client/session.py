@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from openssm.client.api import ApiError, ApiTarget, SessionApi, StartedSession
 from openssm.client.datachannel import (
@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # imported when a port session starts: smux and the mux are m
     from openssm.client.port import PortSession
 
 log = logging.getLogger(__name__)
+_Message = TypeVar("_Message")
 
 # A joiner's channel lost (its server restarted, its network went): it does not resume, it says so.
 JOINER_LOST: Final = (
@@ -161,10 +162,8 @@ class SessionDispatcher:
     # -- handshake -------------------------------------------------------------------------------------
 
     async def _on_handshake_request(self, frame: Frame) -> None:
-        try:
-            request = parse_handshake_request(frame.payload)
-        except MessageError as exc:
-            log.warning("bad HandshakeRequest: %s", exc)
+        request = _parsed(parse_handshake_request, frame, "HandshakeRequest")
+        if request is None:
             return
         processed = tuple(
             [await self._process_action(request, action.action_type) for action in request.actions]
@@ -246,10 +245,8 @@ class SessionDispatcher:
             return None
 
     async def _on_handshake_complete(self, frame: Frame) -> None:
-        try:
-            complete = parse_handshake_complete(frame.payload)
-        except MessageError as exc:
-            log.warning("bad HandshakeComplete: %s", exc)
+        complete = _parsed(parse_handshake_complete, frame, "HandshakeComplete")
+        if complete is None:
             return
         if complete.customer_message:
             self._console.print(complete.customer_message + "\n")
@@ -299,6 +296,16 @@ class SessionDispatcher:
     async def close(self) -> None:
         if self.active is not None:
             await self.active.close()
+
+
+def _parsed(parse: Callable[[bytes | memoryview], _Message], frame: Frame, name: str) -> _Message | None:
+    """The agent's handshake message ``name`` in ``frame``, or None when it is malformed: logged and
+    dropped, as the session goes on without it."""
+    try:
+        return parse(frame.payload)
+    except MessageError as exc:
+        log.warning("bad %s: %s", name, exc)
+        return None
 
 
 def _resuming(api: SessionApi, use_url: Callable[[str], None]) -> Callable[[], Awaitable[str | None]]:

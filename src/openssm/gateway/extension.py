@@ -59,14 +59,18 @@ class ExtensionConflict(OpenSSMError):
     """Two extensions (or an extension and the node) claim the same message type."""
 
 
-class LiveSession(Protocol):
-    """A session this node relays, as an extension may act on it (``openssm.gateway.session``)."""
+class RelayedSession(Protocol):
+    """A session this node relays: its id and its ``sessions`` row."""
 
     @property
     def session_id(self) -> str: ...
 
     @property
     def row(self) -> Mapping[str, Any]: ...
+
+
+class LiveSession(RelayedSession, Protocol):
+    """A session this node relays, as an extension may act on it (``openssm.gateway.session``)."""
 
     @property
     def takes_joins(self) -> bool:
@@ -117,15 +121,9 @@ class ExtensionHost(Protocol):
         ...
 
 
-class SessionCounters(Protocol):
+class SessionCounters(RelayedSession, Protocol):
     """A session this node relays, as an extension may see it: its ``sessions`` row and the stream
     payload bytes relayed so far (counted by the relay itself; read them, never write them)."""
-
-    @property
-    def session_id(self) -> str: ...
-
-    @property
-    def row(self) -> Mapping[str, Any]: ...
 
     @property
     def bytes_in(self) -> int:

@@ -18,31 +18,17 @@ or what a sender was told.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
-import struct
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from openssm.protocol import frames
 from openssm.protocol.frames import FLAG_DATA, FRAME_OVERHEAD, Frame, MessageType
 from openssm.protocol.splice import Splice, SpliceState
 
-_SEQUENCE = struct.Struct(">q")
 # The acked number in an acknowledge payload (Go's compact JSON; whitespace allowed): read without
 # parsing the JSON, since the relay does it for every ack of a shell session.
 _ACKED_NUMBER = re.compile(rb'"AcknowledgedMessageSequenceNumber"\s*:\s*(\d{1,18})\b')
-_SEQUENCE_AT: Final = 48
-_HEADER_LENGTH = struct.Struct(">I")  # also the payload length's format
-_DIGEST_AT: Final = 80
-_PAYLOAD_LENGTH_AT: Final = 116
-
-
-def _renumbered(data: bytes, sequence: int) -> bytes:
-    """The frame with another SequenceNumber (the payload digest does not cover the header)."""
-    out = bytearray(data)
-    _SEQUENCE.pack_into(out, _SEQUENCE_AT, sequence)
-    return bytes(out)
 
 
 class SplicedStream:
@@ -92,14 +78,14 @@ class SplicedStream:
 
     def from_sender(self, data: bytes) -> tuple[bytes | None, bytes | None]:
         """A stream frame from the sender: (the frame to pass on, an ack to answer the sender with)."""
-        sequence = int(_SEQUENCE.unpack_from(data, _SEQUENCE_AT)[0])
+        sequence = frames.sequence_of(data)
         forward = self.splice.forward(sequence)
         self.changed |= forward.moved and self.splice.active
         if forward.acked:  # the receiver has it (acknowledged long ago): answer for it
             return None, frames.ack_for(frames.decode(data)).encode()
         if forward.sequence == sequence:
             return data, None
-        return _renumbered(data, forward.sequence), None
+        return frames.renumbered(data, forward.sequence), None
 
     def from_receiver(self, data: bytes) -> bytes | None:
         """The receiver's acknowledge frame, for the sender (renumbered), or None: it was ours."""
@@ -114,14 +100,11 @@ class SplicedStream:
             return None
         if ack.upstream == downstream:
             return data
-        if _HEADER_LENGTH.unpack_from(data)[0] + 4 != FRAME_OVERHEAD:
+        if not frames.has_standard_header(data):
             return data  # an unusual header: leave it to the sender (it resends; rare and harmless)
         start, end = found.span(1)
         payload = data[FRAME_OVERHEAD:start] + str(ack.upstream).encode() + data[end:]
-        header = bytearray(data[:FRAME_OVERHEAD])  # the same ack, with its digest and length redone
-        header[_DIGEST_AT : _DIGEST_AT + 32] = hashlib.sha256(payload).digest()
-        _HEADER_LENGTH.pack_into(header, _PAYLOAD_LENGTH_AT, len(payload))
-        return bytes(header) + payload
+        return frames.with_payload(data, payload)  # the same ack, with its digest and length redone
 
     def inject(self, payload_type: int, payload: bytes) -> bytes:
         """A message of the gateway's, numbered after everything the sender sent so far (raises

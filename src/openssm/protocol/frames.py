@@ -21,8 +21,11 @@ from openssm.errors import RemoteProtocolError
 HEADER = struct.Struct(">I32sIQqQ16s32sII")
 HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself is not counted
 FRAME_OVERHEAD: Final = HEADER.size  # 120
-# Where PayloadDigest (32 bytes) sits: after HeaderLength … MessageId.
+# Where SequenceNumber (int64) and PayloadDigest (32 bytes) sit, for a relay that edits a frame in place.
+SEQUENCE_OFFSET: Final = struct.calcsize(">I32sIQ")
 DIGEST_OFFSET: Final = struct.calcsize(">I32sIQqQ16s")
+_SEQUENCE = struct.Struct(">q")
+_UINT32 = struct.Struct(">I")  # HeaderLength, PayloadLength
 # What a relay reads of a header (see peek), in one unpack: HeaderLength, MessageType,
 # SequenceNumber and PayloadType; the fields between them are skipped (pad bytes).
 _HEAD = struct.Struct(">I32s12xq56xI")
@@ -222,6 +225,32 @@ def peek(data: bytes) -> FrameHead:
     header_length, type_bytes, sequence_number, payload_type = _HEAD.unpack_from(data)
     message_type = _message_type(len(data), header_length, type_bytes)
     return FrameHead(message_type, sequence_number, payload_type, header_length + 4)
+
+
+def sequence_of(data: bytes) -> int:
+    """The SequenceNumber of an encoded frame, read in place (nothing else checked: see :func:`peek`)."""
+    return int(_SEQUENCE.unpack_from(data, SEQUENCE_OFFSET)[0])
+
+
+def renumbered(data: bytes, sequence: int) -> bytes:
+    """The encoded frame with another SequenceNumber (the payload digest does not cover the header)."""
+    out = bytearray(data)
+    _SEQUENCE.pack_into(out, SEQUENCE_OFFSET, sequence)
+    return bytes(out)
+
+
+def has_standard_header(data: bytes) -> bool:
+    """Whether the encoded frame's payload starts right after the 120-byte header, as peers write it."""
+    return int(_UINT32.unpack_from(data)[0]) == HEADER_LENGTH
+
+
+def with_payload(data: bytes, payload: bytes) -> bytes:
+    """The encoded frame ``data`` (with the standard header) carrying ``payload`` instead: its digest
+    and length redone, every other header field kept."""
+    header = bytearray(data[:FRAME_OVERHEAD])
+    header[DIGEST_OFFSET : DIGEST_OFFSET + 32] = hashlib.sha256(payload).digest()
+    _UINT32.pack_into(header, HEADER_LENGTH, len(payload))
+    return bytes(header) + payload
 
 
 def decode(

@@ -12,13 +12,13 @@ from typing import Final
 
 import sqlalchemy as sa
 
+from openssm.store.outbox import failed_attempt, queued
 from openssm.store.rows import Db, every, execute, scalars
 from openssm.store.tables import access_webhook_deliveries
 
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"
 FAILED: Final = "failed"  # given up on after the last attempt
-ERROR_CHARS: Final = 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,9 +48,7 @@ async def enqueue(
         event=event,
         body=body,
         status=PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+        **queued(now),
     )
     await execute(db, statement)
 
@@ -116,12 +114,7 @@ async def attempt_failed(
     db: Db, row_id: int, *, node_id: str, error: str, retry_at: dt.datetime | None
 ) -> None:
     """Count a failed attempt; retry at ``retry_at``, or (None) give up on the delivery."""
-    values: dict[str, object] = {
-        "attempts": access_webhook_deliveries.c.attempts + 1,
-        "last_error": error[:ERROR_CHARS],
-        "claimed_by": None,
-        "claimed_until": None,
-    }
+    values = failed_attempt(access_webhook_deliveries, error) | {"claimed_by": None, "claimed_until": None}
     if retry_at is None:
         values["status"] = FAILED
     else:

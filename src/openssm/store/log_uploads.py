@@ -13,6 +13,7 @@ from typing import Final, Literal, TypedDict, Unpack
 import sqlalchemy as sa
 
 from openssm.store import sessions
+from openssm.store.outbox import failed_attempt, queued
 from openssm.store.rows import Db, count, every, execute, writing
 from openssm.store.tables import log_uploads
 
@@ -82,9 +83,7 @@ async def add(
         event_format=event_format,
         status=status,
         shipped_bytes=0,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+        **queued(now),
     )
     await execute(db, statement)
 
@@ -135,9 +134,7 @@ async def record_progress(db: Db, upload_id: int, shipped_bytes: int) -> None:
 
 
 async def record_failure(db: Db, upload_id: int, error: str, *, retry_at: dt.datetime) -> None:
-    statement = _upload(upload_id).values(
-        attempts=log_uploads.c.attempts + 1, last_error=error[:1024], next_attempt_at=retry_at
-    )
+    statement = _upload(upload_id).values(**failed_attempt(log_uploads, error), next_attempt_at=retry_at)
     await execute(db, statement)
 
 

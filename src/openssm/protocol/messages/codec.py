@@ -13,10 +13,13 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeAlias
 
 from openssm.errors import RemoteProtocolError
 from openssm.protocol.frames import MAX_FRAME_SIZE, Frame, Payload, PayloadType, go_json
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 JsonValue: TypeAlias = Any
 
@@ -161,6 +164,12 @@ def message_frame(message_type: str, payload: bytes, *, flags: int = 0) -> Frame
 def pascal_case(name: str) -> str:
     """``s3_url_suffix`` → ``S3UrlSuffix``: the Go struct field names of most messages."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def pascal_json(message: DataclassInstance) -> dict[str, JsonValue]:
+    """A dataclass's fields as one JSON object, each keyed by its ``pascal_case`` name, in field order
+    (declared in the Go struct's order)."""
+    return {pascal_case(field.name): getattr(message, field.name) for field in dataclasses.fields(message)}
 
 
 def camel_case(name: str) -> str:

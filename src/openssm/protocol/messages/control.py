@@ -21,6 +21,7 @@ from openssm.protocol.messages.codec import (
     iso_millis,
     load_object,
     message_frame,
+    pascal_json,
 )
 from openssm.protocol.messages.parameters import scalar_parameters
 
@@ -44,14 +45,7 @@ class StartSessionContent:
     session_owner: str = ""
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {
-            "SessionId": self.session_id,
-            "DocumentName": self.document_name,
-            "DocumentContent": self.document_content,
-            "Parameters": self.parameters,
-            "RunAsUser": self.run_as_user,
-            "SessionOwner": self.session_owner,
-        }
+        return pascal_json(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from openssm.protocol.messages.codec import (
     load_object,
     message_frame,
     new_id,
+    pascal_json,
 )
 from openssm.protocol.versions import AGENT_VERSION, CLIENT_VERSION
 
@@ -41,9 +42,16 @@ MAX_TERMINAL_DIMENSION: Final = 10_000
 # -- open frames (WebSocket text) --------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class _OpenFrame(WireMessage):
-    __slots__ = ()
+    """What every channel's first frame carries: the token, and a request id and schema version
+    (keyword-only, so each kind's own fields follow the token positionally)."""
+
     WHAT: ClassVar[str] = "open frame"
+
+    token_value: str = dataclasses.field(metadata=REQUIRED)
+    request_id: str = dataclasses.field(default_factory=new_id, kw_only=True)
+    message_schema_version: str = dataclasses.field(default=MESSAGE_SCHEMA_VERSION, kw_only=True)
 
     def to_text(self) -> str:
         return self.encode().decode("utf-8")
@@ -55,11 +63,8 @@ class ClientOpen(_OpenFrame):
 
     ORDER: ClassVar[str] = "message_schema_version request_id token_value client_id client_version"
 
-    token_value: str = dataclasses.field(metadata=REQUIRED)
     client_id: str = dataclasses.field(default_factory=new_id)
     client_version: str = CLIENT_VERSION
-    request_id: str = dataclasses.field(default_factory=new_id)
-    message_schema_version: str = MESSAGE_SCHEMA_VERSION
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,11 +73,8 @@ class AgentDataOpen(_OpenFrame):
 
     ORDER: ClassVar[str] = "message_schema_version request_id token_value client_instance_id client_id"
 
-    token_value: str = dataclasses.field(metadata=REQUIRED)
     client_instance_id: str = dataclasses.field(metadata=REQUIRED)
     client_id: str = ""
-    request_id: str = dataclasses.field(default_factory=new_id)
-    message_schema_version: str = MESSAGE_SCHEMA_VERSION
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,12 +83,9 @@ class ControlOpen(_OpenFrame):
 
     ORDER: ClassVar[str] = "cookie message_schema_version request_id token_value agent_version platform_type"
 
-    token_value: str = dataclasses.field(metadata=REQUIRED)
     agent_version: str = AGENT_VERSION
     platform_type: str = "linux"
-    request_id: str = dataclasses.field(default_factory=new_id)
     cookie: str | None = None
-    message_schema_version: str = MESSAGE_SCHEMA_VERSION
 
 
 OpenFrame: TypeAlias = ClientOpen | AgentDataOpen | ControlOpen
@@ -242,12 +241,7 @@ class ProcessedAction:
     error: str = ""
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {
-            "ActionType": self.action_type,
-            "ActionStatus": self.action_status,
-            "ActionResult": self.action_result,
-            "Error": self.error,
-        }
+        return pascal_json(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

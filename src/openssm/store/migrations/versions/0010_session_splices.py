@@ -1,14 +1,8 @@
-"""Live-session join: a joined session's renumbering is kept, so it survives a gateway restart
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-07
-"""
+"""Live-session join: a joined session's renumbering is kept, so it survives a gateway restart"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,8 +11,6 @@ import openssm.store.tables
 
 revision: str = "0010"
 down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

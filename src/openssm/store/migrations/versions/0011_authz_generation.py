@@ -1,14 +1,8 @@
 """The authorisation generation: one counter, bumped by triggers on every change that can alter an
 authorisation decision, which nodes' caches of credentials, principals and policies are checked against
-
-Revision ID: 0011
-Revises: 0010
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,8 +11,6 @@ from openssm.store.authz_generation import trigger_ddl
 
 revision: str = "0011"
 down_revision: str | None = "0010"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
