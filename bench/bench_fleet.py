@@ -46,6 +46,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
 from tests.support.tls import self_signed
+from tests.support.wait import wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -85,7 +86,8 @@ async def snapshot(pid: int, directory: pathlib.Path) -> tracemalloc.Snapshot:
     before = set(directory.glob("snapshot-*"))
     os.kill(pid, signal.SIGUSR1)
     async with asyncio.timeout(120):
-        while not (new := set(directory.glob("snapshot-*")) - before):
+        # Not the ".tmp" the server is still writing: it renames it when done.
+        while not (new := {p for p in directory.glob("snapshot-*") if p.suffix != ".tmp"} - before):
             await asyncio.sleep(0.2)
     return tracemalloc.Snapshot.load(str(new.pop()))
 
@@ -116,6 +118,13 @@ async def settle(pid: int, seconds: float = 3.0) -> int:
 
 async def first_byte(ssm: Any, instance_id: str, ssl_context: ssl.SSLContext | None) -> float:
     """StartSession → the first output byte of the (simulated) shell, through a data-channel client."""
+    # The simulated agent is Online once it has sent its open frame; the server takes it a moment more.
+    await asyncio.to_thread(
+        wait_until,
+        lambda: ssm.get_connection_status(Target=instance_id)["Status"] == "connected",
+        f"{instance_id} connected",
+        60,
+    )
     began = time.perf_counter()
     response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
     connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context else True)
@@ -157,11 +166,18 @@ def describe_pages(ssm: Any, runs: int) -> tuple[list[float], list[float], int]:
     return pages, listings, count
 
 
-async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> dict[str, Any]:
-    """One server, one fleet: everything the table needs from this transport."""
+async def run_fleet(
+    args: argparse.Namespace, root: pathlib.Path, tls: bool, server_src: str | None = None
+) -> dict[str, Any]:
+    """One server, one fleet: everything the table needs from this transport. ``server_src``: run
+    the server from that source tree (``src`` of another checkout) instead of this one."""
     extra: tuple[str, ...] = ()
     ssl_context: ssl.SSLContext | None = None
     env = dict(os.environ)
+    if server_src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [server_src, env.get("PYTHONPATH")]))
+        root = root / "compared"
+        root.mkdir(exist_ok=True)
     if tls:
         cert, key = self_signed(root)
         extra = ("--tls-cert", str(cert), "--tls-key", str(key))
@@ -198,7 +214,7 @@ async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> 
             await fleet.register(1, activations)
             fleet.start()
             await fleet.wait_online(60)
-            if not tls:
+            if not tls and not args.compare_src:  # --compare-src measures memory alone
                 result["first_byte_idle"] = await first_bytes(ssm, fleet, args.sessions, None)
             base_rss = await settle(pid)
             base_snapshot = await snapshot(pid, traces) if traces is not None else None
@@ -227,7 +243,7 @@ async def run_fleet(args: argparse.Namespace, root: pathlib.Path, tls: bool) -> 
             result["online_api"] = len(online)
             result["registered"] = fleet.stats.registered
             result["control_open"] = fleet.stats.control_open
-            if not tls:
+            if not tls and not args.compare_src:  # --compare-src measures memory alone
                 pages, listings, count = await asyncio.to_thread(describe_pages, ssm, args.listings)
                 result.update(pages=pages, listings=listings, listed=count)
                 result["first_byte_loaded"] = await first_bytes(ssm, fleet, args.sessions, None)
@@ -339,6 +355,35 @@ def table(plain: dict[str, Any], tls: dict[str, Any] | None, args: argparse.Name
         print("  server errors:", plain["stats"]["server_errors"])
 
 
+async def compare(args: argparse.Namespace, root: pathlib.Path) -> None:
+    """Server memory per idle agent, this tree's server against ``--compare-src``'s, in alternating
+    rounds (plain HTTP, then TLS unless ``--no-tls``): medians, ranges and the ratio."""
+    transports = [False] if args.no_tls else [False, True]
+    figures: dict[tuple[str, bool], list[float]] = {}
+    for index in range(args.repeat):
+        for tls in transports:
+            for name, src in (("compared", args.compare_src), ("this", None)):
+                run_root = root / f"{name}-{'tls' if tls else 'plain'}-{index}"
+                run_root.mkdir()
+                result = await run_fleet(args, run_root, tls=tls, server_src=src)
+                figures.setdefault((name, tls), []).append(result["per_agent_bytes"] / 1024)
+                print(
+                    f"  round {index + 1}: {name} server, {'TLS' if tls else 'plain'}: "
+                    f"{figures[name, tls][-1]:.1f} KiB per idle agent",
+                    flush=True,
+                )
+                if result.get("allocations"):  # --tracemalloc: where it goes, by allocation site
+                    print("\n".join(result["allocations"]), flush=True)
+    print(f"\nServer memory per idle agent, {args.agents} agents, {args.repeat} rounds (median, range)")
+    for tls in transports:
+        before, after = figures["compared", tls], figures["this", tls]
+        print(
+            f"  {'TLS  ' if tls else 'plain'}  {args.compare_src}: {statistics.median(before):.1f} KiB "
+            f"({min(before):.1f} to {max(before):.1f});  this tree: {statistics.median(after):.1f} KiB "
+            f"({min(after):.1f} to {max(after):.1f});  ratio {statistics.median(after) / statistics.median(before):.2f}x"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -358,10 +403,19 @@ async def main() -> None:
     parser.add_argument(
         "--open-files", type=int, default=0, help="also run a server with this soft open-files limit"
     )
+    parser.add_argument(
+        "--compare-src",
+        help="the src directory of another checkout (e.g. main's, from `git archive`): its server's "
+        "memory per idle agent is measured too, alternating with this one's, and compared",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="with --compare-src: rounds of both servers")
     args = parser.parse_args()
     sim.raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = pathlib.Path(tmp)
+        if args.compare_src:
+            await compare(args, root)
+            return
         plain = await run_fleet(args, root, tls=False)
         tls = None if args.no_tls else await run_fleet(args, root, tls=True)
         table(plain, tls, args)

@@ -5,7 +5,8 @@ through the gateway (as `bench_gateway_relay.py`), three ways:
 - "not joinable": the relay without its injector (what every shell session was before join);
 - "joinable, nobody joined": the injector passes frames through, reading each ack's number;
 - "renumbered": the gateway has put one line into the stream first, so every frame is renumbered
-  and every ack mapped back (what a session with a joiner pays).
+  and every ack mapped back, and the numbering is written to the store (SQLite) before the frames
+  and acks it describes go on, one write per batch (what a session with a joiner pays).
 
 Run: `.venv/bin/python bench/bench_join_relay.py [--frames N] [--window W] [--rounds R]`
 """

@@ -10,8 +10,8 @@ client's data channel runs through another fault proxy (the server's public URL)
 millisecond, stamped with its send time: small enough that no buffer holds a backlog while the
 path is healthy). For each kind of fault, ``--faults`` times: inject it, take T = the moment the
 network is back (the RST itself; the end of a black-hole), and time the arrival of the first
-record sent after the fault began (so one that crossed the path after it) at each end (download:
-agent → client, upload: client → agent), from T. Kinds:
+record sent once the fault was in force (so one that crossed the path after it) at each end
+(download: agent → client, upload: client → agent), from T. Kinds:
 
 - RST of the client's data channel; RST of the agent's (the proxy resets both ends);
 - black-hole of the client's or the agent's data-channel path in the proxy (forwarding paused for
@@ -30,7 +30,7 @@ ratio to direct TCP. Every transfer is SHA-256-checked at both ends.
 
 The machine is shared and noisy: compare, don't trust absolute times.
 
-Run: `.venv/bin/python bench/bench_resume.py [--faults 50] [--blackhole-seconds 2] [--size-mib 16]
+Run: `.venv/bin/python bench/bench_resume.py [--faults 50] [--blackhole-seconds 1] [--size-mib 16]
 [--kinds restart]` (`--faults 5 --size-mib 4` for a quick look).
 """
 
@@ -119,47 +119,54 @@ def rig(work: pathlib.Path) -> Iterator[Rig]:
 @dataclasses.dataclass
 class FaultKind:
     name: str
-    # Injects one fault and returns T, the time.monotonic() at which the network was back.
-    inject: Callable[[Rig, float], float]
+    # Injects one fault and returns (F, T): the time.monotonic() at which the fault was in force
+    # (records sent from F on had to cross the path after it) and the one at which it was over.
+    inject: Callable[[Rig, float], tuple[float, float]]
     needs_namespace: bool = False
 
 
-def proxy_reset(path: str) -> Callable[[Rig, float], float]:
-    def inject(rig: Rig, _: float) -> float:
+def proxy_reset(path: str) -> Callable[[Rig, float], tuple[float, float]]:
+    def inject(rig: Rig, _: float) -> tuple[float, float]:
         proxy = rig.client_path if path == "client" else rig.agent_path
         proxy.wait_link(DATA, timeout=30)  # (a data channel may be between two connections)
+        fault = time.monotonic()
         if proxy.reset(DATA) < 1:
             raise RuntimeError(f"no {path} data channel to reset")
-        return time.monotonic()
+        return fault, time.monotonic()
 
     return inject
 
 
-def proxy_blackhole(path: str) -> Callable[[Rig, float], float]:
-    def inject(rig: Rig, seconds: float) -> float:
+def proxy_blackhole(path: str) -> Callable[[Rig, float], tuple[float, float]]:
+    def inject(rig: Rig, seconds: float) -> tuple[float, float]:
         proxy = rig.client_path if path == "client" else rig.agent_path
+        fault = time.monotonic()
         proxy.blackhole(seconds, DATA)
-        return proxy.wait_restored(seconds + 30)
+        return fault, proxy.wait_restored(seconds + 30)
 
     return inject
 
 
-def link_blackhole(rig: Rig, seconds: float) -> float:
+def link_blackhole(rig: Rig, seconds: float) -> tuple[float, float]:
     assert rig.namespace is not None
+    # In force once the iptables rules are in (a few `ip netns exec` runs, slow on a busy machine:
+    # records sent before that may still have crossed).
     rig.namespace.set_blackhole(True, rig.agent_path.port)
+    fault = time.monotonic()
     time.sleep(seconds)  # the outage itself
     rig.namespace.set_blackhole(False)
-    return time.monotonic()
+    return fault, time.monotonic()
 
 
-def server_restart(sig: signal.Signals) -> Callable[[Rig, float], float]:
-    def inject(rig: Rig, _: float) -> float:
+def server_restart(sig: signal.Signals) -> Callable[[Rig, float], tuple[float, float]]:
+    def inject(rig: Rig, _: float) -> tuple[float, float]:
         assert rig.server.process is not None
+        fault = time.monotonic()
         rig.server.process.stop(sig, timeout=30)
         rig.server.start()  # returns once it listens
-        back = time.monotonic()
-        rig.agent.wait_online(60)  # its control channel too, before the next fault or session
-        return back
+        # The agent's control channel comes back on a backoff of its own, which grows when restarts
+        # come less than 30 s apart; the session does not need it (a new session waits for it).
+        return fault, time.monotonic()
 
     return inject
 
@@ -187,6 +194,7 @@ class PacedSession:
     """A port session carrying a paced stream each way, to the bench's own destination."""
 
     def __init__(self, rig: Rig) -> None:
+        rig.agent.wait_online(90)  # (after a server restart its control channel may still be away)
         self.destination = PacedDestination(rig.namespace.host_address if rig.namespace else "127.0.0.1")
         self.session = rig.session(self.destination.host, self.destination.port)
         try:
@@ -218,8 +226,7 @@ def measure_recovery(
         try:
             for _ in range(faults):
                 wait_until(stream.healthy, "the stream to flow both ways", timeout=60, interval=0.01)
-                fault = time.monotonic()
-                back = kind.inject(rig, blackhole_seconds)
+                fault, back = kind.inject(rig, blackhole_seconds)
                 try:
                     down = stream.client_end.first_after(back, fault, timeout=give_up)
                     up = stream.agent_end.first_after(back, fault, timeout=give_up)
@@ -261,6 +268,7 @@ def measure_throughput(rig: Rig, size: int) -> list[Throughput]:
         ("100 ms ± 50 ms delay", None, None, 0.1),
         ("10 Mbit/s + 100 ms ± 50 ms", None, 10.0, 0.1),
     ]
+    rig.agent.wait_online(90)
     with namespace.checksum_server() as destination:
         session = rig.session("127.0.0.1", destination)  # the agent's own loopback, in the namespace
         try:
@@ -301,7 +309,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--faults", type=int, default=50, help="faults of each kind (default 50)")
-    parser.add_argument("--blackhole-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--blackhole-seconds", type=float, default=1.0, help="how long each black-hole lasts (default 1)"
+    )
     parser.add_argument("--size-mib", type=int, default=16, help="each way, per bad-network transfer")
     parser.add_argument(
         "--give-up", type=float, default=20.0, help="seconds to wait for a byte after a fault (default 20)"

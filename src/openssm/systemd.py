@@ -31,6 +31,8 @@ from typing import Final
 
 import click
 
+from openssm.click_options import option_group
+
 SYSTEM_UNIT_DIR: Final = pathlib.Path("/etc/systemd/system")
 SERVER_USER: Final = "openssm"
 
@@ -261,26 +263,21 @@ def uninstall(name: str, unit_dir: pathlib.Path, *, dry_run: bool, unit_only: bo
     click.echo("its state directory is kept (remove it yourself if it is no longer needed)")
 
 
-def _unit_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(
-        [
-            click.option("--dry-run", is_flag=True, help="Print the unit and the steps; change nothing."),
-            click.option(
-                "--unit-dir",
-                type=click.Path(file_okay=False, path_type=pathlib.Path),
-                default=SYSTEM_UNIT_DIR,
-                show_default=True,
-                help="Directory of the unit file.",
-            ),
-            click.option(
-                "--unit-only",
-                is_flag=True,
-                help="Only write (or remove) the unit file: no user, no systemctl (packaging, images).",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+_unit_options = option_group(
+    click.option("--dry-run", is_flag=True, help="Print the unit and the steps; change nothing."),
+    click.option(
+        "--unit-dir",
+        type=click.Path(file_okay=False, path_type=pathlib.Path),
+        default=SYSTEM_UNIT_DIR,
+        show_default=True,
+        help="Directory of the unit file.",
+    ),
+    click.option(
+        "--unit-only",
+        is_flag=True,
+        help="Only write (or remove) the unit file: no user, no systemctl (packaging, images).",
+    ),
+)
 
 
 def install_command(

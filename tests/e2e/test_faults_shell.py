@@ -26,6 +26,21 @@ LINE = re.compile(r"L(\d{5})E")
 Path = Literal["client", "agent"]
 
 
+def assert_every_line_once(text: str, node: re.Match[str], lines: int, label: str) -> None:
+    """The terminal's ``text`` holds lines 1..``lines`` once each, in order, hashing as the node's
+    ``NODE-SHA256 … NODE-BYTES …`` line (``node``) says; prints both sides."""
+    numbers = [int(found) for found in LINE.findall(text)]
+    received = "".join(f"L{number:05d}E\n" for number in numbers).encode()
+    print(
+        f"{label}: the node printed {node.group(2)} bytes, sha256 {node.group(1)[:16]}…; the client"
+        f" received {len(numbers)} lines, {len(received)} bytes, sha256"
+        f" {hashlib.sha256(received).hexdigest()[:16]}…"
+    )
+    assert numbers == list(range(1, lines + 1)), "lines lost, duplicated or reordered"
+    assert hashlib.sha256(received).hexdigest() == node.group(1)
+    assert len(received) == int(node.group(2))
+
+
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedSystem]:
     with proxied_system(tmp_path_factory.mktemp("faults-shell")) as running:
@@ -122,15 +137,6 @@ def test_shell_output_survives_resets_and_a_blackhole(system: ProxiedSystem, pat
     finally:
         terminal.close()
 
-    numbers = [int(found) for found in LINE.findall(text)]
-    received = "".join(f"L{number:05d}E\n" for number in numbers).encode()
     for fault, seconds in recoveries:
         print(f"{path} path: output moved again {seconds:.2f} s after {fault}")
-    print(
-        f"{path} path: the node printed {node.group(2)} bytes, sha256 {node.group(1)[:16]}…; the client"
-        f" received {len(numbers)} lines, {len(received)} bytes, sha256"
-        f" {hashlib.sha256(received).hexdigest()[:16]}…"
-    )
-    assert numbers == list(range(1, LINES + 1)), "lines lost, duplicated or reordered"
-    assert hashlib.sha256(received).hexdigest() == node.group(1)
-    assert len(received) == int(node.group(2))
+    assert_every_line_once(text, node, LINES, f"{path} path")

@@ -28,6 +28,7 @@ from tests.e2e.forwarding import (
     session_process,
 )
 from tests.e2e.harness import Agent, Server, openssm_argv, running_system
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -245,6 +246,7 @@ def test_slow_connection_does_not_stall_the_others(
     argv = openssm_start_session(server, agent, *port_document(destination.port))
     with session_process(argv, server.aws_env()) as session:
         (local,) = session.local_ports()
+        connected = destination.connections
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             if direction == "destination-reads-slowly":
                 stalled = pool.submit(
@@ -254,7 +256,12 @@ def test_slow_connection_does_not_stall_the_others(
                 stalled = pool.submit(
                     checked_transfer, local, upload=0, download=STALLED_BYTES, client_delay=STALL_SECONDS
                 )
-            time.sleep(2.0)  # let the stalled connection fill every buffer on its path
+            wait_until(
+                lambda: destination.connections > connected, "the stalled connection at its destination"
+            )
+            # Deliberate: a head start for the stall itself. A full buffer is the absence of progress, which
+            # no event marks; 2 s moves far more than every buffer on the path holds at loopback speed.
+            time.sleep(2.0)
             started = time.monotonic()
             others = [
                 pool.submit(checked_transfer, local, upload=1 << 20, download=1 << 20) for _ in range(4)

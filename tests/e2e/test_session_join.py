@@ -9,23 +9,27 @@ recording has the join lines."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pathlib
 import signal
 import subprocess
+from collections.abc import Iterator
 
 import pexpect
 import pytest
 
 from tests.e2e.cluster import running_cluster
 from tests.e2e.harness import Agent, Server, key_env, openssm_argv, proxied_system, running_system, wait_until
-from tests.e2e.test_faults_shell import DATA, LINE, LINES, Terminal
+from tests.e2e.test_faults_shell import DATA, LINE, LINES, Terminal, assert_every_line_once
 from tests.support.join_policies import TYPIST, WATCHER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 TIMEOUT = 30
+RESTART_LINES = 2000
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
 
 
 class User:
@@ -48,6 +52,28 @@ class User:
         return subprocess.run(
             self.argv(command, *args), env=self.env, capture_output=True, text=True, timeout=60, check=False
         )
+
+
+@contextlib.contextmanager
+def restartable(tmp_path: pathlib.Path) -> Iterator[tuple[Server, list[str], dict[str, str], User]]:
+    """A server to restart (resume window 60 s) with an agent online: (the server, the owner's
+    start-session argv, the owner's environment, a co-typist)."""
+    server = Server(tmp_path / "server", extra_args=("--session-resume-window", "60")).start()
+    agent = Agent(server, tmp_path / "agent")
+    try:
+        agent.register()
+        agent.start()
+        assert agent.instance_id
+        key, secret = server.admin_credentials
+        yield (
+            server,
+            openssm_argv("start-session", "--target", agent.instance_id, "--endpoint-url", server.endpoint),
+            key_env(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path),
+            _user(server, "typist", TYPIST, tmp_path),
+        )
+    finally:
+        agent.stop()
+        server.stop()
 
 
 def _user(server: Server, name: str, policy: dict[str, object] | None, tmp_path: pathlib.Path) -> User:
@@ -240,37 +266,94 @@ def test_a_joined_session_survives_agent_data_channel_faults(tmp_path: pathlib.P
             owner.close()
 
 
-@pytest.mark.timeout(240)
-def test_a_joined_session_ends_cleanly_when_its_gateway_restarts(tmp_path: pathlib.Path) -> None:
-    """Sessions survive a restart of the server, but a joined one cannot: the gateway's numbering
-    of its stream died with the process. The owner's client, coming back, is told so and exits; the
-    session is Terminated with that reason, rather than carried on with numbers nobody shares."""
-    server = Server(tmp_path / "server", extra_args=("--session-resume-window", "20")).start()
-    agent = Agent(server, tmp_path / "agent")
-    try:
-        agent.register()
-        agent.start()
-        assert agent.instance_id
-        key, secret = server.admin_credentials
-        owner = User(server, {"AccessKeyId": key, "SecretAccessKey": secret}, tmp_path)
-        watcher = _user(server, "watcher", WATCHER, tmp_path)
-        shell = owner.spawn("start-session", "--target", agent.instance_id)
-        shell.expect(r"Starting session with SessionId: (\S+)")
-        session_id = shell.match.group(1).strip().rstrip(".")
-        shell.sendline("echo up-$((1+1))")
-        shell.expect("up-2")
-        watch = watcher.spawn("join-session", "--session-id", session_id, "--read-only")
-        shell.expect(r"\[openssm\] watcher joined \(read-only\)")
-        assert server.process is not None
-        server.process.stop(signal.SIGTERM, timeout=30)
-        server.start()
-        # The ends come back within their patience (about 60 s), the server under load may be slow.
-        shell.expect("A joined session cannot be carried on", timeout=120)
-        shell.expect(pexpect.EOF)
-        watch.expect(pexpect.EOF, timeout=120)  # a joiner does not resume: it gives up re-dialling
-        record = server.session_record(session_id) or {}
-        assert record.get("Status") == "Terminated"
-        assert "joined session" in str(record.get("Details")), record
-    finally:
-        agent.stop()
-        server.stop()
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_joined_session_survives_a_server_restart(tmp_path: pathlib.Path, how: str) -> None:
+    """A co-typist joined, so the gateway renumbers both directions; then the server is stopped with
+    SIGTERM or SIGKILL and started again while the owner's shell prints numbered lines. The owner's
+    session goes on with the numbering the store kept: every line once, in order (hashed against the
+    node's count), the recording too. The joiner does not resume: it says how to rejoin and exits;
+    joining again works, and its keys reach the same shell."""
+    with restartable(tmp_path) as (server, owner_argv, owner_env, typist):
+        owner = Terminal(owner_argv, owner_env)
+        joiners: list[Terminal] = []
+        try:
+            session_id = owner.wait_for(r"Starting session with SessionId: (\S+)").group(1).rstrip(".")
+            owner.child.sendline("stty -echo; echo READY-$((6*7))")
+            owner.wait_for("READY-42")
+            joiners.append(Terminal(typist.argv("join-session", "--session-id", session_id), typist.env))
+            owner.wait_for(r"\[openssm\] typist joined \(read-write\)")
+            joiners[0].child.send("echo JOINER-$((3*5))\r")
+            owner.wait_for("JOINER-15")
+            owner.child.sendline(
+                f"p=$(mktemp); (for i in $(seq 1 {RESTART_LINES}); do printf 'L%05dE\\n' $i; sleep 0.004; done)"
+                " | tee $p; echo NODE-SHA256 $(sha256sum < $p) NODE-BYTES $(wc -c < $p); rm -f $p"
+            )
+            owner.wait_for("L00300E")
+            assert server.process is not None
+            server.process.stop(SIGNALS[how], timeout=30)
+            server.start()
+            said = joiners[0].wait_for(r"\[openssm\] lost the connection[^\n]*", timeout=120).group(0)
+            wait_until(lambda: not joiners[0].child.isalive(), "the joiner to exit", timeout=30)
+            node = owner.wait_for(r"NODE-SHA256 ([0-9a-f]{64}) - NODE-BYTES (\d+)", timeout=180)
+            print(f"server {how}: the joiner said {said.strip()!r}")
+            assert_every_line_once(owner.text, node, RESTART_LINES, f"the owner, across the {how} restart")
+
+            # Joining again: the join line reaches the owner, the joiner's keys the same shell.
+            joiners.append(Terminal(typist.argv("join-session", "--session-id", session_id), typist.env))
+            owner.wait_for(r"(?s)typist joined \(read-write\).*typist joined \(read-write\)")
+            joiners[1].child.send("echo AGAIN-$((6*7+1))\r")
+            owner.wait_for("AGAIN-43")
+            owner.child.sendline("echo OWNER-$((9*9))")
+            joiners[1].wait_for("OWNER-81")
+            assert (server.session_record(session_id) or {}).get("Status") == "Connected"
+            owner.child.sendline("exit")
+            owner.wait_for(r"Exiting session with sessionId")
+            transcript = server.data_dir / "sessions" / f"{session_id}.log"
+            wait_until(lambda: "OWNER-81" in transcript.read_text(errors="replace"), "the recording")
+            recorded = [int(found) for found in LINE.findall(transcript.read_text(errors="replace"))]
+            assert recorded == list(range(1, RESTART_LINES + 1)), "the recording lost or repeated lines"
+        finally:
+            for terminal in joiners:
+                terminal.close()
+            owner.close()
+
+
+@pytest.mark.timeout(300)
+def test_joining_a_session_first_after_a_server_restart(tmp_path: pathlib.Path) -> None:
+    """Nobody had joined either of two shells when the server restarted. After a SIGTERM the
+    gateway kept each shell's own numbering, so the first join works and the co-typist's keys run in
+    the owner's shell. After a SIGKILL it could not: joining says so clearly, the owner goes on."""
+    with restartable(tmp_path) as (server, argv, owner_env, typist):
+        shells: list[Terminal] = []
+        ids: list[str] = []
+        try:
+            for number in range(2):
+                shells.append(Terminal(argv, owner_env))
+                ids.append(
+                    shells[-1].wait_for(r"Starting session with SessionId: (\S+)").group(1).rstrip(".")
+                )
+                shells[-1].child.sendline(f"stty -echo; echo READY-$(({number}+40))")
+                shells[-1].wait_for(f"READY-{number + 40}")
+            assert server.process is not None
+            for sig, shell, marker in ((signal.SIGTERM, shells[0], "A"), (signal.SIGKILL, shells[1], "B")):
+                server.process.stop(sig, timeout=30)
+                server.start()
+                shell.child.sendline(f"echo BACK-{marker}-$((2+3))")
+                shell.wait_for(f"BACK-{marker}-5", timeout=120)
+                if sig is signal.SIGTERM:
+                    shells.append(Terminal(typist.argv("join-session", "--session-id", ids[0]), typist.env))
+                    shell.wait_for(r"\[openssm\] typist joined \(read-write\)")
+                    shells[-1].child.send("echo TYPED-$((6*7))\r")
+                    shell.wait_for("TYPED-42")
+                    shells[-1].child.send("\x1d")
+                    shell.wait_for(r"\[openssm\] typist left")
+            refused = typist.run("join-session", "--session-id", ids[1])
+            said = refused.stdout + refused.stderr  # (the gateway refuses it as the channel opens)
+            assert "cannot be joined: its server was killed" in said, said
+            shells[1].child.sendline("echo STILL-$((5*5))")
+            shells[1].wait_for("STILL-25")
+            assert (server.session_record(ids[1]) or {}).get("Status") == "Connected"
+        finally:
+            for terminal in shells:
+                terminal.close()

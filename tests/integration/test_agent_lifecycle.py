@@ -224,7 +224,7 @@ async def test_stop_is_prompt_while_the_service_is_unreachable() -> None:
     await fake.close()  # nothing listens there any more
     started = time.monotonic()
     async with running_agent(fake, reconnect_initial_seconds=0.2):
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # deliberate: a while of failing retries (0.2 s apart), then the stop
     assert time.monotonic() - started < 4.0
 
 
@@ -240,7 +240,7 @@ async def test_task_complete_is_retried_until_acknowledged() -> None:
                 interactive_shell(sid, session_content(sid, "InteractiveCommands", props))
             )
             await until(lambda: len(fake.task_completes) >= 3, 10)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # a negative check: over two retry periods, and no fourth
     finally:
         await fake.close()
     assert len(fake.task_completes) == 3
@@ -251,11 +251,11 @@ async def test_task_complete_is_retried_until_acknowledged() -> None:
 
 async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_path: pathlib.Path) -> None:
     """By the one clock, a ManualClock: nothing sleeps, so a loaded machine cannot make it early or late."""
-    import aiohttp
 
     from openssm.agent.config import AgentSettings, load_registration
     from openssm.agent.credentials import RoleCredentials
     from openssm.agent.registration import ServerAddress, register
+    from openssm.transport.http_exchange import HttpClient
 
     fake = FakeMgs()
     await fake.start()
@@ -270,40 +270,40 @@ async def test_role_credentials_are_refreshed_at_the_configured_fraction(tmp_pat
         )
         registration, key_pem = load_registration(tmp_path)
         settings = AgentSettings.from_mapping({"credentials_refresh_fraction": 0.5})
-        async with aiohttp.ClientSession() as http:
-            credentials = RoleCredentials(http, registration, key_pem, settings, clock=clock)
-            first = await credentials.current()
-            assert first.access_key_id == TEMP_KEY and first.session_token == TEMP_TOKEN
-            assert credentials.seconds_until_refresh() == pytest.approx(1800.0, abs=0.01)
-            refresher = asyncio.create_task(credentials.run_refresh_loop())
-            try:
-                for _ in range(2):  # each refresh comes at half of the new credentials' lifetime
-                    fetched = service.token_requests
-                    clock.advance(1799.0)
-                    credentials.wake()
-                    for _ in range(20):  # the loop looks (no I/O on that path) and waits on
-                        await asyncio.sleep(0)
-                    assert service.token_requests == fetched, "refreshed before its time"
-                    assert credentials.seconds_until_refresh() == pytest.approx(1.0, abs=0.01)
-                    clock.advance(1.0)
-                    credentials.wake()
-                    await until(lambda: service.token_requests == fetched + 1, 30)  # noqa: B023
-                    await until(lambda: credentials.fetches == service.token_requests, 30)
-                    assert credentials.seconds_until_refresh() == pytest.approx(1800.0, abs=0.01)
-            finally:
-                refresher.cancel()
-                await asyncio.gather(refresher, return_exceptions=True)
+        http = HttpClient(timeout=15.0)
+        credentials = RoleCredentials(http, registration, key_pem, settings, clock=clock)
+        first = await credentials.current()
+        assert first.access_key_id == TEMP_KEY and first.session_token == TEMP_TOKEN
+        assert credentials.seconds_until_refresh() == pytest.approx(1800.0, abs=0.01)
+        refresher = asyncio.create_task(credentials.run_refresh_loop())
+        try:
+            for _ in range(2):  # each refresh comes at half of the new credentials' lifetime
+                fetched = service.token_requests
+                clock.advance(1799.0)
+                credentials.wake()
+                for _ in range(20):  # the loop looks (no I/O on that path) and waits on
+                    await asyncio.sleep(0)
+                assert service.token_requests == fetched, "refreshed before its time"
+                assert credentials.seconds_until_refresh() == pytest.approx(1.0, abs=0.01)
+                clock.advance(1.0)
+                credentials.wake()
+                await until(lambda: service.token_requests == fetched + 1, 30)  # noqa: B023
+                await until(lambda: credentials.fetches == service.token_requests, 30)
+                assert credentials.seconds_until_refresh() == pytest.approx(1800.0, abs=0.01)
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
     finally:
         await fake.close()
     assert service.token_requests == 3  # the first fetch and two refreshes, no more
 
 
 async def test_key_pair_is_rotated_when_the_service_asks(tmp_path: pathlib.Path) -> None:
-    import aiohttp
 
     from openssm.agent.config import AgentSettings, load_registration
     from openssm.agent.credentials import RoleCredentials
     from openssm.agent.registration import ServerAddress, register
+    from openssm.transport.http_exchange import HttpClient
 
     fake = FakeMgs()
     await fake.start()
@@ -316,10 +316,10 @@ async def test_key_pair_is_rotated_when_the_service_asks(tmp_path: pathlib.Path)
             state_dir=tmp_path,
         )
         registration, old_pem = load_registration(tmp_path)
-        async with aiohttp.ClientSession() as http:
-            credentials = RoleCredentials(http, registration, old_pem, AgentSettings(), state_dir=tmp_path)
-            await credentials.refresh()  # answers UpdateKeyPair: true → rotation
-            await credentials.refresh()  # must verify with the new key
+        http = HttpClient(timeout=15.0)
+        credentials = RoleCredentials(http, registration, old_pem, AgentSettings(), state_dir=tmp_path)
+        await credentials.refresh()  # answers UpdateKeyPair: true → rotation
+        await credentials.refresh()  # must verify with the new key
     finally:
         await fake.close()
     assert service.rotations == 1 and service.token_requests == 2

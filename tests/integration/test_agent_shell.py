@@ -218,10 +218,12 @@ async def test_run_as_refuses_missing_users(user: str, message: str) -> None:
 async def test_pause_publication_holds_output_until_start_publication() -> None:
     async with agent_session(session_content(SID, "Standard_Stream", {})) as (fake, client):
         await client.send_input(PayloadType.OUTPUT, b"sleep 1; echo late-$((1+1))\r")
-        await client.wait_for(lambda: b"sleep 1; echo late" in client.output_bytes, "typed line echoed")
-        await asyncio.sleep(0.1)  # let the acks of that echo land before pausing
+        # The whole echoed line, acked (the fake acks each message before it counts it): an ack sent
+        # after the pause would restart publication, as any sign of the peer does.
+        line = b"sleep 1; echo late-$((1+1))\r\n"
+        await client.wait_for(lambda: line in client.output_bytes, "typed line echoed")
         await client.send_raw(Frame(MessageType.PAUSE_PUBLICATION, payload=b"{}").encode())
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # deliberate: the pause under test, longer than the command's `sleep 1`
         assert b"late-2\r\n" not in client.output_bytes
         await client.send_raw(Frame(MessageType.START_PUBLICATION, payload=b"{}").encode())
         await client.wait_for(lambda: b"late-2\r\n" in client.output_bytes, "output after start_publication")

@@ -292,7 +292,7 @@ def test_get_messages_long_poll_ends_at_shutdown(tmp_path: pathlib.Path) -> None
 
     poller = threading.Thread(target=poll)
     poller.start()
-    time.sleep(1.5)
+    time.sleep(1.5)  # deliberate: the long poll's hold under test (nothing to wait for)
     assert not results  # still held
     server.stop()
     poller.join(timeout=15)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import botocore.exceptions
 import pytest
 import sqlalchemy as sa
 from tests.integration.api_harness import ApiServer, connect_instance, make_user, register_node
+from tests.support.wait import wait_until
 
 from openssm.store import sessions as session_store
 from openssm.store.secrets import hash_token
@@ -93,9 +93,7 @@ def test_start_describe_resume_terminate(system: tuple[ApiServer, str, str]) -> 
     assert resumed["TokenValue"] != started["TokenValue"]
 
     assert ssm.terminate_session(SessionId=session_id)["SessionId"] == session_id
-    deadline = time.monotonic() + 10
-    while _session_row(server, session_id).status not in ("Terminated",) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: _session_row(server, session_id).status == "Terminated", "the session ended", 10)
     ended = _session_row(server, session_id)
     assert ended.status == "Terminated"  # the gateway node ends it and records why
     assert ended.termination_reason == f"Terminated by arn:aws:iam::{ACCOUNT}:user/admin"

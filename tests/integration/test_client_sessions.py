@@ -10,6 +10,7 @@ import datetime
 import io
 import ipaddress
 import json
+import logging
 import os
 import pathlib
 import ssl
@@ -37,6 +38,7 @@ from openssm.client import datachannel
 from openssm.client.api import ApiTarget, StartedSession
 from openssm.client.output import Console
 from openssm.client.session import ClientOptions, run_session
+from openssm.protocol.datachannel import NOT_READY
 from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload, parse_flag
 from openssm.protocol.messages import (
     ActionStatus,
@@ -46,6 +48,7 @@ from openssm.protocol.messages import (
     parse_encryption_challenge,
     parse_handshake_response,
 )
+from openssm.transport.datachannel import log as driver_log
 
 
 @pytest.fixture
@@ -288,7 +291,10 @@ async def test_stdio_port_session_for_ssh_proxy_command(service: FakeService) ->
     assert client.printed.endswith("SSH-2.0-server\r\n")
 
 
-async def test_basic_port_holds_agent_data_until_a_local_client_connects(service: FakeService) -> None:
+async def test_basic_port_holds_agent_data_until_a_local_client_connects(
+    service: FakeService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=driver_log.name)
     port = free_port()
     client = Client(service)
     await service.next_connection()
@@ -299,9 +305,9 @@ async def test_basic_port_holds_agent_data_until_a_local_client_connects(service
     await service.send(PayloadType.OUTPUT, b"early")
     await service.send(PayloadType.OUTPUT, b"-later")
     await wait_for(lambda: "opened for sessionId" in client.printed, TIMEOUT, "the local port to open")
-    # A negative check: the client has had its chance to take the data once the port is open; give
-    # the two frames a moment to arrive and show that neither is acked (nor buffered).
-    await asyncio.sleep(0.2)
+    # The client had its chance to take the data: both frames were read and dropped (the driver logs
+    # each), neither acked (nor buffered).
+    await wait_for(lambda: caplog.text.count(NOT_READY) >= 2, TIMEOUT, "both frames dropped")
     assert service.agent.unacked_count == 2
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -182,7 +182,7 @@ async def test_idle_timeout_closes_both_sides(tmp_path: pathlib.Path) -> None:
             clock.advance(0.4)
             await s.agent.send_bytes(output(seq, b"tick").encode())
             assert (await next_frame(s.client)).sequence_number == seq
-        assert (await gateway.session_row(SID)).status == "Connected"
+        await gateway.wait_status(SID, "Connected")  # written beside the relay, not before it
         clock.advance(0.6)
         await expect_closed(s.client, "Session idle timeout")
         await expect_closed(s.agent)

@@ -45,8 +45,9 @@ from openssm.agent.credentials import rsa_signed_headers
 from openssm.agent.mgs import MgsClient, MgsError
 from openssm.agent.platform_info import short_instance_information
 from openssm.agent.session_request import BadSessionRequest, parse_session_request
-from openssm.agent.signing import Credentials, StaticCredentials, host_header, sign
-from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
+from openssm.agent.signing import StaticCredentials, host_header, sign
+from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_answer, json_request_headers
+from openssm.auth.credentials_file import Credentials
 from openssm.protocol.channel import StreamEndpoint
 from openssm.protocol.frames import (
     MAX_FRAME_SIZE,
@@ -64,6 +65,8 @@ from openssm.protocol.messages import (
     ControlOpen,
     SessionState,
 )
+from openssm.transport.http_exchange import HttpClient
+from openssm.transport.websocket_connection import ClientWebSocket, DialError, WsMessageType
 
 REAL_HEARTBEAT_SECONDS: Final = 300.0  # UpdateInstanceInformation, as amazon-ssm-agent
 REAL_PING_SECONDS: Final = 54.0  # control-channel WebSocket pings
@@ -154,7 +157,7 @@ class SimAgent:
         self.credentials: Credentials | None = None
         self.online = asyncio.Event()
         self.control_node = ""  # the endpoint its control channel is on now
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: ClientWebSocket | None = None
         self.sessions: set[asyncio.Task[None]] = set()
 
     @property
@@ -171,7 +174,8 @@ class SimAgent:
         stats = self.fleet.stats
         try:
             async with self.fleet.http.post(url, data=body, headers=headers) as response:
-                return await read_json_response(response)
+                raw = await response.read()
+                return json_answer(response.status, raw, response.headers.get("x-amzn-ErrorType"))
         except SsmApiError as exc:
             if exc.code in THROTTLED_CODES or exc.status in {429, 503}:
                 stats.throttled += 1
@@ -314,14 +318,14 @@ class SimAgent:
         """The message gateway on the node this agent talks to now (the agent's own client)."""
         assert self.credentials is not None
         return MgsClient(
-            self.fleet.http,
+            self.fleet.agent_http,
             self.endpoint,
             self.fleet.region,
             StaticCredentials(self.credentials),
             ping_seconds=self.fleet.ping_seconds,
         )
 
-    def _gateway_refusal(self, exc: MgsError | aiohttp.ClientResponseError, what: str) -> Exception:
+    def _gateway_refusal(self, exc: MgsError | DialError, what: str) -> Exception:
         """Throttled for 429/503 (back off), the error itself otherwise (counted when a 5xx)."""
         status = exc.status
         if status in {429, 503}:
@@ -336,7 +340,7 @@ class SimAgent:
         try:
             token = await mgs.create_control_channel(self.instance_id)
             ws = await mgs.connect_control(self.instance_id)
-        except (MgsError, aiohttp.ClientResponseError) as exc:
+        except (MgsError, DialError) as exc:
             raise self._gateway_refusal(exc, "control channel") from None
         try:
             await ws.send_str(ControlOpen(token).to_text())
@@ -345,7 +349,7 @@ class SimAgent:
             self.online.set()
             self.fleet.stats.control_open += 1
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.BINARY:
+                if message.type == WsMessageType.BINARY:
                     self._on_control(message.data)
             return True
         finally:
@@ -374,7 +378,7 @@ class SimAgent:
         try:
             token = await mgs.create_data_channel(session_id)
             ws = await mgs.connect_data(session_id)
-        except (MgsError, aiohttp.ClientResponseError) as exc:
+        except (MgsError, DialError) as exc:
             raise self._gateway_refusal(exc, "data channel") from None
         stream = StreamEndpoint(MessageType.OUTPUT_STREAM_DATA, syn_on_first=True)
         try:
@@ -382,7 +386,7 @@ class SimAgent:
             await ws.send_bytes(AgentSessionState(session_id, SessionState.CONNECTED).to_frame().encode())
             await ws.send_bytes(stream.send(PayloadType.OUTPUT, PROMPT))
             async for message in ws:
-                if message.type != aiohttp.WSMsgType.BINARY:
+                if message.type != WsMessageType.BINARY:
                     continue
                 frame = decode(message.data)
                 if frame.message_type == MessageType.ACKNOWLEDGE:
@@ -437,6 +441,8 @@ class Fleet:
         self.agents: list[SimAgent] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        # The agents' own client for their gateway calls and channels (as openssm.agent uses it).
+        self.agent_http = HttpClient(timeout=60.0, tls=ssl_context)
         self._keys = key_pool()
 
     @property

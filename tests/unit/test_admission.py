@@ -7,6 +7,7 @@ import json
 
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from tests.support.wait import wait_for
 
 from openssm.server.admission import Admission, connection_ceiling, connection_limit, throttled_response
 
@@ -67,8 +68,7 @@ async def test_requests_beyond_the_in_flight_limit_are_throttled_at_once() -> No
         )
 
     busy = [asyncio.create_task(admission.middleware(api(), slow)) for _ in range(2)]
-    await asyncio.sleep(0)
-    assert admission.in_flight == 2
+    await wait_for(lambda: admission.in_flight == 2, 5, "both slow requests admitted")
     assert (await admission.middleware(api(), _ok)).status == 400  # ThrottlingException, no waiting
     upgrade = make_mocked_request("GET", "/v1/control-channel/mi-0", headers={"Upgrade": "websocket"})
     assert (await admission.middleware(upgrade, _ok)).status == 200  # long-lived: not counted

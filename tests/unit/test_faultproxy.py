@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from tests.support.faultproxy import FaultProxy, ProxyThread
+from tests.support.wait import wait_for
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -174,9 +175,7 @@ async def test_half_close_towards_the_server_keeps_the_other_direction() -> None
         writer.write(b"abc")
         await writer.drain()
         await proxy.wait_link()
-        async with asyncio.timeout(5):
-            while proxy.counts.up < 3:
-                await asyncio.sleep(0.01)
+        await wait_for(lambda: proxy.counts.up >= 3, 5, "the 3 bytes through the proxy")
         assert proxy.half_close("server") == 1
         # The target saw EOF after our 3 bytes, and its answer still reaches us.
         assert struct.unpack("!I", await read_exactly(reader, 4)) == (3,)

@@ -197,15 +197,18 @@ async def _a_reset_connection_raises_on_read_and_write() -> None:
         raw = client._transport.get_extra_info("socket")  # type: ignore[union-attr]
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         client._transport.abort()  # type: ignore[union-attr]  # RST, not FIN
+
+        async def write_fails() -> bool:
+            served.write(b"x" * 65536)  # raises once the kernel has told the transport of the RST
+            await served.drain()
+            return False
+
         with pytest.raises(ConnectionError):
             async with asyncio.timeout(5):
                 while await served.read(1024):
                     pass
-                # Some kernels report the RST as EOF first; the write after it must fail.
-                served.write(b"x" * 65536)
-                await served.drain()
-                await asyncio.sleep(0.1)
-                served.write(b"x")
+                # Some kernels report the RST as EOF first; a write after it must fail.
+                await wait_for(write_fails, 5, "writes after the reset kept succeeding")
         await tcp_connection.close_quietly(served)
 
 

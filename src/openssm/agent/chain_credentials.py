@@ -11,7 +11,8 @@ from typing import Any
 import botocore.exceptions
 import botocore.session
 
-from openssm.agent.signing import Credentials, CredentialsError
+from openssm.agent.signing import CredentialsError
+from openssm.auth.credentials_file import Credentials
 
 
 class ChainCredentials:

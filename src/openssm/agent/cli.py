@@ -11,7 +11,6 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-import aiohttp
 import click
 
 from openssm import systemd
@@ -28,6 +27,7 @@ from openssm.agent.registration import RegistrationError, ServerAddress, registe
 from openssm.agent.runner import Agent
 from openssm.agent.signing import CredentialsError, CredentialSource
 from openssm.transport import runtime
+from openssm.transport.http_exchange import HttpClient
 
 log = logging.getLogger("openssm.agent")
 
@@ -188,41 +188,43 @@ async def _run(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    timeout = aiohttp.ClientTimeout(total=settings.http_timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        credentials: CredentialSource
-        failover_endpoints: tuple[str, ...] = ()
-        # botocore (the AWS credential chain, ~10 MB resident) only for nodes with an IAM identity.
+    http = HttpClient(timeout=settings.http_timeout_seconds)
+    credentials: CredentialSource
+    failover_endpoints: tuple[str, ...] = ()
+    # botocore (the AWS credential chain, ~10 MB resident) only for nodes with an IAM identity:
+    # imported in the two branches that use it, never by an activated node.
+    if instance_id:
+        if not endpoint or not region:
+            raise StateError("--instance-id needs --endpoint and --region")
         from openssm.agent.chain_credentials import ChainCredentials
 
-        if instance_id:
-            if not endpoint or not region:
-                raise StateError("--instance-id needs --endpoint and --region")
-            credentials = ChainCredentials()
-            await credentials.current()  # no credentials at all: say so now, not on every retry
-            api_endpoint, gateway = endpoint, mgs_endpoint or endpoint
+        credentials = ChainCredentials()
+        await credentials.current()  # no credentials at all: say so now, not on every retry
+        api_endpoint, gateway = endpoint, mgs_endpoint or endpoint
+    else:
+        registration, key_pem = load_registration(state_dir)
+        if registration.identity == IAM:
+            from openssm.agent.chain_credentials import ChainCredentials
+
+            credentials = ChainCredentials(registration.profile)
+            await credentials.current()
         else:
-            registration, key_pem = load_registration(state_dir)
-            if registration.identity == IAM:
-                credentials = ChainCredentials(registration.profile)
-                await credentials.current()
-            else:
-                credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
-            instance_id, region = registration.instance_id, registration.region
-            api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
-            failover_endpoints = registration.failover_endpoints
-        agent = Agent(
-            http=http,
-            instance_id=instance_id,
-            region=region,
-            endpoint=api_endpoint,
-            gateway_endpoint=gateway,
-            credentials=credentials,
-            settings=settings,
-            failover_endpoints=failover_endpoints,
-        )
-        log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
-        await agent.run(stop)
+            credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
+        instance_id, region = registration.instance_id, registration.region
+        api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
+        failover_endpoints = registration.failover_endpoints
+    agent = Agent(
+        http=http,
+        instance_id=instance_id,
+        region=region,
+        endpoint=api_endpoint,
+        gateway_endpoint=gateway,
+        credentials=credentials,
+        settings=settings,
+        failover_endpoints=failover_endpoints,
+    )
+    log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
+    await agent.run(stop)
     log.info("agent stopped")
 
 

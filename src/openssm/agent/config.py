@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from openssm.agent.default_user import USER_NAME
 from openssm.errors import OpenSSMError
+from openssm.protocol.backoff import Backoff
 from openssm.protocol.versions import AGENT_VERSION as PROTOCOL_AGENT_VERSION
 
 AGENT_NAME: Final = "openssm-agent"
@@ -200,6 +201,13 @@ class AgentSettings:
     # Where the agent calls kms:Decrypt for KMS-encrypted sessions ("" = the node's API endpoint,
     # which serves OpenSSM's KMS); AWS's agent calls this setting Kms.Endpoint.
     kms_endpoint: str = ""
+
+    def reconnect_backoff(self) -> Backoff:
+        """The waits between control-channel (and first health-report) attempts: the first drawn
+        from the upper half of ``reconnect_initial_seconds`` (so agents cut off together do not
+        come back in lockstep), then doubling up to ``reconnect_max_seconds``."""
+        first = min(self.reconnect_initial_seconds, self.reconnect_max_seconds)
+        return Backoff(initial_min=first / 2, initial_max=first, maximum=self.reconnect_max_seconds)
 
     @classmethod
     def load(cls, state_dir: pathlib.Path | None, env: Mapping[str, str] | None = None) -> AgentSettings:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
-
-import aiohttp
 
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AGENT_VERSION, AgentSettings
@@ -22,6 +19,7 @@ from openssm.protocol.messages import (
     MessageError,
     parse_agent_task_acknowledge,
 )
+from openssm.transport.websocket_connection import ClientWebSocket, WsMessageType
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +28,6 @@ STABLE_CONNECTION_SECONDS: Final = 30.0
 
 MessageHandler = Callable[[Frame], Awaitable[None]]
 UnreachableHandler = Callable[[str], None]
-
-
-def backoff_delays(initial: float, maximum: float) -> Callable[[], float]:
-    """Exponential backoff with full jitter in the upper half (never two agents in lockstep)."""
-    current = initial
-
-    def next_delay() -> float:
-        nonlocal current
-        delay = current * (0.5 + random.random() / 2)
-        current = min(maximum, current * 2)
-        return delay
-
-    return next_delay
 
 
 class ControlChannel:
@@ -60,21 +45,19 @@ class ControlChannel:
         self.settings = settings
         self._on_message = on_message
         self._on_unreachable = on_unreachable  # told the gateway URL a connection attempt failed on
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: ClientWebSocket | None = None
         self.connected = asyncio.Event()
         self.connections = 0  # how many times it (re)connected; for logs and tests
 
     async def run_forever(self) -> None:
-        next_delay = backoff_delays(
-            self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds
-        )
+        delays = self.settings.reconnect_backoff().delays()
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             endpoint, connections = self._mgs.endpoint, self.connections
             try:
                 await self._connect_and_serve()
-            except (MgsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (MgsError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("control channel: %s", exc)
                 if self.connections == connections and self._on_unreachable is not None:
@@ -83,10 +66,8 @@ class ControlChannel:
                 self.connected.clear()
                 self._ws = None
             if loop.time() - started > STABLE_CONNECTION_SECONDS:
-                next_delay = backoff_delays(
-                    self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds
-                )
-            delay = next_delay()
+                delays = self.settings.reconnect_backoff().delays()
+            delay = next(delays)
             log.info("control channel: reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
@@ -100,9 +81,9 @@ class ControlChannel:
             self.connected.set()
             log.info("control channel open for %s", self.instance_id)
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.BINARY:
+                if message.type == WsMessageType.BINARY:
                     await self._dispatch(message.data)
-                elif message.type == aiohttp.WSMsgType.ERROR:
+                elif message.type == WsMessageType.ERROR:
                     break
             log.warning("control channel closed by the service")
         finally:
@@ -132,7 +113,7 @@ class ControlChannel:
             return False
         try:
             await ws.send_bytes(frame.encode())
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+        except (ConnectionError, RuntimeError) as exc:
             log.warning("control channel: send failed: %s", exc)
             return False
         return True

@@ -5,22 +5,26 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime
 import logging
 import pathlib
+import re
+from collections.abc import Callable
 from typing import Any, Final
 
-import aiohttp
-from cryptography.hazmat.primitives import serialization
-
+from openssm.agent import openssl_pss
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings, Registration, save_registration
 from openssm.agent.registration import generate_private_key, private_key_pem, public_key_base64
-from openssm.agent.signing import Credentials, CredentialsError, host_header
-from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, read_json_response
+from openssm.agent.signing import CredentialsError, host_header
+from openssm.agent.ssm_api import USER_AGENT, SsmApiError, api_url, json_request_headers, post_json
 from openssm.auth import sigv4
+from openssm.auth.credentials_file import Credentials
 from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.protocol.frames import go_json
+from openssm.transport.http_exchange import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,39 @@ RETRY_INITIAL_SECONDS: Final = 2.0
 RETRY_MAX_SECONDS: Final = 60.0
 
 
-def _private_key_der(pem: bytes) -> bytes:
+PssSigner = Callable[[bytes], bytes]
+
+
+def pem_der(pem: bytes) -> bytes:
+    """The DER inside an unencrypted PEM private key (``PRIVATE KEY``: PKCS#8, or ``RSA PRIVATE
+    KEY``: PKCS#1), read without ``cryptography``; ValueError for anything else."""
+    text = pem.decode("ascii", "replace")
+    begin = re.search(r"-----BEGIN ((?:RSA )?PRIVATE KEY)-----", text)
+    if begin is None:
+        raise ValueError("not an unencrypted PEM private key")
+    end = text.find(f"-----END {begin.group(1)}-----", begin.end())
+    body = text[begin.end() : end]
+    if end < 0 or ":" in body:  # RFC 1421 headers (Proc-Type: 4,ENCRYPTED...)
+        raise ValueError("not an unencrypted PEM private key")
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
+        return base64.b64decode("".join(body.split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("the PEM body is not base64") from exc
+
+
+def _load_key(pem: bytes) -> tuple[bytes, PssSigner | None]:
+    """The key's DER and, where the system's libcrypto serves, its OpenSSL signer (None: sign with
+    ``cryptography``, which then checks the key here)."""
+    try:
+        der = pem_der(pem)
+        sign = openssl_pss.signer(der)
+        if sign is None:
+            from openssm.auth import rsa_identity  # cryptography: only without the system's libcrypto
+
+            rsa_identity.load_private_key(der)
+    except (ValueError, openssl_pss.PssError) as exc:  # RsaKeyError is a ValueError
         raise CredentialsError("the registration private key cannot be read; register again") from exc
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return der, sign
 
 
 def _expiration(value: Any) -> datetime.datetime:
@@ -55,10 +84,16 @@ def _expiration(value: Any) -> datetime.datetime:
 
 
 def rsa_signed_headers(
-    url: str, operation: str, body: bytes, instance_id: str, private_key_der: bytes, region: str
+    url: str,
+    operation: str,
+    body: bytes,
+    instance_id: str,
+    private_key_der: bytes,
+    region: str,
+    pss_sign: PssSigner | None = None,
 ) -> dict[str, str]:
     """The headers of an identity call (RequestManagedInstanceRoleToken…) signed with the
-    registration key, as the real agent signs them."""
+    registration key, as the real agent signs them (by ``pss_sign`` when given)."""
     headers = {"Host": host_header(url), **json_request_headers(operation)}
     headers.update(
         sigv4.sign_rsa(
@@ -71,6 +106,7 @@ def rsa_signed_headers(
             region=region,
             service="ssm",
             signed_header_names=["content-type", "host", "x-amz-date", "x-amz-target"],
+            pss_sign=pss_sign,
         )
     )
     headers["User-Agent"] = USER_AGENT
@@ -82,7 +118,7 @@ class RoleCredentials:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         registration: Registration,
         private_key_pem: bytes,
         settings: AgentSettings,
@@ -96,7 +132,7 @@ class RoleCredentials:
         self.registration = registration
         self.state_dir = state_dir  # where a rotated key is saved; None: never rotate
         self.endpoint = registration.endpoint  # the agent points this elsewhere when it fails over
-        self._key_der = _private_key_der(private_key_pem)
+        self._key_der, self._pss_sign = _load_key(private_key_pem)
         self.settings = settings
         self._credentials: Credentials | None = None
         self._refresh_at: datetime.datetime | None = None
@@ -122,10 +158,15 @@ class RoleCredentials:
         url = api_url(self.endpoint)
         body = go_json(request)
         headers = rsa_signed_headers(
-            url, operation, body, self.registration.instance_id, self._key_der, self.registration.region
+            url,
+            operation,
+            body,
+            self.registration.instance_id,
+            self._key_der,
+            self.registration.region,
+            self._pss_sign,
         )
-        async with self.http.post(url, data=body, headers=headers) as response:
-            return await read_json_response(response)
+        return await post_json(self.http, url, headers, body)
 
     async def rotate_key(self) -> None:
         """UpdateManagedInstancePublicKey (signed with the old key), then keep the new key."""
@@ -138,7 +179,7 @@ class RoleCredentials:
         )
         pem = private_key_pem(key)
         save_registration(self.state_dir, self.registration, pem)
-        self._key_der = _private_key_der(pem)
+        self._key_der, self._pss_sign = _load_key(pem)
         log.info("registration key rotated")
 
     async def refresh(self) -> Credentials:
@@ -157,7 +198,7 @@ class RoleCredentials:
         if answer.get("UpdateKeyPair") is True:
             try:
                 await self.rotate_key()
-            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("the service asked for a new key pair; rotation failed: %s", exc)
         issued = self.clock.now()
@@ -199,7 +240,7 @@ class RoleCredentials:
                     if self.seconds_until_refresh() <= 0:
                         await self.refresh()
                 delay = RETRY_INITIAL_SECONDS
-            except (SsmApiError, CredentialsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, CredentialsError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("refreshing role credentials failed: %s (retry in %.0f s)", exc, delay)
                 await asyncio.sleep(delay)

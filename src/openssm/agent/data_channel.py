@@ -17,8 +17,6 @@ import uuid
 from collections.abc import Callable
 from typing import Final
 
-import aiohttp
-
 from openssm.agent.mgs import MgsClient, MgsError
 from openssm.clock import SYSTEM_CLOCK
 from openssm.protocol.backoff import Backoff
@@ -196,7 +194,7 @@ class DataChannel:
                 log.warning("session %s: reconnect %d failed: %s", self.session_id, attempt, exc)
                 if exc.session_gone:
                     break
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:
                 log.warning("session %s: reconnect %d failed: %s", self.session_id, attempt, exc)
             await asyncio.sleep(next(delays, 0.0))
         raise ChannelEnded("data channel connection lost")

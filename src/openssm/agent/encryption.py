@@ -18,8 +18,6 @@ import os
 from collections.abc import Sequence
 from typing import Final
 
-import aiohttp
-
 from openssm.agent.session_request import SessionRequest
 from openssm.agent.ssm_api import JSON_CONTENT_TYPE, SsmApi, SsmApiError, api_url
 from openssm.errors import OpenSSMError
@@ -93,7 +91,7 @@ async def session_cipher(
     try:
         plaintext = await kms.decrypt(blob, encryption_context(session_id, instance_id))
         return SessionCipher.from_data_key(plaintext, agent=True)
-    except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (SsmApiError, OSError, TimeoutError) as exc:
         raise KmsFailure(f"KMS Decrypt failed: {exc}") from exc
     except EncryptionError as exc:
         raise KmsFailure(str(exc)) from exc

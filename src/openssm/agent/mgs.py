@@ -7,15 +7,12 @@ import uuid
 import xml.etree.ElementTree as ElementTree
 from typing import Final
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from openssm.agent.signing import CredentialSource, sign
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import MAX_FRAME_SIZE, go_json
-from openssm.transport import websocket_connection
-from openssm.transport.bounded_read import BodyTooLarge, read_bounded
-from openssm.transport.websocket_connection import WebSocketConnection
+from openssm.protocol.websocket import CONTROL_READ_BUFFER, SCRATCH_SIZE
+from openssm.transport.http_exchange import HttpClient, HttpError
+from openssm.transport.websocket_connection import ClientWebSocket
 
 SERVICE: Final = "ssmmessages"
 MAX_XML_SIZE: Final = 1 << 16
@@ -50,18 +47,6 @@ def token_from_xml(text: bytes) -> str:
     raise MgsError("gateway answer carries no TokenValue")
 
 
-def without_request_headers(exc: aiohttp.ClientResponseError) -> aiohttp.ClientResponseError:
-    """The same refusal (type, status, message) minus the request headers its repr() prints: they
-    hold our SigV4 signature and session token, which must never reach a log line."""
-    request_info = aiohttp.RequestInfo(
-        exc.request_info.url,
-        exc.request_info.method,
-        CIMultiDictProxy(CIMultiDict()),
-        exc.request_info.real_url,
-    )
-    return type(exc)(request_info, exc.history, status=exc.status, message=exc.message, headers=exc.headers)
-
-
 def websocket_url(endpoint: str, path: str, query: str) -> str:
     """``ws``/``wss`` following the endpoint's scheme (plain http is allowed for the dev server)."""
     parts = urllib.parse.urlsplit(endpoint)
@@ -78,7 +63,7 @@ def rest_url(endpoint: str, path: str) -> str:
 class MgsClient:
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         endpoint: str,
         region: str,
         credentials: CredentialSource,
@@ -108,14 +93,14 @@ class MgsClient:
             signed=["content-type", "host"],
         )
         headers["User-Agent"] = GO_USER_AGENT
-        async with self.http.post(url, data=body, headers=headers) as response:
-            try:
-                text = await read_bounded(response.content, MAX_XML_SIZE)
-            except BodyTooLarge as exc:
-                raise MgsError(f"gateway answer larger than {MAX_XML_SIZE} bytes", response.status) from exc
-            if response.status != 201:
-                detail = text[:300].decode("utf-8", "replace")
-                raise MgsError(f"{path}: HTTP {response.status}: {detail}", response.status)
+        try:
+            response = await self.http.post(url, headers=headers, body=body, limit=MAX_XML_SIZE)
+        except HttpError as exc:
+            raise MgsError(f"{path}: {exc}") from exc
+        text = response.body
+        if response.status != 201:
+            detail = text[:300].decode("utf-8", "replace")
+            raise MgsError(f"{path}: HTTP {response.status}: {detail}", response.status)
         return token_from_xml(text)
 
     async def create_control_channel(self, instance_id: str) -> str:
@@ -144,41 +129,31 @@ class MgsClient:
         headers["User-Agent"] = GO_USER_AGENT
         return headers
 
-    async def connect_control(self, instance_id: str) -> aiohttp.ClientWebSocketResponse:
+    async def connect_control(self, instance_id: str) -> ClientWebSocket:
         url = websocket_url(
             self.endpoint,
             f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}",
             "role=subscribe&stream=input",
         )
-        try:
-            return await self.http.ws_connect(
-                url,
-                headers=await self._signed_headers(url),
-                heartbeat=self.ping_seconds,
-                autoping=True,
-                max_msg_size=MAX_FRAME_SIZE,
-                # The real agent just drops the TCP connection; never wait long for a close reply.
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-            )
-        except aiohttp.ClientResponseError as exc:
-            raise without_request_headers(exc) from None
+        # A few small frames a minute: a small read buffer (the data channels' is 64 KiB).
+        return await self._dial(url, read_buffer=CONTROL_READ_BUFFER)
 
-    async def connect_data(self, session_id: str) -> WebSocketConnection:
-        """A data channel: framed by ``websocket_connection`` (the bulk bytes go through it)."""
+    async def connect_data(self, session_id: str) -> ClientWebSocket:
         url = websocket_url(
             self.endpoint,
             f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}",
             "role=publish_subscribe",
         )
-        try:
-            return await websocket_connection.connect(
-                self.http,
-                url,
-                max_message=MAX_FRAME_SIZE,
-                heartbeat=self.ping_seconds,
-                close_timeout=CLOSE_TIMEOUT,
-                headers=await self._signed_headers(url),
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-            )
-        except aiohttp.ClientResponseError as exc:
-            raise without_request_headers(exc) from None
+        return await self._dial(url)
+
+    async def _dial(self, url: str, read_buffer: int = SCRATCH_SIZE) -> ClientWebSocket:
+        """A channel's WebSocket, framed by ``websocket_connection``, pinging every ``ping_seconds``
+        (the real agent's 54 s). A refusal names its status, never our signed headers."""
+        return await self.http.websocket(
+            url,
+            headers=await self._signed_headers(url),
+            max_message=MAX_FRAME_SIZE,
+            heartbeat=self.ping_seconds,
+            close_timeout=CLOSE_TIMEOUT,  # the real agent just drops the TCP connection
+            read_buffer=read_buffer,
+        )

@@ -10,11 +10,7 @@ import datetime
 import pathlib
 import re
 import uuid
-from typing import Any, Final
-
-import aiohttp
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING, Any, Final
 
 from openssm.agent.config import IAM, Registration, load_fingerprint, save_registration
 from openssm.agent.platform_info import short_instance_information
@@ -25,10 +21,14 @@ from openssm.agent.ssm_api import (
     SsmApiError,
     api_url,
     json_request_headers,
-    read_json_response,
+    post_json,
 )
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
+from openssm.transport.http_exchange import HttpClient
+
+if TYPE_CHECKING:  # cryptography makes keys (registering, rotating): never imported by an idle agent
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 KEY_BITS: Final = 2048
 INSTANCE_ID_PATTERN: Final = re.compile(r"^mi-[0-9a-f]{17}$")
@@ -40,10 +40,14 @@ class RegistrationError(OpenSSMError, RuntimeError):
 
 
 def generate_private_key() -> rsa.RSAPrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
 
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -51,6 +55,8 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def public_key_base64(key: rsa.RSAPrivateKey) -> str:
     """Base64 of the DER SubjectPublicKeyInfo, as the real agent sends it."""
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -116,14 +122,10 @@ async def register(
         "User-Agent": USER_AGENT,
     }
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
-            http.post(url, data=body, headers=headers) as response,
-        ):
-            answer = await read_json_response(response)
+        answer = await post_json(HttpClient(timeout=timeout), url, headers, body)
     except SsmApiError as exc:
         raise RegistrationError(f"registration refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise RegistrationError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
     instance_id = answer.get("InstanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.match(instance_id):
@@ -151,14 +153,13 @@ async def register_iam(
     credentials = ChainCredentials(profile)
     try:
         await credentials.current()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-            ssm = SsmApi(http, server.endpoint, server.region, credentials)
-            await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
+        ssm = SsmApi(HttpClient(timeout=timeout), server.endpoint, server.region, credentials)
+        await ssm.call("UpdateInstanceInformation", short_instance_information(instance_id))
     except CredentialsError as exc:
         raise RegistrationError(str(exc)) from exc
     except SsmApiError as exc:
         raise RegistrationError(f"registration refused: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise RegistrationError(f"cannot reach {server.endpoint}: {exc or type(exc).__name__}") from exc
     registration = server.registration(instance_id, fingerprint="", identity=IAM, profile=profile)
     save_registration(state_dir, registration, None)

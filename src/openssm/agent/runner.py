@@ -8,11 +8,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
-
 from openssm.agent.cancellation import reraise_if_cancelled
 from openssm.agent.config import AgentSettings
-from openssm.agent.control_channel import ControlChannel, TaskCompletions, backoff_delays
+from openssm.agent.control_channel import ControlChannel, TaskCompletions
 from openssm.agent.credentials import RoleCredentials
 from openssm.agent.data_channel import EndReason
 from openssm.agent.encryption import KmsApi
@@ -27,6 +25,7 @@ from openssm.agent.ssm_api import SsmApi, SsmApiError, api_url
 from openssm.protocol.frames import Frame, MessageType
 from openssm.protocol.messages import MessageError, parse_channel_closed
 from openssm.protocol.messages.codec import load_object
+from openssm.transport.http_exchange import HttpClient
 
 if TYPE_CHECKING:  # the session handlers (shell, port, smux…) load with the first session
     from openssm.agent.session import Session
@@ -40,7 +39,7 @@ class Agent:
     def __init__(
         self,
         *,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         instance_id: str,
         region: str,
         endpoint: str,
@@ -122,25 +121,25 @@ class Agent:
 
     async def _health_loop(self) -> None:
         """Short then full UpdateInstanceInformation at start, then the full one every heartbeat."""
-        retry = backoff_delays(self.settings.reconnect_initial_seconds, self.settings.reconnect_max_seconds)
+        retry = self.settings.reconnect_backoff().delays()
         while not self.healthy.is_set():
             endpoint = self.endpoint
             try:
                 await self.ssm.call("UpdateInstanceInformation", short_instance_information(self.instance_id))
                 await self._ping()
                 self.healthy.set()
-            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 if not isinstance(exc, SsmApiError):  # no answer at all (an error answer is one)
                     self._unreachable(endpoint)
-                delay = retry()
+                delay = next(retry)
                 log.warning("UpdateInstanceInformation failed: %s (retry in %.1f s)", exc, delay)
                 await asyncio.sleep(delay)
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
                 await self._ping()
-            except (SsmApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SsmApiError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("UpdateInstanceInformation failed: %s", exc)
 

@@ -8,8 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-import aiohttp
-
 from openssm.agent.config import AgentSettings
 from openssm.agent.data_channel import ChannelEnded, DataChannel, EndReason
 from openssm.agent.encryption import KmsApi
@@ -63,7 +61,7 @@ class Session:
         handler_class = HANDLERS.get(self.request.session_type)
         try:
             await self.channel.open()
-        except (MgsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (MgsError, OSError, TimeoutError) as exc:
             return Outcome("Failed", error_output(f"Unable to open the data channel: {exc}"))
         if handler_class is None:
             outcome = Outcome(

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from openssm.auth import sigv4
+from openssm.auth.credentials_file import Credentials
 from openssm.errors import OpenSSMError
 
 
 class CredentialsError(OpenSSMError, RuntimeError):
     """The node has no usable credentials; the text says why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-    expiration: datetime.datetime | None = None
-
-    def __repr__(self) -> str:  # never let a secret reach a log line
-        return f"Credentials(access_key_id={self.access_key_id!r}, expiration={self.expiration})"
 
 
 class CredentialSource(Protocol):

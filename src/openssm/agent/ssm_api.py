@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-import aiohttp
-
 from openssm.agent.config import AGENT_NAME, AGENT_VERSION
 from openssm.agent.signing import CredentialSource, sign
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import go_json
-from openssm.transport.bounded_read import BodyTooLarge, read_bounded
+from openssm.transport.http_exchange import HttpClient
 
 JSON_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 TARGET_PREFIX: Final = "AmazonSSM."
@@ -33,28 +31,30 @@ def api_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + "/"
 
 
-async def read_json_response(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """The JSON object of a 2xx answer; raises ``SsmApiError`` for AWS-shaped errors."""
-    try:
-        raw = await read_bounded(response.content, MAX_RESPONSE_SIZE)
-    except BodyTooLarge as exc:
-        raise SsmApiError(
-            "ResponseTooLarge", f"more than {MAX_RESPONSE_SIZE} bytes", response.status
-        ) from exc
+def json_answer(status: int, raw: bytes, error_type: str | None = None) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; raises ``SsmApiError`` for AWS-shaped errors
+    (``error_type``: the answer's ``x-amzn-ErrorType`` header, if any)."""
     try:
         body = json.loads(raw) if raw.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError):
         body = None
-    if response.status >= 300:
-        code, message = f"HTTP{response.status}", raw[:300].decode("utf-8", "replace")
+    if status >= 300:
+        code, message = f"HTTP{status}", raw[:300].decode("utf-8", "replace")
         if isinstance(body, dict):
-            code = str(body.get("__type") or response.headers.get("x-amzn-ErrorType") or code)
+            code = str(body.get("__type") or error_type or code)
             code = code.rsplit("#", 1)[-1]
             message = str(body.get("message") or body.get("Message") or "")
-        raise SsmApiError(code, message, response.status)
+        raise SsmApiError(code, message, status)
     if not isinstance(body, dict):
-        raise SsmApiError("InvalidResponse", "answer is not a JSON object", response.status)
+        raise SsmApiError("InvalidResponse", "answer is not a JSON object", status)
     return body
+
+
+async def post_json(http: HttpClient, url: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """POST a JSON 1.1 call; its answer as :func:`json_answer` reads it (at most
+    ``MAX_RESPONSE_SIZE`` bytes: more is an ``HttpError``)."""
+    answer = await http.post(url, headers=headers, body=body, limit=MAX_RESPONSE_SIZE)
+    return json_answer(answer.status, answer.body, answer.header("x-amzn-ErrorType"))
 
 
 def json_request_headers(operation: str) -> dict[str, str]:
@@ -64,9 +64,7 @@ def json_request_headers(operation: str) -> dict[str, str]:
 class SsmApi:
     """Signed SSM API calls with the agent's (temporary) credentials."""
 
-    def __init__(
-        self, http: aiohttp.ClientSession, endpoint: str, region: str, credentials: CredentialSource
-    ) -> None:
+    def __init__(self, http: HttpClient, endpoint: str, region: str, credentials: CredentialSource) -> None:
         self.http = http
         self.url = api_url(endpoint)
         self.region = region
@@ -92,5 +90,4 @@ class SsmApi:
             signed=["content-length", "content-type", "host", "x-amz-target"],
         )
         signed["User-Agent"] = USER_AGENT
-        async with self.http.post(url, data=body, headers=signed) as response:
-            return await read_json_response(response)
+        return await post_json(self.http, url, signed, body)

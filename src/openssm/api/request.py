@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from openssm.security import AuditBatch, Identity, RequestFacts, authorize
+from openssm.security import AuditBatch, Identity, RequestFacts, authorize, refuse_by_rule
 from openssm.services import Services
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
@@ -55,4 +55,19 @@ class ApiRequest:
             extra_context,
             detail=detail,
             batch=batch,
+        )
+
+    async def refuse_by_rule(
+        self, action: str, resource: str, *, rule: str, because: str, detail: dict[str, Any] | None = None
+    ) -> NoReturn:
+        """Refuse the caller what one of OpenSSM's own rules forbids (``security.refuse_by_rule``)."""
+        await refuse_by_rule(
+            self.services,
+            self.require_identity(),
+            action,
+            resource,
+            self.facts,
+            rule=rule,
+            because=because,
+            detail=detail,
         )

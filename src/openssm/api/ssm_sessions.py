@@ -25,7 +25,7 @@ from openssm.bus import node_channel
 from openssm.iam.arn import session_arn
 from openssm.protocol.documents import Preferences
 from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES, SessionStatus
-from openssm.security import AuditBatch, access_grants, audited, refuse_by_rule
+from openssm.security import AuditBatch, access_grants, audited
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, ids, instances, sessions
 from openssm.store.sessions import NewSession, SessionRow
@@ -164,14 +164,8 @@ async def _authorized_session(
     resource = session_arn(request.region, request.account, session_id)
     identity = request.require_identity()
     if owner_only and row is not None and row.owner_arn != identity.principal.arn:
-        await refuse_by_rule(
-            request.services,
-            identity,
-            action,
-            resource,
-            request.facts,
-            rule=OWNER_ONLY,
-            because=f"because the session belongs to {row.owner_arn}",
+        await request.refuse_by_rule(
+            action, resource, rule=OWNER_ONLY, because=f"because the session belongs to {row.owner_arn}"
         )
     await request.authorize(action, [resource], context)
     if row is None:

@@ -15,6 +15,7 @@ Format (as botocore reads it): INI sections; ``credentials`` sections are named 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 from collections.abc import Mapping
 
@@ -29,10 +30,17 @@ class CredentialsFileError(OpenSSMError, ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class ProfileCredentials:
+class Credentials:
+    """An AWS access key, as a credentials file holds it (a profile) or a service hands it out
+    (temporary, with its ``expiration``): the agent signs with these."""
+
     access_key_id: str
     secret_access_key: str
     session_token: str | None = None
+    expiration: datetime.datetime | None = None
+
+    def __repr__(self) -> str:  # never let a secret reach a log line
+        return f"Credentials(access_key_id={self.access_key_id!r}, expiration={self.expiration})"
 
 
 def _check_profile(profile: str) -> None:
@@ -177,14 +185,14 @@ def _sections(text: str) -> dict[str, dict[str, str]]:
     }
 
 
-def parse_credentials(text: str) -> dict[str, ProfileCredentials]:
+def parse_credentials(text: str) -> dict[str, Credentials]:
     """Profiles that have both an access key id and a secret access key."""
-    profiles: dict[str, ProfileCredentials] = {}
+    profiles: dict[str, Credentials] = {}
     for name, values in _sections(text).items():
         key_id = values.get("aws_access_key_id")
         secret = values.get("aws_secret_access_key")
         if key_id and secret:
-            profiles[name] = ProfileCredentials(key_id, secret, values.get("aws_session_token") or None)
+            profiles[name] = Credentials(key_id, secret, values.get("aws_session_token") or None)
     return profiles
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from openssm.auth import canonical
@@ -686,21 +686,29 @@ def sign_rsa(
     service: str = "ssm",
     now: dt.datetime | None = None,
     signed_header_names: Iterable[str] | None = None,
+    pss_sign: Callable[[bytes], bytes] | None = None,
 ) -> dict[str, str]:
     """Sign as a managed instance does for RequestManagedInstanceRoleToken.
 
     Returns Authorization, X-Amz-Date and an unsigned X-Amz-Content-Sha256 (the real agent sends
-    one too). ``private_key_der``: PKCS#1 or PKCS#8 DER.
+    one too). ``private_key_der``: PKCS#1 or PKCS#8 DER. ``pss_sign``: the RSASSA-PSS signature of
+    a message with that key by other means (the agent's: ``openssm.agent.openssl_pss``); without
+    it, ``cryptography`` signs.
     """
-    from openssm.auth import rsa_identity  # cryptography: only for managed instances' signatures
+    if pss_sign is None:
+        from openssm.auth import rsa_identity  # cryptography: only for managed instances' signatures
 
-    private_key = rsa_identity.load_private_key(private_key_der)
+        private_key = rsa_identity.load_private_key(private_key_der)
+
+        def pss_sign(message: bytes) -> bytes:
+            return rsa_identity.pss_sign(private_key, message)
+
     when = _signing_time(now)
     amz_date = _format_amz_date(when)
     scope = canonical.credential_scope(amz_date[:8], region, service)
     added = {"X-Amz-Date": amz_date}
     sts, signed = _string_to_sign_for(method, url, headers, added, body, scope, amz_date, signed_header_names)
-    signature = base64.b64encode(rsa_identity.pss_sign(private_key, sts.encode("utf-8"))).decode("ascii")
+    signature = base64.b64encode(pss_sign(sts.encode("utf-8"))).decode("ascii")
     return {
         "Authorization": _authorization(f"{instance_id}/{scope}", signed, signature),
         **added,

@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from openssm.click_options import option_group
 from openssm.client.access_api import AccessApi, ApiError
 
 AWS_CLI_ERROR_EXIT: Final = 255
@@ -84,39 +85,30 @@ def _print(result: dict[str, Any], output: str) -> None:
     click.echo(json.dumps(shown, indent=4))
 
 
-def connection_options(command: F) -> F:
-    """--endpoint-url, --profile and --region, as ``aws`` has them (also ``openssm join-session``'s)."""
-    options = [
-        click.option(
-            "--endpoint-url",
-            help="OpenSSM's endpoint (default: $AWS_ENDPOINT_URL_SSM, $AWS_ENDPOINT_URL or the profile's endpoint_url).",
-        ),
-        click.option(
-            "--profile", help="Named profile from your AWS config/credentials files (default: $AWS_PROFILE)."
-        ),
-        click.option(
-            "--region", help="Region to sign requests for (default: $AWS_REGION or the profile's region)."
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# --endpoint-url, --profile and --region, as ``aws`` has them (also ``openssm join-session``'s).
+connection_options = option_group(
+    click.option(
+        "--endpoint-url",
+        help="OpenSSM's endpoint (default: $AWS_ENDPOINT_URL_SSM, $AWS_ENDPOINT_URL or the profile's endpoint_url).",
+    ),
+    click.option(
+        "--profile", help="Named profile from your AWS config/credentials files (default: $AWS_PROFILE)."
+    ),
+    click.option(
+        "--region", help="Region to sign requests for (default: $AWS_REGION or the profile's region)."
+    ),
+)
 
-
-def _common(command: F) -> F:
-    options = [
-        connection_options,
-        click.option(
-            "--output",
-            type=click.Choice(["json", "text"]),
-            default="json",
-            show_default=True,
-            help="json: the API's answer; text: one tab-separated line per request.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_common = option_group(
+    connection_options,
+    click.option(
+        "--output",
+        type=click.Choice(["json", "text"]),
+        default="json",
+        show_default=True,
+        help="json: the API's answer; text: one tab-separated line per request.",
+    ),
+)
 
 
 def _api(options: dict[str, Any]) -> AccessApi:

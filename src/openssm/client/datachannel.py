@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 DEFAULT_RESUME_WINDOW: Final = 90.0
 RESUME_WINDOW_ENV: Final = "OPENSSM_RESUME_WINDOW_SECONDS"
 PING_INTERVAL: Final = 300.0  # the plugin's keepalive ping period
+# What the user is told while a lost channel is being resumed, and when it is back (the browser
+# console's datachannel.js shows the same lines).
+RECONNECTING: Final = "connection lost, reconnecting\u2026"
+RECONNECTED: Final = "connection back; the session goes on"
+CANNOT_RESUME: Final = "the data channel was lost and this client cannot resume sessions"
 
 
 class ChannelError(OpenSSMError):
@@ -93,8 +98,11 @@ class DataChannel:
         client_id: str | None = None,
         opened: ClientWebSocket | None = None,
         resume_window: float | None = None,
+        lost: str = CANNOT_RESUME,
     ) -> None:
+        """``lost``: what to say when the channel is lost and there is no ``resume``."""
         self.stream_url = stream_url
+        self._lost = lost
         self._opened = opened  # already dialled, its open frame sent (with ``client_id``)
         self._token = token
         self._resume = resume
@@ -196,9 +204,9 @@ class DataChannel:
         if self._closing:
             raise ChannelError("data channel closed")
         if self._resume is None:
-            raise ChannelError("the data channel was lost and this client cannot resume sessions")
+            raise ChannelError(self._lost)
         window = self.resume_window
-        notice("connection lost, reconnecting\u2026")
+        notice(RECONNECTING)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window
         last_error: Exception | None = None
@@ -219,7 +227,7 @@ class DataChannel:
                 last_error = exc
                 log.debug("reconnect failed: %s", exc)
             else:
-                notice("connection back; the session goes on")
+                notice(RECONNECTED)
                 return ws  # the driver replays what the agent has not acked yet
         raise ResumeWindowExpired(
             f"[openssm] no connection for {window:.0f} s; giving up on the session ({last_error or 'no answer'})"

@@ -21,26 +21,15 @@ from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_messa
 from openssm.client.pipes import PIPE_SIZE, grow_pipe
 from openssm.client.scope import Scope
 from openssm.client.terminal import READ_CHUNK, read_chunks
-from openssm.protocol.frames import (
-    Frame,
-    FrameError,
-    Payload,
-    PayloadFlag,
-    PayloadType,
-    flag_payload,
-    parse_flag,
-)
+from openssm.protocol.frames import Frame, Payload, PayloadFlag, PayloadType, flag_of, flag_payload
 from openssm.protocol.smux import SmuxConfig, SmuxError
 from openssm.protocol.versions import terminate_flag_supported, uses_mux
 from openssm.transport import tcp_connection
 from openssm.transport.mux import (
-    FAST_MUX_PAYLOAD,
-    FAST_MUX_PROPERTY,
-    FAST_MUX_VERSION,
     FAST_PATH_PAYLOAD,
     MuxClosedError,
     MuxSession,
-    fast_mux_config,
+    fast_mux_offered,
     joined,
     pipe,
 )
@@ -55,7 +44,6 @@ TERMINATE_MESSAGE: Final = "Terminate signal received, exiting.\n"
 # this shared buffer, and when it is full every stream waits. xtaci's 4 MiB stalls the others
 # early; 64 MiB (bounded, hard limit twice that) lets a slow reader lag far behind without that.
 MUX_CONFIG: Final = SmuxConfig(version=1, max_receive_buffer=64 << 20, receive_hard_limit=128 << 20)
-MUX_RECEIVE_BUFFER: Final = MUX_CONFIG.max_receive_buffer
 TERMINATE_ACK_TIMEOUT: Final = 2.0
 
 
@@ -129,7 +117,6 @@ class PortSession:
         self._terminating = False
         self.local_port: int | None = None
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._mux_receive_buffer = MUX_RECEIVE_BUFFER
         # The agent offered the fast path (the data channel read the offer) and it suits this mode:
         # the dispatcher accepts it in the HandshakeResponse.
         self.fast_path = fast_path_offered and self.wants_fast_path
@@ -141,7 +128,7 @@ class PortSession:
     @property
     def fast_mux(self) -> bool:
         """The agent is OpenSSM's and offers smux v2 with large payloads (see ``openssm.transport.mux``)."""
-        return str(self.properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
+        return fast_mux_offered(self.properties)
 
     @property
     def wants_fast_path(self) -> bool:
@@ -153,16 +140,9 @@ class PortSession:
     def _new_mux(self) -> MuxSession:
         if not self.fast_mux:
             return MuxSession(joined(self._send_mux_bytes), is_client=True, config=MUX_CONFIG)
-        config = fast_mux_config()
-        self._chunk = FAST_PATH_PAYLOAD if self.fast_path else FAST_MUX_PAYLOAD
-        self._mux_receive_buffer = config.max_receive_buffer
-        return MuxSession(
-            self._send_mux_parts,
-            is_client=True,
-            version=FAST_MUX_VERSION,
-            config=config,
-            max_send_size=self._chunk,
-        )
+        mux = MuxSession.fast(self._send_mux_parts, is_client=True, fast_path=self.fast_path)
+        self._chunk = mux.max_send_size
+        return mux
 
     async def _send_mux_parts(self, parts: list[bytes | memoryview]) -> None:
         await self._channel.send(PayloadType.OUTPUT, parts)  # max_send_size: one payload's worth
@@ -179,24 +159,20 @@ class PortSession:
             return self._had_connection
         if self._mux is not None:
             # smux stops reading when its buffer is full; unacked data is resent by the agent.
-            return self._mux.receive_buffered < self._mux_receive_buffer
+            return self._mux.receive_buffered < self._mux.max_receive_buffer
         return True
 
     async def handle(self, frame: Frame) -> None:
         if frame.payload_type == PayloadType.FLAG:
-            self._on_flag(frame.payload)
+            self._on_flag(frame)
         elif frame.payload_type == PayloadType.OUTPUT:
             await self._on_output(frame.payload)
 
     async def after_ack(self) -> None:
         return None
 
-    def _on_flag(self, payload: Payload) -> None:
-        try:
-            value = parse_flag(payload)
-        except FrameError:
-            return
-        if value == PayloadFlag.CONNECT_TO_PORT_ERROR:
+    def _on_flag(self, frame: Frame) -> None:
+        if flag_of(frame) == PayloadFlag.CONNECT_TO_PORT_ERROR:
             self._console.print(PORT_FAILED_MESSAGE)
 
     async def _on_output(self, data: Payload) -> None:

@@ -12,10 +12,16 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from openssm.client.api import ApiError, ApiTarget, SessionApi, StartedSession
-from openssm.client.datachannel import ChannelError, ChannelStalled, DataChannel, SessionTimedOut
+from openssm.client.datachannel import (
+    CANNOT_RESUME,
+    ChannelError,
+    ChannelStalled,
+    DataChannel,
+    SessionTimedOut,
+)
 from openssm.client.encryption import ENCRYPTED_FROM_AGENT, EncryptionError, SessionCipher, generate_data_key
 from openssm.client.output import DEFAULT_LISTEN_ADDRESS, Console, exiting_message
 from openssm.client.scope import Scope
@@ -42,6 +48,12 @@ if TYPE_CHECKING:  # imported when a port session starts: smux and the mux are m
     from openssm.client.port import PortSession
 
 log = logging.getLogger(__name__)
+
+# A joiner's channel lost (its server restarted, its network went): it does not resume, it says so.
+JOINER_LOST: Final = (
+    "[openssm] lost the connection to the joined session (did its server restart?); the session"
+    " goes on: run `openssm join-session` again to rejoin"
+)
 
 SHELL_SESSION_TYPES = frozenset(
     {SessionType.STANDARD_STREAM, SessionType.INTERACTIVE_COMMANDS, SessionType.NON_INTERACTIVE_COMMANDS}
@@ -256,7 +268,6 @@ class SessionDispatcher:
             self._channel,
             self._console,
             stdin_fd=self._options.stdin_fd,
-            stdout_fd=self._console.fd,
             joining=self._options.joining,
         )
 
@@ -319,6 +330,7 @@ async def run_session(started: StartedSession, options: ClientOptions) -> int:
         resume=_resuming(api, use_url) if api else None,
         client_id=started.client_id,
         opened=started.opened,
+        lost=JOINER_LOST if options.joining else CANNOT_RESUME,
     )
     dispatcher = SessionDispatcher(channel, started.session_id, options)
     scope = Scope()

@@ -45,19 +45,13 @@ class ShellSession:
     """Runs once the first Output (or a shell-type handshake) arrives."""
 
     def __init__(
-        self,
-        channel: DataChannel,
-        console: Console,
-        *,
-        stdin_fd: int,
-        stdout_fd: int,
-        joining: JoinStyle | None = None,
+        self, channel: DataChannel, console: Console, *, stdin_fd: int, joining: JoinStyle | None = None
     ) -> None:
+        """The terminal's size is the console's (its fd is the one written to)."""
         self._joining = joining
         self._channel = channel
         self._console = console
         self._stdin_fd = stdin_fd
-        self._stdout_fd = stdout_fd
         self._terminal = TerminalMode(stdin_fd)
         self._resize: ResizeWatcher | None = None
         self._scope = Scope()
@@ -79,9 +73,9 @@ class ShellSession:
                 self._scope.on_signal(signum, self._leave)
             return
         self._terminal.enter()
-        cols, rows = terminal_size(self._stdout_fd)
+        cols, rows = terminal_size(self._console.fd)
         await self._channel.send(PayloadType.SIZE, size_payload(cols, rows))
-        self._resize = ResizeWatcher(self._stdout_fd, self._on_resize)
+        self._resize = ResizeWatcher(self._console.fd, self._on_resize)
         self._resize.start()
         for signum, data in SIGNAL_BYTES.items():
             self._scope.on_signal(signum, self._send_key, data)

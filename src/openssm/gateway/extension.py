@@ -68,6 +68,11 @@ class LiveSession(Protocol):
     @property
     def row(self) -> Mapping[str, Any]: ...
 
+    @property
+    def takes_joins(self) -> bool:
+        """False when the gateway cannot put messages of its own into this session at all."""
+        ...
+
     def can_inject(self) -> bool:
         """True when the session takes the gateway's own messages now (a shell that has started)."""
         ...

@@ -64,6 +64,10 @@ CHUNK: Final = 1024  # output chunks to a joiner, as the agent sends them
 TOO_SLOW: Final = "Dropped: this connection could not keep up with the session's output"
 REFUSED: Final = "The session's owner refuses joins"
 SESSION_ENDED: Final = "The session ended"
+UNKNOWN_NUMBERING: Final = (
+    "The session cannot be joined: its server was killed while it ran, before anyone joined it, so"
+    " the server does not know where its stream is"
+)
 MODES: Final = {TokenKind.JOIN_READ_ONLY: JoinMode.READ_ONLY, TokenKind.JOIN_READ_WRITE: JoinMode.READ_WRITE}
 
 
@@ -204,6 +208,8 @@ class SessionJoins(NodeExtension):
         watched = self._watched.get(session_id)
         if live is None or watched is None or watched.ended:
             raise SessionRefused(f"Session {session_id} is not live on this gateway node")
+        if not live.takes_joins:
+            raise SessionRefused(UNKNOWN_NUMBERING)
         if await session_joins.refuses(self._engine, session_id):
             raise SessionRefused(REFUSED)
         if len(watched.joiners) >= MAX_JOINERS:

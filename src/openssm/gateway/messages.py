@@ -1,18 +1,15 @@
 """The frames the gateway writes itself (it relays everything else verbatim), built with the
-protocol core's typed messages, and the cheap header peek used on the relay path. No I/O here."""
+protocol core's typed messages. No I/O here. (The relay reads the frames it passes on with the
+protocol core's ``frames.peek``.)"""
 
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
 from openssm.protocol import messages as proto
-from openssm.protocol.frames import FRAME_OVERHEAD, Frame, FrameError
-
-_UINT32 = struct.Struct(">I")
-_PAYLOAD_TYPE_AT: Final = 112
+from openssm.protocol.frames import Frame
 
 OpenFrame = proto.OpenFrame
 ClientOpen = proto.ClientOpen
@@ -99,26 +96,3 @@ def session_state(payload: bytes) -> str | None:
         return proto.parse_agent_session_state(payload).state
     except proto.MessageError:
         return None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Peek:
-    """What the relay needs from a frame, read without decoding (or copying) the payload."""
-
-    message_type: str
-    payload_type: int
-    payload_offset: int
-
-
-def peek(data: bytes) -> Peek:
-    """Header facts of one binary frame; raises FrameError on anything that is not a frame."""
-    if len(data) < FRAME_OVERHEAD:
-        raise FrameError(f"frame of {len(data)} bytes is shorter than the 120-byte header")
-    (header_length,) = _UINT32.unpack_from(data, 0)
-    if header_length == 0 or header_length + 4 > len(data):
-        raise FrameError(f"bad HeaderLength {header_length}")
-    message_type = data[4:36].replace(b"\x00", b"").strip().decode("ascii", "replace")
-    if not message_type:
-        raise FrameError("MessageType is empty")
-    (payload_type,) = _UINT32.unpack_from(data, _PAYLOAD_TYPE_AT)
-    return Peek(message_type, payload_type, header_length + 4)

@@ -27,6 +27,7 @@ from openssm.gateway.extension import (
     NodeExtension,
     routes,
 )
+from openssm.gateway.injection import Injector
 from openssm.gateway.peer import Peer
 from openssm.gateway.session import RESUME_EXPIRED_REASON, SessionRelay, limit_seconds
 from openssm.gateway.settings import DEFAULT_IDLE_MINUTES, GatewaySettings
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 RESTART_REASON: Final = "gateway restarted while the session was being terminated"
 UNCLAIMED_REASON: Final = "No client connected to the session"
-RENUMBERED_REASON: Final = "A joined session cannot be carried on by another gateway relay"
 TERMINATED_REASON: Final = "Terminated"  # a terminate message that gave no reason
 CONTROL_POLL: Final = 0.1
 TOKEN_HISTORY: Final = dt.timedelta(hours=1)
@@ -331,24 +331,31 @@ class GatewayNode:
             raise SessionRefused(f"Session {session_id} is already terminated")
         if session.node_id != self.node_id:
             session = await self._take_over(session)
-        if (
-            session.status != SessionStatus.CONNECTING
-            and session_id not in self.relays
-            and await session_joins.renumbered(self.engine, session_id)
-        ):
-            # Someone joined it: its numbering died with the relay that made it (see injection).
-            await sessions.finish(
-                self.engine,
-                session_id,
-                status=SessionStatus.TERMINATED,
-                reason=RENUMBERED_REASON,
-                now=self.clock.now(),
-            )
-            await self.send_control(
-                session.target, messages.channel_closed(session_id, session.target, RENUMBERED_REASON)
-            )
-            raise SessionRefused(RENUMBERED_REASON)
         return session
+
+    async def _relay_for(self, session: SessionRow) -> SessionRelay:
+        """This node's relay of ``session``: the one it has, or a new one (going on with a shell
+        session's numbering as the store kept it, when the session was relayed before)."""
+        relay = self.relays.get(session.session_id)
+        if relay is not None:
+            return relay
+        injector = None
+        if session.status != SessionStatus.CONNECTING:
+            state = await session_joins.splice(self.engine, session.session_id)
+            if state is not None:
+                try:
+                    injector = Injector.restored(state)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise SessionRefused(
+                        f"Session {session.session_id}: its numbering is unreadable"
+                    ) from exc
+                if not injector.active:
+                    # The ends' own numbers as a SIGTERM left them: true only until they send again,
+                    # and nothing keeps them up to date until someone joins (which writes a new row).
+                    await session_joins.forget_splice(self.engine, session.session_id)
+        if session.session_id in self.relays:
+            return self.relays[session.session_id]
+        return self._new_relay(session, injector)
 
     async def _take_over(self, session: SessionRow) -> SessionRow:
         """A session of another node: carried on here if that node is dead (its ends re-dialled
@@ -371,7 +378,7 @@ class GatewayNode:
         )
         return dataclasses.replace(session, node_id=self.node_id)
 
-    def _new_relay(self, session: SessionRow) -> SessionRelay:
+    def _new_relay(self, session: SessionRow, injector: Injector | None = None) -> SessionRelay:
         """A relay for a session: a new one, or one this node (or a node that died) relayed before
         it restarted, which goes on where it was."""
         config = self.services.config
@@ -396,6 +403,7 @@ class GatewayNode:
             clock=self.clock.monotonic,
             restored_deadline=deadline if restored else None,
             age=age if restored else 0.0,
+            injector=injector,
         )
         self.relays[relay.session_id] = relay
         self._session_event(relay, opened=True)
@@ -422,11 +430,9 @@ class GatewayNode:
         if self._stopping:
             raise NodeStopping("The gateway is shutting down")
         session = await self._active_session(session_id)
-        relay = self.relays.get(session_id)
-        if relay is None:
-            if session.status == SessionStatus.TERMINATING:
-                raise SessionRefused(f"Session {session_id} can no longer be resumed")
-            relay = self._new_relay(session)
+        if session_id not in self.relays and session.status == SessionStatus.TERMINATING:
+            raise SessionRefused(f"Session {session_id} can no longer be resumed")
+        relay = await self._relay_for(session)
         await relay.attach_client(peer)
         if not relay.shell_dispatched and relay.agent is None:
             relay.shell_dispatched = True
@@ -450,7 +456,7 @@ class GatewayNode:
         session = await self._active_session(session_id)
         if session.target != instance_id:
             raise SessionRefused(f"Session {session_id} does not target {instance_id}")
-        relay = self.relays.get(session_id) or self._new_relay(session)
+        relay = await self._relay_for(session)
         relay.shell_dispatched = True
         await relay.attach_agent(peer)
         return relay

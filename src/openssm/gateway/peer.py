@@ -8,9 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from aiohttp import WSMessage, web
-
-from openssm.gateway.settings import GatewaySettings
+from aiohttp import WSMessage
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +18,9 @@ CLOSE_TIMEOUT = 2.0
 LINGER = 2.0
 
 
-def make_websocket(settings: GatewaySettings) -> web.WebSocketResponse:
-    return web.WebSocketResponse(
-        timeout=CLOSE_TIMEOUT,
-        autoping=True,  # pongs for the plugin's 5-minute and the agent's 54-second pings
-        heartbeat=settings.ws_heartbeat,  # our pings find peers that vanished without FIN
-        compress=False,
-        max_msg_size=settings.max_message_bytes,
-    )
-
-
 class Socket(Protocol):
-    """What the gateway uses of a WebSocket: aiohttp's (control channels) or
-    :class:`openssm.transport.websocket_connection.WebSocketConnection` (data channels)."""
+    """What the gateway uses of a WebSocket: a
+    :class:`openssm.transport.websocket_connection.WebSocketConnection` (control and data channels)."""
 
     @property
     def closed(self) -> bool: ...

@@ -7,7 +7,9 @@ every unacked stream message.
 
 Because of that, a relay holds nothing a session needs beyond the pairing, which the store keeps:
 when the node stops, :meth:`SessionRelay.suspend` lets go of both ends without ending the session,
-and a relay made again after the restart (``restored``) picks it up when the ends re-dial.
+and a relay made again after the restart (``restored``) picks it up when the ends re-dial. A joined
+session's renumbering (``openssm.gateway.injection``) is the one exception, so the store keeps it
+too: written before anything that depends on it goes out (the frames wait for it in ``_held``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ from openssm.gateway import messages
 from openssm.gateway.injection import Injector, SplicedStream
 from openssm.gateway.peer import LINGER, Peer
 from openssm.gateway.settings import GatewaySettings
-from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import Frame, FrameError, MessageType, PayloadType, acked_sequence
+from openssm.gateway.tap import TapPump
+from openssm.protocol.frames import (
+    Frame,
+    FrameError,
+    FrameHead,
+    MessageType,
+    PayloadType,
+    acked_sequence,
+    peek,
+)
 from openssm.protocol.joining import joinable
 from openssm.protocol.session_status import SessionStatus
 from openssm.protocol.splice import SpliceFull
@@ -44,9 +54,17 @@ AGENT_GONE_REASON = "Agent closed the data channel"
 AGENT_ENDED_REASON = "Session ended by the agent"
 
 INJECTION_RESEND: Final = 0.3  # seconds between resends of the gateway's own unacked messages
+SPLICE_RETRY: Final = 1.0  # seconds before writing a joined session's numbering again after a failure
 
 _CLIENT_TO_AGENT = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
-_AGENT_TO_CLIENT = frozenset({MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE})
+# What the relay takes from the agent: what it passes on, and the agent's state for itself.
+_FROM_AGENT = frozenset(
+    {MessageType.OUTPUT_STREAM_DATA, MessageType.ACKNOWLEDGE, MessageType.AGENT_SESSION_STATE}
+)
+
+
+# TapPump.input or .output: one direction's stream messages, with their sequence numbers.
+TapInput = Callable[[memoryview, int, int], None]
 
 
 class NodeServices(Protocol):
@@ -71,7 +89,7 @@ def limit_seconds(override: float | None, minutes: int | None, default_minutes: 
     return default_minutes * 60.0 if default_minutes else None
 
 
-def _payload(frame: bytes, head: messages.Peek) -> memoryview:
+def _payload(frame: bytes, head: FrameHead) -> memoryview:
     """The frame's payload for the taps, without copying it (the frame is immutable bytes)."""
     return memoryview(frame)[head.payload_offset :]
 
@@ -118,9 +136,13 @@ class SessionRelay:
         clock: Callable[[], float] = time.monotonic,
         restored_deadline: float | None = None,
         age: float = 0.0,
+        injector: Injector | None = None,
     ) -> None:
         """``restored_deadline``: the session was relayed before this node restarted; both ends
-        must be back by then (``clock`` time). ``age``: seconds since the session started."""
+        must be back by then (``clock`` time). ``age``: seconds since the session started.
+        ``injector``: a restored shell session's numbering, as the store kept it (None: not kept,
+        as after a SIGKILL before anyone joined; the ends' numbers are not known here, so the
+        session takes no joiners)."""
         self.node = node
         self.row = dict(session)
         self.session_id: str = self.row["session_id"]
@@ -153,10 +175,19 @@ class SessionRelay:
         if self._gate_acks and tap is not None:
             tap.on_durable = self._on_durable
         # Shell sessions can take messages of the gateway's own (live-session join): see injection.
-        self.injector = Injector() if joinable(self.row) is None else None
-        self.output_started = False  # the agent's first Output went by: the terminal is running
+        if joinable(self.row) is not None:
+            self.injector: Injector | None = None
+        else:
+            self.injector = injector if self.restored else Injector()
+        self.output_started = self.restored  # the agent's first Output went by: the terminal is running
         self._resender: asyncio.Task[None] | None = None
-        self._marked: asyncio.Task[None] | None = None  # renumbered_sessions written (see injection)
+        # The injector's state: versions made and kept in the store; frames waiting for theirs.
+        self._splice_made = self._splice_kept = 0
+        self._splice_saver: asyncio.Task[None] | None = None
+        self._held: collections.deque[tuple[int, bool, bytes]] = collections.deque()
+        if injector is not None:
+            self._resend_soon()  # the gateway's own messages the receivers may not have
+        self._status_write: asyncio.Task[None] | None = None  # the last status write (see _record_status)
         self._watchdog = node.background(self._watch(), f"watchdog-{self.session_id}")
         if restored_deadline is not None:
             self._start_timer(
@@ -179,7 +210,7 @@ class SessionRelay:
             await self.agent.send(messages.start_publication(self.session_id))
             self.agent_paused = False
         if self.agent is not None:
-            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
+            self._record_status(SessionStatus.CONNECTED)
 
     async def attach_agent(self, peer: Peer) -> None:
         log.debug(
@@ -196,7 +227,26 @@ class SessionRelay:
             self._cancel_timer()
         await self._flush(self._to_agent, peer)
         if self.client is not None:
-            await store.set_status(self.node.engine, self.session_id, SessionStatus.CONNECTED)
+            self._record_status(SessionStatus.CONNECTED)
+
+    def _record_status(self, status: SessionStatus) -> None:
+        """Write ``status`` without holding up the frames that made it true: the agent's first
+        output (the prompt) is read only once its join returns, and a commit under load takes
+        tens of milliseconds. Writes stay in order: each waits for the one before, and whatever
+        writes the session's status later waits for them (:meth:`_status_recorded`)."""
+        before = self._status_write
+
+        async def write() -> None:
+            if before is not None:
+                await asyncio.wait({before})  # its failure is logged by the node, not ours
+            await store.set_status(self.node.engine, self.session_id, status)
+
+        self._status_write = self.node.background(write(), f"status-{self.session_id}")
+
+    async def _status_recorded(self) -> None:
+        """The status writes started so far are done (or failed, and logged)."""
+        if self._status_write is not None:
+            await asyncio.wait({self._status_write})
 
     async def _flush(self, queue: Pending, peer: Peer) -> None:
         while queue and peer.open:
@@ -207,30 +257,46 @@ class SessionRelay:
 
     # -- relay ------------------------------------------------------------------------------------
 
-    async def from_client(self, data: bytes) -> None:
+    def _head(self, data: bytes, side: str, takes: frozenset[str]) -> FrameHead | None:
+        """The header of a frame from ``side`` if its type is one the relay ``takes``; None (and
+        the frame dropped, logged with the side and the reason) otherwise."""
         if self.ended:
-            return
+            return None
         try:
-            head = messages.peek(data)
+            head = peek(data)
         except FrameError as exc:
-            log.info("session %s: dropping malformed client frame: %s", self.session_id, exc)
-            return
-        if head.message_type not in _CLIENT_TO_AGENT:
-            log.debug("session %s: ignoring %s from client", self.session_id, head.message_type)
+            log.info("session %s: dropping malformed %s frame: %s", self.session_id, side, exc)
+            return None
+        if head.message_type not in takes:
+            log.debug("session %s: ignoring %s from %s", self.session_id, head.message_type, side)
+            return None
+        return head
+
+    def _stream_message(self, data: bytes, head: FrameHead, tap: TapInput | None) -> int:
+        """A stream message goes by: the session is active, the taps get it (by its sequence
+        number: they see each once, in order). Its payload's size."""
+        self.last_activity = self._clock()
+        if tap is not None:
+            tap(_payload(data, head), head.payload_type, head.sequence_number)
+        return len(data) - head.payload_offset
+
+    async def from_client(self, data: bytes) -> None:
+        head = self._head(data, "client", _CLIENT_TO_AGENT)
+        if head is None:
             return
         if head.message_type == MessageType.INPUT_STREAM_DATA:
-            self.bytes_in += len(data) - head.payload_offset
-            self.last_activity = self._clock()
-            if self.tap is not None:
-                self.tap.input(_payload(data, head), head.payload_type, frame_sequence(data))
+            self.bytes_in += self._stream_message(data, head, None if self.tap is None else self.tap.input)
         if self.injector is not None:
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_agent, self.injector.to_client, self.client
             )
-            if spliced is None:
+            if self._held_for_store(spliced, to_agent=True) or spliced is None:
                 return
             if spliced is not data:
-                data, head = spliced, messages.peek(spliced)
+                data, head = spliced, peek(spliced)
+        await self._client_frame_to_agent(data, head)
+
+    async def _client_frame_to_agent(self, data: bytes, head: FrameHead) -> None:
         # After the splice, an ack counts in the agent's numbering, as the recording does.
         if head.message_type == MessageType.ACKNOWLEDGE and self._gate_acks and self._hold_ack(data, head):
             return
@@ -259,12 +325,8 @@ class SessionRelay:
         return forward
 
     async def from_agent(self, data: bytes) -> None:
-        if self.ended:
-            return
-        try:
-            head = messages.peek(data)
-        except FrameError as exc:
-            log.info("session %s: dropping malformed agent frame: %s", self.session_id, exc)
+        head = self._head(data, "agent", _FROM_AGENT)
+        if head is None:
             return
         if head.message_type == MessageType.AGENT_SESSION_STATE:
             state = messages.session_state(data[head.payload_offset :])
@@ -272,73 +334,88 @@ class SessionRelay:
             if state == "Terminating":
                 self.agent_terminating = True
             return
-        if head.message_type not in _AGENT_TO_CLIENT:
-            log.debug("session %s: ignoring %s from agent", self.session_id, head.message_type)
-            return
         if head.message_type == MessageType.OUTPUT_STREAM_DATA:
-            self.bytes_out += len(data) - head.payload_offset
-            self.last_activity = self._clock()
-            if self.tap is not None:
-                self.tap.output(_payload(data, head), head.payload_type, frame_sequence(data))
+            self.bytes_out += self._stream_message(data, head, None if self.tap is None else self.tap.output)
             if head.payload_type == PayloadType.OUTPUT:
                 self.output_started = True
         if self.injector is not None:
             spliced = await self._splice(
                 data, head.message_type, self.injector.to_client, self.injector.to_agent, self.agent
             )
-            if spliced is None:
+            if self._held_for_store(spliced, to_agent=False) or spliced is None:
                 return
             data = spliced
         await self._to_client_side(data)
 
     # -- the gateway's own messages (live-session join) ------------------------------------------
 
+    @property
+    def takes_joins(self) -> bool:
+        return self.injector is not None
+
     def can_inject(self) -> bool:
         return self.injector is not None and self.output_started and not self.ended
 
-    async def _renumbering(self) -> bool:
-        """Before the first message of the gateway's own: say so in the store, so that no later
-        relay of this session (after a restart, on another node) carries on with the ends'
-        numbers alone. False if that cannot be written (then nothing is injected)."""
-        if self._marked is None:
-            mark = session_joins.mark_renumbered(self.node.engine, self.session_id, now=self.node.clock.now())
-            self._marked = self.node.background(mark, f"renumbered-{self.session_id}")
-        try:
-            await asyncio.shield(self._marked)
-        except Exception:
-            log.exception("session %s: cannot record that it is renumbered", self.session_id)
-            self._marked = None
+    def _held_for_store(self, data: bytes | None, *, to_agent: bool) -> bool:
+        """Note a change of the numbering; True if ``data`` (a frame the splice let through, if any)
+        must wait until the store holds the numbering as it is now: it is kept, and sent then."""
+        if self.injector is None:
             return False
-        return self.can_inject()
+        if self.injector.take_changed():
+            self._splice_made += 1
+            if self._splice_saver is None or self._splice_saver.done():
+                self._splice_saver = self.node.background(self._keep_splice(), f"splice-{self.session_id}")
+        if data is None or self._splice_kept >= self._splice_made:
+            return False
+        self._held.append((self._splice_made, to_agent, data))  # (in order behind what waits already)
+        return True
+
+    async def _keep_splice(self) -> None:
+        """Write the numbering to the store until it holds the latest, sending what waited for it."""
+        while self.injector is not None and self._splice_kept < self._splice_made and not self.ended:
+            made, state = self._splice_made, self.injector.state()
+            try:
+                await session_joins.save_splice(
+                    self.node.engine, self.session_id, state, now=self.node.clock.now()
+                )
+            except Exception:
+                log.exception("session %s: cannot keep its numbering; holding its frames", self.session_id)
+                await asyncio.sleep(SPLICE_RETRY)
+                continue
+            self._splice_kept = made
+            while self._held and self._held[0][0] <= made and not self.ended:
+                _, to_agent, data = self._held.popleft()
+                if to_agent:
+                    await self._client_frame_to_agent(data, peek(data))
+                else:
+                    await self._to_client_side(data)
 
     async def inject_output(self, payload: bytes) -> bool:
         """Show ``payload`` on the owner's terminal (and to the taps, so the recording and the
         watchers have it too); False when this session cannot take it (yet)."""
-        if not self.can_inject() or self.injector is None or not await self._renumbering():
-            return False
-        try:
-            data = self.injector.to_client.inject(PayloadType.OUTPUT, payload)
-        except SpliceFull:
-            return False
-        if self.tap is not None:
-            self.tap.output(payload, PayloadType.OUTPUT)
-        await self._to_client_side(data)
-        self._resend_soon()
-        return True
+        return await self._inject(payload, to_agent=False)
 
     async def inject_input(self, payload: bytes) -> bool:
         """Type ``payload`` into the session's terminal, after whatever the owner typed before."""
-        if not self.can_inject() or self.injector is None or not await self._renumbering():
+        return await self._inject(payload, to_agent=True)
+
+    async def _inject(self, payload: bytes, *, to_agent: bool) -> bool:
+        """An Output message of the gateway's own, into one direction of the stream: the taps get
+        it as they get the ends' messages, and typed input keeps the session active as theirs does."""
+        if not self.can_inject() or self.injector is None:
             return False
+        stream = self.injector.to_agent if to_agent else self.injector.to_client
         try:
-            data = self.injector.to_agent.inject(PayloadType.OUTPUT, payload)
+            data = stream.inject(PayloadType.OUTPUT, payload)
         except SpliceFull:
             return False
-        self.bytes_in += len(payload)
-        self.last_activity = self._clock()
+        if to_agent:
+            self.bytes_in += len(payload)
+            self.last_activity = self._clock()
         if self.tap is not None:
-            self.tap.input(payload, PayloadType.OUTPUT)
-        await self._to_agent_side(data)
+            (self.tap.input if to_agent else self.tap.output)(payload, PayloadType.OUTPUT)
+        if not self._held_for_store(data, to_agent=to_agent):
+            await (self._to_agent_side if to_agent else self._to_client_side)(data)
         self._resend_soon()
         return True
 
@@ -354,6 +431,8 @@ class SessionRelay:
             for_client, for_agent = injector.to_client.unacknowledged, injector.to_agent.unacknowledged
             if not for_client and not for_agent:
                 return
+            if self._splice_kept < self._splice_made:
+                continue  # (what the store does not hold yet must not go out)
             for data in for_client:
                 if self.client is not None:
                     await self.client.send(data)
@@ -361,7 +440,7 @@ class SessionRelay:
                 if self.agent is not None:
                     await self.agent.send(data)
 
-    def _hold_ack(self, data: bytes, head: messages.Peek) -> bool:
+    def _hold_ack(self, data: bytes, head: FrameHead) -> bool:
         """Keep the client's ack for output the recording does not hold yet (True: kept)."""
         durable = self.tap.durable_until("output") if self.tap is not None else None
         if durable is None:
@@ -401,6 +480,7 @@ class SessionRelay:
         self.client = None
         if self.agent is not None:
             self.agent_paused = await self.agent.send(messages.pause_publication(self.session_id))
+        await self._status_recorded()
         await store.set_status(self.node.engine, self.session_id, SessionStatus.DISCONNECTED)
         self._start_timer(self.settings.resume_window, RESUME_EXPIRED_REASON, client_output="")
 
@@ -453,19 +533,36 @@ class SessionRelay:
 
     # -- the node stops, the session does not -------------------------------------------------------
 
-    async def suspend(self) -> None:
-        """Let go of both ends without a word (no channel_closed: they re-dial, to this node once it
-        is back or to another), keep the session in the store as Disconnected with its byte counts,
-        and make the recording durable. The relay is done; a new one picks the session up."""
+    def _finishing(self) -> bool:
+        """True the first time only: the relay is done from now on, its timer and watchdog stop."""
         if self.ended:
-            return
+            return False
         self.ended = True
         self._cancel_timer()
         if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
+        return True
+
+    async def suspend(self) -> None:
+        """Let go of both ends without a word (no channel_closed: they re-dial, to this node once it
+        is back or to another), keep the session in the store as Disconnected with its byte counts,
+        and make the recording durable. The relay is done; a new one picks the session up."""
+        if not self._finishing():
+            return
         peers = [peer for peer in (self.client, self.agent) if peer is not None]
         await asyncio.gather(*(peer.close_after(0) for peer in peers), return_exceptions=True)
+        for task in (self._splice_saver, self._resender):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        if self.injector is not None:
+            try:  # the latest numbering (the ends' own, if nobody joined): the next relay goes on from it
+                await session_joins.save_splice(
+                    self.node.engine, self.session_id, self.injector.state(), now=self.node.clock.now()
+                )
+            except Exception:
+                log.exception("session %s: could not keep its numbering", self.session_id)
         try:
+            await self._status_recorded()
             await store.suspend(
                 self.node.engine, self.session_id, bytes_in=self.bytes_in, bytes_out=self.bytes_out
             )
@@ -491,14 +588,11 @@ class SessionRelay:
         self, status: SessionStatus, reason: str, *, client_output: str, notify_agent: bool
     ) -> None:
         """End the session once: tell whoever is still there, record it, forget it."""
-        if self.ended:
+        if not self._finishing():
             return
-        self.ended = True
-        self._cancel_timer()
-        if not self._watchdog.done() and self._watchdog is not asyncio.current_task():
-            self._watchdog.cancel()
-        if self._resender is not None and self._resender is not asyncio.current_task():
-            self._resender.cancel()
+        for task in (self._resender, self._splice_saver):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         closed = messages.channel_closed(self.session_id, self.target, client_output)
         if self.client is not None and await self.client.send(closed):
             self.node.background(self.client.close_after(LINGER), f"close-client-{self.session_id}")
@@ -510,6 +604,7 @@ class SessionRelay:
         if self.agent is not None:
             self.node.background(self.agent.close_after(LINGER), f"close-agent-{self.session_id}")
         try:
+            await self._status_recorded()
             await store.finish(
                 self.node.engine,
                 self.session_id,
@@ -521,6 +616,9 @@ class SessionRelay:
             )
         except Exception:
             log.exception("session %s: could not record its end", self.session_id)
+        if self.injector is not None and (self.injector.active or self.restored):
+            with contextlib.suppress(Exception):
+                await session_joins.forget_splice(self.node.engine, self.session_id)
         # Only now: until the end is recorded, the agent's task completion (its answer to our
         # channel_closed) must reach this ended relay, not record its own status first.
         self.node.forget(self)

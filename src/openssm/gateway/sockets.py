@@ -5,7 +5,7 @@ token; told apart by ``ClientInstanceId`` in the first frame)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -23,10 +23,12 @@ from openssm.gateway.agent_auth import (
 from openssm.gateway.control import ControlChannel
 from openssm.gateway.extension import ExtensionChannel
 from openssm.gateway.node import GatewayNode, NodeStopping, SessionRefused
-from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket, make_websocket
+from openssm.gateway.peer import CLOSE_TIMEOUT, LINGER, Peer, Socket
 from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
+from openssm.gateway.session import SessionRelay
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
+from openssm.protocol.websocket import CONTROL_READ_BUFFER
 from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.store.rows import Db
@@ -128,35 +130,50 @@ class SocketHandlers:
         except security.AccessDenied as exc:
             refuse(exc.code, exc.message)
             return error_response(exc.code, exc.message, 403)
-        ws = make_websocket(self.settings)
-        await ws.prepare(request)
+        # Framed by websocket_connection, as data channels are, with a small read buffer: a fleet's
+        # idle control channels are most of a server's connections (DESIGN.md, "Fleets").
+        ws = await websocket_connection.accept(
+            request,
+            max_message=self.settings.max_message_bytes,
+            heartbeat=self.settings.ws_heartbeat,
+            close_timeout=CLOSE_TIMEOUT,
+            read_buffer=CONTROL_READ_BUFFER,
+        )
+        if not isinstance(ws, websocket_connection.WebSocketConnection):
+            return ws  # not a valid upgrade: aiohttp's error response
         peer = Peer(ws, f"control {instance_id}")
         try:
-            opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
-            if opened is None:
-                return ws
-            if not isinstance(opened, messages.ControlOpen):
-                refuse("InvalidOpenFrame", "not a control channel open frame")
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
-                return ws
-            token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
-            if token is None or token.principal_arn != identity.principal.arn:
-                refuse("InvalidToken", BAD_TOKEN)
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
-                return ws
-            control = ControlChannel(instance_id, peer, opened)
-            await self.node.register_control(control)
-            log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
-            try:
-                await control.serve(self.node)
-            finally:
-                await self.node.run_detached(
-                    self.node.unregister_control(control), f"unregister-{instance_id}"
-                )
-                log.info("control channel closed: %s", instance_id)
+            await self._serve_control(instance_id, identity, peer, refuse)
         finally:
             peer.gone.set()
-        return ws
+            await ws.close()
+        assert ws.response is not None
+        return ws.response
+
+    async def _serve_control(
+        self, instance_id: str, identity: security.Identity, peer: Peer, refuse: Refusal
+    ) -> None:
+        ws = peer.ws
+        opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
+        if opened is None:
+            return
+        if not isinstance(opened, messages.ControlOpen):
+            refuse("InvalidOpenFrame", "not a control channel open frame")
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
+            return
+        token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
+        if token is None or token.principal_arn != identity.principal.arn:
+            refuse("InvalidToken", BAD_TOKEN)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
+            return
+        control = ControlChannel(instance_id, peer, opened)
+        await self.node.register_control(control)
+        log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
+        try:
+            await control.serve(self.node)
+        finally:
+            await self.node.run_detached(self.node.unregister_control(control), f"unregister-{instance_id}")
+            log.info("control channel closed: %s", instance_id)
 
     async def data(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
@@ -227,17 +244,9 @@ class SocketHandlers:
             except SessionRefused as exc:
                 await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
             return
-        try:
-            with trace.step("data-channel", "client-join", session_id):
-                relay = await self.node.join_client(session_id, peer)
-            async for data in binary_frames(peer.ws):
-                await relay.from_client(data)
-        except NodeStopping as exc:
-            refuse("SessionRefused", str(exc))  # no channel_closed: the client re-dials
-        except SessionRefused as exc:
-            await refuse_client(peer, session_id, "SessionRefused", str(exc), refuse)
-        finally:
-            await self._left(session_id, peer, client=True)
+        await self._relay(
+            peer, session_id, refuse, lambda: self.node.join_client(session_id, peer), client=True
+        )
 
     async def _serve_agent(
         self,
@@ -285,17 +294,40 @@ class SocketHandlers:
         if token is None or token.principal_arn != identity.principal.arn:
             await refuse_agent(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
+        await self._relay(
+            peer,
+            session_id,
+            refuse,
+            lambda: self.node.join_agent(session_id, instance_id, peer),
+            client=False,
+        )
+
+    async def _relay(
+        self,
+        peer: Peer,
+        session_id: str,
+        refuse: Refusal,
+        join: Callable[[], Awaitable[SessionRelay]],
+        *,
+        client: bool,
+    ) -> None:
+        """Pair ``peer`` (one end, whose open frame was accepted) with its session and pass on its
+        frames until it goes."""
+        side = "client" if client else "agent"
         try:
-            with trace.step("data-channel", "agent-join", session_id):
-                relay = await self.node.join_agent(session_id, instance_id, peer)
+            with trace.step("data-channel", f"{side}-join", session_id):
+                relay = await join()
+            forward = relay.from_client if client else relay.from_agent
             async for data in binary_frames(peer.ws):
-                await relay.from_agent(data)
+                await forward(data)
         except NodeStopping as exc:
-            refuse("SessionRefused", str(exc))  # no channel_closed: the agent re-dials
+            refuse("SessionRefused", str(exc))  # no channel_closed: the end re-dials
         except SessionRefused as exc:
-            await refuse_agent(peer, session_id, "SessionRefused", str(exc), refuse)
+            await (refuse_client if client else refuse_agent)(
+                peer, session_id, "SessionRefused", str(exc), refuse
+            )
         finally:
-            await self._left(session_id, peer, client=False)
+            await self._left(session_id, peer, client=client)
 
     async def _consume_token(
         self, token_value: str, kind: TokenKind | list[TokenKind], channel_id: str, db: Db | None = None

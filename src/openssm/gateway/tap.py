@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
@@ -32,16 +31,9 @@ QUEUE_LIMIT: Final = 10_000
 DRAIN_TIMEOUT: Final = 5.0
 REORDER_LIMIT: Final = 10_000  # out-of-order messages held per direction before skipping a gap
 REORDER_BYTES: Final = 8 * 1024 * 1024  # and their payload bytes: a peer chooses both
-_SEQUENCE = struct.Struct(">q")
-_SEQUENCE_AT: Final = 48
 
 # A stream message's payload: a memoryview into the relayed (immutable) frame, or bytes.
 Payload = bytes | memoryview
-
-
-def frame_sequence(frame: bytes) -> int:
-    """SequenceNumber of a binary frame (the caller has checked it holds a whole header)."""
-    return int(_SEQUENCE.unpack_from(frame, _SEQUENCE_AT)[0])
 
 
 # (sequence, payload, payload_type, t): one stream message in the order taps see them.

@@ -10,6 +10,7 @@ import webbrowser
 
 import click
 
+from openssm.click_options import seconds_option
 from openssm.login.flow import LoginError, assume_role, sign_in
 from openssm.login.profile import SETTING_PREFIX, LoginSettings, credentials_path, save, stored_settings
 
@@ -72,13 +73,7 @@ def _settings(profile: str, options: dict[str, object]) -> LoginSettings:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=0, help="Loopback port for the redirect (default: any)."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=300.0,
-    show_default=True,
-    help="Seconds to wait for the sign-in.",
-)
+@seconds_option("--timeout", minimum=1, default=300.0, help="Seconds to wait for the sign-in.")
 def login_command(profile: str, no_browser: bool, port: int, timeout: float, **options: object) -> None:
     """Sign in through an OpenID Connect provider (authorization code flow with PKCE, redirected to
     a loopback address) and write short-lived credentials for an OpenSSM role to the AWS profile

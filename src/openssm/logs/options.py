@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+from openssm.click_options import file_option, option_group, seconds_option
 
 # click parameter name -> ServerConfig field
 _FIELDS = {
@@ -34,62 +34,55 @@ def default_audit_key_path() -> pathlib.Path:
     return pathlib.Path(base) / "openssm" / "audit-signing.key"
 
 
-def logging_options(command: F) -> F:
-    """Adds the session logging options to a click command (they arrive as keyword arguments)."""
-    options = [
-        click.option(
-            "--session-recording/--no-session-recording",
-            default=True,
-            show_default=True,
-            help="Record every session on the server (terminal recording and transcript, or the "
-            "connections of port sessions) in DATA_DIR/sessions, then ship it where the preferences say.",
-        ),
-        click.option(
-            "--record-input/--no-record-input",
-            default=False,
-            show_default=True,
-            help="Also record what users type (passwords typed at prompts included).",
-        ),
-        click.option(
-            "--s3-endpoint-url",
-            default=None,
-            help="S3-compatible storage for session logs (MinIO, Ceph …). Default: AWS, or "
-            "AWS_ENDPOINT_URL_S3. Credentials come from the normal AWS chain.",
-        ),
-        click.option(
-            "--logs-endpoint-url",
-            default=None,
-            help="CloudWatch Logs-compatible endpoint for session logs. Default: AWS, or "
-            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS.",
-        ),
-        click.option("--sink-region", default=None, help="Region of the log sinks (default: --region)."),
-        click.option(
-            "--log-upload-retry",
-            type=click.FloatRange(min=0.1),
-            default=2.0,
-            show_default=True,
-            help="Seconds before the first retry of a failed log upload (doubles up to 5 minutes).",
-        ),
-        click.option(
-            "--audit-signing-key",
-            type=click.Path(dir_okay=False, path_type=pathlib.Path),
-            default=None,
-            help="Ed25519 key (PEM) signing the digests of the audit trail and session recordings "
-            "(`openssm audit verify`); created 0600 on first start, its public half beside it as "
-            ".pub. Must be outside the data directory. Default: $OPENSSM_AUDIT_KEY or "
-            "~/.config/openssm/audit-signing.key.",
-        ),
-        click.option(
-            "--audit-digest-interval",
-            type=click.FloatRange(min=1.0),
-            default=60.0,
-            show_default=True,
-            help="Seconds between signed digests of the audit trail.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# The session logging options of a click command (they arrive as keyword arguments).
+logging_options = option_group(
+    click.option(
+        "--session-recording/--no-session-recording",
+        default=True,
+        show_default=True,
+        help="Record every session on the server (terminal recording and transcript, or the "
+        "connections of port sessions) in DATA_DIR/sessions, then ship it where the preferences say.",
+    ),
+    click.option(
+        "--record-input/--no-record-input",
+        default=False,
+        show_default=True,
+        help="Also record what users type (passwords typed at prompts included).",
+    ),
+    click.option(
+        "--s3-endpoint-url",
+        default=None,
+        help="S3-compatible storage for session logs (MinIO, Ceph …). Default: AWS, or "
+        "AWS_ENDPOINT_URL_S3. Credentials come from the normal AWS chain.",
+    ),
+    click.option(
+        "--logs-endpoint-url",
+        default=None,
+        help="CloudWatch Logs-compatible endpoint for session logs. Default: AWS, or "
+        "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS.",
+    ),
+    click.option("--sink-region", default=None, help="Region of the log sinks (default: --region)."),
+    seconds_option(
+        "--log-upload-retry",
+        minimum=0.1,
+        default=2.0,
+        help="Seconds before the first retry of a failed log upload (doubles up to 5 minutes).",
+    ),
+    file_option(
+        "--audit-signing-key",
+        exists=False,
+        help="Ed25519 key (PEM) signing the digests of the audit trail and session recordings "
+        "(`openssm audit verify`); created 0600 on first start, its public half beside it as "
+        ".pub. Must be outside the data directory. Default: $OPENSSM_AUDIT_KEY or "
+        "~/.config/openssm/audit-signing.key.",
+    ),
+    seconds_option(
+        "--audit-digest-interval",
+        minimum=1.0,
+        default=60.0,
+        help="Seconds between signed digests of the audit trail.",
+    ),
+)
 
 
 def logging_config(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,19 +10,14 @@ caller to write as JSON lines; a human-readable line for each comes from :func:`
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
 from openssm.protocol.documents import resolve
+from openssm.protocol.frames import PayloadFlag, PayloadType, parse_flag
 from openssm.protocol.smux import HEADER, Command, SmuxError
 from openssm.protocol.smux_scan import SmuxScanner
 
-OUTPUT: Final = 1  # PayloadType Output
-FLAG: Final = 10  # PayloadType Flag
-DISCONNECT_TO_PORT: Final = 1
-TERMINATE_SESSION: Final = 2
-CONNECT_TO_PORT_ERROR: Final = 3
 MAX_TRACKED_CONNECTIONS: Final = 10_000
 
 Event = dict[str, Any]
@@ -50,7 +45,7 @@ def is_local_port_forwarding(session: Mapping[str, Any]) -> bool:
 
 
 def _flag_value(payload: bytes | memoryview) -> int | None:
-    return struct.unpack(">I", payload)[0] if len(payload) == 4 else None
+    return parse_flag(payload) if len(payload) == 4 else None
 
 
 def _looks_like_smux_syn(payload: bytes | memoryview) -> bool:
@@ -100,31 +95,34 @@ class PortRecorder:
 
     def input(self, payload_type: int, payload: bytes | memoryview, t: float) -> list[Event]:
         """A stream message from the client (towards the destination)."""
-        if payload_type == FLAG:
+        if payload_type == PayloadType.FLAG:
             return self._client_flag(_flag_value(payload), t)
-        if payload_type != OUTPUT or not payload:
+        if payload_type != PayloadType.OUTPUT or not payload:
             return []
         self.bytes_to_destination += len(payload)
-        if self.mode is None:
-            self._choose_mode(client_first=payload)
-        if self.mode == "mux":
-            return self._mux(payload, t, from_client=True)
-        return self._basic(t, to_destination=len(payload))
+        return self._data(payload, t, from_client=True)
 
     def output(self, payload_type: int, payload: bytes | memoryview, t: float) -> list[Event]:
         """A stream message from the agent (from the destination)."""
-        if payload_type == FLAG:
-            if _flag_value(payload) == CONNECT_TO_PORT_ERROR:
+        if payload_type == PayloadType.FLAG:
+            if _flag_value(payload) == PayloadFlag.CONNECT_TO_PORT_ERROR:
                 self.failed += 1
                 return [{"t": round(t, 6), "event": "connect_failed", "destination": self.destination}]
             return []
-        if payload_type != OUTPUT or not payload:
+        if payload_type != PayloadType.OUTPUT or not payload:
             return []
         self.bytes_from_destination += len(payload)
+        return self._data(payload, t, from_client=False)
+
+    def _data(self, payload: bytes | memoryview, t: float, *, from_client: bool) -> list[Event]:
+        """Output bytes one way: the mode is the client's first message's (a mux client opens with
+        an smux SYN), then they go to the smux scanner or count for the one basic connection."""
         if self.mode is None:
-            self._choose_mode(client_first=None)
+            self._choose_mode(client_first=payload if from_client else None)
         if self.mode == "mux":
-            return self._mux(payload, t, from_client=False)
+            return self._mux(payload, t, from_client=from_client)
+        if from_client:
+            return self._basic(t, to_destination=len(payload))
         return self._basic(t, from_destination=len(payload))
 
     def finish(self, t: float) -> list[Event]:
@@ -177,11 +175,11 @@ class PortRecorder:
         return events
 
     def _client_flag(self, flag: int | None, t: float) -> list[Event]:
-        if flag == DISCONNECT_TO_PORT and self.mode == "basic":
+        if flag == PayloadFlag.DISCONNECT_TO_PORT and self.mode == "basic":
             events = [conn.closed_event(t, "client_disconnected") for conn in self.open.values()]
             self.open.clear()
             return events
-        if flag == TERMINATE_SESSION:
+        if flag == PayloadFlag.TERMINATE_SESSION:
             return [{"t": round(t, 6), "event": "client_terminated_session"}]
         return []
 

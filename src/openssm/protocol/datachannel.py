@@ -77,6 +77,8 @@ IDLE_POLL: Final = 0.1
 # Timeout resends of the oldest message with no ack in between that mean "the peer was away" (one
 # alone may be a slow ack behind a queue of large messages: no reason to send the whole window).
 OUTAGE_RESENDS: Final = 2
+# The reason of a Dropped event for a message the application was not ready for (flow control).
+NOT_READY: Final = "not ready for it yet"
 
 # Messages the plugin accepts without a creation date.
 _DATELESS_OK: Final = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
@@ -479,7 +481,7 @@ class DataChannelCore:
         if frame.sequence_number >= self.stream.expected_seq and (ready is None or not ready(frame)):
             # Not ready: no ack, the peer resends it. Later messages are refused too, or they would
             # pile up out of order and arrive all at once when the application is ready again.
-            events.append(Dropped("not ready for it yet", malformed=False))
+            events.append(Dropped(NOT_READY, malformed=False))
             return events
         received = self.stream.receive(frame)
         if received.ack is not None:

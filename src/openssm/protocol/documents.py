@@ -19,7 +19,6 @@ from re import _parser as re_parser  # type: ignore[attr-defined]  # typeshed le
 from typing import Any, Final
 
 import regex
-import yaml
 
 from openssm.errors import OpenSSMError
 from openssm.protocol.messages import SessionType, scalar_parameters
@@ -92,6 +91,38 @@ def _per_platform(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 _COMMAND_PARAMETER: Final = {"type": "String", "description": "The command to run on the instance"}
 
+
+def _session_document(
+    session_type: SessionType, description: str, *, parameters: dict[str, Any], properties: dict[str, Any]
+) -> Document:
+    """A built-in session document of ``session_type`` (schema 1.0)."""
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "description": description,
+        "sessionType": session_type.value,
+        "parameters": parameters,
+        "properties": properties,
+    }
+
+
+def _port_forwarding(description: str, destination: str, *, host: dict[str, Any] | None = None) -> Document:
+    """AWS-StartPortForwardingSession, or with a ``host`` parameter …ToRemoteHost: a local port
+    (``localPortNumber``) forwarded to ``portNumber`` on ``destination``."""
+    parameters = {} if host is None else {"host": host}
+    parameters["portNumber"] = _port_parameter(f"(Optional) Port on {destination} to connect to", "80")
+    parameters["localPortNumber"] = _port_parameter(
+        "(Optional) Local port to listen on; 0 picks a free port", "0", local=True
+    )
+    properties = {
+        "portNumber": "{{ portNumber }}",
+        "type": "LocalPortForwarding",
+        "localPortNumber": "{{ localPortNumber }}",
+    }
+    if host is not None:
+        properties["host"] = "{{ host }}"
+    return _session_document(SessionType.PORT, description, parameters=parameters, properties=properties)
+
+
 _BUILTINS: Final[dict[str, Document]] = {
     DEFAULT_SESSION_DOCUMENT: {
         "schemaVersion": SCHEMA_VERSION,
@@ -112,64 +143,35 @@ _BUILTINS: Final[dict[str, Document]] = {
             "shellProfile": {"windows": "", "linux": ""},
         },
     },
-    "AWS-StartPortForwardingSession": {
-        "schemaVersion": SCHEMA_VERSION,
-        "description": "Forward a local port to a port on the managed node",
-        "sessionType": SessionType.PORT.value,
-        "parameters": {
-            "portNumber": _port_parameter("(Optional) Port on the managed node to connect to", "80"),
-            "localPortNumber": _port_parameter(
-                "(Optional) Local port to listen on; 0 picks a free port", "0", local=True
-            ),
+    "AWS-StartPortForwardingSession": _port_forwarding(
+        "Forward a local port to a port on the managed node", "the managed node"
+    ),
+    "AWS-StartPortForwardingSessionToRemoteHost": _port_forwarding(
+        "Forward a local port to a port on a host reachable from the managed node",
+        "the remote host",
+        host={
+            "type": "String",
+            "description": "(Required) DNS name or IP address of the remote host",
+            "allowedPattern": HOST_PATTERN,
         },
-        "properties": {
-            "portNumber": "{{ portNumber }}",
-            "type": "LocalPortForwarding",
-            "localPortNumber": "{{ localPortNumber }}",
-        },
-    },
-    "AWS-StartPortForwardingSessionToRemoteHost": {
-        "schemaVersion": SCHEMA_VERSION,
-        "description": "Forward a local port to a port on a host reachable from the managed node",
-        "sessionType": SessionType.PORT.value,
-        "parameters": {
-            "host": {
-                "type": "String",
-                "description": "(Required) DNS name or IP address of the remote host",
-                "allowedPattern": HOST_PATTERN,
-            },
-            "portNumber": _port_parameter("(Optional) Port on the remote host to connect to", "80"),
-            "localPortNumber": _port_parameter(
-                "(Optional) Local port to listen on; 0 picks a free port", "0", local=True
-            ),
-        },
-        "properties": {
-            "portNumber": "{{ portNumber }}",
-            "type": "LocalPortForwarding",
-            "localPortNumber": "{{ localPortNumber }}",
-            "host": "{{ host }}",
-        },
-    },
-    "AWS-StartSSHSession": {
-        "schemaVersion": SCHEMA_VERSION,
-        "description": "Tunnel an SSH connection to the managed node",
-        "sessionType": SessionType.PORT.value,
-        "parameters": {"portNumber": _port_parameter("(Optional) Port of the SSH server", "22")},
-        "properties": {"portNumber": "{{ portNumber }}"},
-    },
-    "AWS-StartInteractiveCommand": {
-        "schemaVersion": SCHEMA_VERSION,
-        "description": "Run one interactive command on the managed node",
-        "sessionType": SessionType.INTERACTIVE_COMMANDS.value,
-        "parameters": {"command": dict(_COMMAND_PARAMETER)},
-        "properties": _per_platform({"commands": "{{ command }}", "runAsElevated": False}),
-    },
-    "AWS-StartNonInteractiveCommand": {
-        "schemaVersion": SCHEMA_VERSION,
-        "description": "Run one command on the managed node without a terminal",
-        "sessionType": SessionType.NON_INTERACTIVE_COMMANDS.value,
-        "parameters": {"command": dict(_COMMAND_PARAMETER)},
-        "properties": _per_platform(
+    ),
+    "AWS-StartSSHSession": _session_document(
+        SessionType.PORT,
+        "Tunnel an SSH connection to the managed node",
+        parameters={"portNumber": _port_parameter("(Optional) Port of the SSH server", "22")},
+        properties={"portNumber": "{{ portNumber }}"},
+    ),
+    "AWS-StartInteractiveCommand": _session_document(
+        SessionType.INTERACTIVE_COMMANDS,
+        "Run one interactive command on the managed node",
+        parameters={"command": dict(_COMMAND_PARAMETER)},
+        properties=_per_platform({"commands": "{{ command }}", "runAsElevated": False}),
+    ),
+    "AWS-StartNonInteractiveCommand": _session_document(
+        SessionType.NON_INTERACTIVE_COMMANDS,
+        "Run one command on the managed node without a terminal",
+        parameters={"command": dict(_COMMAND_PARAMETER)},
+        properties=_per_platform(
             {
                 "commands": "{{ command }}",
                 "runAsElevated": False,
@@ -178,7 +180,7 @@ _BUILTINS: Final[dict[str, Document]] = {
                 "stdErrSeparatorPrefix": "",
             }
         ),
-    },
+    ),
 }
 
 
@@ -190,14 +192,25 @@ def builtin_documents() -> dict[str, Document]:
 # -- parsing and validating documents ---------------------------------------------------------------
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: they let a small document expand exponentially."""
+def _load_yaml(text: str | bytes) -> Any:
+    """YAML by a SafeLoader that refuses aliases (they let a small document expand exponentially).
+    PyYAML is imported here, on the first YAML document: the agent, which resolves documents sent
+    as JSON, never loads it (``bench/bench_agent_memory.py``)."""
+    import yaml
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
-            raise DocumentError("content", f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
+                raise DocumentError(
+                    "content", f"YAML aliases are not allowed (line {event.start_mark.line + 1})"
+                )
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - safe loader subclass
+    except yaml.YAMLError as exc:
+        raise DocumentError("content", f"not valid YAML: {exc}") from exc
 
 
 def _json_shaped(value: Any, path: str, depth: int = 0) -> Any:
@@ -228,10 +241,10 @@ def parse_document(text: str | bytes, format: str = "JSON") -> Document:
         if kind == "JSON":
             loaded = json.loads(text)
         elif kind == "YAML":
-            loaded = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - safe loader subclass
+            loaded = _load_yaml(text)
         else:
             raise DocumentError("DocumentFormat", f"unsupported format {format!r} (JSON or YAML)")
-    except (json.JSONDecodeError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DocumentError("content", f"not valid {kind}: {exc}") from exc
     except RecursionError as exc:
         raise DocumentError("content", "nested too deeply") from exc
@@ -403,11 +416,21 @@ def _check_value(name: str, definition: Mapping[str, Any], value: str) -> None:
     allowed = definition.get("allowedValues")
     if isinstance(allowed, list) and value not in allowed:
         raise DocumentError(name, f"{value!r} is not one of the allowed values")
-    min_chars, max_chars = definition.get("minChars"), definition.get("maxChars")
-    if isinstance(min_chars, int) and len(value) < min_chars:
-        raise DocumentError(name, f"shorter than {min_chars} characters")
-    if isinstance(max_chars, int) and len(value) > max_chars:
-        raise DocumentError(name, f"longer than {max_chars} characters")
+    _check_bounds(
+        name, definition, len(value), "Chars", "shorter than {} characters", "longer than {} characters"
+    )
+
+
+def _check_bounds(
+    name: str, definition: Mapping[str, Any], size: int, of: str, too_small: str, too_large: str
+) -> None:
+    """A parameter's ``min<of>``/``max<of>`` (``minChars``, ``maxItems`` …) against ``size``; the
+    messages are formats of the bound."""
+    low, high = definition.get(f"min{of}"), definition.get(f"max{of}")
+    if isinstance(low, int) and size < low:
+        raise DocumentError(name, too_small.format(low))
+    if isinstance(high, int) and size > high:
+        raise DocumentError(name, too_large.format(high))
 
 
 def validate_parameters(document: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -436,11 +459,9 @@ def validate_parameters(document: Mapping[str, Any], params: Mapping[str, Any]) 
             raise DocumentError(name, f"at most {MAX_VALUES_PER_PARAMETER} values")
         if kind in SINGLE_VALUE_TYPES and len(values) != 1:
             raise DocumentError(name, f"a {kind} parameter takes exactly one value")
-        min_items, max_items = definition.get("minItems"), definition.get("maxItems")
-        if isinstance(min_items, int) and len(values) < min_items:
-            raise DocumentError(name, f"needs at least {min_items} values")
-        if isinstance(max_items, int) and len(values) > max_items:
-            raise DocumentError(name, f"takes at most {max_items} values")
+        _check_bounds(
+            name, definition, len(values), "Items", "needs at least {} values", "takes at most {} values"
+        )
         for value in values:
             _check_value(name, definition, value)
         result[name] = values

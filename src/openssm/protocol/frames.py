@@ -23,6 +23,10 @@ HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself i
 FRAME_OVERHEAD: Final = HEADER.size  # 120
 # Where PayloadDigest (32 bytes) sits: after HeaderLength … MessageId.
 DIGEST_OFFSET: Final = struct.calcsize(">I32sIQqQ16s")
+# What a relay reads of a header (see peek), in one unpack: HeaderLength, MessageType,
+# SequenceNumber and PayloadType; the fields between them are skipped (pad bytes).
+_HEAD = struct.Struct(">I32s12xq56xI")
+assert _HEAD.size == HEADER_LENGTH
 SCHEMA_VERSION: Final = 1
 # Bound on anything we decode from the network; real peers send <= ~120 kB (job replies).
 MAX_FRAME_SIZE: Final = 1 << 20
@@ -186,6 +190,40 @@ def encode_pieces(
     return [header, *parts]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrameHead:
+    """What a relay needs of a frame (the gateway's relay and taps), read from the header alone:
+    the payload is neither decoded, copied nor checked against its digest."""
+
+    message_type: str
+    sequence_number: int
+    payload_type: int
+    payload_offset: int  # where the payload starts; it runs to the end of the frame
+
+
+def _message_type(size: int, header_length: int, type_bytes: bytes) -> str:
+    """The header checks every reader makes (``decode`` and ``peek``): the payload offset lies
+    inside the frame and MessageType is not empty."""
+    if header_length == 0:
+        raise FrameError("HeaderLength is 0")
+    if header_length + 4 > size:
+        raise FrameError(f"HeaderLength {header_length} runs past the frame")
+    message_type = type_bytes.replace(b"\x00", b"").strip().decode("ascii", "replace")
+    if not message_type:
+        raise FrameError("MessageType is empty")
+    return message_type
+
+
+def peek(data: bytes) -> FrameHead:
+    """The header facts of one frame, by the same rules as :func:`decode` (but no size bound: a
+    relay passes on what its WebSocket took); raises FrameError on anything that is not a frame."""
+    if len(data) < FRAME_OVERHEAD:
+        raise FrameError(f"frame of {len(data)} bytes is shorter than the 120-byte header")
+    header_length, type_bytes, sequence_number, payload_type = _HEAD.unpack_from(data)
+    message_type = _message_type(len(data), header_length, type_bytes)
+    return FrameHead(message_type, sequence_number, payload_type, header_length + 4)
+
+
 def decode(
     data: bytes | bytearray,
     *,
@@ -218,13 +256,7 @@ def decode(
         payload_type,
         _payload_length,
     ) = HEADER.unpack_from(data)
-    if header_length == 0:
-        raise FrameError("HeaderLength is 0")
-    if header_length + 4 > len(data):
-        raise FrameError(f"HeaderLength {header_length} runs past the frame")
-    message_type = type_bytes.replace(b"\x00", b"").strip().decode("ascii", "replace")
-    if not message_type:
-        raise FrameError("MessageType is empty")
+    message_type = _message_type(len(data), header_length, type_bytes)
     payload: Payload = memoryview(data)[header_length + 4 :].toreadonly()
     if not owned:
         payload = bytes(payload)  # one copy, whatever ``data`` is
@@ -285,3 +317,11 @@ def parse_flag(payload: Payload) -> int:
         raise FrameError("flag payload shorter than 4 bytes")
     value: int = struct.unpack_from(">I", payload)[0]
     return value
+
+
+def flag_of(frame: Frame) -> int | None:
+    """The flag a FLAG message carries; None for any other message, or for a flag payload too
+    short to hold one (which both ends of a port session ignore)."""
+    if frame.payload_type != PayloadType.FLAG or len(frame.payload) < 4:
+        return None
+    return parse_flag(frame.payload)

@@ -278,39 +278,41 @@ class SmuxConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class StreamOpened:
-    """The peer opened a stream; it waits in the accept queue."""
+class StreamEvent:
+    """Something happened to stream ``stream_id``; each kind below is one of these."""
 
     stream_id: int
+
+
+class StreamOpened(StreamEvent):
+    """The peer opened a stream; it waits in the accept queue."""
+
+    __slots__ = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DataReceived:
+class DataReceived(StreamEvent):
     """``length`` bytes arrived for a stream, in one run of consecutive data frames."""
 
-    stream_id: int
     length: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StreamEnded:
+class StreamEnded(StreamEvent):
     """The peer sent FIN: it will send no more data on this stream."""
 
-    stream_id: int
+    __slots__ = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StreamReset:
+class StreamReset(StreamEvent):
     """The peer dropped the stream: writes fail; what was received stays readable."""
 
-    stream_id: int
+    __slots__ = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WindowUpdated:
+class WindowUpdated(StreamEvent):
     """v2: the peer consumed data; more may be written."""
 
-    stream_id: int
+    __slots__ = ()
 
 
 Event = StreamOpened | DataReceived | StreamEnded | StreamReset | WindowUpdated

@@ -18,6 +18,15 @@ Until the first injection the mapping is the identity, so a session nobody joins
 before. State is bounded: injection points are forgotten once the receiver has acknowledged
 everything below them, and a sender's resend of a message the receiver acknowledged long ago is
 answered by the gateway (:attr:`Forward.acked`) rather than renumbered.
+
+A splice's state (:class:`SpliceState`) is what a gateway keeps in its store so that a session goes
+on with the same numbering after the gateway restarts. A state is a valid one to go on from if it
+holds every injection, a ``frontier`` at least the sender's highest number passed on (the receiver
+has nothing numbered beyond it), and every ack passed back to the sender: then an older state only
+knows injection points the receiver has acknowledged since, and the acks it lacks come again, for
+the sender's resends of what it was never told is acknowledged. :meth:`Splice.forward` and
+:meth:`Splice.acknowledged` say when the state moved on in a way the next one must hold
+(:attr:`Forward.moved`, :attr:`Ack.moved`).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ class Forward:
 
     sequence: int
     acked: bool = False
+    moved: bool = False  # the frontier moved: a kept state must hold it before this goes on
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +62,21 @@ class Ack:
 
     downstream: int
     upstream: int | None
+    moved: bool = False  # what is known acknowledged moved: a kept state must hold it first
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpliceState:
+    """What :meth:`Splice.state` keeps and :meth:`Splice.restored` goes on from (see the module
+    docstring); ``acked_floor``: every downstream number below it is acknowledged."""
+
+    frontier: int
+    base: int
+    injected: tuple[int, ...]
+    forgotten_upstream: int
+    forgotten_downstream: int
+    acked_floor: int
+    acked_ahead: tuple[int, ...] = ()
 
 
 class Splice:
@@ -70,6 +95,34 @@ class Splice:
         # it were all acknowledged, and the mapping no longer knows them.
         self._forgotten_upstream = 0
         self._forgotten_downstream = -1
+
+    def state(self) -> SpliceState:
+        return SpliceState(
+            self.frontier,
+            self.base,
+            tuple(self.injected),
+            self._forgotten_upstream,
+            self._forgotten_downstream,
+            self._acked_floor,
+            tuple(sorted(self._acked_ahead)),
+        )
+
+    @classmethod
+    def restored(cls, state: SpliceState, max_points: int = MAX_POINTS) -> Splice:
+        """A splice going on from ``state`` (acks above its floor are not known: they come again
+        for the sender's resends, or the points they would free are kept a while longer)."""
+        numbers = (state.frontier, state.base, state.forgotten_upstream, state.acked_floor)
+        if min(numbers) < 0 or list(state.injected) != sorted(set(state.injected)):
+            raise ValueError(f"not a splice state: {state}")
+        splice = cls(max_points)
+        splice.frontier = state.frontier
+        splice.base = state.base
+        splice.injected = list(state.injected)
+        splice._forgotten_upstream = state.forgotten_upstream
+        splice._forgotten_downstream = state.forgotten_downstream
+        splice._acked_floor = state.acked_floor
+        splice._acked_ahead = {number for number in state.acked_ahead if number > state.acked_floor}
+        return splice
 
     @property
     def active(self) -> bool:
@@ -92,12 +145,13 @@ class Splice:
         """The downstream number for the sender's message ``upstream`` (a first send or a resend)."""
         if upstream < 0:
             raise ValueError(f"negative sequence number {upstream}")
+        moved = upstream >= self.frontier
         self.frontier = max(self.frontier, upstream + 1)
         if not self.active:
-            return Forward(upstream)
+            return Forward(upstream, moved=moved)
         if upstream < self._forgotten_upstream:
             return Forward(-1, acked=True)
-        return Forward(upstream + self._before(upstream))
+        return Forward(upstream + self._before(upstream), moved=moved)
 
     def inject(self) -> int:
         """A downstream number for a new message of the gateway's, after everything seen so far."""
@@ -111,27 +165,31 @@ class Splice:
         """Map the receiver's ack of ``downstream`` back."""
         if downstream < 0:
             raise ValueError(f"negative sequence number {downstream}")
-        self._note_acked(downstream)
+        moved = self._note_acked(downstream)
         if not self.active:
-            return Ack(downstream, downstream)
+            return Ack(downstream, downstream, moved)
         if downstream <= self._forgotten_downstream:
             return Ack(downstream, None)  # a repeated ack of something acknowledged long ago
         index = bisect.bisect_left(self.injected, downstream)
         injected = index < len(self.injected) and self.injected[index] == downstream
         upstream = None if injected else downstream - self.base - index
         self._forget()
-        return Ack(downstream, upstream)
+        return Ack(downstream, upstream, moved)
 
-    def _note_acked(self, downstream: int) -> None:
-        if downstream < self._acked_floor:
-            return
+    def _note_acked(self, downstream: int) -> bool:
+        """Note an ack; True if it was news."""
+        if downstream < self._acked_floor or downstream in self._acked_ahead:
+            return False
         if downstream == self._acked_floor:
             self._acked_floor += 1
             while self._acked_floor in self._acked_ahead:
                 self._acked_ahead.discard(self._acked_floor)
                 self._acked_floor += 1
-        elif len(self._acked_ahead) < MAX_ACKED_AHEAD:
+            return True
+        if len(self._acked_ahead) < MAX_ACKED_AHEAD:
             self._acked_ahead.add(downstream)
+            return True
+        return False
 
     def _forget(self) -> None:
         """Drop injection points the receiver has acknowledged, along with everything below them."""

@@ -51,7 +51,11 @@ _SENDABLE_CLOSE_CODES: Final = frozenset(
 
 MAX_CONTROL_PAYLOAD: Final = 125
 # Header and small frames are read into this scratch area; larger payloads get their own buffer.
+# 64 KiB suits a data channel's bulk reads; a connection that carries a few small frames a minute
+# (a control channel: thousands of them on one server) takes a smaller one (``scratch_size``).
 SCRATCH_SIZE: Final = 64 * 1024
+MIN_SCRATCH_SIZE: Final = 256  # room for any frame header (at most 14 bytes) and a control frame
+CONTROL_READ_BUFFER: Final = 4 * 1024  # the scratch_size of control channels (both ends)
 
 MaskFunction = Callable[[bytes, bytearray], None]  # XORs the bytearray in place, key repeating
 
@@ -139,13 +143,22 @@ class FrameReader:
     ``len(view)`` bytes into it, then ``reader.filled(n)`` returns the messages completed.
     """
 
-    def __init__(self, *, masked: bool, max_message: int, mask: MaskFunction = mask_python) -> None:
+    def __init__(
+        self,
+        *,
+        masked: bool,
+        max_message: int,
+        mask: MaskFunction = mask_python,
+        scratch_size: int = SCRATCH_SIZE,
+    ) -> None:
         if max_message <= 0:
             raise ValueError("max_message must be positive")
+        if scratch_size < MIN_SCRATCH_SIZE:
+            raise ValueError(f"scratch_size must be at least {MIN_SCRATCH_SIZE}")
         self._masked = masked
         self._max_message = max_message
         self._mask = mask
-        self._scratch = bytearray(SCRATCH_SIZE)
+        self._scratch = bytearray(scratch_size)
         self._start = 0  # unparsed bytes are _scratch[_start:_end]
         self._end = 0
         # A large frame's payload being read directly into its own buffer.

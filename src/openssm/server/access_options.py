@@ -6,39 +6,33 @@ from __future__ import annotations
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 import click
 
+from openssm.click_options import file_option, option_group
 from openssm.services import AccessSettings
 
-F = TypeVar("F", bound=Callable[..., Any])
 SECRET_ENV: Final = "OPENSSM_ACCESS_WEBHOOK_SECRET"
 MIN_SECRET_BYTES: Final = 16
 
 
-def access_options(command: F) -> F:
-    """Adds the access options to a click command (they arrive as keyword arguments)."""
-    options = [
-        click.option(
-            "--access-webhook",
-            default=None,
-            metavar="URL",
-            help="http(s) URL POSTed a signed JSON event for each access request and decision "
-            "(retried with backoff until it answers 2xx; never holds up the API call).",
-        ),
-        click.option(
-            "--access-webhook-secret-file",
-            type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-            default=None,
-            help=f"File holding the HMAC-SHA256 secret that signs webhook deliveries (X-OpenSSM-Signature); "
-            f"or set ${SECRET_ENV}. Required with --access-webhook.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# The access options of a click command (they arrive as keyword arguments).
+access_options = option_group(
+    click.option(
+        "--access-webhook",
+        default=None,
+        metavar="URL",
+        help="http(s) URL POSTed a signed JSON event for each access request and decision "
+        "(retried with backoff until it answers 2xx; never holds up the API call).",
+    ),
+    file_option(
+        "--access-webhook-secret-file",
+        help=f"File holding the HMAC-SHA256 secret that signs webhook deliveries (X-OpenSSM-Signature); "
+        f"or set ${SECRET_ENV}. Required with --access-webhook.",
+    ),
+)
 
 
 def _url(value: str) -> str:

@@ -19,14 +19,14 @@ import datetime as dt
 import os
 import pathlib
 import sqlite3
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import click
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
+from openssm.click_options import file_option, option_group
 from openssm.server.bootstrap import MASTER_KEY_CHECK, master_key_matches
 from openssm.server.cli import default_data_dir, server_command
 from openssm.server.config_file import default_map
@@ -66,12 +66,10 @@ class Target:
         return pathlib.Path(url.database)
 
 
-_target_options = [
-    click.option(
-        "--config",
-        type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-        default=None,
-        help="The server's TOML file: its data-dir and database-url keys say which database.",
+# Which server's database an admin command works on.
+target_options = option_group(
+    file_option(
+        "--config", help="The server's TOML file: its data-dir and database-url keys say which database."
     ),
     click.option(
         "--data-dir",
@@ -80,16 +78,7 @@ _target_options = [
         help="The server's data directory (default: $OPENSSM_DATA_DIR or ~/.local/share/openssm).",
     ),
     click.option("--database-url", default=None, help="The server's --database-url, if it has one."),
-]
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def target_options(command: F) -> F:
-    for option in reversed(_target_options):
-        command = option(command)
-    return command
+)
 
 
 def _copy(source: sqlite3.Connection, destination: pathlib.Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from openssm import systemd
+from openssm.click_options import seconds_option
 from openssm.logs.options import logging_config, logging_options
 from openssm.ops.logformat import FORMATS, LogFormat, configure
 from openssm.server import config_file
@@ -168,11 +169,10 @@ def _cidr(value: str) -> str:
     type=click.Choice(FORMATS),
     help="text: a line for people; json: one object a line (time, level, logger, message, request_id…).",
 )
-@click.option(
+@seconds_option(
     "--session-resume-window",
-    type=click.FloatRange(min=1.0),
+    minimum=1.0,
     default=120.0,
-    show_default=True,
     help="Seconds a session waits for its ends to come back (a client that dropped, this server "
     "restarting) before it ends as 'Session resume window expired'.",
 )

@@ -6,61 +6,51 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 import click
 
+from openssm.click_options import file_option, option_group
 from openssm.oidc.issuer import IssuerError, parse_issuer
 from openssm.oidc.settings import ConsoleSignIn, WebIdentitySettings
 
-F = TypeVar("F", bound=Callable[..., Any])
 SECRET_ENV: Final = "OPENSSM_OIDC_CLIENT_SECRET"
 MAX_SECRET_BYTES: Final = 4096
 
 
-def oidc_options(command: F) -> F:
-    """Adds the ``--oidc-…`` options to a click command (they arrive as keyword arguments)."""
-    options = [
-        click.option(
-            "--oidc-issuer",
-            default=None,
-            metavar="URL",
-            help="Console sign-in: the identity provider's issuer (https://, a port and path allowed; "
-            "http:// only on loopback). Register it with `aws iam create-open-id-connect-provider` too.",
-        ),
-        click.option(
-            "--oidc-client-id", default=None, help="Console sign-in: the console's client id there."
-        ),
-        click.option(
-            "--oidc-client-secret-file",
-            type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-            default=None,
-            help=f"Console sign-in: a file holding the client secret (or set ${SECRET_ENV}; "
-            "none: a public client, PKCE only). Never pass the secret itself on the command line.",
-        ),
-        click.option(
-            "--oidc-role-arn",
-            default=None,
-            metavar="ARN",
-            help="Console sign-in: the role users get (its trust policy must allow "
-            "sts:AssumeRoleWithWebIdentity for the provider).",
-        ),
-        click.option(
-            "--oidc-name",
-            default=None,
-            help="Console sign-in: the provider's name on the button (default: its host).",
-        ),
-        click.option(
-            "--oidc-ca-bundle",
-            type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-            default=None,
-            help="PEM CA certificates to trust for identity providers' TLS (default: the system's).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# The ``--oidc-…`` options of a click command (they arrive as keyword arguments).
+oidc_options = option_group(
+    click.option(
+        "--oidc-issuer",
+        default=None,
+        metavar="URL",
+        help="Console sign-in: the identity provider's issuer (https://, a port and path allowed; "
+        "http:// only on loopback). Register it with `aws iam create-open-id-connect-provider` too.",
+    ),
+    click.option("--oidc-client-id", default=None, help="Console sign-in: the console's client id there."),
+    file_option(
+        "--oidc-client-secret-file",
+        help=f"Console sign-in: a file holding the client secret (or set ${SECRET_ENV}; "
+        "none: a public client, PKCE only). Never pass the secret itself on the command line.",
+    ),
+    click.option(
+        "--oidc-role-arn",
+        default=None,
+        metavar="ARN",
+        help="Console sign-in: the role users get (its trust policy must allow "
+        "sts:AssumeRoleWithWebIdentity for the provider).",
+    ),
+    click.option(
+        "--oidc-name",
+        default=None,
+        help="Console sign-in: the provider's name on the button (default: its host).",
+    ),
+    file_option(
+        "--oidc-ca-bundle",
+        help="PEM CA certificates to trust for identity providers' TLS (default: the system's).",
+    ),
+)
 
 
 def _secret(path: pathlib.Path | None) -> str | None:

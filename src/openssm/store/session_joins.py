@@ -3,19 +3,22 @@
 - Whether a session's owner refuses joins (``session_join_refusals``): a row while they do. Read
   by the API (JoinSession refuses at once) and by the gateway node (a token issued before the
   owner changed their mind still cannot get in).
-- Whether a gateway node renumbered a session's stream (``renumbered_sessions``): written before
-  the first message of the gateway's own goes in. The numbering lives in that relay's memory, so a
-  node that would pick the session up later (after a restart, or a crash of the node) ends it
-  instead of relaying it with numbers the ends no longer share."""
+- How a gateway node renumbers a joined session's stream (``session_splices``,
+  ``openssm.gateway.injection``): written before the first message of the gateway's own goes in and
+  whenever the numbering moves on, so that a node picking the session up later (after a restart,
+  or a crash of the node) goes on with the numbers the ends and the gateway share. No row: the
+  stream was never renumbered."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
 from openssm.store.rows import Db, execute, scalars, writing
-from openssm.store.tables import renumbered_sessions, session_join_refusals
+from openssm.store.tables import session_join_refusals, session_splices
 
 
 async def refuses(db: Db, session_id: str) -> bool:
@@ -38,15 +41,26 @@ async def set_refusal(db: Db, session_id: str, *, refuse: bool, by: str, now: dt
             )
 
 
-async def mark_renumbered(db: Db, session_id: str, *, now: dt.datetime) -> None:
+async def save_splice(db: Db, session_id: str, state: Mapping[str, Any], *, now: dt.datetime) -> None:
+    """Keep a session's renumbering state (replacing the one kept before)."""
     async with writing(db) as conn:
-        query = sa.select(renumbered_sessions.c.session_id).where(
-            renumbered_sessions.c.session_id == session_id
-        )
-        if not (await conn.execute(query)).first():
-            await execute(conn, sa.insert(renumbered_sessions).values(session_id=session_id, since=now))
+        where = session_splices.c.session_id == session_id
+        if (
+            await execute(conn, sa.update(session_splices).where(where).values(state=state, saved_at=now))
+            == 0
+        ):
+            await execute(
+                conn, sa.insert(session_splices).values(session_id=session_id, state=state, saved_at=now)
+            )
 
 
-async def renumbered(db: Db, session_id: str) -> bool:
-    query = sa.select(renumbered_sessions.c.session_id).where(renumbered_sessions.c.session_id == session_id)
-    return bool(await scalars(db, query))
+async def splice(db: Db, session_id: str) -> dict[str, Any] | None:
+    """The renumbering state kept for a session, or None if its stream was never renumbered."""
+    found = await scalars(
+        db, sa.select(session_splices.c.state).where(session_splices.c.session_id == session_id)
+    )
+    return dict(found[0]) if found else None
+
+
+async def forget_splice(db: Db, session_id: str) -> None:
+    await execute(db, sa.delete(session_splices).where(session_splices.c.session_id == session_id))

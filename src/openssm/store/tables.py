@@ -526,14 +526,15 @@ session_join_refusals = Table(
     Column("refused_at", UtcDateTime, nullable=False),
 )
 
-# Sessions into whose stream a gateway node put messages of its own (live-session join): their
-# numbering lives in that node's memory, so no other relay (after a restart, or on another node
-# after a crash) may carry them on.
-renumbered_sessions = Table(
-    "renumbered_sessions",
+# Sessions into whose stream a gateway node put messages of its own (live-session join): how it
+# renumbers both directions (``openssm.gateway.injection``), so that a relay made after a restart,
+# or on another node after a crash, goes on with the same numbers.
+session_splices = Table(
+    "session_splices",
     metadata,
     Column("session_id", String(96), primary_key=True),
-    Column("since", UtcDateTime, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("saved_at", UtcDateTime, nullable=False),
 )
 
 # KMS keys served by OpenSSM's KMS API (``openssm.api.kms``): the 256-bit key material is kept only

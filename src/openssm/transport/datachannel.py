@@ -2,6 +2,13 @@
 client's data channels: write what the core queues, read frames into it, run its timer, wait for the
 window, and swap the WebSocket when the caller's ``reconnect`` brings a new one.
 
+Who writes: a sender writes its own message (and whatever the core queued before it) and waits
+while the socket's buffer is full, which is its back-pressure. Everything else the core queues
+(acks, resends, the backlog after a reconnect) is written by the writer task, never by the read loop
+or the timer: a read loop that waited on a full socket would stop reading, and a peer doing the
+same (both ends sending bulk, or both replaying a backlog after a reconnect) would wait on us for
+ever.
+
 What differs between the two ends stays with them: how to dial and re-dial (the agent asks the
 gateway for a new token, the client calls ResumeSession within its window) and what the stream
 bytes mean (their :class:`ChannelHandler`).
@@ -34,11 +41,14 @@ from openssm.transport.websocket_connection import WsMessageType
 
 log = logging.getLogger(__name__)
 
-# The plugin acks these before acting on them, so the agent's handshake clock stops early.
+# The plugin acks these before acting on them (a KMS call may follow), so the agent's handshake
+# clock stops early and it does not resend them meanwhile.
 ACK_BEFORE_HANDLING: Final = frozenset(
     {PayloadType.HANDSHAKE_REQUEST, PayloadType.HANDSHAKE_COMPLETE, PayloadType.ENC_CHALLENGE_REQUEST}
 )
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
+# How long a closing channel waits for its last acks to be taken by the socket.
+CLOSE_FLUSH_SECONDS: Final = 1.0
 
 
 class ChannelEnded(OpenSSMError):
@@ -62,7 +72,8 @@ class ChannelSocket(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Delivered:
-    """Driver event: the acks for what was just handed over have gone out."""
+    """Driver event: the acks for what was just handed over are queued, ahead of anything sent
+    from now on (the writer task writes them; the read loop never waits on the socket)."""
 
 
 class ChannelHandler(Protocol):
@@ -73,7 +84,7 @@ class ChannelHandler(Protocol):
 
     async def on_event(self, event: StreamData | Delivered) -> None:
         """An in-order message (:class:`StreamData`, :class:`HandshakeStep`), or :class:`Delivered`
-        once the acks for a batch went out."""
+        once the acks for a batch are queued ahead of anything the handler sends next."""
 
 
 # Returns a new, open socket (its open frame sent); raises when the channel cannot come back.
@@ -91,15 +102,18 @@ class ChannelDriver:
         self.handler: ChannelHandler | None = None
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Event()  # set on every change a sender may wait for
+        self._queued = asyncio.Event()  # the core queued something for the writer task
         self.closed_event: ChannelClosed | None = None
 
     # -- the socket --------------------------------------------------------------------------------
 
     async def attach(self, ws: ChannelSocket) -> None:
-        """Use ``ws`` from now on: everything unacked goes again on it."""
+        """Use ``ws`` from now on: everything unacked goes again on it (written by the writer task,
+        or by the next sender, whichever comes first: never here, so a reconnecting read loop starts
+        reading before its backlog is through)."""
         self.ws = ws
         self.core.connected(self.clock.monotonic())
-        await self.flush()
+        self._wake_writer()
         self._notify()
 
     def detach(self) -> ChannelSocket | None:
@@ -128,8 +142,10 @@ class ChannelDriver:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write what the core has queued, in order. Best effort: a message lost with a dying
-        socket is unacked, and replayed after the reconnect."""
+        """Write what the core has queued, in order, waiting while the socket's buffer is full (the
+        send path's and the writer task's way; the read loop and the timer call
+        :meth:`_wake_writer`). Best effort: a message lost with a dying socket is unacked, and
+        replayed after the reconnect."""
         if not self.core.has_data_to_send:
             return
         async with self._write_lock:
@@ -158,6 +174,17 @@ class ChannelDriver:
         reason = self.core.close_reason
         return reason.value if reason is not None else "the data channel is closing"
 
+    def _wake_writer(self) -> None:
+        if self.core.has_data_to_send:
+            self._queued.set()
+
+    async def _writer(self) -> None:
+        """Writes what the read loop and the timer leave queued (acks, resends, backlogs)."""
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            await self.flush()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -176,10 +203,13 @@ class ChannelDriver:
         """Read, hand over, resend, until the channel closes (returned). A lost socket is replaced by
         ``reconnect`` (None: lost for good); its exception ends the channel and is raised."""
         timer = asyncio.create_task(self._timer(), name=f"data-channel-timer-{self.peer}")
+        writer = asyncio.create_task(self._writer(), name=f"data-channel-writer-{self.peer}")
+        self._wake_writer()  # what attach() queued before we ran
         try:
             while True:
                 closed = await self._read()
                 if closed is not None:
+                    await self._last_writes()
                     return closed
                 ws = self.detach()
                 if ws is not None and not ws.closed:
@@ -189,7 +219,17 @@ class ChannelDriver:
                 await self.attach(await reconnect())
         finally:
             timer.cancel()
+            writer.cancel()
             self._notify()
+
+    async def _last_writes(self) -> None:
+        """The acks queued with the end (the client's TerminateSession flag): written if the socket
+        takes them within CLOSE_FLUSH_SECONDS."""
+        try:
+            async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                await self.flush()
+        except TimeoutError:
+            log.debug("data channel to %s: the last acks did not go out", self.peer)
 
     async def _read(self) -> ChannelClosed | None:
         ws = self.ws
@@ -213,7 +253,7 @@ class ChannelDriver:
     async def _dispatch(self, events: list[Event]) -> None:
         delivered = False
         if any(isinstance(e, HandshakeStep) and e.frame.payload_type in ACK_BEFORE_HANDLING for e in events):
-            await self.flush()
+            self._wake_writer()  # written as soon as the handler waits for anything (or sends)
         for event in events:
             if isinstance(event, StreamData):  # HandshakeStep too
                 delivered = True
@@ -229,7 +269,7 @@ class ChannelDriver:
                 log_dropped(log, self.peer, event)
             else:
                 self._on_control(event)
-        await self.flush()  # the acks, after the handler (as AWS's programs do)
+        self._wake_writer()  # the acks, after the handler (as AWS's programs do)
         if delivered and self.handler is not None and self.closed_event is None:
             await self.handler.on_event(Delivered())
 
@@ -257,7 +297,7 @@ class ChannelDriver:
                     if ws is not None:
                         await ws.close()  # the reader sees the end and returns it
                     self._notify()
-            await self.flush()
+            self._wake_writer()
 
     async def _ping(self) -> None:
         ws = self.ws

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
+from typing import Any
 
 from openssm.errors import OpenSSMError
 from openssm.protocol.datachannel import (
@@ -125,6 +126,16 @@ def fast_mux_config() -> SmuxConfig:
         max_receive_buffer=64 * 1024 * 1024,
         receive_hard_limit=96 * 1024 * 1024,
     )
+
+
+def fast_mux_offered(properties: Mapping[str, Any]) -> bool:
+    """The agent's Port handshake Properties offer smux v2 (it is OpenSSM's agent)."""
+    return str(properties.get(FAST_MUX_PROPERTY, "")) == str(FAST_MUX_VERSION)
+
+
+def fast_mux_payload(fast_path: bool) -> int:
+    """Largest Output payload between OpenSSM ends on smux v2: with the fast path or without."""
+    return FAST_PATH_PAYLOAD if fast_path else FAST_MUX_PAYLOAD
 
 
 # One message's bytes, as queued: smux headers and views of the streams' data.
@@ -282,11 +293,27 @@ class MuxSession:
         self._keepalive: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
+    @classmethod
+    def fast(cls, send: SendParts, *, is_client: bool, fast_path: bool) -> MuxSession:
+        """smux v2 between OpenSSM ends (:func:`fast_mux_config`), each message as large as the
+        fast path, if agreed, allows (:func:`fast_mux_payload`)."""
+        return cls(
+            send,
+            is_client=is_client,
+            version=FAST_MUX_VERSION,
+            config=fast_mux_config(),
+            max_send_size=fast_mux_payload(fast_path),
+        )
+
     # --- public API -------------------------------------------------------------------------------
 
     @property
     def version(self) -> int:
         return self._core.version
+
+    @property
+    def max_send_size(self) -> int:
+        return self._max_send_size
 
     @property
     def is_client(self) -> bool:
@@ -304,6 +331,11 @@ class MuxSession:
     @property
     def receive_buffered(self) -> int:
         return self._core.receive_buffered
+
+    @property
+    def max_receive_buffer(self) -> int:
+        """Past this many buffered bytes the session reads no more (its config's limit)."""
+        return self._core.config.max_receive_buffer
 
     @property
     def stream_count(self) -> int:

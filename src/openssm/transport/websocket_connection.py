@@ -129,13 +129,17 @@ class _FramedWebSocket(asyncio.BufferedProtocol):
         close_timeout: float = 2.0,
         high_water: int = DEFAULT_HIGH_WATER,
         paused_ping_interval: float | None = None,
+        read_buffer: int = codec.SCRATCH_SIZE,
     ) -> None:
         self._client = client
         self._paused_ping_interval = (
             PAUSED_PING_INTERVAL if paused_ping_interval is None else paused_ping_interval
         )
         self._paused_ping_handle: asyncio.TimerHandle | None = None
-        self._reader = codec.FrameReader(masked=not client, max_message=max_message, mask=MASK)
+        # read_buffer: the socket's reads of small frames (larger ones get a buffer of their own).
+        self._reader = codec.FrameReader(
+            masked=not client, max_message=max_message, mask=MASK, scratch_size=read_buffer
+        )
         self._heartbeat = heartbeat
         self._close_timeout = close_timeout
         self._throttle = ReadThrottle(high_water)
@@ -482,7 +486,12 @@ def _aiohttp_messages() -> tuple[Any, dict[WsMessageType, Any]]:
 
 
 async def accept(
-    request: web.Request, *, max_message: int, heartbeat: float | None, close_timeout: float = 2.0
+    request: web.Request,
+    *,
+    max_message: int,
+    heartbeat: float | None,
+    close_timeout: float = 2.0,
+    read_buffer: int = codec.SCRATCH_SIZE,
 ) -> WebSocketConnection | web.StreamResponse:
     """Upgrade ``request``: the connection, or the error response to return when it is not a
     valid WebSocket upgrade.
@@ -499,7 +508,11 @@ async def accept(
     if transport is None or transport.is_closing():
         return web.Response(status=400, text="Connection already closed")
     connection = WebSocketConnection(
-        client=False, max_message=max_message, heartbeat=heartbeat, close_timeout=close_timeout
+        client=False,
+        max_message=max_message,
+        heartbeat=heartbeat,
+        close_timeout=close_timeout,
+        read_buffer=read_buffer,
     )
     connection.response = upgrade
     connection.take_over(transport)  # before the 101 goes out: see the module docstring
@@ -572,11 +585,17 @@ async def connect(
 
 
 class DialError(OpenSSMError, ConnectionError):
-    """The proxy or the server did not let us through (a refused CONNECT or upgrade)."""
+    """The proxy or the server did not let us through (a refused CONNECT or upgrade); ``status``:
+    the HTTP status of the refusal, when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class _HandshakeReader(asyncio.Protocol):
-    """Collects what arrives until a response head is complete; keeps whatever follows it."""
+class ResponseReader(asyncio.Protocol):
+    """Collects what arrives until a response head is complete; keeps whatever follows it (and
+    reads a response body: :mod:`openssm.transport.http_exchange`)."""
 
     def __init__(self) -> None:
         self.received = bytearray()
@@ -615,11 +634,29 @@ class _HandshakeReader(asyncio.Protocol):
                 return head
             if self._lost is not None or self._eof:
                 raise ConnectionResetError("the connection closed during the handshake")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._more()
+
+    async def response_body(self, head: handshake.ResponseHead, limit: int) -> bytes:
+        """The body of the response whose ``head`` was read (at most ``limit`` bytes)."""
+        body = handshake.BodyReader(head, limit)
+        while True:
+            if self.received:
+                body.feed(bytes(self.received))
+                self.received.clear()
+            if body.done:
+                return body.body
+            if self._lost is not None or self._eof:
+                body.eof()
+                return body.body
+            await self._more()
+
+    async def _more(self) -> None:
+        """Until more bytes arrive or the connection ends."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 def _proxy_headers(proxy: str) -> list[tuple[str, str]]:
@@ -630,20 +667,20 @@ def _proxy_headers(proxy: str) -> list[tuple[str, str]]:
     return [("Proxy-Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))]
 
 
-async def _open(
+async def open_stream(
     host: str, port: int, *, tls: ssl.SSLContext | None, proxy: str | None
-) -> tuple[asyncio.Transport, _HandshakeReader]:
+) -> tuple[asyncio.Transport, ResponseReader]:
     """A connection to ``host:port`` (TLS if ``tls``), through an HTTP CONNECT tunnel if ``proxy``."""
     loop = asyncio.get_running_loop()
     if proxy is None:
         transport, reader = await loop.create_connection(
-            _HandshakeReader, host, port, ssl=tls, server_hostname=host if tls else None
+            ResponseReader, host, port, ssl=tls, server_hostname=host if tls else None
         )
         return transport, reader
     parts = urlsplit(proxy)
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise DialError(f"unsupported proxy {proxy!r}: only http:// proxies are supported")
-    transport, reader = await loop.create_connection(_HandshakeReader, parts.hostname, parts.port or 80)
+    transport, reader = await loop.create_connection(ResponseReader, parts.hostname, parts.port or 80)
     try:
         target = handshake.authority(host, port)
         transport.write(handshake.connect_request(target, _proxy_headers(proxy)))
@@ -674,6 +711,7 @@ async def dial(
     heartbeat: float | None = None,
     close_timeout: float = 2.0,
     paused_ping_interval: float | None = None,
+    read_buffer: int = codec.SCRATCH_SIZE,
 ) -> ClientWebSocket:
     """Open ``url`` (``ws://`` or ``wss://``, or http(s):// as aiohttp allows) and upgrade it; a
     secure URL uses ``tls`` (default: the system's roots).
@@ -687,6 +725,7 @@ async def dial(
         "heartbeat": heartbeat,
         "close_timeout": close_timeout,
         "paused_ping_interval": paused_ping_interval,
+        "read_buffer": read_buffer,
     }
     parts = urlsplit(url)
     secure = {"ws": False, "http": False, "wss": True, "https": True}.get(parts.scheme.lower())
@@ -696,7 +735,7 @@ async def dial(
     port = parts.port or default_port
     if secure and tls is None:
         tls = ssl.create_default_context()
-    transport, reader = await _open(parts.hostname, port, tls=tls if secure else None, proxy=proxy)
+    transport, reader = await open_stream(parts.hostname, port, tls=tls if secure else None, proxy=proxy)
     try:
         raw = transport.get_extra_info("socket")
         if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
@@ -711,7 +750,7 @@ async def dial(
         try:
             handshake.check_upgrade(head, key)
         except handshake.HandshakeError as exc:
-            raise DialError(str(exc)) from exc
+            raise DialError(str(exc), exc.status) from exc
         connection = ClientWebSocket(client=True, **options)
         connection.take_over(transport)
         if reader.received:

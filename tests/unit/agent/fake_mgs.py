@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from tests.conftest import SSM_USER_ENV
 
-from openssm.agent.signing import Credentials
 from openssm.auth import sigv4
+from openssm.auth.credentials_file import Credentials
 from openssm.protocol.frames import (
     DIGEST_OFFSET,
     NO_DIGEST,
@@ -341,33 +341,33 @@ async def agent_session(content: dict[str, Any], **settings: Any):  # type: igno
 @contextlib.asynccontextmanager
 async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0", **settings: Any):  # type: ignore[no-untyped-def]
     """An ``Agent`` with static test credentials against ``fake``, stopped on exit."""
-    import aiohttp
 
     from openssm.agent.config import AgentSettings
     from openssm.agent.runner import Agent
     from openssm.agent.signing import StaticCredentials
+    from openssm.transport.http_exchange import HttpClient
 
     defaults: dict[str, Any] = {"reconnect_initial_seconds": 0.05, "reconnect_max_seconds": 0.5}
     if SSM_USER_ENV in os.environ:  # the test session's own default account (tests/conftest.py)
         defaults["ssm_user"] = os.environ[SSM_USER_ENV]
     defaults.update(settings)
     stop = asyncio.Event()
-    async with aiohttp.ClientSession() as http:
-        agent = Agent(
-            http=http,
-            instance_id=instance_id,
-            region="us-east-1",
-            endpoint=fake.endpoint,
-            gateway_endpoint=fake.endpoint,
-            credentials=StaticCredentials(CREDENTIALS),
-            settings=AgentSettings.from_mapping(defaults),
-        )
-        task = asyncio.create_task(agent.run(stop))
-        try:
-            yield agent
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 15)
+    http = HttpClient(timeout=15.0)
+    agent = Agent(
+        http=http,
+        instance_id=instance_id,
+        region="us-east-1",
+        endpoint=fake.endpoint,
+        gateway_endpoint=fake.endpoint,
+        credentials=StaticCredentials(CREDENTIALS),
+        settings=AgentSettings.from_mapping(defaults),
+    )
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        yield agent
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
 
 
 def handshake_response(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openssm.agent.control_channel import backoff_delays
+from openssm.agent.config import AgentSettings
 from openssm.agent.mgs import MgsError, rest_url, token_from_xml, websocket_url
 from openssm.agent.sessions.base import SessionFailure, _check_handshake_response
 from openssm.agent.sessions.commands import _prefix_lines
@@ -127,11 +127,24 @@ def test_handshake_response_checks() -> None:
     assert extended.extensions == {"OpenSSMFastPath": "1"}  # text extension answers only
 
 
-def test_backoff_grows_to_the_cap_with_jitter() -> None:
-    next_delay = backoff_delays(1.0, 60.0)
-    delays = [next_delay() for _ in range(12)]
-    assert 0.5 <= delays[0] <= 1.0
-    assert all(30.0 <= d <= 60.0 for d in delays[7:])
+def test_reconnect_backoff_grows_to_the_cap_with_jitter() -> None:
+    settings = AgentSettings(reconnect_initial_seconds=1.0, reconnect_max_seconds=60.0)
+    firsts = set()
+    for _ in range(20):
+        delays = settings.reconnect_backoff().delays()
+        waits = [next(delays) for _ in range(12)]
+        assert 0.5 <= waits[0] <= 1.0
+        assert waits[1] == pytest.approx(2 * waits[0])
+        assert waits[7:] == [60.0] * 5
+        firsts.add(waits[0])
+    assert len(firsts) > 1  # jittered: agents cut off together do not retry in lockstep
+
+
+def test_reconnect_backoff_never_starts_above_its_cap() -> None:
+    delays = (
+        AgentSettings(reconnect_initial_seconds=5.0, reconnect_max_seconds=2.0).reconnect_backoff().delays()
+    )
+    assert all(1.0 <= next(delays) <= 2.0 for _ in range(5))
 
 
 def test_prefix_lines_across_chunks() -> None:

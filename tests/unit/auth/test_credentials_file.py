@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openssm.auth.credentials_file import (
+    Credentials,
     CredentialsFileError,
-    ProfileCredentials,
     parse_config,
     parse_credentials,
     render_config,
@@ -60,12 +60,12 @@ def test_update_keeps_other_profiles_and_comments() -> None:
     assert updated.startswith("# managed by hand\n[default]\naws_access_key_id = AKIDEXAMPLE\n")
     assert "stale-token" not in updated
     assert parse_credentials(updated) == {
-        "default": ProfileCredentials("AKIDEXAMPLE", SECRET),
-        "other": ProfileCredentials("AKIAOTHER", "other-secret"),
+        "default": Credentials("AKIDEXAMPLE", SECRET),
+        "other": Credentials("AKIAOTHER", "other-secret"),
     }
     added = set_credentials(EXISTING_CREDENTIALS, "openssm", "AKIDEXAMPLE", SECRET, "token")
     assert added.startswith(EXISTING_CREDENTIALS)
-    assert parse_credentials(added)["openssm"] == ProfileCredentials("AKIDEXAMPLE", SECRET, "token")
+    assert parse_credentials(added)["openssm"] == Credentials("AKIDEXAMPLE", SECRET, "token")
 
 
 def test_config_update_replaces_nested_values_and_keeps_unknown_keys() -> None:
@@ -97,9 +97,9 @@ values = st.text(alphabet="abcXYZ019+/=-_.:%;#", min_size=1, max_size=40)
 def test_round_trip(profile: str, key_id: str, secret: str, token: str | None) -> None:
     text = set_credentials(EXISTING_CREDENTIALS, profile, key_id, secret, token)
     parsed = parse_credentials(text)
-    assert parsed[profile] == ProfileCredentials(key_id, secret, token)
+    assert parsed[profile] == Credentials(key_id, secret, token)
     if profile != "other":
-        assert parsed["other"] == ProfileCredentials("AKIAOTHER", "other-secret")
+        assert parsed["other"] == Credentials("AKIAOTHER", "other-secret")
 
 
 def test_botocore_reads_what_we_write(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,7 +54,7 @@ async def test_a_reader_that_stops_does_not_block_the_caller(pipe: tuple[int, in
         console.write(data[start : start + 64 * 1024])  # returns at once every time
     assert console.pending > MiB
     waiting = asyncio.create_task(console.wait_writable())
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # a negative check (nothing happens to wait for): it stays blocked
     assert not waiting.done()  # back-pressure: over the high-water mark until the reader reads
 
     reader = threading.Thread(target=lambda: received.append(read_all(read_end, len(data))))

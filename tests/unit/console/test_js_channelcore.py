@@ -11,8 +11,9 @@ import random
 from typing import Any
 
 import pytest
-from tests.unit.console.test_js_datachannel import run_node
+from tests.unit.console.test_js_datachannel import JS_DIR, _Draw, run_node
 
+from openssm.protocol.backoff import AWS_RETRIES, Backoff
 from openssm.protocol.datachannel import (
     Acked,
     ChannelClosed,
@@ -199,3 +200,23 @@ def test_traces_cover_every_kind_of_step() -> None:
             seen.update(event[0] for event in result["events"])
             seen.update("resent" for item in result["sent"] if item[0] == "msg" and result["events"] == [])
     assert {"stream", "handshake", "acked", "paused", "started", "closed", "dropped", "resent"} <= seen
+
+
+def test_js_backoff_matches_the_python_backoff(tmp_path: pathlib.Path) -> None:
+    """The browser waits for a lost channel as the CLI does: the same delays, the same window."""
+    cases = [(window, draw) for window in (0.0, 0.05, 1.0, 12.5, 90.0) for draw in (0.0, 0.37, 0.999)]
+    backoff_js = (JS_DIR / "backoff.js").as_uri()
+    out = run_node(
+        tmp_path,
+        f"""
+        const {{ backoffDelays }} = await import("{backoff_js}");
+        out.delays = {json.dumps(cases)}.map(([w, d]) =>
+            [...backoffDelays({{ windowMs: w * 1000, random: () => d }})]);
+        out.counted = [...backoffDelays({{ attempts: 4, random: () => 0.5 }})];
+        """,
+    )
+    for (window, draw), got in zip(cases, out["delays"], strict=True):
+        expected = list(Backoff(window=window).delays(_Draw(draw)))
+        assert got == pytest.approx([delay * 1000 for delay in expected]), (window, draw)
+        assert sum(got) == pytest.approx(window * 1000)  # every window is used to its end
+    assert out["counted"] == pytest.approx([d * 1000 for d in AWS_RETRIES.delays(_Draw(0.5))])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import random
 import shutil
 import subprocess
 import uuid
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from tests.conftest import REPO_ROOT, require
 
+from openssm.client.datachannel import DEFAULT_RESUME_WINDOW, RECONNECTED, RECONNECTING
+from openssm.protocol.backoff import Backoff
 from openssm.protocol.frames import Frame, MessageType, PayloadType, ack_for, decode, go_json
 
 JS_DIR = REPO_ROOT / "src" / "openssm" / "console" / "static" / "js"
@@ -291,3 +294,77 @@ def test_socket_drop_without_resume_token_ends_the_session(tmp_path: pathlib.Pat
         """,
     )
     assert out["closed"]["kind"] == "lost"
+
+
+class _Draw(random.Random):
+    """A Random whose uniform() uses one given draw, as datachannel.js's ``random`` option does."""
+
+    def __init__(self, draw: float) -> None:
+        super().__init__()
+        self.draw = draw
+
+    def random(self) -> float:
+        return self.draw
+
+
+RESUMING_CLIENT = """
+class FakeSocket {
+  constructor(url) { this.sent = []; this.readyState = 0; FakeSocket.all.push(this);
+    setTimeout(() => { if (FakeSocket.up) { this.readyState = 1; this.onopen(); }
+                       else { this.readyState = 3; this.onclose(); } }, 0); }
+  send(data) { this.sent.push(data); }
+  close() { this.readyState = 3; }
+}
+FakeSocket.all = [];
+FakeSocket.up = true;
+let clock = 0;
+const waits = [];
+const notices = [];
+let closed = null;
+let resumes = 0;
+const client = new dc.DataChannelClient({streamUrl: "ws://gw/x", tokenValue: "T1", sessionId: "s",
+  WebSocketImpl: FakeSocket, now: () => clock, random: () => %(draw)s, resumeWindowMs: %(window_ms)s,
+  wait: async (ms) => { waits.push(ms); clock += ms; await new Promise((r) => setTimeout(r, 0)); },
+  resume: async () => { resumes++; if (resumes > %(failures)s) { FakeSocket.up = true; return "T2"; }
+                        throw new Error("the server is restarting"); },
+  onNotice: (text) => notices.push(text), onClosed: (end) => { closed = end; }});
+client.start();
+await new Promise((r) => setTimeout(r, 10));
+FakeSocket.up = false;
+FakeSocket.all[0].readyState = 3;
+FakeSocket.all[0].onclose();  // the network dropped, no channel_closed
+// Until the channel is back or the session ended (each wait above moves the fake clock only).
+for (let i = 0; i < 2000 && closed === null && (client.resuming || resumes === 0); i++) {
+  await new Promise((r) => setTimeout(r, 5));
+}
+out.waits = waits;
+out.notices = notices;
+out.closed = closed;
+out.resumes = resumes;
+out.reconnecting = dc.RECONNECTING_NOTICE;
+out.window = dc.RESUME_WINDOW_MS;
+client.close();
+"""
+
+
+def test_a_lost_channel_is_resumed_within_the_window_with_awss_backoff(tmp_path: pathlib.Path) -> None:
+    # The server is away for 20 ResumeSession calls (a restart), then answers: the console kept
+    # trying with the CLI's delays and says in the terminal that it waits, and that it is back.
+    draw = 0.25
+    out = run_node(tmp_path, RESUMING_CLIENT % {"draw": draw, "window_ms": 90_000, "failures": 20})
+    assert out["closed"] is None and out["resumes"] == 21
+    expected = [0.0, *Backoff(window=DEFAULT_RESUME_WINDOW).delays(_Draw(draw))][:21]
+    assert out["waits"] == pytest.approx([delay * 1000 for delay in expected])
+    assert out["notices"] == [f"[openssm] {RECONNECTING}", f"[openssm] {RECONNECTED}"]
+    assert out["window"] == DEFAULT_RESUME_WINDOW * 1000  # the CLI's window
+
+
+def test_a_channel_lost_for_the_whole_window_ends_the_session(tmp_path: pathlib.Path) -> None:
+    draw = 0.9
+    out = run_node(tmp_path, RESUMING_CLIENT % {"draw": draw, "window_ms": 30_000, "failures": 10_000})
+    expected = [0.0, *Backoff(window=30.0).delays(_Draw(draw))]
+    assert out["waits"] == pytest.approx([delay * 1000 for delay in expected])
+    assert sum(out["waits"]) == pytest.approx(30_000)  # it waited the whole window, no less
+    assert out["resumes"] == len(expected)
+    assert out["notices"] == [f"[openssm] {RECONNECTING}"]
+    assert out["closed"]["kind"] == "lost" and "30 s" in out["closed"]["detail"]

@@ -3,6 +3,8 @@ protocol's own StreamEndpoint, the gateway in between renumbers with SplicedStre
 
 from __future__ import annotations
 
+import json
+
 from openssm.gateway.injection import SplicedStream
 from openssm.gateway.join import tail_from
 from openssm.protocol import frames
@@ -74,3 +76,47 @@ def test_the_last_screen_starts_at_a_whole_line() -> None:
     assert tail_from(b"\x1b[0;3cut escape\r\nprompt$ ls\r\nfile\r\n") == b"prompt$ ls\r\nfile\r\n"
     assert tail_from(b"no newline at all") == b"no newline at all"
     assert tail_from(b"only the end\n") == b"only the end\n"
+
+
+def test_a_restored_splice_goes_on_with_the_same_numbers_from_any_state_it_kept() -> None:
+    """The gateway restarts twice in a renumbered stream: once from a state it kept before its own
+    message went out (acks since then lost with it), once from its latest. Each time the new splice
+    is made from the state's JSON, the owner resends what is unacknowledged, the gateway resends its
+    own, and the agent gets every message once, in order."""
+    owner = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
+    agent = StreamEndpoint(MessageType.OUTPUT_STREAM_DATA, syn_on_first=True)
+    stream = SplicedStream(MessageType.INPUT_STREAM_DATA)
+    seen = _relay(stream, agent, owner, owner.send(PayloadType.OUTPUT, b"o1"))
+
+    def inject(payload: bytes) -> dict[str, object]:
+        """Inject; returns the state as the relay keeps it before the message goes out."""
+        data = stream.inject(PayloadType.OUTPUT, payload)
+        kept = stream.state()
+        received = agent.receive(frames.decode(data, verify_digest=True))
+        assert received.ack is not None and stream.from_receiver(received.ack.encode()) is None
+        seen.extend(bytes(frame.payload) for frame in received.deliver)
+        return kept
+
+    def restart(state: dict[str, object]) -> SplicedStream:
+        restored = SplicedStream.restored(MessageType.INPUT_STREAM_DATA, json.loads(json.dumps(state)))
+        for data in restored.unacknowledged:  # the gateway's own, which the agent may have
+            received = agent.receive(frames.decode(data, verify_digest=True))
+            assert received.ack is not None
+            assert restored.from_receiver(received.ack.encode()) is None
+        return restored
+
+    inject(b"j1")
+    seen += _relay(stream, agent, owner, owner.send(PayloadType.OUTPUT, b"o2"))
+    kept = inject(b"j2")
+    owner.send(PayloadType.OUTPUT, b"o3")  # sent to the gateway, which dies on it
+    stream = restart(kept)
+    for data in owner.all_unacked():
+        seen += _relay(stream, agent, owner, data)
+    assert owner.unacked_count == 0
+    inject(b"j3")
+    seen += _relay(stream, agent, owner, owner.send(PayloadType.OUTPUT, b"o4"))
+    stream = restart(stream.state())
+    inject(b"j4")  # before the owner sends again: only the kept frontier says where it goes
+    seen += _relay(stream, agent, owner, owner.send(PayloadType.OUTPUT, b"o5"))
+    assert seen == [b"o1", b"j1", b"o2", b"j2", b"o3", b"j3", b"o4", b"j4", b"o5"]
+    assert owner.unacked_count == 0 and stream.unacknowledged == []

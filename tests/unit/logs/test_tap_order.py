@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openssm.gateway.tap import TapPump, frame_sequence
-from openssm.protocol.frames import Frame, MessageType, Payload
+from openssm.gateway.tap import TapPump
+from openssm.protocol.frames import Frame, MessageType, Payload, peek
 
 
 class Collect:
@@ -41,16 +41,16 @@ def _frame(sequence: int) -> bytes:
     ).encode()
 
 
-def test_frame_sequence_reads_the_header() -> None:
-    assert frame_sequence(_frame(0)) == 0
-    assert frame_sequence(_frame(123456789)) == 123456789
+def test_the_relay_reads_the_sequence_from_the_header() -> None:
+    assert peek(_frame(0)).sequence_number == 0
+    assert peek(_frame(123456789)).sequence_number == 123456789
 
 
 async def _deliver(order: list[int]) -> Collect:
     tap = Collect()
     pump = TapPump({"session_id": "s-1"}, [tap])
     for sequence in order:
-        pump.output(b"p%d" % sequence, 1, frame_sequence(_frame(sequence)))
+        pump.output(b"p%d" % sequence, 1, peek(_frame(sequence)).sequence_number)
         pump.input(b"i%d" % sequence, 1, sequence)
     await pump.close("Terminated", "done")
     return tap

@@ -21,8 +21,10 @@ from openssm.protocol.frames import (
     ack_for,
     acked_sequence,
     decode,
+    flag_of,
     flag_payload,
     parse_flag,
+    peek,
     uuid_from_wire,
     uuid_to_wire,
 )
@@ -151,3 +153,59 @@ def test_flag_payload_round_trip(flag: PayloadFlag) -> None:
     assert flag_payload(flag) == bytes([0, 0, 0, flag.value])
     with pytest.raises(FrameError):
         parse_flag(b"\x00\x01")
+
+
+@given(
+    message_type=st.sampled_from(list(MessageType)),
+    sequence=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    payload_type=st.integers(min_value=0, max_value=2**32 - 1),
+    payload=st.binary(max_size=300),
+)
+def test_peek_agrees_with_the_full_decoder(
+    message_type: str, sequence: int, payload_type: int, payload: bytes
+) -> None:
+    data = Frame(message_type, sequence, 0, payload_type, payload).encode()
+    head = peek(data)
+    frame = decode(data)
+    assert head.message_type == frame.message_type
+    assert head.sequence_number == frame.sequence_number == sequence
+    assert head.payload_type == frame.payload_type
+    assert data[head.payload_offset :] == frame.payload
+
+
+@given(st.binary(max_size=119))
+def test_peek_refuses_short_input(data: bytes) -> None:
+    with pytest.raises(FrameError):
+        peek(data)
+
+
+@given(st.binary(min_size=120, max_size=400))
+def test_peek_refuses_what_decode_refuses(data: bytes) -> None:
+    try:
+        frame = decode(data)
+    except FrameError:
+        with pytest.raises(FrameError):
+            peek(data)
+        return
+    assert peek(data).message_type == frame.message_type
+
+
+def test_peek_refuses_bad_header_length_and_empty_type() -> None:
+    data = bytearray(Frame("acknowledge", payload=b"{}").encode())
+    data[0:4] = (10_000).to_bytes(4, "big")
+    with pytest.raises(FrameError, match="runs past"):
+        peek(bytes(data))
+    blank = bytearray(Frame("acknowledge", payload=b"{}").encode())
+    blank[4:36] = b" " * 32
+    with pytest.raises(FrameError, match="empty"):
+        peek(bytes(blank))
+
+
+def test_flag_of_reads_flags_and_ignores_the_rest() -> None:
+    for flag in PayloadFlag:
+        assert flag_of(Frame(MessageType.INPUT_STREAM_DATA, 0, 0, 10, flag_payload(flag))) == flag
+    assert flag_of(Frame(MessageType.INPUT_STREAM_DATA, 0, 0, 10, b"\x00\x01")) is None
+    assert (
+        flag_of(Frame(MessageType.INPUT_STREAM_DATA, 0, 0, 1, flag_payload(PayloadFlag.TERMINATE_SESSION)))
+        is None
+    )

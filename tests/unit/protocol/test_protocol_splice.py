@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openssm.protocol.splice import Splice, SpliceFull
+from openssm.protocol.splice import Splice, SpliceFull, SpliceState
 
 
 def test_identity_until_first_injection() -> None:
@@ -52,6 +52,23 @@ def test_too_many_unacknowledged_injections_are_refused() -> None:
     splice.inject()
     with pytest.raises(SpliceFull):
         splice.inject()
+
+
+def test_what_a_kept_state_must_hold_is_flagged_and_a_restored_splice_goes_on_from_it() -> None:
+    splice = Splice()
+    assert splice.forward(0).moved and not splice.forward(0).moved  # a resend moves nothing
+    assert splice.inject() == 1
+    assert splice.forward(1).sequence == 2
+    assert splice.acknowledged(2).moved and not splice.acknowledged(2).moved  # (ahead of the floor)
+    state = splice.state()
+    assert state == SpliceState(2, 0, (1,), 0, -1, 0, (2,))
+    again = Splice.restored(state)
+    assert again.acknowledged(0).upstream == 0 and again.acknowledged(1).upstream is None  # the point's
+    assert again.state().acked_floor == 3 and again.state().injected == ()  # forgotten, past 2 as well
+    assert again.forward(0).acked  # the sender's resend of 0: answered by the gateway
+    assert again.forward(2).sequence == 3
+    with pytest.raises(ValueError):
+        Splice.restored(SpliceState(2, 0, (3, 1), 0, -1, 0))
 
 
 def test_negative_numbers_refused() -> None:

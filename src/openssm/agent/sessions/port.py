@@ -17,19 +17,10 @@ from typing import Any, Final, TypeVar
 
 from openssm.agent.data_channel import MAX_CHUNK
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler
-from openssm.protocol.frames import (
-    Frame,
-    FrameError,
-    Payload,
-    PayloadFlag,
-    PayloadType,
-    flag_payload,
-    parse_flag,
-)
+from openssm.protocol.frames import Frame, Payload, PayloadFlag, PayloadType, flag_of, flag_payload
 from openssm.protocol.versions import agent_uses_mux
 from openssm.transport import tcp_connection
 from openssm.transport.mux import (
-    FAST_MUX_PAYLOAD,
     FAST_MUX_PROPERTY,
     FAST_MUX_VERSION,
     FAST_PATH_PAYLOAD,
@@ -37,7 +28,6 @@ from openssm.transport.mux import (
     FAST_PATH_VERSION,
     MuxSession,
     MuxStream,
-    fast_mux_config,
     joined,
     pipe,
 )
@@ -201,10 +191,9 @@ class PortHandler(SessionHandler):
 
     async def _handle_basic(self, frame: Frame) -> None:
         if frame.payload_type == PayloadType.FLAG:
-            with contextlib.suppress(FrameError):
-                if parse_flag(frame.payload) == PayloadFlag.DISCONNECT_TO_PORT:
-                    log.debug("session %s: client disconnected; closing destination", self.request.session_id)
-                    self._disconnect_basic()
+            if flag_of(frame) == PayloadFlag.DISCONNECT_TO_PORT:
+                log.debug("session %s: client disconnected; closing destination", self.request.session_id)
+                self._disconnect_basic()
             return
         if frame.payload_type != PayloadType.OUTPUT:
             return
@@ -248,13 +237,7 @@ class PortHandler(SessionHandler):
     def _start_mux(self, first: Payload) -> MuxSession:
         """The smux version is the one the client's first frame speaks (see ``openssm.transport.mux``)."""
         if first[:1] == bytes([FAST_MUX_VERSION]):
-            self.mux = MuxSession(
-                self._send_parts,
-                is_client=False,
-                version=FAST_MUX_VERSION,
-                config=fast_mux_config(),
-                max_send_size=FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD,
-            )
+            self.mux = MuxSession.fast(self._send_parts, is_client=False, fast_path=self._fast_path)
         else:
             self.mux = MuxSession(joined(self.channel.send_output), is_client=False, max_send_size=MAX_CHUNK)
         log.debug("session %s: smux v%d", self.request.session_id, self.mux.version)
@@ -277,8 +260,7 @@ class PortHandler(SessionHandler):
             return
         if self.mux is not None and self.mux.version == FAST_MUX_VERSION:
             # OpenSSM client: true half-close both ways, so a reply after the client's FIN arrives.
-            chunk = FAST_PATH_PAYLOAD if self._fast_path else FAST_MUX_PAYLOAD
-            await pipe(stream, connection, chunk_size=chunk)
+            await pipe(stream, connection, chunk_size=self.mux.max_send_size)
             return
 
         # AWS plugin: as the AWS agent does, the client's FIN closes the destination connection.

@@ -31,7 +31,7 @@ from openssm.api.request import ApiRequest
 from openssm.api.ssm_sessions import DOCUMENT_NAME_PATTERN
 from openssm.api.targets import TARGET_PATTERN, resource_tag_context, target_arn
 from openssm.api.validation import integer, key_value_filters, paging, required_string, string
-from openssm.security import access_grants, refuse_by_rule
+from openssm.security import access_grants
 from openssm.store import access_requests, instances
 from openssm.store.access_requests import AccessQuery, AccessRequestRow, AccessStatus
 
@@ -169,16 +169,7 @@ async def authorized_request(
     own = identity.principal.arn == row.requester_arn
     if (whose == "others" and own) or (whose == "own" and not own):
         rule, because = _RULES[whose]
-        await refuse_by_rule(
-            request.services,
-            identity,
-            action,
-            resource,
-            request.facts,
-            rule=rule,
-            because=because,
-            detail=detail,
-        )
+        await request.refuse_by_rule(action, resource, rule=rule, because=because, detail=detail)
     context = {**await target_context(request, row.target), **decision_context(row)}
     await request.authorize(action, [resource], context, detail=detail)
     return row

@@ -160,16 +160,22 @@ parse_agent_task_acknowledge: Final = AgentTaskAcknowledge.parse
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AgentJob(WireMessage):
-    """``agent_job`` (gateway → agent): ``content`` is the SendCommand payload as a JSON string."""
-
-    MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB
-    ORDER: ClassVar[str] = "content job_id topic schema_version"
+class _JobEnvelope(WireMessage):
+    """A Run Command payload (``content``, a JSON string) and the job it belongs to: ``agent_job``
+    and ``agent_job_reply`` carry the same four fields."""
 
     job_id: str = dataclasses.field(metadata=REQUIRED)
     content: str
     topic: str
     schema_version: int = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentJob(_JobEnvelope):
+    """``agent_job`` (gateway → agent): ``content`` is the SendCommand payload."""
+
+    MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB
+    ORDER: ClassVar[str] = "content job_id topic schema_version"
 
 
 parse_agent_job: Final = AgentJob.parse
@@ -181,14 +187,21 @@ class _JobMessage(WireMessage):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AgentJobAck(_JobMessage):
+class _JobAcknowledgement(_JobMessage):
+    """Which job's message (``acknowledged_message_id``) the sender took: ``agent_job_ack`` and
+    ``agent_job_reply_ack`` begin alike."""
+
+    job_id: str = dataclasses.field(metadata=REQUIRED)
+    acknowledged_message_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentJobAck(_JobAcknowledgement):
     """``agent_job_ack`` (agent → gateway). ``status_code`` "200" is success, "514xx" errors."""
 
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB_ACK
     ORDER: ClassVar[str] = "job_id acknowledged_message_id created_date status_code error_message"
 
-    job_id: str = dataclasses.field(metadata=REQUIRED)
-    acknowledged_message_id: str
     status_code: str = "200"
     error_message: str = ""
     created_date: str = dataclasses.field(default_factory=iso_millis)
@@ -198,16 +211,15 @@ parse_agent_job_ack: Final = AgentJobAck.parse
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AgentJobReply(_JobMessage):
-    """``agent_job_reply`` (agent → gateway): ``content`` is the SendReply payload JSON string."""
+class AgentJobReply(_JobEnvelope):
+    """``agent_job_reply`` (agent → gateway): ``content`` is the SendReply payload; its JSON keys
+    are lower camel case."""
 
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB_REPLY
+    KEY_CASE: ClassVar[Callable[[str], str]] = staticmethod(camel_case)
     ORDER: ClassVar[str] = "schema_version job_id content topic"
 
-    job_id: str = dataclasses.field(metadata=REQUIRED)
-    content: str
     topic: str = "aws.ssm.sendCommand"
-    schema_version: int = 1
 
 
 def parse_agent_job_reply(payload: Payload) -> AgentJobReply:
@@ -218,13 +230,10 @@ def parse_agent_job_reply(payload: Payload) -> AgentJobReply:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AgentJobReplyAck(_JobMessage):
+class AgentJobReplyAck(_JobAcknowledgement):
     """``agent_job_reply_ack`` (gateway → agent)."""
 
     MESSAGE_TYPE: ClassVar[str] = MessageType.AGENT_JOB_REPLY_ACK
-
-    job_id: str = dataclasses.field(metadata=REQUIRED)
-    acknowledged_message_id: str
 
 
 parse_agent_job_reply_ack: Final = AgentJobReplyAck.parse

@@ -7,13 +7,17 @@
 
 import { FLAG_DATA, MessageType, PayloadType, ackFor, decodeFrame, encodeFrame, jsonPayload, parseJsonPayload, randomUuid } from "./frames.js";
 import { DataChannelCore, State } from "./channelcore.js";
+import { backoffDelays } from "./backoff.js";
 
 export const CLIENT_VERSION = "1.2.677.0"; // the plugin version whose behaviour we follow
 export const CHUNK_BYTES = 1024; // the plugin sends stdin in chunks of at most 1 KiB
 export const RESEND_INTERVAL_MS = 100;
-const RESUME_ATTEMPTS = 5;
-const RESUME_FIRST_DELAY_MS = 150;
-const RESUME_MAX_DELAY_MS = 5000;
+// How long a lost channel is given to come back (ResumeSession + re-dial, AWS's backoff shape): long
+// enough for a server restart, as the CLI (openssm/client/datachannel.py, DEFAULT_RESUME_WINDOW).
+export const RESUME_WINDOW_MS = 90_000;
+// The lines the terminal shows while the channel is away and when it is back (the CLI's, on stderr).
+export const RECONNECTING_NOTICE = "[openssm] connection lost, reconnecting\u2026";
+export const RECONNECTED_NOTICE = "[openssm] connection back; the session goes on";
 const SHELL_SESSION_TYPES = new Set(["Standard_Stream", "InteractiveCommands", "NonInteractiveCommands"]);
 
 /** Why a session ended, from the channel_closed Output text the gateway writes. */
@@ -33,7 +37,9 @@ export class DataChannelClient {
    *   streamUrl, tokenValue, sessionId: from StartSession;
    *   onOutput(Uint8Array), onClosed({kind, title, detail}), onNotice(text): callbacks;
    *   resume(): async, a new TokenValue from ResumeSession (or null) after the socket dropped;
-   *   WebSocketImpl (default globalThis.WebSocket), now (ms clock, default performance.now).
+   *   WebSocketImpl (default globalThis.WebSocket), now (ms clock, default performance.now);
+   *   resumeWindowMs (default RESUME_WINDOW_MS), wait (async ms => void, default setTimeout's) and
+   *   random (the backoff's first draw, default Math.random), which tests replace.
    */
   constructor(options) {
     this.streamUrl = options.streamUrl;
@@ -43,6 +49,9 @@ export class DataChannelClient {
     this.onClosed = options.onClosed || (() => {});
     this.onNotice = options.onNotice || (() => {});
     this.resume = options.resume || null; // async () => new TokenValue, or null when not resumable
+    this.resumeWindowMs = options.resumeWindowMs ?? RESUME_WINDOW_MS;
+    this.wait = options.wait || ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.random = options.random || Math.random;
     this.resuming = false;
     this.everOpened = false;
     this.WebSocketImpl = options.WebSocketImpl || globalThis.WebSocket;
@@ -105,9 +114,11 @@ export class DataChannelClient {
   }
 
   /**
-   * The socket closed without channel_closed: like the plugin, ask for a new token
-   * (ResumeSession, through `options.resume`) and dial the same StreamUrl again; sequence numbers
-   * and buffers carry on. Gives up after RESUME_ATTEMPTS or when no token comes back.
+   * The socket closed without channel_closed: like the CLI, ask for a new token (ResumeSession,
+   * through `options.resume`) and dial the same StreamUrl again, at once and then with AWS's
+   * backoff until the resume window ends; sequence numbers and buffers carry on. The terminal says
+   * so while it waits and when the channel is back. Ends the session when no token comes back (the
+   * session is over) or the window passes.
    */
   async connectionLost() {
     if (this.ended) return;
@@ -116,39 +127,82 @@ export class DataChannelClient {
       return;
     }
     this.resuming = true;
-    let delay = RESUME_FIRST_DELAY_MS;
-    for (let attempt = 0; attempt < RESUME_ATTEMPTS && !this.ended; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(RESUME_MAX_DELAY_MS, delay * 2);
+    this.onNotice(RECONNECTING_NOTICE);
+    const deadline = this.now() + this.resumeWindowMs;
+    const delays = backoffDelays({ windowMs: this.resumeWindowMs, random: this.random });
+    for (let delay = 0; !this.ended; ) {
+      await this.wait(delay);
+      if (this.ended) break;
+      const outcome = await this.resumeOnce(Math.max(100, deadline - this.now()));
+      if (outcome === "back") {
+        this.resuming = false;
+        this.onNotice(RECONNECTED_NOTICE);
+        return; // onopen replayed what the agent has not acked yet
+      }
+      if (outcome === "gone") break; // the session is over (or no longer ours)
+      const next = delays.next();
+      if (next.done) {
+        this.resuming = false;
+        this.giveUp();
+        return;
+      }
+      delay = next.value;
+    }
+    this.resuming = false;
+    this.finish(null);
+  }
+
+  /** One ResumeSession and dial within `limitMs`: "back", "gone" (no token) or "retry". */
+  async resumeOnce(limitMs) {
+    let timer = null;
+    let timedOut = false;
+    const expired = new Promise((resolve) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        resolve("retry");
+      }, limitMs);
+    });
+    const attempt = (async () => {
       let token = null;
       try {
         token = await this.resume();
       } catch (err) {
-        continue; // the API was unreachable: try again
+        return "retry"; // the API was unreachable: try again
       }
-      if (!token) break; // the session is over (or no longer ours)
-      this.onNotice("Reconnecting…");
-      const opened = await new Promise((resolve) => {
+      if (!token) return "gone";
+      if (this.ended || timedOut) return this.ended ? "gone" : "retry";
+      return await new Promise((resolve) => {
         this.connect(token);
         const ws = this.ws;
         const previousOpen = ws.onopen;
         ws.onopen = (event) => {
           previousOpen(event);
-          resolve(true);
+          resolve("back");
         };
         const previousClose = ws.onclose;
         ws.onclose = (event) => {
-          resolve(false);
+          resolve("retry");
           previousClose(event);
         };
+        expired.then(() => {
+          if (ws.readyState <= 1) ws.close(); // a dial that hangs past the window
+        });
       });
-      if (opened) {
-        this.resuming = false;
-        return;
-      }
+    })();
+    try {
+      return await Promise.race([attempt, expired]);
+    } finally {
+      clearTimeout(timer);
     }
-    this.resuming = false;
-    this.finish(null);
+  }
+
+  giveUp() {
+    const seconds = Math.round(this.resumeWindowMs / 1000);
+    this.finishWith({
+      kind: "lost",
+      title: "Connection lost",
+      detail: `No connection to the server for ${seconds} s; the session was given up.`,
+    });
   }
 
   // -- sending --------------------------------------------------------------------------------
@@ -302,26 +356,30 @@ export class DataChannelClient {
 
   /** `output` is channel_closed's Output text, or null when the connection simply dropped. */
   finish(output) {
+    if (output === null && !this.everOpened) {
+      // Typically the page was opened at another address than the server's public URL, and the
+      // gateway refuses WebSocket upgrades from origins it does not know.
+      const origin = new URL(this.streamUrl).host;
+      this.finishWith({
+        kind: "unreachable",
+        title: "Could not open the session's data channel",
+        detail: `The gateway at ${origin} did not accept the connection. Open the console at the server's public URL.`,
+      });
+    } else if (output === null) {
+      this.finishWith({ kind: "lost", title: "Connection lost", detail: "The connection to the server closed." });
+    } else {
+      this.finishWith(classifyEnd(output));
+    }
+  }
+
+  finishWith(end) {
     if (this.ended) return;
     this.ended = true;
     clearInterval(this.timer);
     this.core.close();
     this.queue = [];
     if (this.ws && this.ws.readyState <= 1) this.ws.close();
-    if (output === null && !this.everOpened) {
-      // Typically the page was opened at another address than the server's public URL, and the
-      // gateway refuses WebSocket upgrades from origins it does not know.
-      const origin = new URL(this.streamUrl).host;
-      this.onClosed({
-        kind: "unreachable",
-        title: "Could not open the session's data channel",
-        detail: `The gateway at ${origin} did not accept the connection. Open the console at the server's public URL.`,
-      });
-    } else if (output === null) {
-      this.onClosed({ kind: "lost", title: "Connection lost", detail: "The connection to the server closed." });
-    } else {
-      this.onClosed(classifyEnd(output));
-    }
+    this.onClosed(end);
   }
 
   close() {
