@@ -240,7 +240,7 @@ async def update_instance_information(request: ApiRequest, body: dict[str, Any])
             services.pings.add(services.engine, instance_id, now, info, batch.take())
         else:
             services.pings.discard(instance_id)
-            async with batch.transaction(services) as conn:
+            async with batch.transaction(services, queued=True) as conn:  # a fleet's first reports
                 await instances.record_ping(conn, instance_id, info, now=now)
             services.authz.instances.put(
                 instance_id, last.generation, dataclasses.replace(last.info, **changes)

@@ -17,7 +17,7 @@ from openssm.security.identity import Identity
 from openssm.security.policies import cached_policies_for
 from openssm.services import Services
 from openssm.store import audit_log
-from openssm.store.rows import writing
+from openssm.store.rows import queued_writing, writing
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
 
@@ -107,10 +107,13 @@ class AuditBatch:
         return rows
 
     @contextlib.asynccontextmanager
-    async def transaction(self, services: Services) -> AsyncIterator[AsyncConnection]:
+    async def transaction(
+        self, services: Services, *, queued: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A write transaction that begins with the held rows; they count as written once it
-        commits (if it rolls back, :func:`audited` still writes them)."""
-        async with writing(services.engine) as conn:
+        commits (if it rolls back, :func:`audited` still writes them). ``queued``: one of many
+        callers at once (``store.rows.queued_writing``)."""
+        async with (queued_writing if queued else writing)(services.engine) as conn:
             if self.rows:
                 await audit_log.record_many(conn, self.rows)
             yield conn

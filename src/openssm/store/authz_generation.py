@@ -3,7 +3,7 @@ that every change able to alter an authorisation decision bumps in its own trans
 node may keep what it derived from those rows (credentials, principals, policies) for as long as the
 counter stays the same.
 
-The bumps are database triggers (migration 0010, from :data:`WATCHED`), so no writer can forget
+The bumps are database triggers (migration 0011, from :data:`WATCHED`), so no writer can forget
 one: the API, the console, tests writing through the store, another node, ``psql``. Watched:
 
 - every insert, update and delete of the IAM tables (users, groups and their members, roles,

@@ -560,7 +560,7 @@ kms_aliases = Table(
 )
 
 # One row (id 1): a counter every change that can alter an authorisation decision bumps, in the same
-# transaction, by triggers (migration 0010; ``openssm.store.authz_generation`` lists what they watch).
+# transaction, by triggers (migration 0011; ``openssm.store.authz_generation`` lists what they watch).
 # Nodes cache credentials, principals and policies for as long as it stays the same.
 authz_generation = Table(
     "authz_generation",
