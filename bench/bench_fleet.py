@@ -429,7 +429,8 @@ async def open_shell(
 
 async def type_keys(shells: list[tuple[sim.ShellClient, EchoProbe]], seconds: float) -> float:
     """One keystroke a second on every shell, staggered evenly over the second, for ``seconds``;
-    then until every echo is back (or 10 s). Returns the seconds of typing."""
+    then until every echo is back (or 10 s: those still out are counted "late"). Returns the seconds
+    of typing."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     keys = b"abcdefghijklmnopqrstuvwxyz"
@@ -456,7 +457,7 @@ def echo_figures(shells: list[tuple[sim.ShellClient, EchoProbe]]) -> dict[str, A
     return {
         "shells": len(shells),
         "echoes": len(latencies),
-        "lost": sum(len(probe.pending) for _, probe in shells),
+        "late": sum(len(probe.pending) for _, probe in shells),
         "wrong": sum(probe.wrong for _, probe in shells),
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": pct(latencies, 0.99) if latencies else float("nan"),
@@ -525,13 +526,13 @@ def shells_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
         f"(plain HTTP); {args.shells} shells opened in {figures['open_seconds']:.1f} s"
     )
     print(
-        f"  {'shells':>6}  {'echoes':>7}  {'lost':>4}  {'wrong':>5}  {'p50':>8}  {'p99':>8}  {'max':>8}"
+        f"  {'shells':>6}  {'echoes':>7}  {'late':>4}  {'wrong':>5}  {'p50':>8}  {'p99':>8}  {'max':>8}"
         f"  {'server CPU':>10}  {'bench CPU':>9}  p99 ÷ 50 ms"
     )
     for name in ("idle", "loaded"):
         f = figures[name]
         print(
-            f"  {f['shells']:>6}  {f['echoes']:>7}  {f['lost']:>4}  {f['wrong']:>5}"
+            f"  {f['shells']:>6}  {f['echoes']:>7}  {f['late']:>4}  {f['wrong']:>5}"
             f"  {f['p50'] * 1000:>5.1f} ms  {f['p99'] * 1000:>5.1f} ms  {f['max'] * 1000:>5.1f} ms"
             f"  {f['server_cpu'] * 100:>8.0f} %  {f['bench_cpu'] * 100:>7.0f} %"
             f"  {f['p99'] / ECHO_TARGET_SECONDS:.2f}x"
