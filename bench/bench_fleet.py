@@ -15,7 +15,11 @@ go Online and idle. Printed beside the issue's targets:
 - StartSession → first byte with one agent registered (idle) and with the whole fleet (loaded);
 - with ``--open-files N``: a server whose soft open-files limit is N, and a fleet past it: how many
   answers were throttling (agents back off) and how many were server errors (there must be none);
-- with ``--tracemalloc``: where the server's memory per idle agent goes, by allocation site.
+- with ``--tracemalloc``: where the server's memory per idle agent goes, by allocation site;
+- with ``--shells N`` (instead of the table): N agents with an active shell each (StartSession
+  through the API, the data channel with its token and acks, an agent that echoes every input byte),
+  one keystroke a second per shell, staggered: keystroke → echo p50/p99/max and server CPU, beside
+  one shell alone in the same run, and p99 ÷ the 50 ms target.
 
 Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target).
 """
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import pathlib
@@ -386,6 +392,160 @@ async def compare(args: argparse.Namespace, root: pathlib.Path) -> None:
         )
 
 
+ECHO_TARGET_SECONDS = 0.050  # issue 16: echo p99 ≤ 50 ms with 1,000 active shells
+
+
+class EchoProbe:
+    """Keystroke → echo times of one shell: each keystroke's byte and send time, matched in order
+    against the echoed bytes (a byte out of order or never sent counts as wrong)."""
+
+    def __init__(self) -> None:
+        self.pending: collections.deque[tuple[int, float]] = collections.deque()
+        self.latencies: list[float] = []
+        self.wrong = 0
+
+    def sent(self, key: int) -> None:
+        self.pending.append((key, time.perf_counter()))
+
+    def on_output(self, data: bytes) -> None:
+        now = time.perf_counter()
+        for byte in data:
+            if self.pending and self.pending[0][0] == byte:
+                self.latencies.append(now - self.pending.popleft()[1])
+            else:
+                self.wrong += 1
+
+
+async def open_shell(
+    ssm: Any, http: aiohttp.ClientSession, instance_id: str, gate: asyncio.Semaphore
+) -> tuple[sim.ShellClient, EchoProbe]:
+    """StartSession (boto3: SigV4, as the CLI) and the data channel, up to its prompt."""
+    async with gate:
+        started = await asyncio.to_thread(ssm.start_session, Target=instance_id)
+        shell = await sim.ShellClient.open(http, started)
+        await shell.expect(sim.PROMPT, timeout=120)
+    probe = EchoProbe()
+    shell.on_output = probe.on_output
+    return shell, probe
+
+
+async def type_keys(shells: list[tuple[sim.ShellClient, EchoProbe]], seconds: float) -> float:
+    """One keystroke a second on every shell, staggered evenly over the second, for ``seconds``;
+    then until every echo is back (or 10 s: those still out are counted "late"). Returns the seconds
+    of typing."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    keys = b"abcdefghijklmnopqrstuvwxyz"
+
+    async def typist(index: int, shell: sim.ShellClient, probe: EchoProbe) -> None:
+        offset = index / len(shells)
+        for n in range(int(seconds)):
+            await asyncio.sleep(max(0.0, began + offset + n - loop.time()))
+            key = keys[(index + n) % len(keys)]
+            probe.sent(key)
+            await shell.send(bytes([key]))
+
+    await asyncio.gather(*(typist(i, shell, probe) for i, (shell, probe) in enumerate(shells)))
+    typed = loop.time() - began
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while any(probe.pending for _, probe in shells):
+                await asyncio.sleep(0.05)
+    return typed
+
+
+def echo_figures(shells: list[tuple[sim.ShellClient, EchoProbe]]) -> dict[str, Any]:
+    latencies = [value for _, probe in shells for value in probe.latencies]
+    return {
+        "shells": len(shells),
+        "echoes": len(latencies),
+        "late": sum(len(probe.pending) for _, probe in shells),
+        "wrong": sum(probe.wrong for _, probe in shells),
+        "p50": statistics.median(latencies) if latencies else float("nan"),
+        "p99": pct(latencies, 0.99) if latencies else float("nan"),
+        "max": max(latencies, default=float("nan")),
+    }
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def shells_run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
+    """``--shells N``: N agents, one active shell each, one keystroke a second per shell; and one
+    shell alone first (the idle baseline), on the same server in the same run."""
+    server = Server(root / "server-shells")
+    server.start()
+    try:
+        pid = server_pid(server)
+        ssm = server.client("ssm")
+        activations = sim.create_activations(ssm, args.shells)
+        async with sim.Fleet([server.endpoint], region=server.region) as fleet:  # the real schedule
+            await fleet.register(args.shells, activations)
+            fleet.start()
+            await fleet.wait_online(args.online_timeout)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: len(sim.online_from_api(ssm)[0]) >= args.shells,
+                "every agent Online",
+                120,
+            )
+            gate = asyncio.Semaphore(8)
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                alone = [await open_shell(ssm, http, fleet.agents[0].instance_id, gate)]
+                figures: dict[str, Any] = {}
+                for name, shells in (("idle", alone), ("loaded", None)):
+                    if shells is None:
+                        began = time.monotonic()
+                        shells = alone + list(
+                            await asyncio.gather(
+                                *(open_shell(ssm, http, a.instance_id, gate) for a in fleet.agents[1:])
+                            )
+                        )
+                        figures["open_seconds"] = time.monotonic() - began
+                        for _, probe in shells:  # the first shell's idle-phase echoes are not counted twice
+                            probe.latencies.clear()
+                    cpu0, own0, t0 = cpu_seconds(pid), own_cpu_seconds(), time.monotonic()
+                    await type_keys(shells, args.shell_seconds)
+                    elapsed = time.monotonic() - t0
+                    figures[name] = {
+                        **echo_figures(shells),
+                        "server_cpu": (cpu_seconds(pid) - cpu0) / elapsed,
+                        "bench_cpu": (own_cpu_seconds() - own0) / elapsed,
+                    }
+                await asyncio.gather(*(shell.close() for shell, _ in shells), return_exceptions=True)
+            figures["server_errors"] = dict(fleet.stats.server_errors)
+            return figures
+    finally:
+        server.stop()
+
+
+def shells_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"\nEcho, one keystroke a second per shell for {args.shell_seconds:g} s, one server on SQLite "
+        f"(plain HTTP); {args.shells} shells opened in {figures['open_seconds']:.1f} s"
+    )
+    print(
+        f"  {'shells':>6}  {'echoes':>7}  {'late':>4}  {'wrong':>5}  {'p50':>8}  {'p99':>8}  {'max':>8}"
+        f"  {'server CPU':>10}  {'bench CPU':>9}  p99 ÷ 50 ms"
+    )
+    for name in ("idle", "loaded"):
+        f = figures[name]
+        print(
+            f"  {f['shells']:>6}  {f['echoes']:>7}  {f['late']:>4}  {f['wrong']:>5}"
+            f"  {f['p50'] * 1000:>5.1f} ms  {f['p99'] * 1000:>5.1f} ms  {f['max'] * 1000:>5.1f} ms"
+            f"  {f['server_cpu'] * 100:>8.0f} %  {f['bench_cpu'] * 100:>7.0f} %"
+            f"  {f['p99'] / ECHO_TARGET_SECONDS:.2f}x"
+        )
+    idle, loaded = figures["idle"], figures["loaded"]
+    print(
+        f"  loaded ÷ idle: p50 {loaded['p50'] / idle['p50']:.2f}x, p99 {loaded['p99'] / idle['p99']:.2f}x;"
+        f"  target p99 ≤ 50 ms at 1,000 shells; server errors: {figures['server_errors'] or 0}"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,10 +571,21 @@ async def main() -> None:
         "memory per idle agent is measured too, alternating with this one's, and compared",
     )
     parser.add_argument("--repeat", type=int, default=1, help="with --compare-src: rounds of both servers")
+    parser.add_argument(
+        "--shells",
+        type=int,
+        default=0,
+        help="instead of the table: N agents with an active shell each, one keystroke a second per "
+        "shell; echo p50/p99/max and server CPU, beside one shell alone (target p99 ≤ 50 ms at 1,000)",
+    )
+    parser.add_argument("--shell-seconds", type=float, default=30.0, help="with --shells: seconds of typing")
     args = parser.parse_args()
     sim.raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = pathlib.Path(tmp)
+        if args.shells:
+            shells_table(await shells_run(args, root), args)
+            return
         if args.compare_src:
             await compare(args, root)
             return

@@ -172,3 +172,48 @@ async def _until_threaded(predicate: Callable[[], bool], what: str, timeout: flo
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(0.5)
+
+
+ECHO_SHELLS = 4
+KEYSTROKES = b"0123456789abcdefghij"
+
+
+@pytest.mark.timeout(300)
+def test_every_keystroke_on_a_few_shells_comes_back_once_in_order(tmp_path: pathlib.Path) -> None:
+    """The path ``bench_fleet.py --shells`` measures: StartSession through the API, the data channel,
+    a simulated agent echoing each input byte; keystrokes interleaved over the shells, one at a time."""
+    server = Server(tmp_path / "server").start()
+    try:
+        ssm = server.client("ssm")
+        activations = sim.create_activations(ssm, ECHO_SHELLS)
+
+        async def run() -> None:
+            async with sim.Fleet([server.endpoint], region=server.region) as fleet:
+                await fleet.register(ECHO_SHELLS, activations)
+                fleet.start()
+                await fleet.wait_online(120)
+                wanted = {agent.instance_id for agent in fleet.agents}
+                await _until_threaded(lambda: sim.online_from_api(ssm)[0] >= wanted, "all Online", 60)
+                async with aiohttp.ClientSession() as http:
+                    shells: list[tuple[sim.ShellClient, list[bytes]]] = []
+                    for agent in fleet.agents:
+                        started = await asyncio.to_thread(ssm.start_session, Target=agent.instance_id)
+                        shell = await sim.ShellClient.open(http, started)
+                        await shell.expect(sim.PROMPT)
+                        echoed: list[bytes] = []
+                        shell.on_output = echoed.append
+                        shells.append((shell, echoed))
+                    for key in KEYSTROKES:
+                        for shell, _ in shells:
+                            await shell.send(bytes([key]))
+                    for shell, echoed in shells:
+                        await shell.expect(sim.PROMPT + KEYSTROKES, timeout=30)
+                        assert b"".join(echoed) == KEYSTROKES  # each once, in order, nothing else
+                        await shell.close()
+                assert fleet.stats.sessions == ECHO_SHELLS
+                assert not fleet.stats.server_errors, fleet.stats.server_errors
+
+        asyncio.run(run())
+        _server_log_is_clean(server)
+    finally:
+        server.stop()

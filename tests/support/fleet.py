@@ -34,7 +34,7 @@ import resource
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -566,6 +566,8 @@ class ShellClient:
         self.ws = ws
         self.stream = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
         self.output = bytearray()
+        # Called with each delivered output payload, in order, as it arrives (echo timing).
+        self.on_output: Callable[[bytes], None] | None = None
         self._arrived = asyncio.Event()
         self._pump = asyncio.create_task(self._read())
 
@@ -590,6 +592,8 @@ class ShellClient:
                 for item in received.deliver:
                     if item.payload_type == PayloadType.OUTPUT:
                         self.output += item.payload
+                        if self.on_output is not None:
+                            self.on_output(bytes(item.payload))
                         self._arrived.set()
             elif frame.message_type == MessageType.CHANNEL_CLOSED:
                 break

@@ -23,6 +23,7 @@ from openssm.client.api import NO_REGION as NO_REGION_CODE
 from openssm.client.api import ApiError, ApiTarget, Caller, StartedSession, start_session
 from openssm.client.parameters import ParameterError, parse_parameters
 from openssm.client.trace import mark
+from openssm.errors import OpenSSMError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,7 +36,7 @@ PORT_DOCUMENT: Final = "AWS-StartPortForwardingSession"
 REMOTE_PORT_DOCUMENT: Final = "AWS-StartPortForwardingSessionToRemoteHost"
 
 
-class OptionError(ValueError):
+class OptionError(OpenSSMError, ValueError):
     """A bad option value (click's BadParameter, with ``param_hint`` when it names the option)."""
 
     def __init__(self, message: str, param_hint: str | None = None) -> None:
@@ -43,7 +44,7 @@ class OptionError(ValueError):
         self.param_hint = param_hint
 
 
-class UsageProblem(ValueError):
+class UsageProblem(OpenSSMError, ValueError):
     """Options that do not go together (click's UsageError)."""
 
 
