@@ -58,11 +58,14 @@ def running_cluster(
 ) -> Iterator[list[Node]]:
     require_postgres_and_redis()
     master_key = new_master_key()
+    # Node ids name the nodes' Redis bus channels: unique per cluster, so clusters of tests running
+    # side by side (xdist workers share one Redis) never hear each other's messages.
+    cluster = secrets.token_hex(3)
     with fresh_postgres_database() as database_url:
         nodes = [
             Node(
                 tmp_path / f"node-{index}",
-                node_id=f"node-{index}",
+                node_id=f"node-{index}-{cluster}",
                 database_url=database_url,
                 redis_url=REDIS_URL,
                 master_key=master_key,

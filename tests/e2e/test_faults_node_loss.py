@@ -41,6 +41,17 @@ def port_session(
         yield session, local, session_id
 
 
+def what_happened(sessions: dict[str, SessionProcess], logs: dict[str, pathlib.Path]) -> str:
+    """For a failure: each client's output and the warnings of every server and agent log (a
+    fault test that fails under load once in many runs is only fixed from what it left behind)."""
+    parts = [f"--- {name} output ---\n{session.output[-4000:]}" for name, session in sessions.items()]
+    for name, path in logs.items():
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        lines = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line]
+        parts.append(f"--- {name} warnings ---\n" + "\n".join(lines[-60:]))
+    return "\n".join(parts)
+
+
 def node_of(node: Node, session_id: str) -> object:
     return fetch_value(node.database_url, "SELECT node_id FROM sessions WHERE session_id = $1", session_id)
 
@@ -75,8 +86,18 @@ def test_a_dead_nodes_session_goes_on_at_the_survivor(tmp_path: pathlib.Path) ->
                 assert not on_a.done()
                 killed_at = time.monotonic()
                 node_a.kill()
-                report_b = on_b.result(240)
-                report_a = on_a.result(360)
+                try:
+                    report_b = on_b.result(240)
+                    report_a = on_a.result(360)
+                except Exception as exc:
+                    logs = {
+                        "node A": node_a.data_dir / "server.log",
+                        "node B": node_b.data_dir / "server.log",
+                        "agent A": agent_a.state_dir / "agent.log",
+                        "agent B": agent_b.state_dir / "agent.log",
+                    }
+                    evidence = what_happened({"client A": session_a, "client B": session_b}, logs)
+                    raise AssertionError(f"a transfer failed: {exc!r}\n{evidence}") from exc
                 carried_after = time.monotonic() - killed_at
                 assert node_of(node_b, id_a) == node_b.node_id
                 for session_id in (id_a, id_b):

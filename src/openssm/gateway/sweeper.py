@@ -46,11 +46,16 @@ UNRESUMABLE: Final = (SessionStatus.CONNECTING, SessionStatus.TERMINATING)
 
 
 async def dead_nodes_with_sessions(
-    engine: AsyncEngine, *, now: dt.datetime, statuses: tuple[SessionStatus, ...] = ACTIVE_STATUSES
+    engine: AsyncEngine,
+    *,
+    now: dt.datetime,
+    statuses: tuple[SessionStatus, ...] = ACTIVE_STATUSES,
+    dead_for: dt.timedelta = dt.timedelta(0),
 ) -> list[str]:
-    """Nodes that carry sessions in ``statuses`` but have not reported within the liveness window."""
+    """Nodes that carry sessions in ``statuses`` but have not reported within the liveness window
+    (and ``dead_for`` more)."""
     return await sessions.nodes_with_active_sessions(
-        engine, except_nodes=gateway_nodes.alive_ids(now), statuses=statuses
+        engine, except_nodes=gateway_nodes.alive_ids(now, dead_for=dead_for), statuses=statuses
     )
 
 
@@ -60,8 +65,8 @@ async def sweep_dead_nodes(
     """Terminate the sessions of dead nodes (running ones once the node has been dead for
     ``resume_window`` as well); returns how many this call ended."""
     ended = 0
-    for statuses, dead_at in ((UNRESUMABLE, now), (RESUMABLE, now - resume_window)):
-        for node_id in await dead_nodes_with_sessions(engine, now=dead_at, statuses=statuses):
+    for statuses, dead_for in ((UNRESUMABLE, dt.timedelta(0)), (RESUMABLE, resume_window)):
+        for node_id in await dead_nodes_with_sessions(engine, now=now, statuses=statuses, dead_for=dead_for):
             count = await sessions.finish_node_sessions(
                 engine, node_id, reason=dead_node_reason(node_id), now=now, statuses=statuses
             )

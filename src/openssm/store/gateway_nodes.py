@@ -100,13 +100,17 @@ async def get(db: Db, node_id: str) -> GatewayNodeRow | None:
     return await first(db, sa.select(gateway_nodes).where(gateway_nodes.c.node_id == node_id), GatewayNodeRow)
 
 
-def _reported_since(now: dt.datetime) -> sa.ColumnElement[bool]:
-    return gateway_nodes.c.last_seen_at > _DatabaseTime(now, NODE_ALIVE_WINDOW)
+def _reported_since(now: dt.datetime, dead_for: dt.timedelta = dt.timedelta(0)) -> sa.ColumnElement[bool]:
+    return gateway_nodes.c.last_seen_at > _DatabaseTime(now, NODE_ALIVE_WINDOW + dead_for)
 
 
-def alive_ids(now: dt.datetime) -> sa.Select[tuple[str]]:
-    """The ids of the nodes that reported in recently (a subquery for other entities' queries)."""
-    return sa.select(gateway_nodes.c.node_id).where(_reported_since(now))
+def alive_ids(now: dt.datetime, *, dead_for: dt.timedelta = dt.timedelta(0)) -> sa.Select[tuple[str]]:
+    """The ids of the nodes that reported in recently (a subquery for other entities' queries).
+
+    ``dead_for``: count a node as alive until it has also been dead this long (a grace such as the
+    resume window). It is a duration, not an earlier ``now``: on PostgreSQL the time is the
+    database's, which a shifted ``now`` would not move."""
+    return sa.select(gateway_nodes.c.node_id).where(_reported_since(now, dead_for))
 
 
 async def alive(db: Db, *, now: dt.datetime) -> dict[str, str]:
