@@ -17,8 +17,13 @@ closed early. The standard loop (`OPENSSM_EVENT_LOOP=asyncio`) does not; see DES
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import sys
 from typing import cast
+
+# The yardstick is the same code on both sides of compare_port_throughput.py: the working tree's
+# runtime, even when PYTHONPATH puts another revision's package first for the processes under test.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "src"))
 
 from openssm.transport.runtime import run
 

@@ -13,7 +13,7 @@ from tests.support.wait import wait_for
 
 from openssm.protocol import websocket as codec
 from openssm.transport import websocket_connection
-from openssm.transport.websocket_connection import ConnectionClosed, WebSocketConnection
+from openssm.transport.websocket_connection import ConnectionClosed, WebSocketConnection, WsMessageType
 
 Handler = Callable[[WebSocketConnection], Awaitable[None]]
 
@@ -115,7 +115,7 @@ async def serve_aiohttp(
     return await start_app(endpoint)
 
 
-async def test_our_client_talks_to_aiohttps_server(http: aiohttp.ClientSession) -> None:
+async def test_our_client_talks_to_aiohttps_server() -> None:
     seen: list[object] = []
 
     async def server(ws: web.WebSocketResponse) -> None:
@@ -131,14 +131,14 @@ async def test_our_client_talks_to_aiohttps_server(http: aiohttp.ClientSession) 
 
     runner, url = await serve_aiohttp(server)
     try:
-        connection = await websocket_connection.connect(http, url, max_message=1 << 21)
+        connection = await websocket_connection.dial(url, max_message=1 << 21)
         await connection.send_str("open")
         message = await connection.receive(timeout=5)
-        assert message.type is WSMsgType.BINARY
+        assert message.type is WsMessageType.BINARY
         await connection.send_parts([message.data[:10], memoryview(message.data)[10:]])
         closing = await connection.receive(timeout=5)
-        assert closing.type is WSMsgType.CLOSE and closing.data == 4001 and closing.extra == "done"
-        assert (await connection.receive(timeout=5)).type is WSMsgType.CLOSED
+        assert closing.type is WsMessageType.CLOSE and closing.data == 4001 and closing.extra == "done"
+        assert (await connection.receive(timeout=5)).type is WsMessageType.CLOSED
         assert seen[0] == "open" and seen[2] == seen[1]
         with pytest.raises(ConnectionClosed):
             await connection.send_bytes(b"too late")
@@ -146,32 +146,32 @@ async def test_our_client_talks_to_aiohttps_server(http: aiohttp.ClientSession) 
         await runner.cleanup()
 
 
-async def test_only_one_task_may_wait_to_receive(http: aiohttp.ClientSession) -> None:
+async def test_only_one_task_may_wait_to_receive() -> None:
     async def quiet(ws: web.WebSocketResponse) -> None:
         await ws.receive()
 
     runner, url = await serve_aiohttp(quiet)
     try:
-        connection = await websocket_connection.connect(http, url, max_message=1000)
+        connection = await websocket_connection.dial(url, max_message=1000)
         waiting = asyncio.create_task(connection.receive())
         await wait_for(lambda: connection._waiter is not None, 5, "the first receive to start waiting")
         with pytest.raises(RuntimeError, match="already"):
             await connection.receive()
         await connection.close()
-        assert (await asyncio.wait_for(waiting, 5)).type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+        assert (await asyncio.wait_for(waiting, 5)).type in (WsMessageType.CLOSE, WsMessageType.CLOSED)
     finally:
         await runner.cleanup()
 
 
-async def test_a_peer_that_answers_no_ping_is_dropped(http: aiohttp.ClientSession) -> None:
+async def test_a_peer_that_answers_no_ping_is_dropped() -> None:
     async def mute(ws: web.WebSocketResponse) -> None:
         await asyncio.sleep(2)  # deliberate: a mute peer (autoping off, nothing read) for the test's span
 
     runner, url = await serve_aiohttp(mute, autoping=False)
     try:
-        connection = await websocket_connection.connect(http, url, max_message=1000, heartbeat=0.2)
+        connection = await websocket_connection.dial(url, max_message=1000, heartbeat=0.2)
         message = await connection.receive(timeout=5)
-        assert message.type is WSMsgType.CLOSED
+        assert message.type is WsMessageType.CLOSED
         assert isinstance(connection.exception(), TimeoutError)
     finally:
         await runner.cleanup()
@@ -228,7 +228,7 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
         await runner.cleanup()
 
 
-async def test_a_paused_reader_pings_its_peer_and_does_not_judge_it(http: aiohttp.ClientSession) -> None:
+async def test_a_paused_reader_pings_its_peer_and_does_not_judge_it() -> None:
     """While our reads are paused (the consumer is behind), the peer's bytes, pongs included, wait
     unread: we ping it so that its heartbeat keeps us, and our own heartbeat holds its judgement."""
     pings: list[float] = []
@@ -252,8 +252,8 @@ async def test_a_paused_reader_pings_its_peer_and_does_not_judge_it(http: aiohtt
 
     runner, url = await serve_aiohttp(sender, autoping=False)
     try:
-        connection = await websocket_connection.connect(
-            http, url, max_message=1 << 21, heartbeat=0.3, paused_ping_interval=0.1
+        connection = await websocket_connection.dial(
+            url, max_message=1 << 21, heartbeat=0.3, paused_ping_interval=0.1
         )
         await connection.send_str("start")
         # five heartbeats without reading a byte

@@ -1,15 +1,15 @@
 """Data-channel WebSockets with framing of our own.
 
-On the server and the agent, aiohttp does what it does well: dialing (proxies, TLS), the HTTP
-upgrade and its checks. Once the upgrade is agreed, the socket is taken over
-(``transport.set_protocol``, public asyncio API) by :class:`WebSocketConnection`, which frames
+On the server, aiohttp does what it does well: the HTTP upgrade and its checks. Once the upgrade
+is agreed, the socket is taken over (``transport.set_protocol``, public asyncio API) by
+:class:`WebSocketConnection`, which frames
 with :mod:`openssm.protocol.websocket`: socket reads land straight in the message they become,
 and a masked frame costs one join and one XOR pass. See DESIGN.md ("Data-channel WebSockets")
 for the measurements behind this and for what aiohttp's framing costs per byte.
 
-The client (``openssm start-session``, the plugin) dials with :func:`dial` instead: TCP, an HTTP
-CONNECT tunnel through a proxy when one is configured, TLS, and the upgrade of
-:mod:`openssm.protocol.http1`, all on asyncio, so that it never imports aiohttp
+The dialing ends (``openssm start-session``, the plugin, and the agent) use :func:`dial` instead:
+TCP, an HTTP CONNECT tunnel through a proxy when one is configured, TLS, and the upgrade of
+:mod:`openssm.protocol.http1`, all on asyncio, so that neither imports aiohttp
 (whose import alone took about a sixth of the client's time to a prompt; its compiled XOR is
 loaded with the first large frame: see ``MASK``). It gets a
 :class:`ClientWebSocket`: the same framing, with messages of this module's own
@@ -48,7 +48,6 @@ from openssm.protocol import websocket as codec
 from openssm.transport.read_throttle import ReadThrottle
 
 if TYPE_CHECKING:
-    import aiohttp
     from aiohttp import WSMessage, web
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ def _lazy_mask(key: bytes, data: bytearray) -> None:
         _compiled_mask()(key, data)
 
 
-# The server and the agent have imported aiohttp by now; the client has not, and should not have to.
+# The server has imported aiohttp by now; the client and the agent have not, and should not have to.
 MASK: codec.MaskFunction = _compiled_mask() if "aiohttp" in sys.modules else _lazy_mask
 
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # unread bytes before the socket stops being read
@@ -158,7 +157,6 @@ class _FramedWebSocket(asyncio.BufferedProtocol):
         self._ping_sent_at = 0.0
         self.close_code: int | None = None
         self.response: web.StreamResponse | None = None  # server side: what the handler returns
-        self.response_keeper: object = None  # client side: aiohttp's handshake response, kept alive
 
     def _message(self, kind: WsMessageType, data: Any, extra: Any) -> Any:
         """A received message as the subclass's users expect it."""
@@ -413,8 +411,8 @@ class _FramedWebSocket(asyncio.BufferedProtocol):
 
 
 class WebSocketConnection(_FramedWebSocket):
-    """A connection aiohttp upgraded: made by :func:`accept` (server) or :func:`connect` (agent);
-    its messages are aiohttp's ``WSMessage``, as aiohttp's own WebSocket objects give them."""
+    """A connection aiohttp upgraded, made by :func:`accept` (the server's side); its messages are
+    aiohttp's ``WSMessage``, as aiohttp's own WebSocket objects give them."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -464,7 +462,7 @@ class ClientWebSocket(_FramedWebSocket):
 
 
 def _aiohttp() -> Any:
-    """aiohttp, imported where the server and the agent use it (never by the client)."""
+    """aiohttp, imported where the server uses it (never by the client or the agent)."""
     import aiohttp
 
     return aiohttp
@@ -517,67 +515,6 @@ async def accept(
     connection.response = upgrade
     connection.take_over(transport)  # before the 101 goes out: see the module docstring
     await upgrade.prepare(request)
-    return connection
-
-
-_transport_keeper: type[Any] | None = None
-
-
-def _transport_keeper_class() -> type[Any]:
-    """aiohttp's client WebSocket response, remembering the transport it was handed (made once,
-    on first use, so that importing this module does not import aiohttp).
-
-    ``ClientSession(ws_response_class=...)`` is aiohttp's documented hook for this class; the
-    writer it receives carries the connection's transport, which :func:`connect` takes over.
-    """
-    global _transport_keeper
-    if _transport_keeper is None:
-        base: Any = _aiohttp().ClientWebSocketResponse
-
-        class TransportKeeper(base):  # type: ignore[misc]
-            def __init__(self, reader: Any, writer: Any, *args: Any, **kwargs: Any) -> None:
-                super().__init__(reader, writer, *args, **kwargs)
-                self.taken_transport: asyncio.BaseTransport = writer.transport
-
-        _transport_keeper = TransportKeeper
-    return _transport_keeper
-
-
-async def connect(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    max_message: int,
-    heartbeat: float | None = None,
-    close_timeout: float = 2.0,
-    paused_ping_interval: float | None = None,
-    **ws_connect: Any,
-) -> WebSocketConnection:
-    """Dial and upgrade with aiohttp (headers, ssl, proxy... in ``ws_connect``), then take over.
-
-    The dial goes through ``session``'s connector (its pool, limits and TLS settings) by way of a
-    short-lived session that only adds the response class the takeover needs.
-    """
-    keeper = _transport_keeper_class()
-    dialer = _aiohttp().ClientSession(
-        connector=session.connector,
-        connector_owner=False,
-        timeout=session.timeout,
-        trust_env=session.trust_env,
-        ws_response_class=keeper,
-    )
-    async with dialer:
-        response = await dialer.ws_connect(url, autoping=False, heartbeat=None, compress=0, **ws_connect)
-    assert isinstance(response, keeper)
-    connection = WebSocketConnection(
-        client=True,
-        max_message=max_message,
-        heartbeat=heartbeat,
-        close_timeout=close_timeout,
-        paused_ping_interval=paused_ping_interval,
-    )
-    connection.response_keeper = response  # aiohttp closes the socket when its response is collected
-    connection.take_over(response.taken_transport)
     return connection
 
 
