@@ -18,8 +18,12 @@ go Online and idle. Printed beside the issue's targets:
 - with ``--tracemalloc``: where the server's memory per idle agent goes, by allocation site;
 - with ``--shells N`` (instead of the table): N agents with an active shell each (StartSession
   through the API, the data channel with its token and acks, an agent that echoes every input byte),
-  one keystroke a second per shell, staggered: keystroke → echo p50/p99/max and server CPU, beside
-  one shell alone in the same run, and p99 ÷ the 50 ms target.
+  one keystroke a second per shell, staggered: keystroke → echo p50/p99/max, server CPU (and per
+  keystroke), the bench's own CPU and event-loop lag (a lagging bench, not the server, would explain
+  slow echoes), beside one shell typed on alone in the same run, and p99 ÷ the 50 ms target. With
+  ``--compare-src`` both servers get their fleets and shells first, then are typed on in turns for
+  ``--repeat`` rounds: medians, ranges and this tree ÷ the other;
+- with ``--keep DIR``: everything (each server's data directory and ``server.log``) stays in DIR.
 
 Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target).
 """
@@ -30,6 +34,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -42,6 +47,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -116,6 +122,16 @@ def server_pid(server: Server) -> int:
     return server.process.proc.pid
 
 
+def server_env(server_src: str | None) -> dict[str, str] | None:
+    """The server's environment: this one's, or with ``server_src`` (another checkout's ``src``)
+    first on its path, so that tree's server runs."""
+    if server_src is None:
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [server_src, env.get("PYTHONPATH")]))
+    return env
+
+
 async def settle(pid: int, seconds: float = 3.0) -> int:
     """RSS after the server has been quiet for a moment."""
     await asyncio.sleep(seconds)
@@ -179,9 +195,8 @@ async def run_fleet(
     the server from that source tree (``src`` of another checkout) instead of this one."""
     extra: tuple[str, ...] = ()
     ssl_context: ssl.SSLContext | None = None
-    env = dict(os.environ)
+    env = server_env(server_src) or dict(os.environ)
     if server_src is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [server_src, env.get("PYTHONPATH")]))
         root = root / "compared"
         root.mkdir(exist_ok=True)
     if tls:
@@ -472,64 +487,111 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def shells_run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
-    """``--shells N``: N agents, one active shell each, one keystroke a second per shell; and one
-    shell alone first (the idle baseline), on the same server in the same run."""
-    server = Server(root / "server-shells")
+Shell = tuple[sim.ShellClient, EchoProbe]
+
+
+@dataclasses.dataclass
+class ShellServer:
+    """One server with its fleet: every agent with an open shell, the first one typed on alone."""
+
+    name: str
+    pid: int
+    fleet: sim.Fleet
+    shells: list[Shell]
+    open_seconds: float
+
+
+async def open_shell_server(
+    args: argparse.Namespace, root: pathlib.Path, stack: contextlib.AsyncExitStack, name: str, src: str | None
+) -> ShellServer:
+    """A fresh server (this tree's, or ``src``'s), N agents on it (the real schedule), Online, and
+    an open shell on each."""
+    server = Server(root / f"server-shells-{name}", env=server_env(src))
     server.start()
-    try:
-        pid = server_pid(server)
-        ssm = server.client("ssm")
-        activations = sim.create_activations(ssm, args.shells)
-        async with sim.Fleet([server.endpoint], region=server.region) as fleet:  # the real schedule
-            await fleet.register(args.shells, activations)
-            fleet.start()
-            await fleet.wait_online(args.online_timeout)
-            await asyncio.to_thread(
-                wait_until,
-                lambda: len(sim.online_from_api(ssm)[0]) >= args.shells,
-                "every agent Online",
-                120,
-            )
-            gate = asyncio.Semaphore(8)
-            connector = aiohttp.TCPConnector(limit=0)
-            async with aiohttp.ClientSession(connector=connector) as http:
-                alone = [await open_shell(ssm, http, fleet.agents[0].instance_id, gate)]
-                figures: dict[str, Any] = {}
-                for name, shells in (("idle", alone), ("loaded", None)):
-                    if shells is None:
-                        began = time.monotonic()
-                        shells = alone + list(
-                            await asyncio.gather(
-                                *(open_shell(ssm, http, a.instance_id, gate) for a in fleet.agents[1:])
-                            )
-                        )
-                        figures["open_seconds"] = time.monotonic() - began
-                        for _, probe in shells:  # the first shell's idle-phase echoes are not counted twice
-                            probe.latencies.clear()
-                    cpu0, own0, t0 = cpu_seconds(pid), own_cpu_seconds(), time.monotonic()
-                    await type_keys(shells, args.shell_seconds)
-                    elapsed = time.monotonic() - t0
-                    figures[name] = {
-                        **echo_figures(shells),
-                        "server_cpu": (cpu_seconds(pid) - cpu0) / elapsed,
-                        "bench_cpu": (own_cpu_seconds() - own0) / elapsed,
-                    }
-                await asyncio.gather(*(shell.close() for shell, _ in shells), return_exceptions=True)
-            figures["server_errors"] = dict(fleet.stats.server_errors)
-            return figures
-    finally:
-        server.stop()
+    stack.callback(server.stop)
+    ssm = server.client("ssm")
+    activations = sim.create_activations(ssm, args.shells)
+    fleet = await stack.enter_async_context(sim.Fleet([server.endpoint], region=server.region))
+    await fleet.register(args.shells, activations)
+    fleet.start()
+    await fleet.wait_online(args.online_timeout)
+    await asyncio.to_thread(
+        wait_until, lambda: len(sim.online_from_api(ssm)[0]) >= args.shells, "every agent Online", 120
+    )
+    http = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+    gate = asyncio.Semaphore(8)
+    began = time.monotonic()
+    shells = list(await asyncio.gather(*(open_shell(ssm, http, a.instance_id, gate) for a in fleet.agents)))
+    opened = time.monotonic() - began
+    stack.push_async_callback(
+        lambda: asyncio.gather(*(shell.close() for shell, _ in shells), return_exceptions=True)
+    )
+    return ShellServer(name, server_pid(server), fleet, shells, opened)
 
 
-def shells_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
+async def loop_lags(lags: list[float], period: float = 0.01) -> None:
+    """How late this process's event loop wakes (its own load, not the server's), until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        lags.append(loop.time() - due)
+
+
+async def typing_round(setup: ShellServer, shells: list[Shell], seconds: float) -> dict[str, Any]:
+    """Type on ``shells`` (the others stay open and quiet) and measure echo, CPU and the bench's lag."""
+    for _, probe in setup.shells:
+        probe.latencies.clear()
     print(
-        f"\nEcho, one keystroke a second per shell for {args.shell_seconds:g} s, one server on SQLite "
-        f"(plain HTTP); {args.shells} shells opened in {figures['open_seconds']:.1f} s"
+        f"typing on {len(shells)} shells for {seconds:g} s (server pid {setup.pid})",
+        file=sys.stderr,
+        flush=True,
+    )
+    lags: list[float] = []
+    monitor = asyncio.create_task(loop_lags(lags))
+    cpu0, own0, t0 = cpu_seconds(setup.pid), own_cpu_seconds(), time.monotonic()
+    typed = await type_keys(shells, seconds)
+    elapsed = time.monotonic() - t0
+    monitor.cancel()
+    return {
+        **echo_figures(shells),
+        "server_cpu": (cpu_seconds(setup.pid) - cpu0) / elapsed,
+        "bench_cpu": (own_cpu_seconds() - own0) / elapsed,
+        "bench_lag_p99": pct(lags, 0.99) if lags else float("nan"),
+        "keystrokes_per_second": len(shells) * int(seconds) / typed,
+    }
+
+
+async def shells_run(args: argparse.Namespace, root: pathlib.Path) -> None:
+    """``--shells N``: N agents, one active shell each, one keystroke a second per shell; and one
+    shell typed on alone (the others open and quiet), on the same server in the same run. With
+    ``--compare-src``, a second server from that tree with its own N agents and shells, both set
+    up first, then typed on in alternating rounds (``--repeat``) so that both see the same load."""
+    sources = [("this", None)] if not args.compare_src else [("compared", args.compare_src), ("this", None)]
+    rounds: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name, _ in sources}
+    async with contextlib.AsyncExitStack() as stack:
+        setups = [await open_shell_server(args, root, stack, name, src) for name, src in sources]
+        for index in range(args.repeat):
+            for setup in setups:
+                figures = {
+                    "idle": await typing_round(setup, setup.shells[:1], min(args.shell_seconds, 10.0)),
+                    "loaded": await typing_round(setup, setup.shells, args.shell_seconds),
+                }
+                rounds[setup.name].append(figures)
+                shells_table(setup, figures, args, f"round {index + 1}, {setup.name} server")
+    if args.compare_src:
+        compare_shells(rounds, args)
+
+
+def shells_table(setup: ShellServer, figures: dict[str, Any], args: argparse.Namespace, title: str) -> None:
+    print(
+        f"\n{title}: echo, one keystroke a second per shell for {args.shell_seconds:g} s, one server on "
+        f"SQLite (plain HTTP); {len(setup.shells)} shells opened in {setup.open_seconds:.1f} s; "
+        f"server errors: {dict(setup.fleet.stats.server_errors) or 0}"
     )
     print(
         f"  {'shells':>6}  {'echoes':>7}  {'late':>4}  {'wrong':>5}  {'p50':>8}  {'p99':>8}  {'max':>8}"
-        f"  {'server CPU':>10}  {'bench CPU':>9}  p99 ÷ 50 ms"
+        f"  {'server CPU':>10}  {'bench CPU':>9}  {'bench lag p99':>13}  p99 ÷ 50 ms"
     )
     for name in ("idle", "loaded"):
         f = figures[name]
@@ -537,12 +599,47 @@ def shells_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
             f"  {f['shells']:>6}  {f['echoes']:>7}  {f['late']:>4}  {f['wrong']:>5}"
             f"  {f['p50'] * 1000:>5.1f} ms  {f['p99'] * 1000:>5.1f} ms  {f['max'] * 1000:>5.1f} ms"
             f"  {f['server_cpu'] * 100:>8.0f} %  {f['bench_cpu'] * 100:>7.0f} %"
-            f"  {f['p99'] / ECHO_TARGET_SECONDS:.2f}x"
+            f"  {f['bench_lag_p99'] * 1000:>10.1f} ms  {f['p99'] / ECHO_TARGET_SECONDS:.2f}x",
+            flush=True,
         )
     idle, loaded = figures["idle"], figures["loaded"]
     print(
         f"  loaded ÷ idle: p50 {loaded['p50'] / idle['p50']:.2f}x, p99 {loaded['p99'] / idle['p99']:.2f}x;"
-        f"  target p99 ≤ 50 ms at 1,000 shells; server errors: {figures['server_errors'] or 0}"
+        f"  server CPU per keystroke {cpu_per_key(figures) * 1000:.2f} ms; target p99 ≤ 50 ms at 1,000 shells",
+        flush=True,
+    )
+
+
+def cpu_per_key(figures: dict[str, Any]) -> float:
+    """Server CPU seconds per keystroke (its echo and both acks), beyond the server's background
+    work: loaded CPU minus the one-shell round's, over the keystrokes the loaded round added."""
+    loaded, idle = figures["loaded"], figures["idle"]
+    added = loaded["keystrokes_per_second"] - idle["keystrokes_per_second"]
+    return float((loaded["server_cpu"] - idle["server_cpu"]) / added) if added > 0 else float("nan")
+
+
+def compare_shells(rounds: dict[str, list[dict[str, dict[str, Any]]]], args: argparse.Namespace) -> None:
+    """Medians and ranges over the rounds, loaded, and this tree ÷ ``--compare-src``."""
+    print(f"\nLoaded, {args.shells} shells, {args.repeat} rounds each (median, range)")
+    measures: tuple[tuple[str, Callable[[dict[str, Any]], float], str], ...] = (
+        ("echo p50", lambda f: f["p50"] * 1000, "ms"),
+        ("echo p99", lambda f: f["p99"] * 1000, "ms"),
+        ("server CPU", lambda f: f["server_cpu"] * 100, "%"),
+    )
+    for label, measure, unit in measures:
+        values = {name: [measure(r["loaded"]) for r in rounds[name]] for name in rounds}
+        summary(label, values, unit, args)
+    per_key = {name: [cpu_per_key(r) * 1000 for r in rounds[name]] for name in rounds}
+    summary("server CPU per keystroke (above the one-shell round)", per_key, "ms", args)
+
+
+def summary(label: str, values: dict[str, list[float]], unit: str, args: argparse.Namespace) -> None:
+    """One line: both trees' median and range, and this tree ÷ the other."""
+    before, after = values["compared"], values["this"]
+    print(
+        f"  {label}: {args.compare_src} {statistics.median(before):.2f} {unit} ({min(before):.2f} to "
+        f"{max(before):.2f}); this tree {statistics.median(after):.2f} {unit} ({min(after):.2f} to "
+        f"{max(after):.2f}); ratio {statistics.median(after) / statistics.median(before):.2f}x"
     )
 
 
@@ -568,9 +665,15 @@ async def main() -> None:
     parser.add_argument(
         "--compare-src",
         help="the src directory of another checkout (e.g. main's, from `git archive`): its server's "
-        "memory per idle agent is measured too, alternating with this one's, and compared",
+        "memory per idle agent is measured too, alternating with this one's, and compared (with "
+        "--shells: its echo and CPU per keystroke, both servers up at once, typed on in turns)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="with --compare-src: rounds of both servers")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of both servers with --compare-src (with --shells: of typing)",
+    )
     parser.add_argument(
         "--shells",
         type=int,
@@ -579,12 +682,21 @@ async def main() -> None:
         "shell; echo p50/p99/max and server CPU, beside one shell alone (target p99 ≤ 50 ms at 1,000)",
     )
     parser.add_argument("--shell-seconds", type=float, default=30.0, help="with --shells: seconds of typing")
+    parser.add_argument(
+        "--keep",
+        type=pathlib.Path,
+        help="run in this (new) directory and keep it: each server's data directory and server.log",
+    )
     args = parser.parse_args()
     sim.raise_open_files_limit()
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        root = pathlib.Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+            root = args.keep
+        else:
+            root = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-")))
         if args.shells:
-            shells_table(await shells_run(args, root), args)
+            await shells_run(args, root)
             return
         if args.compare_src:
             await compare(args, root)
