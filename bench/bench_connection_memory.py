@@ -9,9 +9,11 @@ per variant, side by side, over ``--repeat`` rounds (median and range):
 - ``aiohttp``: aiohttp's ``WebSocketResponse`` with the gateway's control-channel settings;
 - ``own-4k`` / ``own-64k``: :mod:`openssm.transport.websocket_connection` after aiohttp's upgrade,
   with a 4 KiB or a 64 KiB read buffer (data channels use 64 KiB);
-- ``tls``: ``aiohttp`` over TLS, on uvloop with the tuned allocator (as ``openssm server`` runs);
-- ``tls-default-malloc``: the same without ``tune_allocator`` (glibc's own mmap threshold);
-- ``tls-asyncio``: the same on the standard asyncio loop.
+- ``tls``: ``aiohttp`` over TLS as ``openssm server`` runs it: uvloop, the tuned allocator, and
+  :mod:`openssm.transport.tls_listener` (the standard library's TLS protocol, one shared read buffer);
+- ``tls-uvloop``: the same with uvloop's own TLS (a 256 KiB read buffer per connection);
+- ``tls-default-malloc``: ``tls-uvloop`` without ``tune_allocator`` (glibc's own mmap threshold);
+- ``tls-asyncio``: ``tls`` on the standard asyncio loop.
 
 Run: ``.venv/bin/python bench/bench_connection_memory.py`` (``--connections 2000 --repeat 3``).
 """
@@ -31,12 +33,20 @@ import tempfile
 from typing import Final
 
 ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
-VARIANTS: Final = ("aiohttp", "own-4k", "own-64k", "tls", "tls-default-malloc", "tls-asyncio")
+VARIANTS: Final = (
+    "aiohttp",
+    "own-4k",
+    "own-64k",
+    "tls",
+    "tls-uvloop",
+    "tls-default-malloc",
+    "tls-asyncio",
+)
 
 SERVER = """
 import asyncio, os, sys
 from aiohttp import web
-from openssm.transport import runtime, websocket_connection
+from openssm.transport import runtime, tls_listener, websocket_connection
 
 variant, certfile, keyfile = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -72,7 +82,8 @@ async def main():
         import ssl
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certfile, keyfile)
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context, backlog=4096).start()
+    site = tls_listener.SharedBufferTLSSite if variant in ("tls", "tls-asyncio") else web.TCPSite
+    await site(runner, "127.0.0.1", 0, ssl_context=context, backlog=4096).start()
     print(runner.addresses[0][1], flush=True)
     loop = asyncio.get_running_loop()
     base = None

@@ -83,7 +83,7 @@ def pct(samples: list[float], q: float) -> float:
 SITECUSTOMIZE = """
 import os, signal, tracemalloc
 if os.environ.get("BENCH_TRACEMALLOC_DIR"):
-    tracemalloc.start(1)
+    tracemalloc.start(int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1")))
     def _dump(signum, frame):
         directory = os.environ["BENCH_TRACEMALLOC_DIR"]
         path = os.path.join(directory, "snapshot-%d" % len(os.listdir(directory)))
@@ -104,16 +104,35 @@ async def snapshot(pid: int, directory: pathlib.Path) -> tracemalloc.Snapshot:
     return tracemalloc.Snapshot.load(str(new.pop()))
 
 
+TRACE_FRAMES = 12  # frames kept per allocation: enough to reach the OpenSSM (or aiohttp) caller
+
+
+def _where(frame: tracemalloc.Frame) -> str:
+    return f"{frame.filename.split('site-packages/')[-1].split('/src/')[-1]}:{frame.lineno}"
+
+
+def _caller(traceback: tracemalloc.Traceback) -> str:
+    """The innermost frame in OpenSSM's own code (else aiohttp's, else the allocation itself): who
+    asked for the memory, where the allocating line is a library's."""
+    for prefix in ("openssm/", "aiohttp/"):
+        for frame in traceback:  # most recent call first (tracemalloc's order)
+            if prefix in frame.filename:
+                return _where(frame)
+    return _where(traceback[0])
+
+
 def allocation_report(base: tracemalloc.Snapshot, idle: tracemalloc.Snapshot, agents: int) -> list[str]:
-    """Where the server's memory per idle agent goes: the biggest growths, per agent, by line."""
+    """Where the server's memory per idle agent goes: the biggest growths per agent, grouped by the
+    whole traceback, each shown as the allocating line and the OpenSSM (or aiohttp) line above it."""
     lines = []
-    for stat in idle.compare_to(base, "lineno")[:15]:
-        frame = stat.traceback[0]
-        where = frame.filename.split("site-packages/")[-1].split("/src/")[-1]
+    for stat in idle.compare_to(base, "traceback")[:25]:
+        allocated, caller = _where(stat.traceback[0]), _caller(stat.traceback)
         lines.append(
             f"    {stat.size_diff / agents:8.0f} B/agent  {stat.count_diff / agents:6.1f} blocks/agent  "
-            f"{where}:{frame.lineno}"
+            f"{allocated}" + (f"  <- {caller}" if caller != allocated else "")
         )
+    total = sum(stat.size_diff for stat in idle.compare_to(base, "filename"))
+    lines.append(f"    {total / agents:8.0f} B/agent  in all (what Python allocated and still holds)")
     return lines
 
 
@@ -210,6 +229,7 @@ async def run_fleet(
         (root / "sitecustomize.py").write_text(SITECUSTOMIZE)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         env["BENCH_TRACEMALLOC_DIR"] = str(traces)
+        env["BENCH_TRACEMALLOC_FRAMES"] = str(TRACE_FRAMES)
     server = Server(root / ("server-tls" if tls else "server"), extra_args=extra, env=env)
     if traces is not None:
         server.start_timeout = 600.0  # tracing every allocation slows the imports several times
