@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import sys
-from typing import cast
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 # The yardstick is the same code on both sides of compare_port_throughput.py: the working tree's
 # runtime, even when PYTHONPATH puts another revision's package first for the processes under test.
@@ -28,9 +29,26 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "src"))
 from openssm.transport.runtime import run
 
 READ_SIZE = 256 * 1024
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+Q = TypeVar("Q", bound=asyncio.BaseProtocol)
 
 
-class Half(asyncio.BufferedProtocol):
+class Passing(asyncio.BufferedProtocol):
+    """A socket whose reads go to a peer's: while the peer's writes are held up, it reads nothing."""
+
+    def peer_transport(self) -> asyncio.Transport | None:
+        raise NotImplementedError
+
+    def pause_writing(self) -> None:
+        if (transport := self.peer_transport()) is not None:
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if (transport := self.peer_transport()) is not None:
+            transport.resume_reading()
+
+
+class Half(Passing):
     """One socket of a relayed pair; what it reads goes to ``peer``'s transport."""
 
     def __init__(self) -> None:
@@ -56,13 +74,8 @@ class Half(asyncio.BufferedProtocol):
             # Queued, and the loop may hold on to our buffer (uvloop does): read into a new one.
             self.buffer = bytearray(READ_SIZE)
 
-    def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
+    def peer_transport(self) -> asyncio.Transport | None:
+        return None if self.peer is None else self.peer.transport
 
     def eof_received(self) -> bool:
         if self.peer is None or self.peer.transport is None:
@@ -76,29 +89,42 @@ class Half(asyncio.BufferedProtocol):
             self.peer.transport.close()
 
 
-async def relay(listen_port: int, target_port: int) -> None:
+def pair(inbound: Half, outbound: Half) -> None:
+    """The relay's two sockets are both connected: from now on each writes to the other."""
+    assert outbound.transport is not None and inbound.transport is not None
+    if inbound.transport.is_closing():
+        outbound.transport.close()
+        return
+    outbound.peer, inbound.peer = inbound, outbound
+    outbound.transport.writelines(inbound.pending)
+    inbound.pending.clear()
+    if inbound.eof_pending:
+        outbound.transport.write_eof()
+
+
+async def serve(
+    listen_port: int,
+    target_port: int,
+    inbound: Callable[[], P],
+    outbound: Callable[[], Q],
+    paired: Callable[[P, Q], None],
+) -> None:
+    """Accept on ``listen_port`` (sockets made by ``inbound``), dial ``target_port`` for each
+    (``outbound``), then ``paired`` joins the two; prints "ready" once listening."""
     loop = asyncio.get_running_loop()
     connecting: set[asyncio.Task[None]] = set()
 
-    def accepted() -> Half:
-        inbound = Half()
+    def accepted() -> P:
+        near = inbound()
 
         async def connect() -> None:
-            _, outbound = await loop.create_connection(Half, "127.0.0.1", target_port)
-            assert outbound.transport is not None and inbound.transport is not None
-            if inbound.transport.is_closing():
-                outbound.transport.close()
-                return
-            outbound.peer, inbound.peer = inbound, outbound
-            outbound.transport.writelines(inbound.pending)
-            inbound.pending.clear()
-            if inbound.eof_pending:
-                outbound.transport.write_eof()
+            _, far = await loop.create_connection(outbound, "127.0.0.1", target_port)
+            paired(near, far)
 
         task = loop.create_task(connect())
         connecting.add(task)
         task.add_done_callback(connecting.discard)
-        return inbound
+        return near
 
     server = await loop.create_server(accepted, "127.0.0.1", listen_port)
     print("ready", flush=True)
@@ -106,4 +132,4 @@ async def relay(listen_port: int, target_port: int) -> None:
 
 
 if __name__ == "__main__":
-    run(relay(int(sys.argv[1]), int(sys.argv[2])))
+    run(serve(int(sys.argv[1]), int(sys.argv[2]), Half, Half, pair))

@@ -8,7 +8,12 @@ Paths, all ending at the same checksum server (tests/e2e/forwarding.py) with the
 4. three bare Python relays in a row (`bench/bare_relay.py`): the yardstick. They copy bytes and
    nothing else, on the same event loops, so they show what any three-process Python design
    (client → gateway → agent) could reach here at best;
-5. three `socat -b 1048576` relays in a row (the same three hops in C, doing nothing else): the
+5. three framed relays in a row (`bench/framed_relay.py`, in the client, gateway and agent roles):
+   the bare relays plus exactly the framing OpenSSM's wire makes each hop do (WebSocket frames
+   masked by the client and the agent, the SSM message header, smux frame headers, messages of up
+   to 960 KiB), with OpenSSM's own codecs, and nothing else (no acks, sessions, smux state,
+   recording). The floor for any Python design keeping AWS's framing (`--no-framed` leaves it out);
+6. three `socat -b 1048576` relays in a row (the same three hops in C, doing nothing else): the
    stricter yardstick of issue 17, whose target is OpenSSM at 75 % of it or better (when socat is
    installed).
 
@@ -24,7 +29,7 @@ can reach; it shows how much of each figure the checksum ends take).
 The machine is noisy, so the paths take turns: each round runs every case on every path, one
 after the other, and the best of `--repeat` rounds counts for each path and case.
 
-For the OpenSSM, bare-relay and socat single-stream runs it also prints each process's CPU time
+For the OpenSSM, bare-relay, framed-relay and socat single-stream runs it also prints each process's CPU time
 per GiB moved (user and system, from /proc; a socat relay's with the connection processes it
 forked), which shows where the time goes without a profiler: on a 2-core machine the busy
 processes (the checksum ends and the three in between) share the cores, so throughput is about 2
@@ -77,6 +82,7 @@ from tests.support.sshd import run_sshd, sshd_available
 
 MIB = 1024 * 1024
 SOCAT = "3 socat relays"
+FRAMED = "3 framed relays"
 RAW = "direct, raw"
 
 
@@ -335,6 +341,31 @@ def bare_relays(destination_port: int, count: int) -> Iterator[tuple[int, dict[s
 
 
 @contextlib.contextmanager
+def framed_relays(destination_port: int) -> Iterator[tuple[int, dict[str, int]]]:
+    """``bench/framed_relay.py`` as agent, gateway and client in front of the destination; yields
+    the client's port and the three relays' process ids."""
+    script = pathlib.Path(__file__).resolve().parent / "framed_relay.py"
+    procs: dict[str, subprocess.Popen[str]] = {}
+    target = destination_port
+    try:
+        for role in ("agent", "gateway", "client"):
+            port = free_port()
+            proc = subprocess.Popen(
+                [sys.executable, str(script), role, str(port), str(target)], stdout=subprocess.PIPE, text=True
+            )
+            procs[role] = proc
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"framed relay ({role}) did not start")
+            target = port
+        yield target, {role: procs[role].pid for role in ("client", "gateway", "agent")}
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
 def socat_relays(destination_port: int, count: int) -> Iterator[tuple[int, dict[str, int]]]:
     """``count`` socat relays in a row (1 MiB buffers, a process per connection, as each OpenSSM
     hop serves many); yields the first one's port and the relays' process ids."""
@@ -522,6 +553,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best one counts")
     parser.add_argument("--no-ssh", action="store_true")
     parser.add_argument("--no-socat", action="store_true")
+    parser.add_argument("--no-framed", action="store_true", help="leave out the three framed relays")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results to this file")
     args = parser.parse_args()
     size = args.size_mib * MIB
@@ -540,6 +572,8 @@ def main() -> None:
             print("ssh -L: skipped (--no-ssh, or OpenSSH not installed)")
         local, pids = stack.enter_context(bare_relays(destination.port, 3))
         paths.append(Path("3 bare relays", local, pids))
+        if not args.no_framed:
+            paths.append(Path(FRAMED, *stack.enter_context(framed_relays(destination.port))))
         if not args.no_socat and shutil.which("socat"):
             paths.append(Path(SOCAT, *stack.enter_context(socat_relays(destination.port, 3))))
         else:
@@ -577,6 +611,14 @@ def main() -> None:
             mine, theirs = r.cpu, socat[r.case].cpu if r.case in socat else None
             if r.path == "OpenSSM" and mine and theirs:
                 print(f"  {r.case:<22} {relays_cpu(theirs) / relays_cpu(mine):>7.1%}")
+        framed = [r for r in results if r.path == FRAMED]
+        if framed:
+            print(f"\n{FRAMED} ÷ {SOCAT}: the same wire framing and nothing else, in Python (the floor")
+            print("for any design keeping AWS's framing); throughput, and CPU per GiB socat ÷ framed")
+            for r in framed:
+                cpu = socat[r.case].cpu
+                cpu_ratio = f"{relays_cpu(cpu) / relays_cpu(r.cpu):>7.1%}" if r.cpu and cpu else ""
+                print(f"  {r.case:<22} {r.mib_per_s / socat[r.case].mib_per_s:>7.1%} {cpu_ratio}")
     for r in results:
         if r.cpu:
             total = sum(user + system for user, system in r.cpu.values())
