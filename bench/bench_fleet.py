@@ -57,6 +57,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
+from tests.support.stats import percentile
 from tests.support.tls import self_signed
 from tests.support.wait import wait_until
 
@@ -71,11 +72,6 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_bytes(pid: int) -> int:
     return int(pathlib.Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # Imported by the server's interpreter at start (PYTHONPATH): traces allocations, and writes a
@@ -353,7 +349,7 @@ def table(plain: dict[str, Any], tls: dict[str, Any] | None, args: argparse.Name
     rows.append(
         (
             "describe-instance-information, 50 a page",
-            f"p50 {statistics.median(pages) * 1000:.0f} ms, p99 {pct(pages, 0.99) * 1000:.0f} ms; "
+            f"p50 {statistics.median(pages) * 1000:.0f} ms, p99 {percentile(pages, 0.99) * 1000:.0f} ms; "
             f"full listing ({plain['listed']}) {statistics.median(listings):.2f} s",
             "p99 ≤ 100 ms; listing ≤ 10 s",
         )
@@ -497,7 +493,7 @@ def echo_figures(shells: list[tuple[sim.ShellClient, EchoProbe]]) -> dict[str, A
         "late": sum(len(probe.pending) for _, probe in shells),
         "wrong": sum(probe.wrong for _, probe in shells),
         "p50": statistics.median(latencies) if latencies else float("nan"),
-        "p99": pct(latencies, 0.99) if latencies else float("nan"),
+        "p99": percentile(latencies, 0.99) if latencies else float("nan"),
         "max": max(latencies, default=float("nan")),
     }
 

@@ -80,11 +80,6 @@ def _node(index: int, live_node: str, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def _listing(
     api: Any, credentials: Any, filters: list[dict[str, Any]]
 ) -> tuple[list[float], float, int]:
@@ -110,6 +105,7 @@ async def _listing(
 async def measure(nodes: int, calls: int) -> dict[str, float]:
     import sqlalchemy as sa
     from tests.support.inprocess_api import ACCOUNT, running_api
+    from tests.support.stats import percentile
 
     from openssm.auth.sigv4 import sign_hmac
     from openssm.store import access_keys, gateway_nodes
@@ -132,15 +128,13 @@ async def measure(nodes: int, calls: int) -> dict[str, float]:
             await _listing(api, admin, [])  # warm-up: caches, the first connection
             times, total, count = await _listing(api, admin, [])
             assert count == nodes, count
-            figures.update(page_p50=_percentile(times, 0.5), page_p99=_percentile(times, 0.99), listing=total)
+            figures.update(page_p50=percentile(times, 0.5), page_p99=percentile(times, 0.99), listing=total)
             online_prod = [
                 {"Key": "PingStatus", "Values": ["Online"]},
                 {"Key": "tag:env", "Values": ["prod"]},
             ]
             times, total, count = await _listing(api, admin, online_prod)
-            figures.update(
-                filtered_p99=_percentile(times, 0.99), filtered_listing=total, filtered_count=count
-            )
+            figures.update(filtered_p99=percentile(times, 0.99), filtered_listing=total, filtered_count=count)
 
             # Every node reports with role credentials of its own, as agents do (RequestManagedInstanceRoleToken).
             policy = {

@@ -33,6 +33,7 @@ from aiohttp.test_utils import TestServer
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.support.gateway import running_gateway
+from tests.support.stats import percentile
 
 from openssm.gateway.settings import GatewaySettings
 from openssm.protocol.frames import FLAG_SYN, Frame, MessageType, PayloadType, ack_for, decode
@@ -228,11 +229,6 @@ async def main() -> None:
             f"  {name:<16} p50 {statistics.median(p50s):6.3f} [{min(p50s):.3f}-{max(p50s):.3f}]"
             f"   p99 {statistics.median(p99s):6.3f} [{min(p99s):.3f}-{max(p99s):.3f}]"
         )
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 if __name__ == "__main__":

@@ -23,11 +23,15 @@ import sys
 import tempfile
 import time
 
+import aiohttp
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from bench_session_latency import BenchClient, echo_rtts_openssm, openssm_session, pct
+from bench_session_latency import ShellOutput, echo_rtts_shell
 from tests.e2e.harness import Agent, Server
+from tests.support.fleet import ShellClient
+from tests.support.stats import percentile
 
 from openssm.bus.inprocess import InProcessBus
 from openssm.logs.recorder import SessionRecorder
@@ -37,18 +41,30 @@ from openssm.store.db import database_url_for, make_engine, migrate
 from openssm.store.secrets import SecretCipher
 
 
-async def cat_throughput(client: BenchClient, path: pathlib.Path, size: int) -> float:
+async def cat_throughput(client: ShellClient, output: ShellOutput, path: pathlib.Path) -> float:
     """Seconds to stream the file's text through the remote shell's PTY."""
     marker = f"END-{time.monotonic_ns()}"
     command = f"stty -echo; cat {path}; echo {marker[:4]}''{marker[4:]}; stty echo\r"
     start = time.perf_counter()
-    await client.send(PayloadType.OUTPUT, command.encode())
-    await client.wait_for(marker.encode(), timeout=300)
+    await client.send(command.encode())
+    await output.until(marker.encode(), timeout=300)
     elapsed = time.perf_counter() - start
     await asyncio.sleep(0.3)
-    while not client.output.empty():
-        client.output.get_nowait()
+    output.discard()
     return elapsed
+
+
+async def shell_session(
+    server: Server, instance_id: str, http: aiohttp.ClientSession
+) -> tuple[ShellClient, ShellOutput]:
+    """StartSession and the data channel, up to the first prompt byte; the shell's output queued."""
+    response = await asyncio.to_thread(server.client("ssm").start_session, Target=instance_id)
+    client = await ShellClient.open(http, response)
+    output = ShellOutput()
+    client.on_output = output.feed
+    await output.any()
+    await client.send(b'{"cols":80,"rows":24}', PayloadType.SIZE)
+    return client, output
 
 
 def make_text_file(path: pathlib.Path, megabytes: int) -> tuple[int, int]:
@@ -128,14 +144,14 @@ async def main_async(args: argparse.Namespace) -> None:
                     order.reverse()
                 for name, (server, agent) in order:
                     assert agent.instance_id
-                    _, client, pump, http = await openssm_session(server, agent.instance_id)
-                    await asyncio.sleep(0.5)
-                    rtts[name] += await echo_rtts_openssm(client, args.keys)
-                    await asyncio.sleep(0.3)
-                    seconds[name].append(await cat_throughput(client, big, size))
-                    await client.send(PayloadType.OUTPUT, b"exit\r")
-                    await asyncio.wait_for(pump, 30)
-                    await http.close()
+                    async with aiohttp.ClientSession() as http:
+                        client, output = await shell_session(server, agent.instance_id, http)
+                        await asyncio.sleep(0.5)
+                        rtts[name] += await echo_rtts_shell(client, output, args.keys)
+                        await asyncio.sleep(0.3)
+                        seconds[name].append(await cat_throughput(client, output, big))
+                        await client.send(b"exit\r")
+                        await client.wait_closed(30)
             await asyncio.sleep(2)  # let the recorder finish its files
             recorded = transcript_lines(systems["recording"][0])
             tap_warnings = "dropping events" in (systems["recording"][0].data_dir / "server.log").read_text()
@@ -148,11 +164,11 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"Keystroke echo round trip ({args.keys} keys x {args.rounds} sessions each)")
     for name in systems:
         print(
-            f"  {name:13} p50 {pct(rtts[name], 0.5) * 1000:7.2f} ms   p99 {pct(rtts[name], 0.99) * 1000:7.2f} ms"
+            f"  {name:13} p50 {percentile(rtts[name], 0.5) * 1000:7.2f} ms   p99 {percentile(rtts[name], 0.99) * 1000:7.2f} ms"
         )
     on, off = rtts["recording"], rtts["no recording"]
     print(
-        f"  ratio         p50 {pct(on, 0.5) / pct(off, 0.5):7.2f}x   p99 {pct(on, 0.99) / pct(off, 0.99):7.2f}x"
+        f"  ratio         p50 {percentile(on, 0.5) / percentile(off, 0.5):7.2f}x   p99 {percentile(on, 0.99) / percentile(off, 0.99):7.2f}x"
     )
     print(f"Shell output throughput: cat of a {mb:.1f} MiB text file (median of {args.rounds})")
     for name in systems:

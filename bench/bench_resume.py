@@ -54,6 +54,7 @@ from tests.e2e.forwarding import PacedDestination, PacedEnd, SessionProcess, Tra
 from tests.e2e.harness import Agent, Server, openssm_argv, wait_until
 from tests.support import netns
 from tests.support.faultproxy import ProxyThread
+from tests.support.stats import percentile
 
 MIB = 1 << 20
 DATA = "/v1/data-channel/"
@@ -297,11 +298,6 @@ def measure_throughput(rig: Rig, size: int) -> list[Throughput]:
 
 
 # -- report ---------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -55,7 +55,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -64,11 +63,12 @@ import aiohttp
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.e2e.harness import Agent, Server
+from tests.support.fleet import ShellClient
 from tests.support.sshd import SshServer, run_sshd, sshd_available
+from tests.support.stats import percentile
 
 from openssm.client.trace import TRACE_ENV
-from openssm.protocol.channel import StreamEndpoint
-from openssm.protocol.frames import MessageType, PayloadType, decode
+from openssm.protocol.frames import PayloadType
 from openssm.store.trace import TRACE_ENV as DB_TRACE_ENV
 
 BIN = pathlib.Path(sys.executable).parent
@@ -555,39 +555,53 @@ class Browser:
 # -- StartSession → first byte, and echo, with a minimal data-channel client in this process ------------
 
 
-class BenchClient:
-    """The smallest correct data-channel client: open frame, acks, in-order delivery."""
+class ShellOutput:
+    """A shell's output as it arrives (``ShellClient.on_output = output.feed``), taken up to and
+    including each text waited for; what came after it stays for the next wait."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.endpoint = StreamEndpoint(MessageType.INPUT_STREAM_DATA, syn_on_first=False)
-        self.output: asyncio.Queue[bytes] = asyncio.Queue()
+    def __init__(self) -> None:
+        self._arrived: asyncio.Queue[bytes] = asyncio.Queue()
+        self._pending = b""
 
-    async def pump(self) -> None:
-        async for message in self.ws:
-            if message.type != aiohttp.WSMsgType.BINARY:
-                continue
-            frame = decode(message.data)
-            if frame.message_type == MessageType.ACKNOWLEDGE:
-                self.endpoint.on_ack(frame)
-            elif frame.message_type == MessageType.OUTPUT_STREAM_DATA:
-                received = self.endpoint.receive(frame)
-                if received.ack is not None:
-                    await self.ws.send_bytes(received.ack.encode())
-                for item in received.deliver:
-                    if item.payload_type == PayloadType.OUTPUT:
-                        self.output.put_nowait(bytes(item.payload))
-            elif frame.message_type == MessageType.CHANNEL_CLOSED:
-                break
+    def feed(self, data: bytes) -> None:
+        self._arrived.put_nowait(data)
 
-    async def send(self, payload_type: int, payload: bytes) -> None:
-        await self.ws.send_bytes(self.endpoint.send(payload_type, payload))
-
-    async def wait_for(self, needle: bytes, timeout: float = 10.0) -> None:
-        seen = b""
+    async def any(self, timeout: float = 30.0) -> None:
+        """Until some output has arrived (the first prompt byte)."""
         async with asyncio.timeout(timeout):
-            while needle not in seen:
-                seen = (seen + await self.output.get())[-4096:]
+            self._pending += await self._arrived.get()
+
+    async def until(self, needle: bytes, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while (at := self._pending.find(needle)) < 0:
+                self._pending = self._pending[-4096:] + await self._arrived.get()
+        self._pending = self._pending[at + len(needle) :]
+
+    def discard(self) -> None:
+        """Forget what has arrived and not been waited for."""
+        while not self._arrived.empty():
+            self._arrived.get_nowait()
+        self._pending = b""
+
+
+async def echo_rtts_shell(client: ShellClient, output: ShellOutput, keys: int) -> list[float]:
+    """Keystroke → echo round trips through ``dd bs=1 count=KEYS`` (each byte written as it is
+    read) in the session's shell, which ends after the last key and leaves the shell at its prompt."""
+    await client.send(
+        f"stty -icanon -echo; echo RE''ADY; dd bs=1 count={keys} 2>/dev/null; stty sane; echo DO''NE\r".encode()
+    )
+    await output.until(b"READY")
+    await asyncio.sleep(0.2)
+    output.discard()
+    samples: list[float] = []
+    for i in range(keys):
+        key = bytes([ord("a") + i % 26])
+        start = time.perf_counter()
+        await client.send(key)
+        await output.until(key)
+        samples.append(time.perf_counter() - start)
+    await output.until(b"DONE")
+    return samples
 
 
 async def in_process_session(
@@ -599,44 +613,21 @@ async def in_process_session(
     response = await asyncio.to_thread(ssm.start_session, Target=instance_id)
     answered = time.monotonic()
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(response["StreamUrl"])
+        client = await ShellClient.open(http, response)
         dialled = time.monotonic()
-        await ws.send_str(
-            json.dumps(
-                {
-                    "MessageSchemaVersion": "1.0",
-                    "RequestId": str(uuid.uuid4()),
-                    "TokenValue": response["TokenValue"],
-                    "ClientId": str(uuid.uuid4()),
-                    "ClientVersion": "1.2.677.0",
-                }
-            )
-        )
-        client = BenchClient(ws)
-        pump = asyncio.create_task(client.pump())
-        await client.output.get()
+        output = ShellOutput()
+        client.on_output = output.feed
+        await output.any()
         first = time.monotonic()
         steps = {"StartSession answered": answered - started, "data channel open": dialled - started}
         for name, when in logs.new_events().items():
             steps[name] = when - started
         samples: list[float] = []
         if keys:
-            await client.send(PayloadType.SIZE, b'{"cols":80,"rows":24}')
-            await client.send(PayloadType.OUTPUT, b"stty -icanon -echo; echo RE''ADY; exec cat\r")
-            await client.wait_for(b"READY")
-            await asyncio.sleep(0.2)
-            while not client.output.empty():
-                client.output.get_nowait()
-            for i in range(keys):
-                key = bytes([ord("a") + i % 26])
-                start = time.perf_counter()
-                await client.send(PayloadType.OUTPUT, key)
-                await client.wait_for(key)
-                samples.append(time.perf_counter() - start)
-            await client.send(PayloadType.OUTPUT, b"\x03")
-        else:
-            await client.send(PayloadType.OUTPUT, b"exit\r")
-        await asyncio.wait_for(pump, 10)
+            await client.send(b'{"cols":80,"rows":24}', PayloadType.SIZE)
+            samples = await echo_rtts_shell(client, output, keys)
+        await client.send(b"exit\r")
+        await client.wait_closed(10)
     return Run(first - started, steps), samples
 
 
@@ -651,11 +642,6 @@ def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f}"
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def report(results: dict[str, list[Run]], floor: str) -> None:
@@ -703,9 +689,9 @@ def report_echo(echo: dict[str, list[float]]) -> None:
     for name, samples in echo.items():
         if not samples:
             continue
-        line = f"  {name:<36} p50 {pct(samples, 0.5) * 1000:6.2f}   p99 {pct(samples, 0.99) * 1000:6.2f}"
+        line = f"  {name:<36} p50 {percentile(samples, 0.5) * 1000:6.2f}   p99 {percentile(samples, 0.99) * 1000:6.2f}"
         if local and name != "local pty":
-            line += f"   ({pct(samples, 0.5) / pct(local, 0.5):5.1f}x / {pct(samples, 0.99) / pct(local, 0.99):5.1f}x local)"
+            line += f"   ({percentile(samples, 0.5) / percentile(local, 0.5):5.1f}x / {percentile(samples, 0.99) / percentile(local, 0.99):5.1f}x local)"
         print(line)
 
 

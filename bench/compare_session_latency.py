@@ -32,6 +32,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import bench_session_latency as latency
 from tests.e2e.harness import Agent, Server
+from tests.support.stats import percentile
 
 from openssm.store.trace import TRACE_ENV
 
@@ -80,8 +81,8 @@ def report_echo(echo: dict[str, dict[str, list[list[float]]]]) -> None:
     for kind, systems in echo.items():
         first: list[float] | None = None
         for name, rounds in systems.items():
-            p50s = [latency.pct(samples, 0.5) * 1000 for samples in rounds]
-            p99s = [latency.pct(samples, 0.99) * 1000 for samples in rounds]
+            p50s = [percentile(samples, 0.5) * 1000 for samples in rounds]
+            p99s = [percentile(samples, 0.99) * 1000 for samples in rounds]
             line = (
                 f"  {kind + ' ' + name:<{width}} p50 {statistics.median(p50s):6.2f} "
                 f"[{min(p50s):5.2f}-{max(p50s):5.2f}]   p99 {statistics.median(p99s):6.2f} "

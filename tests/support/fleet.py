@@ -607,8 +607,12 @@ class ShellClient:
                 self._arrived.clear()
                 await self._arrived.wait()
 
-    async def send(self, data: bytes) -> None:
-        await self.ws.send_bytes(self.stream.send(PayloadType.OUTPUT, data))
+    async def send(self, data: bytes, payload_type: PayloadType = PayloadType.OUTPUT) -> None:
+        await self.ws.send_bytes(self.stream.send(payload_type, data))
+
+    async def wait_closed(self, timeout: float = 10.0) -> None:
+        """Until the service closes the channel (the session ended) or the connection ends."""
+        await asyncio.wait_for(asyncio.shield(self._pump), timeout)
 
     async def close(self) -> None:
         await self.ws.close()
