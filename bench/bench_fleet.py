@@ -452,7 +452,14 @@ async def open_shell(
 ) -> tuple[sim.ShellClient, EchoProbe]:
     """StartSession (boto3: SigV4, as the CLI) and the data channel, up to its prompt."""
     async with gate:
-        started = await asyncio.to_thread(ssm.start_session, Target=instance_id)
+        for attempt in range(60):
+            try:
+                started = await asyncio.to_thread(ssm.start_session, Target=instance_id)
+                break
+            except ssm.exceptions.TargetNotConnected:
+                if attempt == 59:
+                    raise
+                await asyncio.sleep(2)  # its control channel dropped (a loaded machine): it re-dials
         shell = await sim.ShellClient.open(http, started)
         await shell.expect(sim.PROMPT, timeout=120)
     probe = EchoProbe()

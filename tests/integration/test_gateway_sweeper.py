@@ -59,6 +59,24 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
         await engine.dispose()
 
 
+async def test_a_node_whose_own_heartbeat_is_late_does_not_sweep_itself(tmp_path: pathlib.Path) -> None:
+    """On a machine loaded enough that a node's heartbeat write comes late, its own sweeper ended
+    the sessions it was opening; it is alive (it is sweeping), so only other nodes may sweep it."""
+    engine = make_engine(database_url_for(tmp_path))
+    await migrate(engine)
+    try:
+        await gateway_nodes.announce(engine, "me", "http://m", now=NOW - dt.timedelta(seconds=31))
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(sessions), [session_row("admin-1", "me", status="Connecting")])
+        assert await dead_nodes_with_sessions(engine, now=NOW, own_node="me") == []
+        assert await sweep_dead_nodes(engine, now=NOW, own_node="me") == 0
+        row = await session_store.get(engine, "admin-1")
+        assert row is not None and row.status == SessionStatus.CONNECTING
+        assert await sweep_dead_nodes(engine, now=NOW, own_node="another") == 1  # others still do
+    finally:
+        await engine.dispose()
+
+
 async def test_running_sessions_of_a_dead_node_get_the_resume_window(tmp_path: pathlib.Path) -> None:
     """Sessions whose ends may re-dial to a survivor are left for the resume window; sessions never
     opened, or being terminated, end as soon as their node is found dead."""
