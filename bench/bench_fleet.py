@@ -24,6 +24,13 @@ go Online and idle. Printed beside the issue's targets:
   ``--compare-src`` both servers get their fleets and shells first, then are typed on in turns for
   ``--repeat`` rounds: medians, ranges and this tree ÷ the other;
 - with ``--keep DIR``: everything (each server's data directory and ``server.log``) stays in DIR.
+- with ``--registrations`` (instead of the table): registration waves only. ``--agents`` agents
+  register at once (64 at a time, as the table's run does: RegisterManagedInstance) and then come
+  Online (their first RequestManagedInstanceRoleToken, UpdateInstanceInformation and
+  CreateControlChannel with its WebSocket, all at once): registrations per second, agents Online per
+  second over the whole wave, and the server's CPU per agent; with ``--compare-src`` alternating with
+  that tree's server (``--repeat`` rounds), with ``--postgres`` on a fresh PostgreSQL database
+  (``tests/support/postgres.py``: ``OPENSSM_TEST_POSTGRES_URL``) instead of SQLite.
 
 Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target).
 """
@@ -57,6 +64,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
+from tests.support.postgres import fresh_postgres_database
 from tests.support.stats import percentile
 from tests.support.tls import self_signed
 from tests.support.wait import wait_until
@@ -580,7 +588,7 @@ async def typing_round(setup: ShellServer, shells: list[Shell], seconds: float) 
         **echo_figures(shells),
         "server_cpu": (cpu_seconds(setup.pid) - cpu0) / elapsed,
         "bench_cpu": (own_cpu_seconds() - own0) / elapsed,
-        "bench_lag_p99": pct(lags, 0.99) if lags else float("nan"),
+        "bench_lag_p99": percentile(lags, 0.99) if lags else float("nan"),
         "keystrokes_per_second": len(shells) * int(seconds) / typed,
     }
 
@@ -666,6 +674,77 @@ def summary(label: str, values: dict[str, list[float]], unit: str, args: argpars
     )
 
 
+async def registration_wave(
+    args: argparse.Namespace, root: pathlib.Path, server_src: str | None, database_url: str | None
+) -> dict[str, float]:
+    """One fresh server, ``--agents`` agents registering at once and then coming Online."""
+    env = dict(os.environ)
+    if server_src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [server_src, env.get("PYTHONPATH")]))
+    extra = ("--database-url", database_url) if database_url else ()
+    server = Server(root, extra_args=extra, env=env)
+    server.start()
+    try:
+        pid = server_pid(server)
+        activations = sim.create_activations(server.client("ssm"), args.agents)
+        # The real schedule: the wave's heartbeats start minutes later, out of the measurement.
+        async with sim.Fleet([server.endpoint], region=server.region) as fleet:
+            cpu0 = cpu_seconds(pid)
+            registering = await fleet.register(args.agents, activations)
+            cpu1 = cpu_seconds(pid)
+            fleet.start()
+            online = await fleet.wait_online(args.online_timeout)
+            cpu2 = cpu_seconds(pid)
+            errors = sum(fleet.stats.server_errors.values())
+    finally:
+        server.stop()
+    n = args.agents
+    return {
+        "registrations_per_second": n / registering,
+        "register_cpu_ms": (cpu1 - cpu0) / n * 1000,
+        "online_per_second": n / (registering + online),
+        "agent_cpu_ms": (cpu2 - cpu0) / n * 1000,
+        "server_errors": errors,
+    }
+
+
+async def registrations(args: argparse.Namespace, root: pathlib.Path) -> None:
+    """``--registrations``: waves on this tree's server (and ``--compare-src``'s, alternating)."""
+    trees = [("this", None)] if not args.compare_src else [("compared", args.compare_src), ("this", None)]
+    figures: dict[str, list[dict[str, float]]] = {}
+    for index in range(args.repeat):
+        for name, src in trees:
+            run_root = root / f"{name}-{index}"
+            with contextlib.ExitStack() as stack:
+                url = stack.enter_context(fresh_postgres_database()) if args.postgres else None
+                result = await registration_wave(args, run_root, src, url)
+            figures.setdefault(name, []).append(result)
+            print(
+                f"  round {index + 1}: {name} server: {result['registrations_per_second']:.0f} registrations/s "
+                f"({result['register_cpu_ms']:.1f} ms server CPU each); all Online at "
+                f"{result['online_per_second']:.0f} agents/s ({result['agent_cpu_ms']:.1f} ms server CPU "
+                f"each, registration included); server errors {result['server_errors']:.0f}",
+                flush=True,
+            )
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\n{args.agents} agents a wave, {database}, {args.repeat} rounds (median, range)")
+    for key, what in (
+        ("registrations_per_second", "registrations/s"),
+        ("online_per_second", "agents Online/s (the whole wave)"),
+        ("agent_cpu_ms", "server CPU ms per agent (whole wave)"),
+    ):
+        cells = []
+        for name, _ in trees:
+            values = [r[key] for r in figures[name]]
+            cells.append(f"{name}: {statistics.median(values):.1f} ({min(values):.1f} to {max(values):.1f})")
+        if len(trees) == 2:
+            ratio = statistics.median(r[key] for r in figures["this"]) / statistics.median(
+                r[key] for r in figures["compared"]
+            )
+            cells.append(f"ratio {ratio:.2f}x")
+        print(f"  {what:40s} " + ";  ".join(cells))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -689,7 +768,8 @@ async def main() -> None:
         "--compare-src",
         help="the src directory of another checkout (e.g. main's, from `git archive`): its server's "
         "memory per idle agent is measured too, alternating with this one's, and compared (with "
-        "--shells: its echo and CPU per keystroke, both servers up at once, typed on in turns)",
+        "--shells: its echo and CPU per keystroke, both servers up at once, typed on in turns; with "
+        "--registrations: its registration waves)",
     )
     parser.add_argument(
         "--repeat",
@@ -710,6 +790,15 @@ async def main() -> None:
         type=pathlib.Path,
         help="run in this (new) directory and keep it: each server's data directory and server.log",
     )
+    parser.add_argument(
+        "--registrations",
+        action="store_true",
+        help="instead of the table: registration waves of --agents agents (registrations/s, Online/s, "
+        "server CPU per agent); with --compare-src alternating with that tree's server, --repeat rounds",
+    )
+    parser.add_argument(
+        "--postgres", action="store_true", help="with --registrations: a fresh PostgreSQL database a server"
+    )
     args = parser.parse_args()
     sim.raise_open_files_limit()
     with contextlib.ExitStack() as stack:
@@ -720,6 +809,9 @@ async def main() -> None:
             root = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-")))
         if args.shells:
             await shells_run(args, root)
+            return
+        if args.registrations:
+            await registrations(args, root)
             return
         if args.compare_src:
             await compare(args, root)

@@ -28,6 +28,7 @@ from openssm.security.facts import peer_address
 from openssm.security.identity import has_signature
 from openssm.services import Services
 from openssm.store import trace
+from openssm.store.instances import InstanceRow
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
@@ -206,13 +207,13 @@ class ApiDispatcher:
 
     async def _identity(
         self, request: web.Request, http_request: HttpRequest, auth: registry.AuthMode
-    ) -> Identity | None:
+    ) -> tuple[Identity | None, InstanceRow | None]:
+        """Who calls; for an RSA-signed call also its instance's row (read to check the signature)."""
         if auth == "anonymous":
-            return None
+            return None, None
         if auth == "rsa":
-            identity, _ = await authenticate_managed_instance(self.services, http_request)
-            return identity
-        return await authenticate(self.services, http_request, peer_ip=peer_address(request))
+            return await authenticate_managed_instance(self.services, http_request)
+        return await authenticate(self.services, http_request, peer_ip=peer_address(request)), None
 
     async def _json(
         self, request: web.Request, http_request: HttpRequest, body: bytes, exchange: _Exchange
@@ -224,7 +225,7 @@ class ApiDispatcher:
         if operation is None:
             raise ApiError("UnknownOperationException", f"Unknown operation {target[:128]!r}")
         exchange.action = exchange.requested = _json_action(operation)
-        identity = await self._identity(request, http_request, operation.auth)
+        identity, instance = await self._identity(request, http_request, operation.auth)
         if identity is not None:
             exchange.principal = identity.principal.arn
             _check_signing_name(operation, identity)
@@ -232,7 +233,7 @@ class ApiDispatcher:
         region = identity.region if identity is not None else self.services.config.region
         arguments = _parse_json_body(body)
         api_request = ApiRequest(
-            self.services, identity, client_facts(request, self.services.config, region), request_id
+            self.services, identity, client_facts(request, self.services.config, region), request_id, instance
         )
         result = await operation.handler(api_request, arguments)
         return _json_response(result, request_id)

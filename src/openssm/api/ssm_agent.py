@@ -22,6 +22,7 @@ from typing import Any, Final
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openssm.api.errors import ApiError
 from openssm.api.registry import json_action
@@ -32,7 +33,7 @@ from openssm.security import AccessDenied, AuditBatch, audited
 from openssm.store import access_keys, activations, ids, instances
 from openssm.store.activations import Claim
 from openssm.store.instances import InstanceInfo, InstanceRow
-from openssm.store.rows import queued_writing
+from openssm.store.rows import queued_write
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -
     public_key = _checked_public_key(body, "PublicKey", "PublicKeyType")
     now = request.now()
     instance_id = ids.managed_instance_id()
-    # One transaction (one commit): the registration counted against the activation, and the node.
-    async with queued_writing(request.services.engine) as conn:
+    # One transaction (one commit, shared with the registrations arriving at the same time): the
+    # registration counted against the activation, and the node.
+
+    async def register(conn: AsyncConnection) -> Claim:
         claim, activation = await activations.claim_registration(conn, activation_id, code, now=now)
         if claim is Claim.OK:
             assert activation is not None
@@ -96,6 +99,9 @@ async def register_managed_instance(request: ApiRequest, body: dict[str, Any]) -
                 tags=activation.tags,
                 now=now,
             )
+        return claim
+
+    claim = await queued_write(request.services.engine, register)
     refusal = CLAIM_REFUSALS.get(claim)
     if refusal is not None:
         raise refusal
@@ -107,19 +113,22 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
     fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
     identity = request.require_identity()
     instance_id = identity.access_key_id
-    instance = await instances.get(request.services.engine, instance_id)
+    instance = request.instance  # read by the RSA signature's check, a moment ago
     if instance is None or not hmac.compare_digest(instance.fingerprint.encode(), fingerprint.encode()):
         raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
-    async with queued_writing(request.services.engine) as conn:
-        issued = await access_keys.create_temporary(
+    services, now = request.services, request.now()
+    issued = await queued_write(
+        services.engine,
+        lambda conn: access_keys.create_temporary(
             conn,
-            request.services.cipher,
+            services.cipher,
             principal_type="managed-instance",
             principal_name=instance_id,
             role_name=instance.iam_role,
-            now=request.now(),
+            now=now,
             lifetime=ROLE_CREDENTIALS_LIFETIME,
-        )
+        ),
+    )
     return {
         "AccessKeyId": issued.access_key_id,
         "SecretAccessKey": issued.secret_access_key,
@@ -240,8 +249,10 @@ async def update_instance_information(request: ApiRequest, body: dict[str, Any])
             services.pings.add(services.engine, instance_id, now, info, batch.take())
         else:
             services.pings.discard(instance_id)
-            async with batch.transaction(services, queued=True) as conn:  # a fleet's first reports
-                await instances.record_ping(conn, instance_id, info, now=now)
+            # A fleet's first reports: group-committed, with the held audit rows.
+            await batch.queued_write(
+                services, lambda conn: instances.record_ping(conn, instance_id, info, now=now)
+            )
             services.authz.instances.put(
                 instance_id, last.generation, dataclasses.replace(last.info, **changes)
             )

@@ -85,16 +85,14 @@ async def issue_token(
 ) -> str:
     """A new token, stored in one transaction with the audit rows of the decisions that allowed it."""
     token = secrets.token_urlsafe(32)
-    async with batch.transaction(services) as conn:
-        await channel_tokens.issue(
-            conn,
-            token,
-            kind=kind,
-            channel_id=channel_id,
-            principal_arn=principal_arn,
-            now=services.clock.now(),
-            ttl=dt.timedelta(seconds=services.config.token_ttl_seconds),
-        )
+    now, ttl = services.clock.now(), dt.timedelta(seconds=services.config.token_ttl_seconds)
+    # Group-committed: a fleet opens its control channels at once (a new fleet, a restarted server).
+    await batch.queued_write(
+        services,
+        lambda conn: channel_tokens.issue(
+            conn, token, kind=kind, channel_id=channel_id, principal_arn=principal_arn, now=now, ttl=ttl
+        ),
+    )
     return token
 
 

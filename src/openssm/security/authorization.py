@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,7 +17,9 @@ from openssm.security.identity import Identity
 from openssm.security.policies import cached_policies_for
 from openssm.services import Services
 from openssm.store import audit_log
-from openssm.store.rows import queued_writing, writing
+from openssm.store.rows import Work, queued_write, writing
+
+T = TypeVar("T")
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
 
@@ -107,17 +109,30 @@ class AuditBatch:
         return rows
 
     @contextlib.asynccontextmanager
-    async def transaction(
-        self, services: Services, *, queued: bool = False
-    ) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, services: Services) -> AsyncIterator[AsyncConnection]:
         """A write transaction that begins with the held rows; they count as written once it
-        commits (if it rolls back, :func:`audited` still writes them). ``queued``: one of many
-        callers at once (``store.rows.queued_writing``)."""
-        async with (queued_writing if queued else writing)(services.engine) as conn:
+        commits (if it rolls back, :func:`audited` still writes them)."""
+        async with writing(services.engine) as conn:
             if self.rows:
                 await audit_log.record_many(conn, self.rows)
             yield conn
         self.rows.clear()
+
+    async def queued_write(self, services: Services, work: Work[T]) -> T:
+        """:meth:`transaction` for paths many callers take at once (``store.rows.queued_write``:
+        group-committed on SQLite): the held rows, then ``work``."""
+        rows = self.take()
+
+        async def write(conn: AsyncConnection) -> T:
+            if rows:
+                await audit_log.record_many(conn, rows)
+            return await work(conn)
+
+        try:
+            return await queued_write(services.engine, write)
+        except BaseException:
+            self.rows[:0] = rows  # not written: audited() writes them
+            raise
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ from openssm.services import Services
 from openssm.store import access_keys, instances
 from openssm.store.authz_generation import Credential
 from openssm.store.instances import InstanceRow
+from openssm.store.rows import queued_write
 from openssm.store.secrets import SecretCipherError, hash_token
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,10 @@ async def authenticate(
         raise _invalid_token(parsed.service)
     last_used = credential.last_used_at
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
-        await access_keys.touch(services.engine, key.access_key_id, parsed.service, now)
+        # Group-committed: a new fleet's credentials are all used for the first time at once.
+        await queued_write(
+            services.engine, lambda conn: access_keys.touch(conn, key.access_key_id, parsed.service, now)
+        )
         credential.last_used_at = now
     return identity_for_key(key, principal, parsed.region, parsed.service)
 

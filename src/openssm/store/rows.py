@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import typing
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 Db = AsyncEngine | AsyncConnection
 R = TypeVar("R", bound="DataclassInstance")
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,23 +92,98 @@ def writing(db: Db) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
     return _connected(db, transaction=True)
 
 
-_sqlite_writers: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+Work = Callable[[AsyncConnection], Awaitable[T]]
+# The most transactions one commit carries: a batch stays a short transaction.
+GROUP_COMMIT_LIMIT = 256
 
 
-@contextlib.asynccontextmanager
-async def queued_writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction of its own, for paths many callers take at once (a fleet registering). SQLite
-    takes one writer at a time and lets the others retry on a timer (sleeps of up to 100 ms): 64
-    registrations at once made 31 a second where one at a time made 150. On SQLite the callers of
-    this process queue here instead, and get the database in turn. Never nest it in another write
-    transaction on the same engine (the inner one would wait for the outer for ever)."""
+class _GroupCommit:
+    """The SQLite writes of one process's many concurrent callers, merged. One writer task takes every
+    queued piece of work and runs them in turn in one transaction with one commit, while new callers
+    queue for the next. A piece that fails (or a commit that does) fails no other caller: that batch
+    is rolled back and each of its pieces runs again in a transaction of its own."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def run(self, engine: AsyncEngine, work: Work[T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.pending.append((work, future))
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._write(engine), name="group-commit")
+        return await future
+
+    async def _write(self, engine: AsyncEngine) -> None:
+        try:
+            while self.pending:
+                batch = self.pending[:GROUP_COMMIT_LIMIT]
+                del self.pending[:GROUP_COMMIT_LIMIT]
+                await self._commit(engine, batch)
+        except BaseException:
+            for _, future in self.pending:
+                future.cancel()
+            self.pending.clear()
+            raise
+        finally:
+            self.writer = None
+
+    @staticmethod
+    async def _commit(engine: AsyncEngine, batch: list[tuple[Work[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) > 1 and await _GroupCommit._together(engine, batch):
+                return
+            for work, future in batch:  # alone, so that a failure is its own caller's only
+                try:
+                    async with writing(engine) as conn:
+                        result = await work(conn)
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    if not future.done():
+                        future.set_result(result)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+
+    @staticmethod
+    async def _together(engine: AsyncEngine, batch: list[tuple[Work[Any], asyncio.Future[Any]]]) -> bool:
+        """The whole batch in one transaction; False (rolled back) if any of it failed."""
+        try:
+            async with writing(engine) as conn:
+                results = [await work(conn) for work, _ in batch]
+        except Exception:
+            return False
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        return True
+
+
+_group_commits: weakref.WeakKeyDictionary[Any, _GroupCommit] = weakref.WeakKeyDictionary()
+
+
+async def queued_write(engine: AsyncEngine, work: Work[T]) -> T:
+    """``work(conn)``'s result, after a commit of its own writes on ``conn``: for paths many callers
+    take at once (a fleet registering, fetching its first role credentials, first reporting). SQLite
+    takes one writer at a time, lets the others retry on a timer (sleeps of up to 100 ms: 64
+    registrations at once made 31 a second where one at a time made 150) and syncs the disk at each
+    commit; each statement is a round trip to aiosqlite's thread. So on SQLite the callers of this
+    process queue instead and their work is group-committed (``_GroupCommit``): one transaction,
+    one commit and one sync for as many as are waiting. ``work`` may run twice (its batch failed for
+    another's sake): it only writes through ``conn``, never catches a database error, and what it
+    returns is decided inside it. Never call this from inside another write transaction on the
+    same engine (the queue would wait for it for ever). PostgreSQL takes concurrent writers: a
+    transaction of its own there."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
-            yield conn
-        return
-    lock = _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock())
-    async with lock, engine.begin() as conn:
-        yield conn
+            return await work(conn)
+    group = _group_commits.get(engine.sync_engine)
+    if group is None:
+        group = _group_commits[engine.sync_engine] = _GroupCommit()
+    return await group.run(engine, work)
 
 
 async def first(db: Db, query: Executable, row_type: type[R]) -> R | None:
