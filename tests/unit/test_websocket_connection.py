@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -189,7 +190,26 @@ async def test_an_idle_but_answering_peer_is_kept(http: aiohttp.ClientSession) -
         await runner.cleanup()
 
 
+MESSAGE = 1_000_000
+
+
+def _messages_past_the_buffers(size: int) -> int:
+    """How many messages of ``size`` bytes overflow the loopback's kernel buffers (both ends' maxima,
+    read from /proc) and the receiver's high-water mark, with a few to spare."""
+    total = websocket_connection.DEFAULT_HIGH_WATER
+    for name in ("tcp_rmem", "tcp_wmem"):
+        try:
+            total += int(pathlib.Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+        except (OSError, ValueError, IndexError):
+            total += 32 << 20
+    return total // size + 4
+
+
 async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSession) -> None:
+    # More than every buffer on the way can hold (the kernel's, which autotune up to tcp_rmem's and
+    # tcp_wmem's maxima, 32 MiB and 4 MiB on some machines, and our high-water mark), so the sender
+    # can only finish once the server reads again.
+    count = _messages_past_the_buffers(MESSAGE)
     got: list[int] = []
     release = asyncio.Event()
     paused: list[bool] = []
@@ -201,7 +221,7 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
         paused.append(connection._throttle.paused)
         async for message in connection:
             got.append(len(message.data))
-            if len(got) == 20:
+            if len(got) == count:
                 return
 
     runner, url = await serve_ours(slow)
@@ -209,8 +229,8 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
         async with http.ws_connect(url) as client:
 
             async def send() -> None:
-                for _ in range(20):
-                    await client.send_bytes(b"z" * 1_000_000)
+                for _ in range(count):
+                    await client.send_bytes(b"z" * MESSAGE)
 
             sending = asyncio.create_task(send())
             await wait_for(
@@ -220,10 +240,10 @@ async def test_reading_stops_while_messages_wait_unread(http: aiohttp.ClientSess
             )
             assert not sending.done()  # held back: the server stopped reading at its high-water mark
             release.set()
-            await asyncio.wait_for(sending, 10)
-            await wait_for(lambda: len(got) == 20, 5, "all twenty messages read")
+            await asyncio.wait_for(sending, 30)
+            await wait_for(lambda: len(got) == count, 10, "every message read")
             assert paused == [True]
-            assert got == [1_000_000] * 20  # all of them, in order, after the pause
+            assert got == [MESSAGE] * count  # all of them, in order, after the pause
     finally:
         await runner.cleanup()
 
