@@ -20,34 +20,6 @@ def test_uvloop_by_default_and_asyncio_on_request(monkeypatch: pytest.MonkeyPatc
     assert runtime.event_loop_name() == "asyncio"
 
 
-def test_a_process_that_relays_nothing_gets_the_standard_loop_unless_uvloop_is_asked_for(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(runtime.EVENT_LOOP_ENV, raising=False)
-    assert runtime.event_loop_name(relay=False) == "asyncio"
-    monkeypatch.setenv(runtime.EVENT_LOOP_ENV, "uvloop")
-    assert runtime.event_loop_name(relay=False) == "uvloop"
-
-
-def test_a_shell_session_loads_neither_uvloop_nor_ctypes() -> None:
-    """A client's shell session (``relay=False``): uvloop's extension and ctypes stay unloaded."""
-    probe = (
-        "import sys\n"
-        "from openssm.transport import runtime\n"
-        "async def main():\n"
-        "    return sorted({'uvloop', 'ctypes'} & set(sys.modules))\n"
-        "print(runtime.run(main(), relay=False))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "[]", out
-
-
 def test_run_uses_the_chosen_loop() -> None:
     """In a fresh interpreter: pytest's own loop must not leak into what ``run`` creates."""
     probe = (

@@ -276,9 +276,7 @@ def run_start_session(
     from openssm.transport import runtime
 
     named_document = any("DocumentName" in request for request in requests)
-    sys.exit(
-        runtime.run(_run(starting, caller, api, listen_address, target, named_document), relay=named_document)
-    )
+    sys.exit(runtime.run(_run(starting, caller, api, listen_address, target, named_document)))
 
 
 def _error(exc: Exception) -> None:

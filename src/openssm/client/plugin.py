@@ -94,7 +94,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         endpoint_url=invocation.endpoint_url or None,
     )
     try:
-        return runtime.run(plugin_session.run(invocation, api), relay=invocation.named_document)
+        return runtime.run(plugin_session.run(invocation, api))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs

@@ -2,8 +2,7 @@
 
 Two process-wide settings, both measured on the port-forwarding path (``bench/bench_port_throughput.py``):
 
-* **uvloop** when it is installed, for the server, the agent and the client's port sessions
-  (a client's shell session stays on the standard loop: see :func:`run`): libuv's loop cuts the
+* **uvloop** when it is installed, for the server, the agent and the client: libuv's loop cuts the
   per-event cost of the socket callbacks that relaying bytes consists of, and its transports
   write vectors without joining them. ``OPENSSM_EVENT_LOOP=asyncio`` selects the standard loop
   (for debugging, or a platform without uvloop). uvloop cannot start a process as another user
@@ -19,6 +18,7 @@ Two process-wide settings, both measured on the port-forwarding path (``bench/be
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import sys
 from collections.abc import Coroutine
@@ -43,8 +43,6 @@ def tune_allocator() -> bool:
         return True
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes  # here: a process that never tunes its allocator does not load it
-
     try:
         # The symbols already loaded into this process, the C library's among them: asking
         # ctypes.util.find_library for it would run ldconfig, a few ms on every process start.
@@ -65,8 +63,6 @@ def release_free_memory() -> bool:
     asks for. False where there is no glibc."""
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
-
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
@@ -77,10 +73,10 @@ def release_free_memory() -> bool:
     return True
 
 
-def event_loop_name(*, relay: bool = True) -> str:
-    """``uvloop`` or ``asyncio``: what :func:`run` will use (``relay``: as :func:`run`)."""
+def event_loop_name() -> str:
+    """``uvloop`` or ``asyncio``: what :func:`run` will use."""
     wanted = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
-    if wanted == "asyncio" or (not relay and wanted != "uvloop"):
+    if wanted == "asyncio":
         return "asyncio"
     try:
         import uvloop  # noqa: F401
@@ -91,17 +87,10 @@ def event_loop_name(*, relay: bool = True) -> str:
     return "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T], *, relay: bool = True) -> T:
-    """``asyncio.run`` for a whole process: tuned allocator, uvloop unless told otherwise.
-
-    ``relay=False`` for a process that will not relay bulk data (a client's shell session): the
-    standard loop unless ``OPENSSM_EVENT_LOOP=uvloop`` asks for uvloop, and glibc's own thresholds.
-    Loading uvloop's 13 MB extension and ctypes were on the way to the prompt, for a loop that
-    would carry keystrokes (see "Client start-up" in DESIGN.md).
-    """
-    if relay:
-        tune_allocator()
-    if event_loop_name(relay=relay) == "uvloop":
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` for a whole process: tuned allocator, uvloop unless told otherwise."""
+    tune_allocator()
+    if event_loop_name() == "uvloop":
         import uvloop
 
         return uvloop.run(main)
