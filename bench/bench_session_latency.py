@@ -18,6 +18,11 @@ CLOCK_MONOTONIC (one clock for every process on the machine), and the server's s
 database trace (``OPENSSM_DB_TRACE``: when each step ended, and its statements, commits and
 connection checkouts, printed after the breakdown).
 
+Wall time on a shared machine is mostly waiting for a CPU, so each variant also prints the CPU time
+(user + sys) of the process it started, for the whole session (``wait4``: with the children it
+waited for), and the server's and the agent's CPU time over each session (``/proc``, in clock ticks,
+the agent's with the shell it started): far less load-sensitive than the wall times.
+
 Sessions run as one account with an ordinary login profile (``--run-as``; as root the default is
 the first account with uid >= 1000 and a real shell), because a heavy profile (pyenv, conda…) in
 root's ``.bashrc`` would dominate every figure alike.
@@ -108,6 +113,7 @@ class PtyChild:
                 os._exit(127)
         self.pid, self.fd = pid, fd
         self.seen = b""
+        self.cpu: float | None = None  # user + sys seconds of the process (and the children it waited for)
 
     def read_until(self, predicate: Callable[[bytes], bool], timeout: float = TIMEOUT) -> float:
         """Read until ``predicate(all bytes so far)``; returns CLOCK_MONOTONIC when it became true."""
@@ -150,8 +156,9 @@ class PtyChild:
                 self.write(exit_input)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            pid, _, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
+                self.cpu = usage.ru_utime + usage.ru_stime
                 break
             ready, _, _ = select.select([self.fd], [], [], 0.05)
             if ready:
@@ -227,6 +234,15 @@ def client_env(server: Server, trace: pathlib.Path, source: pathlib.Path | None 
 class Run:
     total: float  # seconds from the start (process or click) to the first prompt byte
     steps: dict[str, float] = dataclasses.field(default_factory=dict)  # step -> seconds since the start
+    cpu: float | None = None  # user + sys seconds of the process started, for the whole session
+    server_cpu: float | None = None  # the server's and the agent's (with the shell), for the whole session
+    agent_cpu: float | None = None
+
+
+def process_cpu(pid: int) -> float:
+    """User + sys seconds of a running process and of the children it has waited for (/proc, in ticks)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def read_trace(path: pathlib.Path) -> list[tuple[int, str, float]]:
@@ -363,7 +379,7 @@ def run_local_shell(ctx: Context) -> Run:
     child = PtyChild([shell, "-l"], login_env(ctx.account), ctx.account, ctx.account.pw_dir)
     first = child.first_byte_after(None)
     child.finish()
-    return Run(first - child.started)
+    return Run(first - child.started, cpu=child.cpu)
 
 
 def ssh_localhost(ctx: Context) -> PtyChild:
@@ -383,7 +399,7 @@ def run_ssh_localhost(ctx: Context) -> Run:
     child = ssh_localhost(ctx)
     first = child.first_byte_after(None)
     child.finish()
-    return Run(first - child.started)
+    return Run(first - child.started, cpu=child.cpu)
 
 
 def start_session_argv(ctx: Context, *program: str) -> list[str]:
@@ -401,7 +417,7 @@ def run_openssm(ctx: Context, source: pathlib.Path | None = None) -> Run:
     child = openssm_shell(ctx, ctx.trace, source)
     first = child.first_byte_after(STARTING)
     child.finish()
-    return Run(first - child.started, client_steps(ctx, child.started))
+    return Run(first - child.started, client_steps(ctx, child.started), cpu=child.cpu)
 
 
 def proxy_command(ctx: Context) -> str:
@@ -422,7 +438,7 @@ def run_ssh_proxycommand(ctx: Context, source: pathlib.Path | None = None) -> Ru
     child = PtyChild(argv, client_env(ctx.server, ctx.trace, source))
     first = child.first_byte_after(None)
     child.finish()
-    return Run(first - child.started, client_steps(ctx, child.started))
+    return Run(first - child.started, client_steps(ctx, child.started), cpu=child.cpu)
 
 
 PLUGIN_START = f"plugin: {CLIENT_STEPS['start']}"
@@ -447,7 +463,7 @@ def run_aws_cli(ctx: Context, source: pathlib.Path | None = None) -> Run:
             steps.setdefault(f"{prefix}: {CLIENT_STEPS.get(step, step)}", when - child.started)
     for name, when in ctx.logs.new_events().items():
         steps[name] = when - child.started
-    return Run(first - child.started, steps)
+    return Run(first - child.started, steps, cpu=child.cpu)
 
 
 # -- the browser -----------------------------------------------------------------------------------------
@@ -659,11 +675,24 @@ def report(results: dict[str, list[Run]], floor: str) -> None:
             else ""
         )
         print(f"  {name:<{width}} {ms(median)}  [{ms(min(totals))} - {ms(max(totals))}]{extra}")
+        cpu = [run.cpu for run in runs if run.cpu is not None]
+        if cpu:
+            print(
+                f"  {'  CPU of its process (user+sys), whole session':<{width}} {ms(statistics.median(cpu))}  [{ms(min(cpu))} - {ms(max(cpu))}]"
+            )
         plugin = [run.total - run.steps[PLUGIN_START] for run in runs if PLUGIN_START in run.steps]
         if plugin:  # the target for the AWS CLI: its own start-up plus at most so much
             print(
                 f"  {'  of which the plugin (first mark → prompt)':<{width}} {ms(statistics.median(plugin))}"
             )
+    print("\n  server / agent CPU (user+sys, with the shell; whole session, 10 ms ticks): median [min - max]")
+    for name, runs in results.items():
+        if name == floor or not runs or runs[0].server_cpu is None:
+            continue
+        server = [run.server_cpu or 0.0 for run in runs]
+        agent = [run.agent_cpu or 0.0 for run in runs]
+        print(f"  {name:<{width}} server {ms(statistics.median(server))} [{ms(min(server))} - {ms(max(server))}]"
+              f"   agent {ms(statistics.median(agent))} [{ms(min(agent))} - {ms(max(agent))}]")  # fmt: skip
     for name, runs in results.items():
         step_names: list[str] = []
         for run in runs:
@@ -853,9 +882,16 @@ def main() -> None:
                     if name == floor or not args.only or any(text in name for text in args.only)
                 }
                 results: dict[str, list[Run]] = {name: [] for name in variants}
+                pids = (server.process.proc.pid, agent.process.proc.pid)  # type: ignore[union-attr]
                 for _ in range(args.sessions):
                     for name, variant in variants.items():
-                        results[name].append(variant())
+                        before = [process_cpu(pid) for pid in pids]
+                        run = variant()
+                        time.sleep(0.2)  # the session's end, on the server's and the agent's side
+                        run.server_cpu, run.agent_cpu = (
+                            process_cpu(pid) - b for pid, b in zip(pids, before, strict=True)
+                        )
+                        results[name].append(run)
 
                 echo = measure_echo(ctx, ssm, args.keys, sources) if args.keys else {}
         finally:

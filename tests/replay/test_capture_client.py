@@ -24,7 +24,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from tests.support.net import free_port
 
-from openssm.client.plugin import parse_invocation
+from openssm.client.plugin_session import parse_invocation
 from openssm.protocol.frames import Frame, MessageType, PayloadType, decode
 from openssm.protocol.versions import cli_uses_env_handoff
 

@@ -5,23 +5,23 @@
 
 Installed as both ``openssm-session-manager-plugin`` and ``session-manager-plugin`` so that
 ``aws ssm start-session`` finds it on PATH. The AWS CLI runs ``--version`` before every session,
-so that path imports next to nothing; a session imports its machinery only once it is sure to run.
+so that path imports next to nothing (not even ``typing``: the interpreter and this module, see
+"Client start-up" in DESIGN.md); a session imports its machinery (:mod:`openssm.client.plugin_session`)
+only once it is sure to run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
 
+TYPE_CHECKING = False  # typing is not imported for the version check
 if TYPE_CHECKING:
-    from openssm.client.api import ApiTarget, StartedSession
+    from typing import Final, NoReturn
 
 mark("start")
 
@@ -54,57 +54,8 @@ class UsageError(OpenSSMError):
     """Arguments the plugin cannot work with; the message is printed as is."""
 
 
-@dataclasses.dataclass(frozen=True)
-class PluginInvocation:
-    started: StartedSession
-    region: str
-    operation: str
-    profile: str
-    target: str
-    endpoint_url: str
-    named_document: bool = True  # the request names a document (without one: a shell)
-
-
 def unknown_operation(argv1: str) -> str:
     return f"\nUnknown operation {argv1}. \nUse session-manager-plugin --version to check the version.\n\n"
-
-
-def parse_invocation(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> PluginInvocation:
-    """Read the CLI's arguments (and the response env var, which is removed from ``environ``)."""
-    # Imported here: the AWS CLI runs ``--version`` before every session, so that path stays light.
-    from openssm.client.api import parse_start_session_response
-
-    response_text = argv[1]
-    if argv[1].startswith(RESPONSE_ENV_PREFIX):
-        response_text = environ.get(argv[1], "")
-        environ.pop(argv[1], None)  # the token must not leak into child processes
-    try:
-        started = parse_start_session_response(json.loads(response_text))
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise UsageError(f"Cannot perform start session: invalid StartSession response: {exc}") from exc
-    region, operation = argv[2], argv[3]
-    profile = target = endpoint_url = ""
-    named_document = True  # not told: as if it might be a port session
-    if len(argv) > LEGACY_ARGC:
-        profile = argv[4]
-    if len(argv) > LEGACY_ARGC + 1:
-        target = request_target(argv[5])
-        named_document = "DocumentName" in json.loads(argv[5])  # an object: request_target checked
-    if len(argv) > LEGACY_ARGC + 2:
-        endpoint_url = argv[6]
-    return PluginInvocation(started, region, operation, profile, target, endpoint_url, named_document)
-
-
-def request_target(request_json: str) -> str:
-    """``Target`` from the StartSession request parameters (the real plugin panics without it)."""
-    try:
-        request: Any = json.loads(request_json)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"Cannot perform start session: request parameters are not JSON: {exc}") from exc
-    target = request.get("Target") if isinstance(request, dict) else None
-    if not isinstance(target, str):
-        raise UsageError("Cannot perform start session: request parameters lack a string Target")
-    return target
 
 
 def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = None) -> int:
@@ -124,8 +75,10 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
     if argc < LEGACY_ARGC:
         sys.stdout.write(unknown_operation(argv[1]))
         return 0
+    from openssm.client import plugin_session
+
     try:
-        invocation = parse_invocation(argv, environ)
+        invocation = plugin_session.parse_invocation(argv, environ)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -141,7 +94,7 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         endpoint_url=invocation.endpoint_url or None,
     )
     try:
-        return runtime.run(_session(invocation, api))
+        return runtime.run(plugin_session.run(invocation, api))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a user-facing tool: say what failed, keep the traceback for debug logs
@@ -150,27 +103,6 @@ def run(argv: list[str], environ: dict[str, str] | os._Environ[str] | None = Non
         logging.getLogger(__name__).debug("session failed", exc_info=True)
         print(f"\nCannot perform start session: {exc}", file=sys.stderr)
         return 1
-
-
-async def _session(invocation: PluginInvocation, api: ApiTarget) -> int:
-    """The session, its data channel opened while the session machinery is imported (client.startup)."""
-    from openssm.client import startup
-    from openssm.client.terminal import READ_CHUNK
-
-    with startup.QuickSwitches():
-        imports = startup.Imports(port=invocation.named_document)
-        try:
-            (started,) = await startup.opened([invocation.started])
-        finally:
-            imports.go_on()
-        session = await imports.session_module()
-    mark("imports")
-    # As AWS's plugin: 1 KiB messages, unless the user opts into larger ones.
-    options = session.ClientOptions(
-        api=api, target=invocation.target, max_chunk=session.chunk_size_from_env(READ_CHUNK)
-    )
-    code: int = await session.run_session(started, options)
-    return code
 
 
 def main() -> NoReturn:

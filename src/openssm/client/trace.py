@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Final
+
+TYPE_CHECKING = False  # not even typing: the plugin's version check imports this module
+if TYPE_CHECKING:
+    from typing import Final
 
 TRACE_ENV: Final = "OPENSSM_CLIENT_TRACE"
 

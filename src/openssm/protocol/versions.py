@@ -11,7 +11,9 @@ Two comparison rules exist on the wire and both matter:
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # not even typing: the plugin's version check imports this module
+if TYPE_CHECKING:
+    from typing import Final
 
 # What our client advertises in its open frame and HandshakeResponse: the plugin release whose
 # behaviour we reproduce, so real agents pick the same code paths (mux, keepalive off).
