@@ -116,13 +116,17 @@ def _where(frame: tracemalloc.Frame) -> str:
 
 
 def _caller(traceback: tracemalloc.Traceback) -> str:
-    """The innermost frame in OpenSSM's own code (else aiohttp's, else the allocation itself): who
-    asked for the memory, where the allocating line is a library's."""
-    for prefix in ("openssm/", "aiohttp/"):
-        for frame in traceback:  # most recent call first (tracemalloc's order)
-            if prefix in frame.filename:
-                return _where(frame)
-    return _where(traceback[0])
+    """The innermost OpenSSM or aiohttp frame above the allocating line, within the task or callback
+    the event loop ran (not the frames that started the loop): who asked for the memory, where the
+    allocating line is a library's. The allocating line itself if there is none."""
+    frames = list(traceback)  # from the oldest call to the allocation
+    loop_entries = [
+        i for i, f in enumerate(frames) if f.filename.endswith(("asyncio/runners.py", "uvloop/__init__.py"))
+    ]
+    for frame in reversed(frames[(loop_entries[-1] + 1 if loop_entries else 0) : -1]):
+        if "openssm/" in frame.filename or "aiohttp/" in frame.filename:
+            return _where(frame)
+    return _where(frames[-1])
 
 
 def allocation_report(base: tracemalloc.Snapshot, idle: tracemalloc.Snapshot, agents: int) -> list[str]:
@@ -130,7 +134,7 @@ def allocation_report(base: tracemalloc.Snapshot, idle: tracemalloc.Snapshot, ag
     whole traceback, each shown as the allocating line and the OpenSSM (or aiohttp) line above it."""
     lines = []
     for stat in idle.compare_to(base, "traceback")[:25]:
-        allocated, caller = _where(stat.traceback[0]), _caller(stat.traceback)
+        allocated, caller = _where(stat.traceback[-1]), _caller(stat.traceback)
         lines.append(
             f"    {stat.size_diff / agents:8.0f} B/agent  {stat.count_diff / agents:6.1f} blocks/agent  "
             f"{allocated}" + (f"  <- {caller}" if caller != allocated else "")
