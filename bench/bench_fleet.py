@@ -460,20 +460,34 @@ class EchoProbe:
 
 
 async def open_shell(
-    ssm: Any, http: aiohttp.ClientSession, instance_id: str, gate: asyncio.Semaphore
+    ssm: Any,
+    http: aiohttp.ClientSession,
+    instance_id: str,
+    gate: asyncio.Semaphore,
+    retries: collections.Counter[str],
 ) -> tuple[sim.ShellClient, EchoProbe]:
-    """StartSession (boto3: SigV4, as the CLI) and the data channel, up to its prompt."""
+    """StartSession (boto3: SigV4, as the CLI) and the data channel, up to its prompt; again, with
+    a new session, if the agent was not connected or the session ended before its prompt (a
+    server on a loaded machine may say so: counted by reason in ``retries``)."""
     async with gate:
         for attempt in range(60):
             try:
                 started = await asyncio.to_thread(ssm.start_session, Target=instance_id)
-                break
+                shell = await sim.ShellClient.open(http, started)
             except ssm.exceptions.TargetNotConnected:
+                retries["TargetNotConnected"] += 1
                 if attempt == 59:
                     raise
-                await asyncio.sleep(2)  # its control channel dropped (a loaded machine): it re-dials
-        shell = await sim.ShellClient.open(http, started)
-        await shell.expect(sim.PROMPT, timeout=120)
+                await asyncio.sleep(2)  # its control channel dropped: it re-dials
+                continue
+            try:
+                await shell.expect(sim.PROMPT, timeout=120)
+                break
+            except (ConnectionError, TimeoutError) as exc:
+                retries[type(exc).__name__] += 1
+                await shell.close()
+                if attempt == 59:
+                    raise
     probe = EchoProbe()
     shell.on_output = probe.on_output
     return shell, probe
@@ -534,6 +548,7 @@ class ShellServer:
     fleet: sim.Fleet
     shells: list[Shell]
     open_seconds: float
+    retries: collections.Counter[str]  # StartSession tried again, by reason
 
 
 async def open_shell_server(
@@ -556,12 +571,15 @@ async def open_shell_server(
     http = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
     gate = asyncio.Semaphore(8)
     began = time.monotonic()
-    shells = list(await asyncio.gather(*(open_shell(ssm, http, a.instance_id, gate) for a in fleet.agents)))
+    retries: collections.Counter[str] = collections.Counter()
+    shells = list(
+        await asyncio.gather(*(open_shell(ssm, http, a.instance_id, gate, retries) for a in fleet.agents))
+    )
     opened = time.monotonic() - began
     stack.push_async_callback(
         lambda: asyncio.gather(*(shell.close() for shell, _ in shells), return_exceptions=True)
     )
-    return ShellServer(name, server_pid(server), fleet, shells, opened)
+    return ShellServer(name, server_pid(server), fleet, shells, opened, retries)
 
 
 async def loop_lags(lags: list[float], period: float = 0.01) -> None:
@@ -622,7 +640,8 @@ def shells_table(setup: ShellServer, figures: dict[str, Any], args: argparse.Nam
     print(
         f"\n{title}: echo, one keystroke a second per shell for {args.shell_seconds:g} s, one server on "
         f"SQLite (plain HTTP); {len(setup.shells)} shells opened in {setup.open_seconds:.1f} s; "
-        f"server errors: {dict(setup.fleet.stats.server_errors) or 0}"
+        f"server errors: {dict(setup.fleet.stats.server_errors) or 0}; shells opened again: "
+        f"{dict(setup.retries) or 0}"
     )
     print(
         f"  {'shells':>6}  {'echoes':>7}  {'late':>4}  {'wrong':>5}  {'p50':>8}  {'p99':>8}  {'max':>8}"
