@@ -446,6 +446,7 @@ class EchoProbe:
         self.pending: collections.deque[tuple[int, float]] = collections.deque()
         self.latencies: list[float] = []
         self.wrong = 0
+        self.closed = False  # its session ended while being typed on
 
     def sent(self, key: int) -> None:
         self.pending.append((key, time.perf_counter()))
@@ -507,7 +508,12 @@ async def type_keys(shells: list[tuple[sim.ShellClient, EchoProbe]], seconds: fl
             await asyncio.sleep(max(0.0, began + offset + n - loop.time()))
             key = keys[(index + n) % len(keys)]
             probe.sent(key)
-            await shell.send(bytes([key]))
+            try:
+                await shell.send(bytes([key]))
+            except (ConnectionError, aiohttp.ClientError):
+                probe.pending.pop()
+                probe.closed = True  # the session ended under it (counted, not timed)
+                return
 
     await asyncio.gather(*(typist(i, shell, probe) for i, (shell, probe) in enumerate(shells)))
     typed = loop.time() - began
@@ -525,6 +531,7 @@ def echo_figures(shells: list[tuple[sim.ShellClient, EchoProbe]]) -> dict[str, A
         "echoes": len(latencies),
         "late": sum(len(probe.pending) for _, probe in shells),
         "wrong": sum(probe.wrong for _, probe in shells),
+        "closed": sum(probe.closed for _, probe in shells),
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": percentile(latencies, 0.99) if latencies else float("nan"),
         "max": max(latencies, default=float("nan")),
@@ -640,7 +647,8 @@ def shells_table(setup: ShellServer, figures: dict[str, Any], args: argparse.Nam
     print(
         f"\n{title}: echo, one keystroke a second per shell for {args.shell_seconds:g} s, one server on "
         f"SQLite (plain HTTP); {len(setup.shells)} shells opened in {setup.open_seconds:.1f} s; "
-        f"server errors: {dict(setup.fleet.stats.server_errors) or 0}; shells opened again: "
+        f"server errors: {dict(setup.fleet.stats.server_errors) or 0}; shells ended while typed on: "
+        f"{figures['loaded']['closed']}; shells opened again: "
         f"{dict(setup.retries) or 0}"
     )
     print(
