@@ -625,10 +625,9 @@ async def registrations(args: argparse.Namespace, root: pathlib.Path) -> None:
             values = [r[key] for r in figures[name]]
             cells.append(f"{name}: {statistics.median(values):.1f} ({min(values):.1f} to {max(values):.1f})")
         if len(trees) == 2:
-            ratio = statistics.median(r[key] for r in figures["this"]) / statistics.median(
-                r[key] for r in figures["compared"]
-            )
-            cells.append(f"ratio {ratio:.2f}x")
+            before = statistics.median(r[key] for r in figures["compared"])
+            after = statistics.median(r[key] for r in figures["this"])
+            cells.append(f"ratio {after / before:.2f}x" if before else "ratio: none (compared: 0)")
         print(f"  {what:40s} " + ";  ".join(cells))
 
 
