@@ -36,6 +36,7 @@ from openssm.protocol.frames import Frame
 from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, instances, session_joins, sessions
+from openssm.store.rows import queued_write
 from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,11 @@ class GatewayNode:
         self.controls[control.instance_id] = control
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
-        await instances.set_control_node(self.engine, control.instance_id, self.node_id, now=self.clock.now())
+        now = self.clock.now()
+        await queued_write(  # group-committed: a fleet opens its control channels at once
+            self.engine,
+            lambda conn: instances.set_control_node(conn, control.instance_id, self.node_id, now=now),
+        )
         for extension in self.extensions:
             self.background(
                 extension.on_control_opened(control.instance_id), f"control-opened-{control.instance_id}"

@@ -30,7 +30,7 @@ from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.store import channel_tokens, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
-from openssm.store.rows import Db
+from openssm.store.rows import Db, queued_write
 from openssm.transport import websocket_connection
 
 log = logging.getLogger(__name__)
@@ -337,13 +337,13 @@ class SocketHandlers:
         self, token_value: str, kind: TokenKind | list[TokenKind], channel_id: str, db: Db | None = None
     ) -> ChannelTokenRow | None:
         """The single-use token's row, if it is valid for this channel (it is used up either way);
-        in ``db``'s transaction when given."""
-        return await channel_tokens.consume(
-            db or self.services.engine,
-            token_value,
-            kind=kind,
-            channel_id=channel_id,
-            now=self.services.clock.now(),
+        in ``db``'s transaction when given, else group-committed (a fleet opens its channels at once)."""
+        now = self.services.clock.now()
+        if db is not None:
+            return await channel_tokens.consume(db, token_value, kind=kind, channel_id=channel_id, now=now)
+        return await queued_write(
+            self.services.engine,
+            lambda conn: channel_tokens.consume(conn, token_value, kind=kind, channel_id=channel_id, now=now),
         )
 
     async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:
