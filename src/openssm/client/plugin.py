@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
+from openssm.client.plugin_usage import LEGACY_ARGC, UsageError
 from openssm.client.trace import mark
-from openssm.errors import OpenSSMError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION
 
 TYPE_CHECKING = False  # typing is not imported for the version check
@@ -25,9 +25,7 @@ if TYPE_CHECKING:
 
 mark("start")
 
-RESPONSE_ENV_PREFIX: Final = "AWS_SSM_START_SESSION_RESPONSE"
 START_SESSION: Final = "StartSession"
-LEGACY_ARGC: Final = 4
 INSTALLED_BANNER: Final = (
     "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n"
 )
@@ -48,10 +46,6 @@ Environment:
   {LOG_LEVEL_ENV}=DEBUG             log to stderr
   OPENSSM_CLIENT_CHUNK_BYTES=N         bytes per data message (default 1024, as AWS's plugin)
 """
-
-
-class UsageError(OpenSSMError):
-    """Arguments the plugin cannot work with; the message is printed as is."""
 
 
 def unknown_operation(argv1: str) -> str:

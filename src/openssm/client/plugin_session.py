@@ -11,7 +11,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from openssm.client.plugin import LEGACY_ARGC, RESPONSE_ENV_PREFIX, UsageError
+from openssm.client.plugin_usage import LEGACY_ARGC, RESPONSE_ENV_PREFIX, UsageError
 from openssm.client.trace import mark
 
 if TYPE_CHECKING:

@@ -147,7 +147,14 @@ class SocketHandlers:
         # aiohttp's own WebSocketResponse: a fleet's idle control channels are most of a server's
         # connections, and it holds one in less memory than websocket_connection (DESIGN.md, "Fleets").
         ws = make_websocket(self.settings)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:
+            # The agent went away during its upgrade (a fleet reconnecting at once, an agent
+            # throttled and backing off): nothing to serve. aiohttp finds the response unsent and
+            # the connection lost, and drops it quietly (no 500, no traceback in the log).
+            log.debug("control channel of %s: the agent left during the upgrade", instance_id)
+            return ws
         peer = Peer(ws, f"control {instance_id}")
         try:
             await self._serve_control(instance_id, identity, peer, refuse)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from openssm.client import plugin
-from openssm.client.plugin import UsageError
 from openssm.client.plugin_session import parse_invocation
+from openssm.client.plugin_usage import UsageError
 from openssm.protocol.versions import PLUGIN_REPORTED_VERSION, cli_uses_env_handoff
 
 RESPONSE = {
