@@ -20,3 +20,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iter
     postgres.require_postgres()
     with postgres.fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests of what only PostgreSQL does (the database's clock)."""
+    postgres.require_postgres()
+    with postgres.fresh_postgres_database() as url:
+        yield url

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from tests.support.gateway import running_gateway, wait_for
-from tests.support.postgres import fresh_postgres_database, require_postgres
 from tests.support.session_rows import NOW, session_row
 
 from openssm.clock import ManualClock
@@ -146,40 +145,38 @@ async def test_a_running_node_sweeps_by_its_clock(tmp_path: pathlib.Path) -> Non
         assert row.end_date == clock.now()
 
 
-async def test_the_resume_window_holds_on_the_databases_time() -> None:
+async def test_the_resume_window_holds_on_the_databases_time(postgres_url: str) -> None:
     """On PostgreSQL a node's liveness is judged on the database's clock, so the resume window is a
     duration added to the liveness window: a sweep must not end a dead node's running sessions the
     moment the node is found dead (as it once did: the grace was an earlier ``now``, which the
     database's clock ignored, and a survivor ended sessions whose ends were re-dialling to it)."""
-    require_postgres()
     window = dt.timedelta(seconds=60)
-    with fresh_postgres_database() as url:
-        engine = make_engine(url)
-        try:
-            await migrate(engine)
-            now = dt.datetime.now(dt.UTC)
-            await gateway_nodes.announce(engine, "dead", "http://d", now=now)
+    engine = make_engine(postgres_url)
+    try:
+        await migrate(engine)
+        now = dt.datetime.now(dt.UTC)
+        await gateway_nodes.announce(engine, "dead", "http://d", now=now)
 
-            async def silent_for(seconds: int) -> None:
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        sa.update(gateway_nodes_table).values(
-                            last_seen_at=sa.text(f"clock_timestamp() - interval '{seconds} seconds'")
-                        )
-                    )
-
+        async def silent_for(seconds: int) -> None:
             async with engine.begin() as conn:
                 await conn.execute(
-                    sa.insert(sessions),
-                    [session_row("admin-1", "dead"), session_row("admin-2", "dead", status="Connecting")],
+                    sa.update(gateway_nodes_table).values(
+                        last_seen_at=sa.text(f"clock_timestamp() - interval '{seconds} seconds'")
+                    )
                 )
-            await silent_for(40)  # dead (past the liveness window), not yet for the resume window
-            assert await sweep_dead_nodes(engine, now=now, resume_window=window) == 1
-            running = await session_store.get(engine, "admin-1")
-            assert running is not None and running.status == SessionStatus.CONNECTED
-            await silent_for(75)  # past the liveness window and the resume window together
-            assert await sweep_dead_nodes(engine, now=now, resume_window=window) == 1
-            running = await session_store.get(engine, "admin-1")
-            assert running is not None and running.status == SessionStatus.TERMINATED
-        finally:
-            await engine.dispose()
+
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(sessions),
+                [session_row("admin-1", "dead"), session_row("admin-2", "dead", status="Connecting")],
+            )
+        await silent_for(40)  # dead (past the liveness window), not yet for the resume window
+        assert await sweep_dead_nodes(engine, now=now, resume_window=window) == 1
+        running = await session_store.get(engine, "admin-1")
+        assert running is not None and running.status == SessionStatus.CONNECTED
+        await silent_for(75)  # past the liveness window and the resume window together
+        assert await sweep_dead_nodes(engine, now=now, resume_window=window) == 1
+        running = await session_store.get(engine, "admin-1")
+        assert running is not None and running.status == SessionStatus.TERMINATED
+    finally:
+        await engine.dispose()
