@@ -76,8 +76,9 @@ async def test_gateway_node_announce_and_heartbeat(tmp_path: pathlib.Path) -> No
         assert row.started_at == start + dt.timedelta(seconds=1)
         assert row.last_seen_at == start + dt.timedelta(seconds=11)
         # Alive while its last heartbeat is under NODE_ALIVE_WINDOW (10 s) old.
-        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=20)) == {"n1": "http://b"}
-        assert await gateway_nodes.alive(engine, now=start + dt.timedelta(seconds=21)) == {}
+        at = start + dt.timedelta(seconds=20)
+        assert await gateway_nodes.alive(engine, now=at, own_node="n2") == {"n1": "http://b"}
+        assert await gateway_nodes.alive(engine, now=at + dt.timedelta(seconds=1), own_node="n2") == {}
         # A row removed behind the node's back comes back with the next heartbeat.
         async with engine.begin() as conn:
             await conn.execute(gateway_nodes_table.delete())

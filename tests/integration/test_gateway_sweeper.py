@@ -1,4 +1,5 @@
-"""The dead-node sweeper on a real (SQLite) database: only sessions of silent nodes end, once."""
+"""The dead-node sweeper on a real database (SQLite; PostgreSQL where its clock matters): only sessions
+of silent nodes end, once, and never those of the node sweeping."""
 
 from __future__ import annotations
 
@@ -38,10 +39,14 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
                     session_row("admin-5", "vanished"),  # its node row is gone altogether
                 ],
             )
-        assert sorted(await dead_nodes_with_sessions(engine, now=NOW)) == ["dead", "vanished"]
+        assert sorted(await dead_nodes_with_sessions(engine, now=NOW, own_node="alive")) == [
+            "dead",
+            "vanished",
+        ]
 
-        assert await sweep_dead_nodes(engine, now=NOW) == 3
-        assert await sweep_dead_nodes(engine, now=NOW) == 0  # a second sweeper finds nothing left
+        assert await sweep_dead_nodes(engine, now=NOW, own_node="alive") == 3
+        # A second sweeper (a node with no row of its own yet) finds nothing left.
+        assert await sweep_dead_nodes(engine, now=NOW, own_node="another") == 0
 
         rows = {
             row.session_id: row
@@ -58,20 +63,34 @@ async def test_sessions_of_silent_nodes_are_terminated_once(tmp_path: pathlib.Pa
         await engine.dispose()
 
 
-async def test_a_node_whose_own_heartbeat_is_late_does_not_sweep_itself(tmp_path: pathlib.Path) -> None:
+async def test_a_node_whose_own_heartbeat_is_late_does_not_sweep_itself(database_url: str) -> None:
     """On a machine loaded enough that a node's heartbeat write comes late, its own sweeper ended
-    the sessions it was opening; it is alive (it is sweeping), so only other nodes may sweep it."""
-    engine = make_engine(database_url_for(tmp_path))
+    the sessions it was opening; it is alive (it is sweeping), so only other nodes may sweep it.
+    The liveness query itself counts the asking node alive, on the database's clock too."""
+    engine = make_engine(database_url)
     await migrate(engine)
     try:
-        await gateway_nodes.announce(engine, "me", "http://m", now=NOW - dt.timedelta(seconds=31))
+        await gateway_nodes.announce(engine, "me", "http://m", now=NOW)
+        await gateway_nodes.announce(engine, "late", "http://l", now=NOW)
         async with engine.begin() as conn:
-            await conn.execute(sa.insert(sessions), [session_row("admin-1", "me", status="Connecting")])
-        assert await dead_nodes_with_sessions(engine, now=NOW, own_node="me") == []
-        assert await sweep_dead_nodes(engine, now=NOW, own_node="me") == 0
-        row = await session_store.get(engine, "admin-1")
-        assert row is not None and row.status == SessionStatus.CONNECTING
+            # 31 s silent on SQLite's clock (NOW), months on PostgreSQL's (the real time).
+            await conn.execute(
+                sa.update(gateway_nodes_table).values(last_seen_at=NOW - dt.timedelta(seconds=31))
+            )
+            await conn.execute(
+                sa.insert(sessions),
+                [session_row("admin-1", "me", status="Connecting"), session_row("admin-2", "late")],
+            )
+        assert await dead_nodes_with_sessions(engine, now=NOW, own_node="me") == ["late"]
+        assert await dead_nodes_with_sessions(engine, now=NOW, own_node="late") == ["me"]
+        assert await sweep_dead_nodes(engine, now=NOW, own_node="me") == 1
+        mine = await session_store.get(engine, "admin-1")
+        assert mine is not None and mine.status == SessionStatus.CONNECTING
+        theirs = await session_store.get(engine, "admin-2")
+        assert theirs is not None and theirs.status == SessionStatus.TERMINATED
         assert await sweep_dead_nodes(engine, now=NOW, own_node="another") == 1  # others still do
+        mine = await session_store.get(engine, "admin-1")
+        assert mine is not None and mine.termination_reason == dead_node_reason("me")
     finally:
         await engine.dispose()
 
@@ -94,7 +113,7 @@ async def test_running_sessions_of_a_dead_node_get_the_resume_window(tmp_path: p
                     session_row("admin-4", "dead", status="Terminating"),
                 ],
             )
-        assert await sweep_dead_nodes(engine, now=NOW, resume_window=window) == 2
+        assert await sweep_dead_nodes(engine, now=NOW, own_node="survivor", resume_window=window) == 2
         rows = [await session_store.get(engine, f"admin-{n}") for n in range(1, 5)]
         assert [row.status if row else None for row in rows] == [
             SessionStatus.CONNECTED,
@@ -104,7 +123,7 @@ async def test_running_sessions_of_a_dead_node_get_the_resume_window(tmp_path: p
         ]
         # Dead for longer than the liveness window and the resume window together: they end too.
         later = NOW + window
-        assert await sweep_dead_nodes(engine, now=later, resume_window=window) == 2
+        assert await sweep_dead_nodes(engine, now=later, own_node="survivor", resume_window=window) == 2
         for n in (1, 2):
             row = await session_store.get(engine, f"admin-{n}")
             assert row is not None and row.status == SessionStatus.TERMINATED
@@ -149,13 +168,15 @@ async def test_the_resume_window_holds_on_the_databases_time(postgres_url: str) 
     """On PostgreSQL a node's liveness is judged on the database's clock, so the resume window is a
     duration added to the liveness window: a sweep must not end a dead node's running sessions the
     moment the node is found dead (as it once did: the grace was an earlier ``now``, which the
-    database's clock ignored, and a survivor ended sessions whose ends were re-dialling to it)."""
+    database's clock ignored, and a survivor ended sessions whose ends were re-dialling to it). The
+    survivor's own heartbeat is as late, and it sweeps none of its own sessions."""
     window = dt.timedelta(seconds=60)
     engine = make_engine(postgres_url)
     try:
         await migrate(engine)
         now = dt.datetime.now(dt.UTC)
         await gateway_nodes.announce(engine, "dead", "http://d", now=now)
+        await gateway_nodes.announce(engine, "survivor", "http://s", now=now)
 
         async def silent_for(seconds: int) -> None:
             async with engine.begin() as conn:
@@ -168,15 +189,21 @@ async def test_the_resume_window_holds_on_the_databases_time(postgres_url: str) 
         async with engine.begin() as conn:
             await conn.execute(
                 sa.insert(sessions),
-                [session_row("admin-1", "dead"), session_row("admin-2", "dead", status="Connecting")],
+                [
+                    session_row("admin-1", "dead"),
+                    session_row("admin-2", "dead", status="Connecting"),
+                    session_row("admin-3", "survivor", status="Connecting"),
+                ],
             )
         await silent_for(40)  # dead (past the liveness window), not yet for the resume window
-        assert await sweep_dead_nodes(engine, now=now, resume_window=window) == 1
+        assert await sweep_dead_nodes(engine, now=now, own_node="survivor", resume_window=window) == 1
         running = await session_store.get(engine, "admin-1")
         assert running is not None and running.status == SessionStatus.CONNECTED
         await silent_for(75)  # past the liveness window and the resume window together
-        assert await sweep_dead_nodes(engine, now=now, resume_window=window) == 1
+        assert await sweep_dead_nodes(engine, now=now, own_node="survivor", resume_window=window) == 1
         running = await session_store.get(engine, "admin-1")
         assert running is not None and running.status == SessionStatus.TERMINATED
+        own = await session_store.get(engine, "admin-3")
+        assert own is not None and own.status == SessionStatus.CONNECTING
     finally:
         await engine.dispose()

@@ -71,7 +71,7 @@ def _expected(server: ApiServer, filters: list[tuple[str, set[str]]]) -> list[tu
 
     async def everything(engine: Any) -> tuple[list[InstanceRow], dict[str, str]]:
         return await instances.list_all(engine), await gateway_nodes.alive(
-            engine, now=dt.datetime.now(dt.UTC)
+            engine, now=dt.datetime.now(dt.UTC), own_node=server.config.node_id
         )
 
     rows, alive = server.db(everything)

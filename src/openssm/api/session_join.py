@@ -72,7 +72,7 @@ async def join_session(request: ApiRequest, body: dict[str, Any]) -> dict[str, A
     if await session_joins.refuses(engine, session_id):
         raise ApiError("AccessDeniedException", f"The owner of session {session_id} refuses joins.")
     now = request.now()
-    alive = await gateway_nodes.alive(engine, now=now)
+    alive = await gateway_nodes.alive(engine, now=now, own_node=request.services.config.node_id)
     if row.node_id is None or row.node_id not in alive:
         raise ApiError("TargetNotConnected", f"{row.target} is not connected.")
     token = ids.bearer_token()

@@ -217,7 +217,7 @@ async def describe_instance_information(request: ApiRequest, body: dict[str, Any
     services = request.services
     query = sorted((key, sorted(values)) for key, values in filters)
     after = open_keyset(services.cipher, next_token, "instances", query)
-    alive = await gateway_nodes.alive(services.engine, now=request.now())
+    alive = await gateway_nodes.alive(services.engine, now=request.now(), own_node=services.config.node_id)
     conditions = [instances.filter_condition(key, values, alive) for key, values in filters]
     rows = await instances.list_page(services.engine, conditions, after=after, limit=max_results + 1)
     chunk = rows[:max_results]
@@ -241,5 +241,6 @@ async def get_connection_status(request: ApiRequest, body: dict[str, Any]) -> di
     )
     connected = False
     if instance is not None:
-        connected = instance.ping_status(await gateway_nodes.alive(engine, now=request.now())) == "Online"
+        alive = await gateway_nodes.alive(engine, now=request.now(), own_node=request.services.config.node_id)
+        connected = instance.ping_status(alive) == "Online"
     return {"Target": target, "Status": "connected" if connected else "notconnected"}

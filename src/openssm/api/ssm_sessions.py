@@ -114,7 +114,7 @@ async def _start_session(request: ApiRequest, body: dict[str, Any], batch: Audit
     await _authorize_start(request, target, instance.tags if instance else None, document, explicit, batch)
     parameters = session_documents.checked_parameters(document, given_parameters)
     now = request.now()
-    alive = await gateway_nodes.alive(engine, now=now)
+    alive = await gateway_nodes.alive(engine, now=now, own_node=request.services.config.node_id)
     if instance is None or instance.ping_status(alive) != "Online" or instance.control_node_id is None:
         raise _not_connected(target)
     node_id = instance.control_node_id
@@ -181,7 +181,9 @@ async def resume_session(request: ApiRequest, body: dict[str, Any]) -> dict[str,
         ended = f" ({row.termination_reason})" if row.termination_reason else ""
         raise ApiError("DoesNotExistException", f"Session {session_id} is no longer active{ended}.")
     now = request.now()
-    alive = await gateway_nodes.alive(request.services.engine, now=now)
+    alive = await gateway_nodes.alive(
+        request.services.engine, now=now, own_node=request.services.config.node_id
+    )
     node_id = row.node_id
     if node_id is None or node_id not in alive:
         # Its node died: the session goes on at the node that now holds the target's control
@@ -225,7 +227,9 @@ async def end_session(services: Services, row: SessionRow, reason: str, *, now: 
     engine = services.engine
     marked = await sessions.mark_terminating(engine, row.session_id)
     node_id = row.node_id
-    if node_id is not None and node_id in await gateway_nodes.alive(engine, now=now):
+    if node_id is not None and node_id in await gateway_nodes.alive(
+        engine, now=now, own_node=services.config.node_id
+    ):
         await services.bus.publish(
             node_channel.node_channel(node_id), node_channel.terminate(row.session_id, reason)
         )

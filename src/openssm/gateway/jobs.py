@@ -175,7 +175,9 @@ class RunCommandJobs(NodeExtension):
             return
         if holder == self.node.node_id:
             await self.node.send_control(instance_id, frame())
-        elif holder in await gateway_nodes.alive(self.engine, now=self.clock.now()):
+        elif holder in await gateway_nodes.alive(
+            self.engine, now=self.clock.now(), own_node=self.node.node_id
+        ):
             message = node_channel.command(kind, command_id, instance_id)
             await self.services.bus.publish(node_channel.node_channel(holder), message)
 

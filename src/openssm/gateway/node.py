@@ -365,7 +365,7 @@ class GatewayNode:
     async def _take_over(self, session: SessionRow) -> SessionRow:
         """A session of another node: carried on here if that node is dead (its ends re-dialled
         here: the client after ResumeSession, the agent after failing over), else refused."""
-        alive = await gateway_nodes.alive(self.engine, now=self.clock.now())
+        alive = await gateway_nodes.alive(self.engine, now=self.clock.now(), own_node=self.node_id)
         if session.node_id in alive:
             # The agent may get here before its node is known to be dead: it tries again.
             raise NodeElsewhere(f"Session {session.session_id} is served by gateway node {session.node_id}")

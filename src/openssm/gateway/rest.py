@@ -164,7 +164,7 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
                 raise Refused("ValidationException", "Session is already terminated", 400)
             await authorize_agent(services, request, identity, action, session.target, [call.resource], batch)
             if session.node_id != config.node_id and session.node_id in await gateway_nodes.alive(
-                services.engine, now=services.clock.now()
+                services.engine, now=services.clock.now(), own_node=config.node_id
             ):
                 # An agent that failed over before its node is known to be dead: it tries again,
                 # and once the node is found dead this node carries the session on.

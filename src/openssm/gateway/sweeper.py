@@ -49,34 +49,33 @@ async def dead_nodes_with_sessions(
     engine: AsyncEngine,
     *,
     now: dt.datetime,
+    own_node: str,
     statuses: tuple[SessionStatus, ...] = ACTIVE_STATUSES,
     dead_for: dt.timedelta = dt.timedelta(0),
-    own_node: str | None = None,
 ) -> list[str]:
     """Nodes that carry sessions in ``statuses`` but have not reported within the liveness window
-    (and ``dead_for`` more); never ``own_node``, the node asking: it is alive, whatever its last
-    heartbeat says."""
-    nodes = await sessions.nodes_with_active_sessions(
-        engine, except_nodes=gateway_nodes.alive_ids(now, dead_for=dead_for), statuses=statuses
+    (and ``dead_for`` more); never ``own_node``, the node asking (``gateway_nodes.alive_ids``)."""
+    return await sessions.nodes_with_active_sessions(
+        engine,
+        except_nodes=gateway_nodes.alive_ids(now, own_node=own_node, dead_for=dead_for),
+        statuses=statuses,
     )
-    return [node_id for node_id in nodes if node_id != own_node]
 
 
 async def sweep_dead_nodes(
     engine: AsyncEngine,
     *,
     now: dt.datetime,
+    own_node: str,
     resume_window: dt.timedelta = dt.timedelta(0),
-    own_node: str | None = None,
 ) -> int:
     """Terminate the sessions of dead nodes (running ones once the node has been dead for
-    ``resume_window`` as well), never those of ``own_node`` (the sweeping node: on a machine so
-    loaded that its own heartbeat is late, it ended the sessions it was opening); returns how many
+    ``resume_window`` as well), never those of ``own_node``, the sweeping node; returns how many
     this call ended."""
     ended = 0
     for statuses, dead_for in ((UNRESUMABLE, dt.timedelta(0)), (RESUMABLE, resume_window)):
         for node_id in await dead_nodes_with_sessions(
-            engine, now=now, statuses=statuses, dead_for=dead_for, own_node=own_node
+            engine, now=now, own_node=own_node, statuses=statuses, dead_for=dead_for
         ):
             count = await sessions.finish_node_sessions(
                 engine, node_id, reason=dead_node_reason(node_id), now=now, statuses=statuses
@@ -91,8 +90,8 @@ async def run_sweeper(
     engine: AsyncEngine,
     interval: float,
     clock: Clock,
+    own_node: str,
     resume_window: dt.timedelta = dt.timedelta(0),
-    own_node: str | None = None,
 ) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -111,8 +110,8 @@ def install(app: web.Application, services: Services, interval: float, resume_wi
                 services.engine,
                 interval,
                 services.clock,
+                services.config.node_id,
                 dt.timedelta(seconds=resume_window),
-                own_node=services.config.node_id,
             ),
             name="gateway-sweeper",
         )

@@ -1,5 +1,6 @@
 """Gateway nodes (``gateway_nodes``): each node's public URL and heartbeat, so any node can tell which
 nodes are alive (StreamUrls point only at live nodes; the sweeper ends the sessions of dead ones).
+A node always counts itself alive: every liveness question names the asking node.
 
 Liveness needs no synchronised clocks: on a shared database (PostgreSQL) a heartbeat is stamped
 with the database's own time, and "alive" is judged against the database's time too, so nodes
@@ -100,22 +101,34 @@ async def get(db: Db, node_id: str) -> GatewayNodeRow | None:
     return await first(db, sa.select(gateway_nodes).where(gateway_nodes.c.node_id == node_id), GatewayNodeRow)
 
 
-def _reported_since(now: dt.datetime, dead_for: dt.timedelta = dt.timedelta(0)) -> sa.ColumnElement[bool]:
-    return gateway_nodes.c.last_seen_at > _DatabaseTime(now, NODE_ALIVE_WINDOW + dead_for)
+def _alive(
+    now: dt.datetime, own_node: str, dead_for: dt.timedelta = dt.timedelta(0)
+) -> sa.ColumnElement[bool]:
+    # The asking node is alive, whatever its last heartbeat says (it is asking): on a machine so
+    # loaded that its heartbeat write comes more than the window late, it refused sessions to its
+    # own agents (TargetNotConnected), showed them ConnectionLost and swept its own sessions.
+    return sa.or_(
+        gateway_nodes.c.last_seen_at > _DatabaseTime(now, NODE_ALIVE_WINDOW + dead_for),
+        gateway_nodes.c.node_id == own_node,
+    )
 
 
-def alive_ids(now: dt.datetime, *, dead_for: dt.timedelta = dt.timedelta(0)) -> sa.Select[tuple[str]]:
-    """The ids of the nodes that reported in recently (a subquery for other entities' queries).
+def alive_ids(
+    now: dt.datetime, *, own_node: str, dead_for: dt.timedelta = dt.timedelta(0)
+) -> sa.Select[tuple[str]]:
+    """The ids of the nodes that reported in recently, and ``own_node``'s (the asking node's, if it
+    has a row): a subquery for other entities' queries.
 
     ``dead_for``: count a node as alive until it has also been dead this long (a grace such as the
     resume window). It is a duration, not an earlier ``now``: on PostgreSQL the time is the
     database's, which a shifted ``now`` would not move."""
-    return sa.select(gateway_nodes.c.node_id).where(_reported_since(now, dead_for))
+    return sa.select(gateway_nodes.c.node_id).where(_alive(now, own_node, dead_for))
 
 
-async def alive(db: Db, *, now: dt.datetime) -> dict[str, str]:
-    """node_id → public_url of the nodes that reported in recently."""
-    query = sa.select(gateway_nodes.c.node_id, gateway_nodes.c.public_url).where(_reported_since(now))
+async def alive(db: Db, *, now: dt.datetime, own_node: str) -> dict[str, str]:
+    """node_id → public_url of the nodes that reported in recently, and of ``own_node`` (the
+    asking node: alive while it asks, however late its own heartbeat is)."""
+    query = sa.select(gateway_nodes.c.node_id, gateway_nodes.c.public_url).where(_alive(now, own_node))
     async with reading(db) as conn:
         return {node_id: url for node_id, url in (await conn.execute(query)).all()}
 
