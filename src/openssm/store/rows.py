@@ -138,11 +138,9 @@ class _GroupCommit:
                     async with writing(engine) as conn:
                         result = await work(conn)
                 except Exception as exc:
-                    if not future.done():
-                        future.set_exception(exc)
+                    _settle(future, error=exc)
                 else:
-                    if not future.done():
-                        future.set_result(result)
+                    _settle(future, result)
         except BaseException:
             for _, future in batch:
                 future.cancel()
@@ -157,9 +155,18 @@ class _GroupCommit:
         except Exception:
             return False
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            _settle(future, result)
         return True
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, *, error: Exception | None = None) -> None:
+    """Give a caller its result or its error, unless it has stopped waiting (cancelled)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 _group_commits: weakref.WeakKeyDictionary[Any, _GroupCommit] = weakref.WeakKeyDictionary()
