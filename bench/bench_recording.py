@@ -42,13 +42,17 @@ from openssm.store.secrets import SecretCipher
 
 
 async def cat_throughput(client: ShellClient, output: ShellOutput, path: pathlib.Path) -> float:
-    """Seconds to stream the file's text through the remote shell's PTY."""
+    """Seconds to stream the file's text through the remote shell's PTY (cat's exit status is
+    checked: a cat that failed at once would measure nothing)."""
     marker = f"END-{time.monotonic_ns()}"
-    command = f"stty -echo; cat {path}; echo {marker[:4]}''{marker[4:]}; stty echo\r"
+    command = f"stty -echo; cat {path}; echo {marker[:4]}''{marker[4:]} $?; stty echo\r"
     start = time.perf_counter()
     await client.send(command.encode())
     await output.until(marker.encode(), timeout=300)
     elapsed = time.perf_counter() - start
+    status = (await output.until(b"\n")).strip()
+    if status != b"0":
+        raise SystemExit(f"cat {path} failed in the session's shell (exit status {status.decode()!r})")
     await asyncio.sleep(0.3)
     output.discard()
     return elapsed
@@ -123,6 +127,10 @@ async def main_async(args: argparse.Namespace) -> None:
         root = pathlib.Path(tmp)
         big = root / "big.txt"
         size, lines = make_text_file(big, args.megabytes)
+        # The session's shell runs as the agent's session user (ssm-user), not as this process:
+        # it must be able to read the file (TemporaryDirectory makes its folder 0700).
+        root.chmod(0o711)
+        big.chmod(0o644)
         (root / "cpu").mkdir()
         per_key, recorder_rate = await recorder_cpu_cost(
             root / "cpu", big.read_bytes().replace(b"\n", b"\r\n")

@@ -587,11 +587,13 @@ class ShellOutput:
         async with asyncio.timeout(timeout):
             self._pending += await self._arrived.get()
 
-    async def until(self, needle: bytes, timeout: float = 10.0) -> None:
+    async def until(self, needle: bytes, timeout: float = 10.0) -> bytes:
+        """Wait for ``needle``; what came before it (its last 4 KiB at most) and the needle."""
         async with asyncio.timeout(timeout):
             while (at := self._pending.find(needle)) < 0:
                 self._pending = self._pending[-4096:] + await self._arrived.get()
-        self._pending = self._pending[at + len(needle) :]
+        taken, self._pending = self._pending[: at + len(needle)], self._pending[at + len(needle) :]
+        return taken
 
     def discard(self) -> None:
         """Forget what has arrived and not been waited for."""

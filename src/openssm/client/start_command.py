@@ -16,17 +16,11 @@ from openssm.client import cli
 
 
 def _options(command: Callable[..., None]) -> Callable[..., None]:
+    # An Option's fields past its flag and name are named after click.option's parameters, so a
+    # field added there reaches click without being listed here again.
     for option in reversed(cli.OPTIONS):
-        command = click.option(
-            option.flag,
-            option.name,
-            help=option.help,
-            required=option.required,
-            multiple=option.multiple,
-            default=option.default,
-            metavar=option.metavar,
-            show_default=option.show_default,
-        )(command)
+        settings = option._asdict()
+        command = click.option(settings.pop("flag"), settings.pop("name"), **settings)(command)
     return command
 
 

@@ -16,7 +16,6 @@ States (``State``; the table in DESIGN.md "Data channel"):
 * ``PAUSED`` — the gateway sent ``pause_publication`` (the peer is away): no new message, no resend.
   ``start_publication``, an ack or stream data from the peer reopens it, and then everything unacked
   goes again at once, paced by the window (issue 15: not one per RTO).
-* ``CLOSING`` — this end is finishing: it sends nothing new, keeps resending until acked.
 * ``CLOSED`` — ended (``channel_closed``, the peer's TerminateSession flag, a stall, or :meth:`close`).
 
 The handshake (``Handshake``) runs on top of ``OPEN``: the agent's HandshakeRequest, the client's
@@ -113,7 +112,6 @@ class State(enum.Enum):
     CONNECTING = "connecting"
     OPEN = "open"
     PAUSED = "paused"
-    CLOSING = "closing"
     CLOSED = "closed"
 
 
@@ -287,11 +285,6 @@ class DataChannelCore:
         """This end is done: nothing more is sent (a driver may still flush what is queued)."""
         self._end(CloseReason.LOCAL, "")
 
-    def finish(self) -> None:
-        """Stop sending new messages but keep resending until everything is acked."""
-        if self.state is not State.CLOSED:
-            self.state = State.CLOSING
-
     def _end(self, reason: CloseReason, output: str) -> ChannelClosed | None:
         if self.state is State.CLOSED:
             return None
@@ -314,7 +307,7 @@ class DataChannelCore:
     def send(self, payload_type: int, payload: bytes | PayloadParts, now: float) -> None:
         """Number one stream message and queue it (it is kept, and resent, until acked)."""
         self._advance(now)
-        if self.state in (State.CLOSING, State.CLOSED):
+        if self.state is State.CLOSED:
             raise LocalProtocolError(f"cannot send on a {self.state.value} channel")
         if self.state is State.PAUSED:
             raise LocalProtocolError("publication is paused")
@@ -327,7 +320,7 @@ class DataChannelCore:
 
     def send_unsequenced(self, frame: Frame) -> None:
         """A message outside the stream (``agent_session_state``): sent once, never resent."""
-        if self.state in (State.OPEN, State.CLOSING):
+        if self.state is State.OPEN:
             self._outgoing.append((frame.encode(),))
 
     @property
@@ -341,7 +334,7 @@ class DataChannelCore:
 
     def _resend_all(self) -> None:
         """Queue every unacked message, oldest first (within the window: they all are)."""
-        if self.state in (State.OPEN, State.CLOSING):
+        if self.state is State.OPEN:
             self._outgoing.extend((data,) for data in self.stream.all_unacked())
 
     # -- the handshake and the fast path -------------------------------------------------------------
@@ -456,7 +449,7 @@ class DataChannelCore:
         self.acks_received += 1
         self._progress_at = self._now
         silence = self._silent_resends >= OUTAGE_RESENDS
-        if (silence or sequence != head) and self.state in (State.OPEN, State.CLOSING):
+        if (silence or sequence != head) and self.state is State.OPEN:
             # The peer needed a resend, or acked past a gap: what else went unacked longer than the
             # RTO went missing too (the peer was away: a reconnect, a restart). Send it all now
             # (within the window, as all unacked messages are), not one per RTO (issue 15).
@@ -507,7 +500,7 @@ class DataChannelCore:
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (monotonic seconds), or None."""
         deadlines = []
-        if self.state in (State.OPEN, State.CLOSING):
+        if self.state is State.OPEN:
             head = self.stream.head_sent_at()
             if head is not None:
                 deadlines.append(head + self.stream.rto)
@@ -522,7 +515,7 @@ class DataChannelCore:
         give up on a stalled channel, ask for a keepalive."""
         self._advance(now)
         events: list[Event] = []
-        if self.state in (State.OPEN, State.CLOSING):
+        if self.state is State.OPEN:
             resent = self.stream.due_resends()
             if resent:
                 self._silent_resends += 1

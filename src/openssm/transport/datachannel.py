@@ -131,7 +131,7 @@ class ChannelDriver:
         """Send one stream message, waiting while the window is full or publication is paused."""
         core = self.core
         while not core.can_send:
-            if core.state in (State.CLOSING, State.CLOSED):
+            if core.state is State.CLOSED:
                 raise ChannelEnded(self.end_text())
             await self._wait_change()
         core.send(payload_type, payload, self.clock.monotonic())

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from alembic import op
 
 import openssm.store.tables
+from openssm.store.revisions import numbered
 
-revision: str = ${repr(up_revision)}
-down_revision: str | None = ${repr(down_revision)}
+revision, down_revision = numbered(__file__)
 
 
 def upgrade() -> None:

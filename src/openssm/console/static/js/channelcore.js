@@ -13,7 +13,6 @@ export const State = Object.freeze({
   CONNECTING: "connecting",
   OPEN: "open",
   PAUSED: "paused",
-  CLOSING: "closing",
   CLOSED: "closed",
 });
 
@@ -124,7 +123,7 @@ export class DataChannelCore {
   }
 
   resendAll() {
-    if (this.state !== State.OPEN && this.state !== State.CLOSING) return;
+    if (this.state !== State.OPEN) return;
     for (const entry of this.unacked.values()) {
       entry.lastSent = this.now;
       entry.resent = true;
@@ -214,7 +213,7 @@ export class DataChannelCore {
     if (!entry) return events;
     this.progressAt = this.now;
     const silence = this.silentResends >= OUTAGE_RESENDS;
-    if ((silence || !wasHead) && (this.state === State.OPEN || this.state === State.CLOSING)) {
+    if ((silence || !wasHead) && this.state === State.OPEN) {
       // The peer needed a resend or acked past a gap: what else is overdue, or was sent before the
       // acked message and is still unacked, went missing; it all goes at once.
       this.resendOverdue(silence ? rto : Infinity, wasHead ? null : [seq, entry.lastSent]);
@@ -273,7 +272,7 @@ export class DataChannelCore {
 
   nextDeadline() {
     const deadlines = [];
-    if (this.state === State.OPEN || this.state === State.CLOSING) {
+    if (this.state === State.OPEN) {
       const head = this.unacked.values().next();
       if (!head.done) deadlines.push(head.value.lastSent + this.rto);
     }
@@ -286,7 +285,7 @@ export class DataChannelCore {
   tick(now) {
     this.advance(now);
     const events = [];
-    if (this.state === State.OPEN || this.state === State.CLOSING) {
+    if (this.state === State.OPEN) {
       const head = this.unacked.values().next();
       if (!head.done && this.now - head.value.lastSent >= this.rto) {
         head.value.lastSent = this.now;

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from alembic import op
 
 import openssm.store.tables
+from openssm.store.revisions import numbered
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision, down_revision = numbered(__file__)
 
 
 def upgrade() -> None:

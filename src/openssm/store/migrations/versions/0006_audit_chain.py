@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from alembic import op
 
 import openssm.store.tables
+from openssm.store.revisions import numbered
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision, down_revision = numbered(__file__)
 
 
 def upgrade() -> None:

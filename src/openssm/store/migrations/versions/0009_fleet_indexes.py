@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+from openssm.store.revisions import numbered
+
+revision, down_revision = numbered(__file__)
 
 
 def upgrade() -> None:

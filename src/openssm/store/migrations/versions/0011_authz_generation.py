@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from alembic import op
 
 from openssm.store.authz_generation import trigger_ddl
+from openssm.store.revisions import numbered
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision, down_revision = numbered(__file__)
 
 
 def upgrade() -> None:
