@@ -42,6 +42,7 @@ check: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy tests
+	$(BIN)/mypy bench
 	$(BIN)/lint-imports
 
 test: system-deps install console-assets check

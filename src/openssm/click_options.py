@@ -40,3 +40,13 @@ def seconds_option(name: str, *, minimum: float, default: float, help: str) -> C
     return click.option(
         name, type=click.FloatRange(min=minimum), default=default, show_default=True, help=help
     )
+
+
+# The data directory of the server whose files an offline command (``openssm admin``, ``openssm
+# logs``) reads; None: the server's own default, which the command resolves.
+server_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="The server's data directory (default: $OPENSSM_DATA_DIR or ~/.local/share/openssm).",
+)

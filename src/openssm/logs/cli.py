@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
+from openssm.click_options import server_data_dir_option
 from openssm.logs.asciicast import read_cast
 from openssm.logs.recorder import file_stem, sessions_dir
 
@@ -110,12 +111,7 @@ def list_sessions(
 
 @click.command("logs")
 @click.argument("session_id", required=False)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="The server's data directory (default: $OPENSSM_DATA_DIR or ~/.local/share/openssm).",
-)
+@server_data_dir_option
 @click.option("--replay", "mode", flag_value="replay", help="Replay the terminal recording with its timing.")
 @click.option(
     "--print", "mode", flag_value="print", default=True, help="Print the plain-text transcript (default)."

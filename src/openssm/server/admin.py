@@ -26,7 +26,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from openssm.click_options import file_option, option_group
+from openssm.click_options import file_option, option_group, server_data_dir_option
 from openssm.server.bootstrap import MASTER_KEY_CHECK, master_key_matches
 from openssm.server.cli import default_data_dir, server_command
 from openssm.server.config_file import default_map
@@ -71,12 +71,7 @@ target_options = option_group(
     file_option(
         "--config", help="The server's TOML file: its data-dir and database-url keys say which database."
     ),
-    click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=pathlib.Path),
-        default=None,
-        help="The server's data directory (default: $OPENSSM_DATA_DIR or ~/.local/share/openssm).",
-    ),
+    server_data_dir_option,
     click.option("--database-url", default=None, help="The server's --database-url, if it has one."),
 )
 
