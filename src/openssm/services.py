@@ -13,6 +13,7 @@ from openssm.clock import SYSTEM_CLOCK, Clock
 from openssm.oidc.settings import WebIdentitySettings
 from openssm.ops.metrics import Metrics
 from openssm.store.authz_generation import AuthzCaches
+from openssm.store.db import PoolSettings
 from openssm.store.instances import PingBuffer
 from openssm.store.secrets import SecretCipher
 
@@ -39,6 +40,9 @@ class ServerConfig:
     account_id: str = "000000000000"
     node_id: str = "node-1"
     database_url: str | None = None  # default: SQLite in data_dir
+    database_pool: PoolSettings = dataclasses.field(
+        default_factory=PoolSettings
+    )  # PostgreSQL's connections and the wait for one
     redis_url: str | None = None  # scale-out bus
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None

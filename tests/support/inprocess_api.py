@@ -103,10 +103,11 @@ async def running_api(
 ) -> AsyncIterator[Api]:
     """``database_url``: another database than SQLite in ``tmp_path`` (an empty one: it is migrated)."""
     clock = ManualClock(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
-    engine = make_engine(database_url or database_url_for(tmp_path))
+    server_config = ServerConfig(data_dir=tmp_path, region=REGION, account_id=ACCOUNT, **config)
+    engine = make_engine(database_url or database_url_for(tmp_path), server_config.database_pool)
     await migrate(engine)
     services = Services(
-        config=ServerConfig(data_dir=tmp_path, region=REGION, account_id=ACCOUNT, **config),
+        config=server_config,
         engine=engine,
         bus=InProcessBus(),
         cipher=SecretCipher.generate(),

@@ -28,6 +28,7 @@ from openssm.security.facts import peer_address
 from openssm.security.identity import has_signature
 from openssm.services import Services
 from openssm.store import trace
+from openssm.store.db import DatabaseBusy
 from openssm.store.instances import InstanceRow
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
@@ -164,11 +165,14 @@ class ApiDispatcher:
         is_json = "X-Amz-Target" in request.headers
         http_request: HttpRequest | None = None
         try:
-            body = await _read_bounded(request)
-            http_request = _http_request(request, body)
-            if is_json:
-                return await self._json(request, http_request, body, exchange)
-            return await self._query(request, http_request, body, exchange)
+            try:
+                body = await _read_bounded(request)
+                http_request = _http_request(request, body)
+                if is_json:
+                    return await self._json(request, http_request, body, exchange)
+                return await self._query(request, http_request, body, exchange)
+            except DatabaseBusy as exc:  # every connection in use for the pool's wait: slow down
+                raise ApiError(THROTTLED_CODE, THROTTLED_MESSAGE) from exc
         except (ApiError, SecurityError) as exc:
             self._log_refusal(exchange, exc, http_request)
             if is_json:

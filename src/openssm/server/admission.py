@@ -10,6 +10,10 @@ the ceiling every request is throttled (``ThrottlingException``, HTTP 400, as th
 "Rate exceeded"). Agents and SDKs back off with jitter and try again, or try another node.
 Without this the process runs out of descriptors, and SQLite fails to open its file: HTTP 500s
 and dropped control channels.
+
+The database's connections are the other thing a wave runs out of: a request that waited the
+pool's whole (short) wait for one (``store.db.PoolSettings``, ``DatabaseBusy``) is throttled the
+same way, by the API's own error handling and, for the message gateway, here: never an HTTP 500.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
+
+from openssm.store.db import DatabaseBusy
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +134,8 @@ class Admission:
         self.in_flight += 1
         try:
             return await self._admit(request, handler)
+        except DatabaseBusy:  # the database's connections were all in use for the pool's whole wait
+            return self._refuse(request)
         finally:
             self.in_flight -= 1
 

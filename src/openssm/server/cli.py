@@ -19,6 +19,7 @@ from openssm.server import config_file
 from openssm.server.access_options import access_config, access_options
 from openssm.server.oidc_options import oidc_config, oidc_options
 from openssm.services import ServerConfig
+from openssm.store.db import PoolSettings
 
 DEFAULT_PORT = 8080
 
@@ -137,6 +138,20 @@ def _cidr(value: str) -> str:
     help="SQLAlchemy async URL (e.g. postgresql+asyncpg://…). Default: SQLite in the data dir.",
 )
 @click.option(
+    "--database-pool-size",
+    type=click.IntRange(min=1),
+    default=PoolSettings().size,
+    show_default=True,
+    help="PostgreSQL connections this node keeps open; up to twice as many more in a burst.",
+)
+@seconds_option(
+    "--database-pool-timeout",
+    minimum=0.1,
+    default=PoolSettings().timeout,
+    help="Seconds a request waits for a PostgreSQL connection when all are in use; past that it is "
+    "answered with ThrottlingException, which AWS clients and agents retry with backoff.",
+)
+@click.option(
     "--redis-url",
     default=None,
     help="Redis URL for node-to-node signalling (scale-out; default: in-process, one node).",
@@ -206,6 +221,8 @@ def server_command(
     tls_key: pathlib.Path | None,
     insecure_http: bool,
     database_url: str | None,
+    database_pool_size: int,
+    database_pool_timeout: float,
     redis_url: str | None,
     node_id: str | None,
     trusted_proxies: tuple[str, ...],
@@ -245,6 +262,7 @@ def server_command(
         account_id=account_id,
         node_id=node_id or "node-1",
         database_url=database_url,
+        database_pool=PoolSettings(database_pool_size, 2 * database_pool_size, database_pool_timeout),
         redis_url=redis_url,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -57,7 +57,7 @@ async def create_services(config: ServerConfig) -> Services:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.data_dir.chmod(0o700)  # database, key and credentials: for the server's user only
     cipher = SecretCipher.for_data_dir(config.data_dir)
-    engine = make_engine(config.database_url or database_url_for(config.data_dir))
+    engine = make_engine(config.database_url or database_url_for(config.data_dir), config.database_pool)
     await migrate(engine)
     if os.environ.get(trace.TRACE_ENV):
         trace.install(engine)

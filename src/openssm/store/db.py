@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
-from typing import Any
+from typing import Any, Final
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -16,6 +18,26 @@ MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 # Scale-out nodes starting together would otherwise race to create the same tables; any constant
 # unique to OpenSSM will do ("OpenSSM" in ASCII).
 MIGRATION_LOCK_KEY = 0x4F70656E53534D
+
+
+# A request that found every connection of the pool in use for the pool's whole wait
+# (``PoolSettings.timeout``): the database is busier than this node should add to. Callers answer it
+# with AWS's ThrottlingException (the API, the server's admission), which clients back off from and
+# retry. The statement that waited never ran (a request is answered as if refused at its start, and
+# what it wrote before is what a retry finds already there, as after any failed request).
+DatabaseBusy: Final = sa.exc.TimeoutError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """A node's connections to PostgreSQL: ``size`` kept open, up to ``overflow`` more in a burst, and
+    how long (seconds) a caller waits for one when all are in use before it gets ``DatabaseBusy``.
+    The wait is short: a request that waited SQLAlchemy's default 30 s was answered with an HTTP 500,
+    after its client had often given up; a throttled one is retried with backoff."""
+
+    size: int = 10
+    overflow: int = 20
+    timeout: float = 5.0
 
 
 def database_url_for(data_dir: pathlib.Path) -> str:
@@ -36,15 +58,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> AsyncEngine:
     """An async engine. SQLite gets a busy timeout so concurrent writers wait instead of failing,
-    and a file database write-ahead logging (see :func:`_sqlite_pragmas`)."""
+    and a file database write-ahead logging (see :func:`_sqlite_pragmas`); PostgreSQL a pool of
+    ``pool``'s connections."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         if engine.url.database and engine.url.database != ":memory:":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=pool.timeout
+    )
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -15,6 +15,7 @@ from typing import Any, TypedDict, Unpack
 import sqlalchemy as sa
 
 from openssm.store import audit_log
+from openssm.store.db import DatabaseBusy
 from openssm.store.rows import Db, Tags, every, execute, first, writing
 from openssm.store.tables import instances
 
@@ -278,6 +279,13 @@ class PingBuffer:
         audit, self._audit = self._audit, []
         try:
             await record_pings(db, pending, audit)
+        except DatabaseBusy:
+            # Acknowledged reports and their audit rows: into the next batch (a newer report wins).
+            log.warning("database busy: the reports of %d nodes wait for the next batch", len(pending))
+            self._pending = {**pending, **self._pending}
+            self._audit[:0] = audit
+            if self._writer is None:
+                self._writer = asyncio.get_running_loop().create_task(self._write_later(db))
         except sa.exc.SQLAlchemyError:
             log.exception("could not write the reports of %d nodes (%d audit rows)", len(pending), len(audit))
 

@@ -1,0 +1,108 @@
+"""A node whose PostgreSQL connections are all in use slows its callers down, never fails them: a
+request that waited the pool's whole wait for a connection is answered with AWS's
+ThrottlingException (HTTP 400 on the API, 429 on the message gateway), which agents and SDKs back
+off from and retry, and what was answered as done is stored. A registration wave once got HTTP 500s
+when SQLAlchemy's pool timed out after 30 s."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import pathlib
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from tests.support.inprocess_api import running_api
+from tests.support.wait import wait_for
+
+from openssm.server.admission import Admission
+from openssm.store import gateway_nodes, instances
+from openssm.store.db import PoolSettings, make_engine, migrate
+from openssm.store.instances import PingBuffer
+from openssm.store.tables import sessions
+
+TARGET = "mi-0123456789abcdef0"
+# One connection and a short wait: far fewer than the requests made at once.
+TINY = PoolSettings(size=1, overflow=0, timeout=0.05)
+WAVE = 60
+
+
+async def test_a_wave_larger_than_the_pool_is_throttled_and_what_was_answered_is_stored(
+    tmp_path: pathlib.Path, postgres_url: str
+) -> None:
+    async with running_api(tmp_path, database_url=postgres_url, database_pool=TINY) as api:
+        engine, now = api.services.engine, api.clock.now()
+        await gateway_nodes.announce(engine, api.services.config.node_id, "http://node:8080", now=now)
+        assert await instances.join(engine, TARGET, iam_role=None, now=now)
+        await instances.set_control_node(engine, TARGET, api.services.config.node_id, now=now)
+        allow = {"Effect": "Allow", "Action": "ssm:StartSession", "Resource": "*"}
+        user = await api.user("alice", {"Version": "2012-10-17", "Statement": [allow]})
+
+        replies = await asyncio.gather(
+            *(api.ssm("StartSession", {"Target": TARGET}, user) for _ in range(WAVE))
+        )
+
+        answers = [(reply.status, reply.code if reply.status != 200 else "") for reply in replies]
+        assert set(answers) <= {(200, ""), (400, "ThrottlingException")}, answers
+        started = {json.loads(reply.text)["SessionId"] for reply in replies if reply.status == 200}
+        assert started, "nothing got through"
+        assert len(started) < WAVE, "the pool was never exhausted: the test tests nothing"
+        async with engine.connect() as conn:
+            stored = set((await conn.execute(sa.select(sessions.c.session_id))).scalars())
+        assert started <= stored
+
+
+async def test_the_message_gateway_throttles_a_request_that_found_no_connection(postgres_url: str) -> None:
+    engine = make_engine(postgres_url, TINY)
+    try:
+        await migrate(engine)
+
+        async def handler(_: web.Request) -> web.StreamResponse:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            return web.Response(text="ok")
+
+        admission = Admission(limit=100, ceiling=200)
+        request = make_mocked_request("POST", "/v1/control-channel/mi-0")
+        assert (await admission.middleware(request, handler)).status == 200
+        async with engine.connect():  # the pool's only connection, held
+            busy = await admission.middleware(
+                make_mocked_request("POST", "/v1/control-channel/mi-0"), handler
+            )
+        assert busy.status == 429 and isinstance(busy, web.Response) and busy.text is not None
+        assert "<ThrottlingException>" in busy.text
+        assert admission.refused == 1 and admission.in_flight == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_buffered_reports_wait_out_a_busy_database(postgres_url: str) -> None:
+    """UpdateInstanceInformation's steady reports were answered before they are written: a batch
+    that found no connection is kept for the next one, not dropped."""
+    engine, reader = make_engine(postgres_url, TINY), make_engine(postgres_url)
+    try:
+        await migrate(engine)
+        now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+        assert await instances.join(engine, TARGET, iam_role=None, now=now)
+        pinged = now + dt.timedelta(minutes=1)
+
+        async def last_ping() -> dt.datetime | None:
+            row = await instances.get(reader, TARGET)
+            return row.last_ping_at if row is not None else None
+
+        pings = PingBuffer(delay=0.01)
+        async with engine.connect():  # the pool's only connection, held while the batch is due
+            pings.add(engine, TARGET, pinged)
+            await pings.written()  # found no connection
+            assert await last_ping() is None
+        await wait_for(lambda: _equals(last_ping, pinged), 10, "the report waiting for a connection was lost")
+    finally:
+        await engine.dispose()
+        await reader.dispose()
+
+
+async def _equals(read: Callable[[], Awaitable[object]], expected: object) -> bool:
+    return await read() == expected
