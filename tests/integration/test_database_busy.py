@@ -22,7 +22,7 @@ from tests.support.wait import wait_for
 
 from openssm.server.admission import Admission
 from openssm.store import gateway_nodes, instances
-from openssm.store.db import PoolSettings, make_engine, migrate
+from openssm.store.db import DatabaseBusy, PoolSettings, make_engine, migrate, patiently
 from openssm.store.instances import PingBuffer
 from openssm.store.tables import sessions
 
@@ -132,3 +132,29 @@ async def test_buffered_reports_wait_out_a_busy_database(postgres_url: str) -> N
 
 async def _equals(read: Callable[[], Awaitable[object]], expected: object) -> bool:
     return await read() == expected
+
+
+async def test_background_writes_wait_out_a_busy_database(postgres_url: str) -> None:
+    """What nobody retries (a closed control channel's row, the node's heartbeat) tries again while
+    the pool is busy, where a request is throttled at once."""
+    engine = make_engine(postgres_url, TINY)
+    try:
+        await migrate(engine)
+        now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+        assert await instances.join(engine, TARGET, iam_role=None, now=now)
+        await instances.set_control_node(engine, TARGET, "node-1", now=now)
+
+        def clear() -> Awaitable[None]:
+            return instances.clear_control_node(engine, TARGET, "node-1")
+
+        async with engine.connect():  # the pool's only connection, held
+            with pytest.raises(DatabaseBusy):
+                await patiently(clear, "a test", attempts=1)
+            clearing = asyncio.create_task(patiently(clear, "a test", attempts=100))
+            await asyncio.sleep(TINY.timeout * 3)  # it has waited out the pool more than once
+            assert not clearing.done()
+        await clearing
+        row = await instances.get(engine, TARGET)
+        assert row is not None and row.control_node_id is None
+    finally:
+        await engine.dispose()
