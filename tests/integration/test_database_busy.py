@@ -12,15 +12,17 @@ import json
 import pathlib
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
+from aiohttp.test_utils import TestServer
 from tests.support.inprocess_api import running_api
 from tests.support.wait import wait_for
 
 from openssm.server.admission import Admission
 from openssm.store import gateway_nodes, instances
-from openssm.store.db import PoolSettings, make_engine, migrate
+from openssm.store.db import DatabaseBusy, PoolSettings, make_engine, migrate, patiently
 from openssm.store.instances import PingBuffer
 from openssm.store.tables import sessions
 
@@ -56,25 +58,49 @@ async def test_a_wave_larger_than_the_pool_is_throttled_and_what_was_answered_is
 
 
 async def test_the_message_gateway_throttles_a_request_that_found_no_connection(postgres_url: str) -> None:
+    """Behind the admission middleware (the real server's first), a request or a WebSocket upgrade
+    whose handler found no connection is answered 429 ThrottlingException, not 500."""
     engine = make_engine(postgres_url, TINY)
     try:
         await migrate(engine)
 
-        async def handler(_: web.Request) -> web.StreamResponse:
+        async def query() -> None:
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
+
+        async def post(_: web.Request) -> web.StreamResponse:
+            await query()
             return web.Response(text="ok")
 
+        async def upgrade(request: web.Request) -> web.StreamResponse:
+            await query()  # authentication, before the upgrade
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            await ws.close()
+            return ws
+
         admission = Admission(limit=100, ceiling=200)
-        request = make_mocked_request("POST", "/v1/control-channel/mi-0")
-        assert (await admission.middleware(request, handler)).status == 200
-        async with engine.connect():  # the pool's only connection, held
-            busy = await admission.middleware(
-                make_mocked_request("POST", "/v1/control-channel/mi-0"), handler
-            )
-        assert busy.status == 429 and isinstance(busy, web.Response) and busy.text is not None
-        assert "<ThrottlingException>" in busy.text
-        assert admission.refused == 1 and admission.in_flight == 0
+        app = web.Application(middlewares=[admission.middleware])
+        app.router.add_post("/v1/control-channel/{instance}", post)
+        app.router.add_get("/v1/control-channel/{instance}", upgrade)
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server()
+        url = str(server.make_url("/v1/control-channel/mi-0"))
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url) as served:
+                    assert served.status == 200
+                async with http.ws_connect(url) as ws:
+                    await ws.receive()
+                async with engine.connect():  # the pool's only connection, held
+                    async with http.post(url) as busy:
+                        assert busy.status == 429 and "<ThrottlingException>" in await busy.text()
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                        await http.ws_connect(url)
+                    assert refused.value.status == 429
+        finally:
+            await server.close()
+        assert admission.refused == 2 and admission.in_flight == 0
     finally:
         await engine.dispose()
 
@@ -106,3 +132,29 @@ async def test_buffered_reports_wait_out_a_busy_database(postgres_url: str) -> N
 
 async def _equals(read: Callable[[], Awaitable[object]], expected: object) -> bool:
     return await read() == expected
+
+
+async def test_background_writes_wait_out_a_busy_database(postgres_url: str) -> None:
+    """What nobody retries (a closed control channel's row, the node's heartbeat) tries again while
+    the pool is busy, where a request is throttled at once."""
+    engine = make_engine(postgres_url, TINY)
+    try:
+        await migrate(engine)
+        now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+        assert await instances.join(engine, TARGET, iam_role=None, now=now)
+        await instances.set_control_node(engine, TARGET, "node-1", now=now)
+
+        def clear() -> Awaitable[None]:
+            return instances.clear_control_node(engine, TARGET, "node-1")
+
+        async with engine.connect():  # the pool's only connection, held
+            with pytest.raises(DatabaseBusy):
+                await patiently(clear, "a test", attempts=1)
+            clearing = asyncio.create_task(patiently(clear, "a test", attempts=100))
+            await asyncio.sleep(TINY.timeout * 3)  # it has waited out the pool more than once
+            assert not clearing.done()
+        await clearing
+        row = await instances.get(engine, TARGET)
+        assert row is not None and row.control_node_id is None
+    finally:
+        await engine.dispose()

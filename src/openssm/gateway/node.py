@@ -36,6 +36,7 @@ from openssm.protocol.frames import Frame
 from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, instances, session_joins, sessions
+from openssm.store.db import patiently
 from openssm.store.rows import queued_write
 from openssm.store.sessions import SessionRow
 
@@ -189,8 +190,15 @@ class GatewayNode:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
                 now = self.clock.now()
-                await gateway_nodes.heartbeat(
-                    self.engine, self.node_id, self.services.config.public_url, self._started_at, now=now
+                await patiently(
+                    lambda: gateway_nodes.heartbeat(
+                        self.engine,
+                        self.node_id,
+                        self.services.config.public_url,
+                        self._started_at,
+                        now=self.clock.now(),  # the time of the try that writes
+                    ),
+                    "the gateway heartbeat",
                 )
                 # Used and expired tokens are only history; keep an hour of it for inspection.
                 await channel_tokens.purge_expired(self.engine, older_than=now - TOKEN_HISTORY)
@@ -260,7 +268,10 @@ class GatewayNode:
                 self.background(
                     extension.on_control_closed(control.instance_id), f"control-closed-{control.instance_id}"
                 )
-            await instances.clear_control_node(self.engine, control.instance_id, self.node_id)
+            await patiently(
+                lambda: instances.clear_control_node(self.engine, control.instance_id, self.node_id),
+                f"closing the control channel of {control.instance_id}",
+            )
 
     async def send_control(self, instance_id: str, data: bytes) -> bool:
         control = self.controls.get(instance_id)

@@ -128,16 +128,22 @@ class Admission:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._admit(request, handler)  # lives on: not a request in flight
+            return await self._serve(request, handler)  # lives on: not a request in flight
         if self.in_flight >= self.max_in_flight:
             return self._refuse(request)
         self.in_flight += 1
         try:
-            return await self._admit(request, handler)
-        except DatabaseBusy:  # the database's connections were all in use for the pool's whole wait
-            return self._refuse(request)
+            return await self._serve(request, handler)
         finally:
             self.in_flight -= 1
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await self._admit(request, handler)
+        except DatabaseBusy:  # the database's connections were all in use for the pool's whole wait
+            if request.writer.output_size:  # answered already: a WebSocket past its upgrade ends
+                raise
+            return self._refuse(request)
 
     async def _admit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         connections = self._connections()

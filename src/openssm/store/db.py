@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import pathlib
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -38,6 +40,22 @@ class PoolSettings:
     size: int = 10
     overflow: int = 20
     timeout: float = 5.0
+
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+async def patiently(work: Callable[[], Awaitable[T]], what: str, attempts: int = 6) -> T:
+    """``work()``, tried again while the database is busy: for background writes nobody retries if
+    they are dropped (a closed control channel's row, the node's heartbeat). Each try waits the
+    pool's wait; the last try's ``DatabaseBusy`` is raised."""
+    for _ in range(attempts - 1):
+        try:
+            return await work()
+        except DatabaseBusy:
+            log.warning("database busy: %s waits for a connection again", what)
+    return await work()
 
 
 def database_url_for(data_dir: pathlib.Path) -> str:
