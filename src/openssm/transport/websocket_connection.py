@@ -33,10 +33,7 @@ import base64
 import collections
 import contextlib
 import enum
-import importlib.machinery
-import importlib.util
 import logging
-import pathlib
 import socket
 import ssl
 import sys
@@ -74,7 +71,12 @@ def _load_compiled_mask() -> codec.MaskFunction:
     """In a process without aiohttp (the client, the agent), its compiled XOR module alone: it needs
     nothing of the package, and loads in about 1 ms, where importing the package for it took 0.3 s
     of CPU (its client, connector and a default TLS context with the system's CA file), which the
-    agent paid within its first bulk download. Where it is not found, aiohttp's own choice."""
+    agent paid within its first bulk download. Where it is not found, aiohttp's own choice.
+    (``importlib.util`` and ``pathlib`` are imported here: a client's prompt does not wait for them.)"""
+    import importlib.machinery
+    import importlib.util
+    import pathlib
+
     if "aiohttp" not in sys.modules:
         package = importlib.util.find_spec("aiohttp")  # finds it, without importing it
         if package is not None and package.origin is not None:

@@ -69,3 +69,14 @@ def test_the_import_thread_brings_the_port_machinery_only_when_a_document_was_na
         "asyncio.run(main())"
     )
     assert ("openssm.client.port" in loaded_after(code)) is port
+
+
+def test_the_way_to_a_shell_prompt_imports_no_pathlib_or_importlib_util() -> None:
+    # Everything a shell session's prompt waits for (StartSession, the loop, the dial, the open
+    # frame, the session machinery): pathlib and importlib.util were 7 M instructions on the way,
+    # only for finding aiohttp's compiled XOR, which a shell's small frames never need.
+    modules = (
+        "openssm.client.cli, openssm.transport.runtime, openssm.client.startup, openssm.client.dial, "
+        "openssm.protocol.messages.data_channel, openssm.client.session"
+    )
+    assert not loaded_after(f"import {modules}") & {"pathlib", "importlib.util", "click", *HEAVY}

@@ -35,7 +35,8 @@ export class DataChannelClient {
   /**
    * @param {object} options
    *   streamUrl, tokenValue, sessionId: from StartSession;
-   *   onOutput(Uint8Array), onClosed({kind, title, detail}), onNotice(text): callbacks;
+   *   onOutput(Uint8Array), onClosed({kind, title, detail}), onNotice(text), onOpen() (the open
+   *   frame went out): callbacks;
    *   resume(): async, a new TokenValue from ResumeSession (or null) after the socket dropped;
    *   WebSocketImpl (default globalThis.WebSocket), now (ms clock, default performance.now);
    *   resumeWindowMs (default RESUME_WINDOW_MS), wait (async ms => void, default setTimeout's) and
@@ -48,6 +49,7 @@ export class DataChannelClient {
     this.onOutput = options.onOutput || (() => {});
     this.onClosed = options.onClosed || (() => {});
     this.onNotice = options.onNotice || (() => {});
+    this.onOpen = options.onOpen || (() => {});
     this.resume = options.resume || null; // async () => new TokenValue, or null when not resumable
     this.resumeWindowMs = options.resumeWindowMs ?? RESUME_WINDOW_MS;
     this.wait = options.wait || ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
@@ -99,6 +101,7 @@ export class DataChannelClient {
       if (this.core.state !== State.CLOSED) this.core.connected(this.now());
       this.pump();
       this.flush();
+      this.onOpen();
     };
     ws.onmessage = (event) => {
       if (ws !== this.ws || typeof event.data === "string") return; // the gateway sends only binary frames

@@ -12,6 +12,7 @@ const joining = query.get("join");
 const watching = query.get("mode") === "watch";
 const message = document.getElementById("shell-message");
 const encoder = new TextEncoder();
+const OPEN_WAIT_MS = 1000; // the terminal is set up once the data channel is open, or after this
 
 function banner(title, detail) {
   document.getElementById("banner-title").textContent = title;
@@ -39,17 +40,24 @@ async function main() {
   document.getElementById("shell-session").textContent = started.SessionId;
   document.body.dataset.sessionId = started.SessionId;
 
-  const term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14, convertEol: false });
-  const fit = new FitAddon();
-  term.loadAddon(fit);
-  term.open(document.getElementById("terminal"));
-  fit.fit();
-
+  // The data channel is opened before the terminal is set up: the gateway pairs it and the agent
+  // starts the shell while xterm.js builds its renderer (in the latency bench, that setup came
+  // between StartSession's answer and the dial and took longer than the rest of the way to the
+  // prompt). The terminal waits for the open frame to go out (at most OPEN_WAIT_MS); what the
+  // channel says before the terminal exists waits for it, in order.
+  let term = null;
+  const early = [];
+  const toTerminal = (use) => (term ? use(term) : early.push(use));
+  let dialled;
+  const opened = new Promise((resolve) => {
+    dialled = resolve;
+    setTimeout(resolve, OPEN_WAIT_MS);
+  });
   const channel = new DataChannelClient({
     streamUrl: started.StreamUrl,
     tokenValue: started.TokenValue,
     sessionId: started.SessionId,
-    onOutput: (bytes) => term.write(bytes),
+    onOutput: (bytes) => toTerminal((t) => t.write(bytes)),
     // The socket dropped: ResumeSession for a new token (null = not resumable: the session is over).
     // A joiner's session is not theirs to resume.
     resume: joining ? null : async () => {
@@ -60,14 +68,28 @@ async function main() {
         throw err; // server unreachable: the channel tries again
       }
     },
-    onNotice: (text) => term.write(`\r\n${text}\r\n`),
+    onNotice: (text) => toTerminal((t) => t.write(`\r\n${text}\r\n`)),
+    onOpen: () => dialled(),
     onClosed: (end) => {
+      dialled();
       banner(end.title, end.detail);
       document.body.dataset.sessionEnded = end.kind;
-      term.options.disableStdin = true;
-      term.options.cursorBlink = false;
+      toTerminal((t) => {
+        t.options.disableStdin = true;
+        t.options.cursorBlink = false;
+      });
     },
   });
+  channel.start();
+  window.addEventListener("beforeunload", () => channel.close());
+  await opened;
+
+  term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14, convertEol: false });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  term.open(document.getElementById("terminal"));
+  fit.fit();
+  for (const use of early.splice(0)) use(term);
   document.body.dataset.joinMode = joining ? (watching ? "watch" : "type") : "";
   if (watching) {
     term.options.disableStdin = true; // watching: the keys stay here
@@ -87,9 +109,7 @@ async function main() {
   showSize();
   window.addEventListener("resize", () => fit.fit());
   channel.sendSize(term.cols, term.rows);
-  channel.start();
   term.focus();
-  window.addEventListener("beforeunload", () => channel.close());
 }
 
 main();
