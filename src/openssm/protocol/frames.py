@@ -315,8 +315,22 @@ def go_json(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
+# The acknowledge payload of a stream message, as go_json writes it: both ends build one per message
+# received, and formatting it costs a fifth of go_json's dict, dumps and three replaces (2 against
+# 9.5 microseconds). Only for the two stream types, whose names need no JSON escaping.
+_STREAM_ACK_BODY: Final = (
+    b'{"AcknowledgedMessageType":"%s","AcknowledgedMessageId":"%s",'
+    b'"AcknowledgedMessageSequenceNumber":%d,"IsSequentialMessage":true}'
+)
+_STREAM_TYPE_BYTES: Final = {kind.value: kind.value.encode("ascii") for kind in STREAM_TYPES}
+
+
 def ack_for(frame: Frame) -> Frame:
     """The acknowledge frame for a received stream frame (byte-identical payload to the real peers)."""
+    kind = _STREAM_TYPE_BYTES.get(frame.message_type)
+    if kind is not None:
+        payload = _STREAM_ACK_BODY % (kind, str(frame.message_id).encode("ascii"), frame.sequence_number)
+        return Frame(MessageType.ACKNOWLEDGE, 0, FLAG_ACK, PayloadType.NONE, payload)
     body = {
         "AcknowledgedMessageType": frame.message_type,
         "AcknowledgedMessageId": str(frame.message_id),
