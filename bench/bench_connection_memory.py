@@ -15,6 +15,13 @@ per variant, side by side, over ``--repeat`` rounds (median and range):
 - ``tls-default-malloc``: ``tls-uvloop`` without ``tune_allocator`` (glibc's own mmap threshold);
 - ``tls-asyncio``: ``tls`` on the standard asyncio loop.
 
+Beside RSS, the C heap in use per connection (glibc's ``mallinfo2``, after ``malloc_trim``: what
+OpenSSL, libuv and CPython's larger objects hold; tracemalloc sees none of OpenSSL's) and the Python
+objects (``sys.getallocatedblocks``). ``--concurrency N`` opens the connections N at a time: the TLS
+handshakes then overlap, and each one in progress holds about 46 KiB of OpenSSL's (a 21 KiB
+handshake buffer, a 16.5 KiB record buffer, two 4 KiB buffering BIOs) that is freed when it ends,
+between the connections' long-lived allocations (heap fragmentation RSS keeps).
+
 Run: ``.venv/bin/python bench/bench_connection_memory.py`` (``--connections 2000 --repeat 3``).
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import pathlib
 import resource
@@ -51,8 +59,28 @@ from openssm.transport import runtime, tls_listener, websocket_connection
 variant, certfile, keyfile = sys.argv[1], sys.argv[2], sys.argv[3]
 
 
+import ctypes, gc
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    )]
+
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+
+
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def figures():
+    gc.collect()
+    runtime.release_free_memory()
+    heap = libc.mallinfo2()
+    return rss(), heap.uordblks + heap.hblkhd, sys.getallocatedblocks()
 
 
 async def handler(request):
@@ -90,10 +118,10 @@ async def main():
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         await asyncio.sleep(1.0)
         if line.strip() == "base":
-            base = rss()
+            base = figures()
             print("ok", flush=True)
         else:
-            print(rss() - base, flush=True)
+            print(*(now - then for now, then in zip(figures(), base)), flush=True)
 
 
 if variant == "tls-asyncio":
@@ -113,22 +141,36 @@ def certificate(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return self_signed(directory)
 
 
-async def open_clients(port: int, count: int, tls: ssl.SSLContext | None) -> list[object]:
+async def open_clients(port: int, count: int, tls: ssl.SSLContext | None, concurrency: int) -> list[object]:
     from openssm.transport import websocket_connection
 
     scheme = "wss" if tls else "ws"
     connections: list[object] = []
-    for _ in range(count):
-        ws = await websocket_connection.dial(
-            f"{scheme}://127.0.0.1:{port}/ws", max_message=1 << 20, tls=tls, read_buffer=4096
-        )
-        await ws.send_str('{"MessageSchemaVersion": "1.0"}')
-        connections.append(ws)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            ws = await websocket_connection.dial(
+                f"{scheme}://127.0.0.1:{port}/ws", max_message=1 << 20, tls=tls, read_buffer=4096
+            )
+            await ws.send_str('{"MessageSchemaVersion": "1.0"}')
+            connections.append(ws)
+
+    await asyncio.gather(*(one() for _ in range(count)))
     return connections
 
 
-def measure(variant: str, count: int, cert: pathlib.Path, key: pathlib.Path) -> float:
-    """KiB of server RSS per idle connection for one variant (one server process, fresh)."""
+@dataclasses.dataclass
+class Cost:
+    """Per idle connection: server RSS and C heap in use (KiB), Python objects (blocks)."""
+
+    rss: float
+    heap: float
+    blocks: float
+
+
+def measure(variant: str, count: int, cert: pathlib.Path, key: pathlib.Path, concurrency: int) -> Cost:
+    """What one idle connection costs the server, for one variant (one server process, fresh)."""
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
@@ -151,16 +193,17 @@ def measure(variant: str, count: int, cert: pathlib.Path, key: pathlib.Path) -> 
             tls = ssl.create_default_context(cafile=str(cert))
             tls.check_hostname = False
 
-        async def hold() -> int:
-            connections = await open_clients(port, count, tls)
+        async def hold() -> list[int]:
+            connections = await open_clients(port, count, tls, concurrency)
             server.stdin.write("measure\n")  # type: ignore[union-attr]
             server.stdin.flush()  # type: ignore[union-attr]
-            grown = int(await asyncio.to_thread(server.stdout.readline))  # type: ignore[union-attr]
+            grown = await asyncio.to_thread(server.stdout.readline)  # type: ignore[union-attr]
             for connection in connections:
                 await connection.close()  # type: ignore[attr-defined]
-            return grown
+            return [int(field) for field in grown.split()]
 
-        return asyncio.run(hold()) / count / 1024
+        rss, heap, blocks = asyncio.run(hold())
+        return Cost(rss / count / 1024, heap / count / 1024, blocks / count)
     finally:
         server.kill()
         server.wait()
@@ -173,25 +216,32 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="connections opened at once (their handshakes overlap)"
+    )
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.connections * 2 + 100)), hard))
     sys.path.insert(0, str(ROOT / "src"))
-    figures: dict[str, list[float]] = {variant: [] for variant in args.variants}
+    figures: dict[str, list[Cost]] = {variant: [] for variant in args.variants}
     with tempfile.TemporaryDirectory(prefix="bench-connection-memory-") as tmp:
         cert, key = certificate(pathlib.Path(tmp))
         for _ in range(args.repeat):  # rounds alternate the variants
             for variant in args.variants:
-                figures[variant].append(measure(variant, args.connections, cert, key))
-    base = statistics.median(figures[args.variants[0]])
+                figures[variant].append(measure(variant, args.connections, cert, key, args.concurrency))
+    base = statistics.median(cost.rss for cost in figures[args.variants[0]])
     print(
-        f"\nServer RSS per idle WebSocket, {args.connections} connections, {args.repeat} rounds (median, range)"
+        f"\nServer per idle WebSocket, {args.connections} connections opened {args.concurrency} at a time,"
+        f" {args.repeat} rounds (median, range): RSS; C heap in use; Python blocks"
     )
-    for variant, values in figures.items():
-        median = statistics.median(values)
+    for variant, costs in figures.items():
+        rss = [cost.rss for cost in costs]
+        median = statistics.median(rss)
         print(
-            f"  {variant:<20} {median:6.1f} KiB ({min(values):.1f} to {max(values):.1f})"
+            f"  {variant:<20} {median:6.1f} KiB ({min(rss):.1f} to {max(rss):.1f})"
             f"  {median / base:.2f}x {args.variants[0]}"
+            f"; heap {statistics.median(cost.heap for cost in costs):5.1f} KiB"
+            f"; {statistics.median(cost.blocks for cost in costs):4.0f} blocks"
         )
 
 

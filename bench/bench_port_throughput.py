@@ -46,6 +46,14 @@ waits included, labelled by where they wait: select, queue get).
 A failed transfer (a checksum mismatch, a connection closed early) stops the bench with the path,
 the case and the time it started, after the last lines of the OpenSSM processes' output.
 
+`--tls` adds two more OpenSSM paths whose server terminates TLS (a self-signed certificate the
+agent and the client trust): `OpenSSM TLS`, the server's own listener
+(`openssm.transport.tls_listener`: the standard library's TLS protocol, one shared read buffer), and
+`OpenSSM TLS uvloop`, the same tree's server with uvloop's TLS instead (what it used before; the
+listener swapped back in by a `sitecustomize` on the server's path, nothing else changed). The
+server's CPU per GiB over each is printed side by side: the cost of the listener's Python TLS on
+bulk data.
+
 `--json FILE` also writes the results (and the CPU figures) as JSON, for
 `bench/compare_port_throughput.py`, which runs this bench against another git revision.
 
@@ -79,11 +87,22 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from tests.e2e.forwarding import ChecksumServer, SessionProcess, checked_transfer, free_port
 from tests.e2e.harness import Agent, Server, openssm_argv, wait_until
 from tests.support.sshd import run_sshd, sshd_available
+from tests.support.tls import self_signed
 
 MIB = 1024 * 1024
 SOCAT = "3 socat relays"
 FRAMED = "3 framed relays"
 RAW = "direct, raw"
+TLS = "OpenSSM TLS"
+TLS_UVLOOP = "OpenSSM TLS uvloop"
+# On the server's path for TLS_UVLOOP: the server's TLS listener back to aiohttp's own (the event
+# loop's TLS, uvloop's), which is what openssm server used before tls_listener.
+UVLOOP_TLS_SITE = """
+from aiohttp import web
+from openssm.transport import tls_listener
+
+tls_listener.SharedBufferTLSSite = web.TCPSite
+"""
 
 
 @dataclass
@@ -268,8 +287,29 @@ def cases(connections: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def openssm_forward(workdir: pathlib.Path, destination_port: int) -> Iterator[tuple[int, dict[str, int]]]:
-    server = Server(workdir / "server").start()
+def openssm_forward(
+    workdir: pathlib.Path,
+    destination_port: int,
+    tls: tuple[pathlib.Path, pathlib.Path] | None = None,
+    uvloop_tls: bool = False,
+) -> Iterator[tuple[int, dict[str, int]]]:
+    """The OpenSSM path; over TLS with ``tls`` (certificate, key; the agent and the client trust it
+    through SSL_CERT_FILE), with uvloop's TLS instead of the server's listener if ``uvloop_tls``."""
+    extra: tuple[str, ...] = ()
+    env: dict[str, str] | None = None
+    if tls is not None:
+        extra = ("--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
+    if uvloop_tls:
+        site = workdir / "site"
+        site.mkdir(parents=True)
+        (site / "sitecustomize.py").write_text(UVLOOP_TLS_SITE)
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+        )
+    server = Server(workdir / "server", extra_args=extra, env=env)
+    if tls is not None:
+        server.endpoint = server.endpoint.replace("http://", "https://")
+    server.start()
     agent = Agent(server, workdir / "agent")
     session: SessionProcess | None = None
     try:
@@ -288,7 +328,7 @@ def openssm_forward(workdir: pathlib.Path, destination_port: int) -> Iterator[tu
                 "--parameters",
                 f"portNumber={destination_port}",
             ),
-            server.aws_env(),
+            {**server.aws_env(), **({"AWS_CA_BUNDLE": str(tls[0])} if tls else {})},
         )
         (local,) = session.local_ports()
         assert server.process and agent.process
@@ -555,6 +595,11 @@ def main() -> None:
     parser.add_argument("--no-socat", action="store_true")
     parser.add_argument("--no-framed", action="store_true", help="leave out the three framed relays")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results to this file")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also OpenSSM with the server over TLS: its own listener, and uvloop's TLS (server CPU per GiB compared)",
+    )
     args = parser.parse_args()
     size = args.size_mib * MIB
     with (
@@ -566,6 +611,15 @@ def main() -> None:
         paths = [Path("direct TCP", destination.port, {})]
         local, pids = stack.enter_context(openssm_forward(work / "openssm", destination.port))
         paths.append(Path("OpenSSM", local, pids))
+        if args.tls:
+            certificate = self_signed(work)
+            os.environ["SSL_CERT_FILE"] = str(certificate[0])  # the agent's and the client's trust
+            os.environ["AWS_CA_BUNDLE"] = str(certificate[0])  # botocore (activations)
+            for name, uvloop_tls in ((TLS, False), (TLS_UVLOOP, True)):
+                forward = openssm_forward(
+                    work / name.replace(" ", "-"), destination.port, certificate, uvloop_tls
+                )
+                paths.append(Path(name, *stack.enter_context(forward)))
         if not args.no_ssh and sshd_available() and shutil.which("ssh"):
             paths.append(Path("ssh -L", stack.enter_context(ssh_forward(work, destination.port)), {}))
         else:
@@ -624,6 +678,21 @@ def main() -> None:
                 if r.cpu and theirs and mine:
                     line += f" {relays_cpu(theirs) / relays_cpu(r.cpu):>7.1%} {relays_cpu(r.cpu) / relays_cpu(mine):>7.1%}"
                 print(line)
+    by_path = {(r.path, r.case): r for r in results}
+    if args.tls:
+        print(f"\nServer CPU seconds per GiB over TLS: its listener ({TLS}) ÷ uvloop's TLS ({TLS_UVLOOP}),")
+        print("and each over TLS ÷ plain (OpenSSM)")
+        for case in cases(args.parallel)[:2]:
+            plain, mine, theirs = (by_path[name, case].cpu for name in ("OpenSSM", TLS, TLS_UVLOOP))
+            if plain and mine and theirs:
+                server = {
+                    name: sum(cpu["server"])
+                    for name, cpu in (("plain", plain), (TLS, mine), (TLS_UVLOOP, theirs))
+                }
+                print(
+                    f"  {case:<22} {server[TLS]:5.2f} ÷ {server[TLS_UVLOOP]:5.2f} = {server[TLS] / server[TLS_UVLOOP]:.2f}"
+                    f"   ({server[TLS] / server['plain']:.2f} and {server[TLS_UVLOOP] / server['plain']:.2f} x plain's {server['plain']:.2f})"
+                )
     for r in results:
         if r.cpu:
             total = sum(user + system for user, system in r.cpu.values())
