@@ -731,6 +731,7 @@ async def registration_wave(
                 online = math.inf
             cpu2 = cpu_seconds(pid)
             errors = sum(fleet.stats.server_errors.values())
+            throttled = fleet.stats.throttled
             made_it = fleet.online_count()
     finally:
         server.stop()
@@ -741,6 +742,7 @@ async def registration_wave(
         "online_per_second": n / (registering + online),
         "agent_cpu_ms": (cpu2 - cpu0) / n * 1000,
         "server_errors": errors,
+        "throttled": throttled,
         "online": made_it,
     }
 
@@ -761,7 +763,8 @@ async def registrations(args: argparse.Namespace, root: pathlib.Path) -> None:
                 f"({result['register_cpu_ms']:.1f} ms server CPU each); all Online at "
                 f"{result['online_per_second']:.0f} agents/s ({result['agent_cpu_ms']:.1f} ms server CPU "
                 f"each, registration included; {result['online']:.0f} of {args.agents} Online within "
-                f"--online-timeout); server errors {result['server_errors']:.0f}",
+                f"--online-timeout); server errors {result['server_errors']:.0f}, throttled answers "
+                f"{result['throttled']:.0f}",
                 flush=True,
             )
     database = "PostgreSQL" if args.postgres else "SQLite"
