@@ -780,7 +780,8 @@ async def registrations(args: argparse.Namespace, root: pathlib.Path) -> None:
                 f"({result['register_cpu_ms']:.1f} ms server CPU each); all Online at "
                 f"{result['online_per_second']:.0f} agents/s ({result['agent_cpu_ms']:.1f} ms server CPU "
                 f"each, registration included; {result['online']:.0f} of {args.agents} Online within "
-                f"--online-timeout); server errors {result['server_errors']:.0f}, throttled {result['throttled']:.0f}",
+                f"--online-timeout); server errors {result['server_errors']:.0f}, throttled answers "
+                f"{result['throttled']:.0f}",
                 flush=True,
             )
     database = "PostgreSQL" if args.postgres else "SQLite"

@@ -25,11 +25,10 @@ from openssm.ops.refusals import refused, unauthenticated
 from openssm.security import Identity, authenticate, authenticate_managed_instance, client_facts
 from openssm.security.errors import AccessDenied, AuthError, SecurityError
 from openssm.security.facts import peer_address
-from openssm.security.identity import has_signature
+from openssm.security.identity import InstanceAuth, has_signature
 from openssm.services import Services
 from openssm.store import trace
 from openssm.store.db import DatabaseBusy
-from openssm.store.instances import InstanceRow
 from openssm.transport.bounded_read import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
@@ -211,12 +210,13 @@ class ApiDispatcher:
 
     async def _identity(
         self, request: web.Request, http_request: HttpRequest, auth: registry.AuthMode
-    ) -> tuple[Identity | None, InstanceRow | None]:
+    ) -> tuple[Identity | None, InstanceAuth | None]:
         """Who calls; for an RSA-signed call also its instance's row (read to check the signature)."""
         if auth == "anonymous":
             return None, None
         if auth == "rsa":
-            return await authenticate_managed_instance(self.services, http_request)
+            signed = await authenticate_managed_instance(self.services, http_request)
+            return signed.identity, signed
         return await authenticate(self.services, http_request, peer_ip=peer_address(request)), None
 
     async def _json(
@@ -229,7 +229,7 @@ class ApiDispatcher:
         if operation is None:
             raise ApiError("UnknownOperationException", f"Unknown operation {target[:128]!r}")
         exchange.action = exchange.requested = _json_action(operation)
-        identity, instance = await self._identity(request, http_request, operation.auth)
+        identity, instance_auth = await self._identity(request, http_request, operation.auth)
         if identity is not None:
             exchange.principal = identity.principal.arn
             _check_signing_name(operation, identity)
@@ -237,7 +237,11 @@ class ApiDispatcher:
         region = identity.region if identity is not None else self.services.config.region
         arguments = _parse_json_body(body)
         api_request = ApiRequest(
-            self.services, identity, client_facts(request, self.services.config, region), request_id, instance
+            self.services,
+            identity,
+            client_facts(request, self.services.config, region),
+            request_id,
+            instance_auth,
         )
         result = await operation.handler(api_request, arguments)
         return _json_response(result, request_id)

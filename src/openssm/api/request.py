@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from openssm.security import AuditBatch, Identity, RequestFacts, authorize, refuse_by_rule
+from openssm.security.identity import InstanceAuth
 from openssm.services import Services
-from openssm.store.instances import InstanceRow
 
 _NO_EXTRA: Mapping[str, Sequence[str]] = {}
 
@@ -20,8 +20,8 @@ class ApiRequest:
     identity: Identity | None  # None for anonymous operations (RegisterManagedInstance)
     facts: RequestFacts
     request_id: str
-    # An RSA-signed call's instance (``auth="rsa"``), its row as authentication read it.
-    instance: InstanceRow | None = None
+    # An RSA-signed call's sender (``auth="rsa"``): its instance's row as authentication read it.
+    instance_auth: InstanceAuth | None = None
 
     @property
     def region(self) -> str:

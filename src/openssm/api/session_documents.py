@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from openssm.api.errors import ApiError, validation_error
 from openssm.iam.arn import document_arn
 from openssm.protocol.documents import (
@@ -16,6 +14,7 @@ from openssm.protocol.documents import (
     validate_parameters,
 )
 from openssm.store import documents as stored_documents
+from openssm.store.rows import Db, reading
 
 PREFERENCES_DOCUMENT = stored_documents.PREFERENCES_DOCUMENT
 
@@ -34,9 +33,9 @@ class SessionDocument:
         return str(self.content.get("sessionType", ""))
 
 
-async def find(engine: AsyncEngine, name: str, account: str) -> SessionDocument | None:
+async def find(db: Db, name: str, account: str) -> SessionDocument | None:
     """The account's own Session document of that name, else the built-in one."""
-    async with engine.connect() as conn:
+    async with reading(db) as conn:
         content = await stored_documents.get_session_document(conn, name)
     if content is None:
         return None
@@ -44,8 +43,8 @@ async def find(engine: AsyncEngine, name: str, account: str) -> SessionDocument 
     return SessionDocument(name, content, "" if name.startswith("AWS-") else account)
 
 
-async def find_or_fail(engine: AsyncEngine, name: str, account: str) -> SessionDocument:
-    document = await find(engine, name, account)
+async def find_or_fail(db: Db, name: str, account: str) -> SessionDocument:
+    document = await find(db, name, account)
     if document is None or "sessionType" not in document.content:
         raise ApiError("InvalidDocument", f"Document with name {name} does not exist.")
     return document
@@ -59,7 +58,10 @@ def checked_parameters(document: SessionDocument, given: dict[str, list[str]]) -
         raise validation_error(f"Parameter '{exc.field}' of document {document.name}: {exc.message}") from exc
 
 
-async def preferences(engine: AsyncEngine) -> tuple[dict[str, Any], Preferences]:
-    """The account's Session Manager preferences: the inputs of ``SSM-SessionManagerRunShell``."""
-    async with engine.connect() as conn:
+async def preferences(db: Db, document: SessionDocument) -> tuple[dict[str, Any], Preferences]:
+    """The account's Session Manager preferences: the inputs of ``SSM-SessionManagerRunShell``
+    (``document`` when it is that one: a session of the default document reads it once)."""
+    if document.name == PREFERENCES_DOCUMENT:
+        return stored_documents.preferences_in(document.content)
+    async with reading(db) as conn:
         return await stored_documents.get_preferences(conn)

@@ -30,8 +30,11 @@ from openssm.api.request import ApiRequest
 from openssm.api.targets import target_arn
 from openssm.api.validation import epoch, integer, required_string, string
 from openssm.security import AccessDenied, AuditBatch, audited
+from openssm.security.identity import InstanceAuth
+from openssm.services import Services
 from openssm.store import access_keys, activations, ids, instances
 from openssm.store.activations import Claim
+from openssm.store.authz_generation import Credential
 from openssm.store.instances import InstanceInfo, InstanceRow
 from openssm.store.rows import queued_write
 
@@ -113,9 +116,10 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
     fingerprint = required_string(body, "Fingerprint", min_len=1, max_len=128)
     identity = request.require_identity()
     instance_id = identity.access_key_id
-    instance = request.instance  # read by the RSA signature's check, a moment ago
-    if instance is None or not hmac.compare_digest(instance.fingerprint.encode(), fingerprint.encode()):
+    signed = request.instance_auth  # the instance's row, read by the RSA signature's check a moment ago
+    if signed is None or not hmac.compare_digest(signed.instance.fingerprint.encode(), fingerprint.encode()):
         raise ApiError("InvalidInstanceId", "The fingerprint does not match the registered instance.")
+    instance = signed.instance
     services, now = request.services, request.now()
     issued = await queued_write(
         services.engine,
@@ -129,6 +133,7 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
             lifetime=ROLE_CREDENTIALS_LIFETIME,
         ),
     )
+    _keep_verified(services, signed, issued)
     return {
         "AccessKeyId": issued.access_key_id,
         "SecretAccessKey": issued.secret_access_key,
@@ -136,6 +141,25 @@ async def request_role_token(request: ApiRequest, body: dict[str, Any]) -> dict[
         "TokenExpirationDate": epoch(issued.expires_at),
         "UpdateKeyPair": False,
     }
+
+
+def _keep_verified(services: Services, signed: InstanceAuth, issued: access_keys.IssuedCredentials) -> None:
+    """What the node's next calls need verified, kept as this call verified it: the new key with
+    its secret and owner (the instance acting as its role, as principal_for_key would find it), and
+    what the instance last reported (its row, read for the signature). Both are stamped with the
+    generation read before that row, so a node deregistered or a role changed since (each bumps
+    it) drops them. A fleet's first UpdateInstanceInformation then reads no row: it was three
+    reads and four with the report, per node."""
+    caches, generation = services.authz, signed.generation
+    if issued.row is not None:
+        caches.credentials.put(
+            issued.access_key_id,
+            generation,
+            Credential(issued.row, issued.secret_access_key, signed.identity.principal, None),
+        )
+    instance = signed.instance
+    if caches.instances.get(instance.instance_id, generation) is None:
+        caches.instances.put(instance.instance_id, generation, reported_info(instance))
 
 
 @json_action(SSM, "UpdateManagedInstancePublicKey", auth="rsa")
@@ -205,7 +229,7 @@ async def _reporting_instance(request: ApiRequest, instance_id: str, batch: Audi
         instance = await instances.get(engine, instance_id)
     if instance is None or instance.deregistered:
         raise ApiError("InvalidInstanceId", f"Instance {instance_id} is not registered.", resource=arn)
-    known = InstanceInfo(**{field: getattr(instance, field) for field in INFO_MEMBERS.values()})
+    known = reported_info(instance)
     services.authz.instances.put(instance_id, generation, known)
     return Reported(known, generation)
 
@@ -228,6 +252,11 @@ INFO_MEMBERS = {
     "PlatformType": "platform_type",
     "PlatformVersion": "platform_version",
 }
+
+
+def reported_info(instance: InstanceRow) -> InstanceInfo:
+    """What the instance last reported, from its row."""
+    return InstanceInfo(**{field: getattr(instance, field) for field in INFO_MEMBERS.values()})
 
 
 @json_action(SSM, "UpdateInstanceInformation")

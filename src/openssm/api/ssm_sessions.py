@@ -28,6 +28,7 @@ from openssm.protocol.session_status import FINAL_STATUSES, TERMINABLE_STATUSES,
 from openssm.security import AuditBatch, access_grants, audited
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, ids, instances, sessions
+from openssm.store.rows import reading
 from openssm.store.sessions import NewSession, SessionRow
 
 SSM = "AmazonSSM"
@@ -109,8 +110,10 @@ async def _start_session(request: ApiRequest, body: dict[str, Any], batch: Audit
     engine = request.services.engine
     explicit = document_name is not None
     name = document_name or session_documents.PREFERENCES_DOCUMENT
-    document = await session_documents.find_or_fail(engine, name, request.account)
-    instance = await instances.get(engine, target)
+    async with reading(engine) as conn:  # the rows StartSession reads, on one connection
+        document = await session_documents.find_or_fail(conn, name, request.account)
+        instance = await instances.get(conn, target)
+        inputs, prefs = await session_documents.preferences(conn, document)
     await _authorize_start(request, target, instance.tags if instance else None, document, explicit, batch)
     parameters = session_documents.checked_parameters(document, given_parameters)
     now = request.now()
@@ -118,7 +121,6 @@ async def _start_session(request: ApiRequest, body: dict[str, Any], batch: Audit
     if instance is None or instance.ping_status(alive) != "Online" or instance.control_node_id is None:
         raise _not_connected(target)
     node_id = instance.control_node_id
-    inputs, prefs = await session_documents.preferences(engine)
     content = dict(document.content)
     content["inputs"] = inputs
     principal = identity.principal

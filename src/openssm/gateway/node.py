@@ -37,7 +37,6 @@ from openssm.protocol.session_status import FINAL_STATUSES, SessionStatus
 from openssm.services import Services
 from openssm.store import channel_tokens, gateway_nodes, instances, session_joins, sessions
 from openssm.store.db import patiently
-from openssm.store.rows import queued_write
 from openssm.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
@@ -247,15 +246,12 @@ class GatewayNode:
     # -- control channels -------------------------------------------------------------------------
 
     async def register_control(self, control: ControlChannel) -> None:
+        """This node serves the instance's control channel now (its row says so already: written
+        with the use of the channel's token, ``SocketHandlers._open_control``)."""
         old = self.controls.get(control.instance_id)
         self.controls[control.instance_id] = control
         if old is not None and old is not control:
             self.background(old.peer.close_after(0), f"close-old-control-{control.instance_id}")
-        now = self.clock.now()
-        await queued_write(  # group-committed: a fleet opens its control channels at once
-            self.engine,
-            lambda conn: instances.set_control_node(conn, control.instance_id, self.node_id, now=now),
-        )
         for extension in self.extensions:
             self.background(
                 extension.on_control_opened(control.instance_id), f"control-opened-{control.instance_id}"

@@ -96,6 +96,16 @@ async def issue_token(
     return token
 
 
+async def registered(services: Services, instance_id: str) -> bool:
+    """Whether the instance is registered and not deregistered: known at once when this node keeps
+    what it last reported (an entry holds only while the authorisation generation does, and
+    deregistering or deleting a node bumps it), else read."""
+    if services.authz.instances.get(instance_id, await services.authz_generation()) is not None:
+        return True
+    instance = await instances.get(services.engine, instance_id)
+    return instance is not None and not instance.deregistered
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -141,8 +151,7 @@ def make_handlers(services: Services) -> tuple[Handler, Handler]:
             body = await read_body(request)
             identity = await authenticate_agent(services, request, body)
             call.principal = identity.principal.arn
-            instance = await instances.get(services.engine, instance_id)
-            if instance is None or instance.deregistered:
+            if not await registered(services, instance_id):
                 raise Refused("InvalidInstanceId", f"Instance {instance_id} is not registered", 400)
             await authorize_agent(services, request, identity, action, instance_id, [call.resource], batch)
             return await issue_token(services, batch, KIND_CONTROL, instance_id, identity.principal.arn)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openssm import security
 from openssm.gateway import messages
@@ -28,7 +29,7 @@ from openssm.gateway.rest import KIND_CONTROL, KIND_DATA, error_response
 from openssm.gateway.session import SessionRelay
 from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
-from openssm.store import channel_tokens, trace
+from openssm.store import channel_tokens, instances, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
 from openssm.store.rows import Db, queued_write
 from openssm.transport import websocket_connection
@@ -139,31 +140,42 @@ class SocketHandlers:
             return error_response(exc.code, exc.message, exc.status)
         who.append(identity.principal.arn)
         resource = instance_arn(self.services.config, instance_id)
-        try:
-            await authorize_agent(self.services, request, identity, OPEN_CONTROL, instance_id, [resource])
-        except security.AccessDenied as exc:
-            refuse(exc.code, exc.message)
-            return error_response(exc.code, exc.message, 403)
-        # aiohttp's own WebSocketResponse: a fleet's idle control channels are most of a server's
-        # connections, and it holds one in less memory than websocket_connection (DESIGN.md, "Fleets").
-        ws = make_websocket(self.settings)
-        try:
-            await ws.prepare(request)
-        except ConnectionResetError:
-            # The agent went away during its upgrade (a fleet reconnecting at once, an agent
-            # throttled and backing off): nothing to serve. aiohttp finds the response unsent and
-            # the connection lost, and drops it quietly (no 500, no traceback in the log).
-            log.debug("control channel of %s: the agent left during the upgrade", instance_id)
-            return ws
-        peer = Peer(ws, f"control {instance_id}")
-        try:
-            await self._serve_control(instance_id, identity, peer, refuse)
-        finally:
-            peer.gone.set()
+        # The decision to let the agent in is written with the use of its token (and the node's
+        # control channel): one group-committed transaction per agent, where a fleet's upgrades
+        # each committed an audit row of their own, contending for SQLite's one writer.
+        async with security.audited(self.services) as batch:
+            try:
+                await authorize_agent(
+                    self.services, request, identity, OPEN_CONTROL, instance_id, [resource], batch
+                )
+            except security.AccessDenied as exc:
+                refuse(exc.code, exc.message)
+                return error_response(exc.code, exc.message, 403)
+            # aiohttp's own WebSocketResponse: a fleet's idle control channels are most of a server's
+            # connections, and it holds one in less memory than websocket_connection (DESIGN.md, "Fleets").
+            ws = make_websocket(self.settings)
+            try:
+                await ws.prepare(request)
+            except ConnectionResetError:
+                # The agent went away during its upgrade (a fleet reconnecting at once, an agent
+                # throttled and backing off): nothing to serve. aiohttp finds the response unsent and
+                # the connection lost, and drops it quietly (no 500, no traceback in the log).
+                log.debug("control channel of %s: the agent left during the upgrade", instance_id)
+                return ws
+            peer = Peer(ws, f"control {instance_id}")
+            try:
+                await self._serve_control(instance_id, identity, peer, refuse, batch)
+            finally:
+                peer.gone.set()
         return ws
 
     async def _serve_control(
-        self, instance_id: str, identity: security.Identity, peer: Peer, refuse: Refusal
+        self,
+        instance_id: str,
+        identity: security.Identity,
+        peer: Peer,
+        refuse: Refusal,
+        batch: security.AuditBatch,
     ) -> None:
         ws = peer.ws
         opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
@@ -173,7 +185,7 @@ class SocketHandlers:
             refuse("InvalidOpenFrame", "not a control channel open frame")
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
             return
-        token = await self._consume_token(opened.token_value, KIND_CONTROL, instance_id)
+        token = await self._open_control(opened.token_value, instance_id, identity.principal.arn, batch)
         if token is None or token.principal_arn != identity.principal.arn:
             refuse("InvalidToken", BAD_TOKEN)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
@@ -352,6 +364,24 @@ class SocketHandlers:
             self.services.engine,
             lambda conn: channel_tokens.consume(conn, token_value, kind=kind, channel_id=channel_id, now=now),
         )
+
+    async def _open_control(
+        self, token_value: str, instance_id: str, principal_arn: str, batch: security.AuditBatch
+    ) -> ChannelTokenRow | None:
+        """The control channel's single-use token used up (its row, if it was valid for this
+        instance), and, if it was the agent's own, the instance's control channel set to this node:
+        one group-committed transaction with the held decisions (a fleet opens its channels at once)."""
+        now, node_id = self.services.clock.now(), self.node.node_id
+
+        async def open_channel(conn: AsyncConnection) -> ChannelTokenRow | None:
+            token = await channel_tokens.consume(
+                conn, token_value, kind=KIND_CONTROL, channel_id=instance_id, now=now
+            )
+            if token is not None and token.principal_arn == principal_arn:
+                await instances.set_control_node(conn, instance_id, node_id, now=now)
+            return token
+
+        return await batch.queued_write(self.services, open_channel)
 
     async def _left(self, session_id: str, peer: Peer, *, client: bool) -> None:
         """A socket ended, possibly with its handler cancelled half-way through joining: whatever

@@ -21,10 +21,11 @@ from openssm.auth.sigv4 import (
 from openssm.bus.failures import FailureLogUnavailable
 from openssm.iam.principal import Principal
 from openssm.security.errors import AuthError
-from openssm.security.principals import assumed_role_principal, user_principal
+from openssm.security.principals import role_session_principal, user_principal
 from openssm.services import Services
 from openssm.store import access_keys, instances
 from openssm.store.authz_generation import Credential
+from openssm.store.iam import roles
 from openssm.store.instances import InstanceRow
 from openssm.store.rows import queued_write
 from openssm.store.secrets import SecretCipherError, hash_token
@@ -225,12 +226,27 @@ async def principal_for_key(services: Services, key: access_keys.AccessKeyRow) -
         instance = await instances.get(services.engine, key.principal_name)
         if instance is None or instance.deregistered:
             return None
-        return await assumed_role_principal(services.engine, account, key.role_name, key.principal_name)
+        return await role_session(services, key.role_name, key.principal_name)
     if key.principal_type == "assumed-role":
         if key.role_name is None:
             return None
-        return await assumed_role_principal(services.engine, account, key.role_name, key.principal_name)
+        return await role_session(services, key.role_name, key.principal_name)
     return await user_principal(services.engine, account, key.principal_name)
+
+
+async def role_session(services: Services, role_name: str, session_name: str) -> Principal | None:
+    """The principal of a session of the role (None if there is no such role): the role from this
+    node's cache while the authorisation generation holds (every change to a role bumps it), else
+    read. A fleet's nodes act as one role: one read a generation instead of one a request."""
+    caches = services.authz
+    generation = await services.authz_generation()
+    role = caches.roles.get(role_name, generation)
+    if role is None:
+        role = await roles.get(services.engine, role_name)
+        if role is None:
+            return None
+        caches.roles.put(role_name, generation, role)
+    return role_session_principal(services.config.account_id, role, session_name)
 
 
 async def _refuse_replay(services: Services, parsed: ParsedSignature, now: dt.datetime) -> None:
@@ -250,13 +266,22 @@ async def _refuse_replay(services: Services, parsed: ParsedSignature, now: dt.da
         raise AuthError("InvalidSignatureException", "Signature has already been used.", 400)
 
 
-async def authenticate_managed_instance(services: Services, req: HttpRequest) -> tuple[Identity, InstanceRow]:
-    """Verify an RSA-signed request (credential = the ``mi-`` id) with the instance's registered key.
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstanceAuth:
+    """An RSA-signed request's sender: the instance acting as its role, the instance's row as
+    read to check the signature, and the authorisation generation read before that row."""
 
-    Returns the identity (the instance acting as its role) and the instance row.
-    """
+    identity: Identity
+    instance: InstanceRow
+    generation: int
+
+
+async def authenticate_managed_instance(services: Services, req: HttpRequest) -> InstanceAuth:
+    """Verify an RSA-signed request (credential = the ``mi-`` id) with the instance's registered key."""
     parsed = _parse(req)
     _check_region(services, parsed)
+    # Read first: what is derived from the rows read below may be kept under it.
+    generation = await services.authz_generation()
     instance = await instances.get(services.engine, parsed.access_key_id)
     if instance is None or instance.deregistered:
         raise _invalid_token(parsed.service)
@@ -271,12 +296,8 @@ async def authenticate_managed_instance(services: Services, req: HttpRequest) ->
         raise _from_sigv4(exc, parsed.service) from exc
     await _refuse_replay(services, parsed, now)
     role, instance_id = instance.iam_role, instance.instance_id
-    principal = (
-        await assumed_role_principal(services.engine, services.config.account_id, role, instance_id)
-        if role
-        else None
-    )
+    principal = await role_session(services, role, instance_id) if role else None
     if principal is None:
         raise AuthError("AccessDeniedException", f"The role of {instance_id} no longer exists.")
     identity = Identity(principal, instance_id, False, parsed.region, parsed.service)
-    return identity, instance
+    return InstanceAuth(identity, instance, generation)

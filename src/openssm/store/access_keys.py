@@ -49,6 +49,9 @@ class IssuedCredentials:
     secret_access_key: str  # shown once, to whoever asked for the key
     session_token: str | None
     expires_at: dt.datetime | None
+    # The key's row as inserted (temporary keys: a node may keep it as verified, see
+    # RequestManagedInstanceRoleToken), None for long-term keys.
+    row: AccessKeyRow | None = None
 
 
 async def find(db: Db, access_key_id: str) -> AccessKeyRow | None:
@@ -104,6 +107,21 @@ async def create_temporary(
     is stored only as its hash."""
     key_id, secret, token = ids.access_key_id(temporary=True), ids.secret_access_key(), ids.session_token()
     expires = now + lifetime
+    secret_encrypted = cipher.encrypt(secret.encode())
+    row = AccessKeyRow(
+        access_key_id=key_id,
+        secret_encrypted=secret_encrypted,
+        status="Active",
+        principal_type=principal_type,
+        principal_name=principal_name,
+        role_name=role_name,
+        session_token_hash=hash_token(token),
+        created_at=now,
+        expires_at=expires,
+        last_used_at=None,
+        mfa_authenticated_at=mfa_authenticated_at,
+        federated_provider=federated_provider,
+    )
     async with writing(db) as conn:
         # Expired temporary keys of this principal are dead weight; drop them as we mint a new one.
         # Marked first: deleting a key bumps the authorisation generation (every node's caches
@@ -112,17 +130,9 @@ async def create_temporary(
         expired = sa.and_(mine, access_keys.c.expires_at.is_not(None), access_keys.c.expires_at < now)
         if await execute(conn, sa.update(access_keys).where(expired).values(status=EXPIRED)):
             await conn.execute(sa.delete(access_keys).where(mine, access_keys.c.status == EXPIRED))
-        insert = _insert(cipher, key_id, secret, principal_type, principal_name, now)
-        await conn.execute(
-            insert.values(
-                role_name=role_name,
-                session_token_hash=hash_token(token),
-                expires_at=expires,
-                mfa_authenticated_at=mfa_authenticated_at,
-                federated_provider=federated_provider,
-            )
-        )
-    return IssuedCredentials(key_id, secret, token, expires)
+        values = {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}
+        await conn.execute(sa.insert(access_keys).values(**values))
+    return IssuedCredentials(key_id, secret, token, expires, row)
 
 
 def _of(principal_type: str, principal_name: str) -> sa.ColumnElement[bool]:

@@ -35,6 +35,7 @@ from sqlalchemy.pool import Pool
 from openssm.iam import PolicySource
 from openssm.iam.principal import Principal
 from openssm.store.access_keys import EXPIRED, AccessKeyRow
+from openssm.store.iam.roles import RoleRow
 from openssm.store.instances import InstanceInfo
 from openssm.store.rows import Db, reading
 from openssm.store.tables import authz_generation
@@ -43,6 +44,7 @@ POLL_SECONDS: Final = 1.0
 # Entries kept at most (the oldest go first): a credential is about 2 KiB, a node's report 0.5 KiB.
 CREDENTIAL_LIMIT: Final = 50_000
 POLICY_LIMIT: Final = 10_000
+ROLE_LIMIT: Final = 10_000
 INSTANCE_LIMIT: Final = 50_000
 
 
@@ -259,11 +261,14 @@ class AuthzCaches:
     """What a node keeps between requests to authenticate and authorise them without reading the
     rows each time, all valid for one :class:`Generation`: credentials by access key id, the
     policy documents (parsed) that apply to a holder (``("user", name)`` or ``("role", name)``),
-    and what registered nodes last reported (``UpdateInstanceInformation``'s steady heartbeat)."""
+    roles by name (whom a fleet's role sessions stand for: one read a generation, not one a node),
+    and what registered nodes last reported (``UpdateInstanceInformation``'s steady heartbeat;
+    an entry also says the node is registered and not deregistered)."""
 
     generation: Generation = dataclasses.field(default_factory=Generation)
     credentials: VersionedCache[str, Credential] = dataclasses.field(default_factory=_cache(CREDENTIAL_LIMIT))
     policies: VersionedCache[tuple[str, str], tuple[PolicySource, ...]] = dataclasses.field(
         default_factory=_cache(POLICY_LIMIT)
     )
+    roles: VersionedCache[str, RoleRow] = dataclasses.field(default_factory=_cache(ROLE_LIMIT))
     instances: VersionedCache[str, InstanceInfo] = dataclasses.field(default_factory=_cache(INSTANCE_LIMIT))

@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 import sqlalchemy as sa
 
-from openssm.store.rows import Db, every, execute, first, writing
+from openssm.store.rows import Db, every, execute, row_of, writing
 from openssm.store.secrets import hash_token
 from openssm.store.tables import channel_tokens
 
@@ -76,12 +76,11 @@ async def consume(
         channel_tokens.c.used_at.is_(None),
         channel_tokens.c.expires_at > now,
     )
+    # One statement: the row comes back with the update (RETURNING: SQLite 3.35+, PostgreSQL).
+    used = sa.update(channel_tokens).where(condition).values(used_at=now).returning(*channel_tokens.c)
     async with writing(db) as conn:
-        if await execute(conn, sa.update(channel_tokens).where(condition).values(used_at=now)) != 1:
-            return None
-        return await first(
-            conn, sa.select(channel_tokens).where(channel_tokens.c.token_hash == token_hash), ChannelTokenRow
-        )
+        row = (await conn.execute(used)).mappings().first()
+    return None if row is None else row_of(ChannelTokenRow, row)
 
 
 async def for_channel(db: Db, channel_id: str) -> list[ChannelTokenRow]:

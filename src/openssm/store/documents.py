@@ -191,7 +191,11 @@ async def get_session_document(conn: Db, name: str) -> dict[str, Any] | None:
 async def get_preferences(conn: Db) -> tuple[dict[str, Any], Preferences]:
     """The account's Session Manager preferences: the ``inputs`` of ``SSM-SessionManagerRunShell``
     and their parsed form (nothing and the defaults when unset or unreadable)."""
-    document = await get_session_document(conn, PREFERENCES_DOCUMENT)
+    return preferences_in(await get_session_document(conn, PREFERENCES_DOCUMENT))
+
+
+def preferences_in(document: dict[str, Any] | None) -> tuple[dict[str, Any], Preferences]:
+    """:func:`get_preferences` from ``SSM-SessionManagerRunShell`` as already read."""
     if document is None:
         return {}, Preferences()
     inputs = document.get("inputs")
