@@ -204,6 +204,41 @@ def test_last_used_is_recorded(server: ApiServer) -> None:
     assert row is not None and row.last_used_at is not None
 
 
+def test_temporary_credentials_use_is_not_stamped(server: ApiServer) -> None:
+    """AWS tracks last use for users' access keys only; a fleet's role credentials would otherwise
+    be a database write per agent heartbeat."""
+
+    from openssm.store import access_keys
+    from openssm.store.secrets import SecretCipher
+
+    make_user(
+        server,
+        "temporary",
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "ssm:DescribeSessions", "Resource": "*"}],
+        },
+    )
+
+    async def issue(engine: AsyncEngine) -> access_keys.IssuedCredentials:
+        return await access_keys.create_temporary(
+            engine,
+            SecretCipher.for_data_dir(server.config.data_dir),
+            principal_type="user",
+            principal_name="temporary",
+            role_name=None,
+            now=dt.datetime.now(dt.UTC),
+            lifetime=dt.timedelta(hours=1),
+        )
+
+    issued = server.db(issue)
+    assert issued.session_token is not None
+    client = server.client("ssm", (issued.access_key_id, issued.secret_access_key, issued.session_token))
+    client.describe_sessions(State="Active")  # authenticated and served
+    row = server.db(lambda engine: access_keys.find(engine, issued.access_key_id))
+    assert row is not None and row.temporary and row.last_used_at is None
+
+
 def test_group_inline_and_attached_policies_apply(server: ApiServer) -> None:
     import datetime as dt
     import json

@@ -37,6 +37,10 @@ QUERY_SERVICES = frozenset({"iam", "sts"})
 # Global services are signed for us-east-1 whatever region the server serves.
 GLOBAL_SERVICES = frozenset({"iam", "sts"})
 # "Last used" is kept to the minute: agents call every few seconds, and each stamp is a database write.
+# Only long-term keys are stamped: AWS tracks last use for IAM users' access keys
+# (GetAccessKeyLastUsed), not for temporary credentials, and a fleet's role credentials stamped on
+# every heartbeat were a write per agent every 5 minutes (the largest single piece of an idle
+# 10,000-agent server's work); their use is in the audit log like every other call.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 # The replay guard of RSA-signed requests (bus namespace), and how long it remembers a signature
 # when the server checks no clock skew (then a request's date never stops it).
@@ -170,7 +174,7 @@ async def authenticate(
     if principal is None:
         raise _invalid_token(parsed.service)
     last_used = credential.last_used_at
-    if last_used is None or now - last_used > LAST_USED_RESOLUTION:
+    if not key.temporary and (last_used is None or now - last_used > LAST_USED_RESOLUTION):
         # Group-committed: a new fleet's credentials are all used for the first time at once.
         await queued_write(
             services.engine, lambda conn: access_keys.touch(conn, key.access_key_id, parsed.service, now)
