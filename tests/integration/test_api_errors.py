@@ -204,12 +204,30 @@ def test_last_used_is_recorded(server: ApiServer) -> None:
     assert row is not None and row.last_used_at is not None
 
 
+def _temporary_credentials(server: ApiServer, user: str, *, issued_ago: dt.timedelta) -> Any:
+    """An hour's session credentials of ``user``, issued ``issued_ago``."""
+    from openssm.store import access_keys
+    from openssm.store.secrets import SecretCipher
+
+    async def issue(engine: AsyncEngine) -> access_keys.IssuedCredentials:
+        return await access_keys.create_temporary(
+            engine,
+            SecretCipher.for_data_dir(server.config.data_dir),
+            principal_type="user",
+            principal_name=user,
+            role_name=None,
+            now=dt.datetime.now(dt.UTC) - issued_ago,
+            lifetime=dt.timedelta(hours=1),
+        )
+
+    return server.db(issue)
+
+
 def test_temporary_credentials_use_is_not_stamped(server: ApiServer) -> None:
     """AWS tracks last use for users' access keys only; a fleet's role credentials would otherwise
     be a database write per agent heartbeat."""
 
     from openssm.store import access_keys
-    from openssm.store.secrets import SecretCipher
 
     make_user(
         server,
@@ -220,18 +238,7 @@ def test_temporary_credentials_use_is_not_stamped(server: ApiServer) -> None:
         },
     )
 
-    async def issue(engine: AsyncEngine) -> access_keys.IssuedCredentials:
-        return await access_keys.create_temporary(
-            engine,
-            SecretCipher.for_data_dir(server.config.data_dir),
-            principal_type="user",
-            principal_name="temporary",
-            role_name=None,
-            now=dt.datetime.now(dt.UTC),
-            lifetime=dt.timedelta(hours=1),
-        )
-
-    issued = server.db(issue)
+    issued = _temporary_credentials(server, "temporary", issued_ago=dt.timedelta(0))
     assert issued.session_token is not None
     client = server.client("ssm", (issued.access_key_id, issued.secret_access_key, issued.session_token))
     client.describe_sessions(State="Active")  # authenticated and served
@@ -325,8 +332,6 @@ def test_group_inline_and_attached_policies_apply(server: ApiServer) -> None:
 def test_inactive_and_expired_keys_are_refused(server: ApiServer) -> None:
     import datetime as dt
 
-    from openssm.store import access_keys as keys
-    from openssm.store.secrets import SecretCipher
     from openssm.store.tables import access_keys as access_keys_table
 
     allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}]}
@@ -346,18 +351,7 @@ def test_inactive_and_expired_keys_are_refused(server: ApiServer) -> None:
         server.client("ssm", (key, secret)).describe_sessions(State="Active")
     assert excinfo.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
-    async def expired(engine: AsyncEngine) -> keys.IssuedCredentials:
-        return await keys.create_temporary(
-            engine,
-            SecretCipher.for_data_dir(server.config.data_dir),
-            principal_type="user",
-            principal_name="paused",
-            role_name=None,
-            now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2),
-            lifetime=dt.timedelta(hours=1),
-        )
-
-    issued = server.db(expired)
+    issued = _temporary_credentials(server, "paused", issued_ago=dt.timedelta(hours=2))
     assert issued.session_token is not None
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         server.client(
