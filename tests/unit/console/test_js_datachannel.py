@@ -379,3 +379,28 @@ def test_a_channel_lost_for_the_whole_window_ends_the_session(tmp_path: pathlib.
     assert out["resumes"] == len(expected)
     assert out["notices"] == [f"[openssm] {RECONNECTING}"]
     assert out["closed"]["kind"] == "lost" and "30 s" in out["closed"]["detail"]
+
+
+def test_on_open_is_called_once_the_open_frame_is_sent(tmp_path: pathlib.Path) -> None:
+    # The shell page sets its terminal up when this fires (the gateway pairs the channel and the
+    # agent starts the shell meanwhile): it must come after the open frame, not before the socket opens.
+    out = run_node(
+        tmp_path,
+        """
+        class FakeSocket {
+          constructor(url) { this.sent = []; FakeSocket.last = this; setTimeout(() => this.onopen(), 0); }
+          send(data) { this.sent.push(typeof data === "string" ? data : hex(data)); }
+          close() {}
+        }
+        const seen = [];
+        const client = new dc.DataChannelClient({streamUrl: "ws://gw/v1/data-channel/s-1", tokenValue: "TOKEN",
+          sessionId: "s-1", WebSocketImpl: FakeSocket,
+          onOpen: () => seen.push(FakeSocket.last.sent.map((m) => JSON.parse(m).TokenValue))});
+        client.start();
+        out.before = seen.length;
+        await until(() => seen.length > 0);
+        client.close();
+        out.seen = seen;
+        """,
+    )
+    assert out == {"before": 0, "seen": [["TOKEN"]]}
