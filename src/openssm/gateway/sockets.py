@@ -31,6 +31,7 @@ from openssm.iam.arn import session_arn
 from openssm.ops.refusals import refused, unauthenticated
 from openssm.store import channel_tokens, instances, trace
 from openssm.store.channel_tokens import ChannelTokenRow, TokenKind
+from openssm.store.db import DatabaseBusy
 from openssm.store.rows import Db, queued_write
 from openssm.transport import websocket_connection
 
@@ -185,7 +186,12 @@ class SocketHandlers:
             refuse("InvalidOpenFrame", "not a control channel open frame")
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
             return
-        token = await self._open_control(opened.token_value, instance_id, identity.principal.arn, batch)
+        try:
+            token = await self._open_control(opened.token_value, instance_id, identity.principal.arn, batch)
+        except DatabaseBusy:  # a wave of agents: this one reconnects later, as when throttled
+            refuse("ThrottlingException", "Rate exceeded")
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"Rate exceeded")
+            return
         if token is None or token.principal_arn != identity.principal.arn:
             refuse("InvalidToken", BAD_TOKEN)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
