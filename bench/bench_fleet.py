@@ -70,6 +70,8 @@ from tests.support.stats import percentile
 from tests.support.tls import self_signed
 from tests.support.wait import wait_until
 
+from openssm.server.process import KEEPALIVE_SECONDS
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -302,8 +304,11 @@ async def run_fleet(
                 )
             except TimeoutError:
                 result["online_seconds"] = None
-            # Idle: every agent heartbeating and pinging on the (compressed) schedule.
-            await asyncio.sleep(max(5.0, fleet.heartbeat_seconds / 4))
+            # Idle: every agent heartbeating and pinging on the (compressed) schedule, and the
+            # server's keep-alive past, so the API connections the simulator pooled during the
+            # wave are closed (a real agent's one connection, idle between heartbeats 5 min
+            # apart, is closed then too): what stays is what idle agents hold.
+            await asyncio.sleep(max(5.0, fleet.heartbeat_seconds / 4, KEEPALIVE_SECONDS + 2.0))
             rss = await settle(pid)
             result["sockets"] = open_sockets(pid)
             if traces is not None and base_snapshot is not None:
