@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import pathlib
 
+import pytest
 import sqlalchemy as sa
 from tests.support.session_rows import session_row
 
@@ -20,8 +21,12 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TTL = dt.timedelta(seconds=60)
 
 
-async def test_token_is_consumed_once_even_under_concurrency(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "sqlite-before-3.35"])
+async def test_token_is_consumed_once_even_under_concurrency(tmp_path: pathlib.Path, returning: bool) -> None:
     engine = make_engine(database_url_for(tmp_path))
+    # SQLite before 3.35 has no UPDATE … RETURNING: SQLAlchemy's dialect says so, and consume falls
+    # back to an update and a select in one transaction.
+    engine.dialect.update_returning = engine.dialect.update_returning and returning
     await migrate(engine)
     try:
         await channel_tokens.issue(
@@ -118,5 +123,27 @@ async def test_a_session_moves_to_one_surviving_node_and_is_suspended_unfinished
         row = await sessions.get(engine, "admin-1")
         assert row is not None and (row.status, row.bytes_in, row.bytes_out) == ("Disconnected", 5, 7)
         assert not await sessions.suspend(engine, "admin-2", bytes_in=1, bytes_out=1)
+    finally:
+        await engine.dispose()
+
+
+async def test_an_old_control_channels_end_keeps_the_new_ones_row(database_url: str) -> None:
+    """An agent reconnecting to the same node: its new channel's row is written before the old
+    channel's end clears it, which must clear only what the old channel wrote (its open time)."""
+    from openssm.store import instances
+
+    engine = make_engine(database_url)
+    await migrate(engine)
+    try:
+        assert await instances.join(engine, "mi-0123456789abcdef0", iam_role=None, now=NOW)
+        old_opened, new_opened = NOW, NOW + dt.timedelta(microseconds=1500)
+        await instances.set_control_node(engine, "mi-0123456789abcdef0", "node-1", now=old_opened)
+        await instances.set_control_node(engine, "mi-0123456789abcdef0", "node-1", now=new_opened)
+        await instances.clear_control_node(engine, "mi-0123456789abcdef0", "node-1", connected_at=old_opened)
+        row = await instances.get(engine, "mi-0123456789abcdef0")
+        assert row is not None and row.control_node_id == "node-1"  # the new channel's, kept
+        await instances.clear_control_node(engine, "mi-0123456789abcdef0", "node-1", connected_at=new_opened)
+        row = await instances.get(engine, "mi-0123456789abcdef0")
+        assert row is not None and row.control_node_id is None  # its own end clears it
     finally:
         await engine.dispose()

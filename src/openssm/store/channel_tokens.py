@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 import sqlalchemy as sa
 
-from openssm.store.rows import Db, every, execute, row_of, writing
+from openssm.store.rows import Db, every, execute, first, row_of, writing
 from openssm.store.secrets import hash_token
 from openssm.store.tables import channel_tokens
 
@@ -76,10 +76,15 @@ async def consume(
         channel_tokens.c.used_at.is_(None),
         channel_tokens.c.expires_at > now,
     )
-    # One statement: the row comes back with the update (RETURNING: SQLite 3.35+, PostgreSQL).
-    used = sa.update(channel_tokens).where(condition).values(used_at=now).returning(*channel_tokens.c)
+    use = sa.update(channel_tokens).where(condition).values(used_at=now)
     async with writing(db) as conn:
-        row = (await conn.execute(used)).mappings().first()
+        if not conn.dialect.update_returning:  # SQLite before 3.35 (RHEL 9's Python has 3.34)
+            if await execute(conn, use) != 1:
+                return None
+            mine = sa.select(channel_tokens).where(channel_tokens.c.token_hash == token_hash)
+            return await first(conn, mine, ChannelTokenRow)
+        # One statement: the row comes back with the update.
+        row = (await conn.execute(use.returning(*channel_tokens.c))).mappings().first()
     return None if row is None else row_of(ChannelTokenRow, row)
 
 
