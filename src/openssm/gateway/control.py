@@ -7,6 +7,7 @@ other type goes to the node, which hands it to the extension that takes it (Run 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Protocol
 
@@ -26,9 +27,16 @@ class ControlHost(Protocol):
 
 
 class ControlChannel:
-    def __init__(self, instance_id: str, peer: Peer, open_frame: messages.ControlOpen) -> None:
+    def __init__(
+        self,
+        instance_id: str,
+        peer: Peer,
+        open_frame: messages.ControlOpen,
+        connected_at: dt.datetime | None = None,
+    ) -> None:
         self.instance_id = instance_id
         self.peer = peer
+        self.connected_at = connected_at  # as written in the instance's row when it opened
         self.agent_version = open_frame.agent_version
         self.platform_type = open_frame.platform_type
 

@@ -265,7 +265,9 @@ class GatewayNode:
                     extension.on_control_closed(control.instance_id), f"control-closed-{control.instance_id}"
                 )
             await patiently(
-                lambda: instances.clear_control_node(self.engine, control.instance_id, self.node_id),
+                lambda: instances.clear_control_node(
+                    self.engine, control.instance_id, self.node_id, connected_at=control.connected_at
+                ),
                 f"closing the control channel of {control.instance_id}",
             )
 

@@ -4,6 +4,7 @@ token; told apart by ``ClientInstanceId`` in the first frame)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
@@ -83,6 +84,13 @@ async def refuse_agent(peer: Peer, session_id: str, code: str, reason: str, refu
     refuse(code, reason)
     await peer.send(messages.channel_closed(session_id, "", reason))
     await peer.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
+
+
+async def try_again_later(peer: Peer, refuse: Refusal) -> None:
+    """No database connection to open the channel with (a wave): closed with 1013 and no
+    ``channel_closed``, so the end dials again as after a network cut instead of giving up."""
+    refuse("ThrottlingException", "Rate exceeded")
+    await peer.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"Rate exceeded")
 
 
 async def refuse_client(peer: Peer, session_id: str, code: str, reason: str, refuse: Refusal) -> None:
@@ -186,17 +194,19 @@ class SocketHandlers:
             refuse("InvalidOpenFrame", "not a control channel open frame")
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
             return
+        now = self.services.clock.now()
         try:
-            token = await self._open_control(opened.token_value, instance_id, identity.principal.arn, batch)
+            token = await self._open_control(
+                opened.token_value, instance_id, identity.principal.arn, batch, now=now
+            )
         except DatabaseBusy:  # a wave of agents: this one reconnects later, as when throttled
-            refuse("ThrottlingException", "Rate exceeded")
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"Rate exceeded")
+            await try_again_later(peer, refuse)
             return
         if token is None or token.principal_arn != identity.principal.arn:
             refuse("InvalidToken", BAD_TOKEN)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
             return
-        control = ControlChannel(instance_id, peer, opened)
+        control = ControlChannel(instance_id, peer, opened, connected_at=now)
         await self.node.register_control(control)
         log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
         try:
@@ -258,8 +268,12 @@ class SocketHandlers:
         query: Mapping[str, str],
     ) -> None:
         kinds = [TokenKind(kind) for kind in self.node.channel_kinds]
-        with trace.step("data-channel", "client-open", session_id):
-            token = await self._consume_token(opened.token_value, kinds, session_id)
+        try:
+            with trace.step("data-channel", "client-open", session_id):
+                token = await self._consume_token(opened.token_value, kinds, session_id)
+        except DatabaseBusy:
+            await try_again_later(peer, refuse)
+            return
         if token is None:
             await refuse_client(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
@@ -320,6 +334,9 @@ class SocketHandlers:
         except security.AccessDenied as exc:
             await refuse_agent(peer, session_id, exc.code, exc.message, refuse)
             return
+        except DatabaseBusy:
+            await try_again_later(peer, refuse)
+            return
         if token is None or token.principal_arn != identity.principal.arn:
             await refuse_agent(peer, session_id, "InvalidToken", BAD_TOKEN, refuse)
             return
@@ -372,12 +389,19 @@ class SocketHandlers:
         )
 
     async def _open_control(
-        self, token_value: str, instance_id: str, principal_arn: str, batch: security.AuditBatch
+        self,
+        token_value: str,
+        instance_id: str,
+        principal_arn: str,
+        batch: security.AuditBatch,
+        *,
+        now: dt.datetime,
     ) -> ChannelTokenRow | None:
         """The control channel's single-use token used up (its row, if it was valid for this
-        instance), and, if it was the agent's own, the instance's control channel set to this node:
-        one group-committed transaction with the held decisions (a fleet opens its channels at once)."""
-        now, node_id = self.services.clock.now(), self.node.node_id
+        instance), and, if it was the agent's own, the instance's control channel set to this node
+        as opened ``now``: one group-committed transaction with the held decisions (a fleet opens
+        its channels at once)."""
+        node_id = self.node.node_id
 
         async def open_channel(conn: AsyncConnection) -> ChannelTokenRow | None:
             token = await channel_tokens.consume(

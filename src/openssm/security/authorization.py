@@ -17,6 +17,7 @@ from openssm.security.identity import Identity
 from openssm.security.policies import cached_policies_for
 from openssm.services import Services
 from openssm.store import audit_log
+from openssm.store.db import patiently
 from openssm.store.rows import Work, queued_write, writing
 
 T = TypeVar("T")
@@ -144,7 +145,10 @@ async def audited(services: Services) -> AsyncIterator[AuditBatch]:
         yield batch
     finally:
         if batch.rows:
-            await audit_log.record_many(services.engine, batch.take())
+            rows = batch.take()
+            # Tried again while the pool is busy: the decisions must not be lost to a wave that
+            # throttled the call itself (a control channel's open refused with 1013, say).
+            await patiently(lambda: audit_log.record_many(services.engine, rows), "audit rows")
 
 
 async def authorize(

@@ -307,14 +307,17 @@ async def set_control_node(db: Db, instance_id: str, node_id: str, *, now: dt.da
     await _update(db, instance_id, {"control_node_id": node_id, "control_connected_at": now})
 
 
-async def clear_control_node(db: Db, instance_id: str, node_id: str) -> None:
-    """Forget the control channel, unless another node has taken the instance over meanwhile."""
-    await execute(
-        db,
-        sa.update(instances)
-        .where(instances.c.instance_id == instance_id, instances.c.control_node_id == node_id)
-        .values(control_node_id=None),
-    )
+async def clear_control_node(
+    db: Db, instance_id: str, node_id: str, *, connected_at: dt.datetime | None = None
+) -> None:
+    """Forget the control channel, unless another node has taken the instance over meanwhile, or
+    (``connected_at``: when the channel that ended was opened) a newer channel of the instance has
+    been opened since, on this node too (an agent reconnecting: the old channel's end must not wipe
+    the new one's row)."""
+    where = [instances.c.instance_id == instance_id, instances.c.control_node_id == node_id]
+    if connected_at is not None:
+        where.append(instances.c.control_connected_at == connected_at)
+    await execute(db, sa.update(instances).where(*where).values(control_node_id=None))
 
 
 async def clear_node_control_channels(db: Db, node_id: str) -> int:
