@@ -177,8 +177,9 @@ async def start_in_batches(fleet: sim.Fleet, batch: int, timeout: float) -> floa
     mostly measure the simulator's own signing."""
     began = time.monotonic()
     agents = fleet.agents[1:]
-    for start in range(0, len(agents), batch or len(agents)):
-        chosen = agents[start : start + (batch or len(agents))]
+    step = batch or max(1, len(agents))
+    for start in range(0, len(agents), step):
+        chosen = agents[start : start + step]
         fleet.start(chosen)
         await fleet.wait_online(max(1.0, timeout - (time.monotonic() - began)), chosen)
     return time.monotonic() - began
