@@ -45,6 +45,21 @@ def alive(pid: int) -> bool:
         return False
 
 
+def _stat(pid: int) -> str:
+    """The process's state, parent, group and session, and its signals (pending, blocked, ignored)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as handle:
+            wanted = ("ShdPnd", "SigPnd", "SigBlk", "SigIgn")
+            signals = [line.strip() for line in handle if line.startswith(wanted)]
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return "gone"
+    return f"{command!r} state {fields[0]} ppid {fields[1]} pgrp {fields[2]} session {fields[3]} {signals}"
+
+
 def size(cols: int, rows: int) -> bytes:
     return json.dumps({"cols": cols, "rows": rows}).encode()
 
@@ -267,7 +282,10 @@ async def test_session_ends_when_the_command_exits_even_if_a_child_keeps_the_ter
     match = re.fullmatch(rb"started (\d+)\r\n", client.output_bytes)
     assert match is not None
     child = int(match.group(1))  # the session's background child went with it
-    await wait_for(lambda: not alive(child), 5, f"background child {child} outlived its session")
+    try:
+        await wait_for(lambda: not alive(child), 5, f"background child {child} outlived its session")
+    except AssertionError as exc:  # seen once in CI (session 11): say what the child was doing
+        raise AssertionError(f"{exc}: {_stat(child)}") from None
 
 
 async def test_stopping_the_agent_ends_running_sessions() -> None:
