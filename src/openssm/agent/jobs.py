@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from openssm.agent.config import AGENT_VERSION, AgentSettings
 from openssm.agent.control_channel import ControlChannel
+from openssm.agent.pty_process import programs_get_default_signals
 from openssm.protocol import messages as proto
 from openssm.protocol import run_command as rc
 from openssm.protocol.frames import Frame
@@ -79,6 +80,7 @@ async def run_shell_step(step: rc.ShellStep, scratch: pathlib.Path, stop: asynci
         )
     # Bytes: a limit in characters is at most this many UTF-8 bytes of text.
     stdout, stderr = _Capture(rc.MAX_STDOUT_CHARS * 4), _Capture(rc.MAX_STDERR_CHARS * 4)
+    programs_get_default_signals()
     process = await asyncio.create_subprocess_exec(
         "sh",
         str(script),

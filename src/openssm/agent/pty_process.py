@@ -15,6 +15,7 @@ import shutil
 import signal
 import struct
 import termios
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -33,6 +34,27 @@ _CTTY_SHIM: Final = (
     "fcntl.ioctl(0,termios.TIOCSCTTY,0)\n"
     "os.execve(sys.argv[1],sys.argv[2:],os.environ)\n"
 )
+
+
+# Signals a process started ignoring stay ignored across exec: an agent started under `nohup`
+# (SIGHUP) or as a shell's background job (SIGINT, SIGQUIT) would hand that to every session's
+# programs, so a session's background children survived its hang-up and Ctrl-C did nothing.
+_DEFAULTS_FOR_PROGRAMS: Final = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A handler that does nothing: the agent keeps ignoring the signal, and exec resets a handled
+    signal to its default in the programs it starts."""
+
+
+def programs_get_default_signals() -> None:
+    """Make what this process ignores by inheritance a no-op handler instead (main thread only, where
+    handlers can be set; the agent starts its programs from its event loop's thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in _DEFAULTS_FOR_PROGRAMS:
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            signal.signal(signum, _ignore)
 
 
 def _launcher(executable: str, argv: Sequence[str]) -> list[str]:
@@ -69,6 +91,7 @@ class PtyProcess:
         launch = _launcher(executable, argv)
         if account is not None:
             launch = as_account(launch, account)
+        programs_get_default_signals()
         master, slave = os.openpty()
         try:
             set_window_size(master, cols, rows)

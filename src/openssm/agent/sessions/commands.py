@@ -11,6 +11,7 @@ import signal
 from typing import Final
 
 from openssm.agent.privileges import as_account
+from openssm.agent.pty_process import programs_get_default_signals
 from openssm.agent.session_request import truthy
 from openssm.agent.sessions.base import Outcome, SessionFailure, SessionHandler, linux_properties
 from openssm.agent.sessions.identity import resolve_run_as, session_environment
@@ -47,6 +48,7 @@ class NonInteractiveCommandsHandler(SessionHandler):
 
         await self.handshake("NonInteractiveCommands", None)
         try:
+            programs_get_default_signals()
             self.process = await asyncio.create_subprocess_exec(
                 *as_account(argv, account),
                 stdin=asyncio.subprocess.DEVNULL,
