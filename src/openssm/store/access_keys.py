@@ -70,16 +70,29 @@ async def touch(db: Db, access_key_id: str, service: str, now: dt.datetime) -> N
     await execute(db, statement)
 
 
-def _insert(
+def _new_row(
     cipher: SecretCipher, key_id: str, secret: str, principal_type: str, principal_name: str, now: dt.datetime
-) -> sa.Insert:
-    return sa.insert(access_keys).values(
+) -> AccessKeyRow:
+    """An Active key's row (temporary keys add their token hash, role and expiry)."""
+    return AccessKeyRow(
         access_key_id=key_id,
         secret_encrypted=cipher.encrypt(secret.encode()),
         status="Active",
         principal_type=principal_type,
         principal_name=principal_name,
+        role_name=None,
+        session_token_hash=None,
         created_at=now,
+        expires_at=None,
+        last_used_at=None,
+        mfa_authenticated_at=None,
+        federated_provider=None,
+    )
+
+
+def _insert(row: AccessKeyRow) -> sa.Insert:
+    return sa.insert(access_keys).values(
+        {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}
     )
 
 
@@ -87,7 +100,7 @@ async def create_long_term(
     db: Db, cipher: SecretCipher, *, principal_type: str, principal_name: str, now: dt.datetime
 ) -> IssuedCredentials:
     key_id, secret = ids.access_key_id(temporary=False), ids.secret_access_key()
-    await execute(db, _insert(cipher, key_id, secret, principal_type, principal_name, now))
+    await execute(db, _insert(_new_row(cipher, key_id, secret, principal_type, principal_name, now)))
     return IssuedCredentials(key_id, secret, None, None)
 
 
@@ -107,18 +120,11 @@ async def create_temporary(
     is stored only as its hash."""
     key_id, secret, token = ids.access_key_id(temporary=True), ids.secret_access_key(), ids.session_token()
     expires = now + lifetime
-    secret_encrypted = cipher.encrypt(secret.encode())
-    row = AccessKeyRow(
-        access_key_id=key_id,
-        secret_encrypted=secret_encrypted,
-        status="Active",
-        principal_type=principal_type,
-        principal_name=principal_name,
+    row = dataclasses.replace(
+        _new_row(cipher, key_id, secret, principal_type, principal_name, now),
         role_name=role_name,
         session_token_hash=hash_token(token),
-        created_at=now,
         expires_at=expires,
-        last_used_at=None,
         mfa_authenticated_at=mfa_authenticated_at,
         federated_provider=federated_provider,
     )
@@ -130,8 +136,7 @@ async def create_temporary(
         expired = sa.and_(mine, access_keys.c.expires_at.is_not(None), access_keys.c.expires_at < now)
         if await execute(conn, sa.update(access_keys).where(expired).values(status=EXPIRED)):
             await conn.execute(sa.delete(access_keys).where(mine, access_keys.c.status == EXPIRED))
-        values = {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}
-        await conn.execute(sa.insert(access_keys).values(**values))
+        await conn.execute(_insert(row))
     return IssuedCredentials(key_id, secret, token, expires, row)
 
 
