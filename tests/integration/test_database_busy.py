@@ -17,9 +17,11 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from tests.support.gateway import assert_silent, running_gateway
 from tests.support.inprocess_api import running_api
 from tests.support.wait import wait_for
 
+from openssm.protocol.messages import ClientOpen
 from openssm.server.admission import Admission
 from openssm.store import gateway_nodes, instances
 from openssm.store.db import DatabaseBusy, PoolSettings, make_engine, migrate, patiently
@@ -103,6 +105,28 @@ async def test_the_message_gateway_throttles_a_request_that_found_no_connection(
         assert admission.refused == 2 and admission.in_flight == 0
     finally:
         await engine.dispose()
+
+
+async def test_a_data_channel_open_that_found_no_connection_is_told_to_dial_again(
+    tmp_path: pathlib.Path, postgres_url: str
+) -> None:
+    """A client (or agent) whose data-channel open found every connection in use gets close code 1013
+    (try again later) with no ``channel_closed``, so it dials again as after a network cut, and its
+    token is not used up: the same open goes through once the pool has a connection."""
+    async with running_gateway(tmp_path, database_url=postgres_url, database_pool=TINY) as gw:
+        session_id = "tester-00000000000000001"
+        await gw.add_session(session_id, TARGET)
+        token = await gw.add_token("client", session_id)
+        async with gw.engine.connect():  # the pool's only connection, held
+            ws = await gw.client_socket(session_id)
+            await ws.send_str(ClientOpen(token_value=token).to_text())
+            closed = await ws.receive(timeout=10)
+            assert closed.type is aiohttp.WSMsgType.CLOSE, closed
+            assert (closed.data, closed.extra) == (aiohttp.WSCloseCode.TRY_AGAIN_LATER, "Rate exceeded")
+        ws = await gw.client_socket(session_id)
+        await ws.send_str(ClientOpen(token_value=token).to_text())
+        await assert_silent(ws)  # a used-up token would have been refused with channel_closed
+        await ws.close()
 
 
 async def test_buffered_reports_wait_out_a_busy_database(postgres_url: str) -> None:

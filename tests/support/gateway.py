@@ -335,16 +335,21 @@ async def running_gateway(
     cipher: SecretCipher | None = None,
     node_id: str = NODE_ID,
     clock: Clock = SYSTEM_CLOCK,
+    database_url: str | None = None,
     **config: Any,
 ) -> AsyncIterator[Gateway]:
     """A gateway node with the extensions ``extensions(services)`` gives (by default Run Command's,
     as the server has; not the recorder); several may share one data directory (database), bus and
     cipher. With a :class:`ManualClock` its time (tokens, heartbeat, sweeper, session ends) moves
-    only when told."""
-    engine = make_engine(database_url_for(tmp_path))
+    only when told. ``database_url``: another database than SQLite in ``tmp_path`` (an empty one: it
+    is migrated), with the pool of ``config``'s ``database_pool``."""
+    server_config = ServerConfig(
+        data_dir=tmp_path, region=REGION, account_id=ACCOUNT, node_id=node_id, **config
+    )
+    engine = make_engine(database_url or database_url_for(tmp_path), server_config.database_pool)
     await migrate(engine)
     services = Services(
-        config=ServerConfig(data_dir=tmp_path, region=REGION, account_id=ACCOUNT, node_id=node_id, **config),
+        config=server_config,
         engine=engine,
         bus=bus or InProcessBus(),
         cipher=cipher or SecretCipher.generate(),

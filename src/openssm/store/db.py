@@ -7,7 +7,7 @@ import functools
 import logging
 import pathlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -15,6 +15,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
+
+from openssm.errors import OpenSSMError
 
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 # Scale-out nodes starting together would otherwise race to create the same tables; any constant
@@ -27,7 +30,20 @@ MIGRATION_LOCK_KEY = 0x4F70656E53534D
 # with AWS's ThrottlingException (the API, the server's admission), which clients back off from and
 # retry. The statement that waited never ran (a request is answered as if refused at its start, and
 # what it wrote before is what a retry finds already there, as after any failed request).
-DatabaseBusy: Final = sa.exc.TimeoutError
+class DatabaseBusy(OpenSSMError):
+    """Every connection of the pool was in use for the pool's whole wait (see above)."""
+
+
+class _Pool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's pool, whose wait running out is OpenSSM's ``DatabaseBusy`` (under the one
+    exception root) rather than SQLAlchemy's ``TimeoutError``, which callers would otherwise have to
+    know by its library's name."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except sa.exc.TimeoutError as exc:
+            raise DatabaseBusy(str(exc)) from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,7 +102,12 @@ def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> AsyncEngine:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
-        url, pool_pre_ping=True, pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=pool.timeout
+        url,
+        poolclass=_Pool,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=pool.timeout,
     )
 
 
