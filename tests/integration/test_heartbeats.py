@@ -4,6 +4,7 @@ report that changes a field is written at once, and PingStatus stays right throu
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import pathlib
@@ -11,6 +12,7 @@ import time
 
 import sqlalchemy as sa
 from tests.support.inprocess_api import Api, Credentials, running_api
+from tests.support.wait import wait_for
 
 from openssm.store import gateway_nodes, instances
 from openssm.store.tables import instances as instances_table
@@ -107,3 +109,29 @@ async def test_many_nodes_pings_are_one_transaction(tmp_path: pathlib.Path) -> N
             instance_id for instance_id, at in rows if at is not None and at.replace(tzinfo=dt.UTC) == later
         }
         assert pinged == set(ids[:200])
+
+
+async def test_written_waits_for_a_batch_that_is_being_written(tmp_path: pathlib.Path) -> None:
+    """``written()`` called once the batching window is over but before the batch's transaction
+    has committed waits for it (it used to return at once, mid-flush)."""
+    async with running_api(tmp_path) as api:
+        engine, now = api.services.engine, api.clock.now()
+        assert await instances.join(engine, NODE, iam_role=None, now=now)
+        updates: list[str] = []
+        sa.event.listen(
+            engine.sync_engine,
+            "before_cursor_execute",
+            lambda _c, _cur, statement, *_: updates.append(statement) if "UPDATE" in statement else None,
+        )
+        buffer = instances.PingBuffer(delay=0.01)
+        later = now + dt.timedelta(minutes=5)
+        async with engine.begin() as holder:  # SQLite's write lock, held: the batch's UPDATE waits
+            await holder.execute(sa.text("UPDATE instances SET tags = tags"))
+            updates.clear()
+            buffer.add(engine, NODE, later)
+            await wait_for(lambda: bool(updates), 5, "the batch was never written")
+            waiting = asyncio.create_task(buffer.written())
+            done, _ = await asyncio.wait({waiting}, timeout=0.3)
+            assert not done, "written() returned while the batch was still being written"
+        await waiting
+        assert await _stored_ping(api) == later

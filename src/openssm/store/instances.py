@@ -242,7 +242,8 @@ class PingBuffer:
         self.delay = delay
         self._pending: dict[str, Ping] = {}
         self._audit: list[Mapping[str, Any]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None  # collecting the next batch
+        self._writing: set[asyncio.Task[None]] = set()  # every writer not yet done, flushing ones too
 
     def add(
         self,
@@ -255,11 +256,16 @@ class PingBuffer:
         self._pending[instance_id] = Ping(now, info)
         self._audit.extend(audit)
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_later(db))
+            self._write_soon(db)
 
     def discard(self, instance_id: str) -> None:
         """A newer report was written directly."""
         self._pending.pop(instance_id, None)
+
+    def _write_soon(self, db: Db) -> None:
+        writer = self._writer = asyncio.get_running_loop().create_task(self._write_later(db))
+        self._writing.add(writer)
+        writer.add_done_callback(self._writing.discard)
 
     async def _write_later(self, db: Db) -> None:
         try:
@@ -269,10 +275,10 @@ class PingBuffer:
         await self.flush(db)
 
     async def written(self) -> None:
-        """Wait until the batch being collected has been written."""
-        writer = self._writer
-        if writer is not None:
-            await asyncio.shield(writer)
+        """Wait until the batch being collected, and any being written, has been written (or, the
+        database busy, put back into the next batch: that one is not waited for)."""
+        if self._writing:
+            await asyncio.shield(asyncio.gather(*self._writing))
 
     async def flush(self, db: Db) -> None:
         pending, self._pending = self._pending, {}
@@ -285,7 +291,7 @@ class PingBuffer:
             self._pending = {**pending, **self._pending}
             self._audit[:0] = audit
             if self._writer is None:
-                self._writer = asyncio.get_running_loop().create_task(self._write_later(db))
+                self._write_soon(db)
         except sa.exc.SQLAlchemyError:
             log.exception("could not write the reports of %d nodes (%d audit rows)", len(pending), len(audit))
 
