@@ -135,3 +135,16 @@ async def test_written_waits_for_a_batch_that_is_being_written(tmp_path: pathlib
             assert not done, "written() returned while the batch was still being written"
         await waiting
         assert await _stored_ping(api) == later
+
+
+async def test_a_graceful_stop_writes_the_batch_without_waiting_out_its_window(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with running_api(tmp_path) as api:
+        engine, now = api.services.engine, api.clock.now()
+        assert await instances.join(engine, NODE, iam_role=None, now=now)
+        buffer = instances.PingBuffer(delay=3600)
+        later = now + dt.timedelta(minutes=5)
+        buffer.add(engine, NODE, later)
+        await asyncio.wait_for(buffer.close(engine), 10)
+        assert await _stored_ping(api) == later

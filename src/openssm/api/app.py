@@ -292,6 +292,6 @@ def install(app: web.Application, services: Services) -> None:
     app.router.add_post("/", dispatcher.handle)
 
     async def write_buffered_pings(_: web.Application) -> None:
-        await services.pings.flush(services.engine)
+        await services.pings.close(services.engine)
 
     app.on_cleanup.append(write_buffered_pings)

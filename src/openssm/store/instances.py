@@ -235,7 +235,8 @@ class PingBuffer:
     them, with the audit rows of the calls that made them: a fleet's steady heartbeats (10,000 nodes
     every 5 minutes) cost one transaction every ``delay`` seconds instead of two each.
     LastPingDateTime is thus up to ``delay`` seconds late on every node; PingStatus does not depend on
-    it (control channels do). What is still buffered when the process dies is lost, audit rows of
+    it (control channels do). A graceful stop writes what is buffered (``close``); what is still
+    buffered when the process is killed is lost, audit rows of
     those calls included (the call's effect was lost with them): the next report writes its own."""
 
     def __init__(self, delay: float = 2.0) -> None:
@@ -279,6 +280,15 @@ class PingBuffer:
         database busy, put back into the next batch: that one is not waited for)."""
         if self._writing:
             await asyncio.shield(asyncio.gather(*self._writing))
+
+    async def close(self, db: Db) -> None:
+        """At shutdown: write what is buffered without waiting out the window, and wait for the
+        batches already being written (a graceful stop loses no acknowledged report)."""
+        if self._writer is not None:
+            self._writer.cancel()  # still in its window: this flush writes its batch
+        await self.flush(db)
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
 
     async def flush(self, db: Db) -> None:
         pending, self._pending = self._pending, {}
