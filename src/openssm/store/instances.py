@@ -236,8 +236,8 @@ class PingBuffer:
     every 5 minutes) cost one transaction every ``delay`` seconds instead of two each.
     LastPingDateTime is thus up to ``delay`` seconds late on every node; PingStatus does not depend on
     it (control channels do). A graceful stop writes what is buffered (``close``); what is still
-    buffered when the process is killed is lost, audit rows of
-    those calls included (the call's effect was lost with them): the next report writes its own."""
+    buffered when the process is killed is lost, audit rows of those calls included (the call's
+    effect was lost with them): the next report writes its own."""
 
     def __init__(self, delay: float = 2.0) -> None:
         self.delay = delay
