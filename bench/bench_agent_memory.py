@@ -52,7 +52,7 @@ if os.environ.get("BENCH_MODULES_FILE"):
 """
 
 # Packages the idle agent should not have loaded (they belong to sessions or to other commands).
-NOT_AT_IDLE = ("botocore", "boto3", "aiohttp", "yaml", "cryptography")
+NOT_AT_IDLE = ("botocore", "boto3", "aiohttp", "yaml", "cryptography", "click")
 
 
 def memory(pid: int) -> tuple[float, float]:

@@ -4,10 +4,12 @@ that names an optional file. Only option declarations here; no command and no I/
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+
+from openssm.plain_options import Option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,6 +21,21 @@ def option_group(*options: Callable[[Any], Any]) -> Callable[[F], F]:
     def apply(command: F) -> F:
         for option in reversed(options):
             command = option(command)
+        return command
+
+    return apply
+
+
+def described(options: Sequence[Option]) -> Callable[[F], F]:
+    """click options from their one description (:mod:`openssm.plain_options`), in its order."""
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            settings = option._asdict()
+            flag, name = settings.pop("flag"), settings.pop("name")
+            if settings.pop("directory"):
+                settings["type"] = click.Path(file_okay=False, path_type=pathlib.Path)
+            command = click.option(flag, name, **settings)(command)
         return command
 
     return apply

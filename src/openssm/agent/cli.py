@@ -3,41 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import pathlib
-import signal
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
 import click
 
 from openssm import systemd
+from openssm.agent import main
 from openssm.agent.config import (
-    IAM,
-    AgentSettings,
     Registration,
     StateError,
     default_state_dir,
-    load_registration,
 )
-from openssm.agent.credentials import RoleCredentials
 from openssm.agent.registration import RegistrationError, ServerAddress, register, register_iam
-from openssm.agent.runner import Agent
-from openssm.agent.signing import CredentialsError, CredentialSource
-from openssm.transport import runtime
-from openssm.transport.http_exchange import HttpClient
+from openssm.agent.signing import CredentialsError
+from openssm.click_options import described
 
 log = logging.getLogger("openssm.agent")
 
-_state_dir_option = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="Where the agent keeps its registration and key "
-    "(default: $OPENSSM_AGENT_STATE, /var/lib/openssm-agent as root, else ~/.local/state/openssm-agent).",
-)
+_state_dir_option = described([main.STATE_DIR])
 
 
 @click.group("agent", short_help="Register this node, then serve its sessions.")
@@ -121,111 +107,13 @@ def register_command(
     click.echo(registration.instance_id)
 
 
-@agent_group.command("run", short_help="Stay connected and serve sessions until stopped.")
-@_state_dir_option
-@click.option(
-    "--instance-id",
-    default=None,
-    help="Run without registration as this instance id, with IAM credentials from the standard AWS "
-    "chain (environment, ~/.aws files, instance metadata …); needs --endpoint and --region.",
-)
-@click.option("--endpoint", default=None, help="API endpoint URL (with --instance-id).")
-@click.option("--mgs-endpoint", default=None, help="Message gateway URL (default: the API endpoint).")
-@click.option("--region", default=None, help="Region (with --instance-id).")
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    envvar="OPENSSM_AGENT_LOG_LEVEL",
-    help="DEBUG, INFO, WARNING or ERROR (env OPENSSM_AGENT_LOG_LEVEL).",
-)
-@click.option(
-    "--ssm-user-sudo",
-    is_flag=True,
-    default=None,
-    help="Give ssm-user (a root agent's account for sessions without a run-as user) sudo through "
-    "/etc/sudoers.d/ssm-agent-users, as AWS's agent does. Off by default (setting ssm_user_sudo).",
-)
-def run_command(
-    state_dir: pathlib.Path | None,
-    instance_id: str | None,
-    endpoint: str | None,
-    mgs_endpoint: str | None,
-    region: str | None,
-    log_level: str,
-    ssm_user_sudo: bool | None,
-) -> None:
-    """Connect to the server and serve sessions until stopped (SIGTERM/SIGINT).
-
-    Uses the registration `openssm agent register` left in the state directory (or --instance-id
-    with credentials from the AWS chain), keeps the control channel to the gateway open and runs
-    the shell, command, Run Command and port forwarding sessions the server sends.
-    """
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+@agent_group.command("run", short_help="Stay connected and serve sessions until stopped.", help=main.RUN_HELP)
+@described(main.RUN_OPTIONS)
+def run_command(**options: Any) -> None:
     try:
-        directory = state_dir or default_state_dir()
-        settings = AgentSettings.load(directory if directory.is_dir() else None)
-        if ssm_user_sudo:
-            settings = dataclasses.replace(settings, ssm_user_sudo=True)
-        runtime.run(_run(directory, settings, instance_id, endpoint, mgs_endpoint, region))
+        main.serve(**options)
     except (StateError, CredentialsError) as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-async def _run(
-    state_dir: pathlib.Path,
-    settings: AgentSettings,
-    instance_id: str | None,
-    endpoint: str | None,
-    mgs_endpoint: str | None,
-    region: str | None,
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    http = HttpClient(timeout=settings.http_timeout_seconds)
-    credentials: CredentialSource
-    failover_endpoints: tuple[str, ...] = ()
-    # botocore (the AWS credential chain, ~10 MB resident) only for nodes with an IAM identity:
-    # imported in the two branches that use it, never by an activated node.
-    if instance_id:
-        if not endpoint or not region:
-            raise StateError("--instance-id needs --endpoint and --region")
-        from openssm.agent.chain_credentials import ChainCredentials
-
-        credentials = ChainCredentials()
-        await credentials.current()  # no credentials at all: say so now, not on every retry
-        api_endpoint, gateway = endpoint, mgs_endpoint or endpoint
-    else:
-        registration, key_pem = load_registration(state_dir)
-        if registration.identity == IAM:
-            from openssm.agent.chain_credentials import ChainCredentials
-
-            credentials = ChainCredentials(registration.profile)
-            await credentials.current()
-        else:
-            credentials = RoleCredentials(http, registration, key_pem, settings, state_dir=state_dir)
-        instance_id, region = registration.instance_id, registration.region
-        api_endpoint, gateway = registration.endpoint, mgs_endpoint or registration.gateway_endpoint
-        failover_endpoints = registration.failover_endpoints
-    agent = Agent(
-        http=http,
-        instance_id=instance_id,
-        region=region,
-        endpoint=api_endpoint,
-        gateway_endpoint=gateway,
-        credentials=credentials,
-        settings=settings,
-        failover_endpoints=failover_endpoints,
-    )
-    log.info("agent %s starting (endpoint %s, gateway %s)", instance_id, api_endpoint, gateway)
-    await agent.run(stop)
-    log.info("agent stopped")
 
 
 systemd.add_service_commands(

@@ -5,9 +5,9 @@ Same options and error output as ``aws ssm start-session`` (exit code 255 on API
 
 Start-up is on the way to every prompt, so this module imports little, not even click (about a
 third of the instructions before StartSession went out): :data:`OPTIONS` describes the options
-once, the click command (:mod:`openssm.client.start_command`, for ``--help`` and every error)
-is built from it, and :func:`fast_start_session` parses a plain command line itself (the
-``openssm`` entry point tries it first) and leaves anything else to click. StartSession goes out
+once (:mod:`openssm.plain_options`), the click command (:mod:`openssm.client.start_command`, for
+``--help`` and every error) is built from it, and :func:`fast_start_session` parses a plain command
+line itself (the ``openssm`` entry point tries it first) and leaves anything else to click. StartSession goes out
 on a thread of its own (:mod:`openssm.client.api`; no botocore unless the configuration needs it)
 while the main thread imports the session machinery (asyncio, the event loop, the protocol), and
 the two meet before the data channel is dialled. ``bench/bench_session_latency.py`` measures it.
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from openssm.client.api import NO_REGION as NO_REGION_CODE
 from openssm.client.api import ApiError, ApiTarget, Caller, StartedSession, start_session
 from openssm.client.parameters import ParameterError, parse_parameters
 from openssm.client.trace import mark
 from openssm.errors import OpenSSMError
+from openssm.plain_options import Option, parse_plain
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,19 +47,6 @@ class OptionError(OpenSSMError, ValueError):
 
 class UsageProblem(OpenSSMError, ValueError):
     """Options that do not go together (click's UsageError)."""
-
-
-class Option(NamedTuple):
-    """One ``start-session`` option, as click is told it and as :func:`parse_fast` reads it."""
-
-    flag: str
-    name: str
-    help: str
-    required: bool = False
-    multiple: bool = False
-    default: str | None = None
-    metavar: str | None = None
-    show_default: bool = False
 
 
 OPTIONS: Final = (
@@ -107,41 +95,10 @@ OPTIONS: Final = (
 )
 
 
-def parse_fast(args: Sequence[str]) -> dict[str, Any] | None:
-    """The options of a plain ``start-session`` command line (``--name value`` or
-    ``--name=value``), as click would pass them; None for anything else (help, an unknown option
-    or argument, a missing value or required option, a value that looks like an option), which
-    is left to click, whose answer (help or error) is the command's."""
-    by_flag = {option.flag: option for option in OPTIONS}
-    values: dict[str, Any] = {option.name: [] if option.multiple else option.default for option in OPTIONS}
-    given: set[str] = set()
-    rest = list(args)
-    while rest:
-        word = rest.pop(0)
-        flag, equals, value = word.partition("=")
-        option = by_flag.get(flag)
-        if option is None:
-            return None
-        if not equals:
-            if not rest:
-                return None
-            value = rest.pop(0)
-        if value.startswith("-"):
-            return None
-        given.add(option.name)
-        if option.multiple:
-            values[option.name].append(value)
-        else:
-            values[option.name] = value  # given twice, the last counts (as click)
-    if any(option.required and option.name not in given for option in OPTIONS):
-        return None
-    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
-
-
 def fast_start_session(args: Sequence[str]) -> None:
     """``openssm start-session ARGS…`` without click, when the command line is plain and its
     requests can be built; otherwise returns, and click takes the command line."""
-    options = parse_fast(args)
+    options = parse_plain(OPTIONS, args)
     if options is None:
         return
     try:

@@ -7,21 +7,12 @@ importing click), anything else does, and runs the same :func:`openssm.client.cl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
 
+from openssm.click_options import described
 from openssm.client import cli
-
-
-def _options(command: Callable[..., None]) -> Callable[..., None]:
-    # An Option's fields past its flag and name are named after click.option's parameters, so a
-    # field added there reaches click without being listed here again.
-    for option in reversed(cli.OPTIONS):
-        settings = option._asdict()
-        command = click.option(settings.pop("flag"), settings.pop("name"), **settings)(command)
-    return command
 
 
 @click.command(
@@ -29,7 +20,7 @@ def _options(command: Callable[..., None]) -> Callable[..., None]:
     short_help="Open a shell or port forwarding to a managed node.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@_options
+@described(cli.OPTIONS)
 def start_session_command(**options: Any) -> None:
     """Open a shell or port forwarding session to a managed node (like `aws ssm start-session`)."""
     try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 import pytest
 
-from openssm.client.cli import Forward, OptionError, build_request, parse_fast
+from openssm.client.cli import OPTIONS, Forward, OptionError, build_request
 from openssm.client.dial import proxy_for
 from openssm.client.port import PortMode, bind_host, choose_port_mode, local_port_of
 from openssm.client.session import CHUNK_ENV, chunk_size_from_env, closed_message
 from openssm.client.shell import input_payload, size_payload
 from openssm.client.start_command import start_session_command
+from openssm.plain_options import parse_plain
 
 LPF = {"type": "LocalPortForwarding", "portNumber": "80", "localPortNumber": "0"}
 
@@ -156,7 +157,7 @@ def test_chunk_size_from_env(monkeypatch: pytest.MonkeyPatch, value: str | None,
 )
 def test_the_fast_parser_reads_a_plain_command_line_as_click_does(args: list[str]) -> None:
     with start_session_command.make_context("start-session", list(args)) as ctx:
-        assert parse_fast(args) == ctx.params
+        assert parse_plain(OPTIONS, args) == ctx.params
 
 
 @pytest.mark.parametrize(
@@ -174,4 +175,4 @@ def test_the_fast_parser_reads_a_plain_command_line_as_click_does(args: list[str
     ],
 )
 def test_the_fast_parser_leaves_anything_else_to_click(args: list[str]) -> None:
-    assert parse_fast(args) is None
+    assert parse_plain(OPTIONS, args) is None
