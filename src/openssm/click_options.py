@@ -41,14 +41,16 @@ def described(options: Sequence[Option]) -> Callable[[F], F]:
     return apply
 
 
-def file_option(*declarations: str, help: str, exists: bool = True) -> Callable[[F], F]:
+def file_option(*declarations: str, help: str, exists: bool = True, **settings: Any) -> Callable[[F], F]:
     """An option naming a file (not a directory) that arrives as a :class:`pathlib.Path`, or None
-    when not given; ``exists``: click refuses a path with nothing there."""
+    when not given; ``exists``: click refuses a path with nothing there. ``settings``: further
+    ``click.option`` arguments (a callback, eagerness)."""
     return click.option(
         *declarations,
         type=click.Path(exists=exists, dir_okay=False, path_type=pathlib.Path),
         default=None,
         help=help,
+        **settings,
     )
 
 

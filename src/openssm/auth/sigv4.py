@@ -14,7 +14,7 @@ import datetime as dt
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
 from openssm.auth import canonical
@@ -522,68 +522,75 @@ def _diagnostics(parsed: ParsedSignature, canonical_text: str) -> str:
     return f"canonical request:\n{redacted}\nstring to sign:\n{sts}"
 
 
+class VerifyOptions(TypedDict, total=False):
+    """How strictly a signature is verified. ``now``: the time to judge it at (default: the clock);
+    ``max_skew``: how far its X-Amz-Date may be from ``now`` (None turns the check off, for replays;
+    a presigned request's own expiry, ``X-Amz-Date + X-Amz-Expires``, is still checked);
+    ``allow_unsigned_payload``: whether UNSIGNED-PAYLOAD may stand for the body's hash."""
+
+    now: dt.datetime | None
+    max_skew: dt.timedelta | None
+    allow_unsigned_payload: bool
+
+
 def verify_hmac(
-    req: HttpRequest,
-    parsed: ParsedSignature,
-    secret_key: str,
-    *,
-    now: dt.datetime | None = None,
-    max_skew: dt.timedelta | None = DEFAULT_MAX_SKEW,
-    allow_unsigned_payload: bool = True,
+    req: HttpRequest, parsed: ParsedSignature, secret_key: str, **options: Unpack[VerifyOptions]
 ) -> None:
-    """Verify an HMAC SigV4 signature made with ``secret_key``; raise SigV4Error if it does not hold.
+    """Verify an HMAC SigV4 signature made with ``secret_key``; raise SigV4Error if it does not hold."""
 
-    ``max_skew=None`` turns off the clock-skew check (replays); a presigned request's own expiry
-    (``X-Amz-Date + X-Amz-Expires``) is still checked against ``now``.
-    """
-    _check_time(parsed, now, max_skew)
-    presented = parsed.signature.lower()
-    candidates = _canonical_requests(req, parsed, allow_unsigned_payload)
-    if _HEX_SIGNATURE.fullmatch(presented):
+    def check(presented: str) -> Callable[[str], bool] | None:
+        presented = presented.lower()
+        if not _HEX_SIGNATURE.fullmatch(presented):
+            return None
         key = canonical.signing_key(secret_key, parsed.credential_date, parsed.region, parsed.service)
-        if _signs_one(
-            parsed, candidates, lambda sts: hmac.compare_digest(canonical.hmac_signature(key, sts), presented)
-        ):
-            return
-    raise invalid_signature(diagnostics=_diagnostics(parsed, candidates[0]))
+        return lambda sts: hmac.compare_digest(canonical.hmac_signature(key, sts), presented)
 
-
-def _signs_one(parsed: ParsedSignature, candidates: Sequence[str], signs: Callable[[str], bool]) -> bool:
-    """Whether the presented signature ``signs`` the string to sign of one of the canonical
-    requests it may have been made over (``_canonical_requests``)."""
-    return any(
-        signs(canonical.string_to_sign(parsed.amz_date, parsed.scope, canonical_text))
-        for canonical_text in candidates
-    )
+    _verify(req, parsed, check, **options)
 
 
 def verify_rsa(
-    req: HttpRequest,
-    parsed: ParsedSignature,
-    public_key_der: bytes,
-    *,
-    now: dt.datetime | None = None,
-    max_skew: dt.timedelta | None = DEFAULT_MAX_SKEW,
-    allow_unsigned_payload: bool = True,
+    req: HttpRequest, parsed: ParsedSignature, public_key_der: bytes, **options: Unpack[VerifyOptions]
 ) -> None:
     """Verify the managed-instance variant: base64 RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32)
     over the ordinary string-to-sign, checked with the instance's DER SubjectPublicKeyInfo."""
     from openssm.auth import rsa_identity  # cryptography: only for managed instances' signatures
 
+    def check(presented: str) -> Callable[[str], bool] | None:
+        try:
+            public_key = rsa_identity.load_public_key(public_key_der)
+        except rsa_identity.RsaKeyError as exc:
+            raise invalid_signature(f"The registered public key cannot verify signatures: {exc}.") from exc
+        try:
+            signature = base64.b64decode(presented, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not signature:
+            return None
+        return lambda sts: rsa_identity.pss_verify(
+            public_key, signature, sts.encode("utf-8", "surrogateescape")
+        )
+
+    _verify(req, parsed, check, **options)
+
+
+def _verify(
+    req: HttpRequest,
+    parsed: ParsedSignature,
+    check: Callable[[str], Callable[[str], bool] | None],
+    *,
+    now: dt.datetime | None = None,
+    max_skew: dt.timedelta | None = DEFAULT_MAX_SKEW,
+    allow_unsigned_payload: bool = True,
+) -> None:
+    """The time, then whether the presented signature ``signs`` (what ``check`` makes of it; None:
+    not a signature of that kind) the string to sign of one of the canonical requests it may have
+    been made over (``_canonical_requests``)."""
     _check_time(parsed, now, max_skew)
-    try:
-        public_key = rsa_identity.load_public_key(public_key_der)
-    except rsa_identity.RsaKeyError as exc:
-        raise invalid_signature(f"The registered public key cannot verify signatures: {exc}.") from exc
+    signs = check(parsed.signature)
     candidates = _canonical_requests(req, parsed, allow_unsigned_payload)
-    try:
-        signature = base64.b64decode(parsed.signature, validate=True)
-    except (binascii.Error, ValueError):
-        signature = b""
-    if signature and _signs_one(
-        parsed,
-        candidates,
-        lambda sts: rsa_identity.pss_verify(public_key, signature, sts.encode("utf-8", "surrogateescape")),
+    if signs is not None and any(
+        signs(canonical.string_to_sign(parsed.amz_date, parsed.scope, canonical_text))
+        for canonical_text in candidates
     ):
         return
     raise invalid_signature(diagnostics=_diagnostics(parsed, candidates[0]))

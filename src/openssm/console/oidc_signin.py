@@ -40,7 +40,7 @@ from openssm.security.issuer_keys import ISSUER_KEYS, IssuerUnreachable
 from openssm.security.web_identity import assume_role_with_web_identity
 from openssm.services import Services
 from openssm.store.secrets import SecretCipherError
-from openssm.transport.json_fetch import FetchError, post_form
+from openssm.transport.json_fetch import FetchError, fetch_json
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,9 @@ class OidcSignIn:
             secret = self.settings.client_secret
             # client_secret_basic: both parts form-encoded first (RFC 6749, section 2.3.1).
             basic = (_form(self.settings.client_id), _form(secret)) if secret is not None else None
-            answer = await post_form(
+            answer = await fetch_json(
                 discovery.token_endpoint,
-                flow.token_form(code, self.settings.client_id),
+                form=flow.token_form(code, self.settings.client_id),
                 basic_auth=basic,
                 ca_bundle=config.ca_bundle,
             )

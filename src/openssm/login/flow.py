@@ -21,7 +21,7 @@ from openssm.oidc.authorize import FlowError, PendingSignIn, id_token_of
 from openssm.oidc.issuer import MAX_DOCUMENT_BYTES, Discovery, IssuerError, parse_discovery, parse_issuer
 from openssm.oidc.settings import session_name_for
 from openssm.oidc.tokens import TokenError, VerifiedToken, verify
-from openssm.transport.json_fetch import FetchError, get_json, post_form
+from openssm.transport.json_fetch import FetchError, fetch_json
 
 CALLBACK_PATH: Final = "/callback"
 DONE_PAGE: Final = (
@@ -51,7 +51,7 @@ async def _discovery(settings: LoginSettings) -> Discovery:
     ca_bundle = pathlib.Path(settings.ca_bundle) if settings.ca_bundle else None
     try:
         issuer = parse_issuer(settings.issuer)
-        document = await get_json(issuer.discovery_url, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
+        document = await fetch_json(issuer.discovery_url, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
         return parse_discovery(issuer, document)
     except (IssuerError, FetchError) as exc:
         raise LoginError(f"The identity provider cannot be used: {exc}") from None
@@ -112,11 +112,11 @@ async def sign_in(
     flow = pending[0]
     try:
         code = flow.code_from(query)
-        answer = await post_form(
-            discovery.token_endpoint, flow.token_form(code, settings.client_id), ca_bundle=ca_bundle
+        answer = await fetch_json(
+            discovery.token_endpoint, form=flow.token_form(code, settings.client_id), ca_bundle=ca_bundle
         )
         token = id_token_of(answer)
-        keys = await get_json(discovery.jwks_uri, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
+        keys = await fetch_json(discovery.jwks_uri, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
         if not isinstance(keys, dict):
             raise LoginError(f"{discovery.jwks_uri} is not a JSON Web Key Set")
         verified = verify(

@@ -21,7 +21,7 @@ from typing import Any, Final
 from openssm.clock import Clock
 from openssm.errors import OpenSSMError
 from openssm.oidc.issuer import MAX_DOCUMENT_BYTES, Discovery, IssuerError, parse_discovery, parse_issuer
-from openssm.transport.json_fetch import FetchError, get_json
+from openssm.transport.json_fetch import FetchError, fetch_json
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ async def _fetch(issuer_url: str, ca_bundle: pathlib.Path | None, now: float) ->
     try:
         issuer = parse_issuer(issuer_url)
         discovery = parse_discovery(
-            issuer, await get_json(issuer.discovery_url, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
+            issuer, await fetch_json(issuer.discovery_url, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
         )
-        jwks = await get_json(discovery.jwks_uri, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
+        jwks = await fetch_json(discovery.jwks_uri, ca_bundle=ca_bundle, limit=MAX_DOCUMENT_BYTES)
     except (IssuerError, FetchError) as exc:
         log.warning("identity provider %s: %s", issuer_url[:200], exc)
         raise IssuerUnreachable(str(exc)) from exc

@@ -9,6 +9,7 @@ import pathlib
 
 import click
 
+from openssm.click_options import file_option
 from openssm.logs.options import default_audit_key_path
 from openssm.server.admin import Target, target_options
 from openssm.server.cli import server_command
@@ -33,11 +34,9 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @target_options
-@click.option(
+@file_option(
     "--key",
     "key_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
     help="The audit key (its .pub file is enough). Default: the server's --audit-signing-key, "
     "$OPENSSM_AUDIT_KEY or ~/.config/openssm/audit-signing.key.",
 )

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from openssm import systemd
-from openssm.click_options import seconds_option
+from openssm.click_options import file_option, seconds_option
 from openssm.logs.options import logging_config, logging_options
 from openssm.ops.logformat import FORMATS, LogFormat, configure
 from openssm.server import config_file
@@ -83,10 +83,8 @@ def _cidr(value: str) -> str:
     invoke_without_command=True,
     short_help="Run the API and session gateway (one node); install it as a service.",
 )
-@click.option(
+@file_option(
     "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
     is_eager=True,
     expose_value=False,
     callback=_load_config,
@@ -113,16 +111,12 @@ def _cidr(value: str) -> str:
 @click.option(
     "--account-id", default="000000000000", show_default=True, help="12-digit account id used in ARNs."
 )
-@click.option(
+@file_option(
     "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
     help="PEM certificate chain: serve HTTPS/WSS.",
 )
-@click.option(
+@file_option(
     "--tls-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-    default=None,
     help="PEM private key for --tls-cert.",
 )
 @click.option(

@@ -43,21 +43,22 @@ async def _json_of(response: aiohttp.ClientResponse, url: str, limit: int, accep
         raise FetchError(f"{url} did not answer JSON") from exc
 
 
-async def _exchange(
-    method: str,
+async def fetch_json(
     url: str,
     *,
-    form: Mapping[str, str] | None,
-    basic_auth: tuple[str, str] | None,
-    ca_bundle: pathlib.Path | None,
-    limit: int,
-    timeout: float,
+    form: Mapping[str, str] | None = None,
+    basic_auth: tuple[str, str] | None = None,
+    ca_bundle: pathlib.Path | None = None,
+    limit: int = DEFAULT_LIMIT,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
+    """GET ``url``, or POST ``form`` to it (urlencoded) when given: the JSON answer, which for a POST
+    includes an OAuth error object (HTTP 4xx)."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
             session.request(
-                method,
+                "GET" if form is None else "POST",
                 url,
                 data=dict(form) if form is not None else None,
                 auth=aiohttp.BasicAuth(*basic_auth) if basic_auth else None,
@@ -69,30 +70,3 @@ async def _exchange(
             return await _json_of(response, url, limit, accept_errors=form is not None)
     except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
         raise FetchError(f"{url} could not be reached: {exc}") from exc
-
-
-async def get_json(
-    url: str,
-    *,
-    ca_bundle: pathlib.Path | None = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Any:
-    return await _exchange(
-        "GET", url, form=None, basic_auth=None, ca_bundle=ca_bundle, limit=limit, timeout=timeout
-    )
-
-
-async def post_form(
-    url: str,
-    form: Mapping[str, str],
-    *,
-    basic_auth: tuple[str, str] | None = None,
-    ca_bundle: pathlib.Path | None = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Any:
-    """POST ``form`` (urlencoded); the JSON answer, including an OAuth error object (HTTP 4xx)."""
-    return await _exchange(
-        "POST", url, form=form, basic_auth=basic_auth, ca_bundle=ca_bundle, limit=limit, timeout=timeout
-    )

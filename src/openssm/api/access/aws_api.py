@@ -31,14 +31,9 @@ from openssm.store.access_requests import AccessStatus
 
 SSM: Final = "AmazonSSM"
 
-# OpenSSM's statuses in the words of AWS's AccessRequestStatus.
-AWS_STATUS: Final = {
-    AccessStatus.PENDING: "Pending",
-    AccessStatus.APPROVED: "Approved",
-    AccessStatus.DENIED: "Rejected",
-    AccessStatus.REVOKED: "Revoked",
-    AccessStatus.EXPIRED: "Expired",
-}
+# OpenSSM's statuses in the words of AWS's AccessRequestStatus: the same words, but AWS calls Denied
+# Rejected.
+AWS_STATUS: Final = {status: status.value for status in AccessStatus} | {AccessStatus.DENIED: "Rejected"}
 MIN_CREDENTIALS_LIFETIME: Final = dt.timedelta(seconds=1)
 
 

@@ -43,13 +43,10 @@ LEASE: Final = dt.timedelta(seconds=60)  # longer than an attempt can take
 GIVE_UP_AFTER: Final = dt.timedelta(days=1)
 USER_AGENT: Final = "OpenSSM-AccessWebhook/1"
 
-# What each status change is called on the wire.
-EVENTS: Final = {
-    AccessStatus.PENDING: "requested",
-    AccessStatus.APPROVED: "approved",
-    AccessStatus.DENIED: "denied",
-    AccessStatus.REVOKED: "revoked",
-    AccessStatus.EXPIRED: "expired",
+# What each status change is called on the wire: the status in lower case, but a new (Pending) request
+# is "requested".
+EVENTS: Final = {status: status.value.lower() for status in AccessStatus} | {
+    AccessStatus.PENDING: "requested"
 }
 
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import openssm.store.tables
+from openssm.store.migration_steps import drop_columns
 from openssm.store.revisions import numbered
 
 revision, down_revision = numbered(__file__)
@@ -33,13 +34,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("log_uploads", schema=None) as batch_op:
-        batch_op.drop_column("event_format")
-        batch_op.drop_column("log_stream")
-
-    with op.batch_alter_table("commands", schema=None) as batch_op:
-        batch_op.drop_column("cloudwatch_output_enabled")
-        batch_op.drop_column("cloudwatch_log_group_name")
-
-    with op.batch_alter_table("command_invocations", schema=None) as batch_op:
-        batch_op.drop_column("dispatched_at")
+    drop_columns("log_uploads", "event_format", "log_stream")
+    drop_columns("commands", "cloudwatch_output_enabled", "cloudwatch_log_group_name")
+    drop_columns("command_invocations", "dispatched_at")

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import openssm.store.tables
+from openssm.store.migration_steps import drop_columns, drop_table
 from openssm.store.revisions import numbered
 
 revision, down_revision = numbered(__file__)
@@ -42,10 +43,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("mfa_used_steps")
-    op.drop_table("iam_oidc_providers")
-    with op.batch_alter_table("console_sessions", schema=None) as batch_op:
-        batch_op.drop_column("mfa_authenticated_at")
-    with op.batch_alter_table("access_keys", schema=None) as batch_op:
-        batch_op.drop_column("federated_provider")
-        batch_op.drop_column("mfa_authenticated_at")
+    drop_table("mfa_used_steps")
+    drop_table("iam_oidc_providers")
+    drop_columns("console_sessions", "mfa_authenticated_at")
+    drop_columns("access_keys", "federated_provider", "mfa_authenticated_at")

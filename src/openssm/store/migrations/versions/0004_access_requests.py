@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import openssm.store.tables
+from openssm.store.migration_steps import drop_columns, drop_table
 from openssm.store.revisions import numbered
 
 revision, down_revision = numbered(__file__)
@@ -67,15 +68,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.drop_column("detail")
-
-    with op.batch_alter_table("access_webhook_deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_access_webhook_deliveries_due")
-
-    op.drop_table("access_webhook_deliveries")
-    with op.batch_alter_table("access_requests", schema=None) as batch_op:
-        batch_op.drop_index("ix_access_requests_status")
-        batch_op.drop_index("ix_access_requests_requester")
-
-    op.drop_table("access_requests")
+    drop_columns("audit_log", "detail")
+    drop_table("access_webhook_deliveries", "ix_access_webhook_deliveries_due")
+    drop_table("access_requests", "ix_access_requests_status", "ix_access_requests_requester")
