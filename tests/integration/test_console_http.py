@@ -116,6 +116,35 @@ def test_pages_carry_a_csp_without_inline_script(server: ApiServer) -> None:
         assert all(src for src in re.findall(r"<script([^>]*)>", text)) and "<script>" not in text
 
 
+def test_assets_are_kept_for_good_at_versioned_addresses_and_revalidated_elsewhere(server: ApiServer) -> None:
+    """A page names its scripts and stylesheets under /console/assets/<version>/: the browser keeps
+    them without asking again (a returning user's page loads nothing but itself). Another version
+    (a page from another release) and /console/static/ are asked again on each use, the ETag
+    making that a 304; every asset keeps the console's security headers."""
+    client = Browserish(server)
+    status, _, page = client.request("GET", "/console/signin")
+    assets = re.search(rb'src="(/console/assets/[0-9a-f]{16})/js/signin.js"', page)
+    assert status == 200 and assets is not None
+    prefix = assets.group(1).decode()
+    status, headers, body = client.request("GET", f"{prefix}/js/common.js")
+    assert status == 200 and headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert (
+        headers["Content-Type"].startswith("text/javascript")
+        and headers["X-Content-Type-Options"] == "nosniff"
+    )
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    static = pathlib.Path(__file__).resolve().parents[2] / "src" / "openssm" / "console" / "static"
+    assert body == (static / "js" / "common.js").read_bytes()
+    for stale in ("/console/assets/0123456789abcdef/js/common.js", "/console/static/js/common.js"):
+        status, headers, again = client.request("GET", stale)
+        assert status == 200 and again == body and headers["Cache-Control"] == "no-cache", stale
+        status, _, _ = client.request("GET", stale, headers={"If-None-Match": headers["ETag"]})
+        assert status == 304, stale
+    for outside in ("/../app.py", "/js/..%2F..%2Fapp.py", "/../../pages.py"):
+        status, _, _ = client.request("GET", prefix + outside)
+        assert status == 404, outside
+
+
 def test_signed_out_requests_go_to_sign_in(server: ApiServer) -> None:
     client = Browserish(server)
     status, headers, _ = client.request("GET", "/console/nodes")

@@ -311,6 +311,7 @@ def install(app: web.Application, services: Services) -> None:
     router.add_get(PREFIX + "/", console.index)
     router.add_get(PREFIX + "/signin", console.signin_page)
     router.add_get(PREFIX + "/static/{path:.+}", pages.static_file)
+    router.add_get(pages.ASSETS_PREFIX + "/{version:[0-9a-f]{16}}/{path:.+}", pages.versioned_file)
     router.add_post(PREFIX + "/api/signin", console.signin)
     _add_oidc_routes(router, console)
     router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))

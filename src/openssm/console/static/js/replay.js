@@ -1,5 +1,5 @@
 // Replay of a recorded shell session (the server's asciicast v2 file) in the browser.
-import { Terminal } from "/console/static/vendor/xterm.mjs";
+import { Terminal } from "../vendor/xterm.mjs";
 import { startPage, showMessage } from "./common.js";
 import { CastPlayer, parseCast } from "./player.js";
 

@@ -1,7 +1,7 @@
 // A shell on a managed node: StartSession through the console backend, then the data channel
 // straight to the gateway (StreamUrl + TokenValue), rendered with xterm.js.
-import { Terminal } from "/console/static/vendor/xterm.mjs";
-import { FitAddon } from "/console/static/vendor/addon-fit.mjs";
+import { Terminal } from "../vendor/xterm.mjs";
+import { FitAddon } from "../vendor/addon-fit.mjs";
 import { ApiFailure, postJson, showMessage, startPage } from "./common.js";
 import { DataChannelClient } from "./datachannel.js";
 
