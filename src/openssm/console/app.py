@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import urllib.parse
 from typing import Any, Final
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PREFIX: Final = "/console"
 GATEWAY_URLS_TTL: Final = 10.0  # seconds
+ME_META: Final = "openssm-me"  # the meta element of a signed-in page that holds /console/api/me's answer
 
 
 class Console:
@@ -121,10 +123,15 @@ class Console:
                 text="The console's terminal assets are not built: run `make console-assets` "
                 "(npm install + scripts/build-console-assets) and restart the server."
             )
-        if await self.session_of(request) is None:
+        found = await self.session_of(request)
+        actor = None if found is None else await self.actor_for(request, found[0])
+        if found is None or actor is None:
             target = urllib.parse.quote(request.path_qs, safe="")
             raise web.HTTPFound(f"{PREFIX}/signin?next={target}")
-        return pages.html_response(name)
+        # Who is signed in and the CSRF token go in the page (no-store, readable by this origin
+        # only), so its script can make its first state-changing request without asking first.
+        session, token = found
+        return pages.html_response(name, {ME_META: json.dumps(self.who(session, token, actor))})
 
     async def signin_page(self, request: web.Request) -> web.StreamResponse:
         if await self.session_of(request) is not None:
@@ -204,21 +211,24 @@ class Console:
         web_security.clear_session_cookie(response, self.secure(request))
         return response
 
+    def who(self, session: ConsoleSession, token: str, actor: ConsoleActor) -> dict[str, str]:
+        """Who is signed in, and the CSRF token of the session: ``/console/api/me``, and the
+        ``openssm-me`` meta element of every signed-in page."""
+        principal = actor.identity.principal
+        return {
+            "user": session.user_name,
+            "arn": principal.arn,
+            "account": principal.account,
+            "region": self.services.config.region,
+            "csrf_token": web_security.csrf_token_for(token),
+            "expires_at": session.expires_at.isoformat(),
+        }
+
     async def me(
         self, request: web.Request, session: ConsoleSession, actor: ConsoleActor
     ) -> web.StreamResponse:
         token = request.cookies.get(self.cookie_name(request), "")
-        principal = actor.identity.principal
-        return web.json_response(
-            {
-                "user": session.user_name,
-                "arn": principal.arn,
-                "account": principal.account,
-                "region": self.services.config.region,
-                "csrf_token": web_security.csrf_token_for(token),
-                "expires_at": session.expires_at.isoformat(),
-            }
-        )
+        return web.json_response(self.who(session, token, actor))
 
     # -- wrappers ------------------------------------------------------------------------------------
 

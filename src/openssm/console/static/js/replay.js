@@ -7,7 +7,7 @@ const sessionId = new URLSearchParams(location.search).get("session") || "";
 const message = document.getElementById("replay-message");
 
 async function main() {
-  await startPage("sessions");
+  startPage("sessions");
   document.getElementById("replay-title").textContent = `Replay of ${sessionId}`;
   const response = await fetch(`/console/api/sessions/${encodeURIComponent(sessionId)}/recording`, { credentials: "same-origin" });
   if (!response.ok) {

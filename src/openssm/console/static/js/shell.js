@@ -21,7 +21,7 @@ function banner(title, detail) {
 }
 
 async function main() {
-  await startPage(joining ? "sessions" : "nodes");
+  startPage(joining ? "sessions" : "nodes");
   document.getElementById("shell-title").textContent = joining
     ? `${watching ? "Watching" : "Joined"} ${joining}`
     : `Shell on ${target}`;
