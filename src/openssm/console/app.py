@@ -41,6 +41,15 @@ GATEWAY_URLS_TTL: Final = 10.0  # seconds
 ME_META: Final = "openssm-me"  # the meta element of a signed-in page that holds /console/api/me's answer
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignedInAs:
+    """A request's valid console session: the row, the cookie's token and the access key it stands for."""
+
+    session: ConsoleSession
+    token: str
+    key: access_keys.AccessKeyRow
+
+
 class Console:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -81,7 +90,7 @@ class Console:
         scheme = "https" if self.secure(request) else "http"
         return web_security.allowed_origins(scheme, request.host, await self.gateway_urls())
 
-    async def session_of(self, request: web.Request) -> tuple[ConsoleSession, str] | None:
+    async def session_of(self, request: web.Request) -> SignedInAs | None:
         token = request.cookies.get(self.cookie_name(request))
         if not token:
             return None
@@ -95,12 +104,12 @@ class Console:
             return None
         if key.expires_at is not None and key.expires_at <= self.services.clock.now():
             return None
-        return session, token
+        return SignedInAs(session, token, key)
 
-    async def actor_for(self, request: web.Request, session: ConsoleSession) -> ConsoleActor | None:
-        key = await access_keys.find(self.services.engine, session.access_key_id)
-        principal = None if key is None else await principal_for_key(self.services, key)
-        if key is None or principal is None:
+    async def actor_for(self, request: web.Request, signed_in: SignedInAs) -> ConsoleActor | None:
+        key, session = signed_in.key, signed_in.session
+        principal = await principal_for_key(self.services, key)
+        if principal is None:
             return None
         # A console session is a temporary credential, as AWS's console sessions are: its requests
         # carry aws:MultiFactorAuthPresent (true after a TOTP code) and aws:TokenIssueTime.
@@ -124,14 +133,13 @@ class Console:
                 "(npm install + scripts/build-console-assets) and restart the server."
             )
         found = await self.session_of(request)
-        actor = None if found is None else await self.actor_for(request, found[0])
+        actor = None if found is None else await self.actor_for(request, found)
         if found is None or actor is None:
             target = urllib.parse.quote(request.path_qs, safe="")
             raise web.HTTPFound(f"{PREFIX}/signin?next={target}")
         # Who is signed in and the CSRF token go in the page (no-store, readable by this origin
         # only), so its script can make its first state-changing request without asking first.
-        session, token = found
-        return pages.html_response(name, {ME_META: json.dumps(self.who(session, token, actor))})
+        return pages.html_response(name, {ME_META: json.dumps(self.who(found.session, found.token, actor))})
 
     async def signin_page(self, request: web.Request) -> web.StreamResponse:
         if await self.session_of(request) is not None:
@@ -237,7 +245,7 @@ class Console:
             found = await self.session_of(request)
             if found is None:
                 return _error(401, "NotSignedIn", "Your console session has ended. Sign in again.")
-            session, _ = found
+            session = found.session
             if changes_state:
                 origin_ok = web_security.origin_allowed(
                     request.headers.get("Origin"), await self.allowed_origins(request)
@@ -247,7 +255,7 @@ class Console:
                 )
                 if not (origin_ok and csrf_ok):
                     return _error(403, "BadCsrfToken", "The request did not come from this console page.")
-            actor = await self.actor_for(request, session)
+            actor = await self.actor_for(request, found)
             if actor is None:
                 return _error(401, "NotSignedIn", "The user of this console session no longer exists.")
             try:
