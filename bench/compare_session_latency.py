@@ -14,12 +14,19 @@ through `openssm start-session` (client → gateway → agent PTY and back) and 
 minimal in-process client (gateway + agent only); each round's p50 and p99, their ranges over the
 rounds, and REV's over the working tree's as a ratio.
 
-Run: `.venv/bin/python bench/compare_session_latency.py REV [--sessions 8] [--echo-rounds 3] [--keys 200]`
+`--browser` adds the browser console (Playwright on /usr/bin/chromium, as `bench_session_latency.py`
+measures it: click on "Start session" to the prompt in the terminal, a returning user with a warm
+cache) to each round, on each system, and prints the working tree's over REV's round by round.
+`--only-browser` runs just that (and no echo).
+
+Run: `.venv/bin/python bench/compare_session_latency.py REV [--sessions 8] [--echo-rounds 3] [--keys 200]
+[--browser | --only-browser]`
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import pwd
@@ -99,6 +106,24 @@ def report_echo(echo: dict[str, dict[str, list[list[float]]]]) -> None:
             print(line)
 
 
+def report_ratios(results: dict[str, list[latency.Run]]) -> None:
+    """Per way in measured on both systems: the working tree's time over REV's, round by round."""
+    ways = [name.removesuffix(" [working tree]") for name in results if name.endswith(" [working tree]")]
+    lines = []
+    for way in ways:
+        pair = [runs for name, runs in results.items() if name.startswith(way + " [")]
+        if len(pair) != 2:
+            continue
+        then, now = pair  # REV ran first
+        ratios = [new.total / old.total for old, new in zip(then, now, strict=True)]
+        lines.append(
+            f"  {way:<24} {statistics.median(ratios):5.2f}x  [{min(ratios):4.2f} - {max(ratios):4.2f}]"
+        )
+    if lines:
+        print("\nWorking tree ÷ REV, start → first prompt byte, round by round: median [min - max]")
+        print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -108,27 +133,39 @@ def main() -> None:
     parser.add_argument("--run-as", help="account the sessions run as (as bench_session_latency.py)")
     parser.add_argument("--echo-rounds", type=int, default=3, help="rounds of keystroke echo (default 3)")
     parser.add_argument("--keys", type=int, default=200, help="keystrokes per echo round (default 200)")
+    parser.add_argument("--browser", action="store_true", help="add the browser console (click → prompt)")
+    parser.add_argument("--only-browser", action="store_true", help="only the browser console, no echo")
     args = parser.parse_args()
     account = latency.pick_account(args.run_as)
+    browser = args.browser or args.only_browser
     results: dict[str, list[latency.Run]] = {}
     echo: dict[str, dict[str, list[list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp, latency.client_revision(args.rev) as sources:
         root = pathlib.Path(tmp)
         os.chmod(root, 0o711)
         systems: dict[str, tuple[latency.Context, pathlib.Path | None]] = {}
+        browsers: dict[str, latency.Browser] = {}
+        launched = contextlib.ExitStack()
         try:
             for number, (label, source) in enumerate(reversed(sources.items())):  # REV first
                 name = label.strip() or "[working tree]"
                 systems[name] = (start_system(root / str(number), source, account), source)
+            if browser:
+                chromium = launched.enter_context(latency.chromium())
+                browsers = {name: latency.Browser(ctx, chromium) for name, (ctx, _) in systems.items()}
             for _ in range(args.sessions):
                 for name, (ctx, source) in systems.items():
+                    if browser:
+                        results.setdefault(f"browser {name}", []).append(browsers[name].run())
+                    if args.only_browser:
+                        continue
                     ssm = ctx.server.client("ssm")
                     results.setdefault(f"openssm start-session {name}", []).append(
                         latency.run_openssm(ctx, source)
                     )
                     run, _ = latency.in_thread(latency.in_process_session(ssm, ctx.instance_id, 0, ctx.logs))
                     results.setdefault(f"in-process {name}", []).append(run)
-            for _ in range(args.echo_rounds):
+            for _ in range(0 if args.only_browser else args.echo_rounds):
                 for name, (ctx, source) in systems.items():
                     shell = echo.setdefault("openssm start-session", {})
                     shell.setdefault(name, []).append(shell_echo(ctx, source, args.keys))
@@ -139,11 +176,15 @@ def main() -> None:
                     in_process = echo.setdefault("in-process client", {})
                     in_process.setdefault(name, []).append(samples)
         finally:
+            for opened in browsers.values():
+                opened.close()
+            launched.close()
             for ctx, _ in systems.values():
                 ctx.agent.stop()
                 ctx.server.stop()
     print(f"{args.sessions} rounds; {os.cpu_count()} CPUs, shared with whatever else runs")
     latency.report(results, floor="")  # no floor: the sides are read against each other
+    report_ratios(results)
     report_echo(echo)
     for name, (ctx, _) in systems.items():
         if ctx.logs.db_work:

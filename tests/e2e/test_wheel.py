@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -116,9 +117,15 @@ def test_the_wheel_in_a_fresh_virtualenv_serves_the_console_without_npm(tmp_path
         status, _, _ = browser.sign_in(key, secret)
         assert status == 200
         status, _, page = browser.request("GET", "/console/shell?target=mi-0123456789abcdef0")
-        assert (
-            status == 200 and b"/console/static/vendor/xterm.css" in page
-        )  # the terminal page, not "not built"
+        # the terminal page, not "not built", and its assets at their versioned addresses
+        assets = re.search(rb'href="(/console/assets/[0-9a-f]{16})/vendor/xterm.css"', page)
+        assert status == 200 and assets is not None
+        for asset in ASSETS:
+            status, _, body = browser.request("GET", f"{assets.group(1).decode()}/{asset}")
+            assert (
+                status == 200
+                and body == (REPO_ROOT / "src" / "openssm" / "console" / "static" / asset).read_bytes()
+            )
     finally:
         server.stop()
 

@@ -5,6 +5,7 @@ IAM API, and acting with the signed-in principal's permissions only."""
 from __future__ import annotations
 
 import base64
+import html
 import http.client
 import json
 import pathlib
@@ -116,6 +117,35 @@ def test_pages_carry_a_csp_without_inline_script(server: ApiServer) -> None:
         assert all(src for src in re.findall(r"<script([^>]*)>", text)) and "<script>" not in text
 
 
+def test_assets_are_kept_for_good_at_versioned_addresses_and_revalidated_elsewhere(server: ApiServer) -> None:
+    """A page names its scripts and stylesheets under /console/assets/<version>/: the browser keeps
+    them without asking again (a returning user's page loads nothing but itself). Another version
+    (a page from another release) and /console/static/ are asked again on each use, the ETag
+    making that a 304; every asset keeps the console's security headers."""
+    client = Browserish(server)
+    status, _, page = client.request("GET", "/console/signin")
+    assets = re.search(rb'src="(/console/assets/[0-9a-f]{16})/js/signin.js"', page)
+    assert status == 200 and assets is not None
+    prefix = assets.group(1).decode()
+    status, headers, body = client.request("GET", f"{prefix}/js/common.js")
+    assert status == 200 and headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert (
+        headers["Content-Type"].startswith("text/javascript")
+        and headers["X-Content-Type-Options"] == "nosniff"
+    )
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    static = pathlib.Path(__file__).resolve().parents[2] / "src" / "openssm" / "console" / "static"
+    assert body == (static / "js" / "common.js").read_bytes()
+    for stale in ("/console/assets/0123456789abcdef/js/common.js", "/console/static/js/common.js"):
+        status, headers, again = client.request("GET", stale)
+        assert status == 200 and again == body and headers["Cache-Control"] == "no-cache", stale
+        status, _, _ = client.request("GET", stale, headers={"If-None-Match": headers["ETag"]})
+        assert status == 304, stale
+    for outside in ("/../app.py", "/js/..%2F..%2Fapp.py", "/../../pages.py"):
+        status, _, _ = client.request("GET", prefix + outside)
+        assert status == 404, outside
+
+
 def test_signed_out_requests_go_to_sign_in(server: ApiServer) -> None:
     client = Browserish(server)
     status, headers, _ = client.request("GET", "/console/nodes")
@@ -171,6 +201,31 @@ def test_state_changes_need_the_csrf_token_and_our_origin(server: ApiServer) -> 
     # Sign-in itself only from our own pages.
     assert Browserish(server, origin="https://evil.example").sign_in(key, secret)[0] == 403
     assert Browserish(server, origin="").sign_in(key, secret)[0] == 403
+
+
+def test_signed_in_pages_carry_who_is_signed_in_and_the_csrf_token(server: ApiServer) -> None:
+    """Each signed-in page holds /console/api/me's answer in a meta element, so its script makes its
+    first state-changing request (Start session) without asking for the token first. The page is
+    never stored; the token still has to come back in the header, from our origin."""
+    key, secret = server.admin_credentials
+    client = Browserish(server)
+    assert client.sign_in(key, secret)[0] == 200
+    status, headers, page = client.request("GET", "/console/shell?target=mi-0123456789abcdef0")
+    found = re.search(rb'<meta name="openssm-me" content="([^"]*)">', page)
+    assert status == 200 and found is not None and headers["Cache-Control"] == "no-store"
+    me = json.loads(html.unescape(found.group(1).decode()))
+    assert me == client.get_json("/console/api/me")[1] and me["csrf_token"] == client.csrf
+    assert me["user"] == "admin" and me["arn"].endswith(":user/admin")
+    status, answer = client.post_json("/console/api/activations", {}, csrf=me["csrf_token"])
+    assert status == 200 and answer["ActivationId"]
+    other = Browserish(server)  # another session: another token, which the first one's refuses
+    assert other.sign_in(key, secret)[0] == 200 and other.csrf != client.csrf
+    assert client.post_json("/console/api/activations", {}, csrf=other.csrf)[0] == 403
+    # Signed out, no page (and so no token): the sign-in page, which carries none.
+    status, headers, _ = Browserish(server).request("GET", "/console/shell")
+    assert status == 302 and headers["Location"].startswith("/console/signin")
+    status, _, page = Browserish(server).request("GET", "/console/signin")
+    assert status == 200 and b"openssm-me" not in page
 
 
 def test_websocket_upgrades_from_foreign_origins_are_refused(server: ApiServer) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import urllib.parse
 from typing import Any, Final
@@ -37,6 +38,16 @@ log = logging.getLogger(__name__)
 
 PREFIX: Final = "/console"
 GATEWAY_URLS_TTL: Final = 10.0  # seconds
+ME_META: Final = "openssm-me"  # the meta element of a signed-in page that holds /console/api/me's answer
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignedInAs:
+    """A request's valid console session: the row, the cookie's token and the access key it stands for."""
+
+    session: ConsoleSession
+    token: str
+    key: access_keys.AccessKeyRow
 
 
 class Console:
@@ -79,7 +90,7 @@ class Console:
         scheme = "https" if self.secure(request) else "http"
         return web_security.allowed_origins(scheme, request.host, await self.gateway_urls())
 
-    async def session_of(self, request: web.Request) -> tuple[ConsoleSession, str] | None:
+    async def session_of(self, request: web.Request) -> SignedInAs | None:
         token = request.cookies.get(self.cookie_name(request))
         if not token:
             return None
@@ -93,12 +104,12 @@ class Console:
             return None
         if key.expires_at is not None and key.expires_at <= self.services.clock.now():
             return None
-        return session, token
+        return SignedInAs(session, token, key)
 
-    async def actor_for(self, request: web.Request, session: ConsoleSession) -> ConsoleActor | None:
-        key = await access_keys.find(self.services.engine, session.access_key_id)
-        principal = None if key is None else await principal_for_key(self.services, key)
-        if key is None or principal is None:
+    async def actor_for(self, request: web.Request, signed_in: SignedInAs) -> ConsoleActor | None:
+        key, session = signed_in.key, signed_in.session
+        principal = await principal_for_key(self.services, key)
+        if principal is None:
             return None
         # A console session is a temporary credential, as AWS's console sessions are: its requests
         # carry aws:MultiFactorAuthPresent (true after a TOTP code) and aws:TokenIssueTime.
@@ -121,10 +132,14 @@ class Console:
                 text="The console's terminal assets are not built: run `make console-assets` "
                 "(npm install + scripts/build-console-assets) and restart the server."
             )
-        if await self.session_of(request) is None:
+        found = await self.session_of(request)
+        actor = None if found is None else await self.actor_for(request, found)
+        if found is None or actor is None:
             target = urllib.parse.quote(request.path_qs, safe="")
             raise web.HTTPFound(f"{PREFIX}/signin?next={target}")
-        return pages.html_response(name)
+        # Who is signed in and the CSRF token go in the page (no-store, readable by this origin
+        # only), so its script can make its first state-changing request without asking first.
+        return pages.html_response(name, {ME_META: json.dumps(self.who(found.session, found.token, actor))})
 
     async def signin_page(self, request: web.Request) -> web.StreamResponse:
         if await self.session_of(request) is not None:
@@ -204,21 +219,24 @@ class Console:
         web_security.clear_session_cookie(response, self.secure(request))
         return response
 
+    def who(self, session: ConsoleSession, token: str, actor: ConsoleActor) -> dict[str, str]:
+        """Who is signed in, and the CSRF token of the session: ``/console/api/me``, and the
+        ``openssm-me`` meta element of every signed-in page."""
+        principal = actor.identity.principal
+        return {
+            "user": session.user_name,
+            "arn": principal.arn,
+            "account": principal.account,
+            "region": self.services.config.region,
+            "csrf_token": web_security.csrf_token_for(token),
+            "expires_at": session.expires_at.isoformat(),
+        }
+
     async def me(
         self, request: web.Request, session: ConsoleSession, actor: ConsoleActor
     ) -> web.StreamResponse:
         token = request.cookies.get(self.cookie_name(request), "")
-        principal = actor.identity.principal
-        return web.json_response(
-            {
-                "user": session.user_name,
-                "arn": principal.arn,
-                "account": principal.account,
-                "region": self.services.config.region,
-                "csrf_token": web_security.csrf_token_for(token),
-                "expires_at": session.expires_at.isoformat(),
-            }
-        )
+        return web.json_response(self.who(session, token, actor))
 
     # -- wrappers ------------------------------------------------------------------------------------
 
@@ -227,7 +245,7 @@ class Console:
             found = await self.session_of(request)
             if found is None:
                 return _error(401, "NotSignedIn", "Your console session has ended. Sign in again.")
-            session, _ = found
+            session = found.session
             if changes_state:
                 origin_ok = web_security.origin_allowed(
                     request.headers.get("Origin"), await self.allowed_origins(request)
@@ -237,7 +255,7 @@ class Console:
                 )
                 if not (origin_ok and csrf_ok):
                     return _error(403, "BadCsrfToken", "The request did not come from this console page.")
-            actor = await self.actor_for(request, session)
+            actor = await self.actor_for(request, found)
             if actor is None:
                 return _error(401, "NotSignedIn", "The user of this console session no longer exists.")
             try:
@@ -311,6 +329,7 @@ def install(app: web.Application, services: Services) -> None:
     router.add_get(PREFIX + "/", console.index)
     router.add_get(PREFIX + "/signin", console.signin_page)
     router.add_get(PREFIX + "/static/{path:.+}", pages.static_file)
+    router.add_get(pages.ASSETS_PREFIX + "/{version:[0-9a-f]{16}}/{path:.+}", pages.versioned_file)
     router.add_post(PREFIX + "/api/signin", console.signin)
     _add_oidc_routes(router, console)
     router.add_post(PREFIX + "/api/signout", console.signed_in(console.signout, changes_state=True))

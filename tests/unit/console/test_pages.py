@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 
 import pytest
@@ -16,12 +17,12 @@ def test_every_page_is_a_whole_document_with_its_own_script(name: str) -> None:
         "</body>\n</html>\n"
     )
     assert f"<title>{pages.TITLES[name]} · OpenSSM</title>" in html
-    assert re.findall(r'<script type="module" src="([^"]+)"></script>', html) == [
-        f"/console/static/js/{name}.js"
-    ]
+    assets = f"/console/assets/{pages.ASSET_VERSION.current()}"
+    assert re.findall(r'<script type="module" src="([^"]+)"></script>', html) == [f"{assets}/js/{name}.js"]
+    assert f'<link rel="stylesheet" href="{assets}/css/console.css">' in html
     assert (pages.STATIC_DIR / "js" / f"{name}.js").is_file()
     terminal = name in pages.TERMINAL_PAGES
-    assert ("vendor/xterm.css" in html) is terminal
+    assert (f"{assets}/vendor/xterm.css" in html) is terminal
     assert (f'<body class="{"terminal-page" if terminal else ""}">') in html
     main = html.split("<main>\n", 1)[1].rsplit("</main>", 1)[0]
     assert main == (pages.STATIC_DIR / f"{name}.html").read_text(encoding="utf-8")
@@ -30,3 +31,30 @@ def test_every_page_is_a_whole_document_with_its_own_script(name: str) -> None:
 
 def test_the_signed_in_pages_are_all_but_sign_in() -> None:
     assert pages.SIGNED_IN_PAGES == {"nodes", "shell", "sessions", "replay", "activations", "access"}
+
+
+def test_the_asset_version_is_a_digest_of_the_files_and_follows_their_changes(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "js").mkdir()
+    script = tmp_path / "js" / "a.js"
+    script.write_text("export const a = 1;\n")
+    (tmp_path / "notes.txt").write_text("not served, not counted")
+    version = pages.AssetVersion(tmp_path)
+    first = version.current()
+    assert re.fullmatch(r"[0-9a-f]{16}", first) and version.current() == first
+    assert pages.AssetVersion(tmp_path).current() == first  # the contents decide: nodes agree
+    (tmp_path / "notes.txt").write_text("still not served")
+    assert version.current() == first
+    script.write_text("export const a = 2;\n")  # same size, new contents (and time)
+    second = version.current()
+    assert second != first
+    (tmp_path / "css").mkdir()
+    (tmp_path / "css" / "b.css").write_text("body {}\n")  # a new file
+    assert version.current() not in (first, second)
+
+
+def test_scripts_import_each_other_by_relative_paths() -> None:
+    """A module's imports resolve against its own versioned address only if they are relative."""
+    for script in (pages.STATIC_DIR / "js").glob("*.js"):
+        text = script.read_text(encoding="utf-8")
+        imported = re.findall(r'(?:from|import)\s*\(?\s*"([^"]+)"', text)
+        assert all(path.startswith(("./", "../")) for path in imported), (script.name, imported)

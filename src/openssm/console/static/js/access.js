@@ -117,6 +117,6 @@ document.getElementById("request-form").addEventListener("submit", async (event)
   refresh();
 });
 
-await startPage("access");
+startPage("access");
 await Promise.all([refresh(), loadTargets()]);
 setInterval(refresh, REFRESH_MS);

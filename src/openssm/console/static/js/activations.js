@@ -60,5 +60,5 @@ document.getElementById("activation-copy").addEventListener("click", async () =>
   }
 });
 
-await startPage("activations");
+startPage("activations");
 await refresh();

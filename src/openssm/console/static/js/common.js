@@ -1,6 +1,9 @@
 // Shared by every console page: the JSON API (with the CSRF token), the header, small DOM helpers.
 
-let me = null;
+// Who is signed in and the session's CSRF token: the server writes /console/api/me's answer into
+// every signed-in page (a meta element), so no request has to wait for it.
+const meElement = document.querySelector('meta[name="openssm-me"]');
+const me = meElement ? JSON.parse(meElement.content) : null;
 
 export class ApiFailure extends Error {
   constructor(status, code, message) {
@@ -100,9 +103,8 @@ const PAGES = [
   ["activations", "Activations"],
 ];
 
-/** Load who is signed in (and the CSRF token) and draw the header; `active` names this page. */
-export async function startPage(active) {
-  me = await getJson("/console/api/me");
+/** Draw the header (who is signed in, from the page); `active` names this page. */
+export function startPage(active) {
   const nav = el(
     "nav",
     { class: "nav", "aria-label": "Console" },

@@ -65,6 +65,6 @@ async function refresh() {
 
 search.addEventListener("input", render);
 statusFilter.addEventListener("change", render);
-await startPage("nodes");
+startPage("nodes");
 await refresh();
 setInterval(refresh, REFRESH_MS);

@@ -1,5 +1,5 @@
 // Replay of a recorded shell session (the server's asciicast v2 file) in the browser.
-import { Terminal } from "/console/static/vendor/xterm.mjs";
+import { Terminal } from "../vendor/xterm.mjs";
 import { startPage, showMessage } from "./common.js";
 import { CastPlayer, parseCast } from "./player.js";
 
@@ -7,7 +7,7 @@ const sessionId = new URLSearchParams(location.search).get("session") || "";
 const message = document.getElementById("replay-message");
 
 async function main() {
-  await startPage("sessions");
+  startPage("sessions");
   document.getElementById("replay-title").textContent = `Replay of ${sessionId}`;
   const response = await fetch(`/console/api/sessions/${encodeURIComponent(sessionId)}/recording`, { credentials: "same-origin" });
   if (!response.ok) {

@@ -105,6 +105,6 @@ async function refresh() {
   }
 }
 
-await startPage("sessions");
+startPage("sessions");
 await refresh();
 setInterval(refresh, REFRESH_MS);

@@ -1,9 +1,11 @@
 // A shell on a managed node: StartSession through the console backend, then the data channel
 // straight to the gateway (StreamUrl + TokenValue), rendered with xterm.js.
-import { Terminal } from "/console/static/vendor/xterm.mjs";
-import { FitAddon } from "/console/static/vendor/addon-fit.mjs";
 import { ApiFailure, postJson, showMessage, startPage } from "./common.js";
 import { DataChannelClient } from "./datachannel.js";
+
+// xterm.js (the largest script by far) is loaded beside StartSession, not before it: a static
+// import would have the browser parse and run it before this module could ask for the session.
+const xterm = Promise.all([import("../vendor/xterm.mjs"), import("../vendor/addon-fit.mjs")]);
 
 const query = new URLSearchParams(location.search);
 const target = query.get("target") || "";
@@ -21,15 +23,17 @@ function banner(title, detail) {
 }
 
 async function main() {
-  await startPage(joining ? "sessions" : "nodes");
+  // The session is asked for first thing (the CSRF token is in the page); the header is drawn meanwhile.
+  const starting = joining
+    ? postJson(`/console/api/sessions/${encodeURIComponent(joining)}/join`, { readOnly: watching })
+    : postJson("/console/api/sessions", { target });
+  startPage(joining ? "sessions" : "nodes");
   document.getElementById("shell-title").textContent = joining
     ? `${watching ? "Watching" : "Joined"} ${joining}`
     : `Shell on ${target}`;
   let started;
   try {
-    started = joining
-      ? await postJson(`/console/api/sessions/${encodeURIComponent(joining)}/join`, { readOnly: watching })
-      : await postJson("/console/api/sessions", { target });
+    started = await starting;
   } catch (err) {
     const what = joining ? `join ${joining}` : `start a session on ${target}`;
     const text = err.denied ? `You are not allowed to ${what}. ${err.message}` : `Could not ${what}: ${err.message}`;
@@ -82,6 +86,7 @@ async function main() {
   });
   channel.start();
   window.addEventListener("beforeunload", () => channel.close());
+  const [{ Terminal }, { FitAddon }] = await xterm;
   await opened;
 
   term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14, convertEol: false });
