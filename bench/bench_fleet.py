@@ -31,8 +31,18 @@ go Online and idle. Printed beside the issue's targets:
   second over the whole wave, and the server's CPU per agent; with ``--compare-src`` alternating with
   that tree's server (``--repeat`` rounds), with ``--postgres`` on a fresh PostgreSQL database
   (``tests/support/postgres.py``: ``OPENSSM_TEST_POSTGRES_URL``) instead of SQLite.
+- with ``--cluster N`` (instead of the table): N ``openssm server`` nodes on a fresh PostgreSQL
+  database and Redis (``tests/e2e/cluster.py``), ``--agents`` agents spread over them (each shuffles
+  the nodes) on the real schedule, ``--cluster-sessions`` shells opened through the survivors (both
+  ends on them) and typed on, a keystroke every 0.2 s each, then the last node SIGKILLed: seconds
+  until each of its agents is Online on another node (p50/p99/max, and all: by the agents, then by
+  the database, none left on the dead node), whether the survivors' shells and control channels
+  noticed (echoes before and after the kill, sessions ended, channels re-opened), each node's
+  sockets (at most, sampled every 2 s) against the admission limit it logged, and the throttled and
+  5xx answers agents saw before and after the kill.
 
-Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target).
+Run: ``.venv/bin/python bench/bench_fleet.py --agents 1000`` (quick), ``--agents 10000`` (the target);
+``--cluster 3 --agents 10000`` (the cluster's target).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import math
 import os
 import pathlib
 import random
+import re
 import resource
 import signal
 import ssl
@@ -63,9 +74,10 @@ import boto3
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from tests.e2e.cluster import Node, running_cluster
 from tests.e2e.harness import Server
 from tests.support import fleet as sim
-from tests.support.postgres import fresh_postgres_database
+from tests.support.postgres import fetch_value, fresh_postgres_database
 from tests.support.stats import percentile
 from tests.support.tls import self_signed
 from tests.support.wait import wait_until
@@ -169,14 +181,16 @@ def server_env(server_src: str | None) -> dict[str, str] | None:
     return env
 
 
-async def start_in_batches(fleet: sim.Fleet, batch: int, timeout: float) -> float:
-    """Start the registered agents (all but the first, already online) ``batch`` at a time, each
-    batch once the one before is Online: seconds until all are. A whole fleet started at one
+async def start_in_batches(
+    fleet: sim.Fleet, batch: int, timeout: float, agents: list[sim.SimAgent] | None = None
+) -> float:
+    """Start the registered ``agents`` (all but the first, already online, by default) ``batch`` at
+    a time, each batch once the one before is Online: seconds until all are. A whole fleet started at one
     instant is a registration wave (``--registrations`` measures those); for the idle figures the
     fleet only has to get there, and ten thousand agents retrying together on one 2-core machine
     mostly measure the simulator's own signing."""
     began = time.monotonic()
-    agents = fleet.agents[1:]
+    agents = fleet.agents[1:] if agents is None else agents
     step = batch or max(1, len(agents))
     for start in range(0, len(agents), step):
         chosen = agents[start : start + step]
@@ -539,18 +553,20 @@ async def open_shell(
     return shell, probe
 
 
-async def type_keys(shells: list[tuple[sim.ShellClient, EchoProbe]], seconds: float) -> float:
-    """One keystroke a second on every shell, staggered evenly over the second, for ``seconds``;
-    then until every echo is back (or 10 s: those still out are counted "late"). Returns the seconds
-    of typing."""
+async def type_keys(
+    shells: list[tuple[sim.ShellClient, EchoProbe]], seconds: float, interval: float = 1.0
+) -> float:
+    """One keystroke every ``interval`` seconds on every shell, staggered evenly over the interval,
+    for ``seconds``; then until every echo is back (or 10 s: those still out are counted "late").
+    Returns the seconds of typing."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     keys = b"abcdefghijklmnopqrstuvwxyz"
 
     async def typist(index: int, shell: sim.ShellClient, probe: EchoProbe) -> None:
         offset = index / len(shells)
-        for n in range(int(seconds)):
-            await asyncio.sleep(max(0.0, began + offset + n - loop.time()))
+        for n in range(int(seconds / interval)):
+            await asyncio.sleep(max(0.0, began + (offset + n) * interval - loop.time()))
             key = keys[(index + n) % len(keys)]
             probe.sent(key)
             try:
@@ -829,6 +845,281 @@ async def registrations(args: argparse.Namespace, root: pathlib.Path) -> None:
         print(f"  {what:40s} " + ";  ".join(cells))
 
 
+ROOM_FOR = re.compile(r"room for about (\d+) agents")
+REHOME_TARGET_SECONDS = 30.0  # issue 16: a killed node's agents Online on the others within 30 s
+KEY_SECONDS = 0.2  # one keystroke every 0.2 s on each survivor's shell while the node dies
+
+
+@dataclasses.dataclass
+class NodeLoad:
+    """One node's figures, sampled through the run: sockets held (at most), its admission limit."""
+
+    node: Node
+    limit: int
+    sockets_max: int = 0
+    sockets_now: int = 0
+    rss: int = 0
+    cpu: float = 0.0  # CPU seconds, at the last sample
+    cpu_at_kill: float = 0.0
+    cpu_rehome: float = 0.0  # CPU seconds from the kill until every agent was back
+
+    def sample(self) -> None:
+        if self.node.process is None or not self.node.process.alive():
+            return
+        with contextlib.suppress(OSError):  # a node killed between the check and the read
+            pid = server_pid(self.node)
+            self.sockets_now = open_sockets(pid)
+            self.sockets_max = max(self.sockets_max, self.sockets_now)
+            self.rss = rss_bytes(pid)
+            self.cpu = cpu_seconds(pid)
+
+
+def admission_limit(node: Node) -> int:
+    """The connections a node admits new agents up to, as it says at start (``server.admission``)."""
+    assert node.process is not None
+    found = ROOM_FOR.search(node.process.log())
+    assert found, f"{node.node_id} did not say its admission limit"
+    return int(found.group(1))
+
+
+async def sample_nodes(loads: list[NodeLoad], period: float = 2.0) -> None:
+    while True:
+        for load in loads:
+            await asyncio.to_thread(load.sample)
+        await asyncio.sleep(period)
+
+
+def control_rows(node: Node, node_id: str) -> int:
+    """Registered instances whose control channel the database has on ``node_id``."""
+    value = fetch_value(
+        node.database_url,
+        "SELECT count(*) FROM instances WHERE control_node_id = $1 AND NOT deregistered",
+        node_id,
+    )
+    assert isinstance(value, int)
+    return value
+
+
+def spread(fleet: sim.Fleet, nodes: list[Node]) -> dict[str, int]:
+    """Agents Online per node (their control channel's node), by node id."""
+    by_endpoint = collections.Counter(a.control_node for a in fleet.agents if a.online.is_set())
+    return {node.node_id: by_endpoint[node.endpoint] for node in nodes}
+
+
+async def survivor_shells(
+    nodes: list[Node], fleet: sim.Fleet, count: int, http: aiohttp.ClientSession
+) -> list[Shell]:
+    """``count`` shells on agents whose control channel is on a survivor, each started through that
+    survivor's API (its data channel is on that node too): both ends on nodes that live on."""
+    shells: list[Shell] = []
+    gate = asyncio.Semaphore(8)
+    retries: collections.Counter[str] = collections.Counter()
+    for index in range(count):
+        node = nodes[index % len(nodes)]
+        agent = next(
+            a
+            for a in fleet.agents[index:]
+            if a.online.is_set() and a.control_node == node.endpoint and not a.sessions
+        )
+        shells.append(await open_shell(node.client("ssm"), http, agent.instance_id, gate, retries))
+    return shells
+
+
+@dataclasses.dataclass
+class Rehome:
+    """The killed node's agents after the kill: seconds until each was Online on another node."""
+
+    doomed: int
+    seconds: list[float]  # per agent, for those back
+    all_agents: float | None  # until every one was back (agent side)
+    database: float | None  # until the database had none on the killed node, and every agent back
+    kept_reconnected: int  # survivors' agents whose control channel was opened again after the kill
+
+
+async def watch_rehome(
+    fleet: sim.Fleet, victim: Node, survivor: Node, killed: float, timeout: float
+) -> Rehome:
+    doomed = [a for a in fleet.agents if a.control_node == victim.endpoint]
+    kept = [a for a in fleet.agents if a.control_node != victim.endpoint]
+    kept_since = {a.index: a.online_at for a in kept}
+
+    def back(agent: sim.SimAgent) -> bool:
+        return agent.online.is_set() and agent.control_node != victim.endpoint and agent.online_at > killed
+
+    all_agents: float | None = None
+    database: float | None = None
+    deadline = killed + timeout
+    while time.monotonic() < deadline:
+        if all_agents is None and all(back(a) for a in doomed):
+            all_agents = max((a.online_at for a in doomed), default=killed) - killed
+        if all_agents is not None:
+            left = await asyncio.to_thread(control_rows, survivor, victim.node_id)
+            online = fleet.online_count() == len(fleet.agents)
+            if left == 0 and online:
+                database = time.monotonic() - killed
+                break
+        await asyncio.sleep(0.2)
+    return Rehome(
+        doomed=len(doomed),
+        seconds=sorted(a.online_at - killed for a in doomed if back(a)),
+        all_agents=all_agents,
+        database=database,
+        kept_reconnected=sum(1 for a in kept if a.online_at != kept_since[a.index]),
+    )
+
+
+def typed_before(shells: list[Shell]) -> list[int]:
+    return [len(probe.latencies) for _, probe in shells]
+
+
+async def cluster_run(args: argparse.Namespace, root: pathlib.Path) -> None:
+    """``--cluster N``: N nodes on a fresh PostgreSQL database and Redis, ``--agents`` agents spread
+    over them, shells typed on through the survivors, one node SIGKILLed: see ``cluster_table``."""
+    with running_cluster(root, size=args.cluster) as nodes:
+        victim, survivors = nodes[-1], nodes[:-1]
+        loads = [NodeLoad(node, admission_limit(node)) for node in nodes]
+        ssm = survivors[0].client("ssm")
+        activations = sim.create_activations(ssm, args.agents)
+        sampler = asyncio.create_task(sample_nodes(loads))
+        # The real schedule (heartbeats every 5 min): a failover, not a heartbeat storm.
+        async with sim.Fleet([node.endpoint for node in nodes], region=victim.region) as fleet:
+            began = time.monotonic()
+            await fleet.register(args.agents, activations)
+            registered = time.monotonic() - began
+            try:
+                online_seconds: float | None = await start_in_batches(
+                    fleet, args.start_batch, args.online_timeout, fleet.agents
+                )
+            except TimeoutError:
+                online_seconds = None
+            before = spread(fleet, nodes)
+            print(f"registered in {registered:.0f} s, Online in {online_seconds} s: {before}", flush=True)
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+                shells = await survivor_shells(survivors, fleet, args.cluster_sessions, http)
+                typing = asyncio.create_task(
+                    type_keys(shells, args.cluster_typing + REHOME_TARGET_SECONDS + 10, KEY_SECONDS)
+                )
+                await asyncio.sleep(args.cluster_typing)
+                errors_before = sum(fleet.stats.server_errors.values())
+                throttled_before = fleet.stats.throttled
+                echoed_before = typed_before(shells)
+                for load in loads:
+                    load.sample()
+                    load.cpu_at_kill = load.cpu
+                victim.kill()
+                killed = time.monotonic()
+                print(f"killed {victim.node_id} ({before[victim.node_id]} agents)", flush=True)
+                rehome = await watch_rehome(fleet, victim, survivors[0], killed, args.rehome_timeout)
+                for load in loads:
+                    load.sample()
+                    load.cpu_rehome = load.cpu - load.cpu_at_kill
+                await typing  # to its end, and the last keystrokes' echoes
+                after = spread(fleet, nodes)
+                sampler.cancel()
+                cluster_table(
+                    args,
+                    ClusterFigures(
+                        nodes=nodes,
+                        victim=victim,
+                        loads=loads,
+                        before=before,
+                        after=after,
+                        rehome=rehome,
+                        shells=shells,
+                        echoed_before=echoed_before,
+                        errors=(errors_before, sum(fleet.stats.server_errors.values())),
+                        throttled=(throttled_before, fleet.stats.throttled),
+                        stats=fleet.stats,
+                        registered=registered,
+                        online=online_seconds,
+                    ),
+                )
+                for shell, _ in shells:
+                    await shell.close()
+
+
+@dataclasses.dataclass
+class ClusterFigures:
+    nodes: list[Node]
+    victim: Node
+    loads: list[NodeLoad]
+    before: dict[str, int]  # agents Online per node before the kill
+    after: dict[str, int]  # and after
+    rehome: Rehome
+    shells: list[Shell]
+    echoed_before: list[int]  # echoes each shell had back when the node was killed
+    errors: tuple[int, int]  # 5xx answers seen by agents: at the kill, at the end
+    throttled: tuple[int, int]  # throttling answers: at the kill, at the end
+    stats: sim.FleetStats
+    registered: float
+    online: float | None
+
+
+def seconds_text(value: float | None) -> str:
+    return "NOT within --rehome-timeout" if value is None else f"{value:.1f} s"
+
+
+def cluster_table(args: argparse.Namespace, f: ClusterFigures) -> None:
+    load = os.getloadavg()
+    print(
+        f"\n{args.cluster}-node cluster (PostgreSQL + Redis), {args.agents} simulated agents (real schedule), "
+        f"{f.victim.node_id} SIGKILLed; registered in {f.registered:.0f} s, all Online in "
+        f"{seconds_text(f.online)}; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)"
+    )
+    print(
+        f"  {'node':<16}  {'agents before':>13}  {'after':>6}  {'sockets max / admission limit':>30}  {'RSS':>8}"
+    )
+    for node_load in f.loads:
+        node = node_load.node
+        past = " PAST IT" if node_load.sockets_max > node_load.limit else ""
+        dead = " (killed)" if node is f.victim else ""
+        print(
+            f"  {node.node_id:<16}  {f.before[node.node_id]:>13}  {f.after[node.node_id]:>6}  "
+            f"{node_load.sockets_max:>14} / {node_load.limit:<13}{past}  "
+            f"{node_load.rss / 2**20:>5.0f} MiB{dead}"
+        )
+    r = f.rehome
+    times = r.seconds
+    per_agent = (
+        f"p50 {statistics.median(times):.1f} s, p99 {percentile(times, 0.99):.1f} s, max {max(times):.1f} s"
+        if times
+        else "none back"
+    )
+    ok = r.database is not None and r.database <= REHOME_TARGET_SECONDS
+    print(
+        f"  killed node's agents Online on the others: {len(times)} of {r.doomed}; per agent {per_agent}; "
+        f"all (agent side) {seconds_text(r.all_agents)}; all (database: none left on the killed node, "
+        f"every agent Online) {seconds_text(r.database)}; target ≤ {REHOME_TARGET_SECONDS:.0f} s: "
+        f"{'met' if ok else 'MISSED'}"
+    )
+    print(f"  survivors' agents whose control channel was opened again after the kill: {r.kept_reconnected}")
+    rehome_cpu = sum(load.cpu_rehome for load in f.loads if load.node is not f.victim)
+    print(
+        f"  survivors' CPU from the kill until every agent was back: {rehome_cpu:.1f} s "
+        f"({rehome_cpu / max(1, r.doomed) * 1000:.0f} ms per re-homed agent, shells and heartbeats included)"
+    )
+    echoed = [len(probe.latencies) for _, probe in f.shells]
+    after_kill = [
+        latency
+        for (_, probe), n in zip(f.shells, f.echoed_before, strict=True)
+        for latency in probe.latencies[n:]
+    ]
+    figures = echo_figures(f.shells)
+    print(
+        f"  sessions on the survivors: {len(f.shells)} shells, a keystroke every {KEY_SECONDS:g} s each: "
+        f"echoes before the kill {sum(f.echoed_before)}, after {sum(echoed) - sum(f.echoed_before)}; "
+        f"not echoed {figures['late']}, wrong {figures['wrong']}, sessions ended {figures['closed']}; "
+        f"echo after the kill p50 {statistics.median(after_kill) * 1000 if after_kill else float('nan'):.0f} ms, "
+        f"max {max(after_kill, default=float('nan')) * 1000:.0f} ms"
+    )
+    print(
+        f"  seen by agents, before the kill / after: throttled answers {f.throttled[0]} / "
+        f"{f.throttled[1] - f.throttled[0]}; 5xx {f.errors[0]} / {f.errors[1] - f.errors[0]}"
+        + (f" {dict(f.stats.server_errors)}" if f.errors[1] else "")
+    )
+    print(f"  unreachable (by cause): {dict(f.stats.unreachable)}", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -890,6 +1181,27 @@ async def main() -> None:
     parser.add_argument(
         "--postgres", action="store_true", help="with --registrations: a fresh PostgreSQL database a server"
     )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        help="instead of the table: this many nodes on a fresh PostgreSQL database and Redis, --agents "
+        "agents spread over them, shells typed on through the survivors, the last node SIGKILLed: "
+        "seconds until its agents are Online on the others, the survivors' sessions, each node's "
+        "sockets against its admission limit, throttled and 5xx answers",
+    )
+    parser.add_argument(
+        "--cluster-sessions", type=int, default=20, help="with --cluster: shells on the survivors"
+    )
+    parser.add_argument(
+        "--cluster-typing", type=float, default=5.0, help="with --cluster: seconds typed before the kill"
+    )
+    parser.add_argument(
+        "--rehome-timeout",
+        type=float,
+        default=120.0,
+        help="with --cluster: how long to wait for the killed node's agents",
+    )
     args = parser.parse_args()
     sim.raise_open_files_limit()
     with contextlib.ExitStack() as stack:
@@ -898,6 +1210,9 @@ async def main() -> None:
             root = args.keep
         else:
             root = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-")))
+        if args.cluster:
+            await cluster_run(args, root)
+            return
         if args.shells:
             await shells_run(args, root)
             return

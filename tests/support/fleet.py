@@ -157,6 +157,7 @@ class SimAgent:
         self.credentials: Credentials | None = None
         self.online = asyncio.Event()
         self.control_node = ""  # the endpoint its control channel is on now
+        self.online_at = 0.0  # time.monotonic() when its control channel last opened
         self.ws: ClientWebSocket | None = None
         self.sessions: set[asyncio.Task[None]] = set()
 
@@ -346,6 +347,7 @@ class SimAgent:
             await ws.send_str(ControlOpen(token).to_text())
             self.ws = ws
             self.control_node = self.endpoint
+            self.online_at = time.monotonic()
             self.online.set()
             self.fleet.stats.control_open += 1
             async for message in ws:
