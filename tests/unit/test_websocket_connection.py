@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import aiohttp
 import pytest
@@ -143,6 +143,47 @@ async def test_our_client_talks_to_aiohttps_server() -> None:
         assert seen[0] == "open" and seen[2] == seen[1]
         with pytest.raises(ConnectionClosed):
             await connection.send_bytes(b"too late")
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_batch_of_small_messages_goes_out_in_one_write() -> None:
+    """A keystroke's echo and the ack queued before it leave together (one wake-up of the peer);
+    a large batch goes in slices of WRITE_BATCH bytes, each message whole and in order."""
+    received: list[bytes] = []
+    small: list[list[bytes | memoryview]] = [[b"ack"], [b"echo: ", memoryview(b"k")], [b""]]
+    large: list[list[bytes | memoryview]] = [
+        [os.urandom(websocket_connection.WRITE_BATCH // 2 + 1)] for _ in range(3)
+    ]
+
+    async def server(ws: web.WebSocketResponse) -> None:
+        for _ in range(len(small) + len(large)):
+            received.append((await ws.receive(timeout=5)).data)
+        await ws.send_str("done")
+        await ws.close()
+
+    runner, url = await serve_aiohttp(server)
+    try:
+        connection = await websocket_connection.dial(url, max_message=1 << 21)
+        transport = connection._transport
+        assert transport is not None
+        writes: list[int] = []
+        real_write = transport.write
+
+        def write(data: bytes | bytearray | memoryview) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        def writelines(list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+            write(b"".join(list_of_data))  # (asyncio's own joins them and calls write)
+
+        transport.write, transport.writelines = write, writelines  # type: ignore[method-assign]
+        await connection.send_messages(small)
+        assert len(writes) == 1
+        await connection.send_messages(large)
+        assert len(writes) == 3  # two slices: the first two messages pass WRITE_BATCH
+        assert (await connection.receive(timeout=5)).data == "done"
+        assert received == [b"".join(bytes(part) for part in parts) for parts in small + large]
     finally:
         await runner.cleanup()
 

@@ -63,6 +63,8 @@ class ChannelSocket(Protocol):
 
     async def send_parts(self, parts: Sequence[bytes | memoryview]) -> None: ...
 
+    async def send_messages(self, messages: Sequence[Sequence[bytes | memoryview]]) -> None: ...
+
     async def ping(self, payload: bytes = b"") -> None: ...
 
     async def close(self) -> bool: ...
@@ -154,8 +156,7 @@ class ChannelDriver:
             if ws is None or ws.closed:
                 return
             try:
-                for parts in batch:
-                    await ws.send_parts(parts)
+                await ws.send_messages(batch)  # in one write when small: one wake-up of the peer
             except _SEND_ERRORS as exc:
                 log.debug("data channel to %s: write failed: %s", self.peer, exc)
 

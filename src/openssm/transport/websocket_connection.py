@@ -106,6 +106,8 @@ def _lazy_mask(key: bytes, data: bytearray) -> None:
 # The server has imported aiohttp by now; the client and the agent have not, and should not have to.
 MASK: codec.MaskFunction = _compiled_mask() if "aiohttp" in sys.modules else _lazy_mask
 
+# send_messages writes a batch in slices of about this many bytes (one system call each).
+WRITE_BATCH: Final = 256 * 1024
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024  # unread bytes before the socket stops being read
 # While its reads are paused, a connection pings its peer this often: a peer judging liveness by
 # what it receives (the gateway's heartbeat: 30 s, then 15 s for an answer) must not take a
@@ -327,6 +329,24 @@ class _FramedWebSocket(asyncio.BufferedProtocol):
         """One binary message made of ``parts`` (joined on the wire, not here when unmasked)."""
         await self._send(codec.OP_BINARY, parts)
 
+    async def send_messages(self, messages: Sequence[Sequence[codec.Buffer]]) -> None:
+        """Binary messages, in order, each made of its parts, written together: a batch of small
+        ones (a keystroke's echo and the ack queued before it) leaves in one system call and one
+        TCP segment, so the peer wakes once for all of it. Large batches go in slices of
+        ``WRITE_BATCH`` bytes, waiting for the socket between them as :meth:`send_parts` does."""
+        pieces: list[codec.Buffer] = []
+        size = 0
+        for parts in messages:
+            self._check_open()
+            encoded = codec.encode(codec.OP_BINARY, parts, mask_key=self._key(), mask=MASK)
+            pieces.extend(encoded)
+            size += sum(len(piece) for piece in encoded)
+            if size >= WRITE_BATCH:
+                await self._write(pieces)
+                pieces, size = [], 0
+        if pieces:
+            await self._write(pieces)
+
     async def send_bytes(self, data: codec.Buffer) -> None:
         await self._send(codec.OP_BINARY, (data,))
 
@@ -338,8 +358,12 @@ class _FramedWebSocket(asyncio.BufferedProtocol):
         self._write_control(codec.OP_PING, payload)
 
     async def _send(self, opcode: int, parts: Sequence[codec.Buffer]) -> None:
+        self._check_open()
+        await self._write(codec.encode(opcode, parts, mask_key=self._key(), mask=MASK))
+
+    async def _write(self, pieces: Sequence[codec.Buffer]) -> None:
+        """Hand ``pieces`` to the transport at once, then wait while its buffer is full."""
         transport = self._check_open()
-        pieces = codec.encode(opcode, parts, mask_key=self._key(), mask=MASK)
         if len(pieces) == 1:
             transport.write(pieces[0])
         else:
