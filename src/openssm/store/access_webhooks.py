@@ -12,7 +12,8 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from openssm.store.outbox import failed_attempt, queued
+from openssm.store import outbox
+from openssm.store.outbox import failed_attempt
 from openssm.store.rows import Db, every, execute, scalars
 from openssm.store.tables import access_webhook_deliveries
 
@@ -42,15 +43,16 @@ async def enqueue(
     db: Db, *, delivery_id: str, request_id: str, event: str, body: str, now: dt.datetime
 ) -> None:
     """A delivery, due at once."""
-    statement = sa.insert(access_webhook_deliveries).values(
+    await outbox.enqueue(
+        db,
+        access_webhook_deliveries,
+        now=now,
         delivery_id=delivery_id,
         request_id=request_id,
         event=event,
         body=body,
         status=PENDING,
-        **queued(now),
     )
-    await execute(db, statement)
 
 
 def _unclaimed(now: dt.datetime) -> sa.ColumnElement[bool]:
