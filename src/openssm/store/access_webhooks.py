@@ -12,7 +12,8 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from openssm.store.outbox import failed_attempt, queued
+from openssm.store import outbox
+from openssm.store.outbox import failed_attempt
 from openssm.store.rows import Db, every, execute, scalars
 from openssm.store.tables import access_webhook_deliveries
 
@@ -42,15 +43,16 @@ async def enqueue(
     db: Db, *, delivery_id: str, request_id: str, event: str, body: str, now: dt.datetime
 ) -> None:
     """A delivery, due at once."""
-    statement = sa.insert(access_webhook_deliveries).values(
+    await outbox.enqueue(
+        db,
+        access_webhook_deliveries,
+        now=now,
         delivery_id=delivery_id,
         request_id=request_id,
         event=event,
         body=body,
         status=PENDING,
-        **queued(now),
     )
-    await execute(db, statement)
 
 
 def _unclaimed(now: dt.datetime) -> sa.ColumnElement[bool]:
@@ -93,33 +95,34 @@ async def claim(db: Db, row_id: int, *, node_id: str, now: dt.datetime, lease: d
     return await execute(db, statement) == 1
 
 
-def _held(row_id: int, node_id: str) -> sa.Update:
+async def _attempt_over(db: Db, row_id: int, node_id: str, values: dict[str, object]) -> None:
+    """The attempt ``node_id`` held ``row_id`` for is over: the row gets ``values`` and the claim is
+    released (a row whose claim went to another node meanwhile is left alone)."""
     column = access_webhook_deliveries.c
-    return sa.update(access_webhook_deliveries).where(column.id == row_id, column.claimed_by == node_id)
+    statement = (
+        sa.update(access_webhook_deliveries)
+        .where(column.id == row_id, column.claimed_by == node_id)
+        .values(**values, claimed_by=None, claimed_until=None)
+    )
+    await execute(db, statement)
 
 
 async def delivered(db: Db, row_id: int, *, node_id: str, now: dt.datetime) -> None:
-    statement = _held(row_id, node_id).values(
-        status=DELIVERED,
-        attempts=access_webhook_deliveries.c.attempts + 1,
-        delivered_at=now,
-        last_error=None,
-        claimed_by=None,
-        claimed_until=None,
-    )
-    await execute(db, statement)
+    attempts = access_webhook_deliveries.c.attempts + 1
+    values = {"status": DELIVERED, "attempts": attempts, "delivered_at": now, "last_error": None}
+    await _attempt_over(db, row_id, node_id, values)
 
 
 async def attempt_failed(
     db: Db, row_id: int, *, node_id: str, error: str, retry_at: dt.datetime | None
 ) -> None:
     """Count a failed attempt; retry at ``retry_at``, or (None) give up on the delivery."""
-    values = failed_attempt(access_webhook_deliveries, error) | {"claimed_by": None, "claimed_until": None}
+    values = failed_attempt(access_webhook_deliveries, error)
     if retry_at is None:
         values["status"] = FAILED
     else:
         values["next_attempt_at"] = retry_at
-    await execute(db, _held(row_id, node_id).values(**values))
+    await _attempt_over(db, row_id, node_id, values)
 
 
 async def for_request(db: Db, request_id: str) -> list[DeliveryRow]:

@@ -12,8 +12,8 @@ from typing import Final, Literal, TypedDict, Unpack
 
 import sqlalchemy as sa
 
-from openssm.store import sessions
-from openssm.store.outbox import failed_attempt, queued
+from openssm.store import outbox, sessions
+from openssm.store.outbox import failed_attempt
 from openssm.store.rows import Db, count, every, execute, writing
 from openssm.store.tables import log_uploads
 
@@ -76,16 +76,17 @@ async def add(
     **upload: Unpack[NewUpload],
 ) -> None:
     """Queue one upload, due at once."""
-    statement = sa.insert(log_uploads).values(
+    await outbox.enqueue(
+        db,
+        log_uploads,
+        now=now,
         **upload,
         encryption=encryption,
         log_stream=log_stream,
         event_format=event_format,
         status=status,
         shipped_bytes=0,
-        **queued(now),
     )
-    await execute(db, statement)
 
 
 async def finish_streaming(db: Db, session_id: str, *, now: dt.datetime) -> None:

@@ -8,12 +8,14 @@ from typing import Final
 
 import sqlalchemy as sa
 
+from openssm.store.rows import Db, execute
+
 ERROR_CHARS: Final = 1024  # the ``last_error`` column's length
 
 
-def queued(now: dt.datetime) -> dict[str, object]:
-    """The retry columns of a row queued at ``now``: no attempt yet, due at once."""
-    return {"attempts": 0, "next_attempt_at": now, "created_at": now}
+async def enqueue(db: Db, table: sa.Table, *, now: dt.datetime, **values: object) -> None:
+    """Queue a row of ``table`` with ``values`` at ``now``: no attempt yet, due at once."""
+    await execute(db, sa.insert(table).values(**values, attempts=0, next_attempt_at=now, created_at=now))
 
 
 def failed_attempt(table: sa.Table, error: str) -> dict[str, object]:

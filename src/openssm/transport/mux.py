@@ -159,7 +159,7 @@ class MuxStreamResetError(OpenSSMError, ConnectionResetError):
     """The peer dropped the stream: nobody reads what would be written."""
 
 
-class MuxStream:
+class MuxStream(contextlib.AbstractAsyncContextManager["MuxStream"]):
     """One multiplexed byte stream. ``close`` half-closes (FIN); ``read`` returns b"" at EOF.
 
     ``abort`` drops the stream and resets the peer's side. Against xtaci/smux v2 peers (never
@@ -228,30 +228,29 @@ class MuxStream:
                 self._writable.clear()
                 await self._writable.wait()
 
-    async def close(self) -> None:
-        """Send FIN: no more writes. Reading continues until the peer's FIN."""
+    def _end(self, *, release: bool) -> bool:
+        """Close this stream in the core (FIN), or with ``release`` drop it both ways, and have the
+        sender go on; False when there is nothing left to end (the session closed, the stream gone)."""
         session = self._session
         if session.closed or not self._attached:
-            return
-        session._core.close_stream(self.stream_id)
+            return False
+        core = session._core
+        (core.release_stream if release else core.close_stream)(self.stream_id)
         session._kick_sender()
         session._forget_if_gone(self)
-        await session._wait_send_queue()
+        return True
+
+    async def close(self) -> None:
+        """Send FIN: no more writes. Reading continues until the peer's FIN."""
+        if self._end(release=False):
+            await self._session._wait_send_queue()
 
     def abort(self) -> None:
         """Drop the stream both ways: unread data is discarded, a peer still sending is reset."""
-        session = self._session
-        if session.closed or not self._attached:
-            return
-        session._core.release_stream(self.stream_id)
-        session._kick_sender()
-        session._forget_if_gone(self)
-        session._capacity_changed()
-        self._readable.set()
-        self._writable.set()
-
-    async def __aenter__(self) -> MuxStream:
-        return self
+        if self._end(release=True):
+            self._session._capacity_changed()
+            self._readable.set()
+            self._writable.set()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -259,7 +258,7 @@ class MuxStream:
         self.abort()
 
 
-class MuxSession:
+class MuxSession(contextlib.AbstractAsyncContextManager["MuxSession"]):
     """smux over a message transport. ``feed`` what arrives; ``send`` carries what leaves."""
 
     def __init__(
@@ -314,10 +313,6 @@ class MuxSession:
     @property
     def max_send_size(self) -> int:
         return self._max_send_size
-
-    @property
-    def is_client(self) -> bool:
-        return self._core.is_client
 
     @property
     def closed(self) -> bool:
@@ -400,9 +395,6 @@ class MuxSession:
         if self._sender is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
-
-    async def __aenter__(self) -> MuxSession:
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

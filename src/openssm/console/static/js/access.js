@@ -29,19 +29,29 @@ function decisionButton(request, decision, label, kind) {
   );
 }
 
-function pendingRow(request) {
-  const actions = [];
-  if (request.CanApprove) actions.push(decisionButton(request, "approve", "Approve", ""));
-  if (request.CanDeny) actions.push(decisionButton(request, "deny", "Deny", "danger"));
-  if (!actions.length) actions.push(el("span", { class: "muted", text: request.Own ? "yours: someone else decides" : "not yours to decide" }));
+// A row of either table: which request, whose, on what target with which document and for how long,
+// then the table's own cells (attributes: the row's own, besides its request id).
+function accessRow(request, attributes, ...cells) {
   return el(
     "tr",
-    { "data-request-id": request.AccessRequestId },
+    { "data-request-id": request.AccessRequestId, ...attributes },
     cell("Request", el("code", { text: request.AccessRequestId })),
     cell("Requester", requester(request)),
     cell("Target", request.Target),
     cell("Document", request.DocumentName),
     cell("For", duration(request.DurationSeconds)),
+    ...cells,
+  );
+}
+
+function pendingRow(request) {
+  const actions = [];
+  if (request.CanApprove) actions.push(decisionButton(request, "approve", "Approve", ""));
+  if (request.CanDeny) actions.push(decisionButton(request, "deny", "Deny", "danger"));
+  if (!actions.length) actions.push(el("span", { class: "muted", text: request.Own ? "yours: someone else decides" : "not yours to decide" }));
+  return accessRow(
+    request,
+    {},
     cell("Reason", request.Reason),
     cell("Asked", formatTime(request.CreatedDate)),
     cell("", actions),
@@ -61,14 +71,9 @@ function requestRow(request) {
   }
   if (request.CanRevoke) actions.push(decisionButton(request, "revoke", request.Status === "Pending" ? "Withdraw" : "Revoke", "danger"));
   const decided = request.Decider ? `${request.Status === "Denied" ? "denied" : "approved"} by ${request.Decider}` : null;
-  return el(
-    "tr",
-    { "data-request-id": request.AccessRequestId, class: `status-${request.Status.toLowerCase()}` },
-    cell("Request", el("code", { text: request.AccessRequestId })),
-    cell("Requester", requester(request)),
-    cell("Target", request.Target),
-    cell("Document", request.DocumentName),
-    cell("For", duration(request.DurationSeconds)),
+  return accessRow(
+    request,
+    { class: `status-${request.Status.toLowerCase()}` },
     cell("Status", el("span", { class: "status", text: request.Status }), decided ? el("div", { class: "muted", text: decided }) : null),
     cell("Until", until(request)),
     cell("Reason", request.Reason, request.EndReason ? el("div", { class: "muted", text: request.EndReason }) : null),
