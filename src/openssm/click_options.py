@@ -3,6 +3,7 @@ that names an optional file. Only option declarations here; no command and no I/
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -52,6 +53,34 @@ def file_option(*declarations: str, help: str, exists: bool = True, **settings: 
         help=help,
         **settings,
     )
+
+
+MAX_SECRET_BYTES = 4096  # a secret file is read no further: a key or a token, never a large file
+
+
+def read_secret(path: pathlib.Path | None, *, env: str, option: str, min_bytes: int = 1) -> bytes | None:
+    """A secret from the file an option names, else from the environment variable ``env``
+    (surrounding white space dropped); None when neither holds one. A file that cannot be read, is
+    larger than :data:`MAX_SECRET_BYTES` or (given anything at all) a secret shorter than
+    ``min_bytes`` is click's BadParameter for ``option``, never a traceback with the secret in it."""
+    if path is not None:
+        try:
+            with path.open("rb") as file:
+                data = file.read(MAX_SECRET_BYTES + 1)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint=option) from exc
+        if len(data) > MAX_SECRET_BYTES:
+            raise click.BadParameter(
+                f"{path} is larger than a secret ({MAX_SECRET_BYTES} bytes)", param_hint=option
+            )
+        secret = data.strip()
+    else:
+        secret = os.environ.get(env, "").strip().encode()
+    if not secret:
+        return None
+    if len(secret) < min_bytes:
+        raise click.BadParameter(f"the secret must be at least {min_bytes} bytes", param_hint=option)
+    return secret
 
 
 def seconds_option(name: str, *, minimum: float, default: float, help: str) -> Callable[[F], F]:

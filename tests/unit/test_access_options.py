@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from openssm.cli import main
+from openssm.click_options import MAX_SECRET_BYTES, read_secret
 from openssm.server import process as server_process
 from openssm.server.access_options import SECRET_ENV
 from openssm.services import AccessSettings, ServerConfig
@@ -65,6 +66,8 @@ def test_the_secret_from_the_environment(
         (["--access-webhook", "http://127.0.0.1:9000/hook"], None, "needs a secret"),
         (["--access-webhook", "http://127.0.0.1:9000/hook"], b"short", "at least 16 bytes"),
         (["--access-webhook", "ftp://127.0.0.1/hook"], SECRET, "is not an http:// or https:// URL"),
+        # A secret file is read no further than a secret's size (a wrong path to a large file).
+        (["--access-webhook", "http://127.0.0.1:9000/hook"], SECRET * 200, "is larger than a secret"),
     ],
 )
 def test_refused(
@@ -75,3 +78,21 @@ def test_refused(
         args = [*args, "--access-webhook-secret-file", str(tmp_path / "secret")]
     result = run_server(tmp_path, *args)
     assert result.exit_code == 2 and says in result.output and not started
+
+
+def test_secret_files_are_read_by_one_bounded_reader(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook's secret and the console's OIDC client secret: a file that cannot be read is
+    click's error naming the option (the OIDC one was a traceback), a large one is not read whole."""
+    option = "--oidc-client-secret-file"
+    with pytest.raises(click.BadParameter, match="cannot read") as unreadable:
+        read_secret(tmp_path, env="UNSET_SECRET_ENV", option=option)  # a directory
+    assert unreadable.value.param_hint == option
+    large = tmp_path / "large"
+    large.write_bytes(b"x" * (MAX_SECRET_BYTES + 1))
+    with pytest.raises(click.BadParameter, match="larger than a secret"):
+        read_secret(large, env="UNSET_SECRET_ENV", option=option)
+    monkeypatch.setenv("SOME_SECRET_ENV", "  from-env\n")
+    assert read_secret(None, env="SOME_SECRET_ENV", option=option) == b"from-env"
+    assert read_secret(None, env="UNSET_SECRET_ENV", option=option) is None

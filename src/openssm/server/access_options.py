@@ -3,15 +3,13 @@ decision, and the HMAC secret its deliveries are signed with (also ``--config`` 
 
 from __future__ import annotations
 
-import os
-import pathlib
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final
 
 import click
 
-from openssm.click_options import file_option, option_group
+from openssm.click_options import file_option, option_group, read_secret
 from openssm.services import AccessSettings
 
 SECRET_ENV: Final = "OPENSSM_ACCESS_WEBHOOK_SECRET"
@@ -44,30 +42,15 @@ def _url(value: str) -> str:
     return value
 
 
-def _secret(path: pathlib.Path | None) -> bytes | None:
-    if path is not None:
-        try:
-            secret = path.read_bytes().strip()
-        except OSError as exc:
-            raise click.BadParameter(
-                f"cannot read {path}: {exc.strerror or exc}", param_hint="--access-webhook-secret-file"
-            ) from exc
-    else:
-        secret = os.environ.get(SECRET_ENV, "").strip().encode()
-    if not secret:
-        return None
-    if len(secret) < MIN_SECRET_BYTES:
-        raise click.BadParameter(
-            f"the webhook secret must be at least {MIN_SECRET_BYTES} bytes",
-            param_hint="--access-webhook-secret-file",
-        )
-    return secret
-
-
 def access_config(values: Mapping[str, Any]) -> dict[str, Any]:
     """The ServerConfig field for the options :func:`access_options` added."""
     url = values.get("access_webhook")
-    secret = _secret(values.get("access_webhook_secret_file"))
+    secret = read_secret(
+        values.get("access_webhook_secret_file"),
+        env=SECRET_ENV,
+        option="--access-webhook-secret-file",
+        min_bytes=MIN_SECRET_BYTES,
+    )
     if url is None:
         return {"access": AccessSettings()}
     if secret is None:

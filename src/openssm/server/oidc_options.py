@@ -4,19 +4,17 @@ console), and the console's "Sign in with <provider>"."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any, Final
 
 import click
 
-from openssm.click_options import file_option, option_group
+from openssm.click_options import file_option, option_group, read_secret
 from openssm.oidc.issuer import IssuerError, parse_issuer
 from openssm.oidc.settings import ConsoleSignIn, WebIdentitySettings
 
 SECRET_ENV: Final = "OPENSSM_OIDC_CLIENT_SECRET"
-MAX_SECRET_BYTES: Final = 4096
 
 
 # The ``--oidc-…`` options of a click command (they arrive as keyword arguments).
@@ -53,15 +51,16 @@ oidc_options = option_group(
 )
 
 
-def _secret(path: pathlib.Path | None) -> str | None:
-    if path is not None:
-        data = path.read_bytes()
-        if len(data) > MAX_SECRET_BYTES:
-            raise click.BadParameter(
-                "the file is too large for a client secret", param_hint="--oidc-client-secret-file"
-            )
-        return data.decode("utf-8").strip() or None
-    return os.environ.get(SECRET_ENV) or None
+def _client_secret(path: pathlib.Path | None) -> str | None:
+    secret = read_secret(path, env=SECRET_ENV, option="--oidc-client-secret-file")
+    if secret is None:
+        return None
+    try:
+        return secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter(
+            "the client secret is not UTF-8 text", param_hint="--oidc-client-secret-file"
+        ) from None
 
 
 def oidc_config(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +81,7 @@ def oidc_config(values: Mapping[str, Any]) -> dict[str, Any]:
         console = ConsoleSignIn(
             issuer=issuer,
             client_id=client_id,
-            client_secret=_secret(values.get("oidc_client_secret_file")),
+            client_secret=_client_secret(values.get("oidc_client_secret_file")),
             role_arn=role_arn,
             display_name=values.get("oidc_name") or parsed.host,
         )
