@@ -30,8 +30,8 @@ from openssm.protocol.messages.codec import (
     load_object,
     message_frame,
     new_id,
-    pascal_json,
 )
+from openssm.protocol.values import Value
 from openssm.protocol.versions import AGENT_VERSION, CLIENT_VERSION
 
 MAX_SIZE_BYTES: Final = 4096
@@ -127,12 +127,16 @@ class ActionStatus(enum.IntEnum):
     UNSUPPORTED = 3
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestedAction:
+class RequestedAction(Value):
     """One entry of ``RequestedClientActions``; ``parameters`` is the raw ``ActionParameters``."""
 
+    __slots__ = ("action_type", "parameters")
     action_type: str
     parameters: Mapping[str, JsonValue] | None
+
+    def __init__(self, action_type: str, parameters: Mapping[str, JsonValue] | None) -> None:
+        object.__setattr__(self, "action_type", action_type)
+        object.__setattr__(self, "parameters", parameters)
 
     def to_json(self) -> dict[str, JsonValue]:
         params = self.parameters
@@ -152,12 +156,16 @@ class RequestedAction:
         return {"ActionType": self.action_type, "ActionParameters": encoded}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HandshakeRequest:
+class HandshakeRequest(Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_REQUEST
 
+    __slots__ = ("actions", "agent_version")
     agent_version: str
     actions: tuple[RequestedAction, ...]
+
+    def __init__(self, agent_version: str, actions: tuple[RequestedAction, ...]) -> None:
+        object.__setattr__(self, "agent_version", agent_version)
+        object.__setattr__(self, "actions", actions)
 
     def encode(self) -> bytes:
         return go_json(
@@ -233,26 +241,51 @@ def parse_handshake_request(payload: Payload) -> HandshakeRequest:
     return HandshakeRequest(fields.string("AgentVersion"), tuple(actions))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProcessedAction:
+class ProcessedAction(Value):
+    __slots__ = ("action_result", "action_status", "action_type", "error")
     action_type: str
     action_status: int
-    action_result: JsonValue = None
-    error: str = ""
+    action_result: JsonValue
+    error: str
+
+    def __init__(
+        self, action_type: str, action_status: int, action_result: JsonValue = None, error: str = ""
+    ) -> None:
+        object.__setattr__(self, "action_type", action_type)
+        object.__setattr__(self, "action_status", action_status)
+        object.__setattr__(self, "action_result", action_result)
+        object.__setattr__(self, "error", error)
 
     def to_json(self) -> dict[str, JsonValue]:
-        return pascal_json(self)
+        return {
+            "ActionType": self.action_type,
+            "ActionStatus": self.action_status,
+            "ActionResult": self.action_result,
+            "Error": self.error,
+        }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HandshakeResponse:
+class HandshakeResponse(Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_RESPONSE
 
+    __slots__ = ("actions", "client_version", "errors", "extensions")
     client_version: str
     actions: tuple[ProcessedAction, ...]
-    errors: tuple[str, ...] | None = None
+    errors: tuple[str, ...] | None
     # Extra top-level keys (OpenSSM extensions an OpenSSM agent offered; AWS's agent ignores them).
-    extensions: tuple[tuple[str, str], ...] = ()
+    extensions: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        client_version: str,
+        actions: tuple[ProcessedAction, ...],
+        errors: tuple[str, ...] | None = None,
+        extensions: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        object.__setattr__(self, "client_version", client_version)
+        object.__setattr__(self, "actions", actions)
+        object.__setattr__(self, "errors", errors)
+        object.__setattr__(self, "extensions", extensions)
 
     def encode(self) -> bytes:
         return go_json(
@@ -307,12 +340,16 @@ def parse_handshake_response(payload: Payload) -> HandshakeResponse:
     return HandshakeResponse(fields.string("ClientVersion"), tuple(actions), errors, extensions)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HandshakeComplete:
+class HandshakeComplete(Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_COMPLETE
 
+    __slots__ = ("customer_message", "handshake_time_to_complete")
     handshake_time_to_complete: int  # nanoseconds (Go time.Duration)
-    customer_message: str = ""
+    customer_message: str
+
+    def __init__(self, handshake_time_to_complete: int, customer_message: str = "") -> None:
+        object.__setattr__(self, "handshake_time_to_complete", handshake_time_to_complete)
+        object.__setattr__(self, "customer_message", customer_message)
 
     def encode(self) -> bytes:
         return go_json(
@@ -331,11 +368,14 @@ def parse_handshake_complete(payload: Payload) -> HandshakeComplete:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class EncryptionChallenge:
+class EncryptionChallenge(Value):
     """EncChallengeRequest (8) / EncChallengeResponse (9): ``{"Challenge": base64}``."""
 
+    __slots__ = ("challenge",)
     challenge: bytes
+
+    def __init__(self, challenge: bytes) -> None:
+        object.__setattr__(self, "challenge", challenge)
 
     def encode(self) -> bytes:
         return go_json({"Challenge": base64.b64encode(self.challenge).decode("ascii")})
