@@ -144,6 +144,8 @@ def main() -> None:
                 ctx.server.stop()
     print(f"{args.sessions} rounds; {os.cpu_count()} CPUs, shared with whatever else runs")
     latency.report(results, floor="")  # no floor: the sides are read against each other
+    names = list(systems)  # REV's first
+    latency.report_ratios(results, f" {names[1]}", f" {names[0]}")
     report_echo(echo)
     for name, (ctx, _) in systems.items():
         if ctx.logs.db_work:
