@@ -731,6 +731,29 @@ def report(results: dict[str, list[Run]], floor: str) -> None:
             before = value
 
 
+def report_ratios(results: dict[str, list[Run]], new: str, old: str) -> None:
+    """Each variant run by two revisions (names ending in ``new`` and ``old``), round by round: the
+    new one's start → prompt and CPU over the old one's (the two ran one after the other in each
+    round, so they shared the machine's load); median and range over the rounds."""
+    lines = []
+    for name, old_runs in results.items():
+        if not name.endswith(old) or (new_runs := results.get(name[: -len(old)] + new)) is None:
+            continue
+        pairs = list(zip(new_runs, old_runs, strict=False))
+        for what, ratios in (
+            ("start → prompt", [a.total / b.total for a, b in pairs]),
+            ("CPU", [a.cpu / b.cpu for a, b in pairs if a.cpu and b.cpu]),
+        ):
+            if ratios:
+                lines.append(
+                    f"  {name[: -len(old)].strip() + ', ' + what:<48} {statistics.median(ratios):5.3f}"
+                    f"  [{min(ratios):5.3f} - {max(ratios):5.3f}]  ({len(ratios)} rounds)"
+                )
+    if lines:
+        print(f"\n{new.strip() or '[working tree]'} over {old.strip()}, round by round: median [min - max]")
+        print("\n".join(lines))
+
+
 def report_echo(echo: dict[str, list[float]]) -> None:
     print("\nKeystroke echo round trip (ms)")
     local = echo.get("local pty")
@@ -927,6 +950,9 @@ def main() -> None:
     print(f"Sessions run as {account.pw_name} ({account.pw_shell}); {args.sessions} repetitions; "
           f"{os.cpu_count()} CPUs, shared with whatever else runs (compare within this run only)")  # fmt: skip
     report(results, next(iter(results)))
+    for label in sources:
+        if label:
+            report_ratios(results, "", label)
     logs.report()
     report_echo(echo)
 

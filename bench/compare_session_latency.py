@@ -106,24 +106,6 @@ def report_echo(echo: dict[str, dict[str, list[list[float]]]]) -> None:
             print(line)
 
 
-def report_ratios(results: dict[str, list[latency.Run]]) -> None:
-    """Per way in measured on both systems: the working tree's time over REV's, round by round."""
-    ways = [name.removesuffix(" [working tree]") for name in results if name.endswith(" [working tree]")]
-    lines = []
-    for way in ways:
-        pair = [runs for name, runs in results.items() if name.startswith(way + " [")]
-        if len(pair) != 2:
-            continue
-        then, now = pair  # REV ran first
-        ratios = [new.total / old.total for old, new in zip(then, now, strict=True)]
-        lines.append(
-            f"  {way:<24} {statistics.median(ratios):5.2f}x  [{min(ratios):4.2f} - {max(ratios):4.2f}]"
-        )
-    if lines:
-        print("\nWorking tree ÷ REV, start → first prompt byte, round by round: median [min - max]")
-        print("\n".join(lines))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,7 +166,8 @@ def main() -> None:
                 ctx.server.stop()
     print(f"{args.sessions} rounds; {os.cpu_count()} CPUs, shared with whatever else runs")
     latency.report(results, floor="")  # no floor: the sides are read against each other
-    report_ratios(results)
+    names = list(systems)  # REV's first
+    latency.report_ratios(results, f" {names[1]}", f" {names[0]}")
     report_echo(echo)
     for name, (ctx, _) in systems.items():
         if ctx.logs.db_work:

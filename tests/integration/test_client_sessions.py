@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import datetime
 import io
 import ipaddress
@@ -43,6 +42,7 @@ from openssm.protocol.frames import PayloadFlag, PayloadType, flag_payload, pars
 from openssm.protocol.messages import (
     ActionStatus,
     EncryptionChallenge,
+    HandshakeRequest,
     RequestedAction,
     handshake_request,
     parse_encryption_challenge,
@@ -213,7 +213,7 @@ async def test_unknown_session_type_and_failed_kms_are_refused_in_the_handshake(
     client = Client(service)
     await service.next_connection()
     request = handshake_request("Standard_Stream", None, kms_key_id="alias/key", challenge="AAAA")
-    request = dataclasses.replace(request, actions=(*request.actions, RequestedAction("Telepathy", {})))
+    request = HandshakeRequest(request.agent_version, (*request.actions, RequestedAction("Telepathy", {})))
     await service.send(PayloadType.HANDSHAKE_REQUEST, request.encode())
     response = parse_handshake_response((await service.expect(PayloadType.HANDSHAKE_RESPONSE)).payload)
     assert [(a.action_type, a.action_status) for a in response.actions] == [

@@ -14,7 +14,6 @@ never does: it relays frames verbatim and acks are end to end. Rules from
 from __future__ import annotations
 
 import collections
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Final
@@ -31,6 +30,7 @@ from openssm.protocol.frames import (
     acked_sequence,
     encode_pieces,
 )
+from openssm.protocol.values import Value
 
 INITIAL_RTO: Final = 0.2
 INITIAL_SRTT: Final = 0.1
@@ -45,19 +45,25 @@ class WindowFull(LocalProtocolError, RuntimeError):
     """Too many unacked messages; the caller must wait for acks before sending more."""
 
 
-@dataclasses.dataclass(slots=True)
 class _Pending:
-    encoded: PayloadParts  # the frame's pieces: header, then the payload as it was given
-    last_sent: float
-    resent: bool = False  # sent more than once: its ack is no RTT sample (Karn's rule)
+    __slots__ = ("encoded", "last_sent", "resent")
+
+    def __init__(self, encoded: PayloadParts, last_sent: float) -> None:
+        self.encoded = encoded  # the frame's pieces: header, then the payload as it was given
+        self.last_sent = last_sent
+        self.resent = False  # sent more than once: its ack is no RTT sample (Karn's rule)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Received:
+class Received(Value):
     """What to do with one incoming stream frame."""
 
+    __slots__ = ("ack", "deliver")
     deliver: list[Frame]  # frames now in order, to hand to the application
     ack: Frame | None  # the ack to send back (None when nothing should be acked)
+
+    def __init__(self, deliver: list[Frame], ack: Frame | None) -> None:
+        object.__setattr__(self, "deliver", deliver)
+        object.__setattr__(self, "ack", ack)
 
 
 class StreamEndpoint:

@@ -32,7 +32,6 @@ dropped unacked, so a well-behaved peer resends it.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import math
@@ -56,6 +55,7 @@ from openssm.protocol.frames import (
     parse_flag,
 )
 from openssm.protocol.messages import MessageError, parse_channel_closed, parse_handshake_request
+from openssm.protocol.values import Value
 
 # -- the fast path (an OpenSSM extension of the handshake; AWS's programs ignore its keys) ---------
 # The agent offers it in the HandshakeRequest's Properties; an OpenSSM client that takes it answers
@@ -132,57 +132,74 @@ class CloseReason(enum.Enum):
 # -- events ------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StreamData:
+class StreamData(Value):
     """An in-order stream message from the peer, for the application."""
 
+    __slots__ = ("frame",)
     frame: Frame
 
+    def __init__(self, frame: Frame) -> None:
+        object.__setattr__(self, "frame", frame)
 
-@dataclasses.dataclass(frozen=True, slots=True)
+
 class HandshakeStep(StreamData):
     """A handshake (or KMS challenge) message, in order; ``handshake`` is the state it led to."""
 
+    __slots__ = ("handshake",)
     handshake: Handshake
 
+    def __init__(self, frame: Frame, handshake: Handshake) -> None:
+        super().__init__(frame)
+        object.__setattr__(self, "handshake", handshake)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Acked:
+
+class Acked(Value):
     """The peer acknowledged our message ``sequence``: the window has room again."""
 
+    __slots__ = ("sequence",)
     sequence: int
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PublicationPaused:
-    pass
+    def __init__(self, sequence: int) -> None:
+        object.__setattr__(self, "sequence", sequence)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PublicationStarted:
-    pass
+class PublicationPaused(Value):
+    __slots__ = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChannelClosed:
+class PublicationStarted(Value):
+    __slots__ = ()
+
+
+class ChannelClosed(Value):
     """The channel ended (``reason``); ``output`` is the service's text (``channel_closed`` Output)."""
 
+    __slots__ = ("output", "reason")
     reason: CloseReason
-    output: str = ""
+    output: str
+
+    def __init__(self, reason: CloseReason, output: str = "") -> None:
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "output", output)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class KeepaliveDue:
+class KeepaliveDue(Value):
     """Time for the driver to ping its transport."""
 
+    __slots__ = ()
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Dropped:
+
+class Dropped(Value):
     """A frame from the peer was dropped (malformed, too large, or not ready): ``reason`` says why.
     ``malformed`` ones break the protocol and are worth a warning; the others are flow control."""
 
+    __slots__ = ("malformed", "reason")
     reason: str
-    malformed: bool = True
+    malformed: bool
+
+    def __init__(self, reason: str, malformed: bool = True) -> None:
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "malformed", malformed)
 
 
 Event = (

@@ -17,7 +17,6 @@ bytes mean (their :class:`ChannelHandler`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
@@ -37,6 +36,7 @@ from openssm.protocol.datachannel import (
     log_dropped,
 )
 from openssm.protocol.frames import Frame, PayloadParts, PayloadType
+from openssm.protocol.values import Value
 from openssm.transport.websocket_connection import WsMessageType
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,11 @@ class ChannelSocket(Protocol):
     def __aiter__(self) -> AsyncIterator[Any]: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Delivered:
+class Delivered(Value):
     """Driver event: the acks for what was just handed over are queued, ahead of anything sent
     from now on (the writer task writes them; the read loop never waits on the socket)."""
+
+    __slots__ = ()
 
 
 class ChannelHandler(Protocol):

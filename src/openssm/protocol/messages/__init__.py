@@ -2,7 +2,8 @@
 
 Covers ``session-manager-protocol.md`` §2 (data channel: open frames, handshake, Size,
 channel_closed, agent_session_state) and §4 (control channel: interactive_shell, task and job
-messages, publication control). Every message is a frozen dataclass with ``encode()`` producing
+messages, publication control). Every message is immutable (a ``protocol.values.Value``, or a
+frozen dataclass for the control channel's, which no client loads) with ``encode()`` producing
 the payload bytes as the real Go programs write them (compact JSON, struct field order), and a
 ``parse_*`` function that validates types and raises :class:`MessageError`.
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeAlias
 
 from openssm.errors import RemoteProtocolError
 from openssm.protocol.frames import MAX_FRAME_SIZE, Frame, Payload, PayloadType, go_json
+from openssm.protocol.values import Value
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -187,12 +188,37 @@ _READERS: Final[dict[str, Callable[[Fields, str, bool], JsonValue]]] = {
 }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Key:
+class _Key(Value):
+    __slots__ = ("attribute", "key", "read", "required")
     attribute: str
     key: str
     read: Callable[[Fields, str, bool], JsonValue]
     required: bool
+
+    def __init__(
+        self, attribute: str, key: str, read: Callable[[Fields, str, bool], JsonValue], required: bool
+    ) -> None:
+        object.__setattr__(self, "attribute", attribute)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "read", read)
+        object.__setattr__(self, "required", required)
+
+
+def _field_specs(cls: type) -> dict[str, tuple[str, bool]]:
+    """A message class's fields in order, each with its type as annotated and whether it is required:
+    a :class:`Value`'s (required: named in ``REQUIRED_FIELDS`` by it or a base) or a dataclass's
+    (``metadata=REQUIRED``)."""
+    if issubclass(cls, Value):
+        annotations: dict[str, object] = {}
+        required: set[str] = set()
+        for klass in reversed(cls.__mro__):
+            annotations.update(vars(klass).get("__annotations__", {}))
+            required.update(vars(klass).get("REQUIRED_FIELDS", ()))
+        return {name: (str(annotations[name]), name in required) for name in cls._fields}
+    return {
+        field.name: (str(field.type), bool(field.metadata.get("required")))
+        for field in dataclasses.fields(cls)  # type: ignore[arg-type]
+    }
 
 
 _LAYOUTS: dict[type, tuple[_Key, ...]] = {}
@@ -201,10 +227,11 @@ _LAYOUTS: dict[type, tuple[_Key, ...]] = {}
 class WireMessage:
     """Base of a message whose JSON is one flat object of strings, integers and booleans.
 
-    A subclass is a frozen dataclass; each field is one JSON key (``KEY_CASE`` of its name unless
-    ``KEYS`` renames it), written in ``ORDER`` (the Go struct's field order; the dataclass's when
-    empty). Parsing reads every key with its zero value when missing; a field declared with
-    ``metadata=REQUIRED`` must be present and non-empty.
+    A subclass is also a :class:`Value` (or a frozen dataclass); each field is one JSON key
+    (``KEY_CASE`` of its name unless ``KEYS`` renames it), written in ``ORDER`` (the Go struct's
+    field order; the fields' own when empty). Parsing reads every key with its zero value when
+    missing; a field named in ``REQUIRED_FIELDS`` (a dataclass's: declared with
+    ``metadata=REQUIRED``) must be present and non-empty.
     """
 
     __slots__ = ()
@@ -215,21 +242,17 @@ class WireMessage:
     KEY_CASE: ClassVar[Callable[[str], str]] = staticmethod(pascal_case)
     KEYS: ClassVar[Mapping[str, str]] = {}
     ORDER: ClassVar[str] = ""  # space-separated attribute names
+    REQUIRED_FIELDS: ClassVar[tuple[str, ...]] = ()  # a Value's; each subclass adds its own
 
     @classmethod
     def _layout(cls) -> tuple[_Key, ...]:
         layout = _LAYOUTS.get(cls)
         if layout is None:
-            fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-            names = cls.ORDER.split() or list(fields)
-            assert sorted(names) == sorted(fields), f"{cls.__name__}.ORDER must name every field"
+            specs = _field_specs(cls)
+            names = cls.ORDER.split() or list(specs)
+            assert sorted(names) == sorted(specs), f"{cls.__name__}.ORDER must name every field"
             layout = tuple(
-                _Key(
-                    name,
-                    cls.KEYS.get(name) or cls.KEY_CASE(name),
-                    _READERS[str(fields[name].type)],
-                    bool(fields[name].metadata.get("required")),
-                )
+                _Key(name, cls.KEYS.get(name) or cls.KEY_CASE(name), _READERS[specs[name][0]], specs[name][1])
                 for name in names
             )
             _LAYOUTS[cls] = layout

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import enum
 import json
 from collections.abc import Callable, Mapping
@@ -18,7 +17,6 @@ from openssm.protocol.messages.codec import (
     INT64_MAX,
     MAX_OPEN_FRAME_BYTES,
     MESSAGE_SCHEMA_VERSION,
-    REQUIRED,
     UINT32_MAX,
     Fields,
     JsonValue,
@@ -30,8 +28,8 @@ from openssm.protocol.messages.codec import (
     load_object,
     message_frame,
     new_id,
-    pascal_json,
 )
+from openssm.protocol.values import Value
 from openssm.protocol.versions import AGENT_VERSION, CLIENT_VERSION
 
 MAX_SIZE_BYTES: Final = 4096
@@ -42,50 +40,105 @@ MAX_TERMINAL_DIMENSION: Final = 10_000
 # -- open frames (WebSocket text) --------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _OpenFrame(WireMessage):
-    """What every channel's first frame carries: the token, and a request id and schema version
-    (keyword-only, so each kind's own fields follow the token positionally)."""
+class _OpenFrame(WireMessage, Value):
+    """What every channel's first frame carries: the token, and a request id (a new one unless
+    given) and schema version (keyword-only, so each kind's own fields follow the token
+    positionally)."""
 
     WHAT: ClassVar[str] = "open frame"
+    REQUIRED_FIELDS: ClassVar[tuple[str, ...]] = ("token_value",)
 
-    token_value: str = dataclasses.field(metadata=REQUIRED)
-    request_id: str = dataclasses.field(default_factory=new_id, kw_only=True)
-    message_schema_version: str = dataclasses.field(default=MESSAGE_SCHEMA_VERSION, kw_only=True)
+    __slots__ = ("message_schema_version", "request_id", "token_value")
+    token_value: str
+    request_id: str
+    message_schema_version: str
+
+    def __init__(
+        self,
+        token_value: str,
+        *,
+        request_id: str | None = None,
+        message_schema_version: str = MESSAGE_SCHEMA_VERSION,
+    ) -> None:
+        object.__setattr__(self, "token_value", token_value)
+        object.__setattr__(self, "request_id", new_id() if request_id is None else request_id)
+        object.__setattr__(self, "message_schema_version", message_schema_version)
 
     def to_text(self) -> str:
         return self.encode().decode("utf-8")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class ClientOpen(_OpenFrame):
-    """First text frame of a client (plugin) data channel."""
+    """First text frame of a client (plugin) data channel (a new ``client_id`` unless given)."""
 
     ORDER: ClassVar[str] = "message_schema_version request_id token_value client_id client_version"
 
-    client_id: str = dataclasses.field(default_factory=new_id)
-    client_version: str = CLIENT_VERSION
+    __slots__ = ("client_id", "client_version")
+    client_id: str
+    client_version: str
+
+    def __init__(
+        self,
+        token_value: str,
+        client_id: str | None = None,
+        client_version: str = CLIENT_VERSION,
+        *,
+        request_id: str | None = None,
+        message_schema_version: str = MESSAGE_SCHEMA_VERSION,
+    ) -> None:
+        super().__init__(token_value, request_id=request_id, message_schema_version=message_schema_version)
+        object.__setattr__(self, "client_id", new_id() if client_id is None else client_id)
+        object.__setattr__(self, "client_version", client_version)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class AgentDataOpen(_OpenFrame):
     """First text frame of an agent data channel (``ClientInstanceId`` marks it as the agent)."""
 
     ORDER: ClassVar[str] = "message_schema_version request_id token_value client_instance_id client_id"
+    REQUIRED_FIELDS: ClassVar[tuple[str, ...]] = ("client_instance_id",)
 
-    client_instance_id: str = dataclasses.field(metadata=REQUIRED)
-    client_id: str = ""
+    __slots__ = ("client_id", "client_instance_id")
+    client_instance_id: str
+    client_id: str
+
+    def __init__(
+        self,
+        token_value: str,
+        client_instance_id: str,
+        client_id: str = "",
+        *,
+        request_id: str | None = None,
+        message_schema_version: str = MESSAGE_SCHEMA_VERSION,
+    ) -> None:
+        super().__init__(token_value, request_id=request_id, message_schema_version=message_schema_version)
+        object.__setattr__(self, "client_instance_id", client_instance_id)
+        object.__setattr__(self, "client_id", client_id)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class ControlOpen(_OpenFrame):
     """First text frame of an agent control channel."""
 
     ORDER: ClassVar[str] = "cookie message_schema_version request_id token_value agent_version platform_type"
 
-    agent_version: str = AGENT_VERSION
-    platform_type: str = "linux"
-    cookie: str | None = None
+    __slots__ = ("agent_version", "cookie", "platform_type")
+    agent_version: str
+    platform_type: str
+    cookie: str | None
+
+    def __init__(
+        self,
+        token_value: str,
+        agent_version: str = AGENT_VERSION,
+        platform_type: str = "linux",
+        cookie: str | None = None,
+        *,
+        request_id: str | None = None,
+        message_schema_version: str = MESSAGE_SCHEMA_VERSION,
+    ) -> None:
+        super().__init__(token_value, request_id=request_id, message_schema_version=message_schema_version)
+        object.__setattr__(self, "agent_version", agent_version)
+        object.__setattr__(self, "platform_type", platform_type)
+        object.__setattr__(self, "cookie", cookie)
 
 
 OpenFrame: TypeAlias = ClientOpen | AgentDataOpen | ControlOpen
@@ -127,12 +180,16 @@ class ActionStatus(enum.IntEnum):
     UNSUPPORTED = 3
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestedAction:
+class RequestedAction(Value):
     """One entry of ``RequestedClientActions``; ``parameters`` is the raw ``ActionParameters``."""
 
+    __slots__ = ("action_type", "parameters")
     action_type: str
     parameters: Mapping[str, JsonValue] | None
+
+    def __init__(self, action_type: str, parameters: Mapping[str, JsonValue] | None) -> None:
+        object.__setattr__(self, "action_type", action_type)
+        object.__setattr__(self, "parameters", parameters)
 
     def to_json(self) -> dict[str, JsonValue]:
         params = self.parameters
@@ -152,12 +209,16 @@ class RequestedAction:
         return {"ActionType": self.action_type, "ActionParameters": encoded}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HandshakeRequest:
+class HandshakeRequest(Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_REQUEST
 
+    __slots__ = ("actions", "agent_version")
     agent_version: str
     actions: tuple[RequestedAction, ...]
+
+    def __init__(self, agent_version: str, actions: tuple[RequestedAction, ...]) -> None:
+        object.__setattr__(self, "agent_version", agent_version)
+        object.__setattr__(self, "actions", actions)
 
     def encode(self) -> bytes:
         return go_json(
@@ -233,26 +294,51 @@ def parse_handshake_request(payload: Payload) -> HandshakeRequest:
     return HandshakeRequest(fields.string("AgentVersion"), tuple(actions))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProcessedAction:
+class ProcessedAction(Value):
+    __slots__ = ("action_result", "action_status", "action_type", "error")
     action_type: str
     action_status: int
-    action_result: JsonValue = None
-    error: str = ""
+    action_result: JsonValue
+    error: str
+
+    def __init__(
+        self, action_type: str, action_status: int, action_result: JsonValue = None, error: str = ""
+    ) -> None:
+        object.__setattr__(self, "action_type", action_type)
+        object.__setattr__(self, "action_status", action_status)
+        object.__setattr__(self, "action_result", action_result)
+        object.__setattr__(self, "error", error)
 
     def to_json(self) -> dict[str, JsonValue]:
-        return pascal_json(self)
+        return {
+            "ActionType": self.action_type,
+            "ActionStatus": self.action_status,
+            "ActionResult": self.action_result,
+            "Error": self.error,
+        }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HandshakeResponse:
+class HandshakeResponse(Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_RESPONSE
 
+    __slots__ = ("actions", "client_version", "errors", "extensions")
     client_version: str
     actions: tuple[ProcessedAction, ...]
-    errors: tuple[str, ...] | None = None
+    errors: tuple[str, ...] | None
     # Extra top-level keys (OpenSSM extensions an OpenSSM agent offered; AWS's agent ignores them).
-    extensions: tuple[tuple[str, str], ...] = ()
+    extensions: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        client_version: str,
+        actions: tuple[ProcessedAction, ...],
+        errors: tuple[str, ...] | None = None,
+        extensions: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        object.__setattr__(self, "client_version", client_version)
+        object.__setattr__(self, "actions", actions)
+        object.__setattr__(self, "errors", errors)
+        object.__setattr__(self, "extensions", extensions)
 
     def encode(self) -> bytes:
         return go_json(
@@ -307,12 +393,16 @@ def parse_handshake_response(payload: Payload) -> HandshakeResponse:
     return HandshakeResponse(fields.string("ClientVersion"), tuple(actions), errors, extensions)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HandshakeComplete:
+class HandshakeComplete(Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.HANDSHAKE_COMPLETE
 
+    __slots__ = ("customer_message", "handshake_time_to_complete")
     handshake_time_to_complete: int  # nanoseconds (Go time.Duration)
-    customer_message: str = ""
+    customer_message: str
+
+    def __init__(self, handshake_time_to_complete: int, customer_message: str = "") -> None:
+        object.__setattr__(self, "handshake_time_to_complete", handshake_time_to_complete)
+        object.__setattr__(self, "customer_message", customer_message)
 
     def encode(self) -> bytes:
         return go_json(
@@ -331,11 +421,14 @@ def parse_handshake_complete(payload: Payload) -> HandshakeComplete:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class EncryptionChallenge:
+class EncryptionChallenge(Value):
     """EncChallengeRequest (8) / EncChallengeResponse (9): ``{"Challenge": base64}``."""
 
+    __slots__ = ("challenge",)
     challenge: bytes
+
+    def __init__(self, challenge: bytes) -> None:
+        object.__setattr__(self, "challenge", challenge)
 
     def encode(self) -> bytes:
         return go_json({"Challenge": base64.b64encode(self.challenge).decode("ascii")})
@@ -358,14 +451,18 @@ class SessionState(enum.StrEnum):
     TERMINATING = "Terminating"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TerminalSize(WireMessage):
+class TerminalSize(WireMessage, Value):
     PAYLOAD_TYPE: ClassVar[PayloadType] = PayloadType.SIZE
     WHAT: ClassVar[str] = "Size"
     KEY_CASE: ClassVar[Callable[[str], str]] = staticmethod(str)
 
+    __slots__ = ("cols", "rows")
     cols: int
     rows: int
+
+    def __init__(self, cols: int, rows: int) -> None:
+        object.__setattr__(self, "cols", cols)
+        object.__setattr__(self, "rows", rows)
 
     @property
     def usable(self) -> bool:
@@ -386,32 +483,60 @@ def usable_size(payload: Payload) -> TerminalSize | None:
     return size if size.usable else None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChannelClosed(WireMessage):
-    """``channel_closed`` from the gateway to a client or agent: the session is over."""
+class ChannelClosed(WireMessage, Value):
+    """``channel_closed`` from the gateway to a client or agent: the session is over (a new
+    ``message_id`` and the time now as ``created_date`` unless given)."""
 
     WHAT: ClassVar[str] = "channel_closed"
     MESSAGE_TYPE: ClassVar[str] = MessageType.CHANNEL_CLOSED
     ORDER: ClassVar[str] = (
         "message_id created_date destination_id session_id message_type schema_version output"
     )
+    REQUIRED_FIELDS: ClassVar[tuple[str, ...]] = ("session_id",)
 
-    session_id: str = dataclasses.field(metadata=REQUIRED)
-    destination_id: str = ""
-    output: str = ""
-    message_id: str = dataclasses.field(default_factory=new_id)
-    created_date: str = dataclasses.field(default_factory=iso_millis)
-    schema_version: int = 1
-    # Written for the Go peers; what a peer sends here means nothing.
-    message_type: str = dataclasses.field(default=MessageType.CHANNEL_CLOSED.value, compare=False)
+    __slots__ = (
+        "created_date",
+        "destination_id",
+        "message_id",
+        "message_type",
+        "output",
+        "schema_version",
+        "session_id",
+    )
+    session_id: str
+    destination_id: str
+    output: str
+    message_id: str
+    created_date: str
+    schema_version: int
+    message_type: str
+
+    def __init__(
+        self,
+        session_id: str,
+        destination_id: str = "",
+        output: str = "",
+        message_id: str | None = None,
+        created_date: str | None = None,
+        schema_version: int = 1,
+        message_type: str = MessageType.CHANNEL_CLOSED.value,
+    ) -> None:
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "destination_id", destination_id)
+        object.__setattr__(self, "output", output)
+        object.__setattr__(self, "message_id", new_id() if message_id is None else message_id)
+        object.__setattr__(self, "created_date", iso_millis() if created_date is None else created_date)
+        object.__setattr__(self, "schema_version", schema_version)
+        # Written for the Go peers; what a peer sends here means nothing, so it is not kept.
+        del message_type
+        object.__setattr__(self, "message_type", MessageType.CHANNEL_CLOSED.value)
 
 
 def parse_channel_closed(payload: Payload) -> ChannelClosed:
     return ChannelClosed.parse(payload)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentSessionState(WireMessage):
+class AgentSessionState(WireMessage, Value):
     """``agent_session_state`` (agent → gateway on the data channel), sent with Flags 3."""
 
     WHAT: ClassVar[str] = "agent_session_state"
@@ -419,27 +544,39 @@ class AgentSessionState(WireMessage):
     FLAGS: ClassVar[int] = FLAG_ACK
     KEYS: ClassVar[dict[str, str]] = {"state": "SessionState"}
     ORDER: ClassVar[str] = "schema_version state session_id"
+    REQUIRED_FIELDS: ClassVar[tuple[str, ...]] = ("state",)
 
+    __slots__ = ("schema_version", "session_id", "state")
     session_id: str
-    state: str = dataclasses.field(metadata=REQUIRED)
-    schema_version: int = 1
+    state: str
+    schema_version: int
+
+    def __init__(self, session_id: str, state: str, schema_version: int = 1) -> None:
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "schema_version", schema_version)
 
 
 def parse_agent_session_state(payload: Payload) -> AgentSessionState:
     return AgentSessionState.parse(payload)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Publication(WireMessage):
+class Publication(WireMessage, Value):
     """``start_publication`` / ``pause_publication`` (gateway → agent). Receivers ignore the body;
     it is non-empty because the agent cannot read empty payloads."""
 
     WHAT: ClassVar[str] = "publication"
     ORDER: ClassVar[str] = "schema_version message_type session_id"
 
+    __slots__ = ("message_type", "schema_version", "session_id")
     message_type: str
-    session_id: str = ""
-    schema_version: int = 1
+    session_id: str
+    schema_version: int
+
+    def __init__(self, message_type: str, session_id: str = "", schema_version: int = 1) -> None:
+        object.__setattr__(self, "message_type", message_type)
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "schema_version", schema_version)
 
     def to_frame(self) -> Frame:
         return message_frame(self.message_type, self.encode())
