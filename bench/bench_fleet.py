@@ -100,8 +100,11 @@ def rss_bytes(pid: int) -> int:
 def open_sockets(pid: int) -> int:
     """The sockets a process holds (its listeners, control channels, and the HTTP keep-alive
     connections of the fleet's API client the server has not yet closed as idle)."""
-    fds = pathlib.Path(f"/proc/{pid}/fd")
-    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+    count = 0
+    for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing was read
+            count += os.readlink(fd).startswith("socket:")
+    return count
 
 
 # Imported by the server's interpreter at start (PYTHONPATH): traces allocations, and writes a

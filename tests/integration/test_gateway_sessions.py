@@ -595,3 +595,26 @@ async def test_a_client_that_stops_answering_pings_is_taken_for_gone(tmp_path: p
         await silent.send_str(ClientOpen(token_value=token).to_text())
         assert (await next_frame(control)).message_type == MessageType.INTERACTIVE_SHELL
         await gateway.wait_status(SID, "Disconnected", timeout=5)
+
+
+async def test_the_gateway_pings_only_a_control_channel_gone_silent(tmp_path: pathlib.Path) -> None:
+    """An agent pings its control channel after 54 s without a byte from the gateway; the gateway's
+    own pings come only after ``control_heartbeat`` of silence, so a live agent's pings carry the
+    keepalive alone (an idle fleet's frames halved) and a vanished one is still found."""
+    settings = dataclasses.replace(FAST, control_heartbeat=0.6)
+    async with running_gateway(tmp_path, settings=settings) as gw:
+        await gw.add_instance(IID)
+        await gw.add_agent_user()
+        token = await gw.channel_token(f"/v1/control-channel/{IID}")
+        ws = await gw.agent_socket(f"/v1/control-channel/{IID}?role=subscribe&stream=input", autoping=False)
+        await ws.send_str(ControlOpen(token_value=token).to_text())
+        await wait_for(lambda: IID in gw.node.controls, 5, "control channel never registered")
+        # Pinging more often than the heartbeat: answered, and never pinged back.
+        for _ in range(12):
+            await ws.ping()
+            assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PONG
+            await asyncio.sleep(0.15)
+        # Silent (and deaf: no pongs): pinged once, then dropped.
+        assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PING
+        assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await wait_for(lambda: IID not in gw.node.controls, 5, "control channel never unregistered")

@@ -280,8 +280,12 @@ class Gateway:
         assert match is not None, text
         return match.group(1)
 
-    async def agent_socket(self, path: str, **sign: Any) -> aiohttp.ClientWebSocketResponse:
-        return await self.http.ws_connect(self.url(path), headers=self.signed_headers("GET", path, **sign))
+    async def agent_socket(
+        self, path: str, *, autoping: bool = True, **sign: Any
+    ) -> aiohttp.ClientWebSocketResponse:
+        return await self.http.ws_connect(
+            self.url(path), headers=self.signed_headers("GET", path, **sign), autoping=autoping
+        )
 
     async def client_socket(self, session_id: str) -> aiohttp.ClientWebSocketResponse:
         return await self.http.ws_connect(self.url(f"/v1/data-channel/{session_id}?role=publish_subscribe"))

@@ -21,10 +21,11 @@ LINGER = 2.0
 
 
 def make_websocket(settings: GatewaySettings) -> web.WebSocketResponse:
+    """A control channel's WebSocket (aiohttp's: see :class:`Socket`)."""
     return web.WebSocketResponse(
         timeout=CLOSE_TIMEOUT,
-        autoping=True,  # pongs for the plugin's 5-minute and the agent's 54-second pings
-        heartbeat=settings.ws_heartbeat,  # our pings find peers that vanished without FIN
+        autoping=True,  # pongs for the agent's 54-second pings
+        heartbeat=settings.control_heartbeat,  # our pings find agents that vanished without FIN
         compress=False,
         max_msg_size=settings.max_message_bytes,
     )
@@ -47,16 +48,34 @@ class Socket(Protocol):
 
 
 class Peer:
-    """A WebSocket plus the event its reader sets when the connection ends."""
+    """A WebSocket plus whether its reader has ended (the connection's handler says so)."""
+
+    __slots__ = ("_ended", "_gone", "label", "ws")
 
     def __init__(self, ws: Socket, label: str) -> None:
         self.ws = ws
         self.label = label
-        self.gone = asyncio.Event()  # set by the connection's handler when its read loop ends
+        self._gone = False
+        # Made only when someone waits for the end: an idle fleet's control channels are never
+        # waited on, and an Event (its waiters' deque) costs 0.9 KB each.
+        self._ended: asyncio.Event | None = None
+
+    def set_gone(self) -> None:
+        """The connection's read loop has ended."""
+        self._gone = True
+        if self._ended is not None:
+            self._ended.set()
+
+    async def wait_gone(self) -> None:
+        if self._gone:
+            return
+        if self._ended is None:
+            self._ended = asyncio.Event()
+        await self._ended.wait()
 
     @property
     def open(self) -> bool:
-        return not self.gone.is_set() and not self.ws.closed
+        return not self._gone and not self.ws.closed
 
     async def send(self, data: bytes) -> bool:
         """Send one binary frame; False (never an exception) if the socket is gone."""
@@ -73,7 +92,7 @@ class Peer:
         """Give the peer ``linger`` seconds to hang up by itself (the plugin exits on
         channel_closed and drops TCP), then close from our side."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.gone.wait(), linger)
+            await asyncio.wait_for(self.wait_gone(), linger)
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()

@@ -109,7 +109,7 @@ async def _served(
     try:
         await serve(peer)
     finally:
-        peer.gone.set()
+        peer.set_gone()
         await ws.close()
     assert ws.response is not None
     return ws.response
@@ -131,6 +131,29 @@ class SocketHandlers:
         self.settings = node.settings
 
     async def control(self, request: web.Request) -> web.StreamResponse:
+        response, control = await self._accept_control(request)
+        if control is None:
+            return response
+        # Served from here, a frame that holds only the channel: what let it in (the request's
+        # refusal logger, the identity, the audit batch and its context manager) is let go of
+        # for the channel's life, which is most of a fleet's connections' whole life.
+        instance_id = control.instance_id
+        try:
+            await self.node.register_control(control)
+            try:
+                await control.serve(self.node)
+            finally:
+                await self.node.run_detached(
+                    self.node.unregister_control(control), f"unregister-{instance_id}"
+                )
+                log.info("control channel closed: %s", instance_id)
+        finally:
+            control.peer.set_gone()
+        return response
+
+    async def _accept_control(self, request: web.Request) -> tuple[web.StreamResponse, ControlChannel | None]:
+        """Authenticate and authorise the agent, upgrade, and take its open frame and token: the
+        response for aiohttp, and the channel to serve (None if it was refused or went away)."""
         instance_id = request.match_info["instance_id"]
         who: list[str] = []  # the principal, once authenticated
         refuse = _refusal(
@@ -141,12 +164,14 @@ class SocketHandlers:
         )
         if not is_signed(request):
             refuse("MissingAuthenticationTokenException", "Missing Authentication Token")
-            return error_response("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
+            return error_response(
+                "MissingAuthenticationTokenException", "Missing Authentication Token", 403
+            ), None
         try:
             identity = await authenticate_agent(self.services, request, b"")
         except security.AuthError as exc:
             refuse(exc.code, exc.message)
-            return error_response(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status), None
         who.append(identity.principal.arn)
         resource = instance_arn(self.services.config, instance_id)
         # The decision to let the agent in is written with the use of its token (and the node's
@@ -159,7 +184,7 @@ class SocketHandlers:
                 )
             except security.AccessDenied as exc:
                 refuse(exc.code, exc.message)
-                return error_response(exc.code, exc.message, 403)
+                return error_response(exc.code, exc.message, 403), None
             # aiohttp's own WebSocketResponse: a fleet's idle control channels are most of a server's
             # connections, and it holds one in less memory than websocket_connection (DESIGN.md, "Fleets").
             ws = make_websocket(self.settings)
@@ -170,30 +195,33 @@ class SocketHandlers:
                 # throttled and backing off): nothing to serve. aiohttp finds the response unsent and
                 # the connection lost, and drops it quietly (no 500, no traceback in the log).
                 log.debug("control channel of %s: the agent left during the upgrade", instance_id)
-                return ws
+                return ws, None
             peer = Peer(ws, f"control {instance_id}")
+            control: ControlChannel | None = None
             try:
-                await self._serve_control(instance_id, identity, peer, refuse, batch)
+                control = await self._opened_control(instance_id, identity, peer, refuse, batch)
             finally:
-                peer.gone.set()
-        return ws
+                if control is None:
+                    peer.set_gone()
+        return ws, control
 
-    async def _serve_control(
+    async def _opened_control(
         self,
         instance_id: str,
         identity: security.Identity,
         peer: Peer,
         refuse: Refusal,
         batch: security.AuditBatch,
-    ) -> None:
+    ) -> ControlChannel | None:
+        """The agent's open frame read and its token used up: the channel, or None (refused)."""
         ws = peer.ws
         opened = await read_open_frame(ws, self.settings.open_frame_timeout, refuse)
         if opened is None:
-            return
+            return None
         if not isinstance(opened, messages.ControlOpen):
             refuse("InvalidOpenFrame", "not a control channel open frame")
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a control channel open frame")
-            return
+            return None
         now = self.services.clock.now()
         try:
             token = await self._open_control(
@@ -201,19 +229,13 @@ class SocketHandlers:
             )
         except DatabaseBusy:  # a wave of agents: this one reconnects later, as when throttled
             await try_again_later(peer, refuse)
-            return
+            return None
         if token is None or token.principal_arn != identity.principal.arn:
             refuse("InvalidToken", BAD_TOKEN)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=BAD_TOKEN.encode())
-            return
-        control = ControlChannel(instance_id, peer, opened, connected_at=now)
-        await self.node.register_control(control)
+            return None
         log.info("control channel open: %s (agent %s)", instance_id, opened.agent_version)
-        try:
-            await control.serve(self.node)
-        finally:
-            await self.node.run_detached(self.node.unregister_control(control), f"unregister-{instance_id}")
-            log.info("control channel closed: %s", instance_id)
+        return ControlChannel(instance_id, peer, opened, connected_at=now)
 
     async def data(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
