@@ -29,6 +29,13 @@ MIGRATION_LOCK_KEY = 0x4F70656E53534D
 # what it wrote before is what a retry finds already there, as after any failed request).
 DatabaseBusy: Final = sa.exc.TimeoutError
 
+# PostgreSQL refusing a new connection because it holds as many as it allows ("sorry, too many
+# clients already": max_connections, or a role's or database's CONNECTION LIMIT), or because it is
+# starting or shutting down: the database is busy, as when the pool's wait ran out. Several nodes'
+# pools together may ask for more than max_connections (three nodes' 30 each against the default
+# 100, with anything else on that server): a 3,000-agent wave on a 3-node cluster got HTTP 500s.
+REFUSED_CONNECTION_STATES: Final = frozenset({"53300", "57P03"})  # too_many_connections, cannot_connect_now
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolSettings:
@@ -85,9 +92,20 @@ def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> AsyncEngine:
         if engine.url.database and engine.url.database != ":memory:":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url, pool_pre_ping=True, pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=pool.timeout
     )
+    event.listen(engine.sync_engine, "handle_error", _busy_when_refused)
+    return engine
+
+
+def _busy_when_refused(context: sa.engine.ExceptionContext) -> BaseException | None:
+    """A connection PostgreSQL refused for lack of room is ``DatabaseBusy`` (throttled, retried),
+    not an error (an HTTP 500)."""
+    state = getattr(context.original_exception, "sqlstate", None)
+    if state in REFUSED_CONNECTION_STATES:
+        return DatabaseBusy(f"the database refused a connection: {context.original_exception}")
+    return None
 
 
 def _alembic_config(connection: Connection) -> Config:
