@@ -937,6 +937,7 @@ class Rehome:
     all_agents: float | None  # until every one was back (agent side)
     database: float | None  # until the database had none on the killed node, and every agent back
     kept_reconnected: int  # survivors' agents whose control channel was opened again after the kill
+    stuck: list[str]  # the killed node's agents not back: what each one's control channel looks like
 
 
 async def watch_rehome(
@@ -968,6 +969,17 @@ async def watch_rehome(
         all_agents=all_agents,
         database=database,
         kept_reconnected=sum(1 for a in kept if a.online_at != kept_since[a.index]),
+        stuck=[stuck_state(a, killed) for a in doomed if not back(a)],
+    )
+
+
+def stuck_state(agent: sim.SimAgent, killed: float) -> str:
+    """An agent of the killed node that is not back: where its control channel stands."""
+    ws = agent.ws
+    channel = "none" if ws is None else f"closed={ws.closed} exception={ws.exception()!r}"
+    return (
+        f"{agent.instance_id}: online={agent.online.is_set()} on {agent.control_node} since "
+        f"{agent.online_at - killed:+.1f} s; its WebSocket {channel}"
     )
 
 
@@ -1095,6 +1107,8 @@ def cluster_table(args: argparse.Namespace, f: ClusterFigures) -> None:
         f"every agent Online) {seconds_text(r.database)}; target ≤ {REHOME_TARGET_SECONDS:.0f} s: "
         f"{'met' if ok else 'MISSED'}"
     )
+    for state in r.stuck[:5]:
+        print(f"  not back: {state}")
     print(f"  survivors' agents whose control channel was opened again after the kill: {r.kept_reconnected}")
     rehome_cpu = sum(load.cpu_rehome for load in f.loads if load.node is not f.victim)
     print(

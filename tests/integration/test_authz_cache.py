@@ -7,17 +7,20 @@ SQLite and on PostgreSQL (the triggers are the database's own)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import pathlib
 import sqlite3
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from tests.support import postgres
 from tests.support.inprocess_api import ACCOUNT, Api, Credentials, running_api
 
 from openssm.store import access_keys, audit_log, authz_generation, instances
 from openssm.store.audit_log import AuditQuery
+from openssm.store.db import make_engine, migrate
 from openssm.store.iam import groups, holder_policies, policies, roles
 
 NODE = "i-0123456789abcdef0"
@@ -204,3 +207,30 @@ async def test_what_a_fleet_does_all_day_changes_no_generation(
         )  # fmt: skip
         assert await authz_generation.read(engine) == before
         assert authz_generation.committed_writes() == writes
+
+
+async def test_callers_that_find_the_generation_stale_together_share_one_read(database_url: str) -> None:
+    """A wave of requests (a killed node's agents coming over) finding the counter due for a read
+    at once: one read, which all of them wait for, not one each (a write this process commits still
+    gets a read of its own: test_changes_made_on_this_node_decide_the_next_call)."""
+    engine = make_engine(database_url)
+    try:
+        await migrate(engine)
+        reads: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if "FROM authz_generation" in statement:
+                reads.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        generation = authz_generation.Generation(poll_seconds=1.0)
+        wave = 20
+
+        values = await asyncio.gather(*(generation.current(engine, 100.0) for _ in range(wave)))
+        assert len(set(values)) == 1 and len(reads) == 1
+        await asyncio.gather(*(generation.current(engine, 100.5) for _ in range(wave)))
+        assert len(reads) == 1  # within the poll interval: no read at all
+        await asyncio.gather(*(generation.current(engine, 101.5) for _ in range(wave)))
+        assert len(reads) == 2  # past it: one more
+    finally:
+        await engine.dispose()

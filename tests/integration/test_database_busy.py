@@ -7,16 +7,21 @@ when SQLAlchemy's pool timed out after 30 s."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import pathlib
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sqlalchemy.engine import make_url
+from tests.support import postgres
 from tests.support.gateway import assert_silent, running_gateway
 from tests.support.inprocess_api import running_api
 from tests.support.wait import wait_for
@@ -182,3 +187,47 @@ async def test_background_writes_wait_out_a_busy_database(postgres_url: str) -> 
         assert row is not None and row.control_node_id is None
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _role_with_room_for(postgres_url: str, connections: int) -> AsyncIterator[str]:
+    """A login role PostgreSQL lets hold at most ``connections`` connections at once (its CONNECTION
+    LIMIT: refused past it with SQLSTATE 53300, as when the server is at max_connections); yields
+    ``postgres_url`` as that role."""
+    role = f"openssm_limited_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(postgres.POSTGRES_URL, timeout=10)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT {connections}')
+        try:
+            yield make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+        finally:
+            await admin.execute(f'DROP ROLE "{role}"')
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_postgres_refuses_for_lack_of_room_is_busy_not_an_error(postgres_url: str) -> None:
+    """Several nodes' pools may together ask for more connections than the server allows
+    (max_connections): "too many clients" is the database being busy (throttled, retried), where a
+    3-node cluster's wave of 3,000 agents got HTTP 500s."""
+    async with _role_with_room_for(postgres_url, 1) as url:
+        engine = make_engine(url, PoolSettings(size=2, overflow=0, timeout=5))
+        try:
+            async with engine.connect() as held:
+                assert (await held.execute(sa.text("SELECT 1"))).scalar_one() == 1
+                with pytest.raises(DatabaseBusy):
+                    async with engine.connect() as refused:
+                        await refused.execute(sa.text("SELECT 1"))
+            async with engine.connect() as conn:  # room again: served as ever
+                assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        finally:
+            await engine.dispose()
+        # Not every refusal is busyness: a database that is not there stays an error.
+        missing = make_engine(make_url(url).set(database="openssm_no_such_database").render_as_string(False))
+        try:
+            with pytest.raises(sa.exc.DBAPIError) as error:
+                async with missing.connect():
+                    pass
+            assert not isinstance(error.value, DatabaseBusy)
+        finally:
+            await missing.dispose()

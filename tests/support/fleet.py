@@ -346,7 +346,9 @@ class SimAgent:
         try:
             await ws.send_str(ControlOpen(token).to_text())
             self.ws = ws
-            self.control_node = self.endpoint
+            # The node dialled, not self.endpoint now: the heartbeat task may have failed over
+            # meanwhile (a bench once counted an agent Online on a node it had left, as not back).
+            self.control_node = mgs.endpoint
             self.online_at = time.monotonic()
             self.online.set()
             self.fleet.stats.control_open += 1

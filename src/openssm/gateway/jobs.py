@@ -209,6 +209,8 @@ class RunCommandJobs(NodeExtension):
     async def on_control_opened(self, instance_id: str) -> None:
         """A control channel opened: send it every job dispatched to it and not delivered, the
         cancels it missed while away, and start the commands that were waiting for it."""
+        if not await store.owes_instance(self.engine, instance_id):
+            return
         frames = [
             agent_job_frame(row, instance_id)
             for row in await store.pending_for_instance(self.engine, instance_id, now=self.clock.now())

@@ -21,6 +21,7 @@ on the node that made it and within ``poll_seconds`` on the others.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import re
@@ -185,13 +186,17 @@ event.listen(Pool, "checkin", _checkin)
 
 class Generation:
     """The counter as this node last read it: read again when ``poll_seconds`` have passed, or when
-    this process has committed a write to a watched table since."""
+    this process has committed a write to a watched table since. Callers that find it stale while a
+    read is under way (and no write of this process committed since it began) wait for that read:
+    a wave of requests each reading it themselves was a tenth of a node's CPU while a killed node's
+    agents came over (py-spy, ``bench_fleet.py --cluster``)."""
 
     def __init__(self, poll_seconds: float = POLL_SECONDS) -> None:
         self.poll_seconds = poll_seconds
         self._value: int | None = None
         self._read_at = 0.0
         self._writes_seen = -1
+        self._reading: tuple[int, asyncio.Task[int]] | None = None  # (writes seen, the read)
 
     async def current(self, db: Db, monotonic: float) -> int:
         """The generation to compare cached entries with (and to store new ones under: read before
@@ -205,7 +210,18 @@ class Generation:
             and monotonic - self._read_at < self.poll_seconds
         ):
             return value
-        value = await read(db)
+        reading = self._reading
+        if reading is None or reading[0] != writes or reading[1].get_loop() is not asyncio.get_running_loop():
+            # Read before what each caller then reads, whether it started the read or joined it.
+            reading = self._reading = (writes, asyncio.create_task(self._read(db, monotonic, writes)))
+        return await asyncio.shield(reading[1])
+
+    async def _read(self, db: Db, monotonic: float, writes: int) -> int:
+        try:
+            value = await read(db)
+        finally:
+            if self._reading is not None and self._reading[1] is asyncio.current_task():
+                self._reading = None
         self._value, self._read_at, self._writes_seen = value, monotonic, writes
         return value
 

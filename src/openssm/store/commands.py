@@ -201,6 +201,22 @@ async def expire_unfinished(db: Db, *, now: dt.datetime) -> int:
     return await execute(db, statement)
 
 
+async def owes_instance(db: Db, instance_id: str) -> bool:
+    """Whether ``instance_id`` has an invocation still Pending or Cancelling: all that a control
+    channel opening may be owed (``pending_for_instance``, ``cancelling_for_instance``,
+    ``waiting_for_instance``). One indexed look-up, where a fleet's agents coming over from a killed
+    node, owed nothing, each cost those three."""
+    query = (
+        sa.select(command_invocations.c.command_id)
+        .where(
+            command_invocations.c.instance_id == instance_id,
+            command_invocations.c.status.in_((rc.PENDING, rc.CANCELLING)),
+        )
+        .limit(1)
+    )
+    return bool(await scalars(db, query))
+
+
 async def cancelling_for_instance(db: Db, instance_id: str) -> list[str]:
     """Command ids whose cancel has not reached ``instance_id`` yet (it was away)."""
     query = sa.select(command_invocations.c.command_id).where(

@@ -7,7 +7,7 @@ import functools
 import logging
 import pathlib
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -31,7 +31,8 @@ MIGRATION_LOCK_KEY = 0x4F70656E53534D
 # retry. The statement that waited never ran (a request is answered as if refused at its start, and
 # what it wrote before is what a retry finds already there, as after any failed request).
 class DatabaseBusy(OpenSSMError):
-    """Every connection of the pool was in use for the pool's whole wait (see above)."""
+    """Every connection of the pool was in use for the pool's whole wait (see above), or PostgreSQL
+    refused a new one for lack of room (below)."""
 
 
 class _Pool(AsyncAdaptedQueuePool):
@@ -44,6 +45,14 @@ class _Pool(AsyncAdaptedQueuePool):
             return super()._do_get()
         except sa.exc.TimeoutError as exc:
             raise DatabaseBusy(str(exc)) from exc
+
+
+# PostgreSQL refusing a new connection because it holds as many as it allows ("sorry, too many
+# clients already": max_connections, or a role's or database's CONNECTION LIMIT), or because it is
+# starting or shutting down: the database is busy, as when the pool's wait ran out. Several nodes'
+# pools together may ask for more than max_connections (three nodes' 30 each against the default
+# 100, with anything else on that server): a 3,000-agent wave on a 3-node cluster got HTTP 500s.
+REFUSED_CONNECTION_STATES: Final = frozenset({"53300", "57P03"})  # too_many_connections, cannot_connect_now
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,7 +110,7 @@ def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> AsyncEngine:
         if engine.url.database and engine.url.database != ":memory:":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         poolclass=_Pool,
         pool_pre_ping=True,
@@ -109,6 +118,17 @@ def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> AsyncEngine:
         max_overflow=pool.overflow,
         pool_timeout=pool.timeout,
     )
+    event.listen(engine.sync_engine, "handle_error", _busy_when_refused)
+    return engine
+
+
+def _busy_when_refused(context: sa.engine.ExceptionContext) -> BaseException | None:
+    """A connection PostgreSQL refused for lack of room is ``DatabaseBusy`` (throttled, retried),
+    not an error (an HTTP 500)."""
+    state = getattr(context.original_exception, "sqlstate", None)
+    if state in REFUSED_CONNECTION_STATES:
+        return DatabaseBusy(f"the database refused a connection: {context.original_exception}")
+    return None
 
 
 def _alembic_config(connection: Connection) -> Config:
