@@ -150,6 +150,7 @@ class PtySessionHandler(SessionHandler):
             return
         if frame.payload_type == PayloadType.OUTPUT:
             await self.pty.write(frame.payload)
+            self.channel.expect_reply()  # the terminal echoes it: its ack goes with the echo
         elif frame.payload_type == PayloadType.SIZE:
             size = usable_size(frame.payload)
             if size is not None:
