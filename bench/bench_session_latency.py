@@ -171,19 +171,27 @@ class PtyChild:
         os.close(self.fd)
 
 
-def echo_rtts(child: PtyChild, keys: int, ready: bytes = b"READY") -> list[float]:
+# Around the keystrokes of an echo measurement alone (compare_session_latency.py counts the
+# processes' CPU and context switches in it).
+Around = Callable[[], contextlib.AbstractContextManager[None]]
+
+
+def echo_rtts(
+    child: PtyChild, keys: int, ready: bytes = b"READY", around: Around = contextlib.nullcontext
+) -> list[float]:
     """Type ``keys`` single characters into a ``stty -icanon -echo; cat`` and time each echo."""
     child.write(b"stty -icanon -echo; echo RE''ADY; exec cat\r")
     child.read_until(lambda seen: ready in seen)
     child.read_until(lambda seen: seen.endswith(b"\n"), timeout=2.0)
     samples = []
-    for i in range(keys):
-        key = bytes([ord("a") + i % 26])
-        child.seen = b""
-        start = time.perf_counter()
-        child.write(key)
-        child.read_until(lambda seen, key=key: key in seen)  # type: ignore[misc]
-        samples.append(time.perf_counter() - start)
+    with around():
+        for i in range(keys):
+            key = bytes([ord("a") + i % 26])
+            child.seen = b""
+            start = time.perf_counter()
+            child.write(key)
+            child.read_until(lambda seen, key=key: key in seen)  # type: ignore[misc]
+            samples.append(time.perf_counter() - start)
     return samples
 
 
@@ -619,7 +627,9 @@ class ShellOutput:
         self._pending = b""
 
 
-async def echo_rtts_shell(client: ShellClient, output: ShellOutput, keys: int) -> list[float]:
+async def echo_rtts_shell(
+    client: ShellClient, output: ShellOutput, keys: int, around: Around = contextlib.nullcontext
+) -> list[float]:
     """Keystroke → echo round trips through ``dd bs=1 count=KEYS`` (each byte written as it is
     read) in the session's shell, which ends after the last key and leaves the shell at its prompt."""
     await client.send(
@@ -629,18 +639,19 @@ async def echo_rtts_shell(client: ShellClient, output: ShellOutput, keys: int) -
     await asyncio.sleep(0.2)
     output.discard()
     samples: list[float] = []
-    for i in range(keys):
-        key = bytes([ord("a") + i % 26])
-        start = time.perf_counter()
-        await client.send(key)
-        await output.until(key)
-        samples.append(time.perf_counter() - start)
+    with around():
+        for i in range(keys):
+            key = bytes([ord("a") + i % 26])
+            start = time.perf_counter()
+            await client.send(key)
+            await output.until(key)
+            samples.append(time.perf_counter() - start)
     await output.until(b"DONE")
     return samples
 
 
 async def in_process_session(
-    ssm: Any, instance_id: str, keys: int, logs: ProcessLogs
+    ssm: Any, instance_id: str, keys: int, logs: ProcessLogs, around: Around = contextlib.nullcontext
 ) -> tuple[Run, list[float]]:
     """StartSession (boto3, client made beforehand), dial, open frame, first byte; then echo."""
     logs.new_events()
@@ -660,7 +671,7 @@ async def in_process_session(
         samples: list[float] = []
         if keys:
             await client.send(b'{"cols":80,"rows":24}', PayloadType.SIZE)
-            samples = await echo_rtts_shell(client, output, keys)
+            samples = await echo_rtts_shell(client, output, keys, around)
         await client.send(b"exit\r")
         await client.wait_closed(10)
     return Run(first - started, steps), samples

@@ -12,7 +12,11 @@ system, then on the working tree's. Medians, ranges and each side's steps are pr
 Then keystroke echo, the systems taking turns for ``--echo-rounds`` rounds of ``--keys`` keystrokes:
 through `openssm start-session` (client → gateway → agent PTY and back) and through the bench's
 minimal in-process client (gateway + agent only); each round's p50 and p99, their ranges over the
-rounds, and REV's over the working tree's as a ratio.
+rounds, and REV's over the working tree's as a ratio. Beside them, per keystroke, the server's and
+the agent's time on a CPU and their context switches (every thread's, from /proc: schedstat in ns,
+voluntary + involuntary switches, each a wait for input or for a CPU): far less sensitive to the
+machine's load than the round trip, whose median on a shared 2-core machine is mostly waiting for
+a CPU at each of the processes on the way.
 
 `--browser` adds the browser console (Playwright on /usr/bin/chromium, as `bench_session_latency.py`
 measures it: click on "Start session" to the prompt in the terminal, a returning user with a warm
@@ -27,12 +31,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import pathlib
 import pwd
 import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -69,13 +76,67 @@ def start_system(
     return latency.Context(server, agent, instance_id, account, None, root / "trace", logs, root)
 
 
-def shell_echo(ctx: latency.Context, source: pathlib.Path | None, keys: int) -> list[float]:
+def shell_echo(
+    ctx: latency.Context, source: pathlib.Path | None, keys: int, around: latency.Around
+) -> list[float]:
     client = latency.openssm_shell(ctx, ctx.workdir / "trace-echo", source)
     client.first_byte_after(latency.STARTING)  # the shell is up: typeahead before it may be lost
     try:
-        return latency.echo_rtts(client, keys)
+        return latency.echo_rtts(client, keys, around=around)
     finally:
         client.finish(b"\x03")
+
+
+IDLE_SAMPLE = 1.0  # seconds: how long per_key watches the processes idle
+
+
+def task_stats(pid: int) -> tuple[int, int]:
+    """Nanoseconds on a CPU and context switches of process ``pid``, summed over its threads."""
+    cpu = switches = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            cpu += int((task / "schedstat").read_text().split()[0])
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return cpu, switches
+
+
+@contextlib.contextmanager
+def per_key(ctx: latency.Context, keys: int, into: dict[str, list[float]]) -> Iterator[None]:
+    """The server's and the agent's CPU (µs) and context switches per keystroke over the block,
+    less what they spend with the session open and idle (their timers, heartbeats, the server's
+    background work), watched for IDLE_SAMPLE seconds just before it and scaled to its length."""
+    pids = {"server": ctx.server.process.proc.pid, "agent": ctx.agent.process.proc.pid}  # type: ignore[union-attr]
+    before = {name: task_stats(pid) for name, pid in pids.items()}
+    time.sleep(IDLE_SAMPLE)
+    idle = {name: task_stats(pid) for name, pid in pids.items()}
+    started = time.monotonic()
+    yield
+    scale = (time.monotonic() - started) / IDLE_SAMPLE
+    for name, pid in pids.items():
+        after = task_stats(pid)
+        cpu, switches = (
+            (now - then) - (then - first) * scale
+            for now, then, first in zip(after, idle[name], before[name], strict=True)
+        )
+        into.setdefault(f"{name} CPU µs", []).append(cpu / 1000 / keys)
+        into.setdefault(f"{name} switches", []).append(switches / keys)
+
+
+def report_costs(costs: dict[str, dict[str, dict[str, list[float]]]]) -> None:
+    if not costs:
+        return
+    print("\nPer keystroke, server and agent processes, idle cost taken out: median [range over rounds]")
+    for kind, systems in costs.items():
+        for name, figures in systems.items():
+            cells = [
+                f"{figure} {statistics.median(values):6.1f} [{min(values):.1f}-{max(values):.1f}]"
+                for figure, values in figures.items()
+            ]
+            print(f"  {kind} {name}: " + "   ".join(cells))
 
 
 def report_echo(echo: dict[str, dict[str, list[list[float]]]]) -> None:
@@ -122,6 +183,7 @@ def main() -> None:
     browser = args.browser or args.only_browser
     results: dict[str, list[latency.Run]] = {}
     echo: dict[str, dict[str, list[list[float]]]] = {}
+    costs: dict[str, dict[str, dict[str, list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp, latency.client_revision(args.rev) as sources:
         root = pathlib.Path(tmp)
         os.chmod(root, 0o711)
@@ -150,10 +212,22 @@ def main() -> None:
             for _ in range(0 if args.only_browser else args.echo_rounds):
                 for name, (ctx, source) in systems.items():
                     shell = echo.setdefault("openssm start-session", {})
-                    shell.setdefault(name, []).append(shell_echo(ctx, source, args.keys))
+                    around = functools.partial(
+                        per_key,
+                        ctx,
+                        args.keys,
+                        costs.setdefault("openssm start-session", {}).setdefault(name, {}),
+                    )
+                    shell.setdefault(name, []).append(shell_echo(ctx, source, args.keys, around))
                     ssm = ctx.server.client("ssm")
+                    around = functools.partial(
+                        per_key,
+                        ctx,
+                        args.keys,
+                        costs.setdefault("in-process client", {}).setdefault(name, {}),
+                    )
                     _, samples = latency.in_thread(
-                        latency.in_process_session(ssm, ctx.instance_id, args.keys, ctx.logs)
+                        latency.in_process_session(ssm, ctx.instance_id, args.keys, ctx.logs, around)
                     )
                     in_process = echo.setdefault("in-process client", {})
                     in_process.setdefault(name, []).append(samples)
@@ -169,6 +243,7 @@ def main() -> None:
     names = list(systems)  # REV's first
     latency.report_ratios(results, f" {names[1]}", f" {names[0]}")
     report_echo(echo)
+    report_costs(costs)
     for name, (ctx, _) in systems.items():
         if ctx.logs.db_work:
             print(f"\n{name}:", end="")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -162,3 +162,63 @@ async def test_both_ends_sending_bulk_do_not_wait_on_each_other() -> None:
             "stuck: the two ends stopped taking each other's messages",
         )
         assert await agent.wait_acked(30) and await client.wait_acked(30)
+
+
+class Echo:
+    """A handler that answers each message as a PTY echoes a keystroke: after ``delay`` seconds (0:
+    a loop turn later, which a stalled process cannot stretch past REPLY_WAIT) or never (None, as
+    a terminal with echo off)."""
+
+    def __init__(self, driver: ChannelDriver, delay: float | None) -> None:
+        self.driver = driver
+        self.delay = delay
+        self.answers: list[asyncio.Task[None]] = []
+
+    def ready(self, frame: Frame) -> bool:
+        return True
+
+    async def on_event(self, event: StreamData | Delivered) -> None:
+        if isinstance(event, StreamData):
+            self.driver.expect_reply()
+            if self.delay is not None:
+                self.answers.append(asyncio.create_task(self.answer(bytes(event.frame.payload))))
+
+    async def answer(self, payload: bytes) -> None:
+        await asyncio.sleep(self.delay or 0)
+        await self.driver.send(PayloadType.OUTPUT, payload)
+
+
+async def batches_for(delay: float | None) -> list[list[str]]:
+    """One keystroke to an :class:`Echo` end: the message types of each write that end made."""
+    async with loopback() as pair:
+        agent = ChannelDriver(DataChannelCore(Role.AGENT, now=SYSTEM_CLOCK.monotonic()), peer="agent")
+        agent.set_handler(Echo(agent, delay))
+        writes: list[list[str]] = []
+        send_messages = pair.server.send_messages
+
+        async def recorded(messages: Sequence[Sequence[bytes | bytearray | memoryview]]) -> None:
+            writes.append(
+                [decode(b"".join(bytes(part) for part in parts)).message_type for parts in messages]
+            )
+            await send_messages(messages)
+
+        pair.server.send_messages = recorded  # type: ignore[method-assign]
+        await agent.attach(pair.server)
+        pair.start(agent.serve(None))
+        client = DataChannelCore(Role.CLIENT, now=SYSTEM_CLOCK.monotonic())
+        client.connected(SYSTEM_CLOCK.monotonic())
+        client.send(PayloadType.OUTPUT, b"k", SYSTEM_CLOCK.monotonic())
+        for parts in client.data_to_send():
+            await pair.client.send_parts(parts)
+        wanted = 1 if delay is None else 2
+        await wait_for(lambda: sum(len(batch) for batch in writes) >= wanted, 10, "the ack and the answer")
+        return writes
+
+
+async def test_the_ack_of_a_keystroke_waits_for_its_echo_and_goes_with_it() -> None:
+    assert await batches_for(0.0) == [[MessageType.ACKNOWLEDGE, MessageType.OUTPUT_STREAM_DATA]]
+
+
+async def test_the_ack_of_a_keystroke_goes_alone_when_no_echo_comes() -> None:
+    # (It comes REPLY_WAIT later; batches_for gives up after 10 s.)
+    assert await batches_for(None) == [[MessageType.ACKNOWLEDGE]]

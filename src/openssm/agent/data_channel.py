@@ -150,6 +150,10 @@ class DataChannel:
             )
         await self.driver.send(payload_type, payload)
 
+    def expect_reply(self) -> None:
+        """The message just handled will be answered at once: see ``ChannelDriver.expect_reply``."""
+        self.driver.expect_reply()
+
     async def send_output(self, data: bytes, payload_type: int = PayloadType.OUTPUT) -> None:
         for start in range(0, len(data), MAX_CHUNK):
             await self.send(payload_type, data[start : start + MAX_CHUNK])

@@ -17,7 +17,7 @@ import struct
 import termios
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from openssm.agent.privileges import as_account, python_shim
 from openssm.agent.sessions.identity import RunAs
@@ -74,6 +74,11 @@ class PtyProcess:
         self.process = process
         self.master_fd = master_fd
         self._closed = False
+        # The terminal stays watched between reads (see _on_readable): a keystroke's echo then
+        # costs its read, not two epoll_ctl calls and a fresh callback each time.
+        self._watching: asyncio.AbstractEventLoop | None = None
+        self._readable: asyncio.Future[None] | None = None
+        self._unread_wakes = 0  # readable with nobody waiting, since the last read
 
     @classmethod
     async def spawn(
@@ -106,19 +111,65 @@ class PtyProcess:
             os.close(slave)
         return cls(process, master)
 
-    async def read(self) -> bytes:
-        """Up to ``READ_SIZE`` bytes; ``b""`` once no process holds the terminal any more."""
+    async def read(self, stop: asyncio.Future[Any] | None = None) -> bytes | None:
+        """Up to ``READ_SIZE`` bytes; ``b""`` once no process holds the terminal any more; None
+        once ``stop`` is done (what is left to read is then read without it)."""
         while True:
             if self._closed:
                 return b""
+            if stop is not None and stop.done():
+                return None
             try:
-                return os.read(self.master_fd, READ_SIZE)
+                data = os.read(self.master_fd, READ_SIZE)
             except BlockingIOError:
-                await self._wait_fd(readable=True)
+                await self._wait_readable(stop)
+                continue
             except OSError as exc:
                 if exc.errno == errno.EIO:  # Linux: slave side closed by every holder
                     return b""
                 raise
+            self._unread_wakes = 0
+            return data
+
+    async def _wait_readable(self, stop: asyncio.Future[Any] | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._readable = readable = loop.create_future()
+        if self._watching is None:
+            loop.add_reader(self.master_fd, self._on_readable)
+            self._watching = loop
+            self._unread_wakes = 0
+
+        def wake(_: object) -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        if stop is not None:
+            stop.add_done_callback(wake)
+        try:
+            await readable
+        finally:
+            self._readable = None
+            if stop is not None:
+                stop.remove_done_callback(wake)
+
+    def _on_readable(self) -> None:
+        """Wake the reader. With no reader waiting, once may be the readiness of what it has just
+        read (the loop polled before the reader ran); twice since its last read means bytes wait
+        unread (its consumer is busy, or the window full): stop watching until it asks again, or
+        the loop would call this at every turn."""
+        readable = self._readable
+        if readable is None:
+            self._unread_wakes += 1
+            if self._unread_wakes > 1:
+                self._unwatch()
+        elif not readable.done():
+            readable.set_result(None)
+
+    def _unwatch(self) -> None:
+        if self._watching is not None:
+            with contextlib.suppress(RuntimeError, ValueError, OSError):  # the loop may be closed
+                self._watching.remove_reader(self.master_fd)
+            self._watching = None
 
     def read_available(self, limit: int = READ_SIZE) -> bytes:
         """Whatever is buffered right now, without waiting."""
@@ -191,4 +242,5 @@ class PtyProcess:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._unwatch()
             os.close(self.master_fd)

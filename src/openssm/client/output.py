@@ -55,6 +55,7 @@ class Console:
         # Event-loop tasks waiting for the queue to shrink, woken after each write.
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._on_pipe = pipe_capacity(self.fd) > 0
+        self._tty = _nonblocking_twin(self.fd)
 
     @property
     def fd(self) -> int:
@@ -79,6 +80,14 @@ class Console:
             if not self._write_out([data]):
                 self._broken = True
             return
+        if not self._pending and self._tty is not None:
+            # A terminal: what it takes now goes at once, through a description of its own that
+            # cannot block; a keystroke's echo is shown without waking the thread (a wait for a
+            # CPU on a busy machine). What it does not take goes to the thread, in order.
+            written = _write_nonblocking(self._tty, data)
+            if written == len(data):
+                return
+            data = memoryview(data)[written:]
         if isinstance(data, bytearray) or (isinstance(data, memoryview) and not data.readonly):
             data = bytes(data)
         with self._changed:
@@ -170,6 +179,27 @@ class Console:
             log.warning("writing the session's output failed; the rest of it is dropped", exc_info=True)
             return False
         return True
+
+
+def _write_nonblocking(fd: int, data: bytes | bytearray | memoryview) -> int:
+    """Bytes of ``data`` that ``fd`` (non-blocking) took; errors are left to the thread's write on
+    the stream, which reports them as the stream's own."""
+    try:
+        return os.write(fd, data)
+    except OSError:
+        return 0
+
+
+def _nonblocking_twin(fd: int) -> int | None:
+    """When ``fd`` is a terminal, a second open file description of it, non-blocking: writes through
+    it cannot block the event loop, and the flag is not set on the description stdout shares with
+    the shell that started us (and with whatever else writes to the terminal). None otherwise."""
+    try:
+        if fd < 0 or not os.isatty(fd):
+            return None
+        return os.open(os.ttyname(fd), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

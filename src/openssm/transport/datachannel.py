@@ -49,6 +49,14 @@ ACK_BEFORE_HANDLING: Final = frozenset(
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
 # How long a closing channel waits for its last acks to be taken by the socket.
 CLOSE_FLUSH_SECONDS: Final = 1.0
+# How long the acks of a message whose handler expects to answer it at once (a keystroke written to
+# a PTY, which echoes it) wait for that answer, to leave in the same write (see expect_reply).
+REPLY_WAIT: Final = 0.002
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ChannelEnded(OpenSSMError):
@@ -106,6 +114,8 @@ class ChannelDriver:
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Event()  # set on every change a sender may wait for
         self._queued = asyncio.Event()  # the core queued something for the writer task
+        self._reply_expected = False  # see expect_reply
+        self._reply: asyncio.Future[None] | None = None  # the writer task waits for a reply in it
         self.closed_event: ChannelClosed | None = None
 
     # -- the socket --------------------------------------------------------------------------------
@@ -160,6 +170,9 @@ class ChannelDriver:
                 await ws.send_messages(batch)  # in one write when small: one wake-up of the peer
             except _SEND_ERRORS as exc:
                 log.debug("data channel to %s: write failed: %s", self.peer, exc)
+            finally:
+                if self._reply is not None:
+                    _settle(self._reply)  # the acks it held went with this batch
 
     async def wait_acked(self, timeout: float, *, until_closed: bool = False) -> bool:
         """Wait up to ``timeout`` until the peer acked everything (or, ``until_closed``, the channel
@@ -180,12 +193,34 @@ class ChannelDriver:
         if self.core.has_data_to_send:
             self._queued.set()
 
+    def expect_reply(self) -> None:
+        """The handler has just taken a message it will answer at once (a keystroke written to a
+        PTY, which echoes it): the acks queued with it wait up to REPLY_WAIT for that answer and go
+        out in the same write, so the gateway and the peer wake once for both instead of twice,
+        which is what an echo's round trip costs on a busy machine. Without an answer by then they
+        go alone, as before (the peer's RTT sample grows by that much at most)."""
+        self._reply_expected = True
+
     async def _writer(self) -> None:
         """Writes what the read loop and the timer leave queued (acks, resends, backlogs)."""
         while True:
             await self._queued.wait()
             self._queued.clear()
+            if self._reply_expected:
+                self._reply_expected = False
+                await self._wait_reply()
             await self.flush()
+
+    async def _wait_reply(self) -> None:
+        """Until a sender's flush has written what is queued, or REPLY_WAIT has passed."""
+        loop = asyncio.get_running_loop()
+        self._reply = reply = loop.create_future()
+        timer = loop.call_later(REPLY_WAIT, _settle, reply)
+        try:
+            await reply
+        finally:
+            timer.cancel()
+            self._reply = None
 
     def _notify(self) -> None:
         self._changed.set()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+from collections.abc import Callable
 
 import pytest
 from tests.conftest import require
+from tests.support.wait import wait_for
 
 from openssm.agent import pty_process
 from openssm.agent.pty_process import PtyProcess
@@ -68,3 +71,46 @@ async def test_programs_get_the_signals_an_agent_under_nohup_ignores() -> None:
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+async def test_keystroke_echoes_are_read_without_watching_the_terminal_anew_each_time() -> None:
+    """The terminal is watched from the first wait on: each echo then costs its read, not an
+    add_reader/remove_reader pair (two epoll_ctl calls) and a new callback; a terminal nobody
+    reads is no longer watched (else its callback ran at every loop turn); ``stop`` ends a wait."""
+    loop = asyncio.get_running_loop()
+    pty = await PtyProcess.spawn(
+        "/bin/sh", ["sh", "-c", "stty -icanon -echo; echo READY; exec cat"], env={}, cwd="/"
+    )
+    try:
+        output = b""
+        while b"READY" not in output:
+            output += await pty.read() or b""
+        watched = 0
+        add_reader = loop.add_reader
+
+        def counted(fd: int, callback: Callable[[], object]) -> None:
+            nonlocal watched
+            watched += 1
+            add_reader(fd, callback)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(loop, "add_reader", counted)
+            for key in b"abcdefghij":
+                await pty.write(bytes([key]))
+                assert await asyncio.wait_for(pty.read(), 10) == bytes([key])
+        assert watched <= 1
+        await pty.write(b"unread")  # nobody waits for it: the terminal stops being watched
+        await wait_for(lambda: pty._watching is None, 10, "the unread terminal to be left alone")
+        unread = b""
+        while len(unread) < len(b"unread"):
+            unread += await pty.read() or b""
+        assert unread == b"unread"
+        stop: asyncio.Future[None] = loop.create_future()
+        reading = asyncio.create_task(pty.read(stop=stop))
+        await asyncio.sleep(0.05)
+        stop.set_result(None)
+        assert await asyncio.wait_for(reading, 10) is None
+    finally:
+        pty.close()
+        assert pty._watching is None
+        await pty.terminate()

@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import threading
+import tty
 from collections.abc import Iterator
 
 import pytest
@@ -131,3 +132,29 @@ async def test_a_stream_that_fails_oddly_ends_the_output_without_hanging() -> No
     console.write(b"lost")
     await asyncio.wait_for(console.drain(), 5)
     assert console.pending == 0
+
+
+async def test_a_terminal_takes_what_it_can_at_once_and_the_rest_in_order_from_the_thread() -> None:
+    """A keystroke's echo is written at once (no hand-over to the thread), through a non-blocking
+    description of the terminal of its own: stdout's, shared with the shell, stays blocking; what
+    a full terminal does not take is written by the thread, after what went before it."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # bytes as they are (no \n → \r\n)
+    try:
+        console = Console(open(slave, "wb", closefd=False))
+        console.write(b"k")
+        assert os.read(master, 10) == b"k"
+        assert console.pending == 0 and console._writer is None and os.get_blocking(slave)
+        data = os.urandom(MiB)  # more than the terminal holds while nobody reads it
+        console.write(data)
+        assert 0 < console.pending < len(data)
+        console.write(b"after")
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(read_all(master, len(data) + 5)))
+        reader.start()
+        await asyncio.wait_for(console.drain(), 10)
+        reader.join(10)
+        assert received == [data + b"after"]
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -106,35 +106,25 @@ class PtySessionHandler(SessionHandler):
             self.pty.close()
 
     async def _pump_output(self) -> None:
-        """PTY output → Output messages (≤1024 bytes, never splitting a UTF-8 character)."""
+        """PTY output → Output messages (≤1024 bytes, never splitting a UTF-8 character). Read in
+        this task itself (no task and no ``asyncio.wait`` per chunk: each keystroke's echo is one)."""
         carry = b""
-        reader = asyncio.create_task(self.pty.read())
         exited = asyncio.create_task(self.pty.process.wait())
         try:
-            while True:
-                done, _ = await asyncio.wait({reader, exited}, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
-                    data = reader.result()
-                    if not data:
-                        break
-                    carry = await self._send_complete(carry + data)
-                    reader = asyncio.create_task(self.pty.read())
-                    continue
+            while (data := await self.pty.read(stop=exited)) is not None:
+                if not data:
+                    break
+                carry = await self._send_complete(carry + data)
+            else:
                 # The program exited; collect what it left in the terminal, then stop even if
                 # a background child still holds the PTY open.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(TAIL_GRACE_SECONDS):
-                        while True:
-                            data = await reader
-                            if not data:
-                                break
+                        while data := await self.pty.read():
                             carry = await self._send_complete(carry + data)
-                            reader = asyncio.create_task(self.pty.read())
-                break
             if carry:
                 await self.channel.send_output(carry)
         finally:
-            reader.cancel()
             exited.cancel()
 
     async def _send_complete(self, data: bytes) -> bytes:
@@ -150,6 +140,7 @@ class PtySessionHandler(SessionHandler):
             return
         if frame.payload_type == PayloadType.OUTPUT:
             await self.pty.write(frame.payload)
+            self.channel.expect_reply()  # the terminal echoes it: its ack goes with the echo
         elif frame.payload_type == PayloadType.SIZE:
             size = usable_size(frame.payload)
             if size is not None:
