@@ -11,12 +11,14 @@ refusal to be changed come from here, and behave as a frozen dataclass's do.
 
 from __future__ import annotations
 
+from openssm.errors import OpenSSMError
+
 TYPE_CHECKING = False  # typing only for the checker: this module is on the client's way to its prompt
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
 
-class FrozenError(AttributeError):
+class FrozenError(OpenSSMError, AttributeError):
     """An attempt to change a :class:`Value` (as ``dataclasses.FrozenInstanceError``, an AttributeError)."""
 
 
