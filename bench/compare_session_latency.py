@@ -204,8 +204,9 @@ def main() -> None:
                     in_process = echo.setdefault("in-process client", {})
                     in_process.setdefault(name, []).append(samples)
         finally:
-            for opened in browsers.values():
+            for name, opened in browsers.items():
                 opened.close()
+                opened.report_requests(f"browser {name}")
             launched.close()
             for ctx, _ in systems.values():
                 ctx.agent.stop()
