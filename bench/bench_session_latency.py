@@ -8,7 +8,8 @@ to the first byte of the remote shell's prompt on the terminal, for
 - ``openssm start-session`` (OpenSSM's client),
 - ``ssh`` through the ProxyCommand with ``openssm start-session`` (AWS-StartSSHSession),
 - ``aws ssm start-session`` (the real AWS CLI) exec'ing OpenSSM's ``session-manager-plugin``,
-- the browser console (Playwright on /usr/bin/chromium): click on "Start session" to prompt,
+- the browser console (Playwright on /usr/bin/chromium): click on "Start session" to prompt, as a
+  returning user sees it (the browser keeps its cache; one unmeasured click warms it first),
 - StartSession → first byte with a minimal data-channel client in this process (server only).
 
 Each repetition runs every variant once, in turn, so they share the machine's noise; medians and
