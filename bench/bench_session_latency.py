@@ -8,7 +8,8 @@ to the first byte of the remote shell's prompt on the terminal, for
 - ``openssm start-session`` (OpenSSM's client),
 - ``ssh`` through the ProxyCommand with ``openssm start-session`` (AWS-StartSSHSession),
 - ``aws ssm start-session`` (the real AWS CLI) exec'ing OpenSSM's ``session-manager-plugin``,
-- the browser console (Playwright on /usr/bin/chromium): click on "Start session" to prompt,
+- the browser console (Playwright on /usr/bin/chromium): click on "Start session" to prompt, as a
+  returning user sees it (the browser keeps its cache; one unmeasured click warms it first),
 - StartSession → first byte with a minimal data-channel client in this process (server only).
 
 Each repetition runs every variant once, in turn, so they share the machine's noise; medians and
@@ -551,7 +552,10 @@ class Browser:
         self.page.fill("#secret-access-key", secret)
         self.page.click("#signin-button")
         self.page.wait_for_url("**/console/nodes")
+        # Requests the shell page made over the network (not answered from the cache), per click.
+        self.requests: list[int] = []
         self.run()  # the warm-up click: not counted
+        self.requests.clear()
 
     def run(self) -> Run:
         page = self.page
@@ -569,13 +573,18 @@ class Browser:
         marks = page.evaluate(
             """() => {
                 const api = performance.getEntriesByType("resource").find((e) => e.name.endsWith("/console/api/sessions"));
+                const nav = performance.getEntriesByType("navigation")[0];
                 return { click: Number(sessionStorage.getItem("bench-click")), origin: performance.timeOrigin,
-                         api: api ? performance.timeOrigin + api.responseEnd : null, ...window.benchMarks };
+                         api: api ? performance.timeOrigin + api.responseEnd : null,
+                         document: performance.timeOrigin + nav.responseStart,
+                         requests: performance.getEntriesByType("resource").filter((e) => e.transferSize > 0).length,
+                         ...window.benchMarks };
             }"""
         )
         click = marks["click"]
         steps = {
             "page navigated": marks["origin"] - click,
+            "document's first byte (server answered)": marks["document"] - click,
             "page loaded (DOMContentLoaded)": marks["loaded"] - click,
             "StartSession answered": (marks["api"] or click) - click,
             "data channel open": marks["wsOpen"] - click,
@@ -584,6 +593,7 @@ class Browser:
         steps = {name: value / 1000 for name, value in steps.items()}
         for name, when in self.ctx.logs.new_events().items():
             steps[name] = when + wall_minus_mono - click / 1000
+        self.requests.append(marks["requests"])
         page.keyboard.type("exit")
         page.keyboard.press("Enter")
         page.wait_for_selector("body[data-session-ended]", timeout=TIMEOUT * 1000)
@@ -591,6 +601,13 @@ class Browser:
 
     def close(self) -> None:
         self._context.close()
+
+    def report_requests(self, name: str) -> None:
+        """How many requests the shell page sent over the network per click (StartSession included;
+        what the browser answered from its cache not counted; the document itself not counted)."""
+        if self.requests:
+            print(f"  {name}: requests from the shell page over the network per click: "
+                  f"median {statistics.median(self.requests):g} [{min(self.requests)} - {max(self.requests)}]")  # fmt: skip
 
 
 # -- StartSession → first byte, and echo, with a minimal data-channel client in this process ------------
@@ -954,6 +971,7 @@ def main() -> None:
         finally:
             if browser is not None:
                 browser.close()
+                browser.report_requests("browser: click → prompt")
             launched.close()
             agent.stop()
             server.stop()

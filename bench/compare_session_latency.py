@@ -167,6 +167,53 @@ def report_echo(echo: dict[str, dict[str, list[list[float]]]]) -> None:
             print(line)
 
 
+def browser_run(browser: latency.Browser) -> latency.Run:
+    """One click → prompt, with the server's and the agent's CPU time over it (and over the way
+    back to the nodes page, which each click starts from)."""
+    pids = (browser.ctx.server.process.proc.pid, browser.ctx.agent.process.proc.pid)  # type: ignore[union-attr]
+    before = [latency.process_cpu(pid) for pid in pids]
+    run = browser.run()
+    time.sleep(0.2)  # the session's end, on the server's and the agent's side
+    run.server_cpu, run.agent_cpu = (
+        latency.process_cpu(pid) - b for pid, b in zip(pids, before, strict=True)
+    )
+    return run
+
+
+def report_ratios(results: dict[str, list[latency.Run]]) -> None:
+    """Per way in measured on both systems: the working tree's time over REV's, round by round (the
+    whole way and each step both sides marked in every round), and the server's CPU time."""
+    ways = [name.removesuffix(" [working tree]") for name in results if name.endswith(" [working tree]")]
+    lines = []
+    for way in ways:
+        pair = [runs for name, runs in results.items() if name.startswith(way + " [")]
+        if len(pair) != 2:
+            continue
+        then, now = pair  # REV ran first
+        rounds = list(zip(then, now, strict=True))
+        measures: dict[str, list[tuple[float, float]]] = {
+            "first prompt byte": [(a.total, b.total) for a, b in rounds]
+        }
+        steps = [step for step in then[0].steps if all(step in run.steps for run in then + now)]
+        measures.update({step: [(a.steps[step], b.steps[step]) for a, b in rounds] for step in steps})
+        if all(run.cpu for run in then + now):
+            measures["client CPU"] = [(a.cpu or 0, b.cpu or 0) for a, b in rounds]
+        if all(run.server_cpu for run in then + now):
+            measures["server CPU (whole session)"] = [
+                (a.server_cpu or 0, b.server_cpu or 0) for a, b in rounds
+            ]
+        lines.append(f"  {way}")
+        for measure, pairs in measures.items():
+            ratios = [new / old for old, new in pairs if old > 0]
+            if ratios:
+                lines.append(
+                    f"    {measure:<42} {statistics.median(ratios):5.2f}x  [{min(ratios):4.2f} - {max(ratios):4.2f}]"
+                )
+    if lines:
+        print("\nWorking tree ÷ REV, round by round: median [min - max] (each step: time since the start)")
+        print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,7 +247,7 @@ def main() -> None:
             for _ in range(args.sessions):
                 for name, (ctx, source) in systems.items():
                     if browser:
-                        results.setdefault(f"browser {name}", []).append(browsers[name].run())
+                        results.setdefault(f"browser {name}", []).append(browser_run(browsers[name]))
                     if args.only_browser:
                         continue
                     ssm = ctx.server.client("ssm")
@@ -232,16 +279,16 @@ def main() -> None:
                     in_process = echo.setdefault("in-process client", {})
                     in_process.setdefault(name, []).append(samples)
         finally:
-            for opened in browsers.values():
+            for name, opened in browsers.items():
                 opened.close()
+                opened.report_requests(f"browser {name}")
             launched.close()
             for ctx, _ in systems.values():
                 ctx.agent.stop()
                 ctx.server.stop()
     print(f"{args.sessions} rounds; {os.cpu_count()} CPUs, shared with whatever else runs")
     latency.report(results, floor="")  # no floor: the sides are read against each other
-    names = list(systems)  # REV's first
-    latency.report_ratios(results, f" {names[1]}", f" {names[0]}")
+    report_ratios(results)
     report_echo(echo)
     report_costs(costs)
     for name, (ctx, _) in systems.items():

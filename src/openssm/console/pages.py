@@ -19,6 +19,8 @@ from typing import Final
 
 from aiohttp import web
 
+from openssm.clock import SYSTEM_CLOCK, Clock
+
 STATIC_DIR: Final = pathlib.Path(__file__).resolve().parent / "static"
 TITLES: Final = {
     "nodes": "Managed nodes",
@@ -70,26 +72,30 @@ def vendor_built() -> bool:
 class AssetVersion:
     """The digest of every file under ``static/`` that the server serves.
 
-    Hashed again only when a file's size or modification time changes (a stat of each file per
-    call, not a read), so a server whose files are rebuilt under it (``make console-assets``) hands
-    out new addresses at once. The digest is of the contents: nodes of one release behind a load
-    balancer agree on it."""
+    The files are looked at again (a stat of each, not a read) at most every ``recheck`` seconds,
+    and hashed again only when a file's size or modification time changed, so a server whose files
+    are rebuilt under it (``make console-assets``) hands out new addresses within a second. The
+    digest is of the contents: nodes of one release behind a load balancer agree on it."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, clock: Clock, recheck: float = 1.0) -> None:
         self.root = root
+        self.clock = clock
+        self.recheck = recheck
         self._lock = threading.Lock()
+        self._checked_at: float | None = None
         self._seen: tuple[tuple[str, int, int], ...] | None = None
         self._version = ""
 
-    def _files(self) -> list[pathlib.Path]:
-        return sorted(
-            path for path in self.root.rglob("*") if path.suffix in CONTENT_TYPES and path.is_file()
-        )
-
     def current(self) -> str:
-        files = self._files()
-        seen = tuple((str(path), (stat := path.stat()).st_size, stat.st_mtime_ns) for path in files)
+        now = self.clock.monotonic()
         with self._lock:
+            if self._checked_at is not None and now - self._checked_at < self.recheck:
+                return self._version
+            self._checked_at = now
+            files = sorted(
+                path for path in self.root.rglob("*") if path.suffix in CONTENT_TYPES and path.is_file()
+            )
+            seen = tuple((str(path), (stat := path.stat()).st_size, stat.st_mtime_ns) for path in files)
             if seen != self._seen:
                 digest = hashlib.sha256()
                 for path in files:
@@ -99,7 +105,7 @@ class AssetVersion:
             return self._version
 
 
-ASSET_VERSION: Final = AssetVersion(STATIC_DIR)
+ASSET_VERSION: Final = AssetVersion(STATIC_DIR, SYSTEM_CLOCK)
 
 
 def page_html(name: str, meta: dict[str, str] | None = None) -> str:

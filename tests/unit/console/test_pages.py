@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from openssm.clock import ManualClock
 from openssm.console import pages
 
 
@@ -38,17 +39,23 @@ def test_the_asset_version_is_a_digest_of_the_files_and_follows_their_changes(tm
     script = tmp_path / "js" / "a.js"
     script.write_text("export const a = 1;\n")
     (tmp_path / "notes.txt").write_text("not served, not counted")
-    version = pages.AssetVersion(tmp_path)
+    clock = ManualClock()
+    version = pages.AssetVersion(tmp_path, clock, recheck=1.0)
     first = version.current()
     assert re.fullmatch(r"[0-9a-f]{16}", first) and version.current() == first
-    assert pages.AssetVersion(tmp_path).current() == first  # the contents decide: nodes agree
+    assert pages.AssetVersion(tmp_path, ManualClock()).current() == first  # the contents decide: nodes agree
     (tmp_path / "notes.txt").write_text("still not served")
+    clock.advance(1.0)
     assert version.current() == first
     script.write_text("export const a = 2;\n")  # same size, new contents (and time)
+    clock.advance(0.5)
+    assert version.current() == first  # looked at again once a second, not on every request
+    clock.advance(0.5)
     second = version.current()
     assert second != first
     (tmp_path / "css").mkdir()
     (tmp_path / "css" / "b.css").write_text("body {}\n")  # a new file
+    clock.advance(1.0)
     assert version.current() not in (first, second)
 
 
