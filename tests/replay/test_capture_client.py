@@ -252,7 +252,7 @@ def with_local_port(captured_port: str | None, port: int) -> Callable[[bytes], b
         if captured_port is None or frame.payload_type != PayloadType.HANDSHAKE_REQUEST:
             return data
         payload = bytes(frame.payload).replace(f'"{captured_port}"'.encode(), f'"{port}"'.encode())
-        return dataclasses.replace(frame, payload=payload).encode()
+        return frame.with_payload(payload).encode()
 
     return rewrite
 

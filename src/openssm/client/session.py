@@ -239,7 +239,7 @@ class SessionDispatcher:
         if self._cipher is None or frame.payload_type not in ENCRYPTED_FROM_AGENT:
             return frame
         try:
-            return dataclasses.replace(frame, payload=self._cipher.decrypt(frame.payload))
+            return frame.with_payload(self._cipher.decrypt(frame.payload))
         except EncryptionError as exc:
             log.warning("dropping undecryptable payload: %s", exc)
             return None

@@ -8,10 +8,11 @@ seconds: a count of five covers only 3-6 s). Pure: the caller sleeps, on whateve
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Iterator
 from typing import Final
+
+from openssm.protocol.values import Value
 
 INITIAL_MIN: Final = 0.1
 INITIAL_MAX: Final = 0.2
@@ -19,28 +20,42 @@ FACTOR: Final = 2.0
 MAX_DELAY: Final = 5.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Backoff:
+class Backoff(Value):
     """Exponential delays: the first drawn from ``[initial_min, initial_max]``, each next one
     ``factor`` times longer, capped at ``maximum``.
 
     ``attempts`` bounds how many delays :meth:`delays` yields; ``window`` bounds their sum (seconds
     from the first failure to the last retry). Either, both or neither (then it never ends)."""
 
-    initial_min: float = INITIAL_MIN
-    initial_max: float = INITIAL_MAX
-    factor: float = FACTOR
-    maximum: float = MAX_DELAY
-    attempts: int | None = None
-    window: float | None = None
+    __slots__ = ("attempts", "factor", "initial_max", "initial_min", "maximum", "window")
+    initial_min: float
+    initial_max: float
+    factor: float
+    maximum: float
+    attempts: int | None
+    window: float | None
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.initial_min <= self.initial_max:
+    def __init__(
+        self,
+        initial_min: float = INITIAL_MIN,
+        initial_max: float = INITIAL_MAX,
+        factor: float = FACTOR,
+        maximum: float = MAX_DELAY,
+        attempts: int | None = None,
+        window: float | None = None,
+    ) -> None:
+        if not 0 <= initial_min <= initial_max:
             raise ValueError("need 0 <= initial_min <= initial_max")
-        if self.factor < 1 or self.maximum < self.initial_min:
+        if factor < 1 or maximum < initial_min:
             raise ValueError("need factor >= 1 and maximum >= initial_min")
-        if self.window is not None and self.window < 0:
+        if window is not None and window < 0:
             raise ValueError("window must not be negative")
+        object.__setattr__(self, "initial_min", initial_min)
+        object.__setattr__(self, "initial_max", initial_max)
+        object.__setattr__(self, "factor", factor)
+        object.__setattr__(self, "maximum", maximum)
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "window", window)
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """The waits between attempts, in order (a fresh random start each call)."""

@@ -6,7 +6,6 @@ big-endian header followed by the payload. See ``session-manager-protocol.md`` Â
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import json
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from openssm.errors import RemoteProtocolError
+from openssm.protocol.values import Value
 
 HEADER = struct.Struct(">I32sIQqQ16s32sII")
 HEADER_LENGTH: Final = 116  # offset of PayloadLength; the length field itself is not counted
@@ -110,18 +110,62 @@ def uuid_from_wire(raw: bytes) -> uuid.UUID:
 Payload = bytes | memoryview
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Frame:
-    """One Session Manager message (``ClientMessage``/``AgentMessage``)."""
+class Frame(Value):
+    """One Session Manager message (``ClientMessage``/``AgentMessage``); a new MessageId and the
+    time now as CreatedDate unless given."""
 
+    __slots__ = (
+        "created_date",
+        "flags",
+        "message_id",
+        "message_type",
+        "payload",
+        "payload_type",
+        "schema_version",
+        "sequence_number",
+    )
     message_type: str
-    sequence_number: int = 0
-    flags: int = 0
-    payload_type: int = 0
-    payload: Payload = b""
-    message_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
-    created_date: int = dataclasses.field(default_factory=now_millis)
-    schema_version: int = SCHEMA_VERSION
+    sequence_number: int
+    flags: int
+    payload_type: int
+    payload: Payload
+    message_id: uuid.UUID
+    created_date: int
+    schema_version: int
+
+    def __init__(
+        self,
+        message_type: str,
+        sequence_number: int = 0,
+        flags: int = 0,
+        payload_type: int = 0,
+        payload: Payload = b"",
+        message_id: uuid.UUID | None = None,
+        created_date: int | None = None,
+        schema_version: int = SCHEMA_VERSION,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "message_type", message_type)
+        setter(self, "sequence_number", sequence_number)
+        setter(self, "flags", flags)
+        setter(self, "payload_type", payload_type)
+        setter(self, "payload", payload)
+        setter(self, "message_id", uuid.uuid4() if message_id is None else message_id)
+        setter(self, "created_date", now_millis() if created_date is None else created_date)
+        setter(self, "schema_version", schema_version)
+
+    def with_payload(self, payload: Payload) -> Frame:
+        """This frame with another payload (a decrypted one), everything else kept."""
+        return Frame(
+            self.message_type,
+            self.sequence_number,
+            self.flags,
+            self.payload_type,
+            payload,
+            self.message_id,
+            self.created_date,
+            self.schema_version,
+        )
 
     def encode(self, *, digest: bool = True) -> bytes:
         """Wire bytes. ``digest=False`` leaves PayloadDigest zero (fast path only)."""
@@ -193,15 +237,23 @@ def encode_pieces(
     return [header, *parts]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class FrameHead:
+class FrameHead(Value):
     """What a relay needs of a frame (the gateway's relay and taps), read from the header alone:
     the payload is neither decoded, copied nor checked against its digest."""
 
+    __slots__ = ("message_type", "payload_offset", "payload_type", "sequence_number")
     message_type: str
     sequence_number: int
     payload_type: int
     payload_offset: int  # where the payload starts; it runs to the end of the frame
+
+    def __init__(
+        self, message_type: str, sequence_number: int, payload_type: int, payload_offset: int
+    ) -> None:
+        object.__setattr__(self, "message_type", message_type)
+        object.__setattr__(self, "sequence_number", sequence_number)
+        object.__setattr__(self, "payload_type", payload_type)
+        object.__setattr__(self, "payload_offset", payload_offset)
 
 
 def _message_type(size: int, header_length: int, type_bytes: bytes) -> str:

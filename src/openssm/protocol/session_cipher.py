@@ -9,12 +9,12 @@ decrypts and re-encrypts under its own.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Final
 
 from openssm.errors import OpenSSMError
 from openssm.protocol.frames import PayloadType
+from openssm.protocol.values import Value
 
 DATA_KEY_BYTES: Final = 64
 NONCE_BYTES: Final = 12
@@ -35,12 +35,16 @@ def encryption_context(session_id: str, target: str) -> dict[str, str]:
     return {"aws:ssm:SessionId": session_id, "aws:ssm:TargetId": target}
 
 
-@dataclasses.dataclass(frozen=True)
-class SessionCipher:
+class SessionCipher(Value):
     """One end's keys: ``send_key`` encrypts what it sends, ``receive_key`` decrypts what it gets."""
 
+    __slots__ = ("receive_key", "send_key")
     send_key: bytes
     receive_key: bytes
+
+    def __init__(self, send_key: bytes, receive_key: bytes) -> None:
+        object.__setattr__(self, "send_key", send_key)
+        object.__setattr__(self, "receive_key", receive_key)
 
     @classmethod
     def from_data_key(cls, plaintext: bytes, *, agent: bool = False) -> SessionCipher:

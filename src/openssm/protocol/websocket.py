@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from openssm.errors import RemoteProtocolError
 from openssm.protocol.buffers import receive_buffer
+from openssm.protocol.values import Value
 
 Buffer = bytes | bytearray | memoryview
 
@@ -69,12 +69,16 @@ class WebSocketProtocolError(RemoteProtocolError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(Value):
     """A whole data message (text or binary, reassembled) or one control frame."""
 
+    __slots__ = ("data", "opcode")
     opcode: int
     data: bytes | bytearray
+
+    def __init__(self, opcode: int, data: bytes | bytearray) -> None:
+        object.__setattr__(self, "opcode", opcode)
+        object.__setattr__(self, "data", data)
 
 
 def mask_python(key: bytes, data: bytearray) -> None:

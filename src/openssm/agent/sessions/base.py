@@ -99,7 +99,7 @@ class SessionHandler(abc.ABC):
             return
         if self._cipher is not None and frame.payload_type in ENCRYPTED_TO_AGENT:
             try:
-                frame = dataclasses.replace(frame, payload=self._cipher.decrypt(frame.payload))
+                frame = frame.with_payload(self._cipher.decrypt(frame.payload))
             except EncryptionError as exc:
                 log.warning("session %s: dropped client input: %s", self.request.session_id, exc)
                 return
