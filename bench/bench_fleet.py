@@ -919,10 +919,13 @@ async def survivor_shells(
     retries: collections.Counter[str] = collections.Counter()
     for index in range(count):
         node = nodes[index % len(nodes)]
+        # Not an agent whose API calls have moved to another node while its control channel stayed
+        # (as the real agent's do after an unanswered call): its data channel would go to that node,
+        # which refuses it ("served by another node"), a failure unrelated to the killed node.
         agent = next(
             a
             for a in fleet.agents[index:]
-            if a.online.is_set() and a.control_node == node.endpoint and not a.sessions
+            if a.online.is_set() and a.control_node == a.endpoint == node.endpoint and not a.sessions
         )
         shells.append(await open_shell(node.client("ssm"), http, agent.instance_id, gate, retries))
     return shells
