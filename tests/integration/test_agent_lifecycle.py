@@ -197,6 +197,16 @@ async def test_register_then_run_as_a_process(tmp_path: pathlib.Path) -> None:
     assert TEMP_SECRET not in log.decode() and ACTIVATION_CODE not in log.decode()
 
 
+async def runs_a_session(fake: FakeMgs, session_id: str, word: str) -> None:
+    """``fake`` sends the agent a session that echoes ``word``; its data channel comes to ``fake``."""
+    props = {"linux": {"commands": f"echo {word}", "runAsElevated": True}}
+    await fake.send_control(
+        interactive_shell(session_id, session_content(session_id, "InteractiveCommands", props))
+    )
+    client = await fake.next_client()
+    await client.wait_for(lambda: client.output_bytes == f"{word}\r\n".encode(), "the session's output")
+
+
 async def test_control_channel_reconnects_after_the_service_drops_it() -> None:
     fake = FakeMgs()
     await fake.start()
@@ -206,16 +216,28 @@ async def test_control_channel_reconnects_after_the_service_drops_it() -> None:
             await fake.drop_control()
             await until(lambda: agent.control.connections >= 2, 10)
             assert len([r for r in fake.requests_to("/v1/control-channel/") if r.method == "POST"]) == 2
-            # The new channel serves sessions.
-            sid = "tester-0123456789abcdef2"
-            props = {"linux": {"commands": "echo again", "runAsElevated": True}}
-            await fake.send_control(
-                interactive_shell(sid, session_content(sid, "InteractiveCommands", props))
-            )
-            client = await fake.next_client()
-            await client.wait_for(lambda: client.output_bytes == b"again\r\n", "output after reconnect")
+            await runs_a_session(fake, "tester-0123456789abcdef2", "again")  # the new channel serves them
     finally:
         await fake.close()
+
+
+async def test_a_session_opens_on_its_control_channels_node_after_the_agents_calls_failed_over() -> None:
+    """A scale-out server's node, A, holds the control channel; one unanswered call has moved the
+    agent's calls to node B. A session A delivers is served by A: its data channel must go to A
+    (B would refuse it with 503 while A lives, and the session would never open)."""
+    node_a, node_b = FakeMgs(), FakeMgs()
+    await node_a.start()
+    await node_b.start()
+    try:
+        async with running_agent(node_a, failover=(node_b.endpoint,)) as agent:
+            await asyncio.wait_for(node_a.control_connected.wait(), 10)
+            agent._unreachable(node_a.endpoint)  # what an unanswered API call to A does
+            assert agent.mgs.endpoint == node_b.endpoint
+            await runs_a_session(node_a, "tester-0123456789abcdef3", "served")
+            assert not node_b.requests_to("/v1/data-channel/")
+    finally:
+        await node_a.close()
+        await node_b.close()
 
 
 async def test_stop_is_prompt_while_the_service_is_unreachable() -> None:

@@ -56,7 +56,7 @@ class ControlChannel:
             started = loop.time()
             endpoint, connections = self._mgs.endpoint, self.connections
             try:
-                await self._connect_and_serve()
+                await self._connect_and_serve(endpoint)
             except (MgsError, OSError, TimeoutError) as exc:
                 reraise_if_cancelled()
                 log.warning("control channel: %s", exc)
@@ -71,12 +71,13 @@ class ControlChannel:
             log.info("control channel: reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
-    async def _connect_and_serve(self) -> None:
-        token = await self._mgs.create_control_channel(self.instance_id)
-        ws = await self._mgs.connect_control(self.instance_id)
+    async def _connect_and_serve(self, endpoint: str) -> None:
+        token = await self._mgs.create_control_channel(self.instance_id, endpoint)
+        ws = await self._mgs.connect_control(self.instance_id, endpoint)
         try:
             await ws.send_str(ControlOpen(token_value=token, agent_version=AGENT_VERSION).to_text())
             self._ws = ws
+            self._mgs.control_endpoint = endpoint
             self.connections += 1
             self.connected.set()
             log.info("control channel open for %s", self.instance_id)
@@ -87,6 +88,8 @@ class ControlChannel:
                     break
             log.warning("control channel closed by the service")
         finally:
+            if self._mgs.control_endpoint == endpoint:
+                self._mgs.control_endpoint = None
             with contextlib.suppress(Exception):
                 await ws.close()
 

@@ -85,8 +85,9 @@ class DataChannel:
         self._server = asyncio.create_task(self._serve(), name=f"data-channel-{self.session_id}")
 
     async def _connect(self) -> ChannelSocket:
-        token = await self._mgs.create_data_channel(self.session_id)
-        ws = await self._mgs.connect_data(self.session_id)
+        endpoint = self._mgs.session_endpoint()  # the node serving the session
+        token = await self._mgs.create_data_channel(self.session_id, endpoint)
+        ws = await self._mgs.connect_data(self.session_id, endpoint)
         opening = {
             "MessageSchemaVersion": "1.0",
             "RequestId": str(uuid.uuid4()),

@@ -78,9 +78,19 @@ class MgsClient:
         self.region = region
         self.credentials = credentials
         self.ping_seconds = ping_seconds
+        # The node the control channel is open on, while it is: the node that serves the sessions it
+        # delivers, so their data channels go there even when the agent's calls have moved to
+        # another node (``endpoint`` fails over on one unanswered call; that node would refuse a
+        # session its live peer serves with 503, and the session would never open).
+        self.control_endpoint: str | None = None
 
-    async def _create_token(self, path: str, request: dict[str, str]) -> str:
-        url = rest_url(self.endpoint, path)
+    def session_endpoint(self) -> str:
+        """Where a session's data channel is dialled: the control channel's node, else ``endpoint``
+        (no control channel: its node is gone, and the session resumes where the calls went)."""
+        return self.control_endpoint or self.endpoint
+
+    async def _create_token(self, path: str, request: dict[str, str], endpoint: str | None) -> str:
+        url = rest_url(endpoint or self.endpoint, path)
         body = go_json(request)
         headers = sign(
             "POST",
@@ -103,16 +113,21 @@ class MgsClient:
             raise MgsError(f"{path}: HTTP {response.status}: {detail}", response.status)
         return token_from_xml(text)
 
-    async def create_control_channel(self, instance_id: str) -> str:
+    # Each call below goes to ``endpoint`` when given (the token and its WebSocket must reach the
+    # same node, whatever fails over in between), else to the current ``self.endpoint``.
+
+    async def create_control_channel(self, instance_id: str, endpoint: str | None = None) -> str:
         return await self._create_token(
             f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}",
             {"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4())},
+            endpoint,
         )
 
-    async def create_data_channel(self, session_id: str) -> str:
+    async def create_data_channel(self, session_id: str, endpoint: str | None = None) -> str:
         return await self._create_token(
             f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}",
             {"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4()), "ClientId": ""},
+            endpoint,
         )
 
     async def _signed_headers(self, url: str) -> dict[str, str]:
@@ -129,18 +144,18 @@ class MgsClient:
         headers["User-Agent"] = GO_USER_AGENT
         return headers
 
-    async def connect_control(self, instance_id: str) -> ClientWebSocket:
+    async def connect_control(self, instance_id: str, endpoint: str | None = None) -> ClientWebSocket:
         url = websocket_url(
-            self.endpoint,
+            endpoint or self.endpoint,
             f"/v1/control-channel/{urllib.parse.quote(instance_id, safe='')}",
             "role=subscribe&stream=input",
         )
         # A few small frames a minute: a small read buffer (the data channels' is 64 KiB).
         return await self._dial(url, read_buffer=CONTROL_READ_BUFFER)
 
-    async def connect_data(self, session_id: str) -> ClientWebSocket:
+    async def connect_data(self, session_id: str, endpoint: str | None = None) -> ClientWebSocket:
         url = websocket_url(
-            self.endpoint,
+            endpoint or self.endpoint,
             f"/v1/data-channel/{urllib.parse.quote(session_id, safe='')}",
             "role=publish_subscribe",
         )

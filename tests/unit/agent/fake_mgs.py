@@ -339,8 +339,11 @@ async def agent_session(content: dict[str, Any], **settings: Any):  # type: igno
 
 
 @contextlib.asynccontextmanager
-async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0", **settings: Any):  # type: ignore[no-untyped-def]
-    """An ``Agent`` with static test credentials against ``fake``, stopped on exit."""
+async def running_agent(  # type: ignore[no-untyped-def]
+    fake: FakeMgs, instance_id: str = "i-0123456789abcdef0", failover: tuple[str, ...] = (), **settings: Any
+):
+    """An ``Agent`` with static test credentials against ``fake`` (then the ``failover``
+    endpoints, as a scale-out server's other nodes), stopped on exit."""
 
     from openssm.agent.config import AgentSettings
     from openssm.agent.runner import Agent
@@ -361,6 +364,7 @@ async def running_agent(fake: FakeMgs, instance_id: str = "i-0123456789abcdef0",
         gateway_endpoint=fake.endpoint,
         credentials=StaticCredentials(CREDENTIALS),
         settings=AgentSettings.from_mapping(defaults),
+        failover_endpoints=failover,
     )
     task = asyncio.create_task(agent.run(stop))
     try:
