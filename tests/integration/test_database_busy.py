@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import pathlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
@@ -25,13 +27,16 @@ from tests.support import postgres
 from tests.support.gateway import assert_silent, running_gateway
 from tests.support.inprocess_api import running_api
 from tests.support.wait import wait_for
+from tests.unit.gateway.test_gateway_jobs import INSTANCE_ID, command_row
 
+from openssm.gateway.jobs import RunCommandJobs
+from openssm.protocol import run_command as rc
 from openssm.protocol.messages import ClientOpen
 from openssm.server.admission import Admission
-from openssm.store import gateway_nodes, instances
+from openssm.store import commands, gateway_nodes, instances
 from openssm.store.db import DatabaseBusy, PoolSettings, make_engine, migrate, patiently
 from openssm.store.instances import PingBuffer
-from openssm.store.tables import sessions
+from openssm.store.tables import command_invocations, sessions
 
 TARGET = "mi-0123456789abcdef0"
 # One connection and a short wait: far fewer than the requests made at once.
@@ -231,3 +236,46 @@ async def test_a_connection_postgres_refuses_for_lack_of_room_is_busy_not_an_err
             assert not isinstance(error.value, DatabaseBusy)
         finally:
             await missing.dispose()
+
+
+class _Host:
+    """The gateway node as Run Command's extension sees it: what it sends down control channels."""
+
+    node_id = "node-1"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def live_session(self, session_id: str) -> None:
+        return None
+
+    async def send_control(self, instance_id: str, data: bytes) -> bool:
+        self.sent.append((instance_id, data))
+        return True
+
+    def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return asyncio.create_task(coroutine, name=name)
+
+
+async def test_a_control_channel_opening_in_a_busy_moment_still_gets_what_it_is_owed(
+    tmp_path: pathlib.Path, postgres_url: str
+) -> None:
+    """Nobody retries what a control channel that just opened is owed (a cancel it missed while
+    away, here): its reads wait out a busy pool instead of dropping it (a wave of reconnecting
+    agents once made one miss it)."""
+    async with running_api(tmp_path, database_url=postgres_url, database_pool=TINY) as api:
+        engine = api.services.engine
+        command = dataclasses.replace(command_row(), instance_ids=[INSTANCE_ID])
+        await commands.create(
+            engine, command, [commands.pending_invocation(command.command_id, INSTANCE_ID, INSTANCE_ID)]
+        )
+        async with engine.begin() as conn:
+            await conn.execute(sa.update(command_invocations).values(status=rc.CANCELLING))
+        jobs, host = RunCommandJobs(api.services), _Host()
+        await jobs.start(host)
+        async with engine.connect():  # the pool's only connection, held
+            opened = asyncio.create_task(jobs.on_control_opened(INSTANCE_ID))
+            done, _ = await asyncio.wait({opened}, timeout=TINY.timeout * 4)
+            assert not done, "the reads gave up (or never waited) while the database was busy"
+        await asyncio.wait_for(opened, 10)
+        assert [instance for instance, _ in host.sent] == [INSTANCE_ID]

@@ -36,6 +36,7 @@ from openssm.services import Services
 from openssm.store import commands as store
 from openssm.store import gateway_nodes, instances, log_uploads
 from openssm.store.commands import CommandRow
+from openssm.store.db import patiently
 
 log = logging.getLogger(__name__)
 
@@ -208,21 +209,30 @@ class RunCommandJobs(NodeExtension):
 
     async def on_control_opened(self, instance_id: str) -> None:
         """A control channel opened: send it every job dispatched to it and not delivered, the
-        cancels it missed while away, and start the commands that were waiting for it."""
-        if not await store.owes_instance(self.engine, instance_id):
-            return
-        frames = [
-            agent_job_frame(row, instance_id)
-            for row in await store.pending_for_instance(self.engine, instance_id, now=self.clock.now())
-        ]
-        frames += [
-            cancel_job_frame(command_id, instance_id)
-            for command_id in await store.cancelling_for_instance(self.engine, instance_id)
-        ]
-        for frame in frames:
+        cancels it missed while away, and start the commands that were waiting for it. Nobody
+        retries this (the agent just connected), so its reads wait out a busy database: a wave of
+        agents reconnecting at once must not make one miss a command it is owed."""
+
+        async def owed() -> list[bytes]:
+            if not await store.owes_instance(self.engine, instance_id):
+                return []
+            frames = [
+                agent_job_frame(row, instance_id)
+                for row in await store.pending_for_instance(self.engine, instance_id, now=self.clock.now())
+            ]
+            return frames + [
+                cancel_job_frame(command_id, instance_id)
+                for command_id in await store.cancelling_for_instance(self.engine, instance_id)
+            ]
+
+        for frame in await patiently(owed, f"the jobs owed to {instance_id}"):
             if not await self.node.send_control(instance_id, frame):
                 return  # gone again; the next connection retries
-        for command_id in await store.waiting_for_instance(self.engine, instance_id):
+        waiting = await patiently(
+            lambda: store.waiting_for_instance(self.engine, instance_id),
+            f"the commands waiting for {instance_id}",
+        )
+        for command_id in waiting:
             await self.advance(command_id)
 
     # -- agent → store ---------------------------------------------------------------------------
